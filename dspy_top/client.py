@@ -1,0 +1,279 @@
+"""Talk to instrumented processes: find their sockets, connect, read typed events, ask for payloads.
+
+Used by the viewer and the tests. Imports only the standard library, msgpack and
+platformdirs (through `paths`): never dspy, never Textual.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import select
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from dspy_top import paths, protocol
+from dspy_top.protocol import Hello, ProtocolError
+
+
+class ConnectError(Exception):
+    """A process could not be attached to, or the connection broke; the message says why."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A discovered instrumented process."""
+
+    pid: int
+    socket_path: Path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def discover(directory: Path | None = None, cleanup: bool = True) -> list[Endpoint]:
+    """Sockets of this user's running instrumented processes, by pid.
+
+    With `cleanup`, sockets left behind by processes that died are removed.
+    """
+    directory = directory or paths.runtime_dir()
+    try:
+        entries = list(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    found = []
+    for entry in entries:
+        if not entry.name.endswith(paths.SOCKET_SUFFIX):
+            continue
+        try:
+            pid = int(entry.name[: -len(paths.SOCKET_SUFFIX)])
+        except ValueError:
+            continue
+        if pid_alive(pid):
+            found.append(Endpoint(pid, entry))
+        elif cleanup:
+            try:
+                entry.unlink()
+            except OSError:
+                pass
+    return sorted(found, key=lambda e: e.pid)
+
+
+def socket_for_pid(pid: int, directory: Path | None = None) -> Path:
+    return (directory or paths.runtime_dir()) / f"{pid}{paths.SOCKET_SUFFIX}"
+
+
+class Connection:
+    """One attached process. `connect()` returns its hello; then read events as they come."""
+
+    def __init__(self, socket_path: Path | str, timeout: float = 3.0) -> None:
+        self.socket_path = Path(socket_path)
+        self.timeout = timeout
+        self.hello: Hello | None = None
+        self._sock: socket.socket | None = None
+        self._reader = protocol.FrameReader()
+        self._pending: deque[dict[str, Any]] = deque()
+        self._requests = itertools.count(1)
+        self.closed = False
+        self._broken: ConnectError | None = None
+
+    def __enter__(self) -> "Connection":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def connect(self) -> Hello:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.socket_path))
+        except FileNotFoundError:
+            sock.close()
+            raise ConnectError(f"no socket at {self.socket_path} (the process has exited)") from None
+        except ConnectionRefusedError:
+            sock.close()
+            raise ConnectError(f"nothing listens on {self.socket_path} (stale socket of an exited process)") from None
+        except PermissionError:
+            sock.close()
+            raise ConnectError(f"permission denied on {self.socket_path} (another user's process?)") from None
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
+        self._sock = sock
+        try:
+            first = self._next(self.timeout)
+        except ConnectError:
+            self.close()
+            raise
+        if first is None:
+            self.close()
+            raise ConnectError(f"{self.socket_path}: no hello within {self.timeout:g}s (not a dspy-top socket?)")
+        if first["t"] == protocol.ERROR:
+            self.close()
+            raise ConnectError(f"refused by the process: {first.get('reason')}")
+        if first["t"] != protocol.HELLO:
+            self.close()
+            raise ConnectError(f"{self.socket_path}: expected a hello, got {first['t']!r}")
+        try:
+            self.hello = Hello.from_message(first)
+        except ProtocolError as exc:
+            self.close()
+            raise ConnectError(str(exc)) from None
+        self._send({"t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "client": "dspy-top"})
+        sock.setblocking(False)
+        return self.hello
+
+    def close(self) -> None:
+        self.closed = True
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    # --- reading ---------------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0) -> list[dict[str, Any]]:
+        """Every message available now (waiting up to `timeout` for the first one).
+
+        Raises ConnectError when the process closes the connection or sends garbage.
+        """
+        if self._broken is not None and not self._pending:
+            raise self._broken
+        out = list(self._pending)
+        self._pending.clear()
+        if out:
+            timeout = 0.0
+        while True:
+            try:
+                message = self._next(timeout)
+            except ConnectError as exc:
+                if not out:
+                    raise
+                self._broken = exc  # hand over what arrived first (the exit message); raise next time
+                return out
+            if message is None:
+                return out
+            out.append(message)
+            timeout = 0.0
+
+    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Messages as they arrive, until the process ends (an `exit` message, then EOF)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                return
+            try:
+                batch = self.poll(timeout=remaining if remaining is not None else 1.0)
+            except ConnectError:
+                return
+            yield from batch
+
+    def _next(self, timeout: float) -> dict[str, Any] | None:
+        if self._pending:
+            return self._pending.popleft()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                for message in self._reader.feed(b""):
+                    self._pending.append(message)
+            except ProtocolError as exc:
+                self.close()
+                raise ConnectError(f"process sent bad data: {exc}") from None
+            if self._pending:
+                return self._pending.popleft()
+            if self._sock is None:
+                raise ConnectError("connection closed")
+            remaining = deadline - time.monotonic()
+            try:
+                ready, _, _ = select.select([self._sock], [], [], max(0.0, remaining))
+            except (OSError, ValueError):
+                raise ConnectError("connection closed") from None
+            if not ready:
+                return None
+            try:
+                data = self._sock.recv(1 << 20)
+            except (BlockingIOError, InterruptedError, socket.timeout):
+                continue
+            except OSError as exc:
+                self.close()
+                if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                    raise ConnectError("the process closed the connection") from None
+                raise ConnectError(f"connection failed: {exc.strerror or exc}") from None
+            if not data:
+                self.close()
+                raise ConnectError("the process closed the connection")
+            try:
+                for message in self._reader.feed(data):
+                    self._pending.append(message)
+            except ProtocolError as exc:
+                self.close()
+                raise ConnectError(f"process sent bad data: {exc}") from None
+
+    # --- requests --------------------------------------------------------------------
+
+    def request_payload(self, call_id: int) -> int:
+        """Ask for one call's full payload; the answer arrives as a `payload` message with this `req`."""
+        request_id = next(self._requests)
+        self._send({"t": protocol.GET_PAYLOAD, "req": request_id, "id": call_id})
+        return request_id
+
+    def request_stop(self, reason: str) -> None:
+        self._send({"t": protocol.STOP, "reason": reason})
+
+    def get_payload(self, call_id: int, timeout: float = 5.0) -> dict[str, Any] | None:
+        """Blocking helper: the payload for `call_id`, or None if the process no longer holds it.
+
+        Other messages read meanwhile are kept for the next `poll`.
+        """
+        request_id = self.request_payload(call_id)
+        deadline = time.monotonic() + timeout
+        held: list[dict[str, Any]] = []
+        try:
+            while time.monotonic() < deadline:
+                message = self._next(max(0.0, deadline - time.monotonic()))
+                if message is None:
+                    break
+                if message["t"] == protocol.PAYLOAD and message.get("req") == request_id:
+                    return message.get("payload") if message.get("found") else None
+                held.append(message)
+        finally:
+            self._pending.extendleft(reversed(held))
+        raise ConnectError(f"no answer for call {call_id} within {timeout:g}s")
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._sock is None:
+            raise ConnectError("not connected")
+        frame = protocol.encode(message)
+        view = memoryview(frame)
+        deadline = time.monotonic() + self.timeout
+        while view:
+            try:
+                sent = self._sock.send(view)
+                view = view[sent:]
+            except (BlockingIOError, InterruptedError):
+                if time.monotonic() > deadline:
+                    raise ConnectError("the process is not reading requests") from None
+                select.select([], [self._sock], [], 0.05)
+            except OSError as exc:
+                self.close()
+                raise ConnectError(f"connection failed: {exc.strerror or exc}") from None

@@ -1,0 +1,1 @@
+"""The in-process half of dspy-top: the only package that imports dspy."""

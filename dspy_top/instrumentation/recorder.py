@@ -1,0 +1,325 @@
+"""The in-process recorder: exact counters plus a bounded stream of events for viewers.
+
+The job's threads call `begin`/`finish` (the hot path: a lock, a few additions, one
+bounded append). A background thread drains events and serves them. Nothing here
+imports dspy, so it is tested directly with a fake clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from dspy_top import latency
+from dspy_top.protocol import CALL, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START, TOOL
+
+DEFAULT_HISTORY = 1000
+DEFAULT_QUEUE = 10_000
+# Finished evaluations and compiles kept for late viewers; running ones are always kept.
+MAX_SCOPES = 500
+
+
+class Counters:
+    """Exact usage counters for the whole process, one module path, one model or one scope."""
+
+    __slots__ = (
+        "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
+        "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "cost_saved_usd",
+        "latency_s", "in_flight", "latency_hist", "last_at",
+    )
+
+    def __init__(self) -> None:
+        self.calls = self.errors = self.retries = self.cache_hits = 0
+        self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.reasoning_tokens = 0
+        self.cost_usd = 0.0
+        self.unpriced_calls = 0
+        self.cost_saved_usd = 0.0
+        self.latency_s = 0.0
+        self.in_flight = 0
+        self.latency_hist: dict[int, int] = {}
+        self.last_at = 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls, "errors": self.errors, "retries": self.retries,
+            "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens, "cost_usd": self.cost_usd,
+            "unpriced_calls": self.unpriced_calls, "cost_saved_usd": self.cost_saved_usd,
+            "latency_s": self.latency_s, "in_flight": self.in_flight,
+            "latency_hist": dict(self.latency_hist), "last_at": self.last_at,
+        }
+
+
+class CallRecord:
+    """One LM call between begin and finish; lives on the job's thread."""
+
+    __slots__ = ("id", "path", "module_class", "chain", "model", "started_at", "started_perf",
+                 "retries", "partial_usage", "scopes", "stream", "targets")
+
+    def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, targets):
+        self.id = call_id
+        self.path = path
+        self.module_class = module_class
+        self.chain = chain
+        self.model = model
+        self.scopes = scopes
+        self.stream = stream
+        self.started_at = started_at
+        self.started_perf = started_perf
+        self.retries = 0
+        self.partial_usage: dict[str, int] | None = None
+        self.targets = targets
+
+
+class Recorder:
+    """Exact aggregates, recent history and a bounded event queue for one process."""
+
+    def __init__(
+        self,
+        history_capacity: int = DEFAULT_HISTORY,
+        queue_capacity: int = DEFAULT_QUEUE,
+        clock: Callable[[], float] = time.time,
+        perf: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.history_capacity = max(1, int(history_capacity))
+        self.queue_capacity = max(1, int(queue_capacity))
+        self._clock = clock
+        self._perf = perf
+        self._ids = itertools.count(1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start from zero (a forked child keeps none of its parent's numbers)."""
+        self.lock = threading.Lock()
+        self.totals = Counters()
+        self.modules: dict[str, Counters] = {}
+        self.module_info: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, Counters] = {}
+        self.scopes: dict[str, dict[str, Any]] = {}
+        self.scope_counters: dict[str, Counters] = {}
+        self.events: deque[dict[str, Any]] = deque()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=self.history_capacity)
+        self.payloads: dict[int, Any] = {}
+        self.dropped_events = 0
+        self.internal_errors = 0
+        self.tool_calls = 0
+        self.tool_errors = 0
+        self.version = 0
+        # Every queued event gets the next number; a snapshot says which number it covers,
+        # so a viewer attaching mid-stream sees each event once.
+        self.sequence = 0
+
+    # --- the hot path -------------------------------------------------------------
+
+    def begin(self, path: str, module_class: str, chain: tuple[str, ...], model: str,
+              scopes: tuple[str, ...] = (), stream: bool = False) -> CallRecord:
+        with self.lock:
+            module = self.modules.get(path)
+            if module is None:
+                module = self.modules[path] = Counters()
+                self.module_info[path] = {"class": module_class, "chain": list(chain)}
+            by_model = self.models.get(model)
+            if by_model is None:
+                by_model = self.models[model] = Counters()
+            targets = [self.totals, module, by_model]
+            for scope in scopes:
+                counters = self.scope_counters.get(scope)
+                if counters is not None:
+                    targets.append(counters)
+            for counters in targets:
+                counters.in_flight += 1
+            self.version += 1
+            return CallRecord(next(self._ids), path, module_class, chain, model, scopes, stream,
+                              self._clock(), self._perf(), targets)
+
+    def finish(
+        self,
+        record: CallRecord,
+        *,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost: float | None = None,
+        cache_hit: bool = False,
+        saved: float | None = None,
+        error: BaseException | None = None,
+        response_model: str | None = None,
+        payload: Any = None,
+    ) -> None:
+        duration = max(0.0, self._perf() - record.started_perf)
+        ended_at = record.started_at + duration
+        bucket = latency.bucket_of(duration)
+        billed = not cache_hit
+        error_type = type(error).__name__ if error is not None else None
+        summary = {
+            "t": CALL, "id": record.id, "start": record.started_at, "latency": duration,
+            "path": record.path, "module_class": record.module_class, "model": record.model,
+            "response_model": response_model, "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens, "cached_tokens": cached_tokens,
+            "reasoning_tokens": reasoning_tokens, "cost_usd": cost if billed else 0.0,
+            "cost_saved_usd": saved if cache_hit else None, "cache_hit": cache_hit,
+            "retries": record.retries, "error": error_type,
+            "error_message": _short(str(error)) if error is not None else None,
+            "scopes": list(record.scopes), "stream": record.stream,
+        }
+        with self.lock:
+            for counters in record.targets:
+                counters.in_flight -= 1
+                counters.calls += 1
+                counters.retries += record.retries
+                counters.latency_s += duration
+                counters.latency_hist[bucket] = counters.latency_hist.get(bucket, 0) + 1
+                counters.last_at = ended_at
+                if error is not None:
+                    counters.errors += 1
+                if cache_hit:
+                    counters.cache_hits += 1
+                    if saved is not None:
+                        counters.cost_saved_usd += saved
+                else:
+                    counters.prompt_tokens += prompt_tokens
+                    counters.completion_tokens += completion_tokens
+                    counters.cached_tokens += cached_tokens
+                    counters.reasoning_tokens += reasoning_tokens
+                    if cost is not None:
+                        counters.cost_usd += cost
+                    elif prompt_tokens or completion_tokens:
+                        counters.unpriced_calls += 1
+            self.version += 1
+            self.recent.append(summary)
+            if payload is not None:
+                self.payloads[record.id] = payload
+                if len(self.payloads) > self.history_capacity:
+                    del self.payloads[next(iter(self.payloads))]
+            self._enqueue(summary, droppable=True)
+
+    def add_retry(self, record: CallRecord) -> None:
+        record.retries += 1
+
+    # --- evaluations, compiles, tools: rare events ----------------------------------
+
+    def scope_start(self, kind: str, scope_id: str, info: dict[str, Any]) -> None:
+        """An evaluation or a compile began; its LM calls are counted apart from now on."""
+        state = {"kind": kind, "id": scope_id, "start": self._clock(), "end": None, "state": "running", **info}
+        with self.lock:
+            self.scopes[scope_id] = state
+            self.scope_counters[scope_id] = Counters()
+            self._trim_scopes()
+            self.version += 1
+            self._enqueue({"t": EVAL_START if kind == "eval" else COMPILE_START, **state}, droppable=False)
+
+    def eval_progress(self, scope_id: str, done: int, score_sum: float) -> None:
+        with self.lock:
+            state = self.scopes.get(scope_id)
+            if state is None:
+                return
+            state["done"] = done
+            state["score_sum"] = score_sum
+            self.version += 1
+            self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": done, "score_sum": score_sum},
+                          droppable=True)
+
+    def scope_end(self, scope_id: str, info: dict[str, Any]) -> None:
+        with self.lock:
+            state = self.scopes.get(scope_id)
+            if state is None:
+                return
+            state.update(info)
+            state["end"] = self._clock()
+            if state["state"] == "running":
+                state["state"] = "failed" if info.get("error") else "done"
+            counters = self.scope_counters.get(scope_id)
+            self.version += 1
+            self._enqueue({
+                "t": EVAL_END if state["kind"] == "eval" else COMPILE_END,
+                **state, "usage": counters.to_wire() if counters else None,
+            }, droppable=False)
+
+    def tool(self, name: str, path: str, duration: float, error: BaseException | None) -> None:
+        event = {"t": TOOL, "name": name, "path": path, "start": self._clock() - duration,
+                 "latency": duration, "error": type(error).__name__ if error is not None else None}
+        with self.lock:
+            self.tool_calls += 1
+            if error is not None:
+                self.tool_errors += 1
+            self.version += 1
+            self._enqueue(event, droppable=True)
+
+    def _enqueue(self, event: dict[str, Any], droppable: bool) -> None:
+        """Queue one event for viewers; call with the lock held. Rare events are never dropped."""
+        self.sequence += 1
+        if droppable and len(self.events) >= self.queue_capacity:
+            self.dropped_events += 1
+            return
+        event["seq"] = self.sequence
+        self.events.append(event)
+
+    def count_internal_error(self) -> None:
+        # Unlocked on purpose: this runs from except blocks, where taking the lock
+        # could deadlock if the failure happened while holding it.
+        self.internal_errors += 1
+
+    def _trim_scopes(self) -> None:
+        if len(self.scopes) <= MAX_SCOPES:
+            return
+        for scope_id in [s for s, state in self.scopes.items() if state["state"] != "running"]:
+            del self.scopes[scope_id]
+            self.scope_counters.pop(scope_id, None)
+            if len(self.scopes) <= MAX_SCOPES:
+                return
+
+    # --- the serving side ---------------------------------------------------------------
+
+    def drain(self, limit: int = 5000) -> list[dict[str, Any]]:
+        """Take up to `limit` queued events, oldest first."""
+        with self.lock:
+            count = min(limit, len(self.events))
+            return [self.events.popleft() for _ in range(count)]
+
+    def stats(self) -> dict[str, Any]:
+        """Every exact counter, as sent in `stats` frames."""
+        with self.lock:
+            return self._stats_locked()
+
+    def _stats_locked(self) -> dict[str, Any]:
+        return {
+            "at": self._clock(),
+            "totals": self.totals.to_wire(),
+            "modules": [
+                {"path": path, **self.module_info[path], **counters.to_wire()}
+                for path, counters in self.modules.items()
+            ],
+            "models": [{"model": model, **counters.to_wire()} for model, counters in self.models.items()],
+            "scopes": [
+                {**state, "usage": self.scope_counters[sid].to_wire() if sid in self.scope_counters else None}
+                for sid, state in self.scopes.items()
+                if state["state"] == "running"
+            ],
+            "dropped_events": self.dropped_events,
+            "internal_errors": self.internal_errors,
+            "tool_calls": self.tool_calls,
+            "tool_errors": self.tool_errors,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a late viewer needs to catch up: stats, recent calls, every kept scope."""
+        with self.lock:
+            stats = self._stats_locked()
+            stats["scopes"] = [
+                {**state, "usage": self.scope_counters[sid].to_wire() if sid in self.scope_counters else None}
+                for sid, state in self.scopes.items()
+            ]
+            return {"stats": stats, "calls": list(self.recent), "seq": self.sequence}
+
+    def payload(self, call_id: int) -> Any:
+        with self.lock:
+            return self.payloads.get(call_id)
+
+
+def _short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,150 @@
+"""`instrument()`: wires the recorder, the DSPy hooks and the socket server together, once per process.
+
+Also makes the process fork-aware (a forked child starts from zero with its own
+socket) and drains to viewers at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dspy_top import __version__, protocol
+from dspy_top.instrumentation.hooks import Hooks
+from dspy_top.instrumentation.payload import materialize
+from dspy_top.instrumentation.recorder import DEFAULT_HISTORY, DEFAULT_QUEUE, Recorder
+from dspy_top.instrumentation.redact import known_secrets, scrub
+from dspy_top.instrumentation.server import SocketServer
+
+_lock = threading.RLock()
+_active: "Instrumentation | None" = None
+
+
+class Instrumentation:
+    """The handle `dspy_top.instrument()` returns."""
+
+    def __init__(self, history: int, queue: int, serve: bool) -> None:
+        self.recorder = Recorder(history_capacity=history, queue_capacity=queue)
+        self.hooks = Hooks(self.recorder)
+        self.started_at = time.time()
+        self.serve = serve
+        self.server: SocketServer | None = None
+        self.mechanism = ""
+        self.closed = False
+        self.stop_reason: str | None = None
+
+    @property
+    def socket_path(self) -> Path | None:
+        return self.server.path if self.server is not None else None
+
+    def start(self) -> None:
+        try:
+            self.mechanism = self.hooks.install()
+        except Exception as exc:
+            # Never fail the job: it runs uninstrumented, and says why once.
+            self.hooks.uninstall()
+            self.mechanism = "none"
+            print(f"dspy-top: cannot instrument this DSPy ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return
+        if self.serve:
+            self._start_server()
+
+    def _start_server(self) -> None:
+        try:
+            server = SocketServer(self.recorder, self.hello, materialize, on_stop=self._stop_requested)
+            server.start()
+            self.server = server
+        except Exception as exc:
+            # The job runs on without a socket rather than failing; say so once.
+            self.server = None
+            self.recorder.count_internal_error()
+            print(f"dspy-top: cannot serve on a socket ({exc}); recording only", file=sys.stderr)
+
+    def hello(self) -> dict[str, Any]:
+        import dspy
+
+        secrets = known_secrets()
+        return {
+            "t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "pid": os.getpid(), "ppid": os.getppid(),
+            "argv": scrub(list(sys.argv), secrets), "cwd": os.getcwd(), "executable": sys.executable,
+            "started_at": self.started_at, "python": platform.python_version(),
+            "dspy": getattr(dspy, "__version__", "?"), "dspy_top": __version__, "mechanism": self.mechanism,
+            "history_capacity": self.recorder.history_capacity,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return self.recorder.stats()
+
+    def _stop_requested(self, reason: str) -> None:
+        self.stop_reason = reason
+
+    def close(self, exit_info: dict[str, Any] | None = None) -> None:
+        """Tell viewers the process is done (within ~100 ms), close the socket, remove hooks."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.server is not None:
+            self.server.stop(final=exit_info or {"at": time.time()})
+        self.hooks.uninstall()
+
+    def _after_fork_in_child(self) -> None:
+        self.recorder.reset()
+        self.started_at = time.time()
+        if self.server is not None:
+            self.server.abandon_after_fork()
+            self.server = None
+        if self.serve and not self.closed:
+            self._start_server()
+
+
+def instrument(history: int | None = None, queue: int | None = None, serve: bool = True) -> Instrumentation:
+    """See `dspy_top.instrument`."""
+    global _active
+    with _lock:
+        if _active is not None and not _active.closed:
+            return _active
+        history = history if history is not None else _env_int("DSPY_TOP_HISTORY", DEFAULT_HISTORY)
+        queue = queue if queue is not None else _env_int("DSPY_TOP_QUEUE", DEFAULT_QUEUE)
+        handle = Instrumentation(history, queue, serve)
+        handle.start()
+        _active = handle
+        return handle
+
+
+def active() -> Instrumentation | None:
+    return _active
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _at_exit() -> None:
+    handle = _active
+    if handle is not None:
+        try:
+            handle.close()
+        except Exception:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    handle = _active
+    if handle is not None and not handle.closed:
+        try:
+            handle._after_fork_in_child()
+        except Exception:
+            pass
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,150 @@
+"""The wire between an instrumented process and its viewers: msgpack frames, versioned.
+
+Imports only msgpack and the standard library. The schema of every message is in
+docs/protocol.md; this module owns framing, limits and the version check.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+# A frame is a 4-byte big-endian length, then that many bytes of one msgpack map.
+HEADER = struct.Struct(">I")
+# Generous for one call's full payload (long prompts), small enough that a
+# garbage length cannot make a reader allocate gigabytes.
+MAX_FRAME = 8 * 1024 * 1024
+
+# Message types, server to viewer.
+HELLO = "hello"
+SNAPSHOT = "snapshot"
+STATS = "stats"
+CALL = "call"
+EVAL_START = "eval_start"
+EVAL_PROGRESS = "eval_progress"
+EVAL_END = "eval_end"
+COMPILE_START = "compile_start"
+COMPILE_END = "compile_end"
+TOOL = "tool"
+PAYLOAD = "payload"
+ERROR = "error"
+EXIT = "exit"
+# Message types, viewer to server.
+GET_PAYLOAD = "get_payload"
+STOP = "stop"
+
+
+class ProtocolError(Exception):
+    """The peer sent something this side cannot accept; the connection must close."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One framed message, ready to send."""
+    body = msgpack.packb(message, use_bin_type=True, default=_fallback)
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return HEADER.pack(len(body)) + body
+
+
+def _fallback(value: Any) -> Any:
+    # Anything msgpack cannot carry natively travels as its text, never as an error.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """Decode one frame's body into a message map, or raise ProtocolError."""
+    try:
+        message = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"undecodable frame ({type(exc).__name__})") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("frame is not a typed message map")
+    return message
+
+
+class FrameReader:
+    """Incremental decoder: feed bytes as they arrive, take whole messages out."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._max_frame = max_frame
+
+    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+        self._buffer += data
+        while True:
+            if len(self._buffer) < HEADER.size:
+                return
+            (length,) = HEADER.unpack_from(self._buffer)
+            if length > self._max_frame:
+                raise ProtocolError(f"frame length {length} exceeds the {self._max_frame}-byte limit")
+            end = HEADER.size + length
+            if len(self._buffer) < end:
+                return
+            body = bytes(self._buffer[HEADER.size:end])
+            del self._buffer[:end]
+            yield decode_body(body)
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What a process says about itself when a viewer connects."""
+
+    version: int
+    pid: int
+    argv: list[str]
+    cwd: str
+    started_at: float
+    python: str
+    dspy: str
+    dspy_top: str
+    mechanism: str
+    history_capacity: int
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> "Hello":
+        version = message.get("v")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"process speaks dspy-top protocol version {version!r}; this viewer speaks {PROTOCOL_VERSION}"
+            )
+        try:
+            return cls(
+                version=version,
+                pid=int(message["pid"]),
+                argv=[str(a) for a in message.get("argv", [])],
+                cwd=str(message.get("cwd", "")),
+                started_at=float(message.get("started_at", 0.0)),
+                python=str(message.get("python", "")),
+                dspy=str(message.get("dspy", "")),
+                dspy_top=str(message.get("dspy_top", "")),
+                mechanism=str(message.get("mechanism", "")),
+                history_capacity=int(message.get("history_capacity", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed hello: {exc}") from None
+
+
+# The counters kept for the whole process, for each module path and each model.
+# Every one is exact: they are updated on the job's thread, never dropped.
+COUNTER_FIELDS = (
+    "calls",  # DSPy LM calls finished, ok or failed, cache hits included, retries not
+    "errors",  # calls that raised
+    "retries",  # extra provider attempts made inside calls
+    "cache_hits",  # calls answered from DSPy's memory or disk cache
+    "prompt_tokens",  # billed: cache hits add nothing
+    "completion_tokens",
+    "cached_tokens",  # provider-side prompt cache, part of prompt_tokens
+    "reasoning_tokens",  # part of completion_tokens
+    "cost_usd",  # billed cost of priced calls
+    "unpriced_calls",  # billed calls whose cost is unknown
+    "cost_saved_usd",  # what DSPy-cache hits would have cost
+    "latency_s",  # summed wall time of finished calls
+    "in_flight",  # calls started and not finished
+)
