@@ -23,8 +23,8 @@ STATS_EVERY = 0.5  # how often counters go out while something changes
 HEARTBEAT_EVERY = 2.0  # how often they go out when nothing does
 # Per-viewer send buffer: past SOFT_LIMIT call events are dropped for that viewer;
 # past HARD_LIMIT (a viewer stopped for a long time) it is disconnected.
-SOFT_LIMIT = 4 * 1024 * 1024
-HARD_LIMIT = 64 * 1024 * 1024
+SOFT_LIMIT = int(os.environ.get("DSPY_TOP_VIEWER_BUFFER", 4 * 1024 * 1024))
+HARD_LIMIT = max(16 * SOFT_LIMIT, 64 * 1024 * 1024)
 MAX_REQUEST = 64 * 1024
 
 

@@ -1,0 +1,111 @@
+"""The recorder's arithmetic and bounds, with a fake clock: no dspy, no sockets."""
+
+from dspy_top import latency
+from dspy_top.instrumentation.recorder import Recorder
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def make(history=5, queue=3):
+    clock = FakeClock()
+    return Recorder(history_capacity=history, queue_capacity=queue, clock=clock, perf=clock), clock
+
+
+def test_billed_calls_cache_hits_and_errors_are_counted_apart():
+    rec, clock = make(queue=100)
+    a = rec.begin("RAG.answer", "Predict", ("RAG", "Predict"), "openai/gpt-4o-mini")
+    assert rec.stats()["totals"]["in_flight"] == 1
+    clock.now += 0.5
+    rec.finish(a, prompt_tokens=100, completion_tokens=20, cached_tokens=10, cost=0.002)
+    b = rec.begin("RAG.answer", "Predict", ("RAG", "Predict"), "openai/gpt-4o-mini")
+    rec.finish(b, cache_hit=True, saved=0.002, prompt_tokens=0)
+    c = rec.begin("Judge", "Predict", ("Judge",), "local/model")
+    rec.add_retry(c)
+    clock.now += 2.0
+    rec.finish(c, error=RuntimeError("boom"))
+    d = rec.begin("Judge", "Predict", ("Judge",), "local/model")
+    rec.finish(d, prompt_tokens=5, completion_tokens=5, cost=None)
+
+    stats = rec.stats()
+    totals = stats["totals"]
+    assert (totals["calls"], totals["cache_hits"], totals["errors"], totals["retries"]) == (4, 1, 1, 1)
+    assert (totals["prompt_tokens"], totals["completion_tokens"], totals["cached_tokens"]) == (105, 25, 10)
+    assert totals["cost_usd"] == 0.002
+    assert totals["cost_saved_usd"] == 0.002
+    assert totals["unpriced_calls"] == 1
+    assert totals["in_flight"] == 0
+    assert totals["latency_s"] == 2.5
+    modules = {m["path"]: m for m in stats["modules"]}
+    assert modules["RAG.answer"]["calls"] == 2 and modules["RAG.answer"]["chain"] == ["RAG", "Predict"]
+    assert modules["Judge"]["errors"] == 1
+    models = {m["model"]: m for m in stats["models"]}
+    assert models["local/model"]["unpriced_calls"] == 1 and models["local/model"]["cost_usd"] == 0.0
+    assert latency.percentile(totals["latency_hist"], 1.0) >= 2.0
+
+
+def test_queue_drops_and_counts_but_counters_stay_exact():
+    rec, _ = make(queue=3)
+    for _ in range(10):
+        rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=1, completion_tokens=1, cost=0.5)
+    assert len(rec.drain()) == 3
+    stats = rec.stats()
+    assert stats["dropped_events"] == 7
+    assert stats["totals"]["calls"] == 10 and stats["totals"]["cost_usd"] == 5.0
+
+
+def test_history_and_payloads_are_bounded():
+    rec, _ = make(history=5, queue=100)
+    ids = []
+    for _ in range(12):
+        record = rec.begin("P", "Predict", ("P",), "m")
+        ids.append(record.id)
+        rec.finish(record, payload=("payload", record.id))
+    snapshot = rec.snapshot()
+    assert [c["id"] for c in snapshot["calls"]] == ids[-5:]
+    assert rec.payload(ids[0]) is None
+    assert rec.payload(ids[-1]) == ("payload", ids[-1])
+    assert len(rec.payloads) == 5
+
+
+def test_snapshot_sequence_marks_what_it_covers():
+    rec, _ = make(queue=100)
+    rec.finish(rec.begin("P", "Predict", ("P",), "m"))
+    snapshot = rec.snapshot()
+    rec.finish(rec.begin("P", "Predict", ("P",), "m"))
+    events = rec.drain()
+    assert [e["seq"] > snapshot["seq"] for e in events] == [False, True]
+
+
+def test_scopes_count_their_own_calls_even_after_they_end():
+    rec, clock = make(queue=100)
+    rec.scope_start("compile", "compile-1", {"class": "MIPROv2"})
+    rec.scope_start("eval", "eval-1", {"total": 2, "parent": "compile-1"})
+    inside = rec.begin("P", "Predict", ("P",), "m", scopes=("compile-1", "eval-1"))
+    rec.eval_progress("eval-1", 1, 1.0)
+    rec.scope_end("eval-1", {"score": 50.0})
+    # A straggler from a resubmitted example lands after its evaluation ended.
+    rec.finish(inside, prompt_tokens=7, completion_tokens=3, cost=0.1)
+    rec.scope_end("compile-1", {})
+    outside = rec.begin("P", "Predict", ("P",), "m")
+    rec.finish(outside, prompt_tokens=1, cost=0.1)
+    snapshot = rec.snapshot()
+    scopes = {s["id"]: s for s in snapshot["stats"]["scopes"]}
+    assert scopes["eval-1"]["state"] == "done" and scopes["eval-1"]["score"] == 50.0
+    assert scopes["eval-1"]["usage"]["prompt_tokens"] == 7
+    assert scopes["compile-1"]["usage"]["calls"] == 1
+    assert rec.stats()["scopes"] == []  # only running scopes ride in every stats frame
+    kinds = [e["t"] for e in rec.drain()]
+    assert kinds == ["compile_start", "eval_start", "eval_progress", "eval_end", "call", "compile_end", "call"]
+
+
+def test_reset_forgets_everything():
+    rec, _ = make()
+    rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=3)
+    rec.reset()
+    assert rec.stats()["totals"]["calls"] == 0 and rec.snapshot()["calls"] == []

@@ -1,0 +1,219 @@
+"""The socket side of instrumentation, against real job processes: attach, faults, bounds, cleanup."""
+
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dspy_top import client, protocol
+
+JOB = Path(__file__).parent / "jobs" / "dummy_job.py"
+
+
+@pytest.fixture
+def runtime_dir(monkeypatch):
+    # Short on purpose: AF_UNIX paths are limited to 107 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="dt", dir="/tmp")) / "rt"
+    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
+    return directory
+
+
+class Job:
+    def __init__(self, runtime_dir, calls, *extra, env=None):
+        self.hold = runtime_dir.parent / "hold"
+        self.go = runtime_dir.parent / "go"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})},
+        )
+        self.lines = []
+        kind, path = self.expect("READY")
+        self.socket_path = Path(path)
+
+    def expect(self, word, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"job ended before {word}: {self.proc.stderr.read()}")
+            parts = line.split()
+            self.lines.append(parts)
+            if parts and parts[0] == word:
+                return parts
+        raise AssertionError(f"no {word} within {timeout}s")
+
+    def release(self):
+        self.hold.touch()
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        finally:
+            self.proc.kill()
+        assert self.proc.returncode == 0, err
+        return out
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def read_until(connection, predicate, timeout=15):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        for message in connection.poll(0.2):
+            seen.append(message)
+            if predicate(message):
+                return seen
+    raise AssertionError(f"condition not met; saw {[m['t'] for m in seen][-10:]}")
+
+
+def test_late_attach_gets_a_snapshot_of_everything_then_the_stream(runtime_dir):
+    job = Job(runtime_dir, 500)
+    job.expect("DONE")
+    with client.Connection(job.socket_path) as conn:
+        assert conn.hello.pid == job.proc.pid
+        assert conn.hello.mechanism == "execution-hooks"
+        snapshot = read_until(conn, lambda m: m["t"] == "snapshot")[-1]
+        totals = snapshot["stats"]["totals"]
+        assert totals["calls"] == 500 and totals["in_flight"] == 0
+        paths = {m["path"]: m["calls"] for m in snapshot["stats"]["modules"]}
+        assert paths == {"Pipeline.draft": 250, "Pipeline.check.predict": 250}
+        assert len(snapshot["calls"]) == 500  # within the default history of 1000
+        payload = conn.get_payload(snapshot["calls"][-1]["id"])
+        assert payload["messages"][-1]["role"] == "user"
+        assert "verdict" in repr(payload["outputs"])
+        job.hold.touch()
+        final = read_until(conn, lambda m: m["t"] == "exit")[-1]
+        assert final["stats"]["totals"]["calls"] == 500
+    job.release()
+    assert not job.socket_path.exists()
+
+
+def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
+    job = Job(runtime_dir, 4000, "--start-after", str(runtime_dir.parent / "go"))
+    first = client.Connection(job.socket_path)
+    first.connect()
+    # A second viewer in another process, killed while calls are streaming.
+    victim = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom dspy_top import client\n"
+        f"c = client.Connection({str(job.socket_path)!r}); c.connect(); print('ok', flush=True)\n"
+        "while True: c.poll(0.1)\n")], stdout=subprocess.PIPE, text=True)
+    assert victim.stdout.readline().strip() == "ok"
+    job.go.touch()
+    calls = 0
+    deadline = time.monotonic() + 60
+    killed = False
+    while time.monotonic() < deadline:
+        for message in first.poll(0.2):
+            if message["t"] == "call":
+                calls += 1
+            if message["t"] == "stats" and message["totals"]["calls"] >= 4000:
+                deadline = 0
+        if calls > 100 and not killed:
+            victim.kill()
+            victim.wait()
+            killed = True
+    assert killed
+    stats = read_until(first, lambda m: m["t"] == "stats" and m["totals"]["calls"] == 4000)[-1]
+    assert stats["dropped_viewer"] + stats["dropped_events"] + calls >= 4000 - 1000  # the rest may be queued
+    first.close()
+    out = job.release()
+    assert "DONE 4000" in out or ["DONE", "4000"] in job.lines
+
+
+def test_a_stopped_viewer_costs_the_job_nothing_and_drops_are_counted(runtime_dir):
+    env = {"DSPY_TOP_VIEWER_BUFFER": str(64 * 1024)}
+    job = Job(runtime_dir, 10_000, "--start-after", str(runtime_dir.parent / "go"), env=env)
+    viewer = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom dspy_top import client\n"
+        f"c = client.Connection({str(job.socket_path)!r}); c.connect(); print('ok', flush=True)\n"
+        "n = 0\nfor m in c.events():\n"
+        "    if m['t'] == 'stats' and m['totals']['calls'] == 10000 and m['totals']['in_flight'] == 0:\n"
+        "        print('dropped', m['dropped_viewer'], flush=True); break\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert viewer.stdout.readline().strip() == "ok"
+    os.kill(viewer.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        job.go.touch()
+        job.expect("DONE", timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(viewer.pid, signal.SIGCONT)
+    line = viewer.stdout.readline().split()
+    viewer.wait(timeout=30)
+    assert line[0] == "dropped" and int(line[1]) > 0
+    job.release()
+    # The job ran to the end while its only viewer was frozen: nothing waited on it.
+    assert elapsed < 120
+
+
+def test_garbage_and_a_wrong_version_close_only_that_connection(runtime_dir):
+    job = Job(runtime_dir, 10)
+    job.expect("DONE")
+    for bad, reason in ((b"GET / HTTP/1.1\r\n\r\n" * 4, "exceeds"),
+                        (protocol.encode({"t": "hello", "v": 99}), "version 99"),
+                        (struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1", "undecodable")):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(str(job.socket_path))
+        sock.sendall(bad)
+        reader = protocol.FrameReader()
+        got = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            got.extend(reader.feed(data))
+        sock.close()
+        errors = [m for m in got if m["t"] == "error"]
+        assert len(errors) == 1, got
+        assert reason in errors[0]["reason"]
+    # The job and a well-behaved viewer are untouched.
+    with client.Connection(job.socket_path) as conn:
+        snapshot = read_until(conn, lambda m: m["t"] == "snapshot")[-1]
+        assert snapshot["stats"]["totals"]["calls"] == 10
+        assert snapshot["stats"]["internal_errors"] == 0
+    job.release()
+
+
+def test_socket_and_directory_are_private(runtime_dir):
+    job = Job(runtime_dir, 2)
+    assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(job.socket_path.stat().st_mode) == 0o600
+    assert job.socket_path.parent == runtime_dir
+    job.release()
+
+
+def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
+    job = Job(runtime_dir, 4, "--fork")
+    _, child_pid, child_socket = job.expect("CHILD")
+    job.expect("DONE")
+    assert Path(child_socket) != job.socket_path and child_pid in child_socket
+    with client.Connection(child_socket) as child_conn, client.Connection(job.socket_path) as parent_conn:
+        child = read_until(child_conn, lambda m: m["t"] == "snapshot")[-1]["stats"]["totals"]
+        parent = read_until(parent_conn, lambda m: m["t"] == "snapshot")[-1]["stats"]["totals"]
+        assert child["calls"] == 2  # its own pipeline run only, none of the parent's
+        assert parent["calls"] == 4
+        assert child_conn.hello.pid == int(child_pid)
+    job.release()
+
+
+def test_discovery_cleans_up_sockets_of_dead_processes(runtime_dir):
+    job = Job(runtime_dir, 2)
+    assert [e.pid for e in client.discover()] == [job.proc.pid]
+    job.kill()  # SIGKILL: no chance to remove its socket
+    assert job.socket_path.exists()
+    assert client.discover() == []
+    assert not job.socket_path.exists()
+    with pytest.raises(client.ConnectError, match="exited"):
+        client.Connection(job.socket_path).connect()
