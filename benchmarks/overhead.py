@@ -1,0 +1,306 @@
+"""Overhead of dspy-top per LM call, against no instrumentation and against peer tools.
+
+    python benchmarks/overhead.py            # full run (several minutes), prints a Markdown report
+    python benchmarks/overhead.py --quick    # a smoke run
+
+Every measurement runs in a fresh process (`--worker`), and repeats are interleaved
+(baseline, dspy-top, peers, baseline, ...) so drift hits every configuration alike;
+each figure is the median over repeats. Scenarios:
+
+- predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API), cache off
+- pipeline:      a two-module program over the same LM, sequential
+- pipeline-eval: the same program under `dspy.Evaluate(num_threads=8)`
+- litellm-sim:   `dspy.Predict` through the real litellm engine to the simulated LM (no latency)
+
+Modes: baseline, dspy-top (`dspy_top.instrument()` with a viewer attached and reading),
+callback-floor (an empty global DSPy callback: the cost DSPy itself adds once any global
+callback is registered), mlflow (`mlflow.dspy.autolog()`), openinference (its DSPy
+instrumentor with an OpenTelemetry SDK provider). Peers are skipped if not installed.
+Also: memory over baseline after 100,000 calls, and the time `close()` takes at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+SCENARIOS = ("predict", "pipeline", "pipeline-eval", "litellm-sim")
+MODES = ("baseline", "dspy-top", "callback-floor", "mlflow", "openinference")
+FIELDS_TEXT = ("[[ ## reasoning ## ]]\nadd them\n\n[[ ## answer ## ]]\n4\n\n"
+               "[[ ## verdict ## ]]\nok\n\n[[ ## completed ## ]]")
+
+
+# --- the worker: one configuration in one fresh process -------------------------------
+
+def fixed_lm():
+    import dspy
+    from dspy.lm15 import Message, Response, TextPart, Usage
+
+    class FixedEngine:
+        """Answers every request at once with the same fields and usage."""
+
+        def complete(self, request):
+            return Response(id="fixed", model="fixed-model", message=Message.assistant([TextPart(FIELDS_TEXT)]),
+                            finish_reason="stop", usage=Usage(input_tokens=120, output_tokens=12, total_tokens=132))
+
+    return dspy.LM("fixed/model", engine=FixedEngine(), cache=False)
+
+
+def build_program(scenario):
+    import dspy
+
+    if scenario in ("predict", "litellm-sim"):
+        return dspy.Predict("question -> answer")
+
+    class Pipeline(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.draft = dspy.Predict("question -> answer")
+            self.check = dspy.Predict("question, answer -> verdict")
+
+        def forward(self, question):
+            answer = self.draft(question=question).answer
+            return self.check(question=question, answer=answer)
+
+    return Pipeline()
+
+
+def enable_mode(mode):
+    """Turn on one mode; returns a cleanup callable."""
+    if mode == "dspy-top":
+        import dspy_top
+        from dspy_top import client
+
+        handle = dspy_top.instrument()
+        connection = client.Connection(handle.socket_path)
+        connection.connect()
+        stop = threading.Event()
+
+        def read():
+            while not stop.is_set():
+                try:
+                    connection.poll(0.05)
+                except client.ConnectError:
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        return lambda: (stop.set(), reader.join(1), connection.close())
+    if mode == "callback-floor":
+        import dspy
+        from dspy.utils.callback import BaseCallback
+
+        dspy.configure(callbacks=[BaseCallback()])
+    elif mode == "mlflow":
+        import mlflow
+
+        mlflow.set_tracking_uri("file://" + tempfile.mkdtemp(prefix="mlruns"))
+        mlflow.dspy.autolog()
+    elif mode == "openinference":
+        from openinference.instrumentation.dspy import DSPyInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        class Discard(SpanExporter):
+            def export(self, spans):
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Discard()))
+        DSPyInstrumentor().instrument(tracer_provider=provider)
+    return lambda: None
+
+
+def lm_for(scenario, sim_url):
+    import dspy
+
+    if scenario == "litellm-sim":
+        return dspy.LM("openai/gpt-4o-mini", api_base=sim_url, api_key="sim", cache=False, engine="litellm")
+    return fixed_lm()
+
+
+def run_worker(scenario, mode, calls, sim_url):
+    import dspy
+
+    cleanup = enable_mode(mode)
+    dspy.configure(lm=lm_for(scenario, sim_url))
+    program = build_program(scenario)
+    per_run = 2 if scenario.startswith("pipeline") else 1
+    runs = max(1, calls // per_run)
+    warm = max(5, runs // 10)
+
+    if scenario == "pipeline-eval":
+        examples = [dspy.Example(question=f"q {i}").with_inputs("question") for i in range(runs + warm)]
+        evaluate = dspy.Evaluate(devset=examples[:warm], metric=lambda e, p, t=None: 1.0, num_threads=8)
+        evaluate(program)
+        evaluate = dspy.Evaluate(devset=examples[warm:], metric=lambda e, p, t=None: 1.0, num_threads=8)
+        started = time.perf_counter()
+        evaluate(program)
+        elapsed = time.perf_counter() - started
+    else:
+        for i in range(warm):
+            program(question=f"warm {i}")
+        started = time.perf_counter()
+        for i in range(runs):
+            program(question=f"q {i}")
+        elapsed = time.perf_counter() - started
+    cleanup()
+    return {"us_per_call": elapsed / (runs * per_run) * 1e6, "calls": runs * per_run}
+
+
+def rss_mib():
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_memory_worker(mode, calls):
+    import gc
+
+    import dspy
+
+    cleanup = enable_mode(mode) if mode == "dspy-top" else (lambda: None)
+    # History off on both sides: DSPy's own 10,000-entry history would dwarf what we keep.
+    dspy.configure(lm=fixed_lm(), disable_history=True)
+    program = build_program("predict")
+    for i in range(2000):
+        program(question=f"warm {i}")
+    gc.collect()
+    before = rss_mib()
+    for i in range(calls):
+        program(question=f"q {i}")
+    gc.collect()
+    after = rss_mib()
+    cleanup()
+    return {"rss_mib": after, "growth_mib": after - before}
+
+
+def run_flush_worker(calls):
+    import dspy
+
+    import dspy_top
+    from dspy_top import client
+
+    handle = dspy_top.instrument()
+    connection = client.Connection(handle.socket_path)
+    connection.connect()
+    got_exit = threading.Event()
+
+    def read():  # a viewer reading as a real one does, on its own
+        try:
+            for message in connection.events():
+                if message["t"] == "exit":
+                    got_exit.set()
+        except client.ConnectError:
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    dspy.configure(lm=fixed_lm())
+    program = build_program("predict")
+    for i in range(calls):
+        program(question=f"q {i}")
+    started = time.perf_counter()
+    handle.close()
+    elapsed = time.perf_counter() - started
+    got_exit.wait(2.0)
+    return {"close_ms": elapsed * 1000, "viewer_got_exit": got_exit.is_set()}
+
+
+# --- the orchestrator ----------------------------------------------------------------------
+
+def available(mode):
+    module = {"mlflow": "mlflow", "openinference": "openinference.instrumentation.dspy"}.get(mode)
+    if module is None:
+        return True
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def spawn(*args, env=None):
+    out = subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few calls, one repeat: checks the script works")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--memory-calls", type=int, default=100_000)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "memory":
+            result = run_memory_worker(rest[0], int(rest[1]))
+        elif kind == "flush":
+            result = run_flush_worker(int(rest[0]))
+        else:
+            result = run_worker(kind, rest[0], int(rest[1]), os.environ.get("SIM_URL"))
+        print(json.dumps(result))
+        return 0
+
+    if args.quick:
+        args.repeats, args.calls, args.memory_calls = 1, 100, 2000
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    modes = [m for m in args.modes.split(",") if m and available(m)]
+
+    from dspy_top.simlm import SimLM
+
+    with tempfile.TemporaryDirectory(prefix="dt") as runtime, SimLM(latency_scale=0.0) as sim:
+        env = {"DSPY_TOP_RUNTIME_DIR": runtime, "SIM_URL": sim.base_url}
+        results = {(s, m): [] for s in scenarios for m in modes}
+        for _ in range(args.repeats):
+            for scenario in scenarios:
+                for mode in modes:
+                    results[(scenario, mode)].append(spawn(scenario, mode, args.calls, env=env)["us_per_call"])
+        memory = {mode: spawn("memory", mode, args.memory_calls, env=env) for mode in ("baseline", "dspy-top")}
+        flush = [spawn("flush", 1000, env=env) for _ in range(max(1, args.repeats))]
+
+    print(report(scenarios, modes, results, memory, flush, args))
+    return 0
+
+
+def report(scenarios, modes, results, memory, flush, args):
+    lines = [f"Per LM call, median of {args.repeats} interleaved repeats of {args.calls} calls, each in a fresh "
+             f"process ({os.cpu_count()} cores, Python {sys.version.split()[0]}).", "",
+             "| scenario | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for scenario in scenarios:
+        base = statistics.median(results[(scenario, "baseline")])
+        cells = []
+        for mode in modes:
+            value = statistics.median(results[(scenario, mode)])
+            cells.append(f"{value:,.0f} µs" if mode == "baseline" else f"+{value - base:,.0f} µs (×{value / base:.2f})")
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    over = memory["dspy-top"]["rss_mib"] - memory["baseline"]["rss_mib"]
+    extra_growth = memory["dspy-top"]["growth_mib"] - memory["baseline"]["growth_mib"]
+    lines += ["", f"Memory after {args.memory_calls:,} calls (history off on both sides): baseline "
+              f"{memory['baseline']['rss_mib']:.1f} MiB, dspy-top {memory['dspy-top']['rss_mib']:.1f} MiB, "
+              f"{over:+.2f} MiB over baseline in all (modules, threads, the bounded rings). Growth during the "
+              f"calls: baseline {memory['baseline']['growth_mib']:+.2f} MiB, dspy-top "
+              f"{memory['dspy-top']['growth_mib']:+.2f} MiB, i.e. {extra_growth / args.memory_calls * 1000:+.4f} MiB "
+              f"per 1,000 calls over baseline.",
+              f"Flush at exit (`close()` with a viewer attached, after 1,000 calls): median "
+              f"{statistics.median(f['close_ms'] for f in flush):.1f} ms, max {max(f['close_ms'] for f in flush):.1f} ms; "
+              f"viewer received the exit message: {all(f['viewer_got_exit'] for f in flush)}."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
