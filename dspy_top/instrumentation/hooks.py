@@ -75,7 +75,8 @@ class Hooks:
         except Exception:
             self.mechanism = MECHANISM_FALLBACK
             self._install_fallback()
-        for install in (self._install_evaluate, self._install_compile, self._install_tools):
+        for install in (self._install_evaluate, self._install_compile, self._install_tools,
+                        self._install_stream_usage):
             try:
                 install()
             except Exception:
@@ -434,6 +435,32 @@ class Hooks:
 
         self._patch(Tool, "__call__", __call__)
         self._patch(Tool, "acall", acall)
+
+    def _install_stream_usage(self) -> None:
+        """Streamed litellm calls: ask the provider for usage, as DSPy does only under track_usage.
+
+        Without it litellm estimates streamed usage with a local tokenizer, which is not what
+        the provider bills. The option adds one usage-only chunk at the end of the stream and
+        changes no output; DSPy already handles it when track_usage is on.
+        """
+        from dspy.clients import lm as lm_module
+
+        original = lm_module._get_stream_completion_fn
+        if list(inspect.signature(original).parameters)[:2] != ["request", "cache_kwargs"]:
+            return
+
+        @functools.wraps(original)
+        def _get_stream_completion_fn(request, cache_kwargs, *args, **kwargs):
+            try:
+                # Only a streamed request may carry stream_options (OpenAI refuses it otherwise).
+                if (self._setting("send_stream") is not None and isinstance(request, dict)
+                        and "stream_options" not in request):
+                    request["stream_options"] = {"include_usage": True}
+            except Exception:
+                self.recorder.count_internal_error()
+            return original(request, cache_kwargs, *args, **kwargs)
+
+        self._patch(lm_module, "_get_stream_completion_fn", _get_stream_completion_fn)
 
     def _record_tool(self, tool, duration: float, error: BaseException | None) -> None:
         try:
