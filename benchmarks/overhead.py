@@ -101,9 +101,11 @@ def enable_mode(mode):
 
         dspy.configure(callbacks=[BaseCallback()])
     elif mode == "mlflow":
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
         import mlflow
 
         mlflow.set_tracking_uri("file://" + tempfile.mkdtemp(prefix="mlruns"))
+        mlflow.set_experiment("overhead")
         mlflow.dspy.autolog()
     elif mode == "openinference":
         from openinference.instrumentation.dspy import DSPyInstrumentor
