@@ -8,15 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from dspy_top.errors import BudgetExceeded, BudgetStop
+
 __version__ = "0.1.0"
-__all__ = ["instrument", "__version__"]
+__all__ = ["instrument", "BudgetExceeded", "BudgetStop", "__version__"]
 
 
 def instrument(**options: Any):
     """Record every DSPy LM call of this process and serve it to viewers. Idempotent.
 
-    Options: `history` (calls whose full payload is kept, default 1000), `queue`
-    (events buffered for viewers, default 10000), `serve` (open the socket, default True).
+    Options:
+    - `history`: calls whose full payload is kept for the history pane (default 1000)
+    - `queue`: events buffered for viewers before they are dropped and counted (default 10000)
+    - `serve`: open the Unix socket (default True)
+    - `prices`: {model: "IN/OUT[/CACHED]" | (in, out) | Price}, USD per million tokens,
+      replacing DSPy's price for those models
+    - `budget_usd`, `module_budgets` {path: usd}, `model_budgets` {model: usd}: warn at 80%
+      and 100% of each; `on_exceed` = "warn" (default), "raise" (the next LM call raises
+      `BudgetExceeded`) or "stop" (the next LM call ends the run with `BudgetStop`)
+    Defaults come from the environment and the config file (see `dspy_top.config`).
     Returns a handle with `socket_path`, `stats()` and `close()`.
     """
     from dspy_top.instrumentation.runtime import instrument as _instrument

@@ -30,9 +30,10 @@ class Job:
     def __init__(self, runtime_dir, calls, *extra, env=None):
         self.hold = runtime_dir.parent / "hold"
         self.go = runtime_dir.parent / "go"
+        self.stderr_path = runtime_dir.parent / "stderr"
         self.proc = subprocess.Popen(
             [sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), text=True,
             env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})},
         )
         self.lines = []
@@ -40,11 +41,14 @@ class Job:
         self.socket_path = Path(path)
 
     def expect(self, word, timeout=60):
+        for parts in self.lines:
+            if parts and parts[0] == word:
+                return parts
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise AssertionError(f"job ended before {word}: {self.proc.stderr.read()}")
+                raise AssertionError(f"job ended before {word}: {self.stderr_path.read_text()}")
             parts = line.split()
             self.lines.append(parts)
             if parts and parts[0] == word:
@@ -54,10 +58,10 @@ class Job:
     def release(self):
         self.hold.touch()
         try:
-            out, err = self.proc.communicate(timeout=60)
+            out, _ = self.proc.communicate(timeout=60)
         finally:
             self.proc.kill()
-        assert self.proc.returncode == 0, err
+        assert self.proc.returncode == 0, self.stderr_path.read_text()
         return out
 
     def kill(self):

@@ -49,12 +49,23 @@ class Scope:
 class Hooks:
     """Installs and removes every wrapper; holds what they share."""
 
-    def __init__(self, recorder: Recorder, guard=None) -> None:
+    def __init__(self, recorder: Recorder, guard=None, prices=None) -> None:
         self.recorder = recorder
-        self.guard = guard  # budget guard (optional): called before each LM call
+        self.guard = guard  # budget guard (optional): may refuse a call before it starts
+        self.prices = prices or {}  # model -> dspy_top.pricing.Price, replacing DSPy's figure
         self._restore: list[tuple[object, str, Any]] = []
         self._paths: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], str, str, tuple[str, ...]]] = {}
         self.mechanism = ""
+        # Set in a forked child: starts its socket server, once, outside the at-fork hook.
+        self.on_first_call = None
+
+    def run_first_call(self) -> None:
+        callback, self.on_first_call = self.on_first_call, None
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                self.recorder.count_internal_error()
 
     # --- install / uninstall ------------------------------------------------------
 
@@ -137,13 +148,15 @@ class Hooks:
     # --- LM calls: the hot path -----------------------------------------------------------
 
     def _begin(self, lm, stream: bool) -> CallRecord | None:
+        if self.on_first_call is not None:
+            self.run_first_call()
         try:
-            if self.guard is not None:
-                self.guard.before_call()
             path, cls, chain = self._module_path()
+            model = str(getattr(lm, "model", "?"))
+            if self.guard is not None:
+                self.guard.before_call(path, model)
             scope = self._setting(SCOPE_KEY)
-            return self.recorder.begin(path, cls, chain, str(getattr(lm, "model", "?")),
-                                       scope.ids if isinstance(scope, Scope) else (), stream)
+            return self.recorder.begin(path, cls, chain, model, scope.ids if isinstance(scope, Scope) else (), stream)
         except BaseException as exc:
             if self.guard is not None and self.guard.is_budget_error(exc):
                 raise
@@ -155,9 +168,13 @@ class Hooks:
             usage = result.usage or {}
             hit = bool(result.cache_hit)
             tokens = _tokens(usage)
+            cost = result.cost
+            price = self.prices.get(record.model)
+            if price is not None and not hit:
+                cost = price.cost(tokens[0], tokens[1], tokens[2])
             self.recorder.finish(
                 record, prompt_tokens=tokens[0], completion_tokens=tokens[1], cached_tokens=tokens[2],
-                reasoning_tokens=tokens[3], cost=None if hit else result.cost, cache_hit=hit,
+                reasoning_tokens=tokens[3], cost=None if hit else cost, cache_hit=hit,
                 saved=result.cost if hit else None, response_model=_text(result.response_model),
                 payload=(lm, call, result, None),
             )

@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Callable
 
 from dspy_top import latency
-from dspy_top.protocol import CALL, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START, TOOL
+from dspy_top.protocol import BUDGET, CALL, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START, TOOL
 
 DEFAULT_HISTORY = 1000
 DEFAULT_QUEUE = 10_000
@@ -28,7 +28,7 @@ class Counters:
     __slots__ = (
         "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
         "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "cost_saved_usd",
-        "latency_s", "in_flight", "latency_hist", "last_at",
+        "latency_s", "in_flight", "latency_hist", "last_at", "by_model",
     )
 
     def __init__(self) -> None:
@@ -41,6 +41,9 @@ class Counters:
         self.in_flight = 0
         self.latency_hist: dict[int, int] = {}
         self.last_at = 0.0
+        # Module counters only: billed [prompt, completion, cached] tokens per model, so a
+        # viewer can re-price a module's cost with its own price overrides.
+        self.by_model: dict[str, list[int]] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class Counters:
             "unpriced_calls": self.unpriced_calls, "cost_saved_usd": self.cost_saved_usd,
             "latency_s": self.latency_s, "in_flight": self.in_flight,
             "latency_hist": dict(self.latency_hist), "last_at": self.last_at,
+            **({"by_model": {m: list(v) for m, v in self.by_model.items()}} if self.by_model is not None else {}),
         }
 
 
@@ -90,6 +94,8 @@ class Recorder:
         self._clock = clock
         self._perf = perf
         self._ids = itertools.count(1)
+        # Set by the budget guard: its limits and the alerts fired so far (sent in stats).
+        self.budget: dict[str, Any] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -121,6 +127,7 @@ class Recorder:
             module = self.modules.get(path)
             if module is None:
                 module = self.modules[path] = Counters()
+                module.by_model = {}
                 self.module_info[path] = {"class": module_class, "chain": list(chain)}
             by_model = self.models.get(model)
             if by_model is None:
@@ -190,6 +197,13 @@ class Recorder:
                         counters.cost_usd += cost
                     elif prompt_tokens or completion_tokens:
                         counters.unpriced_calls += 1
+            if billed and (prompt_tokens or completion_tokens):
+                cell = record.targets[1].by_model.get(record.model)
+                if cell is None:
+                    cell = record.targets[1].by_model[record.model] = [0, 0, 0]
+                cell[0] += prompt_tokens
+                cell[1] += completion_tokens
+                cell[2] += cached_tokens
             self.version += 1
             self.recent.append(summary)
             if payload is not None:
@@ -259,6 +273,16 @@ class Recorder:
         event["seq"] = self.sequence
         self.events.append(event)
 
+    def budget_alert(self, alert: dict[str, Any]) -> None:
+        """A budget threshold was crossed (or a stop requested): kept for late viewers, sent now."""
+        alert = {"at": self._clock(), **alert}
+        with self.lock:
+            if self.budget is None:
+                self.budget = {"on_exceed": None, "limits": [], "alerts": []}
+            self.budget["alerts"].append(alert)
+            self.version += 1
+            self._enqueue({"t": BUDGET, **alert}, droppable=False)
+
     def count_internal_error(self) -> None:
         # Unlocked on purpose: this runs from except blocks, where taking the lock
         # could deadlock if the failure happened while holding it.
@@ -304,6 +328,7 @@ class Recorder:
             "internal_errors": self.internal_errors,
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
+            "budget": self.budget,
         }
 
     def snapshot(self) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dspy_top import __version__, protocol
+from dspy_top import __version__, config, protocol
+from dspy_top.instrumentation.budget import Guard
 from dspy_top.instrumentation.hooks import Hooks
 from dspy_top.instrumentation.payload import materialize
 from dspy_top.instrumentation.recorder import DEFAULT_HISTORY, DEFAULT_QUEUE, Recorder
@@ -38,6 +39,28 @@ class Instrumentation:
         self.mechanism = ""
         self.closed = False
         self.stop_reason: str | None = None
+        self.guard: Guard | None = None
+
+    def configure(self, prices=None, budget_usd=None, on_exceed=None, module_budgets=None,
+                  model_budgets=None) -> None:
+        """Prices and budgets: explicit values, else the environment, else the config file."""
+        try:
+            file = config.load_file()
+        except ValueError as exc:
+            print(f"dspy-top: ignoring the config file: {exc}", file=sys.stderr)
+            file = {}
+        self.hooks.prices = config.prices(prices, file)
+        budget = config.budget(file)
+        limits = {
+            "total_usd": budget_usd if budget_usd is not None else budget["usd"],
+            "modules": module_budgets if module_budgets is not None else budget["modules"],
+            "models": model_budgets if model_budgets is not None else budget["models"],
+        }
+        if limits["total_usd"] is None and not limits["modules"] and not limits["models"]:
+            self.guard = self.hooks.guard = None
+            return
+        self.guard = Guard(self.recorder, on_exceed=on_exceed or budget["on_exceed"], **limits)
+        self.hooks.guard = self.guard
 
     @property
     def socket_path(self) -> Path | None:
@@ -83,6 +106,9 @@ class Instrumentation:
 
     def _stop_requested(self, reason: str) -> None:
         self.stop_reason = reason
+        if self.guard is None:
+            self.guard = self.hooks.guard = Guard(self.recorder)
+        self.guard.request_stop(reason)
 
     def close(self, exit_info: dict[str, Any] | None = None) -> None:
         """Tell viewers the process is done (within ~100 ms), close the socket, remove hooks."""
@@ -94,24 +120,36 @@ class Instrumentation:
         self.hooks.uninstall()
 
     def _after_fork_in_child(self) -> None:
+        # Only resets here: starting a thread inside an at-fork hook can deadlock on locks the
+        # parent's threads held at fork time. The child's server starts with its first LM call.
         self.recorder.reset()
         self.started_at = time.time()
         if self.server is not None:
             self.server.abandon_after_fork()
             self.server = None
         if self.serve and not self.closed:
-            self._start_server()
+            self.hooks.on_first_call = self._start_server
 
 
-def instrument(history: int | None = None, queue: int | None = None, serve: bool = True) -> Instrumentation:
+def instrument(history: int | None = None, queue: int | None = None, serve: bool = True,
+               prices=None, budget_usd: float | None = None, on_exceed: str | None = None,
+               module_budgets: dict[str, float] | None = None,
+               model_budgets: dict[str, float] | None = None) -> Instrumentation:
     """See `dspy_top.instrument`."""
     global _active
+    budget_options = dict(prices=prices, budget_usd=budget_usd, on_exceed=on_exceed,
+                          module_budgets=module_budgets, model_budgets=model_budgets)
     with _lock:
         if _active is not None and not _active.closed:
+            _active.hooks.run_first_call()  # a forked child asking for its socket now
+            # Already on (e.g. DSPY_TOP=1): a later call with prices or budgets applies them.
+            if any(v is not None for v in budget_options.values()):
+                _active.configure(**budget_options)
             return _active
         history = history if history is not None else _env_int("DSPY_TOP_HISTORY", DEFAULT_HISTORY)
         queue = queue if queue is not None else _env_int("DSPY_TOP_QUEUE", DEFAULT_QUEUE)
         handle = Instrumentation(history, queue, serve)
+        handle.configure(**budget_options)
         handle.start()
         _active = handle
         return handle

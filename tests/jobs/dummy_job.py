@@ -6,6 +6,7 @@ then waits until PATH exists before exiting (so tests can attach late).
 """
 
 import argparse
+import faulthandler
 import os
 import sys
 import time
@@ -35,6 +36,8 @@ def wait_for(path):
 
 
 def main():
+    # A hung job prints every thread's stack after 45 s instead of hanging a test silently.
+    faulthandler.dump_traceback_later(45, exit=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("calls", type=int)
     parser.add_argument("--hold")
@@ -51,6 +54,8 @@ def main():
     if args.fork:
         pid = os.fork()
         if pid == 0:
+            # No watchdog here: faulthandler's thread does not survive fork, and re-arming it
+            # in the child waits on that thread forever.
             child = dspy_top.instrument()
             program(question="child question")
             print("CHILD", os.getpid(), child.socket_path, flush=True)

@@ -1,0 +1,121 @@
+"""The budget guard: warns at 80% and 100% of a budget and, if asked, refuses further LM calls.
+
+It acts where DSPy cannot swallow it: before the next LM call starts, by raising
+`BudgetExceeded` (a BaseException) on the calling thread. Calls already in flight on other
+threads finish and are counted. A viewer's stop request works the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from dspy_top.errors import BudgetExceeded, BudgetStop
+from dspy_top.instrumentation.recorder import CallRecord, Recorder
+
+ACTIONS = ("warn", "raise", "stop")
+WARN_AT = 0.8
+
+
+class Guard:
+    """Budgets for the whole process, per module path and per model, in USD billed."""
+
+    def __init__(self, recorder: Recorder, total_usd: float | None = None, on_exceed: str = "warn",
+                 modules: dict[str, float] | None = None, models: dict[str, float] | None = None) -> None:
+        if on_exceed not in ACTIONS:
+            raise ValueError(f"on_exceed must be one of {ACTIONS}, not {on_exceed!r}")
+        self.recorder = recorder
+        self.on_exceed = on_exceed
+        self.limits: dict[tuple[str, str], float] = {}
+        if total_usd is not None:
+            self.limits[("total", "")] = float(total_usd)
+        for path, usd in (modules or {}).items():
+            self.limits[("module", path)] = float(usd)
+        for model, usd in (models or {}).items():
+            self.limits[("model", model)] = float(usd)
+        self._fired: set[tuple[str, str, float]] = set()
+        self._spent_scopes: dict[tuple[str, str], str] = {}  # scope -> message, once crossed
+        self._stop_reason: str | None = None
+        self._lock = threading.Lock()
+        recorder.budget = self.describe()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.limits)
+
+    def describe(self) -> dict[str, Any]:
+        return {"on_exceed": self.on_exceed, "alerts": [],
+                "limits": [{"scope": kind, "name": name, "usd": usd} for (kind, name), usd in self.limits.items()]}
+
+    # --- called from the hooks ------------------------------------------------------
+
+    def before_call(self, path: str, model: str) -> None:
+        """Raise if this call may not start; otherwise return at once."""
+        if self._stop_reason is not None:
+            raise BudgetStop(f"dspy-top: {self._stop_reason}")
+        if not self._spent_scopes or self.on_exceed == "warn":
+            return
+        for key in (("total", ""), ("module", path), ("model", model)):
+            message = self._spent_scopes.get(key)
+            if message is not None:
+                limit = self.limits[key]
+                error = BudgetStop if self.on_exceed == "stop" else BudgetExceeded
+                raise error(message, spent_usd=self._spent(key), budget_usd=limit, scope=_label(key))
+
+    def after_call(self, record: CallRecord) -> None:
+        if not self.limits:
+            return
+        for key in (("total", ""), ("module", record.path), ("model", record.model)):
+            limit = self.limits.get(key)
+            if limit is None:
+                continue
+            spent = self._spent(key)
+            for level in (WARN_AT, 1.0):
+                if spent >= limit * level and (key[0], key[1], level) not in self._fired:
+                    self._fire(key, level, spent, limit)
+
+    def request_stop(self, reason: str) -> None:
+        """A viewer asked the job to stop: the next LM call ends the run."""
+        self._stop_reason = reason
+        self._alert({"level": "stop", "scope": "viewer", "message": f"dspy-top: {reason}"})
+
+    @staticmethod
+    def is_budget_error(exc: BaseException) -> bool:
+        return isinstance(exc, BudgetExceeded)
+
+    # --- inside -----------------------------------------------------------------------
+
+    def _spent(self, key: tuple[str, str]) -> float:
+        kind, name = key
+        if kind == "total":
+            return self.recorder.totals.cost_usd
+        counters = (self.recorder.modules if kind == "module" else self.recorder.models).get(name)
+        return counters.cost_usd if counters is not None else 0.0
+
+    def _fire(self, key: tuple[str, str], level: float, spent: float, limit: float) -> None:
+        with self._lock:
+            marker = (key[0], key[1], level)
+            if marker in self._fired:
+                return
+            self._fired.add(marker)
+            label = _label(key)
+            if level >= 1.0:
+                action = {"warn": "carrying on (on_exceed='warn')",
+                          "raise": "further LM calls raise dspy_top.BudgetExceeded",
+                          "stop": "stopping the run"}[self.on_exceed]
+                message = f"dspy-top: {label} budget ${limit:,.2f} spent (${spent:,.4f}); {action}"
+                self._spent_scopes[key] = message
+            else:
+                message = f"dspy-top: {label} spend ${spent:,.4f} passed {int(level * 100)}% of its ${limit:,.2f} budget"
+        print(message, file=sys.stderr, flush=True)
+        self._alert({"level": int(level * 100), "scope": key[0], "name": key[1], "spent_usd": spent,
+                     "budget_usd": limit, "action": self.on_exceed, "message": message})
+
+    def _alert(self, alert: dict[str, Any]) -> None:
+        self.recorder.budget_alert(alert)
+
+
+def _label(key: tuple[str, str]) -> str:
+    kind, name = key
+    return "total" if kind == "total" else f"{kind} {name}"

@@ -1,0 +1,58 @@
+"""User price overrides: parse `MODEL=IN/OUT[/CACHED]` (USD per million tokens) and price usage.
+
+Shared by the job (`instrument(prices=...)`) and the viewer (`--price`); standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+PER_MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens. `cached` prices provider-cached prompt tokens (default: as input)."""
+
+    input: float
+    output: float
+    cached: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        cached_rate = self.input if self.cached is None else self.cached
+        fresh = max(0, prompt_tokens - cached_tokens)
+        return (fresh * self.input + cached_tokens * cached_rate + completion_tokens * self.output) / PER_MILLION
+
+
+def parse_price(text: str) -> tuple[str, Price]:
+    """`openai/gpt-4o-mini=0.15/0.60` or `...=0.15/0.60/0.075` → (model, Price)."""
+    model, sep, rates = text.partition("=")
+    if not sep or not model.strip():
+        raise ValueError(f"price {text!r}: expected MODEL=IN/OUT (USD per million tokens)")
+    parts = rates.split("/")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"price {text!r}: expected IN/OUT or IN/OUT/CACHED")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"price {text!r}: rates must be numbers") from None
+    if any(v < 0 for v in values):
+        raise ValueError(f"price {text!r}: rates cannot be negative")
+    return model.strip(), Price(*values)
+
+
+def normalize(prices: Mapping[str, Any] | None) -> dict[str, Price]:
+    """Accept {model: Price | (in, out[, cached]) | "in/out" | {"input":, "output":, "cached":}}."""
+    out: dict[str, Price] = {}
+    for model, value in (prices or {}).items():
+        if isinstance(value, Price):
+            out[model] = value
+        elif isinstance(value, str):
+            out[model] = parse_price(f"{model}={value}")[1]
+        elif isinstance(value, Mapping):
+            out[model] = Price(float(value["input"]), float(value["output"]),
+                               float(value["cached"]) if value.get("cached") is not None else None)
+        else:
+            out[model] = Price(*(float(v) for v in value))
+    return out
