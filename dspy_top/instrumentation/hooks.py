@@ -381,11 +381,7 @@ class Hooks:
                     return original(optimizer, *args, **kwargs)
                 scope_id = f"compile-{next(_scope_ids)}"
                 try:
-                    hooks.recorder.scope_start("compile", scope_id, {
-                        "class": type(optimizer).__name__, "params": _optimizer_params(optimizer),
-                        "parent": scope.ids[-1] if scope.ids else None,
-                        "trainset": _length(kwargs.get("trainset")), "valset": _length(kwargs.get("valset")),
-                    })
+                    hooks.recorder.scope_start("compile", scope_id, _compile_info(optimizer, args, kwargs, scope))
                     token = hooks._enter_scope(scope.push(scope_id, optimizer))
                 except Exception:
                     hooks.recorder.count_internal_error()
@@ -638,6 +634,22 @@ def _optimizer_params(optimizer: object) -> dict[str, Any]:
             continue
         out[str(key)] = _simple(value)
     return out
+
+
+def _compile_info(optimizer, args, kwargs, scope: Scope) -> dict[str, Any]:
+    student = args[0] if args else kwargs.get("student")
+    try:
+        predictors = len(student.predictors()) if student is not None else None
+    except Exception:
+        predictors = None
+    data = {"student", "trainset", "valset", "teacher", "program"}
+    return {
+        "class": type(optimizer).__name__, "params": _optimizer_params(optimizer),
+        # Simple compile() arguments such as num_trials, minibatch, max_bootstrapped_demos.
+        "arguments": {str(k): _simple(v) for k, v in kwargs.items() if k not in data},
+        "parent": scope.ids[-1] if scope.ids else None, "predictors": predictors,
+        "trainset": _length(kwargs.get("trainset")), "valset": _length(kwargs.get("valset")),
+    }
 
 
 def _evaluate_info(evaluate, signature, args, kwargs, scope: Scope) -> dict[str, Any]:
