@@ -104,8 +104,8 @@ def test_mlflow_autolog_beside_it(sim):
 
 def test_an_unfamiliar_dspy_gets_the_exact_fallback(sim):
     setup = """
-    from dspy_top.instrumentation import hooks
-    hooks._execution_is_familiar = lambda execution: False
+    from dspy_top.instrumentation import lm_calls
+    lm_calls.execution_is_familiar = lambda execution: False
     import dspy_top
     dspy_top.instrument()
     """
