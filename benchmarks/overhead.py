@@ -178,12 +178,16 @@ def run_memory_worker(mode, calls):
         program(question=f"warm {i}")
     gc.collect()
     before = rss_mib()
+    checkpoints = []
+    step = max(1, calls // 10)
     for i in range(calls):
         program(question=f"q {i}")
+        if (i + 1) % step == 0:
+            checkpoints.append(round(rss_mib(), 2))
     gc.collect()
     after = rss_mib()
     cleanup()
-    return {"rss_mib": after, "growth_mib": after - before}
+    return {"rss_mib": after, "growth_mib": after - before, "checkpoints": checkpoints}
 
 
 def run_flush_worker(calls):
@@ -244,6 +248,8 @@ def main():
     parser.add_argument("--memory-calls", type=int, default=100_000)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--soak", type=int, metavar="CALLS",
+                        help="only run the memory check, for CALLS calls (e.g. 1000000), RSS every 10%%")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -258,6 +264,12 @@ def main():
         print(json.dumps(result))
         return 0
 
+    if args.soak:
+        with tempfile.TemporaryDirectory(prefix="dt") as runtime:
+            for mode in ("baseline", "dspy-top"):
+                result = spawn("memory", mode, args.soak, env={"DSPY_TOP_RUNTIME_DIR": runtime})
+                print(f"{mode}: RSS every {args.soak // 10:,} calls (MiB): {result['checkpoints']}")
+        return 0
     if args.quick:
         args.repeats, args.calls, args.memory_calls = 1, 100, 2000
     scenarios = [s for s in args.scenarios.split(",") if s]
