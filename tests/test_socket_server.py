@@ -221,3 +221,31 @@ def test_discovery_cleans_up_sockets_of_dead_processes(runtime_dir):
     assert not job.socket_path.exists()
     with pytest.raises(client.ConnectError, match="exited"):
         client.Connection(job.socket_path).connect()
+
+
+def test_unknown_message_types_are_skipped(runtime_dir):
+    job = Job(runtime_dir, 2)
+    job.expect("DONE")
+    with client.Connection(job.socket_path) as conn:
+        conn._send({"t": "from_a_newer_viewer", "anything": [1, 2, 3]})
+        snapshot = read_until(conn, lambda m: m["t"] == "snapshot")[-1]
+        assert conn.get_payload(snapshot["calls"][0]["id"])["messages"]
+    job.release()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_another_users_connection_is_closed_without_a_word(runtime_dir):
+    job = Job(runtime_dir, 2)
+    job.expect("DONE")
+    # Open the directory and socket up on purpose, so only the peer-uid check stands in the way.
+    os.chmod(runtime_dir.parent, 0o755)
+    os.chmod(runtime_dir, 0o755)
+    os.chmod(job.socket_path, 0o666)
+    probe = subprocess.run([sys.executable, "-c", (
+        "import os, socket\nos.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX); s.settimeout(5)\n"
+        f"s.connect({str(job.socket_path)!r})\n"
+        "data = s.recv(65536)\nprint(len(data))\n")], capture_output=True, text=True, timeout=30)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "0"  # closed at once: no hello, no snapshot
+    job.release()
