@@ -116,6 +116,9 @@ class Instrumentation:
             return
         self.closed = True
         if self.server is not None:
+            wait = _env_float("DSPY_TOP_EXIT_WAIT")
+            if wait:  # set by `dspy-top run`: a job shorter than the viewer's rescan still gets seen
+                self.server.wait_for_viewer(wait)
             self.server.stop(final=exit_info or {"at": time.time()})
         self.hooks.uninstall()
 
@@ -164,6 +167,13 @@ def _env_int(name: str, default: int) -> int:
         return max(1, int(os.environ.get(name, default)))
     except ValueError:
         return default
+
+
+def _env_float(name: str) -> float:
+    try:
+        return max(0.0, float(os.environ.get(name) or 0))
+    except ValueError:
+        return 0.0
 
 
 def _at_exit() -> None:

@@ -66,6 +66,7 @@ class SocketServer:
         self._stopped = threading.Event()
         self._last_stats_version = -1
         self._last_stats_at = 0.0
+        self.ever_attached = False
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -93,6 +94,13 @@ class SocketServer:
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._run, name="dspy-top-server", daemon=True)
         self._thread.start()
+
+    def wait_for_viewer(self, timeout: float) -> bool:
+        """At exit of a short job: give a viewer that is about to attach the chance to."""
+        deadline = time.monotonic() + timeout
+        while not self.ever_attached and time.monotonic() < deadline and self._thread is not None:
+            time.sleep(0.02)
+        return self.ever_attached
 
     def stop(self, final: dict[str, Any] | None = None, timeout: float = 0.1) -> None:
         """Send a last message to every viewer within `timeout`, then close and unlink."""
@@ -173,6 +181,7 @@ class SocketServer:
             _quiet_close(sock)
             return
         sock.setblocking(False)
+        self.ever_attached = True
         viewer = ViewerConnection(sock)
         self.viewers[sock.fileno()] = viewer
         viewer.queue(protocol.encode(self.hello()), droppable=False)
@@ -313,6 +322,18 @@ class SocketServer:
                     self._write(viewer)
             if any(v.outbox for v in self.viewers.values()):
                 time.sleep(0.002)
+        for viewer in list(self.viewers.values()):
+            # Read what the viewer sent (its hello) before closing: closing a socket with
+            # unread input sends a reset, and the viewer could lose the exit message to it.
+            try:
+                while viewer.sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+            try:
+                viewer.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def _close_all(self) -> None:
         for viewer in list(self.viewers.values()):

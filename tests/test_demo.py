@@ -1,0 +1,110 @@
+"""`dspy-top demo` and the demo scripts: real DSPy programs on the simulated LM, watched by dspy-top.
+
+Small sizes at `--speed 0` finish in seconds; the live view is checked in tmux.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dspy_top import demo
+from tests.jobs.terminal import SKIP_REASON, Terminal
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--speed", "0", "--questions", "4", "--train", "8", "--dev", "8"]
+
+
+@pytest.fixture
+def runtime(monkeypatch, tmp_path):
+    directory = Path(tempfile.mkdtemp(prefix="dtd", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the jobs' private log directories
+    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.delenv("DSPY_TOP", raising=False)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def dspy_top(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=timeout, env=env or dict(os.environ))
+
+
+def test_a_known_providers_missing_key_is_named():
+    assert demo.missing_key("openai/gpt-4o-mini", {}) == "OPENAI_API_KEY"
+    assert demo.missing_key("openai/gpt-4o-mini", {"OPENAI_API_KEY": "k"}) is None
+    assert demo.missing_key("gemini/gemini-2.0-flash", {"GOOGLE_API_KEY": "k"}) is None
+    assert demo.missing_key("ollama_chat/llama3", {}) is None  # unknown providers are not second-guessed
+
+
+def test_model_without_its_key_is_a_usage_error(runtime):
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    result = dspy_top("demo", "-b", "--model", "anthropic/claude-3-5-haiku-latest", env=env)
+    assert result.returncode == 2
+    assert "ANTHROPIC_API_KEY" in result.stderr
+
+
+def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime):
+    result = dspy_top("demo", "-b", "--json", *SMALL)
+    assert result.returncode == 0, result.stderr
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    totals = final["totals"]
+    assert totals["calls"] > 100 and totals["cost_usd"] > 0 and totals["prompt_tokens"] > 0
+    assert totals["cache_hits"] > 0  # optimizers repeat prompts; the in-memory cache answers them
+    paths = {m["path"] for m in final["modules"]}
+    assert {"WarehouseQA.write_query.predict", "WarehouseQA.agent.react", "Solver.plan", "Solver.solve.predict"} <= paths
+    compiles = {s["label"] for s in final["scopes"] if s["kind"] == "compile"}
+    assert {"BootstrapFewShot", "MIPROv2"} <= compiles
+    assert any(s["kind"] == "eval" and s["done"] == 8 for s in final["scopes"])
+    assert [p["state"] for p in final["processes"]] == ["ended"]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("rag_react.py", ["--questions", "3"]),
+    ("optimize.py", ["--train", "6", "--dev", "6", "--no-mipro"]),
+    ("async_batch.py", ["--questions", "6"]),
+])
+def test_each_demo_script_runs_under_dspy_top_run(runtime, script, args):
+    result = dspy_top("run", "-b", "--json", "--", sys.executable, f"demos/{script}", "--speed", "0", *args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["totals"]["calls"] > 0
+
+
+def _header_numbers(screen: str) -> tuple[int, float] | None:
+    """(calls, dollars) from the header line, or None before the first call."""
+    header = screen.splitlines()[0] if screen else ""
+    calls = re.search(r"([\d,]+) calls", header)
+    cost = re.search(r"\$([\d.]+)", header)
+    if calls is None or cost is None:
+        return None
+    return int(calls.group(1).replace(",", "")), float(cost.group(1))
+
+
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+@pytest.mark.timeout(180)
+def test_demo_live_view_in_a_terminal_grows_then_stays_until_q(runtime, tmp_path):
+    command = [sys.executable, "-m", "dspy_top", "demo", "-d", "0.3", "--speed", "0.05",
+               "--questions", "8", "--train", "8", "--dev", "8"]
+    term = Terminal(command, tmp_path / "status", cwd=REPO,
+                    env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    try:
+        first = _header_numbers(term.wait_for(lambda s: (_header_numbers(s) or (0, 0))[0] > 0, "the first calls"))
+        later = _header_numbers(term.wait_for(
+            lambda s: (_header_numbers(s) or (0, 0))[0] > first[0] + 20 and _header_numbers(s)[1] > first[1],
+            "the call count and the cost growing"))
+        assert later[0] > first[0] and later[1] > first[1]
+        screen = term.wait_for(lambda s: "exited with code 0" in s, "the demo finishing", timeout=150)
+        assert "Solver" in screen and "demo finished" in screen
+        term.keys("q")
+        assert term.exit_status() == 0
+    finally:
+        term.close()

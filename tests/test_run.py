@@ -1,0 +1,278 @@
+"""`dspy-top run`: a job instrumented with no code change, its output in a pane, its exit status passed on.
+
+Pure tests for the helpers; batch mode (`-b`) end to end in a subprocess; the live view in
+a real terminal (tmux) for a job that prints a lot, crashes, exits non-zero, or gets ctrl+c.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dspy_top import run
+from tests.jobs.terminal import SKIP_REASON, Terminal
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+JOB = HERE / "jobs" / "run_job.py"
+
+
+@pytest.fixture
+def runtime(monkeypatch, tmp_path):
+    """A short private socket directory (AF_UNIX paths are limited to 107 bytes) for this test."""
+    directory = Path(tempfile.mkdtemp(prefix="dtr", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the jobs' private log directories
+    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.delenv("DSPY_TOP", raising=False)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def dspy_top_run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dspy_top", "run", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def test_split_command_at_double_dash_or_first_word():
+    assert run.split_command(["-b", "--", "python", "job.py", "--", "-x"]) == (["-b"], ["python", "job.py", "--", "-x"])
+    assert run.split_command(["-d", "2", "python", "-m", "pkg"]) == (["-d", "2"], ["python", "-m", "pkg"])
+    assert run.split_command(["--log", "/tmp/x", "-b", "./wrap.sh", "-b"]) == (["--log", "/tmp/x", "-b"], ["./wrap.sh", "-b"])
+    assert run.split_command(["-b"]) == (["-b"], [])
+
+
+def test_clean_output_drops_colours_and_shows_a_redrawn_line_once_finished():
+    shown, held = run.clean_output("\x1b[31mred\x1b[0m\nbar  10%\rbar  50%\rbar 100%\nnext\r 3%")
+    assert shown == "red\nbar 100%\n"
+    assert held == "\r 3%"
+    shown, held = run.clean_output(held + "\r 90%\rdone\n")
+    assert (shown, held) == ("done\n", "")
+    assert run.clean_output("partial line") == ("partial line", "")
+    assert run.clean_output("crlf\r\nbell\x07\n") == ("crlf\nbell\n", "")
+
+
+def test_exit_status_is_a_shells():
+    assert run.exit_status(0) == 0
+    assert run.exit_status(3) == 3
+    assert run.exit_status(-signal.SIGINT) == 130
+    assert run.exit_status(-signal.SIGKILL) == 137
+
+
+def test_descends_from_follows_parents_to_the_job():
+    parents = {30: 20, 20: 10, 10: 1, 40: 1, 50: 40}
+    assert run.descends_from(30, 10, parent=parents.get)
+    assert run.descends_from(10, 10, parent=parents.get)
+    assert not run.descends_from(40, 10, parent=parents.get)
+    assert run.descends_from(50, 10, known={40}, parent=parents.get)  # reparented, but known to be the job's
+    assert not run.descends_from(99, 10, parent=parents.get)
+    assert run.descends_from(os.getpid(), os.getppid())  # the real /proc
+
+
+def test_a_flood_of_output_is_skipped_to_its_tail_and_kept_whole_in_the_file(runtime, tmp_path):
+    log = tmp_path / "job.log"
+    job = run.start_job([sys.executable, "-c", "import sys\nfor i in range(100000): print('line', i)\n"
+                                               "sys.stdout.write('bar 1%\\rbar 99%')"], log_path=log)
+    try:
+        assert job.wait(30) == 0
+        first = job.read_new_output()
+        assert f"this output is also in {log}" in first
+        assert "of output skipped here" in first
+        assert len(first) < 2 * run.READ_CHUNK
+        rest = ""
+        for _ in range(10):
+            rest += job.read_new_output()
+        assert "line 99999\n" in first + rest
+        assert "bar" not in (first + rest).split("skipped here", 1)[1]  # an unfinished redrawn line waits for its newline
+        assert log.read_bytes().count(b"\n") == 100000
+        assert os.stat(log).st_mode & 0o777 == 0o600
+    finally:
+        job.close()
+
+
+def test_the_shim_instruments_without_the_pth_file_and_runs_the_shadowed_sitecustomize(tmp_path):
+    """`python -S` skips the .pth files: the shim alone must load dspy_top, from its fallback copy."""
+    site = run.prepare_work_dir(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("print('CHAINED')\n")
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import sitecustomize; "
+            "print('dspy_top.autoload' in sys.modules, "
+            "any(type(f).__name__ == '_AfterDspyImport' for f in sys.meta_path), sys.modules['dspy_top'].__file__)")
+    result = subprocess.run([sys.executable, "-S", "-c", code, str(site), str(other)], capture_output=True,
+                            text=True, timeout=30, cwd=tmp_path, env={**os.environ, "DSPY_TOP": "1"})
+    assert result.returncode == 0, result.stderr
+    chained, loaded = result.stdout.splitlines()
+    assert chained == "CHAINED"
+    assert loaded.startswith("True True ") and "fallback" in loaded
+
+
+def test_run_and_demo_leave_dspy_litellm_and_textual_out_of_the_viewer_process():
+    code = ("import sys, dspy_top.run, dspy_top.demo; dspy_top.run.build_parser(); dspy_top.demo.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dspy', 'litellm', 'openai', 'textual')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# --- batch mode, end to end ---------------------------------------------------------------------------
+
+
+def test_batch_mode_prints_the_final_numbers_and_exits_with_the_jobs_status(runtime):
+    result = dspy_top_run("-b", "--json", "-d", "0.5", "--", sys.executable, str(JOB), "--calls", "3")
+    assert result.returncode == 0, result.stderr
+    final = last_json(result.stdout)
+    assert final["totals"]["calls"] == 6
+    assert {m["path"] for m in final["modules"]} >= {"Pipeline.draft", "Pipeline.check.predict"}
+    assert [p["state"] for p in final["processes"]] == ["ended"]
+    assert "the job exited with status 0" in result.stderr
+
+
+@pytest.mark.parametrize(("then", "status", "said"), [
+    ("exit:3", 3, "exited with status 3"),
+    ("crash", 1, "RuntimeError: the job crashed on purpose"),
+])
+def test_batch_mode_passes_on_a_failure(runtime, then, status, said):
+    result = dspy_top_run("-b", "--json", "--", sys.executable, str(JOB), "--calls", "2", "--then", then)
+    assert result.returncode == status, result.stderr
+    assert said in result.stderr
+    assert last_json(result.stdout)["totals"]["calls"] == 4
+
+
+def test_batch_mode_attaches_through_a_shell_wrapper_and_a_console_script(runtime, tmp_path):
+    script = tmp_path / "bin" / "my-dspy-job"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = [{str(JOB)!r}, '--calls', '2']\n"
+                      f"runpy.run_path({str(JOB)!r}, run_name='__main__')\n")
+    script.chmod(0o755)
+    wrapper = "echo wrapper; my-dspy-job; echo wrapped; exit 4"
+    env = {"PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}"}
+    result = dspy_top_run("-b", "--json", "-d", "0.5", "--", "sh", "-c", wrapper, env=env)
+    assert result.returncode == 4, result.stderr
+    final = last_json(result.stdout)
+    # Only the python grandchild is shown: the shell never served, and it is no longer waited for.
+    assert [(p["state"], p["calls"]) for p in final["processes"]] == [("ended", 4)], result.stderr
+    assert "waiting for pid" not in result.stdout.strip().splitlines()[-1]
+
+
+def test_batch_mode_runs_python_dash_m(runtime):
+    result = dspy_top_run("-b", "--json", "--", sys.executable, "-m", "dspy_top.demos.rag_react",
+                          "--speed", "0", "--questions", "2")
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["totals"]["calls"] >= 8
+
+
+def test_an_unknown_command_is_127_and_no_command_a_usage_error(runtime):
+    assert dspy_top_run("-b", "--", "no-such-command-dspy-top").returncode == 127
+    result = dspy_top_run("-b")
+    assert result.returncode == 2 and "no command" in result.stderr
+
+
+def _start_batch(*job_args: str) -> tuple[subprocess.Popen, Path]:
+    process = subprocess.Popen([sys.executable, "-m", "dspy_top", "run", "-b", "-d", "0.5", "--", sys.executable,
+                                str(JOB), *job_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=REPO)
+    first = process.stderr.readline()
+    log = Path(first.rsplit("its output goes to ", 1)[1].strip())
+    deadline = time.monotonic() + 30
+    while "CALLS DONE" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the job never got going"
+        time.sleep(0.05)
+    return process, log
+
+
+def test_batch_mode_ctrl_c_interrupts_the_job_and_a_second_stops_it(runtime):
+    process, log = _start_batch("--then", "wait")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "GOT SIGINT" in log.read_text()
+
+    process, log = _start_batch("--then", "ignore-sigint")
+    process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while "sent SIGINT" not in (err := process.stderr.readline()):
+        assert time.monotonic() < deadline
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "calls" in out and "the job exited with status 143" in err
+
+
+# --- the live view in a real terminal -------------------------------------------------------------------
+
+terminal = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+
+
+def _live(runtime: Path, tmp_path: Path, *job_args: str, extra: tuple[str, ...] = ()) -> Terminal:
+    command = [sys.executable, "-m", "dspy_top", "run", "-d", "0.3", "--log", str(tmp_path / "job.log"), *extra,
+               "--", sys.executable, str(JOB), *job_args]
+    return Terminal(command, tmp_path / "status", cwd=REPO,
+                    env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+
+
+@terminal
+@pytest.mark.timeout(120)
+def test_live_view_of_a_job_that_prints_a_lot_then_gets_ctrl_c(runtime, tmp_path):
+    term = _live(runtime, tmp_path, "--calls", "3", "--lines", "200000", "--then", "wait")
+    try:
+        screen = term.wait_for(lambda s: "6 calls" in s and "CALLS DONE 6" in s, "the calls and the job's output")
+        assert "Pipeline" in screen and "Job output" in screen
+        term.keys("C-c")
+        screen = term.wait_for(lambda s: "exited with code 130" in s, "the job ending on SIGINT")
+        assert "GOT SIGINT" in screen and "6 calls" in screen  # the final numbers stay
+        term.keys("q")
+        assert term.exit_status() == 130
+        assert (tmp_path / "job.log").read_text().count("\n") >= 200000
+    finally:
+        term.close()
+
+
+@terminal
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("then", "code", "marker"), [("crash", 1, "RuntimeError"), ("exit:3", 3, "CALLS DONE")])
+def test_live_view_stays_after_a_failed_job_until_q(runtime, tmp_path, then, code, marker):
+    term = _live(runtime, tmp_path, "--calls", "2", "--then", then)
+    try:
+        screen = term.wait_for(lambda s: f"exited with code {code}" in s, "the exit status")
+        assert marker in screen and "4 calls" in screen
+        if then != "crash":  # (a traceback pushes it out of the pane)
+            assert "this output is also in" in screen  # the log file, named on screen
+        assert not term.status_file.exists()  # still showing it
+        term.keys("q")
+        assert term.exit_status() == code
+    finally:
+        term.close()
+
+
+@terminal
+@pytest.mark.timeout(120)
+def test_live_view_second_ctrl_c_quits_and_stops_the_job(runtime, tmp_path):
+    term = _live(runtime, tmp_path, "--calls", "2", "--then", "ignore-sigint")
+    try:
+        screen = term.wait_for(lambda s: "4 calls" in s and "CALLS DONE" in s and "running" in s, "the job")
+        pid = int(screen.split("job pid ", 1)[1].split()[0])
+        term.keys("C-c")
+        term.wait_for(lambda s: "ctrl+c again quits" in s, "the first ctrl+c noted")
+        term.keys("C-c")
+        assert term.exit_status() == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert "Traceback" not in term.screen()
+    finally:
+        term.close()
