@@ -151,18 +151,21 @@ class Connection:
 
     # --- reading ---------------------------------------------------------------------
 
-    def poll(self, timeout: float = 0.0) -> list[dict[str, Any]]:
-        """Every message available now (waiting up to `timeout` for the first one).
+    def poll(self, timeout: float = 0.0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Messages available now (waiting up to `timeout` for the first one), at most `limit`.
 
-        Raises ConnectError when the process closes the connection or sends garbage.
+        A busy process is never quiet: pass `limit` to take a bounded batch and come back.
+        Raises ConnectError when the process closes the connection or sends garbage; messages
+        that arrived before that are returned first and the error is raised on the next call.
         """
         if self._broken is not None and not self._pending:
             raise self._broken
-        out = list(self._pending)
-        self._pending.clear()
+        out: list[dict[str, Any]] = []
+        while self._pending and (limit is None or len(out) < limit):
+            out.append(self._pending.popleft())
         if out:
             timeout = 0.0
-        while True:
+        while limit is None or len(out) < limit:
             try:
                 message = self._next(timeout)
             except ConnectError as exc:
@@ -174,6 +177,7 @@ class Connection:
                 return out
             out.append(message)
             timeout = 0.0
+        return out
 
     def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Messages as they arrive, until the process ends (an `exit` message, then EOF)."""

@@ -1,0 +1,112 @@
+"""The `dspy-top` command: the live viewer, batch mode, and the `run` and `demo` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+A live, top-style view of DSPy programs: LM calls, tokens, cost, cache, errors and
+latency per module and per model, with a browsable history of every call.
+
+With no option, dspy-top attaches to every instrumented DSPy process of this user and
+keeps watching for new ones. A process is instrumented when it calls
+dspy_top.instrument(), runs with DSPY_TOP=1, or is started with `dspy-top run`.
+"""
+
+EPILOG = """\
+subcommands:
+  dspy-top run [--] COMMAND...   run COMMAND instrumented and watch it (dspy-top run --help)
+  dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
+
+keys (in the viewer; ? shows them all):
+  q quit   space pause   / filter   < > sort column   enter expand / inspect
+  t tree   f follow      p processes   m models   tab next pane   ? help
+
+batch mode:
+  dspy-top -b -n 1 --json      one JSON snapshot (schema in docs/batch-json.md)
+  dspy-top -b -d 5             a text snapshot every 5 seconds, like top -b
+
+exit status: 0 when a process was attached (batch mode) or the viewer quit normally,
+1 when batch mode attached nothing, 2 on a usage error.
+
+environment:
+  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dspy-top", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = parser.add_argument_group("what to attach to (default: every instrumented process, as they come)")
+    target.add_argument("-p", "--pid", type=int, action="append", metavar="PID", dest="pids",
+                        help="attach to this process only (repeat for several)")
+    target.add_argument("--socket", type=Path, action="append", metavar="PATH", dest="sockets",
+                        help="attach to the process serving this socket")
+    view = parser.add_argument_group("display")
+    view.add_argument("-d", "--delay", type=_positive, default=1.0, metavar="SECONDS",
+                      help="seconds between screen updates or batch snapshots (default 1)")
+    view.add_argument("-b", "--batch", action="store_true",
+                      help="print snapshots instead of running the interactive viewer")
+    view.add_argument("-n", "--iterations", type=int, metavar="N",
+                      help="batch mode: stop after N snapshots (default: until interrupted)")
+    view.add_argument("--json", action="store_true",
+                      help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
+    parser.add_argument("--version", action="version", version=f"dspy-top {_version()}")
+    return parser
+
+
+def _version() -> str:
+    from dspy_top import __version__
+
+    return __version__
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("run", "demo"):
+        return _subcommand(argv[0], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.iterations is not None and args.iterations < 1:
+        parser.error("-n must be at least 1")
+    if (args.json or args.iterations is not None) and not args.batch:
+        parser.error("-n and --json need -b (batch mode)")
+    if args.batch:
+        from dspy_top.viewer import batch
+
+        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations,
+                         delay=args.delay, as_json=args.json)
+    from dspy_top.viewer.app import run_viewer
+
+    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay)
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"dspy_top.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"dspy_top.{name}":
+            raise
+        print(f"dspy-top: the `{name}` subcommand is not available in this build", file=sys.stderr)
+        return 2
+    return int(module.main(argv) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Exact usage counters as the process sends them, summed across modules, models and processes.
+
+A frozen value: folding a `stats` frame replaces counters whole, so a snapshot can share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from dspy_top import latency
+
+_INT_FIELDS = (
+    "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "unpriced_calls", "in_flight",
+)
+_FLOAT_FIELDS = ("cost_usd", "cost_saved_usd", "latency_s")
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """One set of exact counters (see docs/protocol.md, "Counters")."""
+
+    calls: int = 0
+    errors: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    cost_saved_usd: float = 0.0
+    latency_s: float = 0.0
+    in_flight: int = 0
+    latency_hist: Mapping[int, int] = field(default_factory=dict)
+    last_at: float = 0.0
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any] | None) -> "Counters":
+        """Counters from a wire map; missing keys are zero, wrong types raise ValueError/TypeError."""
+        if not wire:
+            return EMPTY
+        values: dict[str, Any] = {name: int(wire.get(name) or 0) for name in _INT_FIELDS}
+        values.update({name: float(wire.get(name) or 0.0) for name in _FLOAT_FIELDS})
+        hist = wire.get("latency_hist") or {}
+        values["latency_hist"] = {int(bucket): int(count) for bucket, count in hist.items()}
+        values["last_at"] = float(wire.get("last_at") or 0.0)
+        return cls(**values)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_known(self) -> bool:
+        """False when some billed calls had no price: `cost_usd` is then a lower bound."""
+        return self.unpriced_calls == 0
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return self.cache_hits / self.calls if self.calls else None
+
+    def percentile(self, q: float) -> float | None:
+        return latency.percentile(dict(self.latency_hist), q)
+
+    @property
+    def p50(self) -> float | None:
+        return self.percentile(0.50)
+
+    @property
+    def p95(self) -> float | None:
+        return self.percentile(0.95)
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as plain JSON (no histogram; percentiles instead)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in _INT_FIELDS}
+        out.update({name: getattr(self, name) for name in _FLOAT_FIELDS})
+        out["cost_usd"] = round(self.cost_usd, 10)
+        out["cost_saved_usd"] = round(self.cost_saved_usd, 10)
+        out["cost_known"] = self.cost_known
+        out["p50_s"] = self.p50
+        out["p95_s"] = self.p95
+        return out
+
+
+EMPTY = Counters()
+
+
+def total(parts: Iterable[Counters]) -> Counters:
+    """The sum of several counters (histograms merged, `last_at` the latest)."""
+    parts = [p for p in parts if p is not EMPTY]
+    if not parts:
+        return EMPTY
+    if len(parts) == 1:
+        return parts[0]
+    values: dict[str, Any] = {name: sum(getattr(p, name) for p in parts) for name in _INT_FIELDS}
+    values.update({name: sum(getattr(p, name) for p in parts) for name in _FLOAT_FIELDS})
+    hist: dict[int, int] = {}
+    for part in parts:
+        latency.merge(hist, part.latency_hist)
+    values["latency_hist"] = hist
+    values["last_at"] = max(p.last_at for p in parts)
+    return Counters(**values)

@@ -1,0 +1,176 @@
+"""Every process the viewer knows, folded from their messages; `snapshot()` is what the UI renders.
+
+Not thread-safe by itself: the collector holds `Fleet.lock` while folding and while
+taking a snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from dspy_top.model.calls import CallQuery, CallSummary, History
+from dspy_top.model.counters import Counters, total
+from dspy_top.model.process import CONNECTING, ENDED, RUNNING, ProcessState
+from dspy_top.model.rates import add_series
+from dspy_top.model.scopes import progress_line
+from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
+from dspy_top.model.tree import LeafInput, build_tree
+from dspy_top.protocol import Hello
+
+SERIES_LENGTH = 120  # sparkline buckets kept (seconds at the default bucket width)
+
+
+class Fleet:
+    """The aggregation of every attached process."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        history_capacity: int = 10_000,
+        window: float = 5.0,
+        bucket: float = 1.0,
+        series_length: int = SERIES_LENGTH,
+    ) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.processes: dict[str, ProcessState] = {}
+        self.history = History(history_capacity)
+        self.window = window
+        self.bucket = bucket
+        self.series_length = series_length
+        self.events = 0
+        self.version = 0  # bumped by every change: lets the UI skip redrawing what did not move
+
+    # --- the collector's side -------------------------------------------------------
+
+    def attach(self, key: str, pid: int | None = None) -> ProcessState:
+        self.version += 1
+        process = self.processes.get(key)
+        if process is None:
+            process = self.processes[key] = ProcessState(
+                key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length)
+        return process
+
+    def connected(self, key: str, hello: Hello) -> None:
+        self.version += 1
+        self.attach(key, hello.pid).connected(hello, self.clock())
+
+    def fold(self, key: str, message: Mapping[str, Any]) -> None:
+        """Apply one message; malformed content marks the process, never raises."""
+        process = self.processes.get(key)
+        if process is None:
+            return
+        self.events += 1
+        self.version += 1
+        try:
+            process.fold(message, self.clock(), self.history)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            process.status = f"malformed {message.get('t')!r} message ({type(exc).__name__}); skipped"
+
+    def fold_many(self, key: str, messages: list[Mapping[str, Any]]) -> None:
+        process = self.processes.get(key)
+        if process is None:
+            return
+        now = self.clock()
+        history = self.history
+        self.events += len(messages)
+        self.version += 1
+        for message in messages:
+            try:
+                process.fold(message, now, history)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                process.status = f"malformed {message.get('t')!r} message ({type(exc).__name__}); skipped"
+
+    def failed(self, key: str, reason: str) -> None:
+        process = self.processes.get(key)
+        if process is not None:
+            self.version += 1
+            process.failed(reason, self.clock())
+
+    def dismiss(self, key: str) -> bool:
+        """Forget a process that is no longer live (ended, lost or failed)."""
+        process = self.processes.get(key)
+        if process is None or process.live:
+            return False
+        del self.processes[key]
+        self.history.forget(key)
+        self.version += 1
+        return True
+
+    def call(self, key: tuple[str, int]) -> CallSummary | None:
+        return self.history.find(key)
+
+    # --- the UI's side --------------------------------------------------------------
+
+    def snapshot(
+        self,
+        focus: str | None = None,
+        query: CallQuery | None = None,
+        history_limit: int = 500,
+    ) -> Snapshot:
+        now = self.clock()
+        if focus is not None and focus not in self.processes:
+            focus = None
+        in_view = [p for k, p in self.processes.items() if focus is None or k == focus]
+        totals = total(p.totals for p in in_view)
+        started = [p for p in in_view if p.started_at is not None]
+        uptime = 0.0
+        if started:
+            # From the first start to now, or to the last end once every process has ended.
+            end = now if any(p.live for p in started) else max(p.ended_at or now for p in started)
+            uptime = max(0.0, end - min(p.started_at for p in started))
+        tokens_per_sec = sum(p.tokens_per_sec(now) for p in in_view)
+        cost_per_min = 60.0 * sum(p.cost_per_sec(now) for p in in_view)
+        average = totals.tokens / uptime if uptime > 0 else 0.0
+        count = self.series_length
+        token_series = add_series([p.token_series.series(now, count) for p in in_view], count)
+        token_series = [value / self.bucket for value in token_series]
+        cost_series = add_series([p.cost_series.series(now, count) for p in in_view], count)
+
+        leaves: dict[str, list[tuple[Any, float]]] = {}
+        for process in in_view:
+            for path, module in process.modules.items():
+                leaves.setdefault(path, []).append((module, process.module_tokens_per_sec(path, now)))
+        tree = build_tree(
+            (LeafInput(path, parts[0][0].class_name, parts[0][0].chain,
+                       total(m.counters for m, _ in parts), sum(rate for _, rate in parts))
+             for path, parts in leaves.items()),
+            now,
+        )
+        models: dict[str, list[Counters]] = {}
+        for process in in_view:
+            for model, counters in process.models.items():
+                models.setdefault(model, []).append(counters)
+        model_rows = tuple(sorted(
+            (ModelRow(model, total(parts)) for model, parts in models.items()),
+            key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
+        scopes = tuple(s for p in in_view for s in p.scopes.values())
+        calls = self.history.recent(history_limit, query, focus)
+        return Snapshot(
+            at=now, focus=focus,
+            processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
+            totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
+            cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
+            modules=tree, models=model_rows, scopes=scopes, progress=progress_line(list(scopes), now),
+            calls=calls, history_size=len(self.history), history_added=self.history.added,
+            dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
+            internal_errors=sum(p.internal_errors for p in in_view),
+            tool_calls=sum(p.tool_calls for p in in_view),
+        )
+
+    def _ordered_processes(self) -> list[ProcessState]:
+        rank = {RUNNING: 0, CONNECTING: 1, ENDED: 2}
+        return sorted(self.processes.values(), key=lambda p: (rank.get(p.state, 3), p.pid, p.key))
+
+    @staticmethod
+    def _process_row(process: ProcessState, now: float) -> ProcessRow:
+        return ProcessRow(
+            key=process.key, pid=process.pid, command=process.command, state=process.state,
+            status=process.status, started_at=process.started_at, uptime=process.uptime(now),
+            totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
+            mechanism=process.hello.mechanism if process.hello else "",
+            dropped=process.dropped_events + process.dropped_viewer,
+        )

@@ -1,0 +1,78 @@
+"""What the screen (or batch mode) renders: one frozen picture of the fleet at one instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dspy_top.model.calls import CallSummary
+from dspy_top.model.counters import Counters
+from dspy_top.model.scopes import ScopeState
+from dspy_top.model.tree import ModuleNode
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One attached (or ended, or failed) process in the process list."""
+
+    key: str
+    pid: int
+    command: str
+    state: str
+    status: str
+    started_at: float | None
+    uptime: float
+    totals: Counters
+    tokens_per_sec: float
+    mechanism: str
+    dropped: int
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """Usage of one LM model string across the processes in view."""
+
+    model: str
+    counters: Counters
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The fleet (or the focused process) at `at`."""
+
+    at: float
+    focus: str | None
+    processes: tuple[ProcessRow, ...]  # every known process, whatever the focus
+    totals: Counters
+    uptime: float
+    tokens_per_sec: float
+    tokens_per_sec_avg: float
+    cost_per_min: float
+    token_series: tuple[float, ...]  # tokens/sec per bucket, oldest first
+    cost_series: tuple[float, ...]  # dollars per bucket
+    modules: tuple[ModuleNode, ...]
+    models: tuple[ModelRow, ...]
+    scopes: tuple[ScopeState, ...]
+    progress: str | None
+    calls: tuple[CallSummary, ...]  # newest history rows passing the filter, oldest first
+    history_size: int  # calls held in the viewer
+    history_added: int  # calls ever added (changes whenever history does)
+    dropped: int  # events the processes dropped plus events dropped for this viewer
+    internal_errors: int
+    tool_calls: int
+
+    @property
+    def live(self) -> int:
+        return sum(1 for p in self.processes if p.state in ("running", "connecting"))
+
+    @property
+    def in_view(self) -> tuple[ProcessRow, ...]:
+        return tuple(p for p in self.processes if self.focus is None or p.key == self.focus)
+
+    @property
+    def problems(self) -> tuple[ProcessRow, ...]:
+        return tuple(p for p in self.processes if p.state in ("failed", "lost"))
+
+    @property
+    def attached(self) -> bool:
+        """Did the viewer get a hello from any process?"""
+        return any(p.state in ("running", "ended", "lost") for p in self.processes)

@@ -1,0 +1,123 @@
+"""One LM call as `dspy.inspect_history` shows it: facts on top, each message by role, the response.
+
+Pure rendering (Rich text only) so it is tested without an app.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+
+from dspy_top.model import CallSummary
+from dspy_top.viewer import format as fmt
+
+ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green", "tool": "bold yellow"}
+
+
+def facts(call: CallSummary, chain: tuple[str, ...] = ()) -> Text:
+    """The header line(s): module and chain, model, time, latency, tokens, cost, cache, retries."""
+    text = Text()
+    text.append(call.path, style="bold")
+    if chain:
+        text.append(f" ({' > '.join(chain)})", style="dim")
+    elif call.module_class:
+        text.append(f" ({call.module_class})", style="dim")
+    text.append(f" · {call.model}")
+    if call.response_model and call.response_model not in call.model:
+        text.append(f" (answered by {call.response_model})", style="dim")
+    text.append(f" · pid {call.pid} · call {call.id}\n")
+    text.append(f"{fmt.clock(call.start)} · {fmt.seconds(call.latency)} · ")
+    text.append(f"{call.prompt_tokens:,} in")
+    if call.cached_tokens:
+        text.append(f" ({call.cached_tokens:,} cached)")
+    text.append(f" → {call.completion_tokens:,} out · ")
+    if call.cache_hit:
+        saved = fmt.call_cost(call.cost_saved_usd) if call.cost_saved_usd is not None else "?"
+        text.append(f"cache hit ($0, saved {saved})", style="cyan")
+    else:
+        text.append(fmt.call_cost(call.cost_usd), style="yellow" if call.cost_usd is None else "bold")
+        if call.cost_usd is None:
+            text.append(" (no known price)", style="yellow")
+    text.append(f" · attempt {call.retries + 1}" + (f" ({call.retries} retries)" if call.retries else ""))
+    if call.scopes:
+        text.append(f" · inside {' > '.join(call.scopes)}", style="dim")
+    if call.error:
+        text.append(f"\nERROR {call.error}: {call.error_message or ''}", style="bold red")
+    return text
+
+
+def section(title: str, style: str = "bold") -> Text:
+    text = Text()
+    text.append(f"── {title} ──", style=style)
+    return text
+
+
+def _content(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict):
+                kind = part.get("type")
+                if kind == "text":
+                    parts.append(str(part.get("text", "")))
+                elif kind in ("image_url", "image"):
+                    parts.append("<image>")
+                else:
+                    parts.append(json.dumps(part, default=str)[:2000])
+            else:
+                parts.append(str(part))
+        return "\n".join(parts)
+    return json.dumps(content, default=str, indent=2)
+
+
+def body(payload: dict[str, Any]) -> list[Text]:
+    """Messages by role, the response(s), tool calls, usage and request options."""
+    out: list[Text] = []
+    for message in payload.get("messages") or []:
+        if not isinstance(message, dict):
+            out += [section("Message"), Text(str(message))]
+            continue
+        role = str(message.get("role", "?"))
+        out.append(section(f"{role.capitalize()} message", ROLE_STYLE.get(role, "bold")))
+        out.append(Text(_content(message.get("content"))))
+        for tool_call in message.get("tool_calls") or []:
+            out.append(Text(f"tool call: {json.dumps(tool_call, default=str)}", style="yellow"))
+    outputs = payload.get("outputs")
+    if outputs is not None:
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        for index, output in enumerate(outputs):
+            title = "Response" if len(outputs) == 1 else f"Response {index + 1}"
+            out.append(section(title, "bold green"))
+            if isinstance(output, dict):
+                if output.get("reasoning_content"):
+                    out.append(Text(f"(reasoning) {output['reasoning_content']}", style="dim"))
+                out.append(Text(_content(output.get("text"))))
+                for tool_call in output.get("tool_calls") or []:
+                    out.append(section("Tool call", "bold yellow"))
+                    out.append(Text(_tool_call(tool_call)))
+            else:
+                out.append(Text(_content(output)))
+    if payload.get("error"):
+        out += [section("Error", "bold red"), Text(str(payload["error"]), style="red")]
+    usage = payload.get("usage")
+    if usage:
+        out += [section("Usage", "dim"), Text(json.dumps(usage, default=str, indent=1), style="dim")]
+    options = payload.get("options")
+    if options:
+        out += [section("Request options", "dim"), Text(json.dumps(options, default=str), style="dim")]
+    return out
+
+
+def _tool_call(tool_call: Any) -> str:
+    if isinstance(tool_call, dict):
+        function = tool_call.get("function") or tool_call
+        name = function.get("name", "?")
+        arguments = function.get("arguments", "")
+        return f"{name}({arguments})"
+    return str(tool_call)

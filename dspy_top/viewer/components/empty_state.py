@@ -1,0 +1,29 @@
+"""What the screen says while no instrumented process is attached: how to start one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class EmptyState(Static):
+    """Shown (class `-empty` on the screen) until a process appears."""
+
+    def __init__(self, runtime_dir: Path, **kwargs) -> None:
+        super().__init__(self.message(runtime_dir), **kwargs)
+
+    @staticmethod
+    def message(runtime_dir: Path) -> Text:
+        text = Text(justify="center")
+        text.append("No instrumented DSPy process is running.\n\n", style="bold")
+        text.append("Start one and it appears here:\n\n")
+        text.append("  dspy-top run -- python job.py", style="bold cyan")
+        text.append("\n  or call ")
+        text.append("dspy_top.instrument()", style="bold cyan")
+        text.append(" in your program\n  or run it with ")
+        text.append("DSPY_TOP=1", style="bold cyan")
+        text.append("\n\n")
+        text.append(f"watching {runtime_dir}", style="dim")
+        return text

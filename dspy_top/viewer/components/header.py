@@ -1,0 +1,105 @@
+"""The header: the fleet's totals on top (money, rate, busy-ness), sparklines and optimizer progress below."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from dspy_top.model import Snapshot
+from dspy_top.viewer import format as fmt
+
+
+class Header(Static):
+    """Re-rendered from each snapshot; wraps whole segments to the width it has."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.paused = False
+        self._snapshot: Snapshot | None = None
+        self._drawn = ""
+        self._lines = -1
+
+    def show(self, snapshot: Snapshot, paused: bool = False) -> None:
+        self._snapshot = snapshot
+        self.paused = paused
+        self._draw()
+
+    def on_resize(self) -> None:
+        if self._snapshot is not None:
+            self._draw()
+
+    def _draw(self) -> None:
+        text = self.render_text(self._snapshot, max(40, self.size.width or 80), self.paused)
+        if text.plain == self._drawn:
+            return
+        lines = text.plain.count("\n")
+        # Same height: repaint only this widget, not the whole screen's layout (idle CPU).
+        self.update(text, layout=lines != self._lines)
+        self._drawn, self._lines = text.plain, lines
+
+    @staticmethod
+    def segments(snapshot: Snapshot, wide: bool = True) -> list[Text]:
+        t = snapshot.totals
+        out: list[Text] = []
+        if snapshot.focus is None:
+            live, total = snapshot.live, len(snapshot.processes)
+            jobs = f"{total} process{'es' if total != 1 else ''}"
+            if live != total:
+                jobs += f" ({live} live)"
+        else:
+            row = next((p for p in snapshot.processes if p.key == snapshot.focus), None)
+            jobs = f"pid {row.pid if row else '?'} ({row.state if row else '?'})"
+        out.append(Text(jobs))
+        out.append(Text(f"up {fmt.uptime(snapshot.uptime)}"))
+        calls = Text(f"{t.calls:,} calls")
+        calls.append(f" ({t.in_flight} in flight)", style="bold yellow" if t.in_flight else "")
+        out.append(calls)
+        rate = Text(f"{fmt.rate(snapshot.tokens_per_sec)} tok/s", style="bold")
+        if wide:
+            rate.append(f" (avg {fmt.rate(snapshot.tokens_per_sec_avg)})", style="dim")
+        out.append(rate)
+        money = Text(fmt.cost(t), style="bold yellow" if t.unpriced_calls else "bold green")
+        if t.unpriced_calls:
+            money.append(f" ({t.unpriced_calls:,} unpriced)", style="yellow")
+        money.append(f" {fmt.dollars(snapshot.cost_per_min)}/min", style="dim")
+        out.append(money)
+        out.append(Text(f"cache {fmt.percent(t.cache_hit_rate)} (saved {fmt.dollars(t.cost_saved_usd)})"))
+        out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
+        out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
+        out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
+        return out
+
+    def render_text(self, snapshot: Snapshot, width: int, paused: bool) -> Text:
+        first = Text()
+        first.append(" dspy-top ", style="bold reverse")
+        if paused:
+            first.append(" PAUSED ", style="bold reverse yellow")
+        lines = [first]
+        separator = " "
+        for segment in self.segments(snapshot, wide=width >= 100):
+            line = lines[-1]
+            if line.cell_len + len(separator) + segment.cell_len > width:
+                line = Text(" ")
+                lines.append(line)
+                separator = ""
+            line.append(separator, style="dim")
+            line.append_text(segment)
+            separator = " · "
+        spark = self._sparklines(snapshot, width)
+        lines.append(spark)
+        return Text("\n").join(lines)
+
+    @staticmethod
+    def _sparklines(snapshot: Snapshot, width: int) -> Text:
+        progress = snapshot.progress
+        room = width - 24 - (len(progress) + 3 if progress else 0)
+        span = max(8, min(40, room // 2))
+        line = Text(" tok/s ", style="dim")
+        line.append(fmt.sparkline(snapshot.token_series, span), style="cyan")
+        line.append("  cost/min ", style="dim")
+        line.append(fmt.sparkline(snapshot.cost_series, span), style="green")
+        if progress:
+            line.append("  ")
+            line.append(progress, style="bold magenta")
+        line.truncate(width)
+        return line

@@ -1,0 +1,32 @@
+"""The log pane of `dspy-top run`: the tail of the job's output, then how it exited."""
+
+from __future__ import annotations
+
+from textual.widgets import Log
+
+MAX_LINES = 2000  # scrollback kept in the pane (the whole output stays in the job's log file)
+
+
+class JobLog(Log):
+    """Appends what the job wrote since the last refresh; bounded like a terminal's scrollback."""
+
+    def __init__(self, **kwargs) -> None:
+        # Bounded here, not with Log(max_lines=...): Log sets its virtual size before pruning,
+        # so a big write scrolls past the end and shows a blank pane.
+        super().__init__(auto_scroll=True, **kwargs)
+        self.border_title = "Job output"
+
+    def add_output(self, text: str) -> None:
+        if not text:
+            return
+        if self.line_count + text.count("\n") <= MAX_LINES:
+            self.write(text)
+            return
+        tail = ("\n".join(self.lines) + text).split("\n")[-(MAX_LINES // 2):]
+        self.clear()
+        self.write("\n".join(tail))
+
+    def job_ended(self, returncode: int) -> None:
+        self.write_line("")
+        self.write_line(f"── the job exited with code {returncode} ──")
+        self.border_title = f"Job output (exited {returncode})"

@@ -1,0 +1,48 @@
+"""The process list: pid, command line, uptime, state (and why, for a broken one); enter focuses one."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from dspy_top.model import Snapshot
+from dspy_top.viewer import format as fmt
+from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+
+FIXED = (
+    Column("pid", "PID", 8),
+    Column("state", " STATE", 9, right=False),
+    Column("uptime", "UP", 9),
+    Column("calls", "CALLS", 8),
+    Column("cost", "COST", 10),
+)
+STATE_STYLE = {"running": "green", "connecting": "cyan", "ended": "dim", "lost": "bold red", "failed": "bold red"}
+
+
+class ProcessTable(KeyedTable):
+    """Every known process; ended ones stay (dimmed) until dismissed."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cell_padding=0, **kwargs)
+        self.set_title("Processes")
+        self.focus_key: str | None = None
+
+    def layout_for(self, width: int) -> None:
+        command = max(12, width - sum(c.width for c in FIXED) - 3)
+        self.set_columns((Column("mark", " ", 1, right=False), *FIXED, Column("command", " COMMAND / STATUS", command, right=False)))
+
+    def show(self, snapshot: Snapshot) -> None:
+        rows = []
+        for p in snapshot.processes:
+            style = STATE_STYLE.get(p.state, "")
+            note = p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status)
+            rows.append((p.key, [
+                Text("▶" if p.key == snapshot.focus else " ", style="bold"),
+                str(p.pid or "?"), Text(f" {p.state}", style=style),
+                fmt.short_uptime(p.uptime) if p.started_at else "-",
+                fmt.count(p.totals.calls) if p.started_at else "-", fmt.cost(p.totals) if p.started_at else "-",
+                Text(f" {note}", style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else "")),
+            ]))
+        self.sync(rows)
+        live = snapshot.live
+        scope = "all" if snapshot.focus is None else f"pid {next((p.pid for p in snapshot.processes if p.key == snapshot.focus), '?')}"
+        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope})")

@@ -1,0 +1,33 @@
+"""One line under the tables: broken processes, hints, paused state; `-problem` when something is wrong."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from dspy_top.model import Snapshot
+
+
+class StatusLine(Static):
+    """Says what needs saying in one line, most urgent first."""
+
+    _shown = None
+
+    def show(self, snapshot: Snapshot, paused: bool, note: str | None = None) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        problems = snapshot.problems
+        for process in problems[:3]:
+            text.append(f" pid {process.pid or '?'}: {process.status} ", style="bold red")
+        if len(problems) > 3:
+            text.append(f" (+{len(problems) - 3} more: p for the process list) ", style="red")
+        waiting = [p for p in snapshot.processes if p.state == "connecting" and p.status != "connecting…"]
+        for process in waiting[:2]:
+            text.append(f" {process.status} ", style="cyan")
+        if paused:
+            text.append(" paused: the screen is frozen, collection goes on (space resumes) ", style="bold yellow")
+        if note:
+            text.append(f" {note} ", style="italic")
+        self.set_class(bool(problems), "-problem")
+        if text.plain != self._shown:
+            self._shown = text.plain
+            self.update(text, layout=False)  # always one line: no need to lay the screen out again

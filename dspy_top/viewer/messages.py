@@ -1,0 +1,16 @@
+"""Messages threads post to the app (Textual's post_message is thread-safe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from dspy_top.viewer.collector import PayloadAnswer
+
+
+@dataclass
+class PayloadArrived(Message):
+    """A call's payload (or why there is none) came back from its process."""
+
+    answer: PayloadAnswer

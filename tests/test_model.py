@@ -1,0 +1,292 @@
+"""The viewer's aggregation, pure: messages in, snapshot out, on a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from dspy_top import latency
+from dspy_top.model import CallQuery, Fleet, flatten
+from dspy_top.model.calls import CallSummary, History
+from dspy_top.model.counters import Counters, total
+from dspy_top.model.rates import BucketSeries, RateWindow
+from dspy_top.protocol import Hello
+from dspy_top.viewer import format as fmt
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def counters(calls=0, prompt=0, completion=0, cost=0.0, hits=0, errors=0, retries=0, unpriced=0,
+             in_flight=0, latencies=(), last_at=0.0, saved=0.0):
+    hist: dict[int, int] = {}
+    for value in latencies:
+        bucket = latency.bucket_of(value)
+        hist[bucket] = hist.get(bucket, 0) + 1
+    return {"calls": calls, "errors": errors, "retries": retries, "cache_hits": hits,
+            "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": 0,
+            "reasoning_tokens": 0, "cost_usd": cost, "unpriced_calls": unpriced, "cost_saved_usd": saved,
+            "latency_s": sum(latencies), "in_flight": in_flight, "latency_hist": hist, "last_at": last_at}
+
+
+def stats(totals, modules=(), models=(), scopes=(), dropped=0, at=0.0):
+    return {"t": "stats", "at": at, "totals": totals, "modules": list(modules), "models": list(models),
+            "scopes": list(scopes), "dropped_events": dropped, "dropped_viewer": 0, "internal_errors": 0,
+            "tool_calls": 0, "tool_errors": 0}
+
+
+def module(path, chain, **kw):
+    return {"path": path, "class": chain[-1], "chain": list(chain), **counters(**kw)}
+
+
+def call(call_id, path="RAG.answer", start=1_000.0, latency_s=0.5, prompt=100, completion=10, cost=0.001,
+         cache_hit=False, error=None, model="openai/gpt-4o-mini"):
+    return {"t": "call", "id": call_id, "seq": call_id, "start": start, "latency": latency_s, "path": path,
+            "module_class": "Predict", "model": model, "response_model": None, "prompt_tokens": prompt,
+            "completion_tokens": completion, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": cost,
+            "cost_saved_usd": None, "cache_hit": cache_hit, "retries": 0, "error": error,
+            "error_message": None, "scopes": [], "stream": False}
+
+
+def hello(pid, started_at=990.0, argv=("job.py",)):
+    return Hello(version=1, pid=pid, argv=list(argv), cwd="/", started_at=started_at, python="3.11",
+                 dspy="3.4.1", dspy_top="0.1.0", mechanism="execution-hooks", history_capacity=1000)
+
+
+def attach(fleet, key, pid, snapshot_stats, calls=()):
+    fleet.attach(key, pid)
+    fleet.connected(key, hello(pid))
+    fleet.fold(key, {"t": "snapshot", "stats": snapshot_stats, "calls": list(calls), "seq": len(calls)})
+
+
+def test_totals_come_from_stats_frames_not_from_summing_call_events():
+    clock = Clock()
+    fleet = Fleet(clock)
+    attach(fleet, "a", 1, stats(counters()))
+    # Only two call events arrive (the others were dropped), but the stats frame is exact.
+    fleet.fold("a", call(1))
+    fleet.fold("a", call(2))
+    fleet.fold("a", stats(counters(calls=5, prompt=500, completion=50, cost=0.005), dropped=3))
+    snapshot = fleet.snapshot()
+    assert snapshot.totals.calls == 5
+    assert snapshot.totals.prompt_tokens == 500
+    assert snapshot.totals.cost_usd == pytest.approx(0.005)
+    assert snapshot.dropped == 3
+    assert len(snapshot.calls) == 2
+
+
+def test_calls_are_deduplicated_by_process_and_id_across_snapshot_and_stream():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=2)), calls=[call(1), call(2, start=1_001.0)])
+    fleet.fold("a", call(2, start=1_001.0))
+    fleet.fold("a", call(3, start=1_002.0))
+    attach(fleet, "b", 2, stats(counters(calls=1)), calls=[call(1, start=999.0)])  # same id, other process
+    snapshot = fleet.snapshot()
+    assert [(c.pid, c.id) for c in snapshot.calls] == [(2, 1), (1, 1), (1, 2), (1, 3)]  # time order
+    assert snapshot.history_size == 4
+
+
+def test_history_is_bounded_and_forgets_evicted_keys():
+    history = History(capacity=3)
+    for i in range(5):
+        history.add(CallSummary.from_wire("a", 1, call(i, start=1_000.0 + i)))
+    assert [c.id for c in history] == [2, 3, 4]
+    assert history.add(CallSummary.from_wire("a", 1, call(0)))  # evicted: may come back
+    assert not history.add(CallSummary.from_wire("a", 1, call(4)))
+    assert history.recent(2) == tuple(list(history)[-2:])
+
+
+def test_tokens_per_sec_now_and_on_average_with_a_fake_clock():
+    clock = Clock(1_000.0)
+    fleet = Fleet(clock, window=5.0)
+    # Attaching late: the snapshot's 10,000 tokens are the baseline, not a burst.
+    attach(fleet, "a", 1, stats(counters(calls=100, prompt=9_000, completion=1_000)))
+    assert fleet.snapshot().tokens_per_sec == 0
+    for second in range(1, 6):
+        clock.advance(1.0)
+        fleet.fold("a", stats(counters(calls=100 + second, prompt=9_000 + 400 * second, completion=1_000 + 100 * second,
+                                       cost=0.01 * second)))
+    snapshot = fleet.snapshot()
+    assert snapshot.tokens_per_sec == pytest.approx(500.0)
+    assert snapshot.cost_per_min == pytest.approx(0.6)
+    # Average over the whole uptime: the process started at 990, now is 1005.
+    assert snapshot.tokens_per_sec_avg == pytest.approx(12_500 / 15)
+    assert snapshot.token_series[-5:] == (500.0,) * 5
+    assert sum(snapshot.token_series) == pytest.approx(2_500)
+    # Quiet for longer than the window: the current rate falls to zero.
+    clock.advance(6.0)
+    fleet.fold("a", stats(counters(calls=105, prompt=11_000, completion=1_500, cost=0.05)))
+    assert fleet.snapshot().tokens_per_sec == 0
+
+
+def test_rates_of_several_processes_add_up():
+    clock = Clock()
+    fleet = Fleet(clock)
+    attach(fleet, "a", 1, stats(counters()))
+    attach(fleet, "b", 2, stats(counters()))
+    clock.advance(2.0)
+    fleet.fold("a", stats(counters(calls=1, prompt=100)))
+    fleet.fold("b", stats(counters(calls=1, prompt=300)))
+    snapshot = fleet.snapshot()
+    assert snapshot.tokens_per_sec == pytest.approx(200.0)
+    assert snapshot.totals.calls == 2
+    assert fleet.snapshot(focus="b").tokens_per_sec == pytest.approx(150.0)
+    assert fleet.snapshot(focus="b").totals.prompt_tokens == 300
+
+
+def test_percentiles_merge_histograms_across_processes():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=90, latencies=[0.1] * 90)))
+    attach(fleet, "b", 2, stats(counters(calls=10, latencies=[5.0] * 10)))
+    totals = fleet.snapshot().totals
+    assert totals.p50 == pytest.approx(0.1, rel=0.2)
+    assert totals.p95 == pytest.approx(5.0, rel=0.2)
+    assert Counters().p95 is None
+
+
+def test_module_tree_aggregates_parents_and_names_classes_from_the_chain():
+    clock = Clock()
+    fleet = Fleet(clock)
+    attach(fleet, "a", 1, stats(counters(calls=3, cost=0.3), modules=[
+        module("RAG.generate_query.predict", ("RAG", "ChainOfThought", "Predict"), calls=2, cost=0.2, prompt=20,
+               last_at=clock.now - 1, latencies=[0.1, 0.2]),
+        module("RAG.answer", ("RAG", "Predict"), calls=1, cost=0.1, prompt=10, last_at=clock.now - 100,
+               latencies=[1.0]),
+        module("(direct)", ("(direct)",), calls=1, unpriced=1, prompt=5),
+    ]))
+    roots = {node.path: node for node in fleet.snapshot().modules}
+    rag = roots["RAG"]
+    assert rag.own is None and rag.counters.calls == 3
+    assert rag.counters.cost_usd == pytest.approx(0.3)
+    assert sum(rag.counters.latency_hist.values()) == 3
+    query = next(c for c in rag.children if c.name == "generate_query")
+    assert query.class_name == "ChainOfThought"
+    assert query.children[0].path == "RAG.generate_query.predict"
+    assert query.active and not next(c for c in rag.children if c.name == "answer").active
+    assert roots["(direct)"].counters.unpriced_calls == 1
+
+    rows = flatten(fleet.snapshot().modules, sort="cost")
+    assert [r.node.path for r in rows] == ["RAG", "RAG.generate_query", "RAG.generate_query.predict",
+                                           "RAG.answer", "(direct)"]
+    rows = flatten(fleet.snapshot().modules, sort="calls", descending=False, collapsed={"RAG.generate_query"})
+    assert [r.node.path for r in rows] == ["(direct)", "RAG", "RAG.answer", "RAG.generate_query"]
+    flat = flatten(fleet.snapshot().modules, tree=False, sort="module", descending=False)
+    assert [r.node.path for r in flat] == ["(direct)", "RAG.answer", "RAG.generate_query.predict"]
+    kept = flatten(fleet.snapshot().modules, keep=CallQuery("predict").matches_module, collapsed={"RAG"})
+    assert [r.node.path for r in kept] == ["RAG", "RAG.generate_query", "RAG.generate_query.predict"]
+
+
+def test_models_merge_across_processes_and_unknown_cost_is_never_zero():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=2, cost=0.02), models=[
+        {"model": "openai/gpt-4o-mini", **counters(calls=2, cost=0.02)}]))
+    attach(fleet, "b", 2, stats(counters(calls=4, cost=0.01, unpriced=3), models=[
+        {"model": "openai/gpt-4o-mini", **counters(calls=1, cost=0.01)},
+        {"model": "local/llama", **counters(calls=3, prompt=30, unpriced=3)}]))
+    snapshot = fleet.snapshot()
+    models = {row.model: row.counters for row in snapshot.models}
+    assert models["openai/gpt-4o-mini"].calls == 3
+    assert fmt.cost(models["openai/gpt-4o-mini"]) == "$0.03"
+    assert fmt.cost(models["local/llama"]) == "?"
+    assert fmt.cost(snapshot.totals) == "$0.03+?"
+    assert fmt.call_cost(None) == "?"
+
+
+def test_exit_keeps_final_numbers_until_dismissed():
+    clock = Clock()
+    fleet = Fleet(clock)
+    attach(fleet, "a", 1, stats(counters(calls=1, in_flight=1)))
+    assert not fleet.dismiss("a")  # a live process cannot be dismissed
+    clock.advance(3)
+    fleet.fold("a", {"t": "exit", "at": clock.now, "stats": stats(counters(calls=2, in_flight=1))})
+    fleet.failed("a", "the process closed the connection")
+    row = fleet.snapshot().processes[0]
+    assert row.state == "ended" and row.totals.calls == 2 and row.totals.in_flight == 0
+    clock.advance(100)
+    assert fleet.snapshot().uptime == pytest.approx(13.0)  # frozen at the end, not growing
+    assert fleet.dismiss("a")
+    assert fleet.snapshot().processes == ()
+
+
+def test_a_broken_connection_is_lost_and_a_bad_socket_is_failed_with_its_reason():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=1)))
+    fleet.failed("a", "the process closed the connection")
+    fleet.attach("b", 2)
+    fleet.failed("b", "process speaks dspy-top protocol version 2; this viewer speaks 1")
+    rows = {row.key: row for row in fleet.snapshot().processes}
+    assert rows["a"].state == "lost" and "closed" in rows["a"].status
+    assert rows["b"].state == "failed" and "version 2" in rows["b"].status
+    assert [p.key for p in fleet.snapshot().problems] == ["a", "b"]
+
+
+def test_malformed_messages_are_skipped_with_a_status_never_raised():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=1)))
+    fleet.fold("a", {"t": "stats", "totals": {"calls": "many"}})
+    fleet.fold("a", {"t": "call", "start": 1.0})
+    fleet.fold("a", {"t": "something-new", "x": 1})
+    process = fleet.processes["a"]
+    assert "malformed" in process.status
+    assert fleet.snapshot().totals.calls == 1
+
+
+def test_scopes_give_a_one_line_progress_summary():
+    clock = Clock()
+    fleet = Fleet(clock)
+    attach(fleet, "a", 1, stats(counters()))
+    fleet.fold("a", {"t": "compile_start", "id": "compile-1", "kind": "compile", "start": clock.now - 72,
+                     "state": "running", "class": "MIPROv2"})
+    fleet.fold("a", {"t": "eval_start", "id": "eval-1", "kind": "eval", "start": clock.now, "state": "running",
+                     "total": 100, "parent": "compile-1"})
+    fleet.fold("a", {"t": "eval_progress", "id": "eval-1", "done": 37, "score_sum": 29.0})
+    line = fleet.snapshot().progress
+    assert line.startswith("MIPROv2 compiling 1:12")
+    assert "eval 37/100 · 78.4%" in line
+    fleet.fold("a", {"t": "eval_end", "id": "eval-1", "kind": "eval", "state": "done", "score": 80.0,
+                     "end": clock.now, "usage": counters(calls=74)})
+    fleet.fold("a", {"t": "compile_end", "id": "compile-1", "kind": "compile", "state": "done", "end": clock.now})
+    snapshot = fleet.snapshot()
+    assert snapshot.progress is None
+    assert {s.id: s.usage.calls for s in snapshot.scopes}["eval-1"] == 74
+
+
+def test_call_query_filters_by_module_model_pid_and_words():
+    summary = CallSummary.from_wire("a", 7, call(1, path="RAG.answer", error="RateLimitError"))
+    assert CallQuery("module:answer").matches(summary)
+    assert not CallQuery("module:judge").matches(summary)
+    assert CallQuery("model:mini err").matches(summary)
+    assert CallQuery("pid:7 ratelimit").matches(summary)
+    assert not CallQuery("pid:8").matches(summary)
+    assert not CallQuery("cache").matches(summary)
+
+
+def test_rate_window_and_buckets():
+    window = RateWindow(5.0)
+    window.observe(0.0, 0)
+    window.observe(1.0, 10)
+    assert window.rate(1.0) == pytest.approx(10.0)
+    assert window.rate(7.0) == 0.0
+    series = BucketSeries(width=1.0, length=4)
+    series.add(10.2, 3)
+    series.add(10.7, 2)
+    series.add(12.1, 1)
+    assert series.series(12.5) == [0.0, 5.0, 0.0, 1.0]
+    assert total([Counters(calls=1, last_at=2.0), Counters(calls=2, last_at=5.0)]).last_at == 5.0
+
+
+def test_formatting_helpers():
+    assert fmt.tokens(1_920_000) == "1.92M"
+    assert fmt.tokens(188_000) == "188K"
+    assert fmt.dollars(2.874) == "$2.87"
+    assert fmt.dollars(0.0000322) == "$0.000032"
+    assert fmt.seconds(1.1) == "1.1s" and fmt.seconds(0.012) == "12ms" and fmt.seconds(None) == "-"
+    assert fmt.uptime(847) == "00:14:07"
+    assert fmt.sparkline([0, 1, 2, 4], 4) == "▁▃▅█"

@@ -1,0 +1,62 @@
+"""SVG snapshots of the main screens at 80x24 and 120x40, clock pinned, data scripted.
+
+Update with `pytest tests/test_viewer_snapshots.py --snapshot-update` after a deliberate change.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dspy_top.viewer.app import TopApp
+from dspy_top.viewer.components.history_table import HistoryTable
+from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, scripted_fleet
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def make_app(**fleet_options) -> TopApp:
+    fleet, _clock = scripted_fleet(**fleet_options)
+    # A long delay: the pinned fleet never changes, and no timer fires mid-capture.
+    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, runtime_dir=RUNTIME_DIR)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_main_screen(snap_compare, size):
+    assert snap_compare(make_app(), terminal_size=size)
+
+
+def test_paused_narrow(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), press=["space"])
+
+
+def test_nothing_attached(snap_compare):
+    assert snap_compare(make_app(empty=True), terminal_size=(80, 24))
+
+
+def test_broken_process_and_process_list(snap_compare):
+    assert snap_compare(make_app(broken=True), terminal_size=(120, 40), press=["p"])
+
+
+def test_inspect_call(snap_compare):
+    async def open_call(pilot):
+        table = pilot.app.query_one(HistoryTable)
+        table.focus()
+        table.set_follow(False)
+        table.move_cursor(row=table.row_count - 2)
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_call)
+
+
+def test_help(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), press=["question_mark"])
