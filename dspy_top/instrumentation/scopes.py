@@ -27,29 +27,9 @@ def install_evaluate(hooks) -> None:
 
     @functools.wraps(original_call)
     def __call__(evaluate, *args, **kwargs):
-        scope = hooks.scope()
-        if id(evaluate) in scope.owners:
-            return original_call(evaluate, *args, **kwargs)
-        scope_id = f"eval-{next(_scope_ids)}"
-        try:
-            info = _evaluate_info(evaluate, signature, args, kwargs, scope)
-            hooks.recorder.scope_start("eval", scope_id, info)
-            token = hooks.enter_scope(scope.push(scope_id, evaluate))
-        except Exception:
-            hooks.recorder.count_internal_error()
-            return original_call(evaluate, *args, **kwargs)
-        try:
-            result = original_call(evaluate, *args, **kwargs)
-        except BaseException as exc:
-            hooks.overrides.reset(token)
-            hooks.recorder.scope_end(scope_id, {"error": f"{type(exc).__name__}: {exc}"[:300]})
-            raise
-        hooks.overrides.reset(token)
-        try:
-            hooks.recorder.scope_end(scope_id, _evaluation_outcome(result))
-        except Exception:
-            hooks.recorder.count_internal_error()
-        return result
+        return _run_in_scope(hooks, "eval", evaluate, lambda: original_call(evaluate, *args, **kwargs),
+                             lambda scope: _evaluate_info(evaluate, signature, args, kwargs, scope),
+                             _evaluation_outcome)
 
     original_progress = ParallelExecutor.__dict__["_update_progress"]
 
@@ -71,7 +51,6 @@ def install_evaluate(hooks) -> None:
 def install_compile(hooks) -> None:
     from dspy.teleprompt.teleprompt import Teleprompter
 
-
     def wrap(cls) -> None:
         original = cls.__dict__.get("compile")
         if original is None or getattr(original, "__dspy_top__", False):
@@ -81,25 +60,10 @@ def install_compile(hooks) -> None:
 
         @functools.wraps(original)
         def compile(optimizer, *args, **kwargs):
-            scope = hooks.scope()
-            if id(optimizer) in scope.owners:
-                return original(optimizer, *args, **kwargs)
-            scope_id = f"compile-{next(_scope_ids)}"
-            try:
-                hooks.recorder.scope_start("compile", scope_id, _compile_info(optimizer, args, kwargs, scope))
-                token = hooks.enter_scope(scope.push(scope_id, optimizer))
-            except Exception:
-                hooks.recorder.count_internal_error()
-                return original(optimizer, *args, **kwargs)
-            try:
-                result = original(optimizer, *args, **kwargs)
-            except BaseException as exc:
-                hooks.overrides.reset(token)
-                hooks.recorder.scope_end(scope_id, {"error": f"{type(exc).__name__}: {exc}"[:300]})
-                raise
-            hooks.overrides.reset(token)
-            hooks.recorder.scope_end(scope_id, {})
-            return result
+            # Attributes an optimizer sets while compiling (e.g. its resolved settings) are read again at the end.
+            return _run_in_scope(hooks, "compile", optimizer, lambda: original(optimizer, *args, **kwargs),
+                                 lambda scope: _compile_info(optimizer, args, kwargs, scope),
+                                 lambda result: {"params": _optimizer_params(optimizer)})
 
         compile.__dspy_top__ = True  # type: ignore[attr-defined]
         hooks.patch(cls, "compile", compile)
@@ -153,6 +117,37 @@ def install_tools(hooks) -> None:
 
     hooks.patch(Tool, "__call__", __call__)
     hooks.patch(Tool, "acall", acall)
+
+
+def _run_in_scope(hooks, kind: str, owner: object, call, describe, outcome):
+    """Run `call` as one evaluation or compile scope; re-entry by the same instance is not a new one."""
+    scope = hooks.scope()
+    if id(owner) in scope.owners:
+        return call()
+    scope_id = f"{kind}-{next(_scope_ids)}"
+    try:
+        hooks.recorder.scope_start(kind, scope_id, describe(scope))
+        token = hooks.enter_scope(scope.push(scope_id, owner))
+    except Exception:
+        hooks.recorder.count_internal_error()
+        return call()
+    try:
+        result = call()
+    except BaseException as exc:
+        hooks.overrides.reset(token)
+        failure = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        _end_quietly(hooks, scope_id, lambda: failure)
+        raise
+    hooks.overrides.reset(token)
+    _end_quietly(hooks, scope_id, lambda: outcome(result))
+    return result
+
+
+def _end_quietly(hooks, scope_id: str, info) -> None:
+    try:
+        hooks.recorder.scope_end(scope_id, info())
+    except Exception:
+        hooks.recorder.count_internal_error()
 
 
 def record_tool(hooks, tool, duration: float, error: BaseException | None) -> None:
