@@ -23,16 +23,26 @@ subcommands:
 keys (in the viewer; ? shows them all):
   q quit   space pause   / filter   < > sort column   enter expand / inspect
   t tree   f follow      p processes   m models   tab next pane   ? help
+  k stop the focused job (asks first; its next LM call ends the run)
 
 batch mode:
   dspy-top -b -n 1 --json      one JSON snapshot (schema in docs/batch-json.md)
   dspy-top -b -d 5             a text snapshot every 5 seconds, like top -b
 
+prices and budgets:
+  --price openai/my-model=0.15/0.60   USD per million input/output[/cached] tokens
+  --budget 5.00                       warn at 80% and 100% of $5.00 spent (all jobs)
+  prices also come from the config file ([prices]) and DSPY_TOP_PRICES; a job's own
+  budget (dspy_top.instrument(budget_usd=...)) shows in the header
+
 exit status: 0 when a process was attached (batch mode) or the viewer quit normally,
-1 when batch mode attached nothing, 2 on a usage error.
+1 when batch mode attached nothing, 2 on a usage error, 3 when batch mode saw the
+--budget reached.
 
 environment:
   DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir)
+  DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
+  DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
 """
 
 
@@ -55,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="batch mode: stop after N snapshots (default: until interrupted)")
     view.add_argument("--json", action="store_true",
                       help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
+    money = parser.add_argument_group("prices and budget")
+    money.add_argument("--price", type=_price, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
+                       help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, replacing "
+                            "the job's figure and pricing calls it could not (repeat for several models)")
+    money.add_argument("--budget", type=_positive, metavar="USD",
+                       help="warn at 80%% and 100%% of USD spent across every attached job "
+                            "(batch mode: on stderr, and exit status 3 once reached)")
     parser.add_argument("--version", action="version", version=f"dspy-top {_version()}")
     return parser
 
@@ -75,6 +92,30 @@ def _positive(text: str) -> float:
     return value
 
 
+def _price(text: str):
+    from dspy_top.pricing import parse_price
+
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _money(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict, float | None]:
+    """Prices from the options, else the environment, else the config file; the budget from `--budget` only.
+
+    The config file's `[budget]` and DSPY_TOP_BUDGET set each job's own guard, shown as the jobs report it.
+    """
+    from dspy_top import config
+
+    try:
+        file = config.load_file()
+        prices = config.prices(dict(args.prices or ()), file)
+    except (ValueError, TypeError, KeyError) as exc:
+        parser.exit(2, f"dspy-top: bad configuration: {exc}\n")
+    return prices, args.budget
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("run", "demo"):
@@ -85,14 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-n must be at least 1")
     if (args.json or args.iterations is not None) and not args.batch:
         parser.error("-n and --json need -b (batch mode)")
+    prices, budget = _money(args, parser)
     if args.batch:
         from dspy_top.viewer import batch
 
         return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations,
-                         delay=args.delay, as_json=args.json)
+                         delay=args.delay, as_json=args.json, prices=prices, budget_usd=budget)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay)
+    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget)
 
 
 def _subcommand(name: str, argv: list[str]) -> int:

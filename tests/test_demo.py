@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dspy_top import demo
-from tests.jobs.terminal import SKIP_REASON, Terminal
+from tests.jobs.terminal import SKIP_REASON, Terminal, header_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--speed", "0", "--questions", "4", "--train", "8", "--dev", "8"]
@@ -66,6 +65,12 @@ def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime)
     assert {"BootstrapFewShot", "MIPROv2"} <= compiles
     assert any(s["kind"] == "eval" and s["done"] == 8 for s in final["scopes"])
     assert [p["state"] for p in final["processes"]] == ["ended"]
+    # The optimizer view's data: MIPROv2 ran every trial it planned; the evaluations around it are runs too.
+    runs = {o["class"]: o for o in final["optimizers"] if o["depth"] == 0}
+    mipro = runs["MIPROv2"]
+    assert mipro["state"] == "done" and mipro["trials_planned"] == len(mipro["trials"]) > 1
+    assert mipro["best_score"] == max(t["score"] for t in mipro["trials"] if t["full"] and t["score"] is not None)
+    assert runs["BootstrapFewShot"]["state"] == "done" and runs["Evaluate"]["trials"][0]["total"] == 8
 
 
 @pytest.mark.parametrize("script, args", [
@@ -79,16 +84,6 @@ def test_each_demo_script_runs_under_dspy_top_run(runtime, script, args):
     assert json.loads(result.stdout.strip().splitlines()[-1])["totals"]["calls"] > 0
 
 
-def _header_numbers(screen: str) -> tuple[int, float] | None:
-    """(calls, dollars) from the header line, or None before the first call."""
-    header = screen.splitlines()[0] if screen else ""
-    calls = re.search(r"([\d,]+) calls", header)
-    cost = re.search(r"\$([\d.]+)", header)
-    if calls is None or cost is None:
-        return None
-    return int(calls.group(1).replace(",", "")), float(cost.group(1))
-
-
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 @pytest.mark.timeout(180)
 def test_demo_live_view_in_a_terminal_grows_then_stays_until_q(runtime, tmp_path):
@@ -97,9 +92,9 @@ def test_demo_live_view_in_a_terminal_grows_then_stays_until_q(runtime, tmp_path
     term = Terminal(command, tmp_path / "status", cwd=REPO,
                     env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     try:
-        first = _header_numbers(term.wait_for(lambda s: (_header_numbers(s) or (0, 0))[0] > 0, "the first calls"))
-        later = _header_numbers(term.wait_for(
-            lambda s: (_header_numbers(s) or (0, 0))[0] > first[0] + 20 and _header_numbers(s)[1] > first[1],
+        first = header_numbers(term.wait_for(lambda s: (header_numbers(s) or (0, 0))[0] > 0, "the first calls"))
+        later = header_numbers(term.wait_for(
+            lambda s: (header_numbers(s) or (0, 0))[0] > first[0] + 20 and header_numbers(s)[1] > first[1],
             "the call count and the cost growing"))
         assert later[0] > first[0] and later[1] > first[1]
         screen = term.wait_for(lambda s: "exited with code 0" in s, "the demo finishing", timeout=150)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs.terminal import SKIP_REASON, Terminal
+from tests.jobs.terminal import SKIP_REASON, Terminal, header_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_ARGS = "--speed 0.1 --questions 8 --train 8 --dev 8 -d 0.5"
@@ -40,17 +39,6 @@ def copy_of_the_repository(destination: Path) -> Path:
     return destination
 
 
-def _header_numbers(screen: str) -> tuple[int, float] | None:
-    header = screen.splitlines()[0] if screen else ""
-    if not header.lstrip().startswith("dspy-top"):
-        return None
-    calls = re.search(r"([\d,]+) calls", header)
-    cost = re.search(r"\$([\d.]+)", header)
-    if calls is None or cost is None:
-        return None
-    return int(calls.group(1).replace(",", "")), float(cost.group(1))
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
@@ -62,11 +50,11 @@ def test_quick_start_installs_into_a_fresh_venv_and_the_demo_view_goes_live(tmp_
     env = {"DSPY_TOP_RUNTIME_DIR": str(runtime), "TMPDIR": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off"}
     term = Terminal(["sh", "-c", f"{command} {DEMO_ARGS}"], tmp_path / "status", cwd=clone, env=env)
     try:
-        first = _header_numbers(term.wait_for(lambda s: (_header_numbers(s) or (0, 0))[0] > 0 or
+        first = header_numbers(term.wait_for(lambda s: (header_numbers(s) or (0, 0))[0] > 0 or
                                               term.status_file.exists(), "the live view", timeout=1500))
         assert first is not None, f"the Quick start command ended early; the screen was:\n{term.screen()}"
-        later = _header_numbers(term.wait_for(
-            lambda s: (n := _header_numbers(s)) is not None and n[0] > first[0] and n[1] > first[1],
+        later = header_numbers(term.wait_for(
+            lambda s: (n := header_numbers(s)) is not None and n[0] > first[0] and n[1] > first[1],
             "the call count and the cost growing", timeout=120))
         assert later[0] > first[0] and later[1] > first[1]
         term.wait_for(lambda s: "exited with code 0" in s, "the demo finishing", timeout=300)

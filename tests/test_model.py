@@ -248,7 +248,7 @@ def test_scopes_give_a_one_line_progress_summary():
                      "total": 100, "parent": "compile-1"})
     fleet.fold("a", {"t": "eval_progress", "id": "eval-1", "done": 37, "score_sum": 29.0})
     line = fleet.snapshot().progress
-    assert line.startswith("MIPROv2 compiling 1:12")
+    assert line.startswith("MIPROv2 baseline evaluation · 1:12")  # MIPROv2's first evaluation is its baseline
     assert "eval 37/100 · 78.4%" in line
     fleet.fold("a", {"t": "eval_end", "id": "eval-1", "kind": "eval", "state": "done", "score": 80.0,
                      "end": clock.now, "usage": counters(calls=74)})

@@ -28,7 +28,7 @@ def test_dspy_top_in_tmux_shows_the_job_takes_keys_and_exits_cleanly():
         assert "dspy-top" in screen and str(job.pid) in screen, screen
 
         tmux.keys("?")
-        tmux.wait_for(lambda s: "Everywhere" in s and "sort by the previous" in s, "the help screen")
+        tmux.wait_for(lambda s: "Everywhere" in s and "this help" in s, "the help screen")
         tmux.keys("Escape")
         tmux.wait_for(lambda s: "Everywhere" not in s and "Modules" in s, "the main screen again")
 

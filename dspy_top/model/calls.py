@@ -72,7 +72,7 @@ _new = tuple.__new__
 
 @dataclass(frozen=True)
 class CallQuery:
-    """A history filter: `module:X`, `model:Y`, `pid:N`, `err`, `cache` and free words (all must match)."""
+    """A history filter: `module:X`, `model:Y`, `pid:N`, `scope:eval-N`, `err`, `cache` and free words (all must match)."""
 
     text: str = ""
 
@@ -80,7 +80,7 @@ class CallQuery:
         parts = []
         for word in self.text.lower().split():
             field, sep, value = word.partition(":")
-            parts.append((field, value) if sep and field in ("module", "model", "pid") else ("", word))
+            parts.append((field, value) if sep and field in ("module", "model", "pid", "scope") else ("", word))
         return parts
 
     def matches(self, call: CallSummary) -> bool:
@@ -90,6 +90,8 @@ class CallQuery:
             if field == "model" and value not in call.model.lower():
                 return False
             if field == "pid" and value != str(call.pid):
+                return False
+            if field == "scope" and value not in call.scopes:  # the calls of one evaluation or compile
                 return False
             if not field:
                 if value in ("err", "error", "errors") and call.error:

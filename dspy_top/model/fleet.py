@@ -10,13 +10,18 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
+from dspy_top.model.budget import ViewerBudget
+from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
 from dspy_top.model.calls import CallQuery, CallSummary, History
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.process import CONNECTING, ENDED, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
-from dspy_top.model.scopes import progress_line
+from dspy_top.model.repricing import Repricer
+from dspy_top.model.optimizers import derive as derive_optimizers
+from dspy_top.model.optimizers import optimizer_line
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
+from dspy_top.pricing import Price
 from dspy_top.protocol import Hello
 
 SERIES_LENGTH = 120  # sparkline buckets kept (seconds at the default bucket width)
@@ -33,8 +38,14 @@ class Fleet:
         window: float = 5.0,
         bucket: float = 1.0,
         series_length: int = SERIES_LENGTH,
+        prices: Mapping[str, Price] | None = None,
+        budget_usd: float | None = None,
+        burn_window: float = BURN_WINDOW,
     ) -> None:
         self.clock = clock
+        self.prices = dict(prices or {})  # the user's `--price` overrides (and the config file's)
+        self.budget_usd = budget_usd  # the viewer's `--budget`: warns, never refuses
+        self.burn_window = burn_window
         self.lock = threading.RLock()
         self.processes: dict[str, ProcessState] = {}
         self.history = History(history_capacity)
@@ -51,7 +62,8 @@ class Fleet:
         process = self.processes.get(key)
         if process is None:
             process = self.processes[key] = ProcessState(
-                key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length)
+                key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length,
+                repricer=Repricer(self.prices), burn_window=self.burn_window)
         return process
 
     def connected(self, key: str, hello: Hello) -> None:
@@ -145,21 +157,45 @@ class Fleet:
             for model, counters in process.models.items():
                 models.setdefault(model, []).append(counters)
         model_rows = tuple(sorted(
-            (ModelRow(model, total(parts)) for model, parts in models.items()),
+            (ModelRow(model, total(parts), model in self.prices) for model, parts in models.items()),
             key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
         scopes = tuple(s for p in in_view for s in p.scopes.values())
+        optimizers = derive_optimizers(scopes, now)
         calls = self.history.recent(history_limit, query, focus)
         return Snapshot(
             at=now, focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
             totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
-            modules=tree, models=model_rows, scopes=scopes, progress=progress_line(list(scopes), now),
+            modules=tree, models=model_rows, scopes=scopes, progress=optimizer_line(optimizers, now),
             calls=calls, history_size=len(self.history), history_added=self.history.added,
             dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
             internal_errors=sum(p.internal_errors for p in in_view),
             tool_calls=sum(p.tool_calls for p in in_view),
+            burn=self._burn(in_view, totals, uptime, average, scopes, now),
+            budget=self._viewer_budget(),
+            job_budgets=tuple(b for b in (p.job_budget for p in self._ordered_processes()) if b is not None),
+            optimizers=optimizers,
         )
+
+    def _burn(self, in_view: list[ProcessState], totals: Counters, uptime: float, tokens_avg: float,
+              scopes: tuple, now: float) -> Burn:
+        tokens_per_sec = cost_per_sec = 0.0
+        for process in in_view:
+            tokens, cost = process.burn_per_sec(now)
+            tokens_per_sec += tokens
+            cost_per_sec += cost
+        return Burn(window=self.burn_window, cost_per_min=60.0 * cost_per_sec,
+                    cost_per_min_avg=60.0 * totals.cost_usd / uptime if uptime > 0 else 0.0,
+                    tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=tokens_avg,
+                    evaluation=eval_projection(scopes))
+
+    def _viewer_budget(self) -> ViewerBudget | None:
+        # Against every process the viewer knows, whatever the focus: the bill is the whole bill.
+        if self.budget_usd is None:
+            return None
+        spent = total(p.totals for p in self.processes.values())
+        return ViewerBudget(self.budget_usd, spent.cost_usd, spent.cost_known)
 
     def _ordered_processes(self) -> list[ProcessState]:
         rank = {RUNNING: 0, CONNECTING: 1, ENDED: 2}

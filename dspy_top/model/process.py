@@ -6,13 +6,16 @@ frames, which are exact even when call events were dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
+from dspy_top.model.budget import BudgetAlert, BudgetLimit, JobBudget, limits_from_wire
+from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.model.rates import BucketSeries, RateWindow
-from dspy_top.model.scopes import ScopeState, scope_from_wire
+from dspy_top.model.repricing import Cell, Repricer, cells_from_wire
+from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_wire
 from dspy_top.protocol import Hello
 
 # What a process row can say about its connection.
@@ -33,12 +36,14 @@ class ModuleCounters:
     class_name: str
     chain: tuple[str, ...]
     counters: Counters
+    by_model: dict[str, Cell] | None = None  # billed token cells per model, for re-pricing
 
 
 class ProcessState:
     """Everything known about one process; folded on the reader's side, read by `Fleet.snapshot`."""
 
-    def __init__(self, key: str, pid: int | None, *, window: float, bucket: float, series_length: int) -> None:
+    def __init__(self, key: str, pid: int | None, *, window: float, bucket: float, series_length: int,
+                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW) -> None:
         self.key = key
         self.pid = pid or 0
         self.hello: Hello | None = None
@@ -64,6 +69,13 @@ class ProcessState:
         self.cost_series = BucketSeries(bucket, series_length)
         self._last_tokens: int | None = None
         self._last_cost = 0.0
+        self.repricer = repricer or Repricer()
+        self.raw_models: dict[str, Counters] = {}  # as the job priced them (re-pricing reads these)
+        self.burn_tokens = RateWindow(burn_window)
+        self.burn_cost = RateWindow(burn_window)
+        self.budget_on_exceed: str | None = None  # the job's budget guard, when it has one
+        self.budget_limits: tuple[BudgetLimit, ...] = ()
+        self.budget_alerts: dict[tuple[str, str, str, str], BudgetAlert] = {}
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -107,7 +119,11 @@ class ProcessState:
         self.events += 1
         kind = message.get("t")
         if kind == "call":
-            history.add(CallSummary.from_wire(self.key, self.pid, message))
+            call = CallSummary.from_wire(self.key, self.pid, message)
+            if self.repricer:
+                call = self.repricer.call(call)
+            if history.add(call) and call.scopes:
+                self._late_call(call)
         elif kind == "stats":
             self._fold_stats(message, now)
         elif kind in _SCOPE_MESSAGES:
@@ -115,7 +131,8 @@ class ProcessState:
         elif kind == "snapshot":
             stats = message.get("stats") or {}
             self._fold_stats(stats, now)
-            history.merge(CallSummary.from_wire(self.key, self.pid, c) for c in message.get("calls") or ())
+            calls = (CallSummary.from_wire(self.key, self.pid, c) for c in message.get("calls") or ())
+            history.merge(map(self.repricer.call, calls) if self.repricer else calls)
         elif kind == "exit":
             if message.get("stats"):
                 self._fold_stats(message["stats"], now)
@@ -126,23 +143,40 @@ class ProcessState:
             self.totals = _settled(self.totals)
         elif kind == "error":
             self.status = f"refused: {message.get('reason')}"
+        elif kind == "budget":
+            self._fold_alert(message)
         # hello, payload and unknown types carry nothing to fold here.
 
     def _fold_stats(self, stats: Mapping[str, Any], now: float) -> None:
-        self.totals = Counters.from_wire(stats.get("totals"))
+        raw_totals = Counters.from_wire(stats.get("totals"))
+        raw_models = {str(m.get("model") or "?"): Counters.from_wire(m) for m in stats.get("models") or ()}
+        self.raw_models = raw_models
+        repricer = self.repricer
         modules: dict[str, ModuleCounters] = {}
+        raw_module_cost: dict[str, float] = {}
         for entry in stats.get("modules") or ():
             path = str(entry.get("path") or "(direct)")
+            counters = Counters.from_wire(entry)
+            cells = cells_from_wire(entry.get("by_model")) if entry.get("by_model") else None
+            raw_module_cost[path] = counters.cost_usd
+            if repricer and cells:
+                counters = repricer.module(counters, cells, raw_models)
             modules[path] = ModuleCounters(
                 path=path, class_name=str(entry.get("class") or ""),
-                chain=tuple(str(c) for c in entry.get("chain") or ()), counters=Counters.from_wire(entry),
+                chain=tuple(str(c) for c in entry.get("chain") or ()), counters=counters, by_model=cells,
             )
             rate = self.module_rates.get(path)
             if rate is None:
                 rate = self.module_rates[path] = RateWindow(self._window)
             rate.observe(now, modules[path].counters.tokens)
         self.modules = modules
-        self.models = {str(m.get("model") or "?"): Counters.from_wire(m) for m in stats.get("models") or ()}
+        if repricer:
+            self.totals = repricer.totals(raw_totals, raw_models)
+            self.models = {name: repricer.model(name, counters) for name, counters in raw_models.items()}
+        else:
+            self.totals, self.models = raw_totals, raw_models
+        if "budget" in stats:
+            self._fold_budget(stats.get("budget"), raw_totals.cost_usd, raw_module_cost)
         for scope in stats.get("scopes") or ():
             self._fold_scope(scope)
         self.dropped_events = int(stats.get("dropped_events") or 0)
@@ -159,13 +193,55 @@ class ProcessState:
         self._last_tokens, self._last_cost = tokens, cost
         self.token_rate.observe(now, tokens)
         self.cost_rate.observe(now, cost)
+        self.burn_tokens.observe(now, tokens)
+        self.burn_cost.observe(now, cost)
 
     def _fold_scope(self, wire: Mapping[str, Any]) -> None:
         scope_id = wire.get("id")
         if scope_id is None:
             return
         scope_id = str(scope_id)
-        self.scopes[scope_id] = scope_from_wire(self.key, self.pid, wire, self.scopes.get(scope_id))
+        scope = scope_from_wire(self.key, self.pid, wire, self.scopes.get(scope_id))
+        if self.repricer and wire.get("usage"):
+            scope = replace(scope, usage=self.repricer.usage(scope.usage, self.raw_models))
+        self.scopes[scope_id] = scope
+
+    def _late_call(self, call: CallSummary) -> None:
+        # Events arrive in order, so a call event after its scope's end message was not in that
+        # message's usage (a snapshot's scopes likewise include every call before its seq).
+        for scope_id in call.scopes:
+            scope = self.scopes.get(scope_id)
+            if scope is not None and not scope.running:
+                self.scopes[scope_id] = add_late_call(scope, call)
+
+    def _fold_budget(self, wire: Mapping[str, Any] | None, total_cost: float, module_cost: dict[str, float]) -> None:
+        """The job's guard from `stats.budget`; spent figures are the job's own (what its guard compares)."""
+        if not wire:
+            return
+        self.budget_on_exceed = str(wire.get("on_exceed") or "warn")
+        limits = []
+        for scope, name, usd in limits_from_wire(wire):
+            if scope == "total":
+                spent = total_cost
+            elif scope == "module":
+                spent = module_cost.get(name, 0.0)
+            else:
+                spent = self.raw_models.get(name, EMPTY).cost_usd
+            limits.append(BudgetLimit(scope, name, usd, spent))
+        self.budget_limits = tuple(limits)
+        for alert in wire.get("alerts") or ():
+            self._fold_alert(alert)
+
+    def _fold_alert(self, wire: Mapping[str, Any]) -> None:
+        alert = BudgetAlert.from_wire(self.key, self.pid, wire)
+        self.budget_alerts.setdefault(alert.key, alert)
+
+    @property
+    def job_budget(self) -> JobBudget | None:
+        if self.budget_on_exceed is None and not self.budget_alerts:
+            return None
+        return JobBudget(self.key, self.pid, self.budget_on_exceed or "warn", self.budget_limits,
+                         tuple(self.budget_alerts.values()))
 
     # --- reading --------------------------------------------------------------------
 
@@ -174,6 +250,12 @@ class ProcessState:
 
     def cost_per_sec(self, now: float) -> float:
         return self.cost_rate.rate(now) if self.live else 0.0
+
+    def burn_per_sec(self, now: float) -> tuple[float, float]:
+        """(tokens, dollars) per second over the burn window; nothing while not live."""
+        if not self.live:
+            return 0.0, 0.0
+        return self.burn_tokens.rate(now), self.burn_cost.rate(now)
 
     def module_tokens_per_sec(self, path: str, now: float) -> float:
         rate = self.module_rates.get(path)

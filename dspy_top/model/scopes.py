@@ -1,10 +1,11 @@
-"""Evaluations and optimizer compiles (scopes) as the process reports them, and their one-line summary."""
+"""Evaluations and optimizer compiles (scopes) as the process reports them (see model/optimizers.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from dspy_top import latency
 from dspy_top.model.counters import EMPTY, Counters
 
 
@@ -27,6 +28,15 @@ class ScopeState:
     score: float | None
     usage: Counters
     error: str | None
+    # What the start event describes: eval `metadata` (e.g. {"metric_key": "eval_full"}), compile
+    # `params`, `arguments` and `predictors`, and the data sizes.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    predictors: int | None = None
+    trainset: int | None = None
+    valset: int | None = None
+    num_threads: int | None = None
 
     @property
     def running(self) -> bool:
@@ -64,37 +74,37 @@ def scope_from_wire(process: str, pid: int, wire: Mapping[str, Any], previous: S
         score_sum=float(pick("score_sum", 0.0)),
         score=float(score) if score is not None else (previous.score if previous else None),
         usage=usage, error=pick("error", None),
+        metadata=_mapping(pick("metadata", {})), params=_mapping(pick("params", {})),
+        arguments=_mapping(pick("arguments", {})), predictors=_int(pick("predictors", None)),
+        trainset=_int(pick("trainset", None)), valset=_int(pick("valset", None)),
+        num_threads=_int(pick("num_threads", None)),
     )
 
 
-def progress_line(scopes: list[ScopeState], now: float) -> str | None:
-    """One line about the optimizer or evaluation running now, or None."""
-    running = [s for s in scopes if s.running]
-    if not running:
-        return None
-    compiles = [s for s in running if s.kind == "compile"]
-    evals = [s for s in running if s.kind == "eval"]
-    parts: list[str] = []
-    if compiles:
-        top = min(compiles, key=lambda s: s.start)
-        parts.append(f"{top.label} compiling {_clock(now - top.start)} · {top.usage.calls:,} calls · ${top.usage.cost_usd:.2f}")
-    if evals:
-        latest = max(evals, key=lambda s: s.start)
-        text = f"eval {latest.done}/{latest.total}" if latest.total else f"eval {latest.done}"
-        score = latest.score_so_far
-        if score is not None:
-            text += f" · {score:.1f}%"
-        if latest.total:
-            filled = round(8 * latest.done / latest.total)
-            text += " " + "▓" * filled + "░" * (8 - filled)
-        parts.append(text)
-    if len(running) > 1 and not compiles and len(evals) > 1:
-        parts.append(f"{len(evals)} evals running")
-    return " · ".join(parts)
+def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
+    """A call that finished after its scope's end message (the parallel executor may resubmit a slow
+    example and not wait for the old thread): its usage joins the scope's, and it is no longer in flight."""
+    usage = scope.usage
+    billed = not call.cache_hit
+    cost = call.cost_usd if billed and call.cost_usd is not None else 0.0
+    unpriced = 1 if billed and call.cost_usd is None and (call.prompt_tokens or call.completion_tokens) else 0
+    hist = dict(usage.latency_hist)
+    bucket = latency.bucket_of(call.latency)
+    hist[bucket] = hist.get(bucket, 0) + 1
+    return replace(scope, usage=replace(
+        usage, calls=usage.calls + 1, errors=usage.errors + (1 if call.error else 0),
+        retries=usage.retries + call.retries, cache_hits=usage.cache_hits + (0 if billed else 1),
+        prompt_tokens=usage.prompt_tokens + call.prompt_tokens,
+        completion_tokens=usage.completion_tokens + call.completion_tokens,
+        cached_tokens=usage.cached_tokens + call.cached_tokens, cost_usd=usage.cost_usd + cost,
+        unpriced_calls=usage.unpriced_calls + unpriced, latency_s=usage.latency_s + call.latency,
+        in_flight=max(0, usage.in_flight - 1), latency_hist=hist, last_at=max(usage.last_at, call.end),
+    ))
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dspy_top.model.budget import JobBudget, ViewerBudget
+from dspy_top.model.burn import Burn
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import Counters
+from dspy_top.model.optimizers import OptimizerRun
 from dspy_top.model.scopes import ScopeState
 from dspy_top.model.tree import ModuleNode
 
@@ -33,6 +36,7 @@ class ModelRow:
 
     model: str
     counters: Counters
+    price_override: bool = False  # priced with the user's `--price` (or config file) rates
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class Snapshot:
     dropped: int  # events the processes dropped plus events dropped for this viewer
     internal_errors: int
     tool_calls: int
+    burn: Burn | None = None  # cost/min and tok/s recent and overall, the running evaluation's projection
+    budget: ViewerBudget | None = None  # the viewer's `--budget`, against every process
+    job_budgets: tuple[JobBudget, ...] = ()  # the budget guards of the processes that have one
+    optimizers: tuple[OptimizerRun, ...] = ()  # compiles and plain evaluations, parents before nested runs
 
     @property
     def live(self) -> int:

@@ -101,6 +101,7 @@ SORT_KEYS: dict[str, Callable[[ModuleNode], object]] = {
     "p95": lambda n: n.counters.p95 or 0.0,
     "errors": lambda n: n.counters.errors,
     "cache_hits": lambda n: n.counters.cache_hits,
+    "saved": lambda n: n.counters.cost_saved_usd,
 }
 
 

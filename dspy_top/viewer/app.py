@@ -3,11 +3,12 @@
 The collector's thread folds messages into the fleet; the app wakes every `delay`
 seconds, takes one snapshot under the fleet's lock and updates its widgets, diffed by
 key. Payload answers arrive as messages. Styling lives in app.tcss; modes are CSS
-classes on the screen (`-paused`, `-empty`, `-narrow`, `-show-bottom`, `-job`).
+classes on the screen (`-paused`, `-empty`, `-narrow`, `-show-bottom`, `-job`, `-optimizers`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -15,11 +16,14 @@ from typing import Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal
+from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input
 
-from dspy_top.model import CallQuery, CallSummary, Fleet, Snapshot
+from dspy_top.model import CallQuery, CallSummary, Fleet, OptimizerRun, ProcessRow, Snapshot
+from dspy_top.model.budget import BudgetAlarm
+from dspy_top.pricing import Price
 from dspy_top.viewer.collector import Collector, PayloadAnswer
+from dspy_top.viewer.components.confirm_stop import ConfirmStop
 from dspy_top.viewer.components.empty_state import EmptyState
 from dspy_top.viewer.components.filter_bar import FilterBar
 from dspy_top.viewer.components.header import Header
@@ -29,10 +33,13 @@ from dspy_top.viewer.components.inspect_screen import InspectScreen
 from dspy_top.viewer.components.job_log import JobLog
 from dspy_top.viewer.components.model_table import ModelTable
 from dspy_top.viewer.components.module_table import ModuleTable
+from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
+from dspy_top.viewer.components.optimizer_table import OptimizerTable
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.components.status_line import StatusLine
+from dspy_top.viewer.components.trial_table import TrialTable
 from dspy_top.viewer.job import Job
-from dspy_top.viewer.messages import PayloadArrived
+from dspy_top.viewer.messages import Notice, PayloadArrived
 
 NARROW_BELOW = 100  # columns: below this the models/processes panes hide behind `m` and `p`
 HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
@@ -54,6 +61,7 @@ class TopApp(App):
         Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("space", "pause", "Pause"),
         Binding("slash", "filter", "Filter"),
+        Binding("o", "optimizers", "Optimizer"),
         Binding("less_than_sign", "sort_step(-1)", "Sort ←", key_display="<"),
         Binding("greater_than_sign", "sort_step(1)", "Sort →", key_display=">"),
         Binding("t", "tree", "Tree"),
@@ -63,6 +71,7 @@ class TopApp(App):
         Binding("question_mark,h", "help", "Help", key_display="?"),
         Binding("a", "focus_all", "All processes", show=False),
         Binding("x,delete", "dismiss", "Dismiss ended", show=False),
+        Binding("k", "stop_job", "Stop job"),
         Binding("l", "toggle_log", "Log", show=False),
         Binding("R", "reverse", "Reverse sort", show=False),
         Binding("plus", "expand_all", "Expand all", show=False),
@@ -101,8 +110,13 @@ class TopApp(App):
         self._layout_key: tuple | None = None
         self._version = -1
         self._full_at = 0.0
+        self.budget_alarm = BudgetAlarm()
+        self._alerts_seen: set[tuple[str, str, str, str]] = set()
+        self._stop_target_key: str | None = None
+        self._stop_requested: set[str] = set()
         if collector is not None:
             collector.on_payload = self._payload_from_thread
+            collector.on_notice = self._notice_from_thread
 
     # --- building -------------------------------------------------------------------
 
@@ -114,6 +128,10 @@ class TopApp(App):
             with Horizontal(id="bottom"):
                 yield ModelTable(id="models")
                 yield ProcessTable(id="processes")
+            with Vertical(id="optimizer-view"):
+                yield OptimizerTable(id="optimizer-runs")
+                yield OptimizerSummary(id="optimizer-summary")
+                yield TrialTable(id="trials")
             if self.job is not None:
                 yield JobLog(id="joblog")
             yield HistoryTable(id="history")
@@ -155,10 +173,14 @@ class TopApp(App):
         self.query_one(ModelTable).layout_for(models - 1)
         self.query_one(ProcessTable).layout_for((width - models if not narrow else width) - 1)
         self.query_one(HistoryTable).layout_for(width - 1, narrow, multi)
+        self.query_one(OptimizerTable).layout_for(width - 1, narrow)
+        self.query_one(TrialTable).layout_for(width - 1, narrow)
 
     # --- the refresh loop -------------------------------------------------------------
 
     def refresh_from_model(self) -> None:
+        if not self.is_running:
+            return  # shutting down: a timer that fired as the widgets went away
         self._follow_job()
         if self.paused and self.snapshot is not None:
             return
@@ -186,10 +208,28 @@ class TopApp(App):
         self.query_one(ModelTable).show(snapshot)
         self.query_one(ProcessTable).show(snapshot)
         self.query_one(HistoryTable).show(snapshot)
+        if self.screen.has_class("-optimizers"):
+            self.show_optimizers(snapshot)
         self.query_one(StatusLine).show(snapshot, self.paused, self._job_note())
+        self._money_alerts(snapshot)
+        self._update_stop_binding()
         self.frames += 1
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()
+
+    def _money_alerts(self, snapshot: Snapshot) -> None:
+        """The viewer's budget at 80% and 100%, and each job's budget alerts: each said once."""
+        for level in self.budget_alarm.crossed(snapshot.budget):
+            self.notify(snapshot.budget.message(level), title="dspy-top budget",
+                        severity="error" if level >= 100 else "warning", timeout=15)
+        for job in snapshot.job_budgets:
+            for alert in job.alerts:
+                if alert.key in self._alerts_seen:
+                    continue
+                self._alerts_seen.add(alert.key)
+                severity = "warning" if alert.level == "80" else "error"
+                self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
+                            severity=severity, timeout=15)
 
     def _follow_job(self) -> None:
         job = self.job
@@ -235,6 +275,12 @@ class TopApp(App):
     def forget_payload(self, call: CallSummary) -> None:
         self._payloads.pop(call.key, None)
 
+    def _notice_from_thread(self, text: str) -> None:
+        self.post_message(Notice(text))
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity="error", timeout=10)
+
     def on_payload_arrived(self, message: PayloadArrived) -> None:
         answer = message.answer
         if answer.payload is not None:
@@ -257,11 +303,19 @@ class TopApp(App):
             self.inspect(table)
         elif isinstance(table, ProcessTable):
             self.set_focus_process(event.row_key.value)
+        elif isinstance(table, OptimizerTable):
+            run = table.selected()
+            if isinstance(run, OptimizerRun):
+                self.filter_history_to(run.pid, run.id)
+        elif isinstance(table, TrialTable):
+            trial = table.trial_at_cursor()
+            if trial is not None:
+                self.filter_history_to(trial.scope.pid, trial.id)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        """A click on a module table header sorts by that column (a second click reverses)."""
+        """A click on a module or trial table header sorts by that column (a second click reverses)."""
         table = event.data_table
-        if isinstance(table, ModuleTable):
+        if isinstance(table, (ModuleTable, TrialTable)):
             column = next((c for c in table.table_columns if c.key == event.column_key.value), None)
             if column is not None and column.sort:
                 table.set_sort(column.sort)
@@ -304,7 +358,19 @@ class TopApp(App):
         history = self.query_one(HistoryTable)
         history.reset_rows()
         self.refresh_now()
-        self.query_one(ModuleTable).focus()
+        (self.query_one(TrialTable) if self.screen.has_class("-optimizers") else self.query_one(ModuleTable)).focus()
+
+    def filter_history_to(self, pid: int, scope_id: str) -> None:
+        """Enter on a trial or optimizer: the history pane shows its calls (enter again shows all)."""
+        text = f"pid:{pid} scope:{scope_id}"
+        if self.call_query.text == text:
+            text = ""
+        self.query_one(FilterBar).value = text
+        self.call_query = CallQuery(text)
+        self.screen.set_class(bool(text), "-filtering")
+        self.query_one(ModuleTable).set_query(self.call_query)
+        self.query_one(HistoryTable).reset_rows()
+        self.refresh_now()
 
     # --- actions --------------------------------------------------------------------------
 
@@ -322,12 +388,18 @@ class TopApp(App):
             self.push_screen(HelpScreen())
 
     def action_sort_step(self, step: int) -> None:
+        if self.screen.has_class("-optimizers"):
+            self.query_one(TrialTable).step_sort(step)
+            return
         self.query_one(ModuleTable).step_sort(step)
 
     def action_sort(self, column: str) -> None:
         self.query_one(ModuleTable).set_sort(column)
 
     def action_reverse(self) -> None:
+        if self.screen.has_class("-optimizers"):
+            self.query_one(TrialTable).reverse()
+            return
         self.query_one(ModuleTable).reverse()
 
     def action_tree(self) -> None:
@@ -344,6 +416,27 @@ class TopApp(App):
         history.set_follow(not history.follow)
         if self.snapshot is not None:
             history.show(self.snapshot)
+
+    def action_optimizers(self) -> None:
+        """`o`: the optimizer view (runs, trials, spend) in place of the module and model panes."""
+        shown = not self.screen.has_class("-optimizers")
+        self.screen.set_class(shown, "-optimizers")
+        if shown:
+            if self.snapshot is not None:
+                self.show_optimizers(self.snapshot)
+            self.query_one(OptimizerTable).focus()
+        else:
+            self.query_one(ModuleTable).focus()
+
+    def show_optimizers(self, snapshot: Snapshot) -> None:
+        runs = self.query_one(OptimizerTable)
+        runs.show(snapshot)
+        self._show_selected_run()
+
+    def _show_selected_run(self) -> None:
+        entry = self.query_one(OptimizerTable).selected()
+        self.query_one(OptimizerSummary).show(entry, self.size.width - 1)
+        self.query_one(TrialTable).show(entry if isinstance(entry, OptimizerRun) else None)
 
     def action_bottom(self) -> None:
         self.screen.toggle_class("-show-bottom" if self.screen.has_class("-narrow") else "-hide-bottom")
@@ -375,6 +468,64 @@ class TopApp(App):
         with self.fleet.lock:
             return self.fleet.dismiss(key)
 
+    # --- stopping a job (k) ----------------------------------------------------------------
+
+    def stop_target(self) -> ProcessRow | None:
+        """The running process `k` would stop: the focused one, or the one under the process list's cursor."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        key = self.focus_key
+        if key is None:
+            table = self.focused
+            if not isinstance(table, ProcessTable):
+                return None
+            key = table.cursor_key
+        row = next((p for p in snapshot.processes if p.key == key), None)
+        return row if row is not None and row.state == "running" else None
+
+    def _update_stop_binding(self) -> None:
+        if not self.screen_stack:
+            return  # shutting down: a late table event
+        if self.screen is not self.screen_stack[0]:
+            # A modal is up; the footer is redrawn from check_action when it closes: look again then.
+            self._stop_target_key = "(another screen)"
+            return
+        target = self.stop_target()
+        key = target.key if target is not None else None
+        if key != self._stop_target_key:
+            self._stop_target_key = key
+            self.refresh_bindings()
+
+    def on_descendant_focus(self, event) -> None:
+        self._update_stop_binding()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, ProcessTable):
+            self._update_stop_binding()
+        elif isinstance(event.data_table, OptimizerTable) and self.screen.has_class("-optimizers"):
+            self._show_selected_run()
+
+    def action_stop_job(self) -> None:
+        target = self.stop_target()
+        if target is None:
+            self.notify("focus a running process first (p, then enter)", severity="warning")
+            return
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self.request_stop(target)
+
+        self.push_screen(ConfirmStop(target.pid, target.command), answered)
+
+    def request_stop(self, target: ProcessRow) -> None:
+        if self.collector is None or not hasattr(self.collector, "request_stop"):
+            self.notify("this viewer is not connected to the process", severity="error")
+            return
+        self._stop_requested.add(target.key)
+        self.collector.request_stop(target.key, f"stop requested from the viewer (dspy-top pid {os.getpid()})")
+        self.notify(f"asked pid {target.pid} to stop: its next LM call ends the run", timeout=8)
+
     def action_toggle_log(self) -> None:
         if self.job is not None:
             self.screen.toggle_class("-hide-log")
@@ -398,6 +549,8 @@ class TopApp(App):
             return False  # the main screen's keys stay out of the inspect and help screens
         if action == "toggle_log":
             return self.job is not None
+        if action == "stop_job":
+            return self.stop_target() is not None
         if action == "dismiss":
             return None if self.snapshot is None or not any(
                 p.state not in ("running", "connecting") for p in self.snapshot.processes) else True
@@ -412,9 +565,11 @@ def run_viewer(
     job: Job | None = None,
     directory: Path | None = None,
     clock: Callable[[], float] = time.time,
+    prices: dict[str, Price] | None = None,
+    budget_usd: float | None = None,
 ) -> int:
     """Run the interactive viewer until the user quits; the return value is the exit status."""
-    fleet = Fleet(clock)
+    fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
     if job is not None:
         pids = [job.pid]
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)

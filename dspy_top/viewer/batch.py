@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dspy_top.model import Fleet, Snapshot
+from dspy_top.model.budget import BudgetAlarm
 from dspy_top.model.tree import ModuleNode
+from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
+from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
 
 SCHEMA_VERSION = 1
+BUDGET_REACHED = 3  # exit status: the viewer's --budget was reached (warnings went to stderr)
 
 
 def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
@@ -51,7 +55,8 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
             }
             for node in leaves
         ],
-        "models": [{"model": row.model, **row.counters.to_json()} for row in snapshot.models],
+        "models": [{"model": row.model, **row.counters.to_json(), "price_override": row.price_override}
+                   for row in snapshot.models],
         "scopes": [
             {
                 "pid": s.pid, "id": s.id, "kind": s.kind, "state": s.state, "label": s.label,
@@ -59,6 +64,54 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "cost_usd": round(s.usage.cost_usd, 10),
             }
             for s in snapshot.scopes
+        ],
+        "rates": rates_json(snapshot),
+        "budget": budget_json(snapshot),
+        "optimizers": optimizers_json(snapshot),
+    }
+
+
+def rates_json(snapshot: Snapshot) -> dict[str, Any] | None:
+    """Burn rate over the recent window and overall, the hourly pace, the running evaluation's projection."""
+    burn = snapshot.burn
+    if burn is None:
+        return None
+    projection = burn.evaluation
+    return {
+        "window_s": burn.window,
+        "cost_per_min": round(burn.cost_per_min, 10),
+        "cost_per_min_avg": round(burn.cost_per_min_avg, 10),
+        "cost_per_hour": round(burn.cost_per_hour, 10),
+        "tokens_per_sec": round(burn.tokens_per_sec, 3),
+        "tokens_per_sec_avg": round(burn.tokens_per_sec_avg, 3),
+        "eval_projection": None if projection is None else {
+            "pid": projection.pid, "id": projection.id, "label": projection.label, "done": projection.done,
+            "total": projection.total, "cost_usd": round(projection.spent_usd, 10),
+            "cost_known": projection.cost_known,
+            "projected_usd": None if projection.projected_usd is None else round(projection.projected_usd, 10),
+        },
+    }
+
+
+def budget_json(snapshot: Snapshot) -> dict[str, Any]:
+    """The viewer's `--budget` (null without one) and each job's own budget guard and alerts."""
+    viewer = snapshot.budget
+    return {
+        "viewer": None if viewer is None else {
+            "usd": viewer.usd, "spent_usd": round(viewer.spent, 10), "fraction": round(viewer.fraction, 6),
+            "level": viewer.level, "cost_known": viewer.cost_known,
+        },
+        "jobs": [
+            {
+                "pid": job.pid, "on_exceed": job.on_exceed,
+                "limits": [{"scope": limit.scope, "name": limit.name, "usd": limit.usd,
+                            "spent_usd": round(limit.spent, 10), "fraction": round(limit.fraction, 6)}
+                           for limit in job.limits],
+                "alerts": [{"level": int(alert.level) if alert.level.isdigit() else alert.level, "scope": alert.scope, "name": alert.name,
+                            "spent_usd": alert.spent_usd, "budget_usd": alert.budget_usd, "action": alert.action,
+                            "message": alert.message} for alert in job.alerts],
+            }
+            for job in snapshot.job_budgets
         ],
     }
 
@@ -89,6 +142,14 @@ def snapshot_text(snapshot: Snapshot) -> str:
         f"Errors: {t.errors:,}, retries: {t.retries:,}, dropped events: {snapshot.dropped:,}, "
         f"p50 {fmt.seconds(t.p50)}, p95 {fmt.seconds(t.p95)}",
     ]
+    if snapshot.burn is not None:
+        lines.append(f"Burn: {fmt.burn(snapshot.burn)}")
+        if snapshot.burn.evaluation is not None:
+            lines.append(f"Projection: {fmt.projection(snapshot.burn.evaluation)}")
+    if snapshot.budget is not None:
+        lines.append(f"Budget: {fmt.viewer_budget(snapshot.budget)}")
+    for job in snapshot.job_budgets:
+        lines.append(f"Job budget: {fmt.job_budget(job)}")
     if snapshot.progress:
         lines.append(f"Optimizer: {snapshot.progress}")
     lines.append("")
@@ -99,18 +160,23 @@ def snapshot_text(snapshot: Snapshot) -> str:
                      f"{fmt.cost(p.totals):>9}  {note}")
     lines.append("")
     lines.append(f"{'MODULE':<40} {'CALLS':>7} {'INFL':>4} {'IN TOK':>8} {'OUT TOK':>8} {'TOK/S':>7} "
-                 f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5}")
+                 f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
     for node in _leaves(snapshot.modules):
         c = node.counters
         lines.append(f"{node.path[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.tokens(c.prompt_tokens):>8} "
                      f"{fmt.tokens(c.completion_tokens):>8} {fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
-                     f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5}")
+                     f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
+                     f"{fmt.dollars(c.cost_saved_usd):>9}")
     lines.append("")
     lines.append(f"{'MODEL':<40} {'CALLS':>7} {'IN TOK':>8} {'OUT TOK':>8} {'COST':>9} {'HITS':>5}")
     for row in snapshot.models:
         c = row.counters
         lines.append(f"{row.model[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
-                     f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}")
+                     f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}"
+                     + ("  * your price" if row.price_override else ""))
+    section = optimizers_text(snapshot)
+    if section:
+        lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 
@@ -123,10 +189,16 @@ def run(
     as_json: bool = False,
     out: TextIO | None = None,
     directory: Path | None = None,
+    prices: dict[str, Price] | None = None,
+    budget_usd: float | None = None,
 ) -> int:
-    """Print snapshots until `iterations` are done (forever when None). 0 if anything was attached, else 1."""
+    """Print snapshots until `iterations` are done (forever when None).
+
+    0 if anything was attached, else 1; 3 when the `budget_usd` was reached (BUDGET_REACHED).
+    """
     out = out or sys.stdout
-    fleet = Fleet()
+    fleet = Fleet(prices=prices, budget_usd=budget_usd)
+    alarm = BudgetAlarm()
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets).start()
     attached = False
     reported: dict[str, str] = {}
@@ -145,6 +217,8 @@ def run(
                 if reported.get(p.key) != p.status:
                     reported[p.key] = p.status
                     print(f"dspy-top: pid {p.pid or '?'}: {p.status}", file=sys.stderr)
+            for level in alarm.crossed(snapshot.budget):
+                print(f"dspy-top: {snapshot.budget.message(level)}", file=sys.stderr, flush=True)
             done += 1
             if as_json:
                 out.write(json.dumps(snapshot_json(snapshot, done), separators=(",", ":")) + "\n")
@@ -162,4 +236,6 @@ def run(
         pass
     finally:
         collector.stop()
-    return 0 if attached else 1
+    if not attached:
+        return 1
+    return BUDGET_REACHED if 100 in alarm.fired else 0

@@ -74,6 +74,7 @@ class Collector:
         self.rescan_every = rescan_every
         self.connect_timeout = connect_timeout
         self.on_payload = on_payload
+        self.on_notice: Callable[[str], None] | None = None  # something the user should hear about
         self._targets: dict[str, _Target] = {}
         self._connections: dict[str, Connection] = {}
         self._ready: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -139,6 +140,11 @@ class Collector:
         self._ready.put(("payload", (process, call_id)))
         self._wake()
 
+    def request_stop(self, process: str, reason: str) -> None:
+        """Ask a process to stop (its next LM call ends the run); a failure goes to `on_notice`."""
+        self._ready.put(("stop", (process, reason)))
+        self._wake()
+
     def dismiss(self, process: str) -> bool:
         """Forget an ended or broken process (a socket still there is tried again)."""
         with self.fleet.lock:
@@ -197,6 +203,8 @@ class Collector:
                 self._read(connection, key)
             elif kind == "payload":
                 self._ask_payload(*value)
+            elif kind == "stop":
+                self._ask_stop(*value)
             elif kind == "forget":
                 target = self._targets.get(value)
                 if target is not None:
@@ -356,6 +364,22 @@ class Collector:
             self._deliver(PayloadAnswer(key, call_id, None, f"cannot ask the process: {exc}"))
             return
         self._pending[(key, request)] = (call_id, time.monotonic() + PAYLOAD_TIMEOUT)
+
+    def _ask_stop(self, key: str, reason: str) -> None:
+        connection = self._connections.get(key)
+        try:
+            if connection is None:
+                raise ConnectError("not connected (has it ended?)")
+            connection.request_stop(reason)
+        except ConnectError as exc:
+            self._notice(f"cannot ask the process to stop: {exc}")
+
+    def _notice(self, text: str) -> None:
+        if self.on_notice is not None:
+            try:
+                self.on_notice(text)
+            except Exception:
+                pass  # the app is gone
 
     def _answer_payload(self, key: str, message: dict[str, Any]) -> None:
         pending = self._pending.pop((key, message.get("req")), None)

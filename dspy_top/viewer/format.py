@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import time
 
+from dspy_top.model.budget import JobBudget, ViewerBudget
+from dspy_top.model.burn import Burn, EvalProjection
 from dspy_top.model.counters import Counters
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -53,6 +55,42 @@ def call_cost(value: float | None, cache_hit: bool = False) -> str:
     if value is None:
         return "?"
     return dollars(value)
+
+
+def burn(value: Burn) -> str:
+    """`$0.27/min last 1m ($0.20/min avg) · ~$16/h · 1,245 tok/s last 1m (940 avg)`."""
+    window = f"{value.window / 60:g}m" if value.window >= 60 else f"{value.window:g}s"
+    return (f"{dollars(value.cost_per_min)}/min last {window} ({dollars(value.cost_per_min_avg)}/min avg) · "
+            f"~{dollars(value.cost_per_hour)}/h · {rate(value.tokens_per_sec)} tok/s last {window} "
+            f"({rate(value.tokens_per_sec_avg)} avg)")
+
+
+def projection(value: EvalProjection) -> str:
+    """`eval 37/100 ends at ~$1.10 (~$0.70 to go)`; `?` when nothing it spent has a price."""
+    text = f"eval {value.done}/{value.total} "
+    if value.projected_usd is None:
+        return text + ("ends at ?" if value.done else "ends at ? (no example done yet)")
+    lower = "" if value.cost_known else "+?"
+    return text + f"ends at ~{dollars(value.projected_usd)}{lower} (~{dollars(value.remaining_usd or 0.0)}{lower} to go)"
+
+
+def viewer_budget(value: ViewerBudget) -> str:
+    """`$4.12 of $5.00 (82%)`."""
+    lower = "" if value.cost_known else "+?"
+    return f"{dollars(value.spent)}{lower} of {dollars(value.usd)} ({100 * value.fraction:.0f}%)"
+
+
+def job_budget(value: JobBudget) -> str:
+    """`pid 41822 on_exceed=stop: total $1.20 of $5.00 (24%), module RAG.answer ... · 1 alert`."""
+    limits = ", ".join(f"{limit.label} {dollars(limit.spent)} of {dollars(limit.usd)} ({100 * limit.fraction:.0f}%)"
+                       for limit in value.limits)
+    text = f"pid {value.pid} on_exceed={value.on_exceed}: {limits or 'no limits'}"
+    stops = [a for a in value.alerts if a.level in ("100", "stop")]
+    if stops:
+        text += f" · {stops[-1].message.removeprefix('dspy-top: ')}"
+    elif value.alerts:
+        text += f" · {len(value.alerts)} alert{'s' if len(value.alerts) != 1 else ''}"
+    return text
 
 
 def seconds(value: float | None) -> str:

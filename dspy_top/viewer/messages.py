@@ -14,3 +14,10 @@ class PayloadArrived(Message):
     """A call's payload (or why there is none) came back from its process."""
 
     answer: PayloadAnswer
+
+
+@dataclass
+class Notice(Message):
+    """Something the collector's thread wants the user to hear about (e.g. a stop request that failed)."""
+
+    text: str

@@ -7,6 +7,7 @@ writes its exit status to a file, so a test can check how the program under test
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -69,3 +70,16 @@ class Terminal:
         subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=10)
         if socket.endswith(self.server):
             Path(socket).unlink(missing_ok=True)
+
+
+def header_numbers(screen: str) -> tuple[int, float] | None:
+    """(calls, dollars) from dspy-top's two header lines, or None before the view shows calls."""
+    lines = screen.splitlines()
+    if not lines or not lines[0].lstrip().startswith("dspy-top"):
+        return None
+    header = " ".join(lines[:2])
+    calls = re.search(r"([\d,]+) calls", header)
+    cost = re.search(r"\$([\d.]+)", header)
+    if calls is None or cost is None:
+        return None
+    return int(calls.group(1).replace(",", "")), float(cost.group(1))

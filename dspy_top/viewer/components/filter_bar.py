@@ -1,4 +1,4 @@
-"""The `/` filter input: free words match module, model and error text; `module:`, `model:`, `pid:` narrow."""
+"""The `/` filter input: free words match module, model and error text; `module:`, `model:`, `pid:`, `scope:` narrow."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class FilterBar(Input):
     BINDINGS = [Binding("escape", "clear_filter", "Clear filter")]
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(placeholder="filter: words, module:NAME, model:NAME, pid:N, err, cache", **kwargs)
+        super().__init__(placeholder="filter: words, module:NAME, model:NAME, pid:N, scope:eval-N, err, cache", **kwargs)
 
     def action_clear_filter(self) -> None:
         self.value = ""

@@ -22,6 +22,9 @@ class Header(Static):
     def show(self, snapshot: Snapshot, paused: bool = False) -> None:
         self._snapshot = snapshot
         self.paused = paused
+        level = snapshot.budget.level if snapshot.budget is not None else 0
+        self.set_class(level == 80, "-budget-warn")
+        self.set_class(level >= 100, "-budget-over")
         self._draw()
 
     def on_resize(self) -> None:
@@ -58,11 +61,31 @@ class Header(Static):
         if wide:
             rate.append(f" (avg {fmt.rate(snapshot.tokens_per_sec_avg)})", style="dim")
         out.append(rate)
-        money = Text(fmt.cost(t), style="bold yellow" if t.unpriced_calls else "bold green")
+        budget = snapshot.budget
+        level = budget.level if budget is not None else 0
+        style = "bold red" if level >= 100 else "bold yellow" if level or t.unpriced_calls else "bold green"
+        money = Text(fmt.cost(t), style=style)
+        if budget is not None:
+            money.append(f" of {fmt.dollars(budget.usd)} ({100 * budget.fraction:.0f}%)", style=style)
         if t.unpriced_calls:
             money.append(f" ({t.unpriced_calls:,} unpriced)", style="yellow")
-        money.append(f" {fmt.dollars(snapshot.cost_per_min)}/min", style="dim")
+        burn = snapshot.burn
+        if burn is not None:
+            money.append(f" {fmt.dollars(burn.cost_per_min)}/min", style="dim")
+            if wide:
+                money.append(f" (avg {fmt.dollars(burn.cost_per_min_avg)}) ~{fmt.dollars(burn.cost_per_hour)}/h",
+                             style="dim")
+        else:
+            money.append(f" {fmt.dollars(snapshot.cost_per_min)}/min", style="dim")
         out.append(money)
+        job = max((j for j in snapshot.job_budgets if j.worst is not None), key=lambda j: j.worst.fraction,
+                  default=None)
+        if job is not None:
+            worst = job.worst
+            text = f"job budget {worst.label if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
+                   f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
+            out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= 0.8
+                            else ""))
         out.append(Text(f"cache {fmt.percent(t.cache_hit_rate)} (saved {fmt.dollars(t.cost_saved_usd)})"))
         out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
         out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
@@ -92,6 +115,10 @@ class Header(Static):
     @staticmethod
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
         progress = snapshot.progress
+        projection = snapshot.burn.evaluation if snapshot.burn is not None else None
+        if progress and projection is not None and projection.projected_usd is not None:
+            lower = "" if projection.cost_known else "+?"
+            progress += f" · eval ends ~{fmt.dollars(projection.projected_usd)}{lower}"
         room = width - 24 - (len(progress) + 3 if progress else 0)
         span = max(8, min(40, room // 2))
         line = Text(" tok/s ", style="dim")

@@ -21,15 +21,33 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("p", "process list (enter focuses one process, a shows all, x dismisses an ended one)"),
         ("a", "show all processes"),
         ("m", "show / hide the models and processes panes"),
+        ("o", "optimizer view: runs, trials, spend"),
         ("l", "show / hide the job output pane (dspy-top run)"),
+        ("k", "stop the focused process (or the one under the process list's cursor), after a y/n: "
+              "its next LM call ends the run with exit status 1"),
+    ]),
+    ("Money", [
+        ("$ (header)", "billed cost; `+?` or `?` when some calls have no known price (never $0), "
+                       "with /min over the last minute, the average and ~/h at the recent pace"),
+        ("--budget USD", "the header turns yellow at 80% and red at 100%, with a warning once at each"),
+        ("* (models)", "priced with your --price or config file rates instead of the job's"),
+        ("SAVED", "what cache hits would have cost (cache hits are billed $0)"),
     ]),
     ("Modules", [
         ("< >", "sort by the previous / next column"),
         ("N C I T $ L E H", "sort by module, calls, in flight, tok/s, cost, p95 latency, errors, cache hits"),
+        ("click SAVED", "sort by the cost cache hits saved"),
         ("R", "reverse the sort"),
         ("enter", "expand / collapse the module under the cursor"),
         ("+ -", "expand all / collapse all"),
         ("t", "tree or flat list of module paths"),
+    ]),
+    ("Optimizer view (o)", [
+        ("↑ ↓", "choose a run: its parameters, phase, spend, projection and trials below"),
+        ("enter", "on a run or a trial: the history shows only its LM calls (filter scope:eval-N); "
+                  "enter again shows all"),
+        ("< > R, click", "sort the trials by the previous / next column, reverse; click a header"),
+        ("★ × …", "best full-evaluation score; a failed evaluation (never scored 0); still running"),
     ]),
     ("History", [
         ("enter", "inspect the call: messages, response, usage, cost, latency, retries"),

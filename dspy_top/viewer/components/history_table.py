@@ -23,6 +23,8 @@ def marks(call: CallSummary) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     if call.cache_hit:
         text.append(" cache", style="cyan")
+        if call.cost_saved_usd:
+            text.append(f" saved {fmt.dollars(call.cost_saved_usd)}", style="cyan")
     if call.error:
         text.append(f" ERR {call.error}", style="bold red")
     if call.retries:

@@ -31,10 +31,14 @@ class ModelTable(KeyedTable):
         rows = []
         for row in snapshot.models:
             c = row.counters
+            name = Text(row.model, no_wrap=True, overflow="ellipsis")
+            if row.price_override:
+                name.append(" *", style="bold cyan")  # priced with the user's rates
             rows.append((row.model, [
-                row.model, fmt.count(c.calls), fmt.tokens(c.tokens),
+                name, fmt.count(c.calls), fmt.tokens(c.tokens),
                 Text(fmt.cost(c), style="yellow" if c.unpriced_calls else ""),
                 str(c.cache_hits),
             ]))
         self.sync(rows)
-        self.set_title(f"Models ({len(rows)})")
+        overrides = any(row.price_override for row in snapshot.models)
+        self.set_title(f"Models ({len(rows)})" + (" · * your price" if overrides else ""))

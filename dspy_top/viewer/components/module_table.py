@@ -13,17 +13,18 @@ from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 # Right-justified widths include one leading space as the gap between columns.
 WIDE = (
     Column("state", " STATE", 7, right=False, sort="state"),
-    Column("calls", "CALLS", 8, sort="calls"),
+    Column("calls", "CALLS", 7, sort="calls"),
     Column("in_flight", "INFL", 5, sort="in_flight"),
-    Column("prompt_tokens", "IN TOK", 8, sort="prompt_tokens"),
+    Column("prompt_tokens", "IN TOK", 7, sort="prompt_tokens"),
     Column("completion_tokens", "OUT TOK", 8, sort="completion_tokens"),
     Column("tokens_per_sec", "TOK/S", 7, sort="tokens_per_sec"),
     Column("cost", "COST", 10, sort="cost"),
     Column("share", "%COST", 6, sort="share"),
-    Column("p50", "P50", 7, sort="p50"),
-    Column("p95", "P95", 7, sort="p95"),
+    Column("p50", "P50", 6, sort="p50"),
+    Column("p95", "P95", 6, sort="p95"),
     Column("errors", "ERR", 5, sort="errors"),
     Column("cache_hits", "HITS", 6, sort="cache_hits"),
+    Column("saved", "SAVED", 8, sort="saved"),
 )
 NARROW = (
     Column("calls", "CALLS", 8, sort="calls"),
@@ -38,6 +39,7 @@ SORT_NAMES = {
     "module": "module", "state": "state", "calls": "calls", "in_flight": "in flight",
     "prompt_tokens": "in tokens", "completion_tokens": "out tokens", "tokens_per_sec": "tok/s",
     "cost": "cost", "share": "cost", "p50": "p50", "p95": "p95", "errors": "errors", "cache_hits": "cache hits",
+    "saved": "cache savings",
 }
 
 
@@ -192,4 +194,6 @@ class ModuleTable(KeyedTable):
             return Text(str(c.errors), style="bold red" if c.errors else "dim")
         if key == "cache_hits":
             return str(c.cache_hits)
+        if key == "saved":
+            return Text(fmt.dollars(c.cost_saved_usd), style="cyan") if c.cost_saved_usd else Text("-", style="dim")
         return ""
