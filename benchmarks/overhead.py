@@ -12,7 +12,7 @@ each figure is the median over repeats. Scenarios:
 - pipeline-eval: the same program under `dspy.Evaluate(num_threads=8)`
 - litellm-sim:   `dspy.Predict` through the real litellm engine to the simulated LM (no latency)
 
-Modes: baseline, dspy-top (`dspy_top.instrument()` with a viewer attached and reading),
+Modes: baseline, dspy-top (`dspy_top.instrument()` with a viewer process attached and reading),
 callback-floor (an empty global DSPy callback: the cost DSPy itself adds once any global
 callback is registered), mlflow (`mlflow.dspy.autolog()`), openinference (its DSPy
 instrumentor with an OpenTelemetry SDK provider). Peers are skipped if not installed.
@@ -37,6 +37,18 @@ SCENARIOS = ("predict", "pipeline", "pipeline-eval", "litellm-sim")
 MODES = ("baseline", "dspy-top", "callback-floor", "mlflow", "openinference")
 FIELDS_TEXT = ("[[ ## reasoning ## ]]\nadd them\n\n[[ ## answer ## ]]\n4\n\n"
                "[[ ## verdict ## ]]\nok\n\n[[ ## completed ## ]]")
+
+
+# A viewer that reads everything as fast as it comes, like `dspy-top -b` would.
+VIEWER = """
+import sys
+from dspy_top import client
+connection = client.Connection(sys.argv[1])
+connection.connect()
+print("attached", flush=True)
+for _ in connection.events():
+    pass
+"""
 
 
 # --- the worker: one configuration in one fresh process -------------------------------
@@ -78,23 +90,13 @@ def enable_mode(mode):
     """Turn on one mode; returns a cleanup callable."""
     if mode == "dspy-top":
         import dspy_top
-        from dspy_top import client
 
         handle = dspy_top.instrument()
-        connection = client.Connection(handle.socket_path)
-        connection.connect()
-        stop = threading.Event()
-
-        def read():
-            while not stop.is_set():
-                try:
-                    connection.poll(0.05)
-                except client.ConnectError:
-                    return
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        return lambda: (stop.set(), reader.join(1), connection.close())
+        # The viewer is its own process, as in real use: reading the stream costs the job nothing.
+        viewer = subprocess.Popen([sys.executable, "-c", VIEWER, str(handle.socket_path)],
+                                  stdout=subprocess.PIPE, text=True)
+        viewer.stdout.readline()  # attached
+        return lambda: (viewer.kill(), viewer.wait())
     if mode == "callback-floor":
         import dspy
         from dspy.utils.callback import BaseCallback

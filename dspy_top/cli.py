@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--socket", type=Path, action="append", metavar="PATH", dest="sockets",
                         help="attach to the process serving this socket")
     view = parser.add_argument_group("display")
-    view.add_argument("-d", "--delay", type=_positive, default=1.0, metavar="SECONDS",
+    view.add_argument("-d", "--delay", type=positive_number, default=1.0, metavar="SECONDS",
                       help="seconds between screen updates or batch snapshots (default 1)")
     view.add_argument("-b", "--batch", action="store_true",
                       help="print snapshots instead of running the interactive viewer")
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     money.add_argument("--price", type=_price, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
                        help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, replacing "
                             "the job's figure and pricing calls it could not (repeat for several models)")
-    money.add_argument("--budget", type=_positive, metavar="USD",
+    money.add_argument("--budget", type=positive_number, metavar="USD",
                        help="warn at 80%% and 100%% of USD spent across every attached job "
                             "(batch mode: on stderr, and exit status 3 once reached)")
     parser.add_argument("--version", action="version", version=f"dspy-top {_version()}")
@@ -82,7 +82,7 @@ def _version() -> str:
     return __version__
 
 
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from dspy_top import client, paths
+from dspy_top.cli import positive_number
 
 USAGE = "dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE] [--] COMMAND [ARG...]"
 DESCRIPTION = """\
@@ -505,7 +506,7 @@ def build_parser(prog: str = "dspy-top run", usage: str = USAGE, description: st
 
 
 def add_view_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-d", "--delay", type=_positive, default=1.0, metavar="SECONDS",
+    parser.add_argument("-d", "--delay", type=positive_number, default=1.0, metavar="SECONDS",
                         help="seconds between screen updates or batch snapshots (default 1)")
     parser.add_argument("-b", "--batch", action="store_true",
                         help="print snapshots instead of the live view; exit with the job's status")
@@ -514,16 +515,6 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="batch mode: one JSON object per snapshot")
     parser.add_argument("--log", type=Path, metavar="FILE",
                         help="write the job's output to FILE (default: a new private file, shown on screen)")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def check_view_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

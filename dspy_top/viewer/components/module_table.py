@@ -8,6 +8,7 @@ from dspy_top.model import Snapshot
 from dspy_top.model.calls import CallQuery
 from dspy_top.model.tree import ModuleRow, flatten
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
 # Right-justified widths include one leading space as the gap between columns.
@@ -43,8 +44,10 @@ SORT_NAMES = {
 }
 
 
-class ModuleTable(KeyedTable):
+class ModuleTable(SortableColumns, KeyedTable):
     """Rows from `Snapshot.modules`; expansion, sort and tree/flat mode live here."""
+
+    ascending_first = frozenset({"module"})
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cell_padding=0, **kwargs)
@@ -70,35 +73,16 @@ class ModuleTable(KeyedTable):
     def sortable(self) -> list[str]:
         return [c.sort for c in self.table_columns if c.sort]
 
-    def _label_headers(self) -> None:
-        arrow = "▼" if self.descending else "▲"
-        for column in self.table_columns:
-            label = column.label
-            if column.sort == self.sort_key or (self.sort_key == "cost" and column.key == "cost"):
-                label = f"{label}{arrow}" if not column.right else f"{arrow}{label}"
-            self.header_label(column.key, label)
+    def sorted_by(self, column) -> bool:
+        return column.sort == self.sort_key or (self.sort_key == "cost" and column.key == "cost")
 
     # --- state changes (from the app's key bindings) ----------------------------------
-
-    def set_sort(self, key: str, descending: bool | None = None) -> None:
-        if key == self.sort_key and descending is None:
-            self.descending = not self.descending
-        else:
-            self.sort_key = key
-            self.descending = (key != "module") if descending is None else descending
-        self._label_headers()
-        self.redraw()
 
     def step_sort(self, step: int) -> None:
         columns = [c for c in self.sortable if c != "share"]
         current = self.sort_key if self.sort_key in columns else "cost"
         index = (columns.index(current) + step) % len(columns)
         self.set_sort(columns[index], descending=columns[index] != "module")
-
-    def reverse(self) -> None:
-        self.descending = not self.descending
-        self._label_headers()
-        self.redraw()
 
     def toggle_tree(self) -> None:
         self.tree_mode = not self.tree_mode

@@ -6,6 +6,7 @@ from rich.text import Text
 
 from dspy_top.model import OptimizerRun, Trial
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
 WIDE = (
@@ -51,8 +52,10 @@ def score_text(trial: Trial) -> Text:
     return Text(f"{trial.score:.1f}", style="bold green" if trial.best else "dim" if trial.full is False else "")
 
 
-class TrialTable(KeyedTable):
+class TrialTable(SortableColumns, KeyedTable):
     """Rows from one `OptimizerRun`'s trials; enter filters the history pane to a trial's calls."""
+
+    ascending_first = frozenset({"kind"})
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cell_padding=0, **kwargs)
@@ -69,34 +72,12 @@ class TrialTable(KeyedTable):
         self.set_columns((Column("number", "TRIAL", 7, sort="number"), *fixed))
         self._label_headers()
 
-    def _label_headers(self) -> None:
-        arrow = "▼" if self.descending else "▲"
-        for column in self.table_columns:
-            label = column.label
-            if column.sort == self.sort_key:
-                label = f"{arrow}{label}" if column.right else f"{label}{arrow}"
-            self.header_label(column.key, label)
-
     # --- sorting -----------------------------------------------------------------------
-
-    def set_sort(self, key: str, descending: bool | None = None) -> None:
-        if key == self.sort_key and descending is None:
-            self.descending = not self.descending
-        else:
-            self.sort_key = key
-            self.descending = key != "kind" if descending is None else descending
-        self._label_headers()
-        self.redraw()
 
     def step_sort(self, step: int) -> None:
         columns = [c.sort for c in self.table_columns if c.sort]
         current = self.sort_key if self.sort_key in columns else "number"
         self.set_sort(columns[(columns.index(current) + step) % len(columns)])
-
-    def reverse(self) -> None:
-        self.descending = not self.descending
-        self._label_headers()
-        self.redraw()
 
     # --- rendering ---------------------------------------------------------------------
 

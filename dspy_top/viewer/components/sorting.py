@@ -1,0 +1,41 @@
+"""Sort state shared by the sortable keyed tables: which column, which way, the arrow in its header."""
+
+from __future__ import annotations
+
+
+class SortableColumns:
+    """Mixed into a `KeyedTable` that has `table_columns`, `header_label` and `redraw`.
+
+    `ascending_first` names the columns (text ones) that sort A→Z when first chosen; every
+    other column sorts largest first, as top does.
+    """
+
+    sort_key: str
+    descending: bool
+    ascending_first: frozenset[str] = frozenset()
+
+    def sorted_by(self, column) -> bool:
+        """Whether the header of `column` carries the sort arrow."""
+        return column.sort == self.sort_key
+
+    def _label_headers(self) -> None:
+        arrow = "▼" if self.descending else "▲"
+        for column in self.table_columns:
+            label = column.label
+            if self.sorted_by(column):
+                label = f"{arrow}{label}" if column.right else f"{label}{arrow}"
+            self.header_label(column.key, label)
+
+    def set_sort(self, key: str, descending: bool | None = None) -> None:
+        if key == self.sort_key and descending is None:
+            self.descending = not self.descending
+        else:
+            self.sort_key = key
+            self.descending = (key not in self.ascending_first) if descending is None else descending
+        self._label_headers()
+        self.redraw()
+
+    def reverse(self) -> None:
+        self.descending = not self.descending
+        self._label_headers()
+        self.redraw()
