@@ -53,3 +53,11 @@ def test_hello_checks_the_version():
         Hello.from_message({**good, "v": 99})
     with pytest.raises(ProtocolError, match="malformed"):
         Hello.from_message({"t": "hello", "v": protocol.PROTOCOL_VERSION})
+
+
+def test_good_frames_before_a_bad_one_are_delivered_then_the_error():
+    reader = FrameReader()
+    data = protocol.encode({"t": "call", "id": 1}) + struct.pack(">I", 3) + b"\xc1\xc1\xc1"
+    assert reader.feed(data) == [{"t": "call", "id": 1}]
+    with pytest.raises(ProtocolError, match="undecodable"):
+        reader.feed(b"")
