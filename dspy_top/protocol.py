@@ -102,11 +102,14 @@ class FrameReader:
                 end = position + HEADER.size + length
                 if end > size:
                     break
+                body = view[position + HEADER.size:end]
                 try:
-                    messages.append(decode_body(view[position + HEADER.size:end]))
+                    messages.append(decode_body(body))
                 except ProtocolError as exc:
-                    self._error = exc
+                    self._error = exc.with_traceback(None)
                     break
+                finally:
+                    body.release()  # an error's traceback must not keep the buffer exported
                 position = end
         if position:
             del buffer[:position]
