@@ -1,6 +1,7 @@
 """The socket side of instrumentation, against real job processes: attach, faults, bounds, cleanup."""
 
 import os
+import queue
 import signal
 import socket
 import stat
@@ -8,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,32 +39,45 @@ class Job:
             env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})},
         )
         self.lines = []
+        # Lines arrive through a thread, so `expect` can give up on time even if the job hangs.
+        self._incoming = queue.Queue()
+        threading.Thread(target=self._read_lines, daemon=True).start()
         kind, path = self.expect("READY")
         self.socket_path = Path(path)
+
+    def _read_lines(self):
+        for line in self.proc.stdout:
+            self._incoming.put(line)
+        self._incoming.put(None)
 
     def expect(self, word, timeout=60):
         for parts in self.lines:
             if parts and parts[0] == word:
                 return parts
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
+        while True:
+            try:
+                line = self._incoming.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {word} within {timeout}s; stderr: {self.stderr_path.read_text()}") from None
+            if line is None:
                 raise AssertionError(f"job ended before {word}: {self.stderr_path.read_text()}")
             parts = line.split()
             self.lines.append(parts)
             if parts and parts[0] == word:
                 return parts
-        raise AssertionError(f"no {word} within {timeout}s")
 
     def release(self):
         self.hold.touch()
         try:
-            out, _ = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         finally:
             self.proc.kill()
         assert self.proc.returncode == 0, self.stderr_path.read_text()
-        return out
+        rest = []
+        while (line := self._incoming.get(timeout=10)) is not None:
+            rest.append(line)
+        return "".join(rest)
 
     def kill(self):
         self.proc.kill()

@@ -8,6 +8,7 @@ then waits until PATH exists before exiting (so tests can attach late).
 import argparse
 import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -36,8 +37,8 @@ def wait_for(path):
 
 
 def main():
-    # A hung job prints every thread's stack after 45 s instead of hanging a test silently.
-    faulthandler.dump_traceback_later(45, exit=True)
+    # A hung job prints every thread's stack after 240 s instead of hanging a test silently.
+    faulthandler.dump_traceback_later(240, exit=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("calls", type=int)
     parser.add_argument("--hold")
@@ -46,6 +47,9 @@ def main():
     args = parser.parse_args()
     handle = dspy_top.instrument()
     lm = DummyLM([{"answer": "4", "reasoning": "sum", "verdict": "ok"}] * (args.calls + 2))
+    # No DSPy cache: with --fork, parent and child would share the disk cache's SQLite
+    # connection, which SQLite forbids across fork() (it can hang the child).
+    lm.cache = False
     dspy.configure(lm=lm)
     program = Pipeline()
     print("READY", handle.socket_path, flush=True)
@@ -54,8 +58,11 @@ def main():
     if args.fork:
         pid = os.fork()
         if pid == 0:
-            # No watchdog here: faulthandler's thread does not survive fork, and re-arming it
-            # in the child waits on that thread forever.
+            # faulthandler's watchdog thread does not survive fork (re-arming it in the child
+            # waits on that thread forever), so the child's watchdog is an alarm signal: after
+            # 240 s it prints every thread's stack and ends the child.
+            faulthandler.register(signal.SIGALRM, chain=True)
+            signal.alarm(240)
             child = dspy_top.instrument()
             program(question="child question")
             print("CHILD", os.getpid(), child.socket_path, flush=True)
