@@ -22,7 +22,7 @@ subcommands:
 
 keys (in the viewer; ? shows them all):
   q quit   space pause   / filter   < > sort column   enter expand / inspect
-  t tree   f follow      p processes   m models   tab next pane   ? help
+  t tree   f follow      p processes   m models   o optimizer   tab next pane   ? help
   k stop the focused job (asks first; its next LM call ends the run)
 
 batch mode:

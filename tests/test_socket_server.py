@@ -59,7 +59,8 @@ class Job:
             try:
                 line = self._incoming.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no {word} within {timeout}s; stderr: {self.stderr_path.read_text()}") from None
+                raise AssertionError(f"no {word} within {timeout}s; read {self.lines}; "
+                                     f"stderr: {self.stderr_path.read_text()}") from None
             if line is None:
                 raise AssertionError(f"job ended before {word}: {self.stderr_path.read_text()}")
             parts = line.split()
@@ -215,9 +216,14 @@ def test_socket_and_directory_are_private(runtime_dir):
 
 def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
     job = Job(runtime_dir, 4, "--fork")
-    _, child_pid, child_socket = job.expect("CHILD")
     job.expect("DONE")
-    assert Path(child_socket) != job.socket_path and child_pid in child_socket
+    # The child is found the way a viewer finds it: by its own socket in the runtime dir.
+    deadline = time.monotonic() + 60
+    while len(endpoints := client.discover()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (child_endpoint,) = [e for e in endpoints if e.pid != job.proc.pid]
+    child_pid, child_socket = str(child_endpoint.pid), child_endpoint.socket_path
+    assert Path(child_socket) != job.socket_path and child_pid in str(child_socket)
     with client.Connection(child_socket) as child_conn, client.Connection(job.socket_path) as parent_conn:
         child = read_until(child_conn, lambda m: m["t"] == "snapshot")[-1]["stats"]["totals"]
         parent = read_until(parent_conn, lambda m: m["t"] == "snapshot")[-1]["stats"]["totals"]
