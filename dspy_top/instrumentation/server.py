@@ -67,6 +67,7 @@ class SocketServer:
         self._last_stats_version = -1
         self._last_stats_at = 0.0
         self.ever_attached = False
+        self.last_attach_at = float("-inf")
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class SocketServer:
             return
         sock.setblocking(False)
         self.ever_attached = True
+        self.last_attach_at = time.monotonic()
         viewer = ViewerConnection(sock)
         self.viewers[sock.fileno()] = viewer
         viewer.queue(protocol.encode(self.hello()), droppable=False)
@@ -315,7 +317,10 @@ class SocketServer:
         for viewer in self.viewers.values():
             viewer.queue(protocol.encode({"t": protocol.EXIT, **final, "stats": {
                 **stats, "dropped_viewer": viewer.dropped}}), droppable=False)
-        deadline = time.monotonic() + 0.08
+        # A healthy viewer takes a few ms; one that attached a moment ago may still be reading
+        # its snapshot, so it gets up to a second rather than losing the final numbers.
+        recent = time.monotonic() - self.last_attach_at < 1.0
+        deadline = time.monotonic() + (1.0 if recent else 0.08)
         while any(v.outbox for v in self.viewers.values()) and time.monotonic() < deadline:
             for viewer in list(self.viewers.values()):
                 if viewer.outbox:
