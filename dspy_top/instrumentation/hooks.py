@@ -104,9 +104,10 @@ class Hooks:
             return overrides[name]
         return self._main_config.get(name)
 
-    def module_path(self) -> tuple[str, str, tuple[str, ...]]:
+    def module_path(self, modules=None) -> tuple[str, str, tuple[str, ...]]:
         """(path like `RAG.generate_answer.predict`, innermost class, class chain) of the caller."""
-        modules = self.setting("caller_modules")
+        if modules is None:
+            modules = self.setting("caller_modules")
         if not modules:
             return "(direct)", "LM", ()
         key = tuple(map(id, modules))
@@ -137,16 +138,20 @@ class Hooks:
 
     # --- LM calls: the hot path -----------------------------------------------------------
 
-    def begin(self, lm, stream: bool) -> CallRecord | None:
+    def begin(self, lm) -> CallRecord | None:
         if self.on_first_call is not None:
             self.run_first_call()
         try:
-            path, cls, chain = self.module_path()
+            # One read of DSPy's settings for the three values the hot path needs.
+            overrides, main = self.overrides.get(), self._main_config
+            modules, scope, stream = (overrides[n] if n in overrides else main.get(n)
+                                      for n in ("caller_modules", SCOPE_KEY, "send_stream"))
+            path, cls, chain = self.module_path(modules or ())
             model = str(getattr(lm, "model", "?"))
             if self.guard is not None:
                 self.guard.before_call(path, model)
-            scope = self.setting(SCOPE_KEY)
-            return self.recorder.begin(path, cls, chain, model, scope.ids if isinstance(scope, Scope) else (), stream)
+            return self.recorder.begin(path, cls, chain, model, scope.ids if isinstance(scope, Scope) else (),
+                                       stream is not None)
         except BaseException as exc:
             if self.guard is not None and self.guard.is_budget_error(exc):
                 raise

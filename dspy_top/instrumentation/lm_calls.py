@@ -29,7 +29,7 @@ def install_execution(hooks, execution) -> None:
     def execute(lm, call):
         if CURRENT.get() is not None:  # a nested execute (legacy forward): counted once, outside
             return original_execute(lm, call)
-        record = hooks.begin(lm, hooks.setting("send_stream") is not None)
+        record = hooks.begin(lm)
         if record is None:
             return original_execute(lm, call)
         token = CURRENT.set(record)
@@ -47,7 +47,7 @@ def install_execution(hooks, execution) -> None:
     async def aexecute(lm, call):
         if CURRENT.get() is not None:
             return await original_aexecute(lm, call)
-        record = hooks.begin(lm, hooks.setting("send_stream") is not None)
+        record = hooks.begin(lm)
         if record is None:
             return await original_aexecute(lm, call)
         token = CURRENT.set(record)
@@ -73,13 +73,9 @@ def install_execution(hooks, execution) -> None:
         record = CURRENT.get()
         if record is not None:
             try:
-                merged: dict[str, int] = {}
-                for result in results:
-                    for name, value in zip(("prompt_tokens", "completion_tokens", "cached", "reasoning"),
-                                           usage_tokens(getattr(result, "usage", None) or {})):
-                        merged[name] = merged.get(name, 0) + value
-                record.partial_usage = {"prompt_tokens": merged.get("prompt_tokens", 0),
-                                        "completion_tokens": merged.get("completion_tokens", 0)}
+                usages = [usage_tokens(getattr(result, "usage", None) or {}) for result in results]
+                record.partial_usage = {"prompt_tokens": sum(u[0] for u in usages),
+                                        "completion_tokens": sum(u[1] for u in usages)}
             except Exception:
                 hooks.recorder.count_internal_error()
         return original_account(lm, results, primary)
@@ -115,7 +111,7 @@ def install_fallback(hooks) -> None:
     async def acall(lm, *args, **kwargs):
         if CURRENT.get() is not None:
             return await original_acall(lm, *args, **kwargs)
-        record = hooks.begin(lm, hooks.setting("send_stream") is not None)
+        record = hooks.begin(lm)
         if record is None:
             return await original_acall(lm, *args, **kwargs)
         token = CURRENT.set(record)
@@ -179,7 +175,7 @@ def _fallback_call(original_call, hooks, finish):
     def __call__(lm, *args, **kwargs):
         if CURRENT.get() is not None:
             return original_call(lm, *args, **kwargs)
-        record = hooks.begin(lm, hooks.setting("send_stream") is not None)
+        record = hooks.begin(lm)
         if record is None:
             return original_call(lm, *args, **kwargs)
         token = CURRENT.set(record)
