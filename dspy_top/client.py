@@ -76,11 +76,17 @@ def socket_for_pid(pid: int, directory: Path | None = None) -> Path:
 
 
 class Connection:
-    """One attached process. `connect()` returns its hello; then read events as they come."""
+    """One attached process. `connect()` returns its hello; then read events as they come.
 
-    def __init__(self, socket_path: Path | str, timeout: float = 3.0) -> None:
+    A process sends its call events in `calls` batches; by default each batch is handed
+    over as the `call` messages it stands for. `batches=True` keeps them whole (the
+    viewer does: it is much cheaper at high event rates).
+    """
+
+    def __init__(self, socket_path: Path | str, timeout: float = 3.0, batches: bool = False) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
+        self.batches = batches
         self.hello: Hello | None = None
         self._sock: socket.socket | None = None
         self._reader = protocol.FrameReader()
@@ -198,8 +204,7 @@ class Connection:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                for message in self._reader.feed(b""):
-                    self._pending.append(message)
+                self._accept(self._reader.feed(b""))
             except ProtocolError as exc:
                 self.close()
                 raise ConnectError(f"process sent bad data: {exc}") from None
@@ -227,11 +232,23 @@ class Connection:
                 self.close()
                 raise ConnectError("the process closed the connection")
             try:
-                for message in self._reader.feed(data):
-                    self._pending.append(message)
+                self._accept(self._reader.feed(data))
             except ProtocolError as exc:
                 self.close()
                 raise ConnectError(f"process sent bad data: {exc}") from None
+
+    def _accept(self, messages: list[dict[str, Any]]) -> None:
+        if self.batches:
+            self._pending.extend(messages)
+            return
+        for message in messages:
+            if message.get("t") == protocol.CALLS:
+                try:
+                    self._pending.extend(protocol.call_dicts(message))
+                except (KeyError, TypeError, ValueError):
+                    raise protocol.ProtocolError("malformed calls batch") from None
+            else:
+                self._pending.append(message)
 
     # --- requests --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: call events travel batched, as `calls`
 
 # A frame is a 4-byte big-endian length, then that many bytes of one msgpack map.
 HEADER = struct.Struct(">I")
@@ -25,6 +25,7 @@ HELLO = "hello"
 SNAPSHOT = "snapshot"
 STATS = "stats"
 CALL = "call"
+CALLS = "calls"  # a batch of call events, one row each (see CALL_FIELDS)
 EVAL_START = "eval_start"
 EVAL_PROGRESS = "eval_progress"
 EVAL_END = "eval_end"
@@ -38,6 +39,21 @@ EXIT = "exit"
 # Message types, viewer to server.
 GET_PAYLOAD = "get_payload"
 STOP = "stop"
+
+
+# The columns of a `calls` batch, in the order a process sends them (the message names
+# them too, so a reader maps by name and tolerates added columns).
+CALL_FIELDS = (
+    "seq", "id", "start", "latency", "path", "module_class", "model", "response_model",
+    "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
+    "cost_saved_usd", "cache_hit", "retries", "error", "error_message", "scopes", "stream",
+)
+
+
+def call_dicts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `call` messages a `calls` batch stands for."""
+    fields = list(message["fields"])
+    return [{"t": CALL, **dict(zip(fields, row))} for row in message["rows"]]
 
 
 class ProtocolError(Exception):

@@ -9,7 +9,7 @@ from dspy_top.model import CallQuery, Fleet, flatten
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.rates import BucketSeries, RateWindow
-from dspy_top.protocol import Hello
+from dspy_top.protocol import CALL_FIELDS, Hello
 from dspy_top.viewer import format as fmt
 
 
@@ -91,6 +91,41 @@ def test_calls_are_deduplicated_by_process_and_id_across_snapshot_and_stream():
     snapshot = fleet.snapshot()
     assert [(c.pid, c.id) for c in snapshot.calls] == [(2, 1), (1, 1), (1, 2), (1, 3)]  # time order
     assert snapshot.history_size == 4
+
+
+def batch(calls, fields=None, extra=None):
+    """The `calls` message a process sends for these call events (CALL_FIELDS columns by default)."""
+    fields = list(fields or CALL_FIELDS)
+    rows = [[c.get(f) for f in fields] for c in calls]
+    if extra:
+        fields.append(extra)
+        rows = [row + ["new"] for row in rows]
+    return {"t": "calls", "fields": fields, "rows": rows}
+
+
+def test_a_calls_batch_folds_exactly_like_its_call_events():
+    events = [call(1, error="Timeout"), call(2, cache_hit=True, cost=0.0, start=1_001.0),
+              {**call(3, path="Judge", start=1_002.0), "scopes": ["eval-1"]}]
+    one_by_one, batched = Fleet(Clock()), Fleet(Clock())
+    for fleet in (one_by_one, batched):
+        attach(fleet, "a", 1, stats(counters()))
+    for event in events:
+        one_by_one.fold("a", event)
+    batched.fold("a", batch(events, extra="a_column_from_a_newer_process"))
+    assert batched.snapshot().calls == one_by_one.snapshot().calls
+    assert [c.id for c in batched.snapshot().calls] == [1, 2, 3]
+    assert batched.events == one_by_one.events == 1 + 3  # the snapshot, then each call counts
+
+    # Columns a process did not send read as unknown; a batch without ids, or with a short row, is refused.
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters()))
+    fleet.fold("a", batch([call(7)], fields=["id", "start", "path"]))
+    (only,) = fleet.snapshot().calls
+    assert (only.id, only.path, only.cost_usd, only.model) == (7, "RAG.answer", None, "?")
+    fleet.fold("a", batch([call(8)], fields=["start", "path"]))
+    fleet.fold("a", {"t": "calls", "fields": list(CALL_FIELDS), "rows": [[1, 2]]})
+    assert "malformed 'calls'" in fleet.processes["a"].status
+    assert len(fleet.snapshot().calls) == 1
 
 
 def test_history_is_bounded_and_forgets_evicted_keys():

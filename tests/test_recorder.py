@@ -1,6 +1,9 @@
 """The recorder's arithmetic and bounds, with a fake clock: no dspy, no sockets."""
 
+import threading
+
 from dspy_top import latency
+from dspy_top.protocol import CALL_FIELDS
 from dspy_top.instrumentation.recorder import Recorder
 
 
@@ -10,6 +13,11 @@ class FakeClock:
 
     def __call__(self):
         return self.now
+
+
+def drained(rec):
+    """Queued events as the messages they become: call events are queued as CALL_FIELDS rows."""
+    return [{"t": "call", **dict(zip(CALL_FIELDS, e))} if isinstance(e, tuple) else e for e in rec.drain()]
 
 
 def make(history=5, queue=3):
@@ -78,7 +86,7 @@ def test_snapshot_sequence_marks_what_it_covers():
     rec.finish(rec.begin("P", "Predict", ("P",), "m"))
     snapshot = rec.snapshot()
     rec.finish(rec.begin("P", "Predict", ("P",), "m"))
-    events = rec.drain()
+    events = drained(rec)
     assert [e["seq"] > snapshot["seq"] for e in events] == [False, True]
 
 
@@ -100,7 +108,7 @@ def test_scopes_count_their_own_calls_even_after_they_end():
     assert scopes["eval-1"]["usage"]["prompt_tokens"] == 7
     assert scopes["compile-1"]["usage"]["calls"] == 1
     assert rec.stats()["scopes"] == []  # only running scopes ride in every stats frame
-    kinds = [e["t"] for e in rec.drain()]
+    kinds = [e["t"] for e in drained(rec)]
     assert kinds == ["compile_start", "eval_start", "eval_progress", "eval_end", "call", "compile_end", "call"]
 
 
@@ -109,3 +117,77 @@ def test_reset_forgets_everything():
     rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=3)
     rec.reset()
     assert rec.stats()["totals"]["calls"] == 0 and rec.snapshot()["calls"] == []
+
+
+def test_hot_path_waits_for_the_lock_only_past_its_backlog_bound():
+    from dspy_top.instrumentation.recorder import PENDING_LIMIT
+
+    rec, _ = make(queue=10)
+    done = threading.Event()
+
+    def job(calls=PENDING_LIMIT // 2 - 1):  # 2 pending records a call: just under the bound
+        for _ in range(calls):
+            rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, completion_tokens=1, cost=0.25)
+        done.set()
+
+    with rec.lock:  # a reader (the server thread, the guard) busy folding
+        worker = threading.Thread(target=job)
+        worker.start()
+        assert done.wait(10), "the hot path waited for the recorder's lock"
+    worker.join()
+    totals = rec.stats()["totals"]
+    calls = PENDING_LIMIT // 2 - 1
+    assert (totals["calls"], totals["prompt_tokens"], totals["cost_usd"]) == (calls, 2 * calls, 0.25 * calls)
+
+    # Past the bound the backlog is folded even if that means waiting for the reader.
+    done.clear()
+    with rec.lock:
+        worker = threading.Thread(target=job, args=(PENDING_LIMIT,))
+        worker.start()
+        assert not done.wait(0.5)
+        assert len(rec.pending) == PENDING_LIMIT + 1
+    assert done.wait(10)
+    worker.join()
+    totals = rec.stats()["totals"]
+    calls += PENDING_LIMIT
+    assert (totals["calls"], totals["prompt_tokens"], totals["cost_usd"]) == (calls, 2 * calls, 0.25 * calls)
+
+
+def test_threads_and_a_reader_racing_stay_exact_and_the_backlog_bounded():
+    from dspy_top.instrumentation.recorder import PENDING_LIMIT
+
+    rec, _ = make(queue=100)
+    threads, calls = 8, 3000
+    stop = threading.Event()
+    seen, backlog = [], []
+
+    def job(n):
+        for i in range(calls):
+            record = rec.begin(f"M{n % 3}", "Predict", ("M",), "m")
+            rec.finish(record, prompt_tokens=i % 7, completion_tokens=1, cost=0.5)
+            backlog.append(len(rec.pending))
+
+    def reader():
+        while not stop.is_set():
+            totals = rec.stats()["totals"]
+            seen.append((totals["calls"], totals["in_flight"]))
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    workers = [threading.Thread(target=job, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    watcher.join()
+
+    stats = rec.stats()
+    totals = stats["totals"]
+    assert totals["calls"] == threads * calls and totals["in_flight"] == 0
+    assert totals["prompt_tokens"] == threads * sum(i % 7 for i in range(calls))
+    assert totals["cost_usd"] == 0.5 * threads * calls
+    assert sum(m["calls"] for m in stats["modules"]) == threads * calls
+    assert [c for c, _ in seen] == sorted(c for c, _ in seen)  # never goes backwards
+    assert all(0 <= f <= threads for _, f in seen)
+    assert max(backlog) <= PENDING_LIMIT + 2 * threads and not rec.pending

@@ -118,6 +118,56 @@ def test_late_attach_gets_a_snapshot_of_everything_then_the_stream(runtime_dir):
     assert not job.socket_path.exists()
 
 
+def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runtime_dir):
+    job = Job(runtime_dir, 3000, "--start-after", str(runtime_dir.parent / "go"))
+    raw = client.Connection(job.socket_path, batches=True)
+    raw.connect()
+    plain = client.Connection(job.socket_path)
+    plain.connect()
+    job.go.touch()
+    late, late_snapshot_ids, late_ids = None, [], []
+    frames, raw_rows, plain_ids = 0, [], []
+    ended = {"raw": False, "plain": False, "late": False}
+    deadline = time.monotonic() + 90
+    while not all(ended.values()) and time.monotonic() < deadline:
+        for message in raw.poll(0.05):
+            assert message["t"] != "call"  # the process sends call events batched
+            if message["t"] == "calls":
+                frames += 1
+                raw_rows += [dict(zip(message["fields"], row)) for row in message["rows"]]
+            ended["raw"] |= message["t"] == "exit"
+        for message in plain.poll(0.0):
+            assert message["t"] != "calls"  # handed over one call at a time
+            if message["t"] == "call":
+                plain_ids.append(message["id"])
+            ended["plain"] |= message["t"] == "exit"
+        if late is None and len(raw_rows) > 500:  # a third viewer attaches mid-stream
+            late = client.Connection(job.socket_path)
+            late.connect()
+            job.hold.touch()  # the job may end once it is done
+        if late is not None:
+            for message in late.poll(0.0):
+                if message["t"] == "snapshot":
+                    late_snapshot_ids = [c["id"] for c in message["calls"]]
+                elif message["t"] == "call":
+                    late_ids.append(message["id"])
+                ended["late"] |= message["t"] == "exit"
+    assert all(ended.values()), ended
+    everything = list(range(1, 3001))
+    assert sorted(row["id"] for row in raw_rows) == everything
+    assert [row["seq"] for row in raw_rows] == sorted(row["seq"] for row in raw_rows)
+    assert frames < len(raw_rows) / 5  # batched, not one frame per call
+    assert raw_rows[0]["path"] in ("Pipeline.draft", "Pipeline.check.predict") and raw_rows[0]["prompt_tokens"] == 0
+    assert sorted(plain_ids) == everything
+    # The late viewer: its snapshot (the most recent calls) then its stream, each call once, none missing.
+    combined = late_snapshot_ids + late_ids
+    assert late_snapshot_ids and len(combined) == len(set(combined))
+    assert set(combined) == set(range(min(combined), 3001))
+    for connection in (raw, plain, late):
+        connection.close()
+    job.release()
+
+
 def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     job = Job(runtime_dir, 4000, "--start-after", str(runtime_dir.parent / "go"))
     first = client.Connection(job.socket_path)
@@ -274,3 +324,4 @@ def test_another_users_connection_is_closed_without_a_word(runtime_dir):
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "0"  # closed at once: no hello, no snapshot
     job.release()
+

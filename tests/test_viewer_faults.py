@@ -23,7 +23,7 @@ from tests.helpers.jobs import runtime_dir, start_job
 pytestmark = pytest.mark.timeout(90)
 
 
-def good_hello(pid=424242, version=1):
+def good_hello(pid=424242, version=protocol.PROTOCOL_VERSION):
     return protocol.encode({"t": "hello", "v": version, "pid": pid, "ppid": 1, "argv": ["fake.py"], "cwd": "/",
                             "started_at": time.time(), "python": "3", "dspy": "x", "dspy_top": "x",
                             "mechanism": "execution-hooks", "history_capacity": 10})
@@ -35,7 +35,7 @@ def snapshot_frame():
 
 BEHAVIOURS = {
     "garbage": lambda: [b"\x00\x00\x00\x08not-msgpack-at-all"],
-    "version": lambda: [good_hello(version=2)],
+    "version": lambda: [good_hello(version=99)],
     "midstream": lambda: [good_hello(pid=434343), snapshot_frame(), b"\x00\x00\x10\x00\x81\xa1t"],
     "silent": lambda: [],
 }
@@ -104,7 +104,7 @@ def fakes(monkeypatch):
 
 EXPECTED = {
     "garbage": "bad data",
-    "version": "protocol version 2",
+    "version": "protocol version 99",
     "midstream": "closed",
     "silent": "no hello",
     "denied": "permission denied",

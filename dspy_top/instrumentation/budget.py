@@ -60,12 +60,14 @@ class Guard:
             message = self._spent_scopes.get(key)
             if message is not None:
                 limit = self.limits[key]
+                self.recorder.fold()
                 error = BudgetStop if self.on_exceed == "stop" else BudgetExceeded
                 raise error(message, spent_usd=self._spent(key), budget_usd=limit, scope=_label(key))
 
     def after_call(self, record: CallRecord) -> None:
         if not self.limits:
             return
+        self.recorder.fold()  # spend must include this call: budgets cost a lock per call
         for key in (("total", ""), ("module", record.path), ("model", record.model)):
             limit = self.limits.get(key)
             if limit is None:

@@ -26,6 +26,7 @@ HEARTBEAT_EVERY = 2.0  # how often they go out when nothing does
 SOFT_LIMIT = int(os.environ.get("DSPY_TOP_VIEWER_BUFFER", 4 * 1024 * 1024))
 HARD_LIMIT = max(16 * SOFT_LIMIT, 64 * 1024 * 1024)
 MAX_REQUEST = 64 * 1024
+CALLS_PER_FRAME = 500
 
 
 class ViewerConnection:
@@ -39,9 +40,9 @@ class ViewerConnection:
         self.closing = False
         self.since = 0  # events up to this sequence number were in its snapshot
 
-    def queue(self, frame: bytes, droppable: bool) -> None:
+    def queue(self, frame: bytes, droppable: bool, events: int = 1) -> None:
         if droppable and len(self.outbox) > SOFT_LIMIT:
-            self.dropped += 1
+            self.dropped += events
             return
         self.outbox += frame
         if len(self.outbox) > HARD_LIMIT:
@@ -282,17 +283,41 @@ class SocketServer:
         events = self.recorder.drain()
         if not events or not self.viewers:
             return
+        rows: list[tuple] = []
         for event in events:
+            if type(event) is tuple:  # a call event, as a CALL_FIELDS row
+                rows.append(event)
+                if len(rows) >= CALLS_PER_FRAME:
+                    self._send_calls(rows)
+                    rows = []
+                continue
+            if rows:
+                self._send_calls(rows)
+                rows = []
             try:
                 frame = protocol.encode(event)
             except protocol.ProtocolError:
                 self.recorder.count_internal_error()
                 continue
-            droppable = event["t"] in (protocol.CALL, protocol.TOOL, protocol.EVAL_PROGRESS)
+            droppable = event["t"] in (protocol.TOOL, protocol.EVAL_PROGRESS)
             seq = event.get("seq", 0)
             for viewer in self.viewers.values():
                 if seq > viewer.since:
                     viewer.queue(frame, droppable)
+        if rows:
+            self._send_calls(rows)
+
+    def _send_calls(self, rows: list[tuple]) -> None:
+        """Consecutive call events go out as one `calls` frame: far cheaper to encode and decode."""
+        frame = None
+        for viewer in self.viewers.values():
+            if rows[0][0] > viewer.since:
+                if frame is None:
+                    frame = _calls_frame(rows)
+                viewer.queue(frame, droppable=True, events=len(rows))
+            elif rows[-1][0] > viewer.since:  # it attached mid-batch: only what its snapshot lacks
+                fresh = [row for row in rows if row[0] > viewer.since]
+                viewer.queue(_calls_frame(fresh), droppable=True, events=len(fresh))
 
     def _broadcast_stats(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -357,6 +382,10 @@ class SocketServer:
                 self._selector.close()
             except Exception:
                 pass
+
+
+def _calls_frame(rows: list[tuple]) -> bytes:
+    return protocol.encode({"t": protocol.CALLS, "fields": protocol.CALL_FIELDS, "rows": rows})
 
 
 def _same_user(sock: socket.socket) -> bool:

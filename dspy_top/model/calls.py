@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 
@@ -46,25 +47,51 @@ class CallSummary(NamedTuple):
     def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "CallSummary":
         """Validated on the way in, so a process sending odd types never breaks the screen."""
         get = wire.get
-        cost = get("cost_usd")
-        saved = get("cost_saved_usd")
-        error = get("error")
-        message = get("error_message")
-        response_model = get("response_model")
-        scopes = get("scopes")
-        return _new(cls, (
-            process, pid, int(wire["id"]), float(get("start") or 0.0), float(get("latency") or 0.0),
-            str(get("path") or "(direct)"), str(get("module_class") or ""), str(get("model") or "?"),
-            int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0), int(get("cached_tokens") or 0),
-            float(cost) if cost is not None else None, float(saved) if saved is not None else None,
-            bool(get("cache_hit")), int(get("retries") or 0),
-            str(error) if error is not None else None, str(message) if message is not None else None,
-            str(response_model) if response_model is not None else None,
-            tuple(str(s) for s in scopes) if scopes else (),
-        ))
+        return _checked(cls, process, pid, wire["id"], get("start"), get("latency"), get("path"),
+                        get("module_class"), get("model"), get("prompt_tokens"), get("completion_tokens"),
+                        get("cached_tokens"), get("cost_usd"), get("cost_saved_usd"), get("cache_hit"),
+                        get("retries"), get("error"), get("error_message"), get("response_model"), get("scopes"))
+
+    @classmethod
+    def rows_reader(cls, fields: Iterable[str]):
+        """A function turning one row of a `calls` batch with these columns into a CallSummary."""
+        index = {name: i for i, name in enumerate(fields)}
+        width = len(index)
+        picks = [index.get(name, width) for name in _ROW_COLUMNS]
+        if picks[0] == width:
+            raise KeyError("id")
+        pick = itemgetter(*picks)  # a column the process did not send reads as None
+
+        def read(process: str, pid: int, row: Any) -> "CallSummary":
+            if len(row) != width:
+                raise ValueError(f"row of {len(row)} values for {width} columns")
+            return _checked(cls, process, pid, *pick((*row, None)))
+
+        return read
 
     def matches(self, query: "CallQuery") -> bool:
         return query.matches(self)
+
+
+# The wire columns `_checked` takes, in its order.
+_ROW_COLUMNS = ("id", "start", "latency", "path", "module_class", "model", "prompt_tokens", "completion_tokens",
+                "cached_tokens", "cost_usd", "cost_saved_usd", "cache_hit", "retries", "error", "error_message",
+                "response_model", "scopes")
+
+
+def _checked(cls, process, pid, call_id, start, latency, path, module_class, model, prompt_tokens,
+             completion_tokens, cached_tokens, cost, saved, cache_hit, retries, error, message, response_model,
+             scopes) -> CallSummary:
+    return _new(cls, (
+        process, pid, int(call_id), float(start or 0.0), float(latency or 0.0),
+        str(path or "(direct)"), str(module_class or ""), str(model or "?"),
+        int(prompt_tokens or 0), int(completion_tokens or 0), int(cached_tokens or 0),
+        float(cost) if cost is not None else None, float(saved) if saved is not None else None,
+        bool(cache_hit), int(retries or 0),
+        str(error) if error is not None else None, str(message) if message is not None else None,
+        str(response_model) if response_model is not None else None,
+        tuple(str(s) for s in scopes) if scopes else (),
+    ))
 
 
 _new = tuple.__new__

@@ -72,15 +72,7 @@ class Fleet:
 
     def fold(self, key: str, message: Mapping[str, Any]) -> None:
         """Apply one message; malformed content marks the process, never raises."""
-        process = self.processes.get(key)
-        if process is None:
-            return
-        self.events += 1
-        self.version += 1
-        try:
-            process.fold(message, self.clock(), self.history)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            process.status = f"malformed {message.get('t')!r} message ({type(exc).__name__}); skipped"
+        self.fold_many(key, [message])
 
     def fold_many(self, key: str, messages: list[Mapping[str, Any]]) -> None:
         process = self.processes.get(key)
@@ -88,13 +80,14 @@ class Fleet:
             return
         now = self.clock()
         history = self.history
-        self.events += len(messages)
+        before = process.events
         self.version += 1
         for message in messages:
             try:
                 process.fold(message, now, history)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 process.status = f"malformed {message.get('t')!r} message ({type(exc).__name__}); skipped"
+        self.events += process.events - before  # a `calls` batch counts each call
 
     def failed(self, key: str, reason: str) -> None:
         process = self.processes.get(key)

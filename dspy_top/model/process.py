@@ -60,7 +60,7 @@ class ProcessState:
         self.internal_errors = 0
         self.tool_calls = 0
         self.tool_errors = 0
-        self.events = 0  # messages folded, for the benchmark and the status line
+        self.events = 0  # events folded (each call of a `calls` batch counts), for the benchmark and the status line
         self._window = window
         self.token_rate = RateWindow(window)
         self.cost_rate = RateWindow(window)
@@ -114,10 +114,13 @@ class ProcessState:
 
     # --- folding --------------------------------------------------------------------
 
-    def fold(self, message: Mapping[str, Any], now: float, history: History) -> None:
-        """Apply one message from the process. Raises (ValueError, TypeError, KeyError) on malformed data."""
-        self.events += 1
+    def fold(self, message: Mapping[str, Any], now: float, history: History) -> int:
+        """Apply one message from the process; returns how many events it held.
+        Raises (ValueError, TypeError, KeyError) on malformed data."""
         kind = message.get("t")
+        if kind == "calls":
+            return self._fold_calls(message, history)
+        self.events += 1
         if kind == "call":
             call = CallSummary.from_wire(self.key, self.pid, message)
             if self.repricer:
@@ -146,6 +149,21 @@ class ProcessState:
         elif kind == "budget":
             self._fold_alert(message)
         # hello, payload and unknown types carry nothing to fold here.
+        return 1
+
+    def _fold_calls(self, message: Mapping[str, Any], history: History) -> int:
+        """A batch of call events: the bulk of a busy process's stream."""
+        rows = message["rows"]
+        read = CallSummary.rows_reader(message["fields"])
+        key, pid, repricer, add = self.key, self.pid, self.repricer, history.add
+        for row in rows:
+            call = read(key, pid, row)
+            if repricer:
+                call = repricer.call(call)
+            if add(call) and call.scopes:
+                self._late_call(call)
+            self.events += 1
+        return len(rows)
 
     def _fold_stats(self, stats: Mapping[str, Any], now: float) -> None:
         raw_totals = Counters.from_wire(stats.get("totals"))

@@ -327,7 +327,7 @@ class Collector:
                 process.state = FAILED
 
     def _connect(self, target: _Target) -> None:
-        connection = Connection(target.path, timeout=self.connect_timeout)
+        connection = Connection(target.path, timeout=self.connect_timeout, batches=True)
         try:
             hello = connection.connect()
         except ConnectError as exc:
