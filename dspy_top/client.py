@@ -142,7 +142,12 @@ class Connection:
         except ProtocolError as exc:
             self.close()
             raise ConnectError(str(exc)) from None
-        self._send({"t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "client": "dspy-top"})
+        try:
+            sock.sendall(protocol.encode({"t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "client": "dspy-top"}))
+        except OSError:
+            # Our hello is optional. A short job may have sent everything (snapshot, exit) and
+            # closed before it went out: what it sent is still readable, then EOF.
+            pass
         sock.setblocking(False)
         return self.hello
 

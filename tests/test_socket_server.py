@@ -325,3 +325,44 @@ def test_another_users_connection_is_closed_without_a_word(runtime_dir):
     assert probe.stdout.strip() == "0"  # closed at once: no hello, no snapshot
     job.release()
 
+
+def test_a_process_that_ends_before_the_viewer_says_hello_still_delivers_everything(runtime_dir):
+    # A short job at exit: hello, snapshot and exit go out and the socket closes before the
+    # viewer's own (optional) hello is sent. The viewer must still read all of it.
+    runtime_dir.mkdir(parents=True)
+    path = runtime_dir / "4242.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 4242, "argv": ["job.py"],
+                                      "started_at": 1.0})
+                     + protocol.encode({"t": "snapshot", "seq": 3, "calls": [], "stats": {"totals": {"calls": 3}}})
+                     + protocol.encode({"t": "exit", "at": 2.0, "stats": {"totals": {"calls": 3}}}))
+        conn.close()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    connection = client.Connection(path)
+    server_done = threading.Event()
+    original_sendall = socket.socket.sendall
+
+    def sendall_after_close(sock, data, *args):  # the viewer's hello waits until the process has closed
+        if threading.current_thread() is not server:
+            server.join(5)
+            server_done.set()
+        return original_sendall(sock, data, *args)
+
+    socket.socket.sendall = sendall_after_close
+    try:
+        hello = connection.connect()
+    finally:
+        socket.socket.sendall = original_sendall
+    assert server_done.is_set() and hello.pid == 4242
+    kinds = [m["t"] for m in connection.poll(1.0)]
+    assert kinds == ["snapshot", "exit"]
+    with pytest.raises(client.ConnectError):
+        connection.poll(1.0)
+    listener.close()
