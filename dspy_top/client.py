@@ -163,20 +163,25 @@ class Connection:
     # --- reading ---------------------------------------------------------------------
 
     def poll(self, timeout: float = 0.0, limit: int | None = None) -> list[dict[str, Any]]:
-        """Messages available now (waiting up to `timeout` for the first one), at most `limit`.
+        """Messages available now (waiting up to `timeout` for the first one), about `limit` events.
 
         A busy process is never quiet: pass `limit` to take a bounded batch and come back.
+        It counts events, a `calls` batch as many as its rows, so the last message taken may
+        go over it by up to one batch (500 calls).
         Raises ConnectError when the process closes the connection or sends garbage; messages
         that arrived before that are returned first and the error is raised on the next call.
         """
         if self._broken is not None and not self._pending:
             raise self._broken
         out: list[dict[str, Any]] = []
-        while self._pending and (limit is None or len(out) < limit):
-            out.append(self._pending.popleft())
+        taken = 0
+        while self._pending and (limit is None or taken < limit):
+            message = self._pending.popleft()
+            out.append(message)
+            taken += message_size(message)
         if out:
             timeout = 0.0
-        while limit is None or len(out) < limit:
+        while limit is None or taken < limit:
             try:
                 message = self._next(timeout)
             except ConnectError as exc:
@@ -187,6 +192,7 @@ class Connection:
             if message is None:
                 return out
             out.append(message)
+            taken += message_size(message)
             timeout = 0.0
         return out
 
@@ -303,3 +309,11 @@ class Connection:
             except OSError as exc:
                 self.close()
                 raise ConnectError(f"connection failed: {exc.strerror or exc}") from None
+
+
+def message_size(message: dict[str, Any]) -> int:
+    """How many events a message stands for."""
+    if message.get("t") == protocol.CALLS:
+        rows = message.get("rows")
+        return len(rows) if isinstance(rows, list) else 1
+    return 1

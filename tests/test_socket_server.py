@@ -366,3 +366,33 @@ def test_a_process_that_ends_before_the_viewer_says_hello_still_delivers_everyth
     with pytest.raises(client.ConnectError):
         connection.poll(1.0)
     listener.close()
+
+
+def test_poll_limits_count_the_calls_in_a_batch(runtime_dir):
+    # The viewer reads a bounded number of events per turn: 20 batches of 500 calls are
+    # 10,000 events, not 20 messages, or one turn would decode everything at once.
+    runtime_dir.mkdir(parents=True)
+    path = runtime_dir / "4343.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    rows = [[i] + [None] * (len(protocol.CALL_FIELDS) - 1) for i in range(500)]
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 4343, "argv": ["job.py"],
+                                      "started_at": 1.0}) +
+                     b"".join(protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows})
+                              for _ in range(20)))
+        time.sleep(2)
+        conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    with client.Connection(path, batches=True) as connection:
+        time.sleep(0.3)  # everything has arrived
+        first = connection.poll(0.5, limit=1200)
+        assert [len(m["rows"]) for m in first] == [500, 500, 500]  # the third one crosses the limit
+        rest = connection.poll(0.5)
+        assert len(rest) == 17
+    listener.close()

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from dspy_top import client, paths
 from dspy_top.client import ConnectError, Connection
@@ -25,10 +25,11 @@ from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST
 
 RESCAN_EVERY = 1.0  # seconds between looks for new sockets
 PAYLOAD_TIMEOUT = 5.0
-# Messages taken from one connection per turn, and folded per hold of the fleet's lock:
-# a fast process must not starve the others, nor keep the screen waiting for the lock.
-READ_BATCH = 2000
-FOLD_CHUNK = 500
+# Events taken from one connection per turn, and folded per hold of the fleet's lock (a
+# `calls` batch counts as its rows): a fast process must not starve the others, nor keep
+# the screen waiting for the lock, and what is read but not folded stays small.
+READ_BATCH = 5000
+FOLD_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -224,9 +225,9 @@ class Collector:
                 messages = [m for m in messages if m.get("t") != "payload"]
                 for message in payloads:
                     self._answer_payload(key, message)
-            for start in range(0, len(messages), FOLD_CHUNK):
+            for chunk in _chunks(messages, FOLD_CHUNK):
                 with self.fleet.lock:
-                    self.fleet.fold_many(key, messages[start:start + FOLD_CHUNK])
+                    self.fleet.fold_many(key, chunk)
                 time.sleep(0)  # let a refresh waiting for the lock take it now
         if error is not None:
             self._broken(key, str(error))
@@ -405,6 +406,20 @@ class Collector:
                 self.on_payload(answer)
             except Exception:
                 pass  # the app is gone (shutting down); nobody is waiting
+
+
+def _chunks(messages: list[dict[str, Any]], events: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of messages holding about `events` events each."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for message in messages:
+        chunk.append(message)
+        size += client.message_size(message)
+        if size >= events:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _take(connection: Connection, limit: int) -> tuple[list[dict[str, Any]], ConnectError | None]:
