@@ -13,6 +13,7 @@ each figure is the median over repeats. Scenarios:
 - litellm-sim:   `dspy.Predict` through the real litellm engine to the simulated LM (no latency)
 
 Modes: baseline, dspy-top (`dspy_top.instrument()` with a viewer process attached and reading),
+dspy-top-unwatched (instrumented, no viewer attached),
 callback-floor (an empty global DSPy callback: the cost DSPy itself adds once any global
 callback is registered), mlflow (`mlflow.dspy.autolog()`), openinference (its DSPy
 instrumentor with an OpenTelemetry SDK provider). Peers are skipped if not installed.
@@ -34,16 +35,16 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 SCENARIOS = ("predict", "pipeline", "pipeline-eval", "litellm-sim")
-MODES = ("baseline", "dspy-top", "callback-floor", "mlflow", "openinference")
+MODES = ("baseline", "dspy-top", "dspy-top-unwatched", "callback-floor", "mlflow", "openinference")
 FIELDS_TEXT = ("[[ ## reasoning ## ]]\nadd them\n\n[[ ## answer ## ]]\n4\n\n"
                "[[ ## verdict ## ]]\nok\n\n[[ ## completed ## ]]")
 
 
-# A viewer that reads everything as fast as it comes, like `dspy-top -b` would.
+# A viewer that reads and decodes everything as fast as it comes, as `dspy-top` does.
 VIEWER = """
 import sys
 from dspy_top import client
-connection = client.Connection(sys.argv[1])
+connection = client.Connection(sys.argv[1], batches=True)  # as the viewer reads
 connection.connect()
 print("attached", flush=True)
 for _ in connection.events():
@@ -88,10 +89,12 @@ def build_program(scenario):
 
 def enable_mode(mode):
     """Turn on one mode; returns a cleanup callable."""
-    if mode == "dspy-top":
+    if mode in ("dspy-top", "dspy-top-unwatched"):
         import dspy_top
 
         handle = dspy_top.instrument()
+        if mode == "dspy-top-unwatched":  # instrumented, nobody attached
+            return lambda: None
         # The viewer is its own process, as in real use: reading the stream costs the job nothing.
         viewer = subprocess.Popen([sys.executable, "-c", VIEWER, str(handle.socket_path)],
                                   stdout=subprocess.PIPE, text=True)
@@ -132,33 +135,43 @@ def lm_for(scenario, sim_url):
     return fixed_lm()
 
 
+BLOCKS = 20
+
+
 def run_worker(scenario, mode, calls, sim_url):
+    """Times `calls` LM calls in BLOCKS equal blocks; returns µs per call for each block."""
     import dspy
 
     cleanup = enable_mode(mode)
     dspy.configure(lm=lm_for(scenario, sim_url))
     program = build_program(scenario)
     per_run = 2 if scenario.startswith("pipeline") else 1
-    runs = max(1, calls // per_run)
-    warm = max(5, runs // 10)
+    per_block = max(1, calls // per_run // BLOCKS)
+    warm = max(5, per_block)
 
     if scenario == "pipeline-eval":
-        examples = [dspy.Example(question=f"q {i}").with_inputs("question") for i in range(runs + warm)]
-        evaluate = dspy.Evaluate(devset=examples[:warm], metric=lambda e, p, t=None: 1.0, num_threads=8)
-        evaluate(program)
-        evaluate = dspy.Evaluate(devset=examples[warm:], metric=lambda e, p, t=None: 1.0, num_threads=8)
-        started = time.perf_counter()
-        evaluate(program)
-        elapsed = time.perf_counter() - started
+        examples = [dspy.Example(question=f"q {i}").with_inputs("question") for i in range(per_block * BLOCKS + warm)]
+
+        def run_block(rows):
+            dspy.Evaluate(devset=rows, metric=lambda e, p, t=None: 1.0, num_threads=8,
+                          display_progress=False)(program)
+
+        run_block(examples[:warm])
+        blocks = [examples[warm + b * per_block: warm + (b + 1) * per_block] for b in range(BLOCKS)]
     else:
-        for i in range(warm):
-            program(question=f"warm {i}")
+        def run_block(rows):
+            for row in rows:
+                program(question=row)
+
+        run_block([f"warm {i}" for i in range(warm)])
+        blocks = [[f"q {b} {i}" for i in range(per_block)] for b in range(BLOCKS)]
+    block_us = []
+    for rows in blocks:
         started = time.perf_counter()
-        for i in range(runs):
-            program(question=f"q {i}")
-        elapsed = time.perf_counter() - started
+        run_block(rows)
+        block_us.append((time.perf_counter() - started) / (len(rows) * per_run) * 1e6)
     cleanup()
-    return {"us_per_call": elapsed / (runs * per_run) * 1e6, "calls": runs * per_run}
+    return {"block_us": block_us, "calls": per_block * per_run * BLOCKS}
 
 
 def rss_mib():
@@ -247,7 +260,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="few calls, one repeat: checks the script works")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--memory-calls", type=int, default=100_000)
+    parser.add_argument("--memory-calls", type=int, default=100_000, help="0 skips the memory and flush checks")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--soak", type=int, metavar="CALLS",
@@ -285,25 +298,40 @@ def main():
         for _ in range(args.repeats):
             for scenario in scenarios:
                 for mode in modes:
-                    results[(scenario, mode)].append(spawn(scenario, mode, args.calls, env=env)["us_per_call"])
-        memory = {mode: spawn("memory", mode, args.memory_calls, env=env) for mode in ("baseline", "dspy-top")}
-        flush = [spawn("flush", 1000, env=env) for _ in range(max(1, args.repeats))]
+                    results[(scenario, mode)].append(spawn(scenario, mode, args.calls, env=env)["block_us"])
+        memory = flush = None
+        if args.memory_calls:  # 0 skips the memory and flush checks
+            memory = {mode: spawn("memory", mode, args.memory_calls, env=env) for mode in ("baseline", "dspy-top")}
+            flush = [spawn("flush", 1000, env=env) for _ in range(max(1, args.repeats))]
 
     print(report(scenarios, modes, results, memory, flush, args))
     return 0
 
 
 def report(scenarios, modes, results, memory, flush, args):
-    lines = [f"Per LM call, median of {args.repeats} interleaved repeats of {args.calls} calls, each in a fresh "
-             f"process ({os.cpu_count()} cores, Python {sys.version.split()[0]}).", "",
-             "| scenario | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    """Two figures per configuration, each the median over its fresh processes of
+    - typical: the process's median block, the usual cost of a call, GC included;
+    - floor: the process's fastest block, the least noisy estimate on a shared machine.
+    """
+    def per_process(samples, pick):
+        return statistics.median(pick(blocks) for blocks in samples)
+
+    fastest = min
+    lines = [f"Per LM call: {args.repeats} interleaved fresh processes per configuration, each timing "
+             f"{args.calls} calls in {BLOCKS} blocks ({os.cpu_count()} cores, Python {sys.version.split()[0]}). "
+             "typical = median over processes of each one's median block; floor = the same of each one's "
+             "fastest block.", "",
+             "| scenario | figure | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
     for scenario in scenarios:
-        base = statistics.median(results[(scenario, "baseline")])
-        cells = []
-        for mode in modes:
-            value = statistics.median(results[(scenario, mode)])
-            cells.append(f"{value:,.0f} µs" if mode == "baseline" else f"+{value - base:,.0f} µs (×{value / base:.2f})")
-        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+        for figure, pick in (("typical", statistics.median), ("floor", fastest)):
+            base = per_process(results[(scenario, "baseline")], pick)
+            cells = []
+            for mode in modes:
+                value = per_process(results[(scenario, mode)], pick)
+                cells.append(f"{value:,.0f} µs" if mode == "baseline" else f"{value - base:+,.0f} µs (×{value / base:.2f})")
+            lines.append(f"| {scenario} | {figure} | " + " | ".join(cells) + " |")
+    if memory is None:
+        return "\n".join(lines)
     over = memory["dspy-top"]["rss_mib"] - memory["baseline"]["rss_mib"]
     extra_growth = memory["dspy-top"]["growth_mib"] - memory["baseline"]["growth_mib"]
     lines += ["", f"Memory after {args.memory_calls:,} calls (history off on both sides): baseline "

@@ -57,25 +57,27 @@ def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None
     listener.bind(str(path))
     listener.listen(1)
     conn, _ = listener.accept()
-    conn.sendall(protocol.encode({"t": "hello", "v": 1, "pid": pid, "ppid": 1, "argv": ["fake-job.py"],
+    conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "ppid": 1, "argv": ["fake-job.py"],
                                   "cwd": "/", "started_at": time.time(), "python": "3", "dspy": "3.4.1",
                                   "dspy_top": "0.1.0", "mechanism": "execution-hooks", "history_capacity": 1000}))
     conn.sendall(protocol.encode({"t": "snapshot", "seq": 0, "calls": [], "stats": _stats(0)}))
     sent = 0
     start = time.time()
+    fields = protocol.CALL_FIELDS
     while sent < events:
-        batch = []
-        for _ in range(min(1000, events - sent)):
-            sent += 1
-            batch.append(protocol.encode({
-                "t": "call", "id": sent, "seq": sent, "start": start + sent * 1e-5, "latency": 0.8,
-                "path": MODULES[sent % len(MODULES)], "module_class": "Predict", "model": "openai/gpt-4o-mini",
-                "response_model": "gpt-4o-mini", "prompt_tokens": 800, "completion_tokens": 60,
-                "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0003, "cost_saved_usd": None,
-                "cache_hit": False, "retries": 0, "error": None, "error_message": None, "scopes": [],
-                "stream": False}))
-        batch.append(protocol.encode(_stats(sent)))
-        conn.sendall(b"".join(batch))
+        # Like a real process: each drain of its queue goes out as `calls` frames of up to 500.
+        frames = []
+        for _ in range(2):
+            rows = []
+            for _ in range(min(500, events - sent)):
+                sent += 1
+                rows.append((sent, sent, start + sent * 1e-5, 0.8, MODULES[sent % len(MODULES)], "Predict",
+                             "openai/gpt-4o-mini", "gpt-4o-mini", 800, 60, 0, 0, 0.0003, None, False, 0, None, None,
+                             (), False))
+            if rows:
+                frames.append(protocol.encode({"t": "calls", "fields": fields, "rows": rows}))
+        frames.append(protocol.encode(_stats(sent)))
+        conn.sendall(b"".join(frames))
     deadline = time.time() + idle_seconds
     while time.time() < deadline:  # idle: a heartbeat every 2 s, like a quiet job
         conn.sendall(protocol.encode(_stats(sent)))
