@@ -133,3 +133,24 @@ def test_internal_failures_are_swallowed_counted_and_change_no_output(sim):
     assert result["answers"] == baseline["answers"]
     assert result["internal_errors"] == 3  # each failed begin, counted; the call itself went ahead
     assert "a bug inside dspy-top" not in stderr
+
+
+def test_module_paths_are_cached_only_while_every_module_of_the_chain_lives():
+    import gc
+
+    from dspy_top.instrumentation.hooks import Hooks
+    from dspy_top.instrumentation.recorder import Recorder
+
+    class Module:
+        pass
+
+    hooks = Hooks(Recorder())
+    program, inner = Module(), Module()
+    program.generate_answer = inner
+    assert hooks.module_path([program, inner]) == ("Module.generate_answer", "Module", ("Module", "Module"))
+    assert len(hooks._paths) == 1
+    assert hooks.module_path([program, inner])[0] == "Module.generate_answer"  # from the cache
+    # Once a module is collected its id may be reused by a new object: the entry must go.
+    del program.generate_answer, inner
+    gc.collect()
+    assert hooks._paths == {}

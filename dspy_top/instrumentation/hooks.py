@@ -8,6 +8,7 @@ swallows its own errors (counted) and re-raises only the program's.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,11 @@ from dspy_top.instrumentation.recorder import CallRecord, Recorder
 SCOPE_KEY = "dspy_top_scope"
 MECHANISM_EXECUTION = "execution-hooks"
 MECHANISM_FALLBACK = "lm-call-fallback"
+
+
+def _forget(paths: dict, key: tuple[int, ...], _dead: weakref.ref) -> None:
+    """A module of this chain was collected: its id may be reused, so drop the entry."""
+    paths.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,8 @@ class Hooks:
         self.guard = guard  # budget guard (optional): may refuse a call before it starts
         self.prices = prices or {}  # model -> dspy_top.pricing.Price, replacing DSPy's figure
         self._restore: list[tuple[object, str, Any]] = []
-        self._paths: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], str, str, tuple[str, ...]]] = {}
+        # Module chain (ids) -> (weakrefs keeping watch, described path).
+        self._paths: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], tuple[str, str, tuple[str, ...]]]] = {}
         self.mechanism = ""
         # Set in a forked child: starts its socket server, once, outside the at-fork hook.
         self.on_first_call = None
@@ -113,18 +120,20 @@ class Hooks:
         key = tuple(map(id, modules))
         cached = self._paths.get(key)
         if cached is not None:
-            refs, path, cls, chain = cached
-            if all(ref() is module for ref, module in zip(refs, modules)):
-                return path, cls, chain
+            # Every module of the chain is alive (a dead one's weakref callback evicts the
+            # entry) and ids of live objects are unique: these are the same modules.
+            return cached[1]
         path, chain = describe(modules)
+        described = (path, chain[-1], chain)
         try:
-            refs = tuple(weakref.ref(m) for m in modules)
+            forget = functools.partial(_forget, self._paths, key)
+            refs = tuple(weakref.ref(m, forget) for m in modules)
         except TypeError:
-            return path, chain[-1], chain
+            return described
         if len(self._paths) > 10_000:
             self._paths.clear()
-        self._paths[key] = (refs, path, chain[-1], chain)
-        return path, chain[-1], chain
+        self._paths[key] = (refs, described)
+        return described
 
     def scope(self) -> Scope:
         scope = self.setting(SCOPE_KEY)
@@ -144,13 +153,16 @@ class Hooks:
         try:
             # One read of DSPy's settings for the three values the hot path needs.
             overrides, main = self.overrides.get(), self._main_config
-            modules, scope, stream = (overrides[n] if n in overrides else main.get(n)
-                                      for n in ("caller_modules", SCOPE_KEY, "send_stream"))
+            modules = overrides["caller_modules"] if "caller_modules" in overrides else main.get("caller_modules")
+            scope = overrides[SCOPE_KEY] if SCOPE_KEY in overrides else main.get(SCOPE_KEY)
+            stream = overrides["send_stream"] if "send_stream" in overrides else main.get("send_stream")
             path, cls, chain = self.module_path(modules or ())
-            model = str(getattr(lm, "model", "?"))
+            model = getattr(lm, "model", "?")
+            if type(model) is not str:
+                model = str(model)
             if self.guard is not None:
                 self.guard.before_call(path, model)
-            return self.recorder.begin(path, cls, chain, model, scope.ids if isinstance(scope, Scope) else (),
+            return self.recorder.begin(path, cls, chain, model, scope.ids if type(scope) is Scope else (),
                                        stream is not None)
         except BaseException as exc:
             if self.guard is not None and self.guard.is_budget_error(exc):

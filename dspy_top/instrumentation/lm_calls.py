@@ -232,12 +232,16 @@ def execution_is_familiar(execution) -> bool:
 
 def usage_tokens(usage: dict) -> tuple[int, int, int, int]:
     """(prompt, completion, cached, reasoning) from an OpenAI-shaped usage dict."""
-    prompt = _int(usage.get("prompt_tokens"))
-    completion = _int(usage.get("completion_tokens"))
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    cached = _int(_get(prompt_details, "cached_tokens"))
-    reasoning = _int(_get(completion_details, "reasoning_tokens"))
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    if type(prompt) is not int:
+        prompt = _int(prompt)
+    if type(completion) is not int:
+        completion = _int(completion)
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    cached = _int(_get(prompt_details, "cached_tokens")) if prompt_details else 0
+    reasoning = _int(_get(completion_details, "reasoning_tokens")) if completion_details else 0
     return prompt, completion, cached, reasoning
 
 

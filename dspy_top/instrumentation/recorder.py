@@ -120,6 +120,7 @@ class Recorder:
         self.pending: deque[tuple] = deque()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
         self.payloads: dict[int, Any] = {}
+        self.payload_ids: deque[int] = deque(maxlen=self.history_capacity)  # oldest first
         self.dropped_events = 0
         self.internal_errors = 0
         self.tool_calls = 0
@@ -180,7 +181,7 @@ class Recorder:
             item = pending.popleft()
             kind = item[0]
             if kind == _FINISH:
-                self._apply_finish(*item[1:])
+                self._apply_finish(item)
             elif kind == _BEGIN:
                 self._apply_begin(item[1])
             elif kind == _PROGRESS:
@@ -208,10 +209,9 @@ class Recorder:
         record.targets = targets
         self.version += 1
 
-    def _apply_finish(self, record: CallRecord, duration: float, prompt_tokens: int, completion_tokens: int,
-                      cached_tokens: int, reasoning_tokens: int, cost: float | None, cache_hit: bool,
-                      saved: float | None, error: BaseException | None, response_model: str | None,
-                      payload: Any) -> None:
+    def _apply_finish(self, item: tuple) -> None:
+        (_, record, duration, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost, cache_hit,
+         saved, error, response_model, payload) = item
         ended_at = record.started_at + duration
         bucket = latency.bucket_of(duration)
         billed = not cache_hit
@@ -257,9 +257,11 @@ class Recorder:
         self.version += 1
         self.recent.append(row)
         if payload is not None:
+            ids = self.payload_ids
+            if len(ids) == self.history_capacity:
+                self.payloads.pop(ids[0], None)  # the oldest, which the append below pushes out
+            ids.append(record.id)
             self.payloads[record.id] = payload
-            if len(self.payloads) > self.history_capacity:
-                del self.payloads[next(iter(self.payloads))]
         if len(self.events) >= self.queue_capacity:
             self.dropped_events += 1
         else:
