@@ -109,7 +109,22 @@ def test_scopes_count_their_own_calls_even_after_they_end():
     assert scopes["compile-1"]["usage"]["calls"] == 1
     assert rec.stats()["scopes"] == []  # only running scopes ride in every stats frame
     kinds = [e["t"] for e in drained(rec)]
-    assert kinds == ["compile_start", "eval_start", "eval_progress", "eval_end", "call", "compile_end", "call"]
+    # The progress made before the end rides in eval_end (done: 1), not in an event of its own.
+    assert kinds == ["compile_start", "eval_start", "eval_end", "call", "compile_end", "call"]
+    assert scopes["eval-1"]["done"] == 1
+
+
+def test_evaluation_progress_goes_out_once_per_drain_with_the_latest_value():
+    rec, _ = make(queue=100)
+    rec.scope_start("eval", "eval-1", {"total": 100})
+    rec.drain()
+    for done in range(1, 51):
+        rec.eval_progress("eval-1", done, done * 0.5)
+    assert rec.stats()["scopes"][0]["done"] == 50  # exact whenever read
+    assert [(e["t"], e["done"], e["score_sum"]) for e in drained(rec)] == [("eval_progress", 50, 25.0)]
+    assert drained(rec) == []  # nothing new, nothing sent
+    rec.eval_progress("eval-1", 51, 25.5)
+    assert [e["done"] for e in drained(rec)] == [51]
 
 
 def test_reset_forgets_everything():

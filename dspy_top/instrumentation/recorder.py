@@ -27,7 +27,7 @@ DEFAULT_QUEUE = 10_000
 MAX_SCOPES = 500
 # Hot-path records waiting for a fold; past this the hot path waits for the lock to fold them.
 PENDING_LIMIT = 8000
-_BEGIN, _FINISH, _PROGRESS, _TOOL = range(4)
+_BEGIN, _FINISH, _TOOL = range(3)
 
 
 class Counters:
@@ -118,6 +118,8 @@ class Recorder:
         self.events: deque[dict[str, Any] | tuple] = deque()  # see drain()
         # Hot-path records not yet folded into the counters (deque appends need no lock).
         self.pending: deque[tuple] = deque()
+        self._progress: dict[str, tuple[int, float]] = {}  # evaluation progress, latest per scope
+        self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
         self.payloads: dict[int, Any] = {}
         self.payload_ids: deque[int] = deque(maxlen=self.history_capacity)  # oldest first
@@ -184,10 +186,10 @@ class Recorder:
                 self._apply_finish(item)
             elif kind == _BEGIN:
                 self._apply_begin(item[1])
-            elif kind == _PROGRESS:
-                self._apply_progress(*item[1:])
             else:
                 self._apply_tool(*item[1:])
+        if self._progress:
+            self._apply_progress()
 
     def _apply_begin(self, record: CallRecord) -> None:
         path, model = record.path, record.model
@@ -284,20 +286,29 @@ class Recorder:
             self._enqueue({"t": EVAL_START if kind == "eval" else COMPILE_START, **state}, droppable=False)
 
     def eval_progress(self, scope_id: str, done: int, score_sum: float) -> None:
-        self.pending.append((_PROGRESS, scope_id, done, score_sum))  # per example: no lock
+        """Per example, from the thread driving the evaluation: the latest value wins, no lock.
 
-    def _apply_progress(self, scope_id: str, done: int, score_sum: float) -> None:
-        state = self.scopes.get(scope_id)
-        if state is None:
-            return
-        state["done"] = done
-        state["score_sum"] = score_sum
-        self.version += 1
-        self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": done, "score_sum": score_sum}, droppable=True)
+        Folding puts it into the scope's state (sent in every `stats`); viewers also get one
+        `eval_progress` event per scope per drain, not one per example."""
+        self._progress[scope_id] = (done, score_sum)
+
+    def _apply_progress(self) -> None:
+        for scope_id, (done, score_sum) in list(self._progress.items()):
+            state = self.scopes.get(scope_id)
+            if state is None or state["state"] != "running":
+                self._progress.pop(scope_id, None)
+                continue
+            if state.get("done") != done or state.get("score_sum") != score_sum:
+                state["done"] = done
+                state["score_sum"] = score_sum
+                self.version += 1
+                self._progress_unsent.add(scope_id)
 
     def scope_end(self, scope_id: str, info: dict[str, Any]) -> None:
         with self.lock:
             self._fold_locked()  # its calls that finished before it ended count in its usage
+            self._progress.pop(scope_id, None)
+            self._progress_unsent.discard(scope_id)  # the end message carries the final progress
             state = self.scopes.get(scope_id)
             if state is None:
                 return
@@ -365,6 +376,13 @@ class Recorder:
         rows (tuples), every other event as its message map (with `seq`)."""
         with self.lock:
             self._fold_locked()
+            for scope_id in self._progress_unsent:
+                state = self.scopes.get(scope_id)
+                if state is None:
+                    continue
+                self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": state["done"],
+                               "score_sum": state["score_sum"]}, droppable=True)
+            self._progress_unsent.clear()
             count = min(limit, len(self.events))
             return [self.events.popleft() for _ in range(count)]
 
