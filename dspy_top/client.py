@@ -255,7 +255,7 @@ class Connection:
         for message in messages:
             if message.get("t") == protocol.CALLS:
                 try:
-                    self._pending.extend(protocol.call_dicts(message))
+                    self._pending.extend(protocol.call_dicts(message["fields"], message["rows"]))
                 except (KeyError, TypeError, ValueError):
                     raise protocol.ProtocolError("malformed calls batch") from None
             else:

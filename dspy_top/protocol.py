@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 
@@ -50,10 +50,10 @@ CALL_FIELDS = (
 )
 
 
-def call_dicts(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `call` messages a `calls` batch stands for."""
-    fields = list(message["fields"])
-    return [{"t": CALL, **dict(zip(fields, row))} for row in message["rows"]]
+def call_dicts(fields: Any, rows: Any) -> list[dict[str, Any]]:
+    """The `call` messages that rows with these columns (a `calls` batch) stand for."""
+    fields = list(fields)
+    return [{"t": CALL, **dict(zip(fields, row))} for row in rows]
 
 
 class ProtocolError(Exception):

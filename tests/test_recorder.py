@@ -4,7 +4,7 @@ import threading
 import time
 
 from dspy_top import latency
-from dspy_top.protocol import CALL_FIELDS
+from dspy_top.protocol import CALL_FIELDS, call_dicts
 from dspy_top.instrumentation.recorder import Recorder
 
 
@@ -18,7 +18,7 @@ class FakeClock:
 
 def drained(rec):
     """Queued events as the messages they become: call events are queued as CALL_FIELDS rows."""
-    return [{"t": "call", **dict(zip(CALL_FIELDS, e))} if isinstance(e, tuple) else e for e in rec.drain()]
+    return [call_dicts(CALL_FIELDS, [e])[0] if isinstance(e, tuple) else e for e in rec.drain()]
 
 
 def make(history=5, queue=3):

@@ -326,25 +326,33 @@ def test_another_users_connection_is_closed_without_a_word(runtime_dir):
     job.release()
 
 
-def test_a_process_that_ends_before_the_viewer_says_hello_still_delivers_everything(runtime_dir):
-    # A short job at exit: hello, snapshot and exit go out and the socket closes before the
-    # viewer's own (optional) hello is sent. The viewer must still read all of it.
+def fake_process(runtime_dir, pid, frames, linger=0.0):
+    """A one-viewer socket that sends a hello and `frames`, then closes after `linger` s."""
     runtime_dir.mkdir(parents=True)
-    path = runtime_dir / "4242.sock"
+    path = runtime_dir / f"{pid}.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(1)
 
     def serve():
         conn, _ = listener.accept()
-        conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 4242, "argv": ["job.py"],
-                                      "started_at": 1.0})
-                     + protocol.encode({"t": "snapshot", "seq": 3, "calls": [], "stats": {"totals": {"calls": 3}}})
-                     + protocol.encode({"t": "exit", "at": 2.0, "stats": {"totals": {"calls": 3}}}))
+        conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "argv": ["job.py"],
+                                      "started_at": 1.0}) + b"".join(frames))
+        time.sleep(linger)
         conn.close()
+        listener.close()
 
-    server = threading.Thread(target=serve)
+    server = threading.Thread(target=serve, daemon=True)
     server.start()
+    return path, server
+
+
+def test_a_process_that_ends_before_the_viewer_says_hello_still_delivers_everything(runtime_dir):
+    # A short job at exit: hello, snapshot and exit go out and the socket closes before the
+    # viewer's own (optional) hello is sent. The viewer must still read all of it.
+    path, server = fake_process(runtime_dir, 4242, [
+        protocol.encode({"t": "snapshot", "seq": 3, "calls": [], "stats": {"totals": {"calls": 3}}}),
+        protocol.encode({"t": "exit", "at": 2.0, "stats": {"totals": {"calls": 3}}})])
     connection = client.Connection(path)
     server_done = threading.Event()
     original_sendall = socket.socket.sendall
@@ -365,34 +373,34 @@ def test_a_process_that_ends_before_the_viewer_says_hello_still_delivers_everyth
     assert kinds == ["snapshot", "exit"]
     with pytest.raises(client.ConnectError):
         connection.poll(1.0)
-    listener.close()
 
 
 def test_poll_limits_count_the_calls_in_a_batch(runtime_dir):
     # The viewer reads a bounded number of events per turn: 20 batches of 500 calls are
     # 10,000 events, not 20 messages, or one turn would decode everything at once.
-    runtime_dir.mkdir(parents=True)
-    path = runtime_dir / "4343.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
     rows = [[i] + [None] * (len(protocol.CALL_FIELDS) - 1) for i in range(500)]
-
-    def serve():
-        conn, _ = listener.accept()
-        conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 4343, "argv": ["job.py"],
-                                      "started_at": 1.0}) +
-                     b"".join(protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows})
-                              for _ in range(20)))
-        time.sleep(2)
-        conn.close()
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+    batch = protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows})
+    path, _ = fake_process(runtime_dir, 4343, [batch] * 20, linger=2.0)
     with client.Connection(path, batches=True) as connection:
         time.sleep(0.3)  # everything has arrived
         first = connection.poll(0.5, limit=1200)
         assert [len(m["rows"]) for m in first] == [500, 500, 500]  # the third one crosses the limit
         rest = connection.poll(0.5)
         assert len(rest) == 17
-    listener.close()
+
+
+def test_a_calls_batch_too_large_to_send_is_counted_and_the_server_goes_on(runtime_dir):
+    from dspy_top.instrumentation.recorder import Recorder
+    from dspy_top.instrumentation.server import SocketServer, ViewerConnection
+
+    recorder = Recorder()
+    server = SocketServer(recorder, hello=dict, materialize=dict)
+    near, far = socket.socketpair()
+    viewer = server.viewers[near.fileno()] = ViewerConnection(near)
+    huge = [1, 1] + ["x" * (protocol.MAX_FRAME + 1)] + [None] * (len(protocol.CALL_FIELDS) - 3)
+    server._send_calls([tuple(huge)])
+    assert recorder.internal_errors == 1 and not viewer.outbox
+    server._send_calls([(2,) + (None,) * (len(protocol.CALL_FIELDS) - 1)])
+    assert viewer.outbox  # the next batch goes out
+    near.close()
+    far.close()

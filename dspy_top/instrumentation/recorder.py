@@ -19,7 +19,8 @@ from collections import deque
 from typing import Any, Callable
 
 from dspy_top import latency
-from dspy_top.protocol import BUDGET, CALL, CALL_FIELDS, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START, TOOL
+from dspy_top.protocol import (BUDGET, CALL_FIELDS, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START,
+                               TOOL, call_dicts)
 
 DEFAULT_HISTORY = 1000
 DEFAULT_QUEUE = 10_000
@@ -424,7 +425,7 @@ class Recorder:
             ]
             rows = list(self.recent)
             seq = self.sequence
-        return {"stats": stats, "calls": [dict(zip(CALL_FIELDS, row), t=CALL) for row in rows], "seq": seq}
+        return {"stats": stats, "calls": call_dicts(CALL_FIELDS, rows), "seq": seq}
 
     def payload(self, call_id: int) -> Any:
         with self.lock:

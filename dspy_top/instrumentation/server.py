@@ -310,14 +310,17 @@ class SocketServer:
     def _send_calls(self, rows: list[tuple]) -> None:
         """Consecutive call events go out as one `calls` frame: far cheaper to encode and decode."""
         frame = None
-        for viewer in self.viewers.values():
-            if rows[0][0] > viewer.since:
-                if frame is None:
-                    frame = _calls_frame(rows)
-                viewer.queue(frame, droppable=True, events=len(rows))
-            elif rows[-1][0] > viewer.since:  # it attached mid-batch: only what its snapshot lacks
-                fresh = [row for row in rows if row[0] > viewer.since]
-                viewer.queue(_calls_frame(fresh), droppable=True, events=len(fresh))
+        try:
+            for viewer in self.viewers.values():
+                if rows[0][0] > viewer.since:
+                    if frame is None:
+                        frame = _calls_frame(rows)
+                    viewer.queue(frame, droppable=True, events=len(rows))
+                elif rows[-1][0] > viewer.since:  # it attached mid-batch: only what its snapshot lacks
+                    fresh = [row for row in rows if row[0] > viewer.since]
+                    viewer.queue(_calls_frame(fresh), droppable=True, events=len(fresh))
+        except protocol.ProtocolError:  # a batch over the frame limit: lost, counted, the server goes on
+            self.recorder.count_internal_error()
 
     def _broadcast_stats(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -114,12 +114,12 @@ class ProcessState:
 
     # --- folding --------------------------------------------------------------------
 
-    def fold(self, message: Mapping[str, Any], now: float, history: History) -> int:
-        """Apply one message from the process; returns how many events it held.
-        Raises (ValueError, TypeError, KeyError) on malformed data."""
+    def fold(self, message: Mapping[str, Any], now: float, history: History) -> None:
+        """Apply one message from the process. Raises (ValueError, TypeError, KeyError) on malformed data."""
         kind = message.get("t")
         if kind == "calls":
-            return self._fold_calls(message, history)
+            self._fold_calls(message, history)
+            return
         self.events += 1
         if kind == "call":
             call = CallSummary.from_wire(self.key, self.pid, message)
@@ -149,9 +149,8 @@ class ProcessState:
         elif kind == "budget":
             self._fold_alert(message)
         # hello, payload and unknown types carry nothing to fold here.
-        return 1
 
-    def _fold_calls(self, message: Mapping[str, Any], history: History) -> int:
+    def _fold_calls(self, message: Mapping[str, Any], history: History) -> None:
         """A batch of call events: the bulk of a busy process's stream."""
         rows = message["rows"]
         read = CallSummary.rows_reader(message["fields"])
@@ -163,7 +162,6 @@ class ProcessState:
             if add(call) and call.scopes:
                 self._late_call(call)
             self.events += 1
-        return len(rows)
 
     def _fold_stats(self, stats: Mapping[str, Any], now: float) -> None:
         raw_totals = Counters.from_wire(stats.get("totals"))
