@@ -135,6 +135,26 @@ def test_reset_forgets_everything():
     assert rec.stats()["totals"]["calls"] == 0 and rec.snapshot()["calls"] == []
 
 
+def test_hot_path_folds_in_batches_and_every_reader_folds_first():
+    from dspy_top.instrumentation.recorder import FOLD_BATCH
+
+    rec, _ = make(queue=10_000)
+    calls = FOLD_BATCH // 2 - 1  # 2 pending records a call: one short of a batch
+    for _ in range(calls):
+        rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, cost=0.25)
+    assert len(rec.pending) == 2 * calls and rec.totals.calls == 0  # nothing folded on the way
+    rec.begin("P", "Predict", ("P",), "m")  # in flight
+    assert rec.stats()["totals"]["calls"] == calls and not rec.pending  # a reader folds first
+    assert rec.stats()["totals"]["in_flight"] == 1
+    for _ in range(calls):
+        rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, cost=0.25)
+    assert len(rec.pending) == 2 * calls
+    rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, cost=0.25)
+    assert not rec.pending and rec.totals.calls == 2 * calls + 1  # a full batch: the job folded it
+    assert rec.snapshot()["stats"]["totals"]["prompt_tokens"] == 2 * (2 * calls + 1)
+    assert len(drained(rec)) == 2 * calls + 1
+
+
 def test_hot_path_waits_for_the_lock_only_past_its_backlog_bound():
     from dspy_top.instrumentation.recorder import PENDING_LIMIT
 
