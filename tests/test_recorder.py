@@ -139,18 +139,18 @@ def test_hot_path_folds_in_batches_and_every_reader_folds_first():
     from dspy_top.instrumentation.recorder import FOLD_BATCH
 
     rec, _ = make(queue=10_000)
-    calls = FOLD_BATCH // 2 - 1  # 2 pending records a call: one short of a batch
+    calls = FOLD_BATCH - 1  # one short of a batch
     for _ in range(calls):
         rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, cost=0.25)
-    assert len(rec.pending) == 2 * calls and rec.totals.calls == 0  # nothing folded on the way
+    assert len(rec.pending) == calls and not rec.cells  # nothing folded on the way
     rec.begin("P", "Predict", ("P",), "m")  # in flight
     assert rec.stats()["totals"]["calls"] == calls and not rec.pending  # a reader folds first
     assert rec.stats()["totals"]["in_flight"] == 1
     for _ in range(calls):
         rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, cost=0.25)
-    assert len(rec.pending) == 2 * calls
+    assert len(rec.pending) == calls
     rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, cost=0.25)
-    assert not rec.pending and rec.totals.calls == 2 * calls + 1  # a full batch: the job folded it
+    assert not rec.pending and rec.cells[("P", "m")].calls == 2 * calls + 1  # a full batch: the job folded it
     assert rec.snapshot()["stats"]["totals"]["prompt_tokens"] == 2 * (2 * calls + 1)
     assert len(drained(rec)) == 2 * calls + 1
 
@@ -161,7 +161,7 @@ def test_hot_path_waits_for_the_lock_only_past_its_backlog_bound():
     rec, _ = make(queue=10)
     done = threading.Event()
 
-    def job(calls=PENDING_LIMIT // 2 - 1):  # 2 pending records a call: just under the bound
+    def job(calls=PENDING_LIMIT):  # one pending record a call: up to the bound, not past it
         for _ in range(calls):
             rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=2, completion_tokens=1, cost=0.25)
         done.set()
@@ -172,13 +172,13 @@ def test_hot_path_waits_for_the_lock_only_past_its_backlog_bound():
         assert done.wait(10), "the hot path waited for the recorder's lock"
     worker.join()
     totals = rec.stats()["totals"]
-    calls = PENDING_LIMIT // 2 - 1
+    calls = PENDING_LIMIT
     assert (totals["calls"], totals["prompt_tokens"], totals["cost_usd"]) == (calls, 2 * calls, 0.25 * calls)
 
     # Past the bound the backlog is folded even if that means waiting for the reader.
     done.clear()
     with rec.lock:
-        worker = threading.Thread(target=job, args=(PENDING_LIMIT,))
+        worker = threading.Thread(target=job, args=(PENDING_LIMIT + 1,))
         worker.start()
         deadline = time.monotonic() + 60  # however loaded the machine, it gets to the bound
         while len(rec.pending) <= PENDING_LIMIT and time.monotonic() < deadline:
@@ -188,7 +188,7 @@ def test_hot_path_waits_for_the_lock_only_past_its_backlog_bound():
     assert done.wait(10)
     worker.join()
     totals = rec.stats()["totals"]
-    calls += PENDING_LIMIT
+    calls += PENDING_LIMIT + 1
     assert (totals["calls"], totals["prompt_tokens"], totals["cost_usd"]) == (calls, 2 * calls, 0.25 * calls)
 
 

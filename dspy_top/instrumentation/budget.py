@@ -60,14 +60,13 @@ class Guard:
             message = self._spent_scopes.get(key)
             if message is not None:
                 limit = self.limits[key]
-                self.recorder.fold()
                 error = BudgetStop if self.on_exceed == "stop" else BudgetExceeded
                 raise error(message, spent_usd=self._spent(key), budget_usd=limit, scope=_label(key))
 
     def after_call(self, record: CallRecord) -> None:
         if not self.limits:
             return
-        self.recorder.fold()  # spend must include this call: budgets cost a lock per call
+        # spent_usd folds first, so spend includes this call: budgets cost a lock per call.
         for key in (("total", ""), ("module", record.path), ("model", record.model)):
             limit = self.limits.get(key)
             if limit is None:
@@ -89,11 +88,7 @@ class Guard:
     # --- inside -----------------------------------------------------------------------
 
     def _spent(self, key: tuple[str, str]) -> float:
-        kind, name = key
-        if kind == "total":
-            return self.recorder.totals.cost_usd
-        counters = (self.recorder.modules if kind == "module" else self.recorder.models).get(name)
-        return counters.cost_usd if counters is not None else 0.0
+        return self.recorder.spent_usd(*key)
 
     def _fire(self, key: tuple[str, str], level: float, spent: float, limit: float) -> None:
         with self._lock:

@@ -1,12 +1,18 @@
 """The in-process recorder: exact counters plus a bounded stream of events for viewers.
 
-The job's threads call `begin`/`finish`, the hot path. Each appends one tuple to a deque;
-`finish` then folds what is pending into the counters if the lock is free, and otherwise
-leaves it to whoever holds it. So the hot path never waits: under the GIL, threads that
-queue on a lock held by a descheduled thread form a convoy that costs eight Evaluate
-workers hundreds of µs per call. Every reader (the server thread, `stats()`,
-`snapshot()`, the budget guard) folds first under the lock, so what it reads is exact; a
-backlog past `PENDING_LIMIT` is folded even if that means waiting, which bounds it.
+The job's threads call `begin`/`finish`, the hot path. `begin` puts the call in the
+`active` dict (what is in flight); `finish` appends one tuple to a deque and, once a batch
+is pending, folds it into the counters if the lock is free, and otherwise leaves it to
+whoever holds it. So the hot path never waits: under the GIL, threads that queue on a lock
+held by a descheduled thread form a convoy that costs eight Evaluate workers hundreds of
+µs per call. Every reader (the server thread, `stats()`, `snapshot()`, the budget guard)
+folds first under the lock, so what it reads is exact; a backlog past `PENDING_LIMIT` is
+folded even if that means waiting, which bounds it.
+
+A finished call updates one set of counters, its (module path, model) cell, plus one per
+evaluation or compile it ran in; totals, modules and models are sums of cells, made when
+read (a few times a second). Per call that is a quarter of the work of updating them all,
+and the work that is left runs in batches, with the counters still in the CPU's cache.
 Nothing here imports dspy, so it is tested directly with a fake clock.
 """
 
@@ -28,11 +34,11 @@ DEFAULT_QUEUE = 10_000
 MAX_SCOPES = 500
 # Hot-path records waiting for a fold; past this the hot path waits for the lock to fold them.
 PENDING_LIMIT = 8000
-# The hot path folds only once this many records are pending (readers fold whatever there
-# is first). Folding one call at a time ran with a cold CPU cache: DSPy's own work between
-# two calls evicts the counters, so each fold missed on them all again.
-FOLD_BATCH = 256
-_BEGIN, _FINISH, _TOOL = range(3)
+# The hot path folds only once this many calls are pending (readers fold whatever there is
+# first). Folding one call at a time ran with a cold CPU cache: DSPy's own work between two
+# calls evicts the counters, so each fold missed on them all again (17 µs against 6 µs hot).
+FOLD_BATCH = 128
+_FINISH, _TOOL = range(2)
 
 
 class Counters:
@@ -58,6 +64,26 @@ class Counters:
         # viewer can re-price a module's cost with its own price overrides.
         self.by_model: dict[str, list[int]] | None = None
 
+    def add(self, other: "Counters") -> None:
+        """Sum another set into this one (in_flight and by_model are the caller's business)."""
+        self.calls += other.calls
+        self.errors += other.errors
+        self.retries += other.retries
+        self.cache_hits += other.cache_hits
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.cost_usd += other.cost_usd
+        self.unpriced_calls += other.unpriced_calls
+        self.cost_saved_usd += other.cost_saved_usd
+        self.latency_s += other.latency_s
+        hist = self.latency_hist
+        for bucket, count in other.latency_hist.items():
+            hist[bucket] = hist.get(bucket, 0) + count
+        if other.last_at > self.last_at:
+            self.last_at = other.last_at
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "calls": self.calls, "errors": self.errors, "retries": self.retries,
@@ -75,9 +101,9 @@ class CallRecord:
     """One LM call between begin and finish; lives on the job's thread."""
 
     __slots__ = ("id", "path", "module_class", "chain", "model", "started_at", "started_perf",
-                 "retries", "partial_usage", "scopes", "stream", "targets")
+                 "retries", "partial_usage", "scopes", "stream")
 
-    def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, targets):
+    def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf):
         self.id = call_id
         self.path = path
         self.module_class = module_class
@@ -89,7 +115,6 @@ class CallRecord:
         self.started_perf = started_perf
         self.retries = 0
         self.partial_usage: dict[str, int] | None = None
-        self.targets = targets
 
 
 class Recorder:
@@ -114,10 +139,11 @@ class Recorder:
     def reset(self) -> None:
         """Start from zero (a forked child keeps none of its parent's numbers)."""
         self.lock = threading.Lock()
-        self.totals = Counters()
-        self.modules: dict[str, Counters] = {}
+        # Finished calls, per (module path, model); see the module docstring.
+        self.cells: dict[tuple[str, str], Counters] = {}
         self.module_info: dict[str, dict[str, Any]] = {}
-        self.models: dict[str, Counters] = {}
+        # Calls begun and not finished, by id: a dict's set and pop need no lock.
+        self.active: dict[int, CallRecord] = {}
         self.scopes: dict[str, dict[str, Any]] = {}
         self.scope_counters: dict[str, Counters] = {}
         self.events: deque[dict[str, Any] | tuple] = deque()  # see drain()
@@ -142,11 +168,9 @@ class Recorder:
     def begin(self, path: str, module_class: str, chain: tuple[str, ...], model: str,
               scopes: tuple[str, ...] = (), stream: bool = False) -> CallRecord:
         record = CallRecord(next(self._ids), path, module_class, chain, model, scopes, stream,
-                            self._clock(), self._perf(), None)
-        pending = self.pending
-        pending.append((_BEGIN, record))
-        if len(pending) > PENDING_LIMIT:
-            self.fold()
+                            self._clock(), self._perf())
+        self.active[record.id] = record
+        self.version += 1  # only tells the server something changed: a lost update is harmless
         return record
 
     def finish(
@@ -168,6 +192,8 @@ class Recorder:
         pending = self.pending
         pending.append((_FINISH, record, duration, prompt_tokens, completion_tokens, cached_tokens,
                         reasoning_tokens, cost, cache_hit, saved, error, response_model, payload))
+        # Gone from `active` only once pending: a reader may count it twice for a moment, never lose it.
+        self.active.pop(record.id, None)
         backlog = len(pending)
         if backlog < FOLD_BATCH:
             return
@@ -192,32 +218,10 @@ class Recorder:
             kind = item[0]
             if kind == _FINISH:
                 self._apply_finish(item)
-            elif kind == _BEGIN:
-                self._apply_begin(item[1])
             else:
                 self._apply_tool(*item[1:])
         if self._progress:
             self._apply_progress()
-
-    def _apply_begin(self, record: CallRecord) -> None:
-        path, model = record.path, record.model
-        module = self.modules.get(path)
-        if module is None:
-            module = self.modules[path] = Counters()
-            module.by_model = {}
-            self.module_info[path] = {"class": record.module_class, "chain": list(record.chain)}
-        by_model = self.models.get(model)
-        if by_model is None:
-            by_model = self.models[model] = Counters()
-        targets = [self.totals, module, by_model]
-        for scope in record.scopes:
-            counters = self.scope_counters.get(scope)
-            if counters is not None:
-                targets.append(counters)
-        for counters in targets:
-            counters.in_flight += 1
-        record.targets = targets
-        self.version += 1
 
     def _apply_finish(self, item: tuple) -> None:
         (_, record, duration, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost, cache_hit,
@@ -235,8 +239,15 @@ class Recorder:
             type(error).__name__ if error is not None else None,
             _short(str(error)) if error is not None else None, record.scopes, record.stream,
         )
-        for counters in record.targets:
-            counters.in_flight -= 1
+        cell = self.cells.get((record.path, record.model))
+        if cell is None:
+            cell = self._new_cell(record)
+        targets = [cell]
+        for scope in record.scopes:
+            counters = self.scope_counters.get(scope)
+            if counters is not None:
+                targets.append(counters)
+        for counters in targets:
             counters.calls += 1
             counters.retries += record.retries
             counters.latency_s += duration
@@ -257,13 +268,6 @@ class Recorder:
                     counters.cost_usd += cost
                 elif prompt_tokens or completion_tokens:
                     counters.unpriced_calls += 1
-        if billed and (prompt_tokens or completion_tokens):
-            cell = record.targets[1].by_model.get(record.model)
-            if cell is None:
-                cell = record.targets[1].by_model[record.model] = [0, 0, 0]
-            cell[0] += prompt_tokens
-            cell[1] += completion_tokens
-            cell[2] += cached_tokens
         self.version += 1
         self.recent.append(row)
         if payload is not None:
@@ -276,6 +280,12 @@ class Recorder:
             self.dropped_events += 1
         else:
             self.events.append(row)
+
+    def _new_cell(self, record: CallRecord) -> Counters:
+        cell = self.cells[(record.path, record.model)] = Counters()
+        if record.path not in self.module_info:
+            self.module_info[record.path] = {"class": record.module_class, "chain": list(record.chain)}
+        return cell
 
     def add_retry(self, record: CallRecord) -> None:
         record.retries += 1
@@ -324,11 +334,10 @@ class Recorder:
             state["end"] = self._clock()
             if state["state"] == "running":
                 state["state"] = "failed" if info.get("error") else "done"
-            counters = self.scope_counters.get(scope_id)
             self.version += 1
             self._enqueue({
                 "t": EVAL_END if state["kind"] == "eval" else COMPILE_END,
-                **state, "usage": counters.to_wire() if counters else None,
+                **state, "usage": self._scope_usage(scope_id, self._in_flight()[3]),
             }, droppable=False)
 
     def tool(self, name: str, path: str, duration: float, error: BaseException | None) -> None:
@@ -400,20 +409,42 @@ class Recorder:
             self._fold_locked()
             return self._stats_locked()
 
-    def _stats_locked(self) -> dict[str, Any]:
+    def _stats_locked(self, all_scopes: bool = False) -> dict[str, Any]:
+        totals, modules, models = Counters(), {}, {}
+        for (path, model), cell in self.cells.items():
+            totals.add(cell)
+            module = modules.get(path)
+            if module is None:
+                module = modules[path] = Counters()
+                module.by_model = {}
+            module.add(cell)
+            if cell.prompt_tokens or cell.completion_tokens:
+                # Billed tokens per model, so a viewer can re-price a module with its own prices.
+                module.by_model[model] = [cell.prompt_tokens, cell.completion_tokens, cell.cached_tokens]
+            by_model = models.get(model)
+            if by_model is None:
+                by_model = models[model] = Counters()
+            by_model.add(cell)
+        totals.in_flight, module_flight, model_flight, scope_flight = self._in_flight()
+        for path, count in module_flight.items():
+            module = modules.get(path)
+            if module is None:
+                module = modules[path] = Counters()
+                module.by_model = {}
+            module.in_flight = count
+        for model, count in model_flight.items():
+            by_model = models.get(model)
+            if by_model is None:
+                by_model = models[model] = Counters()
+            by_model.in_flight = count
         return {
             "at": self._clock(),
-            "totals": self.totals.to_wire(),
-            "modules": [
-                {"path": path, **self.module_info[path], **counters.to_wire()}
-                for path, counters in self.modules.items()
-            ],
-            "models": [{"model": model, **counters.to_wire()} for model, counters in self.models.items()],
-            "scopes": [
-                {**state, "usage": self.scope_counters[sid].to_wire() if sid in self.scope_counters else None}
-                for sid, state in self.scopes.items()
-                if state["state"] == "running"
-            ],
+            "totals": totals.to_wire(),
+            "modules": [{"path": path, **self.module_info[path], **counters.to_wire()}
+                        for path, counters in modules.items()],
+            "models": [{"model": model, **counters.to_wire()} for model, counters in models.items()],
+            "scopes": [{**state, "usage": self._scope_usage(sid, scope_flight)}
+                       for sid, state in self.scopes.items() if all_scopes or state["state"] == "running"],
             "dropped_events": self.dropped_events,
             "internal_errors": self.internal_errors,
             "tool_calls": self.tool_calls,
@@ -421,15 +452,44 @@ class Recorder:
             "budget": self.budget,
         }
 
+    def _in_flight(self) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
+        """Calls in flight: in all, per module path, per model and per scope."""
+        active = self.active.copy()  # one C call: safe while job threads add and remove
+        modules: dict[str, int] = {}
+        models: dict[str, int] = {}
+        scopes: dict[str, int] = {}
+        for record in active.values():
+            path = record.path
+            modules[path] = modules.get(path, 0) + 1
+            models[record.model] = models.get(record.model, 0) + 1
+            for scope in record.scopes:
+                scopes[scope] = scopes.get(scope, 0) + 1
+            if path not in self.module_info:
+                self.module_info[path] = {"class": record.module_class, "chain": list(record.chain)}
+        return len(active), modules, models, scopes
+
+    def _scope_usage(self, scope_id: str, in_flight: dict[str, int]) -> dict[str, Any] | None:
+        counters = self.scope_counters.get(scope_id)
+        if counters is None:
+            return None
+        usage = counters.to_wire()
+        usage["in_flight"] = in_flight.get(scope_id, 0)
+        return usage
+
+    def spent_usd(self, kind: str, name: str = "") -> float:
+        """Billed cost so far in all (`total`), of one module path (`module`) or one model (`model`)."""
+        with self.lock:
+            self._fold_locked()
+            if kind == "total":
+                return sum(cell.cost_usd for cell in self.cells.values())
+            index = 0 if kind == "module" else 1
+            return sum(cell.cost_usd for key, cell in self.cells.items() if key[index] == name)
+
     def snapshot(self) -> dict[str, Any]:
         """Everything a late viewer needs to catch up: stats, recent calls, every kept scope."""
         with self.lock:
             self._fold_locked()
-            stats = self._stats_locked()
-            stats["scopes"] = [
-                {**state, "usage": self.scope_counters[sid].to_wire() if sid in self.scope_counters else None}
-                for sid, state in self.scopes.items()
-            ]
+            stats = self._stats_locked(all_scopes=True)
             rows = list(self.recent)
             seq = self.sequence
         return {"stats": stats, "calls": call_dicts(CALL_FIELDS, rows), "seq": seq}
