@@ -70,16 +70,17 @@ def test_queue_drops_and_counts_but_counters_stay_exact():
 
 def test_history_and_payloads_are_bounded():
     rec, _ = make(history=5, queue=100)
-    ids = []
-    for _ in range(12):
+    records = []
+    for n in range(12):
         record = rec.begin("P", "Predict", ("P",), "m")
-        ids.append(record.id)
-        rec.finish(record, payload=("payload", record.id))
+        records.append(record)
+        rec.finish(record, prompt_tokens=n, keep=n != 11)  # the last one is not kept
+    ids = [r.id for r in records]
     snapshot = rec.snapshot()
     assert [c["id"] for c in snapshot["calls"]] == ids[-5:]
-    assert rec.payload(ids[0]) is None
-    assert rec.payload(ids[-1]) == ("payload", ids[-1])
-    assert len(rec.payloads) == 5
+    assert rec.payload(ids[0]) is None and rec.payload(ids[-1]) is None
+    assert rec.payload(ids[-2]) is records[-2] and records[-2].prompt_tokens == 10
+    assert len(rec.payloads) == 5 and set(rec.payloads) == set(ids[-6:-1])
 
 
 def test_snapshot_sequence_marks_what_it_covers():

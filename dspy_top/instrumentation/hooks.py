@@ -176,15 +176,17 @@ class Hooks:
             hit = bool(result.cache_hit)
             tokens = usage_tokens(usage)
             cost = result.cost
-            price = self.prices.get(record.model)
-            if price is not None and not hit:
-                cost = price.cost(tokens[0], tokens[1], tokens[2])
-            self.recorder.finish(
-                record, prompt_tokens=tokens[0], completion_tokens=tokens[1], cached_tokens=tokens[2],
-                reasoning_tokens=tokens[3], cost=None if hit else cost, cache_hit=hit,
-                saved=result.cost if hit else None, response_model=text_or_none(result.response_model),
-                payload=(lm, call, result, None),
-            )
+            if self.prices and not hit:
+                price = self.prices.get(record.model)
+                if price is not None:
+                    cost = price.cost(tokens[0], tokens[1], tokens[2])
+            record.lm = lm
+            record.keep_call(call)
+            record.outputs, record.usage, record.dspy_cost = result.outputs, result.usage, result.cost
+            record.cost_details = getattr(result, "cost_details", None)
+            # Positional: this runs once per LM call.
+            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
+                                 result.cost if hit else None, None, text_or_none(result.response_model), True)
             if self.guard is not None:
                 self.guard.after_call(record)
         except Exception:
@@ -192,9 +194,11 @@ class Hooks:
 
     def finish_error(self, record: CallRecord, lm, call, error: BaseException) -> None:
         try:
+            record.lm = lm
+            record.keep_call(call)
             tokens = usage_tokens(record.partial_usage or {})
             self.recorder.finish(record, prompt_tokens=tokens[0], completion_tokens=tokens[1],
                                  cached_tokens=tokens[2], reasoning_tokens=tokens[3], cost=None,
-                                 error=error, payload=(lm, call, None, error))
+                                 error=error, keep=True)
         except Exception:
             self.recorder.count_internal_error()

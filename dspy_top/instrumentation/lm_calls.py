@@ -99,7 +99,7 @@ def install_fallback(hooks) -> None:
             hooks.finish_error(record, lm, None, exc)
             return
         if entry is None:  # history disabled: the call is counted, its usage is not known
-            hooks.recorder.finish(record, payload=None)
+            hooks.recorder.finish(record)
             return
         response = entry.get("response")
         hit = bool(getattr(response, "cache_hit", False))

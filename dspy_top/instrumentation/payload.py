@@ -10,43 +10,39 @@ from typing import Any
 from dspy_top.instrumentation.redact import known_secrets, scrub
 
 
-def materialize(source: tuple[Any, Any, Any, BaseException | None]) -> dict[str, Any]:
-    lm, call, result, error = source
+def materialize(record: Any) -> dict[str, Any]:
+    """The payload of a kept CallRecord, from the parts of DSPy's call and result it references."""
+    lm = record.lm
     lm_kwargs = dict(getattr(lm, "kwargs", {}) or {})
     secrets = known_secrets([lm_kwargs.get("api_key")])
     payload: dict[str, Any] = {
         "model": getattr(lm, "model", None),
         "model_type": getattr(lm, "model_type", None),
-        "messages": scrub(_messages(call), secrets),
-        "options": scrub({**lm_kwargs, **dict(getattr(call, "kwargs", {}) or {})}, secrets),
+        "messages": scrub(_messages(record), secrets),
+        "options": scrub({**lm_kwargs, **dict(record.options or {})}, secrets),
     }
-    if result is not None:
-        payload["outputs"] = scrub(result.outputs, secrets)
-        payload["usage"] = scrub(result.usage, secrets)
-        payload["cost_usd"] = result.cost
-        payload["cache_hit"] = bool(result.cache_hit)
-        payload["response_model"] = result.response_model
-        details = getattr(result, "cost_details", None)
-        if details:
-            payload["cost_details"] = scrub(details, secrets)
-    if error is not None:
+    if record.error is None:
+        payload["outputs"] = scrub(record.outputs, secrets)
+        payload["usage"] = scrub(record.usage, secrets)
+        payload["cost_usd"] = record.dspy_cost
+        payload["cache_hit"] = bool(record.cache_hit)
+        payload["response_model"] = record.response_model
+        if record.cost_details:
+            payload["cost_details"] = scrub(record.cost_details, secrets)
+    else:
+        error = record.error
         payload["error"] = scrub(f"{type(error).__name__}: {error}", secrets)
     return payload
 
 
-def _messages(call: Any) -> list[Any]:
-    if call is None:
-        return []
-    request = getattr(call, "request", None)
-    if request is not None:
+def _messages(record: Any) -> list[Any]:
+    if record.request is not None:
         try:
             from dspy.clients.lm15_boundary import history_messages
 
-            return history_messages(request)
+            return history_messages(record.request)
         except Exception:
-            return [{"role": "user", "content": repr(request)}]
-    messages = getattr(call, "messages", None) or (getattr(call, "legacy", None) or {}).get("messages")
-    if messages:
-        return list(messages)
-    prompt = getattr(call, "prompt", None)
-    return [{"role": "user", "content": prompt}] if prompt is not None else []
+            return [{"role": "user", "content": repr(record.request)}]
+    if record.messages:
+        return list(record.messages)
+    return [{"role": "user", "content": record.prompt}] if record.prompt is not None else []
