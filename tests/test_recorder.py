@@ -231,3 +231,32 @@ def test_threads_and_a_reader_racing_stay_exact_and_the_backlog_bounded():
     assert [c for c, _ in seen] == sorted(c for c, _ in seen)  # never goes backwards
     assert all(0 <= f <= threads for _, f in seen)
     assert max(backlog) <= PENDING_LIMIT + 2 * threads and not rec.pending
+
+
+def test_calls_begun_with_modules_are_named_when_folded_or_read():
+    rec, _ = make(queue=100)
+    named = []
+
+    def describe(modules):
+        named.append(tuple(modules))
+        if modules == ["broken"]:
+            raise RuntimeError("cannot name")
+        return ".".join(modules), modules[-1], tuple(modules)
+
+    rec.describe = describe
+    running = rec.begin(None, None, (), "m", modules=["RAG", "answer"])
+    done = rec.begin(None, None, (), "m", modules=["RAG", "retrieve"])
+    rec.finish(done, prompt_tokens=5)
+    assert named == []  # nothing named on the job's thread
+    stats = rec.stats()
+    modules = {m["path"]: m for m in stats["modules"]}
+    assert modules["RAG.answer"]["in_flight"] == 1 and modules["RAG.answer"]["class"] == "answer"
+    assert modules["RAG.retrieve"]["calls"] == 1 and modules["RAG.retrieve"]["chain"] == ["RAG", "retrieve"]
+    rec.finish(running)
+    rec.stats()
+    assert sorted(named) == [("RAG", "answer"), ("RAG", "retrieve")]  # each call named once
+    assert [c["path"] for c in rec.snapshot()["calls"]] == ["RAG.retrieve", "RAG.answer"]
+
+    rec.finish(rec.begin(None, None, (), "m", modules=["broken"]))
+    stats = rec.stats()
+    assert "(unknown)" in {m["path"] for m in stats["modules"]} and stats["internal_errors"] == 1

@@ -51,6 +51,7 @@ class Hooks:
         # Module chain (ids) -> (weakrefs keeping watch, described path).
         self._paths: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], tuple[str, str, tuple[str, ...]]]] = {}
         self.mechanism = ""
+        recorder.describe = self.module_path
         # Set in a forked child: starts its socket server, once, outside the at-fork hook.
         self.on_first_call = None
 
@@ -156,14 +157,16 @@ class Hooks:
             modules = overrides["caller_modules"] if "caller_modules" in overrides else main.get("caller_modules")
             scope = overrides[SCOPE_KEY] if SCOPE_KEY in overrides else main.get(SCOPE_KEY)
             stream = overrides["send_stream"] if "send_stream" in overrides else main.get("send_stream")
-            path, cls, chain = self.module_path(modules or ())
             model = getattr(lm, "model", "?")
             if type(model) is not str:
                 model = str(model)
-            if self.guard is not None:
-                self.guard.before_call(path, model)
-            return self.recorder.begin(path, cls, chain, model, scope.ids if type(scope) is Scope else (),
-                                       stream is not None)
+            scopes = scope.ids if type(scope) is Scope else ()
+            if self.guard is None:
+                # The module path is worked out when the call is folded, in a batch.
+                return self.recorder.begin(None, None, (), model, scopes, stream is not None, modules or ())
+            path, cls, chain = self.module_path(modules or ())
+            self.guard.before_call(path, model)
+            return self.recorder.begin(path, cls, chain, model, scopes, stream is not None)
         except BaseException as exc:
             if self.guard is not None and self.guard.is_budget_error(exc):
                 raise

@@ -106,18 +106,21 @@ class CallRecord:
     calls made the cyclic GC promote half again as many objects per call as DSPy alone, and
     full collections came that much more often."""
 
-    __slots__ = ("id", "path", "module_class", "chain", "model", "started_at", "started_perf",
+    __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
                  "retries", "partial_usage", "scopes", "stream",
                  "duration", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "cost", "cache_hit", "saved", "error", "response_model", "keep",
                  "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
                  "cost_details")
 
-    def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf):
+    def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, modules):
         self.id = call_id
+        # Either the path, class and chain, or the calling modules to name them from later
+        # (Recorder.describe): naming is cheaper in a batch than on the job's thread.
         self.path = path
         self.module_class = module_class
         self.chain = chain
+        self.modules = modules
         self.model = model
         self.scopes = scopes
         self.stream = stream
@@ -155,6 +158,8 @@ class Recorder:
         self._ids = itertools.count(1)
         # Set by the budget guard: its limits and the alerts fired so far (sent in stats).
         self.budget: dict[str, Any] | None = None
+        # Names calls begun with `modules` instead of a path: modules -> (path, class, chain).
+        self.describe: Callable[[Any], tuple[str, str, tuple[str, ...]]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -186,10 +191,11 @@ class Recorder:
 
     # --- the hot path -------------------------------------------------------------
 
-    def begin(self, path: str, module_class: str, chain: tuple[str, ...], model: str,
-              scopes: tuple[str, ...] = (), stream: bool = False) -> CallRecord:
+    def begin(self, path: str | None, module_class: str | None, chain: tuple[str, ...], model: str,
+              scopes: tuple[str, ...] = (), stream: bool = False, modules: Any = None) -> CallRecord:
+        """A call starts. With `path` None, `modules` (DSPy's caller modules) name it when folded."""
         record = CallRecord(next(self._ids), path, module_class, chain, model, scopes, stream,
-                            self._clock(), self._perf())
+                            self._clock(), self._perf(), modules)
         self.active[record.id] = record
         self.version += 1  # only tells the server something changed: a lost update is harmless
         return record
@@ -253,6 +259,8 @@ class Recorder:
             self._apply_progress()
 
     def _apply_finish(self, record: CallRecord) -> None:
+        if record.path is None:
+            self._name(record)
         duration, prompt_tokens, completion_tokens = record.duration, record.prompt_tokens, record.completion_tokens
         cached_tokens, reasoning_tokens, cost = record.cached_tokens, record.reasoning_tokens, record.cost
         cache_hit, saved, error = record.cache_hit, record.saved, record.error
@@ -316,6 +324,18 @@ class Recorder:
         if record.path not in self.module_info:
             self.module_info[record.path] = {"class": record.module_class, "chain": list(record.chain)}
         return cell
+
+    def _name(self, record: CallRecord) -> str:
+        """Fill in a call's module path from the modules it was begun with; call with the lock held."""
+        try:
+            path, module_class, chain = self.describe(record.modules)
+        except Exception:
+            self.internal_errors += 1
+            path, module_class, chain = "(unknown)", "?", ()
+        record.module_class, record.chain = module_class, chain
+        record.path = path  # last: another reader takes a set path as the whole name
+        record.modules = None
+        return path
 
     def add_retry(self, record: CallRecord) -> None:
         record.retries += 1
@@ -490,6 +510,8 @@ class Recorder:
         scopes: dict[str, int] = {}
         for record in active.values():
             path = record.path
+            if path is None:
+                path = self._name(record)
             modules[path] = modules.get(path, 0) + 1
             models[record.model] = models.get(record.model, 0) + 1
             for scope in record.scopes:
