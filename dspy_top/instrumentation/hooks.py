@@ -13,7 +13,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from dspy_top.instrumentation.lm_calls import text_or_none, usage_tokens
+from dspy_top.instrumentation.lm_calls import usage_tokens
 from dspy_top.instrumentation.module_paths import describe
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
 
@@ -183,13 +183,18 @@ class Hooks:
                 price = self.prices.get(record.model)
                 if price is not None:
                     cost = price.cost(tokens[0], tokens[1], tokens[2])
-            record.lm = lm
-            record.keep_call(call)
-            record.outputs, record.usage, record.dspy_cost = result.outputs, result.usage, result.cost
+            # The payload's source: references to what was sent and got back (see payload.py).
+            record.lm, record.prompt, record.request, record.options = lm, call.prompt, call.request, call.kwargs
+            if call.request is None:
+                record.messages = call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+            record.outputs, record.usage, record.dspy_cost = result.outputs, usage, result.cost
             record.cost_details = getattr(result, "cost_details", None)
+            response_model = result.response_model
+            if response_model is not None and type(response_model) is not str:
+                response_model = str(response_model)
             # Positional: this runs once per LM call.
             self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
-                                 result.cost if hit else None, None, text_or_none(result.response_model), True)
+                                 result.cost if hit else None, None, response_model, True)
             if self.guard is not None:
                 self.guard.after_call(record)
         except Exception:
@@ -198,8 +203,11 @@ class Hooks:
     def finish_error(self, record: CallRecord, lm, call, error: BaseException) -> None:
         try:
             record.lm = lm
-            record.keep_call(call)
-            tokens = usage_tokens(record.partial_usage or {})
+            if call is not None:
+                record.prompt, record.request, record.options = call.prompt, call.request, call.kwargs
+                if call.request is None:
+                    record.messages = call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+            tokens = usage_tokens(getattr(record, "partial_usage", None) or {})
             self.recorder.finish(record, prompt_tokens=tokens[0], completion_tokens=tokens[1],
                                  cached_tokens=tokens[2], reasoning_tokens=tokens[3], cost=None,
                                  error=error, keep=True)

@@ -256,9 +256,3 @@ def _int(value: Any) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def text_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-

@@ -127,18 +127,9 @@ class CallRecord:
         self.started_at = started_at
         self.started_perf = started_perf
         self.retries = 0
-        self.partial_usage: dict[str, int] | None = None
-        # The payload's source, set by the hooks (payload.py reads it).
-        self.lm = self.prompt = self.messages = self.request = self.options = None
-        self.outputs = self.usage = self.dspy_cost = self.cost_details = None
-
-    def keep_call(self, call: Any) -> None:
-        """Reference what a DSPy PreparedCall sent: its request (or messages, or prompt) and options."""
-        if call is None:
-            return
-        self.prompt, self.request, self.options = call.prompt, call.request, call.kwargs
-        if self.request is None:
-            self.messages = call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+        # Set only when needed (readers use getattr with a default): partial_usage by a failed
+        # call's accounting; lm, prompt, messages, request, options, outputs, usage, dspy_cost
+        # and cost_details, the payload's source, by the hooks (payload.py reads them).
 
 
 class Recorder:
