@@ -135,6 +135,22 @@ def test_internal_failures_are_swallowed_counted_and_change_no_output(sim):
     assert "a bug inside dspy-top" not in stderr
 
 
+def test_a_call_dspy_top_fails_to_finish_is_counted_and_not_left_in_flight(sim):
+    baseline, _ = run_job(sim)
+    setup = """
+    import dspy_top
+    handle = dspy_top.instrument()
+    def broken(*args, **kwargs):
+        raise RuntimeError('a bug inside dspy-top')
+    handle.recorder.finish = broken
+    """
+    after = "extra = {'internal_errors': handle.recorder.internal_errors}"
+    result, stderr = run_job(sim, setup=setup, after=after)
+    assert result["answers"] == baseline["answers"]
+    assert result["internal_errors"] == 3 and result["totals"]["in_flight"] == 0
+    assert "a bug inside dspy-top" not in stderr
+
+
 def test_module_paths_are_cached_only_while_every_module_of_the_chain_lives():
     import gc
 

@@ -199,6 +199,7 @@ class Hooks:
                 self.guard.after_call(record)
         except Exception:
             self.recorder.count_internal_error()
+            self.recorder.discard(record)
 
     def finish_error(self, record: CallRecord, lm, call, error: BaseException) -> None:
         try:
@@ -213,3 +214,4 @@ class Hooks:
                                  error=error, keep=True)
         except Exception:
             self.recorder.count_internal_error()
+            self.recorder.discard(record)

@@ -232,6 +232,10 @@ class Recorder:
             finally:
                 self.lock.release()
 
+    def discard(self, record: CallRecord) -> None:
+        """dspy-top failed to finish this call: at least it is no longer in flight."""
+        self.active.pop(record.id, None)
+
     def fold(self) -> None:
         """Apply every pending hot-path record to the counters, the history and the event queue."""
         with self.lock:
