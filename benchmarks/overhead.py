@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -380,8 +381,6 @@ def paired_report(paired, args):
 
 def bootstrap_median(samples, rounds=2000):
     """A 95% interval for the median of `samples` (percentile bootstrap, fixed seed)."""
-    import random
-
     rng = random.Random(1)
     medians = sorted(statistics.median(rng.choices(samples, k=len(samples))) for _ in range(rounds))
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds)]

@@ -118,34 +118,26 @@ def test_an_unfamiliar_dspy_gets_the_exact_fallback(sim):
     assert result["totals"]["cost_usd"] > 0
 
 
-def test_internal_failures_are_swallowed_counted_and_change_no_output(sim):
+def run_with_broken_recorder(sim, *methods):
+    """The job with these recorder methods raising, and the same job without dspy-top."""
     baseline, _ = run_job(sim)
-    setup = """
-    import dspy_top
-    handle = dspy_top.instrument()
-    def broken(*args, **kwargs):
-        raise RuntimeError('a bug inside dspy-top')
-    handle.recorder.finish = broken
-    handle.recorder.begin = broken
-    """
+    setup = ("import dspy_top\nhandle = dspy_top.instrument()\n"
+             "def broken(*args, **kwargs):\n    raise RuntimeError('a bug inside dspy-top')\n"
+             + "".join(f"handle.recorder.{name} = broken\n" for name in methods))
     after = "extra = {'internal_errors': handle.recorder.internal_errors}"
     result, stderr = run_job(sim, setup=setup, after=after)
+    return baseline, result, stderr
+
+
+def test_internal_failures_are_swallowed_counted_and_change_no_output(sim):
+    baseline, result, stderr = run_with_broken_recorder(sim, "finish", "begin")
     assert result["answers"] == baseline["answers"]
     assert result["internal_errors"] == 3  # each failed begin, counted; the call itself went ahead
     assert "a bug inside dspy-top" not in stderr
 
 
 def test_a_call_dspy_top_fails_to_finish_is_counted_and_not_left_in_flight(sim):
-    baseline, _ = run_job(sim)
-    setup = """
-    import dspy_top
-    handle = dspy_top.instrument()
-    def broken(*args, **kwargs):
-        raise RuntimeError('a bug inside dspy-top')
-    handle.recorder.finish = broken
-    """
-    after = "extra = {'internal_errors': handle.recorder.internal_errors}"
-    result, stderr = run_job(sim, setup=setup, after=after)
+    baseline, result, stderr = run_with_broken_recorder(sim, "finish")
     assert result["answers"] == baseline["answers"]
     assert result["internal_errors"] == 3 and result["totals"]["in_flight"] == 0
     assert "a bug inside dspy-top" not in stderr

@@ -1,8 +1,8 @@
 """The in-process recorder: exact counters plus a bounded stream of events for viewers.
 
 The job's threads call `begin`/`finish`, the hot path. `begin` puts the call in the
-`active` dict (what is in flight); `finish` appends one tuple to a deque and, once a batch
-is pending, folds it into the counters if the lock is free, and otherwise leaves it to
+`active` dict (what is in flight); `finish` writes the outcome onto the call's record,
+appends the record to a deque and, once a batch is pending, folds it into the counters if the lock is free, and otherwise leaves it to
 whoever holds it. So the hot path never waits: under the GIL, threads that queue on a lock
 held by a descheduled thread form a convoy that costs eight Evaluate workers hundreds of
 µs per call. Every reader (the server thread, `stats()`, `snapshot()`, the budget guard)
@@ -165,7 +165,7 @@ class Recorder:
         self.scope_counters: dict[str, Counters] = {}
         self.events: deque[dict[str, Any] | tuple] = deque()  # see drain()
         # Hot-path records not yet folded into the counters (deque appends need no lock).
-        self.pending: deque[tuple] = deque()
+        self.pending: deque[CallRecord | tuple] = deque()  # finished calls; tool events as tuples
         self._progress: dict[str, tuple[int, float]] = {}  # evaluation progress, latest per scope
         self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
@@ -455,33 +455,22 @@ class Recorder:
             return self._stats_locked()
 
     def _stats_locked(self, all_scopes: bool = False) -> dict[str, Any]:
-        totals, modules, models = Counters(), {}, {}
+        totals = Counters()
+        modules: dict[str, Counters] = {}
+        models: dict[str, Counters] = {}
         for (path, model), cell in self.cells.items():
             totals.add(cell)
-            module = modules.get(path)
-            if module is None:
-                module = modules[path] = Counters()
-                module.by_model = {}
+            module = _counters_of(modules, path, by_model=True)
             module.add(cell)
             if cell.prompt_tokens or cell.completion_tokens:
                 # Billed tokens per model, so a viewer can re-price a module with its own prices.
                 module.by_model[model] = [cell.prompt_tokens, cell.completion_tokens, cell.cached_tokens]
-            by_model = models.get(model)
-            if by_model is None:
-                by_model = models[model] = Counters()
-            by_model.add(cell)
+            _counters_of(models, model).add(cell)
         totals.in_flight, module_flight, model_flight, scope_flight = self._in_flight()
         for path, count in module_flight.items():
-            module = modules.get(path)
-            if module is None:
-                module = modules[path] = Counters()
-                module.by_model = {}
-            module.in_flight = count
+            _counters_of(modules, path, by_model=True).in_flight = count
         for model, count in model_flight.items():
-            by_model = models.get(model)
-            if by_model is None:
-                by_model = models[model] = Counters()
-            by_model.in_flight = count
+            _counters_of(models, model).in_flight = count
         return {
             "at": self._clock(),
             "totals": totals.to_wire(),
@@ -546,6 +535,15 @@ class Recorder:
         with self.lock:
             self._fold_locked()
             return self.payloads.get(call_id)
+
+
+def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -> Counters:
+    counters = table.get(key)
+    if counters is None:
+        counters = table[key] = Counters()
+        if by_model:
+            counters.by_model = {}
+    return counters
 
 
 def _short(text: str, limit: int = 500) -> str:
