@@ -5,10 +5,18 @@ Shared by the job (`instrument(prices=...)`) and the viewer (`--price`); standar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 PER_MILLION = 1_000_000
+
+
+def usd(value: float) -> str:
+    """$5.00 · $0.0040: small budgets and spends keep their significant digits."""
+    if value >= 0.01 or value <= 0:
+        return f"${value:,.2f}"
+    return f"${value:.{min(8, 1 - math.floor(math.log10(value)))}f}"
 
 
 @dataclass(frozen=True)

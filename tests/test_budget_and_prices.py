@@ -208,7 +208,8 @@ def test_stop_ends_an_optimizer_run_cleanly_and_says_why(sim):
     assert result is None  # it never finished
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("dspy-top: total budget $")
-    assert "stopping the run" in stderr
+    assert "the run stops at its next LM call" in stderr
+    assert stderr.strip().splitlines()[-1].endswith("; stopped the run")
     assert sim.stats()["requests"] < 8 + 4
 
 
@@ -236,3 +237,10 @@ def test_a_viewer_can_stop_the_job(sim, tmp_path):
     assert proc.returncode == 1
     assert stderr.strip().splitlines()[-1] == "dspy-top: stop requested from the viewer"
     assert "Traceback" not in stderr
+
+
+def test_small_amounts_keep_their_digits_in_messages():
+    from dspy_top.pricing import usd
+
+    assert [usd(v) for v in (5, 1234.5, 0.25, 0.01, 0.002, 0.0021, 0.000012, 0)] == [
+        "$5.00", "$1,234.50", "$0.25", "$0.01", "$0.0020", "$0.0021", "$0.000012", "$0.00"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from dspy_top.errors import BudgetExceeded, BudgetStop
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.pricing import usd
 
 ACTIONS = ("warn", "raise", "stop")
 WARN_AT = 0.8
@@ -30,10 +31,10 @@ class Guard:
         self.limits: dict[tuple[str, str], float] = {}
         if total_usd is not None:
             self.limits[("total", "")] = float(total_usd)
-        for path, usd in (modules or {}).items():
-            self.limits[("module", path)] = float(usd)
-        for model, usd in (models or {}).items():
-            self.limits[("model", model)] = float(usd)
+        for path, limit in (modules or {}).items():
+            self.limits[("module", path)] = float(limit)
+        for model, limit in (models or {}).items():
+            self.limits[("model", model)] = float(limit)
         self._fired: set[tuple[str, str, float]] = set()
         self._spent_scopes: dict[tuple[str, str], str] = {}  # scope -> message, once crossed
         self._stop_reason: str | None = None
@@ -46,7 +47,7 @@ class Guard:
 
     def describe(self) -> dict[str, Any]:
         return {"on_exceed": self.on_exceed, "alerts": [],
-                "limits": [{"scope": kind, "name": name, "usd": usd} for (kind, name), usd in self.limits.items()]}
+                "limits": [{"scope": kind, "name": name, "usd": limit} for (kind, name), limit in self.limits.items()]}
 
     # --- called from the hooks ------------------------------------------------------
 
@@ -100,11 +101,13 @@ class Guard:
             if level >= 1.0:
                 action = {"warn": "carrying on (on_exceed='warn')",
                           "raise": "further LM calls raise dspy_top.BudgetExceeded",
-                          "stop": "stopping the run"}[self.on_exceed]
-                message = f"dspy-top: {label} budget ${limit:,.2f} spent (${spent:,.4f}); {action}"
-                self._spent_scopes[key] = message
+                          "stop": "the run stops at its next LM call"}[self.on_exceed]
+                spent_text = f"dspy-top: {label} budget {usd(limit)} spent ({usd(spent)})"
+                message = f"{spent_text}; {action}"
+                # What the refused call raises (for `stop`, what the run ends with).
+                self._spent_scopes[key] = f"{spent_text}; stopped the run" if self.on_exceed == "stop" else message
             else:
-                message = f"dspy-top: {label} spend ${spent:,.4f} passed {int(level * 100)}% of its ${limit:,.2f} budget"
+                message = f"dspy-top: {label} spend {usd(spent)} passed {int(level * 100)}% of its {usd(limit)} budget"
         print(message, file=sys.stderr, flush=True)
         self._alert({"level": int(level * 100), "scope": key[0], "name": key[1], "spent_usd": spent,
                      "budget_usd": limit, "action": self.on_exceed, "message": message})

@@ -7,9 +7,10 @@ budget_usd=...)`) acts inside the job and reports its limits and alerts in `stat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+
+from dspy_top.pricing import usd
 
 WARN_AT = 0.8
 LEVELS = (80, 100)  # percent: each warns once
@@ -36,15 +37,8 @@ class ViewerBudget:
     def message(self, level: int) -> str:
         lower = "" if self.cost_known else " (at least: some calls have no known price)"
         if level >= 100:
-            return f"budget {_usd(self.usd)} reached: {_usd(self.spent)} spent{lower}"
-        return f"{level}% of the {_usd(self.usd)} budget spent: {_usd(self.spent)}{lower}"
-
-
-def _usd(value: float) -> str:
-    """$5.00 · $0.0040: small budgets keep their significant digits."""
-    if value >= 0.01 or value <= 0:
-        return f"${value:,.2f}"
-    return f"${value:.{min(8, 1 - math.floor(math.log10(value)))}f}"
+            return f"budget {usd(self.usd)} reached: {usd(self.spent)} spent{lower}"
+        return f"{level}% of the {usd(self.usd)} budget spent: {usd(self.spent)}{lower}"
 
 
 class BudgetAlarm:
