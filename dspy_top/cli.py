@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--json", action="store_true",
                       help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
     money = parser.add_argument_group("prices and budget")
-    money.add_argument("--price", type=_price, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
+    money.add_argument("--price", type=price_option, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
                        help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, replacing "
                             "the job's figure and pricing calls it could not (repeat for several models)")
     money.add_argument("--budget", type=positive_number, metavar="USD",
@@ -92,7 +92,7 @@ def positive_number(text: str) -> float:
     return value
 
 
-def _price(text: str):
+def price_option(text: str):
     from dspy_top.pricing import parse_price
 
     try:

@@ -13,7 +13,8 @@ import sys
 
 from dspy_top import run
 
-USAGE = "dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]"
+USAGE = ("dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
+         "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]")
 DESCRIPTION = """\
 Run a demo DSPy job and open the live view on it: a RAG pipeline with a tool-using
 ReAct step over a small dataset with dspy.Parallel, then BootstrapFewShot and MIPROv2
@@ -27,6 +28,7 @@ examples:
   dspy-top demo --speed 0.2                   # five times faster
   dspy-top demo --model openai/gpt-4o-mini    # a real provider (OPENAI_API_KEY must be set)
   dspy-top demo -b -d 5                       # text snapshots instead of the live view
+  dspy-top demo --budget 0.002 --on-exceed stop   # watch a budget end the run
 
 The same programs are plain scripts in demos/: dspy-top run -- python demos/rag_react.py
 """
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--threads", type=int, default=4, metavar="N", help="parallel LM calls (default 4)")
     job.add_argument("--no-mipro", action="store_true", help="stop after BootstrapFewShot")
     run.add_view_options(parser.add_argument_group("display"))
+    run.add_money_options(parser.add_argument_group("the job's budget and prices"))
     return parser
 
 

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from dspy_top import client, paths
-from dspy_top.cli import positive_number
+from dspy_top.cli import positive_number, price_option
 
-USAGE = "dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE] [--] COMMAND [ARG...]"
+USAGE = ("dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
+         "                    [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]\n"
+         "                    [--] COMMAND [ARG...]")
 DESCRIPTION = """\
 Run COMMAND with DSPy instrumentation (no code change) and show the live view in this
 terminal. Works for `python job.py`, `python -m pkg`, console scripts and shell
@@ -42,12 +44,14 @@ examples:
   dspy-top run -- python job.py --epochs 3
   dspy-top run -- python -m mypkg.optimize
   dspy-top run -b -d 5 -- ./run_eval.sh      # a text snapshot every 5 s, then the job's status
+  dspy-top run --budget 5 --on-exceed stop -- python optimize.py   # end the run once $5 is spent
 
 exit status: the job's (128+N when a signal N ended it), 127 when COMMAND is not found,
 126 when it cannot be run, 2 on a usage error.
 
 The job's environment gets DSPY_TOP=1, PYTHONUNBUFFERED=1 (so its output shows up live),
-DSPY_TOP_RUNTIME_DIR, and a PYTHONPATH entry holding a sitecustomize.py that loads the
+DSPY_TOP_RUNTIME_DIR, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED and DSPY_TOP_PRICES from
+--budget, --on-exceed and --price, and a PYTHONPATH entry holding a sitecustomize.py that loads the
 instrumentation where dspy-top's .pth file is not installed (it runs any other
 sitecustomize too). The job's stdin is /dev/null.
 """
@@ -502,6 +506,7 @@ def build_parser(prog: str = "dspy-top run", usage: str = USAGE, description: st
     parser = argparse.ArgumentParser(prog=prog, usage=usage, description=description, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_view_options(parser)
+    add_money_options(parser.add_argument_group("the job's budget and prices"))
     return parser
 
 
@@ -517,6 +522,33 @@ def add_view_options(parser: argparse.ArgumentParser) -> None:
                         help="write the job's output to FILE (default: a new private file, shown on screen)")
 
 
+def add_money_options(parser) -> None:
+    """The job's own budget guard and prices: they act in the job, exactly, on every call."""
+    parser.add_argument("--budget", type=positive_number, metavar="USD",
+                        help="the job's spending limit: a warning at 80%% and 100%%, then what --on-exceed says")
+    parser.add_argument("--on-exceed", choices=("warn", "raise", "stop"),
+                        help="once the budget is spent: warn and carry on (default), raise BudgetExceeded "
+                             "at the next LM call, or stop the run there (exit status 1, with the reason)")
+    parser.add_argument("--price", type=price_option, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
+                        help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens in the job "
+                             "(repeat for several models)")
+
+
+def money_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
+    """The job's environment entries for --budget, --on-exceed and --price (given prices win)."""
+    env: dict[str, str] = {}
+    if getattr(args, "budget", None) is not None:
+        env["DSPY_TOP_BUDGET"] = repr(args.budget)
+    if getattr(args, "on_exceed", None):
+        env["DSPY_TOP_ON_EXCEED"] = args.on_exceed
+    prices = getattr(args, "prices", None)
+    if prices:
+        given = [f"{model}={price.input!r}/{price.output!r}" + (f"/{price.cached!r}" if price.cached is not None else "")
+                 for model, price in prices]
+        env["DSPY_TOP_PRICES"] = ",".join(filter(None, [base.get("DSPY_TOP_PRICES", ""), *given]))
+    return env
+
+
 def check_view_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.iterations is not None and args.iterations < 1:
         parser.error("-n must be at least 1")
@@ -529,7 +561,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--" in argv:
         at = argv.index("--")
         return argv[:at], argv[at + 1:]
-    takes_value = {"-d", "--delay", "-n", "--iterations", "--log"}
+    takes_value = {"-d", "--delay", "-n", "--iterations", "--log", "--budget", "--on-exceed", "--price"}
     index = 0
     while index < len(argv):
         word = argv[index]
@@ -541,6 +573,8 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
+    env = dict(os.environ if env is None else env)
+    env.update(money_environment(args, env))
     try:
         job = start_job(command, log_path=args.log, env=env)
     except StartError as exc:

@@ -55,6 +55,18 @@ def test_split_command_at_double_dash_or_first_word():
     assert run.split_command(["-d", "2", "python", "-m", "pkg"]) == (["-d", "2"], ["python", "-m", "pkg"])
     assert run.split_command(["--log", "/tmp/x", "-b", "./wrap.sh", "-b"]) == (["--log", "/tmp/x", "-b"], ["./wrap.sh", "-b"])
     assert run.split_command(["-b"]) == (["-b"], [])
+    assert run.split_command(["--budget", "5", "--on-exceed", "stop", "--price", "m=1/2", "python", "x.py"]) == (
+        ["--budget", "5", "--on-exceed", "stop", "--price", "m=1/2"], ["python", "x.py"])
+
+
+def test_budget_and_prices_reach_the_jobs_environment_and_given_prices_win():
+    args = run.build_parser().parse_args(["--budget", "2.5", "--on-exceed", "raise",
+                                          "--price", "openai/a=0.15/0.6", "--price", "openai/b=1/2/0.5"])
+    env = run.money_environment(args, {"DSPY_TOP_PRICES": "openai/a=9/9"})
+    assert env["DSPY_TOP_BUDGET"] == "2.5" and env["DSPY_TOP_ON_EXCEED"] == "raise"
+    # Parsed left to right, the later entry for a model wins: the command line beats the inherited value.
+    assert env["DSPY_TOP_PRICES"] == "openai/a=9/9,openai/a=0.15/0.6,openai/b=1.0/2.0/0.5"
+    assert run.money_environment(run.build_parser().parse_args([]), {"DSPY_TOP_PRICES": "x=1/1"}) == {}
 
 
 def test_clean_output_drops_colours_and_shows_a_redrawn_line_once_finished():
@@ -175,6 +187,47 @@ def test_batch_mode_runs_python_dash_m(runtime):
                           "--speed", "0", "--questions", "2")
     assert result.returncode == 0, result.stderr
     assert last_json(result.stdout)["totals"]["calls"] >= 8
+
+
+BUDGET_JOB = """
+import os
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import dspy
+dspy.configure(lm=dspy.LM("openai/sim-unlisted", api_base=os.environ["SIM_URL"], api_key="sim", cache=False))
+program = dspy.Predict("question -> answer")
+for i in range(100):
+    program(question=f"What is {i} + 10?")
+print("ALL 100 DONE", flush=True)
+"""
+
+
+def test_run_prices_the_job_and_its_budget_stops_it(runtime, tmp_path):
+    from dspy_top.simlm import SimLM
+
+    job = tmp_path / "budget_job.py"
+    job.write_text(BUDGET_JOB)
+    with SimLM(latency_scale=0.0) as sim:
+        result = dspy_top_run("-b", "--json", "--budget", "1.0", "--on-exceed", "stop",
+                              "--price", "openai/sim-unlisted=1000/2000", "--", sys.executable, str(job),
+                              env={"SIM_URL": sim.base_url, "DSPY_TOP_CONFIG": str(tmp_path / "none.toml")}, timeout=120)
+        served = sim.stats()
+    assert result.returncode == 1, result.stderr  # the budget stopped it: a clean exit 1, with the reason
+    assert "ALL 100 DONE" not in result.stderr and "the run stops at its next LM call" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("; stopped the run")
+    assert "Traceback" not in result.stderr
+    totals = last_json(result.stdout)["totals"]
+    # litellm has no price for this model: every call is priced by --price, in the job, exactly.
+    assert totals["unpriced_calls"] == 0
+    assert totals["calls"] == served["requests"] < 100
+    assert totals["prompt_tokens"] == served["prompt_tokens"] and totals["completion_tokens"] == served["completion_tokens"]
+    assert totals["cost_usd"] == pytest.approx((served["prompt_tokens"] * 1000 + served["completion_tokens"] * 2000) / 1e6,
+                                               rel=1e-12)
+    # The call that crossed $1 was the last one: the next was refused before it started.
+    last_call = (totals["cost_usd"] / totals["calls"])
+    assert 1.0 <= totals["cost_usd"] < 1.0 + 2 * last_call
+    budget = last_json(result.stdout)["budget"]["jobs"]
+    assert [(b["on_exceed"], [lim["usd"] for lim in b["limits"]]) for b in budget] == [("stop", [1.0])]
+    assert [a["level"] for a in budget[0]["alerts"]][:2] == [80, 100]
 
 
 def test_an_unknown_command_is_127_and_no_command_a_usage_error(runtime):
