@@ -13,7 +13,9 @@ each figure is the median over repeats. Scenarios:
 - litellm-sim:   `dspy.Predict` through the real litellm engine to the simulated LM (no latency)
 
 Modes: baseline, dspy-top (`dspy_top.instrument()` with a viewer process attached and reading),
-dspy-top-unwatched (instrumented, no viewer attached),
+dspy-top-unwatched (instrumented, no viewer attached), dspy-top-idle (not in the default
+set: instrumented with a viewer attached, then its hooks removed, so no per-call code runs: a
+control that shows how far fresh processes differ when the per-call cost is zero),
 callback-floor (an empty global DSPy callback: the cost DSPy itself adds once any global
 callback is registered), mlflow (`mlflow.dspy.autolog()`), openinference (its DSPy
 instrumentor with an OpenTelemetry SDK provider). Peers are skipped if not installed.
@@ -90,7 +92,7 @@ def build_program(scenario):
 
 def enable_mode(mode):
     """Turn on one mode; returns a cleanup callable."""
-    if mode in ("dspy-top", "dspy-top-unwatched"):
+    if mode in ("dspy-top", "dspy-top-unwatched", "dspy-top-idle"):
         import dspy_top
 
         handle = dspy_top.instrument()
@@ -100,6 +102,8 @@ def enable_mode(mode):
         viewer = subprocess.Popen([sys.executable, "-c", VIEWER, str(handle.socket_path)],
                                   stdout=subprocess.PIPE, text=True)
         viewer.stdout.readline()  # attached
+        if mode == "dspy-top-idle":  # everything but the hooks: the server, the viewer, the imports
+            handle.hooks.uninstall()
         return lambda: (viewer.kill(), viewer.wait())
     if mode == "callback-floor":
         import dspy
