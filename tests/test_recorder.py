@@ -5,7 +5,7 @@ import time
 
 from dspy_top import latency
 from dspy_top.protocol import CALL_FIELDS, call_dicts
-from dspy_top.instrumentation.recorder import Recorder
+from dspy_top.instrumentation.recorder import CallRecord, Recorder
 
 
 class FakeClock:
@@ -79,8 +79,34 @@ def test_history_and_payloads_are_bounded():
     snapshot = rec.snapshot()
     assert [c["id"] for c in snapshot["calls"]] == ids[-5:]
     assert rec.payload(ids[0]) is None and rec.payload(ids[-1]) is None
-    assert rec.payload(ids[-2]) is records[-2] and records[-2].prompt_tokens == 10
+    assert rec.payload(ids[-2]).id == ids[-2] and rec.payload(ids[-6]).id == ids[-6]
+    assert rec.payload(ids[-7]) is None  # overwritten in place by the newest
     assert len(rec.payloads) == 5 and set(rec.payloads) == set(ids[-6:-1])
+
+
+def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
+    import gc
+
+    rec, _ = make(history=3, queue=100)
+    record = rec.begin("P", "Predict", ("P",), "m")
+    record.lm, record.prompt, record.options = "an lm", "a prompt", {"temperature": 0.5, "max_tokens": 9}
+    record.outputs, record.usage, record.dspy_cost = ["out"], {"prompt_tokens": 3}, 0.25
+    rec.finish(record, prompt_tokens=3, cost=0.25, response_model="m-1", keep=True)
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is CallRecord)
+
+    gc.collect()  # other tests' records that are already garbage
+    call_id, before = record.id, alive()
+    del record
+    rec.fold()
+    gc.collect()
+    assert alive() == before - 1  # folded, the record is gone: nothing per call outlives the batch
+    kept = rec.payload(call_id)
+    assert (kept.lm, kept.prompt, kept.outputs, kept.usage, kept.dspy_cost) == ("an lm", "a prompt", ["out"],
+                                                                                  {"prompt_tokens": 3}, 0.25)
+    assert kept.options == {"temperature": 0.5, "max_tokens": 9} and kept.messages is None
+    assert (kept.error, kept.cache_hit, kept.response_model) == (None, False, "m-1")
+
 
 
 def test_snapshot_sequence_marks_what_it_covers():

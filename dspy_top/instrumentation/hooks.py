@@ -185,8 +185,8 @@ class Hooks:
                     cost = price.cost(tokens[0], tokens[1], tokens[2])
             # The payload's source: references to what was sent and got back (see payload.py).
             record.lm, record.prompt, record.request, record.options = lm, call.prompt, call.request, call.kwargs
-            if call.request is None:
-                record.messages = call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+            record.messages = (call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+                               if call.request is None else None)
             record.outputs, record.usage, record.dspy_cost = result.outputs, usage, result.cost
             record.cost_details = getattr(result, "cost_details", None)
             response_model = result.response_model

@@ -100,11 +100,12 @@ class CallRecord:
     """One LM call: who made it, set at begin; its outcome, set at finish; and, for the history
     pane, references to what it sent and got back (see payload.py).
 
-    Finish writes its outcome here rather than into a new tuple, and the payload ring keeps the
-    record itself. It references only the parts of DSPy's call and result that a payload shows,
-    most of which DSPy's own history holds too: keeping whole call and result objects for 1,000
-    calls made the cyclic GC promote half again as many objects per call as DSPy alone, and
-    full collections came that much more often."""
+    Finish writes its outcome here rather than into a new tuple. The record lives until it is
+    folded (a batch, within ~50 ms); the payload ring then copies the references a payload needs
+    into a preallocated slot. It references only the parts of DSPy's call and result that a
+    payload shows, most of which DSPy's own history holds too: keeping whole call and result
+    objects, or each record, for 1,000 calls left long-lived objects behind every call, and the
+    job's full garbage collections came that much sooner."""
 
     __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
                  "retries", "partial_usage", "scopes", "stream",
@@ -130,6 +131,21 @@ class CallRecord:
         # Set only when needed (readers use getattr with a default): partial_usage by a failed
         # call's accounting; lm, prompt, messages, request, options, outputs, usage, dspy_cost
         # and cost_details, the payload's source, by the hooks (payload.py reads them).
+
+
+# What a payload shows of a call (payload.materialize reads these names), in slot order.
+KEPT_FIELDS = ("id", "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
+               "cost_details", "error", "cache_hit", "response_model")
+
+
+class KeptCall:
+    """One call's payload sources, copied out of its ring slot when a viewer asks for them."""
+
+    __slots__ = KEPT_FIELDS
+
+    def __init__(self, slot: list) -> None:
+        for name, value in zip(KEPT_FIELDS, slot):
+            setattr(self, name, value)
 
 
 class Recorder:
@@ -169,8 +185,12 @@ class Recorder:
         self._progress: dict[str, tuple[int, float]] = {}  # evaluation progress, latest per scope
         self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
-        self.payloads: dict[int, CallRecord] = {}
-        self.payload_ids: deque[int] = deque(maxlen=self.history_capacity)  # oldest first
+        # The payload ring: preallocated slots overwritten in place, and call id -> slot index.
+        # Keeping each call's record instead made every call leave a long-lived object behind,
+        # which brought the job's next full garbage collection sooner (benchmarks/README.md).
+        self.ring: list[list] = [[None] * len(KEPT_FIELDS) for _ in range(self.history_capacity)]
+        self.ring_next = 0
+        self.payloads: dict[int, int] = {}
         self.dropped_events = 0
         self.internal_errors = 0
         self.tool_calls = 0
@@ -304,15 +324,26 @@ class Recorder:
         self.version += 1
         self.recent.append(row)
         if record.keep:
-            ids = self.payload_ids
-            if len(ids) == self.history_capacity:
-                self.payloads.pop(ids[0], None)  # the oldest, which the append below pushes out
-            ids.append(record.id)
-            self.payloads[record.id] = record
+            self._keep(record)
         if len(self.events) >= self.queue_capacity:
             self.dropped_events += 1
         else:
             self.events.append(row)
+
+    def _keep(self, record: CallRecord) -> None:
+        """Copy what the call's payload shows into the oldest slot of the ring; the record can go."""
+        index = self.ring_next
+        self.ring_next = (index + 1) % self.history_capacity
+        slot = self.ring[index]
+        if slot[0] is not None:
+            self.payloads.pop(slot[0], None)
+        try:  # finish_ok sets every payload field; a failed call's record lacks some
+            slot[:] = (record.id, record.lm, record.prompt, record.messages, record.request, record.options,
+                       record.outputs, record.usage, record.dspy_cost, record.cost_details, record.error,
+                       record.cache_hit, record.response_model)
+        except AttributeError:
+            slot[:] = [record.id] + [getattr(record, name, None) for name in KEPT_FIELDS[1:]]
+        self.payloads[record.id] = index
 
     def _new_cell(self, record: CallRecord) -> Counters:
         cell = self.cells[(record.path, record.model)] = Counters()
@@ -530,11 +561,12 @@ class Recorder:
             seq = self.sequence
         return {"stats": stats, "calls": call_dicts(CALL_FIELDS, rows), "seq": seq}
 
-    def payload(self, call_id: int) -> CallRecord | None:
-        """A recent call kept with `keep=True`: its record, the source of its full payload."""
+    def payload(self, call_id: int) -> KeptCall | None:
+        """A recent call kept with `keep=True`: the sources of its full payload (payload.materialize)."""
         with self.lock:
             self._fold_locked()
-            return self.payloads.get(call_id)
+            index = self.payloads.get(call_id)
+            return None if index is None else KeptCall(self.ring[index])
 
 
 def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -> Counters:
