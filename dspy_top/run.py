@@ -537,14 +537,13 @@ def add_money_options(parser) -> None:
 def money_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
     """The job's environment entries for --budget, --on-exceed and --price (given prices win)."""
     env: dict[str, str] = {}
-    if getattr(args, "budget", None) is not None:
+    if args.budget is not None:
         env["DSPY_TOP_BUDGET"] = repr(args.budget)
-    if getattr(args, "on_exceed", None):
+    if args.on_exceed:
         env["DSPY_TOP_ON_EXCEED"] = args.on_exceed
-    prices = getattr(args, "prices", None)
-    if prices:
+    if args.prices:
         given = [f"{model}={price.input!r}/{price.output!r}" + (f"/{price.cached!r}" if price.cached is not None else "")
-                 for model, price in prices]
+                 for model, price in args.prices]
         env["DSPY_TOP_PRICES"] = ",".join(filter(None, [base.get("DSPY_TOP_PRICES", ""), *given]))
     return env
 

@@ -92,6 +92,7 @@ def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
     record.lm, record.prompt, record.options = "an lm", "a prompt", {"temperature": 0.5, "max_tokens": 9}
     record.outputs, record.usage, record.dspy_cost = ["out"], {"prompt_tokens": 3}, 0.25
     rec.finish(record, prompt_tokens=3, cost=0.25, response_model="m-1", keep=True)
+
     def alive() -> int:
         return sum(1 for o in gc.get_objects() if type(o) is CallRecord)
 
@@ -106,7 +107,6 @@ def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
                                                                                   {"prompt_tokens": 3}, 0.25)
     assert kept.options == {"temperature": 0.5, "max_tokens": 9} and kept.messages is None
     assert (kept.error, kept.cache_hit, kept.response_model) == (None, False, "m-1")
-
 
 
 def test_snapshot_sequence_marks_what_it_covers():

@@ -24,6 +24,11 @@ MECHANISM_EXECUTION = "execution-hooks"
 MECHANISM_FALLBACK = "lm-call-fallback"
 
 
+def _legacy_messages(call) -> Any:
+    """The messages of a call DSPy sent without an lm15 request (its legacy path)."""
+    return call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+
+
 def _forget(paths: dict, key: tuple[int, ...], _dead: weakref.ref) -> None:
     """A module of this chain was collected: its id may be reused, so drop the entry."""
     paths.pop(key, None)
@@ -185,8 +190,7 @@ class Hooks:
                     cost = price.cost(tokens[0], tokens[1], tokens[2])
             # The payload's source: references to what was sent and got back (see payload.py).
             record.lm, record.prompt, record.request, record.options = lm, call.prompt, call.request, call.kwargs
-            record.messages = (call.messages or (getattr(call, "legacy", None) or {}).get("messages")
-                               if call.request is None else None)
+            record.messages = None if call.request is not None else _legacy_messages(call)
             record.outputs, record.usage, record.dspy_cost = result.outputs, usage, result.cost
             record.cost_details = getattr(result, "cost_details", None)
             response_model = result.response_model
@@ -207,7 +211,7 @@ class Hooks:
             if call is not None:
                 record.prompt, record.request, record.options = call.prompt, call.request, call.kwargs
                 if call.request is None:
-                    record.messages = call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+                    record.messages = _legacy_messages(call)
             tokens = usage_tokens(getattr(record, "partial_usage", None) or {})
             self.recorder.finish(record, prompt_tokens=tokens[0], completion_tokens=tokens[1],
                                  cached_tokens=tokens[2], reasoning_tokens=tokens[3], cost=None,

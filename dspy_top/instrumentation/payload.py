@@ -11,25 +11,24 @@ from dspy_top.instrumentation.redact import known_secrets, scrub
 
 
 def materialize(record: Any) -> dict[str, Any]:
-    """The payload of a kept CallRecord, from the parts of DSPy's call and result it references."""
-    lm = getattr(record, "lm", None)
+    """The payload of a kept call (recorder.KeptCall), from the parts of DSPy's call and result it references."""
+    lm = record.lm
     lm_kwargs = dict(getattr(lm, "kwargs", {}) or {})
     secrets = known_secrets([lm_kwargs.get("api_key")])
     payload: dict[str, Any] = {
         "model": getattr(lm, "model", None),
         "model_type": getattr(lm, "model_type", None),
         "messages": scrub(_messages(record), secrets),
-        "options": scrub({**lm_kwargs, **dict(getattr(record, "options", None) or {})}, secrets),
+        "options": scrub({**lm_kwargs, **dict(record.options or {})}, secrets),
     }
     if record.error is None:
-        payload["outputs"] = scrub(getattr(record, "outputs", None), secrets)
-        payload["usage"] = scrub(getattr(record, "usage", None), secrets)
-        payload["cost_usd"] = getattr(record, "dspy_cost", None)
+        payload["outputs"] = scrub(record.outputs, secrets)
+        payload["usage"] = scrub(record.usage, secrets)
+        payload["cost_usd"] = record.dspy_cost
         payload["cache_hit"] = bool(record.cache_hit)
         payload["response_model"] = record.response_model
-        details = getattr(record, "cost_details", None)
-        if details:
-            payload["cost_details"] = scrub(details, secrets)
+        if record.cost_details:
+            payload["cost_details"] = scrub(record.cost_details, secrets)
     else:
         error = record.error
         payload["error"] = scrub(f"{type(error).__name__}: {error}", secrets)
@@ -37,7 +36,7 @@ def materialize(record: Any) -> dict[str, Any]:
 
 
 def _messages(record: Any) -> list[Any]:
-    request = getattr(record, "request", None)
+    request = record.request
     if request is not None:
         try:
             from dspy.clients.lm15_boundary import history_messages
@@ -45,8 +44,6 @@ def _messages(record: Any) -> list[Any]:
             return history_messages(request)
         except Exception:
             return [{"role": "user", "content": repr(request)}]
-    messages = getattr(record, "messages", None)
-    if messages:
-        return list(messages)
-    prompt = getattr(record, "prompt", None)
-    return [{"role": "user", "content": prompt}] if prompt is not None else []
+    if record.messages:
+        return list(record.messages)
+    return [{"role": "user", "content": record.prompt}] if record.prompt is not None else []
