@@ -5,7 +5,9 @@
 
 Every measurement runs in a fresh process (`--worker`), and repeats are interleaved
 (baseline, dspy-top, peers, baseline, ...) so drift hits every configuration alike;
-each figure is the median over repeats. Scenarios:
+each round runs the modes forwards, the next backwards. Each figure is the median over
+repeats, and each mode's difference from baseline is also given round by round (median of
+the differences, with a 95% bootstrap interval). Scenarios:
 
 - predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API), cache off
 - pipeline:      a two-module program over the same LM, sequential
@@ -350,9 +352,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dt") as runtime, SimLM(latency_scale=0.0) as sim:
         env = {"DSPY_TOP_RUNTIME_DIR": runtime, "SIM_URL": sim.base_url}
         results = {(s, m): [] for s in scenarios for m in modes}
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             for scenario in scenarios:
-                for mode in modes:
+                # Every other round runs the modes backwards, so no mode always goes first.
+                for mode in (modes if repeat % 2 == 0 else modes[::-1]):
                     results[(scenario, mode)].append(spawn(scenario, mode, args.calls, env=env)["block_us"])
         paired = {}
         if args.paired and "dspy-top" in modes:
@@ -417,6 +420,21 @@ def report(scenarios, modes, results, memory, flush, args):
                 value = measure(results[(scenario, mode)])
                 cells.append(f"{value:,.0f} µs" if mode == "baseline" else f"{value - base:+,.0f} µs (×{value / base:.2f})")
             lines.append(f"| {scenario} | {figure} | " + " | ".join(cells) + " |")
+    lines += ["", "Fresh processes, difference from baseline per round (each repeat runs every configuration "
+              "once, in turn, so one round's processes share the machine's mood): the median over rounds of "
+              "each process's figure minus its round's baseline, with a 95% bootstrap interval of that median.",
+              "", "| scenario | mode | typical | floor | mean of blocks |", "|---|---|---|---|---|"]
+    for scenario in scenarios:
+        for mode in modes:
+            if mode == "baseline":
+                continue
+            cells = []
+            for pick in (statistics.median, min, statistics.mean):
+                diffs = [pick(run) - pick(base) for run, base in
+                         zip(results[(scenario, mode)], results[(scenario, "baseline")])]
+                low, high = bootstrap_median(diffs)
+                cells.append(f"{statistics.median(diffs):+,.1f} µs ({low:+,.0f} to {high:+,.0f})")
+            lines.append(f"| {scenario} | {mode} | " + " | ".join(cells) + " |")
     if memory is None:
         return "\n".join(lines)
     over = memory["dspy-top"]["rss_mib"] - memory["baseline"]["rss_mib"]
