@@ -4,8 +4,8 @@
     python benchmarks/overhead.py --quick    # a smoke run
 
 Every measurement runs in a fresh process (`--worker`), and repeats are interleaved
-(baseline, dspy-top, peers, baseline, ...) so drift hits every configuration alike;
-each round runs the modes forwards, the next backwards. Each figure is the median over
+(baseline, dspy-top, peers; then peers, dspy-top, baseline; ...) so drift hits every
+configuration alike. Each figure is the median over
 repeats, and each mode's difference from baseline is also given round by round (median of
 the differences, with a 95% bootstrap interval). Scenarios:
 
