@@ -1,13 +1,13 @@
 """Overhead of dspy-top per LM call, against no instrumentation and against peer tools.
 
-    python benchmarks/overhead.py            # full run (several minutes), prints a Markdown report
+    python benchmarks/overhead.py            # full run (about half an hour), prints a Markdown report
     python benchmarks/overhead.py --quick    # a smoke run
 
 Every measurement runs in a fresh process (`--worker`), and repeats are interleaved
 (baseline, dspy-top, peers; then peers, dspy-top, baseline; ...) so drift hits every
-configuration alike. Each figure is the median over
-repeats, and each mode's difference from baseline is also given round by round (median of
-the differences, with a 95% bootstrap interval). Scenarios:
+configuration alike. Each figure is the median over repeats, and each mode's difference
+from baseline is also given round by round (median of the differences, with a 95%
+bootstrap interval). Scenarios:
 
 - predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API), cache off
 - pipeline:      a two-module program over the same LM, sequential
