@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import importlib.util
 import json
 import os
@@ -296,10 +297,11 @@ def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str
     environment = job_environment(dict(os.environ if env is None else env), site, runtime_dir)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
     try:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-            env=environment, process_group=0, close_fds=True,
-        )
+        with _sigint_not_ignored():
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+                env=environment, process_group=0, close_fds=True,
+            )
     except FileNotFoundError:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise StartError(f"command not found: {command[0]}", 127) from None
@@ -312,6 +314,29 @@ def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str
     finally:
         os.close(log_fd)
     return RunningJob(process, list(command), log_path, work_dir)
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored():
+    """Let the job start with SIGINT's default action even if ours is ignored.
+
+    A shell starts a background command (`dspy-top run ... &` in a script) with SIGINT
+    ignored, and an ignored signal stays ignored across exec: the job would never see the
+    ctrl+c dspy-top forwards. Its own process group already keeps a terminal's ctrl+c away
+    from it. A caught signal is reset to the default on exec, so catch it (doing nothing)
+    while the job starts."""
+    caught = False
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        try:
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
+            caught = True
+        except ValueError:  # not the main thread: leave it
+            pass
+    try:
+        yield
+    finally:
+        if caught:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # --- which processes are the job's --------------------------------------------------------------

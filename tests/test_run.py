@@ -236,10 +236,11 @@ def test_an_unknown_command_is_127_and_no_command_a_usage_error(runtime):
     assert result.returncode == 2 and "no command" in result.stderr
 
 
-def _start_batch(*job_args: str) -> tuple[subprocess.Popen, Path]:
+def _start_batch(*job_args: str, sigint_ignored: bool = False) -> tuple[subprocess.Popen, Path]:
+    # sigint_ignored: dspy-top starts as a shell starts a background command in a script.
     process = subprocess.Popen([sys.executable, "-m", "dspy_top", "run", "-b", "-d", "0.5", "--", sys.executable,
                                 str(JOB), *job_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO)
+                               cwd=REPO, preexec_fn=_ignore_sigint if sigint_ignored else _default_sigint)
     first = process.stderr.readline()
     log = Path(first.rsplit("its output goes to ", 1)[1].strip())
     deadline = time.monotonic() + 30
@@ -247,6 +248,24 @@ def _start_batch(*job_args: str) -> tuple[subprocess.Popen, Path]:
         assert time.monotonic() < deadline, "the job never got going"
         time.sleep(0.05)
     return process, log
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_batch_mode_started_with_sigint_ignored_still_passes_ctrl_c_to_the_job(runtime):
+    # An ignored signal stays ignored across exec: the job must not inherit it from dspy-top.
+    process, log = _start_batch("--then", "wait", sigint_ignored=True)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "GOT SIGINT" in log.read_text()
+    assert "the job exited with status 130" in err
 
 
 def test_batch_mode_ctrl_c_interrupts_the_job_and_a_second_stops_it(runtime):
