@@ -52,9 +52,10 @@ exit status: the job's (128+N when a signal N ended it), 127 when COMMAND is not
 
 The job's environment gets DSPY_TOP=1, PYTHONUNBUFFERED=1 (so its output shows up live),
 DSPY_TOP_RUNTIME_DIR, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED and DSPY_TOP_PRICES from
---budget, --on-exceed and --price, and a PYTHONPATH entry holding a sitecustomize.py that loads the
-instrumentation where dspy-top's .pth file is not installed (it runs any other
-sitecustomize too). The job's stdin is /dev/null.
+--budget, --on-exceed and --price, and a PYTHONPATH entry holding a sitecustomize.py that
+loads the instrumentation where dspy-top's .pth file is not installed (it runs any other
+sitecustomize too). The job's stdin is /dev/null, and it starts with SIGINT's default
+action even if dspy-top's is ignored, so the ctrl+c dspy-top forwards reaches it.
 """
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when dspy-top stops the job

@@ -3,9 +3,9 @@
 The job's threads call `begin`/`finish`, the hot path. `begin` puts the call in the
 `active` dict (what is in flight); `finish` writes the outcome onto the call's record,
 appends the record to a deque and, once a batch is pending, folds it into the counters if
-the lock is free, and otherwise leaves it to whoever holds it. So the hot path never waits: under the GIL, threads that queue on a lock
-held by a descheduled thread form a convoy that costs eight Evaluate workers hundreds of
-µs per call. Every reader (the server thread, `stats()`, `snapshot()`, the budget guard)
+the lock is free, and otherwise leaves it to whoever holds it. So the hot path never waits:
+under the GIL, threads that queue on a lock held by a descheduled thread form a convoy that
+costs eight Evaluate workers hundreds of µs per call. Every reader (the server thread, `stats()`, `snapshot()`, the budget guard)
 folds first under the lock, so what it reads is exact; a backlog past `PENDING_LIMIT` is
 folded even if that means waiting, which bounds it.
 
