@@ -172,13 +172,16 @@ def run_worker(scenario, mode, calls, sim_url):
 
         run_block([f"warm {i}" for i in range(warm)])
         blocks = [[f"q {b} {i}" for i in range(per_block)] for b in range(BLOCKS)]
-    block_us = []
+    block_us, block_cpu_us = [], []
     for rows in blocks:
-        started = time.perf_counter()
+        cpu_started, started = time.process_time(), time.perf_counter()
         run_block(rows)
         block_us.append((time.perf_counter() - started) / (len(rows) * per_run) * 1e6)
+        # CPU time of every thread of the process (dspy-top's server thread included): what
+        # the calls cost in work, whatever else the machine was running meanwhile.
+        block_cpu_us.append((time.process_time() - cpu_started) / (len(rows) * per_run) * 1e6)
     cleanup()
-    return {"block_us": block_us, "calls": per_block * per_run * BLOCKS}
+    return {"block_us": block_us, "block_cpu_us": block_cpu_us, "calls": per_block * per_run * BLOCKS}
 
 
 def run_paired_worker(scenario, pairs):
@@ -352,11 +355,14 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dt") as runtime, SimLM(latency_scale=0.0) as sim:
         env = {"DSPY_TOP_RUNTIME_DIR": runtime, "SIM_URL": sim.base_url}
         results = {(s, m): [] for s in scenarios for m in modes}
+        cpu = {(s, m): [] for s in scenarios for m in modes}  # CPU time per call, per block
         for repeat in range(args.repeats):
             for scenario in scenarios:
                 # Every other round runs the modes backwards, so no mode always goes first.
                 for mode in (modes if repeat % 2 == 0 else modes[::-1]):
-                    results[(scenario, mode)].append(spawn(scenario, mode, args.calls, env=env)["block_us"])
+                    result = spawn(scenario, mode, args.calls, env=env)
+                    results[(scenario, mode)].append(result["block_us"])
+                    cpu[(scenario, mode)].append(result["block_cpu_us"])
         paired = {}
         if args.paired and "dspy-top" in modes:
             paired = {s: spawn("paired", s, args.paired, env=env) for s in scenarios if s != "litellm-sim"}
@@ -365,7 +371,7 @@ def main():
             memory = {mode: spawn("memory", mode, args.memory_calls, env=env) for mode in ("baseline", "dspy-top")}
             flush = [spawn("flush", 1000, env=env) for _ in range(max(1, args.repeats))]
 
-    print(report(scenarios, modes, results, memory, flush, args))
+    print(report(scenarios, modes, results, cpu, memory, flush, args))
     if paired:
         print()
         print(paired_report(paired, args))
@@ -393,7 +399,7 @@ def bootstrap_median(samples, rounds=2000):
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds)]
 
 
-def report(scenarios, modes, results, memory, flush, args):
+def report(scenarios, modes, results, cpu, memory, flush, args):
     """Two figures per configuration, each the median over its fresh processes of
     - typical: the process's median block, the usual cost of a call, GC included;
     - floor: the process's fastest block, the least noisy estimate on a shared machine.
@@ -422,16 +428,18 @@ def report(scenarios, modes, results, memory, flush, args):
             lines.append(f"| {scenario} | {figure} | " + " | ".join(cells) + " |")
     lines += ["", "Fresh processes, difference from baseline per round (each repeat runs every configuration "
               "once, in turn, so one round's processes share the machine's mood): the median over rounds of "
-              "each process's figure minus its round's baseline, with a 95% bootstrap interval of that median.",
-              "", "| scenario | mode | typical | floor | mean of blocks |", "|---|---|---|---|---|"]
+              "each process's figure minus its round's baseline, with a 95% bootstrap interval of that median. "
+              "CPU time: the process's (every thread's) CPU time per call in its median block.",
+              "", "| scenario | mode | typical | floor | mean of blocks | CPU time |", "|---|---|---|---|---|---|"]
     for scenario in scenarios:
         for mode in modes:
             if mode == "baseline":
                 continue
             cells = []
-            for pick in (statistics.median, min, statistics.mean):
+            for table, pick in ((results, statistics.median), (results, min), (results, statistics.mean),
+                                (cpu, statistics.median)):
                 diffs = [pick(run) - pick(base) for run, base in
-                         zip(results[(scenario, mode)], results[(scenario, "baseline")])]
+                         zip(table[(scenario, mode)], table[(scenario, "baseline")])]
                 low, high = bootstrap_median(diffs)
                 cells.append(f"{statistics.median(diffs):+,.1f} µs ({low:+,.0f} to {high:+,.0f})")
             lines.append(f"| {scenario} | {mode} | " + " | ".join(cells) + " |")
