@@ -5,9 +5,12 @@
 
 Every measurement runs in a fresh process (`--worker`), and repeats are interleaved
 (baseline, dspy-top, peers; then peers, dspy-top, baseline; ...) so drift hits every
-configuration alike. Each figure is the median over repeats, and each mode's difference
-from baseline is also given round by round (median of the differences, with a 95%
-bootstrap interval). Scenarios:
+configuration alike. Each process collects its heap once before its timed calls, so no
+configuration's first full collection lands among them by accident of what it imported;
+what collections cost over a long run is measured apart (`--gc-calls`). Each figure is the
+median over repeats, and each mode's difference from baseline is also given round by round
+(median of the differences, with a 95% bootstrap interval); beside wall time, the
+process's CPU time. Scenarios:
 
 - predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API), cache off
 - pipeline:      a two-module program over the same LM, sequential
@@ -21,12 +24,14 @@ control that shows how far fresh processes differ when the per-call cost is zero
 callback-floor (an empty global DSPy callback: the cost DSPy itself adds once any global
 callback is registered), mlflow (`mlflow.dspy.autolog()`), openinference (its DSPy
 instrumentor with an OpenTelemetry SDK provider). Peers are skipped if not installed.
-Also: memory over baseline after 100,000 calls, and the time `close()` takes at exit.
+Also: garbage collection over 20,000 `pipeline-eval` calls, memory over baseline after
+100,000 calls, and the time `close()` takes at exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -172,6 +177,13 @@ def run_worker(scenario, mode, calls, sim_url):
 
         run_block([f"warm {i}" for i in range(warm)])
         blocks = [[f"q {b} {i}" for i in range(per_block)] for b in range(BLOCKS)]
+    # Every configuration starts its measured calls from a freshly collected heap. Otherwise
+    # where the process's first full collection after start-up falls (a 40-90 ms pause)
+    # depends on what it imported: it fell inside dspy-top's 2,000 measured calls in 30 of
+    # 30 processes and inside the baseline's in none. What collections cost over a long
+    # run is measured apart (run_gc_worker).
+    gc.collect()
+    full_before = gc.get_stats()[2]["collections"]
     block_us, block_cpu_us = [], []
     for rows in blocks:
         cpu_started, started = time.process_time(), time.perf_counter()
@@ -180,8 +192,48 @@ def run_worker(scenario, mode, calls, sim_url):
         # CPU time of every thread of the process (dspy-top's server thread included): what
         # the calls cost in work, whatever else the machine was running meanwhile.
         block_cpu_us.append((time.process_time() - cpu_started) / (len(rows) * per_run) * 1e6)
+    full_gcs = gc.get_stats()[2]["collections"] - full_before
     cleanup()
-    return {"block_us": block_us, "block_cpu_us": block_cpu_us, "calls": per_block * per_run * BLOCKS}
+    return {"block_us": block_us, "block_cpu_us": block_cpu_us, "calls": per_block * per_run * BLOCKS,
+            "full_gcs": full_gcs}
+
+
+def run_gc_worker(mode, calls):
+    """Garbage collection over a long `pipeline-eval` run (DSPy's history on, as by default):
+    how many collections, and their time per LM call, from a freshly collected heap."""
+    import dspy
+
+    cleanup = enable_mode(mode)
+    dspy.configure(lm=fixed_lm())
+    program = build_program("pipeline-eval")
+
+    def evaluate(start, count):
+        examples = [dspy.Example(question=f"q {start + i}").with_inputs("question") for i in range(count)]
+        dspy.Evaluate(devset=examples, metric=lambda e, p, t=None: 1.0, num_threads=8, display_progress=False)(program)
+
+    evaluate(0, 100)
+    spent, started = [0.0], [0.0]
+
+    def timer(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - started[0]
+
+    gc.collect()
+    before = [generation["collections"] for generation in gc.get_stats()]
+    gc.callbacks.append(timer)
+    wall = time.perf_counter()
+    runs = calls // 2
+    for start in range(0, runs, 500):
+        evaluate(100 + start, min(500, runs - start))
+    wall = time.perf_counter() - wall
+    gc.callbacks.remove(timer)
+    after = [generation["collections"] for generation in gc.get_stats()]
+    cleanup()
+    done = runs * 2
+    return {"calls": done, "full": after[2] - before[2], "young": after[0] - before[0] + after[1] - before[1],
+            "gc_us": spent[0] / done * 1e6, "us": wall / done * 1e6}
 
 
 def run_paired_worker(scenario, pairs):
@@ -321,6 +373,9 @@ def main():
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--paired", type=int, default=200, metavar="PAIRS",
                         help="pairs of blocks (with and without dspy-top, one process) per scenario; 0 skips")
+    parser.add_argument("--gc-calls", type=int, default=20_000, metavar="CALLS",
+                        help="garbage collection over a long pipeline-eval run of CALLS calls, baseline "
+                             "against dspy-top, 3 fresh processes each; 0 skips")
     parser.add_argument("--soak", type=int, metavar="CALLS",
                         help="only run the memory check, for CALLS calls (e.g. 1000000), RSS every 10%%")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -332,6 +387,8 @@ def main():
             result = run_memory_worker(rest[0], int(rest[1]))
         elif kind == "flush":
             result = run_flush_worker(int(rest[0]))
+        elif kind == "gc":
+            result = run_gc_worker(rest[0], int(rest[1]))
         elif kind == "paired":
             result = run_paired_worker(rest[0], int(rest[1]))
         else:
@@ -346,7 +403,7 @@ def main():
                 print(f"{mode}: RSS every {args.soak // 10:,} calls (MiB): {result['checkpoints']}")
         return 0
     if args.quick:
-        args.repeats, args.calls, args.memory_calls, args.paired = 1, 100, 2000, 4
+        args.repeats, args.calls, args.memory_calls, args.paired, args.gc_calls = 1, 100, 2000, 4, 1000
     scenarios = [s for s in args.scenarios.split(",") if s]
     modes = [m for m in args.modes.split(",") if m and available(m)]
 
@@ -356,6 +413,7 @@ def main():
         env = {"DSPY_TOP_RUNTIME_DIR": runtime, "SIM_URL": sim.base_url}
         results = {(s, m): [] for s in scenarios for m in modes}
         cpu = {(s, m): [] for s in scenarios for m in modes}  # CPU time per call, per block
+        full_gcs = {(s, m): [] for s in scenarios for m in modes}  # inside the measured calls
         for repeat in range(args.repeats):
             for scenario in scenarios:
                 # Every other round runs the modes backwards, so no mode always goes first.
@@ -363,15 +421,26 @@ def main():
                     result = spawn(scenario, mode, args.calls, env=env)
                     results[(scenario, mode)].append(result["block_us"])
                     cpu[(scenario, mode)].append(result["block_cpu_us"])
+                    full_gcs[(scenario, mode)].append(result["full_gcs"])
         paired = {}
         if args.paired and "dspy-top" in modes:
             paired = {s: spawn("paired", s, args.paired, env=env) for s in scenarios if s != "litellm-sim"}
+        collections = []
+        if args.gc_calls and "dspy-top" in modes:
+            for repeat in range(1 if args.quick else 3):
+                for mode in (("baseline", "dspy-top") if repeat % 2 == 0 else ("dspy-top", "baseline")):
+                    collections.append((mode, spawn("gc", mode, args.gc_calls, env=env)))
         memory = flush = None
         if args.memory_calls:  # 0 skips the memory and flush checks
             memory = {mode: spawn("memory", mode, args.memory_calls, env=env) for mode in ("baseline", "dspy-top")}
             flush = [spawn("flush", 1000, env=env) for _ in range(max(1, args.repeats))]
 
     print(report(scenarios, modes, results, cpu, memory, flush, args))
+    print()
+    print(fresh_gc_report(scenarios, modes, full_gcs))
+    if collections:
+        print()
+        print(gc_report(collections, args))
     if paired:
         print()
         print(paired_report(paired, args))
@@ -389,6 +458,28 @@ def paired_report(paired, args):
         low, high = bootstrap_median(diffs)
         lines.append(f"| {scenario} | {result['baseline']:,.0f} µs | {statistics.median(diffs):+,.1f} µs "
                      f"| {low:+,.0f} to {high:+,.0f} µs | {statistics.mean(diffs):+,.1f} µs |")
+    return "\n".join(lines)
+
+
+def fresh_gc_report(scenarios, modes, full_gcs):
+    counts = "; ".join(f"{scenario}: " + ", ".join(f"{mode} {sum(1 for n in full_gcs[(scenario, mode)] if n)} of "
+                                                   f"{len(full_gcs[(scenario, mode)])}" for mode in modes)
+                       for scenario in scenarios)
+    return ("Each fresh process collects its heap once before its measured calls; processes with a full "
+            f"collection inside them: {counts}.")
+
+
+def gc_report(collections, args):
+    lines = [f"Garbage collection over {args.gc_calls:,} `pipeline-eval` calls per process (DSPy's history on, "
+             "from a collected heap; fresh processes, interleaved):", "",
+             "| mode | full collections | young collections | GC time per call | time per call |", "|---|---|---|---|---|"]
+    for mode in ("baseline", "dspy-top"):
+        runs = [result for name, result in collections if name == mode]
+        full = ", ".join(str(run["full"]) for run in runs)
+        gc_time = ", ".join(f"{run['gc_us']:.1f}" for run in runs)
+        young = statistics.median(run["young"] for run in runs)
+        per_call = statistics.median(run["us"] for run in runs)
+        lines.append(f"| {mode} | {full} | {young:,.0f} | {gc_time} µs | {per_call:,.0f} µs |")
     return "\n".join(lines)
 
 
