@@ -404,3 +404,24 @@ def test_a_calls_batch_too_large_to_send_is_counted_and_the_server_goes_on(runti
     assert viewer.outbox  # the next batch goes out
     near.close()
     far.close()
+
+
+def test_one_tick_sends_everything_queued_since_the_last(runtime_dir):
+    # Ticks are 250 ms apart: a tick that sent only part of a busy process's queue would
+    # let it fill up and drop events a viewer could have had.
+    from dspy_top.instrumentation.recorder import Recorder
+    from dspy_top.instrumentation.server import SocketServer, ViewerConnection
+
+    recorder = Recorder(queue_capacity=12_000)
+    server = SocketServer(recorder, hello=dict, materialize=dict)
+    near, far = socket.socketpair()
+    viewer = server.viewers[near.fileno()] = ViewerConnection(near)
+    for _ in range(11_000):
+        recorder.finish(recorder.begin("P.predict", "Predict", ("P", "Predict"), "m"), prompt_tokens=3)
+    server._broadcast_events()
+    reader = protocol.FrameReader()
+    rows = [row for message in reader.feed(bytes(viewer.outbox)) for row in message["rows"]]
+    assert len(rows) == 11_000 and [row[0] for row in rows] == list(range(1, 11_001))
+    assert not recorder.events and recorder.dropped_events == 0
+    near.close()
+    far.close()

@@ -101,7 +101,7 @@ class CallRecord:
     pane, references to what it sent and got back (see payload.py).
 
     Finish writes its outcome here rather than into a new tuple. The record lives until it is
-    folded (a batch, within ~50 ms); the payload ring then copies the references a payload needs
+    folded (a batch, within ~250 ms); the payload ring then copies the references a payload needs
     into a preallocated slot. It references only the parts of DSPy's call and result that a
     payload shows, most of which DSPy's own history holds too: keeping whole call and result
     objects, or each record, for 1,000 calls left long-lived objects behind every call, and the

@@ -18,7 +18,11 @@ from typing import Any, Callable
 from dspy_top import paths, protocol
 from dspy_top.instrumentation.recorder import Recorder
 
-TICK = 0.05  # how often queued events are drained and sent
+# How often queued events are drained and sent. Each tick the thread takes the GIL from the
+# job's threads; under Evaluate(num_threads=8) on 2 cores, ticking every 50 ms cost the
+# job about twice what every 250 ms does (benchmarks/README.md). New viewers, payload
+# requests and stop are served at once, not on a tick.
+TICK = 0.25
 STATS_EVERY = 0.5  # how often counters go out while something changes
 HEARTBEAT_EVERY = 2.0  # how often they go out when nothing does
 # Per-viewer send buffer: past SOFT_LIMIT call events are dropped for that viewer;
@@ -280,7 +284,7 @@ class SocketServer:
         _quiet_close(viewer.sock)
 
     def _broadcast_events(self) -> None:
-        events = self.recorder.drain()
+        events = self.recorder.drain(max(5000, self.recorder.queue_capacity))  # all of it, normally
         if not events or not self.viewers:
             return
         rows: list[tuple] = []
