@@ -491,7 +491,7 @@ def bootstrap_median(samples, rounds=2000):
 
 
 def report(scenarios, modes, results, cpu, memory, flush, args):
-    """Two figures per configuration, each the median over its fresh processes of
+    """Figures per configuration, each the median over its fresh processes of
     - typical: the process's median block, the usual cost of a call, GC included;
     - floor: the process's fastest block, the least noisy estimate on a shared machine.
     """

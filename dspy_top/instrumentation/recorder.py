@@ -5,9 +5,9 @@ The job's threads call `begin`/`finish`, the hot path. `begin` puts the call in 
 appends the record to a deque and, once a batch is pending, folds it into the counters if
 the lock is free, and otherwise leaves it to whoever holds it. So the hot path never waits:
 under the GIL, threads that queue on a lock held by a descheduled thread form a convoy that
-costs eight Evaluate workers hundreds of µs per call. Every reader (the server thread, `stats()`, `snapshot()`, the budget guard)
-folds first under the lock, so what it reads is exact; a backlog past `PENDING_LIMIT` is
-folded even if that means waiting, which bounds it.
+costs eight Evaluate workers hundreds of µs per call. Every reader (the server thread,
+`stats()`, `snapshot()`, the budget guard) folds first under the lock, so what it reads is
+exact; a backlog past `PENDING_LIMIT` is folded even if that means waiting, which bounds it.
 
 A finished call updates one set of counters, its (module path, model) cell, plus one per
 evaluation or compile it ran in; totals, modules and models are sums of cells, made when
@@ -464,9 +464,9 @@ class Recorder:
 
     # --- the serving side ---------------------------------------------------------------
 
-    def drain(self, limit: int = 5000) -> list[dict[str, Any] | tuple]:
-        """Take up to `limit` queued events, oldest first: call events as protocol.CALL_FIELDS
-        rows (tuples), every other event as its message map (with `seq`)."""
+    def drain(self) -> list[dict[str, Any] | tuple]:
+        """Take every queued event (the queue is bounded), oldest first: call events as
+        protocol.CALL_FIELDS rows (tuples), every other event as its message map (with `seq`)."""
         with self.lock:
             self._fold_locked()
             for scope_id in self._progress_unsent:
@@ -476,8 +476,9 @@ class Recorder:
                 self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": state["done"],
                                "score_sum": state["score_sum"]}, droppable=True)
             self._progress_unsent.clear()
-            count = min(limit, len(self.events))
-            return [self.events.popleft() for _ in range(count)]
+            events = list(self.events)
+            self.events.clear()
+            return events
 
     def stats(self) -> dict[str, Any]:
         """Every exact counter, as sent in `stats` frames."""

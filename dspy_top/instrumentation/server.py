@@ -284,7 +284,7 @@ class SocketServer:
         _quiet_close(viewer.sock)
 
     def _broadcast_events(self) -> None:
-        events = self.recorder.drain(max(5000, self.recorder.queue_capacity))  # all of it, normally
+        events = self.recorder.drain()
         if not events or not self.viewers:
             return
         rows: list[tuple] = []
