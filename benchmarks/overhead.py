@@ -378,6 +378,9 @@ def main():
                              "against dspy-top, 3 fresh processes each; 0 skips")
     parser.add_argument("--soak", type=int, metavar="CALLS",
                         help="only run the memory check, for CALLS calls (e.g. 1000000), RSS every 10%%")
+    parser.add_argument("--raw", metavar="FILE",
+                        help="also append every fresh process's blocks to FILE as JSON lines, as they come "
+                             "(to pool or re-analyse runs later)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -419,6 +422,10 @@ def main():
                 # Every other round runs the modes backwards, so no mode always goes first.
                 for mode in (modes if repeat % 2 == 0 else modes[::-1]):
                     result = spawn(scenario, mode, args.calls, env=env)
+                    if args.raw:
+                        with open(args.raw, "a") as raw:
+                            raw.write(json.dumps({"round": repeat, "scenario": scenario, "mode": mode,
+                                                  **result}) + "\n")
                     results[(scenario, mode)].append(result["block_us"])
                     cpu[(scenario, mode)].append(result["block_cpu_us"])
                     full_gcs[(scenario, mode)].append(result["full_gcs"])
