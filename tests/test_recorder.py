@@ -259,53 +259,30 @@ def test_threads_and_a_reader_racing_stay_exact_and_the_backlog_bounded():
     assert max(backlog) <= PENDING_LIMIT + 2 * threads and not rec.pending
 
 
-def test_started_calls_are_settled_when_folded_or_read_never_on_the_jobs_thread():
+def test_calls_begun_with_modules_are_named_when_folded_or_read():
     rec, _ = make(queue=100)
-    settled, outcomes = [], []
+    named = []
 
-    class LM:
-        model = "m"
-
-    def settle(record):  # what the hooks read from DSPy's settings of the moment
-        modules = record.settings["modules"]
-        settled.append(tuple(modules))
+    def describe(modules):
+        named.append(tuple(modules))
         if modules == ["broken"]:
             raise RuntimeError("cannot name")
-        record.path, record.module_class, record.chain = ".".join(modules), modules[-1], tuple(modules)
-        record.model, record.scopes, record.stream = record.lm.model, (), False
+        return ".".join(modules), modules[-1], tuple(modules)
 
-    def settle_outcome(record):  # what the hooks read from DSPy's result
-        outcomes.append(record.id)
-        if record.result == "broken":
-            raise RuntimeError("cannot read")
-        record.prompt_tokens, record.completion_tokens, record.cached_tokens, record.reasoning_tokens = record.result
-        record.cost, record.cache_hit, record.saved, record.error = 0.5, False, None, None
-        record.response_model, record.keep = "m-1", True
-
-    rec.settle, rec.settle_outcome = settle, settle_outcome
-    running = rec.start(LM(), {"modules": ["RAG", "answer"]})
-    done = rec.start(LM(), {"modules": ["RAG", "retrieve"]})
-    rec.end(done, "call", (5, 2, 1, 0))
-    assert settled == [] and outcomes == []  # nothing read on the job's thread
+    rec.describe = describe
+    running = rec.begin(None, None, (), "m", modules=["RAG", "answer"])
+    done = rec.begin(None, None, (), "m", modules=["RAG", "retrieve"])
+    rec.finish(done, prompt_tokens=5)
+    assert named == []  # nothing named on the job's thread
     stats = rec.stats()
     modules = {m["path"]: m for m in stats["modules"]}
     assert modules["RAG.answer"]["in_flight"] == 1 and modules["RAG.answer"]["class"] == "answer"
     assert modules["RAG.retrieve"]["calls"] == 1 and modules["RAG.retrieve"]["chain"] == ["RAG", "retrieve"]
-    assert (modules["RAG.retrieve"]["prompt_tokens"], modules["RAG.retrieve"]["completion_tokens"]) == (5, 2)
-    assert stats["totals"]["cost_usd"] == 0.5 and stats["totals"]["cached_tokens"] == 1
-    assert done.result is None and done.call is None  # DSPy's objects are let go once read
-    rec.end(running, "call", (1, 1, 0, 0))
+    rec.finish(running)
     rec.stats()
-    assert sorted(settled) == [("RAG", "answer"), ("RAG", "retrieve")]  # each call named once
-    assert sorted(outcomes) == [running.id, done.id]  # and read once
+    assert sorted(named) == [("RAG", "answer"), ("RAG", "retrieve")]  # each call named once
     assert [c["path"] for c in rec.snapshot()["calls"]] == ["RAG.retrieve", "RAG.answer"]
-    assert rec.payload(running.id) is not None
 
-    rec.end(rec.start(LM(), {"modules": ["broken"]}), "call", (3, 3, 0, 0))
+    rec.finish(rec.begin(None, None, (), "m", modules=["broken"]))
     stats = rec.stats()
     assert "(unknown)" in {m["path"] for m in stats["modules"]} and stats["internal_errors"] == 1
-    # An outcome that cannot be read still counts the call, with no usage, and says so.
-    rec.end(rec.start(LM(), {"modules": ["RAG", "answer"]}), "call", "broken")
-    stats = rec.stats()
-    answer = {m["path"]: m for m in stats["modules"]}["RAG.answer"]
-    assert answer["calls"] == 2 and answer["prompt_tokens"] == 1 and stats["internal_errors"] == 2

@@ -34,11 +34,6 @@ def _forget(paths: dict, key: tuple[int, ...], _dead: weakref.ref) -> None:
     paths.pop(key, None)
 
 
-def _model_name(lm) -> str:
-    model = getattr(lm, "model", "?")
-    return model if type(model) is str else str(model)
-
-
 @dataclass(frozen=True)
 class Scope:
     """The evaluations and compiles enclosing the current code, outermost first."""
@@ -61,8 +56,7 @@ class Hooks:
         # Module chain (ids) -> (weakrefs keeping watch, described path).
         self._paths: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], tuple[str, str, tuple[str, ...]]]] = {}
         self.mechanism = ""
-        recorder.settle = self.settle
-        recorder.settle_outcome = self.settle_outcome
+        recorder.describe = self.module_path
         # Set in a forked child: starts its socket server, once, outside the at-fork hook.
         self.on_first_call = None
 
@@ -162,96 +156,51 @@ class Hooks:
     def begin(self, lm) -> CallRecord | None:
         if self.on_first_call is not None:
             self.run_first_call()
-        if self.guard is not None:
-            return self._begin_guarded(lm)
         try:
-            # DSPy's settings overrides of the moment: the module path, scopes and stream are
-            # read from them when the call is folded, in a batch (settle).
-            return self.recorder.start(lm, self.overrides.get())
-        except Exception:
-            self.recorder.count_internal_error()
-            return None
-
-    def finish_ok(self, record: CallRecord, lm, call, result) -> None:
-        if self.guard is not None:
-            self._finish_guarded(record, lm, call, result)
-            return
-        try:
-            self.recorder.end(record, call, result)
-        except Exception:
-            self.recorder.count_internal_error()
-            self.recorder.discard(record)
-
-    # --- settling a record, in the fold ------------------------------------------------------
-
-    def _read_settings(self, overrides) -> tuple[Any, Any, Any]:
-        main = self._main_config
-        modules = overrides["caller_modules"] if "caller_modules" in overrides else main.get("caller_modules")
-        scope = overrides[SCOPE_KEY] if SCOPE_KEY in overrides else main.get(SCOPE_KEY)
-        stream = overrides["send_stream"] if "send_stream" in overrides else main.get("send_stream")
-        return modules, scope, stream
-
-    def settle(self, record: CallRecord) -> None:
-        """Name a call begun by `begin`: module path, class, chain, model, scopes, stream."""
-        modules, scope, stream = self._read_settings(record.settings)
-        record.path, record.module_class, record.chain = self.module_path(modules or ())
-        record.model = _model_name(record.lm)
-        record.scopes = scope.ids if type(scope) is Scope else ()
-        record.stream = stream is not None
-
-    def settle_outcome(self, record: CallRecord) -> None:
-        """A returned call's numbers and payload sources, from DSPy's call and result objects."""
-        self._outcome(record, record.call, record.result)
-        record.keep = True
-
-    def _outcome(self, record: CallRecord, call, result) -> None:
-        usage = result.usage or {}
-        hit = bool(result.cache_hit)
-        tokens = usage_tokens(usage)
-        cost = result.cost
-        if self.prices and not hit:
-            price = self.prices.get(record.model)
-            if price is not None:
-                cost = price.cost(tokens[0], tokens[1], tokens[2])
-        # The payload's source: references to what was sent and got back (see payload.py).
-        record.prompt, record.request, record.options = call.prompt, call.request, call.kwargs
-        record.messages = None if call.request is not None else _legacy_messages(call)
-        record.outputs, record.usage, record.dspy_cost = result.outputs, usage, result.cost
-        record.cost_details = getattr(result, "cost_details", None)
-        response_model = result.response_model
-        if response_model is not None and type(response_model) is not str:
-            response_model = str(response_model)
-        record.prompt_tokens, record.completion_tokens, record.cached_tokens, record.reasoning_tokens = tokens
-        record.cost = None if hit else cost
-        record.cache_hit = hit
-        record.saved = result.cost if hit else None
-        record.error = None
-        record.response_model = response_model
-
-    # --- with a budget guard: named before the call, counted right after it -----------------
-
-    def _begin_guarded(self, lm) -> CallRecord | None:
-        try:
-            modules, scope, stream = self._read_settings(self.overrides.get())
+            # One read of DSPy's settings for the three values the hot path needs.
+            overrides, main = self.overrides.get(), self._main_config
+            modules = overrides["caller_modules"] if "caller_modules" in overrides else main.get("caller_modules")
+            scope = overrides[SCOPE_KEY] if SCOPE_KEY in overrides else main.get(SCOPE_KEY)
+            stream = overrides["send_stream"] if "send_stream" in overrides else main.get("send_stream")
+            model = getattr(lm, "model", "?")
+            if type(model) is not str:
+                model = str(model)
+            scopes = scope.ids if type(scope) is Scope else ()
+            if self.guard is None:
+                # The module path is worked out when the call is folded, in a batch.
+                return self.recorder.begin(None, None, (), model, scopes, stream is not None, modules or ())
             path, cls, chain = self.module_path(modules or ())
-            model = _model_name(lm)
             self.guard.before_call(path, model)
-            return self.recorder.begin(path, cls, chain, model, scope.ids if type(scope) is Scope else (),
-                                       stream is not None)
+            return self.recorder.begin(path, cls, chain, model, scopes, stream is not None)
         except BaseException as exc:
-            if self.guard.is_budget_error(exc):
+            if self.guard is not None and self.guard.is_budget_error(exc):
                 raise
             self.recorder.count_internal_error()
             return None
 
-    def _finish_guarded(self, record: CallRecord, lm, call, result) -> None:
+    def finish_ok(self, record: CallRecord, lm, call, result) -> None:
         try:
-            record.lm = lm
-            self._outcome(record, call, result)
-            self.recorder.finish(record, record.prompt_tokens, record.completion_tokens, record.cached_tokens,
-                                 record.reasoning_tokens, record.cost, record.cache_hit, record.saved, None,
-                                 record.response_model, True)
-            self.guard.after_call(record)
+            usage = result.usage or {}
+            hit = bool(result.cache_hit)
+            tokens = usage_tokens(usage)
+            cost = result.cost
+            if self.prices and not hit:
+                price = self.prices.get(record.model)
+                if price is not None:
+                    cost = price.cost(tokens[0], tokens[1], tokens[2])
+            # The payload's source: references to what was sent and got back (see payload.py).
+            record.lm, record.prompt, record.request, record.options = lm, call.prompt, call.request, call.kwargs
+            record.messages = None if call.request is not None else _legacy_messages(call)
+            record.outputs, record.usage, record.dspy_cost = result.outputs, usage, result.cost
+            record.cost_details = getattr(result, "cost_details", None)
+            response_model = result.response_model
+            if response_model is not None and type(response_model) is not str:
+                response_model = str(response_model)
+            # Positional: this runs once per LM call.
+            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
+                                 result.cost if hit else None, None, response_model, True)
+            if self.guard is not None:
+                self.guard.after_call(record)
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)

@@ -1,13 +1,11 @@
 """The in-process recorder: exact counters plus a bounded stream of events for viewers.
 
-The job's threads call `start`/`end`, the hot path (`begin`/`finish` where the outcome is
-already known). `start` puts the call in the `active` dict (what is in flight) with DSPy's
-settings of the moment; `end` puts DSPy's call and result objects on the record, appends it to
-a deque and, once a batch is pending, folds it into the counters if the lock is free, and
-otherwise leaves it to whoever holds it. The fold reads the path, model, usage and cost out of
-those objects (see CallRecord). So the hot path never waits: under the GIL, threads that
-queue on a lock held by a descheduled thread form a convoy that costs eight Evaluate workers
-hundreds of µs per call. Every reader (the server thread,
+The job's threads call `begin`/`finish`, the hot path. `begin` puts the call in the
+`active` dict (what is in flight); `finish` writes the outcome onto the call's record,
+appends the record to a deque and, once a batch is pending, folds it into the counters if
+the lock is free, and otherwise leaves it to whoever holds it. So the hot path never waits:
+under the GIL, threads that queue on a lock held by a descheduled thread form a convoy that
+costs eight Evaluate workers hundreds of µs per call. Every reader (the server thread,
 `stats()`, `snapshot()`, the budget guard) folds first under the lock, so what it reads is
 exact; a backlog past `PENDING_LIMIT` is folded even if that means waiting, which bounds it.
 
@@ -99,42 +97,40 @@ class Counters:
 
 
 class CallRecord:
-    """One LM call: who made it and what it returned, for the fold to count.
+    """One LM call: who made it, set at begin; its outcome, set at finish; and, for the history
+    pane, references to what it sent and got back (see payload.py).
 
-    The hot path does as little as it can: `start` keeps DSPy's settings of the moment (`settings`,
-    the overrides dict DSPy replaces rather than edits) and `end` keeps DSPy's call and result
-    objects (`call`, `result`). The fold, in a batch with the counters in the CPU's cache, reads
-    the module path, model, scopes, usage, cost and cache hit out of them (`Recorder.settle` and
-    `settle_outcome`, set by the hooks) and then lets them go. Per call that halves the work done on
-    the job's thread while DSPy's own work has evicted dspy-top's code and data from the cache.
-    `begin`/`finish` (tests, the budget guard, failed calls) set the same fields directly.
+    Finish writes its outcome here rather than into a new tuple. The record lives until it is
+    folded (a batch, within ~250 ms); the payload ring then copies the references a payload needs
+    into a preallocated slot. It references only the parts of DSPy's call and result that a
+    payload shows, most of which DSPy's own history holds too: keeping whole call and result
+    objects, or each record, for 1,000 calls left long-lived objects behind every call, and the
+    job's full garbage collections came that much sooner."""
 
-    A record lives until it is folded (a batch, within ~250 ms); the payload ring then copies the
-    references a payload needs into a preallocated slot. Keeping each record, or DSPy's whole call
-    and result objects, for 1,000 calls left long-lived objects behind every call, and the job's
-    full garbage collections came that much sooner."""
-
-    __slots__ = ("id", "path", "module_class", "chain", "model", "started_at", "started_perf",
-                 "retries", "partial_usage", "scopes", "stream", "settings", "call", "result",
+    __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
+                 "retries", "partial_usage", "scopes", "stream",
                  "duration", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "cost", "cache_hit", "saved", "error", "response_model", "keep",
                  "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
                  "cost_details")
 
-    def __init__(self, call_id, started_at, started_perf, lm=None, settings=None):
+    def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, modules):
         self.id = call_id
+        # Either the path, class and chain, or the calling modules to name them from later
+        # (Recorder.describe): naming is cheaper in a batch than on the job's thread.
+        self.path = path
+        self.module_class = module_class
+        self.chain = chain
+        self.modules = modules
+        self.model = model
+        self.scopes = scopes
+        self.stream = stream
         self.started_at = started_at
         self.started_perf = started_perf
-        self.lm = lm
-        # DSPy's settings overrides at the start (the path, model and scopes are read from them
-        # when folded), or None once they are read or when `begin` was given them.
-        self.settings = settings
-        self.result = None  # DSPy's CallResult, from `end`, until folded
-        self.path = None
         self.retries = 0
         # Set only when needed (readers use getattr with a default): partial_usage by a failed
-        # call's accounting; prompt, messages, request, options, outputs, usage, dspy_cost
-        # and cost_details, the payload's source (payload.py reads them).
+        # call's accounting; lm, prompt, messages, request, options, outputs, usage, dspy_cost
+        # and cost_details, the payload's source, by the hooks (payload.py reads them).
 
 
 # What a payload shows of a call (payload.materialize reads these names), in slot order.
@@ -169,11 +165,8 @@ class Recorder:
         self._ids = itertools.count(1)
         # Set by the budget guard: its limits and the alerts fired so far (sent in stats).
         self.budget: dict[str, Any] | None = None
-        # Set by the hooks: fill a record's path, class, chain, model, scopes and stream from its
-        # `settings` (settle), and its outcome and payload sources from its `result` and `call`
-        # (settle_outcome). Both run in the fold, under the lock.
-        self.settle: Callable[[CallRecord], None] | None = None
-        self.settle_outcome: Callable[[CallRecord], None] | None = None
+        # Names calls begun with `modules` instead of a path: modules -> (path, class, chain).
+        self.describe: Callable[[Any], tuple[str, str, tuple[str, ...]]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -209,41 +202,14 @@ class Recorder:
 
     # --- the hot path -------------------------------------------------------------
 
-    def begin(self, path: str, module_class: str, chain: tuple[str, ...], model: str,
-              scopes: tuple[str, ...] = (), stream: bool = False) -> CallRecord:
-        """A call starts, named by its caller."""
-        record = CallRecord(next(self._ids), self._clock(), self._perf())
-        record.path, record.module_class, record.chain = path, module_class, chain
-        record.model, record.scopes, record.stream = model, scopes, stream
+    def begin(self, path: str | None, module_class: str | None, chain: tuple[str, ...], model: str,
+              scopes: tuple[str, ...] = (), stream: bool = False, modules: Any = None) -> CallRecord:
+        """A call starts. With `path` None, `modules` (DSPy's caller modules) name it when folded."""
+        record = CallRecord(next(self._ids), path, module_class, chain, model, scopes, stream,
+                            self._clock(), self._perf(), modules)
         self.active[record.id] = record
         self.version += 1  # only tells the server something changed: a lost update is harmless
         return record
-
-    def start(self, lm: Any, settings: Any) -> CallRecord:
-        """A call starts: the hot path's `begin`. `settle` names it from `settings` later."""
-        record = CallRecord(next(self._ids), self._clock(), self._perf(), lm, settings)
-        self.active[record.id] = record
-        self.version += 1
-        return record
-
-    def end(self, record: CallRecord, call: Any, result: Any) -> None:
-        """The call returned `result`: the hot path's `finish`. `settle_outcome` reads it when folded."""
-        record.duration = self._perf() - record.started_perf
-        record.call = call
-        record.result = result
-        pending = self.pending
-        pending.append(record)
-        self.active.pop(record.id, None)  # see finish
-        backlog = len(pending)
-        if backlog < FOLD_BATCH:
-            return
-        if backlog > PENDING_LIMIT:
-            self.fold()
-        elif self.lock.acquire(blocking=False):
-            try:
-                self._fold_locked()
-            finally:
-                self.lock.release()
 
     def finish(
         self,
@@ -308,11 +274,9 @@ class Recorder:
             self._apply_progress()
 
     def _apply_finish(self, record: CallRecord) -> None:
-        if record.settings is not None:
-            self._settle(record)
-        if record.result is not None:
-            self._settle_outcome(record)
-        duration, prompt_tokens, completion_tokens = max(0.0, record.duration), record.prompt_tokens, record.completion_tokens
+        if record.path is None:
+            self._name(record)
+        duration, prompt_tokens, completion_tokens = record.duration, record.prompt_tokens, record.completion_tokens
         cached_tokens, reasoning_tokens, cost = record.cached_tokens, record.reasoning_tokens, record.cost
         cache_hit, saved, error = record.cache_hit, record.saved, record.error
         ended_at = record.started_at + duration
@@ -387,29 +351,17 @@ class Recorder:
             self.module_info[record.path] = {"class": record.module_class, "chain": list(record.chain)}
         return cell
 
-    def _settle(self, record: CallRecord) -> None:
-        """Fill in a call's path, class, chain, model, scopes and stream; call with the lock held."""
+    def _name(self, record: CallRecord) -> str:
+        """Fill in a call's module path from the modules it was begun with; call with the lock held."""
         try:
-            self.settle(record)
+            path, module_class, chain = self.describe(record.modules)
         except Exception:
             self.internal_errors += 1
-            record.path, record.module_class, record.chain = "(unknown)", "?", ()
-            record.model = str(getattr(record.lm, "model", "?"))
-            record.scopes, record.stream = (), False
-        record.settings = None
-
-    def _settle_outcome(self, record: CallRecord) -> None:
-        """Fill in a returned call's numbers and payload sources; call with the lock held.
-
-        If that fails the call still counts, with no usage, and the error is counted."""
-        try:
-            self.settle_outcome(record)
-        except Exception:
-            self.internal_errors += 1
-            record.prompt_tokens = record.completion_tokens = record.cached_tokens = record.reasoning_tokens = 0
-            record.cost = record.saved = record.error = record.response_model = None
-            record.cache_hit = record.keep = False
-        record.result = record.call = None
+            path, module_class, chain = "(unknown)", "?", ()
+        record.module_class, record.chain = module_class, chain
+        record.path = path  # last: another reader takes a set path as the whole name
+        record.modules = None
+        return path
 
     def add_retry(self, record: CallRecord) -> None:
         record.retries += 1
@@ -573,9 +525,9 @@ class Recorder:
         models: dict[str, int] = {}
         scopes: dict[str, int] = {}
         for record in active.values():
-            if record.settings is not None:
-                self._settle(record)
             path = record.path
+            if path is None:
+                path = self._name(record)
             modules[path] = modules.get(path, 0) + 1
             models[record.model] = models.get(record.model, 0) + 1
             for scope in record.scopes:
