@@ -596,6 +596,18 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv[:index], argv[index:]
 
 
+def refuse_bad_settings(prog: str, args: argparse.Namespace, env: dict[str, str]) -> bool:
+    """Whether the settings the job would get (its environment, the config file) are bad; says what if so.
+
+    The job itself would warn and go on without them; better to say so before starting it."""
+    from dspy_top import config
+
+    _, problems = config.job_settings(environ={**env, **money_environment(args, env)})
+    for problem in problems:
+        print(f"{prog}: bad setting: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
     env = dict(os.environ if env is None else env)
@@ -627,4 +639,6 @@ def main(argv: list[str]) -> int:
     check_view_options(parser, args)
     if not command:
         parser.error("no command given: dspy-top run [options] -- COMMAND [ARG...]")
+    if refuse_bad_settings("dspy-top run", args, dict(os.environ)):
+        return 2
     return run_command(command, args)
