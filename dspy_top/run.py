@@ -48,7 +48,8 @@ examples:
   dspy-top run --budget 5 --on-exceed stop -- python optimize.py   # end the run once $5 is spent
 
 exit status: the job's (128+N when a signal N ended it), 127 when COMMAND is not found,
-126 when it cannot be run, 2 on a usage error.
+126 when it cannot be run, 2 on a usage error (a bad setting in the environment or the
+config file the job would get included: it is named, and the job is not started).
 
 The job's environment gets DSPY_TOP=1, PYTHONUNBUFFERED=1 (so its output shows up live),
 DSPY_TOP_RUNTIME_DIR, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED and DSPY_TOP_PRICES from

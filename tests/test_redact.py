@@ -1,4 +1,6 @@
-"""Credentials never leave the process in a payload."""
+"""Credentials never leave the process: the redaction pass on its own, then every path a viewer reads."""
+
+import pytest
 
 from dspy_top.instrumentation.redact import REDACTED, Redactor
 
@@ -169,6 +171,7 @@ LEAKS = ["url-pass-1234", "explicit-lm-key-5678", "xauth-header-9012", "apim-hea
          "abc123.def456-ghi789", "AKIAIOSFODNN7EXAMPLE", "ghp_0123456789abcdefghij", "dozjgNryP4J3jVmNHl0w5N"]
 
 
+@pytest.mark.slow
 def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
     import os
     import subprocess

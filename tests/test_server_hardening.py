@@ -249,24 +249,26 @@ def test_a_connection_flood_fills_no_backlog_and_viewers_past_the_cap_are_told_w
 # --- final numbers -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_viewer_that_stopped_reading_still_gets_the_final_numbers_and_exit(runtime):
     job = LineJob(runtime, env={"DSPY_TOP_VIEWER_BUFFER": "65536"})
     try:
         stalled = raw_connect(job.socket_path)
-        truth = job.run(5000)["totals"]["calls"]
-        assert truth == 10_000
+        truth = job.run(2500)["totals"]["calls"]  # about 500 KB of call events: more than its socket holds
+        assert truth == 5000
         assert job.exit() == 0  # while the viewer is not reading: its socket is full
         messages = read_all(stalled)
         final = [m for m in messages if m["t"] == "exit"]
         assert final, [m["t"] for m in messages][-5:]
         stats = final[0]["stats"]
-        assert stats["totals"]["calls"] == 10_000
-        assert len(calls_in(messages)) + stats["dropped_viewer"] + stats["dropped_events"] == 10_000
+        assert stats["totals"]["calls"] == 5000
+        assert len(calls_in(messages)) + stats["dropped_viewer"] + stats["dropped_events"] == 5000
         assert stats["dropped_viewer"] > 0  # it really lagged
     finally:
         job.kill()
 
 
+@pytest.mark.slow
 def test_each_of_a_hundred_viewers_gets_the_exit_frame_and_exact_final_numbers(runtime):
     job = LineJob(runtime, env={"DSPY_TOP_MAX_VIEWERS": "128"})
     results: dict[int, list] = {}
@@ -279,7 +281,7 @@ def test_each_of_a_hundred_viewers_gets_the_exit_frame_and_exact_final_numbers(r
         readers = [threading.Thread(target=read, args=(i, s), daemon=True) for i, s in enumerate(socks)]
         for reader in readers:
             reader.start()
-        job.run(5000)
+        job.run(2500)
         assert job.exit() == 0
         for reader in readers:
             reader.join(150)
@@ -287,9 +289,9 @@ def test_each_of_a_hundred_viewers_gets_the_exit_frame_and_exact_final_numbers(r
             final = [m for m in results[index] if m["t"] == "exit"]
             assert final, f"viewer {index} got no exit frame"
             stats = final[0]["stats"]
-            assert stats["totals"]["calls"] == 10_000
+            assert stats["totals"]["calls"] == 5000
             received = len(calls_in(results[index]))
-            assert received + stats["dropped_viewer"] + stats["dropped_events"] == 10_000
+            assert received + stats["dropped_viewer"] + stats["dropped_events"] == 5000
     finally:
         job.kill()
 
@@ -297,6 +299,7 @@ def test_each_of_a_hundred_viewers_gets_the_exit_frame_and_exact_final_numbers(r
 # --- stalled viewers cost the others nothing -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stalled_viewers_share_one_buffer_and_each_counts_exactly_what_it_lost(runtime):
     import tracemalloc
 
@@ -449,3 +452,22 @@ def test_fan_out_fuzz_kept_frames_arrive_once_in_order_and_call_drops_are_exact(
             assert steps == sorted(steps) and all("dropped_viewer" in m for m in got if m["t"] == "stats")
             viewer.close()
             far.close()
+
+
+def test_names_in_call_rows_are_redacted_like_everything_else(runtime):
+    recorder = Recorder()
+    server = serving(recorder)
+    try:
+        with client.Connection(server.path) as connection:
+            poll_until(connection, lambda m: m["t"] == "snapshot")
+            call(recorder, model="openai/gpt-4o-mini")
+            call(recorder, model="proxy/sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXyZ4")
+            call(recorder, model="openai/gpt-4o-mini", error=RuntimeError("key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wX"))
+            messages = poll_until(connection, lambda m: m["t"] == "call" and m["id"] == 3)
+            rows = [m for m in messages if m["t"] == "call"]
+            assert [m["model"] for m in rows] == ["openai/gpt-4o-mini", "proxy/[redacted]", "openai/gpt-4o-mini"]
+            assert rows[2]["error_message"] == "key [redacted]"
+            stats = poll_until(connection, lambda m: m["t"] == "stats" and m["totals"]["calls"] == 3)[-1]
+            assert sorted(m["model"] for m in stats["models"]) == ["openai/gpt-4o-mini", "proxy/[redacted]"]
+    finally:
+        server.stop()

@@ -170,6 +170,7 @@ class Redactor:
         # Redacted forms of short strings seen before (module paths, model names): each is
         # checked once. Cleared when the known secrets change.
         self._memo: dict[str, str] = {}
+        self.generation = 0
         self.refresh()
 
     def refresh(self) -> None:
@@ -192,6 +193,7 @@ class Redactor:
     def _rebuild(self) -> None:
         self._secrets = tuple(sorted(set(self._seen_env) | self._learned, key=len, reverse=True))
         self._memo.clear()
+        self.generation += 1  # what was found clean before may not be any more
 
     # --- text ------------------------------------------------------------------------
 
@@ -301,13 +303,6 @@ class Redactor:
                 changed[index] = self.text(name, 1024)
         return tuple(changed)
 
-    def row_is_plain(self, row: tuple, error_at: int, names: tuple[int, ...]) -> bool:
-        """Whether `row` needs no change: no error message, and names already known to be clean."""
-        if row[error_at] is not None:
-            return False
-        memo = self._memo
-        for index in names:
-            name = row[index]
-            if name is not None and memo.get(name) != name:
-                return False
-        return True
+    def is_plain(self, text: str) -> bool:
+        """Whether `text` comes out of the pass unchanged."""
+        return self.text(text, 1024) == text

@@ -8,6 +8,10 @@ reads too slowly loses call events (counted and reported to it), never the exact
 and slows neither the job nor the other viewers. Nothing a viewer sends, no message the
 job produces and no shortage of file descriptors ends this thread: a message that cannot
 be encoded is dropped and counted, and accepting pauses while descriptors are short.
+
+Another consumer of the same stream (a recording written to a file) is one more reader of
+`self.stream`: add it to `_readers()`; writing everything it is given each tick, on this
+thread, it never falls behind, so it never loses an event.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ EVENT_TEXT = 4096
 # Call rows: the error message and the names that are redacted (protocol.CALL_FIELDS).
 ERROR_AT = protocol.CALL_FIELDS.index("error_message")
 NAMES_AT = tuple(protocol.CALL_FIELDS.index(name) for name in ("path", "model", "response_model"))
+RESPONSE_MODEL_AT = protocol.CALL_FIELDS.index("response_model")
 
 
 @dataclass
@@ -87,6 +92,10 @@ class SocketServer:
         self.stream = FrameStream(settings.viewer_buffer)
         self.private_limit = max(16 * settings.viewer_buffer, 64 * 1024 * 1024)
         self.redactor = Redactor()
+        # Call rows are checked without per-row work where it can be avoided (see _clean_rows).
+        self._names_checked = (-1, 0)  # (redactor generation, cells checked)
+        self._names_clean = True
+        self._clean_models: set[str] = set()
         self.path = paths.socket_path()
         self.viewers: dict[int, ViewerConnection] = {}
         self._catch_up: CatchUp | None = None
@@ -426,8 +435,7 @@ class SocketServer:
 
     def _publish_calls(self, rows: list[tuple]) -> None:
         """Consecutive call events go out as one `calls` frame: far cheaper to encode and decode."""
-        plain = self.redactor.row_is_plain
-        rows = [row if plain(row, ERROR_AT, NAMES_AT) else self._redact_row(row) for row in rows]
+        rows = self._clean_rows(rows)
         try:
             frame = protocol.encode({"t": protocol.CALLS, "fields": protocol.CALL_FIELDS, "rows": rows})
         except protocol.ProtocolError:
@@ -438,7 +446,31 @@ class SocketServer:
             return
         self.stream.append(frame, CALLS, len(rows))
 
+    def _clean_rows(self, rows: list[tuple]) -> list[tuple]:
+        """The rows redacted, at almost no cost per row: a row's path and model are those of
+        its (path, model) cell, each checked once when the cell appears, so per row only
+        its error message (rare) and its response model (a set lookup) are looked at."""
+        redactor = self.redactor
+        cells = self.recorder.cells
+        generation, checked = self._names_checked
+        if generation != redactor.generation:
+            checked, self._names_clean, self._clean_models = 0, True, set()
+        if len(cells) != checked:
+            keys = list(cells)  # one C call: safe while the job's threads add cells
+            self._names_clean = self._names_clean and all(
+                redactor.is_plain(name) for key in keys[checked:] for name in key if isinstance(name, str))
+            self._names_checked = (redactor.generation, len(keys))
+        if not self._names_clean:
+            return [self._redact_row(row) for row in rows]
+        clean_models = self._clean_models
+        return [row if row[ERROR_AT] is None and (row[RESPONSE_MODEL_AT] is None or
+                                                  row[RESPONSE_MODEL_AT] in clean_models)
+                else self._redact_row(row) for row in rows]
+
     def _redact_row(self, row: tuple) -> tuple:
+        model = row[RESPONSE_MODEL_AT]
+        if type(model) is str and len(self._clean_models) < 1000 and self.redactor.is_plain(model):
+            self._clean_models.add(model)
         return self.redactor.row(row, ERROR_AT, NAMES_AT)
 
     def _publish_stats(self, force: bool = False) -> None:
@@ -468,9 +500,13 @@ class SocketServer:
         cached = self._catch_up
         if cached is not None and time.monotonic() - cached.built_at >= STATS_EVERY:
             cached = self._catch_up = None
-        self.stream.trim(self.viewers.values(), keep_from=cached.position if cached is not None else None)
+        self.stream.trim(self._readers(), keep_from=cached.position if cached is not None else None)
         if cached is not None and cached.position < self.stream.first:
             self._catch_up = None
+
+    def _readers(self) -> list[ViewerConnection]:
+        """Everything that reads the stream: the viewers (a recording would be one more)."""
+        return list(self.viewers.values())
 
     # --- writing ----------------------------------------------------------------------------
 
