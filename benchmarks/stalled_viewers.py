@@ -2,6 +2,7 @@
 
     python benchmarks/stalled_viewers.py                 # 0, 20, 50 and 100 stalled viewers
     python benchmarks/stalled_viewers.py --stalled 0,100 --calls 40000 --repeats 3
+    python benchmarks/stalled_viewers.py --server-cpu    # the server thread alone, to the nanosecond
 
 For each number of stalled viewers (sockets that connect and never read), a fresh job
 process makes `--calls` LM calls as fast as it can (`dspy.Predict` over a fixed-answer LM,
@@ -12,6 +13,10 @@ server thread per 1,000 calls (what the stalled viewers cost it), and whether ev
 (the stalled ones read only after the job ended) got the exit frame with the exact total.
 Only the standard library and dspy-top's client on the viewer side, so the same script runs
 against any version of the job side.
+
+`--server-cpu` measures the server thread alone, in this process: the real server and
+recorder, one healthy viewer draining a socket, N stalled ones, rounds of 500 calls fed to
+the recorder as the hooks feed it; the thread's CPU time from its `schedstat` (Linux).
 """
 
 from __future__ import annotations
@@ -80,6 +85,56 @@ def thread_cpu(native_id: int) -> float:
     with open(f"/proc/self/task/{native_id}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(stalled: int, rounds: int = 100) -> float:
+    """CPU µs of the server thread per call event, in this process."""
+    import threading
+
+    from dspy_top import protocol
+    from dspy_top.instrumentation.recorder import Recorder
+    from dspy_top.instrumentation.server import SocketServer
+
+    os.environ["DSPY_TOP_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="dtsv", dir="/tmp")
+    os.environ["DSPY_TOP_MAX_VIEWERS"] = str(stalled + 8)
+    recorder = Recorder(queue_capacity=100_000)
+    server = SocketServer(recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": os.getpid()},
+                          materialize=dict)
+    server.start()
+    sockets = []
+    for _ in range(stalled + 1):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(server.path))
+        sockets.append(sock)
+    healthy = sockets.pop()
+
+    def drain():
+        try:
+            while healthy.recv(1 << 20):
+                pass
+        except OSError:  # closed at the end
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    time.sleep(1.0)
+    task = f"/proc/self/task/{server._thread.native_id}/schedstat"
+
+    def cpu() -> float:
+        with open(task) as stat:
+            return int(stat.read().split()[0]) / 1e9
+
+    before = cpu()
+    for _ in range(rounds):
+        for _ in range(500):
+            record = recorder.begin("Pipeline.check.predict", "Predict", ("Pipeline", "Predict"), "openai/gpt-4o-mini")
+            recorder.finish(record, prompt_tokens=120, completion_tokens=12, response_model="gpt-4o-mini-2024-07-18")
+        time.sleep(0.1)
+    time.sleep(0.6)
+    spent = cpu() - before
+    server.stop()
+    for sock in sockets + [healthy]:
+        sock.close()
+    return spent / (rounds * 500) * 1e6
 
 
 def read_to_end(sock: socket.socket, deadline: float) -> dict:
@@ -151,10 +206,17 @@ def main() -> None:
     parser.add_argument("--stalled", default="0,20,50,100", help="numbers of stalled viewers, comma-separated")
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--server-cpu", action="store_true", help="measure the server thread alone, in this process")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         job_worker(args.worker)
+        return
+    if args.server_cpu:
+        print("| stalled viewers | server thread CPU µs per call event |\n|---:|---:|")
+        for stalled in [int(n) for n in args.stalled.split(",")]:
+            runs = [server_cpu(stalled) for _ in range(args.repeats)]
+            print(f"| {stalled} | {statistics.median(runs):.2f} |", flush=True)
         return
     print(f"{args.calls:,} calls (`dspy.Predict`, fixed-answer LM); medians of {args.repeats} run(s)\n")
     print("| stalled viewers | job µs/call | server thread CPU ms per 1,000 calls | healthy viewer received "

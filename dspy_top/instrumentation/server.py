@@ -17,6 +17,7 @@ thread, it never falls behind, so it never loses an event.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import resource
 import select
@@ -62,6 +63,8 @@ EVENT_TEXT = 4096
 ERROR_AT = protocol.CALL_FIELDS.index("error_message")
 NAMES_AT = tuple(protocol.CALL_FIELDS.index(name) for name in ("path", "model", "response_model"))
 RESPONSE_MODEL_AT = protocol.CALL_FIELDS.index("response_model")
+_ERROR_OF = operator.itemgetter(ERROR_AT)
+_RESPONSE_MODEL_OF = operator.itemgetter(RESPONSE_MODEL_AT)
 
 
 @dataclass
@@ -95,7 +98,7 @@ class SocketServer:
         # Call rows are checked without per-row work where it can be avoided (see _clean_rows).
         self._names_checked = (-1, 0)  # (redactor generation, cells checked)
         self._names_clean = True
-        self._clean_models: set[str] = set()
+        self._clean_models: set[str | None] = {None}
         self.path = paths.socket_path()
         self.viewers: dict[int, ViewerConnection] = {}
         self._catch_up: CatchUp | None = None
@@ -113,7 +116,6 @@ class SocketServer:
         self._last_stats_at = 0.0
         self.ever_attached = False
         self.last_attach_at = float("-inf")
-        self.refused = 0  # viewers turned away (too many, or descriptors short)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -289,7 +291,6 @@ class SocketServer:
         elif sock.fileno() >= _open_file_limit() - FD_RESERVE:
             reason = "this process is close to its limit of open files; try again later"
         if reason is not None:
-            self.refused += 1
             try:
                 sock.send(protocol.encode({"t": protocol.ERROR, "reason": reason}))
             except OSError:
@@ -301,6 +302,7 @@ class SocketServer:
         viewer.send_first(catch_up.hello)
         viewer.send_first(catch_up.snapshot)
         self._selector.register(sock, selectors.EVENT_READ, viewer)
+        viewer.interest = selectors.EVENT_READ
         self.viewers[viewer.fileno] = viewer
         self.ever_attached = True
         self.last_attach_at = time.monotonic()
@@ -312,6 +314,7 @@ class SocketServer:
         now = time.monotonic()
         if cached is not None and now - cached.built_at < STATS_EVERY and cached.position >= self.stream.first:
             return cached
+        self.redactor.refresh()  # a key set in the job's environment since the last look
         events, snapshot = self.recorder.drain_and_snapshot()
         self._publish(events)  # before the snapshot's position: viewers already here get them
         try:
@@ -454,7 +457,7 @@ class SocketServer:
         cells = self.recorder.cells
         generation, checked = self._names_checked
         if generation != redactor.generation:
-            checked, self._names_clean, self._clean_models = 0, True, set()
+            checked, self._names_clean, self._clean_models = 0, True, {None}
         if len(cells) != checked:
             keys = list(cells)  # one C call: safe while the job's threads add cells
             self._names_clean = self._names_clean and all(
@@ -463,9 +466,11 @@ class SocketServer:
         if not self._names_clean:
             return [self._redact_row(row) for row in rows]
         clean_models = self._clean_models
-        return [row if row[ERROR_AT] is None and (row[RESPONSE_MODEL_AT] is None or
-                                                  row[RESPONSE_MODEL_AT] in clean_models)
-                else self._redact_row(row) for row in rows]
+        # The usual batch: no error, known response models; looked at in C, the rows kept as they are.
+        if not any(map(_ERROR_OF, rows)) and clean_models.issuperset(map(_RESPONSE_MODEL_OF, rows)):
+            return rows
+        return [row if not row[ERROR_AT] and row[RESPONSE_MODEL_AT] in clean_models else self._redact_row(row)
+                for row in rows]
 
     def _redact_row(self, row: tuple) -> tuple:
         model = row[RESPONSE_MODEL_AT]
