@@ -201,5 +201,5 @@ class Fleet:
             status=process.status, started_at=process.started_at, uptime=process.uptime(now),
             totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
             mechanism=process.hello.mechanism if process.hello else "",
-            dropped=process.dropped_events + process.dropped_viewer,
+            dropped=process.dropped_events + process.dropped_viewer, before_attach=process.before_attach,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
+from dspy_top.model.before_attach import BeforeAttach
 from dspy_top.model.budget import BudgetAlert, BudgetLimit, JobBudget, limits_from_wire
 from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
@@ -76,6 +77,7 @@ class ProcessState:
         self.budget_on_exceed: str | None = None  # the job's budget guard, when it has one
         self.budget_limits: tuple[BudgetLimit, ...] = ()
         self.budget_alerts: dict[tuple[str, str, str, str], BudgetAlert] = {}
+        self.before_attach: BeforeAttach | None = None  # `dspy-top attach`: what DSPy's history counted
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class ProcessState:
             self.ended_at = float(message.get("at") or now)
             code = message.get("returncode", message.get("exit_code"))
             self.status = "ended" if code is None else f"ended (exit {code})"
+            if message.get("detached"):
+                self.status = "detached (`dspy-top detach`: the job runs on)"
             self.totals = _settled(self.totals)
         elif kind == "error":
             self.status = f"refused: {message.get('reason')}"
@@ -193,6 +197,8 @@ class ProcessState:
             self.totals, self.models = raw_totals, raw_models
         if "budget" in stats:
             self._fold_budget(stats.get("budget"), raw_totals.cost_usd, raw_module_cost)
+        if stats.get("before_attach"):
+            self.before_attach = BeforeAttach.from_wire(stats["before_attach"])
         for scope in stats.get("scopes") or ():
             self._fold_scope(scope)
         self.dropped_events = int(stats.get("dropped_events") or 0)

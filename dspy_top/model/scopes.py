@@ -37,6 +37,14 @@ class ScopeState:
     trainset: int | None = None
     valset: int | None = None
     num_threads: int | None = None
+    # Under way when `dspy-top attach` came: {"at", "missed" (evaluations not seen, None: unknown),
+    # "trial" (the optimizer's own trial number then), "usage": "unknown" for an evaluation}.
+    joined: Mapping[str, Any] | None = None
+
+    @property
+    def usage_known(self) -> bool:
+        """False for an evaluation joined mid-way: its calls could not be told apart."""
+        return not (self.joined and self.joined.get("usage") == "unknown")
 
     @property
     def running(self) -> bool:
@@ -78,6 +86,7 @@ def scope_from_wire(process: str, pid: int, wire: Mapping[str, Any], previous: S
         arguments=_mapping(pick("arguments", {})), predictors=_int(pick("predictors", None)),
         trainset=_int(pick("trainset", None)), valset=_int(pick("valset", None)),
         num_threads=_int(pick("num_threads", None)),
+        joined=_mapping(pick("joined", None)) or None,
     )
 
 

@@ -35,6 +35,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "socket": p.key, "started_at": p.started_at, "uptime_s": round(p.uptime, 3),
                 "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
                 "dropped_events": p.dropped,
+                "before_attach": p.before_attach.to_json() if p.before_attach is not None else None,
             }
             for p in snapshot.processes
         ],
@@ -152,6 +153,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
         lines.append(f"Job budget: {fmt.job_budget(job)}")
     if snapshot.progress:
         lines.append(f"Optimizer: {snapshot.progress}")
+    for p in snapshot.in_view:
+        if p.before_attach is not None:
+            lines.append(f"Attached: pid {p.pid}: {p.before_attach.describe()}")
     lines.append("")
     lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
     for p in snapshot.processes:
