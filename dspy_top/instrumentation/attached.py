@@ -115,6 +115,7 @@ def attach(request: dict[str, Any]) -> dict[str, Any]:
                 if runtime._active is instrumentation:
                     runtime._active = None
             return {"status": "unsupported-dspy", "dspy": version}
+        instrumentation.started_at = process_started_at() or instrumentation.started_at  # the job's real uptime
         backfill.bind(instrumentation.recorder, instrumentation.hooks.prices)
         before = backfill.count_recorded()
         joined = JoinedRuns(instrumentation.hooks)
@@ -157,6 +158,18 @@ def serve(instrumentation, directory: Path) -> None:
     server.start()
     instrumentation.server = server
     instrumentation.serve = True  # as instrument() would: a forked child serves too
+
+
+def process_started_at() -> float | None:
+    """When this process started (epoch seconds), from /proc; None elsewhere."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def supported_dspy(version: str) -> bool:

@@ -14,6 +14,7 @@ the summary says how many calls may be missing instead of pretending.
 from __future__ import annotations
 
 import datetime
+import dis
 import inspect
 import sys
 import threading
@@ -43,14 +44,16 @@ class HistoryBackfill:
                                         "settled": False}
         self._lock = threading.Lock()
         self._snapshot_taken = False
-        self._early: list[dict] = []  # stragglers recorded before the snapshot was taken
+        self._early: list[tuple[dict, int]] = []  # stragglers recorded before the snapshot: (entry, call)
         # Calls the hooks missed, by id() of their BaseLM.__call__/acall frame: seen running, counted.
         self._in_flight_calls: set[int] = set()
         self._counted_calls: set[int] = set()
+        self._recorded_calls: set[int] = set()  # seen by the wrapper, but the snapshot held their entry
         self._base_lm = None
         self._original_record = None
         self._originals: dict[str, Any] = {}  # "execute"/"aexecute" -> DSPy's own function
         self._call_codes: dict[Any, str] = {}  # code of BaseLM.__call__/acall -> the local holding execute
+        self._finalize_at: dict[Any, int] = {}
         self._settings = None
         self.watching = False
 
@@ -79,6 +82,10 @@ class HistoryBackfill:
             self._originals = {"execute": execution.execute, "aexecute": execution.aexecute}
             self._call_codes = {inspect.unwrap(base_lm.BaseLM.__dict__["__call__"]).__code__: "execute",
                                 inspect.unwrap(base_lm.BaseLM.__dict__["acall"]).__code__: "aexecute"}
+            # Where each calls `finalize` (its last call): a frame stopped there, with nothing running
+            # inside it, has already recorded its history entry.
+            self._finalize_at = {code: max(i.offset for i in dis.get_instructions(code) if i.opname == "CALL")
+                                 for code in self._call_codes}
             original = base_lm.record_history
         except Exception:
             self._error()
@@ -116,10 +123,10 @@ class HistoryBackfill:
     def _straggler_recorded(self, entry: dict, call_frame) -> None:
         # Runs before DSPy appends the entry: one the snapshot can hold only if registered before it.
         with self._lock:
-            self._counted_calls.add(id(call_frame))
             if not self._snapshot_taken:
-                self._early.append(entry)  # the snapshot decides whether it holds this one
+                self._early.append((entry, id(call_frame)))  # the snapshot decides whether it holds this one
                 return
+            self._counted_calls.add(id(call_frame))
             self.summary["in_flight_counted"] += 1
         self._count([entry])
 
@@ -135,10 +142,12 @@ class HistoryBackfill:
         with self._lock:
             self._snapshot_taken = True
             held = {id(e) for e in entries}
-            late = [e for e in self._early if id(e) not in held]
+            late = [(e, call) for e, call in self._early if id(e) not in held]
+            self._recorded_calls = {call for e, call in self._early if id(e) in held}  # counted by the snapshot
             self._early = []
+            self._counted_calls.update(call for _, call in late)
             self.summary["in_flight_counted"] += len(late)
-        self._count(entries + late)
+        self._count(entries + [e for e, _ in late])
         try:
             # Calls running now that the hooks missed, less those whose entry the snapshot already holds.
             self._in_flight_calls = self.unhooked_calls(recorded=held)
@@ -146,7 +155,7 @@ class HistoryBackfill:
             self._error()
         summary = self.summary
         with self._lock:
-            summary["in_flight"] = len(self._in_flight_calls | self._counted_calls)
+            summary["in_flight"] = len((self._in_flight_calls | self._counted_calls) - self._recorded_calls)
             if state is None:
                 summary.update(history="unknown", missing=None)
             else:
@@ -249,15 +258,19 @@ class HistoryBackfill:
         loops = []
         for frame in list(sys._current_frames().values()):
             done = False
+            innermost = True
             while frame is not None:
                 code = frame.f_code
                 if code.co_name == "finalize" and recorded and id(frame.f_locals.get("entry")) in recorded:
                     done = True  # past DSPy's history append: the snapshot counted it
                 local = self._call_codes.get(code)
                 if local is not None:
+                    if innermost and frame.f_lasti >= self._finalize_at.get(code, 1 << 30):
+                        done = True  # `finalize` has returned: its entry is in history
                     if not done and frame.f_locals.get(local) is self._originals[local]:
                         calls.add(id(frame))
                     done = False
+                innermost = False
                 loop = _running_loop(frame)
                 if loop is not None:
                     loops.append(loop)
@@ -304,8 +317,8 @@ class HistoryBackfill:
         self.close()
         with self._lock:
             # Calls in flight at attach that never reached history failed (or history was off then).
-            unseen = len(self._in_flight_calls - self._counted_calls)
-            self.summary["in_flight"] = len(self._in_flight_calls | self._counted_calls)
+            unseen = len(self._in_flight_calls - self._counted_calls - self._recorded_calls)
+            self.summary["in_flight"] = len((self._in_flight_calls | self._counted_calls) - self._recorded_calls)
             if self.summary["missing"] is not None:
                 self.summary["missing"] += unseen
             self.summary["settled"] = True

@@ -258,8 +258,10 @@ def _missed_evaluations(name: str, frame, inner: list, codes: dict) -> tuple[int
 
 
 def _mipro_missed(compile_frame, inner: list, codes: dict) -> tuple[int | None, int | None]:
-    """MIPROv2 evaluates a baseline, then one evaluation per trial, plus (minibatch mode) a full one
-    after every `minibatch_full_eval_steps + 1`-th trial and before the last (mipro_optimizer_v2.py)."""
+    """MIPROv2 evaluates its default program (optuna trial 0; its log's "Trial 1"), then once per
+    trial (`trial_num` 2, 3, ...), plus in minibatch mode a full evaluation after each trial whose
+    number is a multiple of `minibatch_full_eval_steps + 1` and after the last but one
+    (mipro_optimizer_v2.py)."""
     by_name: dict[str, Any] = {}
     for frame in inner:
         by_name.setdefault(frame.f_code.co_name, frame)
@@ -269,32 +271,31 @@ def _mipro_missed(compile_frame, inner: list, codes: dict) -> tuple[int | None, 
         return (None, None) if "best_program" in compile_frame.f_locals else (0, None)
     local = search.f_locals
     if "default_score" not in local:
-        return 0, None  # the baseline evaluation has not finished
+        return 0, None  # the default program's evaluation has not finished
     minibatch, steps, planned = local.get("minibatch"), local.get("minibatch_full_eval_steps"), local.get(
         "adjusted_num_trials")
 
-    def full_evaluations(trials: int) -> int:
+    def full_evaluations(first: int, last: int) -> int:
         if not minibatch or not isinstance(steps, int) or not isinstance(planned, int):
             return 0
-        return sum(1 for t in range(1, trials + 1) if t % (steps + 1) == 0 or t == planned - 1)
+        return sum(1 for t in range(first, last + 1) if t % (steps + 1) == 0 or t == planned - 1)
 
     objective = by_name.get("objective")
-    if objective is None:
+    if objective is None:  # between trials: every trial in the study is over
         study = local.get("study")
-        trials = len(study.trials) if study is not None else 0
-        return 1 + trials + full_evaluations(trials), trials or None
+        trials = len(study.trials) if study is not None else 1
+        return trials + full_evaluations(2, trials), None
     trial = objective.f_locals.get("trial_num")
     if not isinstance(trial, int):
         return None, None
-    missed = trial + full_evaluations(trial - 1)  # the baseline and every earlier trial's evaluations
+    missed = trial - 1 + full_evaluations(2, trial - 1)  # the default program's, and each earlier trial's
     below = inner[inner.index(objective) + 1:]
     full = by_name.get("_perform_full_evaluation")
-    evaluating = any(codes.get(f.f_code) == "eval" for f in below)
     if full is not None:
         missed += 1  # this trial's own evaluation is over
         if not any(codes.get(f.f_code) == "eval" for f in inner[inner.index(full) + 1:]) \
                 and "full_eval_score" in full.f_locals:
             missed += 1
-    elif not evaluating and "score" in objective.f_locals:
+    elif not any(codes.get(f.f_code) == "eval" for f in below) and "score" in objective.f_locals:
         missed += 1
     return missed, trial
