@@ -111,12 +111,12 @@ def ptrace_hint(pid: int) -> str:
     if scope == 1 and not privileged:
         return ("kernel.yama.ptrace_scope is 1: a process may trace only its own children; "
                 "run `sudo sysctl kernel.yama.ptrace_scope=0` (or use sudo)")
-    if not privileged and in_container():
-        return ("this container has no CAP_SYS_PTRACE; start it with `--cap-add=SYS_PTRACE` "
-                "(docker, podman) or the pod's securityContext capabilities")
     if not _dumpable(pid):
         return ("the process is not dumpable (it called prctl(PR_SET_DUMPABLE, 0) or changed "
                 "credentials); only root may trace it")
+    if not privileged and in_container():
+        return ("this container has no CAP_SYS_PTRACE; start it with `--cap-add=SYS_PTRACE` "
+                "(docker, podman) or the pod's securityContext capabilities")
     return "ptrace refused by the kernel (a security module or seccomp policy); try with sudo"
 
 

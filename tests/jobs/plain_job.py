@@ -151,6 +151,8 @@ def main():
                 jobs["busy"].stopping.set()
             elif command == "exit":
                 break
+        if jobs["busy"] is not None:
+            jobs["busy"].stopping.set()
         finished.set()
 
     print("READY", os.getpid(), flush=True)
