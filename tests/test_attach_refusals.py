@@ -7,10 +7,12 @@ non-dumpable case stands for "ptrace not permitted", and the version parsing is 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 
 import pytest
@@ -23,6 +25,17 @@ NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3.11"  # Debian's, without dspy-top, dspy, msgpack or platformdirs
 needs_gdb = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
 needs_root = pytest.mark.skipif(os.getuid() != 0, reason="running a process as another user needs root")
+needs_system_python = pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason=f"no {SYSTEM_PYTHON}")
+
+
+@functools.cache
+def nobody_can_run_dspy_top() -> str | None:
+    """PYTHONPATH with which `nobody` runs this checkout's dspy-top under the system Python, or None."""
+    path = f"{REPO}:{sysconfig.get_paths()['purelib']}"
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import dspy_top.attach.session, msgpack, platformdirs"],
+                           capture_output=True, user=NOBODY, cwd="/tmp", timeout=60,
+                           env={"PATH": os.environ["PATH"], "PYTHONPATH": path, "HOME": "/tmp"})
+    return path if probe.returncode == 0 else None
 
 
 @pytest.fixture
@@ -84,6 +97,7 @@ def test_not_a_python_process(directory):
 
 
 @needs_root
+@needs_system_python
 def test_another_users_process(directory):
     other = python("import time", "time.sleep(60)", executable=SYSTEM_PYTHON, user=NOBODY)
     try:
@@ -96,15 +110,18 @@ def test_another_users_process(directory):
 
 @needs_root
 @needs_gdb
+@needs_system_python
 def test_ptrace_not_permitted_on_a_non_dumpable_process(tmp_path):
     # Both as nobody (no CAP_SYS_PTRACE): the target made itself non-dumpable, so the kernel refuses.
+    site = nobody_can_run_dspy_top()
+    if site is None:
+        pytest.skip("nobody cannot read this checkout (run from a directory others can read)")
     other = python("import ctypes, time\nctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE", "time.sleep(60)",
                    executable=SYSTEM_PYTHON, user=NOBODY)
     directory = tmp_path / "rt"
     directory.mkdir()
     os.chown(tmp_path, NOBODY, NOBODY)
     os.chown(directory, NOBODY, NOBODY)
-    site = f"{REPO}:{REPO}/.venv/lib/python3.11/site-packages"
     try:
         done = subprocess.run([SYSTEM_PYTHON, "-m", "dspy_top", "attach", str(other.pid)], capture_output=True,
                               text=True, timeout=60, user=NOBODY, cwd="/tmp",
@@ -139,12 +156,11 @@ def test_no_gdb(directory, tmp_path):
 
 
 @needs_gdb
+@needs_system_python
 def test_no_dspy_imported_in_a_python_without_dspy_top(directory):
     # Debian's own Python has neither dspy nor dspy-top: the injected code borrows this installation's
     # dspy-top (its fallback links), runs, and says there is no dspy. The main thread waits on an event:
     # its futex wait is interrupted so that it runs the queued code.
-    if not os.path.exists(SYSTEM_PYTHON):
-        pytest.skip("no system Python")
     job = python("", WAIT_FOREVER, executable=SYSTEM_PYTHON)
     try:
         refused(dspy_top("attach", str(job.pid), runtime_dir=directory), refusals.NO_DSPY,
