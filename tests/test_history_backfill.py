@@ -17,7 +17,7 @@ from dspy_top.simlm import SimLM
 from tests.helpers.jobs import REPO, runtime_dir
 
 SCRIPT = r'''
-import json, os, sys, urllib.request
+import json, os, sys, threading, time, urllib.request
 import dspy
 from dspy.clients import base_lm
 from dspy_top.instrumentation import attached, runtime
@@ -25,11 +25,23 @@ from dspy_top.instrumentation import attached, runtime
 directory = sys.argv[1]
 out = {}
 
+def installed(hooks):
+    return sorted(f"{getattr(owner, '__name__', owner)}.{name}" for owner, name, _ in hooks._restore)
+
 def attach_and_read(name):
     result = os.path.join(directory, name + ".json")
+    original_record = base_lm.record_history
     attached.handle({"action": "attach", "result": result, "runtime_dir": directory})
     answer = json.load(open(result))
-    stats = runtime.active().stats()
+    while not runtime.active().stats()["before_attach"]["settled"]:
+        time.sleep(0.05)
+    # Once settled, an attached job runs exactly the hooks instrument() installs, nothing more.
+    handle = runtime.active()
+    out.setdefault("same_as_instrument", []).append(
+        base_lm.record_history is original_record and "scope" not in vars(handle.hooks)
+        and not [t for t in threading.enumerate() if t.name == "dspy-top-attach-watch"])
+    out.setdefault("hooks", []).append(installed(handle.hooks))
+    stats = handle.stats()
     attached.handle({"action": "detach", "result": result})
     server = json.load(urllib.request.urlopen(os.environ["SIM_URL"].rsplit("/v1", 1)[0] + "/_sim/stats"))
     out[name] = {"answer": answer, "totals": stats["totals"], "before": stats["before_attach"], "server": server,
@@ -55,6 +67,10 @@ dspy.configure(disable_history=True)
 for i in range(2):
     predict(question=f"What is {i} + 9?")
 attach_and_read("disabled")
+import dspy_top
+plain = dspy_top.instrument(serve=False)
+out["instrument_hooks"] = installed(plain.hooks)
+plain.close()
 print("OUT " + json.dumps(out))
 '''
 
@@ -87,5 +103,7 @@ def test_history_backfill_counts_hits_reads_lm_histories_when_full_and_says_unkn
     assert disabled["before"]["history"] == "disabled" and disabled["before"]["calls"] == 0
     assert disabled["before"]["missing"] is None  # unknown, never 0
     assert disabled["server"]["requests"] == 9
-    for scenario in out.values():
+    assert out["same_as_instrument"] == [True, True, True]
+    assert all(hooks == out["instrument_hooks"] for hooks in out["hooks"]) and out["instrument_hooks"]
+    for scenario in (cache, capped, disabled):
         assert scenario["detached"] == "detached" and not scenario["hooked"]

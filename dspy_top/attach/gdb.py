@@ -1,7 +1,8 @@
 """Python 3.11-3.13: queue the injected code in the job through gdb (see gdb_script.py for how).
 
-gdb reads no debug information (`--readnever`) and loads the symbols of libc and libpython
-only, so the job stays stopped for tens of milliseconds, not seconds.
+The addresses gdb needs are worked out first, from the process's files (symbols.py), while it
+runs; gdb then loads no symbols and no thread library, so the job stays stopped for tens of
+milliseconds, not seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from dspy_top.attach import target as proc
 from dspy_top.attach.refusals import (BUSY, EXITED, FAILED, NO_GDB, NOT_PYTHON, PTRACE_DENIED, UNSUPPORTED_PYTHON,
                                       AttachRefused)
+from dspy_top.attach.symbols import SymbolError, addresses
 
 SCRIPT = Path(__file__).with_name("gdb_script.py")
 GDB_TIMEOUT = 30.0  # seconds: attach, two calls and detach take well under one
@@ -33,10 +35,25 @@ def gdb_path() -> str:
 
 def queue(pid: int, code: str, timeout: float = GDB_TIMEOUT) -> dict:
     """Queue `code` as a pending call in `pid`; what gdb_script.py reported (status `queued`)."""
-    command = [gdb_path(), "-nx", "-batch", "--readnever",
+    executable = gdb_path()
+    try:
+        where = addresses(pid)  # while the job runs: gdb itself then reads no symbols
+    except FileNotFoundError:
+        raise AttachRefused(f"pid {pid} exited", EXITED) from None
+    except PermissionError:
+        raise AttachRefused(f"cannot trace pid {pid}: {proc.ptrace_hint(pid)}", PTRACE_DENIED) from None
+    except (SymbolError, OSError, ValueError) as exc:
+        raise AttachRefused(f"pid {pid}: {exc}", NOT_PYTHON) from None
+    if where.python is None or where.python < (3, 11):
+        version = "older than 3.11" if where.python is None else f"{where.python[0]}.{where.python[1]}"
+        raise AttachRefused(f"pid {pid} runs Python {version}; dspy-top needs 3.11 or newer", UNSUPPORTED_PYTHON)
+    command = [executable, "-nx", "-batch", "--readnever",
                "-iex", "set auto-solib-add off", "-iex", "set debuginfod enabled off",
-               "-iex", "set auto-load off", "-p", str(pid), "-x", str(SCRIPT)]
-    env = {**os.environ, "DSPY_TOP_INJECT": json.dumps({"code": code})}
+               "-iex", "set auto-load off", "-iex", "set auto-load libthread-db off",
+               "-iex", "set libthread-db-search-path",  # threads come from /proc; no thread library needed
+               "-iex", f"source {SCRIPT}",  # compiled and its imports done before the job stops
+               "-p", str(pid), "-ex", "python main()"]
+    env = {**os.environ, "DSPY_TOP_INJECT": json.dumps({"code": code, "addresses": where.as_request()})}
     for name in ("PYTHONPATH", "PYTHONHOME"):  # gdb's own Python must not see this virtualenv's
         env.pop(name, None)
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,14 +1,17 @@
-"""Runs inside gdb (`gdb -x`), attached to the job: queue the injected code as a Python pending call.
+"""Runs inside gdb, attached to the job: queue the injected code as a Python pending call.
 
-Not imported by dspy-top; gdb's own Python runs it. What it does, while the job is stopped:
+Not imported by dspy-top; gdb's own Python loads it before attaching (`-iex source`) and runs
+`main()` once attached (`-ex`). What `main` does, while the job is stopped:
 
-1. Check the process is CPython 3.11 or newer (its `Py_Version`) on x86-64.
+1. Check it is x86-64. (dspy_top.attach.symbols already found, from the files and
+   /proc/PID/maps, where `mmap`, `Py_AddPendingCall` and `PyRun_SimpleString` are, and checked
+   `Py_Version`, before gdb stopped the job: gdb loads no symbols.)
 2. Pick a thread parked in a system call, best a `futex` wait (a lock or the GIL): it holds no
    lock that the two functions called below take, and libc's code around a `syscall` keeps
    nothing in vector registers (the calls may use them as scratch; only general registers
    are restored).
-3. On that thread, call `mmap` (a bare system call: no allocator, no lock) for a page, write the
-   code into it with ptrace, then call `Py_AddPendingCall(PyRun_SimpleString, page)`, which
+3. On that thread, call `mmap` (a bare system call: no allocator, no lock; the other threads stay
+   stopped) for a page, write the code into it with ptrace, then, the other threads running, call `Py_AddPendingCall(PyRun_SimpleString, page)`, which
    takes only the pending-calls lock and never the GIL. The main thread runs it at its next
    eval-breaker check, where the interpreter may run Python; other threads are never paused
    holding the GIL or inside malloc, because nothing here allocates.
@@ -46,22 +49,6 @@ def value(expression):
     return int(gdb.parse_and_eval(expression))
 
 
-def symbol(name):
-    try:
-        return value(f"(long)&{name}")
-    except gdb.error:
-        return None
-
-
-def python_version():
-    if symbol("Py_AddPendingCall") is None or symbol("PyRun_SimpleString") is None:
-        raise Refusal("not-python", "the process has no Python interpreter")
-    if symbol("Py_Version") is None:
-        raise Refusal("unsupported-python", "the process runs a Python older than 3.11")
-    hexversion = value("*(unsigned int *)&Py_Version")
-    return hexversion >> 24, hexversion >> 16 & 0xFF
-
-
 def registers(thread):
     thread.switch()
     return {name: value(f"${name}") for name in ("orig_rax", "rax")}
@@ -76,8 +63,10 @@ def parked_in_futex(state):
     return state["orig_rax"] == FUTEX and state["rax"] in RESTARTING
 
 
-def call(thread, address, arguments, return_to):
-    """Run `address(*arguments)` on `thread` with the other threads running; its return value."""
+def call(thread, address, arguments, return_to, alone=False):
+    """Run `address(*arguments)` on `thread`; its return value. The other threads run meanwhile,
+    so that none stays stopped holding a lock it needs, unless `alone` (a call that takes no lock:
+    then resuming and stopping them again is time the job would be paused for nothing)."""
     thread.switch()
     saved = {name: value(f"${name}") for name in SAVED}
     inferior = gdb.selected_inferior()
@@ -90,7 +79,13 @@ def call(thread, address, arguments, return_to):
     gdb.execute(f"set var $rsp = {stack}")
     gdb.execute(f"set var $rip = {address}")
     gdb.execute(f"tbreak *{return_to}", to_string=True)
-    gdb.execute("continue", to_string=True)
+    if alone:
+        gdb.execute("set scheduler-locking on")
+    try:
+        gdb.execute("continue", to_string=True)
+    finally:
+        if alone:
+            gdb.execute("set scheduler-locking off")
     if not inferior.is_valid() or inferior.pid == 0:
         raise Refusal("exited", "the process exited during the attach")
     stopped = gdb.selected_thread()
@@ -102,25 +97,16 @@ def call(thread, address, arguments, return_to):
     return result
 
 
-def entry_point():
-    for line in gdb.execute("info files", to_string=True).splitlines():
-        if "Entry point:" in line:
-            return int(line.split(":", 1)[1].strip(), 16)
-    raise Refusal("error", "cannot find the executable's entry point")
-
-
 def inject():
     request = json.loads(os.environ["DSPY_TOP_INJECT"])
+    at = request["addresses"]
     for command in ("set pagination off", "set confirm off", "set scheduler-locking off",
-                    "handle all nostop noprint pass", r"sharedlibrary libc\.so", "sharedlibrary libpython"):
+                    "handle all nostop noprint pass"):
         gdb.execute(command, to_string=True)
     inferior = gdb.selected_inferior()
     if "x86-64" not in inferior.architecture().name():
         raise Refusal("unsupported-arch", f"attaching through gdb works on x86-64 only, not "
                                           f"{inferior.architecture().name()}; Python 3.14's sys.remote_exec works anywhere")
-    major, minor = python_version()
-    if (major, minor) < (3, 11):
-        raise Refusal("unsupported-python", f"the process runs Python {major}.{minor}")
     threads = sorted(inferior.threads(), key=lambda t: t.ptid[1])
     main = next((t for t in threads if t.ptid[1] == inferior.pid), threads[0])
     states = {t.ptid[1]: registers(t) for t in threads}
@@ -132,16 +118,17 @@ def inject():
     worker = ranked[0]
     # The code names its own page (CODE_PAGE), so that the job can unmap it once parsed.
     size = (len(request["code"].encode()) + 64 + 4095) // 4096 * 4096
-    return_to = entry_point()
-    page = call(worker, symbol("mmap"), [0, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, 2 ** 64 - 1, 0],
-                return_to)
+    return_to = at["entry"]
+    # mmap is a bare system call: it runs alone.
+    page = call(worker, at["mmap"], [0, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, 2 ** 64 - 1, 0], return_to,
+                alone=True)
     if page <= 0 or page >= 2 ** 63:
         raise Refusal("error", "mmap failed in the process")
     code = request["code"].replace("CODE_PAGE", repr([page, size])).encode() + b"\0"
     if len(code) > size:
         raise Refusal("error", "the injected code outgrew its page")
     inferior.write_memory(page, code)
-    queued = call(worker, symbol("Py_AddPendingCall"), [symbol("PyRun_SimpleString"), page], return_to)
+    queued = call(worker, at["add_pending_call"], [at["run_simple_string"], page], return_to)
     if queued & 0xFFFFFFFF:
         raise Refusal("error", "Python's pending-call queue is full; try again")
     nudged = False
@@ -149,7 +136,7 @@ def inject():
     if parked_in_futex(main_state):
         gdb.execute(f"set var $rax = {EINTR}")
         nudged = True
-    return {"status": "queued", "python": f"{major}.{minor}", "page": [page, size], "nudged_main": nudged,
+    return {"status": "queued", "page": [page, size], "nudged_main": nudged,
             "thread": worker.ptid[1], "threads": len(threads)}
 
 
@@ -165,6 +152,3 @@ def main():
     except gdb.error:
         pass
     print("DSPY_TOP_GDB " + json.dumps(outcome), flush=True)
-
-
-main()
