@@ -119,9 +119,10 @@ def fallback_dir(work: Path) -> Path:
 
 
 def _sweep(work: Path) -> None:
-    """Remove result files nobody will read (an attach that timed out answers later)."""
+    """Remove result files nobody will read (an attach that timed out answers later), and the
+    scripts `sys.remote_exec` was given, once their job is gone."""
     now = time.time()
-    for entry in work.glob("*.json"):
+    for entry in [*work.glob("*.json"), *work.glob("*.py")]:
         try:
             pid = int(entry.name.split("-", 1)[0])
             if not Path(f"/proc/{pid}").exists() or now - entry.stat().st_mtime > STALE_AFTER:

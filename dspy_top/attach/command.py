@@ -54,6 +54,15 @@ def main(argv: list[str], action: str = "attach") -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return USAGE if exc.code else OK
+    try:
+        return _run(args, action)
+    except KeyboardInterrupt:
+        # gdb runs in its own session: it finishes and detaches; the job is never left stopped.
+        print(f"dspy-top: {action} interrupted; the job keeps running", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, action: str) -> int:
     if action == "detach":
         return detach_command(args.pid, args.timeout)
     status = attach_command(args.pid, args.timeout)

@@ -79,9 +79,13 @@ def _run(target: proc.Target, request: Request, timeout: float) -> tuple[dict[st
         script = request.result_path.with_suffix(".py")
         try:
             queued = remote_exec.queue(target.pid, target.exe, code, script)
-            return _answer(target.pid, request, queued, timeout, started)
-        finally:
-            script.unlink(missing_ok=True)
+            result = _answer(target.pid, request, queued, timeout, started)
+        except AttachRefused as refusal:
+            if refusal.status != NO_ANSWER:  # still queued: the job reads the file when it gets to it
+                script.unlink(missing_ok=True)
+            raise
+        script.unlink(missing_ok=True)
+        return result
     queued = gdb.queue(target.pid, code)
     return _answer(target.pid, request, queued, timeout, started)
 

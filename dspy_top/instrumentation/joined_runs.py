@@ -110,7 +110,8 @@ class JoinedRuns:
         info["joined"] = joined
         recorder.scope_start(kind, scope_id, info)
         if kind == "eval":
-            recorder.scope_counters.pop(scope_id, None)  # usage unknown, never shown as 0
+            with recorder.lock:
+                recorder.scope_counters.pop(scope_id, None)  # usage unknown, never shown as 0
         return JoinedRun(scope_id, kind, frame, thread_id, outer.push(scope_id, owner),
                          {k: info.get(k) for k in ("class", "program", "total", "joined") if k in info})
 
