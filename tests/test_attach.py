@@ -99,10 +99,11 @@ def test_attach_to_evaluate_with_8_threads_counts_calls_in_flight_and_joins_the_
             assert_matches_server(stats, sim.stats())
             before = stats["before_attach"]
             assert before["in_flight_counted"] == before["in_flight"] and before["missing"] == 0
-            runs = snapshot_json(job.pid, directory)["optimizers"]
-            evaluation = next(run for run in runs if run["class"] == "Evaluate")
+            evaluation = wait_for(lambda: next((r for r in snapshot_json(job.pid, directory)["optimizers"]
+                                                if r["class"] == "Evaluate" and r["state"] == "done"), None),
+                                  timeout=30, what="the joined evaluation ended")
             assert evaluation["joined_at"] is not None and evaluation["calls"] is None  # its own calls: unknown
-            assert evaluation["state"] == "done" and evaluation["trials"][0]["total"] == 1200
+            assert evaluation["trials"][0]["total"] == 1200
             assert evaluation["trials"][0]["done"] == 1200  # progress counted from the next example on
         finally:
             job.close()
@@ -124,8 +125,11 @@ def test_attach_to_a_running_mipro_shows_the_run_and_which_trials_were_missed(di
             assert result == control.result(timeout=180)
             stats = job_stats(directory / f"{job.pid}.sock")
             assert_matches_server(stats, sim.stats())
-            run = next(r for r in snapshot_json(job.pid, directory)["optimizers"] if r["class"] == "MIPROv2")
-            assert run["joined_at"] is not None and run["state"] == "done"
+            # The joined run ends once its frame has left the stack (the attach watcher looks twice a second).
+            run = wait_for(lambda: next((r for r in snapshot_json(job.pid, directory)["optimizers"]
+                                         if r["class"] == "MIPROv2" and r["state"] == "done"), None),
+                           timeout=30, what="the joined MIPROv2 run ended")
+            assert run["joined_at"] is not None
             missed = run["missed_trials"]
             assert isinstance(missed, int) and missed >= 3  # the default program and trials 2, 3 at least
             # Every evaluation MIPROv2 logged is either missed or a trial numbered as dspy-top numbers them.

@@ -71,30 +71,36 @@ def call(thread, address, arguments, return_to, alone=False):
     saved = {name: value(f"${name}") for name in SAVED}
     inferior = gdb.selected_inferior()
     stack = ((saved["rsp"] - 4096) & ~0xF) - 8  # far below the red zone; 16-byte aligned after the push
-    inferior.write_memory(stack, (return_to & (2 ** 64 - 1)).to_bytes(8, "little"))
-    for register, argument in zip(ARGUMENTS, arguments):
-        gdb.execute(f"set var ${register} = {argument}")
-    gdb.execute("set var $orig_rax = -1")  # no system call to restart when it resumes here
-    gdb.execute("set var $rax = 0")
-    gdb.execute(f"set var $rsp = {stack}")
-    gdb.execute(f"set var $rip = {address}")
-    gdb.execute(f"tbreak *{return_to}", to_string=True)
-    if alone:
-        gdb.execute("set scheduler-locking on")
+    returned = False
     try:
-        gdb.execute("continue", to_string=True)
+        inferior.write_memory(stack, (return_to & (2 ** 64 - 1)).to_bytes(8, "little"))
+        for register, argument in zip(ARGUMENTS, arguments):
+            gdb.execute(f"set var ${register} = {argument}")
+        gdb.execute("set var $orig_rax = -1")  # no system call to restart when it resumes here
+        gdb.execute("set var $rax = 0")
+        gdb.execute(f"set var $rsp = {stack}")
+        gdb.execute(f"set var $rip = {address}")
+        gdb.execute(f"tbreak *{return_to}", to_string=True)
+        gdb.execute(f"set scheduler-locking {'on' if alone else 'off'}")
+        for _ in range(100):  # another event (a new thread, a signal) may stop the process first
+            gdb.execute("continue", to_string=True)
+            if not inferior.is_valid() or inferior.pid == 0 or not thread.is_valid():
+                raise Refusal("exited", "the process exited during the attach")
+            thread.switch()
+            if value("$rip") == return_to and value("$rsp") == stack + 8:
+                returned = True
+                break
+        else:
+            raise Refusal("error", "the injected call did not return")
+        return value("$rax")
     finally:
-        if alone:
-            gdb.execute("set scheduler-locking off")
-    if not inferior.is_valid() or inferior.pid == 0:
-        raise Refusal("exited", "the process exited during the attach")
-    stopped = gdb.selected_thread()
-    if stopped is None or stopped.ptid != thread.ptid or value("$rip") != return_to:
-        raise Refusal("error", "the injected call did not return where expected")
-    result = value("$rax")
-    for name in SAVED:  # the interrupted system call restarts when the thread resumes
-        gdb.execute(f"set var ${name} = {saved[name]}")
-    return result
+        gdb.execute("set scheduler-locking off")
+        # Put the thread back where it was (its interrupted system call restarts when it resumes),
+        # unless it is still inside the call: then it must go on to return first.
+        if thread.is_valid() and (returned or value("$rip") == address):
+            thread.switch()
+            for name in SAVED:
+                gdb.execute(f"set var ${name} = {saved[name]}")
 
 
 def inject():
