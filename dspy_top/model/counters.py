@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from dspy_top import latency
+from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
 
 _INT_FIELDS = (
     "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
@@ -38,16 +39,14 @@ class Counters:
     last_at: float = 0.0
 
     @classmethod
-    def from_wire(cls, wire: Mapping[str, Any] | None) -> "Counters":
-        """Counters from a wire map; missing keys are zero, wrong types raise ValueError/TypeError."""
-        if not wire:
+    def from_record(cls, record: CountersRecord) -> "Counters":
+        """Counters from their checked wire record (dspy_top/schema.py)."""
+        if record is EMPTY_COUNTERS:
             return EMPTY
-        values: dict[str, Any] = {name: int(wire.get(name) or 0) for name in _INT_FIELDS}
-        values.update({name: float(wire.get(name) or 0.0) for name in _FLOAT_FIELDS})
-        hist = wire.get("latency_hist") or {}
-        values["latency_hist"] = {int(bucket): int(count) for bucket, count in hist.items()}
-        values["last_at"] = float(wire.get("last_at") or 0.0)
-        return cls(**values)
+        return cls(record.calls, record.errors, record.retries, record.cache_hits, record.prompt_tokens,
+                   record.completion_tokens, record.cached_tokens, record.reasoning_tokens, record.cost_usd,
+                   record.unpriced_calls, record.cost_saved_usd, record.latency_s, record.in_flight,
+                   record.latency_hist or {}, record.last_at)
 
     @property
     def tokens(self) -> int:
