@@ -126,15 +126,33 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-n must be at least 1")
     if (args.json or args.iterations is not None) and not args.batch:
         parser.error("-n and --json need -b (batch mode)")
+    if not args.batch and no_terminal():
+        parser.exit(2, f"dspy-top: {no_terminal()}\n")
     prices, budget = _money(args, parser)
+    from dspy_top import paths
+
+    located = paths.locate()  # never raises: an unusable runtime directory gives a private fallback and a warning
     if args.batch:
         from dspy_top.viewer import batch
 
-        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations,
-                         delay=args.delay, as_json=args.json, prices=prices, budget_usd=budget)
+        if located.warning:
+            batch.say(located.warning)
+        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations, delay=args.delay,
+                         as_json=args.json, prices=prices, budget_usd=budget, directory=located.path)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget)
+    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget,
+                      directory=located.path, notice=located.warning)
+
+
+def no_terminal() -> str | None:
+    """Why the live view cannot start here (stdout is not a terminal: a file, a pipe), or None."""
+    try:
+        if sys.stdout is not None and sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        pass
+    return "the live view needs a terminal (stdout is not one); use -b for text snapshots, or -b --json"
 
 
 def _subcommand(name: str, argv: list[str]) -> int:

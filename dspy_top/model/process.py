@@ -164,9 +164,9 @@ class ProcessState:
 
     def _fold_calls(self, rows: tuple[tuple, ...], history: History) -> None:
         """Call events: the bulk of a busy process's stream."""
-        key, pid, repricer, add, new = self.key, self.pid, self.repricer, history.add, CallSummary.from_row
+        repricer, add, new, prefix = self.repricer, history.add, tuple.__new__, (self.key, self.pid)
         for row in rows:
-            call = new(key, pid, row)
+            call = new(CallSummary, prefix + row)  # CallSummary.from_row, inlined: this loop is the hot path
             if repricer:
                 call = repricer.call(call)
             if add(call) and call.scopes:
