@@ -45,6 +45,7 @@ from dspy_top.viewer.terminal import inert
 NARROW_BELOW = 100  # columns: below this the models/processes panes hide behind `m` and `p`
 HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
 PAYLOAD_CACHE = 200
+ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
 SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
                  "L": "p95", "E": "errors", "H": "cache_hits"}
@@ -233,14 +234,16 @@ class TopApp(App):
         for level in self.budget_alarm.crossed(snapshot.budget):
             self.notify(snapshot.budget.message(level), title="dspy-top budget",
                         severity="error" if level >= 100 else "warning", timeout=15)
-        for job in snapshot.job_budgets:
-            for alert in job.alerts:
-                if alert.key in self._alerts_seen:
-                    continue
-                self._alerts_seen.add(alert.key)
-                severity = "warning" if alert.level == "80" else "error"
-                self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
-                            severity=severity, timeout=15)
+        fresh = [alert for job in snapshot.job_budgets for alert in job.alerts if alert.key not in self._alerts_seen]
+        self._alerts_seen.update(alert.key for alert in fresh)
+        # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
+        for alert in fresh[:ALERTS_SHOWN]:
+            severity = "warning" if alert.level == "80" else "error"
+            self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
+                        severity=severity, timeout=15)
+        if len(fresh) > ALERTS_SHOWN:
+            self.notify(f"and {len(fresh) - ALERTS_SHOWN:,} more budget alerts (dspy-top -b lists them all)",
+                        title="budget", severity="warning", timeout=15)
 
     def _follow_job(self) -> None:
         job = self.job
