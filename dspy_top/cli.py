@@ -36,11 +36,12 @@ prices and budgets:
   budget (dspy_top.instrument(budget_usd=...)) shows in the header
 
 exit status: 0 when a process was attached (batch mode) or the viewer quit normally,
-1 when batch mode attached nothing, 2 on a usage error, 3 when batch mode saw the
---budget reached.
+1 when batch mode attached nothing, 2 on a usage error or when the live view has no
+terminal (stdout is a file or a pipe: use -b), 3 when batch mode saw the --budget reached.
 
 environment:
-  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir)
+  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir; one another
+                         user could have planted is replaced by a private one, with a warning)
   DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
   DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
 """
