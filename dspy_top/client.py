@@ -135,9 +135,11 @@ class Connection:
         A process that is busy accepting (its listen queue full, or not listening yet) is
         tried again with backoff for up to `retry_for` seconds; `on_wait` hears why meanwhile.
         """
-        sock = self._open(on_wait)
+        sock, owner = self._open(on_wait)
         uid = peer_uid(sock)
-        if uid is not None and uid != os.getuid():
+        if uid is None:
+            uid = owner  # no SO_PEERCRED on this system: the socket file's owner is the next best witness
+        if uid != os.getuid():
             sock.close()
             raise ConnectError(f"{self.socket_path} is served by another user (uid {uid}): not trusted, not attached")
         self._sock = sock
@@ -169,7 +171,8 @@ class Connection:
         sock.setblocking(False)
         return self.hello
 
-    def _open(self, on_wait: Callable[[str], None] | None) -> socket.socket:
+    def _open(self, on_wait: Callable[[str], None] | None) -> tuple[socket.socket, int]:
+        """A connected socket (retrying a busy process) and the uid owning the socket file."""
         path = self.socket_path
         try:
             info = os.lstat(path)
@@ -188,7 +191,7 @@ class Connection:
             sock.settimeout(self.timeout)
             try:
                 sock.connect(str(path))
-                return sock
+                return sock, info.st_uid
             except FileNotFoundError:
                 sock.close()
                 raise ConnectError(f"no socket at {path} (the process has exited)") from None
@@ -383,7 +386,7 @@ def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process serving a connected Unix socket (SO_PEERCRED), or None where unknown."""
     so_peercred = getattr(socket, "SO_PEERCRED", None)
     if so_peercred is None:
-        return None  # no SO_PEERCRED here: the socket file's owner was checked by `discover`
+        return None  # no SO_PEERCRED here (macOS): the caller falls back to the socket file's owner
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
     except OSError:

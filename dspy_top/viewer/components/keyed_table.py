@@ -160,13 +160,14 @@ class KeyedTable(DataTable):
         for index, (column, cell) in enumerate(zip(self._columns, cells)):
             if index == 0:
                 # Always a fresh Text: `_reorder` relies on it being unique to its row.
-                yield cell.copy() if isinstance(cell, Text) else Text(str(cell), no_wrap=True, overflow="ellipsis")
+                yield cell.copy() if isinstance(cell, Text) else Text(inert(cell), no_wrap=True, overflow="ellipsis")
             elif isinstance(cell, Text):
                 if column.right:
                     cell.justify = "right"
                 yield cell
-            else:
-                yield Text(cell, justify="right" if column.right else "left", no_wrap=True, overflow="ellipsis")
+            else:  # plain strings are made inert here too (Text cells are built inert by each table)
+                yield Text(inert(cell), justify="right" if column.right else "left", no_wrap=True,
+                           overflow="ellipsis")
 
     def reset_rows(self) -> None:
         """Drop every row (a filter or focus change, not a refresh)."""
