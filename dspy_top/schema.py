@@ -11,7 +11,7 @@ nothing else, so nothing a process sends can raise there or when the numbers are
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Mapping
 
@@ -66,7 +66,7 @@ class CountersRecord(Record):
     cost_saved_usd: float = 0.0
     latency_s: float = 0.0
     in_flight: int = 0
-    latency_hist: Mapping[int, int] | None = None
+    latency_hist: Mapping[int, int] = field(default_factory=dict)
     last_at: float = 0.0
 
 
@@ -364,7 +364,7 @@ def counters(wire: Any, what: str) -> CountersRecord:
                           latency_hist=hist, last_at=_epoch(get("last_at"), f"{what} last_at"))
 
 
-EMPTY_COUNTERS = CountersRecord(latency_hist={})
+EMPTY_COUNTERS = CountersRecord()
 
 
 def scope(wire: Any) -> ScopeRecord:

@@ -5,8 +5,8 @@ A frozen value: folding a `stats` frame replaces counters whole, so a snapshot c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Iterable
 
 from dspy_top import latency
 from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
@@ -16,37 +16,20 @@ _INT_FIELDS = (
     "cached_tokens", "reasoning_tokens", "unpriced_calls", "in_flight",
 )
 _FLOAT_FIELDS = ("cost_usd", "cost_saved_usd", "latency_s")
+_FIELDS = tuple(f.name for f in fields(CountersRecord))
 
 
 @dataclass(frozen=True, slots=True)
-class Counters:
-    """One set of exact counters (see docs/protocol.md, "Counters")."""
-
-    calls: int = 0
-    errors: int = 0
-    retries: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced_calls: int = 0
-    cost_saved_usd: float = 0.0
-    latency_s: float = 0.0
-    in_flight: int = 0
-    latency_hist: Mapping[int, int] = field(default_factory=dict)
-    last_at: float = 0.0
+class Counters(CountersRecord):
+    """One set of exact counters (see docs/protocol.md, "Counters"): the checked wire record's
+    fields (dspy_top/schema.py), with the arithmetic the views need."""
 
     @classmethod
     def from_record(cls, record: CountersRecord) -> "Counters":
-        """Counters from their checked wire record (dspy_top/schema.py)."""
+        """Counters from their checked wire record."""
         if record is EMPTY_COUNTERS:
             return EMPTY
-        return cls(record.calls, record.errors, record.retries, record.cache_hits, record.prompt_tokens,
-                   record.completion_tokens, record.cached_tokens, record.reasoning_tokens, record.cost_usd,
-                   record.unpriced_calls, record.cost_saved_usd, record.latency_s, record.in_flight,
-                   record.latency_hist or {}, record.last_at)
+        return cls(*(getattr(record, name) for name in _FIELDS))
 
     @property
     def tokens(self) -> int:

@@ -96,24 +96,18 @@ class Fleet:
                     process.fold(record, now, history)
             except BadMessage as exc:
                 kind = message.get("t") if isinstance(message, Mapping) else None
-                process.protocol_error(f"malformed {kind!r} message: {exc}", now)
+                process.failed(f"malformed {kind!r} message: {exc}", now, protocol=True)
                 break
             except Exception as exc:  # a fault of the viewer's own: the same, never an escape
-                process.protocol_error(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now)
+                process.failed(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now, protocol=True)
                 break
         self.events += process.events - before  # a `calls` batch counts each call
 
-    def failed(self, key: str, reason: str) -> None:
+    def failed(self, key: str, reason: str, protocol: bool = False) -> None:
         process = self.processes.get(key)
         if process is not None:
             self.version += 1
-            process.failed(reason, self.clock())
-
-    def protocol_error(self, key: str, reason: str) -> None:
-        process = self.processes.get(key)
-        if process is not None:
-            self.version += 1
-            process.protocol_error(reason, self.clock())
+            process.failed(reason, self.clock(), protocol)
 
     def dismiss(self, key: str) -> bool:
         """Forget a process that is no longer live (ended, lost or failed)."""

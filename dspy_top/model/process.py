@@ -100,31 +100,21 @@ class ProcessState:
         self.status = "running"
         self.attached_at = now
 
-    def failed(self, reason: str, now: float) -> None:
-        """The connection could not be made or broke; an ended (or already lost) process stays so."""
+    def failed(self, reason: str, now: float, protocol: bool = False) -> None:
+        """The connection could not be made or broke (`protocol`: it sent something the schema refuses,
+        and nothing more is read from it). An ended, or already lost, process stays so."""
         if self.state in (ENDED, LOST):
             return
+        if protocol:
+            reason = f"protocol error: {reason}"
         if self.state == RUNNING:
-            self._lose(f"connection lost: {reason}", now)
+            # Attached, then cut off before its `exit`: what it last sent is shown, never as final.
+            self.state = LOST
+            self.status = f"{reason if protocol else f'connection lost: {reason}'} · {NOT_FINAL}"
+            self.ended_at = now
         else:
             self.state = FAILED
             self.status = reason
-
-    def protocol_error(self, reason: str, now: float) -> None:
-        """The process sent something the schema refuses: nothing more is read from it."""
-        if self.state in (ENDED, LOST):
-            return
-        if self.state == RUNNING:
-            self._lose(f"protocol error: {reason}", now)
-        else:
-            self.state = FAILED
-            self.status = f"protocol error: {reason}"
-
-    def _lose(self, why: str, now: float) -> None:
-        # Attached, then cut off before its `exit`: what it last sent is shown, never as final.
-        self.state = LOST
-        self.status = f"{why} · {NOT_FINAL}"
-        self.ended_at = now
 
     @property
     def final_numbers(self) -> str | None:

@@ -275,10 +275,7 @@ class Collector:
         if connection is not None:
             connection.close()
         with self.fleet.lock:
-            if protocol:
-                self.fleet.protocol_error(key, reason)
-            else:
-                self.fleet.failed(key, reason)
+            self.fleet.failed(key, reason, protocol)
         for pending_key in [k for k in self._pending if k[0] == key]:
             call_id, _ = self._pending.pop(pending_key)
             self._deliver(PayloadAnswer(key, call_id, None, f"the process connection closed ({reason})"))

@@ -57,7 +57,8 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
             cost = fmt.dollars(run.cost_to_finish) if run.cost_to_finish is not None else "?"
             clock = fmt.short_uptime(run.time_to_finish) if run.time_to_finish is not None else "?"
             finish = f"~{cost} {clock}"
-        lines.append(f"{name:<36} {inert(run.state)[:8]:<8} {inert(run.phase)[:24]:<24} {run.trial_progress:>7} {best:>6} "
+        state, phase = inert(run.state)[:8], inert(run.phase)[:24]
+        lines.append(f"{name:<36} {state:<8} {phase:<24} {run.trial_progress:>7} {best:>6} "
                      f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  {finish}")
         if run.trials and run.class_name != "Evaluate":
             shown = run.trials[-TEXT_TRIALS:]

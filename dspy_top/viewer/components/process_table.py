@@ -35,7 +35,8 @@ class ProcessTable(KeyedTable):
         rows = []
         for p in snapshot.processes:
             style = STATE_STYLE.get(p.state, "")
-            note = inert(p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status))
+            note = p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status)
+            note = inert(note)
             rows.append((p.key, [
                 Text("▶" if p.key == snapshot.focus else " ", style="bold"),
                 str(p.pid or "?"), Text(f" {p.state}", style=style),
