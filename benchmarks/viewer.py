@@ -49,6 +49,12 @@ def _stats(calls: int) -> dict:
             "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 0, "tool_errors": 0}
 
 
+def _call_rows(start: float, sent: int, count: int) -> list[tuple]:
+    """`count` call events in `protocol.CALL_FIELDS` order, numbered after the `sent` before them."""
+    return [(n, n, start + n * 1e-5, 0.8, MODULES[n % len(MODULES)], "Predict", "openai/gpt-4o-mini", "gpt-4o-mini",
+             800, 60, 0, 0, 0.0003, None, False, 0, None, None, (), False) for n in range(sent + 1, sent + count + 1)]
+
+
 def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None:
     """Serve one viewer: hello, snapshot, then `events` call events (with stats frames), then exit."""
     pid = os.getpid()
@@ -68,12 +74,8 @@ def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None
         # Like a real process: each drain of its queue goes out as `calls` frames of up to 500.
         frames = []
         for _ in range(2):
-            rows = []
-            for _ in range(min(500, events - sent)):
-                sent += 1
-                rows.append((sent, sent, start + sent * 1e-5, 0.8, MODULES[sent % len(MODULES)], "Predict",
-                             "openai/gpt-4o-mini", "gpt-4o-mini", 800, 60, 0, 0, 0.0003, None, False, 0, None, None,
-                             (), False))
+            rows = _call_rows(start, sent, min(500, events - sent))
+            sent += len(rows)
             if rows:
                 frames.append(protocol.encode({"t": "calls", "fields": fields, "rows": rows}))
         frames.append(protocol.encode(_stats(sent)))
@@ -101,12 +103,8 @@ def fold(total_events: int = 300_000, repeats: int = 5) -> dict:
     frames = bytearray()
     sent = 0
     while sent < total_events:
-        rows = []
-        for _ in range(min(500, total_events - sent)):
-            sent += 1
-            rows.append((sent, sent, start + sent * 1e-5, 0.8, MODULES[sent % len(MODULES)], "Predict",
-                         "openai/gpt-4o-mini", "gpt-4o-mini", 800, 60, 0, 0, 0.0003, None, False, 0, None, None,
-                         (), False))
+        rows = _call_rows(start, sent, min(500, total_events - sent))
+        sent += len(rows)
         frames += protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows})
         if sent % 1000 == 0:
             frames += protocol.encode(_stats(sent))
