@@ -36,7 +36,7 @@ MAX_COLUMNS = 256
 MAX_DEPTH = 32  # nesting of payloads and parameters
 
 
-class BadMessage(ProtocolError):
+class BadMessage(ProtocolError, ValueError):
     """A message whose content does not fit the schema; the text says which value and why."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from dspy_top import latency
+from dspy_top import latency, schema
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.schema import ScopeRecord
 
@@ -77,6 +77,11 @@ def scope_from_record(process: str, pid: int, record: ScopeRecord, previous: Sco
         trainset=pick(record.trainset, "trainset", None), valset=pick(record.valset, "valset", None),
         num_threads=pick(record.num_threads, "num_threads", None),
     )
+
+
+def scope_from_wire(process: str, pid: int, wire: Mapping[str, Any], previous: ScopeState | None) -> ScopeState:
+    """The same from a scope map, checked first (raises `schema.BadMessage`, a ValueError)."""
+    return scope_from_record(process, pid, schema.scope(wire), previous)
 
 
 def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
