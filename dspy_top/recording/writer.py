@@ -1,0 +1,356 @@
+"""`RecordingWriter`: appends what a process serves to its recording file, from the server thread.
+
+Cheap per call: a call event costs a tuple append, a payload one msgpack encode into a
+buffer. Compression runs once per flush over everything buffered (zlib releases the GIL
+while it works), into two deflate streams (messages, payloads) that continue across
+flushes, so a flush every 0.25 s compresses as well as one large block. Standard library
+and msgpack only: it runs inside the user's job. Not thread-safe: one thread calls it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import msgpack
+
+from dspy_top.protocol import CALL_FIELDS
+from dspy_top.recording import frames
+from dspy_top.recording.state import RecordingState
+
+DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
+FLUSH_EVERY = 0.5  # the longest a buffered message waits, even if nobody calls flush()
+# A stream's segment ends once this much went into it: the reader decodes a whole segment to
+# reach anything in it, so this bounds the cost of fetching one payload or seeking.
+SEGMENT_BYTES = 1024 * 1024
+PENDING_BYTES = 256 * 1024  # compress and write early when this much is buffered
+CHECKPOINT_SECONDS = 30.0  # a checkpoint at least this often while anything happens...
+CHECKPOINT_CALLS = 20_000  # ...and after this many call events
+MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stored (counted)
+# deflate levels: payloads are most of the bytes, and level 1 already stores DSPy payloads at a
+# small share of their text (benchmarks/README.md) for a quarter of level 6's time.
+MESSAGES_LEVEL = 6
+PAYLOADS_LEVEL = 1
+STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
+_THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
+
+
+def _fallback(value: Any) -> Any:
+    # As on the wire: what msgpack cannot carry is stored as its text, never an error.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+class _Stream:
+    """One deflate stream of the file (messages or payloads), cut into independent segments."""
+
+    def __init__(self, kind: int, level: int) -> None:
+        self.kind = kind
+        self.level = level
+        self.pending = bytearray()  # packed records not yet compressed
+        self.out: list[bytes] = []  # compressed, not yet framed
+        self.compressor: Any = None
+        self.segment: int | None = None  # offset of the segment's first frame, once written
+        self.segment_in = 0  # bytes that went into the current segment
+        self.segments: list[list[Any]] = []  # the index's rows, one per segment
+
+    def compress_pending(self) -> None:
+        if not self.pending:
+            return
+        if self.compressor is None:
+            self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+        self.out.append(self.compressor.compress(self.pending))
+        self.segment_in += len(self.pending)
+        self.pending = bytearray()
+
+    def take(self, end_segment: bool) -> bytes:
+        """Everything compressed so far, decodable on its own from the segment's start."""
+        self.compress_pending()
+        self.out.append(self.compressor.flush(zlib.Z_FINISH if end_segment else zlib.Z_SYNC_FLUSH))
+        data = b"".join(self.out)
+        self.out = []
+        return data
+
+
+class RecordingWriter:
+    """One process's recording: create it, feed it what the server serves, flush on a timer, close."""
+
+    def __init__(self, path: Path, fd: int, hello: dict[str, Any], cap_bytes: int,
+                 clock: Callable[[], float]) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.cap_bytes = cap_bytes
+        self._clock = clock
+        self.state = RecordingState()
+        self.offset = 0  # bytes written
+        self.failed: str | None = None  # why writing stopped (the disk is full, ...), if it did
+        self.closed = False
+        self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
+        self._messages = _Stream(frames.MESSAGES, MESSAGES_LEVEL)
+        self._payloads = _Stream(frames.PAYLOADS, PAYLOADS_LEVEL)
+        self._frame_start: float | None = None  # when the first buffered message came
+        self._frame_calls = 0
+        self._ids: list[int] = []  # call ids of the buffered payloads (min, max go in the meta)
+        self._last_write = clock()
+        self._checkpoints: list[list[Any]] = []
+        self._checkpoint_at = clock()
+        self._checkpoint_calls = 0
+        self._segment_calls = 0  # call events before the current message segment
+        self._payload_cap = False
+        self._hard_cap = False
+        self._last_stats_past_cap = float("-inf")
+        self._write(frames.file_header() + frames.frame(frames.HEADER, frames.PLAIN, {}, msgpack.packb({
+            "format": [frames.FORMAT_MAJOR, frames.FORMAT_MINOR], "created_at": clock(), "hello": hello,
+            "cap_bytes": cap_bytes, "segment_bytes": SEGMENT_BYTES, "flush_every": FLUSH_EVERY,
+        }, use_bin_type=True, default=_fallback)))
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, hello: dict[str, Any], cap_bytes: int = DEFAULT_CAP,
+               overwrite: bool = False, clock: Callable[[], float] = time.time) -> "RecordingWriter":
+        """A new recording at `path`, created 0600 and locked for as long as it is written.
+
+        The directory must exist (see runs.runs_dir for the default one, made 0700). Raises
+        OSError when the file cannot be created (or exists and `overwrite` is false)."""
+        path = Path(path)
+        if overwrite and path.is_file() and not path.is_symlink():
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            # Held until close: retention never removes a recording in use, and readers can
+            # tell a file still being written from one whose writer died.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return cls(path, fd, hello, cap_bytes, clock)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # --- feeding ----------------------------------------------------------------------
+
+    def add(self, message: dict[str, Any]) -> None:
+        """Append one protocol message (stats, snapshot, eval_*, compile_*, tool, budget, calls, exit...)."""
+        if self._fd is None or self.failed is not None:
+            return
+        kind = message.get("t")
+        if self._hard_cap and not self._keep_past_cap(message):
+            if kind == "calls":
+                self.state.calls_dropped += len(message.get("rows") or ())
+            elif kind == "call":
+                self.state.calls_dropped += 1
+            return
+        try:
+            packed = self._packer.pack(message)
+        except Exception:  # a value msgpack refuses even through the fallback: skip it, keep going
+            self.state.notes.append({"event": "unstorable_message", "type": str(kind)})
+            return
+        self.state.apply(message)
+        if kind == "calls":
+            count = len(message.get("rows") or ())
+            self._frame_calls += count
+        elif kind == "call":
+            self._frame_calls += 1
+        self._buffer(self._messages, packed)
+
+    def add_calls(self, rows: list[tuple] | list[list], fields: Iterable[str] | None = None) -> None:
+        """Call events as the recorder queues them: rows in protocol.CALL_FIELDS order (or `fields`)."""
+        if rows:
+            self.add({"t": "calls", "fields": list(fields or CALL_FIELDS), "rows": rows})
+
+    def add_events(self, events: Iterable[dict[str, Any] | tuple]) -> None:
+        """What `Recorder.drain()` returns: call rows (tuples) are stored as `calls` batches, in order."""
+        rows: list[tuple] = []
+        for event in events:
+            if type(event) is tuple:
+                rows.append(event)
+                continue
+            if rows:
+                self.add_calls(rows)
+                rows = []
+            self.add(event)
+        if rows:
+            self.add_calls(rows)
+
+    def add_payload(self, call_id: int, payload: dict[str, Any]) -> None:
+        """Store one call's payload (as payload.materialize builds it), until the size cap."""
+        if self._fd is None or self.failed is not None:
+            return
+        if self._payload_cap:
+            self.state.payloads_dropped += 1
+            return
+        try:
+            packed = self._packer.pack([call_id, payload])
+        except Exception:
+            packed = None
+        if packed is None or len(packed) > MAX_PAYLOAD:
+            self.state.payloads_dropped += 1
+            return
+        self.state.payloads += 1
+        self._ids.append(call_id)
+        self._buffer(self._payloads, packed)
+
+    def _buffer(self, stream: _Stream, packed: bytes) -> None:
+        if self._frame_start is None:
+            self._frame_start = self._clock()
+        stream.pending += packed
+        if len(stream.pending) >= PENDING_BYTES:
+            stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
+            if stream.segment_in >= SEGMENT_BYTES:
+                self.flush()
+        elif self._clock() - self._last_write >= FLUSH_EVERY:
+            self.flush()
+
+    def _keep_past_cap(self, message: dict[str, Any]) -> bool:
+        kind = message.get("t")
+        if kind in _THINNED:
+            return False
+        if kind == "stats":
+            now = self._clock()
+            if now - self._last_stats_past_cap < STATS_EVERY_PAST_CAP:
+                return False
+            self._last_stats_past_cap = now
+        return True
+
+    # --- writing ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what is buffered (call this on the server's tick, at least every 0.5 s)."""
+        if self._fd is None or self.failed is not None:
+            return
+        self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        now = self._clock()
+        checkpoint = final or self._checkpoint_due(now)
+        out = bytearray()
+        payloads = self._payloads
+        if payloads.pending or payloads.out or (final and payloads.compressor is not None):
+            end = final or payloads.segment_in + len(payloads.pending) >= SEGMENT_BYTES
+            meta = {"ids": [min(self._ids), max(self._ids)] if self._ids else None, "n": len(self._ids)}
+            self._frame(out, payloads, end, meta)
+            self._ids = []
+        messages = self._messages
+        if messages.pending or messages.out or (checkpoint and messages.compressor is not None):
+            end = checkpoint or messages.segment_in + len(messages.pending) >= SEGMENT_BYTES
+            start = self._frame_start if self._frame_start is not None else now
+            meta = {"t0": start, "t1": now, "calls": self._frame_calls, "seq": self.state.seq}
+            if messages.segment is None:
+                meta["calls_before"] = self._segment_calls
+            self._segment_calls += self._frame_calls
+            self._frame(out, messages, end, meta)
+            self._frame_calls = 0
+        self._frame_start = None
+        if checkpoint and self.state.stats is not None:
+            offset = self.offset + len(out)
+            stored = self.state.checkpoint()
+            stored["bytes"] = offset
+            data = zlib.compress(msgpack.packb(stored, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
+            out += frames.frame(frames.CHECKPOINT, frames.ZLIB, {
+                "at": now, "seq": self.state.seq, "calls": self.state.calls,
+                "prev": self._checkpoints[-1][0] if self._checkpoints else None,
+            }, data)
+            self._checkpoints.append([offset, now, self.state.calls, self.state.seq])
+            self._checkpoint_at = now
+            self._checkpoint_calls = self.state.calls
+        if out:
+            self._write(bytes(out))
+        self._last_write = now
+        self._check_caps(now)
+
+    def _frame(self, out: bytearray, stream: _Stream, end_segment: bool, meta: dict[str, Any]) -> None:
+        offset = self.offset + len(out)
+        first = stream.segment is None
+        if first:
+            stream.segment = offset
+        meta["seg"] = stream.segment
+        meta["ckpt"] = self._checkpoints[-1][0] if self._checkpoints else None
+        out += frames.frame(stream.kind, frames.STREAM, meta, stream.take(end_segment))
+        if stream.kind == frames.MESSAGES:
+            if first:
+                stream.segments.append([offset, meta["t0"], meta["t1"], meta["calls_before"], 0, 0])
+            row = stream.segments[-1]
+            row[2], row[4], row[5] = meta["t1"], row[4] + meta["calls"], meta["seq"]
+        else:
+            ids = meta["ids"]
+            if first:
+                stream.segments.append([offset, None, None, 0])
+            row = stream.segments[-1]
+            if ids is not None:
+                row[1] = ids[0] if row[1] is None else min(row[1], ids[0])
+                row[2] = ids[1] if row[2] is None else max(row[2], ids[1])
+            row[3] += meta["n"]
+        if end_segment:
+            stream.compressor = None
+            stream.segment = None
+            stream.segment_in = 0
+
+    def _checkpoint_due(self, now: float) -> bool:
+        if self.state.stats is None:
+            return False
+        if self.state.calls - self._checkpoint_calls >= CHECKPOINT_CALLS:
+            return True
+        written = self._messages.pending or self._messages.out or self._messages.compressor is not None
+        return bool(written) and now - self._checkpoint_at >= CHECKPOINT_SECONDS
+
+    def _check_caps(self, now: float) -> None:
+        if not self._payload_cap and self.offset >= self.cap_bytes:
+            self._payload_cap = True
+            self.add({"t": "recording", "event": "payload_cap", "at": now, "bytes": self.offset,
+                      "cap_bytes": self.cap_bytes,
+                      "message": "the recording reached its size cap: payloads stop here, counts go on"})
+        if not self._hard_cap and self.offset >= 2 * self.cap_bytes:
+            self.add({"t": "recording", "event": "event_cap", "at": now, "bytes": self.offset,
+                      "cap_bytes": self.cap_bytes,
+                      "message": "the recording reached twice its size cap: call and tool events stop here; "
+                                 f"stats are kept every {STATS_EVERY_PAST_CAP:g} s, scopes, budget and exit always"})
+            self._hard_cap = True
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None or self.failed is not None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                self.offset += written
+                view = view[written:]
+        except OSError as exc:
+            # The disk is full, the file too large, ...: the recording stops here, readable up to
+            # its last whole frame; the job goes on.
+            self.failed = f"writing {self.path} failed: {exc.strerror or exc}"
+
+    # --- the end ----------------------------------------------------------------------
+
+    def close(self, exit_message: dict[str, Any] | None = None) -> None:
+        """Store the `exit` message (if given), the final checkpoint and the index; release the file."""
+        if self._fd is None or self.closed:
+            return
+        if exit_message is not None:
+            self.add(exit_message)
+        self._flush(final=True)
+        index_offset = self.offset
+        index = {"messages": self._messages.segments, "payloads": self._payloads.segments,
+                 "checkpoints": self._checkpoints, "failed": self.failed}
+        data = zlib.compress(msgpack.packb(index, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
+        self._write(frames.frame(frames.INDEX, frames.ZLIB, {"bytes": index_offset}, data)
+                    + frames.trailer(index_offset))
+        self.closed = True
+        fd, self._fd = self._fd, None
+        try:
+            os.close(fd)  # releases the lock
+        except OSError:
+            pass
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: let go of the parent's file without writing to it."""
+        self.closed = True
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)  # the parent's descriptor keeps the lock
+            except OSError:
+                pass
