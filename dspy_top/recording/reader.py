@@ -108,6 +108,7 @@ class Recording:
         except BaseException:
             os.close(fd)
             raise
+        self.live  # takes the shared lock unless a writer holds the file: retention leaves it alone
 
     def __enter__(self) -> "Recording":
         return self

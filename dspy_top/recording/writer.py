@@ -35,6 +35,7 @@ MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stor
 # small share of their text (benchmarks/README.md) for a quarter of level 6's time.
 MESSAGES_LEVEL = 6
 PAYLOADS_LEVEL = 1
+CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
 STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
 _THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
 
@@ -167,6 +168,9 @@ class RecordingWriter:
         for event in events:
             if type(event) is tuple:
                 rows.append(event)
+                if len(rows) >= CALLS_PER_MESSAGE:
+                    self.add_calls(rows)
+                    rows = []
                 continue
             if rows:
                 self.add_calls(rows)
