@@ -69,16 +69,34 @@ class ServedJob:
         self.sent: list[dict] = []  # every event the writer was given, in order
         self.payloads: dict[int, dict] = {}
         self.scopes = 0
+        self.last_numbers = None
+        self.stats_at = float("-inf")
+        self.calls_since_stats = 0
+        self.skipped_stats = 0
         self.give({"t": "snapshot", **self.recorder.snapshot()})
 
     def give(self, message):
-        self.sent.append(normal(message))
+        """Hand the writer a message, and expect it back unless it is a `stats` the writer leaves out:
+        one with no call since the last stored and less than STATS_IDLE_EVERY after it, or a heartbeat."""
         self.writer.add(message)
+        if message["t"] in ("calls", "call"):
+            self.calls_since_stats += len(message.get("rows", (None,)))
+        if message["t"] == "stats":
+            if not self.calls_since_stats and self.clock() - self.stats_at < writer_module.STATS_IDLE_EVERY:
+                self.skipped_stats += 1
+                return
+            numbers = normal({k: v for k, v in message.items() if k not in ("t", "at", "dropped_viewer")})
+            if numbers == self.last_numbers:
+                self.skipped_stats += 1
+                return
+            self.last_numbers, self.stats_at, self.calls_since_stats = numbers, self.clock(), 0
+        self.sent.append(normal(message))
 
     def tick(self):
         events = self.recorder.drain()
         self.sent.extend(events_of([protocol.call_dicts(protocol.CALL_FIELDS, [e])[0] if type(e) is tuple else e
                                     for e in events]))
+        self.calls_since_stats += sum(1 for e in events if type(e) is tuple)
         self.writer.add_events(events)
         self.give({"t": "stats", **self.recorder.stats()})
         self.writer.flush()
@@ -291,6 +309,22 @@ def test_a_writer_killed_with_sigkill_leaves_everything_it_flushed(tmp_path):
     assert summary.state == "cut off" and summary.calls == end.stats["totals"]["calls"]
 
 
+def test_heartbeat_stats_are_not_stored(tmp_path):
+    job = ServedJob(tmp_path / "idle.dtop")
+    job.calls(10)
+    for _ in range(20):  # a job waiting on a slow call: the server's heartbeat every 2 s
+        job.clock.now += 2
+        job.give({"t": "stats", **job.recorder.stats(), "dropped_viewer": 0})
+    job.calls(10)
+    job.close()
+    assert job.skipped_stats >= 20
+    with Recording(job.writer.path) as recording:
+        stored = [m for m in recording.messages() if m["t"] == "stats"]
+        assert events_of(recording.messages()) == job.sent
+        assert len(stored) == len([m for m in job.sent if m["t"] == "stats"]) < 10
+        assert recording.end_state().stats["totals"]["calls"] == 20
+
+
 def test_a_writer_flushes_by_itself_within_half_a_second(tmp_path):
     clock = FakeClock()
     job = ServedJob(tmp_path / "self.dtop", clock=clock)
@@ -409,6 +443,17 @@ def test_a_corrupted_stretch_is_skipped_and_what_follows_is_read(tmp_path, small
         assert got[:10] == everything[:10] and got[-10:] == everything[-10:]
         assert recording.end_state().stats["totals"] == normal(job.recorder.stats())["totals"]
         assert all(recording.payload(i) == p for i, p in job.payloads.items())
+    # A flipped byte inside a frame's compressed data: its checksum says so.
+    with Recording(job.writer.path) as whole:
+        frame = next(f for f in whole._view.walk(victim.offset) if f.kind == frames.MESSAGES
+                     and f.meta["seg"] == victim.offset and f.offset > victim.offset and f.data_length > 100)
+    data = bytearray(job.writer.path.read_bytes())
+    data[frame.data_offset + frame.data_length // 2] ^= 0x01
+    broken.write_bytes(bytes(data))
+    with Recording(broken) as recording:
+        got = events_of(recording.messages())
+        assert [(d.offset, "checksum" in d.reason) for d in recording.damage] == [(frame.offset, True)]
+        assert got[-10:] == everything[-10:] and len(got) < len(everything)
     # Garbage over frame headers: the reader finds the next frame by its sync bytes.
     data = bytearray(job.writer.path.read_bytes())
     data[victim.offset:victim.offset + 4000] = os.urandom(4000)
@@ -488,6 +533,24 @@ def test_follow_ends_when_the_writer_dies(tmp_path):
     finally:
         if job.poll() is None:
             job.kill()
+
+
+def test_a_forked_child_lets_go_of_its_parents_recording(tmp_path):
+    job = ServedJob(tmp_path / "parent.dtop")
+    job.calls(100)
+    pid = os.fork()
+    if pid == 0:  # the child: what the after-fork hook will do, then exit at once
+        job.writer.abandon_after_fork()
+        job.writer.add({"t": "stats", "at": 1.0})  # ignored: the child never writes the parent's file
+        os._exit(0 if job.writer._fd is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with Recording(job.writer.path) as recording:
+        assert recording.live  # the parent's descriptor still holds the lock
+    job.calls(100)
+    job.close()
+    with Recording(job.writer.path) as recording:
+        assert events_of(recording.messages()) == job.sent and recording.damage == []
 
 
 # --- bounds, privacy, the runs directory ---------------------------------------------------------

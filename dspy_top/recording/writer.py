@@ -23,21 +23,28 @@ from dspy_top.recording import frames
 from dspy_top.recording.state import RecordingState
 
 DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
-FLUSH_EVERY = 0.5  # the longest a buffered message waits, even if nobody calls flush()
+FLUSH_EVERY = 0.5  # a message added this long after the last write flushes, whoever forgot flush()
 # A stream's segment ends once this much went into it: the reader decodes a whole segment to
 # reach anything in it, so this bounds the cost of fetching one payload or seeking.
 SEGMENT_BYTES = 1024 * 1024
 PENDING_BYTES = 256 * 1024  # compress and write early when this much is buffered
-CHECKPOINT_SECONDS = 30.0  # a checkpoint at least this often while anything happens...
-CHECKPOINT_CALLS = 20_000  # ...and after this many call events
+# A checkpoint bounds what a reader decodes to reach a moment: after this many call events, or
+# this many bytes of messages (once this many seconds passed), or, while anything at all
+# happens, this long. A slow job's checkpoints would otherwise cost more than its calls.
+CHECKPOINT_CALLS = 20_000
+CHECKPOINT_BYTES = 256 * 1024
+CHECKPOINT_SECONDS = 30.0
+CHECKPOINT_SECONDS_MAX = 600.0
 MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stored (counted)
 # deflate levels: payloads are most of the bytes, and level 1 already stores DSPy payloads at a
 # small share of their text (benchmarks/README.md) for a quarter of level 6's time.
 MESSAGES_LEVEL = 6
 PAYLOADS_LEVEL = 1
 CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
+STATS_IDLE_EVERY = 5.0  # a `stats` with no call finished since the last one stored waits this long
 STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
 _THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
+_NOT_NUMBERS = ("t", "at", "dropped_viewer")  # what a heartbeat `stats` changes
 
 
 def _fallback(value: Any) -> Any:
@@ -53,7 +60,8 @@ class _Stream:
     def __init__(self, kind: int, level: int) -> None:
         self.kind = kind
         self.level = level
-        self.pending = bytearray()  # packed records not yet compressed
+        self.pending: list[bytes] = []  # packed records not yet compressed
+        self.pending_bytes = 0
         self.out: list[bytes] = []  # compressed, not yet framed
         self.compressor: Any = None
         self.segment: int | None = None  # offset of the segment's first frame, once written
@@ -65,9 +73,12 @@ class _Stream:
             return
         if self.compressor is None:
             self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
-        self.out.append(self.compressor.compress(self.pending))
-        self.segment_in += len(self.pending)
-        self.pending = bytearray()
+        # One call into zlib for the lot: it releases the GIL while it works, and taking the GIL
+        # back once per record would hand the job's threads a switch per call.
+        self.out.append(self.compressor.compress(b"".join(self.pending)))
+        self.segment_in += self.pending_bytes
+        self.pending = []
+        self.pending_bytes = 0
 
     def take(self, end_segment: bool) -> bytes:
         """Everything compressed so far, decodable on its own from the segment's start."""
@@ -101,10 +112,14 @@ class RecordingWriter:
         self._checkpoints: list[list[Any]] = []
         self._checkpoint_at = clock()
         self._checkpoint_calls = 0
+        self._checkpoint_bytes = 0  # bytes of messages added since the last checkpoint
         self._segment_calls = 0  # call events before the current message segment
         self._payload_cap = False
         self._hard_cap = False
         self._last_stats_past_cap = float("-inf")
+        self._last_stats = b""
+        self._stats_at = float("-inf")
+        self._calls_since_stats = 0
         self._write(frames.file_header() + frames.frame(frames.HEADER, frames.PLAIN, {}, msgpack.packb({
             "format": [frames.FORMAT_MAJOR, frames.FORMAT_MINOR], "created_at": clock(), "hello": hello,
             "cap_bytes": cap_bytes, "segment_bytes": SEGMENT_BYTES, "flush_every": FLUSH_EVERY,
@@ -145,6 +160,8 @@ class RecordingWriter:
                 self.state.calls_dropped += 1
             return
         try:
+            if kind == "stats" and not self._keep_stats(message):
+                return
             packed = self._packer.pack(message)
         except Exception:  # a value msgpack refuses even through the fallback: skip it, keep going
             self.state.notes.append({"event": "unstorable_message", "type": str(kind)})
@@ -153,9 +170,37 @@ class RecordingWriter:
         if kind == "calls":
             count = len(message.get("rows") or ())
             self._frame_calls += count
+            self._calls_since_stats += count
         elif kind == "call":
             self._frame_calls += 1
-        self._buffer(self._messages, packed)
+            self._calls_since_stats += 1
+        now = self._clock()
+        if self._frame_start is None:
+            self._frame_start = now
+        stream = self._messages
+        stream.pending.append(packed)
+        stream.pending_bytes += len(packed)
+        self._checkpoint_bytes += len(packed)
+        if stream.pending_bytes >= PENDING_BYTES:
+            self._compress_early(stream)
+        elif now - self._last_write >= FLUSH_EVERY:
+            # The server flushes every tick; this is the net under it (a busy or late tick).
+            self.flush()
+
+    def _keep_stats(self, message: dict[str, Any]) -> bool:
+        """Store a `stats` once a call finished since the last one stored, or STATS_IDLE_EVERY later,
+        and never a heartbeat (the same numbers, only later). A job that makes a call a second, or
+        waits minutes on one, would otherwise store more stats than calls."""
+        now = self._clock()
+        if not self._calls_since_stats and now - self._stats_at < STATS_IDLE_EVERY:
+            return False
+        numbers = self._packer.pack({k: v for k, v in message.items() if k not in _NOT_NUMBERS})
+        if numbers == self._last_stats:
+            return False
+        self._last_stats = numbers
+        self._stats_at = now
+        self._calls_since_stats = 0
+        return True
 
     def add_calls(self, rows: list[tuple] | list[list], fields: Iterable[str] | None = None) -> None:
         """Call events as the recorder queues them: rows in protocol.CALL_FIELDS order (or `fields`)."""
@@ -181,31 +226,37 @@ class RecordingWriter:
 
     def add_payload(self, call_id: int, payload: dict[str, Any]) -> None:
         """Store one call's payload (as payload.materialize builds it), until the size cap."""
+        self.add_payloads(((call_id, payload),))
+
+    def add_payloads(self, payloads: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        """Store (call id, payload) pairs: one tick's worth in one call costs less per payload."""
         if self._fd is None or self.failed is not None:
             return
-        if self._payload_cap:
-            self.state.payloads_dropped += 1
-            return
-        try:
-            packed = self._packer.pack([call_id, payload])
-        except Exception:
-            packed = None
-        if packed is None or len(packed) > MAX_PAYLOAD:
-            self.state.payloads_dropped += 1
-            return
-        self.state.payloads += 1
-        self._ids.append(call_id)
-        self._buffer(self._payloads, packed)
+        state, stream, ids, pack = self.state, self._payloads, self._ids, self._packer.pack
+        for call_id, payload in payloads:
+            if self._payload_cap:
+                state.payloads_dropped += 1
+                continue
+            try:
+                packed = pack([call_id, payload])
+            except Exception:  # a value msgpack refuses even through the fallback
+                state.payloads_dropped += 1
+                continue
+            size = len(packed)
+            if size > MAX_PAYLOAD:
+                state.payloads_dropped += 1
+                continue
+            state.payloads += 1
+            ids.append(call_id)
+            stream.pending.append(packed)
+            stream.pending_bytes += size
+            if stream.pending_bytes >= PENDING_BYTES:
+                self._compress_early(stream)
+                ids = self._ids  # a flush started a new list
 
-    def _buffer(self, stream: _Stream, packed: bytes) -> None:
-        if self._frame_start is None:
-            self._frame_start = self._clock()
-        stream.pending += packed
-        if len(stream.pending) >= PENDING_BYTES:
-            stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
-            if stream.segment_in >= SEGMENT_BYTES:
-                self.flush()
-        elif self._clock() - self._last_write >= FLUSH_EVERY:
+    def _compress_early(self, stream: _Stream) -> None:
+        stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
+        if stream.segment_in >= SEGMENT_BYTES:
             self.flush()
 
     def _keep_past_cap(self, message: dict[str, Any]) -> bool:
@@ -233,13 +284,13 @@ class RecordingWriter:
         out = bytearray()
         payloads = self._payloads
         if payloads.pending or payloads.out or (final and payloads.compressor is not None):
-            end = final or payloads.segment_in + len(payloads.pending) >= SEGMENT_BYTES
+            end = final or payloads.segment_in + payloads.pending_bytes >= SEGMENT_BYTES
             meta = {"ids": [min(self._ids), max(self._ids)] if self._ids else None, "n": len(self._ids)}
             self._frame(out, payloads, end, meta)
             self._ids = []
         messages = self._messages
         if messages.pending or messages.out or (checkpoint and messages.compressor is not None):
-            end = checkpoint or messages.segment_in + len(messages.pending) >= SEGMENT_BYTES
+            end = checkpoint or messages.segment_in + messages.pending_bytes >= SEGMENT_BYTES
             start = self._frame_start if self._frame_start is not None else now
             meta = {"t0": start, "t1": now, "calls": self._frame_calls, "seq": self.state.seq}
             if messages.segment is None:
@@ -260,6 +311,7 @@ class RecordingWriter:
             self._checkpoints.append([offset, now, self.state.calls, self.state.seq])
             self._checkpoint_at = now
             self._checkpoint_calls = self.state.calls
+            self._checkpoint_bytes = 0
         if out:
             self._write(bytes(out))
         self._last_write = now
@@ -297,8 +349,10 @@ class RecordingWriter:
             return False
         if self.state.calls - self._checkpoint_calls >= CHECKPOINT_CALLS:
             return True
-        written = self._messages.pending or self._messages.out or self._messages.compressor is not None
-        return bool(written) and now - self._checkpoint_at >= CHECKPOINT_SECONDS
+        waited = now - self._checkpoint_at
+        if self._checkpoint_bytes >= CHECKPOINT_BYTES:
+            return waited >= CHECKPOINT_SECONDS
+        return self._checkpoint_bytes > 0 and waited >= CHECKPOINT_SECONDS_MAX
 
     def _check_caps(self, now: float) -> None:
         if not self._payload_cap and self.offset >= self.cap_bytes:
