@@ -205,33 +205,30 @@ class Recording:
     def messages(self, start: Position | None = None, history: int = 0) -> Iterator[dict[str, Any]]:
         """The messages the process served, in order, from the start or from `start` (see `seek`),
         which yields first a `snapshot` of the state there (with up to `history` calls before it)."""
-        offset = self._first
-        if start is not None:
-            offset = start.offset
-            if start.state is not None:
-                yield start.state.snapshot(self.calls_before(start, history) if history else None)
-        decoder = _Decoder(self._view, frames.MESSAGES)
-        for found in self._view.walk(offset, quiet_tail=self.live):
-            yield from _typed(decoder.feed(found))
+        return self._read(start, history, follow=False, poll=0.0, stop=None)
 
     def follow(self, start: Position | None = None, history: int = 0, poll: float = FOLLOW_POLL,
                stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
         """Like `messages`, then waits for more while the writer writes (like `tail -f`); ends when
         the writer closes the file or dies, or when `stop` is set."""
+        return self._read(start, history, follow=True, poll=poll, stop=stop)
+
+    def _read(self, start: Position | None, history: int, follow: bool, poll: float,
+              stop: threading.Event | None) -> Iterator[dict[str, Any]]:
         offset = self._first
         if start is not None:
             offset = start.offset
             if start.state is not None:
                 yield start.state.snapshot(self.calls_before(start, history) if history else None)
         decoder = _Decoder(self._view, frames.MESSAGES)
+        closed = False
         while True:
             live = self.live  # before the size: once it is false, the size read next is final
             for found in self._view.walk(offset, quiet_tail=live):
                 yield from _typed(decoder.feed(found))
                 offset = found.end
-                if found.kind == frames.INDEX:
-                    return
-            if not live:
+                closed = closed or found.kind == frames.INDEX  # the footer: nothing more will come
+            if closed or not (follow and live):
                 return
             if stop is not None:
                 if stop.wait(poll):
