@@ -77,12 +77,14 @@ class ServedJob:
 
     def give(self, message):
         """Hand the writer a message, and expect it back unless it is a `stats` the writer leaves out:
-        one with no call since the last stored and less than STATS_IDLE_EVERY after it, or a heartbeat."""
+        one too soon after the last stored for the calls since (see writer.STATS_CALLS), or a heartbeat."""
         self.writer.add(message)
         if message["t"] in ("calls", "call"):
             self.calls_since_stats += len(message.get("rows", (None,)))
         if message["t"] == "stats":
-            if not self.calls_since_stats and self.clock() - self.stats_at < writer_module.STATS_IDLE_EVERY:
+            calls, waited = self.calls_since_stats, self.clock() - self.stats_at
+            if (calls < writer_module.STATS_CALLS and not (calls and waited >= writer_module.STATS_SLOW_EVERY)
+                    and waited < writer_module.STATS_IDLE_EVERY):
                 self.skipped_stats += 1
                 return
             numbers = normal({k: v for k, v in message.items() if k not in ("t", "at", "dropped_viewer")})
@@ -446,7 +448,7 @@ def test_a_corrupted_stretch_is_skipped_and_what_follows_is_read(tmp_path, small
     # A flipped byte inside a frame's compressed data: its checksum says so.
     with Recording(job.writer.path) as whole:
         frame = next(f for f in whole._view.walk(victim.offset) if f.kind == frames.MESSAGES
-                     and f.meta["seg"] == victim.offset and f.offset > victim.offset and f.data_length > 100)
+                     and f.meta[frames.SEGMENT] == victim.offset and f.offset > victim.offset and f.data_length > 100)
     data = bytearray(job.writer.path.read_bytes())
     data[frame.data_offset + frame.data_length // 2] ^= 0x01
     broken.write_bytes(bytes(data))
@@ -624,6 +626,7 @@ def test_list_runs_summarizes_each_recording_newest_first(tmp_path):
     clock = FakeClock()
     clock.now += 3600
     second = recorded(directory, name="b.dtop", calls=50, close=False, clock=clock)
+    second.writer.flush(force=True)  # its last tick came less than WRITE_AFTER after the write before
     (directory / "junk.dtop").write_text("not a recording")
     summaries, errors = list_runs(directory)
     assert [s.path.name for s in summaries] == ["b.dtop", "a.dtop"]

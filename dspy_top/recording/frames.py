@@ -48,6 +48,17 @@ PLAIN = 0  # msgpack, uncompressed
 STREAM = 1  # raw deflate, one part of a segment: decode the segment's frames in order
 ZLIB = 2  # zlib, standalone
 
+# Meta keys. Short, because a frame is written every half second whatever happens, and on a
+# quiet tick its header and meta are most of the bytes.
+SEGMENT = "s"  # M, P: offset of the segment's first frame
+WRITTEN = "t"  # M: when the frame was written (the writer's clock, epoch seconds); C: the state's time
+CALLS = "n"  # M: call events in the frame; P: payloads in it; C: call events in the file
+SEQ = "q"  # M, C: the highest event sequence number so far
+CALLS_BEFORE = "b"  # M, a segment's first frame: call events in the file before the segment
+CHECKPOINT_AT = "c"  # M, P: offset of the latest checkpoint before the frame (nil: none yet)
+IDS = "i"  # P: [lowest, highest] call id in the frame (nil: none)
+PREVIOUS = "p"  # C: offset of the previous checkpoint (nil: none)
+
 # The last bytes of a closed recording: TRAILER_MAGIC and the offset of the index frame.
 TRAILER = struct.Struct(">8sQ")
 TRAILER_MAGIC = b"\x89DTOPEND"

@@ -20,7 +20,7 @@ class MessageSegment:
     """A run of message frames that decodes on its own, from `offset`."""
 
     offset: int
-    t0: float  # when its first message was written (the writer's clock)
+    t0: float  # when its first frame was written (the writer's clock)
     t1: float  # when its last frame was written
     calls_before: int  # call events in the file before it
     calls: int
@@ -113,28 +113,28 @@ class IndexWalker:
         meta: dict[str, Any] = found.meta
         index = self.index
         if found.kind == frames.MESSAGES:
-            if meta.get("seg") == found.offset:
-                index.messages.append(MessageSegment(
-                    found.offset, float(meta.get("t0") or 0.0), float(meta.get("t1") or 0.0),
-                    int(meta.get("calls_before") or 0), 0, 0))
-            elif not index.messages or index.messages[-1].offset != meta.get("seg"):
+            written = float(meta.get(frames.WRITTEN) or 0.0)
+            if meta.get(frames.SEGMENT) == found.offset:
+                index.messages.append(MessageSegment(found.offset, written, written,
+                                                     int(meta.get(frames.CALLS_BEFORE) or 0), 0, 0))
+            elif not index.messages or index.messages[-1].offset != meta.get(frames.SEGMENT):
                 return  # a segment whose first frame was lost to damage: it cannot be decoded
             segment = index.messages[-1]
-            segment.t1 = float(meta.get("t1") or segment.t1)
-            segment.calls += int(meta.get("calls") or 0)
-            segment.seq = max(segment.seq, int(meta.get("seq") or 0))
+            segment.t1 = written or segment.t1
+            segment.calls += int(meta.get(frames.CALLS) or 0)
+            segment.seq = max(segment.seq, int(meta.get(frames.SEQ) or 0))
         elif found.kind == frames.PAYLOADS:
-            if meta.get("seg") == found.offset:
+            if meta.get(frames.SEGMENT) == found.offset:
                 index.payloads.append(PayloadSegment(found.offset, None, None, 0))
-            elif not index.payloads or index.payloads[-1].offset != meta.get("seg"):
+            elif not index.payloads or index.payloads[-1].offset != meta.get(frames.SEGMENT):
                 return
             segment = index.payloads[-1]
-            ids = meta.get("ids")
+            ids = meta.get(frames.IDS)
             if ids:
                 low, high = int(ids[0]), int(ids[1])
                 segment.first_id = low if segment.first_id is None else min(segment.first_id, low)
                 segment.last_id = high if segment.last_id is None else max(segment.last_id, high)
-            segment.count += int(meta.get("n") or 0)
+            segment.count += int(meta.get(frames.CALLS) or 0)
         elif found.kind == frames.CHECKPOINT:
-            index.checkpoints.append(CheckpointRef(found.offset, float(meta.get("at") or 0.0),
-                                                   int(meta.get("calls") or 0), int(meta.get("seq") or 0)))
+            index.checkpoints.append(CheckpointRef(found.offset, float(meta.get(frames.WRITTEN) or 0.0),
+                                                   int(meta.get(frames.CALLS) or 0), int(meta.get(frames.SEQ) or 0)))

@@ -68,7 +68,7 @@ class _Decoder:
     def feed(self, found: Frame) -> list[Any]:
         if found.kind != self.kind:
             return []
-        segment = found.meta.get("seg")
+        segment = found.meta.get(frames.SEGMENT)
         if segment == found.offset:
             self.segment = segment
             self._inflater = zlib.decompressobj(-15)
@@ -258,7 +258,7 @@ class Recording:
         """The records of the one segment that starts at `offset`."""
         decoder = _Decoder(self._view, kind)
         for found in self._view.walk(offset, quiet_tail=True):
-            if found.kind == kind and found.meta.get("seg") != offset:
+            if found.kind == kind and found.meta.get(frames.SEGMENT) != offset:
                 return
             yield from decoder.feed(found)
 
@@ -321,7 +321,7 @@ class Recording:
         else:
             last = view.last_frame(self._first, size)
             if last is not None:
-                offset = last.offset if last.kind == frames.CHECKPOINT else last.meta.get("ckpt")
+                offset = last.offset if last.kind == frames.CHECKPOINT else last.meta.get(frames.CHECKPOINT_AT)
                 if isinstance(offset, int):
                     state = self._checkpoint(offset)
                     if state is not None:
@@ -333,7 +333,7 @@ class Recording:
         decoder = _Decoder(view, frames.MESSAGES)
         for found in view.walk(offset, size, quiet_tail=live):
             if found.kind == frames.MESSAGES:
-                ended = max(ended, float(found.meta.get("t1") or 0.0))
+                ended = max(ended, float(found.meta.get(frames.WRITTEN) or 0.0))
             state.apply_all(_typed(decoder.feed(found)))
         if state.exit is not None and isinstance(state.exit.get("at"), (int, float)):
             ended = float(state.exit["at"])

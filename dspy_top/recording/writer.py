@@ -23,7 +23,11 @@ from dspy_top.recording import frames
 from dspy_top.recording.state import RecordingState
 
 DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
-FLUSH_EVERY = 0.5  # a message added this long after the last write flushes, whoever forgot flush()
+# What is added is on disk within FLUSH_EVERY: flush() (called on the server's 0.25 s tick) writes
+# once WRITE_AFTER passed since the last write, so every other tick; a message added FLUSH_EVERY
+# after the last write flushes at once, whoever forgot flush(). Fewer frames, fewer bytes.
+FLUSH_EVERY = 0.5
+WRITE_AFTER = 0.4
 # A stream's segment ends once this much went into it: the reader decodes a whole segment to
 # reach anything in it, so this bounds the cost of fetching one payload or seeking.
 SEGMENT_BYTES = 1024 * 1024
@@ -41,7 +45,12 @@ MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stor
 MESSAGES_LEVEL = 6
 PAYLOADS_LEVEL = 1
 CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
-STATS_IDLE_EVERY = 5.0  # a `stats` with no call finished since the last one stored waits this long
+# Which `stats` are stored (each costs about 230 bytes, since every call changes its numbers): one
+# once STATS_CALLS calls were stored since the last, else once any call was and STATS_SLOW_EVERY
+# passed, else (calls in flight, scopes) once STATS_IDLE_EVERY passed; never a heartbeat.
+STATS_CALLS = 5
+STATS_SLOW_EVERY = 2.0
+STATS_IDLE_EVERY = 5.0
 STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
 _THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
 _NOT_NUMBERS = ("t", "at", "dropped_viewer")  # what a heartbeat `stats` changes
@@ -105,7 +114,6 @@ class RecordingWriter:
         self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
         self._messages = _Stream(frames.MESSAGES, MESSAGES_LEVEL)
         self._payloads = _Stream(frames.PAYLOADS, PAYLOADS_LEVEL)
-        self._frame_start: float | None = None  # when the first buffered message came
         self._frame_calls = 0
         self._ids: list[int] = []  # call ids of the buffered payloads (min, max go in the meta)
         self._last_write = clock()
@@ -175,8 +183,6 @@ class RecordingWriter:
             self._frame_calls += 1
             self._calls_since_stats += 1
         now = self._clock()
-        if self._frame_start is None:
-            self._frame_start = now
         stream = self._messages
         stream.pending.append(packed)
         stream.pending_bytes += len(packed)
@@ -184,15 +190,15 @@ class RecordingWriter:
         if stream.pending_bytes >= PENDING_BYTES:
             self._compress_early(stream)
         elif now - self._last_write >= FLUSH_EVERY:
-            # The server flushes every tick; this is the net under it (a busy or late tick).
-            self.flush()
+            # The server flushes on its tick; this is the net under it (a busy or late tick).
+            self.flush(force=True)
 
     def _keep_stats(self, message: dict[str, Any]) -> bool:
-        """Store a `stats` once a call finished since the last one stored, or STATS_IDLE_EVERY later,
-        and never a heartbeat (the same numbers, only later). A job that makes a call a second, or
-        waits minutes on one, would otherwise store more stats than calls."""
+        """Whether to store this `stats` (see STATS_CALLS): a job that makes a call a second, or waits
+        minutes on one, would otherwise store more stats than calls, and they would be most of its file."""
         now = self._clock()
-        if not self._calls_since_stats and now - self._stats_at < STATS_IDLE_EVERY:
+        calls, waited = self._calls_since_stats, now - self._stats_at
+        if calls < STATS_CALLS and not (calls and waited >= STATS_SLOW_EVERY) and waited < STATS_IDLE_EVERY:
             return False
         numbers = self._packer.pack({k: v for k, v in message.items() if k not in _NOT_NUMBERS})
         if numbers == self._last_stats:
@@ -257,7 +263,7 @@ class RecordingWriter:
     def _compress_early(self, stream: _Stream) -> None:
         stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
         if stream.segment_in >= SEGMENT_BYTES:
-            self.flush()
+            self.flush(force=True)
 
     def _keep_past_cap(self, message: dict[str, Any]) -> bool:
         kind = message.get("t")
@@ -272,11 +278,14 @@ class RecordingWriter:
 
     # --- writing ----------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write what is buffered (call this on the server's tick, at least every 0.5 s)."""
+    def flush(self, force: bool = False) -> None:
+        """Write what is buffered, if WRITE_AFTER passed since the last write (or `force`).
+
+        Call it on the server's tick (every 0.25 s): nothing then waits more than FLUSH_EVERY."""
         if self._fd is None or self.failed is not None:
             return
-        self._flush(final=False)
+        if force or self._clock() - self._last_write >= WRITE_AFTER:
+            self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
         now = self._clock()
@@ -285,28 +294,26 @@ class RecordingWriter:
         payloads = self._payloads
         if payloads.pending or payloads.out or (final and payloads.compressor is not None):
             end = final or payloads.segment_in + payloads.pending_bytes >= SEGMENT_BYTES
-            meta = {"ids": [min(self._ids), max(self._ids)] if self._ids else None, "n": len(self._ids)}
+            meta = {frames.IDS: [min(self._ids), max(self._ids)] if self._ids else None, frames.CALLS: len(self._ids)}
             self._frame(out, payloads, end, meta)
             self._ids = []
         messages = self._messages
         if messages.pending or messages.out or (checkpoint and messages.compressor is not None):
             end = checkpoint or messages.segment_in + messages.pending_bytes >= SEGMENT_BYTES
-            start = self._frame_start if self._frame_start is not None else now
-            meta = {"t0": start, "t1": now, "calls": self._frame_calls, "seq": self.state.seq}
+            meta = {frames.WRITTEN: now, frames.CALLS: self._frame_calls, frames.SEQ: self.state.seq}
             if messages.segment is None:
-                meta["calls_before"] = self._segment_calls
+                meta[frames.CALLS_BEFORE] = self._segment_calls
             self._segment_calls += self._frame_calls
             self._frame(out, messages, end, meta)
             self._frame_calls = 0
-        self._frame_start = None
         if checkpoint and self.state.stats is not None:
             offset = self.offset + len(out)
             stored = self.state.checkpoint()
             stored["bytes"] = offset
             data = zlib.compress(msgpack.packb(stored, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
             out += frames.frame(frames.CHECKPOINT, frames.ZLIB, {
-                "at": now, "seq": self.state.seq, "calls": self.state.calls,
-                "prev": self._checkpoints[-1][0] if self._checkpoints else None,
+                frames.WRITTEN: now, frames.SEQ: self.state.seq, frames.CALLS: self.state.calls,
+                frames.PREVIOUS: self._checkpoints[-1][0] if self._checkpoints else None,
             }, data)
             self._checkpoints.append([offset, now, self.state.calls, self.state.seq])
             self._checkpoint_at = now
@@ -322,23 +329,24 @@ class RecordingWriter:
         first = stream.segment is None
         if first:
             stream.segment = offset
-        meta["seg"] = stream.segment
-        meta["ckpt"] = self._checkpoints[-1][0] if self._checkpoints else None
+        meta[frames.SEGMENT] = stream.segment
+        meta[frames.CHECKPOINT_AT] = self._checkpoints[-1][0] if self._checkpoints else None
         out += frames.frame(stream.kind, frames.STREAM, meta, stream.take(end_segment))
         if stream.kind == frames.MESSAGES:
+            written = meta[frames.WRITTEN]
             if first:
-                stream.segments.append([offset, meta["t0"], meta["t1"], meta["calls_before"], 0, 0])
+                stream.segments.append([offset, written, written, meta[frames.CALLS_BEFORE], 0, 0])
             row = stream.segments[-1]
-            row[2], row[4], row[5] = meta["t1"], row[4] + meta["calls"], meta["seq"]
+            row[2], row[4], row[5] = written, row[4] + meta[frames.CALLS], meta[frames.SEQ]
         else:
-            ids = meta["ids"]
+            ids = meta[frames.IDS]
             if first:
                 stream.segments.append([offset, None, None, 0])
             row = stream.segments[-1]
             if ids is not None:
                 row[1] = ids[0] if row[1] is None else min(row[1], ids[0])
                 row[2] = ids[1] if row[2] is None else max(row[2], ids[1])
-            row[3] += meta["n"]
+            row[3] += meta[frames.CALLS]
         if end_segment:
             stream.compressor = None
             stream.segment = None
