@@ -555,6 +555,16 @@ def test_a_forked_child_lets_go_of_its_parents_recording(tmp_path):
         assert events_of(recording.messages()) == job.sent and recording.damage == []
 
 
+def test_the_recording_package_imports_nothing_heavy():
+    """The writer runs in the user's job and the reader in the viewer: standard library, msgpack, platformdirs."""
+    code = ("import sys, dspy_top.recording, dspy_top.recording.summary; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dspy', 'litellm', 'textual', 'openai'}), "
+            "'dspy_top.model' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] False"
+
+
 # --- bounds, privacy, the runs directory ---------------------------------------------------------
 
 def test_past_the_cap_payloads_stop_and_the_counts_go_on(tmp_path):
