@@ -3,7 +3,7 @@
 Cheap per call: a call event costs a tuple append, a payload one msgpack encode into a
 buffer. Compression runs once per flush over everything buffered (zlib releases the GIL
 while it works), into two deflate streams (messages, payloads) that continue across
-flushes, so a flush every 0.25 s compresses as well as one large block. Standard library
+flushes, so a write every half second compresses as well as one large block. Standard library
 and msgpack only: it runs inside the user's job. Not thread-safe: one thread calls it.
 """
 
