@@ -342,6 +342,28 @@ def test_a_writer_flushes_by_itself_within_half_a_second(tmp_path):
         assert [m["t"] for m in recording.messages()] == ["snapshot", "calls", "stats"]
 
 
+def test_malformed_input_never_raises_into_the_server_thread(tmp_path):
+    job = ServedJob(tmp_path / "odd.dtop")
+    job.calls(20)
+    job.writer.add({"t": "calls", "fields": list(protocol.CALL_FIELDS), "rows": 5})  # not rows: skipped
+    job.writer.add({"t": "stats", "totals": {1, 2}, "at": object()})  # values msgpack cannot carry: as text
+    job.writer.add_payloads([(99_999, {"messages": [object()]}), (99_998, None)])
+    job.writer.flush(force=True)
+    assert job.writer.failed is None
+    assert [n["event"] for n in job.writer.state.notes] == ["unstorable_message"]
+    job.writer._payloads.compressor = "not a compressor"  # a surprise inside: the recording stops, quietly
+    job.writer.add_payload(100_000, {"messages": []})
+    job.writer.flush(force=True)
+    assert "internal error" in job.writer.failed
+    job.close()
+    assert job.writer.closed and job.writer._fd is None
+    with Recording(job.writer.path) as recording:
+        end = recording.end_state()
+        assert end.state.calls == 20 and not end.complete
+        assert recording.payload(99_999)["messages"][0].startswith("<object object")
+        assert recording.payload(99_998) is None
+
+
 def test_a_failing_disk_stops_the_recording_not_the_job(tmp_path):
     path = tmp_path / "full.dtop"
     result = subprocess.run([sys.executable, str(RECORDING_JOB), str(path), "--ticks", "40",

@@ -10,6 +10,7 @@ and msgpack only: it runs inside the user's job. Not thread-safe: one thread cal
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import time
 import zlib
@@ -61,6 +62,21 @@ def _fallback(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return repr(value)
+
+
+def _guarded(method: Callable[..., None]) -> Callable[..., None]:
+    """The job comes first: a surprise in here stops the recording (`failed` says why), never
+    the server thread that called it."""
+
+    @functools.wraps(method)
+    def guarded(self: "RecordingWriter", *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            if self.failed is None:
+                self.failed = f"recording {self.path} stopped by an internal error ({type(exc).__name__}: {exc})"
+
+    return guarded
 
 
 class _Stream:
@@ -156,6 +172,7 @@ class RecordingWriter:
 
     # --- feeding ----------------------------------------------------------------------
 
+    @_guarded
     def add(self, message: dict[str, Any]) -> None:
         """Append one protocol message (stats, snapshot, eval_*, compile_*, tool, budget, calls, exit...)."""
         if self._fd is None or self.failed is not None:
@@ -171,10 +188,10 @@ class RecordingWriter:
             if kind == "stats" and not self._keep_stats(message):
                 return
             packed = self._packer.pack(message)
-        except Exception:  # a value msgpack refuses even through the fallback: skip it, keep going
+            self.state.apply(message)
+        except Exception:  # a value msgpack refuses even through the fallback, a malformed message
             self.state.notes.append({"event": "unstorable_message", "type": str(kind)})
             return
-        self.state.apply(message)
         if kind == "calls":
             count = len(message.get("rows") or ())
             self._frame_calls += count
@@ -234,6 +251,7 @@ class RecordingWriter:
         """Store one call's payload (as payload.materialize builds it), until the size cap."""
         self.add_payloads(((call_id, payload),))
 
+    @_guarded
     def add_payloads(self, payloads: Iterable[tuple[int, dict[str, Any]]]) -> None:
         """Store (call id, payload) pairs: one tick's worth in one call costs less per payload."""
         if self._fd is None or self.failed is not None:
@@ -278,6 +296,7 @@ class RecordingWriter:
 
     # --- writing ----------------------------------------------------------------------
 
+    @_guarded
     def flush(self, force: bool = False) -> None:
         """Write what is buffered, if WRITE_AFTER passed since the last write (or `force`).
 
@@ -395,8 +414,22 @@ class RecordingWriter:
         """Store the `exit` message (if given), the final checkpoint and the index; release the file."""
         if self._fd is None or self.closed:
             return
-        if exit_message is not None:
-            self.add(exit_message)
+        try:
+            if exit_message is not None:
+                self.add(exit_message)
+            self._finish()
+        finally:
+            self.closed = True
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)  # releases the lock
+            except OSError:
+                pass
+
+    @_guarded
+    def _finish(self) -> None:
+        if self.failed is not None:
+            return  # the file ends at its last whole frame, as a killed writer's would
         self._flush(final=True)
         index_offset = self.offset
         index = {"messages": self._messages.segments, "payloads": self._payloads.segments,
@@ -404,12 +437,6 @@ class RecordingWriter:
         data = zlib.compress(msgpack.packb(index, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
         self._write(frames.frame(frames.INDEX, frames.ZLIB, {"bytes": index_offset}, data)
                     + frames.trailer(index_offset))
-        self.closed = True
-        fd, self._fd = self._fd, None
-        try:
-            os.close(fd)  # releases the lock
-        except OSError:
-            pass
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's file without writing to it."""
