@@ -68,7 +68,6 @@ class ServedJob:
         self.writer = RecordingWriter.create(path, self.hello, cap_bytes=cap_bytes, clock=self.clock)
         self.sent: list[dict] = []  # every event the writer was given, in order
         self.payloads: dict[int, dict] = {}
-        self.scopes = 0
         self.last_numbers = None
         self.stats_at = float("-inf")
         self.calls_since_stats = 0
