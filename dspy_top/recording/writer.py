@@ -42,7 +42,7 @@ CHECKPOINT_SECONDS = 30.0
 CHECKPOINT_SECONDS_MAX = 600.0
 MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stored (counted)
 # deflate levels: payloads are most of the bytes, and level 1 already stores DSPy payloads at a
-# small share of their text (benchmarks/README.md) for a quarter of level 6's time.
+# small share of their text (benchmarks/README.md) in a third to two thirds of level 6's time.
 MESSAGES_LEVEL = 6
 PAYLOADS_LEVEL = 1
 CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
