@@ -67,7 +67,8 @@ def preferred_runtime_dir() -> Path:
 
 def fallback_runtime_dir() -> Path:
     """A private directory under the user's home, where no other user can plant anything."""
-    path = Path(platformdirs.user_state_dir(APP, appauthor=False)) / "run"
+    state = os.environ.get("DSPY_TOP_STATE_DIR") or platformdirs.user_state_dir(APP, appauthor=False)
+    path = Path(state) / "sockets"  # beside the recordings' `runs` (see recording/runs.py)
     if len(os.fsencode(path)) + SOCKET_NAME_ROOM > MAX_SOCKET_PATH:
         return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"  # too long for a socket path: no better place
     return path

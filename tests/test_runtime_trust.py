@@ -95,7 +95,8 @@ class Planted:
 
 def viewer_env(tmp: Path, state: Path | str) -> dict[str, str]:
     """The environment of a user with no XDG runtime dir, TMPDIR=tmp and their private state dir at `state`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "DSPY_TOP_RUNTIME_DIR", "DSPY_TOP")}
+    unset = ("XDG_RUNTIME_DIR", "DSPY_TOP_RUNTIME_DIR", "DSPY_TOP_STATE_DIR", "DSPY_TOP")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     return {**env, "TMPDIR": str(tmp), "XDG_STATE_HOME": str(state), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
@@ -122,7 +123,7 @@ def test_a_runtime_dir_planted_by_another_user_is_not_trusted_and_its_fake_job_n
         seen = dspy_top("-b", "-n", "1", "--json", env=env)
         assert "FAKE-JOB" not in seen.stdout
         assert json.loads(seen.stdout)["processes"] == [] and seen.returncode == 1
-        fallback = state / "dspy-top" / "run"
+        fallback = state / "dspy-top" / "sockets"
         assert f"{planted_dir} belongs to another user (uid {AS_NOBODY['user']})" in seen.stderr
         assert f"using {fallback} instead" in seen.stderr
         # The victim's own job picks the same private directory, and the viewer finds it there.
@@ -166,7 +167,7 @@ def test_dspy_top_run_falls_back_to_a_private_dir_when_the_runtime_dir_is_plante
                       env=viewer_env(shared_tmp, state))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["totals"]["calls"] == 4
-    assert "belongs to another user" in result.stderr and str(state / "dspy-top" / "run") in result.stderr
+    assert "belongs to another user" in result.stderr and str(state / "dspy-top" / "sockets") in result.stderr
     assert_only_the_log_is_left(shared_tmp)
 
 
