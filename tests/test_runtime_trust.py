@@ -171,7 +171,8 @@ def test_dspy_top_run_falls_back_to_a_private_dir_when_the_runtime_dir_is_plante
     assert_only_the_log_is_left(shared_tmp)
 
 
-def test_dspy_top_run_with_no_usable_runtime_dir_uses_its_work_dir_and_leaks_nothing(tmp_path):
+def test_dspy_top_run_with_no_usable_runtime_dir_uses_its_work_dir_and_leaks_nothing():
+    tmp_path = runtime_dir()  # short: a socket path under it fits the 107-byte limit
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     env = {**viewer_env(tmp_path, blocker), "DSPY_TOP_RUNTIME_DIR": str(blocker / "sockets")}
