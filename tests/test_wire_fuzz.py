@@ -85,6 +85,7 @@ def templates(now: float) -> list[dict]:
         {"t": "error", "reason": "refused"},
         {"t": "payload", "req": 1, "id": 1, "found": True, "payload": scripted.PAYLOAD},
         {"t": "tool", "name": "search", "path": "RAG", "start": now, "latency": 0.1, "error": None},
+        hello(4321, ["job.py", "--flag", "value"]),
     ]
 
 
@@ -178,6 +179,11 @@ def test_ten_thousand_fuzzed_messages_never_escape_the_fold_or_any_renderer():
                     record = None
                 if isinstance(record, schema.PayloadRecord) and record.payload is not None:
                     payloads.append(dict(record.payload))
+                if wire.get("t") == "hello":  # read on connecting: a bad one is refused, a good one shown
+                    try:
+                        fleet.connected(key, protocol.Hello.from_message(wire))
+                    except protocol.ProtocolError:
+                        pass
                 fleet.fold_many(key, [wire])  # must never raise
                 if fleet.processes[key].state in ("lost", "ended"):
                     stats["refused"] += fleet.processes[key].state == "lost"
