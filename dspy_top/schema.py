@@ -350,11 +350,11 @@ def counters(wire: Any, what: str) -> CountersRecord:
         return EMPTY_COUNTERS
     get = _map(wire, what).get
     values: dict[str, Any] = {}
-    for field in _COUNT_FIELDS:
-        value = get(field)
-        values[field] = value if type(value) is int and 0 <= value <= MAX_COUNT else _count(value, f"{what} {field}")
-    for field in _USD_FIELDS:
-        values[field] = _usd(get(field), f"{what} {field}") or 0.0
+    for name in _COUNT_FIELDS:
+        value = get(name)
+        values[name] = value if type(value) is int and 0 <= value <= MAX_COUNT else _count(value, f"{what} {name}")
+    for name in _USD_FIELDS:
+        values[name] = _usd(get(name), f"{what} {name}") or 0.0
     hist: dict[int, int] = {}
     for bucket, count in _map(get("latency_hist") or {}, f"{what} latency_hist").items():
         if type(bucket) is not int or not 0 <= bucket < latency.BUCKETS:
