@@ -80,8 +80,12 @@ class Planted:
     def __init__(self, directory: Path, argv0: str = "FAKE-JOB") -> None:
         frames = directory.parent / f"frames-{os.getpid()}-{id(self)}"
         frames.write_bytes(protocol.encode(hello(4242, [argv0])) + protocol.encode(snapshot(7)))
-        os.chmod(frames, 0o644)
-        self.proc = subprocess.Popen([NOBODY_PYTHON, str(HELPERS / "planted_server.py"), str(directory), str(frames)],
+        # Copied where `nobody` can read it: the checkout may sit in a home it cannot enter.
+        script = directory.parent / f"planted-{os.getpid()}-{id(self)}.py"
+        shutil.copyfile(HELPERS / "planted_server.py", script)
+        for path in (frames, script):
+            os.chmod(path, 0o644)
+        self.proc = subprocess.Popen([NOBODY_PYTHON, str(script), str(directory), str(frames)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/",
                                      **AS_NOBODY)
         line = self.proc.stdout.readline()
