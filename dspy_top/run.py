@@ -75,12 +75,14 @@ class RunningJob:
     """The job's process (the viewer's `Job`): its exit status, SIGINT, and new log output."""
 
     def __init__(self, process: subprocess.Popen, command: list[str], log_path: Path,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, runtime_dir: Path | None = None, notice: str | None = None) -> None:
         self.process = process
         self.pid = process.pid
         self.command = command
         self.log_path = log_path
         self.work_dir = work_dir
+        self.runtime_dir = runtime_dir  # where the job serves its sockets
+        self.notice = notice  # why that is not the usual runtime directory, if it is not
         self._log = open(log_path, "rb")
         self._offset = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -167,7 +169,7 @@ class RunningJob:
         if self.work_dir is None:
             return
         if self.work_dir in self.log_path.parents:
-            for name in ("site", "fallback"):
+            for name in ("site", "fallback", "run"):
                 shutil.rmtree(self.work_dir / name, ignore_errors=True)
         else:
             shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -295,32 +297,55 @@ def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str
     if not command:
         raise StartError("no command to run", 2)
     work_dir = Path(tempfile.mkdtemp(prefix="dspy-top-run-"))  # 0700
-    if log_path is None:
-        log_path = work_dir / "job.log"
-    log_path = log_path.absolute()
-    runtime_dir = runtime_dir or paths.runtime_dir()
-    paths.ensure_private_dir(runtime_dir)
-    site = prepare_work_dir(work_dir)
-    environment = job_environment(dict(os.environ if env is None else env), site, runtime_dir)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-    try:
-        with _sigint_not_ignored():
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                env=environment, process_group=0, close_fds=True,
-            )
-    except FileNotFoundError:
+    try:  # whatever fails from here on, the work dir goes with it
+        if log_path is None:
+            log_path = work_dir / "job.log"
+        log_path = log_path.absolute()
+        notice = None
+        if runtime_dir is None:
+            runtime_dir, notice = job_runtime_dir(work_dir)
+        else:
+            paths.ensure_private_dir(runtime_dir)
+        site = prepare_work_dir(work_dir)
+        environment = job_environment(dict(os.environ if env is None else env), site, runtime_dir)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            with _sigint_not_ignored():
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+                    env=environment, process_group=0, close_fds=True,
+                )
+        except FileNotFoundError:
+            raise StartError(f"command not found: {command[0]}", 127) from None
+        except PermissionError:
+            raise StartError(f"permission denied: {command[0]}", 126) from None
+        except OSError as exc:
+            raise StartError(f"cannot run {command[0]}: {exc.strerror or exc}", 126) from None
+        finally:
+            os.close(log_fd)
+    except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
-        raise StartError(f"command not found: {command[0]}", 127) from None
-    except PermissionError:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise StartError(f"permission denied: {command[0]}", 126) from None
-    except OSError as exc:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise StartError(f"cannot run {command[0]}: {exc.strerror or exc}", 126) from None
-    finally:
-        os.close(log_fd)
-    return RunningJob(process, list(command), log_path, work_dir)
+        raise
+    return RunningJob(process, list(command), log_path, work_dir, runtime_dir, notice)
+
+
+def job_runtime_dir(work_dir: Path) -> tuple[Path, str | None]:
+    """Where the job serves its sockets, and a warning when that is not the usual runtime directory.
+
+    The user's runtime directory when it can be trusted (or its private fallback, `paths.locate`);
+    when neither can be used, a private directory inside the run's work dir, removed with it.
+    """
+    located = paths.locate()
+    problem = located.warning
+    if paths.untrusted(located.path) is None:
+        try:
+            return paths.ensure_private_dir(located.path), problem
+        except OSError as exc:
+            problem = f"{located.path} cannot be used ({exc.strerror or exc})"
+    private = work_dir / "run"
+    private.mkdir(mode=0o700)
+    return private, (f"{problem}: the job's sockets are in {private} instead "
+                     f"(another dspy-top finds them with DSPY_TOP_RUNTIME_DIR={private})")
 
 
 @contextlib.contextmanager
@@ -431,7 +456,8 @@ def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = 
     from dspy_top.viewer.app import TopApp
 
     fleet = Fleet()
-    app = TopApp(fleet, job_collector(fleet, job, runtime_dir), delay=delay, job=job)
+    app = TopApp(fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir), delay=delay, job=job,
+                 notice=job.notice)
 
     def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
         job.terminate()
@@ -456,9 +482,12 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
     from dspy_top.model import Fleet
     from dspy_top.viewer.batch import snapshot_json, snapshot_text
 
+    from dspy_top.viewer.batch import say
+    from dspy_top.viewer.terminal import for_stream, inert
+
     out = out or sys.stdout
     fleet = Fleet()
-    collector = job_collector(fleet, job, runtime_dir).start()
+    collector = job_collector(fleet, job, runtime_dir or job.runtime_dir).start()
     printed = 0
     interrupts = 0
     armed = True  # ctrl+c may end the wait for the job (not the final snapshot)
@@ -471,7 +500,7 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         if as_json:
             out.write(json.dumps(snapshot_json(snapshot, printed), separators=(",", ":")) + "\n")
         else:
-            out.write(("\n" if printed > 1 else "") + snapshot_text(snapshot))
+            out.write(for_stream(("\n" if printed > 1 else "") + snapshot_text(snapshot), out))
         out.flush()
 
     def on_signal(signum, frame) -> None:
@@ -479,15 +508,16 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         if signum == signal.SIGINT and interrupts == 0:
             interrupts += 1
             job.interrupt()
-            print("dspy-top: sent SIGINT to the job; ctrl+c again stops it and quits", file=sys.stderr)
+            say("sent SIGINT to the job; ctrl+c again stops it and quits")
             return
         if armed:
             raise _Quit()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        print(f"dspy-top: running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}",
-              file=sys.stderr, flush=True)
+        if job.notice:
+            say(job.notice)
+        say(f"running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}")
         try:
             next_at = time.monotonic() + delay
             while job.returncode() is None:
@@ -503,12 +533,13 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         _wait_for_final_numbers(fleet, collector)
         emit()
         if not collector.members:
-            print("dspy-top: no process of the job served dspy-top (did it import dspy?)", file=sys.stderr)
-        print(f"dspy-top: the job exited with status {code}; its output is in {job.log_path}", file=sys.stderr)
+            say("no process of the job served dspy-top (did it import dspy?)")
+        say(f"the job exited with status {code}; its output is in {job.log_path}")
         if code != 0:
             tail = job.tail()
-            if tail:
-                print(f"dspy-top: the end of its output:\n{tail}", file=sys.stderr)
+            if tail:  # the job's own output, made inert: it reaches the user's terminal
+                print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
+                      file=sys.stderr)
         return code
     except BrokenPipeError:
         return job.stop()
@@ -604,21 +635,29 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
+    from dspy_top.cli import no_terminal
+    from dspy_top.viewer.batch import say
+
+    if not args.batch and no_terminal():
+        say(no_terminal())
+        return 2
     env = dict(os.environ if env is None else env)
     env.update(money_environment(args, env))
     try:
         job = start_job(command, log_path=args.log, env=env)
     except StartError as exc:
-        print(f"dspy-top: {exc}", file=sys.stderr)
+        say(str(exc))
         return exc.status
     except OSError as exc:
-        print(f"dspy-top: cannot start the job: {exc}", file=sys.stderr)
+        say(f"cannot start the job: {exc}")
         return 1
     try:
         if args.batch:
             return watch_batch(job, args.delay, args.iterations, args.json)
+        if job.notice:
+            say(job.notice)
         code = watch_interactive(job, args.delay)
-        print(f"dspy-top: the job exited with status {code}; its output is in {job.log_path}", file=sys.stderr)
+        say(f"the job exited with status {code}; its output is in {job.log_path}")
         return code
     finally:
         if job.returncode() is None:

@@ -24,6 +24,13 @@ class BeforeAttach:
     first_at: float | None = None  # the oldest counted call's end
 
     @classmethod
+    def from_record(cls, record) -> "BeforeAttach":
+        """From the checked `stats.before_attach` (dspy_top.schema.BeforeAttachRecord)."""
+        return cls(at=record.at or 0.0, calls=record.calls, history=record.history, missing=record.missing,
+                   in_flight=record.in_flight, in_flight_counted=record.in_flight_counted, settled=record.settled,
+                   first_at=record.first_at)
+
+    @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> "BeforeAttach":
         missing = wire.get("missing")
         first = wire.get("first_at")

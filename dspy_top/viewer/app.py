@@ -40,10 +40,12 @@ from dspy_top.viewer.components.status_line import StatusLine
 from dspy_top.viewer.components.trial_table import TrialTable
 from dspy_top.viewer.job import Job
 from dspy_top.viewer.messages import Notice, PayloadArrived
+from dspy_top.viewer.terminal import inert
 
 NARROW_BELOW = 100  # columns: below this the models/processes panes hide behind `m` and `p`
 HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
 PAYLOAD_CACHE = 200
+ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
 SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
                  "L": "p95", "E": "errors", "H": "cache_hits"}
@@ -89,6 +91,7 @@ class TopApp(App):
         runtime_dir: Path | None = None,
         history_rows: int = HISTORY_ROWS,
         start_collector: bool = True,
+        notice: str | None = None,
     ) -> None:
         super().__init__()
         self.fleet = fleet
@@ -98,6 +101,7 @@ class TopApp(App):
         self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
         self.history_rows = history_rows
         self.start_collector = start_collector
+        self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
         self.paused = False
         self.focus_key: str | None = None
         self.call_query = CallQuery("")
@@ -117,6 +121,12 @@ class TopApp(App):
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every notification as plain, inert text (never markup): many quote what a job sent."""
+        super().notify(inert(message, multiline=True), title=inert(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     # --- building -------------------------------------------------------------------
 
@@ -150,6 +160,8 @@ class TopApp(App):
         self.set_timer(0.25, self.refresh_from_model)
         self.set_interval(self.delay, self.refresh_from_model)
         self.query_one(ModuleTable).focus()
+        if self.start_notice:
+            self.notify(self.start_notice, severity="warning", timeout=20)
 
     def on_unmount(self) -> None:
         if self.collector is not None:
@@ -222,14 +234,16 @@ class TopApp(App):
         for level in self.budget_alarm.crossed(snapshot.budget):
             self.notify(snapshot.budget.message(level), title="dspy-top budget",
                         severity="error" if level >= 100 else "warning", timeout=15)
-        for job in snapshot.job_budgets:
-            for alert in job.alerts:
-                if alert.key in self._alerts_seen:
-                    continue
-                self._alerts_seen.add(alert.key)
-                severity = "warning" if alert.level == "80" else "error"
-                self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
-                            severity=severity, timeout=15)
+        fresh = [alert for job in snapshot.job_budgets for alert in job.alerts if alert.key not in self._alerts_seen]
+        self._alerts_seen.update(alert.key for alert in fresh)
+        # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
+        for alert in fresh[:ALERTS_SHOWN]:
+            severity = "warning" if alert.level == "80" else "error"
+            self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
+                        severity=severity, timeout=15)
+        if len(fresh) > ALERTS_SHOWN:
+            self.notify(f"and {len(fresh) - ALERTS_SHOWN:,} more budget alerts (dspy-top -b lists them all)",
+                        title="budget", severity="warning", timeout=15)
 
     def _follow_job(self) -> None:
         job = self.job
@@ -567,12 +581,13 @@ def run_viewer(
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
+    notice: str | None = None,
 ) -> int:
     """Run the interactive viewer until the user quits; the return value is the exit status."""
     fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
     if job is not None:
         pids = [job.pid]
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)
-    app = TopApp(fleet, collector, delay=delay, job=job)
+    app = TopApp(fleet, collector, delay=delay, job=job, notice=notice)
     app.run()
     return 0

@@ -15,6 +15,7 @@ from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
+from dspy_top.viewer.terminal import for_stream, inert
 
 SCHEMA_VERSION = 1
 BUDGET_REACHED = 3  # exit status: the viewer's --budget was reached (warnings went to stderr)
@@ -34,7 +35,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "pid": p.pid, "command": p.command, "state": p.state, "status": p.status,
                 "socket": p.key, "started_at": p.started_at, "uptime_s": round(p.uptime, 3),
                 "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
-                "dropped_events": p.dropped,
+                "dropped_events": p.dropped, "final_numbers": p.final_numbers,
                 "before_attach": p.before_attach.to_json() if p.before_attach is not None else None,
             }
             for p in snapshot.processes
@@ -129,7 +130,7 @@ def _leaves(nodes: tuple[ModuleNode, ...]):
 
 
 def snapshot_text(snapshot: Snapshot) -> str:
-    """One `top -b` style frame."""
+    """One `top -b` style frame; every name a job chose is shown inert (no escape sequence gets through)."""
     t = snapshot.totals
     lines = [
         f"dspy-top - {fmt.clock(snapshot.at, millis=False)} up {fmt.uptime(snapshot.uptime)}, "
@@ -152,14 +153,17 @@ def snapshot_text(snapshot: Snapshot) -> str:
     for job in snapshot.job_budgets:
         lines.append(f"Job budget: {fmt.job_budget(job)}")
     if snapshot.progress:
-        lines.append(f"Optimizer: {snapshot.progress}")
+        lines.append(f"Optimizer: {inert(snapshot.progress)}")
+    for p in snapshot.not_final:
+        lines.append(f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
+                     "so its numbers are the last it sent")
     for p in snapshot.in_view:
         if p.before_attach is not None:
             lines.append(f"Attached: pid {p.pid}: {p.before_attach.describe()}")
     lines.append("")
     lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
     for p in snapshot.processes:
-        note = p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip()
+        note = inert(p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip())
         lines.append(f"{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} {p.totals.calls:>7,} "
                      f"{fmt.cost(p.totals):>9}  {note}")
     lines.append("")
@@ -167,7 +171,7 @@ def snapshot_text(snapshot: Snapshot) -> str:
                  f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
     for node in _leaves(snapshot.modules):
         c = node.counters
-        lines.append(f"{node.path[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.tokens(c.prompt_tokens):>8} "
+        lines.append(f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.tokens(c.prompt_tokens):>8} "
                      f"{fmt.tokens(c.completion_tokens):>8} {fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
                      f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
                      f"{fmt.dollars(c.cost_saved_usd):>9}")
@@ -175,13 +179,20 @@ def snapshot_text(snapshot: Snapshot) -> str:
     lines.append(f"{'MODEL':<40} {'CALLS':>7} {'IN TOK':>8} {'OUT TOK':>8} {'COST':>9} {'HITS':>5}")
     for row in snapshot.models:
         c = row.counters
-        lines.append(f"{row.model[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
+        lines.append(f"{inert(row.model)[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
                      f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}"
                      + ("  * your price" if row.price_override else ""))
     section = optimizers_text(snapshot)
     if section:
         lines += ["", *section]
-    return "\n".join(lines) + "\n"
+    # What the lines above missed (a job budget's alert message, a label) is made inert here.
+    return inert("\n".join(lines), multiline=True) + "\n"
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """One `dspy-top: ...` line on stderr: inert (it may quote a job), in characters the stream can take."""
+    stream = stream or sys.stderr
+    print(for_stream(f"dspy-top: {inert(text)}", stream), file=stream, flush=True)
 
 
 def run(
@@ -214,22 +225,21 @@ def run(
                 snapshot = fleet.snapshot(history_limit=0)
             attached = attached or snapshot.attached
             if not snapshot.processes and done == 0:
-                print(f"dspy-top: no instrumented DSPy process found in {collector.runtime_dir}; "
-                      "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()",
-                      file=sys.stderr)
+                say(f"no instrumented DSPy process found in {collector.runtime_dir}; "
+                    "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()")
             for p in snapshot.problems:
                 if reported.get(p.key) != p.status:
                     reported[p.key] = p.status
-                    print(f"dspy-top: pid {p.pid or '?'}: {p.status}", file=sys.stderr)
+                    say(f"pid {p.pid or '?'}: {p.status}")
             for level in alarm.crossed(snapshot.budget):
-                print(f"dspy-top: {snapshot.budget.message(level)}", file=sys.stderr, flush=True)
+                say(snapshot.budget.message(level))
             done += 1
             if as_json:
                 out.write(json.dumps(snapshot_json(snapshot, done), separators=(",", ":")) + "\n")
             else:
                 if done > 1:
                     out.write("\n")
-                out.write(snapshot_text(snapshot))
+                out.write(for_stream(snapshot_text(snapshot), out))
             out.flush()
             if iterations is not None and done >= iterations:
                 break
