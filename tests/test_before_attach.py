@@ -10,6 +10,7 @@ from dspy_top.model import Fleet
 from dspy_top.model.before_attach import BeforeAttach, combined
 from dspy_top.viewer.batch import snapshot_json, snapshot_text
 from dspy_top.viewer.components.header import Header
+from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
 from tests.test_model import Clock, counters, hello, module, stats
 from tests.test_optimizer_view import MIPRO, fleet_with, runs_of, scope
@@ -107,6 +108,8 @@ def test_a_joined_run_numbers_its_trials_after_the_ones_it_missed():
     assert seen_trial["calls"] == 5 and not seen_trial["joined"]
     text = "\n".join(optimizers_text(fleet.snapshot()))
     assert "its first 4 evaluations (before the attach) were not seen; trials from 4 on are" in text
+    # The live view's run summary says the same under the trial table.
+    assert "its first 4 evaluations (before the attach) were not seen" in OptimizerSummary.render_text(run, 120).plain
 
 
 def test_a_joined_run_that_missed_an_unknown_number_of_trials_projects_nothing():
