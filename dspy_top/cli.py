@@ -12,13 +12,16 @@ latency per module and per model, with a browsable history of every call.
 
 With no option, dspy-top attaches to every instrumented DSPy process of this user and
 keeps watching for new ones. A process is instrumented when it calls
-dspy_top.instrument(), runs with DSPY_TOP=1, or is started with `dspy-top run`.
+dspy_top.instrument(), runs with DSPY_TOP=1, is started with `dspy-top run`, or was
+attached with `dspy-top attach PID` while running.
 """
 
 EPILOG = """\
 subcommands:
   dspy-top run [--] COMMAND...   run COMMAND instrumented and watch it (dspy-top run --help)
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
+  dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
+  dspy-top detach PID            remove what `dspy-top attach` put into it
 
 keys (in the viewer; ? shows them all):
   q quit   space pause   / filter   < > sort column   enter expand / inspect
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attach to this process only (repeat for several)")
     target.add_argument("--socket", type=Path, action="append", metavar="PATH", dest="sockets",
                         help="attach to the process serving this socket")
+    target.add_argument("--attach", action="store_true",
+                        help="with -p: first instrument those processes if they were started without dspy-top "
+                             "(as `dspy-top attach PID` does)")
     view = parser.add_argument_group("display")
     view.add_argument("-d", "--delay", type=positive_number, default=1.0, metavar="SECONDS",
                       help="seconds between screen updates or batch snapshots (default 1)")
@@ -121,8 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("run", "demo"):
         return _subcommand(argv[0], argv[1:])
+    if argv and argv[0] in ("attach", "detach"):
+        from dspy_top.attach import command
+
+        return command.main(argv[1:], argv[0])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.attach:
+        if not args.pids:
+            parser.error("--attach needs -p PID")
+        from dspy_top.attach.command import attach_command
+
+        for pid in args.pids:
+            status = attach_command(pid)
+            if status:
+                return status
     if args.iterations is not None and args.iterations < 1:
         parser.error("-n must be at least 1")
     if (args.json or args.iterations is not None) and not args.batch:

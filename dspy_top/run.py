@@ -252,17 +252,23 @@ def prepare_work_dir(work_dir: Path) -> Path:
     site = work_dir / "site"
     site.mkdir(mode=0o700, exist_ok=True)
     (site / "sitecustomize.py").write_text(SHIM)
-    fallback = work_dir / "fallback"
+    link_fallback(work_dir / "fallback")
+    return site
+
+
+def link_fallback(fallback: Path) -> Path:
+    """A directory of links to dspy-top's own copy of what the job side imports (`dspy-top attach` uses it too)."""
     fallback.mkdir(mode=0o700, exist_ok=True)
     for name in FALLBACK_PACKAGES:
         spec = importlib.util.find_spec(name)
         locations = list(spec.submodule_search_locations or []) if spec is not None else []
-        if locations:
+        if locations and not (fallback / name).exists():
             try:
+                (fallback / name).unlink(missing_ok=True)  # a dangling link from an older installation
                 os.symlink(locations[0], fallback / name)
             except OSError:
                 pass
-    return site
+    return fallback
 
 
 def job_environment(base: dict[str, str], site_dir: Path, runtime_dir: Path,

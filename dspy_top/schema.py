@@ -128,6 +128,21 @@ class ScopeRecord(Record):
     trainset: int | None = None
     valset: int | None = None
     num_threads: int | None = None
+    joined: Mapping[str, Any] | None = None  # under way at `dspy-top attach`: {at, missed, trial, usage}
+
+
+@dataclass(frozen=True, slots=True)
+class BeforeAttachRecord(Record):
+    """`stats.before_attach`: what DSPy's history held when `dspy-top attach` came."""
+
+    at: float | None
+    calls: int
+    history: str
+    missing: int | None
+    in_flight: int = 0
+    in_flight_counted: int = 0
+    settled: bool = True
+    first_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +159,7 @@ class StatsRecord(Record):
     tool_calls: int = 0
     tool_errors: int = 0
     budget: BudgetRecord | None = None
+    before_attach: BeforeAttachRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +185,7 @@ class ExitRecord(Record):
     at: float | None
     stats: StatsRecord | None
     code: int | None
+    detached: bool = False  # `dspy-top detach`: the process runs on, no longer instrumented
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +344,7 @@ def stats(wire: Any, what: str = "stats") -> StatsRecord:
         name = _name(entry.get("model"), "model name", "?")
         models.append((name, counters(entry, f"model {name!r}")))
     budget = wire.get("budget")
+    before = wire.get("before_attach")
     return StatsRecord(
         totals=counters(wire.get("totals"), f"{what} totals"), modules=tuple(modules), models=tuple(models),
         scopes=tuple(scope(entry) for entry in _list(wire.get("scopes"), f"{what} scopes", MAX_LIST)),
@@ -336,7 +354,21 @@ def stats(wire: Any, what: str = "stats") -> StatsRecord:
         tool_calls=_count(wire.get("tool_calls"), f"{what} tool_calls"),
         tool_errors=_count(wire.get("tool_errors"), f"{what} tool_errors"),
         budget=_budget(budget) if budget else None,
+        before_attach=_before_attach(before) if before else None,
     )
+
+
+def _before_attach(wire: Any) -> BeforeAttachRecord:
+    wire = _map(wire, "stats before_attach")
+    get = wire.get
+    return BeforeAttachRecord(
+        at=_maybe(get("at"), _epoch, "before_attach at"), calls=_count(get("calls"), "before_attach calls"),
+        history=_name(get("history"), "before_attach history", "unknown"),
+        missing=_maybe(get("missing"), _count, "before_attach missing"),
+        in_flight=_count(get("in_flight"), "before_attach in_flight"),
+        in_flight_counted=_count(get("in_flight_counted"), "before_attach in_flight_counted"),
+        settled=_flag(get("settled", True), "before_attach settled"),
+        first_at=_maybe(get("first_at"), _epoch, "before_attach first_at"))
 
 
 _COUNT_FIELDS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
@@ -396,6 +428,7 @@ def scope(wire: Any) -> ScopeRecord:
         trainset=_maybe(get("trainset"), _count, f"{what} trainset"),
         valset=_maybe(get("valset"), _count, f"{what} valset"),
         num_threads=_maybe(get("num_threads"), _count, f"{what} num_threads"),
+        joined=_maybe(get("joined"), _plain_map, f"{what} joined"),
     )
 
 
@@ -446,7 +479,8 @@ def _exit(message: Mapping[str, Any]) -> ExitRecord:
         raise BadMessage(f"exit code is {_show(code)}")
     final = message.get("stats")
     return ExitRecord(at=_maybe(message.get("at"), _epoch, "exit at"),
-                      stats=stats(final, "exit stats") if final else None, code=code)
+                      stats=stats(final, "exit stats") if final else None, code=code,
+                      detached=_flag(message.get("detached", False), "exit detached"))
 
 
 def _error(message: Mapping[str, Any]) -> ErrorRecord:

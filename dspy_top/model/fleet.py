@@ -216,4 +216,5 @@ class Fleet:
             totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
             mechanism=process.hello.mechanism if process.hello else "",
             dropped=process.dropped_events + process.dropped_viewer, final_numbers=process.final_numbers,
+            before_attach=process.before_attach,
         )

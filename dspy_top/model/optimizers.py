@@ -110,6 +110,15 @@ class OptimizerRun:
     metric_budget: int | None = None
     error: str | None = None
     children: tuple[str, ...] = ()
+    # Under way when `dspy-top attach` came: when, and how many of its evaluations it had made by then
+    # (None: not known, only that some may have been missed); trials are numbered after them.
+    joined_at: float | None = None
+    missed_trials: int | None = None
+    usage_known: bool = True  # False for an evaluation joined mid-way (its calls cannot be told apart)
+
+    @property
+    def joined(self) -> bool:
+        return self.joined_at is not None
 
     @property
     def key(self) -> str:
@@ -237,7 +246,7 @@ def _evaluate_run(scope: ScopeState, now: float, depth: int) -> OptimizerRun:
     cost_to_finish = time_to_finish = None
     if not scope.running:
         cost_to_finish, time_to_finish = (0.0, 0.0) if scope.state == "done" else (None, None)
-    elif scope.done and scope.total:
+    elif scope.done and scope.total and scope.usage_known and not scope.joined:
         remaining = max(0, scope.total - scope.done)
         cost_to_finish = _priced(scope.usage, scope.usage.cost_usd / scope.done * remaining)
         time_to_finish = (now - scope.start) / scope.done * remaining
@@ -250,6 +259,7 @@ def _evaluate_run(scope: ScopeState, now: float, depth: int) -> OptimizerRun:
         phase=_end_phase(scope) or "evaluating", trials=(trial,), planned=1, planned_how="a single evaluation",
         current=trial if scope.running else None, best=best, usage=scope.usage, trial_usage=scope.usage,
         cost_to_finish=cost_to_finish, time_to_finish=time_to_finish, error=scope.error,
+        joined_at=_joined_at(scope), usage_known=scope.usage_known,
     )
 
 
@@ -273,6 +283,7 @@ def _compile_run(scope: ScopeState, kids: list[ScopeState], now: float, depth: i
         end=scope.end, elapsed=_duration(scope, now), trials=tuple(trials), planned=planned, planned_how=how,
         current=current, best=best, usage=scope.usage, trial_usage=trial_usage, metric_calls=metric_calls,
         metric_budget=budget, error=scope.error, children=tuple(k.id for k in nested),
+        joined_at=_joined_at(scope), missed_trials=_missed(scope),
     )
     phase = _end_phase(scope) or _phase(scope, trials, nested, planned, current)
     cost, time_left = _projection(scope, trials, nested, planned, budget, metric_calls, now)
@@ -284,7 +295,8 @@ def _trials(scope: ScopeState, evals: list[ScopeState], now: float) -> list[Tria
     restricted = "restrict" in scope.arguments
     full_size = scope.valset if scope.valset is not None else scope.trainset
     trials = []
-    for index, evaluation in enumerate(evals):
+    offset = _missed(scope) or 0  # evaluations made before `dspy-top attach`: numbers go on from them
+    for index, evaluation in enumerate(evals, offset):
         metric_key = str(evaluation.metadata.get("metric_key") or "")
         full: bool | None
         if metric_key in ("eval_full", "eval_minibatch"):
@@ -366,7 +378,7 @@ def _phase(scope: ScopeState, trials: list[Trial], nested: list[ScopeState], pla
            current: Trial | None) -> str:
     name = scope.label
     if current is not None:
-        index = trials.index(current)
+        index = trials.index(current) + (_missed(scope) or 0)
         if planned is not None and 0 < planned <= index:
             return "final evaluation"
         if name == "MIPROv2" and index == 0:
@@ -396,10 +408,14 @@ def _projection(scope: ScopeState, trials: list[Trial], nested: list[ScopeState]
         return 0.0, 0.0
     if scope.state != "running" or not trials:
         return None, None
+    missed = _missed(scope) or 0
+    if scope.joined and (budget is not None or _missed(scope) is None):
+        return None, None  # how much the run did before dspy-top attached is not known
     first = trials[0].scope.start
+    known = [t for t in trials if t.scope.usage_known]  # a joined evaluation's calls are not known
     # The spend that scales with trials: the trials, bootstrapping between them (random search),
     # and the run's own calls, except MIPROv2's, which propose instructions before any trial.
-    spend = [t.usage for t in trials] + [n.usage for n in nested if n.start >= first]
+    spend = [t.usage for t in known] + [n.usage for n in nested if n.start >= first]
     if scope.label != "MIPROv2":
         spend.append(_minus(scope.usage, total([t.usage for t in trials] + [n.usage for n in nested])))
     spent = total(spend)
@@ -407,12 +423,14 @@ def _projection(scope: ScopeState, trials: list[Trial], nested: list[ScopeState]
         done, remaining = float(metric_calls or 0), float(max(0, budget - (metric_calls or 0)))
     elif planned:
         done = sum(t.fraction for t in trials)
-        remaining = max(0.0, planned - done)
+        remaining = max(0.0, planned - missed - done)
     else:
         return None, None
     if done <= 0:
         return None, None
-    return _priced(spent, spent.cost_usd / done * remaining), max(0.0, now - first) / done * remaining
+    paid = done if len(known) == len(trials) else sum(t.fraction for t in known)
+    cost = _priced(spent, spent.cost_usd / paid * remaining) if paid > 0 else None
+    return cost, max(0.0, now - first) / done * remaining
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -428,6 +446,19 @@ def key_params(scope: ScopeState) -> tuple[tuple[str, Any], ...]:
             continue  # a default the optimizer may override (MIPROv2's auto mode does)
         out[shown] = value
     return tuple(out.items())
+
+
+def _joined_at(scope: ScopeState) -> float | None:
+    at = (scope.joined or {}).get("at")
+    return float(at) if isinstance(at, (int, float)) else None
+
+
+def _missed(scope: ScopeState) -> int | None:
+    """Evaluations a joined run made before `dspy-top attach`: 0 for a run seen from its start."""
+    if not scope.joined:
+        return 0
+    missed = scope.joined.get("missed")
+    return int(missed) if isinstance(missed, int) and not isinstance(missed, bool) else None
 
 
 def _label(scope: ScopeState) -> str:
@@ -529,11 +560,15 @@ def _clock(seconds: float) -> str:
 def trial_summary(trial: Trial) -> Mapping[str, Any]:
     """One trial for the batch JSON (docs/batch-json.md)."""
     usage = trial.usage
+    known = trial.scope.usage_known  # a joined evaluation's calls are unknown, never 0
     return {
         "number": trial.number, "id": trial.id, "kind": trial.kind, "full": trial.full, "state": trial.state,
         "score": trial.score, "running_score": trial.running_score if trial.scope.running else None,
-        "done": trial.scope.done, "total": trial.scope.total, "calls": usage.calls,
-        "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known, "cache_hits": usage.cache_hits,
+        "done": trial.scope.done, "total": trial.scope.total, "calls": usage.calls if known else None,
+        "prompt_tokens": usage.prompt_tokens if known else None,
+        "completion_tokens": usage.completion_tokens if known else None,
+        "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known,
+        "cache_hits": usage.cache_hits if known else None,
         "duration_s": round(trial.duration, 3), "best": trial.best, "error": trial.scope.error,
+        "joined": trial.scope.joined is not None,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from dspy_top.model.before_attach import BeforeAttach
 from dspy_top.model.budget import BudgetAlert, BudgetLimit, JobBudget
 from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
@@ -76,6 +77,7 @@ class ProcessState:
         self.budget_on_exceed: str | None = None  # the job's budget guard, when it has one
         self.budget_limits: tuple[BudgetLimit, ...] = ()
         self.budget_alerts: dict[tuple[str, str, str, str], BudgetAlert] = {}
+        self.before_attach: BeforeAttach | None = None  # `dspy-top attach`: what DSPy's history counted
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -145,6 +147,8 @@ class ProcessState:
             self.state = ENDED
             self.ended_at = record.at or now
             self.status = "ended" if record.code is None else f"ended (exit {record.code})"
+            if record.detached:
+                self.status = "detached (`dspy-top detach`: the job runs on)"
             self.totals = _settled(self.totals)
         elif kind is ErrorRecord:
             self.status = f"refused: {record.reason}"
@@ -191,6 +195,8 @@ class ProcessState:
             self.totals, self.models = raw_totals, raw_models
         if stats.budget is not None:
             self._fold_budget(stats.budget, raw_totals.cost_usd, raw_module_cost)
+        if stats.before_attach is not None:
+            self.before_attach = BeforeAttach.from_record(stats.before_attach)
         for scope in stats.scopes:
             self._fold_scope(scope)
         self.dropped_events = stats.dropped_events

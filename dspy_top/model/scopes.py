@@ -38,6 +38,14 @@ class ScopeState:
     trainset: int | None = None
     valset: int | None = None
     num_threads: int | None = None
+    # Under way when `dspy-top attach` came: {"at", "missed" (evaluations not seen, None: unknown),
+    # "trial" (the optimizer's own trial number then), "usage": "unknown" for an evaluation}.
+    joined: Mapping[str, Any] | None = None
+
+    @property
+    def usage_known(self) -> bool:
+        """False for an evaluation joined mid-way: its calls could not be told apart."""
+        return not (self.joined and self.joined.get("usage") == "unknown")
 
     @property
     def running(self) -> bool:
@@ -76,6 +84,7 @@ def scope_from_record(process: str, pid: int, record: ScopeRecord, previous: Sco
         arguments=pick(record.arguments, "arguments", {}), predictors=pick(record.predictors, "predictors", None),
         trainset=pick(record.trainset, "trainset", None), valset=pick(record.valset, "valset", None),
         num_threads=pick(record.num_threads, "num_threads", None),
+        joined=pick(record.joined, "joined", None),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dspy_top.model.before_attach import BeforeAttach
 from dspy_top.model.budget import JobBudget, ViewerBudget
 from dspy_top.model.burn import Burn
 from dspy_top.model.calls import CallSummary
@@ -29,6 +30,7 @@ class ProcessRow:
     mechanism: str
     dropped: int
     final_numbers: str | None = None  # "received" (it sent its exit), "not received" (lost first), None while live
+    before_attach: BeforeAttach | None = None  # attached with `dspy-top attach`: counted from DSPy's history
 
 
 @dataclass(frozen=True)

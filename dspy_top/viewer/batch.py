@@ -36,6 +36,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "socket": p.key, "started_at": p.started_at, "uptime_s": round(p.uptime, 3),
                 "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
                 "dropped_events": p.dropped, "final_numbers": p.final_numbers,
+                "before_attach": p.before_attach.to_json() if p.before_attach is not None else None,
             }
             for p in snapshot.processes
         ],
@@ -156,6 +157,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
     for p in snapshot.not_final:
         lines.append(f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
                      "so its numbers are the last it sent")
+    for p in snapshot.in_view:
+        if p.before_attach is not None:
+            lines.append(f"Attached: pid {p.pid}: {p.before_attach.describe()}")
     lines.append("")
     lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
     for p in snapshot.processes:

@@ -25,13 +25,20 @@ def optimizer_json(run: OptimizerRun) -> dict[str, Any]:
         "trials_planned": run.planned, "trials_planned_how": run.planned_how,
         "current_trial": run.current.number if run.current is not None else None,
         "best_score": run.best_score, "best_trial": run.best.number if run.best is not None else None,
-        "calls": usage.calls, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known,
+        **_usage_json(run),
         "trials_cost_usd": round(run.trial_usage.cost_usd, 10),
         "cost_to_finish_usd": _round(run.cost_to_finish, 10), "time_to_finish_s": _round(run.time_to_finish, 3),
         "metric_calls": run.metric_calls, "metric_budget": run.metric_budget, "error": run.error,
+        "joined_at": run.joined_at, "missed_trials": run.missed_trials if run.joined else 0,
         "trials": [dict(trial_summary(trial)) for trial in run.trials],
     }
+
+
+def _usage_json(run: OptimizerRun) -> dict[str, Any]:
+    usage, known = run.usage, run.usage_known
+    return {"calls": usage.calls if known else None, "prompt_tokens": usage.prompt_tokens if known else None,
+            "completion_tokens": usage.completion_tokens if known else None,
+            "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known}
 
 
 def optimizers_json(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -58,8 +65,9 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
             clock = fmt.short_uptime(run.time_to_finish) if run.time_to_finish is not None else "?"
             finish = f"~{cost} {clock}"
         state, phase = inert(run.state)[:8], inert(run.phase)[:24]
+        calls, cost = (f"{run.usage.calls:,}", fmt.cost(run.usage)) if run.usage_known else ("?", "?")
         lines.append(f"{name:<36} {state:<8} {phase:<24} {run.trial_progress:>7} {best:>6} "
-                     f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  {finish}")
+                     f"{calls:>7} {cost:>9}  {finish}")
         if run.trials and run.class_name != "Evaluate":
             shown = run.trials[-TEXT_TRIALS:]
             cells = []
@@ -73,4 +81,21 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
                 cells.append(f"{trial.number}:{score}")
             more = f"({len(run.trials) - len(shown)} older) " if len(run.trials) > len(shown) else ""
             lines.append("  " * run.depth + f"  trials {more}" + " ".join(cells) + "   (* best, m minibatch)")
+        if run.joined:
+            lines.append("  " * run.depth + f"  {joined_note(run)}")
     return lines
+
+
+def joined_note(run: OptimizerRun) -> str:
+    """What a run under way at `dspy-top attach` was not seen doing."""
+    at = fmt.clock(run.joined_at, millis=False)
+    if run.class_name == "Evaluate":
+        return f"joined at {at}, mid-evaluation: its calls are in the totals, not in this run"
+    first = run.trials[0].number if run.trials else None
+    if run.missed_trials is None:
+        return f"joined at {at}: earlier trials were not seen (how many is unknown); counts are from then on"
+    if run.missed_trials == 0:
+        return f"joined at {at}, before its first trial: every trial is seen"
+    shown = "" if first is None else f"; trials from {first} on are"
+    return f"joined at {at}: its first {run.missed_trials} evaluation{'s' if run.missed_trials != 1 else ''} " \
+           f"(before the attach) were not seen{shown}"

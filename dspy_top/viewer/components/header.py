@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from dspy_top.model import Snapshot
+from dspy_top.model.before_attach import combined
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
 
@@ -87,6 +88,9 @@ class Header(Static):
                    f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
             out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= 0.8
                             else ""))
+        before = combined(p.before_attach for p in snapshot.in_view)
+        if before is not None:
+            out.append(Text(before, style="dim"))
         out.append(Text(f"cache {fmt.percent(t.cache_hit_rate)} (saved {fmt.dollars(t.cost_saved_usd)})"))
         out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
         out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))

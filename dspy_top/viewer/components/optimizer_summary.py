@@ -8,6 +8,7 @@ from textual.widgets import Static
 from dspy_top.model import OptimizerRun, Trial
 from dspy_top.model.optimizers import EVALUATE, RunGroup
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.optimizer_report import joined_note
 from dspy_top.viewer.terminal import inert
 
 CHART = "▁▂▃▄▅▆▇█"
@@ -66,6 +67,8 @@ class OptimizerSummary(Static):
         narrow = width < NARROW_BELOW
         lines = [OptimizerSummary._facts(run, narrow), OptimizerSummary._spend(run, narrow),
                  OptimizerSummary._scores(run, width, narrow)]
+        if run.joined:  # under way at `dspy-top attach`: say what was not seen
+            lines.append(Text(f" {joined_note(run)}", style="yellow"))
         return Text("\n").join(line for line in lines if line.plain)
 
     @staticmethod

@@ -36,6 +36,8 @@ class ProcessTable(KeyedTable):
         for p in snapshot.processes:
             style = STATE_STYLE.get(p.state, "")
             note = p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status)
+            if p.before_attach is not None:  # first: a long command line is cut at the column's end
+                note = f"{p.before_attach.short()} · {note}"
             note = inert(note)
             rows.append((p.key, [
                 Text("▶" if p.key == snapshot.focus else " ", style="bold"),
