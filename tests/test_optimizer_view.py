@@ -27,6 +27,7 @@ from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.components.optimizer_table import OptimizerTable
 from dspy_top.viewer.components.trial_table import TrialTable
+from dspy_top.viewer.optimizer_report import optimizer_line
 from tests.helpers.jobs import REPO, runtime_dir
 from tests.helpers.optimizer_script import optimizer_fleet
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
@@ -93,7 +94,31 @@ def test_mipro_phases_from_bootstrapping_to_trials_with_the_baseline_as_trial_0(
     # Projection: 1.25 trials done for $0.0025 over 16 s; 9.75 to go.
     assert run.cost_to_finish == pytest.approx((0.002 / 1.25) * 9.75)
     assert run.time_to_finish == pytest.approx(16 / 1.25 * 9.75)
-    assert "MIPROv2 (light) trial 1/10" in fleet.snapshot().progress
+    assert "MIPROv2 (light) trial 1/10" in optimizer_line(fleet.snapshot().optimizers, clock.now)
+
+
+def test_a_new_optimizer_is_one_entry_in_the_rules_table(monkeypatch):
+    from dspy_top.model.optimizers import RULES, OptimizerRules
+
+    monkeypatch.setitem(RULES, "Annealer", OptimizerRules(
+        first_number=0, seed_kinds=("warm-up",), plan=lambda scope: (3, "two trials + warm-up"),
+        first_phase="warming up", between_trials="cooling", own_calls_scale=False))
+    annealer = {"class": "Annealer"}
+    fleet, clock = fleet_with(
+        scope("compile-1", "compile", 0.0, **annealer, usage=counters(calls=30, cost=0.03)),
+        scope("eval-2", "eval", 1.0, parent="compile-1", total=10, metadata={"metric_key": "eval_full"}))
+    run = runs_of(fleet)["compile-1"]
+    assert run.phase == "warming up" and run.trial_progress == "0/2" and run.planned_how == "two trials + warm-up"
+    fleet.fold("a", scope("eval-2", "eval", 1.0, parent="compile-1", state="done", end=5.0, score=40.0, total=10,
+                          done=10, usage=counters(calls=10, cost=0.01)))
+    fleet.fold("a", scope("eval-3", "eval", 6.0, parent="compile-1", state="done", end=9.0, score=70.0, total=4,
+                          done=4, metadata={"metric_key": "eval_minibatch"}, usage=counters(calls=4, cost=0.004)))
+    clock.now = 11.0
+    run = runs_of(fleet)["compile-1"]
+    assert [(t.number, t.kind, t.full) for t in run.trials] == [(0, "warm-up", True), (1, "minibatch", False)]
+    assert run.phase == "cooling" and run.best_score == 40.0 and run.trial_progress == "1/2"
+    # Its own calls do not scale: the projection is the trials' $0.014 for 2 of 3 evaluations.
+    assert run.cost_to_finish == pytest.approx(0.014 / 2 * 1)
 
 
 def test_a_failed_evaluation_is_failed_not_zero_and_minibatch_scores_never_count_as_best():

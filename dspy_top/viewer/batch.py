@@ -14,7 +14,7 @@ from dspy_top.model.tree import ModuleNode
 from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
-from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
+from dspy_top.viewer.optimizer_report import optimizer_line, optimizers_json, optimizers_text
 
 SCHEMA_VERSION = 1
 BUDGET_REACHED = 3  # exit status: the viewer's --budget was reached (warnings went to stderr)
@@ -150,8 +150,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
         lines.append(f"Budget: {fmt.viewer_budget(snapshot.budget)}")
     for job in snapshot.job_budgets:
         lines.append(f"Job budget: {fmt.job_budget(job)}")
-    if snapshot.progress:
-        lines.append(f"Optimizer: {snapshot.progress}")
+    progress = optimizer_line(snapshot.optimizers, snapshot.at)
+    if progress:
+        lines.append(f"Optimizer: {progress}")
     lines.append("")
     lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
     for p in snapshot.processes:

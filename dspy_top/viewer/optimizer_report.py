@@ -1,11 +1,14 @@
-"""Optimizer runs for batch mode: the `optimizers` JSON list (docs/batch-json.md) and the text section."""
+"""Optimizer runs as text and JSON: the header's one line, batch mode's `optimizers` list and text section.
+
+The JSON is documented in docs/batch-json.md; the model (`dspy_top.model.optimizers`) only derives.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Mapping
 
-from dspy_top.model import OptimizerRun, Snapshot
-from dspy_top.model.optimizers import RunGroup, rows_of, trial_summary
+from dspy_top.model import OptimizerRun, Snapshot, Trial
+from dspy_top.model.optimizers import EVALUATE, RunGroup, rows_of
 from dspy_top.viewer import format as fmt
 
 TEXT_TRIALS = 24  # newest trials listed per run in the text section
@@ -30,6 +33,19 @@ def optimizer_json(run: OptimizerRun) -> dict[str, Any]:
         "cost_to_finish_usd": _round(run.cost_to_finish, 10), "time_to_finish_s": _round(run.time_to_finish, 3),
         "metric_calls": run.metric_calls, "metric_budget": run.metric_budget, "error": run.error,
         "trials": [dict(trial_summary(trial)) for trial in run.trials],
+    }
+
+
+def trial_summary(trial: Trial) -> Mapping[str, Any]:
+    """One trial for the batch JSON (docs/batch-json.md)."""
+    usage = trial.usage
+    return {
+        "number": trial.number, "id": trial.id, "kind": trial.kind, "full": trial.full, "state": trial.state,
+        "score": trial.score, "running_score": trial.running_score if trial.scope.running else None,
+        "done": trial.scope.done, "total": trial.scope.total, "calls": usage.calls,
+        "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known, "cache_hits": usage.cache_hits,
+        "duration_s": round(trial.duration, 3), "best": trial.best, "error": trial.scope.error,
     }
 
 
@@ -58,7 +74,7 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
             finish = f"~{cost} {clock}"
         lines.append(f"{name:<36} {run.state:<8} {run.phase[:24]:<24} {run.trial_progress:>7} {best:>6} "
                      f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  {finish}")
-        if run.trials and run.class_name != "Evaluate":
+        if run.trials and run.class_name != EVALUATE:
             shown = run.trials[-TEXT_TRIALS:]
             cells = []
             for trial in shown:
@@ -72,3 +88,49 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
             more = f"({len(run.trials) - len(shown)} older) " if len(run.trials) > len(shown) else ""
             lines.append("  " * run.depth + f"  trials {more}" + " ".join(cells) + "   (* best, m minibatch)")
     return lines
+
+
+def optimizer_line(runs: Iterable[OptimizerRun], now: float) -> str | None:
+    """The header's (and batch text's) one line about the optimizer (or evaluation) running now, or None."""
+    running = [r for r in runs if r.state == "running" and r.depth == 0]
+    if not running:
+        return None
+    compiles = [r for r in running if r.class_name != EVALUATE]
+    run = min(compiles or running, key=lambda r: r.start)
+    parts = [f"{run.label} {run.phase}" if run.class_name != EVALUATE else run.label]
+    if run.planned and run.class_name != EVALUATE and run.current is not None:
+        parts[0] = f"{run.label} trial {run.trial_progress}"
+        if run.phase in ("final evaluation", "baseline evaluation"):
+            parts[0] = f"{run.label} {run.phase}"
+    parts.append(_clock(run.elapsed))
+    if run.best_score is not None and run.class_name != EVALUATE:
+        parts.append(f"best {run.best_score:.1f}")
+    # The newest running evaluation anywhere in view, this run's or another's.
+    evaluations = [t for r in running for t in r.trials if t.scope.running]
+    if evaluations:
+        latest = max(evaluations, key=lambda t: t.scope.start).scope
+        text = f"eval {latest.done}/{latest.total}" if latest.total else f"eval {latest.done}"
+        score = latest.score_so_far
+        if score is not None:
+            text += f" · {score:.1f}%"
+        if latest.total:
+            filled = round(8 * latest.done / latest.total)
+            text += " " + "▓" * filled + "░" * (8 - filled)
+        parts.append(text)
+    if run.cost_to_finish is not None:
+        parts.append(f"~{_money(run.cost_to_finish)} to finish")
+    others = len(running) - 1
+    if others > 0:
+        parts.append(f"+{others} more running")
+    return " · ".join(parts)
+
+
+def _money(value: float) -> str:
+    return f"${value:.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from dspy_top.model import Snapshot
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.optimizer_report import optimizer_line
 
 
 class Header(Static):
@@ -114,7 +115,7 @@ class Header(Static):
 
     @staticmethod
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
-        progress = snapshot.progress
+        progress = optimizer_line(snapshot.optimizers, snapshot.at)
         projection = snapshot.burn.evaluation if snapshot.burn is not None else None
         if progress and projection is not None and projection.projected_usd is not None:
             lower = "" if projection.cost_known else "+?"
