@@ -395,7 +395,7 @@ def test_budget_colours_the_header_and_warns_once_at_80_and_100_percent_and_show
 
 
 def test_stop_key_asks_first_then_the_job_ends_and_says_why():
-    from dspy_top.viewer.components.confirm_stop import ConfirmStop
+    from dspy_top.viewer.screens.confirm_stop import ConfirmStop
     from dspy_top.viewer.components.process_table import ProcessTable
 
     stopped = Job()

@@ -21,15 +21,13 @@ from textual.widgets import DataTable, Footer, Input
 
 from dspy_top.model import CallQuery, CallSummary, Fleet, OptimizerRun, ProcessRow, Snapshot
 from dspy_top.model.budget import BudgetAlarm
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.pricing import Price
-from dspy_top.viewer.collector import Collector, PayloadAnswer
-from dspy_top.viewer.components.confirm_stop import ConfirmStop
+from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.components.empty_state import EmptyState
 from dspy_top.viewer.components.filter_bar import FilterBar
 from dspy_top.viewer.components.header import Header
-from dspy_top.viewer.components.help_screen import HelpScreen
 from dspy_top.viewer.components.history_table import HistoryTable
-from dspy_top.viewer.components.inspect_screen import InspectScreen
 from dspy_top.viewer.components.job_log import JobLog
 from dspy_top.viewer.components.model_table import ModelTable
 from dspy_top.viewer.components.module_table import ModuleTable
@@ -40,6 +38,9 @@ from dspy_top.viewer.components.status_line import StatusLine
 from dspy_top.viewer.components.trial_table import TrialTable
 from dspy_top.viewer.job import Job
 from dspy_top.viewer.messages import Notice, PayloadArrived
+from dspy_top.viewer.screens.confirm_stop import ConfirmStop
+from dspy_top.viewer.screens.help import HelpScreen
+from dspy_top.viewer.screens.inspect import InspectScreen
 
 NARROW_BELOW = 100  # columns: below this the models/processes panes hide behind `m` and `p`
 HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)

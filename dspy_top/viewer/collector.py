@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 from dspy_top import client, paths
 from dspy_top.client import ConnectError, Connection
 from dspy_top.model import Fleet
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST
 
 RESCAN_EVERY = 1.0  # seconds between looks for new sockets
@@ -30,16 +31,6 @@ PAYLOAD_TIMEOUT = 5.0
 # the screen waiting for the lock, and what is read but not folded stays small.
 READ_BATCH = 5000
 FOLD_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class PayloadAnswer:
-    """The answer to one payload request: the payload, or why there is none."""
-
-    process: str
-    call_id: int
-    payload: dict[str, Any] | None
-    reason: str | None = None
 
 
 @dataclass

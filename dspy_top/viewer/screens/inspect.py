@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from dspy_top.model import CallSummary
-from dspy_top.viewer.collector import PayloadAnswer
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.viewer.components.call_view import body, facts
 
 
