@@ -28,6 +28,8 @@ from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.components.optimizer_table import OptimizerTable
 from dspy_top.viewer.components.trial_table import TrialTable
 from dspy_top.viewer.optimizer_report import optimizer_line
+from dspy_top.viewer.screens.main import MainScreen
+from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from tests.helpers.jobs import REPO, runtime_dir
 from tests.helpers.optimizer_script import optimizer_fleet
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
@@ -250,22 +252,23 @@ def test_selecting_a_trial_filters_the_history_and_headers_sort(utc):
         app = scripted_app()
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("o")
-            trials = app.query_one(TrialTable)
+            assert isinstance(app.screen, OptimizersScreen)
+            trials = app.screen.query_one(TrialTable)
             assert trials.keys[0] == "eval-16" and len(trials.keys) == 8  # newest first
             await pilot.press("tab")
             assert app.focused is trials
             await pilot.press("down", "enter")  # trial 6: eval-15
             assert app.call_query.text == "pid:41822 scope:eval-15"
-            assert app.query_one(HistoryTable).row_count == 4
+            assert app.screen.query_one(HistoryTable).row_count == 4
             assert all("eval-15" in c.scopes for c in app.snapshot.calls)
             await pilot.press("enter")  # again: every call
-            assert app.call_query.text == "" and app.query_one(HistoryTable).row_count == 24
+            assert app.call_query.text == "" and app.screen.query_one(HistoryTable).row_count == 24
             await pilot.press("greater_than_sign")  # sort by the next column: kind
             assert trials.sort_key == "kind"
             trials.set_sort("score")
             assert trials.keys[0] == "eval-14"  # 90.0, the best
             await pilot.press("o")
-            assert not app.screen.has_class("-optimizers")
+            assert isinstance(app.screen, MainScreen)
 
     asyncio.run(main())
 
@@ -431,7 +434,7 @@ def test_the_panel_shows_a_real_run_and_a_trial_filters_the_history(finished_run
         app = TopApp(fleet, Collector(fleet, directory=job.directory, rescan_every=0.2), delay=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("o")
-            table = app.query_one(OptimizerTable)
+            table = app.screen.query_one(OptimizerTable)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and (
                     app.snapshot is None or len([r for r in app.snapshot.optimizers if r.depth == 0]) < 5):
@@ -439,9 +442,9 @@ def test_the_panel_shows_a_real_run_and_a_trial_filters_the_history(finished_run
             light = root(app.snapshot, "MIPROv2", 1)
             table.move_cursor(row=table.keys.index(light.key))
             await pilot.pause()
-            trials = app.query_one(TrialTable)
+            trials = app.screen.query_one(TrialTable)
             assert len(trials.keys) == 11 and trials.keys[0] == light.trials[-1].id
-            summary = str(app.query_one(OptimizerSummary).render())
+            summary = str(app.screen.query_one(OptimizerSummary).render())
             assert f"best {truths['mipro_light']['best']:.1f}" in summary and "auto=light" in summary
             trials.focus()
             trials.move_cursor(row=0)
@@ -449,7 +452,7 @@ def test_the_panel_shows_a_real_run_and_a_trial_filters_the_history(finished_run
             newest = light.trials[-1]
             await pilot.pause(0.3)
             assert app.call_query.text == f"pid:{light.pid} scope:{newest.id}"
-            history = app.query_one(HistoryTable)
+            history = app.screen.query_one(HistoryTable)
             assert history.row_count == newest.usage.calls == 20
             assert all(newest.id in c.scopes for c in app.snapshot.calls)
 
@@ -485,7 +488,7 @@ def test_attaching_mid_run_shows_the_trials_so_far(sim):
                 assert run.trials[0].kind == "baseline" and run.best_score == max(scores.values())
                 assert run.phase.startswith(("trial", "baseline")) or run.phase == "between trials"
                 assert run.cost_to_finish is not None and run.time_to_finish is not None
-                assert app.query_one(TrialTable).keys[0] == run.trials[-1].id
+                assert app.screen.query_one(TrialTable).keys[0] == run.trials[-1].id
 
         asyncio.run(main())
     finally:

@@ -26,6 +26,8 @@ class InspectScreen(Screen):
         Binding("right,n", "step(1)", "Next call"),
         Binding("c", "copy", "Copy JSON"),
         Binding("r", "refetch", "Fetch again", show=False),
+        Binding("space", "app.pause", "Pause"),
+        Binding("question_mark,h", "app.help", "Help", key_display="?"),
     ]
 
     def __init__(self, calls: list[CallSummary], index: int, chains: dict[str, tuple[str, ...]]) -> None:
