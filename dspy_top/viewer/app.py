@@ -91,10 +91,19 @@ class TopApp(App):
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
 
+    def on_load(self) -> None:
+        """The first snapshot, taken before the main screen mounts: its first frame shows it."""
+        with self.fleet.lock:
+            self._version = self.fleet.version
+            self.snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
+        self._full_at = time.monotonic()
+
     def on_mount(self) -> None:
         if self.collector is not None and self.start_collector:
             self.collector.start()
-        self.refresh_from_model()
+        self._follow_job()
+        if self.snapshot is not None:
+            self.apply(self.snapshot)  # on screen already: the alerts it brings
         # A quick second look once the collector has attached, then the steady pace.
         self.set_timer(0.25, self.refresh_from_model)
         self.set_interval(self.delay, self.refresh_from_model)
@@ -138,7 +147,7 @@ class TopApp(App):
         """Hand `snapshot` to the screen in front, and say the budget alerts it brings."""
         self.snapshot = snapshot
         view = self.view
-        if view is not None:
+        if view is not None and view.snapshot is not snapshot:
             view.show(snapshot)
         self._money_alerts(snapshot)
         self.update_stop_binding()

@@ -18,7 +18,6 @@ class Header(Static):
         self.paused = False
         self._snapshot: Snapshot | None = None
         self._drawn = ""
-        self._lines = -1
 
     def show(self, snapshot: Snapshot, paused: bool = False) -> None:
         self._snapshot = snapshot
@@ -34,12 +33,14 @@ class Header(Static):
 
     def _draw(self) -> None:
         text = self.render_text(self._snapshot, max(40, self.size.width or 80), self.paused)
-        if text.plain == self._drawn:
+        lines = text.plain.count("\n") + 1
+        if text.plain == self._drawn and lines == self.size.height:
             return
-        lines = text.plain.count("\n")
-        # Same height: repaint only this widget, not the whole screen's layout (idle CPU).
-        self.update(text, layout=lines != self._lines)
-        self._drawn, self._lines = text.plain, lines
+        # Same height: repaint only this widget, not the whole screen's layout (idle CPU). Compared
+        # with the height it has, not the last text's: a relayout asked for while the screen was
+        # being resized can be lost, and the header would keep a blank row.
+        self.update(text, layout=lines != self.size.height)
+        self._drawn = text.plain
 
     @staticmethod
     def segments(snapshot: Snapshot, wide: bool = True) -> list[Text]:

@@ -84,30 +84,31 @@ class FleetScreen(Screen):
     def on_screen_resume(self) -> None:
         """Back in front (after another screen): catch up with the app's latest snapshot and width."""
         if self.is_mounted:
-            self.relayout(self.app.size.width)
-            if self.app.snapshot is not None:
+            changed = self.relayout(self.app.size.width)
+            if self.app.snapshot is not None and (changed or self.app.snapshot is not self.snapshot):
                 self.show(self.app.snapshot)
 
     def on_resize(self, event) -> None:
-        self.relayout(event.size.width)
-        if self.snapshot is not None:
-            self.show(self.snapshot)
+        if self.relayout(event.size.width) and self.snapshot is not None:
+            self.show(self.snapshot)  # new columns: the rows come back from the snapshot
 
     def first_focus(self) -> Widget:
         """The pane that takes the focus when the screen opens and after the filter bar."""
         return self.query_one(HistoryTable)
 
-    def relayout(self, width: int) -> None:
+    def relayout(self, width: int) -> bool:
+        """Fit the panes to `width` columns; False when they already were."""
         narrow = width < NARROW_BELOW
         snapshot = self.snapshot
         multi = snapshot is not None and len(snapshot.processes) > 1 and snapshot.focus is None
         key = (width, narrow, multi)
         if key == self._layout_key:
-            return
+            return False
         self._layout_key = key
         self.set_class(narrow, "-narrow")
         self.layout_panes(width, narrow)
         self.query_one(HistoryTable).layout_for(width - 1, narrow, multi)
+        return True
 
     def layout_panes(self, width: int, narrow: bool) -> None:
         """Fit this screen's own panes to `width` columns."""
