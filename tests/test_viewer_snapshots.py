@@ -48,6 +48,7 @@ def test_broken_process_and_process_list(snap_compare):
 
 def test_inspect_call(snap_compare):
     async def open_call(pilot):
+        await pilot.pause()  # the main screen composes itself as the app starts
         table = pilot.app.query_one(HistoryTable)
         table.focus()
         table.set_follow(False)

@@ -45,11 +45,7 @@ class TopApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "dspy-top"
     ENABLE_COMMAND_PALETTE = False
-    # The main screen is mounted before the app (it is the one mode); the optimizer screen is
-    # made on the first `o`, then kept with its sort and cursor.
-    MODES = {"main": MainScreen}
-    DEFAULT_MODE = "main"
-    SCREENS = {"optimizers": OptimizersScreen}
+    SCREENS = {"optimizers": OptimizersScreen}  # made on the first `o`, then kept (its sort and cursor)
 
     # Every other key belongs to a screen (screens/); ctrl+c answers on all of them.
     BINDINGS = [Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True)]
@@ -90,6 +86,12 @@ class TopApp(App):
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
+
+    def get_default_screen(self) -> MainScreen:
+        # The main screen composes itself while the app starts; the app does not wait for it (as a
+        # Textual mode would: the first frame came 0.1 s of CPU later). A key pressed before its
+        # panes exist is ignored (FleetScreen.check_action).
+        return MainScreen()
 
     def on_load(self) -> None:
         """The first snapshot, taken before the main screen mounts: its first frame shows it."""

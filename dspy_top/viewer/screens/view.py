@@ -181,6 +181,8 @@ class FleetScreen(Screen):
     # --- keys and table events ------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.is_mounted:
+            return False  # a key pressed as the viewer starts, before this screen's panes exist
         if action == "toggle_log":
             return self.app.job is not None
         return True
