@@ -38,11 +38,12 @@ prices and budgets:
   budget (dspy_top.instrument(budget_usd=...)) shows in the header
 
 exit status: 0 when a process was attached (batch mode) or the viewer quit normally,
-1 when batch mode attached nothing, 2 on a usage error, 3 when batch mode saw the
---budget reached.
+1 when batch mode attached nothing, 2 on a usage error or when the live view has no
+terminal (stdout is a file or a pipe: use -b), 3 when batch mode saw the --budget reached.
 
 environment:
-  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir)
+  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir; one another
+                         user could have planted is replaced by a private one, with a warning)
   DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
   DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
 """
@@ -106,15 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     options.check_display_options(parser, args)
+    if not args.batch and options.no_terminal():
+        parser.exit(2, f"dspy-top: {options.no_terminal()}\n")
     prices, budget = _money(args, parser)
+    from dspy_top import paths
+
+    located = paths.locate()  # never raises: an unusable runtime directory gives a private fallback and a warning
     if args.batch:
         from dspy_top.viewer import batch
 
-        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations,
-                         delay=args.delay, as_json=args.json, prices=prices, budget_usd=budget)
+        if located.warning:
+            batch.say(located.warning)
+        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations, delay=args.delay,
+                         as_json=args.json, prices=prices, budget_usd=budget, directory=located.path)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget)
+    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget,
+                      directory=located.path, notice=located.warning)
 
 
 if __name__ == "__main__":

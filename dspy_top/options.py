@@ -8,6 +8,7 @@ library only: `--help` must stay fast.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -47,6 +48,16 @@ def check_display_options(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("-n must be at least 1")
     if (args.json or args.iterations is not None) and not args.batch:
         parser.error("-n and --json need -b (batch mode)")
+
+
+def no_terminal() -> str | None:
+    """Why the live view cannot start here (stdout is not a terminal: a file, a pipe), or None."""
+    try:
+        if sys.stdout is not None and sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        pass
+    return "the live view needs a terminal (stdout is not one); use -b for text snapshots, or -b --json"
 
 
 def add_price_option(group: Any, *, help: str) -> None:

@@ -28,6 +28,7 @@ class ProcessRow:
     tokens_per_sec: float
     mechanism: str
     dropped: int
+    final_numbers: str | None = None  # "received" (it sent its exit), "not received" (lost first), None while live
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Snapshot:
     @property
     def problems(self) -> tuple[ProcessRow, ...]:
         return tuple(p for p in self.processes if p.state in ("failed", "lost"))
+
+    @property
+    def not_final(self) -> tuple[ProcessRow, ...]:
+        """Processes in view whose stream broke before their final numbers came: theirs are the last they sent."""
+        return tuple(p for p in self.in_view if p.final_numbers == "not received")
 
     @property
     def attached(self) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +102,28 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
+    from dspy_top.viewer.batch import say
+
+    if not args.batch and options.no_terminal():
+        say(options.no_terminal())
+        return 2
     env = dict(os.environ if env is None else env)
     env.update(money_environment(args, env))
     try:
         job = start_job(command, log_path=args.log, env=env)
     except StartError as exc:
-        print(f"dspy-top: {exc}", file=sys.stderr)
+        say(str(exc))
         return exc.status
     except OSError as exc:
-        print(f"dspy-top: cannot start the job: {exc}", file=sys.stderr)
+        say(f"cannot start the job: {exc}")
         return 1
     try:
         if args.batch:
             return watch_batch(job, args.delay, args.iterations, args.json)
+        if job.notice:
+            say(job.notice)
         code = watch_interactive(job, args.delay)
-        print(f"dspy-top: the job exited with status {code}; its output is in {job.log_path}", file=sys.stderr)
+        say(f"the job exited with status {code}; its output is in {job.log_path}")
         return code
     finally:
         if job.returncode() is None:

@@ -27,12 +27,14 @@ class RunningJob:
     """The job's process (the viewer's `Job`): its exit status, SIGINT, and new log output."""
 
     def __init__(self, process: subprocess.Popen, command: list[str], log_path: Path,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, runtime_dir: Path | None = None, notice: str | None = None) -> None:
         self.process = process
         self.pid = process.pid
         self.command = command
         self.log_path = log_path
         self.work_dir = work_dir
+        self.runtime_dir = runtime_dir  # where the job serves its sockets
+        self.notice = notice  # why that is not the usual runtime directory, if it is not
         self._log = open(log_path, "rb")
         self._offset = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -119,7 +121,7 @@ class RunningJob:
         if self.work_dir is None:
             return
         if self.work_dir in self.log_path.parents:
-            for name in ("site", "fallback"):
+            for name in ("site", "fallback", "run"):
                 shutil.rmtree(self.work_dir / name, ignore_errors=True)
         else:
             shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -68,32 +68,55 @@ def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str
     if not command:
         raise StartError("no command to run", 2)
     work_dir = Path(tempfile.mkdtemp(prefix="dspy-top-run-"))  # 0700
-    if log_path is None:
-        log_path = work_dir / "job.log"
-    log_path = log_path.absolute()
-    runtime_dir = runtime_dir or paths.runtime_dir()
-    paths.ensure_private_dir(runtime_dir)
-    site = prepare_work_dir(work_dir)
-    environment = job_environment(dict(os.environ if env is None else env), site, runtime_dir)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-    try:
-        with _sigint_not_ignored():
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                env=environment, process_group=0, close_fds=True,
-            )
-    except FileNotFoundError:
+    try:  # whatever fails from here on, the work dir goes with it
+        if log_path is None:
+            log_path = work_dir / "job.log"
+        log_path = log_path.absolute()
+        notice = None
+        if runtime_dir is None:
+            runtime_dir, notice = job_runtime_dir(work_dir)
+        else:
+            paths.ensure_private_dir(runtime_dir)
+        site = prepare_work_dir(work_dir)
+        environment = job_environment(dict(os.environ if env is None else env), site, runtime_dir)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            with _sigint_not_ignored():
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+                    env=environment, process_group=0, close_fds=True,
+                )
+        except FileNotFoundError:
+            raise StartError(f"command not found: {command[0]}", 127) from None
+        except PermissionError:
+            raise StartError(f"permission denied: {command[0]}", 126) from None
+        except OSError as exc:
+            raise StartError(f"cannot run {command[0]}: {exc.strerror or exc}", 126) from None
+        finally:
+            os.close(log_fd)
+    except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
-        raise StartError(f"command not found: {command[0]}", 127) from None
-    except PermissionError:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise StartError(f"permission denied: {command[0]}", 126) from None
-    except OSError as exc:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise StartError(f"cannot run {command[0]}: {exc.strerror or exc}", 126) from None
-    finally:
-        os.close(log_fd)
-    return RunningJob(process, list(command), log_path, work_dir)
+        raise
+    return RunningJob(process, list(command), log_path, work_dir, runtime_dir, notice)
+
+
+def job_runtime_dir(work_dir: Path) -> tuple[Path, str | None]:
+    """Where the job serves its sockets, and a warning when that is not the usual runtime directory.
+
+    The user's runtime directory when it can be trusted (or its private fallback, `paths.locate`);
+    when neither can be used, a private directory inside the run's work dir, removed with it.
+    """
+    located = paths.locate()
+    problem = located.warning
+    if paths.untrusted(located.path) is None:
+        try:
+            return paths.ensure_private_dir(located.path), problem
+        except OSError as exc:
+            problem = f"{located.path} cannot be used ({exc.strerror or exc})"
+    private = work_dir / "run"
+    private.mkdir(mode=0o700)
+    return private, (f"{problem}: the job's sockets are in {private} instead "
+                     f"(another dspy-top finds them with DSPY_TOP_RUNTIME_DIR={private})")
 
 
 @contextlib.contextmanager

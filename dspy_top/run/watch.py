@@ -33,7 +33,8 @@ def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = 
     from dspy_top.viewer.app import TopApp
 
     fleet = Fleet()
-    app = TopApp(fleet, job_collector(fleet, job, runtime_dir), delay=delay, job=job)
+    app = TopApp(fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir), delay=delay, job=job,
+                 notice=job.notice)
 
     def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
         job.terminate()
@@ -59,10 +60,11 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
     The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON.
     """
     from dspy_top.model import Fleet
-    from dspy_top.viewer.batch import Printer, watch
+    from dspy_top.viewer.batch import Printer, say, watch
+    from dspy_top.viewer.terminal import for_stream, inert
 
     fleet = Fleet()
-    collector = job_collector(fleet, job, runtime_dir).start()
+    collector = job_collector(fleet, job, runtime_dir or job.runtime_dir).start()
     printer = Printer(out or sys.stdout, as_json, repeats=False)  # the final numbers print once
     interrupts = 0
     armed = True  # ctrl+c may end the wait for the job (not the final snapshot)
@@ -72,15 +74,16 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         if signum == signal.SIGINT and interrupts == 0:
             interrupts += 1
             job.interrupt()
-            print("dspy-top: sent SIGINT to the job; ctrl+c again stops it and quits", file=sys.stderr)
+            say("sent SIGINT to the job; ctrl+c again stops it and quits")
             return
         if armed:
             raise _Quit()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        print(f"dspy-top: running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}",
-              file=sys.stderr, flush=True)
+        if job.notice:
+            say(job.notice)
+        say(f"running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}")
         try:
             watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job))
             code = job.returncode()
@@ -90,12 +93,13 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         _wait_for_final_numbers(fleet)
         printer.print(fleet)
         if not collector.targets.members:
-            print("dspy-top: no process of the job served dspy-top (did it import dspy?)", file=sys.stderr)
-        print(f"dspy-top: the job exited with status {code}; its output is in {job.log_path}", file=sys.stderr)
+            say("no process of the job served dspy-top (did it import dspy?)")
+        say(f"the job exited with status {code}; its output is in {job.log_path}")
         if code != 0:
             tail = job.tail()
-            if tail:
-                print(f"dspy-top: the end of its output:\n{tail}", file=sys.stderr)
+            if tail:  # the job's own output, made inert: it reaches the user's terminal
+                print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
+                      file=sys.stderr)
         return code
     except BrokenPipeError:
         return job.stop()

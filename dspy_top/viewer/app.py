@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from textual.app import App
 from textual.binding import Binding
@@ -33,9 +34,14 @@ from dspy_top.viewer.screens.inspect import InspectScreen
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from dspy_top.viewer.screens.view import FleetScreen
+from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
 
 HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
 PAYLOAD_CACHE = 200
+ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
 
 
@@ -60,6 +66,7 @@ class TopApp(App):
         runtime_dir: Path | None = None,
         history_rows: int = HISTORY_ROWS,
         start_collector: bool = True,
+        notice: str | None = None,
     ) -> None:
         super().__init__()
         self.fleet = fleet
@@ -70,6 +77,7 @@ class TopApp(App):
         self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
         self.history_rows = history_rows
         self.start_collector = start_collector
+        self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
         # What every screen shows alike: set on one screen, followed by the others.
         self.paused = False
         self.focus_key: str | None = None
@@ -93,6 +101,20 @@ class TopApp(App):
         # panes exist is ignored (FleetScreen.check_action).
         return MainScreen()
 
+    @asynccontextmanager
+    async def run_test(self, *args, **kwargs) -> AsyncIterator[Pilot]:
+        """As Textual's, once the main screen is composed: a test may query its panes at once."""
+        async with super().run_test(*args, **kwargs) as pilot:
+            while not self.screen_stack[0].is_mounted:
+                await pilot.pause(0.01)
+            yield pilot
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every notification as plain, inert text (never markup): many quote what a job sent."""
+        super().notify(inert(message, multiline=True), title=inert(title), severity=severity, timeout=timeout,
+                       markup=markup)
+
     def on_load(self) -> None:
         """The first snapshot, taken before the main screen mounts: its first frame shows it."""
         with self.fleet.lock:
@@ -109,6 +131,8 @@ class TopApp(App):
         # A quick second look once the collector has attached, then the steady pace.
         self.set_timer(0.25, self.refresh_from_model)
         self.set_interval(self.delay, self.refresh_from_model)
+        if self.start_notice:
+            self.notify(self.start_notice, severity="warning", timeout=20)
 
     def on_unmount(self) -> None:
         if self.collector is not None:
@@ -164,14 +188,16 @@ class TopApp(App):
         for level in self.budget_alarm.crossed(snapshot.budget):
             self.notify(snapshot.budget.message(level), title="dspy-top budget",
                         severity="error" if level >= 100 else "warning", timeout=15)
-        for job in snapshot.job_budgets:
-            for alert in job.alerts:
-                if alert.key in self._alerts_seen:
-                    continue
-                self._alerts_seen.add(alert.key)
-                severity = "warning" if alert.level == "80" else "error"
-                self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
-                            severity=severity, timeout=15)
+        fresh = [alert for job in snapshot.job_budgets for alert in job.alerts if alert.key not in self._alerts_seen]
+        self._alerts_seen.update(alert.key for alert in fresh)
+        # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
+        for alert in fresh[:ALERTS_SHOWN]:
+            severity = "warning" if alert.level == "80" else "error"
+            self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
+                        severity=severity, timeout=15)
+        if len(fresh) > ALERTS_SHOWN:
+            self.notify(f"and {len(fresh) - ALERTS_SHOWN:,} more budget alerts (dspy-top -b lists them all)",
+                        title="budget", severity="warning", timeout=15)
 
     # --- the job (dspy-top run) -----------------------------------------------------------
 
@@ -385,12 +411,13 @@ def run_viewer(
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
+    notice: str | None = None,
 ) -> int:
     """Run the interactive viewer until the user quits; the return value is the exit status."""
     fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
     if job is not None:
         pids = [job.pid]
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)
-    app = TopApp(fleet, collector, delay=delay, job=job)
+    app = TopApp(fleet, collector, delay=delay, job=job, notice=notice)
     app.run()
     return 0

@@ -15,6 +15,7 @@ from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.optimizer_report import optimizer_line, optimizers_json, optimizers_text
+from dspy_top.viewer.terminal import for_stream, inert
 
 SCHEMA_VERSION = 1
 BUDGET_REACHED = 3  # exit status: the viewer's --budget was reached (warnings went to stderr)
@@ -34,7 +35,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "pid": p.pid, "command": p.command, "state": p.state, "status": p.status,
                 "socket": p.key, "started_at": p.started_at, "uptime_s": round(p.uptime, 3),
                 "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
-                "dropped_events": p.dropped,
+                "dropped_events": p.dropped, "final_numbers": p.final_numbers,
             }
             for p in snapshot.processes
         ],
@@ -128,7 +129,7 @@ def _leaves(nodes: tuple[ModuleNode, ...]):
 
 
 def snapshot_text(snapshot: Snapshot) -> str:
-    """One `top -b` style frame."""
+    """One `top -b` style frame; every name a job chose is shown inert (no escape sequence gets through)."""
     t = snapshot.totals
     lines = [
         f"dspy-top - {fmt.clock(snapshot.at, millis=False)} up {fmt.uptime(snapshot.uptime)}, "
@@ -152,11 +153,14 @@ def snapshot_text(snapshot: Snapshot) -> str:
         lines.append(f"Job budget: {fmt.job_budget(job)}")
     progress = optimizer_line(snapshot.optimizers, snapshot.at)
     if progress:
-        lines.append(f"Optimizer: {progress}")
+        lines.append(f"Optimizer: {inert(progress)}")
+    for p in snapshot.not_final:
+        lines.append(f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
+                     "so its numbers are the last it sent")
     lines.append("")
     lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
     for p in snapshot.processes:
-        note = p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip()
+        note = inert(p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip())
         lines.append(f"{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} {p.totals.calls:>7,} "
                      f"{fmt.cost(p.totals):>9}  {note}")
     lines.append("")
@@ -164,7 +168,7 @@ def snapshot_text(snapshot: Snapshot) -> str:
                  f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
     for node in _leaves(snapshot.modules):
         c = node.counters
-        lines.append(f"{node.path[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.tokens(c.prompt_tokens):>8} "
+        lines.append(f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.tokens(c.prompt_tokens):>8} "
                      f"{fmt.tokens(c.completion_tokens):>8} {fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
                      f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
                      f"{fmt.dollars(c.cost_saved_usd):>9}")
@@ -172,13 +176,20 @@ def snapshot_text(snapshot: Snapshot) -> str:
     lines.append(f"{'MODEL':<40} {'CALLS':>7} {'IN TOK':>8} {'OUT TOK':>8} {'COST':>9} {'HITS':>5}")
     for row in snapshot.models:
         c = row.counters
-        lines.append(f"{row.model[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
+        lines.append(f"{inert(row.model)[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
                      f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}"
                      + ("  * your price" if row.price_override else ""))
     section = optimizers_text(snapshot)
     if section:
         lines += ["", *section]
-    return "\n".join(lines) + "\n"
+    # What the lines above missed (a job budget's alert message, a label) is made inert here.
+    return inert("\n".join(lines), multiline=True) + "\n"
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """One `dspy-top: ...` line on stderr: inert (it may quote a job), in characters the stream can take."""
+    stream = stream or sys.stderr
+    print(for_stream(f"dspy-top: {inert(text)}", stream), file=stream, flush=True)
 
 
 class Printer:
@@ -191,7 +202,7 @@ class Printer:
     def __init__(self, out: TextIO, as_json: bool, empty_note: str | None = None, repeats: bool = True) -> None:
         self.out = out
         self.as_json = as_json
-        self.empty_note = empty_note  # said on stderr when the first snapshot finds no process
+        self.empty_note = empty_note  # said on stderr (`say`) when the first snapshot finds no process
         self.repeats = repeats
         self.printed = 0
         self.attached = False
@@ -208,18 +219,18 @@ class Printer:
         self._last = said
         self.attached = self.attached or snapshot.attached
         if not snapshot.processes and self.printed == 0 and self.empty_note:
-            print(self.empty_note, file=sys.stderr)
+            say(self.empty_note)
         for p in snapshot.problems:
             if self._reported.get(p.key) != p.status:
                 self._reported[p.key] = p.status
-                print(f"dspy-top: pid {p.pid or '?'}: {p.status}", file=sys.stderr)
+                say(f"pid {p.pid or '?'}: {p.status}")
         for level in self.alarm.crossed(snapshot.budget):
-            print(f"dspy-top: {snapshot.budget.message(level)}", file=sys.stderr, flush=True)
+            say(snapshot.budget.message(level))
         self.printed += 1
         if self.as_json:
             self.out.write(json.dumps(snapshot_json(snapshot, self.printed), separators=(",", ":")) + "\n")
         else:
-            self.out.write(("\n" if self.printed > 1 else "") + snapshot_text(snapshot))
+            self.out.write(for_stream(("\n" if self.printed > 1 else "") + snapshot_text(snapshot), self.out))
         self.out.flush()
 
     def status(self) -> int:
@@ -268,7 +279,7 @@ def run(
     fleet = Fleet(prices=prices, budget_usd=budget_usd)
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets).start()
     printer = Printer(out or sys.stdout, as_json, empty_note=(
-        f"dspy-top: no instrumented DSPy process found in {collector.runtime_dir}; "
+        f"no instrumented DSPy process found in {collector.runtime_dir}; "
         "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
     try:
         collector.wait_settled(timeout=4.0)

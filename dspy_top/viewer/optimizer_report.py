@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping
 from dspy_top.model import OptimizerRun, Snapshot, Trial
 from dspy_top.model.optimizers import EVALUATE, RunGroup, rows_of
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.terminal import inert
 
 TEXT_TRIALS = 24  # newest trials listed per run in the text section
 
@@ -61,18 +62,19 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
              "  TO FINISH"]
     for run in rows_of(snapshot.optimizers):
         if isinstance(run, RunGroup):
-            name = ("  " * run.depth + f"{run.class_name} x{len(run.runs)}")[:36]
+            name = ("  " * run.depth + f"{inert(run.class_name)} x{len(run.runs)}")[:36]
             lines.append(f"{name:<36} {'done':<8} {'bootstrapped demos':<24} {'-':>7} {'-':>6} "
                          f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  -")
             continue
-        name = ("  " * run.depth + run.label + (f" [pid {run.pid}]" if run.depth == 0 else ""))[:36]
+        name = ("  " * run.depth + inert(run.label) + (f" [pid {run.pid}]" if run.depth == 0 else ""))[:36]
         best = f"{run.best_score:.1f}" if run.best_score is not None else "-"
         finish = "-"
         if run.state == "running":
             cost = fmt.dollars(run.cost_to_finish) if run.cost_to_finish is not None else "?"
             clock = fmt.short_uptime(run.time_to_finish) if run.time_to_finish is not None else "?"
             finish = f"~{cost} {clock}"
-        lines.append(f"{name:<36} {run.state:<8} {run.phase[:24]:<24} {run.trial_progress:>7} {best:>6} "
+        state, phase = inert(run.state)[:8], inert(run.phase)[:24]
+        lines.append(f"{name:<36} {state:<8} {phase:<24} {run.trial_progress:>7} {best:>6} "
                      f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  {finish}")
         if run.trials and run.class_name != EVALUATE:
             shown = run.trials[-TEXT_TRIALS:]

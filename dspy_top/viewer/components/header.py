@@ -8,6 +8,7 @@ from textual.widgets import Static
 from dspy_top.model import Snapshot
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.optimizer_report import optimizer_line
+from dspy_top.viewer.terminal import inert
 
 
 class Header(Static):
@@ -84,7 +85,7 @@ class Header(Static):
                   default=None)
         if job is not None:
             worst = job.worst
-            text = f"job budget {worst.label if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
+            text = f"job budget {inert(worst.label) if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
                    f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
             out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= 0.8
                             else ""))
@@ -92,6 +93,10 @@ class Header(Static):
         out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
         out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
         out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
+        lost = snapshot.not_final
+        if lost:
+            who = f"pid {lost[0].pid}" if len(lost) == 1 else f"{len(lost)} processes"
+            out.append(Text(f"final numbers not received from {who}", style="bold red"))
         return out
 
     def render_text(self, snapshot: Snapshot, width: int, paused: bool) -> Text:
@@ -117,6 +122,7 @@ class Header(Static):
     @staticmethod
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
         progress = optimizer_line(snapshot.optimizers, snapshot.at)
+        progress = inert(progress) if progress else None
         projection = snapshot.burn.evaluation if snapshot.burn is not None else None
         if progress and projection is not None and projection.projected_usd is not None:
             lower = "" if projection.cost_known else "+?"

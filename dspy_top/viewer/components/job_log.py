@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Log
 
 from dspy_top.viewer.job import JobTranscript
+from dspy_top.viewer.terminal import inert
 
 MAX_LINES = 2000  # scrollback kept in the pane (the whole output stays in the job's log file)
 
@@ -35,6 +36,7 @@ class JobLog(Log):
     def add_output(self, text: str) -> None:
         if not text:
             return
+        text = inert(text, multiline=True)  # the job's own output: no escape sequence reaches the terminal
         if self.line_count + text.count("\n") <= MAX_LINES:
             self.write(text)
             return
