@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from dspy_top import options
+
 DESCRIPTION = """\
 A live, top-style view of DSPy programs: LM calls, tokens, cost, cache, errors and
 latency per module and per model, with a browsable history of every call.
@@ -63,22 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--attach", action="store_true",
                         help="with -p: first instrument those processes if they were started without dspy-top "
                              "(as `dspy-top attach PID` does)")
-    view = parser.add_argument_group("display")
-    view.add_argument("-d", "--delay", type=positive_number, default=1.0, metavar="SECONDS",
-                      help="seconds between screen updates or batch snapshots (default 1)")
-    view.add_argument("-b", "--batch", action="store_true",
-                      help="print snapshots instead of running the interactive viewer")
-    view.add_argument("-n", "--iterations", type=int, metavar="N",
-                      help="batch mode: stop after N snapshots (default: until interrupted)")
-    view.add_argument("--json", action="store_true",
-                      help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
+    options.add_display_options(
+        parser.add_argument_group("display"),
+        batch_help="print snapshots instead of running the interactive viewer",
+        iterations_help="batch mode: stop after N snapshots (default: until interrupted)")
     money = parser.add_argument_group("prices and budget")
-    money.add_argument("--price", type=price_option, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
-                       help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, replacing "
-                            "the job's figure and pricing calls it could not (repeat for several models)")
-    money.add_argument("--budget", type=positive_number, metavar="USD",
-                       help="warn at 80%% and 100%% of USD spent across every attached job "
-                            "(batch mode: on stderr, and exit status 3 once reached)")
+    options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, "
+                                         "replacing the job's figure and pricing calls it could not (repeat for "
+                                         "several models)")
+    options.add_budget_option(money, help="warn at 80%% and 100%% of USD spent across every attached job "
+                                          "(batch mode: on stderr, and exit status 3 once reached)")
     parser.add_argument("--version", action="version", version=f"dspy-top {_version()}")
     return parser
 
@@ -87,25 +83,6 @@ def _version() -> str:
     from dspy_top import __version__
 
     return __version__
-
-
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def price_option(text: str):
-    from dspy_top.pricing import parse_price
-
-    try:
-        return parse_price(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _money(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict, float | None]:
@@ -125,14 +102,23 @@ def _money(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[d
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("run", "demo"):
-        return _subcommand(argv[0], argv[1:])
+    if argv and argv[0] == "run":
+        from dspy_top.run import main as run_main
+
+        return run_main(argv[1:])
+    if argv and argv[0] == "demo":
+        from dspy_top.demo import main as demo_main
+
+        return demo_main(argv[1:])
     if argv and argv[0] in ("attach", "detach"):
         from dspy_top.attach import command
 
         return command.main(argv[1:], argv[0])
     parser = build_parser()
     args = parser.parse_args(argv)
+    options.check_display_options(parser, args)
+    if not args.batch and options.no_terminal():
+        parser.exit(2, f"dspy-top: {options.no_terminal()}\n")
     if args.attach:
         if not args.pids:
             parser.error("--attach needs -p PID")
@@ -142,12 +128,6 @@ def main(argv: list[str] | None = None) -> int:
             status = attach_command(pid)
             if status:
                 return status
-    if args.iterations is not None and args.iterations < 1:
-        parser.error("-n must be at least 1")
-    if (args.json or args.iterations is not None) and not args.batch:
-        parser.error("-n and --json need -b (batch mode)")
-    if not args.batch and no_terminal():
-        parser.exit(2, f"dspy-top: {no_terminal()}\n")
     prices, budget = _money(args, parser)
     from dspy_top import paths
 
@@ -163,29 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget,
                       directory=located.path, notice=located.warning)
-
-
-def no_terminal() -> str | None:
-    """Why the live view cannot start here (stdout is not a terminal: a file, a pipe), or None."""
-    try:
-        if sys.stdout is not None and sys.stdout.isatty():
-            return None
-    except (AttributeError, ValueError):  # replaced or closed stdout
-        pass
-    return "the live view needs a terminal (stdout is not one); use -b for text snapshots, or -b --json"
-
-
-def _subcommand(name: str, argv: list[str]) -> int:
-    import importlib
-
-    try:
-        module = importlib.import_module(f"dspy_top.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"dspy_top.{name}":
-            raise
-        print(f"dspy-top: the `{name}` subcommand is not available in this build", file=sys.stderr)
-        return 2
-    return int(module.main(argv) or 0)
 
 
 if __name__ == "__main__":

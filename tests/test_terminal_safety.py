@@ -24,7 +24,7 @@ from dspy_top.viewer import batch
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.components.history_table import HistoryTable
-from dspy_top.viewer.components.inspect_screen import InspectScreen
+from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.fake_server import HOSTILE, FakeServer, counters, hello
 from tests.helpers.jobs import REPO, runtime_dir
 from tests.helpers.screen import assert_inert, screen_text

@@ -20,11 +20,11 @@ import pytest
 
 from dspy_top import protocol, schema
 from dspy_top.model import Fleet
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.viewer import batch
 from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.collector import PayloadAnswer
 from dspy_top.viewer.components.call_view import body, facts
-from dspy_top.viewer.components.inspect_screen import InspectScreen
+from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers import scripted
 from tests.helpers.fake_server import HOSTILE, hello
 from tests.helpers.screen import assert_inert, screen_text

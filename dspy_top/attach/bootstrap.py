@@ -112,7 +112,7 @@ def new_request(pid: int, action: str, runtime_dir: Path | None = None) -> Reque
 
 def fallback_dir(work: Path) -> Path:
     """Links to this installation's dspy-top, msgpack and platformdirs (one directory per installation)."""
-    from dspy_top.run import link_fallback
+    from dspy_top.run.start import link_fallback
 
     here = str(Path(__file__).resolve().parents[1])
     return link_fallback(work / f"fallback-{hashlib.sha256(here.encode()).hexdigest()[:12]}")

@@ -18,7 +18,6 @@ from dspy_top.model.process import CONNECTING, ENDED, LOST, RUNNING, ProcessStat
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
-from dspy_top.model.optimizers import optimizer_line
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
@@ -174,7 +173,7 @@ class Fleet:
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
             totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
-            modules=tree, models=model_rows, scopes=scopes, progress=optimizer_line(optimizers, now),
+            modules=tree, models=model_rows, scopes=scopes,
             calls=calls, history_size=len(self.history), history_added=self.history.added,
             dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
             internal_errors=sum(p.internal_errors for p in in_view),

@@ -59,7 +59,6 @@ class Snapshot:
     modules: tuple[ModuleNode, ...]
     models: tuple[ModelRow, ...]
     scopes: tuple[ScopeState, ...]
-    progress: str | None
     calls: tuple[CallSummary, ...]  # newest history rows passing the filter, oldest first
     history_size: int  # calls held in the viewer
     history_added: int  # calls ever added (changes whenever history does)

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from dspy_top.model import Fleet, Snapshot
 from dspy_top.model.budget import BudgetAlarm
@@ -14,7 +14,7 @@ from dspy_top.model.tree import ModuleNode
 from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
-from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
+from dspy_top.viewer.optimizer_report import optimizer_line, optimizers_json, optimizers_text
 from dspy_top.viewer.terminal import for_stream, inert
 
 SCHEMA_VERSION = 1
@@ -152,8 +152,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
         lines.append(f"Budget: {fmt.viewer_budget(snapshot.budget)}")
     for job in snapshot.job_budgets:
         lines.append(f"Job budget: {fmt.job_budget(job)}")
-    if snapshot.progress:
-        lines.append(f"Optimizer: {inert(snapshot.progress)}")
+    progress = optimizer_line(snapshot.optimizers, snapshot.at)
+    if progress:
+        lines.append(f"Optimizer: {inert(progress)}")
     for p in snapshot.not_final:
         lines.append(f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
                      "so its numbers are the last it sent")
@@ -195,6 +196,77 @@ def say(text: str, stream: TextIO | None = None) -> None:
     print(for_stream(f"dspy-top: {inert(text)}", stream), file=stream, flush=True)
 
 
+class Printer:
+    """Batch mode's output: each snapshot as a `top -b` frame or a JSON line; problems and budget alerts on stderr.
+
+    With `repeats=False` (`dspy-top run -b`) a snapshot that would only repeat the last one
+    printed, once no process is live, is left out: the job's final numbers print once.
+    """
+
+    def __init__(self, out: TextIO, as_json: bool, empty_note: str | None = None, repeats: bool = True) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.empty_note = empty_note  # said on stderr (`say`) when the first snapshot finds no process
+        self.repeats = repeats
+        self.printed = 0
+        self.attached = False
+        self.alarm = BudgetAlarm()
+        self._reported: dict[str, str] = {}
+        self._last: tuple | None = None  # what the last snapshot printed said, clocks aside
+
+    def print(self, fleet: Fleet) -> None:
+        with fleet.lock:
+            snapshot = fleet.snapshot(history_limit=0)
+        said = (snapshot.totals, snapshot.dropped, tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes))
+        if not self.repeats and said == self._last and not snapshot.live:
+            return
+        self._last = said
+        self.attached = self.attached or snapshot.attached
+        if not snapshot.processes and self.printed == 0 and self.empty_note:
+            say(self.empty_note)
+        for p in snapshot.problems:
+            if self._reported.get(p.key) != p.status:
+                self._reported[p.key] = p.status
+                say(f"pid {p.pid or '?'}: {p.status}")
+        for level in self.alarm.crossed(snapshot.budget):
+            say(snapshot.budget.message(level))
+        self.printed += 1
+        if self.as_json:
+            self.out.write(json.dumps(snapshot_json(snapshot, self.printed), separators=(",", ":")) + "\n")
+        else:
+            self.out.write(for_stream(("\n" if self.printed > 1 else "") + snapshot_text(snapshot), self.out))
+        self.out.flush()
+
+    def status(self) -> int:
+        """0 if anything was attached, else 1; 3 once the viewer's budget was reached (BUDGET_REACHED)."""
+        if not self.attached:
+            return 1
+        return BUDGET_REACHED if 100 in self.alarm.fired else 0
+
+
+def watch(fleet: Fleet, printer: Printer, *, delay: float, iterations: int | None = None, first_after: float = 0.0,
+          ended: Callable[[float], bool] | None = None) -> None:
+    """Print a snapshot after `first_after` seconds, then every `delay`, `iterations` at most (None: no limit).
+
+    `ended(seconds)` waits up to that long for what is watched to end (a `dspy-top run` job) and
+    says whether it has: the loop returns then, however many were printed. Without it, the loop
+    ends after `iterations` (or on ctrl+c).
+    """
+    next_at = time.monotonic() + first_after
+    while True:
+        pause = max(0.0, next_at - time.monotonic())
+        if ended is not None:
+            if ended(pause):
+                return
+        else:
+            time.sleep(pause)
+        if iterations is None or printer.printed < iterations:
+            printer.print(fleet)
+            if ended is None and iterations is not None and printer.printed >= iterations:
+                return
+        next_at += delay
+
+
 def run(
     *,
     pids: list[int] | None = None,
@@ -207,49 +279,17 @@ def run(
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
 ) -> int:
-    """Print snapshots until `iterations` are done (forever when None).
-
-    0 if anything was attached, else 1; 3 when the `budget_usd` was reached (BUDGET_REACHED).
-    """
-    out = out or sys.stdout
+    """Print snapshots until `iterations` are done (forever when None); the exit status (`Printer.status`)."""
     fleet = Fleet(prices=prices, budget_usd=budget_usd)
-    alarm = BudgetAlarm()
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets).start()
-    attached = False
-    reported: dict[str, str] = {}
+    printer = Printer(out or sys.stdout, as_json, empty_note=(
+        f"no instrumented DSPy process found in {collector.runtime_dir}; "
+        "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
     try:
         collector.wait_settled(timeout=4.0)
-        done = 0
-        while True:
-            with fleet.lock:
-                snapshot = fleet.snapshot(history_limit=0)
-            attached = attached or snapshot.attached
-            if not snapshot.processes and done == 0:
-                say(f"no instrumented DSPy process found in {collector.runtime_dir}; "
-                    "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()")
-            for p in snapshot.problems:
-                if reported.get(p.key) != p.status:
-                    reported[p.key] = p.status
-                    say(f"pid {p.pid or '?'}: {p.status}")
-            for level in alarm.crossed(snapshot.budget):
-                say(snapshot.budget.message(level))
-            done += 1
-            if as_json:
-                out.write(json.dumps(snapshot_json(snapshot, done), separators=(",", ":")) + "\n")
-            else:
-                if done > 1:
-                    out.write("\n")
-                out.write(for_stream(snapshot_text(snapshot), out))
-            out.flush()
-            if iterations is not None and done >= iterations:
-                break
-            time.sleep(delay)
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:
+        watch(fleet, printer, delay=delay, iterations=iterations)
+    except (KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
         collector.stop()
-    if not attached:
-        return 1
-    return BUDGET_REACHED if 100 in alarm.fired else 0
+    return printer.status()

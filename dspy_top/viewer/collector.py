@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterator
 from dspy_top import client, paths, schema
 from dspy_top.client import ConnectError, Connection
 from dspy_top.model import Fleet
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST
+from dspy_top.viewer.targets import Targets, targets_for
 
 RESCAN_EVERY = 1.0  # seconds between looks for new sockets
 PAYLOAD_TIMEOUT = 5.0
@@ -30,16 +32,6 @@ PAYLOAD_TIMEOUT = 5.0
 # the screen waiting for the lock, and what is read but not folded stays small.
 READ_BATCH = 5000
 FOLD_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class PayloadAnswer:
-    """The answer to one payload request: the payload, or why there is none."""
-
-    process: str
-    call_id: int
-    payload: dict[str, Any] | None
-    reason: str | None = None
 
 
 @dataclass
@@ -67,12 +59,16 @@ class Collector:
         connect_timeout: float = 3.0,
         retry_for: float = client.RETRY_FOR,
         on_payload: Callable[[PayloadAnswer], None] | None = None,
+        targets: Targets | None = None,
     ) -> None:
         self.fleet = fleet
         self.directory = directory
         self.pids = list(pids or [])
         self.sockets = [Path(s) for s in sockets or []]
-        self.discovering = not self.pids and not self.sockets
+        # Which sockets to watch (viewer/targets.py): discovered, named with -p/--socket, or a
+        # caller's own (`dspy-top run`: the job's process family).
+        self.targets = targets or targets_for(self.pids, self.sockets)
+        self.discovering = self.targets.discovering
         self.rescan_every = rescan_every
         self.connect_timeout = connect_timeout
         self.retry_for = retry_for  # how long a busy process's socket is tried again
@@ -288,21 +284,32 @@ class Collector:
     # --- finding and attaching ----------------------------------------------------------
 
     def _scan(self) -> None:
-        directory = self.runtime_dir
-        wanted: list[tuple[str, Path, int | None]] = []
-        if self.discovering:
-            wanted = [(str(e.socket_path), e.socket_path, e.pid) for e in client.discover(directory)]
-        for pid in self.pids:
-            path = client.socket_for_pid(pid, directory)
-            wanted.append((str(path), path, pid))
-        for path in self.sockets:
-            wanted.append((str(path), path, None))
-        for key, path, pid in wanted:
+        wanted: set[str] = set()
+        for path, pid in self.targets.sockets(self.runtime_dir):
+            key = str(path)
+            wanted.add(key)
             target = self._targets.get(key)
             if target is None:
                 target = self._targets[key] = _Target(key, path, pid)
             self._maybe_connect(target)
+        if not self.discovering:
+            for key in [k for k in self._targets if k not in wanted]:
+                self._let_go(key)
         self.scans += 1
+
+    def _let_go(self, key: str) -> None:
+        """A named target its strategy names no more (the shell wrapping a job): gone unless it attached."""
+        target = self._targets[key]
+        if target.connecting or key in self._connections:
+            return
+        with self.fleet.lock:
+            process = self.fleet.processes.get(key)
+            if process is not None and process.events > 0:
+                return  # it spoke: its numbers stay
+            del self._targets[key]
+            if process is not None:
+                self.fleet.failed(key, "no longer watched")
+                self.fleet.dismiss(key)
 
     def _maybe_connect(self, target: _Target) -> None:
         if target.connecting or target.key in self._connections:

@@ -8,6 +8,7 @@ from textual.widgets import Static
 from dspy_top.model import Snapshot
 from dspy_top.model.before_attach import combined
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.optimizer_report import optimizer_line
 from dspy_top.viewer.terminal import inert
 
 
@@ -19,7 +20,6 @@ class Header(Static):
         self.paused = False
         self._snapshot: Snapshot | None = None
         self._drawn = ""
-        self._lines = -1
 
     def show(self, snapshot: Snapshot, paused: bool = False) -> None:
         self._snapshot = snapshot
@@ -35,12 +35,14 @@ class Header(Static):
 
     def _draw(self) -> None:
         text = self.render_text(self._snapshot, max(40, self.size.width or 80), self.paused)
-        if text.plain == self._drawn:
+        lines = text.plain.count("\n") + 1
+        if text.plain == self._drawn and lines == self.size.height:
             return
-        lines = text.plain.count("\n")
-        # Same height: repaint only this widget, not the whole screen's layout (idle CPU).
-        self.update(text, layout=lines != self._lines)
-        self._drawn, self._lines = text.plain, lines
+        # Same height: repaint only this widget, not the whole screen's layout (idle CPU). Compared
+        # with the height it has, not the last text's: a relayout asked for while the screen was
+        # being resized can be lost, and the header would keep a blank row.
+        self.update(text, layout=lines != self.size.height)
+        self._drawn = text.plain
 
     @staticmethod
     def segments(snapshot: Snapshot, wide: bool = True) -> list[Text]:
@@ -123,7 +125,8 @@ class Header(Static):
 
     @staticmethod
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
-        progress = inert(snapshot.progress) if snapshot.progress else None
+        progress = optimizer_line(snapshot.optimizers, snapshot.at)
+        progress = inert(progress) if progress else None
         projection = snapshot.burn.evaluation if snapshot.burn is not None else None
         if progress and projection is not None and projection.projected_usd is not None:
             lower = "" if projection.cost_known else "+?"

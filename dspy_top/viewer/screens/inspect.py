@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from dspy_top.model import CallSummary
-from dspy_top.viewer.collector import PayloadAnswer
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.viewer.components.call_view import body, facts
 from dspy_top.viewer.terminal import inert
 
@@ -27,6 +27,8 @@ class InspectScreen(Screen):
         Binding("right,n", "step(1)", "Next call"),
         Binding("c", "copy", "Copy JSON"),
         Binding("r", "refetch", "Fetch again", show=False),
+        Binding("space", "app.pause", "Pause"),
+        Binding("question_mark,h", "app.help", "Help", key_display="?"),
     ]
 
     def __init__(self, calls: list[CallSummary], index: int, chains: dict[str, tuple[str, ...]]) -> None:
