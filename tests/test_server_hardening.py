@@ -471,3 +471,26 @@ def test_names_in_call_rows_are_redacted_like_everything_else(runtime):
             assert sorted(m["model"] for m in stats["models"]) == ["openai/gpt-4o-mini", "proxy/[redacted]"]
     finally:
         server.stop()
+
+
+def test_a_tap_gets_every_event_redacted_with_no_viewer_attached(runtime, monkeypatch):
+    """How a recording will consume the stream: every event, in order, after redaction."""
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tap-secret-value-1234")
+    recorder = Recorder()
+    server = serving(recorder)
+    seen: list[dict] = []
+    server.taps.append(seen.append)
+    try:
+        recorder.scope_start("eval", "eval-1", {"metadata": {"api_key": "k-1", "note": "tap-secret-value-1234"}})
+        for _ in range(3):
+            call(recorder, error=RuntimeError("failed with tap-secret-value-1234"))
+        recorder.scope_end("eval-1", {})
+        wait_for(lambda: any(m["t"] == "stats" and m["totals"]["calls"] == 3 for m in seen), what="stats tapped")
+    finally:
+        server.stop()
+    kinds = [m["t"] for m in seen]
+    assert kinds[:3] == ["eval_start", "calls", "eval_end"] and kinds[-1] == "exit"
+    rows = [row for m in seen if m["t"] == "calls" for row in m["rows"]]
+    assert [row[1] for row in rows] == [1, 2, 3]
+    assert "tap-secret-value-1234" not in repr(seen) and "k-1" not in repr(seen)
+    assert seen[-1]["stats"]["totals"]["calls"] == 3

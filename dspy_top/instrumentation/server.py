@@ -9,9 +9,11 @@ and slows neither the job nor the other viewers. Nothing a viewer sends, no mess
 job produces and no shortage of file descriptors ends this thread: a message that cannot
 be encoded is dropped and counted, and accepting pauses while descriptors are short.
 
-Another consumer of the same stream (a recording written to a file) is one more reader of
-`self.stream`: add it to `_readers()`; writing everything it is given each tick, on this
-thread, it never falls behind, so it never loses an event.
+Another consumer of the same events (a recording written to a file) is a tap: each redacted
+message that goes into the stream (events, `calls` batches, stats) is handed to every
+callable in `self.taps` first, on this thread, so it sees every event, never falls behind and
+never gets a credential. A consumer of the encoded frames would instead be one more reader
+of `self.stream` (`_readers()`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class SocketServer:
         self.stream = FrameStream(settings.viewer_buffer)
         self.private_limit = max(16 * settings.viewer_buffer, 64 * 1024 * 1024)
         self.redactor = Redactor()
+        # Called with each redacted message as it goes into the stream (see the module docstring).
+        self.taps: list[Callable[[dict[str, Any]], None]] = []
         # Call rows are checked without per-row work where it can be avoided (see _clean_rows).
         self._names_checked = (-1, 0)  # (redactor generation, cells checked)
         self._names_clean = True
@@ -410,7 +414,7 @@ class SocketServer:
         events = self.recorder.drain()
         if not events:
             return
-        if not self.viewers and self._catch_up is None:
+        if not self.viewers and self._catch_up is None and not self.taps:
             return  # nobody to send them to; a viewer arriving later gets a snapshot
         self._publish(events)
 
@@ -426,7 +430,7 @@ class SocketServer:
             if rows:
                 self._publish_calls(rows)
                 rows = []
-            frame = self._encode(event, event.get("t"))
+            frame = self._encode(event, event.get("t"), tap=True)
             if frame is None:
                 continue
             if event["t"] in (protocol.TOOL, protocol.EVAL_PROGRESS):
@@ -438,9 +442,11 @@ class SocketServer:
 
     def _publish_calls(self, rows: list[tuple]) -> None:
         """Consecutive call events go out as one `calls` frame: far cheaper to encode and decode."""
-        rows = self._clean_rows(rows)
+        message = {"t": protocol.CALLS, "fields": protocol.CALL_FIELDS, "rows": self._clean_rows(rows)}
+        if self.taps:
+            self._tap(message)
         try:
-            frame = protocol.encode({"t": protocol.CALLS, "fields": protocol.CALL_FIELDS, "rows": rows})
+            frame = protocol.encode(message)
         except protocol.ProtocolError:
             # Over the frame limit: the batch is lost for every viewer, counted (an empty frame
             # each viewer counts as dropped calls), and the server goes on.
@@ -482,24 +488,39 @@ class SocketServer:
         now = time.monotonic()
         changed = self.recorder.version != self._last_stats_version
         due = now - self._last_stats_at >= (STATS_EVERY if changed else HEARTBEAT_EVERY)
-        if not (force or due) or not self.viewers:
+        if not (force or due) or not (self.viewers or self.taps):
             return
         self._last_stats_version = self.recorder.version
         self._last_stats_at = now
         self.redactor.refresh()  # a key set in the job's environment since
-        frame = self._encode({"t": protocol.STATS, **self.recorder.stats()}, "stats")
+        frame = self._encode({"t": protocol.STATS, **self.recorder.stats()}, "stats", tap=True)
         if frame is not None:
             self.stream.append(frame, STATS)
 
-    def _encode(self, message: dict[str, Any], what: Any, limit: int | None = EVENT_TEXT) -> bytes | None:
-        """`message` redacted and encoded; None (counted) if it cannot be sent."""
+    def _encode(self, message: dict[str, Any], what: Any, limit: int | None = EVENT_TEXT,
+                tap: bool = False) -> bytes | None:
+        """`message` redacted (and, with `tap`, handed to the taps) and encoded; None (counted) if it cannot be sent."""
         try:
             if what == protocol.HELLO:
                 message = {**message, "argv": self.redactor.argv(message.get("argv") or [])}
-            return protocol.encode(self.redactor.value(message, limit or 256 * 1024))
+            message = self.redactor.value(message, limit or 256 * 1024)
         except Exception:
             self.recorder.count_internal_error()
             return None
+        if tap and self.taps:
+            self._tap(message)
+        try:
+            return protocol.encode(message)
+        except Exception:
+            self.recorder.count_internal_error()
+            return None
+
+    def _tap(self, message: dict[str, Any]) -> None:
+        for tap in self.taps:
+            try:
+                tap(message)
+            except Exception:  # a consumer's failure is its own, never the viewers'
+                self.recorder.count_internal_error()
 
     def _trim(self) -> None:
         cached = self._catch_up
@@ -563,13 +584,15 @@ class SocketServer:
         """At exit: the final numbers first to every viewer, then its backlog while time allows,
         then the exit frame, which reaches even a viewer that stopped reading."""
         self._publish_events()
+        final = self._final or {}
+        stats = self.recorder.stats()
+        exit_message = self.redactor.value({"t": protocol.EXIT, **final, "stats": stats}, EVENT_TEXT)
+        if self.taps:
+            self._tap(dict(exit_message))
         viewers = [v for v in self.viewers.values() if not v.closing]
         if not viewers:
             return
-        final = self._final or {}
-        stats = self.recorder.stats()
         stats_frame = self._encode({"t": protocol.STATS, **stats}, "stats")
-        exit_message = self.redactor.value({"t": protocol.EXIT, **final, "stats": stats}, EVENT_TEXT)
         for viewer in viewers:
             # Room for the last frames even in a socket its viewer stopped emptying.
             _grow_send_buffer(viewer.sock)
