@@ -518,6 +518,14 @@ class Recorder:
             events = self._drain_locked()
             return events, self._snapshot_locked()
 
+    def drain_and_stats(self) -> tuple[list[dict[str, Any] | tuple], dict[str, Any]]:
+        """`drain()` and `stats()` at one instant: the counters cover exactly the drained events and
+        those before them, so a stream (a recording) can add any later call event to them without
+        counting it twice."""
+        with self.lock:
+            events = self._drain_locked()
+            return events, self._stats_locked()
+
     def stats(self) -> dict[str, Any]:
         """Every exact counter, as sent in `stats` frames."""
         with self.lock:
@@ -630,6 +638,13 @@ class Recorder:
                 cell.add(counters)
             self.before_attach = summary
             self.version += 1
+
+    def payloads_of(self, call_ids: list[int]) -> list[KeptCall | None]:
+        """`payload()` of each id, under one lock (None for a call the ring no longer holds)."""
+        with self.lock:
+            self._fold_locked()
+            where, ring = self.payloads.get, self.ring
+            return [None if (index := where(call_id)) is None else KeptCall(ring[index]) for call_id in call_ids]
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the sources of its full payload (payload.materialize)."""

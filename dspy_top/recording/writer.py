@@ -278,6 +278,12 @@ class RecordingWriter:
                 self._compress_early(stream)
                 ids = self._ids  # a flush started a new list
 
+    def count_missing_payloads(self, count: int) -> None:
+        """Payloads that could not be stored because the process no longer had them (counted in
+        `payloads_dropped`, like those past the cap)."""
+        if count > 0 and self._fd is not None:
+            self.state.payloads_dropped += count
+
     def _compress_early(self, stream: _Stream) -> None:
         stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
         if stream.segment_in >= SEGMENT_BYTES:
