@@ -1,4 +1,5 @@
-"""The `dspy-top` command: the live viewer, batch mode, and the `run` and `demo` subcommands."""
+"""The `dspy-top` command: the live viewer, batch mode, and the `run`, `demo`, `attach`, `detach`,
+`runs` and `export` subcommands."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ subcommands:
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
   dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
   dspy-top detach PID            remove what `dspy-top attach` put into it
+  dspy-top runs                  the recorded runs, newest first (dspy-top runs --help)
+  dspy-top export RECORDING      a recording's LM calls as JSON lines, CSV or inspect_history text
 
 keys (in the viewer; ? shows them all):
   q quit   space pause   / filter   < > sort column   enter expand / inspect
@@ -49,6 +52,7 @@ environment:
                          user could have planted is replaced by a private one, with a warning)
   DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
   DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
+  DSPY_TOP_RECORD        in a job: record it (1: into the runs directory; or a file or a directory)
 """
 
 
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] in ("runs", "export"):
+        from dspy_top.recording import command as recording_command
+
+        return (recording_command.runs_main if argv[0] == "runs" else recording_command.export_main)(argv[1:])
     if argv and argv[0] in ("attach", "detach"):
         from dspy_top.attach import command
 
