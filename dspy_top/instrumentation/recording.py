@@ -68,7 +68,9 @@ class JobRecording:
         self.closed = False
         self.opened = threading.Event()  # set once `start` ran (opened or not): see `path`, `failed`
         self.failed: str | None = None
-        self._ids: list[int] = []  # calls whose payload is still to be stored
+        # Calls whose payload is still to be stored, with what the ring kept of each (taken as
+        # their events come, not at the tick: a burst of calls moves the ring on meanwhile).
+        self._pending: list[tuple[int, Any]] = []
         self._id_at: dict[tuple, int] = {}  # a `calls` batch's fields -> where its id is
 
     # --- on the server thread -------------------------------------------------------
@@ -87,7 +89,7 @@ class JobRecording:
             self.opened.set()
         self.path = self.writer.path
         self.writer.add(snapshot)
-        self._ids.extend(call["id"] for call in snapshot.get("calls") or () if isinstance(call.get("id"), int))
+        self._keep_sources([call["id"] for call in snapshot.get("calls") or () if isinstance(call.get("id"), int)])
         if self.record is True:
             self._prune()
         return True
@@ -121,7 +123,7 @@ class JobRecording:
             if at is None:
                 at = self._id_at[key] = list(key).index("id") if "id" in key else -1
             if at >= 0:
-                self._ids.extend(row[at] for row in message.get("rows") or ())
+                self._keep_sources([row[at] for row in message.get("rows") or ()])
         elif kind == "exit":
             self.close(message)
             return
@@ -137,24 +139,26 @@ class JobRecording:
         if writer.failed is not None:
             self._stop(f"{writer.failed}; the recording stops there (what was written is kept)")
 
-    def _store_payloads(self) -> None:
-        ids, self._ids = self._ids, []
-        writer = self.writer
+    def _keep_sources(self, ids: list[int]) -> None:
         for start in range(0, len(ids), PAYLOAD_BATCH):
             batch = ids[start:start + PAYLOAD_BATCH]
-            kept = self.payloads_of(batch)
-            payloads = []
-            missing = 0
-            for call_id, source in zip(batch, kept):
-                if source is None:
-                    missing += 1  # the ring moved on (more calls in a tick than it holds), or never kept it
-                    continue
-                try:
-                    payloads.append((call_id, self.payload_of(source)))
-                except Exception:
-                    missing += 1
-            writer.add_payloads(payloads)
-            writer.count_missing_payloads(missing)
+            self._pending.extend(zip(batch, self.payloads_of(batch)))
+
+    def _store_payloads(self) -> None:
+        pending, self._pending = self._pending, []
+        payloads = []
+        missing = 0
+        payload_of = self.payload_of
+        for call_id, source in pending:
+            if source is None:
+                missing += 1  # the ring had moved on (more calls between two drains than it holds)
+                continue
+            try:
+                payloads.append((call_id, payload_of(source)))
+            except Exception:
+                missing += 1
+        self.writer.add_payloads(payloads)
+        self.writer.count_missing_payloads(missing)
 
     def close(self, exit_message: dict[str, Any] | None = None) -> None:
         """At exit: the last payloads, the exit message, the final checkpoint and the index."""

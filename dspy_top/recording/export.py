@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
+from json.encoder import encode_basestring
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TextIO
@@ -152,14 +154,15 @@ def trial_numbers(recording: Recording) -> dict[str, int]:
 
 
 class JsonLines:
-    """One JSON object per call, written a batch at a time (each column encoded in one pass)."""
+    """One JSON object per call, written a batch at a time: each column is encoded in one pass, in C
+    where it can be (`map` over a memo of the column's values, most of which repeat)."""
 
     def __init__(self, out: TextIO, payloads: Callable[[int], dict[str, Any] | None] | None = None) -> None:
         self.out = out
         self.payloads = payloads
         names = COLUMNS + (PAYLOAD_COLUMNS if payloads is not None else ())
         self.template = "{" + ",".join(f'"{name}":%s' for name in names) + "}\n"
-        self._memo: dict[Any, str] = {}
+        self._memos = {name: _Memo() for name in COLUMNS}  # one per column: True and 1 never meet
 
     def write(self, columns: dict[str, list[Any]]) -> None:
         encoded = [self._encode(name, columns[name]) for name in COLUMNS]
@@ -170,17 +173,28 @@ class JsonLines:
         self.out.write("".join(map(self.template.__mod__, zip(*encoded))))
 
     def _encode(self, name: str, values: list[Any]) -> Iterable[str]:
-        if name in ("start", "latency_s", "cost_usd", "cost_saved_usd", "error_message", "time"):
-            return map(_json, values)  # mostly distinct: encoded each
-        memo = self._memo  # names, counts and flags repeat: each distinct value encoded once
-        out = []
-        for value in values:
-            key = (type(value), value)
-            text = memo.get(key)
-            if text is None:
-                text = memo[key] = _json(value)
-            out.append(text)
-        return out
+        if name in _DISTINCT:  # numbers that seldom repeat: repr is what json writes for them
+            texts = list(map(repr, values))
+            return texts if _NOT_JSON.isdisjoint(texts) else list(map(_number, values))
+        if name == "time":
+            return map(encode_basestring, values) if None not in values else map(_text, values)
+        if name == "error_message":
+            return [_text(value) for value in values]
+        return map(self._memos[name].__getitem__, values)
+
+
+class _Memo(dict):
+    """A column's values, each encoded once."""
+
+    def __missing__(self, value: Any) -> str:
+        text = _json(value)
+        if len(self) < 100_000:
+            self[value] = text
+        return text
+
+
+_DISTINCT = ("start", "latency_s", "cost_usd", "cost_saved_usd", "call_id", "seq")
+_NOT_JSON = {"None", "nan", "inf", "-inf"}  # what repr gives and JSON spells otherwise
 
 
 class Csv:
@@ -200,8 +214,26 @@ class Csv:
         self.writer.writerows(zip(*table))
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _ENCODE(value)
+
+
+def _number(value: Any) -> str:
+    kind = type(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)  # what json writes for a float
+    if kind is int:
+        return int.__repr__(value)
+    return "null" if value is None else _ENCODE(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "null"
+    return encode_basestring(value) if type(value) is str else _ENCODE(value)
 
 
 # --- inspect_history -------------------------------------------------------------------------------
