@@ -11,6 +11,7 @@ import argparse
 import json
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -43,8 +44,7 @@ same columns as CSV, or the last calls as DSPy's inspect_history prints them (in
 RECORDING is a .dtop file, `latest` (the newest run in the runs directory, all its
 processes) or a run id as `dspy-top runs --json` shows it.
 """
-EXPORT_EPILOG = f"""\
-columns (jsonl keys, csv header): {", ".join(export.COLUMNS)};
+EXPORT_EPILOG = textwrap.fill(f"columns (jsonl keys, csv header): {', '.join(export.COLUMNS)};", 90) + """
 with --payloads also messages and response (the call's outputs). time is local ISO 8601,
 start is epoch seconds; eval, trial and compile say which evaluation, optimizer trial and
 optimizer run the call was made in. The columns are in docs/recording-format.md.
