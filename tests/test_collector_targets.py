@@ -1,4 +1,4 @@
-"""The collector's public "which sockets to watch" strategy (viewer/targets.py), with real instrumented jobs."""
+"""The local sockets' public "which sockets to watch" strategy (sources/targets.py), with real instrumented jobs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from dspy_top import client
 from dspy_top.model import Fleet
-from dspy_top.viewer.collector import Collector
-from dspy_top.viewer.targets import Discovered, Named, targets_for
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import LocalSockets
+from dspy_top.sources.targets import Discovered, Named, targets_for
 from tests.helpers.jobs import runtime_dir, start_job
 
 pytestmark = pytest.mark.timeout(90)
@@ -56,7 +57,7 @@ def test_a_collector_watches_what_its_strategy_names_and_lets_go_of_a_name_it_dr
     chosen, bystander = start_job(directory), start_job(directory)
     fleet = Fleet()
     strategy = Chosen(chosen.pid, NO_SUCH_PID)
-    collector = Collector(fleet, directory=directory, targets=strategy, rescan_every=0.1).start()
+    collector = Collector(fleet, [LocalSockets(strategy, directory, rescan_every=0.1)]).start()
     try:
         truth = chosen.run(1)
         wait_until(lambda: chosen.pid in rows(fleet) and rows(fleet)[chosen.pid].totals.calls == truth["totals"]["calls"]
