@@ -13,6 +13,7 @@ from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import LocalSockets
 from dspy_top.sources.targets import Discovered, Named, targets_for
 from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 NO_SUCH_PID = 2 ** 22 + 12345  # above Linux's pid_max
@@ -28,15 +29,6 @@ class Chosen:
 
     def sockets(self, directory):
         return [(client.socket_for_pid(pid, directory), pid) for pid in self.pids]
-
-
-def wait_until(predicate, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rows(fleet):

@@ -19,7 +19,8 @@ from dspy_top.sources.base import Source
 from dspy_top.sources.collector import Collector
 from dspy_top.viewer import batch
 from tests.helpers.fake_server import snapshot, stats
-from tests.helpers.memory_source import MemorySource, wait_until
+from tests.helpers.memory_source import MemorySource
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any, Callable, Sequence
 
 from dspy_top.protocol import Hello
@@ -129,13 +128,3 @@ class MemorySource(Source):
     def close(self) -> None:
         self.closed = True
 
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "the condition") -> Any:
-    """Poll `condition` until it holds (its value), with a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
