@@ -19,7 +19,8 @@ from dspy_top import client, config
 from dspy_top.recording import Recording, RecordingWriter, runs
 from dspy_top.recording.summary import group_runs, list_runs, summarize
 from dspy_top.simlm import SimLM
-from tests.helpers.recorded import REPO, RecordJob, calls_of, decoded_text, everything, poll_until
+from tests.helpers.recorded import REPO, RecordJob, calls_of, decoded_text, everything
+from tests.helpers.waiting import wait_until
 
 COUNTED = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -84,7 +85,7 @@ def test_a_job_killed_with_sigkill_leaves_a_file_that_reads_to_its_last_calls(tm
                 end = recording.end_state()
                 return end.live and end.totals and end.totals["calls"] == made
 
-        poll_until(recorded, "the job's calls on disk")  # within half a second of the last call
+        wait_until(recorded, "the job's calls on disk", timeout=30)  # within half a second of the last call
         job.proc.send_signal(signal.SIGKILL)
         job.proc.wait(10)
     finally:
@@ -194,7 +195,7 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
                                                  "DSPY_TOP_CONFIG": str(tmp_path / "config.toml")})
     try:
         job.run(1)
-        poll_until(lambda: not old[1].exists(), "the retention rule")
+        wait_until(lambda: not old[1].exists(), "the retention rule", timeout=30)
         left = sorted(p.name for p in directory.iterdir())
         job.exit()
     finally:
