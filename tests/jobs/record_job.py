@@ -4,7 +4,7 @@ DSPY_TOP_RECORD and the config file say (the test sets them; the job only calls 
 Usage: python record_job.py [--threads T] [--run N]
 With --run N: makes N program calls, prints `DONE <calls>` and exits (for `dspy-top run`, whose
 jobs have no stdin). Otherwise prints `READY <socket> <recording>`, then obeys stdin, one command a line:
-  run N      N program calls (ChainOfThought then Predict: 2 LM calls each), under
+  run N      N program calls (Predict then ChainOfThought: 2 LM calls each), under
              dspy.Evaluate(num_threads=T) when T > 1; prints `DONE <this process's calls>`
   fork N     forks a child that makes N program calls and exits normally (its own recording);
              prints `CHILD <pid> <its recording>` once the child is done
@@ -20,19 +20,9 @@ import sys
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
+from dummy_job import Pipeline  # noqa: E402  (this directory is on sys.path: the script's own)
 
 import dspy_top  # noqa: E402
-
-
-class Pipeline(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.draft = dspy.ChainOfThought("question -> answer")
-        self.check = dspy.Predict("question, answer -> verdict")
-
-    def forward(self, question):
-        answer = self.draft(question=question).answer
-        return self.check(question=question, answer=answer)
 
 
 def main() -> int:
