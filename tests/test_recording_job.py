@@ -206,6 +206,7 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
     assert left == sorted([job.recording.name, "old-0.dtop", "old-3.dtop"])
 
 
+@pytest.mark.slow
 def test_no_credential_reaches_the_recording(tmp_path):
     """The job of the socket's privacy test, recorded: every message and payload decoded, and the raw bytes."""
     from tests.test_redact import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
