@@ -33,6 +33,9 @@ _lock = threading.RLock()
 _active: "Instrumentation | None" = None
 # How long `recording_path` waits for the server thread to open the recording.
 RECORDING_OPEN_WAIT = 2.0
+# Payloads kept for a recording to take (at least): a job making 2,500 calls a second has 1.6 s
+# of them, while the server thread waits its turn for the GIL (benchmarks/README.md, Recordings).
+RECORDING_PAYLOADS = 4096
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # as recording.runs.script_safe: a run id names its log file
 
 
@@ -48,7 +51,8 @@ class Instrumentation:
 
     def __init__(self, settings: JobSettings, serve: bool) -> None:
         self.settings = settings
-        self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue)
+        self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue,
+                                 payload_capacity=RECORDING_PAYLOADS if settings.record else None)
         self.hooks = Hooks(self.recorder)
         self.started_at = time.time()
         self.serve = serve
