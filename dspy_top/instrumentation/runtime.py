@@ -12,8 +12,8 @@ from __future__ import annotations
 import atexit
 import os
 import platform
-import sys
 import re
+import sys
 import threading
 import time
 import uuid
@@ -239,6 +239,7 @@ class Unavailable:
     """What `instrument()` returns when it could not instrument: the same questions, no answers."""
 
     socket_path = None
+    recording_path = None
     closed = True
     mechanism = "none"
 
