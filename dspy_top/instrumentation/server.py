@@ -14,9 +14,10 @@ message that goes into the stream (events, `calls` batches, stats, exit) is hand
 callable in `self.taps` first, on this thread, so it sees every event, never falls behind and
 never gets a credential. `join()` starts one on this thread, from a snapshot taken at the
 same instant as the events before it; `self.tickers` run on every tick after the messages
-(a recording writes its file there). A `stats` message covers exactly the call events
-before it in the stream (drained with it under one lock), so a consumer can add the call
-events after it to its counters. Nothing is encoded while no viewer reads the stream.
+(a recording writes its file there). While there is a tap, a `stats` message covers exactly
+the call events before it in the stream (drained with it under one lock), so a consumer can
+add the call events after it to its counters. Nothing is encoded while no viewer reads the
+stream.
 """
 
 from __future__ import annotations
@@ -561,10 +562,15 @@ class SocketServer:
         self._last_stats_version = self.recorder.version
         self._last_stats_at = now
         self.redactor.refresh()  # a key set in the job's environment since
-        # At one instant with the events before it: the stats covers exactly those.
-        events, stats = self.recorder.drain_and_stats()
-        if events:
-            self._publish(events)
+        if self.taps:
+            # At one instant with the events before it, for a recording: the stats covers exactly
+            # those, so it can add the calls after it to its totals (viewers need not, and their
+            # events keep the pace of the tick).
+            events, stats = self.recorder.drain_and_stats()
+            if events:
+                self._publish(events)
+        else:
+            stats = self.recorder.stats()
         frame = self._encode({"t": protocol.STATS, **stats}, "stats", tap=True)
         if frame is not None:
             self.stream.append(frame, STATS)
