@@ -205,15 +205,15 @@ def _start_otlp(base: str | None, watch: Any, host: str, limits: dict, since: fl
         queue = otlp_export.SpanQueue(exporter, capacity=_env_int("OTEL_BSP_MAX_QUEUE_SIZE", 20_000),
                                       batch=_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
                                       delay=_env_int("OTEL_BSP_SCHEDULE_DELAY", 1000) / 1000)
-        exporter.reachability = otlp_export.Reachability(
-            "spans", traces, lambda line: log(f"{line} (spans past {queue.capacity:,} queued are dropped and "
-                                              f"counted: {queue.dropped:,} so far)"), reasons)
+        exporter.reachability = reasons.signals["span"] = otlp_export.Reachability(
+            "spans", traces, lambda line: log(f"{line} (past {queue.capacity:,} queued spans, new ones are dropped "
+                                              f"and counted: {queue.dropped:,} so far)"))
         parts.update(spans=SpanBuilder(resource, since), queue=queue.start())
         stops.append(queue.stop)
         log(f"pushing OTLP spans to {traces}")
     if metrics is not None:
         exporter = otlp_export.MetricExporter(endpoint=metrics)
-        exporter.reachability = otlp_export.Reachability("metrics", metrics, log, reasons)
+        exporter.reachability = reasons.signals["metric"] = otlp_export.Reachability("metrics", metrics, log)
         span_queue = parts.get("queue")
         otlp = OtlpMetrics(exporter, resource, watch.jobs,
                            spans_dropped=lambda: span_queue.dropped if span_queue else 0, **limits)

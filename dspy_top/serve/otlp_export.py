@@ -40,46 +40,61 @@ def endpoint_for(signal: str, base: str | None, environ: dict[str, str] | None =
 
 
 class Reachability:
-    """Logs one line when an endpoint stops answering (with the exporter's own reason) and one when it is back."""
+    """Logs one line when an endpoint stops answering (with the exporter's own reason) and one when it is back.
 
-    def __init__(self, what: str, endpoint: str, log: Callable[[str], None], reasons: "ExporterReasons") -> None:
+    The exporter retries a refused connection for up to its timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s):
+    its first complaint is said at once, not at the end of its retries.
+    """
+
+    def __init__(self, what: str, endpoint: str, log: Callable[[str], None]) -> None:
         self.what = what
         self.endpoint = endpoint
         self.log = log
-        self.reasons = reasons
         self.failing = False
         self.failures = 0
 
-    def result(self, ok: bool, extra: str = "") -> None:
+    def trouble(self, reason: str) -> None:
+        if not self.failing:
+            self.failing = True
+            self.log(f"cannot export OTLP {self.what} to {self.endpoint}: {reason}; still trying")
+
+    def result(self, ok: bool) -> None:
         if ok and self.failing:
             self.failing = False
             self.log(f"OTLP {self.what} reach {self.endpoint} again")
         elif not ok:
             self.failures += 1
-            if not self.failing:
-                self.failing = True
-                reason = self.reasons.last or "no answer"
-                self.log(f"cannot export OTLP {self.what} to {self.endpoint}: {reason}; still trying{extra}")
+            self.trouble("no answer")
 
 
 class ExporterReasons(logging.Handler):
-    """Keeps the OpenTelemetry exporters' last complaint (their log lines stay off the agent's log)."""
+    """Hands the OpenTelemetry exporters' complaints to the `Reachability` of their signal (their own log
+    lines stay off the agent's log: it says each outage once, in its own words)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.last = ""
+        self.signals: dict[str, Reachability] = {}  # a word of the exporter's message ("span", "metric") -> whom to tell
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.last = record.getMessage()
+            message = record.getMessage()
         except Exception:
-            self.last = str(record.msg)
+            message = str(record.msg)
+        for word, reachability in self.signals.items():
+            if word in message:
+                reachability.trouble(_reason(message))
 
     def install(self) -> "ExporterReasons":
         logger = logging.getLogger("opentelemetry")
         logger.addHandler(self)
         logger.propagate = False
         return self
+
+
+def _reason(message: str) -> str:
+    """The useful end of an exporter's complaint: the exception it quotes, without the retry chatter."""
+    message = message.replace("encountered while exporting", "while exporting")
+    return message.split(", retrying in")[0].strip()
 
 
 class SpanExporter(OTLPSpanExporter):
