@@ -152,7 +152,7 @@ def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
         alone.expect(rf"cannot serve Prometheus metrics on 127.0.0.1:{port}: Address already in use")
         alone.expect("nothing left to serve")
         both = Serve(runtime, "--prometheus", str(port), "--otlp", f"http://127.0.0.1:{free_port()}",
-                     env={"OTEL_METRIC_EXPORT_INTERVAL": "60000"})
+                     env={"OTEL_METRIC_EXPORT_INTERVAL": "60000", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"})
         try:
             both.expect("cannot serve Prometheus metrics")
             both.expect("pushing OTLP spans to")
