@@ -275,16 +275,17 @@ def test_otlp_spans_reach_mlflow_and_metrics_follow_the_genai_conventions(sim, t
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": receiver.url, "OTEL_METRIC_EXPORT_INTERVAL": "500",
             "OTEL_BSP_SCHEDULE_DELAY": "200"})
         serve.expect("watching the jobs")
-        job = ServeJob(runtime, sim.base_url, "3", "--evaluate", "5")
+        job = ServeJob(runtime, sim.base_url, "3", "--evaluate", "5", "--optimize")
         truth = job.truth()
         server = sim.stats()
         calls = truth["totals"]["calls"]
-        assert calls == 3 * 2 + 5 == server["requests"]
+        assert calls == server["requests"] > 3 * 2 + 5
 
         def chat_spans():
             spans = mlflow.spans(experiment)
             chats = [s for s in spans if s.name.startswith("chat ")]
-            return spans if len(chats) == calls and any(s.name.startswith("evaluate ") for s in spans) else None
+            ended = any(s.name.startswith("optimize ") for s in spans)
+            return spans if len(chats) == calls and ended else None
 
         spans = wait_for(chat_spans, 90, "every call's span in MLflow", every=1.0)
         chats = [s for s in spans if s.name.startswith("chat ")]
@@ -298,12 +299,22 @@ def test_otlp_spans_reach_mlflow_and_metrics_follow_the_genai_conventions(sim, t
             assert attributes["dspy.cache_hit"] is False and attributes["dspy.cost_usd"] > 0
         assert sum(s.attributes["gen_ai.usage.input_tokens"] for s in chats) == server["prompt_tokens"]
         assert sum(s.attributes["gen_ai.usage.output_tokens"] for s in chats) == server["completion_tokens"]
-        evaluation = next(s for s in spans if s.name.startswith("evaluate "))
+        evaluation = next(s for s in spans if s.name.startswith("evaluate ") and s.parent_id is None)
         assert evaluation.attributes["dspy.evaluate.examples"] == 5
         inside = [s for s in chats if s.parent_id == evaluation.span_id]
         assert len(inside) == 5 and all(s.trace_id == evaluation.trace_id for s in inside)
         modules = {s.attributes["dspy.module"] for s in chats if s.parent_id is None}
         assert modules == {"RAG.generate_query.predict", "RAG.answer"}
+        # The optimizer run is the parent of its trials (evaluations), each the parent of its calls.
+        optimizer = next(s for s in spans if s.name == "optimize BootstrapFewShotWithRandomSearch")
+        trials = [s for s in spans if s.parent_id == optimizer.span_id and s.name.startswith("evaluate ")]
+        assert len(trials) >= 3 and all("dspy.optimizer.trial" in s.attributes for s in trials)
+        assert all(s.trace_id == optimizer.trace_id for s in trials)
+        trial_ids = {s.span_id for s in trials}
+        in_trials = [s for s in chats if s.parent_id in trial_ids]
+        assert in_trials and all(s.trace_id == optimizer.trace_id for s in in_trials)
+        in_run = [s for s in chats if s.trace_id == optimizer.trace_id]
+        assert len(in_run) == optimizer.attributes["dspy.lm.calls"]  # trials and bootstrapping, every call
 
         def metrics_in():
             latest = receiver.latest()

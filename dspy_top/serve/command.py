@@ -1,7 +1,7 @@
 """`dspy-top serve`: options, start-up (each exporter said to be up, or why not), the loop, a clean stop.
 
-Only the standard library until an exporter is asked for: `dspy-top serve --help` stays fast, and the
-exporters' packages (`pip install "dspy-top[serve]"`) are needed only by the exporters used.
+Only the standard library until an exporter is asked for: `dspy-top serve --help` stays fast. Prometheus
+needs nothing more; OTLP needs the OpenTelemetry SDK (`pip install "dspy-top[serve]"`).
 """
 
 from __future__ import annotations
@@ -163,14 +163,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start_prometheus(address: tuple[str, int], watch: Any, host: str, limits: dict, log: Callable[[str], None],
                       stops: list) -> int:
-    try:
-        from dspy_top.serve.prometheus import JobsCollector, serve_metrics
-    except ImportError as exc:
-        log(f"--prometheus needs the prometheus_client package ({exc.name} is missing): {INSTALL}")
-        return 0
+    from dspy_top.serve.prometheus import Exposition, serve_metrics
+
     bind, port = address
     try:
-        server, port = serve_metrics(JobsCollector(watch.jobs, host=host, **limits), bind, port)
+        server, port = serve_metrics(Exposition(watch.jobs, host=host, **limits), bind, port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         hint = " (another dspy-top serve, or another exporter, uses it)" if exc.errno == 98 else ""
