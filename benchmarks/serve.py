@@ -133,6 +133,7 @@ class Agent:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+        time.sleep(0.2)  # the reader thread takes the last lines
 
 
 class SpanSink:
@@ -191,11 +192,13 @@ def ingest(otlp: bool = False, jobs: int = 20, rate: float = 5000.0, seconds: fl
             time.sleep(0.2)
         spans = sink.spans
     agent.stop()
+    stopped = next((line for line in agent.lines if "stopped" in line), "")
     shutil.rmtree(directory, ignore_errors=True)
     busy = (cpu1 - cpu0) / (t1 - t0)
     return {"otlp": otlp, "jobs": jobs, "calls_per_sec": rate, "seconds_measured": round(t1 - t0, 1),
             "cpu_percent_of_one_core": round(100 * busy, 1), "calls_expected": expected, "calls_exported": calls,
-            "exact": calls == expected, "dropped_events": dropped, "spans_received": spans}
+            "exact": calls == expected, "dropped_events": dropped, "spans_received": spans,
+            "agent_says": stopped.split("dspy-top serve: ", 1)[-1] if sink else None}
 
 
 def scrape(jobs: int = 20, modules: int = 50, scrapes: int = 50) -> dict:

@@ -77,6 +77,21 @@ def test_otlp_endpoints_follow_the_standard_variables():
     assert endpoint_for("metrics", None, {"OTEL_METRICS_EXPORTER": "none"}) is None
 
 
+def test_otel_traces_sampler_keeps_or_leaves_whole_traces(monkeypatch):
+    from opentelemetry.sdk.resources import Resource
+
+    from dspy_top.model.calls import CallSummary
+    from dspy_top.serve.otlp_spans import SpanBuilder
+
+    call = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 10, 2, 0,
+                       0.0001, None, False, 0, None, None, None, ())
+    span = SpanBuilder(Resource({}), 0).call(call)
+    assert span.name == "chat gpt-4o-mini" and span.attributes["gen_ai.usage.input_tokens"] == 10
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    builder = SpanBuilder(Resource({}), 0)
+    assert builder.call(call) is None and builder.sampled_out == 1
+
+
 # --- the real command, fake jobs ------------------------------------------------------------------
 
 

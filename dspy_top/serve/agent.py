@@ -66,7 +66,8 @@ class Agent:
         self.calls_dropped = dropped
         if calls:
             if self.spans is not None and self.queue is not None:
-                self.queue.offer([self.spans.call(call) for call in calls])
+                spans = [span for span in map(self.spans.call, calls) if span is not None]
+                self.queue.offer(spans)
             if self.metrics is not None:
                 names = self._names
                 for call in calls:

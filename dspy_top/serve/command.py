@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop()
             except Exception:
                 pass
-        log("stopped")
+        log("stopped" + _span_counts(agent_parts))
     return 0
 
 
@@ -218,6 +218,14 @@ def _start_otlp(base: str | None, watch: Any, host: str, limits: dict, since: fl
         stops.append(otlp.shutdown)
         log(f"pushing OTLP metrics to {metrics}")
     return 1
+
+
+def _span_counts(parts: dict) -> str:
+    queue, spans = parts.get("queue"), parts.get("spans")
+    if queue is None:
+        return ""
+    return (f" (spans: {queue.exported:,} exported, {queue.dropped:,} dropped with the queue full, "
+            f"{queue.failed:,} not taken by the endpoint, {spans.sampled_out:,} sampled out)")
 
 
 def _env_int(name: str, default: int) -> int:

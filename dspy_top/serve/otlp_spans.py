@@ -8,6 +8,7 @@ so the calls inside can name it as their parent before it is sent).
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -42,22 +43,51 @@ class _ScopeSpan:
     sent: bool = False
 
 
-class _Job:
-    """What is known of one job's scopes, for parenting its calls."""
+class _JobResource(Resource):
+    """A job's resource, hashed once: the SDK's encoder groups every span by resource, and `Resource` hashes
+    by dumping its attributes as JSON each time (a fifth of the encoding time of a call's span)."""
 
-    def __init__(self, pid: int, job: str) -> None:
-        self.attributes = {"process.pid": pid, "dspy.job": job}
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(dict(resource.attributes), resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or super().__eq__(other)
+
+
+class _Job:
+    """What is known of one job's scopes, for parenting its calls; the job is its spans' resource."""
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
         self.scopes: dict[str, _ScopeSpan] = {}
 
 
 class SpanBuilder:
-    """Turns calls and ended scopes into spans; `since` keeps a restarted agent from sending old scopes again."""
+    """Turns calls and ended scopes into spans; `since` keeps a restarted agent from sending old scopes again.
+
+    OTEL_TRACES_SAMPLER (traceidratio, parentbased_traceidratio, always_off) with OTEL_TRACES_SAMPLER_ARG
+    keeps a share of the traces, whole: a run's trace is kept or left with all its calls.
+    """
 
     def __init__(self, resource: Resource, since: float) -> None:
         self.resource = resource
         self.since = since
         self._jobs: dict[str, _Job] = {}
         self._random = random.Random()
+        self._sampler = _sampler()
+        self.sampled_out = 0
+
+    def _kept(self, trace_id: int, name: str) -> bool:
+        if self._sampler is None:
+            return True
+        if self._sampler.should_sample(None, trace_id, name).decision.is_sampled():
+            return True
+        self.sampled_out += 1
+        return False
 
     # --- scopes ----------------------------------------------------------------------
 
@@ -77,7 +107,8 @@ class SpanBuilder:
             ids.sent = True
             if scope.end is not None and scope.end < self.since:
                 continue  # ended before this agent started: sent by the one before, if any
-            spans.append(self._scope_span(state, job, scope, ids, numbers.get(scope.id)))
+            if self._kept(ids.context.trace_id, scope.id):
+                spans.append(self._scope_span(state, job, scope, ids, numbers.get(scope.id)))
         return spans
 
     def _ids(self, state: _Job, scope: ScopeState, known: dict[str, ScopeState]) -> _ScopeSpan:
@@ -94,7 +125,7 @@ class SpanBuilder:
 
     def _scope_span(self, state: _Job, job: JobView, scope: ScopeState, ids: _ScopeSpan,
                     trial: tuple[int, str] | None) -> ReadableSpan:
-        attributes: dict[str, Any] = {**state.attributes, "dspy.scope.id": scope.id, "dspy.scope.kind": scope.kind,
+        attributes: dict[str, Any] = {"dspy.scope.id": scope.id, "dspy.scope.kind": scope.kind,
                                       "dspy.lm.calls": scope.usage.calls, "dspy.cost_usd": scope.usage.cost_usd}
         if scope.kind == "compile":
             name = f"optimize {scope.label}"
@@ -116,15 +147,15 @@ class SpanBuilder:
             end = job.ended_at or scope.start
             status = Status(StatusCode.ERROR, "the job ended before it did" if job.state != LOST
                             else "the connection to the job was lost before it ended")
-        return ReadableSpan(name, context=ids.context, parent=ids.parent, resource=self.resource,
+        return ReadableSpan(name, context=ids.context, parent=ids.parent, resource=state.resource,
                             attributes=attributes, kind=SpanKind.INTERNAL, status=status,
                             start_time=_ns(scope.start), end_time=_ns(max(end or scope.start, scope.start)),
                             instrumentation_scope=SCOPE)
 
     # --- calls -----------------------------------------------------------------------
 
-    def call(self, call: CallSummary) -> ReadableSpan:
-        """`chat {model}`: one LM call, as the GenAI semantic conventions describe a client call."""
+    def call(self, call: CallSummary) -> ReadableSpan | None:
+        """`chat {model}`: one LM call, as the GenAI semantic conventions describe a client call (None: sampled out)."""
         state = self._jobs.get(call.process)
         parent = None
         if state is not None:
@@ -134,13 +165,14 @@ class SpanBuilder:
                     parent = ids.context
                     break
         trace_id = parent.trace_id if parent is not None else self._random.getrandbits(128)
+        if not self._kept(trace_id, call.model):
+            return None
         provider, model = split_model(call.model)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
             "gen_ai.usage.input_tokens": call.prompt_tokens, "gen_ai.usage.output_tokens": call.completion_tokens,
             "dspy.lm.model": call.model, "dspy.module": call.path, "dspy.module.class": call.module_class,
             "dspy.cache_hit": call.cache_hit, "dspy.retries": call.retries, "dspy.call.id": call.id,
-            **(state.attributes if state is not None else {"process.pid": call.pid}),
         }
         if call.response_model:
             attributes["gen_ai.response.model"] = call.response_model
@@ -155,7 +187,8 @@ class SpanBuilder:
             attributes["error.type"] = call.error
             status = Status(StatusCode.ERROR, call.error_message or call.error)
         context = SpanContext(trace_id, self._random.getrandbits(64), False, _SAMPLED)
-        return ReadableSpan(f"chat {model}", context=context, parent=parent, resource=self.resource,
+        resource = state.resource if state is not None else self.resource.merge(Resource({"process.pid": call.pid}))
+        return ReadableSpan(f"chat {model}", context=context, parent=parent, resource=resource,
                             attributes=attributes, kind=SpanKind.CLIENT, status=status,
                             start_time=_ns(call.start), end_time=_ns(call.start + call.latency),
                             instrumentation_scope=SCOPE)
@@ -165,7 +198,9 @@ class SpanBuilder:
     def _job(self, job: JobView) -> _Job:
         state = self._jobs.get(job.key)
         if state is None:
-            state = self._jobs[job.key] = _Job(job.pid, job.job)
+            # The job is the process the telemetry is about: its pid and name are resource attributes.
+            state = self._jobs[job.key] = _Job(_JobResource(self.resource.merge(
+                Resource({"process.pid": job.pid, "dspy.job": job.job}))))
         return state
 
     def forget(self, key: str) -> None:
@@ -180,3 +215,12 @@ def _trial_numbers(job: JobView, now: float) -> dict[str, tuple[int, str]]:
             if trial.scope.id != run.id:
                 numbers[trial.scope.id] = (trial.number, trial.kind)
     return numbers
+
+
+def _sampler():
+    """The sampler OTEL_TRACES_SAMPLER names (as the SDK reads it), or None when every trace is kept."""
+    if os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() in ("", "always_on", "parentbased_always_on"):
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider(shutdown_on_exit=False).sampler
