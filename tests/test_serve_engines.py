@@ -142,6 +142,19 @@ def test_prometheus_sums_over_two_agents_equal_the_lm_servers_counts(sim, tmp_pa
         assert score is not None and 0 <= score <= 100
         assert prometheus.query("dspy_job_up == 1").keys() == prometheus.query("dspy_job_up").keys()
 
+        # Every query of the Grafana dashboard in docs/ runs, and the headline panels have data.
+        dashboard = json.loads((Path(__file__).parents[1] / "docs" / "grafana-dashboard.json").read_text())
+        wait_for(lambda: len(prometheus.query("count_over_time(dspy_job_up[1m]) >= 2")) == 3, 30,
+                 "two scrapes of every job (a rate needs two samples)")
+        panels = {}
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m").replace("$host", ".*").replace("$job", ".*")
+                panels.setdefault(panel["title"], []).append(prometheus.query(expr))
+        assert {dict(key)["job"] for key in panels["Cost per hour by job"][0]} == {"serve_job.py"}
+        assert list(panels["Tokens per second by model"][0]) == [(("model", "openai/gpt-4o-mini"),)]
+        assert panels["p95 LM call latency by job"][0] and panels["Optimizer best score over time"][0]
+
         jobs[2].finish()
         wait_for(lambda: prometheus.scalar(f'dspy_job_up{{pid="{jobs[2].pid}"}}') == 0, 30, "the ended job down")
         assert prometheus.scalar("sum(dspy_lm_calls_total)") == calls  # its series stay a while
