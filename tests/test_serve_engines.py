@@ -42,6 +42,17 @@ def _runtime(tmp_path: Path, name: str) -> Path:
     return directory
 
 
+def _answers(proc: subprocess.Popen, url: str, log: Path) -> bool:
+    """Does an engine we started answer `url` with 200 yet? (It must not have exited.)"""
+    if proc.poll() is not None:
+        raise AssertionError(f"{proc.args[0]} exited: {log.read_text()[-3000:]}")
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 # --- Prometheus ------------------------------------------------------------------------------------
 
 
@@ -69,13 +80,7 @@ class Prometheus:
         wait_for(self._ready, 60, "Prometheus to be ready")
 
     def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"Prometheus exited: {(self.home / 'prometheus.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
+        return _answers(self.proc, f"http://127.0.0.1:{self.port}/-/ready", self.home / "prometheus.log")
 
     def query(self, promql: str) -> dict[tuple, float]:
         """An instant PromQL query over the HTTP API: {sorted label items: value}."""
@@ -134,7 +139,7 @@ def test_prometheus_sums_over_two_agents_equal_the_lm_servers_counts(sim, tmp_pa
         assert by_job == {(("job", "serve_job.py"), ("pid", str(job.pid))): truth["totals"]["calls"]
                           for job, truth in zip(jobs[1:], truths[1:])}
         modules = prometheus.query('sum by (module) (dspy_lm_calls_total{host="alpha"})')
-        assert {dict(key)["module"] for key in modules} >= {"RAG.generate_query.predict", "RAG.answer"}
+        assert {dict(key)["module"] for key in modules} >= {"Pipeline.draft", "Pipeline.check.predict"}
         assert prometheus.scalar('max(dspy_optimizer_trials_total{host="beta"})') >= 3
         best = prometheus.scalar('max(dspy_optimizer_best_score{host="beta",optimizer="BootstrapFewShotWithRandomSearch"})')
         assert best is not None and 0 <= best <= 100
@@ -192,13 +197,7 @@ class MlflowServer:
         wait_for(self._ready, 180, "MLflow's server to start", every=0.5)
 
     def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"MLflow's server exited: {(self.home / 'mlflow.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
+        return _answers(self.proc, f"{self.url}/health", self.home / "mlflow.log")
 
     def experiment(self, name: str) -> str:
         request = urllib.request.Request(f"{self.url}/api/2.0/mlflow/experiments/create",
@@ -327,7 +326,7 @@ def test_otlp_spans_reach_mlflow_and_metrics_follow_the_genai_conventions(sim, t
         inside = [s for s in chats if s.parent_id == evaluation.span_id]
         assert len(inside) == 5 and all(s.trace_id == evaluation.trace_id for s in inside)
         modules = {s.attributes["dspy.module"] for s in chats if s.parent_id is None}
-        assert modules == {"RAG.generate_query.predict", "RAG.answer"}
+        assert modules == {"Pipeline.draft", "Pipeline.check.predict"}
         # The optimizer run is the parent of its trials (evaluations), each the parent of its calls.
         optimizer = next(s for s in spans if s.name == "optimize BootstrapFewShotWithRandomSearch")
         trials = [s for s in spans if s.parent_id == optimizer.span_id and s.name.startswith("evaluate ")]

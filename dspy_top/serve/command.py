@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, Callable
 
+from dspy_top import options
+
 DESCRIPTION = """\
 A headless agent (one per machine and user, like node_exporter): it attaches to every instrumented
 DSPy job of this user on this machine, now and as they start, and exports them to Prometheus
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what is exported")
     what.add_argument("--hostname", default=None, metavar="NAME",
                       help="the `host` label (OpenTelemetry: host.name); default: this machine's host name")
-    what.add_argument("--keep-ended", type=_seconds, default=300.0, metavar="SECONDS",
+    what.add_argument("--keep-ended", type=options.non_negative_number, default=300.0, metavar="SECONDS",
                       help="how long an ended job's series stay (default 300)")
     what.add_argument("--max-modules", type=_count, default=50, metavar="N",
                       help="module paths per job with their own series; the rest are summed as module=\"other\" "
@@ -75,16 +77,6 @@ def _address(text: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"port {number} is not 0-65535")
     return host, number
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value < 1e9:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def _count(text: str) -> int:

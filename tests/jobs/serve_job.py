@@ -2,7 +2,7 @@
 
     python serve_job.py CALLS [--evaluate N] [--optimize] [--threads K]
 
-Makes CALLS program calls (two LM calls each: `RAG.generate_query.predict`, `RAG.answer`), then, with
+Makes CALLS program calls (two LM calls each: `Pipeline.draft`, `Pipeline.check.predict`), then, with
 --evaluate, a `dspy.Evaluate` over N arithmetic examples, and with --optimize, a
 BootstrapFewShotWithRandomSearch (two candidates) whose evaluations are its trials. Prints
 `TRUTH <json>` (the job's own exact stats) and waits for `exit` on stdin.
@@ -16,19 +16,9 @@ import sys
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
+from dummy_job import Pipeline  # noqa: E402  (this directory is on sys.path: the script's own)
 
 import dspy_top  # noqa: E402
-
-
-class RAG(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.generate_query = dspy.ChainOfThought("question -> query")
-        self.answer = dspy.Predict("question, query -> answer")
-
-    def forward(self, question):
-        query = self.generate_query(question=question).query
-        return self.answer(question=question, query=query)
 
 
 def examples(n, offset=0):
@@ -48,7 +38,7 @@ def main():
     args = parser.parse_args()
     handle = dspy_top.instrument()
     dspy.configure(lm=dspy.LM("openai/gpt-4o-mini", api_base=os.environ["SIM_URL"], api_key="sim", cache=False))
-    program = RAG()
+    program = Pipeline()
     for number in range(args.calls):
         program(question=f"What is {number} + 2?")
     if args.evaluate:
