@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from dspy_top.attach import gdb, session
 from dspy_top.simlm import SimLM
 from tests.helpers.jobs import runtime_dir
 from tests.helpers.plain_jobs import PlainJob, dspy_top, job_stats, unix_socket_fds
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
 
@@ -33,14 +35,7 @@ def directory():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(what)
+wait_for = partial(wait_until, timeout=60.0)
 
 
 def assert_matches_server(stats: dict, server: dict) -> None:

@@ -1,6 +1,7 @@
 """The agent's one link to the viewer's collector: every local job, now and as they start, read as `JobView`s.
 
-The same `Collector` + `Fleet` the viewer uses find, attach to and fold every instrumented process.
+The same `Collector` + `Fleet` the viewer uses (dspy_top/sources/, with the `LocalSockets` source
+discovering every socket) find, attach to and fold every instrumented process.
 The exporters never touch them: they read frozen `JobView`s (exact counters from the jobs' `stats`
 frames) and, for spans, the LM calls folded since they last asked.
 """
@@ -19,8 +20,9 @@ from dspy_top.model.counters import Counters
 from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST, RUNNING
 from dspy_top.model.scopes import ScopeState
 from dspy_top.serve.labels import job_name
-from dspy_top.viewer.collector import Collector
-from dspy_top.viewer.targets import Discovered
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import LocalSockets
+from dspy_top.sources.targets import Discovered
 
 __all__ = ["CONNECTING", "ENDED", "FAILED", "LOST", "RUNNING", "JobView", "JobWatch"]
 
@@ -99,7 +101,8 @@ class JobWatch:
         if calls:
             self._tap = _TappedHistory(HISTORY, pending_calls, since)
             self.fleet.history = self._tap
-        self.collector = Collector(self.fleet, directory=directory, targets=Discovered(), rescan_every=rescan_every)
+        sockets = LocalSockets(Discovered(), directory, rescan_every=rescan_every)
+        self.collector = Collector(self.fleet, [sockets])
 
     def start(self, on_notice: Callable[[str], None] | None = None) -> "JobWatch":
         self.collector.on_notice = on_notice

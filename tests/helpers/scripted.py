@@ -137,7 +137,7 @@ PAYLOAD = {
 class ScriptedCollector:
     """Stands in for the collector: answers payload requests at once, from PAYLOAD."""
 
-    runtime_dir = RUNTIME_DIR
+    where = str(RUNTIME_DIR)
 
     def __init__(self, fleet: Fleet, payload=PAYLOAD) -> None:
         self.fleet = fleet
