@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.helpers.jobs import REPO
+from tests.helpers.waiting import wait_until
 
 SERVE_JOB = REPO / "tests" / "jobs" / "serve_job.py"
 
@@ -29,13 +30,8 @@ def free_port() -> int:
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "condition", every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """`wait_until`, polling the agent's or an engine's answers every `every` seconds."""
+    return wait_until(condition, what, timeout, every)
 
 
 class Serve:
