@@ -145,6 +145,7 @@ class Relay:
                 return self._refuse(version, first.get("client"))
             for request in rest:
                 self._request(request)  # nothing to ask for yet: the source has not started
+            self._take_requests(b"")  # garbage that came with the hello is refused now, not at the next read
             return None
 
     def _refuse(self, version: Any, client: Any) -> str:
@@ -186,6 +187,10 @@ class Relay:
         data = os.read(self.stdin, 65536)
         if not data:
             return False
+        self._take_requests(data)
+        return True
+
+    def _take_requests(self, data: bytes) -> None:
         try:
             requests = self._requests.feed(data)
         except ProtocolError as exc:
@@ -197,7 +202,6 @@ class Relay:
                 self._request(request)
             except Exception as exc:
                 self._fault(exc)
-        return True
 
     def _request(self, request: dict[str, Any]) -> None:
         kind, key = request.get("t"), request.get("k")
