@@ -344,3 +344,16 @@ def test_host_options_are_checked():
     assert usage("--host=-oProxyCommand=x").endswith("not a host name: '-oProxyCommand=x'")
     assert usage("--host", "a", "--no-local", "-p", "1").endswith("cannot go with --no-local")
     assert usage("--host", "a", "--ssh", "ssh 'unclosed").endswith("cannot read the ssh command: No closing quotation")
+
+
+@pytest.mark.slow
+def test_batch_mode_waits_for_a_host_slower_to_answer_than_local_sockets(remote):
+    # A host whose login takes a while (a slow network, a busy machine): the first snapshot still has its jobs.
+    first, second, _ = remote.jobs
+    truths = [first.run(1), second.run(1)]
+    slow = "sh -c 'sleep 5; exec dspy-top relay'"
+    result = dspy_top(remote, "--host", remote.host, "--no-local", "--relay-command", slow, "-b", "-n", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    snapshot = json.loads(result.stdout)
+    assert sorted(p["calls"] for p in snapshot["processes"]) == sorted(t["totals"]["calls"] for t in truths)
+    assert snapshot["hosts"][0]["state"] == "connected"

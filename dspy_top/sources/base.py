@@ -101,6 +101,8 @@ class Source(ABC):
     # The machine whose processes it reports, as the user named it; None: this one. Each of its
     # rows shows it.
     host: str | None = None
+    # Seconds batch mode's first print may wait for it to settle (another machine answers slower).
+    settle_within: float = 4.0
 
     @property
     @abstractmethod

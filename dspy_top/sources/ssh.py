@@ -41,6 +41,8 @@ OUTBOX_MOST = 1 << 20  # requests waiting for ssh's stdin beyond which one is re
 class SshSource(Source):
     """The processes of `host` (`[USER@]HOST`, or an alias of the user's ssh config), over ssh."""
 
+    settle_within = 20.0  # a login over a slow network, and the relay's start there
+
     def __init__(self, host: str, *, version: str, ssh: Sequence[str] = ("ssh",),
                  relay_command: str = RELAY_COMMAND, backoff: Sequence[float] = BACKOFF, hello_within: float = HELLO_WITHIN,
                  clock: Callable[[], float] = time.time) -> None:
