@@ -285,6 +285,8 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
         "older": (server.ssh_command(), other_relay("--protocol", "1", "--dspy-top", "0.0.9"),
                   f"dspy-top 0.0.9 on {server.host} is older than this one ({__version__}; process protocol 1, this "
                   "one speaks 2): upgrade it there (pip install -U dspy-top)"),
+        "banner": (server.ssh_command(), "echo Welcome to the cluster; dspy-top relay",
+                   f"{server.host} did not answer as a dspy-top relay: its output began b'Welcome to the cluster\\n"),
         "before relay": (server.ssh_command(), other_relay("--before-relay"),
                          f"dspy-top on {server.host} is too old for --host: it has no `dspy-top relay` "
                          "(dspy-top: error: unrecognized arguments: relay); upgrade it there (pip install -U dspy-top)"),
@@ -293,7 +295,7 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
         sources = {name: SshSource(server.host if name != "missing" else bare.host, version=__version__, ssh=ssh,
                                    relay_command=command, backoff=(60.0,))
                    for name, (ssh, command, _) in cases.items()}
-        # Each on its own collector: one host name (the same sshd) reached in six ways.
+        # Each on its own collector: one host name (the same sshd) reached in seven ways.
         fleets = {name: Fleet() for name in cases}
         collectors = [Collector(fleets[name], [source]).start() for name, source in sources.items()]
         try:
