@@ -206,7 +206,8 @@ def run(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float, pause_
                  if call in arrivals.get(relayed, {})]
         calls = truth["calls"]
         result = {
-            "rate": rate, "seconds": seconds, "pause_relay": pause_relay, "quiet_rate": quiet_rate, "quiet_seconds": quiet_seconds,
+            "rate": rate, "seconds": seconds, "pause_relay": pause_relay, "quiet_rate": quiet_rate,
+            "quiet_seconds": quiet_seconds,
             "calls": calls,
             "relayed": {"calls_total": final[relayed][0].calls, "state": final[relayed][2],
                         "rows_received": len(arrivals.get(relayed, {})), "dropped": final[relayed][1]},
@@ -257,7 +258,8 @@ def main() -> int:
     print(f"latency the relay adds, per call (relay arrival - direct arrival): p50 {latency['p50']} ms, "
           f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms "
           f"over {latency['calls_compared']:,} calls")
-    print(f"CPU per 1,000 calls (s): {result['cpu_s_per_1000_calls']}; share of a core: {result['cpu_share_of_a_core']}")
+    print(f"CPU per 1,000 calls (s): {result['cpu_s_per_1000_calls']}; "
+          f"share of a core: {result['cpu_share_of_a_core']}")
     print(json.dumps(result))
     return 0
 

@@ -33,7 +33,7 @@ from dspy_top.sources.ssh import SshSource
 from tests.helpers.jobs import REPO, JobProcess, runtime_dir, start_job
 from tests.helpers.screen import screen_text
 from tests.helpers.sshd import MISSING, Sshd, free_port, keygen
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import pilot_wait, wait_until
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
@@ -147,13 +147,8 @@ def run_app(sources, script, size=(150, 40)):
     asyncio.run(main())
 
 
-async def wait_for(pilot, predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+async def wait_for(pilot, predicate, what: str) -> None:
+    await pilot_wait(pilot, predicate, what, timeout=30.0)
 
 
 def rows_by_key(app) -> dict:
@@ -289,7 +284,8 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
                    f"{server.host} did not answer as a dspy-top relay: its output began b'Welcome to the cluster\\n"),
         "before relay": (server.ssh_command(), other_relay("--before-relay"),
                          f"dspy-top on {server.host} is too old for --host: it has no `dspy-top relay` "
-                         "(dspy-top: error: unrecognized arguments: relay); upgrade it there (pip install -U dspy-top)"),
+                         "(dspy-top: error: unrecognized arguments: relay); upgrade it there "
+                         "(pip install -U dspy-top)"),
     }
     try:
         sources = {name: SshSource(server.host if name != "missing" else bare.host, version=__version__, ssh=ssh,
@@ -301,7 +297,8 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
         try:
             for name, (_, _, says) in cases.items():
                 fleet = fleets[name]
-                wait_until(lambda: fleet.hosts and next(iter(fleet.hosts.values())).problem, f"the {name} host's failure")
+                wait_until(lambda: fleet.hosts and next(iter(fleet.hosts.values())).problem,
+                           f"the {name} host's failure")
                 [host] = fleet.hosts.values()
                 assert host.state == "disconnected" and host.status.startswith(says), (name, host.status)
                 assert host.retry_at is not None and host.retry_at > time.time() + 30  # tried again later
@@ -327,7 +324,8 @@ def test_batch_mode_says_each_host_problem_on_stderr_once_and_exits_1_with_nothi
     env = {**remote.env(), "DSPY_TOP_SSH": f"ssh -F {config}"}
     result = dspy_top(remote, "--host", "gone,wrongkey", "--no-local", "-b", "-n", "2", "-d", "0.5", env=env)
     assert result.returncode == 1
-    problems = [line for line in result.stderr.splitlines() if line.startswith(("dspy-top: gone", "dspy-top: wrongkey"))]
+    problems = [line for line in result.stderr.splitlines()
+                if line.startswith(("dspy-top: gone", "dspy-top: wrongkey"))]
     assert len(problems) == 2, result.stderr  # each once, though two snapshots were printed
     assert problems[0].startswith("dspy-top: gone: cannot reach gone (ssh: connect to host 127.0.0.1 port ")
     assert problems[1].startswith("dspy-top: wrongkey: wrongkey refused the login (")

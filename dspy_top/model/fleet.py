@@ -61,7 +61,8 @@ class Fleet:
 
     # --- what the sources say (through the collector) --------------------------------
 
-    def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS, host: str | None = None) -> None:
+    def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS,
+               host: str | None = None) -> None:
         """A process a source is attaching to, or waiting for: its row says `status` until it connects.
 
         A row that failed or was lost is tried again; a running one is left as it is. One that

@@ -44,7 +44,8 @@ class SshSource(Source):
     settle_within = 20.0  # a login over a slow network, and the relay's start there
 
     def __init__(self, host: str, *, version: str, ssh: Sequence[str] = ("ssh",),
-                 relay_command: str = RELAY_COMMAND, backoff: Sequence[float] = BACKOFF, hello_within: float = HELLO_WITHIN,
+                 relay_command: str = RELAY_COMMAND, backoff: Sequence[float] = BACKOFF,
+                 hello_within: float = HELLO_WITHIN,
                  clock: Callable[[], float] = time.time) -> None:
         self.host = host
         self.version = version  # this dspy-top's, named to the relay and in a version mismatch

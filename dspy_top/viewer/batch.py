@@ -226,7 +226,8 @@ class Printer:
     def print(self, fleet: Fleet) -> None:
         with fleet.lock:
             snapshot = fleet.snapshot(history_limit=0)
-        said = (snapshot.totals, snapshot.dropped, tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes),
+        said = (snapshot.totals, snapshot.dropped,
+                tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes),
                 tuple((h.name, h.state, h.status) for h in snapshot.hosts))
         if not self.repeats and said == self._last and not snapshot.live:
             return
