@@ -297,7 +297,7 @@ def run(
         f"no instrumented DSPy process found in {collector.where}; "
         "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
     try:
-        collector.wait_settled(timeout=max((source.settle_within for source in sources), default=4.0))
+        collector.wait_settled(timeout=max((source.settle_within for source in collector.sources), default=4.0))
         watch(fleet, printer, delay=delay, iterations=iterations)
     except (KeyboardInterrupt, BrokenPipeError):
         pass
