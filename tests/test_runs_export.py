@@ -183,3 +183,17 @@ def test_run_record_file_and_no_record(tmp_path):
         off = dspy_top("run", "-b", "--no-record", "--", PY, str(RECORD_JOB), "--run", "1", env=env)
         assert off.returncode == 0 and "recording" not in off.stderr
     assert not list((tmp_path / "state").glob("runs/*"))
+
+
+def test_a_runs_files_are_found_by_its_id_and_its_script_named_as_the_job_sees_it(recorded):
+    from dspy_top.run import record
+
+    files = sorted(recorded["runs"].glob("*.dtop"))
+    with Recording(files[0]) as recording:
+        run_id = recording.hello["run_id"]
+    found = record.RunRecording(run_id, "1", recorded["runs"], None, started_at=0.0).files()
+    assert sorted(found) == files and record.RunRecording("other", "1", recorded["runs"], None, 0.0).files() == []
+    assert record.job_argv([PY, "-u", "-X", "dev", "job.py", "--x"]) == ["job.py", "--x"]
+    assert record.job_argv(["python3.11", "-m", "pkg.mod"]) == ["-m", "pkg.mod"]
+    assert record.job_argv(["./run_eval.sh", "a"]) == ["./run_eval.sh"]
+    assert record.new_run_id(["python", "demos/optimize.py"]).endswith(f"-{os.getpid()}-optimize")
