@@ -52,7 +52,14 @@ class EndState:
 
     @property
     def stats(self) -> dict[str, Any]:
+        """The latest `stats` stored (see `totals` for the totals up to the last call)."""
         return self.state.stats or {}
+
+    @property
+    def totals(self) -> dict[str, Any] | None:
+        """The process's totals up to its last stored call (the latest stats and the calls after
+        it); None when the file holds no stats at all."""
+        return self.state.totals()
 
 
 class _Decoder:
