@@ -24,6 +24,7 @@ subcommands:
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
   dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
   dspy-top detach PID            remove what `dspy-top attach` put into it
+  dspy-top replay [RECORDING]    the viewer over a recording, at any moment of it (dspy-top replay --help)
 
 keys (in the viewer; ? shows them all):
   q quit   space pause   / filter   < > sort column   enter expand / inspect
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "replay":
+        from dspy_top.viewer.replay.command import main as replay_main
+
+        return replay_main(argv[1:])
     if argv and argv[0] in ("attach", "detach"):
         from dspy_top.attach import command
 

@@ -33,7 +33,7 @@ from dspy_top.protocol import Hello
 from dspy_top.recording.reader import Recording, Written, message_time
 from dspy_top.sources.base import CannotRequest, Readable, Source
 from dspy_top.sources.replay_clock import ReplayClock
-from dspy_top.sources.replay_timeline import Timeline, TrialMark, trial_marks
+from dspy_top.sources.replay_timeline import Goto, Timeline, TrialMark, trial_marks
 
 HISTORY = 10_000  # calls before a checkpoint a restart brings into the history (the fleet's default capacity)
 TURN_ITEMS = 20_000  # messages and calls told per turn at most: a catch-up never holds the collector long
@@ -78,12 +78,14 @@ class _Track:
         self.live = recording.live
         self.end = recording.started_at
         self.marks: list[TrialMark] = []
+        self.state = "live"  # complete, live (still written), cut off (its writer died), damaged
 
     def survey(self) -> None:
         """Its end and trials, from the end state (a closed file's footer; else its last checkpoint)."""
         self.live = self.recording.live
         end = self.recording.end_state()
         self.end = max(end.ended_at, self.begin)
+        self.state = "live" if end.live else ("damaged" if end.damage else "complete") if end.complete else "cut off"
         self.marks = trial_marks(self.key, self.pid or 0, end.state.scopes.values(), end.ended_at)
 
     def next_at(self) -> float | None:
@@ -116,8 +118,11 @@ class RecordingSource(Source):
         self._requests: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._answers: deque[tuple[str, dict[str, Any]]] = deque()
         self._request_ids = 0
+        self._asked = 0  # controls used so far (from the UI's thread)
+        self._done = 0  # of them, those whose turn has run
         self._behind = True  # more is due than one turn told: the next turn comes at once
         self._turned = False
+        self._told: list[tuple[float, float]] = []  # each track's (low, high) after the last turn: see `_span`
         self._surveyed_at = time.monotonic()
         self._reached = threading.Condition()
         self._closed = False
@@ -156,6 +161,13 @@ class RecordingSource(Source):
         self._requests.put(("trial", mark))
         self._wake()
 
+    def moment(self, goto: Goto) -> float:
+        """The time in the recording `goto` means from the position (a trial: when it ended, as told).
+        ValueError says why there is none. A trial reads the file: call it before the collector starts."""
+        if goto.kind == "trial":
+            return self.trial_moment(self.timeline.trial(int(goto.value)))
+        return self.timeline.moment(goto, self.clock.position())
+
     def to_end(self) -> None:
         """The end: a finished recording's last message (paused), a growing one's newest, followed."""
         if self.live:
@@ -177,25 +189,8 @@ class RecordingSource(Source):
         return speed
 
     def reached(self, at: float) -> bool:
-        """Every message up to `at` was told to the sink (and folded)."""
-        if not self._turned:
-            return False
-        for track in self.tracks:
-            if track.hello is None:
-                continue
-            if at < track.begin:
-                if track.shown:
-                    return False
-                continue
-            if not track.shown or track.delivered > at:
-                return False
-            head = track.next_at()
-            if head is not None:
-                if head <= at:
-                    return False
-            elif not (track.closed or track.cursor is None or track.cursor.ended or track.cursor.written > at):
-                return False
-        return True
+        """Every message up to `at`, and none after it, was told to the sink (and folded)."""
+        return self._turned and all(low <= at <= high for low, high in self._told)
 
     def wait_reached(self, at: float, timeout: float) -> bool:
         """Wait until `reached(at)`; False at the timeout (batch mode's steps)."""
@@ -208,7 +203,12 @@ class RecordingSource(Source):
                 self._reached.wait(min(left, 0.1))
         return True
 
+    def caught_up(self) -> bool:
+        """Every control used so far has had its turn, and that turn told all that was due."""
+        return self._done >= self._asked and self._turned and not self._behind
+
     def _wake(self) -> None:
+        self._asked += 1
         sink = getattr(self, "sink", None)
         if sink is not None:
             sink.wake()
@@ -237,6 +237,7 @@ class RecordingSource(Source):
         return wake
 
     def turn(self, ready: Sequence[Readable], now: float) -> None:
+        asked = self._asked
         while self._answers:
             key, answer = self._answers.popleft()
             self.sink.messages(key, [answer])
@@ -257,9 +258,26 @@ class RecordingSource(Source):
         self._behind = budget <= 0
         if not self._behind and all(track.closed for track in self.tracks):
             self.clock.stop_at_end()
+        self._told = [self._span(track) for track in self.tracks]
         self._turned = True
+        self._done = asked
         with self._reached:
             self._reached.notify_all()
+
+    @staticmethod
+    def _span(track: _Track) -> tuple[float, float]:
+        """The moments `track`'s process is shown exactly as it was, as far as what was told goes: from
+        the last message told to just before the next one (while it runs), or to before its start."""
+        if track.hello is None:
+            return (-math.inf, math.inf)
+        if not track.shown:
+            return (-math.inf, math.nextafter(track.begin, -math.inf))
+        low = max(track.delivered, track.begin)
+        if track.pending:
+            return (low, math.nextafter(track.pending[0].at, -math.inf))
+        if track.closed or track.cursor is None or track.cursor.ended:
+            return (low, math.inf)
+        return (low, math.nextafter(track.cursor.written, -math.inf))  # a growing file: read up to there
 
     def _refresh_live(self, now: float) -> None:
         """A recording being written grows: the clock's end follows the wall clock, its trials now and then."""
@@ -394,24 +412,32 @@ class RecordingSource(Source):
             self.clock.seek(math.nextafter(max(told), -math.inf))
 
     def _trial(self, mark: TrialMark) -> None:
+        self.clock.seek(self.trial_moment(mark))
+
+    def trial_moment(self, mark: TrialMark) -> float:
+        """When trial `mark` ended as the replay tells it (its `eval_end` told, its score in), or
+        when it started if it never ended. Call it from the collector's thread, or before it starts."""
         if mark.end is None:
-            self.clock.seek(mark.start)
-            return
-        self.clock.seek(mark.end)
+            return mark.start
         track = next((t for t in self.tracks if t.key == mark.key), None)
-        if track is None or track.hello is None:
-            return
-        if not track.shown or track.delivered > mark.end or self._far(track, mark.end):
-            self._restart(track, mark.end)
+        if track is None:
+            return mark.end
         # Its `eval_end` may have been written a moment after the end it reports: find it.
-        self._fill(track, mark.end + LOOKAHEAD, TURN_ITEMS)
-        for item in track.pending:
-            if item.at > mark.end + LOOKAHEAD:
+        recording = track.recording
+        cursor = recording.cursor(recording.seek(at=mark.end))
+        horizon = mark.end + LOOKAHEAD
+        while not cursor.ended:
+            taken = cursor.take(READ_FRAMES)
+            if not taken:
                 break
-            message = item.message
-            if message.get("t") == "eval_end" and message.get("id") == mark.scope_id:
-                self.clock.seek(item.at)
-                return
+            for written in taken:
+                for item in _items(written):
+                    if item.at > horizon:
+                        return mark.end
+                    message = item.message
+                    if message.get("t") == "eval_end" and message.get("id") == mark.scope_id:
+                        return max(item.at, mark.end)
+        return mark.end
 
     # --- requests -----------------------------------------------------------------------------------
 
@@ -434,7 +460,7 @@ class RecordingSource(Source):
             answer.setdefault("reason", f"the recording holds no payload for call {call_id} (payloads stop once a "
                                         "recording reaches its size cap, and a call the process never kept has none)")
         self._answers.append((key, answer))  # told on the next turn, once the collector expects it
-        self._wake()
+        self.sink.wake()
         return request
 
     def request_stop(self, key: str, reason: str) -> None:
