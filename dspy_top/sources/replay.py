@@ -84,7 +84,10 @@ class _Track:
         """Its end and trials, from the end state (a closed file's footer; else its last checkpoint)."""
         self.live = self.recording.live
         end = self.recording.end_state()
-        self.end = max(end.ended_at, self.begin)
+        # Its last message is told by when its last frame was written (the exit may say a moment before).
+        index = self.recording.index()
+        written = [segment.t1 for segment in index.messages[-1:]] + [ref.at for ref in index.checkpoints[-1:]]
+        self.end = max([end.ended_at, self.begin, *written])
         self.state = "live" if end.live else ("damaged" if end.damage else "complete") if end.complete else "cut off"
         self.marks = trial_marks(self.key, self.pid or 0, end.state.scopes.values(), end.ended_at)
 
