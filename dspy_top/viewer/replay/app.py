@@ -40,6 +40,7 @@ class ReplayApp(TopApp):
         super().__init__(fleet, collector, **options)
         self.replay = replay
         self._seek_started: float | None = None  # a seek is under way since then (the bar says so)
+        self._moving = False  # playing (or following) when the bar was last drawn
 
     def get_default_screen(self) -> ReplayMainScreen:
         return ReplayMainScreen()
@@ -51,12 +52,17 @@ class ReplayApp(TopApp):
     # --- the bar --------------------------------------------------------------------------
 
     def show_replay(self) -> None:
+        playback = self.replay.clock.playback()
+        moving = playback.playing or playback.following
+        if self._moving and not moving:  # it stopped (at the end): the panes show where, not a moment before
+            self.refresh_now()
+        self._moving = moving
         view = self.view
         if not isinstance(view, ReplayScreen):
             return
         bars = view.query(ReplayBar)
         if bars:
-            bars.first().show(self.replay.clock.playback(), self._seek_started is not None, replay_title(self.replay))
+            bars.first().show(playback, self._seek_started is not None, replay_title(self.replay))
 
     @property
     def replay_title(self) -> str:

@@ -1,6 +1,6 @@
 """The replay bar, under the header: that this is a replay and of what, where in it the screen is, how fast it moves.
 
-`⏵ 10×  12:05 / 1:02:03  ━━━━━━──────── 19%  14:05:33  complete recording of optimize.py (pid 4242, 2026-03-04 13:53)`
+`PLAYING 10×  12:05 / 1:02:03  ━━━━━━──────── 19%  14:05:33  complete recording of optimize.py (pid 4242, 2026-03-04 13:53)`
 (the optimizer's trial at that moment is in the header's progress line, as in the live viewer)
 """
 
@@ -41,15 +41,15 @@ class ReplayBar(Static):
     def render_text(playback: Playback, seeking: bool, title: str, width: int) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         if seeking:
-            text.append(" ⧗ SEEKING ", style="bold reverse yellow")
+            text.append(" SEEKING ", style="bold reverse yellow")
         elif playback.following:
-            text.append(" ⏵ LIVE ", style="bold reverse cyan")
+            text.append(" LIVE ", style="bold reverse cyan")
         elif playback.playing:
-            text.append(f" ⏵ {_speed(playback.speed)} ", style="bold reverse green")
+            text.append(f" PLAYING {_speed(playback.speed)} ", style="bold reverse green")
         elif playback.at_end:
-            text.append(" ■ END ", style="bold reverse")
+            text.append(" END ", style="bold reverse")
         else:
-            text.append(" ⏸ PAUSED ", style="bold reverse yellow")
+            text.append(" PAUSED ", style="bold reverse yellow")
             text.append(f" {_speed(playback.speed)}", style="dim")
         elapsed = clock(playback.position - playback.start)
         text.append(f"  {elapsed} / {clock(playback.end - playback.start)}", style="bold")

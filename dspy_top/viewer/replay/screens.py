@@ -46,7 +46,7 @@ class ReplayScreen(FleetScreen):
         # Textual calls each class's own `on_mount`: the live screen's has composed and filled it.
         self.mount(ReplayBar(self.app.replay_title, id="replay-bar"), after=self.query_one(Header))
         self.mount(GotoBar(id="goto"), before=self.query_one("#status"))
-        self.app.show_replay()
+        self.call_after_refresh(self.app.show_replay)  # once this screen counts as mounted
 
     def action_goto(self) -> None:
         self.add_class("-goto")
