@@ -5,6 +5,7 @@ live key still working, over a recording made by the real Recorder and writer on
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
@@ -235,3 +236,29 @@ def test_replay_screen(snap_compare, recording, size):
 async def _bar_shown(pilot) -> None:
     await until(pilot, lambda: pilot.app.query(ReplayBar) and pilot.app.query_one(ReplayBar)._drawn, "the bar")
     await pilot.pause()
+
+
+# --- a real terminal ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_dspy_top_replay_in_tmux_opens_seeks_and_exits_cleanly(recording, tmp_path):
+    from tests.helpers.jobs import REPO
+    from tests.jobs.terminal import SKIP_REASON, Terminal
+
+    if SKIP_REASON is not None:
+        pytest.skip(SKIP_REASON)
+    tmux = Terminal([sys.executable, "-m", "dspy_top", "replay", str(recording.writer.path)], tmp_path / "status",
+                    cwd=REPO, env={"TZ": "UTC"}, width=120, height=40)
+    try:
+        screen = tmux.wait_for(lambda s: "1,320 calls" in s and "END " in s, "the recording's end state")
+        assert "complete recording of optimize.py --trials 3" in screen
+        tmux.keys("5")
+        tmux.wait_for(lambda s: "50%" in s and "PAUSED" in s and "1,320 calls" not in s, "the middle")
+        tmux.keys("e")
+        tmux.wait_for(lambda s: "1,320 calls" in s and "100%" in s, "the end again")
+        tmux.keys("q")
+        assert tmux.exit_status(timeout=15) == 0
+        screen = tmux.wait_for(lambda s: "recording of" not in s, "the shell after the viewer")
+        assert "Traceback" not in screen
+    finally:
+        tmux.close()

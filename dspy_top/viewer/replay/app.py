@@ -26,7 +26,6 @@ from dspy_top.viewer.screens.help import HelpScreen
 BAR_EVERY = 0.25  # seconds between redraws of the replay bar (the panes keep the viewer's -d pace)
 SEEK_POLL = 0.05  # seconds between looks for a seek's end, to show it at once
 SEEK_PATIENCE = 10.0  # seconds a seek is waited for before the screen is refreshed anyway
-FIRST_FRAME_WAIT = 5.0  # seconds the first frame waits for the recording's state at the start position
 
 
 class ReplayApp(TopApp):
@@ -48,6 +47,10 @@ class ReplayApp(TopApp):
     def on_mount(self) -> None:
         # Textual calls TopApp's `on_mount` too: its refresh timer, the collector, the notice.
         self.set_interval(BAR_EVERY, self.show_replay)
+        if self.collector is not None and not self.collector.alive:
+            # Reading starts once the first frame is on screen: folding holds the GIL, and would delay it.
+            self.call_after_refresh(self.collector.start)
+        self._await_seek()  # the start position, shown as soon as it is folded
 
     # --- the bar --------------------------------------------------------------------------
 
@@ -141,9 +144,6 @@ def run_replay_viewer(source: RecordingSource, *, delay: float = 1.0,
                       notice: str | None = None) -> int:
     """Run the viewer over `source` until the user quits; the exit status."""
     fleet = Fleet(source.clock.now, prices=prices, budget_usd=budget_usd)
-    collector = Collector(fleet, [source]).start()
-    # The first frame shows the recording at its start position, not an empty screen.
-    source.wait_reached(source.clock.position(), FIRST_FRAME_WAIT)
-    app = ReplayApp(fleet, collector, source, delay=delay, notice=notice, start_collector=False)
+    app = ReplayApp(fleet, Collector(fleet, [source]), source, delay=delay, notice=notice, start_collector=False)
     app.run()
     return 0

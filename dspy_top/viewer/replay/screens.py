@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on
 from textual.binding import Binding
 from textual.widgets import Input
 
+from dspy_top.viewer.components.empty_state import EmptyState
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.replay.bar import ReplayBar
 from dspy_top.viewer.replay.goto import GotoBar
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from dspy_top.viewer.screens.view import FleetScreen
+from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
     from dspy_top.viewer.replay.app import ReplayApp
@@ -46,6 +49,8 @@ class ReplayScreen(FleetScreen):
         # Textual calls each class's own `on_mount`: the live screen's has composed and filled it.
         self.mount(ReplayBar(self.app.replay_title, id="replay-bar"), after=self.query_one(Header))
         self.mount(GotoBar(id="goto"), before=self.query_one("#status"))
+        where = inert(self.app.replay.where)
+        self.query_one(EmptyState).update(Text(f"reading {where}…", justify="center", style="dim"))
         self.call_after_refresh(self.app.show_replay)  # once this screen counts as mounted
 
     def action_goto(self) -> None:
