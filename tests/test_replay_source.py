@@ -382,3 +382,24 @@ def test_batch_prints_the_snapshots_live_batch_mode_would_have(tmp_path, small_c
     assert printed[-1]["totals"]["calls"] == truth["totals"]["calls"]
     assert printed[-1]["processes"][0]["state"] == "ended" and printed[-1]["schema"] == 1
     assert not math.isnan(printed[-1]["totals"]["tokens_per_sec_avg"])
+
+
+def test_replay_batch_mode_never_imports_textual_and_the_replay_viewer_no_dspy(tmp_path):
+    from tests.test_import_hygiene import WITNESS, run
+
+    job = recorded(tmp_path, calls=50)
+    code = WITNESS + f"""
+import contextlib, io
+from dspy_top.viewer.replay import command
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    status = command.main([{str(job.writer.path)!r}, "-b", "-n", "1", "--json"])
+batch = settle()
+import dspy_top.viewer.replay.app
+viewer = {{top: who for top, who in settle().items() if top != "textual"}}
+print(json.dumps({{"status": status, "calls": json.loads(out.getvalue())["totals"]["calls"], "batch": batch,
+                  "viewer": viewer}}))
+"""
+    found = run(code)
+    assert found["status"] == 0 and found["calls"] == 50 + 120
+    assert found["batch"] == {}, f"replay batch mode imported these: {found['batch']}"
+    assert found["viewer"] == {}, f"the replay viewer imported these: {found['viewer']}"
