@@ -168,7 +168,7 @@ def first_frame(path: Path, calls: int, runs: int = 3) -> dict:
             first = None
             while True:
                 screen = _tmux(server, "capture-pane", "-p", "-t", "v")
-                if first is None and "recording of" in screen:
+                if first is None and "recording of" in screen and "dspy-top" in screen:
                     first = time.monotonic() - started
                 if marker in screen:
                     firsts.append(first if first is not None else time.monotonic() - started)

@@ -403,3 +403,55 @@ print(json.dumps({{"status": status, "calls": json.loads(out.getvalue())["totals
     assert found["status"] == 0 and found["calls"] == 50 + 120
     assert found["batch"] == {}, f"replay batch mode imported these: {found['batch']}"
     assert found["viewer"] == {}, f"the replay viewer imported these: {found['viewer']}"
+
+
+def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginning():
+    """Sink.restart through the real collector: the old state or the new one, never an empty row between."""
+    from dspy_top.protocol import Hello
+    from dspy_top.sources.base import Source
+
+    class Restarting(Source):
+        where = "test"
+
+        def __init__(self) -> None:
+            self.plan: list = []
+            self.answers: list = []
+
+        def turn(self, ready, now) -> None:
+            while self.plan:
+                self.answers.append(self.sink.restart(*self.plan.pop(0)))
+
+    source = Restarting()
+    fleet = Fleet()
+    seen: list[int] = []
+    original = fleet.restart
+
+    def restart(key, hello):  # what a snapshot would see if it ran between the steps: nothing, it cannot
+        assert fleet.lock._is_owned()
+        original(key, hello)
+
+    fleet.restart = restart
+    collector = Collector(fleet, [source]).start()
+    try:
+        hello_a = Hello.from_message(hello(21))
+        source.plan.append(("a", hello_a, [{"t": "snapshot", "stats": stats(7), "calls": [], "seq": 1}]))
+        collector.wake()
+        wait_until(lambda: source.answers == [True], "the first restart")
+        with fleet.lock:
+            seen.append(fleet.snapshot().totals.calls)
+        source.plan.append(("a", hello_a, [{"t": "snapshot", "stats": stats(3), "calls": [], "seq": 1},
+                                           {"t": "calls", "fields": ["start"], "rows": [[1.0]]}]))
+        collector.wake()
+        wait_until(lambda: len(source.answers) == 2, "the refused restart")
+        with fleet.lock:
+            row = fleet.snapshot().processes[0]
+        assert source.answers[1] is False and row.state == "lost" and "protocol error" in row.status
+        assert row.totals.calls == 3  # what came before the refused message was folded
+        source.plan.append(("a", None, []))
+        collector.wake()
+        wait_until(lambda: len(source.answers) == 3, "the withdrawal")
+        with fleet.lock:
+            assert fleet.snapshot().processes == ()
+    finally:
+        collector.stop()
+    assert seen == [7]

@@ -61,6 +61,7 @@ def run(app: ReplayApp, script, size=(120, 40)) -> None:
     async def main():
         async with app.run_test(size=size) as pilot:
             await until(pilot, lambda: app.query(ReplayBar) and bar(app), "the replay bar")
+            await settled(pilot)  # the start position on screen
             await script(pilot)
 
     asyncio.run(main())
@@ -235,7 +236,8 @@ def test_replay_screen(snap_compare, recording, size):
 
 async def _bar_shown(pilot) -> None:
     await until(pilot, lambda: pilot.app.query(ReplayBar) and pilot.app.query_one(ReplayBar)._drawn, "the bar")
-    await pilot.pause()
+    await settled(pilot)
+    await until(pilot, lambda: "SEEKING" not in bar(pilot.app), "the bar's state after the seek")
 
 
 # --- a real terminal ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dspy_top.model import Fleet
 from dspy_top.pricing import Price
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.replay import RecordingSource
+from dspy_top.sources.replay_clock import Playback
 from dspy_top.sources.replay_timeline import parse_goto
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.replay.bar import ReplayBar, replay_title
@@ -65,7 +66,10 @@ class ReplayApp(TopApp):
             return
         bars = view.query(ReplayBar)
         if bars:
-            bars.first().show(playback, self._seek_started is not None, replay_title(self.replay))
+            self.draw_bar(bars.first(), playback)
+
+    def draw_bar(self, bar: ReplayBar, playback: Playback | None = None) -> None:
+        bar.show(playback or self.replay.clock.playback(), self._seek_started is not None, replay_title(self.replay))
 
     @property
     def replay_title(self) -> str:

@@ -47,11 +47,12 @@ class ReplayScreen(FleetScreen):
 
     def on_mount(self) -> None:
         # Textual calls each class's own `on_mount`: the live screen's has composed and filled it.
-        self.mount(ReplayBar(self.app.replay_title, id="replay-bar"), after=self.query_one(Header))
+        bar = ReplayBar(self.app.replay_title, id="replay-bar")
+        self.mount(bar, after=self.query_one(Header))
+        self.app.draw_bar(bar)  # in the first frame already
         self.mount(GotoBar(id="goto"), before=self.query_one("#status"))
         where = inert(self.app.replay.where)
         self.query_one(EmptyState).update(Text(f"reading {where}…", justify="center", style="dim"))
-        self.call_after_refresh(self.app.show_replay)  # once this screen counts as mounted
 
     def action_goto(self) -> None:
         self.add_class("-goto")
