@@ -203,3 +203,31 @@ def test_latest_is_the_newest_recording_in_the_runs_directory(recorded_job, tmp_
     directory = replay_command(str(runs), "-b", "-n", "1", "--json")  # a directory: every recording in it
     (snapshot,) = [json.loads(line) for line in directory.stdout.splitlines()]
     assert sorted(p["socket"] for p in snapshot["processes"]) == sorted([str(older), str(newest)])
+
+
+def test_the_inspector_shows_a_calls_prompt_and_response_read_from_the_file(recorded_job):
+    from tests.helpers.screen import screen_text
+    from tests.test_replay_viewer import replay_app, run, until
+    from dspy_top.viewer.components.history_table import HistoryTable
+    from dspy_top.viewer.screens.inspect import InspectScreen
+
+    app = replay_app(recorded_job.path)
+    shown = {}
+
+    async def script(pilot):
+        table = app.query_one(HistoryTable)
+        table.focus()
+        table.set_follow(False)
+        table.move_cursor(row=table.row_count // 2)
+        call = table.call_at_cursor()
+        payload = json.loads(json.dumps(recorded_job.payloads[call.id]))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, InspectScreen), "the inspect screen")
+        await until(pilot, lambda: app.screen.answer is not None, "the payload's answer")
+        assert app.screen.answer.payload == payload  # as the job served it, read back from the file
+        first_line = payload["messages"][0]["content"].splitlines()[0]
+        await until(pilot, lambda: first_line in screen_text(app), "the call's prompt on screen")
+        shown["text"] = screen_text(app)
+
+    run(app, script)
+    assert "is gone" not in shown["text"] and "System message" in shown["text"]

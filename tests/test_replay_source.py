@@ -56,12 +56,13 @@ class Replaying:
 
 
 def stats_at(messages: list[dict], moment: float) -> dict:
-    """The oracle: the totals of the last `stats` the job sent at or before `moment` (what a live viewer showed)."""
-    found = [m for m in messages if m["t"] in ("stats", "snapshot") and (m.get("at") or m["stats"]["at"]) <= moment]
+    """The oracle: the totals of the last `stats` (or snapshot, or exit) the job sent at or before `moment`:
+    what a live viewer showed then."""
+    found = [m for m in messages if m["t"] in ("stats", "snapshot", "exit") and (m.get("at") or m["stats"]["at"]) <= moment]
     if not found:  # before the job's first numbers: nothing yet
         return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "cost_usd": 0.0}
     last = found[-1]
-    return last["totals"] if last["t"] == "stats" else last["stats"]["totals"]
+    return last["totals"] if last["t"] == "stats" else last["stats"]["totals"]  # a snapshot's, or the exit's
 
 
 def same_totals(totals, expected: dict) -> None:
