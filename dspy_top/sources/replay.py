@@ -254,11 +254,14 @@ class RecordingSource(Source):
                 self._step(value)
             elif kind == "trial":
                 self._trial(value)
-        target = self.clock.position()
+        following = self.clock.playback().following
+        target = math.inf if following else self.clock.position()  # following: all the file holds now
         budget = TURN_ITEMS
         for track in self.tracks:
             budget -= self._play(track, target, budget)
         self._behind = budget <= 0
+        if following:  # the end is the newest moment read (the writer's clock may not be this one's)
+            self.clock.extend(max(track.delivered for track in self.tracks))
         if not self._behind and all(track.closed for track in self.tracks):
             self.clock.stop_at_end()
         self._told = [self._span(track) for track in self.tracks]
