@@ -254,3 +254,37 @@ def test_the_inspector_shows_a_calls_prompt_and_response_read_from_the_file(reco
 
     run(app, script)
     assert "is gone" not in shown["text"] and "System message" in shown["text"]
+
+
+def test_batch_mode_follows_a_recording_being_written_until_its_writer_dies(tmp_path):
+    path = tmp_path / "growing.dtop"
+    job = subprocess.Popen([sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "50"],
+                           stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    replay = None
+    try:
+        job.stdout.readline()  # the file exists, its writer writing
+        replay = subprocess.Popen([sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-d", "0.2", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+        first = json.loads(replay.stdout.readline())  # it printed while the writer was still writing
+        flushed = 0
+        for line in job.stdout:
+            flushed = int(line.split()[1])
+            if flushed >= first["totals"]["calls"] + 2000:
+                break
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait(10)
+        out, err = replay.communicate(timeout=60)  # it ends by itself once the writer is gone
+    finally:
+        for process in (job, replay):
+            if process is not None and process.poll() is None:
+                process.kill()
+    printed = [first] + [json.loads(line) for line in out.splitlines()]
+    assert replay.returncode == 0, err
+    assert first["processes"][0]["state"] == "running"
+    with Recording(path) as recording:
+        end = recording.end_state()
+    last = printed[-1]
+    assert last["totals"]["calls"] == end.stats["totals"]["calls"] >= flushed > first["totals"]["calls"]
+    assert last["processes"][0]["state"] == "lost" and "the recording stops here" in err
+    assert [p["at"] for p in printed] == sorted(p["at"] for p in printed)

@@ -350,6 +350,8 @@ def test_a_recording_being_written_is_followed_to_its_end(tmp_path):
         wait_until(lambda: calls() == 300, "the calls written later")
         job.close()
         wait_until(lambda: not source.live and rows(replay)["state"] == "ended", "the end of the recording")
+        wait_until(lambda: not source.clock.playback().following, "the end, no longer followed")
+        assert source.clock.playback().at_end and rows(replay)["calls"] == 300
 
 
 def rows(replay: Replaying) -> dict:

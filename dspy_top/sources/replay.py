@@ -264,6 +264,8 @@ class RecordingSource(Source):
             self.clock.extend(max(track.delivered for track in self.tracks))
         if not self._behind and all(track.closed for track in self.tracks):
             self.clock.stop_at_end()
+            if following and not self.live:  # the writers stopped: the end, no longer live
+                self.clock.pause()
         self._told = [self._span(track) for track in self.tracks]
         self._turned = True
         self._done = asked
@@ -299,8 +301,10 @@ class RecordingSource(Source):
         end = max(track.end for track in self.tracks)
         if self.live:
             end = max(end, time.time())
-        self.clock.extend(end)
-        self.timeline = self._timeline(self.timeline.start, max(end, self.timeline.end))
+            self.clock.extend(end)
+        else:  # every writer stopped: the recording ends at its last message
+            self.clock.extend(end, final=True)
+        self.timeline = self._timeline(self.timeline.start, end)
 
     # --- telling what is due ---------------------------------------------------------------------
 

@@ -150,12 +150,14 @@ class ReplayClock:
             self._since = self._monotonic()
             return self._at
 
-    def extend(self, end: float) -> None:
-        """The recording now reaches `end` (it is still being written)."""
+    def extend(self, end: float, final: bool = False) -> None:
+        """The recording now reaches `end` (it is still being written); `final`: it ends there
+        (its writer stopped: the end the wall clock had moved it to comes back to its last message)."""
         with self._lock:
-            if end > self._end:
+            if end > self._end or final:
                 self._anchor()
-                self._end = end
+                self._end = max(self._start, end)
+                self._at = min(self._at, self._end)
 
     def stop_at_end(self) -> None:
         """Played to the end of a finished recording: stand there (space plays it again from the start)."""

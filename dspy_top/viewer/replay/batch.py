@@ -10,6 +10,7 @@ writer stops. No Textual here.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Iterator, TextIO
@@ -39,14 +40,16 @@ def run(source: RecordingSource, *, iterations: int | None = None, delay: float 
     """Print the snapshots of `source` up to `end` (default: the recording's end); the exit status."""
     fleet = Fleet(source.clock.now, prices=prices, budget_usd=budget_usd, history_capacity=source.history)
     collector = Collector(fleet, [source]).start()
-    printer = Printer(out or sys.stdout, as_json)
-    follow = end is None and iterations is None
+    # A snapshot that would only repeat the last one once no process runs is left out (a followed
+    # recording's end state, reached by its last step already).
+    printer = Printer(out or sys.stdout, as_json, repeats=False)
+    follow = end is None and iterations is None and source.live  # being written when it was opened
     try:
         for moment in _moments(source, end, delay, iterations, follow):
             source.seek(moment)
             if not source.wait_reached(moment, STEP_TIMEOUT):
-                say(f"reading the recording up to {time.strftime('%H:%M:%S', time.localtime(moment))} "
-                    f"took over {STEP_TIMEOUT:g} s: stopped there")
+                when = "its end" if moment == math.inf else time.strftime('%H:%M:%S', time.localtime(moment))
+                say(f"reading the recording up to {when} took over {STEP_TIMEOUT:g} s: stopped there")
                 break
             printer.print(fleet)
     except (KeyboardInterrupt, BrokenPipeError):
@@ -61,8 +64,11 @@ def _moments(source: RecordingSource, end: float | None, delay: float, iteration
     timeline = source.timeline
     last = timeline.end if end is None else end
     yield from moments(timeline.start, last, delay, iterations)
-    # A recording still being written: go on with it as live batch mode would, until it stops.
-    while follow and source.live:
-        time.sleep(delay)
-        last += delay
-        yield min(last, source.clock.playback().end)
+    # A recording still being written: go on with it as live batch mode would, until it stops;
+    # then its end state, all of it (math.inf: everything the file holds).
+    if follow:
+        while source.live:
+            time.sleep(delay)
+            last += delay
+            yield min(last, source.clock.playback().end)
+        yield math.inf
