@@ -24,17 +24,9 @@ from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.screen import screen_text
 from tests.test_recording_format import recorded, small_checkpoints  # noqa: F401
 from tests.test_replay_source import stats_at
+from tests.test_viewer_snapshots import utc  # noqa: F401  (autouse: times on screen in UTC)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.delenv("TZ")
-    time.tzset()
 
 
 @pytest.fixture
