@@ -166,7 +166,7 @@ class RecordingSource(Source):
 
     def moment(self, goto: Goto) -> float:
         """The time in the recording `goto` means from the position (a trial: when it ended, as told).
-        ValueError says why there is none. A trial reads the file: call it before the collector starts."""
+        ValueError says why there is none."""
         if goto.kind == "trial":
             return self.trial_moment(self.timeline.trial(int(goto.value)))
         return self.timeline.moment(goto, self.clock.position())
@@ -426,27 +426,28 @@ class RecordingSource(Source):
 
     def trial_moment(self, mark: TrialMark) -> float:
         """When trial `mark` ended as the replay tells it (its `eval_end` told, its score in), or
-        when it started if it never ended. Call it from the collector's thread, or before it starts."""
+        when it started if it never ended. Safe from any thread."""
         if mark.end is None:
             return mark.start
         track = next((t for t in self.tracks if t.key == mark.key), None)
         if track is None:
             return mark.end
-        # Its `eval_end` may have been written a moment after the end it reports: find it.
-        recording = track.recording
-        cursor = recording.cursor(recording.seek(at=mark.end))
-        horizon = mark.end + LOOKAHEAD
-        while not cursor.ended:
-            taken = cursor.take(READ_FRAMES)
-            if not taken:
-                break
-            for written in taken:
-                for item in _items(written):
-                    if item.at > horizon:
-                        return mark.end
-                    message = item.message
-                    if message.get("t") == "eval_end" and message.get("id") == mark.scope_id:
-                        return max(item.at, mark.end)
+        # Its `eval_end` may have been written a moment after the end it reports: find it, with a
+        # reader of its own (a Recording is for one thread; this may be the UI's).
+        with Recording(track.recording.path) as recording:
+            cursor = recording.cursor(recording.seek(at=mark.end))
+            horizon = mark.end + LOOKAHEAD
+            while not cursor.ended:
+                taken = cursor.take(READ_FRAMES)
+                if not taken:
+                    break
+                for written in taken:
+                    for item in _items(written):
+                        if item.at > horizon:
+                            return mark.end
+                        message = item.message
+                        if message.get("t") == "eval_end" and message.get("id") == mark.scope_id:
+                            return max(item.at, mark.end)
         return mark.end
 
     # --- requests -----------------------------------------------------------------------------------
