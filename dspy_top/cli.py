@@ -27,6 +27,7 @@ subcommands:
   dspy-top detach PID            remove what `dspy-top attach` put into it
   dspy-top runs                  the recorded runs, newest first (dspy-top runs --help)
   dspy-top export RECORDING      a recording's LM calls as JSON lines, CSV or inspect_history text
+  dspy-top replay [RECORDING]    the viewer over a recording, at any moment of it (dspy-top replay --help)
   dspy-top serve --prometheus PORT | --otlp URL
                                  export every job to Prometheus / OpenTelemetry (dspy-top serve --help)
   dspy-top relay                 stream this machine's jobs over stdio, for --host (dspy-top relay --help)
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.recording import command as recording_command
 
         return (recording_command.runs_main if argv[0] == "runs" else recording_command.export_main)(argv[1:])
+    if argv and argv[0] == "replay":
+        from dspy_top.viewer.replay.command import main as replay_main
+
+        return replay_main(argv[1:])
     if argv and argv[0] == "serve":
         from dspy_top.serve.command import main as serve_main
 
