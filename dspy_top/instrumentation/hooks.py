@@ -2,8 +2,12 @@
 
 Why wrappers and not a global DSPy callback: registering one makes DSPy wrap every module
 and adapter call (hundreds of µs per LM call) and `on_lm_end` carries no usage. The LM-call
-wrappers are in `lm_calls`, the Evaluate/compile/Tool ones in `scopes`. Every wrapper
+wrappers are in `lm_calls` (DSPy 3.4) and `legacy_lm` (DSPy 2.6 to 3.3, and any DSPy whose
+execution layer is unfamiliar), the Evaluate/compile/Tool ones in `scopes`. Every wrapper
 swallows its own errors (counted) and re-raises only the program's.
+
+What outlives a call here is plain data: a module path, numbers and the call's payload as
+marshalled bytes (payload.py). No LM, module, request or exception is kept once it returns.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.lm_calls import usage_tokens
 from dspy_top.instrumentation.module_paths import describe
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
@@ -22,11 +27,7 @@ from dspy_top.instrumentation.recorder import CallRecord, Recorder
 SCOPE_KEY = "dspy_top_scope"
 MECHANISM_EXECUTION = "execution-hooks"
 MECHANISM_FALLBACK = "lm-call-fallback"
-
-
-def _legacy_messages(call) -> Any:
-    """The messages of a call DSPy sent without an lm15 request (its legacy path)."""
-    return call.messages or (getattr(call, "legacy", None) or {}).get("messages")
+_ABSENT = object()  # what `patch` restores as "no such attribute"
 
 
 def _forget(paths: dict, key: tuple[int, ...], _dead: weakref.ref) -> None:
@@ -45,6 +46,32 @@ class Scope:
         return Scope(self.ids + (scope_id,), self.owners + (id(owner),))
 
 
+class ThreadOverrides:
+    """DSPy 2.6's per-thread settings overrides (a `threading.local`), behind the ContextVar
+    interface that DSPy 3 uses: `get()`, `set(value) -> token`, `reset(token)`."""
+
+    def __init__(self, local) -> None:
+        self._local = local
+
+    def get(self) -> Any:
+        overrides = getattr(self._local, "overrides", None)
+        return overrides if overrides is not None else {}
+
+    def set(self, value) -> Any:
+        previous = getattr(self._local, "overrides", _ABSENT)
+        self._local.overrides = value
+        return previous
+
+    def reset(self, token) -> None:
+        if token is _ABSENT:
+            try:
+                del self._local.overrides
+            except AttributeError:
+                pass
+        else:
+            self._local.overrides = token
+
+
 class Hooks:
     """Installs and removes every wrapper; holds what they share."""
 
@@ -56,7 +83,7 @@ class Hooks:
         # Module chain (ids) -> (weakrefs keeping watch, described path).
         self._paths: dict[tuple[int, ...], tuple[tuple[weakref.ref, ...], tuple[str, str, tuple[str, ...]]]] = {}
         self.mechanism = ""
-        recorder.describe = self.module_path
+        self.thread_local_settings = False  # DSPy 2.6: settings overrides per thread, not per task
         # Set in a forked child: starts its socket server, once, outside the at-fork hook.
         self.on_first_call = None
 
@@ -73,11 +100,13 @@ class Hooks:
     def install(self) -> str:
         import importlib
 
-        from dspy_top.instrumentation import lm_calls, scopes  # scopes imports Scope from here
+        from dspy_top.instrumentation import legacy_lm, lm_calls, scopes  # they import Scope from here
 
         settings_module = importlib.import_module("dspy.dsp.utils.settings")
-
-        self.overrides = settings_module.thread_local_overrides
+        overrides = settings_module.thread_local_overrides
+        # DSPy 3 keeps per-context overrides in a ContextVar, DSPy 2.6 in a threading.local.
+        self.thread_local_settings = not hasattr(overrides, "reset")
+        self.overrides = ThreadOverrides(overrides) if self.thread_local_settings else overrides
         self._main_config = settings_module.main_thread_config
         try:
             from dspy.clients import execution
@@ -87,8 +116,9 @@ class Hooks:
             lm_calls.install_execution(self, execution)
             self.mechanism = MECHANISM_EXECUTION
         except Exception:
+            self.uninstall()
             self.mechanism = MECHANISM_FALLBACK
-            lm_calls.install_fallback(self)
+            legacy_lm.install(self)
         for install in (scopes.install_evaluate, scopes.install_compile, scopes.install_tools,
                         lm_calls.install_stream_usage):
             try:
@@ -100,13 +130,21 @@ class Hooks:
     def uninstall(self) -> None:
         for owner, name, original in reversed(self._restore):
             try:
-                setattr(owner, name, original)
+                if original is _ABSENT:
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, original)
             except Exception:
                 pass
         self._restore.clear()
 
     def patch(self, owner: object, name: str, replacement: Any) -> None:
-        self._restore.append((owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)))
+        """Replace `owner.name` (a class's own attribute: what it inherits stays untouched)."""
+        if isinstance(owner, type):
+            original = owner.__dict__.get(name, _ABSENT)
+        else:
+            original = getattr(owner, name)
+        self._restore.append((owner, name, original))
         setattr(owner, name, replacement)
 
     # --- settings, module paths, scopes ----------------------------------------------
@@ -129,6 +167,8 @@ class Hooks:
             # Every module of the chain is alive (a dead one's weakref callback evicts the
             # entry) and ids of live objects are unique: these are the same modules.
             return cached[1]
+        if self.thread_local_settings and len(set(key)) < len(key):
+            modules = _own_chain(modules)
         path, chain = describe(modules)
         described = (path, chain[-1], chain)
         try:
@@ -166,11 +206,10 @@ class Hooks:
             if type(model) is not str:
                 model = str(model)
             scopes = scope.ids if type(scope) is Scope else ()
-            if self.guard is None:
-                # The module path is worked out when the call is folded, in a batch.
-                return self.recorder.begin(None, None, (), model, scopes, stream is not None, modules or ())
+            # Named now, while the modules are alive: the record never holds them.
             path, cls, chain = self.module_path(modules or ())
-            self.guard.before_call(path, model)
+            if self.guard is not None:
+                self.guard.before_call(path, model)
             return self.recorder.begin(path, cls, chain, model, scopes, stream is not None)
         except BaseException as exc:
             if self.guard is not None and self.guard.is_budget_error(exc):
@@ -179,39 +218,57 @@ class Hooks:
             return None
 
     def finish_ok(self, record: CallRecord, lm, call, result) -> None:
+        """A call through DSPy 3.4's execute returned its CallResult."""
         try:
             usage = result.usage or {}
             hit = bool(result.cache_hit)
             tokens = usage_tokens(usage)
-            cost = result.cost
-            if self.prices and not hit:
-                price = self.prices.get(record.model)
-                if price is not None:
-                    cost = price.cost(tokens[0], tokens[1], tokens[2])
-            # The payload's source: references to what was sent and got back (see payload.py).
-            record.lm, record.prompt, record.request, record.options = lm, call.prompt, call.request, call.kwargs
-            record.messages = None if call.request is not None else _legacy_messages(call)
-            record.outputs, record.usage, record.dspy_cost = result.outputs, usage, result.cost
-            record.cost_details = getattr(result, "cost_details", None)
-            response_model = result.response_model
-            if response_model is not None and type(response_model) is not str:
-                response_model = str(response_model)
-            # Positional: this runs once per LM call.
-            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
-                                 result.cost if hit else None, None, response_model, True)
-            if self.guard is not None:
-                self.guard.after_call(record)
+            # The payload, as plain bytes now: the record keeps nothing of DSPy's objects.
+            if call.request is None:
+                record.payload = payload.snapshot(call.messages or call.legacy.get("messages"), call.prompt,
+                                                  lm.kwargs, call.kwargs, result.outputs, usage, result.cost_details)
+            else:
+                record.payload = payload.snapshot_request(call.request, lm.kwargs, call.kwargs, result.outputs,
+                                                          usage, result.cost_details)
+            record.usage_known = hit or bool(usage)
+            self._finish(record, lm, tokens, result.cost, hit, result.response_model)
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)
 
-    def finish_error(self, record: CallRecord, lm, call, error: BaseException) -> None:
+    def finish_response(self, record: CallRecord, lm, usage, cost, hit: bool, response_model, blob) -> None:
+        """A call through an older DSPy's BaseLM returned (legacy_lm read its response)."""
         try:
-            record.lm = lm
-            if call is not None:
-                record.prompt, record.request, record.options = call.prompt, call.request, call.kwargs
-                if call.request is None:
-                    record.messages = _legacy_messages(call)
+            usage = usage or {}
+            record.payload = blob
+            record.usage_known = hit or bool(usage)
+            self._finish(record, lm, usage_tokens(usage), cost, hit, response_model)
+        except Exception:
+            self.recorder.count_internal_error()
+            self.recorder.discard(record)
+
+    def _finish(self, record: CallRecord, lm, tokens, dspy_cost, hit: bool, response_model) -> None:
+        cost = dspy_cost
+        if self.prices and not hit:
+            price = self.prices.get(record.model)
+            if price is not None:
+                cost = price.cost(tokens[0], tokens[1], tokens[2])
+        model_type = getattr(lm, "model_type", None)
+        record.model_type = model_type if type(model_type) is str else None
+        record.dspy_cost = dspy_cost if type(dspy_cost) is float or dspy_cost is None else _number(dspy_cost)
+        if response_model is not None and type(response_model) is not str:
+            response_model = str(response_model)
+        # Positional: this runs once per LM call.
+        self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
+                             record.dspy_cost if hit else None, None, response_model, True)
+        if self.guard is not None:
+            self.guard.after_call(record)
+
+    def finish_error(self, record: CallRecord, lm, error: BaseException, blob=None) -> None:
+        try:
+            model_type = getattr(lm, "model_type", None)
+            record.model_type = model_type if type(model_type) is str else None
+            record.payload = blob
             tokens = usage_tokens(getattr(record, "partial_usage", None) or {})
             self.recorder.finish(record, prompt_tokens=tokens[0], completion_tokens=tokens[1],
                                  cached_tokens=tokens[2], reasoning_tokens=tokens[3], cost=None,
@@ -219,3 +276,25 @@ class Hooks:
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)
+
+
+def _own_chain(modules):
+    """The calling task's own modules in a chain DSPy 2.6 garbled.
+
+    DSPy 2.6 keeps `caller_modules` per thread, so asyncio tasks sharing a thread stack their
+    modules on each other's: [cot, predict, cot, predict]. A task enters its modules without
+    yielding between them, so its own chain is on top; a module cannot contain itself, so the
+    chain starts after the last repeat."""
+    seen: set[int] = set()
+    start = len(modules)
+    while start > 0 and id(modules[start - 1]) not in seen:
+        start -= 1
+        seen.add(id(modules[start]))
+    return modules[start:]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -29,6 +29,13 @@ from dspy_top.protocol import (BUDGET, CALL_FIELDS, COMPILE_END, COMPILE_START, 
                                TOOL, call_dicts)
 
 DEFAULT_HISTORY = 1000
+# The payload ring's bound in bytes, beside its bound in calls (DSPY_TOP_HISTORY_BYTES).
+DEFAULT_HISTORY_BYTES = 64 * 2**20
+# What one kept payload costs beside its bytes: its tuple and its dict and deque entries.
+PAYLOAD_OVERHEAD = 200
+# How many ids of payloads dropped for size are remembered, to say so when one is asked for
+# (the viewer's history holds 10,000 calls).
+SIZE_DROPS_REMEMBERED = 10_000
 DEFAULT_QUEUE = 10_000
 # Finished evaluations and compiles kept for late viewers; running ones are always kept.
 MAX_SCOPES = 500
@@ -45,7 +52,7 @@ class Counters:
 
     __slots__ = (
         "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
-        "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "cost_saved_usd",
+        "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "unmetered_calls", "cost_saved_usd",
         "latency_s", "in_flight", "latency_hist", "last_at", "by_model",
     )
 
@@ -54,6 +61,7 @@ class Counters:
         self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.reasoning_tokens = 0
         self.cost_usd = 0.0
         self.unpriced_calls = 0
+        self.unmetered_calls = 0  # calls whose token usage DSPy did not report: not in the token counts
         self.cost_saved_usd = 0.0
         self.latency_s = 0.0
         self.in_flight = 0
@@ -75,6 +83,7 @@ class Counters:
         self.reasoning_tokens += other.reasoning_tokens
         self.cost_usd += other.cost_usd
         self.unpriced_calls += other.unpriced_calls
+        self.unmetered_calls += other.unmetered_calls
         self.cost_saved_usd += other.cost_saved_usd
         self.latency_s += other.latency_s
         hist = self.latency_hist
@@ -89,7 +98,8 @@ class Counters:
             "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens, "cost_usd": self.cost_usd,
-            "unpriced_calls": self.unpriced_calls, "cost_saved_usd": self.cost_saved_usd,
+            "unpriced_calls": self.unpriced_calls, "unmetered_calls": self.unmetered_calls,
+            "cost_saved_usd": self.cost_saved_usd,
             "latency_s": self.latency_s, "in_flight": self.in_flight,
             "latency_hist": dict(self.latency_hist), "last_at": self.last_at,
             **({"by_model": {m: list(v) for m, v in self.by_model.items()}} if self.by_model is not None else {}),
@@ -98,26 +108,24 @@ class Counters:
 
 class CallRecord:
     """One LM call: who made it, set at begin; its outcome, set at finish; and, for the history
-    pane, references to what it sent and got back (see payload.py).
+    pane, its payload as plain bytes (see payload.py).
 
     Finish writes its outcome here rather than into a new tuple. The record lives until it is
-    folded (a batch, within ~250 ms); the payload ring then copies the references a payload needs
-    into a preallocated slot. It references only the parts of DSPy's call and result that a
-    payload shows, most of which DSPy's own history holds too: keeping whole call and result
-    objects, or each record, for 1,000 calls left long-lived objects behind every call, and the
-    job's full garbage collections came that much sooner."""
+    folded (a batch, within ~250 ms); the payload ring then keeps its bytes and a few plain
+    values, never the record. Nothing here refers to the program's objects once the call has
+    returned: the path is named at begin, the payload is bytes and an error is its type name
+    and message, so an LM, a module or an exception the program drops is freed at once."""
 
     __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
                  "retries", "partial_usage", "scopes", "stream",
                  "duration", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
-                 "cost", "cache_hit", "saved", "error", "response_model", "keep",
-                 "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
-                 "cost_details")
+                 "cost", "cache_hit", "saved", "error", "response_model", "keep", "usage_known",
+                 "payload", "model_type", "dspy_cost")
 
     def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, modules):
         self.id = call_id
         # Either the path, class and chain, or the calling modules to name them from later
-        # (Recorder.describe): naming is cheaper in a batch than on the job's thread.
+        # (Recorder.describe).
         self.path = path
         self.module_class = module_class
         self.chain = chain
@@ -128,24 +136,20 @@ class CallRecord:
         self.started_at = started_at
         self.started_perf = started_perf
         self.retries = 0
+        self.usage_known = True
         # Set only when needed (readers use getattr with a default): partial_usage by a failed
-        # call's accounting; lm, prompt, messages, request, options, outputs, usage, dspy_cost
-        # and cost_details, the payload's source, by the hooks (payload.py reads them).
-
-
-# What a payload shows of a call (payload.materialize reads these names), in slot order.
-KEPT_FIELDS = ("id", "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
-               "cost_details", "error", "cache_hit", "response_model")
+        # call's accounting; payload (bytes), model_type and dspy_cost, by the hooks.
 
 
 class KeptCall:
-    """One call's payload sources, copied out of its ring slot when a viewer asks for them."""
+    """One kept call's payload source (payload.materialize builds the payload from it)."""
 
-    __slots__ = KEPT_FIELDS
+    __slots__ = ("id", "blob", "model", "model_type", "dspy_cost", "error", "cache_hit", "response_model")
 
-    def __init__(self, slot: list) -> None:
-        for name, value in zip(KEPT_FIELDS, slot):
-            setattr(self, name, value)
+    def __init__(self, call_id: int, entry: tuple) -> None:
+        self.id = call_id
+        (self.blob, self.model, self.model_type, self.dspy_cost, self.error, self.cache_hit,
+         self.response_model) = entry[:7]
 
 
 class Recorder:
@@ -157,8 +161,10 @@ class Recorder:
         queue_capacity: int = DEFAULT_QUEUE,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
     ) -> None:
         self.history_capacity = max(1, int(history_capacity))
+        self.history_bytes = max(1, int(history_bytes))
         self.queue_capacity = max(1, int(queue_capacity))
         self._clock = clock
         self._perf = perf
@@ -185,12 +191,17 @@ class Recorder:
         self._progress: dict[str, tuple[int, float]] = {}  # evaluation progress, latest per scope
         self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
-        # The payload ring: preallocated slots overwritten in place, and call id -> slot index.
-        # Keeping each call's record instead made every call leave a long-lived object behind,
-        # which brought the job's next full garbage collection sooner (benchmarks/README.md).
-        self.ring: list[list] = [[None] * len(KEPT_FIELDS) for _ in range(self.history_capacity)]
-        self.ring_next = 0
-        self.payloads: dict[int, int] = {}
+        # The payload ring, oldest first: call id -> (payload bytes, model, model_type, DSPy's cost,
+        # error text, cache hit, response model, size). Tuples of bytes, strings and numbers,
+        # which the garbage collector stops tracking (keeping each call's record instead made
+        # every call leave a long-lived object behind: benchmarks/README.md). It grows as calls
+        # come, up to history_capacity calls and history_bytes bytes.
+        self.payloads: dict[int, tuple] = {}
+        self.payload_order: deque[int] = deque()
+        self.payload_bytes = 0
+        # Ids of the latest payloads dropped to stay under history_bytes (and a set to look them up).
+        self._size_drops: deque[int] = deque()
+        self._size_dropped: set[int] = set()
         self.dropped_events = 0
         self.internal_errors = 0
         self.tool_calls = 0
@@ -225,8 +236,10 @@ class Recorder:
         response_model: str | None = None,
         keep: bool = False,
     ) -> None:
-        """The call ended. `keep`: hold the record in the payload ring, for `payload(id)`."""
+        """The call ended. `keep`: hold its payload in the ring, for `payload(id)`."""
         record.duration = max(0.0, self._perf() - record.started_perf)
+        if error is not None:  # its type and message: the exception (and its traceback) can go
+            error = _describe_error(error)
         record.prompt_tokens = prompt_tokens
         record.completion_tokens = completion_tokens
         record.cached_tokens = cached_tokens
@@ -279,6 +292,7 @@ class Recorder:
         duration, prompt_tokens, completion_tokens = record.duration, record.prompt_tokens, record.completion_tokens
         cached_tokens, reasoning_tokens, cost = record.cached_tokens, record.reasoning_tokens, record.cost
         cache_hit, saved, error = record.cache_hit, record.saved, record.error
+        usage_known = record.usage_known
         ended_at = record.started_at + duration
         bucket = latency.bucket_of(duration)
         billed = not cache_hit
@@ -289,8 +303,8 @@ class Recorder:
             self.sequence, record.id, record.started_at, duration, record.path, record.module_class, record.model,
             record.response_model, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
             cost if billed else 0.0, saved if cache_hit else None, cache_hit, record.retries,
-            type(error).__name__ if error is not None else None,
-            _short(str(error)) if error is not None else None, record.scopes, record.stream,
+            error[0] if error is not None else None, error[1] if error is not None else None,
+            record.scopes, record.stream, usage_known,
         )
         cell = self.cells.get((record.path, record.model))
         if cell is None:
@@ -319,8 +333,10 @@ class Recorder:
                 counters.reasoning_tokens += reasoning_tokens
                 if cost is not None:
                     counters.cost_usd += cost
-                elif prompt_tokens or completion_tokens:
+                elif prompt_tokens or completion_tokens or not usage_known:
                     counters.unpriced_calls += 1
+                if not usage_known:
+                    counters.unmetered_calls += 1
         self.version += 1
         self.recent.append(row)
         if record.keep:
@@ -331,19 +347,38 @@ class Recorder:
             self.events.append(row)
 
     def _keep(self, record: CallRecord) -> None:
-        """Copy what the call's payload shows into the oldest slot of the ring; the record can go."""
-        index = self.ring_next
-        self.ring_next = (index + 1) % self.history_capacity
-        slot = self.ring[index]
-        if slot[0] is not None:
-            self.payloads.pop(slot[0], None)
-        try:  # finish_ok sets every payload field; a failed call's record lacks some
-            slot[:] = (record.id, record.lm, record.prompt, record.messages, record.request, record.options,
-                       record.outputs, record.usage, record.dspy_cost, record.cost_details, record.error,
-                       record.cache_hit, record.response_model)
+        """Keep the call's payload bytes and a few plain values; drop the oldest past either bound."""
+        try:  # the hooks set these; a record finished another way may lack them
+            blob, model_type, dspy_cost = record.payload, record.model_type, record.dspy_cost
         except AttributeError:
-            slot[:] = [record.id] + [getattr(record, name, None) for name in KEPT_FIELDS[1:]]
-        self.payloads[record.id] = index
+            blob = getattr(record, "payload", None)
+            model_type, dspy_cost = getattr(record, "model_type", None), getattr(record, "dspy_cost", None)
+        error = record.error
+        size = PAYLOAD_OVERHEAD + (len(blob) if blob is not None else 0)
+        if size > self.history_bytes:
+            self._dropped_for_size(record.id)
+            return
+        payloads, order = self.payloads, self.payload_order
+        while order:
+            by_count = len(order) >= self.history_capacity
+            if not by_count and self.payload_bytes + size <= self.history_bytes:
+                break
+            oldest = order.popleft()
+            self.payload_bytes -= payloads.pop(oldest)[7]
+            if not by_count:
+                self._dropped_for_size(oldest)
+        payloads[record.id] = (blob, record.model, model_type, dspy_cost,
+                               f"{error[0]}: {error[1]}" if error is not None else None,
+                               record.cache_hit, record.response_model, size)
+        order.append(record.id)
+        self.payload_bytes += size
+
+    def _dropped_for_size(self, call_id: int) -> None:
+        drops = self._size_drops
+        if len(drops) >= SIZE_DROPS_REMEMBERED:
+            self._size_dropped.discard(drops.popleft())
+        drops.append(call_id)
+        self._size_dropped.add(call_id)
 
     def _new_cell(self, record: CallRecord) -> Counters:
         cell = self.cells[(record.path, record.model)] = Counters()
@@ -563,11 +598,18 @@ class Recorder:
         return {"stats": stats, "calls": call_dicts(CALL_FIELDS, rows), "seq": seq}
 
     def payload(self, call_id: int) -> KeptCall | None:
-        """A recent call kept with `keep=True`: the sources of its full payload (payload.materialize)."""
+        """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""
         with self.lock:
             self._fold_locked()
-            index = self.payloads.get(call_id)
-            return None if index is None else KeptCall(self.ring[index])
+            entry = self.payloads.get(call_id)
+            return None if entry is None else KeptCall(call_id, entry)
+
+    def payload_missing_reason(self, call_id: int) -> str | None:
+        """Why `payload(call_id)` found nothing, when it is not the usual (older than the last calls kept)."""
+        if call_id in self._size_dropped:
+            return (f"dropped to keep this process's payloads under {self.history_bytes / 2**20:g} MiB "
+                    "(DSPY_TOP_HISTORY_BYTES)")
+        return None
 
 
 def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -> Counters:
@@ -577,6 +619,14 @@ def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -
         if by_model:
             counters.by_model = {}
     return counters
+
+
+def _describe_error(error: BaseException) -> tuple[str, str]:
+    try:
+        message = str(error)
+    except Exception:  # the program's exception, whose __str__ may itself fail
+        message = f"<{type(error).__name__}: unprintable>"
+    return type(error).__name__, _short(message)
 
 
 def _short(text: str, limit: int = 500) -> str:

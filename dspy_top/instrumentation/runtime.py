@@ -19,7 +19,7 @@ from dspy_top import __version__, config, protocol
 from dspy_top.instrumentation.budget import Guard
 from dspy_top.instrumentation.hooks import Hooks
 from dspy_top.instrumentation.payload import materialize
-from dspy_top.instrumentation.recorder import DEFAULT_HISTORY, DEFAULT_QUEUE, Recorder
+from dspy_top.instrumentation.recorder import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES, DEFAULT_QUEUE, Recorder
 from dspy_top.instrumentation.redact import known_secrets, scrub
 from dspy_top.instrumentation.server import SocketServer
 
@@ -30,8 +30,8 @@ _active: "Instrumentation | None" = None
 class Instrumentation:
     """The handle `dspy_top.instrument()` returns."""
 
-    def __init__(self, history: int, queue: int, serve: bool) -> None:
-        self.recorder = Recorder(history_capacity=history, queue_capacity=queue)
+    def __init__(self, history: int, queue: int, serve: bool, history_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
+        self.recorder = Recorder(history_capacity=history, queue_capacity=queue, history_bytes=history_bytes)
         self.hooks = Hooks(self.recorder)
         self.started_at = time.time()
         self.serve = serve
@@ -151,7 +151,7 @@ def instrument(history: int | None = None, queue: int | None = None, serve: bool
             return _active
         history = history if history is not None else _env_int("DSPY_TOP_HISTORY", DEFAULT_HISTORY)
         queue = queue if queue is not None else _env_int("DSPY_TOP_QUEUE", DEFAULT_QUEUE)
-        handle = Instrumentation(history, queue, serve)
+        handle = Instrumentation(history, queue, serve, _env_bytes("DSPY_TOP_HISTORY_BYTES", DEFAULT_HISTORY_BYTES))
         handle.configure(**budget_options)
         handle.start()
         _active = handle
@@ -165,6 +165,18 @@ def active() -> Instrumentation | None:
 def _env_int(name: str, default: int) -> int:
     try:
         return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _env_bytes(name: str, default: int) -> int:
+    """A size in bytes: `67108864`, or with a binary suffix, `64M`, `512K`, `1G` (`MiB` and `MB` read as `M`)."""
+    text = os.environ.get(name, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not text:
+        return default
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+    try:
+        return max(1, int(float(text[:-1] if scale > 1 else text) * scale))
     except ValueError:
         return default
 

@@ -226,6 +226,10 @@ class SocketServer:
             source = self.recorder.payload(call_id) if isinstance(call_id, int) else None
             reply: dict[str, Any] = {"t": protocol.PAYLOAD, "req": message.get("req"), "id": call_id,
                                      "found": source is not None}
+            if source is None and isinstance(call_id, int):
+                reason = self.recorder.payload_missing_reason(call_id)
+                if reason:
+                    reply["reason"] = reason
             if source is not None:
                 try:
                     reply["payload"] = self.materialize(source)

@@ -34,6 +34,7 @@ class CallSummary(NamedTuple):
     error_message: str | None
     response_model: str | None
     scopes: tuple[str, ...]
+    usage_known: bool = True  # False: DSPy did not report this call's tokens (they read 0 but are unknown)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -50,7 +51,8 @@ class CallSummary(NamedTuple):
         return _checked(cls, process, pid, wire["id"], get("start"), get("latency"), get("path"),
                         get("module_class"), get("model"), get("prompt_tokens"), get("completion_tokens"),
                         get("cached_tokens"), get("cost_usd"), get("cost_saved_usd"), get("cache_hit"),
-                        get("retries"), get("error"), get("error_message"), get("response_model"), get("scopes"))
+                        get("retries"), get("error"), get("error_message"), get("response_model"), get("scopes"),
+                        get("usage_known"))
 
     @classmethod
     def rows_reader(cls, fields: Iterable[str]):
@@ -76,12 +78,12 @@ class CallSummary(NamedTuple):
 # The wire columns `_checked` takes, in its order.
 _ROW_COLUMNS = ("id", "start", "latency", "path", "module_class", "model", "prompt_tokens", "completion_tokens",
                 "cached_tokens", "cost_usd", "cost_saved_usd", "cache_hit", "retries", "error", "error_message",
-                "response_model", "scopes")
+                "response_model", "scopes", "usage_known")
 
 
 def _checked(cls, process, pid, call_id, start, latency, path, module_class, model, prompt_tokens,
              completion_tokens, cached_tokens, cost, saved, cache_hit, retries, error, message, response_model,
-             scopes) -> CallSummary:
+             scopes, usage_known=None) -> CallSummary:
     return _new(cls, (
         process, pid, int(call_id), float(start or 0.0), float(latency or 0.0),
         str(path or "(direct)"), str(module_class or ""), str(model or "?"),
@@ -91,6 +93,7 @@ def _checked(cls, process, pid, call_id, start, latency, path, module_class, mod
         str(error) if error is not None else None, str(message) if message is not None else None,
         str(response_model) if response_model is not None else None,
         tuple(str(s) for s in scopes) if scopes else (),
+        usage_known is not False,  # a process that does not send it always knew
     ))
 
 

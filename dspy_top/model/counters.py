@@ -12,7 +12,7 @@ from dspy_top import latency
 
 _INT_FIELDS = (
     "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "unpriced_calls", "in_flight",
+    "cached_tokens", "reasoning_tokens", "unpriced_calls", "unmetered_calls", "in_flight",
 )
 _FLOAT_FIELDS = ("cost_usd", "cost_saved_usd", "latency_s")
 
@@ -31,6 +31,7 @@ class Counters:
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     unpriced_calls: int = 0
+    unmetered_calls: int = 0  # calls whose tokens DSPy did not report: the token counts are a lower bound
     cost_saved_usd: float = 0.0
     latency_s: float = 0.0
     in_flight: int = 0
@@ -59,6 +60,11 @@ class Counters:
         return self.unpriced_calls == 0
 
     @property
+    def tokens_known(self) -> bool:
+        """False when DSPy did not report some calls' tokens: the token counts are then a lower bound."""
+        return self.unmetered_calls == 0
+
+    @property
     def cache_hit_rate(self) -> float | None:
         return self.cache_hits / self.calls if self.calls else None
 
@@ -80,6 +86,7 @@ class Counters:
         out["cost_usd"] = round(self.cost_usd, 10)
         out["cost_saved_usd"] = round(self.cost_saved_usd, 10)
         out["cost_known"] = self.cost_known
+        out["tokens_known"] = self.tokens_known
         out["p50_s"] = self.p50
         out["p95_s"] = self.p95
         return out

@@ -475,6 +475,7 @@ def _minus(whole: Counters, part: Counters) -> Counters:
         reasoning_tokens=max(0, whole.reasoning_tokens - part.reasoning_tokens),
         cost_usd=max(0.0, whole.cost_usd - part.cost_usd),
         unpriced_calls=max(0, whole.unpriced_calls - part.unpriced_calls),
+        unmetered_calls=max(0, whole.unmetered_calls - part.unmetered_calls),
         cost_saved_usd=max(0.0, whole.cost_saved_usd - part.cost_saved_usd),
         latency_s=max(0.0, whole.latency_s - part.latency_s), in_flight=max(0, whole.in_flight - part.in_flight),
     )
@@ -534,6 +535,7 @@ def trial_summary(trial: Trial) -> Mapping[str, Any]:
         "score": trial.score, "running_score": trial.running_score if trial.scope.running else None,
         "done": trial.scope.done, "total": trial.scope.total, "calls": usage.calls,
         "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known, "cache_hits": usage.cache_hits,
+        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known, "tokens_known": usage.tokens_known,
+        "cache_hits": usage.cache_hits,
         "duration_s": round(trial.duration, 3), "best": trial.best, "error": trial.scope.error,
     }

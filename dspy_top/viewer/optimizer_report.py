@@ -25,7 +25,7 @@ def optimizer_json(run: OptimizerRun) -> dict[str, Any]:
         "current_trial": run.current.number if run.current is not None else None,
         "best_score": run.best_score, "best_trial": run.best.number if run.best is not None else None,
         "calls": usage.calls, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known,
+        "cost_usd": round(usage.cost_usd, 10), "cost_known": usage.cost_known, "tokens_known": usage.tokens_known,
         "trials_cost_usd": round(run.trial_usage.cost_usd, 10),
         "cost_to_finish_usd": _round(run.cost_to_finish, 10), "time_to_finish_s": _round(run.time_to_finish, 3),
         "metric_calls": run.metric_calls, "metric_budget": run.metric_budget, "error": run.error,
