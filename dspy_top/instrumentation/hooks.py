@@ -23,7 +23,9 @@ from dspy_top.instrumentation.module_paths import describe
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
 
 # DSPy copies its own settings into Parallel/Evaluate/asyncify workers, not arbitrary
-# ContextVars; so the evaluation/compile a call belongs to travels as a settings key.
+# ContextVars; so the evaluation/compile a call belongs to travels as a settings key. Its value
+# is a plain tuple (ids, owners), so settings saved inside a scope (dspy.settings.save pickles
+# them) load where dspy-top is not installed.
 SCOPE_KEY = "dspy_top_scope"
 MECHANISM_EXECUTION = "execution-hooks"
 MECHANISM_FALLBACK = "lm-call-fallback"
@@ -183,12 +185,12 @@ class Hooks:
 
     def scope(self) -> Scope:
         scope = self.setting(SCOPE_KEY)
-        return scope if isinstance(scope, Scope) else Scope()
+        return Scope(*scope) if type(scope) is tuple and len(scope) == 2 else Scope()
 
     def enter_scope(self, scope: Scope):
         overrides = self.overrides.get()
         updated = type(overrides)(overrides)
-        updated[SCOPE_KEY] = scope
+        updated[SCOPE_KEY] = (scope.ids, scope.owners)
         return self.overrides.set(updated)
 
     # --- LM calls: the hot path -----------------------------------------------------------
@@ -205,7 +207,7 @@ class Hooks:
             model = getattr(lm, "model", "?")
             if type(model) is not str:
                 model = str(model)
-            scopes = scope.ids if type(scope) is Scope else ()
+            scopes = scope[0] if type(scope) is tuple else ()
             # Named now, while the modules are alive: the record never holds them.
             path, cls, chain = self.module_path(modules or ())
             if self.guard is not None:

@@ -70,15 +70,17 @@ def install_compile(hooks) -> None:
 
     inherited = Teleprompter.__getattribute__  # what an optimizer looked attributes up with
 
-    def __getattribute__(optimizer, name):
-        value = inherited(optimizer, name)
-        if name == "compile" and type(value) is types.MethodType and value.__self__ is optimizer:
+    @functools.wraps(inherited)
+    def __getattribute__(self, name, /):
+        value = inherited(self, name)
+        if name == "compile" and type(value) is types.MethodType and value.__self__ is self:
             try:
                 return _scoped_compile(hooks, value)
             except Exception:
                 hooks.recorder.count_internal_error()
         return value
 
+    __getattribute__.__module__ = getattr(inherited, "__module__", None)  # object's has none
     hooks.patch(Teleprompter, "__getattribute__", __getattribute__)
 
 

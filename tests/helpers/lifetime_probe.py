@@ -1,0 +1,104 @@
+"""Does anything keep the program's objects alive once it drops them? Prints one JSON line.
+
+Run plainly, or instrumented (`--top`, `--top-legacy`): a program on the simulated LM makes
+ordinary, async, failing and evaluated calls, then drops its LMs, modules and the exception it
+caught; after `gc.collect()` the probe reports which weak references died, and how many calls
+were still waiting for the recorder's fold when they did (the recorder's lock is held meanwhile,
+so no fold can run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import weakref
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+
+from dspy_top.simlm import SimLM  # noqa: E402
+
+MODEL = "openai/gpt-4o-mini"
+
+
+class QA(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, question):
+        return self.answer(question=question)
+
+    async def aforward(self, question):
+        return await self.answer.acall(question=question)
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "--plain"
+    handle = None
+    if mode == "--top-legacy":
+        from dspy_top.instrumentation import lm_calls
+
+        lm_calls.execution_is_familiar = lambda execution: False
+    if mode != "--plain":
+        import dspy_top
+
+        handle = dspy_top.instrument()
+    with SimLM(latency_scale=0.0) as sim:
+        refs, report = {}, {"dspy": dspy.__version__}
+
+        def evaluated():
+            lm = dspy.LM(MODEL, api_base=sim.base_url, api_key="sim", cache=False)
+            program = QA()
+            program.answer.lm = lm
+            devset = [dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1)).with_inputs("question")
+                      for i in range(8)]
+            dspy.Evaluate(devset=devset, metric=lambda e, p, t=None: 1.0, num_threads=4,
+                          display_progress=False)(program)
+            refs["evaluated_lm"], refs["evaluated_program"] = weakref.ref(lm), weakref.ref(program)
+
+        def called():
+            lm = dspy.LM(MODEL, api_base=sim.base_url, api_key="sim", cache=False)
+            program = QA()
+            dspy.configure(lm=lm)
+            for i in range(3):
+                program(question=f"What is {i} + 2?")
+            asyncio.run(program.acall(question="What is 5 + 5?"))
+            dspy.configure(lm=None)
+            refs["lm"], refs["program"], refs["predict"] = weakref.ref(lm), weakref.ref(program), \
+                weakref.ref(program.answer)
+
+        def failed():
+            lm = dspy.LM(MODEL, api_base="http://127.0.0.1:9/v1", api_key="sim", cache=False, num_retries=0)
+            program = QA()
+            program.answer.lm = lm
+            try:
+                program(question="unreachable")
+            except Exception as exc:  # the program catches it, then drops it
+                refs["error"] = weakref.ref(exc)
+            refs["failed_lm"] = weakref.ref(lm)
+
+        evaluated()
+        # No fold while the rest runs: what dspy-top keeps must be free of the program's objects
+        # even before its records are folded.
+        lock = handle.recorder.lock if handle is not None else contextlib.nullcontext()
+        with lock:
+            called()
+            failed()
+            gc.collect()
+            report["pending"] = len(handle.recorder.pending) if handle is not None else 0
+            report["alive"] = sorted(name for name, ref in refs.items() if ref() is not None)
+        gc.collect()
+        report["alive_after_fold"] = sorted(name for name, ref in refs.items() if ref() is not None)
+        if handle is not None:
+            report["calls"] = handle.stats()["totals"]["calls"]
+    print("PROBE " + json.dumps(report, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
