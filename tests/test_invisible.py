@@ -10,6 +10,7 @@ equally broken.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 
 HELPERS = Path(__file__).parent / "helpers"
-REPO = Path(__file__).parents[1]
-MODES = ["--top", "--top-legacy"]
+# Before 3.4 DSPy gets the legacy wrappers either way: forcing them would run the same thing twice.
+MODES = ["--top"] + (["--top-legacy"] if importlib.util.find_spec("dspy.clients.execution") else [])
 
 pytestmark = pytest.mark.exactness
 
@@ -134,7 +135,7 @@ def test_objects_the_program_drops_are_freed_even_before_a_fold(plain_lifetimes,
     assert top["pending"] > 0  # calls were still waiting for their fold when the objects died
     assert top["alive"] == plain_lifetimes["alive"]
     assert top["alive_after_fold"] == plain_lifetimes["alive_after_fold"]
-    # What DSPy itself lets go (its trace keeps an evaluated predictor, with or without us).
-    for name in ("lm", "program", "failed_lm", "error", "evaluated_program"):
-        assert name not in top["alive"], name
+    # Equal, and not because DSPy keeps them anyway (3.4's trace keeps an evaluated predictor,
+    # 3.0 the LM of an async call, 3.2 the LM of a failed one): nothing dspy-top holds reaches them.
+    assert top["held"] == [] and {"lm", "program", "failed_lm", "evaluated_lm"} <= set(top["checked"])
     assert top["calls"] >= 13

@@ -19,7 +19,7 @@ from typing import Any
 
 from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.lm_calls import usage_tokens
-from dspy_top.instrumentation.module_paths import describe
+from dspy_top.instrumentation.module_paths import describe, holds
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
 
 # DSPy copies its own settings into Parallel/Evaluate/asyncify workers, not arbitrary
@@ -284,12 +284,12 @@ def _own_chain(modules):
     """The calling task's own modules in a chain DSPy 2.6 garbled.
 
     DSPy 2.6 keeps `caller_modules` per thread, so asyncio tasks sharing a thread stack their
-    modules on each other's: [cot, predict, cot, predict]. A task enters its modules without
-    yielding between them, so its own chain is on top; a module cannot contain itself, so the
-    chain starts after the last repeat."""
-    seen: set[int] = set()
-    start = len(modules)
-    while start > 0 and id(modules[start - 1]) not in seen:
+    modules on each other's: [RAG, cot, predict, RAG, answer]. A task enters its modules
+    without yielding between them, so its own chain is on top: from the last module back, as
+    long as each module holds the next one and none repeats."""
+    start = len(modules) - 1
+    seen = {id(modules[start])}
+    while start > 0 and id(modules[start - 1]) not in seen and holds(modules[start - 1], modules[start]):
         start -= 1
         seen.add(id(modules[start]))
     return modules[start:]

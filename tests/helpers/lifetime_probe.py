@@ -38,6 +38,32 @@ class QA(dspy.Module):
         return await self.answer.acall(question=question)
 
 
+def held_by(handle) -> set[int]:
+    """Ids of every object dspy-top's own state reaches: its recorder, hooks, pending records,
+    payload ring and scopes, through containers and dspy-top's objects (not through functions,
+    classes or modules, which reach everything, nor through DSPy's settings)."""
+    import types
+    from collections import deque
+
+    containers = (dict, list, tuple, set, frozenset, deque)
+    stop = (types.FunctionType, types.MethodType, types.ModuleType, type, types.CodeType, types.BuiltinFunctionType)
+    # DSPy's own settings, which the hooks read on each call: what is in them is DSPy's doing.
+    seen: set[int] = {id(handle.hooks._main_config)}
+    todo = [handle.recorder, handle.hooks]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, stop):
+            continue
+        if isinstance(obj, containers) or type(obj).__module__.startswith("dspy_top"):
+            todo.extend(gc.get_referents(obj))
+            slots = getattr(type(obj), "__slots__", ())
+            todo.extend(getattr(obj, name) for name in slots if hasattr(obj, name))
+    return seen
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "--plain"
     handle = None
@@ -80,7 +106,10 @@ def main():
             try:
                 program(question="unreachable")
             except Exception as exc:  # the program catches it, then drops it
-                refs["error"] = weakref.ref(exc)
+                try:
+                    refs["error"] = weakref.ref(exc)
+                except TypeError:  # DSPy 2.6 raises a plain RuntimeError, which takes no weak reference
+                    pass
             refs["failed_lm"] = weakref.ref(lm)
 
         evaluated()
@@ -93,6 +122,9 @@ def main():
             gc.collect()
             report["pending"] = len(handle.recorder.pending) if handle is not None else 0
             report["alive"] = sorted(name for name, ref in refs.items() if ref() is not None)
+            reached = held_by(handle) if handle is not None else set()
+            report["held"] = sorted(name for name, ref in refs.items() if ref() is not None and id(ref()) in reached)
+            report["checked"] = sorted(refs)
         gc.collect()
         report["alive_after_fold"] = sorted(name for name, ref in refs.items() if ref() is not None)
         if handle is not None:

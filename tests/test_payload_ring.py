@@ -1,0 +1,110 @@
+"""The payload ring's bounds: calls and bytes, grown as calls come, and a reason for what it dropped."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+from dspy_top import client, protocol
+from dspy_top.instrumentation.payload import materialize, snapshot
+from dspy_top.instrumentation.recorder import PAYLOAD_OVERHEAD, Recorder
+from dspy_top.instrumentation.runtime import _env_bytes
+
+from tests.helpers.jobs import JobProcess, runtime_dir
+
+
+def keep_call(rec: Recorder, text: str) -> int:
+    record = rec.begin("P", "Predict", ("P",), "m")
+    record.payload = snapshot([{"role": "user", "content": text}], None, {}, {}, ["out"], {"prompt_tokens": 1}, None)
+    record.model_type, record.dspy_cost = "chat", None
+    rec.finish(record, prompt_tokens=1, keep=True)
+    return record.id
+
+
+def test_the_ring_keeps_the_newest_payloads_within_its_bytes():
+    size = len(snapshot([{"role": "user", "content": "x" * 1000}], None, {}, {}, ["out"], {"prompt_tokens": 1},
+                        None)) + PAYLOAD_OVERHEAD
+    rec = Recorder(history_capacity=100, history_bytes=5 * size + 10)
+    ids = [keep_call(rec, "x" * 1000) for _ in range(12)]
+    rec.fold()
+    assert list(rec.payloads) == ids[-5:]  # five fit; the count (100) never bound
+    assert rec.payload_bytes == 5 * size <= rec.history_bytes
+    assert materialize(rec.payload(ids[-1]))["messages"] == [{"role": "user", "content": "x" * 1000}]
+    assert rec.payload(ids[0]) is None
+    assert "DSPY_TOP_HISTORY_BYTES" in rec.payload_missing_reason(ids[0])
+    assert rec.payload_missing_reason(ids[-1]) is None
+
+
+def test_calls_dropped_by_count_have_the_usual_reason():
+    rec = Recorder(history_capacity=3)
+    ids = [keep_call(rec, "short") for _ in range(5)]
+    rec.fold()
+    assert list(rec.payloads) == ids[-3:]
+    assert rec.payload(ids[0]) is None and rec.payload_missing_reason(ids[0]) is None
+
+
+def test_a_payload_larger_than_the_whole_bound_is_not_kept_and_says_why():
+    rec = Recorder(history_capacity=10, history_bytes=4096)
+    small = keep_call(rec, "small")
+    big = keep_call(rec, "y" * 10_000)
+    rec.fold()
+    assert rec.payload(small) is not None  # the big one evicted nothing
+    assert rec.payload(big) is None and "MiB" in rec.payload_missing_reason(big)
+
+
+def test_the_reasons_remembered_are_bounded():
+    from dspy_top.instrumentation import recorder
+
+    rec = Recorder(history_capacity=5, history_bytes=300)
+    ids = [keep_call(rec, "z" * 400) for _ in range(recorder.SIZE_DROPS_REMEMBERED + 10)]
+    rec.fold()
+    assert len(rec._size_dropped) == recorder.SIZE_DROPS_REMEMBERED
+    assert rec.payload_missing_reason(ids[0]) is None and rec.payload_missing_reason(ids[-1]) is not None
+
+
+def test_a_million_call_history_costs_nothing_until_calls_come():
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rec = Recorder(history_capacity=1_000_000)
+        allocated = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert allocated < 256 * 1024  # preallocated slots cost 180 MiB here
+    keep_call(rec, "one")
+    rec.fold()
+    assert len(rec.payloads) == 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", 123), ("4096", 4096), ("64M", 64 * 2**20), ("64MiB", 64 * 2**20), ("512k", 512 * 2**10),
+    ("1GB", 2**30), ("1.5M", int(1.5 * 2**20)), ("lots", 123), ("-5", 1),
+])
+def test_history_bytes_from_the_environment(monkeypatch, text, expected):
+    monkeypatch.setenv("DSPY_TOP_HISTORY_BYTES", text)
+    assert _env_bytes("DSPY_TOP_HISTORY_BYTES", 123) == expected
+
+
+def test_a_viewer_is_told_a_payload_was_dropped_for_size():
+    directory = runtime_dir()
+    job = JobProcess(directory, "--lm", "sim", env={"DSPY_TOP_HISTORY_BYTES": "6K"})
+    try:
+        job.run(6)
+        with client.Connection(job.socket_path) as connection:
+            snapshot_message = next(m for m in connection.poll(5.0) if m["t"] == protocol.SNAPSHOT)
+            ids = [call["id"] for call in snapshot_message["calls"]]
+            assert len(ids) == 12
+            assert connection.get_payload(ids[-1])["messages"]  # the newest is kept
+            request = connection.request_payload(ids[0])
+            deadline = time.monotonic() + 10
+            answer = None
+            while answer is None and time.monotonic() < deadline:
+                answer = next((m for m in connection.poll(0.5) if m["t"] == protocol.PAYLOAD and m["req"] == request),
+                              None)
+            assert answer is not None and answer["found"] is False
+            assert "DSPY_TOP_HISTORY_BYTES" in answer["reason"]
+    finally:
+        job.exit()
+        job.kill()
