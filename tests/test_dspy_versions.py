@@ -57,6 +57,12 @@ def run(sim, viewer):
     viewer.mark()
     yield viewer
     dspy.configure(lm=None, track_usage=False, disable_history=False)
+    # DSPy 2.6 keeps its settings overrides per thread, and concurrent asyncio tasks restore
+    # each other's: after a gather of acall()s the main thread may be left overriding `lm`
+    # with the old one (with or without dspy-top). Start the next test clean.
+    local = getattr(sys.modules["dspy.dsp.utils.settings"], "thread_local_overrides", None)
+    if hasattr(local, "overrides") and not hasattr(local, "reset"):
+        local.overrides = type(local.overrides)()
 
 
 def lm_for(sim, **kwargs):
