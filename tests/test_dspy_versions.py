@@ -14,40 +14,16 @@ import math
 import os
 import subprocess
 import sys
-import uuid
 from types import SimpleNamespace
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 import dspy  # noqa: E402
-import litellm  # noqa: E402
 import pytest  # noqa: E402
 
-import dspy_top  # noqa: E402
-from dspy_top import client  # noqa: E402
-from dspy_top.simlm import SimLM  # noqa: E402
-
-from tests.helpers.reader import Reader  # noqa: E402
+from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, sim, viewer  # noqa: E402, F401
 
 pytestmark = pytest.mark.exactness
-
-MODEL = "openai/gpt-4o-mini"
-PRICE_IN = litellm.model_cost["gpt-4o-mini"]["input_cost_per_token"]
-PRICE_OUT = litellm.model_cost["gpt-4o-mini"]["output_cost_per_token"]
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def viewer(tmp_path_factory):
-    os.environ.setdefault("DSPY_TOP_RUNTIME_DIR", str(tmp_path_factory.mktemp("rt")))
-    handle = dspy_top.instrument()
-    with client.Connection(handle.socket_path) as connection:
-        yield Reader(connection)
 
 
 @pytest.fixture
@@ -68,25 +44,6 @@ def run(sim, viewer):
 def lm_for(sim, **kwargs):
     return dspy.LM(MODEL, api_base=sim.base_url, api_key="sk-sim-secret-0123456789", cache=kwargs.pop("cache", False),
                    **kwargs)
-
-
-def nonce():
-    return uuid.uuid4().hex[:8]
-
-
-class RAG(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.generate_query = dspy.ChainOfThought("question -> query")
-        self.answer = dspy.Predict("question, query -> answer")
-
-    def forward(self, question):
-        query = self.generate_query(question=question).query
-        return self.answer(question=question, query=query)
-
-    async def aforward(self, question):
-        query = (await self.generate_query.acall(question=question)).query
-        return await self.answer.acall(question=question, query=query)
 
 
 def assert_exact(delta, sim_stats, cache_hits=0, retries=0):

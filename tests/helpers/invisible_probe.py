@@ -106,6 +106,9 @@ class QA(dspy.Module):
     def forward(self, question):
         return self.answer(question=question)
 
+    async def aforward(self, question):
+        return await self.answer.acall(question=question)
+
 
 class Outer(Teleprompter):
     """A nested optimizer: its compile takes keywords named like dspy-top's own parameters."""

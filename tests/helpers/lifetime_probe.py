@@ -23,19 +23,7 @@ import dspy  # noqa: E402
 
 from dspy_top.simlm import SimLM  # noqa: E402
 
-MODEL = "openai/gpt-4o-mini"
-
-
-class QA(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.answer = dspy.Predict("question -> answer")
-
-    def forward(self, question):
-        return self.answer(question=question)
-
-    async def aforward(self, question):
-        return await self.answer.acall(question=question)
+from invisible_probe import MODEL, QA  # noqa: E402  (this script's directory is on sys.path)
 
 
 def held_by(handle) -> set[int]:
