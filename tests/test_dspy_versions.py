@@ -46,8 +46,12 @@ def lm_for(sim, **kwargs):
                    **kwargs)
 
 
-def assert_exact(delta, sim_stats, cache_hits=0, retries=0):
-    """What the viewer was told equals what the simulated LM served, priced by litellm's table."""
+def assert_exact(delta, sim_stats, cache_hits=0, retries=None):
+    """What the viewer was told equals what the simulated LM served, priced by litellm's table.
+
+    Retries are the requests the simulated LM failed (injected, or, rarely, a bug of its own
+    answering 500), which DSPy retried."""
+    retries = sim_stats["failed"] if retries is None else retries
     totals = delta["totals"]
     assert (totals["cache_hits"], totals["retries"]) == (cache_hits, retries)
     assert sim_stats["requests"] == totals["calls"] - cache_hits + retries
