@@ -135,8 +135,8 @@ class Instrumentation:
 
 
 def instrument(history: int | None = None, queue: int | None = None, serve: bool = True,
-               prices=None, budget_usd: float | None = None, on_exceed: str | None = None,
-               module_budgets: dict[str, float] | None = None,
+               history_bytes: int | None = None, prices=None, budget_usd: float | None = None,
+               on_exceed: str | None = None, module_budgets: dict[str, float] | None = None,
                model_budgets: dict[str, float] | None = None) -> Instrumentation:
     """See `dspy_top.instrument`."""
     global _active
@@ -151,7 +151,9 @@ def instrument(history: int | None = None, queue: int | None = None, serve: bool
             return _active
         history = history if history is not None else _env_int("DSPY_TOP_HISTORY", DEFAULT_HISTORY)
         queue = queue if queue is not None else _env_int("DSPY_TOP_QUEUE", DEFAULT_QUEUE)
-        handle = Instrumentation(history, queue, serve, _env_bytes("DSPY_TOP_HISTORY_BYTES", DEFAULT_HISTORY_BYTES))
+        if history_bytes is None:
+            history_bytes = _env_bytes("DSPY_TOP_HISTORY_BYTES", DEFAULT_HISTORY_BYTES)
+        handle = Instrumentation(history, queue, serve, history_bytes)
         handle.configure(**budget_options)
         handle.start()
         _active = handle
