@@ -2,7 +2,7 @@
 time to first frame, memory after 1,000,000 events.
 
     python benchmarks/viewer.py              # everything (about a minute)
-    python benchmarks/viewer.py ingest       # one part: ingest | ingest-app | idle | first-frame | memory
+    python benchmarks/viewer.py ingest       # one part: ingest | ingest-app | idle | first-frame | memory | fold
 
 Fake instrumented processes (separate OS processes speaking the real wire protocol) feed a
 real `Collector` + `Fleet`; the viewer side refreshes from `fleet.snapshot()` every second,
@@ -49,6 +49,12 @@ def _stats(calls: int) -> dict:
             "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 0, "tool_errors": 0}
 
 
+def _call_rows(start: float, sent: int, count: int) -> list[tuple]:
+    """`count` call events in `protocol.CALL_FIELDS` order, numbered after the `sent` before them."""
+    return [(n, n, start + n * 1e-5, 0.8, MODULES[n % len(MODULES)], "Predict", "openai/gpt-4o-mini", "gpt-4o-mini",
+             800, 60, 0, 0, 0.0003, None, False, 0, None, None, (), False) for n in range(sent + 1, sent + count + 1)]
+
+
 def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None:
     """Serve one viewer: hello, snapshot, then `events` call events (with stats frames), then exit."""
     pid = os.getpid()
@@ -68,12 +74,8 @@ def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None
         # Like a real process: each drain of its queue goes out as `calls` frames of up to 500.
         frames = []
         for _ in range(2):
-            rows = []
-            for _ in range(min(500, events - sent)):
-                sent += 1
-                rows.append((sent, sent, start + sent * 1e-5, 0.8, MODULES[sent % len(MODULES)], "Predict",
-                             "openai/gpt-4o-mini", "gpt-4o-mini", 800, 60, 0, 0, 0.0003, None, False, 0, None, None,
-                             (), False))
+            rows = _call_rows(start, sent, min(500, events - sent))
+            sent += len(rows)
             if rows:
                 frames.append(protocol.encode({"t": "calls", "fields": fields, "rows": rows}))
         frames.append(protocol.encode(_stats(sent)))
@@ -87,6 +89,39 @@ def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None
     conn.close()
     listener.close()
     path.unlink()
+
+
+def fold(total_events: int = 300_000, repeats: int = 5) -> dict:
+    """The viewer's per-event cost without sockets: decode, check and fold `calls` and `stats` frames.
+
+    The same frames as `fake_process` sends, through `FrameReader` and `Fleet.fold_many` in this
+    process; the best of `repeats` runs (this machine is shared), so small changes show.
+    """
+    from dspy_top.protocol import Hello
+
+    start = time.time()
+    frames = bytearray()
+    sent = 0
+    while sent < total_events:
+        rows = _call_rows(start, sent, min(500, total_events - sent))
+        sent += len(rows)
+        frames += protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows})
+        if sent % 1000 == 0:
+            frames += protocol.encode(_stats(sent))
+    best = float("inf")
+    for _ in range(repeats):
+        fleet = Fleet()
+        fleet.attach("bench", 1)
+        fleet.connected("bench", Hello(version=protocol.PROTOCOL_VERSION, pid=1, argv=["fake-job.py"], cwd="/",
+                                       started_at=start, python="3", dspy="3", dspy_top="0", mechanism="x",
+                                       history_capacity=1000))
+        t0 = time.perf_counter()
+        messages = protocol.FrameReader().feed(bytes(frames))
+        for at in range(0, len(messages), 2):  # about the collector's fold chunk (1,000 events)
+            fleet.fold_many("bench", messages[at:at + 2])
+        best = min(best, time.perf_counter() - t0)
+    return {"events": fleet.events, "best_seconds": round(best, 3), "events_per_sec": round(fleet.events / best),
+            "us_per_event": round(best / fleet.events * 1e6, 2)}
 
 
 def rss_mib() -> float:
@@ -268,7 +303,7 @@ def idle(seconds: float = 20.0) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    parts = argv or ["ingest", "ingest-app", "idle", "first-frame", "memory"]
+    parts = argv or ["ingest", "ingest-app", "idle", "first-frame", "memory", "fold"]
     results: dict[str, dict] = {}
     for part in parts:
         if part == "ingest":
@@ -281,6 +316,8 @@ def main(argv: list[str]) -> int:
             results["first_frame"] = first_frame()
         elif part == "idle":
             results["idle"] = idle()
+        elif part == "fold":
+            results["fold"] = fold()
         else:
             print(f"unknown part {part!r}", file=sys.stderr)
             return 2

@@ -6,19 +6,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from dspy_top import options
+
 DESCRIPTION = """\
 A live, top-style view of DSPy programs: LM calls, tokens, cost, cache, errors and
 latency per module and per model, with a browsable history of every call.
 
 With no option, dspy-top attaches to every instrumented DSPy process of this user and
 keeps watching for new ones. A process is instrumented when it calls
-dspy_top.instrument(), runs with DSPY_TOP=1, or is started with `dspy-top run`.
+dspy_top.instrument(), runs with DSPY_TOP=1, is started with `dspy-top run`, or was
+attached with `dspy-top attach PID` while running.
 """
 
 EPILOG = """\
 subcommands:
   dspy-top run [--] COMMAND...   run COMMAND instrumented and watch it (dspy-top run --help)
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
+  dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
+  dspy-top detach PID            remove what `dspy-top attach` put into it
 
 keys (in the viewer; ? shows them all):
   q quit   space pause   / filter   < > sort column   enter expand / inspect
@@ -36,11 +41,12 @@ prices and budgets:
   budget (dspy_top.instrument(budget_usd=...)) shows in the header
 
 exit status: 0 when a process was attached (batch mode) or the viewer quit normally,
-1 when batch mode attached nothing, 2 on a usage error, 3 when batch mode saw the
---budget reached.
+1 when batch mode attached nothing, 2 on a usage error or when the live view has no
+terminal (stdout is a file or a pipe: use -b), 3 when batch mode saw the --budget reached.
 
 environment:
-  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir)
+  DSPY_TOP_RUNTIME_DIR   where the sockets are (default: the per-user runtime dir; one another
+                         user could have planted is replaced by a private one, with a warning)
   DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
   DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
 """
@@ -56,22 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attach to this process only (repeat for several)")
     target.add_argument("--socket", type=Path, action="append", metavar="PATH", dest="sockets",
                         help="attach to the process serving this socket")
-    view = parser.add_argument_group("display")
-    view.add_argument("-d", "--delay", type=positive_number, default=1.0, metavar="SECONDS",
-                      help="seconds between screen updates or batch snapshots (default 1)")
-    view.add_argument("-b", "--batch", action="store_true",
-                      help="print snapshots instead of running the interactive viewer")
-    view.add_argument("-n", "--iterations", type=int, metavar="N",
-                      help="batch mode: stop after N snapshots (default: until interrupted)")
-    view.add_argument("--json", action="store_true",
-                      help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
+    target.add_argument("--attach", action="store_true",
+                        help="with -p: first instrument those processes if they were started without dspy-top "
+                             "(as `dspy-top attach PID` does)")
+    options.add_display_options(
+        parser.add_argument_group("display"),
+        batch_help="print snapshots instead of running the interactive viewer",
+        iterations_help="batch mode: stop after N snapshots (default: until interrupted)")
     money = parser.add_argument_group("prices and budget")
-    money.add_argument("--price", type=price_option, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices",
-                       help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, replacing "
-                            "the job's figure and pricing calls it could not (repeat for several models)")
-    money.add_argument("--budget", type=positive_number, metavar="USD",
-                       help="warn at 80%% and 100%% of USD spent across every attached job "
-                            "(batch mode: on stderr, and exit status 3 once reached)")
+    options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, "
+                                         "replacing the job's figure and pricing calls it could not (repeat for "
+                                         "several models)")
+    options.add_budget_option(money, help="warn at 80%% and 100%% of USD spent across every attached job "
+                                          "(batch mode: on stderr, and exit status 3 once reached)")
     parser.add_argument("--version", action="version", version=f"dspy-top {_version()}")
     return parser
 
@@ -80,25 +83,6 @@ def _version() -> str:
     from dspy_top import __version__
 
     return __version__
-
-
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def price_option(text: str):
-    from dspy_top.pricing import parse_price
-
-    try:
-        return parse_price(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _money(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict, float | None]:
@@ -118,36 +102,47 @@ def _money(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[d
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("run", "demo"):
-        return _subcommand(argv[0], argv[1:])
+    if argv and argv[0] == "run":
+        from dspy_top.run import main as run_main
+
+        return run_main(argv[1:])
+    if argv and argv[0] == "demo":
+        from dspy_top.demo import main as demo_main
+
+        return demo_main(argv[1:])
+    if argv and argv[0] in ("attach", "detach"):
+        from dspy_top.attach import command
+
+        return command.main(argv[1:], argv[0])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.iterations is not None and args.iterations < 1:
-        parser.error("-n must be at least 1")
-    if (args.json or args.iterations is not None) and not args.batch:
-        parser.error("-n and --json need -b (batch mode)")
+    options.check_display_options(parser, args)
+    if not args.batch and options.no_terminal():
+        parser.exit(2, f"dspy-top: {options.no_terminal()}\n")
+    if args.attach:
+        if not args.pids:
+            parser.error("--attach needs -p PID")
+        from dspy_top.attach.command import attach_command
+
+        for pid in args.pids:
+            status = attach_command(pid)
+            if status:
+                return status
     prices, budget = _money(args, parser)
+    from dspy_top import paths
+
+    located = paths.locate()  # never raises: an unusable runtime directory gives a private fallback and a warning
     if args.batch:
         from dspy_top.viewer import batch
 
-        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations,
-                         delay=args.delay, as_json=args.json, prices=prices, budget_usd=budget)
+        if located.warning:
+            batch.say(located.warning)
+        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations, delay=args.delay,
+                         as_json=args.json, prices=prices, budget_usd=budget, directory=located.path)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget)
-
-
-def _subcommand(name: str, argv: list[str]) -> int:
-    import importlib
-
-    try:
-        module = importlib.import_module(f"dspy_top.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"dspy_top.{name}":
-            raise
-        print(f"dspy-top: the `{name}` subcommand is not available in this build", file=sys.stderr)
-        return 2
-    return int(module.main(argv) or 0)
+    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget,
+                      directory=located.path, notice=located.warning)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,21 @@ import itertools
 import os
 import select
 import socket
+import stat
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from dspy_top import paths, protocol
 from dspy_top.protocol import Hello, ProtocolError
+
+
+RETRY_FOR = 10.0  # seconds a busy process's socket is tried again before giving up
+RETRY_FIRST = 0.02  # the first pause between tries; it doubles up to RETRY_MAX
+RETRY_MAX = 0.5
 
 
 class ConnectError(Exception):
@@ -46,20 +53,31 @@ def pid_alive(pid: int) -> bool:
 def discover(directory: Path | None = None, cleanup: bool = True) -> list[Endpoint]:
     """Sockets of this user's running instrumented processes, by pid.
 
-    With `cleanup`, sockets left behind by processes that died are removed.
+    Only in a directory that can be trusted (`paths.untrusted`), and only real sockets this
+    user owns, named `<pid>.sock` (no symbolic links). With `cleanup`, sockets left behind by
+    processes that died are removed.
     """
     directory = directory or paths.runtime_dir()
+    if paths.untrusted(directory) is not None:
+        return []
     try:
         entries = list(directory.iterdir())
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except OSError:
         return []
     found = []
+    uid = os.getuid()
     for entry in entries:
-        if not entry.name.endswith(paths.SOCKET_SUFFIX):
+        name = entry.name
+        if not name.endswith(paths.SOCKET_SUFFIX) or not _digits(name[: -len(paths.SOCKET_SUFFIX)]):
             continue
+        pid = int(name[: -len(paths.SOCKET_SUFFIX)])
+        if name != f"{pid}{paths.SOCKET_SUFFIX}":
+            continue  # "007.sock" and the like: not a name a process gives its socket
         try:
-            pid = int(entry.name[: -len(paths.SOCKET_SUFFIX)])
-        except ValueError:
+            info = os.lstat(entry)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid:
             continue
         if pid_alive(pid):
             found.append(Endpoint(pid, entry))
@@ -69,6 +87,10 @@ def discover(directory: Path | None = None, cleanup: bool = True) -> list[Endpoi
             except OSError:
                 pass
     return sorted(found, key=lambda e: e.pid)
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def socket_for_pid(pid: int, directory: Path | None = None) -> Path:
@@ -83,10 +105,12 @@ class Connection:
     viewer does: it is much cheaper at high event rates).
     """
 
-    def __init__(self, socket_path: Path | str, timeout: float = 3.0, batches: bool = False) -> None:
+    def __init__(self, socket_path: Path | str, timeout: float = 3.0, batches: bool = False,
+                 retry_for: float = RETRY_FOR) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
         self.batches = batches
+        self.retry_for = retry_for
         self.hello: Hello | None = None
         self._sock: socket.socket | None = None
         self._reader = protocol.FrameReader()
@@ -105,23 +129,19 @@ class Connection:
     def fileno(self) -> int:
         return self._sock.fileno() if self._sock is not None else -1
 
-    def connect(self) -> Hello:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self.socket_path))
-        except FileNotFoundError:
+    def connect(self, on_wait: Callable[[str], None] | None = None) -> Hello:
+        """Attach: the socket must be a real socket (no symbolic link) served by this user.
+
+        A process that is busy accepting (its listen queue full, or not listening yet) is
+        tried again with backoff for up to `retry_for` seconds; `on_wait` hears why meanwhile.
+        """
+        sock, owner = self._open(on_wait)
+        uid = peer_uid(sock)
+        if uid is None:
+            uid = owner  # no SO_PEERCRED on this system: the socket file's owner is the next best witness
+        if uid != os.getuid():
             sock.close()
-            raise ConnectError(f"no socket at {self.socket_path} (the process has exited)") from None
-        except ConnectionRefusedError:
-            sock.close()
-            raise ConnectError(f"nothing listens on {self.socket_path} (stale socket of an exited process)") from None
-        except PermissionError:
-            sock.close()
-            raise ConnectError(f"permission denied on {self.socket_path} (another user's process?)") from None
-        except OSError as exc:
-            sock.close()
-            raise ConnectError(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
+            raise ConnectError(f"{self.socket_path} is served by another user (uid {uid}): not trusted, not attached")
         self._sock = sock
         try:
             first = self._next(self.timeout)
@@ -150,6 +170,57 @@ class Connection:
             pass
         sock.setblocking(False)
         return self.hello
+
+    def _open(self, on_wait: Callable[[str], None] | None) -> tuple[socket.socket, int]:
+        """A connected socket (retrying a busy process) and the uid owning the socket file."""
+        path = self.socket_path
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            raise ConnectError(f"no socket at {path} (the process has exited)") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot look at {path}: {exc.strerror or exc}") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise ConnectError(f"{path} is a symbolic link: dspy-top follows none")
+        if not stat.S_ISSOCK(info.st_mode):
+            raise ConnectError(f"{path} is not a socket")
+        deadline = time.monotonic() + self.retry_for
+        delay = RETRY_FIRST
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(path))
+                return sock, info.st_uid
+            except FileNotFoundError:
+                sock.close()
+                raise ConnectError(f"no socket at {path} (the process has exited)") from None
+            except PermissionError:
+                sock.close()
+                raise ConnectError(f"permission denied on {path} (another user's process?)") from None
+            except OSError as exc:
+                sock.close()
+                busy = self._busy(exc)
+                if busy is None:
+                    if isinstance(exc, ConnectionRefusedError):
+                        raise ConnectError(f"nothing listens on {path} (stale socket of an exited process)") from None
+                    raise ConnectError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+            if time.monotonic() + delay > deadline:
+                raise ConnectError(f"{path}: {busy}; gave up after {self.retry_for:g}s of retrying")
+            if on_wait is not None:
+                on_wait(f"connecting… {busy}; retrying for up to {self.retry_for:g}s")
+            time.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
+
+    def _busy(self, exc: OSError) -> str | None:
+        """Why a failed connect is worth trying again, or None when it is not."""
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return "the process's listen queue is full (many viewers connecting at once)"
+        if exc.errno == errno.ECONNREFUSED:
+            name = self.socket_path.name.removesuffix(paths.SOCKET_SUFFIX)
+            if _digits(name) and pid_alive(int(name)):
+                return f"pid {int(name)} is alive but not accepting yet"
+        return None
 
     def close(self) -> None:
         self.closed = True
@@ -309,6 +380,18 @@ class Connection:
             except OSError as exc:
                 self.close()
                 raise ConnectError(f"connection failed: {exc.strerror or exc}") from None
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process serving a connected Unix socket (SO_PEERCRED), or None where unknown."""
+    so_peercred = getattr(socket, "SO_PEERCRED", None)
+    if so_peercred is None:
+        return None  # no SO_PEERCRED here (macOS): the caller falls back to the socket file's owner
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return struct.unpack("3i", creds)[1]
 
 
 def message_size(message: dict[str, Any]) -> int:

@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from dspy_top import run
+from dspy_top import options
+from dspy_top.run.command import add_job_options, run_command
 
 USAGE = ("dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
          "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]")
@@ -59,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--dev", type=int, default=20, metavar="N", help="optimizer evaluation questions (default 20)")
     job.add_argument("--threads", type=int, default=4, metavar="N", help="parallel LM calls (default 4)")
     job.add_argument("--no-mipro", action="store_true", help="stop after BootstrapFewShot")
-    run.add_view_options(parser.add_argument_group("display"))
-    run.add_money_options(parser.add_argument_group("the job's budget and prices"))
+    add_job_options(parser)
     return parser
 
 
@@ -95,7 +95,7 @@ def job_command(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    run.check_view_options(parser, args)
+    options.check_display_options(parser, args)
     for name in ("questions", "train", "dev", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
         env["DSPY_TOP_DEMO_LM_URL"] = sim.base_url
         env.pop("DSPY_TOP_DEMO_MODEL", None)
     try:
-        return run.run_command(job_command(args), args, env=env)
+        return run_command(job_command(args), args, env=env)
     finally:
         if sim is not None:
             sim.stop()

@@ -151,26 +151,10 @@ class Hello:
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> "Hello":
-        version = message.get("v")
-        if version != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"process speaks dspy-top protocol version {version!r}; this viewer speaks {PROTOCOL_VERSION}"
-            )
-        try:
-            return cls(
-                version=version,
-                pid=int(message["pid"]),
-                argv=[str(a) for a in message.get("argv", [])],
-                cwd=str(message.get("cwd", "")),
-                started_at=float(message.get("started_at", 0.0)),
-                python=str(message.get("python", "")),
-                dspy=str(message.get("dspy", "")),
-                dspy_top=str(message.get("dspy_top", "")),
-                mechanism=str(message.get("mechanism", "")),
-                history_capacity=int(message.get("history_capacity", 0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed hello: {exc}") from None
+        """Checked like every other message (dspy_top/schema.py); raises ProtocolError."""
+        from dspy_top import schema  # it imports this module
+
+        return schema.hello(message)
 
 
 # The counters kept for the whole process, for each module path and each model.

@@ -85,20 +85,17 @@ def test_help_is_complete_and_bad_usage_exits_2(capsys):
         assert exit_info.value.code == 2
 
 
-def test_subcommands_dispatch_lazily(monkeypatch, capsys):
-    import importlib
+def test_subcommands_dispatch_lazily(monkeypatch):
+    """`dspy-top run ...` and `dspy-top demo ...` hand their arguments to the subcommand's main, imported only then."""
+    import dspy_top.demo
+    import dspy_top.run
 
-    def missing(name):
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    assert cli.main(["demo"]) == 2
-    assert "not available" in capsys.readouterr().err
-
-    class Fake:
-        @staticmethod
-        def main(argv):
-            return 7 if argv == ["--", "python", "job.py"] else 0
-
-    monkeypatch.setattr(importlib, "import_module", lambda name: Fake)
+    monkeypatch.setattr(dspy_top.run, "main", lambda argv: 7 if argv == ["--", "python", "job.py"] else 0)
+    monkeypatch.setattr(dspy_top.demo, "main", lambda argv: 5 if argv == ["--speed", "0"] else 0)
     assert cli.main(["run", "--", "python", "job.py"]) == 7
+    assert cli.main(["demo", "--speed", "0"]) == 5
+    code = ("import sys; from dspy_top import cli; cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('dspy_top.run', 'dspy_top.demo'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -67,6 +67,8 @@ def test_quick_start_installs_into_a_fresh_venv_and_the_demo_view_goes_live(tmp_
     installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import dspy_top, sys; print(dspy_top.__file__)"],
                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert installed.returncode == 0 and "site-packages" in installed.stdout, installed.stderr  # not the copy
+    # The wheel ships the sitecustomize shim `dspy-top run` copies for the job (a file, not a string).
+    assert (Path(installed.stdout.strip()).parent / "run" / "site" / "sitecustomize.py").is_file()
     # The wheel's own `run`: the .pth file it installed instruments the job.
     result = subprocess.run(
         [str(venv / "bin" / "dspy-top"), "run", "-b", "--json", "--", str(venv / "bin" / "python"),

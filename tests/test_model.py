@@ -11,6 +11,7 @@ from dspy_top.model.counters import Counters, total
 from dspy_top.model.rates import BucketSeries, RateWindow
 from dspy_top.protocol import CALL_FIELDS, Hello
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.optimizer_report import optimizer_line
 
 
 class Clock:
@@ -282,14 +283,14 @@ def test_scopes_give_a_one_line_progress_summary():
     fleet.fold("a", {"t": "eval_start", "id": "eval-1", "kind": "eval", "start": clock.now, "state": "running",
                      "total": 100, "parent": "compile-1"})
     fleet.fold("a", {"t": "eval_progress", "id": "eval-1", "done": 37, "score_sum": 29.0})
-    line = fleet.snapshot().progress
+    line = optimizer_line(fleet.snapshot().optimizers, clock.now)
     assert line.startswith("MIPROv2 baseline evaluation · 1:12")  # MIPROv2's first evaluation is its baseline
     assert "eval 37/100 · 78.4%" in line
     fleet.fold("a", {"t": "eval_end", "id": "eval-1", "kind": "eval", "state": "done", "score": 80.0,
                      "end": clock.now, "usage": counters(calls=74)})
     fleet.fold("a", {"t": "compile_end", "id": "compile-1", "kind": "compile", "state": "done", "end": clock.now})
     snapshot = fleet.snapshot()
-    assert snapshot.progress is None
+    assert optimizer_line(snapshot.optimizers, snapshot.at) is None
     assert {s.id: s.usage.calls for s in snapshot.scopes}["eval-1"] == 74
 
 

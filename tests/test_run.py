@@ -155,6 +155,17 @@ def test_batch_mode_prints_the_final_numbers_and_exits_with_the_jobs_status(runt
     assert "the job exited with status 0" in result.stderr
 
 
+def test_batch_mode_prints_the_jobs_final_numbers_once(runtime):
+    # Snapshots every 0.2 s: several fall between the job's exit message and its process ending.
+    result = dspy_top_run("-b", "--json", "-d", "0.2", "--", sys.executable, str(JOB), "--calls", "2")
+    assert result.returncode == 0, result.stderr
+    snapshots = [json.loads(line) for line in result.stdout.splitlines()]
+    ended = [s for s in snapshots if s["processes"] and all(p["state"] == "ended" for p in s["processes"])]
+    assert len(ended) == 1 and ended[0] is snapshots[-1]
+    assert ended[0]["totals"]["calls"] == 4
+    assert [s["iteration"] for s in snapshots] == list(range(1, len(snapshots) + 1))
+
+
 @pytest.mark.parametrize(("then", "status", "said"), [
     ("exit:3", 3, "exited with status 3"),
     ("crash", 1, "RuntimeError: the job crashed on purpose"),

@@ -271,6 +271,9 @@ def test_socket_and_directory_are_private(runtime_dir):
 def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
     job = Job(runtime_dir, 4, "--fork")
     job.expect("DONE")
+    # The child serves its socket before its own calls (its instrument() call starts the server):
+    # it says CHILD once they are done, so its snapshot holds them.
+    job.expect("CHILD")
     # The child is found the way a viewer finds it: by its own socket in the runtime dir.
     deadline = time.monotonic() + 60
     while len(endpoints := client.discover()) < 2 and time.monotonic() < deadline:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from dspy_top import schema
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import Counters, total
-from dspy_top.protocol import CALL_FIELDS, call_dicts
+from dspy_top.protocol import CALL_FIELDS, CALLS, call_dicts
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.components.call_view import facts
 
@@ -31,15 +34,20 @@ def test_the_model_reads_the_column_and_older_processes_without_it():
     for name, value in {"seq": 1, "id": 7, "start": 1.0, "latency": 0.5, "path": "P", "model": "m",
                         "cache_hit": False, "retries": 0, "usage_known": False}.items():
         row[fields.index(name)] = value
-    assert CallSummary.rows_reader(fields)("sock", 1, row).usage_known is False
+    (checked,) = schema.parse({"t": CALLS, "fields": fields, "rows": [row]}).rows
+    assert CallSummary.from_row("sock", 1, checked).usage_known is False
     older = [name for name in fields if name != "usage_known"]
-    assert CallSummary.rows_reader(older)("sock", 1, [v for n, v in zip(fields, row) if n != "usage_known"]).usage_known
-    assert CallSummary.from_wire("sock", 1, {"id": 7}).usage_known
+    (checked,) = schema.parse({"t": CALLS, "fields": older,
+                               "rows": [[v for n, v in zip(fields, row) if n != "usage_known"]]}).rows
+    assert CallSummary.from_row("sock", 1, checked).usage_known is True
+    assert CallSummary.from_wire("sock", 1, {"id": 7}).usage_known is True
+    with pytest.raises(schema.BadMessage):
+        schema.parse({"t": CALLS, "fields": fields, "rows": [[*row[:-1], "maybe"]]})
 
 
 def test_counters_say_their_tokens_are_a_lower_bound():
-    known = Counters.from_wire({"calls": 2, "prompt_tokens": 1200})
-    unknown = Counters.from_wire({"calls": 1, "unmetered_calls": 1})
+    known = Counters.from_record(schema.counters({"calls": 2, "prompt_tokens": 1200}, "test"))
+    unknown = Counters.from_record(schema.counters({"calls": 1, "unmetered_calls": 1}, "test"))
     both = total([known, unknown])
     assert known.tokens_known and not unknown.tokens_known and not both.tokens_known
     assert both.to_json()["tokens_known"] is False and both.to_json()["unmetered_calls"] == 1

@@ -13,9 +13,9 @@ from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
-from dspy_top.viewer.components.inspect_screen import InspectScreen
 from dspy_top.viewer.components.module_table import ModuleTable
 from dspy_top.viewer.components.process_table import ProcessTable
+from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
 
 pytestmark = pytest.mark.timeout(120)

@@ -48,6 +48,8 @@ def test_broken_process_and_process_list(snap_compare):
 
 def test_inspect_call(snap_compare):
     async def open_call(pilot):
+        while not pilot.app.screen_stack[0].is_mounted:  # the main screen composes as the app starts
+            await pilot.pause(0.01)
         table = pilot.app.query_one(HistoryTable)
         table.focus()
         table.set_follow(False)

@@ -45,6 +45,8 @@ PENDING_LIMIT = 8000
 # first). Folding one call at a time ran with a cold CPU cache: DSPy's own work between two
 # calls evicts the counters, so each fold missed on them all again (17 µs against 6 µs hot).
 FOLD_BATCH = 128
+# The module path of the calls counted from DSPy's history at `dspy-top attach`.
+BEFORE_ATTACH = "(before attach)"
 
 
 class Counters:
@@ -204,6 +206,8 @@ class Recorder:
         self._size_dropped: set[int] = set()
         self.dropped_events = 0
         self.internal_errors = 0
+        # Set by `dspy-top attach`: what DSPy's own history says happened before (history_backfill.py).
+        self.before_attach: dict[str, Any] | None = None
         self.tool_calls = 0
         self.tool_errors = 0
         self.version = 0
@@ -551,6 +555,7 @@ class Recorder:
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
             "budget": self.budget,
+            **({"before_attach": self.before_attach} if self.before_attach is not None else {}),
         }
 
     def _in_flight(self) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
@@ -596,6 +601,20 @@ class Recorder:
             rows = list(self.recent)
             seq = self.sequence
         return {"stats": stats, "calls": call_dicts(CALL_FIELDS, rows), "seq": seq}
+
+    def add_before_attach(self, model: str | None, counters: Counters | None, summary: dict[str, Any]) -> None:
+        """Calls DSPy's history recorded before `dspy-top attach`: they join the totals in a
+        `(before attach)` cell of their model (never the call stream); `summary` goes out in `stats`."""
+        with self.lock:
+            if counters is not None:
+                key = (BEFORE_ATTACH, str(model))
+                cell = self.cells.get(key)
+                if cell is None:
+                    cell = self.cells[key] = Counters()
+                    self.module_info.setdefault(BEFORE_ATTACH, {"class": "DSPy history", "chain": []})
+                cell.add(counters)
+            self.before_attach = summary
+            self.version += 1
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""

@@ -8,9 +8,10 @@ budget_usd=...)`) acts inside the job and reports its limits and alerts in `stat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 
 from dspy_top.pricing import usd
+from dspy_top.schema import AlertRecord
 
 WARN_AT = 0.8
 LEVELS = (80, 100)  # percent: each warns once
@@ -92,11 +93,9 @@ class BudgetAlert:
         return (self.process, self.level, self.scope, self.name)
 
     @classmethod
-    def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "BudgetAlert":
-        spent, limit = wire.get("spent_usd"), wire.get("budget_usd")
-        return cls(process, pid, str(wire.get("level")), str(wire.get("scope") or "total"), str(wire.get("name") or ""),
-                   float(spent) if spent is not None else None, float(limit) if limit is not None else None,
-                   str(wire.get("action") or ""), str(wire.get("message") or ""))
+    def from_record(cls, process: str, pid: int, record: AlertRecord) -> "BudgetAlert":
+        return cls(process, pid, record.level, record.scope, record.name, record.spent_usd, record.budget_usd,
+                   record.action, record.message)
 
 
 @dataclass(frozen=True)
@@ -116,14 +115,6 @@ class JobBudget:
     @property
     def worst(self) -> BudgetLimit | None:
         return max(self.limits, key=lambda limit: limit.fraction, default=None)
-
-
-def limits_from_wire(wire: Mapping[str, Any] | None) -> list[tuple[str, str, float]]:
-    """(scope, name, usd) for each limit in `stats.budget`."""
-    out = []
-    for limit in (wire or {}).get("limits") or ():
-        out.append((str(limit.get("scope") or "total"), str(limit.get("name") or ""), float(limit.get("usd") or 0.0)))
-    return out
 
 
 def all_alerts(budgets: Iterable[JobBudget]) -> list[BudgetAlert]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+
+from dspy_top import schema
 
 
 class CallSummary(NamedTuple):
@@ -45,56 +46,17 @@ class CallSummary(NamedTuple):
         return self.start + self.latency
 
     @classmethod
-    def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "CallSummary":
-        """Validated on the way in, so a process sending odd types never breaks the screen."""
-        get = wire.get
-        return _checked(cls, process, pid, wire["id"], get("start"), get("latency"), get("path"),
-                        get("module_class"), get("model"), get("prompt_tokens"), get("completion_tokens"),
-                        get("cached_tokens"), get("cost_usd"), get("cost_saved_usd"), get("cache_hit"),
-                        get("retries"), get("error"), get("error_message"), get("response_model"), get("scopes"),
-                        get("usage_known"))
+    def from_row(cls, process: str, pid: int, row: tuple) -> "CallSummary":
+        """From a checked row (`schema.CALL_COLUMNS` order): the viewer's hot path, so no copying."""
+        return _new(cls, (process, pid, *row))
 
     @classmethod
-    def rows_reader(cls, fields: Iterable[str]):
-        """A function turning one row of a `calls` batch with these columns into a CallSummary."""
-        index = {name: i for i, name in enumerate(fields)}
-        width = len(index)
-        picks = [index.get(name, width) for name in _ROW_COLUMNS]
-        if picks[0] == width:
-            raise KeyError("id")
-        pick = itemgetter(*picks)  # a column the process did not send reads as None
-
-        def read(process: str, pid: int, row: Any) -> "CallSummary":
-            if len(row) != width:
-                raise ValueError(f"row of {len(row)} values for {width} columns")
-            return _checked(cls, process, pid, *pick((*row, None)))
-
-        return read
+    def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "CallSummary":
+        """From one `call` map, checked on the way in (raises `schema.BadMessage`)."""
+        return _new(cls, (process, pid, *schema.call_map(wire)))
 
     def matches(self, query: "CallQuery") -> bool:
         return query.matches(self)
-
-
-# The wire columns `_checked` takes, in its order.
-_ROW_COLUMNS = ("id", "start", "latency", "path", "module_class", "model", "prompt_tokens", "completion_tokens",
-                "cached_tokens", "cost_usd", "cost_saved_usd", "cache_hit", "retries", "error", "error_message",
-                "response_model", "scopes", "usage_known")
-
-
-def _checked(cls, process, pid, call_id, start, latency, path, module_class, model, prompt_tokens,
-             completion_tokens, cached_tokens, cost, saved, cache_hit, retries, error, message, response_model,
-             scopes, usage_known=None) -> CallSummary:
-    return _new(cls, (
-        process, pid, int(call_id), float(start or 0.0), float(latency or 0.0),
-        str(path or "(direct)"), str(module_class or ""), str(model or "?"),
-        int(prompt_tokens or 0), int(completion_tokens or 0), int(cached_tokens or 0),
-        float(cost) if cost is not None else None, float(saved) if saved is not None else None,
-        bool(cache_hit), int(retries or 0),
-        str(error) if error is not None else None, str(message) if message is not None else None,
-        str(response_model) if response_model is not None else None,
-        tuple(str(s) for s in scopes) if scopes else (),
-        usage_known is not False,  # a process that does not send it always knew
-    ))
 
 
 _new = tuple.__new__

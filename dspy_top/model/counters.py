@@ -5,50 +5,31 @@ A frozen value: folding a `stats` frame replaces counters whole, so a snapshot c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Iterable
 
 from dspy_top import latency
+from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
 
 _INT_FIELDS = (
     "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "unpriced_calls", "unmetered_calls", "in_flight",
 )
 _FLOAT_FIELDS = ("cost_usd", "cost_saved_usd", "latency_s")
+_FIELDS = tuple(f.name for f in fields(CountersRecord))
 
 
 @dataclass(frozen=True, slots=True)
-class Counters:
-    """One set of exact counters (see docs/protocol.md, "Counters")."""
-
-    calls: int = 0
-    errors: int = 0
-    retries: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced_calls: int = 0
-    unmetered_calls: int = 0  # calls whose tokens DSPy did not report: the token counts are a lower bound
-    cost_saved_usd: float = 0.0
-    latency_s: float = 0.0
-    in_flight: int = 0
-    latency_hist: Mapping[int, int] = field(default_factory=dict)
-    last_at: float = 0.0
+class Counters(CountersRecord):
+    """One set of exact counters (see docs/protocol.md, "Counters"): the checked wire record's
+    fields (dspy_top/schema.py), with the arithmetic the views need."""
 
     @classmethod
-    def from_wire(cls, wire: Mapping[str, Any] | None) -> "Counters":
-        """Counters from a wire map; missing keys are zero, wrong types raise ValueError/TypeError."""
-        if not wire:
+    def from_record(cls, record: CountersRecord) -> "Counters":
+        """Counters from their checked wire record."""
+        if record is EMPTY_COUNTERS:
             return EMPTY
-        values: dict[str, Any] = {name: int(wire.get(name) or 0) for name in _INT_FIELDS}
-        values.update({name: float(wire.get(name) or 0.0) for name in _FLOAT_FIELDS})
-        hist = wire.get("latency_hist") or {}
-        values["latency_hist"] = {int(bucket): int(count) for bucket, count in hist.items()}
-        values["last_at"] = float(wire.get("last_at") or 0.0)
-        return cls(**values)
+        return cls(*(getattr(record, name) for name in _FIELDS))
 
     @property
     def tokens(self) -> int:

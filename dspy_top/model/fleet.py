@@ -14,15 +14,15 @@ from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
 from dspy_top.model.calls import CallQuery, CallSummary, History
 from dspy_top.model.counters import Counters, total
-from dspy_top.model.process import CONNECTING, ENDED, RUNNING, ProcessState
+from dspy_top.model.process import CONNECTING, ENDED, LOST, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
-from dspy_top.model.optimizers import optimizer_line
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
 from dspy_top.protocol import Hello
+from dspy_top.schema import BadMessage, Record, parse
 
 SERIES_LENGTH = 120  # sparkline buckets kept (seconds at the default bucket width)
 
@@ -70,13 +70,19 @@ class Fleet:
         self.version += 1
         self.attach(key, hello.pid).connected(hello, self.clock())
 
-    def fold(self, key: str, message: Mapping[str, Any]) -> None:
-        """Apply one message; malformed content marks the process, never raises."""
+    def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
+        """Apply one message; a malformed one marks the process, never raises."""
         self.fold_many(key, [message])
 
-    def fold_many(self, key: str, messages: list[Mapping[str, Any]]) -> None:
+    def fold_many(self, key: str, messages: list[Mapping[str, Any] | Record]) -> None:
+        """Apply messages in order, each checked first (dspy_top/schema.py) unless it already is a record.
+
+        A message the schema refuses ends the process's stream: it is marked with the reason
+        ("protocol error: ..."), nothing after it is folded, and the collector closes its
+        connection. Other processes are untouched.
+        """
         process = self.processes.get(key)
-        if process is None:
+        if process is None or process.state == LOST:
             return
         now = self.clock()
         history = self.history
@@ -84,16 +90,23 @@ class Fleet:
         self.version += 1
         for message in messages:
             try:
-                process.fold(message, now, history)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                process.status = f"malformed {message.get('t')!r} message ({type(exc).__name__}); skipped"
+                record = parse(message)
+                if record is not None:
+                    process.fold(record, now, history)
+            except BadMessage as exc:
+                kind = message.get("t") if isinstance(message, Mapping) else None
+                process.failed(f"malformed {kind!r} message: {exc}", now, protocol=True)
+                break
+            except Exception as exc:  # a fault of the viewer's own: the same, never an escape
+                process.failed(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now, protocol=True)
+                break
         self.events += process.events - before  # a `calls` batch counts each call
 
-    def failed(self, key: str, reason: str) -> None:
+    def failed(self, key: str, reason: str, protocol: bool = False) -> None:
         process = self.processes.get(key)
         if process is not None:
             self.version += 1
-            process.failed(reason, self.clock())
+            process.failed(reason, self.clock(), protocol)
 
     def dismiss(self, key: str) -> bool:
         """Forget a process that is no longer live (ended, lost or failed)."""
@@ -160,7 +173,7 @@ class Fleet:
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
             totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
-            modules=tree, models=model_rows, scopes=scopes, progress=optimizer_line(optimizers, now),
+            modules=tree, models=model_rows, scopes=scopes,
             calls=calls, history_size=len(self.history), history_added=self.history.added,
             dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
             internal_errors=sum(p.internal_errors for p in in_view),
@@ -201,5 +214,6 @@ class Fleet:
             status=process.status, started_at=process.started_at, uptime=process.uptime(now),
             totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
             mechanism=process.hello.mechanism if process.hello else "",
-            dropped=process.dropped_events + process.dropped_viewer,
+            dropped=process.dropped_events + process.dropped_viewer, final_numbers=process.final_numbers,
+            before_attach=process.before_attach,
         )

@@ -7,16 +7,18 @@ frames, which are exact even when call events were dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
 
-from dspy_top.model.budget import BudgetAlert, BudgetLimit, JobBudget, limits_from_wire
+from dspy_top.model.before_attach import BeforeAttach
+from dspy_top.model.budget import BudgetAlert, BudgetLimit, JobBudget
 from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.model.rates import BucketSeries, RateWindow
-from dspy_top.model.repricing import Cell, Repricer, cells_from_wire
-from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_wire
+from dspy_top.model.repricing import Cell, Repricer
+from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
 from dspy_top.protocol import Hello
+from dspy_top.schema import (AlertRecord, BudgetRecord, CallsRecord, ErrorRecord, ExitRecord, Record, ScopeRecord,
+                             SnapshotRecord, StatsRecord)
 
 # What a process row can say about its connection.
 CONNECTING = "connecting"
@@ -24,8 +26,7 @@ RUNNING = "running"
 ENDED = "ended"  # sent `exit`: final numbers
 LOST = "lost"  # the connection broke without an `exit`
 FAILED = "failed"  # never attached (bad socket, wrong version, permission)
-
-_SCOPE_MESSAGES = ("eval_start", "eval_progress", "eval_end", "compile_start", "compile_end")
+NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class ProcessState:
         self.budget_on_exceed: str | None = None  # the job's budget guard, when it has one
         self.budget_limits: tuple[BudgetLimit, ...] = ()
         self.budget_alerts: dict[tuple[str, str, str, str], BudgetAlert] = {}
+        self.before_attach: BeforeAttach | None = None  # `dspy-top attach`: what DSPy's history counted
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -100,87 +102,87 @@ class ProcessState:
         self.status = "running"
         self.attached_at = now
 
-    def failed(self, reason: str, now: float) -> None:
-        """The connection could not be made or broke; an ended process stays ended."""
-        if self.state == ENDED:
+    def failed(self, reason: str, now: float, protocol: bool = False) -> None:
+        """The connection could not be made or broke (`protocol`: it sent something the schema refuses,
+        and nothing more is read from it). An ended, or already lost, process stays so."""
+        if self.state in (ENDED, LOST):
             return
+        if protocol:
+            reason = f"protocol error: {reason}"
         if self.state == RUNNING:
+            # Attached, then cut off before its `exit`: what it last sent is shown, never as final.
             self.state = LOST
-            self.status = f"connection lost: {reason}"
+            self.status = f"{reason if protocol else f'connection lost: {reason}'} · {NOT_FINAL}"
             self.ended_at = now
         else:
             self.state = FAILED
             self.status = reason
 
+    @property
+    def final_numbers(self) -> str | None:
+        """"received" once the `exit` came, "not received" when the stream broke first, else None."""
+        return {ENDED: "received", LOST: "not received"}.get(self.state)
+
     # --- folding --------------------------------------------------------------------
 
-    def fold(self, message: Mapping[str, Any], now: float, history: History) -> None:
-        """Apply one message from the process. Raises (ValueError, TypeError, KeyError) on malformed data."""
-        kind = message.get("t")
-        if kind == "calls":
-            self._fold_calls(message, history)
+    def fold(self, record: Record, now: float, history: History) -> None:
+        """Apply one checked message from the process (see dspy_top/schema.py)."""
+        kind = type(record)
+        if kind is CallsRecord:
+            self._fold_calls(record.rows, history)
             return
         self.events += 1
-        if kind == "call":
-            call = CallSummary.from_wire(self.key, self.pid, message)
-            if self.repricer:
-                call = self.repricer.call(call)
-            if history.add(call) and call.scopes:
-                self._late_call(call)
-        elif kind == "stats":
-            self._fold_stats(message, now)
-        elif kind in _SCOPE_MESSAGES:
-            self._fold_scope(message)
-        elif kind == "snapshot":
-            stats = message.get("stats") or {}
-            self._fold_stats(stats, now)
-            calls = (CallSummary.from_wire(self.key, self.pid, c) for c in message.get("calls") or ())
+        if kind is StatsRecord:
+            self._fold_stats(record, now)
+        elif kind is ScopeRecord:
+            self._fold_scope(record)
+        elif kind is SnapshotRecord:
+            self._fold_stats(record.stats, now)
+            key, pid = self.key, self.pid
+            calls = (CallSummary.from_row(key, pid, row) for row in record.calls)
             history.merge(map(self.repricer.call, calls) if self.repricer else calls)
-        elif kind == "exit":
-            if message.get("stats"):
-                self._fold_stats(message["stats"], now)
+        elif kind is ExitRecord:
+            if record.stats is not None:
+                self._fold_stats(record.stats, now)
             self.state = ENDED
-            self.ended_at = float(message.get("at") or now)
-            code = message.get("returncode", message.get("exit_code"))
-            self.status = "ended" if code is None else f"ended (exit {code})"
+            self.ended_at = record.at or now
+            self.status = "ended" if record.code is None else f"ended (exit {record.code})"
+            if record.detached:
+                self.status = "detached (`dspy-top detach`: the job runs on)"
             self.totals = _settled(self.totals)
-        elif kind == "error":
-            self.status = f"refused: {message.get('reason')}"
-        elif kind == "budget":
-            self._fold_alert(message)
-        # hello, payload and unknown types carry nothing to fold here.
+        elif kind is ErrorRecord:
+            self.status = f"refused: {record.reason}"
+        elif kind is AlertRecord:
+            self._fold_alert(record)
+        # payload answers go to whoever asked; they hold nothing to fold here.
 
-    def _fold_calls(self, message: Mapping[str, Any], history: History) -> None:
-        """A batch of call events: the bulk of a busy process's stream."""
-        rows = message["rows"]
-        read = CallSummary.rows_reader(message["fields"])
-        key, pid, repricer, add = self.key, self.pid, self.repricer, history.add
+    def _fold_calls(self, rows: tuple[tuple, ...], history: History) -> None:
+        """Call events: the bulk of a busy process's stream."""
+        repricer, add, new, prefix = self.repricer, history.add, tuple.__new__, (self.key, self.pid)
         for row in rows:
-            call = read(key, pid, row)
+            call = new(CallSummary, prefix + row)  # CallSummary.from_row, inlined: this loop is the hot path
             if repricer:
                 call = repricer.call(call)
             if add(call) and call.scopes:
                 self._late_call(call)
             self.events += 1
 
-    def _fold_stats(self, stats: Mapping[str, Any], now: float) -> None:
-        raw_totals = Counters.from_wire(stats.get("totals"))
-        raw_models = {str(m.get("model") or "?"): Counters.from_wire(m) for m in stats.get("models") or ()}
+    def _fold_stats(self, stats: StatsRecord, now: float) -> None:
+        raw_totals = Counters.from_record(stats.totals)
+        raw_models = {name: Counters.from_record(counters) for name, counters in stats.models}
         self.raw_models = raw_models
         repricer = self.repricer
         modules: dict[str, ModuleCounters] = {}
         raw_module_cost: dict[str, float] = {}
-        for entry in stats.get("modules") or ():
-            path = str(entry.get("path") or "(direct)")
-            counters = Counters.from_wire(entry)
-            cells = cells_from_wire(entry.get("by_model")) if entry.get("by_model") else None
+        for entry in stats.modules:
+            path = entry.path
+            counters = Counters.from_record(entry.counters)
+            cells = entry.by_model or None
             raw_module_cost[path] = counters.cost_usd
             if repricer and cells:
                 counters = repricer.module(counters, cells, raw_models)
-            modules[path] = ModuleCounters(
-                path=path, class_name=str(entry.get("class") or ""),
-                chain=tuple(str(c) for c in entry.get("chain") or ()), counters=counters, by_model=cells,
-            )
+            modules[path] = ModuleCounters(path=path, class_name=entry.class_name, chain=entry.chain,
+                                           counters=counters, by_model=cells)
             rate = self.module_rates.get(path)
             if rate is None:
                 rate = self.module_rates[path] = RateWindow(self._window)
@@ -191,15 +193,17 @@ class ProcessState:
             self.models = {name: repricer.model(name, counters) for name, counters in raw_models.items()}
         else:
             self.totals, self.models = raw_totals, raw_models
-        if "budget" in stats:
-            self._fold_budget(stats.get("budget"), raw_totals.cost_usd, raw_module_cost)
-        for scope in stats.get("scopes") or ():
+        if stats.budget is not None:
+            self._fold_budget(stats.budget, raw_totals.cost_usd, raw_module_cost)
+        if stats.before_attach is not None:
+            self.before_attach = BeforeAttach.from_record(stats.before_attach)
+        for scope in stats.scopes:
             self._fold_scope(scope)
-        self.dropped_events = int(stats.get("dropped_events") or 0)
-        self.dropped_viewer = int(stats.get("dropped_viewer") or 0)
-        self.internal_errors = int(stats.get("internal_errors") or 0)
-        self.tool_calls = int(stats.get("tool_calls") or 0)
-        self.tool_errors = int(stats.get("tool_errors") or 0)
+        self.dropped_events = stats.dropped_events
+        self.dropped_viewer = stats.dropped_viewer
+        self.internal_errors = stats.internal_errors
+        self.tool_calls = stats.tool_calls
+        self.tool_errors = stats.tool_errors
         tokens = self.totals.tokens
         cost = self.totals.cost_usd
         if self._last_tokens is not None:
@@ -212,15 +216,13 @@ class ProcessState:
         self.burn_tokens.observe(now, tokens)
         self.burn_cost.observe(now, cost)
 
-    def _fold_scope(self, wire: Mapping[str, Any]) -> None:
-        scope_id = wire.get("id")
-        if scope_id is None:
+    def _fold_scope(self, record: ScopeRecord) -> None:
+        if record.id is None:
             return
-        scope_id = str(scope_id)
-        scope = scope_from_wire(self.key, self.pid, wire, self.scopes.get(scope_id))
-        if self.repricer and wire.get("usage"):
+        scope = scope_from_record(self.key, self.pid, record, self.scopes.get(record.id))
+        if self.repricer and record.usage is not None:
             scope = replace(scope, usage=self.repricer.usage(scope.usage, self.raw_models))
-        self.scopes[scope_id] = scope
+        self.scopes[record.id] = scope
 
     def _late_call(self, call: CallSummary) -> None:
         # Events arrive in order, so a call event after its scope's end message was not in that
@@ -230,13 +232,11 @@ class ProcessState:
             if scope is not None and not scope.running:
                 self.scopes[scope_id] = add_late_call(scope, call)
 
-    def _fold_budget(self, wire: Mapping[str, Any] | None, total_cost: float, module_cost: dict[str, float]) -> None:
+    def _fold_budget(self, record: BudgetRecord, total_cost: float, module_cost: dict[str, float]) -> None:
         """The job's guard from `stats.budget`; spent figures are the job's own (what its guard compares)."""
-        if not wire:
-            return
-        self.budget_on_exceed = str(wire.get("on_exceed") or "warn")
+        self.budget_on_exceed = record.on_exceed
         limits = []
-        for scope, name, usd in limits_from_wire(wire):
+        for scope, name, usd in record.limits:
             if scope == "total":
                 spent = total_cost
             elif scope == "module":
@@ -245,11 +245,11 @@ class ProcessState:
                 spent = self.raw_models.get(name, EMPTY).cost_usd
             limits.append(BudgetLimit(scope, name, usd, spent))
         self.budget_limits = tuple(limits)
-        for alert in wire.get("alerts") or ():
+        for alert in record.alerts:
             self._fold_alert(alert)
 
-    def _fold_alert(self, wire: Mapping[str, Any]) -> None:
-        alert = BudgetAlert.from_wire(self.key, self.pid, wire)
+    def _fold_alert(self, record: AlertRecord) -> None:
+        alert = BudgetAlert.from_record(self.key, self.pid, record)
         self.budget_alerts.setdefault(alert.key, alert)
 
     @property

@@ -10,22 +10,13 @@ re-priced models' original share estimated from their process-wide cost.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Mapping
 
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.pricing import Price
 
 Cell = tuple[int, int, int]  # billed [prompt, completion, cached] tokens of one model in one module
-
-
-def cells_from_wire(wire: Mapping[str, Any] | None) -> dict[str, Cell]:
-    """A module's `by_model` map (docs/protocol.md, "Counters")."""
-    cells: dict[str, Cell] = {}
-    for model, values in (wire or {}).items():
-        prompt, completion, cached = (list(values) + [0, 0, 0])[:3]
-        cells[str(model)] = (int(prompt), int(completion), int(cached))
-    return cells
 
 
 class Repricer:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from dspy_top import latency
+from dspy_top import latency, schema
 from dspy_top.model.counters import EMPTY, Counters
+from dspy_top.schema import ScopeRecord
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class ScopeState:
     trainset: int | None = None
     valset: int | None = None
     num_threads: int | None = None
+    # Under way when `dspy-top attach` came: {"at", "missed" (evaluations not seen, None: unknown),
+    # "trial" (the optimizer's own trial number then), "usage": "unknown" for an evaluation}.
+    joined: Mapping[str, Any] | None = None
+
+    @property
+    def usage_known(self) -> bool:
+        """False for an evaluation joined mid-way: its calls could not be told apart."""
+        return not (self.joined and self.joined.get("usage") == "unknown")
 
     @property
     def running(self) -> bool:
@@ -50,35 +59,38 @@ class ScopeState:
         return 100.0 * self.score_sum / self.done if self.done else None
 
 
-def scope_from_wire(process: str, pid: int, wire: Mapping[str, Any], previous: ScopeState | None) -> ScopeState:
-    """Merge one scope message (start, progress, end or a stats entry) into what was known."""
+def scope_from_record(process: str, pid: int, record: ScopeRecord, previous: ScopeState | None) -> ScopeState:
+    """Merge one checked scope message (start, progress, end or a stats entry) into what was known.
 
-    def pick(key: str, default: Any) -> Any:
-        if key in wire and wire[key] is not None:
-            return wire[key]
-        return getattr(previous, key) if previous is not None and hasattr(previous, key) else default
+    A value the message does not give (None) keeps what was known before."""
 
-    kind = str(wire.get("kind") or (previous.kind if previous else "eval"))
-    if kind == "compile":
-        label = str(wire.get("class") or (previous.label if previous else "compile"))
-    else:
-        label = str(wire.get("program") or (previous.label if previous else "Evaluate"))
-    usage = Counters.from_wire(wire["usage"]) if wire.get("usage") else (previous.usage if previous else EMPTY)
-    score = wire.get("score")
+    def pick(value: Any, key: str, default: Any) -> Any:
+        if value is not None:
+            return value
+        return getattr(previous, key) if previous is not None else default
+
+    kind = pick(record.kind, "kind", "eval")
+    label_wire = record.class_name if kind == "compile" else record.program
+    label = label_wire or (previous.label if previous else ("compile" if kind == "compile" else "Evaluate"))
+    usage = Counters.from_record(record.usage) if record.usage else (previous.usage if previous else EMPTY)
     return ScopeState(
-        process=process, pid=pid, id=str(wire.get("id")), kind=kind,
-        state=str(pick("state", "running")), start=float(pick("start", 0.0)),
-        end=float(wire["end"]) if wire.get("end") is not None else (previous.end if previous else None),
-        parent=pick("parent", None), label=label,
-        done=int(pick("done", 0)), total=int(pick("total", 0)),
-        score_sum=float(pick("score_sum", 0.0)),
-        score=float(score) if score is not None else (previous.score if previous else None),
-        usage=usage, error=pick("error", None),
-        metadata=_mapping(pick("metadata", {})), params=_mapping(pick("params", {})),
-        arguments=_mapping(pick("arguments", {})), predictors=_int(pick("predictors", None)),
-        trainset=_int(pick("trainset", None)), valset=_int(pick("valset", None)),
-        num_threads=_int(pick("num_threads", None)),
+        process=process, pid=pid, id=record.id or "", kind=kind,
+        state=pick(record.state, "state", "running"), start=pick(record.start, "start", 0.0),
+        end=pick(record.end, "end", None), parent=pick(record.parent, "parent", None), label=label,
+        done=pick(record.done, "done", 0), total=pick(record.total, "total", 0),
+        score_sum=pick(record.score_sum, "score_sum", 0.0), score=pick(record.score, "score", None),
+        usage=usage, error=pick(record.error, "error", None),
+        metadata=pick(record.metadata, "metadata", {}), params=pick(record.params, "params", {}),
+        arguments=pick(record.arguments, "arguments", {}), predictors=pick(record.predictors, "predictors", None),
+        trainset=pick(record.trainset, "trainset", None), valset=pick(record.valset, "valset", None),
+        num_threads=pick(record.num_threads, "num_threads", None),
+        joined=pick(record.joined, "joined", None),
     )
+
+
+def scope_from_wire(process: str, pid: int, wire: Mapping[str, Any], previous: ScopeState | None) -> ScopeState:
+    """The same from a scope map, checked first (raises `schema.BadMessage`, a ValueError)."""
+    return scope_from_record(process, pid, schema.scope(wire), previous)
 
 
 def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
@@ -102,11 +114,3 @@ def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
         unmetered_calls=usage.unmetered_calls + (0 if call.usage_known else 1),
         in_flight=max(0, usage.in_flight - 1), latency_hist=hist, last_at=max(usage.last_at, call.end),
     ))
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dspy_top.model.before_attach import BeforeAttach
 from dspy_top.model.budget import JobBudget, ViewerBudget
 from dspy_top.model.burn import Burn
 from dspy_top.model.calls import CallSummary
@@ -28,6 +29,8 @@ class ProcessRow:
     tokens_per_sec: float
     mechanism: str
     dropped: int
+    final_numbers: str | None = None  # "received" (it sent its exit), "not received" (lost first), None while live
+    before_attach: BeforeAttach | None = None  # attached with `dspy-top attach`: counted from DSPy's history
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,6 @@ class Snapshot:
     modules: tuple[ModuleNode, ...]
     models: tuple[ModelRow, ...]
     scopes: tuple[ScopeState, ...]
-    progress: str | None
     calls: tuple[CallSummary, ...]  # newest history rows passing the filter, oldest first
     history_size: int  # calls held in the viewer
     history_added: int  # calls ever added (changes whenever history does)
@@ -79,6 +81,11 @@ class Snapshot:
     @property
     def problems(self) -> tuple[ProcessRow, ...]:
         return tuple(p for p in self.processes if p.state in ("failed", "lost"))
+
+    @property
+    def not_final(self) -> tuple[ProcessRow, ...]:
+        """Processes in view whose stream broke before their final numbers came: theirs are the last they sent."""
+        return tuple(p for p in self.in_view if p.final_numbers == "not received")
 
     @property
     def attached(self) -> bool:

@@ -1,9 +1,11 @@
 """The live viewer: a Textual app that renders `Fleet.snapshot()` on a timer (never per event).
 
-The collector's thread folds messages into the fleet; the app wakes every `delay`
-seconds, takes one snapshot under the fleet's lock and updates its widgets, diffed by
-key. Payload answers arrive as messages. Styling lives in app.tcss; modes are CSS
-classes on the screen (`-paused`, `-empty`, `-narrow`, `-show-bottom`, `-job`, `-optimizers`).
+The collector's thread folds messages into the fleet; the app wakes every `delay` seconds,
+takes one snapshot under the fleet's lock and hands it to the screen in front (screens/),
+which updates its widgets, diffed by key. The app owns the fleet and the collector, the
+refresh timer, payload answers, the job, quitting, and which screen is in front; each
+screen owns its panes and keys. Threads reach the app only through `post_message`.
+Styling lives in app.tcss.
 """
 
 from __future__ import annotations
@@ -11,42 +13,36 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Input
 
-from dspy_top.model import CallQuery, CallSummary, Fleet, OptimizerRun, ProcessRow, Snapshot
+from dspy_top.model import CallQuery, CallSummary, Fleet, ProcessRow, Snapshot
 from dspy_top.model.budget import BudgetAlarm
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.pricing import Price
-from dspy_top.viewer.collector import Collector, PayloadAnswer
-from dspy_top.viewer.components.confirm_stop import ConfirmStop
-from dspy_top.viewer.components.empty_state import EmptyState
-from dspy_top.viewer.components.filter_bar import FilterBar
-from dspy_top.viewer.components.header import Header
-from dspy_top.viewer.components.help_screen import HelpScreen
-from dspy_top.viewer.components.history_table import HistoryTable
-from dspy_top.viewer.components.inspect_screen import InspectScreen
-from dspy_top.viewer.components.job_log import JobLog
-from dspy_top.viewer.components.model_table import ModelTable
-from dspy_top.viewer.components.module_table import ModuleTable
-from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
-from dspy_top.viewer.components.optimizer_table import OptimizerTable
-from dspy_top.viewer.components.process_table import ProcessTable
-from dspy_top.viewer.components.status_line import StatusLine
-from dspy_top.viewer.components.trial_table import TrialTable
-from dspy_top.viewer.job import Job
+from dspy_top.viewer.collector import Collector
+from dspy_top.viewer.components.job_log import MAX_LINES
+from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
+from dspy_top.viewer.screens.confirm_stop import ConfirmStop
+from dspy_top.viewer.screens.help import HelpScreen
+from dspy_top.viewer.screens.inspect import InspectScreen
+from dspy_top.viewer.screens.main import MainScreen
+from dspy_top.viewer.screens.optimizers import OptimizersScreen
+from dspy_top.viewer.screens.view import FleetScreen
+from dspy_top.viewer.terminal import inert
 
-NARROW_BELOW = 100  # columns: below this the models/processes panes hide behind `m` and `p`
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
 HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
 PAYLOAD_CACHE = 200
+ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
-SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
-                 "L": "p95", "E": "errors", "H": "cache_hits"}
 
 
 class TopApp(App):
@@ -55,29 +51,10 @@ class TopApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "dspy-top"
     ENABLE_COMMAND_PALETTE = False
+    SCREENS = {"optimizers": OptimizersScreen}  # made on the first `o`, then kept (its sort and cursor)
 
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
-        Binding("space", "pause", "Pause"),
-        Binding("slash", "filter", "Filter"),
-        Binding("o", "optimizers", "Optimizer"),
-        Binding("less_than_sign", "sort_step(-1)", "Sort ←", key_display="<"),
-        Binding("greater_than_sign", "sort_step(1)", "Sort →", key_display=">"),
-        Binding("t", "tree", "Tree"),
-        Binding("f", "follow", "Follow"),
-        Binding("p", "processes", "Procs"),
-        Binding("m", "bottom", "Models"),
-        Binding("question_mark,h", "help", "Help", key_display="?"),
-        Binding("a", "focus_all", "All processes", show=False),
-        Binding("x,delete", "dismiss", "Dismiss ended", show=False),
-        Binding("k", "stop_job", "Stop job"),
-        Binding("l", "toggle_log", "Log", show=False),
-        Binding("R", "reverse", "Reverse sort", show=False),
-        Binding("plus", "expand_all", "Expand all", show=False),
-        Binding("minus", "collapse_all", "Collapse all", show=False),
-        *(Binding(key, f"sort('{column}')", f"Sort by {column}", show=False) for key, column in SORT_BINDINGS.items()),
-    ]
+    # Every other key belongs to a screen (screens/); ctrl+c answers on all of them.
+    BINDINGS = [Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True)]
 
     def __init__(
         self,
@@ -89,92 +66,85 @@ class TopApp(App):
         runtime_dir: Path | None = None,
         history_rows: int = HISTORY_ROWS,
         start_collector: bool = True,
+        notice: str | None = None,
     ) -> None:
         super().__init__()
         self.fleet = fleet
         self.collector = collector
         self.delay = delay
         self.job = job
+        self.job_output = JobTranscript(MAX_LINES) if job is not None else None
         self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
         self.history_rows = history_rows
         self.start_collector = start_collector
+        self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
+        # What every screen shows alike: set on one screen, followed by the others.
         self.paused = False
         self.focus_key: str | None = None
         self.call_query = CallQuery("")
+        self.log_hidden = False
         self.snapshot: Snapshot | None = None
-        self.frames = 0
-        self.first_frame_at: float | None = None
         self._payloads: OrderedDict[tuple[str, int], PayloadAnswer] = OrderedDict()
         self._interrupts = 0
-        self._job_done = False
-        self._layout_key: tuple | None = None
         self._version = -1
         self._full_at = 0.0
         self.budget_alarm = BudgetAlarm()
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
-        self._stop_requested: set[str] = set()
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
 
-    # --- building -------------------------------------------------------------------
+    def get_default_screen(self) -> MainScreen:
+        # The main screen composes itself while the app starts; the app does not wait for it (as a
+        # Textual mode would: the first frame came 0.1 s of CPU later). A key pressed before its
+        # panes exist is ignored (FleetScreen.check_action).
+        return MainScreen()
 
-    def compose(self) -> ComposeResult:
-        yield Header(id="header")
-        with Container(id="main"):
-            yield EmptyState(self.runtime_dir, id="empty")
-            yield ModuleTable(id="modules")
-            with Horizontal(id="bottom"):
-                yield ModelTable(id="models")
-                yield ProcessTable(id="processes")
-            with Vertical(id="optimizer-view"):
-                yield OptimizerTable(id="optimizer-runs")
-                yield OptimizerSummary(id="optimizer-summary")
-                yield TrialTable(id="trials")
-            if self.job is not None:
-                yield JobLog(id="joblog")
-            yield HistoryTable(id="history")
-        yield FilterBar(id="filter")
-        yield StatusLine(id="status")
-        yield Footer()
+    @asynccontextmanager
+    async def run_test(self, *args, **kwargs) -> AsyncIterator[Pilot]:
+        """As Textual's, once the main screen is composed: a test may query its panes at once."""
+        async with super().run_test(*args, **kwargs) as pilot:
+            while not self.screen_stack[0].is_mounted:
+                await pilot.pause(0.01)
+            yield pilot
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every notification as plain, inert text (never markup): many quote what a job sent."""
+        super().notify(inert(message, multiline=True), title=inert(title), severity=severity, timeout=timeout,
+                       markup=markup)
+
+    def on_load(self) -> None:
+        """The first snapshot, taken before the main screen mounts: its first frame shows it."""
+        with self.fleet.lock:
+            self._version = self.fleet.version
+            self.snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
+        self._full_at = time.monotonic()
 
     def on_mount(self) -> None:
-        if self.job is not None:
-            self.screen.add_class("-job")
         if self.collector is not None and self.start_collector:
             self.collector.start()
-        self._relayout(self.size.width)
-        self.refresh_from_model()
+        self._follow_job()
+        if self.snapshot is not None:
+            self.apply(self.snapshot)  # on screen already: the alerts it brings
         # A quick second look once the collector has attached, then the steady pace.
         self.set_timer(0.25, self.refresh_from_model)
         self.set_interval(self.delay, self.refresh_from_model)
-        self.query_one(ModuleTable).focus()
+        if self.start_notice:
+            self.notify(self.start_notice, severity="warning", timeout=20)
 
     def on_unmount(self) -> None:
         if self.collector is not None:
             self.collector.stop()
 
-    def on_resize(self, event) -> None:
-        self._relayout(event.size.width)
-        if self.snapshot is not None:
-            self.apply(self.snapshot)
-
-    def _relayout(self, width: int) -> None:
-        narrow = width < NARROW_BELOW
-        multi = self.snapshot is not None and len(self.snapshot.processes) > 1 and self.snapshot.focus is None
-        key = (width, narrow, multi)
-        if key == self._layout_key:
-            return
-        self._layout_key = key
-        self.screen.set_class(narrow, "-narrow")
-        self.query_one(ModuleTable).layout_for(width - 1, narrow)
-        models = width * 9 // 20 if not narrow else width
-        self.query_one(ModelTable).layout_for(models - 1)
-        self.query_one(ProcessTable).layout_for((width - models if not narrow else width) - 1)
-        self.query_one(HistoryTable).layout_for(width - 1, narrow, multi)
-        self.query_one(OptimizerTable).layout_for(width - 1, narrow)
-        self.query_one(TrialTable).layout_for(width - 1, narrow)
+    @property
+    def view(self) -> FleetScreen | None:
+        """The live screen in front, or under the modal or inspect screen in front (it keeps refreshing)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, FleetScreen):
+                return screen if screen.is_mounted else None
+        return None
 
     # --- the refresh loop -------------------------------------------------------------
 
@@ -188,66 +158,67 @@ class TopApp(App):
             version = self.fleet.version
             snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
         quiet = version == self._version and time.monotonic() - self._full_at < QUIET_REDRAW
+        view = self.view
         if quiet and self.snapshot is not None:
             # Nothing arrived: only the clock moved. Tables wait (rates decay on the next full redraw).
             self.snapshot = snapshot
-            self.query_one(Header).show(snapshot, self.paused)
+            if view is not None:
+                view.show_clock(snapshot)
             return
         self._version = version
         self._full_at = time.monotonic()
         self.apply(snapshot)
 
     def apply(self, snapshot: Snapshot) -> None:
-        previous = self.snapshot
+        """Hand `snapshot` to the screen in front, and say the budget alerts it brings."""
         self.snapshot = snapshot
-        if previous is None or len(previous.processes) != len(snapshot.processes) or previous.focus != snapshot.focus:
-            self._relayout(self.size.width)
-        self.screen.set_class(not snapshot.processes, "-empty")
-        self.query_one(Header).show(snapshot, self.paused)
-        self.query_one(ModuleTable).show(snapshot)
-        self.query_one(ModelTable).show(snapshot)
-        self.query_one(ProcessTable).show(snapshot)
-        self.query_one(HistoryTable).show(snapshot)
-        if self.screen.has_class("-optimizers"):
-            self.show_optimizers(snapshot)
-        self.query_one(StatusLine).show(snapshot, self.paused, self._job_note())
+        view = self.view
+        if view is not None and view.snapshot is not snapshot:
+            view.show(snapshot)
         self._money_alerts(snapshot)
-        self._update_stop_binding()
-        self.frames += 1
-        if self.first_frame_at is None:
-            self.first_frame_at = time.monotonic()
+        self.update_stop_binding()
+
+    def refresh_now(self) -> None:
+        with self.fleet.lock:
+            snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
+        self.apply(snapshot)
 
     def _money_alerts(self, snapshot: Snapshot) -> None:
         """The viewer's budget at 80% and 100%, and each job's budget alerts: each said once."""
         for level in self.budget_alarm.crossed(snapshot.budget):
             self.notify(snapshot.budget.message(level), title="dspy-top budget",
                         severity="error" if level >= 100 else "warning", timeout=15)
-        for job in snapshot.job_budgets:
-            for alert in job.alerts:
-                if alert.key in self._alerts_seen:
-                    continue
-                self._alerts_seen.add(alert.key)
-                severity = "warning" if alert.level == "80" else "error"
-                self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
-                            severity=severity, timeout=15)
+        fresh = [alert for job in snapshot.job_budgets for alert in job.alerts if alert.key not in self._alerts_seen]
+        self._alerts_seen.update(alert.key for alert in fresh)
+        # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
+        for alert in fresh[:ALERTS_SHOWN]:
+            severity = "warning" if alert.level == "80" else "error"
+            self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
+                        severity=severity, timeout=15)
+        if len(fresh) > ALERTS_SHOWN:
+            self.notify(f"and {len(fresh) - ALERTS_SHOWN:,} more budget alerts (dspy-top -b lists them all)",
+                        title="budget", severity="warning", timeout=15)
+
+    # --- the job (dspy-top run) -----------------------------------------------------------
 
     def _follow_job(self) -> None:
-        job = self.job
-        if job is None:
+        job, transcript = self.job, self.job_output
+        if job is None or transcript is None:
             return
+        ended = transcript.exit_code is not None
         try:
-            output = job.read_new_output()
+            transcript.add(job.read_new_output())
         except Exception as exc:  # the log file went away: say so once
-            output = f"\n[dspy-top: cannot read the job's output: {exc}]\n" if not self._job_done else ""
-        log = self.query_one(JobLog)
-        log.add_output(output)
+            if not ended:
+                transcript.add(f"\n[dspy-top: cannot read the job's output: {exc}]\n")
         code = job.returncode()
-        if code is not None and not self._job_done:
-            self._job_done = True
-            log.job_ended(code)
-            self.screen.add_class("-job-ended")
+        if code is not None and not ended:
+            transcript.exit_code = code
+        view = self.view
+        if view is not None:
+            view.sync_job()
 
-    def _job_note(self) -> str | None:
+    def job_note(self) -> str | None:
         if self.job is None:
             return None
         code = self.job.returncode()
@@ -255,10 +226,27 @@ class TopApp(App):
             return f"job pid {self.job.pid} running · ctrl+c interrupts it"
         return f"job exited with code {code} · q quits"
 
+    def action_interrupt(self) -> None:
+        """ctrl+c: with a running job, the first one interrupts the job, the second quits."""
+        job = self.job
+        if job is None or job.returncode() is not None or self._interrupts >= 1:
+            self.exit()
+            return
+        self._interrupts += 1
+        try:
+            job.interrupt()
+        except Exception as exc:
+            self.notify(f"cannot interrupt the job: {exc}", severity="error")
+            return
+        self.notify("sent SIGINT to the job · ctrl+c again quits", timeout=4)
+
     # --- payloads ---------------------------------------------------------------------
 
     def _payload_from_thread(self, answer: PayloadAnswer) -> None:
         self.post_message(PayloadArrived(answer))
+
+    def _notice_from_thread(self, text: str) -> None:
+        self.post_message(Notice(text))
 
     def fetch_payload(self, call: CallSummary) -> None:
         cached = self._payloads.get(call.key)
@@ -275,9 +263,6 @@ class TopApp(App):
     def forget_payload(self, call: CallSummary) -> None:
         self._payloads.pop(call.key, None)
 
-    def _notice_from_thread(self, text: str) -> None:
-        self.post_message(Notice(text))
-
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity="error", timeout=10)
 
@@ -293,180 +278,72 @@ class TopApp(App):
         if isinstance(self.screen, InspectScreen):
             self.screen.show_answer(answer)
 
-    # --- table events -------------------------------------------------------------------
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        table = event.data_table
-        if isinstance(table, ModuleTable):
-            table.toggle_row(event.row_key.value)
-        elif isinstance(table, HistoryTable):
-            self.inspect(table)
-        elif isinstance(table, ProcessTable):
-            self.set_focus_process(event.row_key.value)
-        elif isinstance(table, OptimizerTable):
-            run = table.selected()
-            if isinstance(run, OptimizerRun):
-                self.filter_history_to(run.pid, run.id)
-        elif isinstance(table, TrialTable):
-            trial = table.trial_at_cursor()
-            if trial is not None:
-                self.filter_history_to(trial.scope.pid, trial.id)
-
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        """A click on a module or trial table header sorts by that column (a second click reverses)."""
-        table = event.data_table
-        if isinstance(table, (ModuleTable, TrialTable)):
-            column = next((c for c in table.table_columns if c.key == event.column_key.value), None)
-            if column is not None and column.sort:
-                table.set_sort(column.sort)
-
-    def inspect(self, table: HistoryTable) -> None:
-        call = table.call_at_cursor()
-        if call is None or self.snapshot is None:
-            return
-        calls = list(self.snapshot.calls)
-        index = next((i for i, c in enumerate(calls) if c.key == call.key), 0)
+    def module_chains(self) -> dict[str, tuple[str, ...]]:
+        """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
         with self.fleet.lock:
-            chains = {path: module.chain for process in self.fleet.processes.values()
-                      for path, module in process.modules.items()}
-        self.push_screen(InspectScreen(calls, index, chains))
+            return {path: module.chain for process in self.fleet.processes.values()
+                    for path, module in process.modules.items()}
+
+    # --- what every screen shows alike ------------------------------------------------------
+
+    def set_query(self, text: str) -> None:
+        """The history (and module) filter, on every screen."""
+        self.call_query = CallQuery(text)
+        self.refresh_now()
+
+    def filter_history_to(self, pid: int, scope_id: str) -> None:
+        """Enter on a trial or optimizer: the history shows its calls (enter again shows all)."""
+        text = f"pid:{pid} scope:{scope_id}"
+        self.set_query("" if self.call_query.text == text else text)
 
     def set_focus_process(self, key: str | None) -> None:
         self.focus_key = key
-        self.query_one(HistoryTable).reset_rows()
         self.refresh_now()
-
-    def refresh_now(self) -> None:
-        with self.fleet.lock:
-            snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
-        self.apply(snapshot)
-
-    # --- filter -------------------------------------------------------------------------
-
-    def action_filter(self) -> None:
-        bar = self.query_one(FilterBar)
-        self.screen.add_class("-filtering")
-        bar.focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if not isinstance(event.input, FilterBar):
-            return
-        self.call_query = CallQuery(event.value.strip())
-        if not self.call_query.text:
-            self.screen.remove_class("-filtering")
-        self.query_one(ModuleTable).set_query(self.call_query)
-        history = self.query_one(HistoryTable)
-        history.reset_rows()
-        self.refresh_now()
-        (self.query_one(TrialTable) if self.screen.has_class("-optimizers") else self.query_one(ModuleTable)).focus()
-
-    def filter_history_to(self, pid: int, scope_id: str) -> None:
-        """Enter on a trial or optimizer: the history pane shows its calls (enter again shows all)."""
-        text = f"pid:{pid} scope:{scope_id}"
-        if self.call_query.text == text:
-            text = ""
-        self.query_one(FilterBar).value = text
-        self.call_query = CallQuery(text)
-        self.screen.set_class(bool(text), "-filtering")
-        self.query_one(ModuleTable).set_query(self.call_query)
-        self.query_one(HistoryTable).reset_rows()
-        self.refresh_now()
-
-    # --- actions --------------------------------------------------------------------------
-
-    def action_pause(self) -> None:
-        self.paused = not self.paused
-        self.screen.set_class(self.paused, "-paused")
-        if self.snapshot is not None:
-            self.query_one(Header).show(self.snapshot, self.paused)
-            self.query_one(StatusLine).show(self.snapshot, self.paused, self._job_note())
-        if not self.paused:
-            self.refresh_now()
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
-
-    def action_sort_step(self, step: int) -> None:
-        if self.screen.has_class("-optimizers"):
-            self.query_one(TrialTable).step_sort(step)
-            return
-        self.query_one(ModuleTable).step_sort(step)
-
-    def action_sort(self, column: str) -> None:
-        self.query_one(ModuleTable).set_sort(column)
-
-    def action_reverse(self) -> None:
-        if self.screen.has_class("-optimizers"):
-            self.query_one(TrialTable).reverse()
-            return
-        self.query_one(ModuleTable).reverse()
-
-    def action_tree(self) -> None:
-        self.query_one(ModuleTable).toggle_tree()
-
-    def action_expand_all(self) -> None:
-        self.query_one(ModuleTable).expand_all()
-
-    def action_collapse_all(self) -> None:
-        self.query_one(ModuleTable).collapse_all()
-
-    def action_follow(self) -> None:
-        history = self.query_one(HistoryTable)
-        history.set_follow(not history.follow)
-        if self.snapshot is not None:
-            history.show(self.snapshot)
-
-    def action_optimizers(self) -> None:
-        """`o`: the optimizer view (runs, trials, spend) in place of the module and model panes."""
-        shown = not self.screen.has_class("-optimizers")
-        self.screen.set_class(shown, "-optimizers")
-        if shown:
-            if self.snapshot is not None:
-                self.show_optimizers(self.snapshot)
-            self.query_one(OptimizerTable).focus()
-        else:
-            self.query_one(ModuleTable).focus()
-
-    def show_optimizers(self, snapshot: Snapshot) -> None:
-        runs = self.query_one(OptimizerTable)
-        runs.show(snapshot)
-        self._show_selected_run()
-
-    def _show_selected_run(self) -> None:
-        entry = self.query_one(OptimizerTable).selected()
-        self.query_one(OptimizerSummary).show(entry, self.size.width - 1)
-        self.query_one(TrialTable).show(entry if isinstance(entry, OptimizerRun) else None)
-
-    def action_bottom(self) -> None:
-        self.screen.toggle_class("-show-bottom" if self.screen.has_class("-narrow") else "-hide-bottom")
-
-    def action_processes(self) -> None:
-        screen = self.screen
-        screen.remove_class("-hide-bottom")
-        if screen.has_class("-narrow"):
-            screen.add_class("-show-bottom")
-        self.query_one(ProcessTable).focus()
 
     def action_focus_all(self) -> None:
         self.set_focus_process(None)
 
-    def action_dismiss(self) -> None:
-        table = self.query_one(ProcessTable)
-        key = table.cursor_key
-        if key is None:
-            return
-        dismissed = self.collector.dismiss(key) if self.collector is not None else self._dismiss_local(key)
+    def dismiss_process(self, key: str) -> bool:
+        """Forget an ended or broken process; False when it is live."""
+        if self.collector is not None:
+            dismissed = self.collector.dismiss(key)
+        else:
+            with self.fleet.lock:
+                dismissed = self.fleet.dismiss(key)
         if dismissed:
             if self.focus_key == key:
                 self.focus_key = None
             self.refresh_now()
-        else:
-            self.notify("only an ended or broken process can be dismissed", severity="warning")
+        return dismissed
 
-    def _dismiss_local(self, key: str) -> bool:
-        with self.fleet.lock:
-            return self.fleet.dismiss(key)
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        view = self.view
+        if view is not None:
+            view.show_paused()
+        if not self.paused:
+            self.refresh_now()
+
+    # --- switching screens -------------------------------------------------------------------
+
+    def action_optimizers(self) -> None:
+        """`o`: the optimizer screen, or back from it."""
+        if isinstance(self.screen, OptimizersScreen):
+            self.pop_screen()
+        else:
+            self.push_screen("optimizers")
+
+    def show_main(self) -> MainScreen:
+        """Back to the main screen (from the optimizer screen); the main screen."""
+        if isinstance(self.screen, OptimizersScreen):
+            self.pop_screen()
+        main = self.screen_stack[0]
+        assert isinstance(main, MainScreen)
+        return main
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     # --- stopping a job (k) ----------------------------------------------------------------
 
@@ -477,17 +354,16 @@ class TopApp(App):
             return None
         key = self.focus_key
         if key is None:
-            table = self.focused
-            if not isinstance(table, ProcessTable):
-                return None
-            key = table.cursor_key
+            screen = self.screen
+            key = screen.process_at_cursor() if isinstance(screen, FleetScreen) else None
         row = next((p for p in snapshot.processes if p.key == key), None)
         return row if row is not None and row.state == "running" else None
 
-    def _update_stop_binding(self) -> None:
+    def update_stop_binding(self) -> None:
+        """Show `k` in the footer exactly while there is something to stop."""
         if not self.screen_stack:
             return  # shutting down: a late table event
-        if self.screen is not self.screen_stack[0]:
+        if not isinstance(self.screen, FleetScreen):
             # A modal is up; the footer is redrawn from check_action when it closes: look again then.
             self._stop_target_key = "(another screen)"
             return
@@ -498,13 +374,12 @@ class TopApp(App):
             self.refresh_bindings()
 
     def on_descendant_focus(self, event) -> None:
-        self._update_stop_binding()
+        self.update_stop_binding()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if isinstance(event.data_table, ProcessTable):
-            self._update_stop_binding()
-        elif isinstance(event.data_table, OptimizerTable) and self.screen.has_class("-optimizers"):
-            self._show_selected_run()
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop_job":
+            return self.stop_target() is not None
+        return True
 
     def action_stop_job(self) -> None:
         target = self.stop_target()
@@ -522,39 +397,8 @@ class TopApp(App):
         if self.collector is None or not hasattr(self.collector, "request_stop"):
             self.notify("this viewer is not connected to the process", severity="error")
             return
-        self._stop_requested.add(target.key)
         self.collector.request_stop(target.key, f"stop requested from the viewer (dspy-top pid {os.getpid()})")
         self.notify(f"asked pid {target.pid} to stop: its next LM call ends the run", timeout=8)
-
-    def action_toggle_log(self) -> None:
-        if self.job is not None:
-            self.screen.toggle_class("-hide-log")
-
-    def action_interrupt(self) -> None:
-        """ctrl+c: with a running job, the first one interrupts the job, the second quits."""
-        job = self.job
-        if job is None or job.returncode() is not None or self._interrupts >= 1:
-            self.exit()
-            return
-        self._interrupts += 1
-        try:
-            job.interrupt()
-        except Exception as exc:
-            self.notify(f"cannot interrupt the job: {exc}", severity="error")
-            return
-        self.notify("sent SIGINT to the job · ctrl+c again quits", timeout=4)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action not in ("pop_screen", "interrupt", "help", "pause") and self.screen is not self.screen_stack[0]:
-            return False  # the main screen's keys stay out of the inspect and help screens
-        if action == "toggle_log":
-            return self.job is not None
-        if action == "stop_job":
-            return self.stop_target() is not None
-        if action == "dismiss":
-            return None if self.snapshot is None or not any(
-                p.state not in ("running", "connecting") for p in self.snapshot.processes) else True
-        return True
 
 
 def run_viewer(
@@ -567,12 +411,13 @@ def run_viewer(
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
+    notice: str | None = None,
 ) -> int:
     """Run the interactive viewer until the user quits; the return value is the exit status."""
     fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
     if job is not None:
         pids = [job.pid]
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)
-    app = TopApp(fleet, collector, delay=delay, job=job)
+    app = TopApp(fleet, collector, delay=delay, job=job, notice=notice)
     app.run()
     return 0

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from dspy_top.model import Fleet, Snapshot
 from dspy_top.model.budget import BudgetAlarm
@@ -14,7 +14,8 @@ from dspy_top.model.tree import ModuleNode
 from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
-from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
+from dspy_top.viewer.optimizer_report import optimizer_line, optimizers_json, optimizers_text
+from dspy_top.viewer.terminal import for_stream, inert
 
 SCHEMA_VERSION = 1
 BUDGET_REACHED = 3  # exit status: the viewer's --budget was reached (warnings went to stderr)
@@ -34,7 +35,8 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "pid": p.pid, "command": p.command, "state": p.state, "status": p.status,
                 "socket": p.key, "started_at": p.started_at, "uptime_s": round(p.uptime, 3),
                 "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
-                "dropped_events": p.dropped,
+                "dropped_events": p.dropped, "final_numbers": p.final_numbers,
+                "before_attach": p.before_attach.to_json() if p.before_attach is not None else None,
             }
             for p in snapshot.processes
         ],
@@ -128,7 +130,7 @@ def _leaves(nodes: tuple[ModuleNode, ...]):
 
 
 def snapshot_text(snapshot: Snapshot) -> str:
-    """One `top -b` style frame."""
+    """One `top -b` style frame; every name a job chose is shown inert (no escape sequence gets through)."""
     t = snapshot.totals
     lines = [
         f"dspy-top - {fmt.clock(snapshot.at, millis=False)} up {fmt.uptime(snapshot.uptime)}, "
@@ -151,12 +153,19 @@ def snapshot_text(snapshot: Snapshot) -> str:
         lines.append(f"Budget: {fmt.viewer_budget(snapshot.budget)}")
     for job in snapshot.job_budgets:
         lines.append(f"Job budget: {fmt.job_budget(job)}")
-    if snapshot.progress:
-        lines.append(f"Optimizer: {snapshot.progress}")
+    progress = optimizer_line(snapshot.optimizers, snapshot.at)
+    if progress:
+        lines.append(f"Optimizer: {inert(progress)}")
+    for p in snapshot.not_final:
+        lines.append(f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
+                     "so its numbers are the last it sent")
+    for p in snapshot.in_view:
+        if p.before_attach is not None:
+            lines.append(f"Attached: pid {p.pid}: {p.before_attach.describe()}")
     lines.append("")
     lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
     for p in snapshot.processes:
-        note = p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip()
+        note = inert(p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip())
         lines.append(f"{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} {p.totals.calls:>7,} "
                      f"{fmt.cost(p.totals):>9}  {note}")
     lines.append("")
@@ -164,21 +173,100 @@ def snapshot_text(snapshot: Snapshot) -> str:
                  f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
     for node in _leaves(snapshot.modules):
         c = node.counters
-        lines.append(f"{node.path[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.token_count(c, c.prompt_tokens):>8} "
-                     f"{fmt.token_count(c, c.completion_tokens):>8} {fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
+        lines.append(f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} "
+                     f"{fmt.token_count(c, c.prompt_tokens):>8} {fmt.token_count(c, c.completion_tokens):>8} "
+                     f"{fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
                      f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
                      f"{fmt.dollars(c.cost_saved_usd):>9}")
     lines.append("")
     lines.append(f"{'MODEL':<40} {'CALLS':>7} {'IN TOK':>8} {'OUT TOK':>8} {'COST':>9} {'HITS':>5}")
     for row in snapshot.models:
         c = row.counters
-        lines.append(f"{row.model[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
+        lines.append(f"{inert(row.model)[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
                      f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}"
                      + ("  * your price" if row.price_override else ""))
     section = optimizers_text(snapshot)
     if section:
         lines += ["", *section]
-    return "\n".join(lines) + "\n"
+    # What the lines above missed (a job budget's alert message, a label) is made inert here.
+    return inert("\n".join(lines), multiline=True) + "\n"
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """One `dspy-top: ...` line on stderr: inert (it may quote a job), in characters the stream can take."""
+    stream = stream or sys.stderr
+    print(for_stream(f"dspy-top: {inert(text)}", stream), file=stream, flush=True)
+
+
+class Printer:
+    """Batch mode's output: each snapshot as a `top -b` frame or a JSON line; problems and budget alerts on stderr.
+
+    With `repeats=False` (`dspy-top run -b`) a snapshot that would only repeat the last one
+    printed, once no process is live, is left out: the job's final numbers print once.
+    """
+
+    def __init__(self, out: TextIO, as_json: bool, empty_note: str | None = None, repeats: bool = True) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.empty_note = empty_note  # said on stderr (`say`) when the first snapshot finds no process
+        self.repeats = repeats
+        self.printed = 0
+        self.attached = False
+        self.alarm = BudgetAlarm()
+        self._reported: dict[str, str] = {}
+        self._last: tuple | None = None  # what the last snapshot printed said, clocks aside
+
+    def print(self, fleet: Fleet) -> None:
+        with fleet.lock:
+            snapshot = fleet.snapshot(history_limit=0)
+        said = (snapshot.totals, snapshot.dropped, tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes))
+        if not self.repeats and said == self._last and not snapshot.live:
+            return
+        self._last = said
+        self.attached = self.attached or snapshot.attached
+        if not snapshot.processes and self.printed == 0 and self.empty_note:
+            say(self.empty_note)
+        for p in snapshot.problems:
+            if self._reported.get(p.key) != p.status:
+                self._reported[p.key] = p.status
+                say(f"pid {p.pid or '?'}: {p.status}")
+        for level in self.alarm.crossed(snapshot.budget):
+            say(snapshot.budget.message(level))
+        self.printed += 1
+        if self.as_json:
+            self.out.write(json.dumps(snapshot_json(snapshot, self.printed), separators=(",", ":")) + "\n")
+        else:
+            self.out.write(for_stream(("\n" if self.printed > 1 else "") + snapshot_text(snapshot), self.out))
+        self.out.flush()
+
+    def status(self) -> int:
+        """0 if anything was attached, else 1; 3 once the viewer's budget was reached (BUDGET_REACHED)."""
+        if not self.attached:
+            return 1
+        return BUDGET_REACHED if 100 in self.alarm.fired else 0
+
+
+def watch(fleet: Fleet, printer: Printer, *, delay: float, iterations: int | None = None, first_after: float = 0.0,
+          ended: Callable[[float], bool] | None = None) -> None:
+    """Print a snapshot after `first_after` seconds, then every `delay`, `iterations` at most (None: no limit).
+
+    `ended(seconds)` waits up to that long for what is watched to end (a `dspy-top run` job) and
+    says whether it has: the loop returns then, however many were printed. Without it, the loop
+    ends after `iterations` (or on ctrl+c).
+    """
+    next_at = time.monotonic() + first_after
+    while True:
+        pause = max(0.0, next_at - time.monotonic())
+        if ended is not None:
+            if ended(pause):
+                return
+        else:
+            time.sleep(pause)
+        if iterations is None or printer.printed < iterations:
+            printer.print(fleet)
+            if ended is None and iterations is not None and printer.printed >= iterations:
+                return
+        next_at += delay
 
 
 def run(
@@ -193,50 +281,17 @@ def run(
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
 ) -> int:
-    """Print snapshots until `iterations` are done (forever when None).
-
-    0 if anything was attached, else 1; 3 when the `budget_usd` was reached (BUDGET_REACHED).
-    """
-    out = out or sys.stdout
+    """Print snapshots until `iterations` are done (forever when None); the exit status (`Printer.status`)."""
     fleet = Fleet(prices=prices, budget_usd=budget_usd)
-    alarm = BudgetAlarm()
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets).start()
-    attached = False
-    reported: dict[str, str] = {}
+    printer = Printer(out or sys.stdout, as_json, empty_note=(
+        f"no instrumented DSPy process found in {collector.runtime_dir}; "
+        "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
     try:
         collector.wait_settled(timeout=4.0)
-        done = 0
-        while True:
-            with fleet.lock:
-                snapshot = fleet.snapshot(history_limit=0)
-            attached = attached or snapshot.attached
-            if not snapshot.processes and done == 0:
-                print(f"dspy-top: no instrumented DSPy process found in {collector.runtime_dir}; "
-                      "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()",
-                      file=sys.stderr)
-            for p in snapshot.problems:
-                if reported.get(p.key) != p.status:
-                    reported[p.key] = p.status
-                    print(f"dspy-top: pid {p.pid or '?'}: {p.status}", file=sys.stderr)
-            for level in alarm.crossed(snapshot.budget):
-                print(f"dspy-top: {snapshot.budget.message(level)}", file=sys.stderr, flush=True)
-            done += 1
-            if as_json:
-                out.write(json.dumps(snapshot_json(snapshot, done), separators=(",", ":")) + "\n")
-            else:
-                if done > 1:
-                    out.write("\n")
-                out.write(snapshot_text(snapshot))
-            out.flush()
-            if iterations is not None and done >= iterations:
-                break
-            time.sleep(delay)
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:
+        watch(fleet, printer, delay=delay, iterations=iterations)
+    except (KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
         collector.stop()
-    if not attached:
-        return 1
-    return BUDGET_REACHED if 100 in alarm.fired else 0
+    return printer.status()

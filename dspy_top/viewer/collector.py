@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from dspy_top import client, paths
+from dspy_top import client, paths, schema
 from dspy_top.client import ConnectError, Connection
 from dspy_top.model import Fleet
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST
+from dspy_top.viewer.targets import Targets, targets_for
 
 RESCAN_EVERY = 1.0  # seconds between looks for new sockets
 PAYLOAD_TIMEOUT = 5.0
@@ -30,16 +32,6 @@ PAYLOAD_TIMEOUT = 5.0
 # the screen waiting for the lock, and what is read but not folded stays small.
 READ_BATCH = 5000
 FOLD_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class PayloadAnswer:
-    """The answer to one payload request: the payload, or why there is none."""
-
-    process: str
-    call_id: int
-    payload: dict[str, Any] | None
-    reason: str | None = None
 
 
 @dataclass
@@ -65,15 +57,21 @@ class Collector:
         sockets: list[Path | str] | None = None,
         rescan_every: float = RESCAN_EVERY,
         connect_timeout: float = 3.0,
+        retry_for: float = client.RETRY_FOR,
         on_payload: Callable[[PayloadAnswer], None] | None = None,
+        targets: Targets | None = None,
     ) -> None:
         self.fleet = fleet
         self.directory = directory
         self.pids = list(pids or [])
         self.sockets = [Path(s) for s in sockets or []]
-        self.discovering = not self.pids and not self.sockets
+        # Which sockets to watch (viewer/targets.py): discovered, named with -p/--socket, or a
+        # caller's own (`dspy-top run`: the job's process family).
+        self.targets = targets or targets_for(self.pids, self.sockets)
+        self.discovering = self.targets.discovering
         self.rescan_every = rescan_every
         self.connect_timeout = connect_timeout
+        self.retry_for = retry_for  # how long a busy process's socket is tried again
         self.on_payload = on_payload
         self.on_notice: Callable[[str], None] | None = None  # something the user should hear about
         self._targets: dict[str, _Target] = {}
@@ -87,6 +85,7 @@ class Collector:
         self._thread: threading.Thread | None = None
         self._next_scan = 0.0
         self.scans = 0
+        self.faults = 0  # errors of the viewer's own that the thread survived
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -165,25 +164,33 @@ class Collector:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= self._next_scan:
-                self._scan()
-                self._next_scan = now + self.rescan_every
-            self._expire_requests(now)
-            readers: list[Any] = [self._wake_r]
-            readers.extend(c for c in self._connections.values() if c.fileno() >= 0)
-            timeout = max(0.0, min(self._next_scan - time.monotonic(), 0.25))
             try:
-                ready, _, _ = select.select(readers, [], [], timeout)
-            except (OSError, ValueError):
-                ready = []
-                self._prune_closed()
-            for item in ready:
-                if item is self._wake_r:
-                    self._drain_wake()
-                else:
-                    self._read(item)
-            self._take_ready()
+                self._turn()
+            except Exception as exc:  # a fault of the viewer's own: say so, and keep watching the rest
+                self.faults += 1
+                self._notice(f"dspy-top's collector hit an error and carries on: {type(exc).__name__}: {exc}")
+                self._stop.wait(0.1)
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_scan:
+            self._next_scan = now + self.rescan_every
+            self._scan()
+        self._expire_requests(now)
+        readers: list[Any] = [self._wake_r]
+        readers.extend(c for c in self._connections.values() if c.fileno() >= 0)
+        timeout = max(0.0, min(self._next_scan - time.monotonic(), 0.25))
+        try:
+            ready, _, _ = select.select(readers, [], [], timeout)
+        except (OSError, ValueError):
+            ready = []
+            self._prune_closed()
+        for item in ready:
+            if item is self._wake_r:
+                self._drain_wake()
+            else:
+                self._read(item)
+        self._take_ready()
 
     def _drain_wake(self) -> None:
         try:
@@ -218,17 +225,28 @@ class Collector:
         key = key or self._key_of(connection)
         if key is None:
             return
+        try:
+            self._fold_from(connection, key)
+        except Exception as exc:  # nothing one process sends may end this thread: mark it, read the others
+            self._broken(key, f"the viewer could not read it ({type(exc).__name__}: {exc})", protocol=True)
+
+    def _fold_from(self, connection: Connection, key: str) -> None:
         messages, error = _take(connection, READ_BATCH)
-        if messages:
-            payloads = [m for m in messages if m.get("t") == "payload"]
-            if payloads:
-                messages = [m for m in messages if m.get("t") != "payload"]
-                for message in payloads:
-                    self._answer_payload(key, message)
-            for chunk in _chunks(messages, FOLD_CHUNK):
-                with self.fleet.lock:
-                    self.fleet.fold_many(key, chunk)
-                time.sleep(0)  # let a refresh waiting for the lock take it now
+        # Checked here, outside the fleet's lock: the fold under it only adds up typed values.
+        records, refused = _check(messages)
+        folded = []
+        for record in records:
+            if type(record) is schema.PayloadRecord:
+                self._answer_payload(key, record)
+            else:
+                folded.append(record)
+        for chunk in _chunks(folded, FOLD_CHUNK):
+            with self.fleet.lock:
+                self.fleet.fold_many(key, chunk)
+            time.sleep(0)  # let a refresh waiting for the lock take it now
+        if refused is not None:
+            self._broken(key, refused, protocol=True)
+            return
         if error is not None:
             self._broken(key, str(error))
             return
@@ -247,12 +265,13 @@ class Collector:
                 return key
         return None
 
-    def _broken(self, key: str, reason: str) -> None:
+    def _broken(self, key: str, reason: str, protocol: bool = False) -> None:
+        """The connection ended (or is ended here, after a protocol error): mark the process, fail its requests."""
         connection = self._connections.pop(key, None)
         if connection is not None:
             connection.close()
         with self.fleet.lock:
-            self.fleet.failed(key, reason)
+            self.fleet.failed(key, reason, protocol)
         for pending_key in [k for k in self._pending if k[0] == key]:
             call_id, _ = self._pending.pop(pending_key)
             self._deliver(PayloadAnswer(key, call_id, None, f"the process connection closed ({reason})"))
@@ -265,21 +284,32 @@ class Collector:
     # --- finding and attaching ----------------------------------------------------------
 
     def _scan(self) -> None:
-        directory = self.runtime_dir
-        wanted: list[tuple[str, Path, int | None]] = []
-        if self.discovering:
-            wanted = [(str(e.socket_path), e.socket_path, e.pid) for e in client.discover(directory)]
-        for pid in self.pids:
-            path = client.socket_for_pid(pid, directory)
-            wanted.append((str(path), path, pid))
-        for path in self.sockets:
-            wanted.append((str(path), path, None))
-        for key, path, pid in wanted:
+        wanted: set[str] = set()
+        for path, pid in self.targets.sockets(self.runtime_dir):
+            key = str(path)
+            wanted.add(key)
             target = self._targets.get(key)
             if target is None:
                 target = self._targets[key] = _Target(key, path, pid)
             self._maybe_connect(target)
+        if not self.discovering:
+            for key in [k for k in self._targets if k not in wanted]:
+                self._let_go(key)
         self.scans += 1
+
+    def _let_go(self, key: str) -> None:
+        """A named target its strategy names no more (the shell wrapping a job): gone unless it attached."""
+        target = self._targets[key]
+        if target.connecting or key in self._connections:
+            return
+        with self.fleet.lock:
+            process = self.fleet.processes.get(key)
+            if process is not None and process.events > 0:
+                return  # it spoke: its numbers stay
+            del self._targets[key]
+            if process is not None:
+                self.fleet.failed(key, "no longer watched")
+                self.fleet.dismiss(key)
 
     def _maybe_connect(self, target: _Target) -> None:
         if target.connecting or target.key in self._connections:
@@ -328,9 +358,15 @@ class Collector:
                 process.state = FAILED
 
     def _connect(self, target: _Target) -> None:
-        connection = Connection(target.path, timeout=self.connect_timeout, batches=True)
+        connection = Connection(target.path, timeout=self.connect_timeout, batches=True, retry_for=self.retry_for)
+
+        def waiting(reason: str) -> None:  # a busy process: say why the row still says "connecting"
+            with self.fleet.lock:
+                self.fleet.attach(target.key, target.pid).status = reason
+                self.fleet.version += 1
+
         try:
-            hello = connection.connect()
+            hello = connection.connect(on_wait=waiting)
         except ConnectError as exc:
             with self.fleet.lock:
                 self.fleet.attach(target.key, target.pid)
@@ -382,16 +418,16 @@ class Collector:
             except Exception:
                 pass  # the app is gone
 
-    def _answer_payload(self, key: str, message: dict[str, Any]) -> None:
-        pending = self._pending.pop((key, message.get("req")), None)
+    def _answer_payload(self, key: str, record: schema.PayloadRecord) -> None:
+        pending = self._pending.pop((key, record.req), None)
         if pending is None:
             return
         call_id, _ = pending
-        if message.get("found") and isinstance(message.get("payload"), dict):
-            self._deliver(PayloadAnswer(key, call_id, message["payload"]))
+        if record.found and record.payload is not None:
+            self._deliver(PayloadAnswer(key, call_id, dict(record.payload)))
         else:
-            reason = message.get("reason") or "the process no longer holds this call (only its most recent ones are kept)"
-            self._deliver(PayloadAnswer(key, call_id, None, str(reason)))
+            reason = record.reason or "the process no longer holds this call (only its most recent ones are kept)"
+            self._deliver(PayloadAnswer(key, call_id, None, reason))
 
     def _expire_requests(self, now: float) -> None:
         for pending_key, (call_id, deadline) in list(self._pending.items()):
@@ -408,13 +444,26 @@ class Collector:
                 pass  # the app is gone (shutting down); nobody is waiting
 
 
-def _chunks(messages: list[dict[str, Any]], events: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive runs of messages holding about `events` events each."""
-    chunk: list[dict[str, Any]] = []
-    size = 0
+def _check(messages: list[dict[str, Any]]) -> tuple[list[schema.Record], str | None]:
+    """The checked records of the messages before the first one the schema refuses, and why it was refused."""
+    records = []
     for message in messages:
-        chunk.append(message)
-        size += client.message_size(message)
+        try:
+            record = schema.parse(message)
+        except schema.BadMessage as exc:
+            return records, f"malformed {message.get('t')!r} message: {exc}"
+        if record is not None:
+            records.append(record)
+    return records, None
+
+
+def _chunks(records: list[schema.Record], events: int) -> Iterator[list[schema.Record]]:
+    """Consecutive runs of records holding about `events` events each (a batch counts its calls)."""
+    chunk: list[schema.Record] = []
+    size = 0
+    for record in records:
+        chunk.append(record)
+        size += len(record.rows) if type(record) is schema.CallsRecord else 1
         if size >= events:
             yield chunk
             chunk, size = [], 0

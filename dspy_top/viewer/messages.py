@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from dspy_top.viewer.collector import PayloadAnswer
+from dspy_top.model.payloads import PayloadAnswer
 
 
 @dataclass

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dspy_top import latency
 from dspy_top.model import Fleet
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.protocol import Hello
-from dspy_top.viewer.collector import PayloadAnswer
 
 NOW = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
 RUNTIME_DIR = Path("/run/user/1000/dspy-top")

@@ -65,12 +65,16 @@ def main():
             signal.alarm(240)
             child = dspy_top.instrument()
             program(question="child question")
-            print("CHILD", os.getpid(), child.socket_path, flush=True)
+            # One write per line: parent and child share the pipe, and print() writes the
+            # text and its newline apart when stdout is unbuffered (PYTHONUNBUFFERED=1).
+            sys.stdout.write(f"CHILD {os.getpid()} {child.socket_path}\n")
+            sys.stdout.flush()
             wait_for(args.hold)
             os._exit(0)
     for i in range(args.calls // 2):
         program(question=f"question {i}")
-    print("DONE", handle.stats()["totals"]["calls"], flush=True)
+    sys.stdout.write(f"DONE {handle.stats()['totals']['calls']}\n")
+    sys.stdout.flush()
     if args.hold:
         wait_for(args.hold)
 

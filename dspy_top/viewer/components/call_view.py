@@ -1,6 +1,7 @@
 """One LM call as `dspy.inspect_history` shows it: facts on top, each message by role, the response.
 
-Pure rendering (Rich text only) so it is tested without an app.
+Pure rendering (Rich text only) so it is tested without an app. Everything the call or its payload
+says passes through `inert`: an LM's response may hold escape sequences.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from rich.text import Text
 
 from dspy_top.model import CallSummary
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.terminal import inert
 
 ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green", "tool": "bold yellow"}
 
@@ -19,14 +21,14 @@ ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold 
 def facts(call: CallSummary, chain: tuple[str, ...] = ()) -> Text:
     """The header line(s): module and chain, model, time, latency, tokens, cost, cache, retries."""
     text = Text()
-    text.append(call.path, style="bold")
+    text.append(inert(call.path), style="bold")
     if chain:
-        text.append(f" ({' > '.join(chain)})", style="dim")
+        text.append(f" ({inert(' > '.join(chain))})", style="dim")
     elif call.module_class:
-        text.append(f" ({call.module_class})", style="dim")
-    text.append(f" · {call.model}")
+        text.append(f" ({inert(call.module_class)})", style="dim")
+    text.append(f" · {inert(call.model)}")
     if call.response_model and call.response_model not in call.model:
-        text.append(f" (answered by {call.response_model})", style="dim")
+        text.append(f" (answered by {inert(call.response_model)})", style="dim")
     text.append(f" · pid {call.pid} · call {call.id}\n")
     text.append(f"{fmt.clock(call.start)} · {fmt.seconds(call.latency)} · ")
     if call.usage_known:
@@ -45,16 +47,21 @@ def facts(call: CallSummary, chain: tuple[str, ...] = ()) -> Text:
             text.append(" (no known price)", style="yellow")
     text.append(f" · attempt {call.retries + 1}" + (f" ({call.retries} retries)" if call.retries else ""))
     if call.scopes:
-        text.append(f" · inside {' > '.join(call.scopes)}", style="dim")
+        text.append(f" · inside {inert(' > '.join(call.scopes))}", style="dim")
     if call.error:
-        text.append(f"\nERROR {call.error}: {call.error_message or ''}", style="bold red")
+        text.append(f"\nERROR {inert(call.error)}: {inert(call.error_message or '', multiline=True)}", style="bold red")
     return text
 
 
 def section(title: str, style: str = "bold") -> Text:
     text = Text()
-    text.append(f"── {title} ──", style=style)
+    text.append(f"── {inert(title)} ──", style=style)
     return text
+
+
+def shown(text: str, style: str = "") -> Text:
+    """A block of what the process sent (a message, a response, JSON), inert, newlines kept."""
+    return Text(inert(text, multiline=True), style=style)
 
 
 def _content(content: Any) -> str:
@@ -82,15 +89,15 @@ def _content(content: Any) -> str:
 def body(payload: dict[str, Any]) -> list[Text]:
     """Messages by role, the response(s), tool calls, usage and request options."""
     out: list[Text] = []
-    for message in payload.get("messages") or []:
+    for message in _items(payload.get("messages")):
         if not isinstance(message, dict):
-            out += [section("Message"), Text(str(message))]
+            out += [section("Message"), shown(str(message))]
             continue
         role = str(message.get("role", "?"))
         out.append(section(f"{role.capitalize()} message", ROLE_STYLE.get(role, "bold")))
-        out.append(Text(_content(message.get("content"))))
-        for tool_call in message.get("tool_calls") or []:
-            out.append(Text(f"tool call: {json.dumps(tool_call, default=str)}", style="yellow"))
+        out.append(shown(_content(message.get("content"))))
+        for tool_call in _items(message.get("tool_calls")):
+            out.append(shown(f"tool call: {json.dumps(tool_call, default=str)}", style="yellow"))
     outputs = payload.get("outputs")
     if outputs is not None:
         outputs = outputs if isinstance(outputs, list) else [outputs]
@@ -99,27 +106,34 @@ def body(payload: dict[str, Any]) -> list[Text]:
             out.append(section(title, "bold green"))
             if isinstance(output, dict):
                 if output.get("reasoning_content"):
-                    out.append(Text(f"(reasoning) {output['reasoning_content']}", style="dim"))
-                out.append(Text(_content(output.get("text"))))
-                for tool_call in output.get("tool_calls") or []:
+                    out.append(shown(f"(reasoning) {_content(output['reasoning_content'])}", style="dim"))
+                out.append(shown(_content(output.get("text"))))
+                for tool_call in _items(output.get("tool_calls")):
                     out.append(section("Tool call", "bold yellow"))
-                    out.append(Text(_tool_call(tool_call)))
+                    out.append(shown(_tool_call(tool_call)))
             else:
-                out.append(Text(_content(output)))
+                out.append(shown(_content(output)))
     if payload.get("error"):
-        out += [section("Error", "bold red"), Text(str(payload["error"]), style="red")]
+        out += [section("Error", "bold red"), shown(str(payload["error"]), style="red")]
     usage = payload.get("usage")
     if usage:
-        out += [section("Usage", "dim"), Text(json.dumps(usage, default=str, indent=1), style="dim")]
+        out += [section("Usage", "dim"), shown(json.dumps(usage, default=str, indent=1), style="dim")]
     options = payload.get("options")
     if options:
-        out += [section("Request options", "dim"), Text(json.dumps(options, default=str), style="dim")]
+        out += [section("Request options", "dim"), shown(json.dumps(options, default=str), style="dim")]
     return out
+
+
+def _items(value: Any) -> list:
+    """A list the payload should hold here, or nothing (a process may send anything)."""
+    return value if isinstance(value, list) else []
 
 
 def _tool_call(tool_call: Any) -> str:
     if isinstance(tool_call, dict):
         function = tool_call.get("function") or tool_call
+        if not isinstance(function, dict):
+            return str(tool_call)
         name = function.get("name", "?")
         arguments = function.get("arguments", "")
         return f"{name}({arguments})"

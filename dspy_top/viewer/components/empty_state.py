@@ -7,6 +7,8 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
+from dspy_top.viewer.terminal import inert
+
 
 class EmptyState(Static):
     """Shown (class `-empty` on the screen) until a process appears."""
@@ -25,5 +27,5 @@ class EmptyState(Static):
         text.append(" in your program\n  or run it with ")
         text.append("DSPY_TOP=1", style="bold cyan")
         text.append("\n\n")
-        text.append(f"watching {runtime_dir}", style="dim")
+        text.append(f"watching {inert(runtime_dir)}", style="dim")
         return text

@@ -6,7 +6,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from dspy_top.model import Snapshot
+from dspy_top.model.before_attach import combined
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.optimizer_report import optimizer_line
+from dspy_top.viewer.terminal import inert
 
 
 class Header(Static):
@@ -17,7 +20,6 @@ class Header(Static):
         self.paused = False
         self._snapshot: Snapshot | None = None
         self._drawn = ""
-        self._lines = -1
 
     def show(self, snapshot: Snapshot, paused: bool = False) -> None:
         self._snapshot = snapshot
@@ -33,12 +35,14 @@ class Header(Static):
 
     def _draw(self) -> None:
         text = self.render_text(self._snapshot, max(40, self.size.width or 80), self.paused)
-        if text.plain == self._drawn:
+        lines = text.plain.count("\n") + 1
+        if text.plain == self._drawn and lines == self.size.height:
             return
-        lines = text.plain.count("\n")
-        # Same height: repaint only this widget, not the whole screen's layout (idle CPU).
-        self.update(text, layout=lines != self._lines)
-        self._drawn, self._lines = text.plain, lines
+        # Same height: repaint only this widget, not the whole screen's layout (idle CPU). Compared
+        # with the height it has, not the last text's: a relayout asked for while the screen was
+        # being resized can be lost, and the header would keep a blank row.
+        self.update(text, layout=lines != self.size.height)
+        self._drawn = text.plain
 
     @staticmethod
     def segments(snapshot: Snapshot, wide: bool = True) -> list[Text]:
@@ -82,14 +86,21 @@ class Header(Static):
                   default=None)
         if job is not None:
             worst = job.worst
-            text = f"job budget {worst.label if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
+            text = f"job budget {inert(worst.label) if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
                    f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
             out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= 0.8
                             else ""))
+        before = combined(p.before_attach for p in snapshot.in_view)
+        if before is not None:
+            out.append(Text(before, style="dim"))
         out.append(Text(f"cache {fmt.percent(t.cache_hit_rate)} (saved {fmt.dollars(t.cost_saved_usd)})"))
         out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
         out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
         out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
+        lost = snapshot.not_final
+        if lost:
+            who = f"pid {lost[0].pid}" if len(lost) == 1 else f"{len(lost)} processes"
+            out.append(Text(f"final numbers not received from {who}", style="bold red"))
         return out
 
     def render_text(self, snapshot: Snapshot, width: int, paused: bool) -> Text:
@@ -114,7 +125,8 @@ class Header(Static):
 
     @staticmethod
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
-        progress = snapshot.progress
+        progress = optimizer_line(snapshot.optimizers, snapshot.at)
+        progress = inert(progress) if progress else None
         projection = snapshot.burn.evaluation if snapshot.burn is not None else None
         if progress and projection is not None and projection.projected_usd is not None:
             lower = "" if projection.cost_known else "+?"

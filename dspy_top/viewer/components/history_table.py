@@ -7,6 +7,7 @@ from textual.binding import Binding
 
 from dspy_top.model import CallSummary, Snapshot
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
 
@@ -26,7 +27,7 @@ def marks(call: CallSummary) -> Text:
         if call.cost_saved_usd:
             text.append(f" saved {fmt.dollars(call.cost_saved_usd)}", style="cyan")
     if call.error:
-        text.append(f" ERR {call.error}", style="bold red")
+        text.append(f" ERR {inert(call.error)}", style="bold red")
     if call.retries:
         text.append(f" retry {call.retries}", style="yellow")
     return text
@@ -119,8 +120,8 @@ class HistoryTable(KeyedTable):
         cells: list = [fmt.clock(call.end, millis=not self.narrow)]
         if self.multi and not self.narrow:
             cells.append(str(call.pid))
-        cells.append(Text(f" {call.path}", no_wrap=True, overflow="ellipsis"))
+        cells.append(Text(f" {inert(call.path)}", no_wrap=True, overflow="ellipsis"))
         if not self.narrow:
-            cells.append(Text(f" {call.model}", no_wrap=True, overflow="ellipsis", style="dim"))
+            cells.append(Text(f" {inert(call.model)}", no_wrap=True, overflow="ellipsis", style="dim"))
         cells += [tokens, cost, fmt.seconds(call.latency), marks(call)]
         return cells

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Log
 
+from dspy_top.viewer.job import JobTranscript
+from dspy_top.viewer.terminal import inert
+
 MAX_LINES = 2000  # scrollback kept in the pane (the whole output stays in the job's log file)
 
 
@@ -15,10 +18,25 @@ class JobLog(Log):
         # so a big write scrolls past the end and shows a blank pane.
         super().__init__(auto_scroll=True, **kwargs)
         self.border_title = "Job output"
+        self._read = 0  # how far into the transcript this pane is
+        self._ended = False
+
+    def sync(self, transcript: JobTranscript) -> None:
+        """Show what the transcript gained since this pane last looked, then the exit status once."""
+        if self._read != transcript.end:
+            text, afresh = transcript.since(self._read)
+            if afresh:
+                self.clear()
+            self.add_output(text)
+            self._read = transcript.end
+        if transcript.exit_code is not None and not self._ended:
+            self._ended = True
+            self.job_ended(transcript.exit_code)
 
     def add_output(self, text: str) -> None:
         if not text:
             return
+        text = inert(text, multiline=True)  # the job's own output: no escape sequence reaches the terminal
         if self.line_count + text.count("\n") <= MAX_LINES:
             self.write(text)
             return

@@ -12,6 +12,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from dspy_top.viewer.terminal import inert
+
 Cell = str | Text
 REBUILD_ABOVE = 32  # rows gone in one refresh beyond which the table is rebuilt, not pruned
 
@@ -64,9 +66,12 @@ class KeyedTable(DataTable):
         self.refresh()
 
     def set_title(self, title: str) -> None:
-        """Set the border title only when it changed (setting it repaints the widget)."""
-        if self.border_title != title:
-            self.border_title = title
+        """Set the border title only when it changed (setting it repaints the widget).
+
+        As plain text, never markup: titles hold names a job chose (a `[` is not a style)."""
+        if getattr(self, "_shown_title", None) != title:
+            self._shown_title = title
+            self.border_title = Text(inert(title))
 
     # --- rows ---------------------------------------------------------------------
 
@@ -155,13 +160,14 @@ class KeyedTable(DataTable):
         for index, (column, cell) in enumerate(zip(self._columns, cells)):
             if index == 0:
                 # Always a fresh Text: `_reorder` relies on it being unique to its row.
-                yield cell.copy() if isinstance(cell, Text) else Text(str(cell), no_wrap=True, overflow="ellipsis")
+                yield cell.copy() if isinstance(cell, Text) else Text(inert(cell), no_wrap=True, overflow="ellipsis")
             elif isinstance(cell, Text):
                 if column.right:
                     cell.justify = "right"
                 yield cell
-            else:
-                yield Text(cell, justify="right" if column.right else "left", no_wrap=True, overflow="ellipsis")
+            else:  # plain strings are made inert here too (Text cells are built inert by each table)
+                yield Text(inert(cell), justify="right" if column.right else "left", no_wrap=True,
+                           overflow="ellipsis")
 
     def reset_rows(self) -> None:
         """Drop every row (a filter or focus change, not a refresh)."""

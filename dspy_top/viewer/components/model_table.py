@@ -6,6 +6,7 @@ from rich.text import Text
 
 from dspy_top.model import Snapshot
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
 FIXED = (
@@ -31,7 +32,7 @@ class ModelTable(KeyedTable):
         rows = []
         for row in snapshot.models:
             c = row.counters
-            name = Text(row.model, no_wrap=True, overflow="ellipsis")
+            name = Text(inert(row.model), no_wrap=True, overflow="ellipsis")
             if row.price_override:
                 name.append(" *", style="bold cyan")  # priced with the user's rates
             rows.append((row.model, [

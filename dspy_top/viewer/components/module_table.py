@@ -8,6 +8,7 @@ from dspy_top.model import Snapshot
 from dspy_top.model.calls import CallQuery
 from dspy_top.model.tree import ModuleRow, flatten
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
@@ -150,9 +151,9 @@ class ModuleTable(SortableColumns, KeyedTable):
             if self.tree_mode:
                 text.append("  " * max(0, row.depth - 1) + row.guide, style="dim" if row.depth else "bold")
                 text.append(" " if row.depth else "")
-            text.append(node.name, style="bold" if row.depth == 0 and self.tree_mode else "")
+            text.append(inert(node.name), style="bold" if row.depth == 0 and self.tree_mode else "")
             if node.class_name and node.class_name != node.name:
-                text.append(f"  {node.class_name}", style="dim")
+                text.append(f"  {inert(node.class_name)}", style="dim")
             return text
         if key == "state":
             return Text(" active", style="green") if node.active else Text(" idle", style="dim")

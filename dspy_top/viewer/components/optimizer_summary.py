@@ -8,6 +8,8 @@ from textual.widgets import Static
 from dspy_top.model import OptimizerRun, Trial
 from dspy_top.model.optimizers import EVALUATE, RunGroup
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.optimizer_report import joined_note
+from dspy_top.viewer.terminal import inert
 
 CHART = "▁▂▃▄▅▆▇█"
 NARROW_BELOW = 99  # columns: below this the summary drops the token counts and shortens parameter names
@@ -59,29 +61,31 @@ class OptimizerSummary(Static):
                         "dspy.Evaluate run here as it happens.", style="dim")
         if isinstance(entry, RunGroup):
             calls = sum(r.usage.calls for r in entry.runs)
-            return Text(f" {len(entry.runs)} nested {entry.class_name} compile(s), finished: they bootstrap "
+            return Text(f" {len(entry.runs)} nested {inert(entry.class_name)} compile(s), finished: they bootstrap "
                         f"demos and make no evaluations ({calls:,} calls).", style="dim")
         run = entry
         narrow = width < NARROW_BELOW
         lines = [OptimizerSummary._facts(run, narrow), OptimizerSummary._spend(run, narrow),
                  OptimizerSummary._scores(run, width, narrow)]
+        if run.joined:  # under way at `dspy-top attach`: say what was not seen
+            lines.append(Text(f" {joined_note(run)}", style="yellow"))
         return Text("\n").join(line for line in lines if line.plain)
 
     @staticmethod
     def _facts(run: OptimizerRun, narrow: bool = False) -> Text:
         line = Text(" ")
-        line.append(run.label, style="bold")
+        line.append(inert(run.label), style="bold")
         if run.params:
             names = SHORT_NAMES if narrow else {}
-            line.append("  " + " ".join(f"{names.get(k, k)}={v}" for k, v in run.params), style="dim")
+            line.append(inert("  " + " ".join(f"{names.get(k, k)}={v}" for k, v in run.params)), style="dim")
         line.append(" · ")
         phase_style = {"running": "bold green", "failed": "bold red"}.get(run.state, "")
         phase = run.phase
         if phase.startswith("trial ") and run.current is not None:
             phase = f"trial {run.trial_progress}" + (" (minibatch)" if run.current.full is False else "")
-        line.append(phase, style=phase_style)
+        line.append(inert(phase), style=phase_style)
         if run.error:
-            line.append(f" · {run.error}", style="red")
+            line.append(f" · {inert(run.error)}", style="red")
         return line
 
     @staticmethod

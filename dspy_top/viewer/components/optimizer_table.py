@@ -8,6 +8,7 @@ from dspy_top.model import OptimizerRun, Snapshot
 from dspy_top.model.optimizers import RunGroup, rows_of
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+from dspy_top.viewer.terminal import inert
 
 WIDE = (
     Column("phase", " PHASE", 24, right=False),
@@ -76,7 +77,7 @@ class OptimizerTable(KeyedTable):
         if isinstance(entry, RunGroup):
             usage, depth = entry.usage, entry.depth
             name = Text("  " * (depth - 1) + "└ ", style="dim", no_wrap=True, overflow="ellipsis")
-            name.append(f"{entry.class_name} ×{len(entry.runs)}")
+            name.append(f"{inert(entry.class_name)} ×{len(entry.runs)}")
             cells = {"run": name, "phase": Text(" bootstrapped demos", style="dim"), "trial": "-", "best": "-",
                      "elapsed": fmt.short_uptime(sum(run.elapsed for run in entry.runs)),
                      "calls": fmt.count(usage.calls), "cost": fmt.cost(usage), "finish": Text(" -", style="dim")}
@@ -85,11 +86,11 @@ class OptimizerTable(KeyedTable):
         name = Text(no_wrap=True, overflow="ellipsis")
         if run.depth:
             name.append("  " * (run.depth - 1) + "└ ", style="dim")
-        name.append(run.label, style="bold" if run.depth == 0 else "")
+        name.append(inert(run.label), style="bold" if run.depth == 0 else "")
         if multi and run.depth == 0:
             name.append(f"  pid {run.pid}", style="dim")
         style = {"running": "green", "failed": "bold red"}.get(run.state, "dim")
-        phase = Text(f" {run.phase}", style=style)
+        phase = Text(f" {inert(run.phase)}", style=style)
         best = f"{run.best_score:.1f}" if run.best_score is not None else "-"
         cells = {"run": name, "phase": phase, "trial": run.trial_progress, "best": Text(best, style="bold"),
                  "elapsed": fmt.short_uptime(run.elapsed), "calls": fmt.count(run.usage.calls),

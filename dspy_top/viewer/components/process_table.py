@@ -6,6 +6,7 @@ from rich.text import Text
 
 from dspy_top.model import Snapshot
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
 FIXED = (
@@ -35,6 +36,9 @@ class ProcessTable(KeyedTable):
         for p in snapshot.processes:
             style = STATE_STYLE.get(p.state, "")
             note = p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status)
+            if p.before_attach is not None:  # first: a long command line is cut at the column's end
+                note = f"{p.before_attach.short()} · {note}"
+            note = inert(note)
             rows.append((p.key, [
                 Text("▶" if p.key == snapshot.focus else " ", style="bold"),
                 str(p.pid or "?"), Text(f" {p.state}", style=style),

@@ -35,6 +35,12 @@ class SortableColumns:
         self._label_headers()
         self.redraw()
 
+    def sort_by_header(self, column_key: str) -> None:
+        """A click on a column's header sorts by it (a second click reverses)."""
+        column = next((c for c in self.table_columns if c.key == column_key), None)
+        if column is not None and column.sort:
+            self.set_sort(column.sort)
+
     def reverse(self) -> None:
         self.descending = not self.descending
         self._label_headers()

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from dspy_top.model import Snapshot
+from dspy_top.viewer.terminal import inert
 
 
 class StatusLine(Static):
@@ -17,16 +18,16 @@ class StatusLine(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         problems = snapshot.problems
         for process in problems[:3]:
-            text.append(f" pid {process.pid or '?'}: {process.status} ", style="bold red")
+            text.append(f" pid {process.pid or '?'}: {inert(process.status)} ", style="bold red")
         if len(problems) > 3:
             text.append(f" (+{len(problems) - 3} more: p for the process list) ", style="red")
         waiting = [p for p in snapshot.processes if p.state == "connecting" and p.status != "connecting…"]
         for process in waiting[:2]:
-            text.append(f" {process.status} ", style="cyan")
+            text.append(f" {inert(process.status)} ", style="cyan")
         if paused:
             text.append(" paused: the screen is frozen, collection goes on (space resumes) ", style="bold yellow")
         if note:
-            text.append(f" {note} ", style="italic")
+            text.append(f" {inert(note)} ", style="italic")
         self.set_class(bool(problems), "-problem")
         if text.plain != self._shown:
             self._shown = text.plain

@@ -8,6 +8,7 @@ from dspy_top.model import OptimizerRun, Trial
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+from dspy_top.viewer.terminal import inert
 
 WIDE = (
     Column("kind", " KIND", 14, right=False, sort="kind"),
@@ -119,8 +120,8 @@ class TrialTable(SortableColumns, KeyedTable):
         if usage.in_flight and not trial.scope.running:
             note.append(f" +{usage.in_flight} late", style="yellow")
         if trial.failed and trial.scope.error:
-            note.append(f" {trial.scope.error}", style="red")
-        kind = Text(f" {trial.kind}", style="dim" if trial.full is False else "")
+            note.append(f" {inert(trial.scope.error)}", style="red")
+        kind = Text(f" {inert(trial.kind)}", style="dim" if trial.full is False else "")
         cells = {
             "number": Text(f"{marker}{trial.number}", style="bold green" if trial.best else ""),
             "kind": kind, "score": score_text(trial),

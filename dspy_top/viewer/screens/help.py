@@ -48,6 +48,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
                   "enter again shows all"),
         ("< > R, click", "sort the trials by the previous / next column, reverse; click a header"),
         ("★ × …", "best full-evaluation score; a failed evaluation (never scored 0); still running"),
+        ("o escape", "back to the main screen (p and m go there too)"),
     ]),
     ("History", [
         ("enter", "inspect the call: messages, response, usage, cost, latency, retries"),

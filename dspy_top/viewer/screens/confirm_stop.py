@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from dspy_top.viewer.terminal import inert
+
 
 class ConfirmStop(ModalScreen[bool]):
     """Dismissed with True on `y`, False on `n` or escape."""
@@ -25,7 +27,7 @@ class ConfirmStop(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         text = Text()
-        text.append(f"Stop pid {self.pid} ({self.command or 'python'})? ", style="bold")
+        text.append(f"Stop pid {self.pid} ({inert(self.command) or 'python'})? ", style="bold")
         text.append("y/n", style="bold reverse")
         text.append("\n\nIts next LM call raises dspy_top.BudgetStop: the run ends with exit status 1 and "
                     "says why. Calls already in flight finish and are counted.", style="dim")

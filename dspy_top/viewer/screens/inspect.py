@@ -12,8 +12,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from dspy_top.model import CallSummary
-from dspy_top.viewer.collector import PayloadAnswer
+from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.viewer.components.call_view import body, facts
+from dspy_top.viewer.terminal import inert
 
 
 class InspectScreen(Screen):
@@ -26,6 +27,8 @@ class InspectScreen(Screen):
         Binding("right,n", "step(1)", "Next call"),
         Binding("c", "copy", "Copy JSON"),
         Binding("r", "refetch", "Fetch again", show=False),
+        Binding("space", "app.pause", "Pause"),
+        Binding("question_mark,h", "app.help", "Help", key_display="?"),
     ]
 
     def __init__(self, calls: list[CallSummary], index: int, chains: dict[str, tuple[str, ...]]) -> None:
@@ -64,7 +67,7 @@ class InspectScreen(Screen):
         target = self.query_one("#inspect-text", Static)
         if answer.payload is None:
             self.set_class(True, "-gone")
-            target.update(Text(f"The payload of this call is gone: {answer.reason}", style="bold yellow"))
+            target.update(Text(f"The payload of this call is gone: {inert(answer.reason)}", style="bold yellow"))
             return
         self.set_class(False, "-gone")
         target.update(Text("\n").join(body(answer.payload)))

@@ -1,0 +1,388 @@
+"""`Recording`: reads a recording file: its hello, its messages from any point, its end state,
+one call's payload, and a file still being written (like `tail -f`).
+
+Whatever is readable is read: damage (a torn tail, a corrupted stretch) is noted in
+`damage`, each entry naming the file and the byte offset, and reading goes on past it
+where the format allows. A file that is not a readable recording at all (empty, foreign,
+a newer format, a broken header) raises RecordingError when opened.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgpack
+
+from dspy_top.protocol import call_dicts
+from dspy_top.recording import frames
+from dspy_top.recording.frames import Broken, Damage, Frame, RecordingError, Torn
+from dspy_top.recording.index import CheckpointRef, Index, IndexWalker, from_footer
+from dspy_top.recording.scan import FileView
+from dspy_top.recording.state import RecordingState
+
+FOLLOW_POLL = 0.1
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a reader starts: a checkpoint's state and the first frame after it (or the file's start)."""
+
+    offset: int
+    state: RecordingState | None  # None: the start of the recording
+    at: float
+
+
+@dataclass(frozen=True)
+class EndState:
+    """How the recording ends: the state after its last message."""
+
+    state: RecordingState
+    complete: bool  # closed by its writer (it has a footer)
+    live: bool  # its writer is still writing it
+    started_at: float
+    ended_at: float
+    damage: tuple[Damage, ...]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats or {}
+
+
+class _Decoder:
+    """Turns one stream's frames (messages or payloads), in file order, back into its records."""
+
+    def __init__(self, view: FileView, kind: int) -> None:
+        self.view = view
+        self.kind = kind
+        self.segment: int | None = None
+        self._inflater: Any = None
+        self._unpacker: Any = None
+
+    def feed(self, found: Frame) -> list[Any]:
+        if found.kind != self.kind:
+            return []
+        segment = found.meta.get(frames.SEGMENT)
+        if segment == found.offset:
+            self.segment = segment
+            self._inflater = zlib.decompressobj(-15)
+            self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=frames.MAX_DATA * 4)
+        elif segment != self.segment or self.segment is None:
+            return []  # the start of its segment is before where reading began, or was lost
+        try:
+            data = self.view.data(found)
+        except (Broken, Torn) as exc:
+            return self._lost(found, str(exc) or "the frame is cut off")
+        try:
+            self._unpacker.feed(self._inflater.decompress(data))
+            return list(self._unpacker)
+        except Exception as exc:  # zlib.error, msgpack's unrelated error types
+            return self._lost(found, f"undecodable data ({type(exc).__name__})")
+
+    def _lost(self, found: Frame, reason: str) -> list[Any]:
+        name = frames.KIND_NAMES.get(found.kind, "frame")
+        self.view.note(found.offset, f"damaged {name} frame: {reason}; the rest of its segment is skipped")
+        self.segment = None
+        return []
+
+
+class Recording:
+    """One recording file, open for reading. Any number may read one file, also while it is written."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._view = FileView(str(self.path), fd)
+        self._not_live = False
+        self._walker: IndexWalker | None = None
+        self._footer: Index | None = None
+        self._payload_cache: tuple[tuple[int, int], dict[int, Any]] | None = None
+        try:
+            self._read_header()
+        except BaseException:
+            os.close(fd)
+            raise
+        self.live  # takes the shared lock unless a writer holds the file: retention leaves it alone
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._view.fd >= 0:
+            os.close(self._view.fd)
+            self._view.fd = -1
+
+    def _read_header(self) -> None:
+        view, path = self._view, self.path
+        size = view.size()
+        head = view.read(0, frames.FILE_HEADER.size)
+        if size == 0:
+            raise RecordingError(path, 0, "empty file: not a dspy-top recording (or its writer never started)")
+        magic = head[:len(frames.MAGIC)]
+        if magic != frames.MAGIC:
+            if len(head) < len(frames.MAGIC) and frames.MAGIC.startswith(head):
+                raise RecordingError(path, size, "truncated: the file ends inside its header")
+            raise RecordingError(path, 0, f"not a dspy-top recording (it starts with {head[:12]!r})")
+        if len(head) < frames.FILE_HEADER.size:
+            raise RecordingError(path, size, "truncated: the file ends inside its header")
+        _, major, minor = frames.FILE_HEADER.unpack(head)
+        if major != frames.FORMAT_MAJOR:
+            newer = major > frames.FORMAT_MAJOR
+            raise RecordingError(path, len(frames.MAGIC), (
+                f"recording format {major}.{minor} is {'newer than' if newer else 'not one'} this dspy-top reads "
+                f"({frames.FORMAT_MAJOR}.x)" + ("; upgrade dspy-top to read it" if newer else "")))
+        self.format_version = (major, minor)
+        offset = frames.FILE_HEADER.size
+        try:
+            found = view.frame_at(offset, size)
+            if found.kind != frames.HEADER:
+                raise Broken("the first frame is not the header")
+            header = frames.unpack_standalone(found, view.data(found))
+        except Torn:
+            raise RecordingError(path, size, "truncated: the file ends inside its header frame") from None
+        except Broken as exc:
+            raise RecordingError(path, offset, f"damaged header ({exc})") from None
+        if not isinstance(header, dict) or not isinstance(header.get("hello"), dict):
+            raise RecordingError(path, offset, "damaged header (no hello)")
+        self.header: dict[str, Any] = header
+        self.hello: dict[str, Any] = header["hello"]
+        self._first = found.end
+
+    # --- facts ----------------------------------------------------------------------------
+
+    @property
+    def damage(self) -> list[Damage]:
+        """Damaged stretches found so far, each with its byte offset (what came before was read)."""
+        return list(self._view.damage)
+
+    @property
+    def size(self) -> int:
+        return self._view.size()
+
+    @property
+    def started_at(self) -> float:
+        return float(self.hello.get("started_at") or self.header.get("created_at") or 0.0)
+
+    @property
+    def live(self) -> bool:
+        """Its writer is still writing it (it holds the file's lock)."""
+        if self._not_live or self._footer is not None:
+            return False
+        try:
+            # Kept once taken: a recording being read is never removed by retention.
+            fcntl.flock(self._view.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+        self._not_live = True
+        return False
+
+    def index(self) -> Index:
+        """Where the segments and checkpoints are: the footer's, or walked (and extended while live)."""
+        if self._footer is not None:
+            return self._footer
+        if self._walker is None:
+            live = self.live
+            if not live:
+                self._footer = from_footer(self._view, self._view.size())
+                if self._footer is not None:
+                    return self._footer
+            self._walker = IndexWalker(self._view, self._first)
+        return self._walker.extend(quiet_tail=self.live)
+
+    # --- messages -------------------------------------------------------------------------
+
+    def messages(self, start: Position | None = None, history: int = 0) -> Iterator[dict[str, Any]]:
+        """The messages the process served, in order, from the start or from `start` (see `seek`),
+        which yields first a `snapshot` of the state there (with up to `history` calls before it)."""
+        return self._read(start, history, follow=False, poll=0.0, stop=None)
+
+    def follow(self, start: Position | None = None, history: int = 0, poll: float = FOLLOW_POLL,
+               stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+        """Like `messages`, then waits for more while the writer writes (like `tail -f`); ends when
+        the writer closes the file or dies, or when `stop` is set."""
+        return self._read(start, history, follow=True, poll=poll, stop=stop)
+
+    def _read(self, start: Position | None, history: int, follow: bool, poll: float,
+              stop: threading.Event | None) -> Iterator[dict[str, Any]]:
+        offset = self._first
+        if start is not None:
+            offset = start.offset
+            if start.state is not None:
+                yield start.state.snapshot(self.calls_before(start, history) if history else None)
+        decoder = _Decoder(self._view, frames.MESSAGES)
+        closed = False
+        while True:
+            live = self.live  # before the size: once it is false, the size read next is final
+            for found in self._view.walk(offset, quiet_tail=live):
+                yield from _typed(decoder.feed(found))
+                offset = found.end
+                closed = closed or found.kind == frames.INDEX  # the footer: nothing more will come
+            if closed or not (follow and live):
+                return
+            if stop is not None:
+                if stop.wait(poll):
+                    return
+            else:
+                time.sleep(poll)
+
+    def calls_before(self, position: Position, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` call events written before `position`, oldest first, as `call` maps."""
+        calls: list[dict[str, Any]] = []
+        for segment in reversed([s for s in self.index().messages if s.offset < position.offset]):
+            found: list[dict[str, Any]] = []
+            for message in self._segment(frames.MESSAGES, segment.offset):
+                kind = message.get("t")
+                if kind == "calls":
+                    found.extend(call_dicts(message.get("fields") or (), message.get("rows") or ()))
+                elif kind == "call":
+                    found.append(message)
+                elif kind == "snapshot":
+                    found.extend(message.get("calls") or ())
+            calls = found + calls
+            if len(calls) >= limit:
+                break
+        return calls[-limit:] if limit else []
+
+    def _segment(self, kind: int, offset: int) -> Iterator[Any]:
+        """The records of the one segment that starts at `offset`."""
+        decoder = _Decoder(self._view, kind)
+        for found in self._view.walk(offset, quiet_tail=True):
+            if found.kind == kind and found.meta.get(frames.SEGMENT) != offset:
+                return
+            yield from decoder.feed(found)
+
+    # --- seeking and the end ----------------------------------------------------------------
+
+    def seek(self, at: float | None = None, fraction: float | None = None,
+             checkpoint: int | None = None) -> Position:
+        """Where to start reading for a moment (epoch seconds), a fraction of the recording's
+        duration (0 to 1), or the checkpoint with this number (negative: from the end): the
+        checkpoint at or before it, whose messages up to the moment follow."""
+        index = self.index()
+        refs = index.checkpoints
+        if checkpoint is not None:
+            candidates = refs[:checkpoint + 1] if checkpoint >= 0 else refs[:len(refs) + checkpoint + 1]
+        else:
+            if fraction is not None:
+                start, end = self.started_at, self._last_time(index)
+                at = start + max(0.0, min(1.0, fraction)) * max(0.0, end - start)
+            moment = at if at is not None else float("-inf")
+            candidates = [ref for ref in refs if ref.at <= moment]
+        for ref in reversed(candidates):
+            state = self._checkpoint(ref.offset)
+            if state is not None:
+                return Position(ref.offset, state, ref.at)
+        return Position(self._first, None, self.started_at)
+
+    def _checkpoint(self, offset: int) -> RecordingState | None:
+        try:
+            found = self._view.frame_at(offset, self._view.size())
+            if found.kind != frames.CHECKPOINT:
+                raise Broken("not a checkpoint")
+            stored = frames.unpack_standalone(found, self._view.data(found))
+            return RecordingState.from_checkpoint(stored)
+        except (Torn, Broken, TypeError, ValueError, AttributeError) as exc:
+            self._view.note(offset, f"damaged checkpoint ({exc}); an earlier one is used")
+            return None
+
+    def _last_time(self, index: Index) -> float:
+        times = [s.t1 for s in index.messages[-1:]] + [ref.at for ref in index.checkpoints[-1:]]
+        return max(times, default=self.started_at)
+
+    def end_state(self) -> EndState:
+        """The state after the last message: the last checkpoint and the messages after it.
+
+        A closed recording says where that checkpoint is in its footer; one without a footer
+        (killed, or still being written) is searched from its end, not read from the start."""
+        view = self._view
+        live = self.live
+        size = view.size()
+        start: CheckpointRef | None = None
+        state: RecordingState | None = None
+        index = None if live else from_footer(view, size)
+        if index is not None:
+            self._footer = index
+            for ref in reversed(index.checkpoints):
+                state = self._checkpoint(ref.offset)
+                if state is not None:
+                    start = ref
+                    break
+        else:
+            last = view.last_frame(self._first, size)
+            if last is not None:
+                offset = last.offset if last.kind == frames.CHECKPOINT else last.meta.get(frames.CHECKPOINT_AT)
+                if isinstance(offset, int):
+                    state = self._checkpoint(offset)
+                    if state is not None:
+                        start = CheckpointRef(offset, state.at, state.calls, state.seq)
+        if state is None:
+            state = RecordingState()
+        offset = start.offset if start is not None else self._first
+        ended = start.at if start is not None else self.started_at
+        decoder = _Decoder(view, frames.MESSAGES)
+        for found in view.walk(offset, size, quiet_tail=live):
+            if found.kind == frames.MESSAGES:
+                ended = max(ended, float(found.meta.get(frames.WRITTEN) or 0.0))
+            state.apply_all(_typed(decoder.feed(found)))
+        if state.exit is not None and isinstance(state.exit.get("at"), (int, float)):
+            ended = float(state.exit["at"])
+        return EndState(state, index is not None, live, self.started_at, max(ended, self.started_at),
+                        tuple(view.damage))
+
+    # --- payloads ---------------------------------------------------------------------------
+
+    def payload(self, call_id: int) -> dict[str, Any] | None:
+        """One call's payload (as the process would have sent it), or None if the file lacks it."""
+        for segment in reversed(self.index().payloads):
+            if not segment.may_hold(call_id):
+                continue
+            key = (segment.offset, segment.count)
+            cached = self._payload_cache
+            if cached is None or cached[0] != key:
+                records = {}
+                for record in self._segment(frames.PAYLOADS, segment.offset):
+                    if isinstance(record, list) and len(record) == 2:
+                        records[record[0]] = record[1]
+                cached = self._payload_cache = (key, records)
+            if call_id in cached[1]:
+                return cached[1][call_id]
+        return None
+
+
+def _typed(records: list[Any]) -> Iterator[dict[str, Any]]:
+    for record in records:
+        if isinstance(record, dict) and isinstance(record.get("t"), str):
+            yield record
+
+
+def message_time(message: dict[str, Any]) -> float | None:
+    """When a message happened (epoch seconds), from its own fields; None if it says nothing."""
+    kind = message.get("t")
+    if kind == "calls":
+        fields = list(message.get("fields") or ())
+        rows = message.get("rows") or ()
+        if rows and "start" in fields and "latency" in fields:
+            start, latency = fields.index("start"), fields.index("latency")
+            return max(float(row[start] or 0.0) + float(row[latency] or 0.0) for row in rows)
+        return None
+    if kind == "call":
+        return float(message.get("start") or 0.0) + float(message.get("latency") or 0.0)
+    for key in ("at", "end", "start"):
+        value = message.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+    if kind == "snapshot" and isinstance(message.get("stats"), dict):
+        value = message["stats"].get("at")
+        return float(value) if isinstance(value, (int, float)) else None
+    return None

@@ -1,0 +1,449 @@
+"""`RecordingWriter`: appends what a process serves to its recording file, from the server thread.
+
+Cheap per call: a call event costs a tuple append, a payload one msgpack encode into a
+buffer. Compression runs once per flush over everything buffered (zlib releases the GIL
+while it works), into two deflate streams (messages, payloads) that continue across
+flushes, so a write every half second compresses as well as one large block. Standard library
+and msgpack only: it runs inside the user's job. Not thread-safe: one thread calls it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import msgpack
+
+from dspy_top.protocol import CALL_FIELDS
+from dspy_top.recording import frames
+from dspy_top.recording.state import RecordingState
+
+DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
+# What is added is on disk within FLUSH_EVERY: flush() (called on the server's 0.25 s tick) writes
+# once WRITE_AFTER passed since the last write, so every other tick; a message added FLUSH_EVERY
+# after the last write flushes at once, whoever forgot flush(). Fewer frames, fewer bytes.
+FLUSH_EVERY = 0.5
+WRITE_AFTER = 0.4
+# A stream's segment ends once this much went into it: the reader decodes a whole segment to
+# reach anything in it, so this bounds the cost of fetching one payload or seeking.
+SEGMENT_BYTES = 1024 * 1024
+PENDING_BYTES = 256 * 1024  # compress and write early when this much is buffered
+# A checkpoint bounds what a reader decodes to reach a moment: after this many call events, or
+# this many bytes of messages (once this many seconds passed), or, while anything at all
+# happens, this long. A slow job's checkpoints would otherwise cost more than its calls.
+CHECKPOINT_CALLS = 20_000
+CHECKPOINT_BYTES = 256 * 1024
+CHECKPOINT_SECONDS = 30.0
+CHECKPOINT_SECONDS_MAX = 600.0
+MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stored (counted)
+# deflate levels: payloads are most of the bytes, and level 1 already stores DSPy payloads at a
+# small share of their text (benchmarks/README.md) in a third to two thirds of level 6's time.
+MESSAGES_LEVEL = 6
+PAYLOADS_LEVEL = 1
+CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
+# Which `stats` are stored (each costs about 230 bytes, since every call changes its numbers): one
+# once STATS_CALLS calls were stored since the last, else once any call was and STATS_SLOW_EVERY
+# passed, else (calls in flight, scopes) once STATS_IDLE_EVERY passed; never a heartbeat.
+STATS_CALLS = 5
+STATS_SLOW_EVERY = 2.0
+STATS_IDLE_EVERY = 5.0
+STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
+_THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
+_NOT_NUMBERS = ("t", "at", "dropped_viewer")  # what a heartbeat `stats` changes
+
+
+def _fallback(value: Any) -> Any:
+    # As on the wire: what msgpack cannot carry is stored as its text, never an error.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def _guarded(method: Callable[..., None]) -> Callable[..., None]:
+    """The job comes first: a surprise in here stops the recording (`failed` says why), never
+    the server thread that called it."""
+
+    @functools.wraps(method)
+    def guarded(self: "RecordingWriter", *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            if self.failed is None:
+                self.failed = f"recording {self.path} stopped by an internal error ({type(exc).__name__}: {exc})"
+
+    return guarded
+
+
+class _Stream:
+    """One deflate stream of the file (messages or payloads), cut into independent segments."""
+
+    def __init__(self, kind: int, level: int) -> None:
+        self.kind = kind
+        self.level = level
+        self.pending: list[bytes] = []  # packed records not yet compressed
+        self.pending_bytes = 0
+        self.out: list[bytes] = []  # compressed, not yet framed
+        self.compressor: Any = None
+        self.segment: int | None = None  # offset of the segment's first frame, once written
+        self.segment_in = 0  # bytes that went into the current segment
+        self.segments: list[list[Any]] = []  # the index's rows, one per segment
+
+    def compress_pending(self) -> None:
+        if not self.pending:
+            return
+        if self.compressor is None:
+            self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+        # One call into zlib for the lot: it releases the GIL while it works, and taking the GIL
+        # back once per record would hand the job's threads a switch per call.
+        self.out.append(self.compressor.compress(b"".join(self.pending)))
+        self.segment_in += self.pending_bytes
+        self.pending = []
+        self.pending_bytes = 0
+
+    def take(self, end_segment: bool) -> bytes:
+        """Everything compressed so far, decodable on its own from the segment's start."""
+        self.compress_pending()
+        self.out.append(self.compressor.flush(zlib.Z_FINISH if end_segment else zlib.Z_SYNC_FLUSH))
+        data = b"".join(self.out)
+        self.out = []
+        return data
+
+
+class RecordingWriter:
+    """One process's recording: create it, feed it what the server serves, flush on a timer, close."""
+
+    def __init__(self, path: Path, fd: int, hello: dict[str, Any], cap_bytes: int,
+                 clock: Callable[[], float]) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.cap_bytes = cap_bytes
+        self._clock = clock
+        self.state = RecordingState()
+        self.offset = 0  # bytes written
+        self.failed: str | None = None  # why writing stopped (the disk is full, ...), if it did
+        self.closed = False
+        self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
+        self._messages = _Stream(frames.MESSAGES, MESSAGES_LEVEL)
+        self._payloads = _Stream(frames.PAYLOADS, PAYLOADS_LEVEL)
+        self._frame_calls = 0
+        self._ids: list[int] = []  # call ids of the buffered payloads (min, max go in the meta)
+        self._last_write = clock()
+        self._checkpoints: list[list[Any]] = []
+        self._checkpoint_at = clock()
+        self._checkpoint_calls = 0
+        self._checkpoint_bytes = 0  # bytes of messages added since the last checkpoint
+        self._segment_calls = 0  # call events before the current message segment
+        self._payload_cap = False
+        self._hard_cap = False
+        self._last_stats_past_cap = float("-inf")
+        self._last_stats = b""
+        self._stats_at = float("-inf")
+        self._calls_since_stats = 0
+        self._write(frames.file_header() + frames.frame(frames.HEADER, frames.PLAIN, {}, msgpack.packb({
+            "format": [frames.FORMAT_MAJOR, frames.FORMAT_MINOR], "created_at": clock(), "hello": hello,
+            "cap_bytes": cap_bytes, "segment_bytes": SEGMENT_BYTES, "flush_every": FLUSH_EVERY,
+        }, use_bin_type=True, default=_fallback)))
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, hello: dict[str, Any], cap_bytes: int = DEFAULT_CAP,
+               overwrite: bool = False, clock: Callable[[], float] = time.time) -> "RecordingWriter":
+        """A new recording at `path`, created 0600 and locked for as long as it is written.
+
+        The directory must exist (see runs.runs_dir for the default one, made 0700). Raises
+        OSError when the file cannot be created (or exists and `overwrite` is false)."""
+        path = Path(path)
+        if overwrite and path.is_file() and not path.is_symlink():
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            # Held until close: retention never removes a recording in use, and readers can
+            # tell a file still being written from one whose writer died.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return cls(path, fd, hello, cap_bytes, clock)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # --- feeding ----------------------------------------------------------------------
+
+    @_guarded
+    def add(self, message: dict[str, Any]) -> None:
+        """Append one protocol message (stats, snapshot, eval_*, compile_*, tool, budget, calls, exit...)."""
+        if self._fd is None or self.failed is not None:
+            return
+        kind = message.get("t")
+        if self._hard_cap and not self._keep_past_cap(message):
+            if kind == "calls":
+                self.state.calls_dropped += len(message.get("rows") or ())
+            elif kind == "call":
+                self.state.calls_dropped += 1
+            return
+        try:
+            if kind == "stats" and not self._keep_stats(message):
+                return
+            packed = self._packer.pack(message)
+            self.state.apply(message)
+        except Exception:  # a value msgpack refuses even through the fallback, a malformed message
+            self.state.notes.append({"event": "unstorable_message", "type": str(kind)})
+            return
+        if kind == "calls":
+            count = len(message.get("rows") or ())
+            self._frame_calls += count
+            self._calls_since_stats += count
+        elif kind == "call":
+            self._frame_calls += 1
+            self._calls_since_stats += 1
+        now = self._clock()
+        stream = self._messages
+        stream.pending.append(packed)
+        stream.pending_bytes += len(packed)
+        self._checkpoint_bytes += len(packed)
+        if stream.pending_bytes >= PENDING_BYTES:
+            self._compress_early(stream)
+        elif now - self._last_write >= FLUSH_EVERY:
+            # The server flushes on its tick; this is the net under it (a busy or late tick).
+            self.flush(force=True)
+
+    def _keep_stats(self, message: dict[str, Any]) -> bool:
+        """Whether to store this `stats` (see STATS_CALLS): a job that makes a call a second, or waits
+        minutes on one, would otherwise store more stats than calls, and they would be most of its file."""
+        now = self._clock()
+        calls, waited = self._calls_since_stats, now - self._stats_at
+        if calls < STATS_CALLS and not (calls and waited >= STATS_SLOW_EVERY) and waited < STATS_IDLE_EVERY:
+            return False
+        numbers = self._packer.pack({k: v for k, v in message.items() if k not in _NOT_NUMBERS})
+        if numbers == self._last_stats:
+            return False
+        self._last_stats = numbers
+        self._stats_at = now
+        self._calls_since_stats = 0
+        return True
+
+    def add_calls(self, rows: list[tuple] | list[list], fields: Iterable[str] | None = None) -> None:
+        """Call events as the recorder queues them: rows in protocol.CALL_FIELDS order (or `fields`)."""
+        if rows:
+            self.add({"t": "calls", "fields": list(fields or CALL_FIELDS), "rows": rows})
+
+    def add_events(self, events: Iterable[dict[str, Any] | tuple]) -> None:
+        """What `Recorder.drain()` returns: call rows (tuples) are stored as `calls` batches, in order."""
+        rows: list[tuple] = []
+        for event in events:
+            if type(event) is tuple:
+                rows.append(event)
+                if len(rows) >= CALLS_PER_MESSAGE:
+                    self.add_calls(rows)
+                    rows = []
+                continue
+            if rows:
+                self.add_calls(rows)
+                rows = []
+            self.add(event)
+        if rows:
+            self.add_calls(rows)
+
+    def add_payload(self, call_id: int, payload: dict[str, Any]) -> None:
+        """Store one call's payload (as payload.materialize builds it), until the size cap."""
+        self.add_payloads(((call_id, payload),))
+
+    @_guarded
+    def add_payloads(self, payloads: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        """Store (call id, payload) pairs: one tick's worth in one call costs less per payload."""
+        if self._fd is None or self.failed is not None:
+            return
+        state, stream, ids, pack = self.state, self._payloads, self._ids, self._packer.pack
+        for call_id, payload in payloads:
+            if self._payload_cap:
+                state.payloads_dropped += 1
+                continue
+            try:
+                packed = pack([call_id, payload])
+            except Exception:  # a value msgpack refuses even through the fallback
+                state.payloads_dropped += 1
+                continue
+            size = len(packed)
+            if size > MAX_PAYLOAD:
+                state.payloads_dropped += 1
+                continue
+            state.payloads += 1
+            ids.append(call_id)
+            stream.pending.append(packed)
+            stream.pending_bytes += size
+            if stream.pending_bytes >= PENDING_BYTES:
+                self._compress_early(stream)
+                ids = self._ids  # a flush started a new list
+
+    def _compress_early(self, stream: _Stream) -> None:
+        stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
+        if stream.segment_in >= SEGMENT_BYTES:
+            self.flush(force=True)
+
+    def _keep_past_cap(self, message: dict[str, Any]) -> bool:
+        kind = message.get("t")
+        if kind in _THINNED:
+            return False
+        if kind == "stats":
+            now = self._clock()
+            if now - self._last_stats_past_cap < STATS_EVERY_PAST_CAP:
+                return False
+            self._last_stats_past_cap = now
+        return True
+
+    # --- writing ----------------------------------------------------------------------
+
+    @_guarded
+    def flush(self, force: bool = False) -> None:
+        """Write what is buffered, if WRITE_AFTER passed since the last write (or `force`).
+
+        Call it on the server's tick (every 0.25 s): nothing then waits more than FLUSH_EVERY."""
+        if self._fd is None or self.failed is not None:
+            return
+        if force or self._clock() - self._last_write >= WRITE_AFTER:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        now = self._clock()
+        checkpoint = final or self._checkpoint_due(now)
+        out = bytearray()
+        payloads = self._payloads
+        if payloads.pending or payloads.out or (final and payloads.compressor is not None):
+            end = final or payloads.segment_in + payloads.pending_bytes >= SEGMENT_BYTES
+            meta = {frames.IDS: [min(self._ids), max(self._ids)] if self._ids else None, frames.CALLS: len(self._ids)}
+            self._frame(out, payloads, end, meta)
+            self._ids = []
+        messages = self._messages
+        if messages.pending or messages.out or (checkpoint and messages.compressor is not None):
+            end = checkpoint or messages.segment_in + messages.pending_bytes >= SEGMENT_BYTES
+            meta = {frames.WRITTEN: now, frames.CALLS: self._frame_calls, frames.SEQ: self.state.seq}
+            if messages.segment is None:
+                meta[frames.CALLS_BEFORE] = self._segment_calls
+            self._segment_calls += self._frame_calls
+            self._frame(out, messages, end, meta)
+            self._frame_calls = 0
+        if checkpoint and self.state.stats is not None:
+            offset = self.offset + len(out)
+            stored = self.state.checkpoint()
+            stored["bytes"] = offset
+            data = zlib.compress(msgpack.packb(stored, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
+            out += frames.frame(frames.CHECKPOINT, frames.ZLIB, {
+                frames.WRITTEN: now, frames.SEQ: self.state.seq, frames.CALLS: self.state.calls,
+                frames.PREVIOUS: self._checkpoints[-1][0] if self._checkpoints else None,
+            }, data)
+            self._checkpoints.append([offset, now, self.state.calls, self.state.seq])
+            self._checkpoint_at = now
+            self._checkpoint_calls = self.state.calls
+            self._checkpoint_bytes = 0
+        if out:
+            self._write(bytes(out))
+        self._last_write = now
+        self._check_caps(now)
+
+    def _frame(self, out: bytearray, stream: _Stream, end_segment: bool, meta: dict[str, Any]) -> None:
+        offset = self.offset + len(out)
+        first = stream.segment is None
+        if first:
+            stream.segment = offset
+        meta[frames.SEGMENT] = stream.segment
+        meta[frames.CHECKPOINT_AT] = self._checkpoints[-1][0] if self._checkpoints else None
+        out += frames.frame(stream.kind, frames.STREAM, meta, stream.take(end_segment))
+        if stream.kind == frames.MESSAGES:
+            written = meta[frames.WRITTEN]
+            if first:
+                stream.segments.append([offset, written, written, meta[frames.CALLS_BEFORE], 0, 0])
+            row = stream.segments[-1]
+            row[2], row[4], row[5] = written, row[4] + meta[frames.CALLS], meta[frames.SEQ]
+        else:
+            ids = meta[frames.IDS]
+            if first:
+                stream.segments.append([offset, None, None, 0])
+            row = stream.segments[-1]
+            if ids is not None:
+                row[1] = ids[0] if row[1] is None else min(row[1], ids[0])
+                row[2] = ids[1] if row[2] is None else max(row[2], ids[1])
+            row[3] += meta[frames.CALLS]
+        if end_segment:
+            stream.compressor = None
+            stream.segment = None
+            stream.segment_in = 0
+
+    def _checkpoint_due(self, now: float) -> bool:
+        if self.state.stats is None:
+            return False
+        if self.state.calls - self._checkpoint_calls >= CHECKPOINT_CALLS:
+            return True
+        waited = now - self._checkpoint_at
+        if self._checkpoint_bytes >= CHECKPOINT_BYTES:
+            return waited >= CHECKPOINT_SECONDS
+        return self._checkpoint_bytes > 0 and waited >= CHECKPOINT_SECONDS_MAX
+
+    def _check_caps(self, now: float) -> None:
+        if not self._payload_cap and self.offset >= self.cap_bytes:
+            self._payload_cap = True
+            self.add({"t": "recording", "event": "payload_cap", "at": now, "bytes": self.offset,
+                      "cap_bytes": self.cap_bytes,
+                      "message": "the recording reached its size cap: payloads stop here, counts go on"})
+        if not self._hard_cap and self.offset >= 2 * self.cap_bytes:
+            self.add({"t": "recording", "event": "event_cap", "at": now, "bytes": self.offset,
+                      "cap_bytes": self.cap_bytes,
+                      "message": "the recording reached twice its size cap: call and tool events stop here; "
+                                 f"stats are kept every {STATS_EVERY_PAST_CAP:g} s, scopes, budget and exit always"})
+            self._hard_cap = True
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None or self.failed is not None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                self.offset += written
+                view = view[written:]
+        except OSError as exc:
+            # The disk is full, the file too large, ...: the recording stops here, readable up to
+            # its last whole frame; the job goes on.
+            self.failed = f"writing {self.path} failed: {exc.strerror or exc}"
+
+    # --- the end ----------------------------------------------------------------------
+
+    def close(self, exit_message: dict[str, Any] | None = None) -> None:
+        """Store the `exit` message (if given), the final checkpoint and the index; release the file."""
+        if self._fd is None or self.closed:
+            return
+        try:
+            if exit_message is not None:
+                self.add(exit_message)
+            self._finish()
+        finally:
+            self.closed = True
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)  # releases the lock
+            except OSError:
+                pass
+
+    @_guarded
+    def _finish(self) -> None:
+        if self.failed is not None:
+            return  # the file ends at its last whole frame, as a killed writer's would
+        self._flush(final=True)
+        index_offset = self.offset
+        index = {"messages": self._messages.segments, "payloads": self._payloads.segments,
+                 "checkpoints": self._checkpoints, "failed": self.failed}
+        data = zlib.compress(msgpack.packb(index, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
+        self._write(frames.frame(frames.INDEX, frames.ZLIB, {"bytes": index_offset}, data)
+                    + frames.trailer(index_offset))
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: let go of the parent's file without writing to it."""
+        self.closed = True
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)  # the parent's descriptor keeps the lock
+            except OSError:
+                pass

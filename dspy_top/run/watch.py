@@ -1,0 +1,136 @@
+"""The two ways `dspy-top run` watches its job: the live view, or batch mode's snapshots (-b).
+
+Both attach to the job's process family (`JobFamily`) and return the job's exit status. The
+viewer is imported only when it is used: batch mode never imports Textual.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, TextIO
+
+from dspy_top.run.family import JOB_RESCAN, JobFamily
+from dspy_top.run.job import RunningJob
+
+if TYPE_CHECKING:
+    from dspy_top.model import Fleet
+    from dspy_top.viewer.collector import Collector
+
+
+def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None) -> Collector:
+    """A collector that attaches to the job's pid and to every descendant that serves dspy-top."""
+    from dspy_top.viewer.collector import Collector
+
+    return Collector(fleet, directory=runtime_dir, targets=JobFamily(job.pid), rescan_every=JOB_RESCAN)
+
+
+def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None) -> int:
+    """The live view until the user quits; stops the job if it still runs then. The job's status."""
+    from dspy_top.model import Fleet
+    from dspy_top.viewer.app import TopApp
+
+    fleet = Fleet()
+    app = TopApp(fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir), delay=delay, job=job,
+                 notice=job.notice)
+
+    def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
+        job.terminate()
+        app.exit()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        app.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return job.stop()
+
+
+class _Quit(Exception):
+    """The second ctrl+c (or SIGTERM/SIGHUP) in batch mode."""
+
+
+def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as_json: bool = False,
+                out: TextIO | None = None, runtime_dir: Path | None = None) -> int:
+    """Snapshots every `delay` seconds while the job runs, the final one once it ended. The job's status.
+
+    The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON.
+    """
+    from dspy_top.model import Fleet
+    from dspy_top.viewer.batch import Printer, say, watch
+    from dspy_top.viewer.terminal import for_stream, inert
+
+    fleet = Fleet()
+    collector = job_collector(fleet, job, runtime_dir or job.runtime_dir).start()
+    printer = Printer(out or sys.stdout, as_json, repeats=False)  # the final numbers print once
+    interrupts = 0
+    armed = True  # ctrl+c may end the wait for the job (not the final snapshot)
+
+    def on_signal(signum, frame) -> None:
+        nonlocal interrupts
+        if signum == signal.SIGINT and interrupts == 0:
+            interrupts += 1
+            job.interrupt()
+            say("sent SIGINT to the job; ctrl+c again stops it and quits")
+            return
+        if armed:
+            raise _Quit()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if job.notice:
+            say(job.notice)
+        say(f"running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}")
+        try:
+            watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job))
+            code = job.returncode()
+        except _Quit:
+            code = job.stop()
+        armed = False
+        _wait_for_final_numbers(fleet)
+        printer.print(fleet)
+        if not collector.targets.members:
+            say("no process of the job served dspy-top (did it import dspy?)")
+        say(f"the job exited with status {code}; its output is in {job.log_path}")
+        if code != 0:
+            tail = job.tail()
+            if tail:  # the job's own output, made inert: it reaches the user's terminal
+                print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
+                      file=sys.stderr)
+        return code
+    except BrokenPipeError:
+        return job.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        collector.stop()
+
+
+def _ended(job: RunningJob) -> Callable[[float], bool]:
+    """Wait up to N seconds for the job to end, in short steps (signals are handled between them)."""
+
+    def ended(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while job.returncode() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            job.wait(min(0.1, left))
+        return True
+
+    return ended
+
+
+def _wait_for_final_numbers(fleet: Fleet, timeout: float = 3.0) -> None:
+    """Give the collector a moment to read the job's `exit` messages (and to find a last socket)."""
+    deadline = time.monotonic() + timeout
+    time.sleep(min(timeout, 2 * JOB_RESCAN))
+    while time.monotonic() < deadline:
+        with fleet.lock:
+            live = [p for p in fleet.processes.values() if p.live and p.events > 0]
+        if not live:
+            return
+        time.sleep(0.05)

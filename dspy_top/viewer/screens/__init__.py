@@ -1,0 +1,1 @@
+"""The viewer's screens: each owns its panes and binds its own keys; the app switches between them."""

@@ -1,0 +1,153 @@
+"""The main screen: modules, models and processes above the shared panes, and their keys.
+
+Modes are classes on the screen: `-narrow` (under 100 columns the models and processes panes
+step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus the shared ones (see view.py).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from textual import on
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from dspy_top.model import Snapshot
+from dspy_top.viewer.components.model_table import ModelTable
+from dspy_top.viewer.components.module_table import ModuleTable
+from dspy_top.viewer.components.process_table import ProcessTable
+from dspy_top.viewer.screens.view import (
+    ALL_PROCESSES,
+    FILTER,
+    FOLLOW,
+    HELP,
+    LOG,
+    PAUSE,
+    QUIT,
+    REVERSE,
+    SORT_BACK,
+    SORT_ON,
+    STOP,
+    FleetScreen,
+)
+
+SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
+                 "L": "p95", "E": "errors", "H": "cache_hits"}
+
+
+class MainScreen(FleetScreen):
+    """Where the viewer opens: the program's modules, the models, the processes, the calls."""
+
+    BINDINGS = [
+        QUIT,
+        PAUSE,
+        FILTER,
+        Binding("o", "app.optimizers", "Optimizer"),
+        SORT_BACK,
+        SORT_ON,
+        Binding("t", "tree", "Tree"),
+        FOLLOW,
+        Binding("p", "processes", "Procs"),
+        Binding("m", "bottom", "Models"),
+        HELP,
+        ALL_PROCESSES,
+        Binding("x,delete", "dismiss", "Dismiss ended", show=False),
+        STOP,
+        LOG,
+        REVERSE,
+        Binding("plus", "expand_all", "Expand all", show=False),
+        Binding("minus", "collapse_all", "Collapse all", show=False),
+        *(Binding(key, f"sort('{column}')", f"Sort by {column}", show=False) for key, column in SORT_BINDINGS.items()),
+    ]
+
+    def compose_panes(self) -> Iterable[Widget]:
+        yield ModuleTable(id="modules")
+        with Horizontal(id="bottom"):
+            yield ModelTable(id="models")
+            yield ProcessTable(id="processes")
+
+    def first_focus(self) -> Widget:
+        return self.query_one(ModuleTable)
+
+    def layout_panes(self, width: int, narrow: bool) -> None:
+        self.query_one(ModuleTable).layout_for(width - 1, narrow)
+        models = width * 9 // 20 if not narrow else width
+        self.query_one(ModelTable).layout_for(models - 1)
+        self.query_one(ProcessTable).layout_for((width - models if not narrow else width) - 1)
+
+    def show_panes(self, snapshot: Snapshot) -> None:
+        self.query_one(ModuleTable).show(snapshot)
+        self.query_one(ModelTable).show(snapshot)
+        self.query_one(ProcessTable).show(snapshot)
+
+    def query_changed(self) -> None:
+        self.query_one(ModuleTable).set_query(self.app.call_query)
+
+    def process_at_cursor(self) -> str | None:
+        table = self.focused
+        return table.cursor_key if isinstance(table, ProcessTable) else None
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "dismiss":
+            snapshot = self.app.snapshot
+            return None if snapshot is None or not any(
+                p.state not in ("running", "connecting") for p in snapshot.processes) else True
+        return super().check_action(action, parameters)
+
+    def action_sort_step(self, step: int) -> None:
+        self.query_one(ModuleTable).step_sort(step)
+
+    def action_sort(self, column: str) -> None:
+        self.query_one(ModuleTable).set_sort(column)
+
+    def action_reverse(self) -> None:
+        self.query_one(ModuleTable).reverse()
+
+    def action_tree(self) -> None:
+        self.query_one(ModuleTable).toggle_tree()
+
+    def action_expand_all(self) -> None:
+        self.query_one(ModuleTable).expand_all()
+
+    def action_collapse_all(self) -> None:
+        self.query_one(ModuleTable).collapse_all()
+
+    def action_bottom(self) -> None:
+        self.toggle_class("-show-bottom" if self.has_class("-narrow") else "-hide-bottom")
+
+    def action_show_bottom(self) -> None:
+        """The models and processes panes in view, whatever the width."""
+        self.remove_class("-hide-bottom")
+        if self.has_class("-narrow"):
+            self.add_class("-show-bottom")
+
+    def action_processes(self) -> None:
+        self.action_show_bottom()
+        self.query_one(ProcessTable).focus()
+
+    def action_dismiss(self) -> None:
+        key = self.query_one(ProcessTable).cursor_key
+        if key is None:
+            return
+        if not self.app.dismiss_process(key):
+            self.notify("only an ended or broken process can be dismissed", severity="warning")
+
+    @on(DataTable.RowSelected, "#modules")
+    def toggle_module(self, event: DataTable.RowSelected) -> None:
+        self.query_one(ModuleTable).toggle_row(event.row_key.value)
+
+    @on(DataTable.RowSelected, "#processes")
+    def focus_process(self, event: DataTable.RowSelected) -> None:
+        self.app.set_focus_process(event.row_key.value)
+
+    @on(DataTable.RowHighlighted, "#processes")
+    def process_highlighted(self) -> None:
+        self.app.update_stop_binding()
+
+    @on(DataTable.HeaderSelected, "#modules")
+    def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
+        self.query_one(ModuleTable).sort_by_header(event.column_key.value)

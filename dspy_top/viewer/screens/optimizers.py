@@ -1,0 +1,112 @@
+"""`o`: the optimizer screen: runs, the selected run's summary and trials above the shared panes.
+
+Its own keys sort the trials (`<` `>` `R`, or a click on a header); enter on a run or a trial
+filters the history to its LM calls (enter again shows all). `o` or escape goes back.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from textual import on
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from dspy_top.model import OptimizerRun, Snapshot
+from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
+from dspy_top.viewer.components.optimizer_table import OptimizerTable
+from dspy_top.viewer.components.trial_table import TrialTable
+from dspy_top.viewer.screens.view import (
+    ALL_PROCESSES,
+    FILTER,
+    FOLLOW,
+    HELP,
+    LOG,
+    PAUSE,
+    QUIT,
+    REVERSE,
+    SORT_BACK,
+    SORT_ON,
+    STOP,
+    FleetScreen,
+)
+
+
+class OptimizersScreen(FleetScreen):
+    """Every optimizer compile and plain evaluation, the selected one's trials, and the calls."""
+
+    BINDINGS = [
+        QUIT,
+        PAUSE,
+        FILTER,
+        Binding("o", "app.optimizers", "Modules"),
+        SORT_BACK,
+        SORT_ON,
+        FOLLOW,
+        HELP,
+        ALL_PROCESSES,
+        STOP,
+        LOG,
+        REVERSE,
+        Binding("escape", "app.optimizers", "Back", show=False),
+        # The process list and the models pane live on the main screen: these keys go there.
+        Binding("p", "main('processes')", "Procs", show=False),
+        Binding("m", "main('show_bottom')", "Models", show=False),
+    ]
+
+    def compose_panes(self) -> Iterable[Widget]:
+        with Vertical(id="optimizer-view"):
+            yield OptimizerTable(id="optimizer-runs")
+            yield OptimizerSummary(id="optimizer-summary")
+            yield TrialTable(id="trials")
+
+    def first_focus(self) -> Widget:
+        return self.query_one(OptimizerTable)
+
+    def layout_panes(self, width: int, narrow: bool) -> None:
+        self.query_one(OptimizerTable).layout_for(width - 1, narrow)
+        self.query_one(TrialTable).layout_for(width - 1, narrow)
+
+    def show_panes(self, snapshot: Snapshot) -> None:
+        self.query_one(OptimizerTable).show(snapshot)
+        self._show_selected_run()
+
+    def _show_selected_run(self) -> None:
+        entry = self.query_one(OptimizerTable).selected()
+        self.query_one(OptimizerSummary).show(entry, self.app.size.width - 1)
+        self.query_one(TrialTable).show(entry if isinstance(entry, OptimizerRun) else None)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def action_sort_step(self, step: int) -> None:
+        self.query_one(TrialTable).step_sort(step)
+
+    def action_reverse(self) -> None:
+        self.query_one(TrialTable).reverse()
+
+    def action_main(self, action: str) -> None:
+        """Back to the main screen, then its `action` there."""
+        main = self.app.show_main()
+        main.call_later(main.run_action, action)
+
+    @on(DataTable.RowHighlighted, "#optimizer-runs")
+    def run_highlighted(self) -> None:
+        self._show_selected_run()
+
+    @on(DataTable.RowSelected, "#optimizer-runs")
+    def filter_to_run(self) -> None:
+        run = self.query_one(OptimizerTable).selected()
+        if isinstance(run, OptimizerRun):
+            self.app.filter_history_to(run.pid, run.id)
+
+    @on(DataTable.RowSelected, "#trials")
+    def filter_to_trial(self) -> None:
+        trial = self.query_one(TrialTable).trial_at_cursor()
+        if trial is not None:
+            self.app.filter_history_to(trial.scope.pid, trial.id)
+
+    @on(DataTable.HeaderSelected, "#trials")
+    def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
+        self.query_one(TrialTable).sort_by_header(event.column_key.value)

@@ -1,0 +1,220 @@
+"""What every live screen shares: the header, the job's log, the history, the filter bar and status line.
+
+`FleetScreen` renders the snapshot the app hands it (`show`) and keeps the view state the app
+holds for every screen (pause, filter, focused process, hidden log) in step when it comes back
+to the front. Subclasses add their own panes (`compose_panes`, `show_panes`) and key bindings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input
+
+from dspy_top.model import Snapshot
+from dspy_top.viewer.components.empty_state import EmptyState
+from dspy_top.viewer.components.filter_bar import FilterBar
+from dspy_top.viewer.components.header import Header
+from dspy_top.viewer.components.history_table import HistoryTable
+from dspy_top.viewer.components.job_log import JobLog
+from dspy_top.viewer.components.status_line import StatusLine
+from dspy_top.viewer.screens.inspect import InspectScreen
+
+if TYPE_CHECKING:
+    from dspy_top.viewer.app import TopApp
+
+NARROW_BELOW = 100  # columns: below this the screens switch to their narrow layout
+
+# Keys more than one screen binds, each listed where the screen wants it in its footer.
+QUIT = Binding("q", "app.quit", "Quit")
+PAUSE = Binding("space", "app.pause", "Pause")
+FILTER = Binding("slash", "filter", "Filter")
+SORT_BACK = Binding("less_than_sign", "sort_step(-1)", "Sort ←", key_display="<")
+SORT_ON = Binding("greater_than_sign", "sort_step(1)", "Sort →", key_display=">")
+FOLLOW = Binding("f", "follow", "Follow")
+HELP = Binding("question_mark,h", "app.help", "Help", key_display="?")
+ALL_PROCESSES = Binding("a", "app.focus_all", "All processes", show=False)
+STOP = Binding("k", "app.stop_job", "Stop job")
+LOG = Binding("l", "toggle_log", "Log", show=False)
+REVERSE = Binding("R", "reverse", "Reverse sort", show=False)
+
+
+class FleetScreen(Screen):
+    """A live view of the fleet: shared panes around the subclass's own, refreshed from each snapshot."""
+
+    app: "TopApp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: Snapshot | None = None  # the snapshot on screen
+        self._layout_key: tuple | None = None
+        self._view_key: tuple[str | None, str] | None = None  # (focused process, filter) the history holds
+
+    # --- building -------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(id="header")
+        with Container(id="main"):
+            yield EmptyState(self.app.runtime_dir, id="empty")
+            yield from self.compose_panes()
+            if self.app.job is not None:
+                yield JobLog(id="joblog")
+            yield HistoryTable(id="history")
+        yield FilterBar(id="filter")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def compose_panes(self) -> Iterable[Widget]:
+        """This screen's own panes, between the empty state and the job's log."""
+        return ()
+
+    def on_mount(self) -> None:
+        self.set_class(self.app.job is not None, "-job")
+        self.relayout(self.app.size.width)
+        self.first_focus().focus()
+        if self.app.snapshot is not None:
+            self.show(self.app.snapshot)
+
+    def on_screen_resume(self) -> None:
+        """Back in front (after another screen): catch up with the app's latest snapshot and width."""
+        if self.is_mounted:
+            changed = self.relayout(self.app.size.width)
+            if self.app.snapshot is not None and (changed or self.app.snapshot is not self.snapshot):
+                self.show(self.app.snapshot)
+
+    def on_resize(self, event) -> None:
+        if self.relayout(event.size.width) and self.snapshot is not None:
+            self.show(self.snapshot)  # new columns: the rows come back from the snapshot
+
+    def first_focus(self) -> Widget:
+        """The pane that takes the focus when the screen opens and after the filter bar."""
+        return self.query_one(HistoryTable)
+
+    def relayout(self, width: int) -> bool:
+        """Fit the panes to `width` columns; False when they already were."""
+        narrow = width < NARROW_BELOW
+        snapshot = self.snapshot
+        multi = snapshot is not None and len(snapshot.processes) > 1 and snapshot.focus is None
+        key = (width, narrow, multi)
+        if key == self._layout_key:
+            return False
+        self._layout_key = key
+        self.set_class(narrow, "-narrow")
+        self.layout_panes(width, narrow)
+        self.query_one(HistoryTable).layout_for(width - 1, narrow, multi)
+        return True
+
+    def layout_panes(self, width: int, narrow: bool) -> None:
+        """Fit this screen's own panes to `width` columns."""
+
+    # --- rendering ------------------------------------------------------------------
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Render `snapshot` in every pane, each table diffed by key."""
+        previous = self.snapshot
+        self.snapshot = snapshot
+        self._follow_view_state()
+        if previous is None or len(previous.processes) != len(snapshot.processes) or previous.focus != snapshot.focus:
+            self.relayout(self.app.size.width)
+        self.set_class(not snapshot.processes, "-empty")
+        self.show_clock(snapshot)
+        self.show_panes(snapshot)
+        self.query_one(HistoryTable).show(snapshot)
+        self.show_status()
+        self.sync_job()
+
+    def show_panes(self, snapshot: Snapshot) -> None:
+        """Render this screen's own panes."""
+
+    def show_clock(self, snapshot: Snapshot) -> None:
+        """Only the clock moved (nothing new arrived): the header alone is redrawn."""
+        self.query_one(Header).show(snapshot, self.app.paused)
+
+    def show_status(self) -> None:
+        if self.snapshot is not None:
+            self.query_one(StatusLine).show(self.snapshot, self.app.paused, self.app.job_note())
+
+    def show_paused(self) -> None:
+        self.set_class(self.app.paused, "-paused")
+        if self.snapshot is not None:
+            self.show_clock(self.snapshot)
+            self.show_status()
+
+    def sync_job(self) -> None:
+        """The job's new output in the log pane, and its end once it ended."""
+        transcript = self.app.job_output
+        if transcript is None:
+            return
+        self.query_one(JobLog).sync(transcript)
+        self.set_class(transcript.exit_code is not None, "-job-ended")
+
+    def _follow_view_state(self) -> None:
+        """Pause, hidden log, focused process and filter as the app holds them (set on any screen)."""
+        app = self.app
+        self.set_class(app.paused, "-paused")
+        self.set_class(app.log_hidden, "-hide-log")
+        key = (app.focus_key, app.call_query.text)
+        if key == self._view_key:
+            return
+        if self._view_key is not None:
+            self.query_one(HistoryTable).reset_rows()  # other calls: new rows, not a diff
+        self._view_key = key
+        bar = self.query_one(FilterBar)
+        if bar.value != app.call_query.text:
+            bar.value = app.call_query.text
+        self.set_class(bool(app.call_query.text), "-filtering")
+        self.query_changed()
+
+    def query_changed(self) -> None:
+        """The filter changed: panes that filter by it follow."""
+
+    def process_at_cursor(self) -> str | None:
+        """The process `k` targets when none is focused: the one under this screen's cursor, if any."""
+        return None
+
+    # --- keys and table events ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.is_mounted:
+            return False  # a key pressed as the viewer starts, before this screen's panes exist
+        if action == "toggle_log":
+            return self.app.job is not None
+        return True
+
+    def action_filter(self) -> None:
+        self.add_class("-filtering")
+        self.query_one(FilterBar).focus()
+
+    @on(Input.Submitted, "#filter")
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        self.set_class(bool(text), "-filtering")
+        self.app.set_query(text)
+        self.first_focus().focus()
+
+    def action_follow(self) -> None:
+        history = self.query_one(HistoryTable)
+        history.set_follow(not history.follow)
+        if self.snapshot is not None:
+            history.show(self.snapshot)
+
+    def action_toggle_log(self) -> None:
+        if self.app.job is not None:
+            self.app.log_hidden = not self.app.log_hidden
+            self.set_class(self.app.log_hidden, "-hide-log")
+
+    @on(DataTable.RowSelected, "#history")
+    def inspect(self) -> None:
+        """Enter on a history row: the call in full, ←/→ through the calls the pane shows."""
+        call = self.query_one(HistoryTable).call_at_cursor()
+        if call is None or self.snapshot is None:
+            return
+        calls = list(self.snapshot.calls)
+        index = next((i for i, c in enumerate(calls) if c.key == call.key), 0)
+        self.app.push_screen(InspectScreen(calls, index, self.app.module_chains()))
