@@ -12,7 +12,7 @@ median over repeats, and each mode's difference from baseline is also given roun
 (median of the differences, with a 95% bootstrap interval); beside wall time, the
 process's CPU time. Scenarios:
 
-- predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API), cache off
+- predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API; before 3.4 a BaseLM), cache off
 - pipeline:      a two-module program over the same LM, sequential
 - pipeline-eval: the same program under `dspy.Evaluate(num_threads=8)`
 - litellm-sim:   `dspy.Predict` through the real litellm engine to the simulated LM (no latency)
