@@ -8,24 +8,26 @@ import tracemalloc
 import pytest
 
 from dspy_top import client, protocol
-from dspy_top.instrumentation.payload import materialize, snapshot
+from dspy_top.instrumentation.payload import materialize
 from dspy_top.instrumentation.recorder import PAYLOAD_OVERHEAD, Recorder
 from dspy_top.instrumentation.runtime import _env_bytes
 
 from tests.helpers.jobs import JobProcess, runtime_dir
 
 
-def keep_call(rec: Recorder, text: str) -> int:
+def keep_call(rec: Recorder, text: str, tokens: int = 0) -> int:
+    """A call whose payload is `text`; reckoned by its tokens when it has some, else by its text."""
     record = rec.begin("P", "Predict", ("P",), "m")
-    record.payload = snapshot([{"role": "user", "content": text}], None, {}, {}, ["out"], {"prompt_tokens": 1}, None)
+    record.messages, record.prompt, record.lm_options, record.call_options = [{"role": "user", "content": text}], \
+        None, {}, {}
+    record.outputs, record.usage, record.cost_details = ["out"], {"prompt_tokens": tokens}, None
     record.model_type, record.dspy_cost = "chat", None
-    rec.finish(record, prompt_tokens=1, keep=True)
+    rec.finish(record, prompt_tokens=tokens, keep=True)
     return record.id
 
 
 def test_the_ring_keeps_the_newest_payloads_within_its_bytes():
-    size = len(snapshot([{"role": "user", "content": "x" * 1000}], None, {}, {}, ["out"], {"prompt_tokens": 1},
-                        None)) + PAYLOAD_OVERHEAD
+    size = PAYLOAD_OVERHEAD + len("user") + 1000 + len("out")  # every string of the payload
     rec = Recorder(history_capacity=100, history_bytes=5 * size + 10)
     ids = [keep_call(rec, "x" * 1000) for _ in range(12)]
     rec.fold()
@@ -35,6 +37,13 @@ def test_the_ring_keeps_the_newest_payloads_within_its_bytes():
     assert rec.payload(ids[0]) is None
     assert "DSPY_TOP_HISTORY_BYTES" in rec.payload_missing_reason(ids[0])
     assert rec.payload_missing_reason(ids[-1]) is None
+
+
+def test_a_payload_with_billed_tokens_is_reckoned_from_them():
+    rec = Recorder(history_capacity=100, history_bytes=10**6)
+    keep_call(rec, "short", tokens=1000)
+    rec.fold()
+    assert rec.payload_bytes == PAYLOAD_OVERHEAD + 4 * 1000
 
 
 def test_calls_dropped_by_count_have_the_usual_reason():

@@ -6,16 +6,16 @@ wrappers are in `lm_calls` (DSPy 3.4) and `legacy_lm` (DSPy 2.6 to 3.3, and any 
 execution layer is unfamiliar), the Evaluate/compile/Tool ones in `scopes`. Every wrapper
 swallows its own errors (counted) and re-raises only the program's.
 
-What outlives a call here is plain data: a module path, numbers and the call's payload as
-marshalled bytes (payload.py). No LM, module, request or exception is kept once it returns.
+What outlives a call here is plain data: a module path, numbers and the plain containers of
+the call's payload (payload.py). No LM, module, request, result or exception is kept once it
+returns.
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.lm_calls import usage_tokens
@@ -37,15 +37,21 @@ def _forget(paths: dict, key: tuple[int, ...], _dead: weakref.ref) -> None:
     paths.pop(key, None)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """The evaluations and compiles enclosing the current code, outermost first."""
+class Scope(NamedTuple):
+    """The evaluations and compiles enclosing the current code, outermost first.
+
+    A tuple, cheap to make from the plain (ids, owners) pair kept in DSPy's settings: Evaluate's
+    progress reads it once per example."""
 
     ids: tuple[str, ...] = ()
     owners: tuple[int, ...] = ()  # id() of the Evaluate/optimizer instances, to skip re-entry
 
     def push(self, scope_id: str, owner: object) -> "Scope":
         return Scope(self.ids + (scope_id,), self.owners + (id(owner),))
+
+
+_NO_SCOPE = Scope()
+_new_scope = tuple.__new__
 
 
 class ThreadOverrides:
@@ -185,12 +191,12 @@ class Hooks:
 
     def scope(self) -> Scope:
         scope = self.setting(SCOPE_KEY)
-        return Scope(*scope) if type(scope) is tuple and len(scope) == 2 else Scope()
+        return _new_scope(Scope, scope) if type(scope) is tuple and len(scope) == 2 else _NO_SCOPE
 
     def enter_scope(self, scope: Scope):
         overrides = self.overrides.get()
         updated = type(overrides)(overrides)
-        updated[SCOPE_KEY] = (scope.ids, scope.owners)
+        updated[SCOPE_KEY] = (scope.ids, scope.owners)  # a plain tuple, not the Scope class
         return self.overrides.set(updated)
 
     # --- LM calls: the hot path -----------------------------------------------------------
@@ -208,8 +214,13 @@ class Hooks:
             if type(model) is not str:
                 model = str(model)
             scopes = scope[0] if type(scope) is tuple else ()
-            # Named now, while the modules are alive: the record never holds them.
-            path, cls, chain = self.module_path(modules or ())
+            # Named now, while the modules are alive: the record never holds them. The cache
+            # lookup is inlined (module_path does the same): this runs once per LM call.
+            if modules:
+                cached = self._paths.get(tuple(map(id, modules)))
+                path, cls, chain = cached[1] if cached is not None else self.module_path(modules)
+            else:
+                path, cls, chain = "(direct)", "LM", ()
             if self.guard is not None:
                 self.guard.before_call(path, model)
             return self.recorder.begin(path, cls, chain, model, scopes, stream is not None)
@@ -225,52 +236,67 @@ class Hooks:
             usage = result.usage or {}
             hit = bool(result.cache_hit)
             tokens = usage_tokens(usage)
-            # The payload, as plain bytes now: the record keeps nothing of DSPy's objects.
+            dspy_cost = result.cost
+            cost = dspy_cost
+            if self.prices and not hit:
+                price = self.prices.get(record.model)
+                if price is not None:
+                    cost = price.cost(tokens[0], tokens[1], tokens[2])
+            # The payload's parts: DSPy's plain containers for this call and the LM's options,
+            # never the LM, the call or the result themselves (see payload.py).
             if call.request is None:
-                record.payload = payload.snapshot(call.messages or call.legacy.get("messages"), call.prompt,
-                                                  lm.kwargs, call.kwargs, result.outputs, usage, result.cost_details)
+                record.messages, record.prompt = call.messages or call.legacy.get("messages"), call.prompt
             else:
-                record.payload = payload.snapshot_request(call.request, lm.kwargs, call.kwargs, result.outputs,
-                                                          usage, result.cost_details)
-            record.usage_known = hit or bool(usage)
-            self._finish(record, lm, tokens, result.cost, hit, result.response_model)
-        except Exception:
-            self.recorder.count_internal_error()
-            self.recorder.discard(record)
-
-    def finish_response(self, record: CallRecord, lm, usage, cost, hit: bool, response_model, blob) -> None:
-        """A call through an older DSPy's BaseLM returned (legacy_lm read its response)."""
-        try:
-            usage = usage or {}
-            record.payload = blob
-            record.usage_known = hit or bool(usage)
-            self._finish(record, lm, usage_tokens(usage), cost, hit, response_model)
-        except Exception:
-            self.recorder.count_internal_error()
-            self.recorder.discard(record)
-
-    def _finish(self, record: CallRecord, lm, tokens, dspy_cost, hit: bool, response_model) -> None:
-        cost = dspy_cost
-        if self.prices and not hit:
-            price = self.prices.get(record.model)
-            if price is not None:
-                cost = price.cost(tokens[0], tokens[1], tokens[2])
-        model_type = getattr(lm, "model_type", None)
-        record.model_type = model_type if type(model_type) is str else None
-        record.dspy_cost = dspy_cost if type(dspy_cost) is float or dspy_cost is None else _number(dspy_cost)
-        if response_model is not None and type(response_model) is not str:
-            response_model = str(response_model)
-        # Positional: this runs once per LM call.
-        self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
-                             record.dspy_cost if hit else None, None, response_model, True)
-        if self.guard is not None:
-            self.guard.after_call(record)
-
-    def finish_error(self, record: CallRecord, lm, error: BaseException, blob=None) -> None:
-        try:
+                record.messages, record.prompt = payload.request_messages(call.request), None
+            options = call.kwargs
+            record.lm_options = getattr(lm, "kwargs", None)
+            record.call_options = payload.plain_options(options) if options else options
+            record.outputs, record.usage, record.cost_details = result.outputs, usage, result.cost_details
             model_type = getattr(lm, "model_type", None)
             record.model_type = model_type if type(model_type) is str else None
-            record.payload = blob
+            if dspy_cost is not None and type(dspy_cost) is not float:
+                dspy_cost = _number(dspy_cost)
+            record.dspy_cost = dspy_cost
+            record.usage_known = hit or bool(usage)
+            response_model = result.response_model
+            if response_model is not None and type(response_model) is not str:
+                response_model = str(response_model)
+            # Positional: this runs once per LM call.
+            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
+                                 dspy_cost if hit else None, None, response_model, True)
+            if self.guard is not None:
+                self.guard.after_call(record)
+        except Exception:
+            self.recorder.count_internal_error()
+            self.recorder.discard(record)
+
+    def finish_response(self, record: CallRecord, lm, usage, cost, hit: bool, response_model, parts) -> None:
+        """A call through an older DSPy's BaseLM returned (legacy_lm read its response); `parts`
+        are the payload's (messages, prompt, lm options, call options, outputs, usage, cost details)."""
+        try:
+            usage = usage or {}
+            tokens = usage_tokens(usage)
+            dspy_cost = cost if cost is None or type(cost) is float else _number(cost)
+            if self.prices and not hit:
+                price = self.prices.get(record.model)
+                if price is not None:
+                    cost = price.cost(tokens[0], tokens[1], tokens[2])
+            _keep_parts(record, lm, parts)
+            record.dspy_cost = dspy_cost
+            record.usage_known = hit or bool(usage)
+            if response_model is not None and type(response_model) is not str:
+                response_model = str(response_model)
+            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
+                                 dspy_cost if hit else None, None, response_model, True)
+            if self.guard is not None:
+                self.guard.after_call(record)
+        except Exception:
+            self.recorder.count_internal_error()
+            self.recorder.discard(record)
+
+    def finish_error(self, record: CallRecord, lm, error: BaseException, parts=None) -> None:
+        try:
+            _keep_parts(record, lm, parts)
             tokens = usage_tokens(getattr(record, "partial_usage", None) or {})
             self.recorder.finish(record, prompt_tokens=tokens[0], completion_tokens=tokens[1],
                                  cached_tokens=tokens[2], reasoning_tokens=tokens[3], cost=None,
@@ -278,6 +304,14 @@ class Hooks:
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)
+
+
+def _keep_parts(record: CallRecord, lm, parts) -> None:
+    """Put a payload's parts and the LM's model type on the record (not the hot path)."""
+    (record.messages, record.prompt, record.lm_options, record.call_options, record.outputs, record.usage,
+     record.cost_details) = parts if parts is not None else (None,) * 7
+    model_type = getattr(lm, "model_type", None)
+    record.model_type = model_type if type(model_type) is str else None
 
 
 def _own_chain(modules):

@@ -36,7 +36,7 @@ class InFlight:
 
     def __init__(self, record) -> None:
         self.record = record
-        self.read: tuple | None = None  # (usage, cost, cache_hit flag, response model, payload bytes)
+        self.read: tuple | None = None  # (usage, cost, cache_hit flag, response model, payload parts)
         self.rank = 0  # which reader it came from: a better one replaces it
         self.hit = False  # DSPy's cache answered
         self.requests: dict[str, int] | None = None
@@ -140,8 +140,8 @@ def _returned(hooks, state: InFlight, lm) -> None:
         if state.read is None:  # nothing to read (history off on an LM DSPy does not parse): usage unknown
             hooks.finish_response(state.record, lm, None, None, state.hit, None, None)
             return
-        usage, cost, flag, response_model, blob = state.read
-        hooks.finish_response(state.record, lm, usage, cost, state.hit or flag, response_model, blob)
+        usage, cost, flag, response_model, parts = state.read
+        hooks.finish_response(state.record, lm, usage, cost, state.hit or flag, response_model, parts)
     except Exception:
         hooks.recorder.count_internal_error()
         hooks.recorder.discard(state.record)
@@ -154,11 +154,10 @@ def _failed(hooks, state: InFlight, args, kwargs, error: BaseException) -> None:
         if prompt is None and len(args) > 1 and isinstance(args[1], str):
             prompt = args[1]
         options = {k: v for k, v in kwargs.items() if k not in _CALL_PARAMETERS}
-        blob = payload.snapshot(kwargs.get("messages"), prompt, getattr(args[0], "kwargs", None), options,
-                                None, None, None)
+        parts = _parts(args[0], kwargs.get("messages"), prompt, options, None, None)
     except Exception:
-        blob = None
-    hooks.finish_error(state.record, args[0], error, blob)
+        parts = None
+    hooks.finish_error(state.record, args[0], error, parts)
 
 
 # --- readers: where DSPy reads the response, we read it too ----------------------------
@@ -193,9 +192,8 @@ def _provider_response(args, kwargs, outputs) -> tuple | None:
     usage = _usage_dict(getattr(response, "usage", None))
     hidden = getattr(response, "_hidden_params", None)
     cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
-    blob = payload.snapshot(bound.get("messages"), bound.get("prompt"), getattr(lm, "kwargs", None), options,
-                            outputs, usage, None)
-    return usage, cost, bool(getattr(response, "cache_hit", False)), getattr(response, "model", None), blob
+    parts = _parts(lm, bound.get("messages"), bound.get("prompt"), options, outputs, usage)
+    return usage, cost, bool(getattr(response, "cache_hit", False)), getattr(response, "model", None), parts
 
 
 def _typed_response(args, kwargs, response) -> tuple | None:
@@ -207,9 +205,9 @@ def _typed_response(args, kwargs, response) -> tuple | None:
         outputs = response.to_legacy_outputs()
     except Exception:
         outputs = None
-    blob = payload.snapshot(payload.plain(getattr(request, "messages", None)), None, getattr(lm, "kwargs", None),
-                            payload.plain(getattr(request, "config", None)), outputs, usage, None)
-    return usage, response.cost, bool(response.cache_hit), response.model, blob
+    parts = _parts(lm, payload.plain(getattr(request, "messages", None)), None,
+                   payload.plain(getattr(request, "config", None)), outputs, usage)
+    return usage, response.cost, bool(response.cache_hit), response.model, parts
 
 
 def _history_entry(args, kwargs, result) -> tuple | None:
@@ -220,9 +218,16 @@ def _history_entry(args, kwargs, result) -> tuple | None:
         return None
     usage = _usage_dict(entry.get("usage"))
     flag = bool(getattr(entry.get("response"), "cache_hit", False))
-    blob = payload.snapshot(entry.get("messages"), entry.get("prompt"), getattr(lm, "kwargs", None),
-                            entry.get("kwargs"), entry.get("outputs"), usage, None)
-    return usage, entry.get("cost"), flag, entry.get("response_model"), blob
+    parts = _parts(lm, entry.get("messages"), entry.get("prompt"), entry.get("kwargs"), entry.get("outputs"), usage)
+    return usage, entry.get("cost"), flag, entry.get("response_model"), parts
+
+
+def _parts(lm, messages, prompt, options, outputs, usage) -> tuple:
+    """A payload's parts (hooks.finish_response): outputs and usage made plain, as these DSPy
+    versions leave litellm's objects in them (tool calls, token details)."""
+    options = payload.plain_options(options) if options else options
+    plain_outputs = payload.plain(outputs) if outputs is not None else None
+    return messages, prompt, getattr(lm, "kwargs", None), options, plain_outputs, payload.plain(usage), None
 
 
 def _usage_dict(usage: Any) -> dict:

@@ -90,13 +90,15 @@ def install_execution(hooks, execution) -> None:
     hooks.patch(execution, "_account_failed_call", _account_failed_call)
 
 
-def _sent(lm, call, hooks) -> bytes | None:
-    """What a failed call sent, as payload bytes."""
+def _sent(lm, call, hooks) -> tuple | None:
+    """The payload's parts for a failed call: what it sent."""
     try:
         if call.request is not None:
-            return payload.snapshot_request(call.request, lm.kwargs, call.kwargs, None, None, None)
-        return payload.snapshot(call.messages or call.legacy.get("messages"), call.prompt, lm.kwargs, call.kwargs,
-                                None, None, None)
+            messages, prompt = payload.request_messages(call.request), None
+        else:
+            messages, prompt = call.messages or call.legacy.get("messages"), call.prompt
+        options = payload.plain_options(call.kwargs) if call.kwargs else call.kwargs
+        return messages, prompt, getattr(lm, "kwargs", None), options, None, None, None
     except Exception:
         hooks.recorder.count_internal_error()
         return None

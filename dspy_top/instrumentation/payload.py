@@ -1,53 +1,55 @@
-"""One call's payload (messages, options, outputs, usage): kept as bytes, built for a viewer that asks.
+"""One call's payload (messages, options, outputs, usage): what the ring keeps of it, and the
+payload built for a viewer that asks.
 
-When a call returns, `snapshot` marshals what its payload shows into one bytes object: plain
-data only (strings, numbers, lists, dicts), copied, so the program may drop or change its LM,
-messages and results at once, and the garbage collector never has to look at it. Marshal is
-one C call (about 1 µs for a typical prompt); anything it cannot take is made plain first.
-`materialize` runs on the server thread, on demand.
+The ring keeps the plain containers DSPy built for the call (the message list, the call's
+options, the outputs, the usage dict: strings and numbers in lists and dicts, most of them in
+DSPy's own history too) and the LM's options dict, never the LM, the request or result objects
+or an exception. Copying them instead cost several µs per call (marshal touched every object
+once more, out of cache); holding them costs nothing. Options that are not plain (a class such
+as JSONAdapter's response_format) are made plain at once. `materialize` runs on the server
+thread, on demand.
 """
 
 from __future__ import annotations
 
-import marshal
 from typing import Any
 
 from dspy_top.instrumentation.redact import known_secrets, scrub
 
 _ATOMS = (str, int, float, bool, type(None))
+_ATOM_TYPES = frozenset(_ATOMS)
 _MAX_DEPTH = 40
 _MAX_REPR = 2000
+# What one payload is reckoned at per token, when its call's token counts are known.
+BYTES_PER_TOKEN = 4
 
 
-def snapshot(messages, prompt, lm_options, call_options, outputs, usage, cost_details) -> bytes:
-    """The payload's parts as plain bytes (options: the LM's, then the call's, which win)."""
-    parts = (messages, prompt, lm_options, call_options, outputs, usage, cost_details)
-    try:
-        return marshal.dumps(parts)
-    except (ValueError, TypeError, RecursionError):
-        # A value marshal does not take (a class, a pydantic model, a dict subclass, ...).
-        return marshal.dumps(plain(parts))
+def plain_options(options: dict) -> dict:
+    """A call's options as they are when every value is a string, number or None; else made plain."""
+    for value in options.values():
+        if type(value) not in _ATOM_TYPES:
+            return plain(options)
+    return options
 
 
-def snapshot_request(request, lm_options, call_options, outputs, usage, cost_details) -> bytes:
-    """The payload of a call DSPy 3.4 made from an explicit lm15 Request: its messages read off it."""
+def request_messages(request) -> list:
+    """The messages of a call DSPy 3.4 made from an explicit lm15 Request."""
     try:
         from dspy.clients.lm15_boundary import history_messages
 
-        messages = history_messages(request)
+        return history_messages(request)
     except Exception:
-        messages = [{"role": "user", "content": repr(request)[:_MAX_REPR]}]
-    return snapshot(messages, None, lm_options, call_options, outputs, usage, cost_details)
+        return [{"role": "user", "content": _text(request)}]
 
 
 def plain(value: Any, depth: int = 0) -> Any:
     """`value` as strings, numbers, lists and dicts only; anything else by its data or its repr."""
-    if type(value) in _ATOMS:
+    if type(value) in _ATOM_TYPES:
         return value
     if depth > _MAX_DEPTH:
         return "…"
     if isinstance(value, dict):
-        return {k if type(k) in _ATOMS else _text(k): plain(v, depth + 1) for k, v in value.items()}
+        return {k if type(k) in _ATOM_TYPES else _text(k): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(v, depth + 1) for v in value]
     if isinstance(value, _ATOMS):  # subclasses of str, int, float: their plain value
@@ -65,6 +67,19 @@ def plain(value: Any, depth: int = 0) -> Any:
     return _text(value)
 
 
+def text_size(value: Any, depth: int = 0) -> int:
+    """About how many bytes the text in a payload part takes (strings counted by length)."""
+    if type(value) is str:
+        return len(value)
+    if depth > _MAX_DEPTH or value is None:
+        return 0
+    if isinstance(value, dict):
+        return sum(text_size(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(text_size(v, depth + 1) for v in value)
+    return 8
+
+
 def _text(value: Any) -> str:
     try:
         text = repr(value)
@@ -75,26 +90,25 @@ def _text(value: Any) -> str:
 
 def materialize(kept: Any) -> dict[str, Any]:
     """The payload of a kept call (recorder.KeptCall), with secrets removed."""
-    messages, prompt, lm_options, call_options, outputs, usage, cost_details = (
-        marshal.loads(kept.blob) if kept.blob is not None else (None,) * 7)
-    options = {**(lm_options or {}), **(call_options or {})}
+    options = {**(kept.lm_options or {}), **(kept.call_options or {})}
     secrets = known_secrets([options.get("api_key")])
+    messages = kept.messages
     if not messages:
-        messages = [{"role": "user", "content": prompt}] if prompt is not None else []
+        messages = [{"role": "user", "content": kept.prompt}] if kept.prompt is not None else []
     payload: dict[str, Any] = {
         "model": kept.model,
         "model_type": kept.model_type,
-        "messages": scrub(messages, secrets),
+        "messages": scrub(list(messages), secrets),
         "options": scrub(options, secrets),
     }
     if kept.error is None:
-        payload["outputs"] = scrub(outputs, secrets)
-        payload["usage"] = scrub(usage, secrets)
+        payload["outputs"] = scrub(kept.outputs, secrets)
+        payload["usage"] = scrub(kept.usage, secrets)
         payload["cost_usd"] = kept.dspy_cost
         payload["cache_hit"] = bool(kept.cache_hit)
         payload["response_model"] = kept.response_model
-        if cost_details:
-            payload["cost_details"] = scrub(cost_details, secrets)
+        if kept.cost_details:
+            payload["cost_details"] = scrub(kept.cost_details, secrets)
     else:
         payload["error"] = scrub(kept.error, secrets)
     return payload

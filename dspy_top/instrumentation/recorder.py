@@ -25,14 +25,15 @@ from collections import deque
 from typing import Any, Callable
 
 from dspy_top import latency
+from dspy_top.instrumentation.payload import BYTES_PER_TOKEN, text_size
 from dspy_top.protocol import (BUDGET, CALL_FIELDS, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START,
                                TOOL, call_dicts)
 
 DEFAULT_HISTORY = 1000
 # The payload ring's bound in bytes, beside its bound in calls (DSPY_TOP_HISTORY_BYTES).
 DEFAULT_HISTORY_BYTES = 64 * 2**20
-# What one kept payload costs beside its bytes: its tuple and its dict and deque entries.
-PAYLOAD_OVERHEAD = 200
+# What one kept payload is reckoned at beside its text: its slot, the containers, the options.
+PAYLOAD_OVERHEAD = 512
 # How many ids of payloads dropped for size are remembered, to say so when one is asked for
 # (the viewer's history holds 10,000 calls).
 SIZE_DROPS_REMEMBERED = 10_000
@@ -110,19 +111,21 @@ class Counters:
 
 class CallRecord:
     """One LM call: who made it, set at begin; its outcome, set at finish; and, for the history
-    pane, its payload as plain bytes (see payload.py).
+    pane, the plain parts of its payload (see payload.py).
 
     Finish writes its outcome here rather than into a new tuple. The record lives until it is
-    folded (a batch, within ~250 ms); the payload ring then keeps its bytes and a few plain
-    values, never the record. Nothing here refers to the program's objects once the call has
-    returned: the path is named at begin, the payload is bytes and an error is its type name
-    and message, so an LM, a module or an exception the program drops is freed at once."""
+    folded (a batch, within ~250 ms); the payload ring then copies the parts a payload shows
+    into a slot it reuses. Nothing here refers to the program's objects once the call has
+    returned: the path is named at begin, the payload is DSPy's plain containers (messages,
+    outputs, usage, options), and an error is its type name and message, so an LM, a module or
+    an exception the program drops is freed at once."""
 
     __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
                  "retries", "partial_usage", "scopes", "stream",
                  "duration", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "cost", "cache_hit", "saved", "error", "response_model", "keep", "usage_known",
-                 "payload", "model_type", "dspy_cost")
+                 "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage", "dspy_cost",
+                 "cost_details")
 
     def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, modules):
         self.id = call_id
@@ -140,18 +143,25 @@ class CallRecord:
         self.retries = 0
         self.usage_known = True
         # Set only when needed (readers use getattr with a default): partial_usage by a failed
-        # call's accounting; payload (bytes), model_type and dspy_cost, by the hooks.
+        # call's accounting; the payload's parts (model_type ... cost_details) by the hooks.
+
+
+# What a payload shows of a call (payload.materialize reads these names), in slot order; a slot
+# also holds the payload's reckoned size, last.
+KEPT_FIELDS = ("id", "model", "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage",
+               "dspy_cost", "cost_details", "error", "cache_hit", "response_model")
+_PARTS = KEPT_FIELDS[2:11]  # set by the hooks: a record finished another way may lack them
+_EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 1)
 
 
 class KeptCall:
-    """One kept call's payload source (payload.materialize builds the payload from it)."""
+    """One call's payload sources, copied out of its ring slot when a viewer asks for them."""
 
-    __slots__ = ("id", "blob", "model", "model_type", "dspy_cost", "error", "cache_hit", "response_model")
+    __slots__ = KEPT_FIELDS
 
-    def __init__(self, call_id: int, entry: tuple) -> None:
-        self.id = call_id
-        (self.blob, self.model, self.model_type, self.dspy_cost, self.error, self.cache_hit,
-         self.response_model) = entry[:7]
+    def __init__(self, slot: list) -> None:
+        for name, value in zip(KEPT_FIELDS, slot):
+            setattr(self, name, value)
 
 
 class Recorder:
@@ -193,13 +203,14 @@ class Recorder:
         self._progress: dict[str, tuple[int, float]] = {}  # evaluation progress, latest per scope
         self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
-        # The payload ring, oldest first: call id -> (payload bytes, model, model_type, DSPy's cost,
-        # error text, cache hit, response model, size). Tuples of bytes, strings and numbers,
-        # which the garbage collector stops tracking (keeping each call's record instead made
-        # every call leave a long-lived object behind: benchmarks/README.md). It grows as calls
-        # come, up to history_capacity calls and history_bytes bytes.
-        self.payloads: dict[int, tuple] = {}
-        self.payload_order: deque[int] = deque()
+        # The payload ring: slots (lists in KEPT_FIELDS order, then the size), oldest first,
+        # overwritten in place once made, and call id -> slot. Slots are made as calls come, up
+        # to history_capacity, and reused: keeping each call's record instead made every call
+        # leave a long-lived object behind, which brought the job's next full garbage collection
+        # sooner (benchmarks/README.md). Bounded by history_bytes too (payload.text_size).
+        self.ring: deque[list] = deque()
+        self._spare_slots: list[list] = []
+        self.payloads: dict[int, list] = {}
         self.payload_bytes = 0
         # Ids of the latest payloads dropped to stay under history_bytes (and a set to look them up).
         self._size_drops: deque[int] = deque()
@@ -351,30 +362,40 @@ class Recorder:
             self.events.append(row)
 
     def _keep(self, record: CallRecord) -> None:
-        """Keep the call's payload bytes and a few plain values; drop the oldest past either bound."""
-        try:  # the hooks set these; a record finished another way may lack them
-            blob, model_type, dspy_cost = record.payload, record.model_type, record.dspy_cost
-        except AttributeError:
-            blob = getattr(record, "payload", None)
-            model_type, dspy_cost = getattr(record, "model_type", None), getattr(record, "dspy_cost", None)
+        """Copy what the call's payload shows into a slot of the ring; drop the oldest past either bound."""
         error = record.error
-        size = PAYLOAD_OVERHEAD + (len(blob) if blob is not None else 0)
+        if error is not None:
+            error = f"{error[0]}: {error[1]}"
+        try:
+            parts = (record.model_type, record.messages, record.prompt, record.lm_options, record.call_options,
+                     record.outputs, record.usage, record.dspy_cost, record.cost_details)
+        except AttributeError:
+            parts = tuple(getattr(record, name, None) for name in _PARTS)
+        # Reckoned from the tokens billed (the text sent and received), or else from the text itself.
+        tokens = record.prompt_tokens + record.completion_tokens
+        if tokens and not record.cache_hit:
+            size = PAYLOAD_OVERHEAD + BYTES_PER_TOKEN * tokens
+        else:
+            size = PAYLOAD_OVERHEAD + text_size(parts[1]) + text_size(parts[2]) + text_size(parts[5])
         if size > self.history_bytes:
             self._dropped_for_size(record.id)
             return
-        payloads, order = self.payloads, self.payload_order
-        while order:
-            by_count = len(order) >= self.history_capacity
+        ring, payloads = self.ring, self.payloads
+        while ring:
+            by_count = len(ring) >= self.history_capacity
             if not by_count and self.payload_bytes + size <= self.history_bytes:
                 break
-            oldest = order.popleft()
-            self.payload_bytes -= payloads.pop(oldest)[7]
+            oldest = ring.popleft()
+            del payloads[oldest[0]]
+            self.payload_bytes -= oldest[-1]
             if not by_count:
-                self._dropped_for_size(oldest)
-        payloads[record.id] = (blob, record.model, model_type, dspy_cost,
-                               f"{error[0]}: {error[1]}" if error is not None else None,
-                               record.cache_hit, record.response_model, size)
-        order.append(record.id)
+                self._dropped_for_size(oldest[0])
+            oldest[:] = _EMPTY_SLOT  # let go of its parts now: it may wait a while to be reused
+            self._spare_slots.append(oldest)
+        slot = self._spare_slots.pop() if self._spare_slots else list(_EMPTY_SLOT)
+        slot[:] = (record.id, record.model, *parts, error, record.cache_hit, record.response_model, size)
+        ring.append(slot)
+        payloads[record.id] = slot
         self.payload_bytes += size
 
     def _dropped_for_size(self, call_id: int) -> None:
@@ -620,8 +641,8 @@ class Recorder:
         """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""
         with self.lock:
             self._fold_locked()
-            entry = self.payloads.get(call_id)
-            return None if entry is None else KeptCall(call_id, entry)
+            slot = self.payloads.get(call_id)
+            return None if slot is None else KeptCall(slot)
 
     def payload_missing_reason(self, call_id: int) -> str | None:
         """Why `payload(call_id)` found nothing, when it is not the usual (older than the last calls kept)."""
