@@ -7,10 +7,9 @@ import tracemalloc
 
 import pytest
 
-from dspy_top import client, protocol
+from dspy_top import client, config, protocol
 from dspy_top.instrumentation.payload import materialize
-from dspy_top.instrumentation.recorder import PAYLOAD_OVERHEAD, Recorder
-from dspy_top.instrumentation.runtime import _env_bytes
+from dspy_top.instrumentation.recorder import DEFAULT_HISTORY_BYTES, PAYLOAD_OVERHEAD, Recorder
 
 from tests.helpers.jobs import JobProcess, runtime_dir
 
@@ -88,12 +87,21 @@ def test_a_million_call_history_costs_nothing_until_calls_come():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("", 123), ("4096", 4096), ("64M", 64 * 2**20), ("64MiB", 64 * 2**20), ("512k", 512 * 2**10),
-    ("1GB", 2**30), ("1.5M", int(1.5 * 2**20)), ("lots", 123), ("-5", 1),
+    ("", None), ("4096", 4096), ("64M", 64 * 2**20), ("64MiB", 64 * 2**20), ("512k", 512 * 2**10),
+    ("1GB", 2**30), ("1.5M", int(1.5 * 2**20)), ("lots", "problem"), ("-5", "problem"), ("100", "problem"),
 ])
-def test_history_bytes_from_the_environment(monkeypatch, text, expected):
-    monkeypatch.setenv("DSPY_TOP_HISTORY_BYTES", text)
-    assert _env_bytes("DSPY_TOP_HISTORY_BYTES", 123) == expected
+def test_history_bytes_from_the_environment(text, expected):
+    settings, problems = config.job_settings(environ={"DSPY_TOP_HISTORY_BYTES": text}, file={})
+    if expected == "problem":  # said, and left at its default
+        assert [p.split("=")[0] for p in problems] == ["DSPY_TOP_HISTORY_BYTES"]
+        assert settings.history_bytes == config.JobSettings().history_bytes
+    else:
+        assert problems == []
+        assert settings.history_bytes == (expected or config.JobSettings().history_bytes)
+
+
+def test_the_default_bound_is_the_recorders():
+    assert config.JobSettings().history_bytes == DEFAULT_HISTORY_BYTES
 
 
 def test_a_viewer_is_told_a_payload_was_dropped_for_size():

@@ -249,7 +249,7 @@ class Hooks:
             else:
                 record.messages, record.prompt = payload.request_messages(call.request), None
             options = call.kwargs
-            record.lm_options = getattr(lm, "kwargs", None)
+            record.lm_options = payload.lm_options(lm)
             record.call_options = payload.plain_options(options) if options else options
             record.outputs, record.usage, record.cost_details = result.outputs, usage, result.cost_details
             model_type = getattr(lm, "model_type", None)

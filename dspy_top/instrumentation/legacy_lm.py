@@ -227,7 +227,7 @@ def _parts(lm, messages, prompt, options, outputs, usage) -> tuple:
     versions leave litellm's objects in them (tool calls, token details)."""
     options = payload.plain_options(options) if options else options
     plain_outputs = payload.plain(outputs) if outputs is not None else None
-    return messages, prompt, getattr(lm, "kwargs", None), options, plain_outputs, payload.plain(usage), None
+    return messages, prompt, payload.lm_options(lm), options, plain_outputs, payload.plain(usage), None
 
 
 def _usage_dict(usage: Any) -> dict:

@@ -98,7 +98,7 @@ def _sent(lm, call, hooks) -> tuple | None:
         else:
             messages, prompt = call.messages or call.legacy.get("messages"), call.prompt
         options = payload.plain_options(call.kwargs) if call.kwargs else call.kwargs
-        return messages, prompt, getattr(lm, "kwargs", None), options, None, None, None
+        return messages, prompt, payload.lm_options(lm), options, None, None, None
     except Exception:
         hooks.recorder.count_internal_error()
         return None

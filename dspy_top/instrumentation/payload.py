@@ -7,14 +7,16 @@ DSPy's own history too) and the LM's options dict, never the LM, the request or 
 or an exception. Copying them instead cost 3-5 µs per call in a real run (marshal touched each
 object once more, out of cache); holding them costs nothing. Options that are not plain (a
 class such as JSONAdapter's response_format) are made plain at once. `materialize` runs on
-the server thread, on demand.
+the server thread, on demand. The server redacts the payload, like everything it sends
+(redact.py), with the credentials `secrets_of` finds in the call's options added to those it
+knows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dspy_top.instrumentation.redact import known_secrets, scrub
+from dspy_top.instrumentation.redact import secret_values
 
 _ATOMS = (str, int, float, bool, type(None))
 _ATOM_TYPES = frozenset(_ATOMS)
@@ -30,6 +32,12 @@ def plain_options(options: dict) -> dict:
         if type(value) not in _ATOM_TYPES:
             return plain(options)
     return options
+
+
+def lm_options(lm) -> dict | None:
+    """The LM's options (its `kwargs`: temperature, max_tokens, api_base...) as plain data."""
+    options = getattr(lm, "kwargs", None)
+    return plain_options(options) if type(options) is dict else None
 
 
 def request_messages(request) -> list:
@@ -89,26 +97,29 @@ def _text(value: Any) -> str:
 
 
 def materialize(kept: Any) -> dict[str, Any]:
-    """The payload of a kept call (recorder.KeptCall), with secrets removed."""
-    options = {**(kept.lm_options or {}), **(kept.call_options or {})}
-    secrets = known_secrets([options.get("api_key")])
+    """The payload of a kept call (recorder.KeptCall); the server redacts it before it leaves."""
     messages = kept.messages
     if not messages:
         messages = [{"role": "user", "content": kept.prompt}] if kept.prompt is not None else []
     payload: dict[str, Any] = {
         "model": kept.model,
         "model_type": kept.model_type,
-        "messages": scrub(list(messages), secrets),
-        "options": scrub(options, secrets),
+        "messages": list(messages),
+        "options": {**(kept.lm_options or {}), **(kept.call_options or {})},
     }
     if kept.error is None:
-        payload["outputs"] = scrub(kept.outputs, secrets)
-        payload["usage"] = scrub(kept.usage, secrets)
+        payload["outputs"] = kept.outputs
+        payload["usage"] = kept.usage
         payload["cost_usd"] = kept.dspy_cost
         payload["cache_hit"] = bool(kept.cache_hit)
         payload["response_model"] = kept.response_model
         if kept.cost_details:
-            payload["cost_details"] = scrub(kept.cost_details, secrets)
+            payload["cost_details"] = kept.cost_details
     else:
-        payload["error"] = scrub(kept.error, secrets)
+        payload["error"] = kept.error
     return payload
+
+
+def secrets_of(kept: Any) -> list[str]:
+    """Credentials the call's LM and options were given (its `api_key`...), to be redacted wherever they appear."""
+    return secret_values(dict(kept.lm_options or {})) + secret_values(dict(kept.call_options or {}))
