@@ -2,9 +2,10 @@
 
 Run plainly, or instrumented (`--top`, `--top-legacy`): a program on the simulated LM makes
 ordinary, async, failing and evaluated calls, then drops its LMs, modules and the exception it
-caught; after `gc.collect()` the probe reports which weak references died, and how many calls
+caught; after `gc.collect()` the probe reports which weak references died, how many calls
 were still waiting for the recorder's fold when they did (the recorder's lock is held meanwhile,
-so no fold can run).
+so no fold can run), and how many TCP connections the dropped LM left open to its own
+simulated LM (an LM kept alive keeps its engine's connection pool open).
 """
 
 from __future__ import annotations
@@ -52,6 +53,22 @@ def held_by(handle) -> set[int]:
     return seen
 
 
+def open_connections(port: int) -> int:
+    """This process's established TCP connections to 127.0.0.1:`port` (the client ends only)."""
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # remote port, ESTABLISHED
+                count += 1
+    return count
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "--plain"
     handle = None
@@ -63,7 +80,8 @@ def main():
         import dspy_top
 
         handle = dspy_top.instrument()
-    with SimLM(latency_scale=0.0) as sim:
+    # The LM the program drops in `called` has a server of its own, so its connections can be counted.
+    with SimLM(latency_scale=0.0) as sim, SimLM(latency_scale=0.0) as own:
         refs, report = {}, {"dspy": dspy.__version__}
 
         def evaluated():
@@ -77,13 +95,15 @@ def main():
             refs["evaluated_lm"], refs["evaluated_program"] = weakref.ref(lm), weakref.ref(program)
 
         def called():
-            lm = dspy.LM(MODEL, api_base=sim.base_url, api_key="sim", cache=False)
+            lm = dspy.LM(MODEL, api_base=own.base_url, api_key="sim", cache=False)
             program = QA()
             dspy.configure(lm=lm)
             for i in range(3):
                 program(question=f"What is {i} + 2?")
             asyncio.run(program.acall(question="What is 5 + 5?"))
+            dspy.Parallel(num_threads=4)([(program, {"question": f"What is {i} + 4?"}) for i in range(8)])
             dspy.configure(lm=None)
+            report["connections_in_use"] = open_connections(own.port)
             refs["lm"], refs["program"], refs["predict"] = weakref.ref(lm), weakref.ref(program), \
                 weakref.ref(program.answer)
 
@@ -108,6 +128,7 @@ def main():
             called()
             failed()
             gc.collect()
+            report["connections_left"] = open_connections(own.port)
             report["pending"] = len(handle.recorder.pending) if handle is not None else 0
             report["alive"] = sorted(name for name, ref in refs.items() if ref() is not None)
             reached = held_by(handle) if handle is not None else set()
