@@ -12,6 +12,7 @@ import inspect
 import itertools
 import time
 import types
+import weakref
 from typing import Any
 
 from dspy_top.instrumentation.hooks import Scope
@@ -69,13 +70,18 @@ def install_compile(hooks) -> None:
     from dspy.teleprompt.teleprompt import Teleprompter
 
     inherited = Teleprompter.__getattribute__  # what an optimizer looked attributes up with
+    # id(compile function) -> its scoped wrapper, while anything holds the wrapper: two lookups
+    # of `optimizer.compile` then give equal bound methods, as they do without dspy-top. Keyed by
+    # id, not by the function (a weak key whose value refers to it would never be freed); the
+    # wrapper holds its function, so that id is not reused while the entry lives.
+    scoped: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
     @functools.wraps(inherited)
     def __getattribute__(self, name, /):
         value = inherited(self, name)
         if name == "compile" and type(value) is types.MethodType and value.__self__ is self:
             try:
-                return _scoped_compile(hooks, value)
+                return _scoped_compile(hooks, scoped, value)
             except Exception:
                 hooks.recorder.count_internal_error()
         return value
@@ -84,12 +90,18 @@ def install_compile(hooks) -> None:
     hooks.patch(Teleprompter, "__getattribute__", __getattribute__)
 
 
-def _scoped_compile(hooks, bound):
+def _scoped_compile(hooks, scoped: weakref.WeakValueDictionary, bound):
     """`bound` (an optimizer's compile method) as a method that runs as one compile scope."""
     function = bound.__func__
-    if inspect.iscoroutinefunction(function):
-        return bound  # async compile: counted through its LM calls only
+    wrapper = scoped.get(id(function))
+    if wrapper is None or wrapper.__wrapped__ is not function:
+        if inspect.iscoroutinefunction(function):
+            return bound  # async compile: counted through its LM calls only
+        wrapper = scoped[id(function)] = _compile_in_scope(hooks, function)
+    return types.MethodType(wrapper, bound.__self__)
 
+
+def _compile_in_scope(hooks, function):
     @functools.wraps(function)
     def compile(*args, **kwargs):
         optimizer = args[0]
@@ -98,7 +110,7 @@ def _scoped_compile(hooks, bound):
                              lambda scope: _compile_info(optimizer, args[1:], kwargs, scope),
                              lambda result: {"params": _optimizer_params(optimizer)})
 
-    return types.MethodType(compile, bound.__self__)
+    return compile
 
 
 def install_tools(hooks) -> None:

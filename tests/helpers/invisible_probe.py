@@ -172,6 +172,7 @@ def collisions():
         "compile_by_class": outcome(lambda: sorted(Outer.compile(Outer(), program, trainset=trainset()).dump_state())),
         "compile_is_same_method": outcome(lambda: (lambda o: [o.compile.__self__ is o, o.compile.__name__,
                                                               o.compile.__func__.__name__])(Outer())),
+        "compile_bound_equal": outcome(_bound_compile_equality),
         "tool_keywords": outcome(lambda: dspy.Tool(tool_function)(tool=1, lm=2, call=3, args=4)),
         "tool_acall_keywords": outcome(lambda: asyncio.run(dspy.Tool(tool_function).acall(tool=1, lm=2, call=3))),
         "tool_self_keyword": outcome(lambda: dspy.Tool(tool_function)(self=1)),
@@ -183,6 +184,13 @@ def collisions():
         "lm_self_keyword": outcome(lambda: dspy.settings.lm(self=1)),
     }
     return out
+
+
+def _bound_compile_equality():
+    """Two lookups of a method give equal bound methods (a program may compare or hash them)."""
+    optimizer = Outer()
+    held = optimizer.compile
+    return [optimizer.compile == optimizer.compile, held == optimizer.compile, hash(held) == hash(optimizer.compile)]
 
 
 def _score(result):
