@@ -1,4 +1,4 @@
-"""Exact numbers on whichever DSPy is installed (2.6 to 3.5): the subset `.ci/run` runs on each release line.
+"""Exact numbers on whichever DSPy is installed (2.6 to 3.4): the subset `.ci/run` runs on each release line.
 
 Real programs on the simulated LM, read back through the socket like a viewer: calls, tokens,
 cost, cache hits, retries, module paths, evaluations and optimizer trials must equal what the
