@@ -1,5 +1,5 @@
 """With dspy-top on, a program sees exactly what it sees without it: arguments, signatures,
-exceptions, pickles, DSPy's own save/load, and object lifetimes.
+exceptions, warnings, pickles, DSPy's own save/load, and object lifetimes.
 
 Each probe (tests/helpers/*_probe.py) runs in fresh processes on the simulated LM, plainly
 and instrumented, with DSPy 3.4's wrappers (`--top`) and with those older DSPy gets
@@ -69,6 +69,10 @@ def test_wrapped_dspy_looks_and_behaves_the_same(plain_probe, mode, tmp_path):
     for name in ("tool", "tool_acall", "compile"):
         assert exceptions[name] == {"type": "Boom", "is_the_programs": True}, name
     assert exceptions["compile_unprintable"] is True
+    # DSPy's warnings still name the program's line (a DeprecationWarning naming another module
+    # is not shown by Python's default filters): none is attributed to dspy-top's wrappers.
+    for name, seen in top["warnings"].items():
+        assert all(warning[1] == "invisible_probe.py" for warning in seen["warnings"]), (name, seen)
     pickles = top["pickles"]
     for key, result in pickles.items():
         if key.endswith((":pickle", ":cloudpickle")) and "ok" in result:
@@ -140,7 +144,9 @@ def test_objects_the_program_drops_are_freed_even_before_a_fold(plain_lifetimes,
     # 3.0 the LM of an async call, 3.2 the LM of a failed one): nothing dspy-top holds reaches them.
     assert top["held"] == [] and {"lm", "program", "failed_lm", "evaluated_lm"} <= set(top["checked"])
     assert top["calls"] >= 21
-    # The dropped LM's HTTP connections close as they do without dspy-top (on DSPy 3.4, with
-    # its pool; on older DSPy, litellm's shared clients keep theirs either way).
-    assert top["connections_left"] == plain_lifetimes["connections_left"]
+    # The dropped LM's HTTP connections close with it, as without dspy-top. (DSPy 3.4's LM owns
+    # its pool; before, litellm's shared clients keep theirs, as many as the threads happened to
+    # open, with or without dspy-top.)
     assert top["connections_in_use"] > 0 and plain_lifetimes["connections_in_use"] > 0
+    if plain_lifetimes["connections_left"] == 0:
+        assert top["connections_left"] == 0

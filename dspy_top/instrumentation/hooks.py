@@ -18,6 +18,7 @@ import weakref
 from typing import Any, NamedTuple
 
 from dspy_top.instrumentation import payload
+from dspy_top.instrumentation.frames import in_module_of
 from dspy_top.instrumentation.lm_calls import usage_tokens
 from dspy_top.instrumentation.module_paths import describe, holds
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
@@ -147,11 +148,15 @@ class Hooks:
         self._restore.clear()
 
     def patch(self, owner: object, name: str, replacement: Any) -> None:
-        """Replace `owner.name` (a class's own attribute: what it inherits stays untouched)."""
+        """Replace `owner.name` (a class's own attribute: what it inherits stays untouched).
+
+        The replacement's frames belong to the original's module (frames.py)."""
         if isinstance(owner, type):
             original = owner.__dict__.get(name, _ABSENT)
         else:
             original = getattr(owner, name)
+        if original is not _ABSENT:
+            replacement = in_module_of(replacement, original)
         self._restore.append((owner, name, original))
         setattr(owner, name, replacement)
 

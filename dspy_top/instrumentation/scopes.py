@@ -15,6 +15,7 @@ import types
 import weakref
 from typing import Any
 
+from dspy_top.instrumentation.frames import in_module_of
 from dspy_top.instrumentation.hooks import Scope
 
 _scope_ids = itertools.count(1)
@@ -29,12 +30,19 @@ def install_evaluate(hooks) -> None:
 
     @functools.wraps(original_call)
     def __call__(*args, **kwargs):
-        if not args:
+        # The original is called right here, not from a helper: a warning DSPy raises inside
+        # it then walks out through this frame only (frames.py).
+        opened = _open_scope(hooks, "eval", args,
+                             lambda scope: _evaluate_info(args[0], signature, args, kwargs, scope))
+        if opened is None:
             return original_call(*args, **kwargs)
-        evaluate = args[0]
-        return _run_in_scope(hooks, "eval", evaluate, lambda: original_call(*args, **kwargs),
-                             lambda scope: _evaluate_info(evaluate, signature, args, kwargs, scope),
-                             _evaluation_outcome)
+        try:
+            result = original_call(*args, **kwargs)
+        except BaseException as exc:
+            _close_scope(hooks, opened, exc, None)
+            raise
+        _close_scope(hooks, opened, None, lambda: _evaluation_outcome(result))
+        return result
 
     original_progress = ParallelExecutor.__dict__["_update_progress"]
     progress_signature = inspect.signature(original_progress)
@@ -104,13 +112,19 @@ def _scoped_compile(hooks, scoped: weakref.WeakValueDictionary, bound):
 def _compile_in_scope(hooks, function):
     @functools.wraps(function)
     def compile(*args, **kwargs):
-        optimizer = args[0]
+        opened = _open_scope(hooks, "compile", args, lambda scope: _compile_info(args[0], args[1:], kwargs, scope))
+        if opened is None:
+            return function(*args, **kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as exc:
+            _close_scope(hooks, opened, exc, None)
+            raise
         # Attributes an optimizer sets while compiling (e.g. its resolved settings) are read again at the end.
-        return _run_in_scope(hooks, "compile", optimizer, lambda: function(*args, **kwargs),
-                             lambda scope: _compile_info(optimizer, args[1:], kwargs, scope),
-                             lambda result: {"params": _optimizer_params(optimizer)})
+        _close_scope(hooks, opened, None, lambda: {"params": _optimizer_params(args[0])})
+        return result
 
-    return compile
+    return in_module_of(compile, function)
 
 
 def install_tools(hooks) -> None:
@@ -146,32 +160,30 @@ def install_tools(hooks) -> None:
     hooks.patch(Tool, "acall", acall)
 
 
-def _run_in_scope(hooks, kind: str, owner: object, call, describe, outcome):
-    """Run `call` as one evaluation or compile scope; re-entry by the same instance is not a new one."""
-    scope = hooks.scope()
-    if id(owner) in scope.owners:
-        return call()
-    scope_id = f"{kind}-{next(_scope_ids)}"
+def _open_scope(hooks, kind: str, args: tuple, describe):
+    """Open one evaluation or compile scope for a call of `args[0]`'s method: (scope id, token to
+    restore DSPy's settings), or None to run the call outside any new scope (re-entry by the same
+    instance is not a new one; nor is an unbound call, nor one dspy-top failed to describe)."""
+    if not args:
+        return None
     try:
+        scope = hooks.scope()
+        if id(args[0]) in scope.owners:
+            return None
+        scope_id = f"{kind}-{next(_scope_ids)}"
         hooks.recorder.scope_start(kind, scope_id, describe(scope))
-        token = hooks.enter_scope(scope.push(scope_id, owner))
+        return scope_id, hooks.enter_scope(scope.push(scope_id, args[0]))
     except Exception:
         hooks.recorder.count_internal_error()
-        return call()
+        return None
+
+
+def _close_scope(hooks, opened: tuple, error: BaseException | None, outcome) -> None:
+    """The scoped call ended, with the program's `error` or with `outcome()`'s info."""
+    scope_id, token = opened
     try:
-        result = call()
-    except BaseException as exc:
         hooks.overrides.reset(token)
-        _end_quietly(hooks, scope_id, lambda: {"error": _describe(exc)})
-        raise
-    hooks.overrides.reset(token)
-    _end_quietly(hooks, scope_id, lambda: outcome(result))
-    return result
-
-
-def _end_quietly(hooks, scope_id: str, info) -> None:
-    try:
-        hooks.recorder.scope_end(scope_id, info())
+        hooks.recorder.scope_end(scope_id, {"error": _describe(error)} if error is not None else outcome())
     except Exception:
         hooks.recorder.count_internal_error()
 

@@ -1,4 +1,5 @@
-"""Everything a program can observe of DSPy's wrapped functions, printed as one JSON object.
+"""Everything a program can observe of DSPy's wrapped functions (signatures, keywords,
+exceptions, warnings, pickles, DSPy's save/load), printed as one JSON object.
 
 Run as a script, once plainly and once instrumented (`--top`, or `--top-legacy` to force the
 wrappers DSPy 2.6 to 3.3 get): tests/test_invisible.py compares the two outputs, which must be
@@ -152,6 +153,16 @@ def tool_function(tool: int, lm: int = 0, call: int = 0, args: int = 0) -> int:
 BOOM = Boom("raised by the program")
 
 
+class RaisingLM(dspy.BaseLM):
+    """An LM of the program's whose every call raises the program's own exception instance."""
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        raise BOOM
+
+    async def aforward(self, prompt=None, messages=None, **kwargs):
+        raise BOOM
+
+
 def raising_tool(x: int) -> int:
     """Always raises the program's own exception instance."""
     raise BOOM
@@ -193,6 +204,11 @@ def _bound_compile_equality():
     return [optimizer.compile == optimizer.compile, held == optimizer.compile, hash(held) == hash(optimizer.compile)]
 
 
+def _predict_with(lm):
+    with dspy.context(lm=lm):
+        return dspy.Predict("question -> answer")(question="What is 1 + 1?")
+
+
 def _score(result):
     return float(getattr(result, "score", result[0] if isinstance(result, tuple) else result))
 
@@ -226,6 +242,9 @@ def exceptions():
         "tool": raised(lambda: dspy.Tool(raising_tool)(x=1)),
         "tool_acall": raised(lambda: asyncio.run(dspy.Tool(raising_tool).acall(x=1))),
         "compile": raised(lambda: Failing().compile(QA(), trainset=trainset())),
+        "lm": raised(lambda: RaisingLM("custom/raising")("hello")),
+        "lm_acall": raised(lambda: asyncio.run(RaisingLM("custom/raising").acall("hello"))),
+        "lm_in_predict": raised(lambda: _predict_with(RaisingLM("custom/raising"))),
         "compile_unprintable": caught(lambda: FailingUnprintably().compile(QA(), trainset=trainset()), unprintable),
         "evaluate_bad_devset": outcome(lambda: dspy.Evaluate(devset=None, metric=metric)(QA())),
     }
@@ -265,6 +284,50 @@ def pickles(tmp):
     return out
 
 
+class ShortcutEngine:
+    """A custom engine (DSPy 3.4) still using the deprecated `complete_legacy` shortcut, which
+    DSPy warns about from inside its execution, aiming the warning at the program's line."""
+
+    def complete(self, request):
+        raise NotImplementedError
+
+    def complete_legacy(self, lm, request, *, prompt=None, messages=None, **context):
+        from dspy.clients.call_result import CallResult
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        text = "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"
+        return CallResult.native(Response(id=None, model="shortcut", message=Message.assistant([TextPart(text)]),
+                                          finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1,
+                                                                            total_tokens=2)))
+
+
+def _evaluate_on_shortcut_engine():
+    """An evaluation on the program's thread of a DSPy module itself: the walk out of DSPy's frames
+    passes Evaluate.__call__ to reach the program's line."""
+    with dspy.context(lm=dspy.LM("custom/shortcut", engine=ShortcutEngine(), cache=False)):
+        return _score(dspy.Evaluate(devset=trainset()[:1], metric=metric, num_threads=1,
+                                    display_progress=False)(dspy.Predict("question -> answer")))
+
+
+def warned():
+    """The warnings DSPy raises through the wrapped functions, and where each is attributed:
+    Python's default filters show a DeprecationWarning only when it names `__main__`."""
+    import warnings
+
+    out = {}
+    for name, run in (
+        ("shortcut_engine", lambda: dspy.LM("custom/shortcut", engine=ShortcutEngine(), cache=False)("hello")),
+        ("legacy_lm", lambda: outcome(lambda: RaisingLM("custom/raising")("hello"))),
+        ("in_evaluate", _evaluate_on_shortcut_engine),
+    ):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            result = outcome(run)
+        out[name] = {"outcome": "ok" if "ok" in result else result,
+                     "warnings": [[w.category.__name__, os.path.basename(w.filename), w.lineno] for w in seen]}
+    return out
+
+
 def _state(obj):
     """A comparable summary of an object: its DSPy state, or its attributes' names."""
     if isinstance(obj, type):
@@ -292,7 +355,7 @@ def main():
         dspy.configure(lm=dspy.LM(MODEL, api_base=sim.base_url, api_key="sk-sim-0123456789", cache=False))
         report = {"dspy": dspy.__version__}
         for name, check in (("targets", targets), ("collisions", collisions), ("exceptions", exceptions),
-                            ("pickles", lambda: pickles(tmp))):
+                            ("pickles", lambda: pickles(tmp)), ("warnings", warned)):
             try:
                 report[name] = check()
             except Exception:  # noqa: BLE001 - a broken check must show, not hide the others
