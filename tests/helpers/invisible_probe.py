@@ -324,7 +324,9 @@ def warned():
             warnings.simplefilter("always")
             result = outcome(run)
         out[name] = {"outcome": "ok" if "ok" in result else result,
-                     "warnings": [[w.category.__name__, os.path.basename(w.filename), w.lineno] for w in seen]}
+                     # A ResourceWarning comes from whatever the garbage collector finalizes then.
+                     "warnings": [[w.category.__name__, os.path.basename(w.filename), w.lineno] for w in seen
+                                  if not issubclass(w.category, ResourceWarning)]}
     return out
 
 
