@@ -22,7 +22,7 @@ from dspy_top.viewer.optimizer_report import optimizer_line
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from tests.helpers.optimizer_script import optimizer_fleet
-from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
+from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, pressing
 from tests.test_model import Clock, call, counters, hello, stats
 
 # --- pure: scripted scopes ----------------------------------------------------------------------
@@ -226,12 +226,12 @@ def utc(monkeypatch):
 
 def scripted_app() -> TopApp:
     fleet, _clock = optimizer_fleet()
-    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, runtime_dir=RUNTIME_DIR)
+    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, watching=str(RUNTIME_DIR))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_optimizer_view_snapshot(snap_compare, utc, size):
-    assert snap_compare(scripted_app(), terminal_size=size, press=["o"])
+    assert snap_compare(scripted_app(), terminal_size=size, run_before=pressing("o"))
 
 
 def test_selecting_a_trial_filters_the_history_and_headers_sort(utc):

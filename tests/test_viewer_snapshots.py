@@ -11,7 +11,7 @@ import pytest
 
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.history_table import HistoryTable
-from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, scripted_fleet
+from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, pressing, scripted_fleet
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def utc(monkeypatch):
 def make_app(**fleet_options) -> TopApp:
     fleet, _clock = scripted_fleet(**fleet_options)
     # A long delay: the pinned fleet never changes, and no timer fires mid-capture.
-    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, runtime_dir=RUNTIME_DIR)
+    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, watching=str(RUNTIME_DIR))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
@@ -35,7 +35,7 @@ def test_main_screen(snap_compare, size):
 
 
 def test_paused_narrow(snap_compare):
-    assert snap_compare(make_app(), terminal_size=(80, 24), press=["space"])
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=pressing("space"))
 
 
 def test_nothing_attached(snap_compare):
@@ -43,7 +43,7 @@ def test_nothing_attached(snap_compare):
 
 
 def test_broken_process_and_process_list(snap_compare):
-    assert snap_compare(make_app(broken=True), terminal_size=(120, 40), press=["p"])
+    assert snap_compare(make_app(broken=True), terminal_size=(120, 40), run_before=pressing("p"))
 
 
 def test_inspect_call(snap_compare):
@@ -61,4 +61,4 @@ def test_inspect_call(snap_compare):
 
 
 def test_help(snap_compare):
-    assert snap_compare(make_app(), terminal_size=(80, 24), press=["question_mark"])
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=pressing("question_mark"))

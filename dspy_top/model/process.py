@@ -27,6 +27,7 @@ ENDED = "ended"  # sent `exit`: final numbers
 LOST = "lost"  # the connection broke without an `exit`
 FAILED = "failed"  # never attached (bad socket, wrong version, permission)
 NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
+CONNECTING_STATUS = "connecting…"  # said of a process being attached to, until it says hello
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ProcessState:
         self.pid = pid or 0
         self.hello: Hello | None = None
         self.state = CONNECTING
-        self.status = "connecting…"
+        self.status = CONNECTING_STATUS
         self.attached_at: float | None = None
         self.ended_at: float | None = None
         self.totals = EMPTY
@@ -94,6 +95,18 @@ class ProcessState:
     @property
     def live(self) -> bool:
         return self.state in (CONNECTING, RUNNING)
+
+    def connecting(self, status: str) -> None:
+        """Being attached to, or waited for (`status` says why it still waits); tried again after a failure."""
+        self.state = CONNECTING
+        self.status = status
+
+    def rekey(self, key: str) -> None:
+        """Known by another key from now on (kept apart from a new process that reuses its own)."""
+        self.key = key
+        self.scopes = {scope_id: replace(scope, process=key) for scope_id, scope in self.scopes.items()}
+        alerts = (replace(alert, process=key) for alert in self.budget_alerts.values())
+        self.budget_alerts = {alert.key: alert for alert in alerts}
 
     def connected(self, hello: Hello, now: float) -> None:
         self.hello = hello
@@ -288,6 +301,4 @@ def _settled(counters: Counters) -> Counters:
     # A process that exited has nothing in flight, whatever its last frame said.
     if counters.in_flight == 0:
         return counters
-    from dataclasses import replace
-
     return replace(counters, in_flight=0)

@@ -24,7 +24,8 @@ from dspy_top.model import CallQuery, CallSummary, Fleet, ProcessRow, Snapshot
 from dspy_top.model.budget import BudgetAlarm
 from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.pricing import Price
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.base import Source
+from dspy_top.sources.collector import Collector
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
@@ -63,7 +64,7 @@ class TopApp(App):
         *,
         delay: float = 1.0,
         job: Job | None = None,
-        runtime_dir: Path | None = None,
+        watching: str | None = None,
         history_rows: int = HISTORY_ROWS,
         start_collector: bool = True,
         notice: str | None = None,
@@ -74,7 +75,7 @@ class TopApp(App):
         self.delay = delay
         self.job = job
         self.job_output = JobTranscript(MAX_LINES) if job is not None else None
-        self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
+        self.watching = watching or (collector.where if collector else ".")  # said while nothing is attached
         self.history_rows = history_rows
         self.start_collector = start_collector
         self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
@@ -281,8 +282,7 @@ class TopApp(App):
     def module_chains(self) -> dict[str, tuple[str, ...]]:
         """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
         with self.fleet.lock:
-            return {path: module.chain for process in self.fleet.processes.values()
-                    for path, module in process.modules.items()}
+            return self.fleet.module_chains()
 
     # --- what every screen shows alike ------------------------------------------------------
 
@@ -402,22 +402,17 @@ class TopApp(App):
 
 
 def run_viewer(
+    sources: list[Source],
     *,
-    pids: list[int] | None = None,
-    sockets: list[Path] | None = None,
     delay: float = 1.0,
     job: Job | None = None,
-    directory: Path | None = None,
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
     notice: str | None = None,
 ) -> int:
-    """Run the interactive viewer until the user quits; the return value is the exit status."""
+    """Run the interactive viewer on `sources` until the user quits; the return value is the exit status."""
     fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
-    if job is not None:
-        pids = [job.pid]
-    collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)
-    app = TopApp(fleet, collector, delay=delay, job=job, notice=notice)
+    app = TopApp(fleet, Collector(fleet, sources), delay=delay, job=job, notice=notice)
     app.run()
     return 0

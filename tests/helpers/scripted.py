@@ -137,7 +137,7 @@ PAYLOAD = {
 class ScriptedCollector:
     """Stands in for the collector: answers payload requests at once, from PAYLOAD."""
 
-    runtime_dir = RUNTIME_DIR
+    where = str(RUNTIME_DIR)
 
     def __init__(self, fleet: Fleet, payload=PAYLOAD) -> None:
         self.fleet = fleet
@@ -158,3 +158,14 @@ class ScriptedCollector:
     def request_payload(self, process: str, call_id: int) -> None:
         self.requests.append((process, call_id))
         self.on_payload(PayloadAnswer(process, call_id, self.payload))
+
+
+def pressing(*keys: str):
+    """Press `keys` once the main screen is mounted (it composes as the app starts: a key pressed
+    earlier, on a loaded machine, goes nowhere and the snapshot shows the screen without it)."""
+    async def run_before(pilot) -> None:
+        while not pilot.app.screen_stack[0].is_mounted:
+            await pilot.pause(0.01)
+        await pilot.press(*keys)
+        await pilot.pause()
+    return run_before
