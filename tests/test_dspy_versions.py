@@ -21,24 +21,9 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import dspy  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, sim, viewer  # noqa: E402, F401
+from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, run, sim, viewer  # noqa: E402, F401
 
 pytestmark = pytest.mark.exactness
-
-
-@pytest.fixture
-def run(sim, viewer):
-    sim.reset()
-    sim.configure(error_every=None, latency_scale=0.0)
-    viewer.mark()
-    yield viewer
-    dspy.configure(lm=None, track_usage=False, disable_history=False)
-    # DSPy 2.6 keeps its settings overrides per thread, and concurrent asyncio tasks restore
-    # each other's: after a gather of acall()s the main thread may be left overriding `lm`
-    # with the old one (with or without dspy-top). Start the next test clean.
-    local = getattr(sys.modules["dspy.dsp.utils.settings"], "thread_local_overrides", None)
-    if hasattr(local, "overrides") and not hasattr(local, "reset"):
-        local.overrides = type(local.overrides)()
 
 
 def lm_for(sim, **kwargs):

@@ -14,7 +14,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import dspy  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, sim, viewer  # noqa: E402, F401
+from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, run, sim, viewer  # noqa: E402, F401
 
 ENGINES = ["auto", "litellm"]
 
@@ -42,16 +42,6 @@ def assert_matches_truth(delta, sim_stats, history=None, cache_hits=0, retries=0
     calls = delta["calls"]
     assert len(calls) == totals["calls"]
     assert sum(c["prompt_tokens"] for c in calls) == totals["prompt_tokens"]
-
-
-@pytest.fixture
-def run(sim, viewer):
-    """Resets the server's count and marks the stream; the test runs its program in between."""
-    sim.reset()
-    sim.configure(error_every=None, latency_scale=0.0)
-    viewer.mark()
-    yield viewer
-    dspy.configure(lm=None, callbacks=[], track_usage=False, disable_history=False)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -239,14 +239,6 @@ class Hooks:
         """A call through DSPy 3.4's execute returned its CallResult."""
         try:
             usage = result.usage or {}
-            hit = bool(result.cache_hit)
-            tokens = usage_tokens(usage)
-            dspy_cost = result.cost
-            cost = dspy_cost
-            if self.prices and not hit:
-                price = self.prices.get(record.model)
-                if price is not None:
-                    cost = price.cost(tokens[0], tokens[1], tokens[2])
             # The payload's parts: DSPy's plain containers for this call and the LM's options,
             # never the LM, the call or the result themselves (see payload.py).
             if call.request is None:
@@ -259,18 +251,7 @@ class Hooks:
             record.outputs, record.usage, record.cost_details = result.outputs, usage, result.cost_details
             model_type = getattr(lm, "model_type", None)
             record.model_type = model_type if type(model_type) is str else None
-            if dspy_cost is not None and type(dspy_cost) is not float:
-                dspy_cost = _number(dspy_cost)
-            record.dspy_cost = dspy_cost
-            record.usage_known = hit or bool(usage)
-            response_model = result.response_model
-            if response_model is not None and type(response_model) is not str:
-                response_model = str(response_model)
-            # Positional: this runs once per LM call.
-            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
-                                 dspy_cost if hit else None, None, response_model, True)
-            if self.guard is not None:
-                self.guard.after_call(record)
+            self._conclude(record, usage, result.cost, bool(result.cache_hit), result.response_model)
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)
@@ -279,25 +260,31 @@ class Hooks:
         """A call through an older DSPy's BaseLM returned (legacy_lm read its response); `parts`
         are the payload's (messages, prompt, lm options, call options, outputs, usage, cost details)."""
         try:
-            usage = usage or {}
-            tokens = usage_tokens(usage)
-            dspy_cost = cost if cost is None or type(cost) is float else _number(cost)
-            if self.prices and not hit:
-                price = self.prices.get(record.model)
-                if price is not None:
-                    cost = price.cost(tokens[0], tokens[1], tokens[2])
             _keep_parts(record, lm, parts)
-            record.dspy_cost = dspy_cost
-            record.usage_known = hit or bool(usage)
-            if response_model is not None and type(response_model) is not str:
-                response_model = str(response_model)
-            self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else cost, hit,
-                                 dspy_cost if hit else None, None, response_model, True)
-            if self.guard is not None:
-                self.guard.after_call(record)
+            self._conclude(record, usage or {}, cost, hit, response_model)
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)
+
+    def _conclude(self, record: CallRecord, usage: dict, cost, hit: bool, response_model) -> None:
+        """A returned call's numbers to the recorder: `cost` is DSPy's, priced anew where the job has a price."""
+        tokens = usage_tokens(usage)
+        if cost is not None and type(cost) is not float:
+            cost = _number(cost)
+        record.dspy_cost = cost
+        record.usage_known = hit or bool(usage)
+        billed = cost
+        if self.prices and not hit:
+            price = self.prices.get(record.model)
+            if price is not None:
+                billed = price.cost(tokens[0], tokens[1], tokens[2])
+        if response_model is not None and type(response_model) is not str:
+            response_model = str(response_model)
+        # Positional: this runs once per LM call.
+        self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else billed, hit,
+                             cost if hit else None, None, response_model, True)
+        if self.guard is not None:
+            self.guard.after_call(record)
 
     def finish_error(self, record: CallRecord, lm, error: BaseException, parts=None) -> None:
         try:

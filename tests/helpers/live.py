@@ -1,12 +1,13 @@
 """What the tests of a live instrumented process share: the simulated LM, a viewer on the socket,
 litellm's price for the simulated model, and the programs they run.
 
-Import the fixtures into a test module (`from tests.helpers.live import sim, viewer`).
+Import the fixtures into a test module (`from tests.helpers.live import run, sim, viewer`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -38,6 +39,22 @@ def viewer(tmp_path_factory):
     handle = dspy_top.instrument()
     with client.Connection(handle.socket_path) as connection:
         yield Reader(connection)
+
+
+@pytest.fixture
+def run(sim, viewer):
+    """Resets the server's count and marks the stream; the test runs its program in between."""
+    sim.reset()
+    sim.configure(error_every=None, latency_scale=0.0)
+    viewer.mark()
+    yield viewer
+    dspy.configure(lm=None, callbacks=[], track_usage=False, disable_history=False)
+    # DSPy 2.6 keeps its settings overrides per thread, and concurrent asyncio tasks restore
+    # each other's: after a gather of acall()s the main thread may be left overriding `lm`
+    # with the old one (with or without dspy-top). Start the next test clean.
+    local = getattr(sys.modules["dspy.dsp.utils.settings"], "thread_local_overrides", None)
+    if hasattr(local, "overrides") and not hasattr(local, "reset"):
+        local.overrides = type(local.overrides)()
 
 
 def nonce():
