@@ -37,7 +37,12 @@ def plain_options(options: dict) -> dict:
 def lm_options(lm) -> dict | None:
     """The LM's options (its `kwargs`: temperature, max_tokens, api_base...) as plain data."""
     options = getattr(lm, "kwargs", None)
-    return plain_options(options) if type(options) is dict else None
+    if type(options) is not dict:
+        return None
+    for value in options.values():  # plain_options, inlined: this runs once per LM call
+        if type(value) not in _ATOM_TYPES:
+            return plain(options)
+    return options
 
 
 def request_messages(request) -> list:

@@ -161,6 +161,7 @@ class CallRecord:
 KEPT_FIELDS = ("id", "model", "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage",
                "dspy_cost", "cost_details", "error", "cache_hit", "response_model")
 _PARTS = KEPT_FIELDS[2:11]  # set by the hooks: a record finished another way may lack them
+_TEXT_PARTS = ("messages", "prompt", "outputs")  # what a payload's size is reckoned from without tokens
 _EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 1)
 
 
@@ -373,37 +374,43 @@ class Recorder:
 
     def _keep(self, record: CallRecord) -> None:
         """Copy what the call's payload shows into a slot of the ring; drop the oldest past either bound."""
-        error = record.error
-        if error is not None:
-            error = f"{error[0]}: {error[1]}"
-        try:
-            parts = (record.model_type, record.messages, record.prompt, record.lm_options, record.call_options,
-                     record.outputs, record.usage, record.dspy_cost, record.cost_details)
-        except AttributeError:
-            parts = tuple(getattr(record, name, None) for name in _PARTS)
         # Reckoned from the tokens billed (the text sent and received), or else from the text itself.
         tokens = record.prompt_tokens + record.completion_tokens
         if tokens and not record.cache_hit:
             size = PAYLOAD_OVERHEAD + BYTES_PER_TOKEN * tokens
         else:
-            size = PAYLOAD_OVERHEAD + text_size(parts[1]) + text_size(parts[2]) + text_size(parts[5])
+            size = PAYLOAD_OVERHEAD + sum(text_size(getattr(record, name, None)) for name in _TEXT_PARTS)
         if size > self.history_bytes:
             self._dropped_for_size(record.id)
             return
         ring, payloads = self.ring, self.payloads
-        while ring:
-            by_count = len(ring) >= self.history_capacity
-            if not by_count and self.payload_bytes + size <= self.history_bytes:
-                break
+        slot = None
+        if len(ring) >= self.history_capacity:  # the usual case once the ring is full: reuse the oldest
+            slot = ring.popleft()
+            del payloads[slot[0]]
+            self.payload_bytes -= slot[-1]
+        while ring and self.payload_bytes + size > self.history_bytes:
             oldest = ring.popleft()
             del payloads[oldest[0]]
             self.payload_bytes -= oldest[-1]
-            if not by_count:
-                self._dropped_for_size(oldest[0])
-            oldest[:] = _EMPTY_SLOT  # let go of its parts now: it may wait a while to be reused
-            self._spare_slots.append(oldest)
-        slot = self._spare_slots.pop() if self._spare_slots else list(_EMPTY_SLOT)
-        slot[:] = (record.id, record.model, *parts, error, record.cache_hit, record.response_model, size)
+            self._dropped_for_size(oldest[0])
+            if slot is None:
+                slot = oldest
+            else:
+                oldest[:] = _EMPTY_SLOT  # let go of its parts now: it may wait a while to be reused
+                self._spare_slots.append(oldest)
+        if slot is None:
+            slot = self._spare_slots.pop() if self._spare_slots else list(_EMPTY_SLOT)
+        error = record.error
+        if error is not None:
+            error = f"{error[0]}: {error[1]}"
+        try:
+            slot[:] = (record.id, record.model, record.model_type, record.messages, record.prompt, record.lm_options,
+                       record.call_options, record.outputs, record.usage, record.dspy_cost, record.cost_details,
+                       error, record.cache_hit, record.response_model, size)
+        except AttributeError:  # a record finished without the hooks' parts
+            slot[:] = (record.id, record.model, *(getattr(record, name, None) for name in _PARTS), error,
+                       record.cache_hit, record.response_model, size)
         ring.append(slot)
         payloads[record.id] = slot
         self.payload_bytes += size
