@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 from dspy_top import client, config, protocol
+from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.payload import materialize
 from dspy_top.instrumentation.recorder import DEFAULT_HISTORY_BYTES, PAYLOAD_OVERHEAD, Recorder
 
@@ -125,3 +126,21 @@ def test_a_viewer_is_told_a_payload_was_dropped_for_size():
     finally:
         job.exit()
         job.kill()
+
+
+def test_the_lm_options_a_payload_keeps_are_plain_data():
+    class Client:
+        """An object a program passed to its LM (an HTTP client, a response_format class...)."""
+
+    class LM:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    plain_lm = LM(temperature=0.0, max_tokens=None, api_base="http://127.0.0.1:1/v1")
+    assert payload.lm_options(plain_lm) is plain_lm.kwargs  # plain already: kept as it is, no copy
+    assert payload.lm_options(plain_lm) is plain_lm.kwargs  # ... and not looked at again
+    client = Client()
+    plain_lm.kwargs["http_client"] = client  # the same dict, changed: looked at again
+    for options in (payload.lm_options(plain_lm), payload.lm_options(LM(temperature=0.0, response_format=Client))):
+        assert all(type(value) in (str, int, float, bool, type(None)) for value in options.values()), options
+    assert "Client" in payload.lm_options(LM(response_format=Client))["response_format"]

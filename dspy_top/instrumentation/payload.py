@@ -28,10 +28,12 @@ BYTES_PER_TOKEN = 4
 
 def plain_options(options: dict) -> dict:
     """A call's options as they are when every value is a string, number or None; else made plain."""
-    for value in options.values():
-        if type(value) not in _ATOM_TYPES:
-            return plain(options)
-    return options
+    return options if _ATOM_TYPES.issuperset(map(type, options.values())) else plain(options)
+
+
+# LM options dicts already found plain, by id, with their length then: an LM's `kwargs` is
+# looked at once, not on every call (held here, so an id is not reused while its entry lives).
+_plain_lm_options: dict[int, tuple[dict, int]] = {}
 
 
 def lm_options(lm) -> dict | None:
@@ -39,9 +41,14 @@ def lm_options(lm) -> dict | None:
     options = getattr(lm, "kwargs", None)
     if type(options) is not dict:
         return None
-    for value in options.values():  # plain_options, inlined: this runs once per LM call
-        if type(value) not in _ATOM_TYPES:
-            return plain(options)
+    seen = _plain_lm_options.get(id(options))
+    if seen is not None and seen[0] is options and seen[1] == len(options):
+        return options
+    if not _ATOM_TYPES.issuperset(map(type, options.values())):
+        return plain(options)
+    if len(_plain_lm_options) >= 256:
+        _plain_lm_options.clear()
+    _plain_lm_options[id(options)] = (options, len(options))
     return options
 
 
