@@ -22,6 +22,16 @@ def positive_number(text: str) -> float:
     return value
 
 
+def non_negative_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def price_option(text: str) -> Any:
     """`MODEL=IN/OUT[/CACHED]` as a (model, Price) pair."""
     from dspy_top.pricing import parse_price

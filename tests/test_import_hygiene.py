@@ -1,4 +1,5 @@
-"""The viewer's side never imports dspy or litellm (and batch mode not even Textual): checked in a fresh interpreter.
+"""The viewer's side never imports dspy or litellm (and batch mode not even Textual), the viewer never imports
+`dspy-top serve`'s exporters, and serve imports none of dspy, litellm or Textual: checked in a fresh interpreter.
 
 A witness on `sys.meta_path` notes, for each heavy package, which module of ours imported it
 first, so a leak names its culprit instead of only saying that it happened.
@@ -15,7 +16,7 @@ from tests.helpers.jobs import REPO
 WITNESS = """
 import json, sys
 
-HEAVY = ("dspy", "litellm", "openai", "textual")
+HEAVY = ("dspy", "litellm", "openai", "textual", "prometheus_client", "opentelemetry")
 importers = {}
 
 
@@ -72,8 +73,32 @@ def test_cli_help_starts_fast_without_textual():
     assert leaks == {}, f"`dspy-top --help` imported these (package: first importer of ours): {leaks}"
 
 
+def test_the_relay_and_the_ssh_source_leave_dspy_litellm_and_textual_out():
+    code = WITNESS + ("import dspy_top.relay.command, dspy_top.relay.loop, dspy_top.sources.ssh, dspy_top.hosts; "
+                      "print(json.dumps(settle()))")
+    leaks = run(code)
+    assert leaks == {}, f"`dspy-top relay` or `--host` imported these (package: first importer of ours): {leaks}"
+
+
 def test_the_witness_names_the_module_that_imported_a_heavy_package():
     # The viewer does import Textual: the witness must name it, with the line.
     importers = run(WITNESS + "import dspy_top.viewer.app; print(json.dumps(settle()))")
     assert set(importers) == {"textual"}
     assert importers["textual"].startswith("dspy_top.viewer.") and "(line " in importers["textual"]
+
+
+SERVE = WITNESS + """
+import dspy_top.serve.command
+help_only = settle()
+import dspy_top.serve.agent, dspy_top.serve.prometheus, dspy_top.serve.otlp_export, dspy_top.serve.otlp_metrics
+import dspy_top.serve.otlp_spans
+print(json.dumps({"help": help_only, "exporters": settle()}))
+"""
+
+
+def test_serve_imports_neither_dspy_litellm_nor_textual_and_its_help_no_exporter():
+    leaks = run(SERVE)
+    assert leaks["help"] == {}, f"`dspy-top serve --help` imported these: {leaks['help']}"
+    heavy = {top: who for top, who in leaks["exporters"].items() if top != "opentelemetry"}
+    assert heavy == {}, f"dspy-top serve imported these (package: first importer of ours): {heavy}"
+    assert set(leaks["exporters"]) == {"opentelemetry"}  # the witness saw the OTLP exporter come
