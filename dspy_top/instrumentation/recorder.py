@@ -185,9 +185,13 @@ class Recorder:
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        payload_capacity: int | None = None,
     ) -> None:
         self.history_capacity = max(1, int(history_capacity))
         self.history_bytes = max(1, int(history_bytes))
+        # Payloads the ring keeps: the history's, or more for a recording, which takes every call's
+        # payload between two drains of the server (a busy job makes thousands in a late one).
+        self.payload_capacity = max(self.history_capacity, int(payload_capacity or 0))
         self.queue_capacity = max(1, int(queue_capacity))
         self._clock = clock
         self._perf = perf
@@ -216,7 +220,7 @@ class Recorder:
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
         # The payload ring: slots (lists in KEPT_FIELDS order, then the size), oldest first,
         # overwritten in place once made, and call id -> slot. Slots are made as calls come, up
-        # to history_capacity, and reused: keeping each call's record instead made every call
+        # to payload_capacity, and reused: keeping each call's record instead made every call
         # leave a long-lived object behind, which brought the job's next full garbage collection
         # sooner (benchmarks/README.md). Bounded by history_bytes too (payload.text_size).
         self.ring: deque[list] = deque()
@@ -385,7 +389,7 @@ class Recorder:
             return
         ring, payloads = self.ring, self.payloads
         slot = None
-        if len(ring) >= self.history_capacity:  # the usual case once the ring is full: reuse the oldest
+        if len(ring) >= self.payload_capacity:  # the usual case once the ring is full: reuse the oldest
             slot = ring.popleft()
             del payloads[slot[0]]
             self.payload_bytes -= slot[-1]
@@ -581,6 +585,14 @@ class Recorder:
             events = self._drain_locked()
             return events, self._snapshot_locked()
 
+    def drain_and_stats(self) -> tuple[list[dict[str, Any] | tuple], dict[str, Any]]:
+        """`drain()` and `stats()` at one instant: the counters cover exactly the drained events and
+        those before them, so a stream (a recording) can add any later call event to them without
+        counting it twice."""
+        with self.lock:
+            events = self._drain_locked()
+            return events, self._stats_locked()
+
     def stats(self) -> dict[str, Any]:
         """Every exact counter, as sent in `stats` frames."""
         with self.lock:
@@ -693,6 +705,13 @@ class Recorder:
                 cell.add(counters)
             self.before_attach = summary
             self.version += 1
+
+    def payloads_of(self, call_ids: list[int]) -> list[KeptCall | None]:
+        """`payload()` of each id, under one lock (None for a call the ring no longer holds)."""
+        with self.lock:
+            self._fold_locked()
+            where = self.payloads.get
+            return [None if (slot := where(call_id)) is None else KeptCall(slot) for call_id in call_ids]
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""

@@ -1,7 +1,7 @@
 """Every process the viewer knows, folded from their messages; `snapshot()` is what the UI renders.
 
 Every change goes through a method (what a source said: attach, connected, fold, failed,
-refused, let go; what the user did: dismiss) and every question too (`settled`,
+refused, let go, restart; what the user did: dismiss) and every question too (`settled`,
 `module_chains`, ...): no caller touches a `ProcessState`. Not thread-safe by itself: the
 collector holds `Fleet.lock` while folding, and the UI while taking a snapshot.
 """
@@ -121,6 +121,21 @@ class Fleet:
                 process.failed(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now, protocol=True)
                 break
         self.events += process.events - before  # a `calls` batch counts each call
+
+    def restart(self, key: str, hello: Hello | None) -> None:
+        """The source starts this process's stream over from another point (a replay seeking back).
+
+        What was folded of it (numbers, rates, calls, scopes, alerts) is forgotten and it is
+        running again, as just connected with `hello`: the messages that follow (a `snapshot`
+        of the state at that point first) rebuild it. The fold only moves forward; this is how
+        a view goes back. A key not known yet is simply connected. With no `hello` the row
+        goes altogether: at that point the process had not started.
+        """
+        if self.processes.pop(key, None) is not None:
+            self.history.forget(key)
+            self.version += 1
+        if hello is not None:
+            self.connected(key, hello)
 
     def failed(self, key: str, reason: str) -> None:
         """The process could not be attached to (failed), or its stream broke before its exit (lost)."""

@@ -87,7 +87,8 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
     try:
         if job.notice:
             say(job.notice)
-        say(f"running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}")
+        recording = f", recording to {job.recorded_to}" if job.recorded_to else ""
+        say(f"running {job.command_line} (pid {job.pid}){recording}; its output goes to {job.log_path}")
         try:
             watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job))
             code = job.returncode()

@@ -65,6 +65,17 @@ class Sink(Protocol):
         waiting for it are answered with the reason.
         """
 
+    def restart(self, key: str, hello: Hello | None, first: list[dict[str, Any]]) -> bool:
+        """The process's stream starts over from another point (a replay seeking back, or far ahead).
+
+        What was folded of it is forgotten and it is running again with `hello`, from `first`
+        (protocol messages: a `snapshot` of the state at that point, usually), all in one hold
+        of the fleet's lock, so no screen ever shows it empty in between; `messages` follow as
+        usual. A key not known yet is simply connected; with no `hello` its row goes (at that
+        point the process had not started). False when a message of `first` was refused, as
+        for `messages`.
+        """
+
     def let_go(self, key: str) -> bool:
         """The source no longer watches this process (a wrapper that turned out not to serve).
 

@@ -228,6 +228,18 @@ class Collector:
             return False
         return True
 
+    def _restart(self, source: Source, key: str, hello: Hello | None, first: list[dict[str, Any]]) -> bool:
+        self._owners[key] = source
+        records, refused = _check(first)
+        with self.fleet.lock:  # one hold: a refresh sees the old state or the new one, never neither
+            self.fleet.restart(key, hello)
+            if hello is not None:
+                self.fleet.fold_many(key, [r for r in records if type(r) is not schema.PayloadRecord])
+        if refused is not None:
+            self._closed(key, refused, refused=True)
+            return False
+        return True
+
     def _closed(self, key: str, reason: str, refused: bool = False) -> None:
         with self.fleet.lock:
             if refused:
@@ -316,6 +328,9 @@ class _Route(Sink):
 
     def connected(self, key: str, hello: Hello) -> None:
         self._collector._connected(self._source, key, hello)
+
+    def restart(self, key: str, hello: Hello | None, first: list[dict[str, Any]]) -> bool:
+        return self._collector._restart(self._source, key, hello, first)
 
     def host(self, name: str, state: str, status: str, retry_at: float | None = None) -> None:
         self._collector._host(name, state, status, retry_at)
