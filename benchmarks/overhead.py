@@ -12,7 +12,7 @@ median over repeats, and each mode's difference from baseline is also given roun
 (median of the differences, with a 95% bootstrap interval); beside wall time, the
 process's CPU time. Scenarios:
 
-- predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API), cache off
+- predict:       `dspy.Predict` over a fixed-answer LM (DSPy's custom-engine API; before 3.4 a BaseLM), cache off
 - pipeline:      a two-module program over the same LM, sequential
 - pipeline-eval: the same program under `dspy.Evaluate(num_threads=8)`
 - litellm-sim:   `dspy.Predict` through the real litellm engine to the simulated LM (no latency)
@@ -66,7 +66,11 @@ for _ in connection.events():
 
 def fixed_lm():
     import dspy
-    from dspy.lm15 import Message, Response, TextPart, Usage
+
+    try:
+        from dspy.lm15 import Message, Response, TextPart, Usage
+    except ImportError:  # DSPy before 3.4: a BaseLM answering with one OpenAI-shaped response
+        return _fixed_base_lm()
 
     class FixedEngine:
         """Answers every request at once with the same fields and usage."""
@@ -76,6 +80,23 @@ def fixed_lm():
                             finish_reason="stop", usage=Usage(input_tokens=120, output_tokens=12, total_tokens=132))
 
     return dspy.LM("fixed/model", engine=FixedEngine(), cache=False)
+
+
+def _fixed_base_lm():
+    from types import SimpleNamespace
+
+    import dspy
+
+    message = SimpleNamespace(role="assistant", content=FIELDS_TEXT, tool_calls=None, provider_specific_fields=None)
+    response = SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop", index=0, logprobs=None)],
+                               model="fixed-model", usage={"prompt_tokens": 120, "completion_tokens": 12,
+                                                           "total_tokens": 132})
+
+    class FixedLM(dspy.BaseLM):
+        def forward(self, prompt=None, messages=None, **kwargs):
+            return response
+
+    return FixedLM("fixed/model", cache=False)
 
 
 def build_program(scenario):

@@ -19,6 +19,7 @@ def instrument(**options: Any):
 
     Options:
     - `history`: calls whose full payload is kept for the history pane (default 1000)
+    - `history_bytes`: at most this many bytes of those payloads (default 64 MiB)
     - `queue`: events buffered for viewers before they are dropped and counted (default 10000)
     - `serve`: open the Unix socket (default True)
     - `prices`: {model: "IN/OUT[/CACHED]" | (in, out) | Price}, USD per million tokens,

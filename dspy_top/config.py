@@ -16,10 +16,10 @@
     keep = "5GiB"                 # the runs directory keeps the newest recordings up to this
 
 Environment: DSPY_TOP_BUDGET (USD), DSPY_TOP_ON_EXCEED, DSPY_TOP_PRICES
-("MODEL=IN/OUT,MODEL=IN/OUT"), DSPY_TOP_HISTORY, DSPY_TOP_QUEUE, DSPY_TOP_VIEWER_BUFFER,
-DSPY_TOP_MAX_VIEWERS, DSPY_TOP_EXIT_WAIT, DSPY_TOP_RECORD (a file, a directory, 1 for the
-runs directory, 0 for none), DSPY_TOP_RECORD_CAP, DSPY_TOP_RECORD_KEEP. Explicit arguments
-beat the environment, which beats the file.
+("MODEL=IN/OUT,MODEL=IN/OUT"), DSPY_TOP_HISTORY, DSPY_TOP_HISTORY_BYTES, DSPY_TOP_QUEUE,
+DSPY_TOP_VIEWER_BUFFER, DSPY_TOP_MAX_VIEWERS, DSPY_TOP_EXIT_WAIT, DSPY_TOP_RECORD (a file, a
+directory, 1 for the runs directory, 0 for none), DSPY_TOP_RECORD_CAP, DSPY_TOP_RECORD_KEEP.
+Explicit arguments beat the environment, which beats the file.
 
 `job_settings()` reads every setting of an instrumented job and returns the problems it
 found beside them: the job warns about each and goes on without that setting (a setting
@@ -52,6 +52,7 @@ class JobSettings:
     """What an instrumented job runs with; every field already checked."""
 
     history: int = 1000  # calls kept in full for the history pane
+    history_bytes: int = 64 * 1024 * 1024  # ... within this many bytes of their payloads
     queue: int = 10_000  # events buffered for viewers
     viewer_buffer: int = 4 * 1024 * 1024  # bytes a viewer may lag behind before it loses call events
     max_viewers: int = 64  # viewers attached at once; more are refused with a message
@@ -72,6 +73,7 @@ class JobSettings:
 # Numeric settings: (environment variable, field, parse, lowest, highest).
 _LIMITS = (
     ("DSPY_TOP_HISTORY", "history", "count", 1, 1_000_000),
+    ("DSPY_TOP_HISTORY_BYTES", "history_bytes", "size", 4096, 1 << 40),
     ("DSPY_TOP_QUEUE", "queue", "count", 1, 10_000_000),
     ("DSPY_TOP_VIEWER_BUFFER", "viewer_buffer", "size", 64 * 1024, 1 << 30),
     ("DSPY_TOP_MAX_VIEWERS", "max_viewers", "count", 1, 4096),

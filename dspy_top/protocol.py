@@ -47,7 +47,7 @@ STOP = "stop"
 CALL_FIELDS = (
     "seq", "id", "start", "latency", "path", "module_class", "model", "response_model",
     "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
-    "cost_saved_usd", "cache_hit", "retries", "error", "error_message", "scopes", "stream",
+    "cost_saved_usd", "cache_hit", "retries", "error", "error_message", "scopes", "stream", "usage_known",
 )
 
 
@@ -273,6 +273,7 @@ COUNTER_FIELDS = (
     "reasoning_tokens",  # part of completion_tokens
     "cost_usd",  # billed cost of priced calls
     "unpriced_calls",  # billed calls whose cost is unknown
+    "unmetered_calls",  # calls whose token usage DSPy did not report (their tokens are not counted)
     "cost_saved_usd",  # what DSPy-cache hits would have cost
     "latency_s",  # summed wall time of finished calls
     "in_flight",  # calls started and not finished

@@ -63,6 +63,7 @@ class CountersRecord(Record):
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     unpriced_calls: int = 0
+    unmetered_calls: int = 0
     cost_saved_usd: float = 0.0
     latency_s: float = 0.0
     in_flight: int = 0
@@ -209,7 +210,7 @@ class PayloadRecord(Record):
 # The columns of a checked call row, in order (what `model.CallSummary` holds after process and pid).
 CALL_COLUMNS = ("id", "start", "latency", "path", "module_class", "model", "prompt_tokens", "completion_tokens",
                 "cached_tokens", "cost_usd", "cost_saved_usd", "cache_hit", "retries", "error", "error_message",
-                "response_model", "scopes")
+                "response_model", "scopes", "usage_known")
 
 
 # --- the entry point -------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def call_map(wire: Mapping[str, Any]) -> tuple:
 
 
 def call_row(call_id, start, latency_s, path, module_class, model, prompt, completion, cached, cost, saved,
-             cache_hit, retries, error, error_message, response_model, scopes) -> tuple:
+             cache_hit, retries, error, error_message, response_model, scopes, usage_known=None) -> tuple:
     """One call's values, checked, in `CALL_COLUMNS` order. The viewer's hot path: the common
     case (well-typed values in range) is tested inline; anything else takes the slow checks."""
     if not (type(call_id) is int and 0 <= call_id <= MAX_COUNT):
@@ -323,8 +324,10 @@ def call_row(call_id, start, latency_s, path, module_class, model, prompt, compl
     if response_model is not None:
         response_model = _name(response_model, "call response_model", "")
     scopes = _names(scopes, "call scopes") if scopes else ()
+    if type(usage_known) is not bool:  # a process that does not send it always knew the tokens
+        usage_known = True if usage_known is None else _flag(usage_known, "call usage_known")
     return (call_id, start, latency_s, path, module_class, model, prompt, completion, cached, cost, saved,
-            cache_hit, retries, error, error_message, response_model, scopes)
+            cache_hit, retries, error, error_message, response_model, scopes, usage_known)
 
 
 def stats(wire: Any, what: str = "stats") -> StatsRecord:
@@ -372,7 +375,7 @@ def _before_attach(wire: Any) -> BeforeAttachRecord:
 
 
 _COUNT_FIELDS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
-                 "reasoning_tokens", "unpriced_calls", "in_flight")
+                 "reasoning_tokens", "unpriced_calls", "unmetered_calls", "in_flight")
 _USD_FIELDS = ("cost_usd", "cost_saved_usd")
 
 

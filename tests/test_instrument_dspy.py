@@ -8,111 +8,20 @@ requests and tokens, the priced truth, and what DSPy itself recorded.
 import asyncio
 import math
 import os
-import time
-import uuid
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 import dspy  # noqa: E402
-import litellm  # noqa: E402
 import pytest  # noqa: E402
 
-import dspy_top  # noqa: E402
-from dspy_top import client  # noqa: E402
-from dspy_top.simlm import SimLM  # noqa: E402
+from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, run, sim, viewer  # noqa: E402, F401
 
 ENGINES = ["auto", "litellm"]
-MODEL = "openai/gpt-4o-mini"
-PRICE_IN = litellm.model_cost["gpt-4o-mini"]["input_cost_per_token"]
-PRICE_OUT = litellm.model_cost["gpt-4o-mini"]["output_cost_per_token"]
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def viewer(tmp_path_factory):
-    os.environ.setdefault("DSPY_TOP_RUNTIME_DIR", str(tmp_path_factory.mktemp("rt")))
-    handle = dspy_top.instrument()
-    with client.Connection(handle.socket_path) as connection:
-        yield Reader(connection)
-
-
-class Reader:
-    """Reads the stream like a viewer and answers: what changed since the last look?"""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.calls = {}
-        self.scopes = {}
-        self.tools = []
-        self.last = None
-        self.mark()
-
-    def pump(self, timeout=0.2):
-        for message in self.connection.poll(timeout):
-            kind = message["t"]
-            if kind == "snapshot":
-                self.last = message["stats"]
-                for call in message["calls"]:
-                    self.calls[call["id"]] = call
-            elif kind == "stats":
-                self.last = message
-            elif kind == "call":
-                self.calls[message["id"]] = message
-            elif kind.startswith(("eval_", "compile_")):
-                self.scopes.setdefault(message["id"], {}).update(message)
-            elif kind == "tool":
-                self.tools.append(message)
-
-    def settled(self, after):
-        """Stats sent after `after` with nothing in flight."""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            self.pump()
-            if self.last and self.last["at"] > after and self.last["totals"]["in_flight"] == 0:
-                return self.last
-        raise AssertionError("no settled stats frame")
-
-    def mark(self):
-        self.base = self.settled(0) if self.last is None and False else self._now()
-        self.seen_calls = set(self.calls)
-        self.seen_tools = len(self.tools)
-
-    def _now(self):
-        self.pump(0.5)
-        return self.last
-
-    def delta(self):
-        """Totals, per-module and per-model counters added since `mark()`."""
-        now = self.settled(time.time())
-        base = self.base
-
-        def diff(new, old, keys=("calls", "errors", "retries", "cache_hits", "prompt_tokens",
-                                 "completion_tokens", "cost_usd", "cost_saved_usd", "unpriced_calls")):
-            return {k: new[k] - (old[k] if old else 0) for k in keys}
-
-        old_modules = {m["path"]: m for m in base["modules"]} if base else {}
-        old_models = {m["model"]: m for m in base["models"]} if base else {}
-        modules = {m["path"]: diff(m, old_modules.get(m["path"])) for m in now["modules"]}
-        models = {m["model"]: diff(m, old_models.get(m["model"])) for m in now["models"]}
-        new_calls = [c for i, c in self.calls.items() if i not in self.seen_calls]
-        return {"totals": diff(now["totals"], base["totals"] if base else None),
-                "modules": {p: d for p, d in modules.items() if d["calls"]},
-                "models": {m: d for m, d in models.items() if d["calls"]},
-                "calls": new_calls, "tools": self.tools[self.seen_tools:], "stats": now}
 
 
 def make_lm(sim, engine, **kwargs):
     return dspy.LM(MODEL, api_base=sim.base_url, api_key="sk-sim-secret-0123456789", engine=engine,
                    cache=kwargs.pop("cache", False), **kwargs)
-
-
-def nonce():
-    return uuid.uuid4().hex[:8]
 
 
 def assert_matches_truth(delta, sim_stats, history=None, cache_hits=0, retries=0):
@@ -133,27 +42,6 @@ def assert_matches_truth(delta, sim_stats, history=None, cache_hits=0, retries=0
     calls = delta["calls"]
     assert len(calls) == totals["calls"]
     assert sum(c["prompt_tokens"] for c in calls) == totals["prompt_tokens"]
-
-
-@pytest.fixture
-def run(sim, viewer):
-    """Resets the server's count and marks the stream; the test runs its program in between."""
-    sim.reset()
-    sim.configure(error_every=None, latency_scale=0.0)
-    viewer.mark()
-    yield viewer
-    dspy.configure(lm=None, callbacks=[], track_usage=False, disable_history=False)
-
-
-class RAG(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.generate_query = dspy.ChainOfThought("question -> query")
-        self.answer = dspy.Predict("question, query -> answer")
-
-    def forward(self, question):
-        query = self.generate_query(question=question).query
-        return self.answer(question=question, query=query)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -87,10 +87,13 @@ def test_history_and_payloads_are_bounded():
 def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
     import gc
 
+    from dspy_top.instrumentation.payload import materialize
+
     rec, _ = make(history=3, queue=100)
     record = rec.begin("P", "Predict", ("P",), "m")
-    record.lm, record.prompt, record.options = "an lm", "a prompt", {"temperature": 0.5, "max_tokens": 9}
-    record.outputs, record.usage, record.dspy_cost = ["out"], {"prompt_tokens": 3}, 0.25
+    record.model_type, record.prompt, record.messages = "chat", "a prompt", None
+    record.lm_options, record.call_options = {"temperature": 0.5}, {"max_tokens": 9}
+    record.outputs, record.usage, record.dspy_cost, record.cost_details = ["out"], {"prompt_tokens": 3}, 0.25, None
     rec.finish(record, prompt_tokens=3, cost=0.25, response_model="m-1", keep=True)
 
     def alive() -> int:
@@ -102,11 +105,24 @@ def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
     rec.fold()
     gc.collect()
     assert alive() == before - 1  # folded, the record is gone: nothing per call outlives the batch
-    kept = rec.payload(call_id)
-    assert (kept.lm, kept.prompt, kept.outputs, kept.usage, kept.dspy_cost) == ("an lm", "a prompt", ["out"],
-                                                                                  {"prompt_tokens": 3}, 0.25)
-    assert kept.options == {"temperature": 0.5, "max_tokens": 9} and kept.messages is None
-    assert (kept.error, kept.cache_hit, kept.response_model) == (None, False, "m-1")
+    assert materialize(rec.payload(call_id)) == {
+        "model": "m", "model_type": "chat", "messages": [{"role": "user", "content": "a prompt"}],
+        "options": {"temperature": 0.5, "max_tokens": 9}, "outputs": ["out"], "usage": {"prompt_tokens": 3},
+        "cost_usd": 0.25, "cache_hit": False, "response_model": "m-1"}
+
+
+def test_ring_slots_are_made_as_calls_come_and_then_reused():
+    rec, _ = make(history=4, queue=100)
+    assert not rec.ring
+    for _ in range(3):
+        rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=1, keep=True)
+    rec.fold()
+    slots = {id(slot) for slot in rec.ring}
+    assert len(slots) == 3
+    for _ in range(20):
+        rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=1, keep=True)
+    rec.fold()
+    assert len(rec.ring) == 4 and len({id(slot) for slot in rec.ring} | slots) == 4  # one more, then reused
 
 
 def test_snapshot_sequence_marks_what_it_covers():

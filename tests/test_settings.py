@@ -17,8 +17,8 @@ from dspy_top.pricing import Price
 REPO = Path(__file__).resolve().parents[1]
 BAD_ENV = {
     "DSPY_TOP_VIEWER_BUFFER": "lots", "DSPY_TOP_BUDGET": "abc", "DSPY_TOP_ON_EXCEED": "explode",
-    "DSPY_TOP_PRICES": "garbage", "DSPY_TOP_HISTORY": "-5", "DSPY_TOP_QUEUE": "1e99", "DSPY_TOP_MAX_VIEWERS": "many",
-    "DSPY_TOP_EXIT_WAIT": "soon",
+    "DSPY_TOP_PRICES": "garbage", "DSPY_TOP_HISTORY": "-5", "DSPY_TOP_HISTORY_BYTES": "huge", "DSPY_TOP_QUEUE": "1e99",
+    "DSPY_TOP_MAX_VIEWERS": "many", "DSPY_TOP_EXIT_WAIT": "soon",
 }
 
 

@@ -26,7 +26,7 @@ INF = math.inf
 
 def _batch_row(call_id):
     row = dict(zip(protocol.CALL_FIELDS, [1, 1, time.time(), 0.5, "Fake.predict", "Predict", "openai/fake", None,
-                                          10, 2, 0, 0, 0.001, None, False, 0, None, None, [], False]))
+                                          10, 2, 0, 0, 0.001, None, False, 0, None, None, [], False, True]))
     row["id"] = call_id
     return {"t": "calls", "fields": list(protocol.CALL_FIELDS), "rows": [list(row.values())]}
 

@@ -3,8 +3,8 @@
 DSPy 3.4 runs every LM call, on both engines, sync and async, through
 `dspy.clients.execution.execute/aexecute`, which return a `CallResult` holding the usage,
 the priced cost and the cache-hit flag. Wrapping those two sees each call once with exact
-numbers, on whichever thread or task makes it. An unfamiliar DSPy gets `install_fallback`:
-wrappers on `BaseLM.__call__`/`acall` that read the history entry each call records.
+numbers, on whichever thread or task makes it. Older DSPy (2.6 to 3.3), or one whose
+execution layer looks different, gets the wrappers in `legacy_lm` instead.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from dataclasses import dataclass
 from typing import Any
 
+from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.recorder import CallRecord
 
 # The call being executed on this thread or task: retries and partial usage land on it.
@@ -22,6 +22,10 @@ CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("dsp
 
 
 def install_execution(hooks, execution) -> None:
+    """Wrap DSPy 3.4's execute/aexecute (and the retry helpers they call).
+
+    Each wrapper has its original's exact signature (`execution_is_familiar` checks it), so
+    arguments bind, and wrong ones fail, exactly as without dspy-top."""
     original_execute, original_aexecute = execution.execute, execution.aexecute
     original_delay, original_account = execution._delay, execution._account_failed_call
 
@@ -37,7 +41,7 @@ def install_execution(hooks, execution) -> None:
             result = original_execute(lm, call)
         except BaseException as exc:
             CURRENT.reset(token)
-            hooks.finish_error(record, lm, call, exc)
+            hooks.finish_error(record, lm, exc, _sent(lm, call, hooks))
             raise
         CURRENT.reset(token)
         hooks.finish_ok(record, lm, call, result)
@@ -55,7 +59,7 @@ def install_execution(hooks, execution) -> None:
             result = await original_aexecute(lm, call)
         except BaseException as exc:
             CURRENT.reset(token)
-            hooks.finish_error(record, lm, call, exc)
+            hooks.finish_error(record, lm, exc, _sent(lm, call, hooks))
             raise
         CURRENT.reset(token)
         hooks.finish_ok(record, lm, call, result)
@@ -86,57 +90,18 @@ def install_execution(hooks, execution) -> None:
     hooks.patch(execution, "_account_failed_call", _account_failed_call)
 
 
-
-def install_fallback(hooks) -> None:
-    """Slower, still exact while history is on: bracket BaseLM calls, read the entry they record."""
-    from dspy.clients.base_lm import BaseLM
-
-    original_call, original_acall = BaseLM.__dict__["__call__"], BaseLM.__dict__["acall"]
-    original_update = BaseLM.__dict__["update_history"]
-
-    def finish(record, lm, entry, exc):
-        if exc is not None:
-            hooks.finish_error(record, lm, None, exc)
-            return
-        if entry is None:  # history disabled: the call is counted, its usage is not known
-            hooks.recorder.finish(record)
-            return
-        response = entry.get("response")
-        hit = bool(getattr(response, "cache_hit", False))
-        result = _EntryResult(entry.get("usage") or {}, entry.get("cost"), hit, entry.get("response_model"),
-                              entry.get("outputs"))
-        hooks.finish_ok(record, lm, _EntryCall(entry), result)
-
-    @functools.wraps(original_acall)
-    async def acall(lm, *args, **kwargs):
-        if CURRENT.get() is not None:
-            return await original_acall(lm, *args, **kwargs)
-        record = hooks.begin(lm)
-        if record is None:
-            return await original_acall(lm, *args, **kwargs)
-        token = CURRENT.set(record)
-        try:
-            result = await original_acall(lm, *args, **kwargs)
-        except BaseException as exc:
-            CURRENT.reset(token)
-            finish(record, lm, None, exc)
-            raise
-        CURRENT.reset(token)
-        finish(record, lm, _ENTRIES.pop(record.id, None), None)
-        return result
-
-    def update_history(lm, entry):
-        record = CURRENT.get()
-        if record is not None:
-            _ENTRIES[record.id] = entry
-        return original_update(lm, entry)
-
-    hooks.patch(BaseLM, "__call__", _fallback_call(original_call, hooks, finish))
-    hooks.patch(BaseLM, "acall", acall)
-    hooks.patch(BaseLM, "update_history", update_history)
-
-# --- Evaluate, compile, tools: rare, so plain wrappers --------------------------------
-
+def _sent(lm, call, hooks) -> tuple | None:
+    """The payload's parts for a failed call: what it sent."""
+    try:
+        if call.request is not None:
+            messages, prompt = payload.request_messages(call.request), None
+        else:
+            messages, prompt = call.messages or call.legacy.get("messages"), call.prompt
+        options = payload.plain_options(call.kwargs) if call.kwargs else call.kwargs
+        return messages, prompt, payload.lm_options(lm), options, None, None, None
+    except Exception:
+        hooks.recorder.count_internal_error()
+        return None
 
 
 def install_stream_usage(hooks) -> None:
@@ -153,64 +118,31 @@ def install_stream_usage(hooks) -> None:
         return
 
     @functools.wraps(original)
-    def _get_stream_completion_fn(request, cache_kwargs, *args, **kwargs):
+    def _get_stream_completion_fn(*args, **kwargs):
         try:
+            request = args[0] if args else kwargs.get("request")
             # Only a streamed request may carry stream_options (OpenAI refuses it otherwise).
             if (hooks.setting("send_stream") is not None and isinstance(request, dict)
                     and "stream_options" not in request):
                 request["stream_options"] = {"include_usage": True}
         except Exception:
             hooks.recorder.count_internal_error()
-        return original(request, cache_kwargs, *args, **kwargs)
+        return original(*args, **kwargs)
 
     hooks.patch(lm_module, "_get_stream_completion_fn", _get_stream_completion_fn)
 
 
-
-_ENTRIES: dict[int, dict] = {}
-
-
-def _fallback_call(original_call, hooks, finish):
-    @functools.wraps(original_call)
-    def __call__(lm, *args, **kwargs):
-        if CURRENT.get() is not None:
-            return original_call(lm, *args, **kwargs)
-        record = hooks.begin(lm)
-        if record is None:
-            return original_call(lm, *args, **kwargs)
-        token = CURRENT.set(record)
-        try:
-            result = original_call(lm, *args, **kwargs)
-        except BaseException as exc:
-            CURRENT.reset(token)
-            _ENTRIES.pop(record.id, None)
-            finish(record, lm, None, exc)
-            raise
-        CURRENT.reset(token)
-        finish(record, lm, _ENTRIES.pop(record.id, None), None)
-        return result
-
-    return __call__
+# The signatures the execution wrappers are written against: any other and they are not installed.
+_EXECUTION_SIGNATURES = {"execute": ("lm", "call"), "aexecute": ("lm", "call"), "_delay": ("exc", "attempt"),
+                         "_account_failed_call": ("lm", "results", "primary")}
 
 
-@dataclass
-class _EntryResult:
-    usage: dict
-    cost: float | None
-    cache_hit: bool
-    response_model: str | None
-    outputs: Any
-
-
-class _EntryCall:
-    """Just enough of a PreparedCall for the payload, rebuilt from a history entry."""
-
-    def __init__(self, entry: dict) -> None:
-        self.messages = entry.get("messages")
-        self.prompt = entry.get("prompt")
-        self.kwargs = entry.get("kwargs") or {}
-        self.legacy = {"messages": entry.get("messages")}
-        self.request = None
+def binds_like(function, names: tuple[str, ...]) -> bool:
+    """True if `function` takes exactly these parameters, positional or keyword, none defaulted:
+    then a wrapper written `def f(<names>)` binds any call, and fails any call, the same way."""
+    parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
+    return tuple(p.name for p in parameters) == names and all(
+        p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters)
 
 
 def execution_is_familiar(execution) -> bool:
@@ -220,10 +152,9 @@ def execution_is_familiar(execution) -> bool:
         fields = set(getattr(CallResult, "__dataclass_fields__", {}))
         if not {"usage", "cost", "cache_hit", "outputs", "response_model"} <= fields:
             return False
-        for name, params in (("execute", ["lm", "call"]), ("aexecute", ["lm", "call"]),
-                             ("_delay", ["exc", "attempt"]), ("_account_failed_call", ["lm", "results", "primary"])):
+        for name, names in _EXECUTION_SIGNATURES.items():
             function = getattr(execution, name, None)
-            if function is None or list(inspect.signature(function).parameters) != params:
+            if function is None or not binds_like(function, names):
                 return False
         return inspect.iscoroutinefunction(execution.aexecute)
     except Exception:

@@ -6,7 +6,6 @@ Holds also on the copies optimizers make, since names come from the live objects
 from __future__ import annotations
 
 
-
 def describe(modules) -> tuple[str, tuple[str, ...]]:
     """Name each module by the attribute its parent holds it in: `RAG.generate_answer.predict`."""
     chain = tuple(type(m).__name__ for m in modules)
@@ -14,6 +13,11 @@ def describe(modules) -> tuple[str, tuple[str, ...]]:
     for parent, child in zip(modules, modules[1:]):
         parts.append(_attribute_name(parent, child) or type(child).__name__)
     return ".".join(parts), chain
+
+
+def holds(parent: object, child: object) -> bool:
+    """Does `parent` hold `child` as an attribute (directly, or in a list, tuple or dict)?"""
+    return _attribute_name(parent, child) is not None
 
 
 def _attribute_name(parent: object, child: object) -> str | None:

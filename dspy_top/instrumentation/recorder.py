@@ -25,10 +25,18 @@ from collections import deque
 from typing import Any, Callable
 
 from dspy_top import latency
+from dspy_top.instrumentation.payload import BYTES_PER_TOKEN, text_size
 from dspy_top.protocol import (BUDGET, CALL_FIELDS, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START,
                                TOOL, call_dicts)
 
 DEFAULT_HISTORY = 1000
+# The payload ring's bound in bytes, beside its bound in calls (DSPY_TOP_HISTORY_BYTES).
+DEFAULT_HISTORY_BYTES = 64 * 2**20
+# What one kept payload is reckoned at beside its text: its slot, the containers, the options.
+PAYLOAD_OVERHEAD = 512
+# How many ids of payloads dropped for size are remembered, to say so when one is asked for
+# (the viewer's history holds 10,000 calls).
+SIZE_DROPS_REMEMBERED = 10_000
 DEFAULT_QUEUE = 10_000
 # Finished evaluations and compiles kept for late viewers; running ones are always kept
 # (a frame lists at most this many, the newest).
@@ -57,7 +65,7 @@ class Counters:
 
     __slots__ = (
         "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
-        "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "cost_saved_usd",
+        "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "unmetered_calls", "cost_saved_usd",
         "latency_s", "in_flight", "latency_hist", "last_at", "by_model",
     )
 
@@ -66,6 +74,7 @@ class Counters:
         self.prompt_tokens = self.completion_tokens = self.cached_tokens = self.reasoning_tokens = 0
         self.cost_usd = 0.0
         self.unpriced_calls = 0
+        self.unmetered_calls = 0  # calls whose token usage DSPy did not report: not in the token counts
         self.cost_saved_usd = 0.0
         self.latency_s = 0.0
         self.in_flight = 0
@@ -87,6 +96,7 @@ class Counters:
         self.reasoning_tokens += other.reasoning_tokens
         self.cost_usd += other.cost_usd
         self.unpriced_calls += other.unpriced_calls
+        self.unmetered_calls += other.unmetered_calls
         self.cost_saved_usd += other.cost_saved_usd
         self.latency_s += other.latency_s
         hist = self.latency_hist
@@ -101,7 +111,8 @@ class Counters:
             "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens, "cost_usd": self.cost_usd,
-            "unpriced_calls": self.unpriced_calls, "cost_saved_usd": self.cost_saved_usd,
+            "unpriced_calls": self.unpriced_calls, "unmetered_calls": self.unmetered_calls,
+            "cost_saved_usd": self.cost_saved_usd,
             "latency_s": self.latency_s, "in_flight": self.in_flight,
             "latency_hist": dict(self.latency_hist), "last_at": self.last_at,
             **({"by_model": {m: list(v) for m, v in self.by_model.items()}} if self.by_model is not None else {}),
@@ -110,26 +121,26 @@ class Counters:
 
 class CallRecord:
     """One LM call: who made it, set at begin; its outcome, set at finish; and, for the history
-    pane, references to what it sent and got back (see payload.py).
+    pane, the plain parts of its payload (see payload.py).
 
     Finish writes its outcome here rather than into a new tuple. The record lives until it is
-    folded (a batch, within ~250 ms); the payload ring then copies the references a payload needs
-    into a preallocated slot. It references only the parts of DSPy's call and result that a
-    payload shows, most of which DSPy's own history holds too: keeping whole call and result
-    objects, or each record, for 1,000 calls left long-lived objects behind every call, and the
-    job's full garbage collections came that much sooner."""
+    folded (a batch, within ~250 ms); the payload ring then copies the parts a payload shows
+    into a slot it reuses. Nothing here refers to the program's objects once the call has
+    returned: the path is named at begin, the payload is DSPy's plain containers (messages,
+    outputs, usage, options), and an error is its type name and message, so an LM, a module or
+    an exception the program drops is freed at once."""
 
     __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
                  "retries", "partial_usage", "scopes", "stream",
                  "duration", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
-                 "cost", "cache_hit", "saved", "error", "response_model", "keep",
-                 "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
+                 "cost", "cache_hit", "saved", "error", "response_model", "keep", "usage_known",
+                 "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage", "dspy_cost",
                  "cost_details")
 
     def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, modules):
         self.id = call_id
         # Either the path, class and chain, or the calling modules to name them from later
-        # (Recorder.describe): naming is cheaper in a batch than on the job's thread.
+        # (Recorder.describe).
         self.path = path
         self.module_class = module_class
         self.chain = chain
@@ -140,14 +151,18 @@ class CallRecord:
         self.started_at = started_at
         self.started_perf = started_perf
         self.retries = 0
+        self.usage_known = True
         # Set only when needed (readers use getattr with a default): partial_usage by a failed
-        # call's accounting; lm, prompt, messages, request, options, outputs, usage, dspy_cost
-        # and cost_details, the payload's source, by the hooks (payload.py reads them).
+        # call's accounting; the payload's parts (model_type ... cost_details) by the hooks.
 
 
-# What a payload shows of a call (payload.materialize reads these names), in slot order.
-KEPT_FIELDS = ("id", "lm", "prompt", "messages", "request", "options", "outputs", "usage", "dspy_cost",
-               "cost_details", "error", "cache_hit", "response_model")
+# What a payload shows of a call (payload.materialize reads these names), in slot order; a slot
+# also holds the payload's reckoned size, last.
+KEPT_FIELDS = ("id", "model", "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage",
+               "dspy_cost", "cost_details", "error", "cache_hit", "response_model")
+_PARTS = KEPT_FIELDS[2:11]  # set by the hooks: a record finished another way may lack them
+_TEXT_PARTS = ("messages", "prompt", "outputs")  # what a payload's size is reckoned from without tokens
+_EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 1)
 
 
 class KeptCall:
@@ -169,9 +184,11 @@ class Recorder:
         queue_capacity: int = DEFAULT_QUEUE,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
         payload_capacity: int | None = None,
     ) -> None:
         self.history_capacity = max(1, int(history_capacity))
+        self.history_bytes = max(1, int(history_bytes))
         # Payloads the ring keeps: the history's, or more for a recording, which takes every call's
         # payload between two drains of the server (a busy job makes thousands in a late one).
         self.payload_capacity = max(self.history_capacity, int(payload_capacity or 0))
@@ -201,12 +218,18 @@ class Recorder:
         self._progress: dict[str, tuple[int, float]] = {}  # evaluation progress, latest per scope
         self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
-        # The payload ring: preallocated slots overwritten in place, and call id -> slot index.
-        # Keeping each call's record instead made every call leave a long-lived object behind,
-        # which brought the job's next full garbage collection sooner (benchmarks/README.md).
-        self.ring: list[list] = [[None] * len(KEPT_FIELDS) for _ in range(self.payload_capacity)]
-        self.ring_next = 0
-        self.payloads: dict[int, int] = {}
+        # The payload ring: slots (lists in KEPT_FIELDS order, then the size), oldest first,
+        # overwritten in place once made, and call id -> slot. Slots are made as calls come, up
+        # to payload_capacity, and reused: keeping each call's record instead made every call
+        # leave a long-lived object behind, which brought the job's next full garbage collection
+        # sooner (benchmarks/README.md). Bounded by history_bytes too (payload.text_size).
+        self.ring: deque[list] = deque()
+        self._spare_slots: list[list] = []
+        self.payloads: dict[int, list] = {}
+        self.payload_bytes = 0
+        # Ids of the latest payloads dropped to stay under history_bytes (and a set to look them up).
+        self._size_drops: deque[int] = deque()
+        self._size_dropped: set[int] = set()
         self.dropped_events = 0
         self.internal_errors = 0
         # Set by `dspy-top attach`: what DSPy's own history says happened before (history_backfill.py).
@@ -243,8 +266,10 @@ class Recorder:
         response_model: str | None = None,
         keep: bool = False,
     ) -> None:
-        """The call ended. `keep`: hold the record in the payload ring, for `payload(id)`."""
+        """The call ended. `keep`: hold its payload in the ring, for `payload(id)`."""
         record.duration = max(0.0, self._perf() - record.started_perf)
+        if error is not None:  # its type and message: the exception (and its traceback) can go
+            error = _describe_error(error)
         record.prompt_tokens = prompt_tokens
         record.completion_tokens = completion_tokens
         record.cached_tokens = cached_tokens
@@ -297,6 +322,7 @@ class Recorder:
         duration, prompt_tokens, completion_tokens = record.duration, record.prompt_tokens, record.completion_tokens
         cached_tokens, reasoning_tokens, cost = record.cached_tokens, record.reasoning_tokens, record.cost
         cache_hit, saved, error = record.cache_hit, record.saved, record.error
+        usage_known = record.usage_known
         ended_at = record.started_at + duration
         bucket = latency.bucket_of(duration)
         billed = not cache_hit
@@ -307,8 +333,8 @@ class Recorder:
             self.sequence, record.id, record.started_at, duration, record.path, record.module_class, record.model,
             record.response_model, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
             cost if billed else 0.0, saved if cache_hit else None, cache_hit, record.retries,
-            type(error).__name__ if error is not None else None,
-            _error_text(error) if error is not None else None, record.scopes, record.stream,
+            error[0] if error is not None else None, error[1] if error is not None else None,
+            record.scopes, record.stream, usage_known,
         )
         cell = self.cells.get((record.path, record.model))
         if cell is None:
@@ -337,8 +363,10 @@ class Recorder:
                 counters.reasoning_tokens += reasoning_tokens
                 if cost is not None:
                     counters.cost_usd += cost
-                elif prompt_tokens or completion_tokens:
+                elif prompt_tokens or completion_tokens or not usage_known:
                     counters.unpriced_calls += 1
+                if not usage_known:
+                    counters.unmetered_calls += 1
         self.version += 1
         self.recent.append(row)
         if record.keep:
@@ -349,19 +377,54 @@ class Recorder:
             self.events.append(row)
 
     def _keep(self, record: CallRecord) -> None:
-        """Copy what the call's payload shows into the oldest slot of the ring; the record can go."""
-        index = self.ring_next
-        self.ring_next = (index + 1) % self.payload_capacity
-        slot = self.ring[index]
-        if slot[0] is not None:
-            self.payloads.pop(slot[0], None)
-        try:  # finish_ok sets every payload field; a failed call's record lacks some
-            slot[:] = (record.id, record.lm, record.prompt, record.messages, record.request, record.options,
-                       record.outputs, record.usage, record.dspy_cost, record.cost_details, record.error,
-                       record.cache_hit, record.response_model)
-        except AttributeError:
-            slot[:] = [record.id] + [getattr(record, name, None) for name in KEPT_FIELDS[1:]]
-        self.payloads[record.id] = index
+        """Copy what the call's payload shows into a slot of the ring; drop the oldest past either bound."""
+        # Reckoned from the tokens billed (the text sent and received), or else from the text itself.
+        tokens = record.prompt_tokens + record.completion_tokens
+        if tokens and not record.cache_hit:
+            size = PAYLOAD_OVERHEAD + BYTES_PER_TOKEN * tokens
+        else:
+            size = PAYLOAD_OVERHEAD + sum(text_size(getattr(record, name, None)) for name in _TEXT_PARTS)
+        if size > self.history_bytes:
+            self._dropped_for_size(record.id)
+            return
+        ring, payloads = self.ring, self.payloads
+        slot = None
+        if len(ring) >= self.payload_capacity:  # the usual case once the ring is full: reuse the oldest
+            slot = ring.popleft()
+            del payloads[slot[0]]
+            self.payload_bytes -= slot[-1]
+        while ring and self.payload_bytes + size > self.history_bytes:
+            oldest = ring.popleft()
+            del payloads[oldest[0]]
+            self.payload_bytes -= oldest[-1]
+            self._dropped_for_size(oldest[0])
+            if slot is None:
+                slot = oldest
+            else:
+                oldest[:] = _EMPTY_SLOT  # let go of its parts now: it may wait a while to be reused
+                self._spare_slots.append(oldest)
+        if slot is None:
+            slot = self._spare_slots.pop() if self._spare_slots else list(_EMPTY_SLOT)
+        error = record.error
+        if error is not None:
+            error = f"{error[0]}: {error[1]}"
+        try:
+            slot[:] = (record.id, record.model, record.model_type, record.messages, record.prompt, record.lm_options,
+                       record.call_options, record.outputs, record.usage, record.dspy_cost, record.cost_details,
+                       error, record.cache_hit, record.response_model, size)
+        except AttributeError:  # a record finished without the hooks' parts
+            slot[:] = (record.id, record.model, *(getattr(record, name, None) for name in _PARTS), error,
+                       record.cache_hit, record.response_model, size)
+        ring.append(slot)
+        payloads[record.id] = slot
+        self.payload_bytes += size
+
+    def _dropped_for_size(self, call_id: int) -> None:
+        drops = self._size_drops
+        if len(drops) >= SIZE_DROPS_REMEMBERED:
+            self._size_dropped.discard(drops.popleft())
+        drops.append(call_id)
+        self._size_dropped.add(call_id)
 
     def _new_cell(self, record: CallRecord) -> Counters:
         cell = self.cells[(record.path, record.model)] = Counters()
@@ -647,15 +710,22 @@ class Recorder:
         """`payload()` of each id, under one lock (None for a call the ring no longer holds)."""
         with self.lock:
             self._fold_locked()
-            where, ring = self.payloads.get, self.ring
-            return [None if (index := where(call_id)) is None else KeptCall(ring[index]) for call_id in call_ids]
+            where = self.payloads.get
+            return [None if (slot := where(call_id)) is None else KeptCall(slot) for call_id in call_ids]
 
     def payload(self, call_id: int) -> KeptCall | None:
-        """A recent call kept with `keep=True`: the sources of its full payload (payload.materialize)."""
+        """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""
         with self.lock:
             self._fold_locked()
-            index = self.payloads.get(call_id)
-            return None if index is None else KeptCall(self.ring[index])
+            slot = self.payloads.get(call_id)
+            return None if slot is None else KeptCall(slot)
+
+    def payload_missing_reason(self, call_id: int) -> str | None:
+        """Why `payload(call_id)` found nothing, when it is not the usual (older than the last calls kept)."""
+        if call_id in self._size_dropped:
+            return (f"dropped to keep this process's payloads under {self.history_bytes / 2**20:g} MiB "
+                    "(DSPY_TOP_HISTORY_BYTES)")
+        return None
 
 
 _NO_INFO = {"class": "", "chain": []}
@@ -705,6 +775,11 @@ def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -
         if by_model:
             counters.by_model = {}
     return counters
+
+
+def _describe_error(error: BaseException) -> tuple[str, str]:
+    """(type name, message cut short): all a row and a payload keep of the program's exception."""
+    return type(error).__name__, _error_text(error)
 
 
 def _short(text: str, limit: int = 500) -> str:

@@ -52,6 +52,7 @@ class Instrumentation:
     def __init__(self, settings: JobSettings, serve: bool) -> None:
         self.settings = settings
         self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue,
+                                 history_bytes=settings.history_bytes,
                                  payload_capacity=RECORDING_PAYLOADS if settings.record else None)
         self.hooks = Hooks(self.recorder)
         self.started_at = time.time()
@@ -199,13 +200,15 @@ class Instrumentation:
 
 
 def instrument(history: int | None = None, queue: int | None = None, serve: bool = True,
-               prices=None, budget_usd: float | None = None, on_exceed: str | None = None,
+               history_bytes: int | None = None, prices=None, budget_usd: float | None = None,
+               on_exceed: str | None = None,
                module_budgets: dict[str, float] | None = None,
                model_budgets: dict[str, float] | None = None, record=None) -> "Instrumentation | Unavailable":
     """See `dspy_top.instrument`. Never raises: a bad setting is reported once and ignored."""
     global _active
     budget_options = dict(prices=prices, budget_usd=budget_usd, on_exceed=on_exceed,
                           module_budgets=module_budgets, model_budgets=model_budgets)
+    explicit = dict(budget_options, history=history, queue=queue, history_bytes=history_bytes, record=record)
     try:
         with _lock:
             if _active is not None and not _active.closed:
@@ -214,15 +217,14 @@ def instrument(history: int | None = None, queue: int | None = None, serve: bool
                 # and one with `record` starts recording (unless it records already).
                 if any(v is not None for v in budget_options.values()) or record is not None:
                     recording = _active.recording
-                    _active.configure(settings(dict(budget_options, history=history, queue=queue, record=record)))
+                    _active.configure(settings(explicit))
                     if _active.settings.record and recording is None:
                         _active.start_recording()
                     elif record and recording is not None and _active.settings.record != recording.record:
                         warn(f"already recording (to {recording.path or recording.record}); record={record!r} "
                              "is ignored")
                 return _active
-            handle = Instrumentation(settings(dict(budget_options, history=history, queue=queue, record=record)),
-                                     bool(serve))
+            handle = Instrumentation(settings(explicit), bool(serve))
             if handle.settings.record and not serve:
                 warn("recording needs the server thread: instrument(serve=False) does not record")
             handle.configure(handle.settings)

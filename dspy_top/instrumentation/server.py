@@ -443,6 +443,10 @@ class SocketServer:
         call_id = call_id if isinstance(call_id, int) else None
         source = self.recorder.payload(call_id) if call_id is not None else None
         reply: dict[str, Any] = {"t": protocol.PAYLOAD, "req": request, "id": call_id, "found": source is not None}
+        if source is None and call_id is not None:
+            reason = self.recorder.payload_missing_reason(call_id)
+            if reason:
+                reply["reason"] = reason
         if source is not None:
             try:
                 reply["payload"] = self._payload_source(source)

@@ -35,6 +35,7 @@ class CallSummary(NamedTuple):
     error_message: str | None
     response_model: str | None
     scopes: tuple[str, ...]
+    usage_known: bool = True  # False: DSPy did not report this call's tokens (they read 0 but are unknown)
 
     @property
     def key(self) -> tuple[str, int]:

@@ -13,7 +13,7 @@ from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
 
 _INT_FIELDS = (
     "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "unpriced_calls", "in_flight",
+    "cached_tokens", "reasoning_tokens", "unpriced_calls", "unmetered_calls", "in_flight",
 )
 _FLOAT_FIELDS = ("cost_usd", "cost_saved_usd", "latency_s")
 _FIELDS = tuple(f.name for f in fields(CountersRecord))
@@ -41,6 +41,11 @@ class Counters(CountersRecord):
         return self.unpriced_calls == 0
 
     @property
+    def tokens_known(self) -> bool:
+        """False when DSPy did not report some calls' tokens: the token counts are then a lower bound."""
+        return self.unmetered_calls == 0
+
+    @property
     def cache_hit_rate(self) -> float | None:
         return self.cache_hits / self.calls if self.calls else None
 
@@ -62,6 +67,7 @@ class Counters(CountersRecord):
         out["cost_usd"] = round(self.cost_usd, 10)
         out["cost_saved_usd"] = round(self.cost_saved_usd, 10)
         out["cost_known"] = self.cost_known
+        out["tokens_known"] = self.tokens_known
         out["p50_s"] = self.p50
         out["p95_s"] = self.p95
         return out

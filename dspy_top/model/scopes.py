@@ -99,7 +99,8 @@ def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
     usage = scope.usage
     billed = not call.cache_hit
     cost = call.cost_usd if billed and call.cost_usd is not None else 0.0
-    unpriced = 1 if billed and call.cost_usd is None and (call.prompt_tokens or call.completion_tokens) else 0
+    unpriced = 1 if billed and call.cost_usd is None and (call.prompt_tokens or call.completion_tokens
+                                                          or not call.usage_known) else 0
     hist = dict(usage.latency_hist)
     bucket = latency.bucket_of(call.latency)
     hist[bucket] = hist.get(bucket, 0) + 1
@@ -110,5 +111,6 @@ def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
         completion_tokens=usage.completion_tokens + call.completion_tokens,
         cached_tokens=usage.cached_tokens + call.cached_tokens, cost_usd=usage.cost_usd + cost,
         unpriced_calls=usage.unpriced_calls + unpriced, latency_s=usage.latency_s + call.latency,
+        unmetered_calls=usage.unmetered_calls + (0 if call.usage_known else 1),
         in_flight=max(0, usage.in_flight - 1), latency_hist=hist, last_at=max(usage.last_at, call.end),
     ))

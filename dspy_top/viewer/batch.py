@@ -139,8 +139,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
         f"dspy-top - {fmt.clock(snapshot.at, millis=False)} up {fmt.uptime(snapshot.uptime)}, "
         f"{len(snapshot.in_view)} process{'es' if len(snapshot.in_view) != 1 else ''} ({snapshot.live} live), "
         f"{t.calls:,} calls ({t.in_flight} in flight)",
-        f"Tokens: {fmt.tokens(t.prompt_tokens)} in, {fmt.tokens(t.completion_tokens)} out, "
-        f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now, {fmt.rate(snapshot.tokens_per_sec_avg)} avg",
+        f"Tokens: {fmt.token_count(t, t.prompt_tokens)} in, {fmt.token_count(t, t.completion_tokens)} out, "
+        f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now, {fmt.rate(snapshot.tokens_per_sec_avg)} avg"
+        + (f" ({t.unmetered_calls} calls without token counts)" if t.unmetered_calls else ""),
         f"Cost: {fmt.cost(t)}" + (f" ({t.unpriced_calls} unpriced calls)" if t.unpriced_calls else "")
         + f", {fmt.dollars(snapshot.cost_per_min)}/min, cache {fmt.percent(t.cache_hit_rate)} "
         f"({t.cache_hits:,} hits, saved {fmt.dollars(t.cost_saved_usd)})",
@@ -180,8 +181,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
                  f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
     for node in _leaves(snapshot.modules):
         c = node.counters
-        lines.append(f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} {fmt.tokens(c.prompt_tokens):>8} "
-                     f"{fmt.tokens(c.completion_tokens):>8} {fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
+        lines.append(f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} "
+                     f"{fmt.token_count(c, c.prompt_tokens):>8} {fmt.token_count(c, c.completion_tokens):>8} "
+                     f"{fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
                      f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
                      f"{fmt.dollars(c.cost_saved_usd):>9}")
     lines.append("")

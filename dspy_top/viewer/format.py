@@ -29,6 +29,11 @@ def tokens(value: float) -> str:
     return f"{value / 1_000_000:.2f}M"
 
 
+def token_count(counters: Counters, value: float) -> str:
+    """A token count of a counter set: `1.2K`, `1.2K+?` when DSPy did not report some calls' tokens."""
+    return tokens(value) + ("+?" if counters.unmetered_calls else "")
+
+
 def dollars(value: float) -> str:
     """$2.87 · $0.0043 · $0.000032: small amounts keep two significant digits."""
     if value == 0:

@@ -41,7 +41,8 @@ def _usage_json(run: OptimizerRun) -> dict[str, Any]:
     usage, known = run.usage, run.usage_known
     return {"calls": usage.calls if known else None, "prompt_tokens": usage.prompt_tokens if known else None,
             "completion_tokens": usage.completion_tokens if known else None,
-            "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known}
+            "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known,
+            "tokens_known": usage.tokens_known and known}
 
 
 def trial_summary(trial: Trial) -> Mapping[str, Any]:
@@ -55,7 +56,7 @@ def trial_summary(trial: Trial) -> Mapping[str, Any]:
         "prompt_tokens": usage.prompt_tokens if known else None,
         "completion_tokens": usage.completion_tokens if known else None,
         "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known,
-        "cache_hits": usage.cache_hits if known else None,
+        "tokens_known": usage.tokens_known and known, "cache_hits": usage.cache_hits if known else None,
         "duration_s": round(trial.duration, 3), "best": trial.best, "error": trial.scope.error,
         "joined": trial.scope.joined is not None,
     }

@@ -174,6 +174,7 @@ def minus(whole: Counters, part: Counters) -> Counters:
         reasoning_tokens=max(0, whole.reasoning_tokens - part.reasoning_tokens),
         cost_usd=max(0.0, whole.cost_usd - part.cost_usd),
         unpriced_calls=max(0, whole.unpriced_calls - part.unpriced_calls),
+        unmetered_calls=max(0, whole.unmetered_calls - part.unmetered_calls),
         cost_saved_usd=max(0.0, whole.cost_saved_usd - part.cost_saved_usd),
         latency_s=max(0.0, whole.latency_s - part.latency_s), in_flight=max(0, whole.in_flight - part.in_flight),
     )

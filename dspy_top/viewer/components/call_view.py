@@ -31,10 +31,13 @@ def facts(call: CallSummary, chain: tuple[str, ...] = ()) -> Text:
         text.append(f" (answered by {inert(call.response_model)})", style="dim")
     text.append(f" · pid {call.pid} · call {call.id}\n")
     text.append(f"{fmt.clock(call.start)} · {fmt.seconds(call.latency)} · ")
-    text.append(f"{call.prompt_tokens:,} in")
-    if call.cached_tokens:
-        text.append(f" ({call.cached_tokens:,} cached)")
-    text.append(f" → {call.completion_tokens:,} out · ")
+    if call.usage_known:
+        text.append(f"{call.prompt_tokens:,} in")
+        if call.cached_tokens:
+            text.append(f" ({call.cached_tokens:,} cached)")
+        text.append(f" → {call.completion_tokens:,} out · ")
+    else:
+        text.append("tokens unknown (DSPy did not report them) · ", style="yellow")
     if call.cache_hit:
         saved = fmt.call_cost(call.cost_saved_usd) if call.cost_saved_usd is not None else "?"
         text.append(f"cache hit ($0, saved {saved})", style="cyan")

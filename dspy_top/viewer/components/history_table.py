@@ -115,7 +115,8 @@ class HistoryTable(KeyedTable):
 
     def _row_cells(self, call: CallSummary) -> list:
         cost = Text(fmt.call_cost(call.cost_usd), style="yellow" if call.cost_usd is None else "")
-        tokens = f"{fmt.tokens(call.prompt_tokens)}→{fmt.tokens(call.completion_tokens)}"
+        tokens = (f"{fmt.tokens(call.prompt_tokens)}→{fmt.tokens(call.completion_tokens)}" if call.usage_known
+                  else "?")
         cells: list = [fmt.clock(call.end, millis=not self.narrow)]
         if self.multi and not self.narrow:
             cells.append(str(call.pid))

@@ -36,7 +36,7 @@ class ModelTable(KeyedTable):
             if row.price_override:
                 name.append(" *", style="bold cyan")  # priced with the user's rates
             rows.append((row.model, [
-                name, fmt.count(c.calls), fmt.tokens(c.tokens),
+                name, fmt.count(c.calls), fmt.token_count(c, c.tokens),
                 Text(fmt.cost(c), style="yellow" if c.unpriced_calls else ""),
                 str(c.cache_hits),
             ]))

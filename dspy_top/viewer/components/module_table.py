@@ -162,9 +162,9 @@ class ModuleTable(SortableColumns, KeyedTable):
         if key == "in_flight":
             return Text(str(c.in_flight), style="bold yellow" if c.in_flight else "dim")
         if key == "prompt_tokens":
-            return fmt.tokens(c.prompt_tokens)
+            return fmt.token_count(c, c.prompt_tokens)
         if key == "completion_tokens":
-            return fmt.tokens(c.completion_tokens)
+            return fmt.token_count(c, c.completion_tokens)
         if key == "tokens_per_sec":
             return fmt.rate(node.tokens_per_sec)
         if key == "cost":
