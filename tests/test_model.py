@@ -34,7 +34,7 @@ def counters(calls=0, prompt=0, completion=0, cost=0.0, hits=0, errors=0, retrie
     return {"calls": calls, "errors": errors, "retries": retries, "cache_hits": hits,
             "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": 0,
             "reasoning_tokens": 0, "cost_usd": cost, "unpriced_calls": unpriced, "cost_saved_usd": saved,
-            "latency_s": sum(latencies), "in_flight": in_flight, "latency_hist": hist, "last_at": last_at}
+            "latency_s": sum(latencies), "in_flight": in_flight, "latency_sketch": latency.encode(hist), "last_at": last_at}
 
 
 def stats(totals, modules=(), models=(), scopes=(), dropped=0, at=0.0):

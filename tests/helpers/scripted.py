@@ -30,7 +30,7 @@ def counters(calls, prompt, completion, cost, *, hits=0, errors=0, retries=0, un
     return {"calls": calls, "errors": errors, "retries": retries, "cache_hits": hits, "prompt_tokens": prompt,
             "completion_tokens": completion, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": cost,
             "unpriced_calls": unpriced, "cost_saved_usd": saved, "latency_s": 1.0 * calls, "in_flight": in_flight,
-            "latency_hist": hist, "last_at": last_at}
+            "latency_sketch": latency.encode(hist), "last_at": last_at}
 
 
 def _hello(pid, argv, started):
