@@ -88,6 +88,7 @@ def test_calls_are_deduplicated_by_process_and_id_across_snapshot_and_stream():
     attach(fleet, "a", 1, stats(counters(calls=2)), calls=[call(1), call(2, start=1_001.0)])
     fleet.fold("a", call(2, start=1_001.0))
     fleet.fold("a", call(3, start=1_002.0))
+    fleet.fold("a", stats(counters(calls=3)))  # the history shows a call once a stats frame counts it
     attach(fleet, "b", 2, stats(counters(calls=1)), calls=[call(1, start=999.0)])  # same id, other process
     snapshot = fleet.snapshot()
     assert [(c.pid, c.id) for c in snapshot.calls] == [(2, 1), (1, 1), (1, 2), (1, 3)]  # time order
@@ -113,14 +114,18 @@ def test_a_calls_batch_folds_exactly_like_its_call_events():
     for event in events:
         one_by_one.fold("a", event)
     batched.fold("a", batch(events, extra="a_column_from_a_newer_process"))
+    assert batched.snapshot().calls == ()  # shown once a stats frame counts them
+    for fleet in (one_by_one, batched):
+        fleet.fold("a", stats(counters(calls=3)))
     assert batched.snapshot().calls == one_by_one.snapshot().calls
     assert [c.id for c in batched.snapshot().calls] == [1, 2, 3]
-    assert batched.events == one_by_one.events == 1 + 3  # the snapshot, then each call counts
+    assert batched.events == one_by_one.events == 1 + 3 + 1  # the snapshot, each call, the stats frame
 
     # Columns a process did not send read as unknown; a batch without ids, or with a short row, is refused.
     fleet = Fleet(Clock())
     attach(fleet, "a", 1, stats(counters()))
     fleet.fold("a", batch([call(7)], fields=["id", "start", "path"]))
+    fleet.fold("a", stats(counters(calls=1)))
     (only,) = fleet.snapshot().calls
     assert (only.id, only.path, only.cost_usd, only.model) == (7, "RAG.answer", None, "?")
     fleet.fold("a", batch([call(8)], fields=["start", "path"]))
@@ -154,8 +159,11 @@ def test_tokens_per_sec_now_and_on_average_with_a_fake_clock():
     assert snapshot.cost_per_min == pytest.approx(0.6)
     # Average over the whole uptime: the process started at 990, now is 1005.
     assert snapshot.tokens_per_sec_avg == pytest.approx(12_500 / 15)
-    assert snapshot.token_series[-5:] == (500.0,) * 5
-    assert sum(snapshot.token_series) == pytest.approx(2_500)
+    # Sparklines draw finished buckets only: the one at 1005 is still filling.
+    assert snapshot.token_series[-5:] == (0.0,) + (500.0,) * 4
+    assert sum(snapshot.token_series) == pytest.approx(2_000)
+    clock.advance(1.0)
+    assert fleet.snapshot().token_series[-5:] == (500.0,) * 5
     # Quiet for longer than the window: the current rate falls to zero.
     clock.advance(6.0)
     fleet.fold("a", stats(counters(calls=105, prompt=11_000, completion=1_500, cost=0.05)))
@@ -314,7 +322,8 @@ def test_rate_window_and_buckets():
     series.add(10.2, 3)
     series.add(10.7, 2)
     series.add(12.1, 1)
-    assert series.series(12.5) == [0.0, 5.0, 0.0, 1.0]
+    assert series.series(12.5) == [0.0, 0.0, 5.0, 0.0]  # finished buckets: 12 is still filling
+    assert series.series(13.0) == [0.0, 5.0, 0.0, 1.0]
     assert total([Counters(calls=1, last_at=2.0), Counters(calls=2, last_at=5.0)]).last_at == 5.0
 
 

@@ -135,6 +135,24 @@ class History:
         self.added += 1
         return True
 
+    def holds(self, key: tuple[str, int]) -> bool:
+        return key in self._seen
+
+    def extend(self, calls: Iterable[CallSummary]) -> None:
+        """Add new calls (each not held yet), in order."""
+        held, seen = self._calls, self._seen
+        capacity = self.capacity
+        for call in calls:
+            key = (call[0], call[2])
+            if key in seen:
+                continue
+            if len(held) >= capacity:
+                old = held.popleft()
+                seen.discard((old[0], old[2]))
+            held.append(call)
+            seen.add(key)
+            self.added += 1
+
     def merge(self, calls: Iterable[CallSummary]) -> None:
         """Add older calls (a late attach's snapshot) and keep the whole history in time order."""
         fresh = [c for c in calls if c.key not in self._seen]

@@ -95,9 +95,11 @@ class Fleet:
                     process.fold(record, now, history)
             except BadMessage as exc:
                 kind = message.get("t") if isinstance(message, Mapping) else None
+                process.settle(history)
                 process.failed(f"malformed {kind!r} message: {exc}", now, protocol=True)
                 break
             except Exception as exc:  # a fault of the viewer's own: the same, never an escape
+                process.settle(history)
                 process.failed(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now, protocol=True)
                 break
         self.events += process.events - before  # a `calls` batch counts each call
@@ -106,6 +108,7 @@ class Fleet:
         process = self.processes.get(key)
         if process is not None:
             self.version += 1
+            process.settle(self.history)  # the stream ended: what it sent is all there will be
             process.failed(reason, self.clock(), protocol)
 
     def dismiss(self, key: str) -> bool:
@@ -141,6 +144,7 @@ class Fleet:
             end = now if any(p.live for p in started) else max(p.ended_at or now for p in started)
             uptime = max(0.0, end - min(p.started_at for p in started))
         tokens_per_sec = sum(p.tokens_per_sec(now) for p in in_view)
+        output_per_sec = sum(p.output_tokens_per_sec(now) for p in in_view)
         cost_per_min = 60.0 * sum(p.cost_per_sec(now) for p in in_view)
         average = totals.tokens / uptime if uptime > 0 else 0.0
         count = self.series_length
@@ -148,22 +152,25 @@ class Fleet:
         token_series = [value / self.bucket for value in token_series]
         cost_series = add_series([p.cost_series.series(now, count) for p in in_view], count)
 
-        leaves: dict[str, list[tuple[Any, float]]] = {}
+        leaves: dict[str, list[tuple[Any, float, bool]]] = {}
         for process in in_view:
             for path, module in process.modules.items():
-                leaves.setdefault(path, []).append((module, process.module_tokens_per_sec(path, now)))
+                leaves.setdefault(path, []).append((module, process.module_tokens_per_sec(path, now), process.live))
         tree = build_tree(
             (LeafInput(path, parts[0][0].class_name, parts[0][0].chain,
-                       total(m.counters for m, _ in parts), sum(rate for _, rate in parts))
+                       total(m.counters for m, _, _ in parts), sum(rate for _, rate, _ in parts),
+                       any(live for _, _, live in parts))
              for path, parts in leaves.items()),
             now,
         )
-        models: dict[str, list[Counters]] = {}
+        models: dict[str, list[tuple[Counters, tuple[float, float]]]] = {}
         for process in in_view:
             for model, counters in process.models.items():
-                models.setdefault(model, []).append(counters)
+                models.setdefault(model, []).append((counters, process.model_tokens_per_sec(model, now)))
         model_rows = tuple(sorted(
-            (ModelRow(model, total(parts), model in self.prices) for model, parts in models.items()),
+            (ModelRow(model, total(c for c, _ in parts), model in self.prices,
+                      tokens_per_sec=sum(r[0] for _, r in parts), output_tokens_per_sec=sum(r[1] for _, r in parts))
+             for model, parts in models.items()),
             key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
         scopes = tuple(s for p in in_view for s in p.scopes.values())
         optimizers = derive_optimizers(scopes, now)
@@ -172,6 +179,7 @@ class Fleet:
             at=now, focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
             totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
+            output_tokens_per_sec=output_per_sec,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
             modules=tree, models=model_rows, scopes=scopes,
             calls=calls, history_size=len(self.history), history_added=self.history.added,

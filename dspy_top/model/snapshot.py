@@ -40,6 +40,8 @@ class ModelRow:
     model: str
     counters: Counters
     price_override: bool = False  # priced with the user's `--price` (or config file) rates
+    tokens_per_sec: float = 0.0  # prompt and completion tokens, over the recent window
+    output_tokens_per_sec: float = 0.0  # completion tokens only: how fast the model generates
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Snapshot:
     dropped: int  # events the processes dropped plus events dropped for this viewer
     internal_errors: int
     tool_calls: int
+    output_tokens_per_sec: float = 0.0  # completion tokens per second over the recent window
     burn: Burn | None = None  # cost/min and tok/s recent and overall, the running evaluation's projection
     budget: ViewerBudget | None = None  # the viewer's `--budget`, against every process
     job_budgets: tuple[JobBudget, ...] = ()  # the budget guards of the processes that have one

@@ -39,6 +39,7 @@ class LeafInput:
     chain: tuple[str, ...]
     counters: Counters
     tokens_per_sec: float
+    live: bool = True  # some process still running made calls at this path
 
 
 def split_path(path: str) -> list[str]:
@@ -75,7 +76,9 @@ def build_tree(leaves: Iterable[LeafInput], now: float) -> tuple[ModuleNode, ...
         parts.extend(kid.counters for kid in kids)
         counters = total(parts)
         rate = (leaf.tokens_per_sec if leaf is not None else 0.0) + sum(k.tokens_per_sec for k in kids)
-        active = counters.in_flight > 0 or (counters.last_at > 0 and now - counters.last_at < ACTIVE_SECONDS)
+        # Only a process still running keeps a module active: once it ended, its modules are idle at once.
+        recent = leaf is not None and leaf.live and counters.last_at > 0 and now - counters.last_at < ACTIVE_SECONDS
+        active = counters.in_flight > 0 or recent or any(kid.active for kid in kids)
         return ModuleNode(
             path=path, name=split_path(path)[-1] if not path.startswith("(") else path, depth=depth,
             class_name=classes.get(path, ""), counters=counters,
