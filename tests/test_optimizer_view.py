@@ -208,7 +208,7 @@ def test_the_history_filters_to_one_scope():
 def test_the_scripted_run_renders_in_batch_text_with_trials():
     fleet, _ = optimizer_fleet()
     text = snapshot_text(fleet.snapshot())
-    assert "MIPROv2 (light) [pid 41822]" in text and "2:failed" in text and "5:90.0*" in text
+    assert "MIPROv2 (light) [pid 41822]" in text and "2:failed" in text and "5:90.0%*" in text
     assert "BootstrapFewShot x3" in text and "Evaluate (Solver)" in text
 
 

@@ -15,6 +15,7 @@ from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.module_table import ModuleTable
 from dspy_top.viewer.components.process_table import ProcessTable
+from dspy_top.viewer.screens.confirm import ConfirmDismiss
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
 
@@ -185,7 +186,11 @@ def test_attach_inspect_fetch_gone_payload_and_a_process_ending():
         assert app.snapshot.totals.calls == truth["totals"]["calls"]
         await pilot.press("p")
         assert app.query_one(ProcessTable).has_focus
-        await pilot.press("x")
+        await pilot.press("x")  # asks first: its numbers would leave the screen
+        assert isinstance(app.screen, ConfirmDismiss)
+        await pilot.press("n")
+        assert app.snapshot.processes and app.snapshot.totals.calls == truth["totals"]["calls"]
+        await pilot.press("x", "y")
         await wait_for(pilot, lambda: not app.snapshot.processes, what="the dismissal")
         assert app.screen.has_class("-empty")
 

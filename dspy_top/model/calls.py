@@ -108,10 +108,13 @@ class CallQuery:
         return True
 
 
+HISTORY = 10_000  # calls the viewer holds by default (`--history`)
+
+
 class History:
     """The most recent calls of every process, oldest first, each (process, id) once."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = HISTORY) -> None:
         self.capacity = max(1, capacity)
         self._calls: deque[CallSummary] = deque()
         self._seen: set[tuple[str, int]] = set()

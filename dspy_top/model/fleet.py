@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
-from dspy_top.model.calls import CallQuery, CallSummary, History
+from dspy_top.model.calls import HISTORY, CallQuery, CallSummary, History
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.process import CONNECTING, ENDED, LOST, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
@@ -34,7 +34,7 @@ class Fleet:
         self,
         clock: Callable[[], float] = time.time,
         *,
-        history_capacity: int = 10_000,
+        history_capacity: int = HISTORY,
         window: float = 5.0,
         bucket: float = 1.0,
         series_length: int = SERIES_LENGTH,
@@ -111,6 +111,13 @@ class Fleet:
             process.settle(self.history)  # the stream ended: what it sent is all there will be
             process.failed(reason, self.clock(), protocol)
 
+    def exit_status(self, pid: int, code: int) -> None:
+        """`dspy-top run` saw its job exit with `code`: the job's ended process says so (its exit message cannot)."""
+        for process in self.processes.values():
+            if process.pid == pid and process.state == ENDED and process.status == "ended":
+                process.status = f"ended (exit {code})"
+                self.version += 1
+
     def dismiss(self, key: str) -> bool:
         """Forget a process that is no longer live (ended, lost or failed)."""
         process = self.processes.get(key)
@@ -179,7 +186,7 @@ class Fleet:
             at=now, focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
             totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
-            output_tokens_per_sec=output_per_sec,
+            output_tokens_per_sec=output_per_sec, series_bucket=self.bucket,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
             modules=tree, models=model_rows, scopes=scopes,
             calls=calls, history_size=len(self.history), history_added=self.history.added,
@@ -223,5 +230,5 @@ class Fleet:
             totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
             mechanism=process.hello.mechanism if process.hello else "",
             dropped=process.dropped_events + process.dropped_viewer, final_numbers=process.final_numbers,
-            before_attach=process.before_attach,
+            before_attach=process.before_attach, argv=tuple(process.hello.argv) if process.hello else (),
         )

@@ -31,6 +31,7 @@ class ProcessRow:
     dropped: int
     final_numbers: str | None = None  # "received" (it sent its exit), "not received" (lost first), None while live
     before_attach: BeforeAttach | None = None  # attached with `dspy-top attach`: counted from DSPy's history
+    argv: tuple[str, ...] = ()  # the process's sys.argv (`command` is it joined)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Snapshot:
     internal_errors: int
     tool_calls: int
     output_tokens_per_sec: float = 0.0  # completion tokens per second over the recent window
+    series_bucket: float = 1.0  # seconds each sparkline bucket covers
     burn: Burn | None = None  # cost/min and tok/s recent and overall, the running evaluation's projection
     budget: ViewerBudget | None = None  # the viewer's `--budget`, against every process
     job_budgets: tuple[JobBudget, ...] = ()  # the budget guards of the processes that have one

@@ -21,14 +21,16 @@ from textual.app import App
 from textual.binding import Binding
 
 from dspy_top.model import CallQuery, CallSummary, Fleet, ProcessRow, Snapshot
+from dspy_top.model.calls import HISTORY
 from dspy_top.model.budget import BudgetAlarm
 from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.pricing import Price
+from dspy_top.viewer import format as fmt
 from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
-from dspy_top.viewer.screens.confirm_stop import ConfirmStop
+from dspy_top.viewer.screens.confirm import ConfirmDismiss, ConfirmStop
 from dspy_top.viewer.screens.help import HelpScreen
 from dspy_top.viewer.screens.inspect import InspectScreen
 from dspy_top.viewer.screens.main import MainScreen
@@ -39,8 +41,8 @@ from dspy_top.viewer.terminal import inert
 if TYPE_CHECKING:
     from textual.pilot import Pilot
 
-HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
 PAYLOAD_CACHE = 200
+DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds between refreshes that `d` steps through (like top's d)
 ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
 
@@ -64,7 +66,7 @@ class TopApp(App):
         delay: float = 1.0,
         job: Job | None = None,
         runtime_dir: Path | None = None,
-        history_rows: int = HISTORY_ROWS,
+        history_rows: int | None = None,
         start_collector: bool = True,
         notice: str | None = None,
     ) -> None:
@@ -75,7 +77,8 @@ class TopApp(App):
         self.job = job
         self.job_output = JobTranscript(MAX_LINES) if job is not None else None
         self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
-        self.history_rows = history_rows
+        # Every call the fleet holds is in the history pane (a line-API view draws only what is on screen).
+        self.history_rows = history_rows if history_rows is not None else fleet.history.capacity
         self.start_collector = start_collector
         self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
         # What every screen shows alike: set on one screen, followed by the others.
@@ -91,6 +94,7 @@ class TopApp(App):
         self.budget_alarm = BudgetAlarm()
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
+        self._refresh_timer = None
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
@@ -130,7 +134,7 @@ class TopApp(App):
             self.apply(self.snapshot)  # on screen already: the alerts it brings
         # A quick second look once the collector has attached, then the steady pace.
         self.set_timer(0.25, self.refresh_from_model)
-        self.set_interval(self.delay, self.refresh_from_model)
+        self._refresh_timer = self.set_interval(self.delay, self.refresh_from_model)
         if self.start_notice:
             self.notify(self.start_notice, severity="warning", timeout=20)
 
@@ -192,6 +196,10 @@ class TopApp(App):
         self._alerts_seen.update(alert.key for alert in fresh)
         # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
         for alert in fresh[:ALERTS_SHOWN]:
+            if alert.level == "stop" and alert.scope == "viewer":  # a stop asked for with `k`, not a budget
+                self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
+                            title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+                continue
             severity = "warning" if alert.level == "80" else "error"
             self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
                         severity=severity, timeout=15)
@@ -214,17 +222,25 @@ class TopApp(App):
         code = job.returncode()
         if code is not None and not ended:
             transcript.exit_code = code
+        if code is not None:
+            with self.fleet.lock:
+                self.fleet.exit_status(job.pid, code)  # the job's process row says how it exited
         view = self.view
         if view is not None:
             view.sync_job()
 
     def job_note(self) -> str | None:
+        """The job's state in the status line, as the process list says it: its exit message ends it there."""
         if self.job is None:
             return None
         code = self.job.returncode()
-        if code is None:
-            return f"job pid {self.job.pid} running · ctrl+c interrupts it"
-        return f"job exited with code {code} · q quits"
+        if code is not None:
+            return f"job exited with code {code} · q quits"
+        snapshot = self.snapshot
+        row = next((p for p in snapshot.processes if p.pid == self.job.pid), None) if snapshot else None
+        if row is not None and row.state == "ended":
+            return f"job pid {self.job.pid} ended its run (final numbers received) · exiting"
+        return f"job pid {self.job.pid} running · ctrl+c interrupts it"
 
     def action_interrupt(self) -> None:
         """ctrl+c: with a running job, the first one interrupts the job, the second quits."""
@@ -303,6 +319,23 @@ class TopApp(App):
     def action_focus_all(self) -> None:
         self.set_focus_process(None)
 
+    def ask_dismiss(self, key: str) -> None:
+        """`x`: forget an ended or broken process once the user said yes (its numbers leave the totals)."""
+        snapshot = self.snapshot
+        row = next((p for p in snapshot.processes if p.key == key), None) if snapshot else None
+        if row is None:
+            return
+        if row.state in ("running", "connecting"):
+            self.notify("only an ended or broken process can be dismissed", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss_process(key)
+
+        script = fmt.command(row.argv) if row.argv else row.command
+        self.push_screen(ConfirmDismiss(row.pid, script, row.totals.calls), answered)
+
     def dismiss_process(self, key: str) -> bool:
         """Forget an ended or broken process; False when it is live."""
         if self.collector is not None:
@@ -315,6 +348,15 @@ class TopApp(App):
                 self.focus_key = None
             self.refresh_now()
         return dismissed
+
+    def action_delay(self) -> None:
+        """`d`: the next refresh interval of DELAYS (as top's d sets it)."""
+        later = [d for d in DELAYS if d > self.delay + 1e-9]
+        self.delay = later[0] if later else DELAYS[0]
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+        self._refresh_timer = self.set_interval(self.delay, self.refresh_from_model)
+        self.notify(f"refreshing every {self.delay:g} s (d changes it)", timeout=3)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -348,7 +390,8 @@ class TopApp(App):
     # --- stopping a job (k) ----------------------------------------------------------------
 
     def stop_target(self) -> ProcessRow | None:
-        """The running process `k` would stop: the focused one, or the one under the process list's cursor."""
+        """The running process `k` would stop: the focused one, the one under the process list's cursor,
+        or else the only one running (`dspy-top run`'s job)."""
         snapshot = self.snapshot
         if snapshot is None:
             return None
@@ -356,6 +399,9 @@ class TopApp(App):
         if key is None:
             screen = self.screen
             key = screen.process_at_cursor() if isinstance(screen, FleetScreen) else None
+        if key is None:
+            running = [p for p in snapshot.processes if p.state == "running"]
+            key = running[0].key if len(running) == 1 else None
         row = next((p for p in snapshot.processes if p.key == key), None)
         return row if row is not None and row.state == "running" else None
 
@@ -384,14 +430,15 @@ class TopApp(App):
     def action_stop_job(self) -> None:
         target = self.stop_target()
         if target is None:
-            self.notify("focus a running process first (p, then enter)", severity="warning")
+            self.notify("several processes run: choose one in the process list first (p)", severity="warning")
             return
 
         def answered(stop: bool | None) -> None:
             if stop:
                 self.request_stop(target)
 
-        self.push_screen(ConfirmStop(target.pid, target.command), answered)
+        self.push_screen(ConfirmStop(target.pid, fmt.command(target.argv) if target.argv else target.command),
+                         answered)
 
     def request_stop(self, target: ProcessRow) -> None:
         if self.collector is None or not hasattr(self.collector, "request_stop"):
@@ -412,9 +459,10 @@ def run_viewer(
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
     notice: str | None = None,
+    history: int = HISTORY,
 ) -> int:
     """Run the interactive viewer until the user quits; the return value is the exit status."""
-    fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
+    fleet = Fleet(clock, prices=prices, budget_usd=budget_usd, history_capacity=history)
     if job is not None:
         pids = [job.pid]
     collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)

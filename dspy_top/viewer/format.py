@@ -16,17 +16,24 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def count(value: int) -> str:
-    return f"{value:,}"
+    """12 · 1,234 · 999,999 · 1.23M: at most 7 characters below a billion (the tables' columns)."""
+    if value < 1_000_000:
+        return f"{value:,}"
+    return tokens(value)
 
 
 def tokens(value: float) -> str:
-    """1,234 · 12.3K · 1.92M."""
+    """1,234 · 12.3K · 1.92M · 123M · 4.56G: at most 5 characters."""
     value = float(value)
     if value < 10_000:
         return f"{value:,.0f}"
     if value < 1_000_000:
         return f"{value / 1000:.1f}K" if value < 100_000 else f"{value / 1000:.0f}K"
-    return f"{value / 1_000_000:.2f}M"
+    if value < 100_000_000:
+        return f"{value / 1_000_000:.2f}M" if value < 10_000_000 else f"{value / 1_000_000:.1f}M"
+    if value < 1_000_000_000:
+        return f"{value / 1_000_000:.0f}M"
+    return f"{value / 1_000_000_000:.2f}G"
 
 
 def dollars(value: float) -> str:
@@ -115,6 +122,15 @@ def uptime(value: float) -> str:
     return f"{days}d {text}" if days else text
 
 
+def short_span(seconds: float) -> str:
+    """A chart's span: `40s`, `2m`, `1m30s`."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"
+
+
 def short_uptime(value: float) -> str:
     value = max(0, int(value))
     hours, rest = divmod(value, 3600)
@@ -135,6 +151,34 @@ def percent(value: float | None) -> str:
 def clock(epoch: float, millis: bool = True) -> str:
     text = time.strftime("%H:%M:%S", time.localtime(epoch))
     return f"{text}.{int((epoch % 1) * 1000):03d}" if millis else text
+
+
+def score(value: float | None) -> str:
+    """A metric score as `Evaluate` reports it, in percent: `73.7%`; `-` when there is none."""
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def middle(text: str, width: int) -> str:
+    """`text` in `width` cells, cut in the middle with `…` when it must (both ends say the most)."""
+    if width <= 0:
+        return ""
+    if len(text) <= width:
+        return text
+    if width == 1:
+        return "…"
+    head = (width - 1 + 1) // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def command(argv: list[str] | tuple[str, ...]) -> str:
+    """A process's `sys.argv` with its script's directory left out: `tour.py --questions 40`.
+
+    The script names a job; where it lives (`/home/me/src/project/...`) would fill the column."""
+    words = list(argv)
+    if not words:
+        return ""
+    return " ".join([words[0].rsplit("/", 1)[-1] or words[0], *words[1:]])
 
 
 def sparkline(values: list[float] | tuple[float, ...], width: int) -> str:

@@ -12,29 +12,30 @@ from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
-# Right-justified widths include one leading space as the gap between columns.
+# Content widths (the table adds one blank between columns): each holds the longest value its
+# format makes (fmt.count and fmt.tokens stay within 7, fmt.seconds within 6).
 WIDE = (
-    Column("state", " STATE", 7, right=False, sort="state"),
+    Column("state", "STATE", 6, right=False, sort="state"),
     Column("calls", "CALLS", 7, sort="calls"),
-    Column("in_flight", "INFL", 5, sort="in_flight"),
-    Column("prompt_tokens", "IN TOK", 7, sort="prompt_tokens"),
-    Column("completion_tokens", "OUT TOK", 8, sort="completion_tokens"),
-    Column("tokens_per_sec", "TOK/S", 7, sort="tokens_per_sec"),
-    Column("cost", "COST", 10, sort="cost"),
-    Column("share", "%COST", 6, sort="share"),
+    Column("in_flight", "INFL", 4, sort="in_flight"),
+    Column("prompt_tokens", "IN TOK", 6, sort="prompt_tokens"),
+    Column("completion_tokens", "OUT TOK", 7, sort="completion_tokens"),
+    Column("tokens_per_sec", "TOK/S", 5, sort="tokens_per_sec"),
+    Column("cost", "COST", 9, sort="cost"),
+    Column("share", "%COST", 5, sort="share"),
     Column("p50", "P50", 6, sort="p50"),
     Column("p95", "P95", 6, sort="p95"),
-    Column("errors", "ERR", 5, sort="errors"),
+    Column("errors", "ERR", 4, sort="errors"),
     Column("cache_hits", "HITS", 6, sort="cache_hits"),
-    Column("saved", "SAVED", 8, sort="saved"),
+    Column("saved", "SAVED", 9, sort="saved"),
 )
 NARROW = (
-    Column("calls", "CALLS", 8, sort="calls"),
-    Column("tokens_per_sec", "TOK/S", 7, sort="tokens_per_sec"),
-    Column("cost", "COST", 10, sort="cost"),
-    Column("share", "%COST", 6, sort="share"),
-    Column("p95", "P95", 7, sort="p95"),
-    Column("errors", "ERR", 5, sort="errors"),
+    Column("calls", "CALLS", 7, sort="calls"),
+    Column("tokens_per_sec", "TOK/S", 5, sort="tokens_per_sec"),
+    Column("cost", "COST", 9, sort="cost"),
+    Column("share", "%COST", 5, sort="share"),
+    Column("p95", "P95", 6, sort="p95"),
+    Column("errors", "ERR", 4, sort="errors"),
     Column("cache_hits", "HITS", 6, sort="cache_hits"),
 )
 SORT_NAMES = {
@@ -51,7 +52,7 @@ class ModuleTable(SortableColumns, KeyedTable):
     ascending_first = frozenset({"module"})
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self.sort_key = "cost"
         self.descending = True
         self.tree_mode = True
@@ -66,7 +67,7 @@ class ModuleTable(SortableColumns, KeyedTable):
     def layout_for(self, width: int, narrow: bool) -> None:
         self.narrow = narrow
         fixed = NARROW if narrow else WIDE
-        name_width = max(16, width - sum(c.width for c in fixed) - 2)
+        name_width = self.first_width(width, fixed, least=16)
         self.set_columns((Column("module", "MODULE", name_width, right=False, sort="module"), *fixed))
         self._label_headers()
 
@@ -143,20 +144,30 @@ class ModuleTable(SortableColumns, KeyedTable):
         extra = f" · filter {self.filter_query.text!r}" if self.filter_query.text.strip() else ""
         return f"Modules ({mode}, {order}{extra})"
 
+    def _module_cell(self, row: ModuleRow, width: int) -> Text:
+        """Tree guide, name and class in `width` cells: the class goes first, then the name is cut in the middle."""
+        node = row.node
+        text = Text(no_wrap=True, overflow="ellipsis")
+        guide = ""
+        if self.tree_mode:
+            guide = "  " * max(0, row.depth - 1) + row.guide + (" " if row.depth else "")
+            text.append(guide, style="dim" if row.depth else "bold")
+        name = inert(node.name)
+        kind = f"  {inert(node.class_name)}" if node.class_name and node.class_name != node.name else ""
+        room = width - len(guide)
+        if len(name) + len(kind) > room:
+            kind = ""
+        text.append(fmt.middle(name, room), style="bold" if row.depth == 0 and self.tree_mode else "")
+        text.append(kind, style="dim")
+        return text
+
     def _cell(self, key: str, row: ModuleRow, total_cost: float):
         node = row.node
         c = node.counters
         if key == "module":
-            text = Text(no_wrap=True, overflow="ellipsis")
-            if self.tree_mode:
-                text.append("  " * max(0, row.depth - 1) + row.guide, style="dim" if row.depth else "bold")
-                text.append(" " if row.depth else "")
-            text.append(inert(node.name), style="bold" if row.depth == 0 and self.tree_mode else "")
-            if node.class_name and node.class_name != node.name:
-                text.append(f"  {inert(node.class_name)}", style="dim")
-            return text
+            return self._module_cell(row, self.table_columns[0].width)
         if key == "state":
-            return Text(" active", style="green") if node.active else Text(" idle", style="dim")
+            return Text("active", style="green") if node.active else Text("idle", style="dim")
         if key == "calls":
             return fmt.count(c.calls)
         if key == "in_flight":
@@ -176,9 +187,9 @@ class ModuleTable(SortableColumns, KeyedTable):
         if key == "p95":
             return fmt.seconds(c.p95)
         if key == "errors":
-            return Text(str(c.errors), style="bold red" if c.errors else "dim")
+            return Text(fmt.count(c.errors), style="bold red" if c.errors else "dim")
         if key == "cache_hits":
-            return str(c.cache_hits)
+            return fmt.count(c.cache_hits)
         if key == "saved":
             return Text(fmt.dollars(c.cost_saved_usd), style="cyan") if c.cost_saved_usd else Text("-", style="dim")
         return ""

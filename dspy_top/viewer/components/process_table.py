@@ -1,4 +1,4 @@
-"""The process list: pid, command line, uptime, state (and why, for a broken one); enter focuses one."""
+"""The process list: pid, state, uptime, calls, cost and the script (or why it failed); enter focuses one."""
 
 from __future__ import annotations
 
@@ -10,43 +10,47 @@ from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
 FIXED = (
-    Column("pid", "PID", 8),
-    Column("state", " STATE", 9, right=False),
-    Column("uptime", "UP", 9),
-    Column("calls", "CALLS", 8),
-    Column("cost", "COST", 10),
+    Column("pid", "PID", 7),
+    Column("state", "STATE", 10, right=False),
+    Column("uptime", "UP", 8),
+    Column("calls", "CALLS", 7),
+    Column("cost", "COST", 9),
 )
 STATE_STYLE = {"running": "green", "connecting": "cyan", "ended": "dim", "lost": "bold red", "failed": "bold red"}
 
 
 class ProcessTable(KeyedTable):
-    """Every known process; ended ones stay (dimmed) until dismissed."""
+    """Every known process; ended ones stay (dimmed) until dismissed. (`A` will attach to one: issue 17.)"""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self.set_title("Processes")
         self.focus_key: str | None = None
 
     def layout_for(self, width: int) -> None:
-        command = max(12, width - sum(c.width for c in FIXED) - 3)
-        self.set_columns((Column("mark", " ", 1, right=False), *FIXED, Column("command", " COMMAND / STATUS", command, right=False)))
+        command = Column("command", "COMMAND / STATUS", 12, right=False)
+        mark = Column("mark", " ", 1, right=False)
+        room = self.first_width(width, (*FIXED, command)) - mark.width
+        self.set_columns((mark, *FIXED, Column("command", command.label, max(12, command.width + room), right=False)))
 
     def show(self, snapshot: Snapshot) -> None:
         rows = []
         for p in snapshot.processes:
             style = STATE_STYLE.get(p.state, "")
-            note = p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status)
+            script = fmt.command(p.argv) if p.argv else p.command
+            note = script if p.state == "running" else (f"{script} · {p.status}" if script else p.status)
             if p.before_attach is not None:  # first: a long command line is cut at the column's end
                 note = f"{p.before_attach.short()} · {note}"
             note = inert(note)
+            started = p.started_at is not None
             rows.append((p.key, [
                 Text("▶" if p.key == snapshot.focus else " ", style="bold"),
-                str(p.pid or "?"), Text(f" {p.state}", style=style),
-                fmt.short_uptime(p.uptime) if p.started_at else "-",
-                fmt.count(p.totals.calls) if p.started_at else "-", fmt.cost(p.totals) if p.started_at else "-",
-                Text(f" {note}", style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else "")),
+                str(p.pid or "?"), Text(p.state, style=style),
+                fmt.short_uptime(p.uptime) if started else "-",
+                fmt.count(p.totals.calls) if started else "-", fmt.cost(p.totals) if started else "-",
+                Text(note, style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else "")),
             ]))
         self.sync(rows)
         live = snapshot.live
         scope = "all" if snapshot.focus is None else f"pid {next((p.pid for p in snapshot.processes if p.key == snapshot.focus), '?')}"
-        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope})")
+        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope} · enter focuses one, x dismisses)")

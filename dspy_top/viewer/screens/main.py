@@ -1,7 +1,9 @@
 """The main screen: modules, models and processes above the shared panes, and their keys.
 
-Modes are classes on the screen: `-narrow` (under 100 columns the models and processes panes
-step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus the shared ones (see view.py).
+The panes are stacked, each as tall as its rows (up to a share of the screen), and the history
+takes the rest. Modes are classes on the screen: `-narrow` (under 100 columns the models and
+processes panes step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus the shared ones
+(see view.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from typing import Iterable
 
 from textual import on
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import DataTable
 
@@ -20,9 +21,11 @@ from dspy_top.viewer.components.module_table import ModuleTable
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.view import (
     ALL_PROCESSES,
+    DELAY,
     FILTER,
     FOLLOW,
     HELP,
+    LEAVE,
     LOG,
     PAUSE,
     QUIT,
@@ -30,6 +33,7 @@ from dspy_top.viewer.screens.view import (
     SORT_BACK,
     SORT_ON,
     STOP,
+    ZOOM,
     FleetScreen,
 )
 
@@ -42,6 +46,7 @@ class MainScreen(FleetScreen):
 
     BINDINGS = [
         QUIT,
+        HELP,
         PAUSE,
         FILTER,
         Binding("o", "app.optimizers", "Optimizer"),
@@ -51,12 +56,14 @@ class MainScreen(FleetScreen):
         FOLLOW,
         Binding("p", "processes", "Procs"),
         Binding("m", "bottom", "Models"),
-        HELP,
+        ZOOM,
         ALL_PROCESSES,
         Binding("x,delete", "dismiss", "Dismiss ended", show=False),
         STOP,
         LOG,
         REVERSE,
+        DELAY,
+        LEAVE,
         Binding("plus", "expand_all", "Expand all", show=False),
         Binding("minus", "collapse_all", "Collapse all", show=False),
         *(Binding(key, f"sort('{column}')", f"Sort by {column}", show=False) for key, column in SORT_BINDINGS.items()),
@@ -64,18 +71,16 @@ class MainScreen(FleetScreen):
 
     def compose_panes(self) -> Iterable[Widget]:
         yield ModuleTable(id="modules")
-        with Horizontal(id="bottom"):
-            yield ModelTable(id="models")
-            yield ProcessTable(id="processes")
+        yield ModelTable(id="models", classes="bottom")
+        yield ProcessTable(id="processes", classes="bottom")
 
     def first_focus(self) -> Widget:
         return self.query_one(ModuleTable)
 
     def layout_panes(self, width: int, narrow: bool) -> None:
-        self.query_one(ModuleTable).layout_for(width - 1, narrow)
-        models = width * 9 // 20 if not narrow else width
-        self.query_one(ModelTable).layout_for(models - 1)
-        self.query_one(ProcessTable).layout_for((width - models if not narrow else width) - 1)
+        self.query_one(ModuleTable).layout_for(width, narrow)
+        self.query_one(ModelTable).layout_for(width, narrow)
+        self.query_one(ProcessTable).layout_for(width)
 
     def show_panes(self, snapshot: Snapshot) -> None:
         self.query_one(ModuleTable).show(snapshot)
@@ -130,15 +135,17 @@ class MainScreen(FleetScreen):
         self.query_one(ProcessTable).focus()
 
     def action_dismiss(self) -> None:
+        """`x`: dismiss the process under the process list's cursor, after a y/n."""
         key = self.query_one(ProcessTable).cursor_key
-        if key is None:
-            return
-        if not self.app.dismiss_process(key):
-            self.notify("only an ended or broken process can be dismissed", severity="warning")
+        if key is not None:
+            self.app.ask_dismiss(key)
 
     @on(DataTable.RowSelected, "#modules")
     def toggle_module(self, event: DataTable.RowSelected) -> None:
         self.query_one(ModuleTable).toggle_row(event.row_key.value)
+
+    def leave_screen(self) -> None:
+        pass  # the main screen: nothing to go back to
 
     @on(DataTable.RowSelected, "#processes")
     def focus_process(self, event: DataTable.RowSelected) -> None:

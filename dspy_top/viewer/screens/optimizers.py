@@ -20,9 +20,11 @@ from dspy_top.viewer.components.optimizer_table import OptimizerTable
 from dspy_top.viewer.components.trial_table import TrialTable
 from dspy_top.viewer.screens.view import (
     ALL_PROCESSES,
+    DELAY,
     FILTER,
     FOLLOW,
     HELP,
+    LEAVE,
     LOG,
     PAUSE,
     QUIT,
@@ -30,6 +32,7 @@ from dspy_top.viewer.screens.view import (
     SORT_BACK,
     SORT_ON,
     STOP,
+    ZOOM,
     FleetScreen,
 )
 
@@ -39,18 +42,20 @@ class OptimizersScreen(FleetScreen):
 
     BINDINGS = [
         QUIT,
+        HELP,
         PAUSE,
         FILTER,
         Binding("o", "app.optimizers", "Modules"),
         SORT_BACK,
         SORT_ON,
         FOLLOW,
-        HELP,
+        ZOOM,
         ALL_PROCESSES,
         STOP,
         LOG,
         REVERSE,
-        Binding("escape", "app.optimizers", "Back", show=False),
+        DELAY,
+        LEAVE,
         # The process list and the models pane live on the main screen: these keys go there.
         Binding("p", "main('processes')", "Procs", show=False),
         Binding("m", "main('show_bottom')", "Models", show=False),
@@ -66,8 +71,11 @@ class OptimizersScreen(FleetScreen):
         return self.query_one(OptimizerTable)
 
     def layout_panes(self, width: int, narrow: bool) -> None:
-        self.query_one(OptimizerTable).layout_for(width - 1, narrow)
-        self.query_one(TrialTable).layout_for(width - 1, narrow)
+        self.query_one(OptimizerTable).layout_for(width, narrow)
+        self.query_one(TrialTable).layout_for(width, narrow)
+
+    def leave_screen(self) -> None:
+        self.app.action_optimizers()  # escape with nothing else to leave: back to the main screen
 
     def show_panes(self, snapshot: Snapshot) -> None:
         self.query_one(OptimizerTable).show(snapshot)
@@ -96,14 +104,14 @@ class OptimizersScreen(FleetScreen):
         self._show_selected_run()
 
     @on(DataTable.RowSelected, "#optimizer-runs")
-    def filter_to_run(self) -> None:
-        run = self.query_one(OptimizerTable).selected()
+    def filter_to_run(self, event: DataTable.RowSelected) -> None:
+        run = self.query_one(OptimizerTable).entry(event.row_key.value)  # the row enter was pressed on
         if isinstance(run, OptimizerRun):
             self.app.filter_history_to(run.pid, run.id)
 
     @on(DataTable.RowSelected, "#trials")
-    def filter_to_trial(self) -> None:
-        trial = self.query_one(TrialTable).trial_at_cursor()
+    def filter_to_trial(self, event: DataTable.RowSelected) -> None:
+        trial = self.query_one(TrialTable).trial(event.row_key.value)  # by key: rows may have moved since
         if trial is not None:
             self.app.filter_history_to(trial.scope.pid, trial.id)
 

@@ -1,8 +1,11 @@
 """What every live screen shares: the header, the job's log, the history, the filter bar and status line.
 
-`FleetScreen` renders the snapshot the app hands it (`show`) and keeps the view state the app
-holds for every screen (pause, filter, focused process, hidden log) in step when it comes back
-to the front. Subclasses add their own panes (`compose_panes`, `show_panes`) and key bindings.
+`FleetScreen` renders the snapshot the app hands it (`show`): every pane from that one snapshot,
+so the header, the tables and the history agree at every instant. It keeps the view state the
+app holds for every screen (pause, filter, focused process, hidden log) in step when it comes
+back to the front. `z` zooms the focused pane to the whole screen (class `-zoomed` on the
+screen, `-zoom` on the pane); escape leaves the innermost mode (zoom, filter, focused process,
+pause, paused scrolling). Subclasses add their own panes (`compose_panes`, `show_panes`) and keys.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from dspy_top.model import Snapshot
 from dspy_top.viewer.components.empty_state import EmptyState
@@ -31,18 +34,24 @@ if TYPE_CHECKING:
 
 NARROW_BELOW = 100  # columns: below this the screens switch to their narrow layout
 
-# Keys more than one screen binds, each listed where the screen wants it in its footer.
-QUIT = Binding("q", "app.quit", "Quit")
+# Keys more than one screen binds, each listed where the screen wants it in its footer (help
+# second: it stays in view at 80 columns). F1 and F10 answer as in htop.
+QUIT = Binding("q,f10", "app.quit", "Quit", key_display="q")
 PAUSE = Binding("space", "app.pause", "Pause")
 FILTER = Binding("slash", "filter", "Filter")
 SORT_BACK = Binding("less_than_sign", "sort_step(-1)", "Sort ←", key_display="<")
 SORT_ON = Binding("greater_than_sign", "sort_step(1)", "Sort →", key_display=">")
 FOLLOW = Binding("f", "follow", "Follow")
-HELP = Binding("question_mark,h", "app.help", "Help", key_display="?")
+HELP = Binding("question_mark,h,f1", "app.help", "Help", key_display="?")
 ALL_PROCESSES = Binding("a", "app.focus_all", "All processes", show=False)
 STOP = Binding("k", "app.stop_job", "Stop job")
 LOG = Binding("l", "toggle_log", "Log", show=False)
 REVERSE = Binding("R", "reverse", "Reverse sort", show=False)
+ZOOM = Binding("z", "zoom", "Zoom")
+DELAY = Binding("d", "app.delay", "Refresh interval", show=False)
+LEAVE = Binding("escape", "leave", "Back", show=False)
+# The panes `z` can zoom (a DataTable or the history); the filter bar is not one.
+ZOOMABLE = ("KeyedTable", "HistoryTable", "JobLog")
 
 
 class FleetScreen(Screen):
@@ -107,7 +116,7 @@ class FleetScreen(Screen):
         self._layout_key = key
         self.set_class(narrow, "-narrow")
         self.layout_panes(width, narrow)
-        self.query_one(HistoryTable).layout_for(width - 1, narrow, multi)
+        self.query_one(HistoryTable).layout_for(width, narrow, multi)
         return True
 
     def layout_panes(self, width: int, narrow: bool) -> None:
@@ -187,6 +196,50 @@ class FleetScreen(Screen):
             return self.app.job is not None
         return True
 
+    # --- modes: zoom, and escape out of any of them ----------------------------------------
+
+    def action_zoom(self) -> None:
+        """`z`: the focused pane alone on the screen (k9s-style), or back to every pane."""
+        if self.has_class("-zoomed"):
+            self.unzoom()
+            return
+        pane = self.focused
+        if pane is None or type(pane).__name__ not in ZOOMABLE and not any(
+                base.__name__ in ZOOMABLE for base in type(pane).__mro__):
+            self.notify("z zooms a pane: move to one with tab first", severity="warning", timeout=4)
+            return
+        pane.add_class("-zoom")
+        for ancestor in pane.ancestors:
+            if ancestor is self:
+                break
+            ancestor.add_class("-zoom-path")
+        self.add_class("-zoomed")
+
+    def unzoom(self) -> None:
+        self.remove_class("-zoomed")
+        for widget in self.query(".-zoom, .-zoom-path"):
+            widget.remove_class("-zoom", "-zoom-path")
+
+    def action_leave(self) -> None:
+        """escape: out of the innermost mode (zoom, filter, focused process, pause, paused scrolling)."""
+        app = self.app
+        history = self.query_one(HistoryTable)
+        if self.has_class("-zoomed"):
+            self.unzoom()
+        elif app.call_query.text:
+            app.set_query("")
+        elif app.focus_key is not None:
+            app.set_focus_process(None)
+        elif app.paused:
+            app.action_pause()
+        elif not history.follow:
+            history.set_follow(True)
+        else:
+            self.leave_screen()
+
+    def leave_screen(self) -> None:
+        """escape with no mode left to leave: the main screen stays, others go back to it."""
+
     def action_filter(self) -> None:
         self.add_class("-filtering")
         self.query_one(FilterBar).focus()
@@ -209,12 +262,12 @@ class FleetScreen(Screen):
             self.app.log_hidden = not self.app.log_hidden
             self.set_class(self.app.log_hidden, "-hide-log")
 
-    @on(DataTable.RowSelected, "#history")
-    def inspect(self) -> None:
-        """Enter on a history row: the call in full, ←/→ through the calls the pane shows."""
-        call = self.query_one(HistoryTable).call_at_cursor()
-        if call is None or self.snapshot is None:
-            return
-        calls = list(self.snapshot.calls)
-        index = next((i for i, c in enumerate(calls) if c.key == call.key), 0)
+    @on(HistoryTable.Chosen)
+    def inspect(self, event: HistoryTable.Chosen) -> None:
+        """Enter on a history row: that call in full (the one under the cursor when the key was
+        pressed), ←/→ through the calls the pane shows."""
+        calls = list(self.query_one(HistoryTable).calls)
+        index = next((i for i, c in enumerate(calls) if c.key == event.call.key), None)
+        if index is None:
+            calls, index = [event.call], 0
         self.app.push_screen(InspectScreen(calls, index, self.app.module_chains()))
