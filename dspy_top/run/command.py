@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import options
+from dspy_top.run.checks import config_problem
 from dspy_top.run.start import StartError, start_job
 from dspy_top.run.watch import watch_batch, watch_interactive
 
@@ -34,7 +35,8 @@ examples:
   dspy-top run --budget 5 --on-exceed stop -- python optimize.py   # end the run once $5 is spent
 
 exit status: the job's (128+N when a signal N ended it), 127 when COMMAND is not found,
-126 when it cannot be run, 2 on a usage error.
+126 when it cannot be run, 2 on a usage error or a bad configuration (checked before the
+job starts: the config file, DSPY_TOP_PRICES, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED).
 
 The job's environment gets DSPY_TOP=1, PYTHONUNBUFFERED=1 (so its output shows up live),
 DSPY_TOP_RUNTIME_DIR, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED and DSPY_TOP_PRICES from
@@ -109,6 +111,10 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
         return 2
     env = dict(os.environ if env is None else env)
     env.update(money_environment(args, env))
+    problem = config_problem(env)
+    if problem is not None:  # the job would run uninstrumented: say what is wrong before starting it
+        say(f"bad configuration: {problem}")
+        return 2
     try:
         job = start_job(command, log_path=args.log, env=env)
     except StartError as exc:
@@ -117,18 +123,23 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
     except OSError as exc:
         say(f"cannot start the job: {exc}")
         return 1
+    code = None
     try:
         if args.batch:
-            return watch_batch(job, args.delay, args.iterations, args.json)
-        if job.notice:
-            say(job.notice)
-        code = watch_interactive(job, args.delay)
-        say(f"the job exited with status {code}; its output is in {job.log_path}")
+            code = watch_batch(job, args.delay, args.iterations, args.json)
+        else:
+            if job.notice:
+                say(job.notice)
+            code = watch_interactive(job, args.delay)
         return code
     finally:
         if job.returncode() is None:
             job.stop()
-        job.close()
+        kept = job.close()
+        if code is not None:
+            where = f"its output is in {kept}" if kept is not None else \
+                "its log was removed with the run (--log FILE keeps one)"
+            say(f"the job exited with status {code}; {where}")
 
 
 def main(argv: list[str]) -> int:

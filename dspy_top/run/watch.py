@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
+from dspy_top.model.process import ENDED
 from dspy_top.run.family import JOB_RESCAN, JobFamily
 from dspy_top.run.job import RunningJob
 
@@ -49,6 +50,9 @@ def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = 
     return job.stop()
 
 
+FINAL_WAIT = 30.0  # seconds the job may take to exit after sending its final numbers before snapshots go on
+
+
 class _Quit(Exception):
     """The second ctrl+c (or SIGTERM/SIGHUP) in batch mode."""
 
@@ -83,18 +87,20 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
     try:
         if job.notice:
             say(job.notice)
-        say(f"running {job.command_line} (pid {job.pid}); its output goes to {job.log_path}")
+        until = "until the run ends (--log FILE keeps it), " if job.log_is_ours else ""
+        say(f"running {job.command_line} (pid {job.pid}); {until}its output goes to {job.log_path}")
         try:
-            watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job))
+            watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job, fleet))
             code = job.returncode()
         except _Quit:
             code = job.stop()
         armed = False
         _wait_for_final_numbers(fleet)
+        with fleet.lock:
+            fleet.exit_status(job.pid, code)  # `ended (exit N)`: the job's exit message cannot say it
         printer.print(fleet)
         if not collector.targets.members:
             say("no process of the job served dspy-top (did it import dspy?)")
-        say(f"the job exited with status {code}; its output is in {job.log_path}")
         if code != 0:
             tail = job.tail()
             if tail:  # the job's own output, made inert: it reaches the user's terminal
@@ -109,16 +115,24 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         collector.stop()
 
 
-def _ended(job: RunningJob) -> Callable[[float], bool]:
-    """Wait up to N seconds for the job to end, in short steps (signals are handled between them)."""
+def _ended(job: RunningJob, fleet: Fleet) -> Callable[[float], bool]:
+    """Wait up to N seconds for the job to end, in short steps (signals are handled between them).
+
+    Once the job's own process has sent its final numbers, the wait goes on until it exits
+    (up to FINAL_WAIT): a snapshot printed in between would be the final one, printed again."""
+
+    def sent_exit() -> bool:
+        with fleet.lock:
+            return any(p.pid == job.pid and p.state == ENDED for p in fleet.processes.values())
 
     def ended(timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while job.returncode() is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
-            job.wait(min(0.1, left))
+                if not sent_exit() or left < -FINAL_WAIT:
+                    return False
+            job.wait(min(0.1, max(left, 0.1)))
         return True
 
     return ended

@@ -43,6 +43,7 @@ class _Target:
     pid: int | None
     identity: tuple[int, int] | None = None  # (inode, mtime) of the socket file when last tried
     connecting: bool = False
+    dismissed: bool = False  # the user dismissed its process: no row for it until its socket is there again
 
 
 class Collector:
@@ -217,6 +218,7 @@ class Collector:
                 target = self._targets.get(value)
                 if target is not None:
                     target.identity = None
+                    target.dismissed = True
                     if self.discovering:
                         del self._targets[value]
                     self._next_scan = 0.0
@@ -333,6 +335,7 @@ class Collector:
                 self.fleet.processes[old.key] = old
         target.identity = identity
         target.connecting = True
+        target.dismissed = False
         with self.fleet.lock:
             process = self.fleet.attach(target.key, target.pid)
             process.state, process.status = CONNECTING, "connecting…"
@@ -340,21 +343,22 @@ class Collector:
 
     def _missing(self, target: _Target, state: str | None) -> None:
         """A named target (-p/--socket) with no socket yet: say so, keep looking."""
-        if self.discovering:
-            return  # a discovered socket that vanished: its process ended (or was never ours)
+        if self.discovering or target.dismissed:
+            return  # a discovered socket that vanished (its process ended), or a process the user dismissed
         if state not in (None, CONNECTING):
             return
         pid = target.pid
-        if pid is not None and not client.pid_alive(pid):
+        alive = pid is not None and client.pid_alive(pid)
+        if pid is not None and not alive:
             reason = f"no process {pid}"
         elif pid is not None:
             reason = f"waiting for pid {pid} to serve dspy-top (run it with DSPY_TOP=1 or dspy_top.instrument())"
         else:
-            reason = f"no socket at {target.path}"
+            reason = f"no socket at {target.path}"  # --socket PATH: nothing to wait for, as -p of a gone pid
         with self.fleet.lock:
             process = self.fleet.attach(target.key, pid)
             process.status = reason
-            if pid is not None and not client.pid_alive(pid):
+            if not alive:
                 process.state = FAILED
 
     def _connect(self, target: _Target) -> None:
