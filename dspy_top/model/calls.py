@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from dspy_top import schema
@@ -63,19 +64,32 @@ _new = tuple.__new__
 
 @dataclass(frozen=True)
 class CallQuery:
-    """A history filter: `module:X`, `model:Y`, `pid:N`, `scope:eval-N`, `err`, `cache` and free words (all must match)."""
+    """A history filter: `module:X`, `model:Y`, `pid:N`, `scope:eval-N`, `err`, `cache` and free words (all must match).
+
+    A free word matches a call's module, model, class or error, or its prompt and response when the
+    viewer has read them (`texts`: lowercase text per call key, see payloads.PayloadTexts)."""
 
     text: str = ""
 
-    def _parts(self) -> list[tuple[str, str]]:
+    @cached_property
+    def parts(self) -> tuple[tuple[str, str], ...]:
         parts = []
         for word in self.text.lower().split():
             field, sep, value = word.partition(":")
             parts.append((field, value) if sep and field in ("module", "model", "pid", "scope") else ("", word))
-        return parts
+        return tuple(parts)
 
-    def matches(self, call: CallSummary) -> bool:
-        for field, value in self._parts():
+    def _parts(self) -> tuple[tuple[str, str], ...]:
+        return self.parts
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The free words: what a search of prompts and responses looks for."""
+        return tuple(value for field, value in self.parts if not field and value not in ("err", "error", "errors",
+                                                                                          "cache"))
+
+    def matches(self, call: CallSummary, texts: Mapping[tuple[str, int], str] | None = None) -> bool:
+        for field, value in self.parts:
             if field == "module" and value not in call.path.lower():
                 return False
             if field == "model" and value not in call.model.lower():
@@ -90,7 +104,10 @@ class CallQuery:
                 if value == "cache" and call.cache_hit:
                     continue
                 haystack = f"{call.path} {call.model} {call.module_class} {call.error or ''} {call.error_message or ''}"
-                if value not in haystack.lower():
+                if value in haystack.lower():
+                    continue
+                content = texts.get((call[0], call[2])) if texts else None
+                if content is None or value not in content:
                     return False
         return True
 
@@ -180,16 +197,23 @@ class History:
                 return call
         return None
 
-    def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None) -> tuple[CallSummary, ...]:
+    def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None,
+               texts: Mapping[tuple[str, int], str] | None = None) -> tuple[CallSummary, ...]:
         """The newest `limit` calls passing the filters, oldest first."""
+        if process is None and (query is None or not query.text.strip()):
+            if limit >= len(self._calls):
+                return tuple(self._calls)  # the whole history: the common case, and the cheapest
+            if limit <= 0:
+                return ()
         out: list[CallSummary] = []
+        filtering = query is not None and bool(query.text.strip())
         for call in reversed(self._calls):
-            if process is not None and call.process != process:
-                continue
-            if query is not None and query.text and not query.matches(call):
-                continue
-            out.append(call)
             if len(out) >= limit:
                 break
+            if process is not None and call.process != process:
+                continue
+            if filtering and not query.matches(call, texts):
+                continue
+            out.append(call)
         out.reverse()
         return tuple(out)

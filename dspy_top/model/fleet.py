@@ -18,6 +18,7 @@ from dspy_top.model.process import CONNECTING, ENDED, LOST, RUNNING, ProcessStat
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
+from dspy_top.model.payloads import PayloadTexts
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
@@ -49,6 +50,7 @@ class Fleet:
         self.lock = threading.RLock()
         self.processes: dict[str, ProcessState] = {}
         self.history = History(history_capacity)
+        self.payload_texts = PayloadTexts()  # prompts and responses read so far, for `/` to search
         self.window = window
         self.bucket = bucket
         self.series_length = series_length
@@ -125,6 +127,7 @@ class Fleet:
             return False
         del self.processes[key]
         self.history.forget(key)
+        self.payload_texts.forget(key)
         self.version += 1
         return True
 
@@ -181,7 +184,7 @@ class Fleet:
             key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
         scopes = tuple(s for p in in_view for s in p.scopes.values())
         optimizers = derive_optimizers(scopes, now)
-        calls = self.history.recent(history_limit, query, focus)
+        calls = self.history.recent(history_limit, query, focus, self.payload_texts)
         return Snapshot(
             at=now, focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),

@@ -30,6 +30,7 @@ from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
+from dspy_top.viewer.payload_search import PayloadSearch
 from dspy_top.viewer.screens.confirm import ConfirmDismiss, ConfirmStop
 from dspy_top.viewer.screens.help import HelpScreen
 from dspy_top.viewer.screens.inspect import InspectScreen
@@ -95,6 +96,7 @@ class TopApp(App):
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
         self._refresh_timer = None
+        self.search = PayloadSearch()  # `/` with free words: prompts and responses read for it
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
@@ -175,6 +177,7 @@ class TopApp(App):
 
     def apply(self, snapshot: Snapshot) -> None:
         """Hand `snapshot` to the screen in front, and say the budget alerts it brings."""
+        self._search_step()
         self.snapshot = snapshot
         view = self.view
         if view is not None and view.snapshot is not snapshot:
@@ -282,8 +285,17 @@ class TopApp(App):
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity="error", timeout=10)
 
+    def _search_step(self) -> None:
+        if self.collector is not None and (self.call_query.words or self.search.active):
+            self.search.step(self.fleet, self.call_query, self.focus_key, self.collector.request_payload)
+
     def on_payload_arrived(self, message: PayloadArrived) -> None:
         answer = message.answer
+        with self.fleet.lock:  # its text joins what `/` searches, whoever asked for it
+            self.fleet.payload_texts.add(answer)
+            self.fleet.version += 1
+        if self.search.answered((answer.process, answer.call_id)) and self.call_query.words:
+            self._search_step()
         if answer.payload is not None:
             self._payloads[(answer.process, answer.call_id)] = answer
             while len(self._payloads) > PAYLOAD_CACHE:

@@ -98,6 +98,7 @@ class HistoryTable(ScrollView, can_focus=True):
         self._rows: dict[tuple, Strip] = {}
         self._header: Strip | None = None
         self._title = ""
+        self.note: str | None = None
 
     # --- layout -------------------------------------------------------------------
 
@@ -154,10 +155,12 @@ class HistoryTable(ScrollView, can_focus=True):
     def call_at_cursor(self) -> CallSummary | None:
         return self.calls[self.cursor] if 0 <= self.cursor < len(self.calls) else None
 
-    def show(self, snapshot: Snapshot) -> None:
-        """The snapshot's calls: following, the newest is under the cursor; otherwise nothing moves."""
+    def show(self, snapshot: Snapshot, note: str | None = None) -> None:
+        """The snapshot's calls: following, the newest is under the cursor; otherwise nothing moves.
+        `note` joins the title (how far a search of prompts and responses has got)."""
         calls = snapshot.calls
         self.held = snapshot.history_size
+        self.note = note
         if calls is self.calls:
             self._set_title()
             return
@@ -204,6 +207,8 @@ class HistoryTable(ScrollView, can_focus=True):
             index = self._find_key(newest)
             fresh = count - 1 - index if index is not None else count
             title = f"History (paused scrolling · {fresh:,} new below · End or f follows · {shown})"
+        if self.note:
+            title = f"{title[:-1]} · {self.note})"
         if title != self._title:
             self._title = title
             self.border_title = Text(inert(title))

@@ -127,7 +127,11 @@ class ModuleTable(SortableColumns, KeyedTable):
 
     def show(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
-        keep = (lambda path: self.filter_query.matches_module(path)) if self.filter_query.text.strip() else None
+        keep = None
+        if self.filter_query.text.strip():
+            # A module stays when its path matches, or when a call it made matched (by its prompt or response).
+            made = {call.path for call in snapshot.calls} if self.filter_query.words else set()
+            keep = lambda path: self.filter_query.matches_module(path) or path in made  # noqa: E731
         self._rows = flatten(snapshot.modules, collapsed=self.collapsed, sort=self.sort_key,
                              descending=self.descending, tree=self.tree_mode, keep=keep)
         total_cost = snapshot.totals.cost_usd

@@ -134,7 +134,7 @@ class FleetScreen(Screen):
         self.set_class(not snapshot.processes, "-empty")
         self.show_clock(snapshot)
         self.show_panes(snapshot)
-        self.query_one(HistoryTable).show(snapshot)
+        self.query_one(HistoryTable).show(snapshot, self.app.search.note())
         self.show_status()
         self.sync_job()
 
@@ -254,8 +254,6 @@ class FleetScreen(Screen):
     def action_follow(self) -> None:
         history = self.query_one(HistoryTable)
         history.set_follow(not history.follow)
-        if self.snapshot is not None:
-            history.show(self.snapshot)
 
     def action_toggle_log(self) -> None:
         if self.app.job is not None:

@@ -1,0 +1,142 @@
+"""The history pane holds every call the viewer holds (issue 16): it scrolls through all of them, paused
+scrolling stays still while calls arrive (its title counts them), End and `f` follow again, enter
+opens the call under the cursor, and `/` finds words in prompts and responses (issue 18)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dspy_top.model import Fleet
+from dspy_top.viewer.app import TopApp
+from dspy_top.viewer.components.history_table import HistoryTable
+from dspy_top.viewer.screens.inspect import InspectScreen
+from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
+from tests.test_model import Clock, attach, call, counters, stats
+
+
+def fleet_with_calls(count: int, capacity: int = 10_000) -> tuple[Fleet, Clock]:
+    clock = Clock(10_000.0)
+    fleet = Fleet(clock, history_capacity=capacity)
+    attach(fleet, "a", 7, stats(counters(calls=count)), calls=[call(i, start=5_000.0 + i) for i in range(count)])
+    return fleet, clock
+
+
+def more_calls(fleet: Fleet, first: int, count: int) -> None:
+    with fleet.lock:
+        for i in range(first, first + count):
+            fleet.fold("a", call(i, start=5_000.0 + i))
+        fleet.fold("a", stats(counters(calls=first + count)))
+
+
+def run(fleet, script, size=(120, 40)):
+    async def main():
+        app = TopApp(fleet, ScriptedCollector(fleet), delay=0.05, runtime_dir=RUNTIME_DIR)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.1)
+            await script(app, pilot, app.screen.query_one(HistoryTable))
+
+    asyncio.run(main())
+
+
+def top_row(history: HistoryTable) -> int:
+    return history.calls[int(history.scroll_y)].id
+
+
+def test_every_call_held_is_in_the_pane_and_home_end_reach_both_ends():
+    fleet, _ = fleet_with_calls(1_500)
+
+    async def script(app, pilot, history):
+        assert history.row_count == 1_500 and history.follow
+        assert history.call_at_cursor().id == 1_499 and history.scroll_y == history.max_scroll_y
+        history.focus()
+        await pilot.press("home")
+        assert not history.follow and history.call_at_cursor().id == 0 and history.scroll_y == 0
+        assert "paused scrolling" in str(history.border_title)
+        # End on an idle job: following, at the newest call, scrolled to the bottom (never at the oldest rows).
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert history.follow and history.call_at_cursor().id == 1_499
+        assert history.scroll_y == history.max_scroll_y
+        await pilot.press("home", "f")
+        await pilot.pause(0.1)
+        assert history.follow and history.call_at_cursor().id == 1_499 and history.scroll_y == history.max_scroll_y
+
+    run(fleet, script)
+
+
+def test_paused_scrolling_stays_still_while_calls_arrive_and_counts_them():
+    fleet, _ = fleet_with_calls(300, capacity=400)
+
+    async def script(app, pilot, history):
+        history.focus()
+        await pilot.press("pageup", "up", "up")
+        cursor, top = history.call_at_cursor().id, top_row(history)
+        assert not history.follow
+        for batch in range(3):
+            more_calls(fleet, 300 + 100 * batch, 100)  # past the capacity: the oldest calls go
+            await pilot.pause(0.2)
+            assert history.call_at_cursor().id == cursor and top_row(history) == top
+            assert f"{100 * (batch + 1):,} new below" in str(history.border_title)
+        assert history.row_count == 400 and history.calls[0].id == 200
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert history.follow and history.call_at_cursor().id == 599
+        assert "following" in str(history.border_title)
+
+    run(fleet, script)
+
+
+def test_enter_opens_the_call_under_the_cursor_even_as_new_calls_arrive():
+    fleet, _ = fleet_with_calls(50)
+
+    async def script(app, pilot, history):
+        history.focus()
+        await pilot.press("up", "up")
+        chosen = history.call_at_cursor()
+        more_calls(fleet, 50, 30)
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, InspectScreen) and app.screen.call.key == chosen.key
+
+    run(fleet, script)
+
+
+def test_the_history_size_is_configurable():
+    fleet, _ = fleet_with_calls(120, capacity=100)
+
+    async def script(app, pilot, history):
+        assert history.row_count == 100 and history.calls[0].id == 20
+        assert "100 calls" in str(history.border_title)
+
+    run(fleet, script)
+
+
+def test_slash_finds_words_inside_prompts_and_responses():
+    directory = runtime_dir()
+    job = start_job(directory)
+    try:
+        truth = job.run(10)  # questions "What is 0 + 2?" ... "What is 9 + 2?", two calls each
+
+        async def main():
+            from dspy_top.viewer.collector import Collector
+
+            fleet = Fleet()
+            app = TopApp(fleet, Collector(fleet, directory=directory, rescan_every=0.2), delay=0.2)
+            async with app.run_test(size=(120, 40)) as pilot:
+                history = app.screen.query_one(HistoryTable)
+                deadline = asyncio.get_running_loop().time() + 20
+                while history.row_count < truth["totals"]["calls"]:
+                    assert asyncio.get_running_loop().time() < deadline, "the job's calls"
+                    await pilot.pause(0.05)
+                await pilot.press("slash", *"is 7 + 2?", "enter")
+                while not (history.row_count == 2 and "searched" in str(history.border_title)):
+                    assert asyncio.get_running_loop().time() < deadline, str(history.border_title)
+                    await pilot.pause(0.05)
+                assert {c.path for c in history.calls} == {"RAG.generate_query.predict", "RAG.answer"}
+                assert all("what is 7 + 2?" in app.fleet.payload_texts[c.key] for c in history.calls)
+
+        asyncio.run(main())
+    finally:
+        job.kill()
