@@ -200,7 +200,7 @@ def test_budget_colours_the_header_and_warns_once_at_80_and_100_percent_and_show
         await wait_for(pilot, lambda: app.query_one(Header).has_class("-budget-warn"), what="-budget-warn")
         assert not app.query_one(Header).has_class("-budget-over")
         assert "of $" in header(app) and "(85%)" in header(app)
-        viewer_notes = lambda: [n for n in notes if n[0].startswith(("80% of the", "budget $"))]  # noqa: E731
+        viewer_notes = lambda: [n[:2] for n in notes if n[0].startswith(("80% of the", "budget $"))]  # noqa: E731
         assert viewer_notes() == [(app.snapshot.budget.message(80), "warning")]
 
         later = await asyncio.to_thread(job.run, 6)  # new questions: billed

@@ -114,8 +114,9 @@ def test_screen_totals_equal_the_jobs_truth_and_sort_filter_pause_tree_work():
             assert sorted(modules.keys) == ["RAG.answer", "RAG.generate_query.predict"]
             await pilot.press("t")
 
-            # Filter with /: modules and history narrow to what matches.
-            await pilot.press("slash", *"answer", "enter")
+            # Filter with /: modules and history narrow to what matches (a free word would also search
+            # prompts and responses: module: names the module).
+            await pilot.press("slash", *"module:answer", "enter")
             assert modules.keys == ["RAG", "RAG.answer"]
             assert history.row_count == later["modules"][-1]["calls"] or all(
                 c.path == "RAG.answer" for c in app.snapshot.calls)

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
-from dspy_top import schema
-
 
 class CallSummary(NamedTuple):
     """One finished LM call as the `call` event describes it; `cost_usd` None means unknown.
@@ -53,6 +51,8 @@ class CallSummary(NamedTuple):
     @classmethod
     def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "CallSummary":
         """From one `call` map, checked on the way in (raises `schema.BadMessage`)."""
+        from dspy_top import schema  # the viewer's start needs none of the schema
+
         return _new(cls, (process, pid, *schema.call_map(wire)))
 
     def matches(self, query: "CallQuery") -> bool:

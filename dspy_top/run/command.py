@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
     from dspy_top.viewer.batch import say
+    from dspy_top.viewer.terminal import for_stream, inert
 
     if not args.batch and options.no_terminal():
         say(options.no_terminal())
@@ -135,11 +137,15 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
     finally:
         if job.returncode() is None:
             job.stop()
+        tail = job.tail() if args.batch and code not in (None, 0) else ""  # read before the log goes
         kept = job.close()
         if code is not None:
             where = f"its output is in {kept}" if kept is not None else \
                 "its log was removed with the run (--log FILE keeps one)"
             say(f"the job exited with status {code}; {where}")
+        if tail:  # the job's own output, made inert: it reaches the user's terminal
+            print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
+                  file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:

@@ -30,12 +30,16 @@ def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None
 
 def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None) -> int:
     """The live view until the user quits; stops the job if it still runs then. The job's status."""
-    from dspy_top.model import Fleet
     from dspy_top.viewer.app import TopApp
 
-    fleet = Fleet()
-    app = TopApp(fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir), delay=delay, job=job,
-                 notice=job.notice)
+    def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
+        from dspy_top.model import Fleet
+
+        fleet = Fleet()
+        return fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir)
+
+    app = TopApp(None, delay=delay, job=job, notice=job.notice, runtime_dir=runtime_dir or job.runtime_dir,
+                 connect=connect)
 
     def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
         job.terminate()
@@ -61,11 +65,11 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
                 out: TextIO | None = None, runtime_dir: Path | None = None) -> int:
     """Snapshots every `delay` seconds while the job runs, the final one once it ended. The job's status.
 
-    The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON.
+    The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON. The
+    caller says how the job exited (and shows the end of its output when it failed).
     """
     from dspy_top.model import Fleet
     from dspy_top.viewer.batch import Printer, say, watch
-    from dspy_top.viewer.terminal import for_stream, inert
 
     fleet = Fleet()
     collector = job_collector(fleet, job, runtime_dir or job.runtime_dir).start()
@@ -101,11 +105,6 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         printer.print(fleet)
         if not collector.targets.members:
             say("no process of the job served dspy-top (did it import dspy?)")
-        if code != 0:
-            tail = job.tail()
-            if tail:  # the job's own output, made inert: it reaches the user's terminal
-                print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
-                      file=sys.stderr)
         return code
     except BrokenPipeError:
         return job.stop()

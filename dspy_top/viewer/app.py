@@ -6,6 +6,10 @@ which updates its widgets, diffed by key. The app owns the fleet and the collect
 refresh timer, payload answers, the job, quitting, and which screen is in front; each
 screen owns its panes and keys. Threads reach the app only through `post_message`.
 Styling lives in app.tcss.
+
+The first frame comes before any collection: `dspy-top` builds the model and the collector
+(`connect`) and starts collecting once it is on screen, and what the first frame does not show
+(the model, the other screens) is imported after it.
 """
 
 from __future__ import annotations
@@ -20,27 +24,37 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable
 from textual.app import App
 from textual.binding import Binding
 
-from dspy_top.model import CallQuery, CallSummary, Fleet, ProcessRow, Snapshot
-from dspy_top.model.calls import HISTORY
 from dspy_top.model.budget import BudgetAlarm
+from dspy_top.model.calls import HISTORY, CallQuery
 from dspy_top.model.payloads import PayloadAnswer
-from dspy_top.pricing import Price
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
 from dspy_top.viewer.payload_search import PayloadSearch
-from dspy_top.viewer.screens.confirm import ConfirmDismiss, ConfirmStop
-from dspy_top.viewer.screens.help import HelpScreen
-from dspy_top.viewer.screens.inspect import InspectScreen
 from dspy_top.viewer.screens.main import MainScreen
-from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from dspy_top.viewer.screens.view import FleetScreen
 from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
+
+    from dspy_top.model import CallSummary, Fleet, ProcessRow, Snapshot
+    from dspy_top.pricing import Price
+    from dspy_top.viewer.collector import Collector
+    from dspy_top.viewer.screens.optimizers import OptimizersScreen
+
+
+# Screens the first frame does not need are imported when first shown: the first frame comes sooner.
+def _optimizers_screen() -> OptimizersScreen:
+    from dspy_top.viewer.screens.optimizers import OptimizersScreen
+
+    return OptimizersScreen()
+
+
+def _is(screen: object, name: str) -> bool:
+    """Whether `screen` is the screen class `name`, without importing a module the start does not need."""
+    return type(screen).__name__ == name
 
 PAYLOAD_CACHE = 200
 DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds between refreshes that `d` steps through (like top's d)
@@ -54,14 +68,14 @@ class TopApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "dspy-top"
     ENABLE_COMMAND_PALETTE = False
-    SCREENS = {"optimizers": OptimizersScreen}  # made on the first `o`, then kept (its sort and cursor)
+    SCREENS = {"optimizers": _optimizers_screen}  # made on the first `o`, then kept (its sort and cursor)
 
     # Every other key belongs to a screen (screens/); ctrl+c answers on all of them.
     BINDINGS = [Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True)]
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleet: Fleet | None,
         collector: Collector | None = None,
         *,
         delay: float = 1.0,
@@ -70,16 +84,18 @@ class TopApp(App):
         history_rows: int | None = None,
         start_collector: bool = True,
         notice: str | None = None,
+        connect: Callable[[], tuple[Fleet, Collector]] | None = None,
     ) -> None:
+        """`fleet` and `collector`, or `connect` to make them once the first frame is on screen."""
         super().__init__()
         self.fleet = fleet
         self.collector = collector
+        self._connect = connect
         self.delay = delay
         self.job = job
         self.job_output = JobTranscript(MAX_LINES) if job is not None else None
         self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
-        # Every call the fleet holds is in the history pane (a line-API view draws only what is on screen).
-        self.history_rows = history_rows if history_rows is not None else fleet.history.capacity
+        self._history_rows = history_rows
         self.start_collector = start_collector
         self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
         # What every screen shows alike: set on one screen, followed by the others.
@@ -100,6 +116,13 @@ class TopApp(App):
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
+
+    @property
+    def history_rows(self) -> int:
+        """Every call the fleet holds is in the history pane (a line-API view draws only what is on screen)."""
+        if self._history_rows is not None:
+            return self._history_rows
+        return self.fleet.history.capacity if self.fleet is not None else HISTORY
 
     def get_default_screen(self) -> MainScreen:
         # The main screen composes itself while the app starts; the app does not wait for it (as a
@@ -122,23 +145,34 @@ class TopApp(App):
                        markup=markup)
 
     def on_load(self) -> None:
-        """The first snapshot, taken before the main screen mounts: its first frame shows it."""
+        """A fleet given up front (tests, `dspy-top run`): its first snapshot, which the first frame shows."""
+        if self.fleet is None:
+            return
         with self.fleet.lock:
             self._version = self.fleet.version
             self.snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
         self._full_at = time.monotonic()
 
     def on_mount(self) -> None:
-        if self.collector is not None and self.start_collector:
-            self.collector.start()
         self._follow_job()
         if self.snapshot is not None:
             self.apply(self.snapshot)  # on screen already: the alerts it brings
-        # A quick second look once the collector has attached, then the steady pace.
-        self.set_timer(0.25, self.refresh_from_model)
+        # Collecting starts once the first frame is on screen: attaching and folding never delay it.
+        self.call_after_refresh(self._start_collecting)
         self._refresh_timer = self.set_interval(self.delay, self.refresh_from_model)
         if self.start_notice:
             self.notify(self.start_notice, severity="warning", timeout=20)
+
+    def _start_collecting(self) -> None:
+        if self.fleet is None and self._connect is not None:
+            self.fleet, self.collector = self._connect()
+            self.collector.on_payload = self._payload_from_thread
+            self.collector.on_notice = self._notice_from_thread
+        if self.collector is not None and self.start_collector:
+            self.collector.start()
+        self.refresh_now()
+        # A quick second look once the collector has attached, then the steady pace.
+        self.set_timer(0.25, self.refresh_from_model)
 
     def on_unmount(self) -> None:
         if self.collector is not None:
@@ -155,8 +189,8 @@ class TopApp(App):
     # --- the refresh loop -------------------------------------------------------------
 
     def refresh_from_model(self) -> None:
-        if not self.is_running:
-            return  # shutting down: a timer that fired as the widgets went away
+        if not self.is_running or self.fleet is None:
+            return  # shutting down (a timer that fired as the widgets went away), or not collecting yet
         self._follow_job()
         if self.paused and self.snapshot is not None:
             return
@@ -186,6 +220,8 @@ class TopApp(App):
         self.update_stop_binding()
 
     def refresh_now(self) -> None:
+        if self.fleet is None:
+            return
         with self.fleet.lock:
             snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
         self.apply(snapshot)
@@ -225,7 +261,7 @@ class TopApp(App):
         code = job.returncode()
         if code is not None and not ended:
             transcript.exit_code = code
-        if code is not None:
+        if code is not None and self.fleet is not None:
             with self.fleet.lock:
                 self.fleet.exit_status(job.pid, code)  # the job's process row says how it exited
         view = self.view
@@ -291,9 +327,10 @@ class TopApp(App):
 
     def on_payload_arrived(self, message: PayloadArrived) -> None:
         answer = message.answer
-        with self.fleet.lock:  # its text joins what `/` searches, whoever asked for it
-            self.fleet.payload_texts.add(answer)
-            self.fleet.version += 1
+        if self.fleet is not None:
+            with self.fleet.lock:  # its text joins what `/` searches, whoever asked for it
+                self.fleet.payload_texts.add(answer)
+                self.fleet.version += 1
         if self.search.answered((answer.process, answer.call_id)) and self.call_query.words:
             self._search_step()
         if answer.payload is not None:
@@ -303,11 +340,13 @@ class TopApp(App):
         self._forward_answer(answer)
 
     def _forward_answer(self, answer: PayloadAnswer) -> None:
-        if isinstance(self.screen, InspectScreen):
+        if _is(self.screen, "InspectScreen"):
             self.screen.show_answer(answer)
 
     def module_chains(self) -> dict[str, tuple[str, ...]]:
         """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
+        if self.fleet is None:
+            return {}
         with self.fleet.lock:
             return {path: module.chain for process in self.fleet.processes.values()
                     for path, module in process.modules.items()}
@@ -345,6 +384,8 @@ class TopApp(App):
             if yes:
                 self.dismiss_process(key)
 
+        from dspy_top.viewer.screens.confirm import ConfirmDismiss
+
         script = fmt.command(row.argv) if row.argv else row.command
         self.push_screen(ConfirmDismiss(row.pid, script, row.totals.calls), answered)
 
@@ -352,6 +393,8 @@ class TopApp(App):
         """Forget an ended or broken process; False when it is live."""
         if self.collector is not None:
             dismissed = self.collector.dismiss(key)
+        elif self.fleet is None:
+            return False
         else:
             with self.fleet.lock:
                 dismissed = self.fleet.dismiss(key)
@@ -382,20 +425,22 @@ class TopApp(App):
 
     def action_optimizers(self) -> None:
         """`o`: the optimizer screen, or back from it."""
-        if isinstance(self.screen, OptimizersScreen):
+        if _is(self.screen, "OptimizersScreen"):
             self.pop_screen()
         else:
             self.push_screen("optimizers")
 
     def show_main(self) -> MainScreen:
         """Back to the main screen (from the optimizer screen); the main screen."""
-        if isinstance(self.screen, OptimizersScreen):
+        if _is(self.screen, "OptimizersScreen"):
             self.pop_screen()
         main = self.screen_stack[0]
         assert isinstance(main, MainScreen)
         return main
 
     def action_help(self) -> None:
+        from dspy_top.viewer.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
@@ -449,6 +494,8 @@ class TopApp(App):
             if stop:
                 self.request_stop(target)
 
+        from dspy_top.viewer.screens.confirm import ConfirmStop
+
         self.push_screen(ConfirmStop(target.pid, fmt.command(target.argv) if target.argv else target.command),
                          answered)
 
@@ -474,10 +521,19 @@ def run_viewer(
     history: int = HISTORY,
 ) -> int:
     """Run the interactive viewer until the user quits; the return value is the exit status."""
-    fleet = Fleet(clock, prices=prices, budget_usd=budget_usd, history_capacity=history)
-    if job is not None:
-        pids = [job.pid]
-    collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets)
-    app = TopApp(fleet, collector, delay=delay, job=job, notice=notice)
+
+    def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
+        from dspy_top.model import Fleet
+        from dspy_top.viewer.collector import Collector
+
+        fleet = Fleet(clock, prices=prices, budget_usd=budget_usd, history_capacity=history)
+        return fleet, Collector(fleet, directory=directory, pids=[job.pid] if job is not None else pids,
+                                sockets=sockets)
+
+    if directory is None:
+        from dspy_top import paths
+
+        directory = paths.runtime_dir()
+    app = TopApp(None, delay=delay, job=job, notice=notice, runtime_dir=directory, connect=connect)
     app.run()
     return 0

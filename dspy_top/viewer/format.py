@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
-from dspy_top.model.budget import JobBudget, ViewerBudget
-from dspy_top.model.burn import Burn, EvalProjection
-from dspy_top.model.counters import Counters
+if TYPE_CHECKING:
+    from dspy_top.model.budget import JobBudget, ViewerBudget
+    from dspy_top.model.burn import Burn, EvalProjection
+    from dspy_top.model.counters import Counters
 
 SPARK = "▁▂▃▄▅▆▇█"
 

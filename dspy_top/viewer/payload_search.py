@@ -9,10 +9,10 @@ thread; the job's server answers each request on its own thread, never on the jo
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from dspy_top.model import CallQuery, Fleet
-from dspy_top.model.process import RUNNING
+if TYPE_CHECKING:
+    from dspy_top.model import CallQuery, Fleet
 
 IN_FLIGHT = 64  # payload requests outstanding at once
 
@@ -36,6 +36,8 @@ class PayloadSearch:
             self.asked.clear()
             self.readable = self.read = 0
             return
+        from dspy_top.model.process import RUNNING
+
         wanted: list[tuple[str, int]] = []
         room = IN_FLIGHT - len(self.asked)
         readable = read = 0

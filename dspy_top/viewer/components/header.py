@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from dspy_top.model import Snapshot
 from dspy_top.model.before_attach import combined
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.optimizer_report import optimizer_line
 from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
+
+# Before the first snapshot (the first frame comes before any collection).
+STARTING = Text.assemble((" dspy-top ", "bold reverse"), ("  starting…", "dim"))
 
 
 class Header(Static):
     """Re-rendered from each snapshot; wraps whole segments to the width it has."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__("", **kwargs)
+        super().__init__(STARTING, **kwargs)
         self.paused = False
         self._snapshot: Snapshot | None = None
         self._drawn = ""
@@ -127,6 +133,8 @@ class Header(Static):
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
         """The charts with their legend (unit, peak, span) and, when it fits, the optimizer's progress
         on the same line; otherwise the progress gets a line of its own."""
+        from dspy_top.viewer.optimizer_report import optimizer_line  # the model's optimizers: after the first frame
+
         progress = optimizer_line(snapshot.optimizers, snapshot.at)
         progress = inert(progress) if progress else None
         projection = snapshot.burn.evaluation if snapshot.burn is not None else None

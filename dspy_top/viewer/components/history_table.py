@@ -13,7 +13,7 @@ with the call itself, so what opens is what was under the cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -25,10 +25,12 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from dspy_top.model import CallSummary, Snapshot
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.components.keyed_table import GAP, SCROLLBAR, Column, fit_cell
 from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:
+    from dspy_top.model import CallSummary, Snapshot
 
 ROW_CACHE = 400  # rendered rows kept (a screenful many times over)
 

@@ -3,7 +3,7 @@
 The cursor stays on the same row key (wherever new rows land) and the scroll position survives
 every refresh. Columns never touch: each column after the first is drawn one cell wider than
 its content, a blank on its left, and a value longer than its column is cut with `…` rather
-than running into its neighbour. Home and End go to the first and last row.
+than running into its neighbour (a number when it is drawn, a text where the column ends). Home and End go to the first and last row.
 """
 
 from __future__ import annotations
@@ -36,17 +36,18 @@ class Column:
 
 
 def fit_cell(index: int, column: Column, cell: Cell) -> Text:
-    """One cell as drawn: at most the column's width of content, cut with `…`, and the gap on its left
-    (right-justified cells get it from their justification). Plain strings are made inert here
+    """One cell as drawn: the gap on its left, and a right-justified value longer than the column cut to
+    it with `…` (justified right, it would otherwise fill the gap). A longer left-justified cell keeps its
+    whole text (the table cuts it where the column ends, after the gap). Plain strings are made inert here
     (Text cells are built inert by each table)."""
     if isinstance(cell, Text):
-        too_long = cell.cell_len > column.width
+        too_long = column.right and cell.cell_len > column.width
         text = cell.copy() if index == 0 or too_long else cell
         if too_long:
             text.truncate(column.width, overflow="ellipsis")
     else:
         text = Text(inert(cell))
-        if text.cell_len > column.width:
+        if column.right and text.cell_len > column.width:
             text.truncate(column.width, overflow="ellipsis")
     if column.right:
         text.justify = "right"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
 
 FIXED = (
     Column("calls", "CALLS", 7),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
-from dspy_top.model import Snapshot
 from dspy_top.model.calls import CallQuery
-from dspy_top.model.tree import ModuleRow, flatten
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
+    from dspy_top.model.tree import ModuleRow
 
 # Content widths (the table adds one blank between columns): each holds the longest value its
 # format makes (fmt.count and fmt.tokens stay within 7, fmt.seconds within 6).
@@ -126,6 +130,8 @@ class ModuleTable(SortableColumns, KeyedTable):
             self.show(self._snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
+        from dspy_top.model.tree import flatten  # imported with the first snapshot, after the first frame
+
         self._snapshot = snapshot
         keep = None
         if self.filter_query.text.strip():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
 
 
 class StatusLine(Static):

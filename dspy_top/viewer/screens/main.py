@@ -8,14 +8,13 @@ processes panes step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus th
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from textual import on
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer.components.model_table import ModelTable
 from dspy_top.viewer.components.module_table import ModuleTable
 from dspy_top.viewer.components.process_table import ProcessTable
@@ -36,6 +35,9 @@ from dspy_top.viewer.screens.view import (
     ZOOM,
     FleetScreen,
 )
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
 
 SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
                  "L": "p95", "E": "errors", "H": "cache_hits"}
@@ -59,6 +61,7 @@ class MainScreen(FleetScreen):
         ZOOM,
         ALL_PROCESSES,
         Binding("x,delete", "dismiss", "Dismiss ended", show=False),
+        # `A` (attach to the process under the cursor, issue 17) belongs here, beside x.
         STOP,
         LOG,
         REVERSE,

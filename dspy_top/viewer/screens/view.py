@@ -20,16 +20,15 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer.components.empty_state import EmptyState
 from dspy_top.viewer.components.filter_bar import FilterBar
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.job_log import JobLog
 from dspy_top.viewer.components.status_line import StatusLine
-from dspy_top.viewer.screens.inspect import InspectScreen
 
 if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
     from dspy_top.viewer.app import TopApp
 
 NARROW_BELOW = 100  # columns: below this the screens switch to their narrow layout
@@ -264,6 +263,8 @@ class FleetScreen(Screen):
     def inspect(self, event: HistoryTable.Chosen) -> None:
         """Enter on a history row: that call in full (the one under the cursor when the key was
         pressed), ←/→ through the calls the pane shows."""
+        from dspy_top.viewer.screens.inspect import InspectScreen  # not needed for the first frame
+
         calls = list(self.query_one(HistoryTable).calls)
         index = next((i for i, c in enumerate(calls) if c.key == event.call.key), None)
         if index is None:
