@@ -24,18 +24,23 @@ def count(value: int) -> str:
     return tokens(value)
 
 
+def compact(value: int) -> str:
+    """A count in at most 5 characters, for narrow columns (errors, cache hits): 9,999 · 12.3K · 1.23M."""
+    return f"{value:,}" if value < 10_000 else tokens(value)
+
+
 def tokens(value: float) -> str:
-    """1,234 · 12.3K · 1.92M · 123M · 4.56G: at most 5 characters."""
+    """1,234 · 12.3K · 1.92M · 123M · 4.56G: at most 5 characters (below a trillion)."""
     value = float(value)
-    if value < 10_000:
+    if value < 9_999.5:
         return f"{value:,.0f}"
-    if value < 1_000_000:
-        return f"{value / 1000:.1f}K" if value < 100_000 else f"{value / 1000:.0f}K"
-    if value < 100_000_000:
-        return f"{value / 1_000_000:.2f}M" if value < 10_000_000 else f"{value / 1_000_000:.1f}M"
-    if value < 1_000_000_000:
-        return f"{value / 1_000_000:.0f}M"
-    return f"{value / 1_000_000_000:.2f}G"
+    # Each step up where rounding would carry into one more digit (99,960 is 100K, not 100.0K).
+    for limit, divisor, suffix, digits in ((99_950, 1e3, "K", 1), (999_500, 1e3, "K", 0), (9_995_000, 1e6, "M", 2),
+                                          (99_950_000, 1e6, "M", 1), (999_500_000, 1e6, "M", 0),
+                                          (9_995_000_000, 1e9, "G", 2), (99_950_000_000, 1e9, "G", 1)):
+        if value < limit:
+            return f"{value / divisor:.{digits}f}{suffix}"
+    return f"{value / 1e9:.0f}G"
 
 
 def dollars(value: float) -> str:

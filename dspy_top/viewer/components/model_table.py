@@ -20,14 +20,14 @@ FIXED = (
     Column("rate", "TOK/S", 5),
     Column("output_rate", "OUT/S", 5),
     Column("cost", "COST", 9),
-    Column("errors", "ERR", 4),
-    Column("hits", "HITS", 6),
+    Column("errors", "ERR", 5),
+    Column("hits", "HITS", 5),
 )
 NARROW = (
     Column("calls", "CALLS", 7),
     Column("output_rate", "OUT/S", 5),
     Column("cost", "COST", 9),
-    Column("hits", "HITS", 6),
+    Column("hits", "HITS", 5),
 )
 
 
@@ -56,8 +56,8 @@ class ModelTable(KeyedTable):
                 "completion": fmt.tokens(c.completion_tokens), "rate": fmt.rate(row.tokens_per_sec),
                 "output_rate": fmt.rate(row.output_tokens_per_sec),
                 "cost": Text(fmt.cost(c), style="yellow" if c.unpriced_calls else ""),
-                "errors": Text(fmt.count(c.errors), style="bold red" if c.errors else "dim"),
-                "hits": fmt.count(c.cache_hits),
+                "errors": Text(fmt.compact(c.errors), style="bold red" if c.errors else "dim"),
+                "hits": fmt.compact(c.cache_hits),
             }
             rows.append((row.model, [cells[column.key] for column in self.table_columns]))
         self.sync(rows)

@@ -29,8 +29,8 @@ WIDE = (
     Column("share", "%COST", 5, sort="share"),
     Column("p50", "P50", 6, sort="p50"),
     Column("p95", "P95", 6, sort="p95"),
-    Column("errors", "ERR", 4, sort="errors"),
-    Column("cache_hits", "HITS", 6, sort="cache_hits"),
+    Column("errors", "ERR", 5, sort="errors"),
+    Column("cache_hits", "HITS", 5, sort="cache_hits"),
     Column("saved", "SAVED", 9, sort="saved"),
 )
 NARROW = (
@@ -39,8 +39,8 @@ NARROW = (
     Column("cost", "COST", 9, sort="cost"),
     Column("share", "%COST", 5, sort="share"),
     Column("p95", "P95", 6, sort="p95"),
-    Column("errors", "ERR", 4, sort="errors"),
-    Column("cache_hits", "HITS", 6, sort="cache_hits"),
+    Column("errors", "ERR", 5, sort="errors"),
+    Column("cache_hits", "HITS", 5, sort="cache_hits"),
 )
 SORT_NAMES = {
     "module": "module", "state": "state", "calls": "calls", "in_flight": "in flight",
@@ -197,9 +197,9 @@ class ModuleTable(SortableColumns, KeyedTable):
         if key == "p95":
             return fmt.seconds(c.p95)
         if key == "errors":
-            return Text(fmt.count(c.errors), style="bold red" if c.errors else "dim")
+            return Text(fmt.compact(c.errors), style="bold red" if c.errors else "dim")
         if key == "cache_hits":
-            return fmt.count(c.cache_hits)
+            return fmt.compact(c.cache_hits)
         if key == "saved":
             return Text(fmt.dollars(c.cost_saved_usd), style="cyan") if c.cost_saved_usd else Text("-", style="dim")
         return ""
