@@ -52,9 +52,7 @@ def test_inspect_call(snap_compare):
             await pilot.pause(0.01)
         table = pilot.app.query_one(HistoryTable)
         table.focus()
-        table.set_follow(False)
-        table.move_cursor(row=table.row_count - 2)
-        await pilot.press("enter")
+        await pilot.press("up", "enter")  # the call before the newest
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=open_call)
@@ -62,3 +60,18 @@ def test_inspect_call(snap_compare):
 
 def test_help(snap_compare):
     assert snap_compare(make_app(), terminal_size=(80, 24), press=["question_mark"])
+
+
+def test_stop_question_over_the_screen(snap_compare):
+    assert snap_compare(make_app(processes=1), terminal_size=(120, 40), press=["k"])
+
+
+def test_zoomed_history(snap_compare):
+    async def zoom(pilot):
+        while not pilot.app.screen_stack[0].is_mounted:
+            await pilot.pause(0.01)
+        pilot.app.query_one(HistoryTable).focus()
+        await pilot.press("z")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=zoom)

@@ -109,7 +109,9 @@ class KeyedTable(DataTable):
         """Change a header's text or style in place (the sorted column's)."""
         for index, column in enumerate(self._columns):
             if column.key == column_key:
-                self.columns[column_key].label = self._fit(index, column, Text(label, style=style))  # type: ignore[index]
+                text = Text(label)
+                text.stylize(style)  # the label's letters only, not the padding that justifies it
+                self.columns[column_key].label = self._fit(index, column, text)  # type: ignore[index]
         self.refresh()
 
     def set_title(self, title: str) -> None:
