@@ -25,10 +25,11 @@ subcommands:
   dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
   dspy-top detach PID            remove what `dspy-top attach` put into it
 
-keys (in the viewer; ? shows them all):
-  q quit   space pause   / filter   < > sort column   enter expand / inspect
-  t tree   f follow      p processes   m models   o optimizer   tab next pane   ? help
-  k stop the focused job (asks first; its next LM call ends the run)
+keys (in the viewer; ? or F1 shows them all):
+  q quit   space pause   / filter (also searches prompts and responses)   < > sort column
+  enter expand / inspect   t tree   f follow   p processes   m models   o optimizer
+  z zoom a pane   escape leave a mode   d refresh interval   tab next pane   ? help
+  k stop a job (asks first; its next LM call ends the run)
 
 batch mode:
   dspy-top -b -n 1 --json      one JSON snapshot (schema in docs/batch-json.md)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from dspy_top.viewer.app import run_viewer
 
     return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget,
-                      directory=located.path, notice=located.warning)
+                      directory=located.path, notice=located.warning, history=args.history)
 
 
 if __name__ == "__main__":

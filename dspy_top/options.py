@@ -22,6 +22,16 @@ def positive_number(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
 def price_option(text: str) -> Any:
     """`MODEL=IN/OUT[/CACHED]` as a (model, Price) pair."""
     from dspy_top.pricing import parse_price
@@ -40,6 +50,8 @@ def add_display_options(group: Any, *, batch_help: str, iterations_help: str) ->
     group.add_argument("-n", "--iterations", type=int, metavar="N", help=iterations_help)
     group.add_argument("--json", action="store_true",
                        help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
+    group.add_argument("--history", type=positive_int, default=10_000, metavar="CALLS",
+                       help="calls the live view holds for its history pane, newest kept (default 10000)")
 
 
 def check_display_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

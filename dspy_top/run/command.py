@@ -132,7 +132,7 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
         else:
             if job.notice:
                 say(job.notice)
-            code = watch_interactive(job, args.delay)
+            code = watch_interactive(job, args.delay, history=args.history)
         return code
     finally:
         if job.returncode() is None:

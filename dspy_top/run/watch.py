@@ -28,14 +28,14 @@ def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None
     return Collector(fleet, directory=runtime_dir, targets=JobFamily(job.pid), rescan_every=JOB_RESCAN)
 
 
-def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None) -> int:
+def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None, history: int = 10_000) -> int:
     """The live view until the user quits; stops the job if it still runs then. The job's status."""
     from dspy_top.viewer.app import TopApp
 
     def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
         from dspy_top.model import Fleet
 
-        fleet = Fleet()
+        fleet = Fleet(history_capacity=history)
         return fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir)
 
     app = TopApp(None, delay=delay, job=job, notice=job.notice, runtime_dir=runtime_dir or job.runtime_dir,

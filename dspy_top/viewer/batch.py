@@ -43,6 +43,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
         "totals": {
             **totals.to_json(),
             "tokens_per_sec": round(snapshot.tokens_per_sec, 3),
+            "output_tokens_per_sec": round(snapshot.output_tokens_per_sec, 3),
             "tokens_per_sec_avg": round(snapshot.tokens_per_sec_avg, 3),
             "cost_per_min": round(snapshot.cost_per_min, 10),
             "cache_hit_rate": totals.cache_hit_rate,
@@ -57,7 +58,9 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
             }
             for node in leaves
         ],
-        "models": [{"model": row.model, **row.counters.to_json(), "price_override": row.price_override}
+        "models": [{"model": row.model, **row.counters.to_json(), "price_override": row.price_override,
+                    "tokens_per_sec": round(row.tokens_per_sec, 3),
+                    "output_tokens_per_sec": round(row.output_tokens_per_sec, 3)}
                    for row in snapshot.models],
         "scopes": [
             {
@@ -137,7 +140,8 @@ def snapshot_text(snapshot: Snapshot) -> str:
         f"{len(snapshot.in_view)} process{'es' if len(snapshot.in_view) != 1 else ''} ({snapshot.live} live), "
         f"{t.calls:,} calls ({t.in_flight} in flight)",
         f"Tokens: {fmt.tokens(t.prompt_tokens)} in, {fmt.tokens(t.completion_tokens)} out, "
-        f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now, {fmt.rate(snapshot.tokens_per_sec_avg)} avg",
+        f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now ({fmt.rate(snapshot.output_tokens_per_sec)} out/s), "
+        f"{fmt.rate(snapshot.tokens_per_sec_avg)} avg",
         f"Cost: {fmt.cost(t)}" + (f" ({t.unpriced_calls} unpriced calls)" if t.unpriced_calls else "")
         + f", {fmt.dollars(snapshot.cost_per_min)}/min, cache {fmt.percent(t.cache_hit_rate)} "
         f"({t.cache_hits:,} hits, saved {fmt.dollars(t.cost_saved_usd)})",
