@@ -12,24 +12,22 @@ import sys
 from typing import Any
 
 
-def positive_number(text: str) -> float:
+def _positive(text: str, kind: type, what: str) -> Any:
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value
+
+
+def positive_number(text: str) -> float:
+    return _positive(text, float, "a number")
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
+    return _positive(text, int, "a whole number")
 
 
 def price_option(text: str) -> Any:

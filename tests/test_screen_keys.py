@@ -311,13 +311,16 @@ def test_dismissing_the_ended_job_asks_first_and_leaves_no_ghost_row():
 # --- the inspector ------------------------------------------------------------------------------------
 
 
+async def open_newest_call(app, pilot) -> InspectScreen:
+    app.screen.query_one(HistoryTable).focus()
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.answer, "the payload")
+    return app.screen
+
+
 def test_the_inspector_opens_on_the_response_jumps_between_sections_and_shows_inspect_history():
     async def script(app, pilot):
-        history = app.screen.query_one(HistoryTable)
-        history.focus()
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.answer, "the payload")
-        screen = app.screen
+        screen = await open_newest_call(app, pilot)
         body = str(screen.query_one("#inspect-text").render())
         assert body.index("── Response ──") < body.index("── System message ──") < body.index("── User message ──")
         await pilot.press("i")
@@ -334,11 +337,7 @@ def test_the_inspector_opens_on_the_response_jumps_between_sections_and_shows_in
 
 def test_tab_jumps_from_section_to_section():
     async def script(app, pilot):
-        history = app.screen.query_one(HistoryTable)
-        history.focus()
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.answer, "the payload")
-        scroll = app.screen.query_one("#inspect-body")
+        scroll = (await open_newest_call(app, pilot)).query_one("#inspect-body")
         positions = []
         for _ in range(3):
             await pilot.press("tab")

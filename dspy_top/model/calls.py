@@ -198,19 +198,28 @@ class History:
         return None
 
     def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None,
-               texts: Mapping[tuple[str, int], str] | None = None) -> tuple[CallSummary, ...]:
-        """The newest `limit` calls passing the filters, oldest first."""
-        if process is None and (query is None or not query.text.strip()):
-            if limit >= len(self._calls):
-                return tuple(self._calls)  # the whole history: the common case, and the cheapest
+               texts: Mapping[tuple[str, int], str] | None = None,
+               unsettled: Mapping[str, int] | None = None) -> tuple[CallSummary, ...]:
+        """The newest `limit` calls passing the filters, oldest first, leaving out each process's
+        newest `unsettled[process]` calls (received, not yet counted by a stats frame)."""
+        held = self._calls
+        hide = {key: n for key, n in (unsettled or {}).items() if n > 0}
+        if process is None and (query is None or not query.text.strip()) and not hide:
+            if limit >= len(held):
+                return tuple(held)  # the whole history: the common case, and the cheapest
             if limit <= 0:
                 return ()
         out: list[CallSummary] = []
         filtering = query is not None and bool(query.text.strip())
-        for call in reversed(self._calls):
+        for call in reversed(held):
             if len(out) >= limit:
                 break
-            if process is not None and call.process != process:
+            if hide:
+                left = hide.get(call[0])
+                if left:
+                    hide[call[0]] = left - 1
+                    continue
+            if process is not None and call[0] != process:
                 continue
             if filtering and not query.matches(call, texts):
                 continue

@@ -184,7 +184,8 @@ class Fleet:
             key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
         scopes = tuple(s for p in in_view for s in p.scopes.values())
         optimizers = derive_optimizers(scopes, now)
-        calls = self.history.recent(history_limit, query, focus, self.payload_texts)
+        unsettled = {key: p.unsettled for key, p in self.processes.items() if p.unsettled}
+        calls = self.history.recent(history_limit, query, focus, self.payload_texts, unsettled)
         return Snapshot(
             at=now, focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
@@ -192,7 +193,8 @@ class Fleet:
             output_tokens_per_sec=output_per_sec, series_bucket=self.bucket,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
             modules=tree, models=model_rows, scopes=scopes,
-            calls=calls, history_size=len(self.history), history_added=self.history.added,
+            calls=calls, history_size=len(self.history) - sum(unsettled.values()),
+            history_added=self.history.added,
             dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
             internal_errors=sum(p.internal_errors for p in in_view),
             tool_calls=sum(p.tool_calls for p in in_view),

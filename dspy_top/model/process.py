@@ -1,9 +1,9 @@
 """One attached process: its hello, its exact counters (from `stats` frames), rates, scopes and state.
 
 Call events only feed the history; every total comes from `stats`, `snapshot` and `exit`
-frames, which are exact even when call events were dropped. A call event joins the history
-once the next `stats` frame (which the process computes after sending it, so it counts it)
-is folded: the history never holds a call the totals do not count yet. The rates start from
+frames, which are exact even when call events were dropped. A call event is shown once the
+next `stats` frame (which the process computes after sending it, so it counts it) is folded:
+snapshots never show a call the totals do not count yet. The rates start from
 the recent calls a `snapshot` carries, so the first frame already says how busy the job is.
 """
 
@@ -30,9 +30,9 @@ ENDED = "ended"  # sent `exit`: final numbers
 LOST = "lost"  # the connection broke without an `exit`
 FAILED = "failed"  # never attached (bad socket, wrong version, permission)
 NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
-# Call events held back waiting for the `stats` frame that counts them; past this many (a process
-# that sends no stats), they join the history anyway.
-STAGED_LIMIT = 20_000
+# Call events left out of snapshots while waiting for the `stats` frame that counts them; past this
+# many (a process that sends no stats), they are shown anyway.
+UNSETTLED_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,9 @@ class ProcessState:
         self.cost_rate = RateWindow(window)
         self.module_rates: dict[str, RateWindow] = {}
         self.model_rates: dict[str, tuple[RateWindow, RateWindow]] = {}  # (all tokens, output tokens)
-        self._staged: list[CallSummary] = []  # call events waiting for the stats frame that counts them
-        self._staged_keys: set[tuple[str, int]] = set()
+        # Call events received since the last stats frame: the newest of this process's calls in the
+        # history, which snapshots leave out until a stats frame counts them.
+        self.unsettled = 0
         self.token_series = BucketSeries(bucket, series_length)
         self.cost_series = BucketSeries(bucket, series_length)
         self._last_tokens: int | None = None
@@ -175,30 +176,24 @@ class ProcessState:
         # payload answers go to whoever asked; they hold nothing to fold here.
 
     def _fold_calls(self, rows: tuple[tuple, ...], history: History) -> None:
-        """Call events: the bulk of a busy process's stream. Staged until the next stats frame counts them."""
-        repricer, new, prefix = self.repricer, tuple.__new__, (self.key, self.pid)
-        staged, staged_keys, held = self._staged, self._staged_keys, history.holds
+        """Call events: the bulk of a busy process's stream. They join the history at once, counted as
+        `unsettled` (left out of snapshots) until the next stats frame counts them."""
+        repricer, add, new, prefix = self.repricer, history.add, tuple.__new__, (self.key, self.pid)
+        added = 0
         for row in rows:
             call = new(CallSummary, prefix + row)  # CallSummary.from_row, inlined: this loop is the hot path
-            key = (call[0], call[2])
-            if key in staged_keys or held(key):
-                continue
             if repricer:
                 call = repricer.call(call)
-            staged.append(call)
-            staged_keys.add(key)
-            if call.scopes:
-                self._late_call(call)  # now, in stream order: after its scope's end message or not
+            if add(call):
+                added += 1
+                if call[18]:  # scopes
+                    self._late_call(call)
         self.events += len(rows)
-        if len(staged) > STAGED_LIMIT:
-            self.settle(history)
+        self.unsettled = min(UNSETTLED_LIMIT, self.unsettled + added)
 
-    def settle(self, history: History) -> None:
-        """The staged call events join the history (a stats frame now counts them, or the stream ended)."""
-        if self._staged:
-            history.extend(self._staged)
-            self._staged = []
-            self._staged_keys = set()
+    def settle(self, history: History | None = None) -> None:
+        """The calls received so far are counted by the totals (a stats frame came, or the stream ended)."""
+        self.unsettled = 0
 
     def _fold_stats(self, stats: StatsRecord, now: float) -> None:
         raw_totals = Counters.from_record(stats.totals)
