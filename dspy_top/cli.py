@@ -90,14 +90,13 @@ def _money(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[d
     """Prices from the options, else the environment, else the config file; the budget from `--budget` only.
 
     The config file's `[budget]` and DSPY_TOP_BUDGET set each job's own guard, shown as the jobs report it.
+    A bad price anywhere is a usage error (exit status 2) that says where it is.
     """
     from dspy_top import config
 
-    try:
-        file = config.load_file()
-        prices = config.prices(dict(args.prices or ()), file)
-    except (ValueError, TypeError, KeyError) as exc:
-        parser.exit(2, f"dspy-top: bad configuration: {exc}\n")
+    prices, problems = config.viewer_prices(dict(args.prices or ()))
+    if problems:
+        parser.exit(2, "".join(f"dspy-top: bad setting: {problem}\n" for problem in problems))
     return prices, args.budget
 
 

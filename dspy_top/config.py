@@ -1,4 +1,4 @@
-"""Settings from the config file and the environment, shared by the job and the viewer.
+"""Settings from the config file and the environment, checked in one place for the job and the viewer.
 
 `<platformdirs user_config_dir>/dspy-top/config.toml` (or `$DSPY_TOP_CONFIG`):
 
@@ -13,18 +13,65 @@
     "openai/gpt-4o" = 2.0
 
 Environment: DSPY_TOP_BUDGET (USD), DSPY_TOP_ON_EXCEED, DSPY_TOP_PRICES
-("MODEL=IN/OUT,MODEL=IN/OUT"). Explicit arguments beat the environment, which beats the file.
+("MODEL=IN/OUT,MODEL=IN/OUT"), DSPY_TOP_HISTORY, DSPY_TOP_QUEUE, DSPY_TOP_VIEWER_BUFFER,
+DSPY_TOP_MAX_VIEWERS, DSPY_TOP_EXIT_WAIT. Explicit arguments beat the environment, which
+beats the file.
+
+`job_settings()` reads every setting of an instrumented job and returns the problems it
+found beside them: the job warns about each and goes on without that setting (a setting
+never raises into a job), while `dspy-top run` and `dspy-top demo` refuse to start a job
+with any (exit status 2). `viewer_prices()` does the same for the viewer's prices.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from dspy_top import paths
-from dspy_top.pricing import Price, normalize, parse_price
+from dspy_top.pricing import Price, normalize_one, parse_price
+
+ON_EXCEED = ("warn", "raise", "stop")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What an instrumented job runs with; every field already checked."""
+
+    history: int = 1000  # calls kept in full for the history pane
+    queue: int = 10_000  # events buffered for viewers
+    viewer_buffer: int = 4 * 1024 * 1024  # bytes a viewer may lag behind before it loses call events
+    max_viewers: int = 64  # viewers attached at once; more are refused with a message
+    exit_wait: float = 0.0  # seconds a job ending before any viewer attached waits for one
+    prices: dict[str, Price] = field(default_factory=dict)
+    budget_usd: float | None = None
+    on_exceed: str = "warn"
+    module_budgets: dict[str, float] = field(default_factory=dict)
+    model_budgets: dict[str, float] = field(default_factory=dict)
+
+
+# Numeric settings: (environment variable, field, parse, lowest, highest).
+_LIMITS = (
+    ("DSPY_TOP_HISTORY", "history", "count", 1, 1_000_000),
+    ("DSPY_TOP_QUEUE", "queue", "count", 1, 10_000_000),
+    ("DSPY_TOP_VIEWER_BUFFER", "viewer_buffer", "size", 64 * 1024, 1 << 30),
+    ("DSPY_TOP_MAX_VIEWERS", "max_viewers", "count", 1, 4096),
+    ("DSPY_TOP_EXIT_WAIT", "exit_wait", "seconds", 0, 60),
+)
+_SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*(k|m|g)?(i?b)?\s*$")
+_UNITS = {None: 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+class Problems(list):
+    """What was wrong with the settings, one sentence each."""
+
+    def note(self, where: str, value: Any, why: str) -> None:
+        self.append(f"{where}={value!r}: {why}")
 
 
 def config_file() -> Path:
@@ -40,26 +87,167 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
-    except (tomllib.TOMLDecodeError, OSError) as exc:
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def prices(explicit: dict[str, Any] | None = None, file: dict[str, Any] | None = None) -> dict[str, Price]:
-    merged = normalize((file or {}).get("prices"))
-    for item in filter(None, os.environ.get("DSPY_TOP_PRICES", "").split(",")):
-        model, price = parse_price(item.strip())
-        merged[model] = price
-    merged.update(normalize(explicit))
+def _read_file(problems: Problems, environ: Mapping[str, str]) -> dict[str, Any]:
+    override = environ.get("DSPY_TOP_CONFIG")
+    try:
+        return load_file(Path(override) if override else None)
+    except ValueError as exc:
+        problems.append(f"the config file is ignored: {exc}")
+        return {}
+
+
+def job_settings(explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                 file: Mapping[str, Any] | None = None) -> tuple[JobSettings, list[str]]:
+    """An instrumented job's settings and what was wrong with them (each bad one left at its default).
+
+    `explicit`: `instrument()`'s arguments (None means not given); `file`: the parsed config
+    file (read from `DSPY_TOP_CONFIG` or the default path when not given).
+    """
+    environ = os.environ if environ is None else environ
+    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
+    problems = Problems()
+    if file is None:
+        file = _read_file(problems, environ)
+    settings = JobSettings()
+    changes: dict[str, Any] = {}
+    for variable, name, kind, low, high in _LIMITS:
+        if name in explicit:
+            where, text = name, explicit[name]
+        elif environ.get(variable, "").strip():
+            where, text = variable, environ[variable]
+        else:
+            continue
+        value = _number(text, kind, low, high, where, problems)
+        if value is not None:
+            changes[name] = value
+    changes["prices"] = _prices(explicit.get("prices"), environ, file, problems)
+    budget = file.get("budget") if isinstance(file, Mapping) else None
+    if budget is not None and not isinstance(budget, Mapping):
+        problems.note("config file [budget]", budget, "not a table")
+        budget = {}
+    budget = budget or {}
+    for name, key, variable in (("budget_usd", "usd", "DSPY_TOP_BUDGET"), ("on_exceed", "on_exceed", "DSPY_TOP_ON_EXCEED")):
+        check = _usd if name == "budget_usd" else _action
+        candidates = [(name, explicit.get(name)), (variable, environ.get(variable) or None),
+                      (f"config file [budget] {key}", budget.get(key))]
+        for where, value in candidates:
+            if value is None:
+                continue
+            checked = check(value, where, problems)
+            if checked is not None:
+                changes[name] = checked
+                break
+    for name, key in (("module_budgets", "modules"), ("model_budgets", "models")):
+        given = explicit.get(name)
+        where = name if given is not None else f"config file [budget.{key}]"
+        changes[name] = _budgets(given if given is not None else budget.get(key), where, problems)
+    return replace(settings, **changes), list(problems)
+
+
+def viewer_prices(explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                  file: Mapping[str, Any] | None = None) -> tuple[dict[str, Price], list[str]]:
+    """The viewer's prices (options, then the environment, then the file) and what was wrong with them."""
+    environ = os.environ if environ is None else environ
+    problems = Problems()
+    if file is None:
+        file = _read_file(problems, environ)
+    return _prices(explicit, environ, file, problems), list(problems)
+
+
+# --- one setting each --------------------------------------------------------------------
+
+
+def _number(text: Any, kind: str, low: float, high: float, where: str, problems: Problems) -> float | int | None:
+    try:
+        if kind == "size" and isinstance(text, str):
+            match = _SIZE.match(text)
+            if match is None:
+                raise ValueError
+            value: float = float(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None]
+        elif isinstance(text, bool):
+            raise ValueError
+        else:
+            value = float(text) if kind == "seconds" else float(str(text).strip())
+    except (TypeError, ValueError, OverflowError):
+        unit = {"count": "a whole number", "size": "a size in bytes (e.g. 4194304 or 4MiB)", "seconds": "seconds"}[kind]
+        problems.note(where, text, f"expected {unit}")
+        return None
+    if not math.isfinite(value):
+        problems.note(where, text, "not a finite number")
+        return None
+    if kind == "count" and value != int(value):
+        problems.note(where, text, "expected a whole number")
+        return None
+    if not low <= value <= high:
+        problems.note(where, text, f"must be between {low:,} and {high:,}")
+        return None
+    return float(value) if kind == "seconds" else int(value)
+
+
+def _usd(value: Any, where: str, problems: Problems) -> float | None:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        usd = float(value)
+    except (TypeError, ValueError, OverflowError):
+        problems.note(where, value, "expected an amount in USD, e.g. 5 or 0.25")
+        return None
+    if not math.isfinite(usd) or usd <= 0:
+        problems.note(where, value, "the budget must be a positive amount in USD")
+        return None
+    return usd
+
+
+def _action(value: Any, where: str, problems: Problems) -> str | None:
+    if value in ON_EXCEED:
+        return value
+    problems.note(where, value, f"expected one of {', '.join(ON_EXCEED)}")
+    return None
+
+
+def _budgets(table: Any, where: str, problems: Problems) -> dict[str, float]:
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping):
+        problems.note(where, table, "expected a table of name = USD")
+        return {}
+    out: dict[str, float] = {}
+    for name, value in table.items():
+        usd = _usd(value, f"{where} {name!r}", problems)
+        if usd is not None:
+            out[str(name)] = usd
+    return out
+
+
+def _prices(explicit: Any, environ: Mapping[str, str], file: Mapping[str, Any], problems: Problems) -> dict[str, Price]:
+    merged: dict[str, Price] = {}
+    table = file.get("prices") if isinstance(file, Mapping) else None
+    _merge(merged, table, "config file [prices]", problems)
+    for item in filter(None, (part.strip() for part in environ.get("DSPY_TOP_PRICES", "").split(","))):
+        _parse_into(merged, lambda: parse_price(item), "DSPY_TOP_PRICES", item, problems)
+    _merge(merged, explicit, "prices", problems)
     return merged
 
 
-def budget(file: dict[str, Any] | None = None) -> dict[str, Any]:
-    """{usd, on_exceed, modules, models} from the file and the environment."""
-    section = dict((file or {}).get("budget") or {})
-    out = {"usd": section.get("usd"), "on_exceed": section.get("on_exceed", "warn"),
-           "modules": dict(section.get("modules") or {}), "models": dict(section.get("models") or {})}
-    if os.environ.get("DSPY_TOP_BUDGET"):
-        out["usd"] = float(os.environ["DSPY_TOP_BUDGET"])
-    if os.environ.get("DSPY_TOP_ON_EXCEED"):
-        out["on_exceed"] = os.environ["DSPY_TOP_ON_EXCEED"]
-    return out
+def _merge(merged: dict[str, Price], table: Any, where: str, problems: Problems) -> None:
+    if table is None:
+        return
+    if not isinstance(table, Mapping):
+        problems.note(where, table, "expected a table of MODEL = \"IN/OUT\"")
+        return
+    for model, value in table.items():
+        _parse_into(merged, lambda: (str(model), normalize_one(model, value)), f"{where} {model!r}", value, problems)
+
+
+def _parse_into(merged: dict[str, Price], parse: Callable[[], tuple[str, Price]], where: str, value: Any,
+                problems: Problems) -> None:
+    try:
+        model, price = parse()
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        problems.note(where, value, str(exc) or "not a price")
+        return
+    merged[model] = price

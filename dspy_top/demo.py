@@ -12,7 +12,7 @@ import os
 import sys
 
 from dspy_top import options
-from dspy_top.run.command import add_job_options, run_command
+from dspy_top.run.command import add_job_options, refuse_bad_settings, run_command
 
 USAGE = ("dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
          "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]")
@@ -100,6 +100,8 @@ def main(argv: list[str]) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     env = dict(os.environ)
+    if refuse_bad_settings("dspy-top demo", args, env):
+        return 2
     # The demo never needs the network for prices: litellm's bundled table has the demo's model.
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env.pop("DSPY_TOP_DEMO_LM_URL", None)

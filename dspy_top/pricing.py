@@ -45,22 +45,34 @@ def parse_price(text: str) -> tuple[str, Price]:
         values = [float(p) for p in parts]
     except ValueError:
         raise ValueError(f"price {text!r}: rates must be numbers") from None
+    return model.strip(), _checked(values, text)
+
+
+def _checked(values: list[float], shown: Any) -> Price:
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError(f"price {shown!r}: rates must be finite numbers")
     if any(v < 0 for v in values):
-        raise ValueError(f"price {text!r}: rates cannot be negative")
-    return model.strip(), Price(*values)
+        raise ValueError(f"price {shown!r}: rates cannot be negative")
+    return Price(*values)
+
+
+def normalize_one(model: Any, value: Any) -> Price:
+    """One price given as a Price, (in, out[, cached]), "in/out[/cached]" or {"input":, "output":, "cached":}."""
+    if isinstance(value, Price):
+        return value
+    if isinstance(value, str):
+        return parse_price(f"{model}={value}")[1]
+    if isinstance(value, Mapping):
+        rates = [value["input"], value["output"]] + ([value["cached"]] if value.get("cached") is not None else [])
+    elif isinstance(value, (list, tuple)) and len(value) in (2, 3):
+        rates = list(value)
+    else:
+        raise ValueError(f"price {value!r}: expected \"IN/OUT\", (IN, OUT) or {{input, output}}")
+    if any(isinstance(rate, bool) for rate in rates):
+        raise ValueError(f"price {value!r}: rates must be numbers")
+    return _checked([float(rate) for rate in rates], value)
 
 
 def normalize(prices: Mapping[str, Any] | None) -> dict[str, Price]:
     """Accept {model: Price | (in, out[, cached]) | "in/out" | {"input":, "output":, "cached":}}."""
-    out: dict[str, Price] = {}
-    for model, value in (prices or {}).items():
-        if isinstance(value, Price):
-            out[model] = value
-        elif isinstance(value, str):
-            out[model] = parse_price(f"{model}={value}")[1]
-        elif isinstance(value, Mapping):
-            out[model] = Price(float(value["input"]), float(value["output"]),
-                               float(value["cached"]) if value.get("cached") is not None else None)
-        else:
-            out[model] = Price(*(float(v) for v in value))
-    return out
+    return {model: normalize_one(model, value) for model, value in (prices or {}).items()}

@@ -6,6 +6,7 @@ docs/protocol.md; this module owns framing, limits and the version check.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -61,11 +62,53 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """One framed message, ready to send."""
-    body = msgpack.packb(message, use_bin_type=True, default=_fallback)
+    """One framed message, ready to send.
+
+    Any text travels: a lone surrogate (an LM's broken JSON escape) or an undecodable byte of a
+    file name (Python's surrogateescape) is written as a visible escape instead of raising.
+    A message that is too large, or cannot be encoded at all, raises ProtocolError: the
+    sender drops that one message and goes on.
+    """
+    try:
+        body = msgpack.packb(message, use_bin_type=True, default=_fallback)
+    except Exception:
+        # The slow path, only for what the fast one refused: every value made plain first.
+        try:
+            body = msgpack.packb(plain(message), use_bin_type=True)
+        except Exception as exc:
+            raise ProtocolError(f"unencodable message ({type(exc).__name__})") from None
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
     return HEADER.pack(len(body)) + body
+
+
+def encode_with(frame: bytes, extra: dict[str, Any]) -> bytes:
+    """`frame` (an encoded map without these keys) with `extra`'s keys added.
+
+    Lets a frame that differs per viewer in one field (its `dropped_viewer`) be encoded once.
+    """
+    body = memoryview(frame)[HEADER.size:]
+    first = body[0]
+    if 0x80 <= first <= 0x8F:
+        count, skip = first & 0x0F, 1
+    elif first == 0xDE:
+        count, skip = struct.unpack_from(">H", body, 1)[0], 3
+    elif first == 0xDF:
+        count, skip = struct.unpack_from(">I", body, 1)[0], 5
+    else:
+        raise ProtocolError("not an encoded map")
+    count += len(extra)
+    if count <= 0x0F:
+        head = bytes((0x80 | count,))
+    elif count <= 0xFFFF:
+        head = b"\xde" + struct.pack(">H", count)
+    else:
+        head = b"\xdf" + struct.pack(">I", count)
+    tail = b"".join(msgpack.packb(key) + msgpack.packb(plain(value)) for key, value in extra.items())
+    size = len(head) + len(body) - skip + len(tail)
+    if size > MAX_FRAME:
+        raise ProtocolError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+    return b"".join((HEADER.pack(size), head, body[skip:], tail))
 
 
 def _fallback(value: Any) -> Any:
@@ -73,6 +116,66 @@ def _fallback(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return repr(value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT_RANGE = (-(1 << 63), (1 << 64) - 1)
+_MAX_DEPTH = 64
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """A copy of `value` that msgpack can always encode: text made valid UTF-8, integers out of
+    msgpack's range as text, containers as lists and maps, anything else as its repr."""
+    kind = type(value)
+    if kind is str:
+        return text(value)
+    if value is None or kind is bool or kind is float or kind is bytes:
+        return value
+    if isinstance(value, int):
+        return int(value) if _INT_RANGE[0] <= value <= _INT_RANGE[1] else str(value)
+    if isinstance(value, float):
+        return float(value)
+    if depth >= _MAX_DEPTH:
+        return "…"
+    if isinstance(value, dict):
+        return {_plain_key(key): plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(item, depth + 1) for item in value]
+    if isinstance(value, str):
+        return text(str.__str__(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return text(_safe_repr(value))
+
+
+def _plain_key(key: Any) -> Any:
+    if key is None or type(key) in (bool, float):
+        return key
+    if type(key) is int and _INT_RANGE[0] <= key <= _INT_RANGE[1]:
+        return key
+    return text(key) if type(key) is str else plain(str(key) if isinstance(key, (str, int)) else _safe_repr(key))
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def text(value: str) -> str:
+    """`value` as valid UTF-8 text: each surrogate becomes a visible escape (`\\xe9` for an
+    undecodable byte kept by surrogateescape, `\\ud800` for a lone surrogate)."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escape_surrogate, value)
+
+
+def _escape_surrogate(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def decode_body(body: bytes | memoryview) -> dict[str, Any]:

@@ -399,12 +399,18 @@ def test_a_calls_batch_too_large_to_send_is_counted_and_the_server_goes_on(runti
     recorder = Recorder()
     server = SocketServer(recorder, hello=dict, materialize=dict)
     near, far = socket.socketpair()
-    viewer = server.viewers[near.fileno()] = ViewerConnection(near)
+    near.setblocking(False)
+    viewer = server.viewers[near.fileno()] = ViewerConnection(near, server.stream.end, server.private_limit)
     huge = [1, 1] + ["x" * (protocol.MAX_FRAME + 1)] + [None] * (len(protocol.CALL_FIELDS) - 3)
-    server._send_calls([tuple(huge)])
-    assert recorder.internal_errors == 1 and not viewer.outbox
-    server._send_calls([(2,) + (None,) * (len(protocol.CALL_FIELDS) - 1)])
-    assert viewer.outbox  # the next batch goes out
+    server._publish_calls([tuple(huge)])
+    assert recorder.internal_errors == 1
+    server._write(viewer)
+    assert viewer.dropped == 1  # the lost batch counts as this viewer's dropped calls
+    server._publish_calls([(2,) + (None,) * (len(protocol.CALL_FIELDS) - 1)])
+    server._write(viewer)  # the next batch goes out
+    far.settimeout(5)
+    (message,) = protocol.FrameReader().feed(far.recv(65536))
+    assert message["t"] == "calls" and [row[0] for row in message["rows"]] == [2]
     near.close()
     far.close()
 
@@ -418,12 +424,13 @@ def test_one_tick_sends_everything_queued_since_the_last(runtime_dir):
     recorder = Recorder(queue_capacity=12_000)
     server = SocketServer(recorder, hello=dict, materialize=dict)
     near, far = socket.socketpair()
-    viewer = server.viewers[near.fileno()] = ViewerConnection(near)
+    server.viewers[near.fileno()] = ViewerConnection(near, server.stream.end, server.private_limit)
     for _ in range(11_000):
         recorder.finish(recorder.begin("P.predict", "Predict", ("P", "Predict"), "m"), prompt_tokens=3)
-    server._broadcast_events()
+    server._publish_events()
     reader = protocol.FrameReader()
-    rows = [row for message in reader.feed(bytes(viewer.outbox)) for row in message["rows"]]
+    frames = b"".join(frame.data for frame in server.stream.frames)
+    rows = [row for message in reader.feed(frames) for row in message["rows"]]
     assert len(rows) == 11_000 and [row[0] for row in rows] == list(range(1, 11_001))
     assert not recorder.events and recorder.dropped_events == 0
     near.close()

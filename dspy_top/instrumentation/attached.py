@@ -149,11 +149,12 @@ def detach() -> dict[str, Any]:
 
 def serve(instrumentation, directory: Path) -> None:
     """Start the socket server in the viewer's runtime directory (the job's environment may name another)."""
-    from dspy_top.instrumentation.payload import materialize
+    from dspy_top.instrumentation.payload import materialize, secrets_of
     from dspy_top.instrumentation.server import SocketServer
 
     server = SocketServer(instrumentation.recorder, instrumentation.hello, materialize,
-                          on_stop=instrumentation._stop_requested)
+                          on_stop=instrumentation._stop_requested, settings=instrumentation.settings,
+                          secrets_of=secrets_of)
     server.path = directory / server.path.name
     server.start()
     instrumentation.server = server

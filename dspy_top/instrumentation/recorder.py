@@ -30,8 +30,18 @@ from dspy_top.protocol import (BUDGET, CALL_FIELDS, COMPILE_END, COMPILE_START, 
 
 DEFAULT_HISTORY = 1000
 DEFAULT_QUEUE = 10_000
-# Finished evaluations and compiles kept for late viewers; running ones are always kept.
+# Finished evaluations and compiles kept for late viewers; running ones are always kept
+# (a frame lists at most this many, the newest).
 MAX_SCOPES = 500
+# A stats frame lists at most this many models and module paths: the rest (fewest calls
+# first) are summed into one entry named OTHER that says how many it holds. 30,000
+# distinct model names would otherwise make a frame of megabytes, every half second.
+MAX_MODELS = 100
+MAX_MODULES = 200
+OTHER = "(other)"
+# Budget alerts kept (and sent in every stats frame); a repeat of one (the same stop
+# request again) counts on the first instead of adding another.
+MAX_ALERTS = 50
 # Hot-path records waiting for a fold; past this the hot path waits for the lock to fold them.
 PENDING_LIMIT = 8000
 # The hot path folds only once this many calls are pending (readers fold whatever there is
@@ -294,7 +304,7 @@ class Recorder:
             record.response_model, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
             cost if billed else 0.0, saved if cache_hit else None, cache_hit, record.retries,
             type(error).__name__ if error is not None else None,
-            _short(str(error)) if error is not None else None, record.scopes, record.stream,
+            _error_text(error) if error is not None else None, record.scopes, record.stream,
         )
         cell = self.cells.get((record.path, record.model))
         if cell is None:
@@ -442,13 +452,27 @@ class Recorder:
         self.events.append(event)
 
     def budget_alert(self, alert: dict[str, Any]) -> None:
-        """A budget threshold was crossed (or a stop requested): kept for late viewers, sent now."""
+        """A budget threshold was crossed (or a stop requested): kept for late viewers, sent now.
+
+        Each alert goes out once: the same one again (a viewer asking to stop 20,000 times)
+        counts in the first one's `repeats`; past MAX_ALERTS distinct ones, `alerts_dropped`."""
         alert = {"at": self._clock(), **alert}
         with self.lock:
             self._fold_locked()
             if self.budget is None:
                 self.budget = {"on_exceed": None, "limits": [], "alerts": []}
-            self.budget["alerts"].append(alert)
+            alerts = self.budget["alerts"]
+            identity = _alert_identity(alert)
+            for kept in alerts:
+                if _alert_identity(kept) == identity:
+                    kept["repeats"] = kept.get("repeats", 0) + 1
+                    self.version += 1
+                    return
+            if len(alerts) >= MAX_ALERTS:
+                self.budget["alerts_dropped"] = self.budget.get("alerts_dropped", 0) + 1
+                self.version += 1
+                return
+            alerts.append(alert)
             self.version += 1
             self._enqueue({"t": BUDGET, **alert}, droppable=False)
 
@@ -472,17 +496,27 @@ class Recorder:
         """Take every queued event (the queue is bounded), oldest first: call events as
         protocol.CALL_FIELDS rows (tuples), every other event as its message map (with `seq`)."""
         with self.lock:
-            self._fold_locked()
-            for scope_id in self._progress_unsent:
-                state = self.scopes.get(scope_id)
-                if state is None:
-                    continue
-                self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": state["done"],
-                               "score_sum": state["score_sum"]}, droppable=True)
-            self._progress_unsent.clear()
-            events = list(self.events)
-            self.events.clear()
-            return events
+            return self._drain_locked()
+
+    def _drain_locked(self) -> list[dict[str, Any] | tuple]:
+        self._fold_locked()
+        for scope_id in self._progress_unsent:
+            state = self.scopes.get(scope_id)
+            if state is None:
+                continue
+            self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": state["done"],
+                           "score_sum": state["score_sum"]}, droppable=True)
+        self._progress_unsent.clear()
+        events = list(self.events)
+        self.events.clear()
+        return events
+
+    def drain_and_snapshot(self) -> tuple[list[dict[str, Any] | tuple], dict[str, Any]]:
+        """`drain()` and `snapshot()` at one instant (its calls as `rows`): every drained event
+        is in the snapshot and every later event is not, so a viewer attaching gets each once."""
+        with self.lock:
+            events = self._drain_locked()
+            return events, self._snapshot_locked()
 
     def stats(self) -> dict[str, Any]:
         """Every exact counter, as sent in `stats` frames."""
@@ -507,21 +541,35 @@ class Recorder:
             _counters_of(modules, path, by_model=True).in_flight = count
         for model, count in model_flight.items():
             _counters_of(models, model).in_flight = count
-        return {
+        models, models_folded = _fold_rare(models, MAX_MODELS)
+        modules, modules_folded = _fold_rare(modules, MAX_MODULES)
+        if models_folded:
+            for counters in modules.values():
+                _fold_by_model(counters, models)
+        scopes = [state for state in self.scopes.values() if all_scopes or state["state"] == "running"]
+        stats = {
             "at": self._clock(),
             "totals": totals.to_wire(),
-            "modules": [{"path": path, **self.module_info[path], **counters.to_wire()}
+            "modules": [{"path": path, **self.module_info.get(path, _NO_INFO), **counters.to_wire()}
                         for path, counters in modules.items()],
             "models": [{"model": model, **counters.to_wire()} for model, counters in models.items()],
-            "scopes": [{**state, "usage": self._scope_usage(sid, scope_flight)}
-                       for sid, state in self.scopes.items() if all_scopes or state["state"] == "running"],
+            "scopes": [{**state, "usage": self._scope_usage(state["id"], scope_flight)}
+                       for state in scopes[-MAX_SCOPES:]],
             "dropped_events": self.dropped_events,
             "internal_errors": self.internal_errors,
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
-            "budget": self.budget,
+            # A copy: the guard appends alerts from the job's threads while a frame is built.
+            "budget": None if self.budget is None else {
+                **self.budget, "alerts": [dict(alert) for alert in self.budget["alerts"]]},
             **({"before_attach": self.before_attach} if self.before_attach is not None else {}),
         }
+        for entries, folded in ((stats["modules"], modules_folded), (stats["models"], models_folded)):
+            if folded:
+                entries[-1]["folded"] = folded
+        if len(scopes) > MAX_SCOPES:
+            stats["scopes_omitted"] = len(scopes) - MAX_SCOPES
+        return stats
 
     def _in_flight(self) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
         """Calls in flight: in all, per module path, per model and per scope."""
@@ -562,10 +610,12 @@ class Recorder:
         """Everything a late viewer needs to catch up: stats, recent calls, every kept scope."""
         with self.lock:
             self._fold_locked()
-            stats = self._stats_locked(all_scopes=True)
-            rows = list(self.recent)
-            seq = self.sequence
-        return {"stats": stats, "calls": call_dicts(CALL_FIELDS, rows), "seq": seq}
+            snapshot = self._snapshot_locked()
+        return {"stats": snapshot["stats"], "calls": call_dicts(CALL_FIELDS, snapshot["rows"]), "seq": snapshot["seq"]}
+
+    def _snapshot_locked(self) -> dict[str, Any]:
+        """As `snapshot()`, the recent calls as rows (protocol.CALL_FIELDS)."""
+        return {"stats": self._stats_locked(all_scopes=True), "rows": list(self.recent), "seq": self.sequence}
 
     def add_before_attach(self, model: str | None, counters: Counters | None, summary: dict[str, Any]) -> None:
         """Calls DSPy's history recorded before `dspy-top attach`: they join the totals in a
@@ -589,6 +639,46 @@ class Recorder:
             return None if index is None else KeptCall(self.ring[index])
 
 
+_NO_INFO = {"class": "", "chain": []}
+
+
+def _fold_rare(table: dict[str, Counters], limit: int) -> tuple[dict[str, Counters], int]:
+    """At most `limit` entries: the busiest, then OTHER summing the rest. (table, how many OTHER holds)."""
+    if len(table) <= limit:
+        return table, 0
+    ranked = sorted(table.items(), key=lambda item: item[1].calls + item[1].in_flight, reverse=True)
+    kept = dict(ranked[:limit - 1])
+    other = Counters()
+    if any(counters.by_model is not None for _, counters in ranked):
+        other.by_model = {}
+    for _, counters in ranked[limit - 1:]:
+        other.add(counters)
+        other.in_flight += counters.in_flight
+        for model, cell in (counters.by_model or {}).items():
+            _add_cell(other.by_model, model, cell)
+    kept[OTHER] = other
+    return kept, len(ranked) - (limit - 1)
+
+
+def _fold_by_model(counters: Counters, models: dict[str, Counters]) -> None:
+    """A module's per-model tokens, with the models folded into OTHER summed there too."""
+    if not counters.by_model:
+        return
+    by_model: dict[str, list[int]] = {}
+    for model, cell in counters.by_model.items():
+        _add_cell(by_model, model if model in models else OTHER, cell)
+    counters.by_model = by_model
+
+
+def _add_cell(table: dict[str, list[int]], model: str, cell: list[int]) -> None:
+    kept = table.get(model)
+    table[model] = list(cell) if kept is None else [a + b for a, b in zip(kept, cell)]
+
+
+def _alert_identity(alert: dict[str, Any]) -> tuple:
+    return alert.get("level"), alert.get("scope"), alert.get("name"), alert.get("message")
+
+
 def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -> Counters:
     counters = table.get(key)
     if counters is None:
@@ -600,3 +690,11 @@ def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -
 
 def _short(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_text(error: BaseException) -> str:
+    """An exception's message, cut short; one whose `__str__` fails still gets a row."""
+    try:
+        return _short(str(error))
+    except Exception:
+        return f"<{type(error).__name__}: message unavailable>"

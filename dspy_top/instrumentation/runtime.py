@@ -1,7 +1,9 @@
 """`instrument()`: wires the recorder, the DSPy hooks and the socket server together, once per process.
 
 Also makes the process fork-aware (a forked child starts from zero with its own
-socket) and drains to viewers at exit.
+socket), drains to viewers at exit (multiprocessing children too: process_exit.py), and
+reads every setting through `config.job_settings`: a bad one is reported once on stderr
+and ignored, never raised into the job.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import __version__, config, protocol
+from dspy_top.config import JobSettings
+from dspy_top.instrumentation import process_exit
 from dspy_top.instrumentation.budget import Guard
 from dspy_top.instrumentation.hooks import Hooks
-from dspy_top.instrumentation.payload import materialize
-from dspy_top.instrumentation.recorder import DEFAULT_HISTORY, DEFAULT_QUEUE, Recorder
-from dspy_top.instrumentation.redact import known_secrets, scrub
+from dspy_top.instrumentation.payload import materialize, secrets_of
+from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.instrumentation.server import SocketServer
 
 _lock = threading.RLock()
@@ -30,8 +33,9 @@ _active: "Instrumentation | None" = None
 class Instrumentation:
     """The handle `dspy_top.instrument()` returns."""
 
-    def __init__(self, history: int, queue: int, serve: bool) -> None:
-        self.recorder = Recorder(history_capacity=history, queue_capacity=queue)
+    def __init__(self, settings: JobSettings, serve: bool) -> None:
+        self.settings = settings
+        self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue)
         self.hooks = Hooks(self.recorder)
         self.started_at = time.time()
         self.serve = serve
@@ -41,25 +45,19 @@ class Instrumentation:
         self.stop_reason: str | None = None
         self.guard: Guard | None = None
 
-    def configure(self, prices=None, budget_usd=None, on_exceed=None, module_budgets=None,
-                  model_budgets=None) -> None:
-        """Prices and budgets: explicit values, else the environment, else the config file."""
-        try:
-            file = config.load_file()
-        except ValueError as exc:
-            print(f"dspy-top: ignoring the config file: {exc}", file=sys.stderr)
-            file = {}
-        self.hooks.prices = config.prices(prices, file)
-        budget = config.budget(file)
-        limits = {
-            "total_usd": budget_usd if budget_usd is not None else budget["usd"],
-            "modules": module_budgets if module_budgets is not None else budget["modules"],
-            "models": model_budgets if model_budgets is not None else budget["models"],
-        }
-        if limits["total_usd"] is None and not limits["modules"] and not limits["models"]:
+    def configure(self, settings: JobSettings) -> None:
+        """Prices and budgets (checked already: see `config.job_settings`)."""
+        self.settings = settings
+        self.hooks.prices = settings.prices
+        if settings.budget_usd is None and not settings.module_budgets and not settings.model_budgets:
             self.guard = self.hooks.guard = None
             return
-        self.guard = Guard(self.recorder, on_exceed=on_exceed or budget["on_exceed"], **limits)
+        try:
+            self.guard = Guard(self.recorder, total_usd=settings.budget_usd, on_exceed=settings.on_exceed,
+                               modules=settings.module_budgets, models=settings.model_budgets)
+        except Exception as exc:
+            warn(f"ignoring the budget ({exc})")
+            self.guard = None
         self.hooks.guard = self.guard
 
     @property
@@ -73,29 +71,34 @@ class Instrumentation:
             # Never fail the job: it runs uninstrumented, and says why once.
             self.hooks.uninstall()
             self.mechanism = "none"
-            print(f"dspy-top: cannot instrument this DSPy ({type(exc).__name__}: {exc})", file=sys.stderr)
+            warn(f"cannot instrument this DSPy ({type(exc).__name__}: {exc})")
             return
         if self.serve:
             self._start_server()
 
     def _start_server(self) -> None:
         try:
-            server = SocketServer(self.recorder, self.hello, materialize, on_stop=self._stop_requested)
+            server = SocketServer(self.recorder, self.hello, materialize, on_stop=self._stop_requested,
+                                  settings=self.settings, secrets_of=secrets_of)
             server.start()
             self.server = server
         except Exception as exc:
             # The job runs on without a socket rather than failing; say so once.
             self.server = None
             self.recorder.count_internal_error()
-            print(f"dspy-top: cannot serve on a socket ({exc}); recording only", file=sys.stderr)
+            warn(f"cannot serve on a socket ({exc}); recording only")
 
     def hello(self) -> dict[str, Any]:
+        """Who this process is (the server redacts it, like everything it sends)."""
         import dspy
 
-        secrets = known_secrets()
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = "?"
         return {
             "t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "pid": os.getpid(), "ppid": os.getppid(),
-            "argv": scrub(list(sys.argv), secrets), "cwd": os.getcwd(), "executable": sys.executable,
+            "argv": list(sys.argv), "cwd": cwd, "executable": sys.executable,
             "started_at": self.started_at, "python": platform.python_version(),
             "dspy": getattr(dspy, "__version__", "?"), "dspy_top": __version__, "mechanism": self.mechanism,
             "history_capacity": self.recorder.history_capacity,
@@ -116,11 +119,16 @@ class Instrumentation:
             return
         self.closed = True
         if self.server is not None:
-            wait = _env_float("DSPY_TOP_EXIT_WAIT")
+            wait = self.settings.exit_wait
             if wait:  # set by `dspy-top run`: a job shorter than the viewer's rescan still gets seen
                 self.server.wait_for_viewer(wait)
             self.server.stop(final=exit_info or {"at": time.time()})
         self.hooks.uninstall()
+
+    def push_totals(self) -> None:
+        """Send the totals to viewers now (a pool worker that may be terminated after its task)."""
+        if self.server is not None and not self.closed:
+            self.server.push_totals()
 
     def _after_fork_in_child(self) -> None:
         # Only resets here: starting a thread inside an at-fork hook can deadlock on locks the
@@ -137,43 +145,81 @@ class Instrumentation:
 def instrument(history: int | None = None, queue: int | None = None, serve: bool = True,
                prices=None, budget_usd: float | None = None, on_exceed: str | None = None,
                module_budgets: dict[str, float] | None = None,
-               model_budgets: dict[str, float] | None = None) -> Instrumentation:
-    """See `dspy_top.instrument`."""
+               model_budgets: dict[str, float] | None = None) -> "Instrumentation | Unavailable":
+    """See `dspy_top.instrument`. Never raises: a bad setting is reported once and ignored."""
     global _active
     budget_options = dict(prices=prices, budget_usd=budget_usd, on_exceed=on_exceed,
                           module_budgets=module_budgets, model_budgets=model_budgets)
-    with _lock:
-        if _active is not None and not _active.closed:
-            _active.hooks.run_first_call()  # a forked child asking for its socket now
-            # Already on (e.g. DSPY_TOP=1): a later call with prices or budgets applies them.
-            if any(v is not None for v in budget_options.values()):
-                _active.configure(**budget_options)
-            return _active
-        history = history if history is not None else _env_int("DSPY_TOP_HISTORY", DEFAULT_HISTORY)
-        queue = queue if queue is not None else _env_int("DSPY_TOP_QUEUE", DEFAULT_QUEUE)
-        handle = Instrumentation(history, queue, serve)
-        handle.configure(**budget_options)
-        handle.start()
-        _active = handle
-        return handle
+    try:
+        with _lock:
+            if _active is not None and not _active.closed:
+                _active.hooks.run_first_call()  # a forked child asking for its socket now
+                # Already on (e.g. DSPY_TOP=1): a later call with prices or budgets applies them.
+                if any(v is not None for v in budget_options.values()):
+                    _active.configure(settings(dict(budget_options, history=history, queue=queue)))
+                return _active
+            handle = Instrumentation(settings(dict(budget_options, history=history, queue=queue)), bool(serve))
+            handle.configure(handle.settings)
+            handle.start()
+            _active = handle
+            process_exit.install(_at_exit, _push_totals)
+            return handle
+    except Exception as exc:
+        warn(f"cannot instrument this process ({type(exc).__name__}: {exc})")
+        return _active if _active is not None else Unavailable()
+
+
+class Unavailable:
+    """What `instrument()` returns when it could not instrument: the same questions, no answers."""
+
+    socket_path = None
+    closed = True
+    mechanism = "none"
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self, exit_info: dict[str, Any] | None = None) -> None:
+        pass
+
+
+def settings(explicit: dict[str, Any]) -> JobSettings:
+    """The job's settings; each problem with them said once on stderr."""
+    try:
+        checked, problems = config.job_settings(explicit)
+    except Exception as exc:  # a bug in checking must not cost the job either
+        warn(f"cannot read the settings ({type(exc).__name__}: {exc}); using the defaults")
+        return JobSettings()
+    for problem in problems:
+        warn(f"ignoring a bad setting: {problem}")
+    return checked
+
+
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One line on stderr, once per process for each message."""
+    if message in _warned:
+        return
+    _warned.add(message)
+    try:
+        print(f"dspy-top: {message}", file=sys.stderr, flush=True)
+    except Exception:
+        pass
 
 
 def active() -> Instrumentation | None:
     return _active
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
-def _env_float(name: str) -> float:
-    try:
-        return max(0.0, float(os.environ.get(name) or 0))
-    except ValueError:
-        return 0.0
+def _push_totals() -> None:
+    handle = _active
+    if handle is not None:
+        try:
+            handle.push_totals()
+        except Exception:
+            pass
 
 
 def _at_exit() -> None:

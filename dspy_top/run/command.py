@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import options
-from dspy_top.run.checks import config_problem
 from dspy_top.run.start import StartError, start_job
 from dspy_top.run.watch import watch_batch, watch_interactive
 
@@ -36,8 +35,8 @@ examples:
   dspy-top run --budget 5 --on-exceed stop -- python optimize.py   # end the run once $5 is spent
 
 exit status: the job's (128+N when a signal N ended it), 127 when COMMAND is not found,
-126 when it cannot be run, 2 on a usage error or a bad configuration (checked before the
-job starts: the config file, DSPY_TOP_PRICES, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED).
+126 when it cannot be run, 2 on a usage error (a bad setting in the environment or the
+config file the job would get included: it is named, and the job is not started).
 
 The job's environment gets DSPY_TOP=1, PYTHONUNBUFFERED=1 (so its output shows up live),
 DSPY_TOP_RUNTIME_DIR, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED and DSPY_TOP_PRICES from
@@ -103,6 +102,20 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv[:index], argv[index:]
 
 
+def refuse_bad_settings(prog: str, args: argparse.Namespace, env: dict[str, str]) -> bool:
+    """Whether the settings the job would get (its environment, the config file) are bad; says what if so.
+
+    The job itself would warn and go on without them; better to say so before starting it."""
+    import sys
+
+    from dspy_top import config
+
+    _, problems = config.job_settings(environ={**env, **money_environment(args, env)})
+    for problem in problems:
+        print(f"{prog}: bad setting: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
     from dspy_top.viewer.batch import say
@@ -113,10 +126,6 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
         return 2
     env = dict(os.environ if env is None else env)
     env.update(money_environment(args, env))
-    problem = config_problem(env)
-    if problem is not None:  # the job would run uninstrumented: say what is wrong before starting it
-        say(f"bad configuration: {problem}")
-        return 2
     try:
         job = start_job(command, log_path=args.log, env=env)
     except StartError as exc:
@@ -155,4 +164,6 @@ def main(argv: list[str]) -> int:
     options.check_display_options(parser, args)
     if not command:
         parser.error("no command given: dspy-top run [options] -- COMMAND [ARG...]")
+    if refuse_bad_settings("dspy-top run", args, dict(os.environ)):
+        return 2
     return run_command(command, args)
