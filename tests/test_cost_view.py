@@ -87,6 +87,8 @@ def test_unknown_prices_are_never_zero_anywhere():
     data = snapshot_json(snap)
     assert data["totals"]["cost_known"] is False and data["totals"]["unpriced_calls"] == 4
     assert {m["path"]: m["cost_known"] for m in data["modules"]} == {"P.a": False, "P.b": False}
+    # P.a's cost is unknown (none of its calls is priced): so is its share of the total, never 0.
+    assert {m["path"]: m["cost_share"] for m in data["modules"]} == {"P.a": None, "P.b": 1.0}
 
 
 def test_an_override_reprices_models_modules_totals_and_calls_exactly_from_token_counts():

@@ -219,6 +219,8 @@ def test_module_tree_aggregates_parents_and_names_classes_from_the_chain():
     rows = flatten(fleet.snapshot().modules, sort="cost")
     assert [r.node.path for r in rows] == ["RAG", "RAG.generate_query", "RAG.generate_query.predict",
                                            "RAG.answer", "(direct)"]
+    # The line of a branch that goes on runs down past its children (`│`), as `tree` draws it.
+    assert [r.guide for r in rows] == ["▾ ", "├▾", "│ └─", "└─", "  "]
     rows = flatten(fleet.snapshot().modules, sort="calls", descending=False, collapsed={"RAG.generate_query"})
     assert [r.node.path for r in rows] == ["(direct)", "RAG", "RAG.answer", "RAG.generate_query"]
     flat = flatten(fleet.snapshot().modules, tree=False, sort="module", descending=False)

@@ -113,6 +113,102 @@ def test_long_names_are_cut_in_the_middle_and_a_process_shows_its_script():
     run(scripted_fleet(processes=1)[0], script)
 
 
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_what_is_said_of_an_ended_process_is_never_cut_for_its_command_line(size):
+    fleet, clock = scripted_fleet(processes=1)
+    key = "/run/user/1000/dspy-top/41990.sock"
+    argv = ["/home/me/src/project/jobs/evaluate_all.py", *(f"--option-{i} value-{i}" for i in range(12)), "--last"]
+    with fleet.lock:
+        fleet.attach(key, 41990)
+        fleet.connected(key, _hello(41990, argv, NOW - 100))
+        fleet.fold(key, {"t": "exit", "at": NOW - 1, "stats": _stats(counters(5, 500, 50, 0.01), [], [])})
+        fleet.exit_status(41990, 3)
+
+    async def script(app, pilot):
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        table = app.screen.query_one(ProcessTable)
+        cell = table.get_row("/run/user/1000/dspy-top/41990.sock")[-1].plain.strip()
+        # The script whole where there is room for it and a little more; its start where there is not.
+        assert cell.endswith(" · ended (exit 3)") and cell.startswith("evaluate_all.py " if size[0] > 100 else "eval")
+        assert "…" in cell and cell.removesuffix(" · ended (exit 3)").endswith("-last")
+        assert len(cell) <= table.table_columns[-1].width
+        assert "ended (exit 3)" in screen_text(app)
+
+    run(fleet, script, size=size)
+
+
+def test_the_header_leaves_zero_retries_and_drops_out_under_100_columns():
+    from dspy_top.viewer.components.header import Header
+
+    fleet, _ = scripted_fleet(processes=1)
+    snapshot = fleet.snapshot()
+    wide = Header.render_text(Header(), snapshot, 120, False).plain
+    narrow = Header.render_text(Header(), snapshot, 80, False).plain
+    assert "3 retries" in wide and "0 dropped" in wide
+    assert "3 retries" in narrow and "dropped" not in narrow  # a count that is not 0 stays
+    quiet = Header.render_text(Header(), scripted_fleet(empty=True)[0].snapshot(), 80, False).plain
+    assert "0 err" in quiet and "retries" not in quiet  # two lines of numbers and the charts, at 80x24
+    assert len(quiet.splitlines()) == 3 and all(len(line) <= 80 for line in quiet.splitlines())
+
+
+def test_a_line_cut_at_the_edge_says_so():
+    """The header's optimizer line leaves its last parts out whole (never a lone `~`); the job's log ends a
+    line longer than the pane with `…` (never `Trial 8 / 2` for `Trial 8 / 20`)."""
+    assert fmt.whole_parts("trial 7/20 · best 95.0% · ~$0.02 to finish", 30) == "trial 7/20 · best 95.0%"
+    assert fmt.whole_parts("a very long first part", 10) == "a very lo…"
+
+    class TalkingJob(LingeringJob):
+        said = False
+
+        def read_new_output(self):
+            if self.said:
+                return ""
+            self.said = True
+            return "INFO dspy.teleprompt.mipro_optimizer_v2: " + "=" * 30 + " Trial 8 / 20 =====\nshort line\n"
+
+    async def script(app, pilot):
+        await wait_for(pilot, lambda: "short line" in screen_text(app), "the job's output")
+        lines = screen_text(app).splitlines()
+        (cut,) = [line for line in lines if "mipro_optimizer_v2" in line]
+        assert cut.rstrip().endswith("…") and "Trial 8 / 2" not in cut
+        (progress,) = [line for line in lines if line.startswith(" MIPROv2")]
+        assert progress.rstrip()[-1] not in "~·" and "~" not in progress.rsplit("·", 1)[-1].strip()[:1]
+
+    run(optimizer_fleet()[0], script, size=(80, 24), job=TalkingJob())
+
+
+@pytest.mark.parametrize("width", [120, 80])
+def test_each_chart_says_its_unit_its_peak_and_its_span(width):
+    import re
+
+    from dspy_top.viewer.components.header import Header
+
+    snapshot = scripted_fleet(processes=1)[0].snapshot()
+    text = Header.render_text(Header(), snapshot, width, False).plain
+    (line,) = [line for line in text.splitlines() if line.startswith(" tok/s ")]
+    found = re.fullmatch(r" tok/s ([▁-█]+) peak (\S+)  \$/min ([▁-█]+) peak (\$\S+)  last (\d+)s.*", line)
+    assert found, line
+    tokens, token_peak, dollars, dollar_peak, span = found.groups()
+    assert len(tokens) == len(dollars) == int(span)  # one bar a second, as many as it says
+    assert token_peak == fmt.rate(max(snapshot.token_series[-int(span):]))
+    per_minute = [60 * v / snapshot.series_bucket for v in snapshot.cost_series[-int(span):]]
+    assert dollar_peak == fmt.dollars(max(per_minute))
+    assert len(line) <= width
+
+
+def test_a_module_of_unknown_cost_has_an_unknown_share_not_0_percent():
+    async def script(app, pilot):
+        modules = app.screen.query_one(ModuleTable)
+        columns = [c.key for c in modules.table_columns]
+        row = modules.get_row("(direct)")
+        assert row[columns.index("cost")].plain.strip() == "?" and row[columns.index("share")].plain.strip() == "?"
+        judge = modules.get_row("Judge")
+        assert judge[columns.index("share")].plain.strip() == "16%"
+
+    run(scripted_fleet()[0], script)
+
+
 def test_one_score_format_everywhere():
     from dspy_top.viewer.batch import snapshot_text
 
@@ -128,6 +224,50 @@ def test_one_score_format_everywhere():
         assert "best 90.0 " not in screen and " 90.0 " not in screen
 
     run(optimizer_fleet()[0], script)
+
+
+def big_program_fleet() -> Fleet:
+    """A job with 24 module paths (more rows than the screen has), its optimizer running."""
+    fleet, _ = optimizer_fleet()
+    paths = [f"Program.stage_{i}.predict" for i in range(24)]
+    modules = [{"path": path, "class": "Predict", "chain": ["Program", "ChainOfThought", "Predict"],
+                **counters(10 + i, 1_000, 100, 0.001 * (i + 1))} for i, path in enumerate(paths)]
+    with fleet.lock:
+        fleet.fold(KEY, _stats(counters(300, 24_000, 2_400, 0.3), modules, [], optimizer_scopes()))
+    return fleet
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+@pytest.mark.parametrize("with_job", [False, True], ids=["attached", "run"])
+def test_the_history_keeps_its_share_however_many_modules_and_every_pane_fits(size, with_job):
+    """Panes sized by their rows: the modules take what they need of what is left, never the history's
+    share; the models and processes panes keep no empty rows; nothing is pushed off the screen."""
+
+    async def script(app, pilot):
+        screen = app.screen
+        if size[0] < 100:
+            await pilot.press("m")  # the models and processes panes, which step aside at 80 columns
+        await pilot.pause(0.2)
+        main = screen.query_one("#main")
+        history = screen.query_one(HistoryTable)
+        modules = screen.query_one(ModuleTable)
+        panes = [w for w in main.children if w.display and w.region.height]
+        assert sum(w.outer_size.height for w in panes) <= main.size.height  # none pushed off the bottom
+        assert history.region.height >= max(5, int(0.3 * main.size.height))
+        assert history.region.bottom <= main.region.bottom
+        assert modules.region.height >= 4 and modules.row_count > modules.region.height - 2  # it scrolls
+        for table in screen.query(ProcessTable):
+            assert table.region.height == 2 + table.row_count  # title, header and its rows: no empty row
+        # The room the modules leave goes to the history, and z gives a pane all of it.
+        modules.focus()
+        await pilot.press("z")
+        await pilot.pause(0.1)
+        assert modules.region.height == main.size.height
+        await pilot.press("z")
+        await pilot.pause(0.1)
+        assert history.region.height >= max(5, int(0.3 * main.size.height))
+
+    run(big_program_fleet(), script, size=size, job=LingeringJob() if with_job else None)
 
 
 # --- keys that always answer ---------------------------------------------------------------------------
@@ -187,7 +327,7 @@ def test_escape_leaves_each_mode_in_turn_and_z_zooms_a_pane():
     run(scripted_fleet()[0], script)
 
 
-def test_htop_keys_f1_f10_and_d():
+def test_htop_keys_f1_to_f10_and_d():
     async def script(app, pilot):
         await wait_for(pilot, lambda: "q Quit" in screen_text(app), "the footer")
         footer = next(line for line in screen_text(app).splitlines() if "q Quit" in line)
@@ -196,6 +336,18 @@ def test_htop_keys_f1_f10_and_d():
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("f1")
         assert isinstance(app.screen, MainScreen)
+        # htop's other function keys: F3/F4 search and filter, F5 tree, F6 sort, F9 stop (kill).
+        await pilot.press("f3")
+        assert app.focused is app.screen.query_one("#filter")
+        await pilot.press("escape")
+        app.screen.query_one(ModuleTable).focus()
+        modules = app.screen.query_one(ModuleTable)
+        tree, sort = modules.tree_mode, modules.sort_key
+        await pilot.press("f5", "f6")
+        assert modules.tree_mode is not tree and modules.sort_key != sort
+        await pilot.press("f9")
+        assert isinstance(app.screen, ConfirmStop)
+        await pilot.press("n")
         delays = []
         for _ in range(5):
             await pilot.press("d")

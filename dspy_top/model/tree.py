@@ -116,7 +116,7 @@ class ModuleRow:
     depth: int
     expandable: bool
     expanded: bool
-    guide: str  # tree guide drawn before the name ("├ ", "└ ", "▾ ", "▸ ")
+    guide: str  # tree guide drawn before the name: the ancestors' lines ("│ " or "  ") and its own ("├─", "└▾", "▾ ")
 
 
 def _ordered(nodes: Iterable[ModuleNode], sort: str, descending: bool) -> list[ModuleNode]:
@@ -158,23 +158,26 @@ def flatten(
 
     rows: list[ModuleRow] = []
 
-    def walk(node: ModuleNode, depth: int, last: bool) -> None:
+    def walk(node: ModuleNode, depth: int, last: bool, lines: str) -> None:
+        """`lines`: what the ancestors below the root draw in front of this row (`│ ` under a
+        branch that goes on, blanks under a last child)."""
         expandable = bool(node.children)
         # A filter opens the branches that hold matches.
         expanded = expandable and (node.path not in collapsed or keep is not None)
         if depth == 0:
             guide = ("▾ " if expanded else "▸ ") if expandable else "  "
         else:
-            guide = ("└" if last else "├") + ("▾" if expanded else "▸" if expandable else "─")
+            guide = lines + ("└" if last else "├") + ("▾" if expanded else "▸" if expandable else "─")
         rows.append(ModuleRow(node, depth, expandable, expanded, guide))
         if expanded:
             kids = [k for k in _ordered(node.children, sort, descending) if visible(k)]
+            below = lines + ("  " if last else "│ ") if depth else ""
             for i, kid in enumerate(kids):
-                walk(kid, depth + 1, i == len(kids) - 1)
+                walk(kid, depth + 1, i == len(kids) - 1, below)
 
     top = [r for r in _ordered(roots, sort, descending) if visible(r)]
     for root in top:
-        walk(root, 0, True)
+        walk(root, 0, True, "")
     return rows
 
 

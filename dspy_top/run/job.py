@@ -102,7 +102,10 @@ class RunningJob:
         if not self._introduced:  # the log file's path, on screen
             self._introduced = True
             until = " until the run ends (--log FILE keeps it)" if self.log_is_ours else ""
-            note = f"[dspy-top: this output is also in {self.log_path}{until} · pid {self.pid}: {self.command_line}]\n"
+            # Two short lines, the path first: the pane cuts long lines at its edge, and a pid or a
+            # path cut there would mislead.
+            note = (f"[dspy-top: pid {self.pid}: {self.command_line}]\n"
+                    f"[dspy-top: this output is also in {self.log_path}{until}]\n")
         if size - self._offset > SKIP_ABOVE:
             skipped = size - READ_CHUNK - self._offset
             self._offset = size - READ_CHUNK

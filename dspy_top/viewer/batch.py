@@ -54,7 +54,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
             {
                 "path": node.path, "class": node.class_name, **node.counters.to_json(),
                 "tokens_per_sec": round(node.tokens_per_sec, 3),
-                "cost_share": (node.counters.cost_usd / total_cost) if total_cost else None,
+                "cost_share": cost_share(node.counters, total_cost),
             }
             for node in leaves
         ],
@@ -74,6 +74,13 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
         "budget": budget_json(snapshot),
         "optimizers": optimizers_json(snapshot),
     }
+
+
+def cost_share(counters, total_cost: float) -> float | None:
+    """A module's part of the total cost; None when the total is 0 or the module's cost is unknown."""
+    if not total_cost or (counters.unpriced_calls and not counters.cost_usd):
+        return None
+    return counters.cost_usd / total_cost
 
 
 def rates_json(snapshot: Snapshot) -> dict[str, Any] | None:

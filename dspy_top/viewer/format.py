@@ -188,6 +188,37 @@ def command(argv: list[str] | tuple[str, ...]) -> str:
     return " ".join([words[0].rsplit("/", 1)[-1] or words[0], *words[1:]])
 
 
+def whole_parts(text: str, width: int, separator: str = " · ") -> str:
+    """`text` in `width` cells, its last `separator`-joined parts left out whole rather than cut (a cut
+    `~$0.02 to finish` would read `~`); the first part is cut with `…` if even it does not fit."""
+    if len(text) <= width:
+        return text
+    parts = text.split(separator)
+    while len(parts) > 1 and len(separator.join(parts)) > width:
+        parts.pop()
+    kept = separator.join(parts)
+    return kept if len(kept) <= width else kept[:max(0, width - 1)] + "…"
+
+
+def fit_title(title: str, width: int) -> str:
+    """A pane's title in `width` cells: `Name (a · b · c)` keeps its name and its first parts whole, and
+    closes its parenthesis; any other title keeps its first ` · ` parts whole."""
+    if len(title) <= width or width <= 0:
+        return title
+    head, paren, inner = title.partition(" (")
+    if paren and inner.endswith(")") and len(head) + 4 < width:
+        return f"{head} ({whole_parts(inner[:-1], width - len(head) - 3)})"
+    return whole_parts(title, width)
+
+
+def middle_command(line: str, width: int) -> str:
+    """A command line in `width` cells: its script whole when it fits, its arguments cut in the middle."""
+    script, _, rest = line.partition(" ")
+    if len(line) <= width or not rest or len(script) + 3 > width:
+        return middle(line, width)
+    return f"{script} {middle(rest, width - len(script) - 1)}"
+
+
 def sparkline(values: list[float] | tuple[float, ...], width: int) -> str:
     """The last `width` values as block characters, scaled to their maximum."""
     if width <= 0:

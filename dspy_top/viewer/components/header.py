@@ -101,8 +101,12 @@ class Header(Static):
             out.append(Text(before, style="dim"))
         out.append(Text(f"cache {fmt.percent(t.cache_hit_rate)} (saved {fmt.dollars(t.cost_saved_usd)})"))
         out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
-        out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
-        out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
+        # Under 100 columns a zero count of retries or drops gives its room to the panes (a header line
+        # at 80x24); errors always show.
+        if t.retries or wide:
+            out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
+        if snapshot.dropped or wide:
+            out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
         lost = snapshot.not_final
         if lost:
             who = f"pid {lost[0].pid}" if len(lost) == 1 else f"{len(lost)} processes"
@@ -171,7 +175,6 @@ class Header(Static):
         line.truncate(width)
         if progress and alone:
             second = Text(" ")
-            second.append(progress, style="bold magenta")
-            second.truncate(width)
+            second.append(fmt.whole_parts(progress, width - 1), style="bold magenta")
             return Text("\n").join([line, second])
         return line

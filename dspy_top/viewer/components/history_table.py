@@ -211,6 +211,8 @@ class HistoryTable(ScrollView, can_focus=True):
             title = f"History (paused scrolling · {fresh:,} new below · End or f follows · {shown})"
         if self.note:
             title = f"{title[:-1]} · {self.note})"
+        if self.size.width > 4:  # whole parts, never `1,178 ca…`
+            title = fmt.fit_title(title, self.size.width - 2)
         if title != self._title:
             self._title = title
             self.border_title = Text(inert(title))
@@ -302,6 +304,7 @@ class HistoryTable(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         if self.follow:
             self._scroll_to_end()
+        self._set_title()
 
     # --- drawing --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
 
 Cell = str | Text
@@ -115,12 +116,21 @@ class KeyedTable(DataTable):
         self.refresh()
 
     def set_title(self, title: str) -> None:
-        """Set the border title only when it changed (setting it repaints the widget).
+        """Set the border title only when it changed (setting it repaints the widget), fitted to the
+        pane's width by whole parts (fmt.fit_title) rather than cut anywhere.
 
         As plain text, never markup: titles hold names a job chose (a `[` is not a style)."""
+        self._title_wanted = title
+        if self.size.width > 4:
+            title = fmt.fit_title(title, self.size.width - 2)
         if getattr(self, "_shown_title", None) != title:
             self._shown_title = title
             self.border_title = Text(inert(title))
+
+    def on_resize(self) -> None:
+        wanted = getattr(self, "_title_wanted", None)
+        if wanted is not None:
+            self.set_title(wanted)
 
     # --- rows ---------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ class ModuleTable(SortableColumns, KeyedTable):
         text = Text(no_wrap=True, overflow="ellipsis")
         guide = ""
         if self.tree_mode:
-            guide = "  " * max(0, row.depth - 1) + row.guide + (" " if row.depth else "")
+            guide = row.guide + (" " if row.depth else "")
             text.append(guide, style="dim" if row.depth else "bold")
         name = inert(node.name)
         kind = f"  {inert(node.class_name)}" if node.class_name and node.class_name != node.name else ""
@@ -191,6 +191,8 @@ class ModuleTable(SortableColumns, KeyedTable):
         if key == "cost":
             return Text(fmt.cost(c), style="yellow" if c.unpriced_calls else "")
         if key == "share":
+            if c.unpriced_calls and not c.cost_usd:
+                return Text("?", style="yellow")  # its cost is unknown: so is its share, never 0%
             return f"{100 * c.cost_usd / total_cost:.0f}%" if total_cost > 0 else "-"
         if key == "p50":
             return fmt.seconds(c.p50)

@@ -48,6 +48,11 @@ class OptimizerSummary(Static):
         super().__init__("", **kwargs)
         self._drawn = ""
 
+    @property
+    def lines(self) -> int:
+        """Lines of the summary on screen (the optimizer screen sizes the panes by them)."""
+        return self._drawn.count("\n") + 1
+
     def show(self, entry: OptimizerRun | RunGroup | None, width: int) -> None:
         text = self.render_text(entry, max(40, width))
         if text.plain != self._drawn:

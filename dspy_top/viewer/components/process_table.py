@@ -39,13 +39,20 @@ class ProcessTable(KeyedTable):
 
     def show(self, snapshot: Snapshot) -> None:
         rows = []
+        room = self.table_columns[-1].width if self.table_columns else 0
         for p in snapshot.processes:
             style = STATE_STYLE.get(p.state, "")
-            script = fmt.command(p.argv) if p.argv else p.command
-            note = script if p.state == "running" else (f"{script} · {p.status}" if script else p.status)
-            if p.before_attach is not None:  # first: a long command line is cut at the column's end
-                note = f"{p.before_attach.short()} · {note}"
-            note = inert(note)
+            script = inert(fmt.command(p.argv) if p.argv else p.command)
+            # What is said of the process stays whole (`ended (exit 0)`); the command line gives way,
+            # cut in the middle (its script first, its last arguments last).
+            said = [inert(p.before_attach.short())] if p.before_attach is not None else []
+            if p.state != "running" or not script:
+                said.append(inert(p.status))
+            if script:
+                rest = sum(len(part) + 3 for part in said)
+                script = fmt.middle_command(script, max(room - rest, min(len(script), 12)))
+                said.insert(len(said) - (p.state != "running"), script)
+            note = " · ".join(said)
             started = p.started_at is not None
             rows.append((p.key, [
                 Text("▶" if p.key == snapshot.focus else " ", style="bold"),

@@ -119,12 +119,13 @@ class TrialTable(SortableColumns, KeyedTable):
         """`Trials of MIPROv2 (light) · trial 20/20 · 21 of 21 evaluations planned (...)`: the trial number
         the header shows, and the count of evaluations beside it (MIPROv2 numbers its baseline 0)."""
         evaluations = f"{count} evaluation{'s' if count != 1 else ''}"
+        how = ""
         if run.planned and run.class_name != "Evaluate":
             evaluations = f"{count} of {run.planned} evaluations planned"
             if run.planned_how:
-                evaluations += f" ({run.planned_how})"
+                how = f" · {run.planned_how}"  # last: where the pane is narrow, it is the part left out
         order = f"by {SORT_NAMES.get(self.sort_key, self.sort_key)} {'▼' if self.descending else '▲'}"
-        return f"Trials of {run.label} · trial {run.trial_progress} · {evaluations} · {order} · enter: its calls"
+        return f"Trials of {run.label} · trial {run.trial_progress} · {evaluations} · {order} · enter: its calls{how}"
 
     def _row_cells(self, trial: Trial) -> list:
         usage = trial.usage

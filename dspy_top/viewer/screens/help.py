@@ -15,7 +15,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("q F10", "quit (in `dspy-top run`: ctrl+c once interrupts the job, twice quits)"),
         ("? h F1", "this help"),
         ("space", "pause: freeze the screen; collection goes on"),
-        ("/", "filter: words match module, model, error, and prompts and responses (read from the "
+        ("/ F3 F4", "filter: words match module, model, error, and prompts and responses (read from the "
               "processes as you search); module:X model:Y pid:N scope:eval-N err cache"),
         ("escape", "leave the innermost mode: zoom, filter, focused process, pause, paused scrolling; "
                    "then back to the main screen"),
@@ -28,7 +28,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("m", "show / hide the models and processes panes"),
         ("o", "optimizer view: runs, trials, spend"),
         ("l", "show / hide the job output pane (dspy-top run)"),
-        ("k", "stop a job, after a y/n: the focused process, the one under the process list's cursor, or the "
+        ("k F9", "stop a job, after a y/n: the focused process, the one under the process list's cursor, or the "
               "only one running; its next LM call ends the run with exit status 1"),
     ]),
     ("Reading the numbers", [
@@ -45,13 +45,13 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("SAVED", "what cache hits would have cost (cache hits are billed $0)"),
     ]),
     ("Modules", [
-        ("< >", "sort by the previous / next column (its header is underlined)"),
+        ("< > F6", "sort by the previous / next column (its header is underlined)"),
         ("N C I T $ L E H", "sort by module, calls, in flight, tok/s, cost, p95 latency, errors, cache hits"),
         ("click a header", "sort by that column (SAVED, P50 too)"),
         ("R", "reverse the sort"),
         ("enter", "expand / collapse the module under the cursor"),
         ("+ -", "expand all / collapse all"),
-        ("t", "tree or flat list of module paths"),
+        ("t F5", "tree or flat list of module paths"),
         ("home end", "first / last row (in every table)"),
     ]),
     ("Optimizer view (o)", [

@@ -1,7 +1,8 @@
 """The main screen: modules, models and processes above the shared panes, and their keys.
 
-The panes are stacked, each as tall as its rows (up to a share of the screen), and the history
-takes the rest. Modes are classes on the screen: `-narrow` (under 100 columns the models and
+The panes are stacked, each as tall as its rows: the models and processes panes take theirs (up
+to 8 rows each), the modules what their rows need of what is left once the history has its share
+(view.py), and the history the rest. Modes are classes on the screen: `-narrow` (under 100 columns the models and
 processes panes step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus the shared ones
 (see view.py).
 """
@@ -34,11 +35,14 @@ from dspy_top.viewer.screens.view import (
     STOP,
     ZOOM,
     FleetScreen,
+    set_height,
 )
 
 if TYPE_CHECKING:
     from dspy_top.model import Snapshot
 
+BOTTOM_MOST = 8  # rows the models or the processes pane takes at most (app.tcss)
+MODULES_LEAST = 4  # rows the modules pane keeps however little room there is: its title, header and two rows
 SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
                  "L": "p95", "E": "errors", "H": "cache_hits"}
 
@@ -54,7 +58,7 @@ class MainScreen(FleetScreen):
         Binding("o", "app.optimizers", "Optimizer"),
         SORT_BACK,
         SORT_ON,
-        Binding("t", "tree", "Tree"),
+        Binding("t,f5", "tree", "Tree", key_display="t"),
         FOLLOW,
         Binding("p", "processes", "Procs"),
         Binding("m", "bottom", "Models"),
@@ -84,6 +88,13 @@ class MainScreen(FleetScreen):
         self.query_one(ModuleTable).layout_for(width, narrow)
         self.query_one(ModelTable).layout_for(width, narrow)
         self.query_one(ProcessTable).layout_for(width)
+
+    def fit_panes(self, room: int) -> None:
+        bottom = not self.has_class("-hide-bottom") and (not self.has_class("-narrow") or self.has_class("-show-bottom"))
+        if bottom and self.snapshot is not None:
+            # Each is `height: auto` up to 8 rows (app.tcss): its title, its header and its rows.
+            room -= min(BOTTOM_MOST, 2 + len(self.snapshot.models)) + min(BOTTOM_MOST, 2 + len(self.snapshot.processes))
+        set_height(self.query_one(ModuleTable), max(MODULES_LEAST, room), most=True)
 
     def show_panes(self, snapshot: Snapshot) -> None:
         self.query_one(ModuleTable).show(snapshot)
@@ -126,12 +137,14 @@ class MainScreen(FleetScreen):
 
     def action_bottom(self) -> None:
         self.toggle_class("-show-bottom" if self.has_class("-narrow") else "-hide-bottom")
+        self.fit_heights()
 
     def action_show_bottom(self) -> None:
         """The models and processes panes in view, whatever the width."""
         self.remove_class("-hide-bottom")
         if self.has_class("-narrow"):
             self.add_class("-show-bottom")
+        self.fit_heights()
 
     def action_processes(self) -> None:
         self.action_show_bottom()

@@ -1,5 +1,7 @@
 """`o`: the optimizer screen: runs, the selected run's summary and trials above the shared panes.
 
+Each is as tall as its rows; the trials take what they need of what the history leaves (view.py).
+
 Its own keys sort the trials (`<` `>` `R`, or a click on a header); enter on a run or a trial
 filters the history to its LM calls (enter again shows all). `o` or escape goes back.
 """
@@ -34,7 +36,13 @@ from dspy_top.viewer.screens.view import (
     STOP,
     ZOOM,
     FleetScreen,
+    set_height,
 )
+
+# Rows (wide, narrow) the runs table and the summary take at most: as app.tcss caps them.
+RUNS_MOST = {False: 8, True: 4}
+SUMMARY_MOST = {False: 4, True: 3}
+TRIALS_LEAST = 4  # the trials' title, header and two rows, however little room there is
 
 
 class OptimizersScreen(FleetScreen):
@@ -74,6 +82,16 @@ class OptimizersScreen(FleetScreen):
         self.query_one(OptimizerTable).layout_for(width, narrow)
         self.query_one(TrialTable).layout_for(width, narrow)
 
+    def fit_panes(self, room: int) -> None:
+        """The runs and the summary as tall as their rows (app.tcss caps them), the trials their rows of the rest."""
+        narrow = self.has_class("-narrow")
+        runs = min(RUNS_MOST[narrow], 2 + self.query_one(OptimizerTable).row_count)
+        summary = min(SUMMARY_MOST[narrow], self.query_one(OptimizerSummary).lines)
+        trials = self.query_one(TrialTable)
+        height = max(TRIALS_LEAST, min(2 + trials.row_count, room - runs - summary))
+        set_height(trials, height)
+        set_height(self.query_one("#optimizer-view"), runs + summary + height)
+
     def leave_screen(self) -> None:
         self.app.action_optimizers()  # escape with nothing else to leave: back to the main screen
 
@@ -85,6 +103,7 @@ class OptimizersScreen(FleetScreen):
         entry = self.query_one(OptimizerTable).selected()
         self.query_one(OptimizerSummary).show(entry, self.app.size.width - 1)
         self.query_one(TrialTable).show(entry if isinstance(entry, OptimizerRun) else None)
+        self.fit_heights()  # another run: other trials, another summary
 
     # --- keys -----------------------------------------------------------------------------
 
