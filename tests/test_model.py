@@ -335,5 +335,11 @@ def test_formatting_helpers():
     assert fmt.dollars(2.874) == "$2.87"
     assert fmt.dollars(0.0000322) == "$0.000032"
     assert fmt.seconds(1.1) == "1.1s" and fmt.seconds(0.012) == "12ms" and fmt.seconds(None) == "-"
+    # Rounding never carries a value into a form of the wrong unit: not 1000ms, not 60.0s.
+    assert fmt.seconds(0.9996) == "1.0s" and fmt.seconds(0.9994) == "999ms"
+    assert fmt.seconds(59.97) == "1m00s" and fmt.seconds(59.94) == "59.9s" and fmt.seconds(125.6) == "2m06s"
+    assert fmt.dollars(0.000995) == "$0.0010" and fmt.dollars(0.00996) == "$0.01" and fmt.dollars(0.0099) == "$0.0099"
+    assert fmt.dollars(99.996) == "$100" and fmt.dollars(0.000032) == "$0.000032" and fmt.dollars(2.87) == "$2.87"
+    assert fmt.rate(9_999.7) == "10.0K" and fmt.rate(9_999.4) == "9,999" and fmt.rate(4.24) == "4.2"
     assert fmt.uptime(847) == "00:14:07"
     assert fmt.sparkline([0, 1, 2, 4], 4) == "▁▃▅█"

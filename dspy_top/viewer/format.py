@@ -50,9 +50,13 @@ def dollars(value: float) -> str:
     if value < 0.000001:
         return "<$0.000001"
     if value < 0.01:
-        decimals = min(6, -math.floor(math.log10(value)) + 1)
-        return f"${value:.{decimals}f}"
-    if value < 100:
+        exponent = math.floor(math.log10(value))
+        decimals = min(6, 1 - exponent)
+        if round(value, decimals) >= 10.0 ** (exponent + 1):  # rounding carried a digit: $0.0010, not $0.00100
+            decimals -= 1
+        if round(value, decimals) < 0.01:
+            return f"${value:.{decimals}f}"
+    if round(value, 2) < 100:
         return f"${value:.2f}"
     return f"${value:,.0f}"
 
@@ -111,11 +115,12 @@ def seconds(value: float | None) -> str:
     """A latency: 12ms · 1.1s · 2m03s; `-` when there is none."""
     if value is None:
         return "-"
-    if value < 1:
+    # Each unit up to where its rounding would carry into the next (0.9996 s is 1.0s, never 1000ms).
+    if value < 0.9995:
         return f"{value * 1000:.0f}ms"
-    if value < 60:
+    if value < 59.95:
         return f"{value:.1f}s"
-    minutes, secs = divmod(int(value), 60)
+    minutes, secs = divmod(int(round(value)), 60)
     return f"{minutes}m{secs:02d}s"
 
 
@@ -146,7 +151,8 @@ def short_uptime(value: float) -> str:
 
 
 def rate(value: float) -> str:
-    if value >= 10_000:
+    """Tokens per second in at most 5 characters: 0 · 4.2 · 950 · 9,999 · 12.3K."""
+    if value >= 9_999.5:  # 9,999.7 would round to 10,000: six characters
         return tokens(value)
     return f"{value:,.0f}" if value >= 10 or value == 0 else f"{value:.1f}"
 
