@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 
 from dspy_top import protocol  # noqa: E402
 from dspy_top.model import Fleet  # noqa: E402
-from dspy_top.viewer.collector import Collector  # noqa: E402
+from dspy_top.sources.collector import Collector  # noqa: E402
+from dspy_top.sources.local import local_sockets  # noqa: E402
 
 MODULES = ["RAG.generate_query.predict", "RAG.answer", "Judge", "Summarize.predict"]
 
@@ -137,7 +138,7 @@ def ingest(total_events: int = 600_000, processes: int = 3, delay: float = 1.0) 
     directory = tempfile.mkdtemp(prefix="dtb", dir="/tmp")
     rss_before = rss_mib()
     fleet = Fleet()
-    collector = Collector(fleet, directory=Path(directory), rescan_every=0.2).start()
+    collector = Collector(fleet, [local_sockets(directory=Path(directory), rescan_every=0.2)]).start()
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=fake_process, args=(directory, total_events // processes))
                for _ in range(processes)]
@@ -188,7 +189,7 @@ def ingest_app(total_events: int = 600_000, processes: int = 3) -> dict:
 
     directory = tempfile.mkdtemp(prefix="dtb", dir="/tmp")
     fleet = Fleet()
-    collector = Collector(fleet, directory=Path(directory), rescan_every=0.2)
+    collector = Collector(fleet, [local_sockets(directory=Path(directory), rescan_every=0.2)])
     frames: list[tuple[float, float]] = []  # (when, how long apply took)
 
     class TimedApp(TopApp):

@@ -130,19 +130,21 @@ def main(argv: list[str] | None = None) -> int:
                 return status
     prices, budget = _money(args, parser)
     from dspy_top import paths
+    from dspy_top.sources.local import local_sockets
 
     located = paths.locate()  # never raises: an unusable runtime directory gives a private fallback and a warning
+    sources = [local_sockets(args.pids or (), args.sockets or (), located.path)]
     if args.batch:
         from dspy_top.viewer import batch
 
         if located.warning:
             batch.say(located.warning)
-        return batch.run(pids=args.pids, sockets=args.sockets, iterations=args.iterations, delay=args.delay,
-                         as_json=args.json, prices=prices, budget_usd=budget, directory=located.path)
+        return batch.run(sources, iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices,
+                         budget_usd=budget)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(pids=args.pids, sockets=args.sockets, delay=args.delay, prices=prices, budget_usd=budget,
-                      directory=located.path, notice=located.warning, history=args.history)
+    return run_viewer(sources, delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
+                      history=args.history)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import subprocess
+import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from dspy_top.attach import session
+from dspy_top.attach import gdb, session
 from dspy_top.simlm import SimLM
 from tests.helpers.jobs import runtime_dir
 from tests.helpers.plain_jobs import PlainJob, dspy_top, job_stats, unix_socket_fds
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
 
@@ -30,14 +35,7 @@ def directory():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(what)
+wait_for = partial(wait_until, timeout=60.0)
 
 
 def assert_matches_server(stats: dict, server: dict) -> None:
@@ -158,8 +156,9 @@ def test_twenty_attach_detach_cycles_leave_a_busy_job_healthy(directory):
             for cycle in range(20):
                 outcome = session.attach(job.pid, runtime_dir=directory)
                 assert outcome.status == "attached", cycle
-                # The main thread joins the busy threads (a futex wait): the attach interrupted that wait.
-                assert outcome.timings["queued"]["nudged_main"] is True
+                # The main thread joins the busy threads (a futex wait): the attach interrupted that wait,
+                # at once or, when the main thread entered it just after the code was queued, a moment later.
+                assert outcome.timings["queued"]["nudged_main"] or outcome.timings["nudges"] > 0
                 assert job_stats(socket_path, settled=False)["totals"]["calls"] > 0
                 assert session.detach(job.pid, runtime_dir=directory).status == "detached"
                 assert not socket_path.exists()
@@ -217,3 +216,38 @@ def test_attaching_twice_is_harmless_and_detach_leaves_no_hooks(directory):
             assert job.result()["errors"] == 0
         finally:
             job.close()
+
+
+MISSED_WAKE_JOB = r"""
+import _testcapi, sys, threading, time
+lock = threading.Lock()
+lock.acquire()
+
+def queue():
+    time.sleep(0.2)  # the main thread is in its lock wait by now
+    _testcapi._pending_threadfunc(lambda: print("RAN", flush=True))
+    print("QUEUED", flush=True)
+
+threading.Thread(target=queue, daemon=True).start()
+print("WAITING", flush=True)
+lock.acquire()  # forever: only a pending call that wakes it runs
+"""
+
+
+def test_nudge_wakes_a_main_thread_that_entered_its_lock_wait_after_the_code_was_queued():
+    # A pending call queued while the main thread sits in a futex wait is run only once that wait
+    # returns: the attach's first nudge misses a main thread that entered the wait a moment later.
+    job = subprocess.Popen([sys.executable, "-c", MISSED_WAKE_JOB], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "WAITING"
+        assert job.stdout.readline().strip() == "QUEUED"
+        wait_for(lambda: session.main_thread_activity(job.pid) == "it waits in futex (a lock)", what="the wait")
+        ready, _, _ = select.select([job.stdout], [], [], 0.5)
+        assert not ready, "the pending call ran without a nudge"
+        assert gdb.nudge(job.pid) is True
+        ready, _, _ = select.select([job.stdout], [], [], 10.0)
+        assert ready and job.stdout.readline().strip() == "RAN"
+        assert job.poll() is None  # woken as by a signal: the wait goes on, the job is unharmed
+    finally:
+        job.kill()
+        job.wait()

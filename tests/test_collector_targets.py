@@ -1,4 +1,4 @@
-"""The collector's public "which sockets to watch" strategy (viewer/targets.py), with real instrumented jobs."""
+"""The local sockets' public "which sockets to watch" strategy (sources/targets.py), with real instrumented jobs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pytest
 
 from dspy_top import client
 from dspy_top.model import Fleet
-from dspy_top.viewer.collector import Collector
-from dspy_top.viewer.targets import Discovered, Named, targets_for
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import LocalSockets
+from dspy_top.sources.targets import Discovered, Named, targets_for
 from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 NO_SUCH_PID = 2 ** 22 + 12345  # above Linux's pid_max
@@ -27,15 +29,6 @@ class Chosen:
 
     def sockets(self, directory):
         return [(client.socket_for_pid(pid, directory), pid) for pid in self.pids]
-
-
-def wait_until(predicate, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rows(fleet):
@@ -56,7 +49,7 @@ def test_a_collector_watches_what_its_strategy_names_and_lets_go_of_a_name_it_dr
     chosen, bystander = start_job(directory), start_job(directory)
     fleet = Fleet()
     strategy = Chosen(chosen.pid, NO_SUCH_PID)
-    collector = Collector(fleet, directory=directory, targets=strategy, rescan_every=0.1).start()
+    collector = Collector(fleet, [LocalSockets(strategy, directory, rescan_every=0.1)]).start()
     try:
         truth = chosen.run(1)
         wait_until(lambda: chosen.pid in rows(fleet) and rows(fleet)[chosen.pid].totals.calls == truth["totals"]["calls"]

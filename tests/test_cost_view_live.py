@@ -104,11 +104,12 @@ def job():
 
 def run_app(directory, script, size=(120, 40), **fleet_options):
     from dspy_top.viewer.app import TopApp
-    from dspy_top.viewer.collector import Collector
+    from dspy_top.sources.collector import Collector
+    from dspy_top.sources.local import local_sockets
 
     async def main():
         fleet = Fleet(**fleet_options)
-        app = TopApp(fleet, Collector(fleet, directory=directory, rescan_every=0.2), delay=0.2)
+        app = TopApp(fleet, Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]), delay=0.2)
         notes: list[tuple[str, str, str]] = []
         app.notify = lambda message, **kw: notes.append((str(message), kw.get("severity", "information"),
                                                          str(kw.get("title", ""))))

@@ -16,7 +16,8 @@ import pytest
 from dspy_top.model import Fleet
 from dspy_top.viewer import batch
 from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.components.status_line import StatusLine
@@ -35,7 +36,7 @@ def test_a_killed_job_says_its_final_numbers_were_not_received_and_an_exited_one
 
         async def main():
             fleet = Fleet()
-            app = TopApp(fleet, Collector(fleet, directory=directory, rescan_every=0.2), delay=0.2)
+            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]), delay=0.2)
             async with app.run_test(size=(140, 40)) as pilot:
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline and not (app.snapshot and app.snapshot.totals.calls >= 6):
@@ -73,7 +74,7 @@ def test_batch_text_and_json_say_final_numbers_were_not_received():
     try:
         truth = job.run(2)
         fleet = Fleet()
-        collector = Collector(fleet, directory=directory, rescan_every=0.2).start()
+        collector = Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]).start()
         try:
             assert collector.wait_settled(20)
             deadline = time.monotonic() + 20
@@ -102,7 +103,7 @@ def test_batch_json_claims_no_final_numbers_while_a_process_runs():
     try:
         job.run(1)
         out = io.StringIO()
-        assert batch.run(pids=[job.pid], directory=directory, iterations=1, as_json=True, out=out) == 0
+        assert batch.run([local_sockets(pids=[job.pid], directory=directory)], iterations=1, as_json=True, out=out) == 0
         assert json.loads(out.getvalue())["processes"][0]["final_numbers"] is None  # live: nothing final yet
     finally:
         job.exit()

@@ -31,7 +31,7 @@ def more_calls(fleet: Fleet, first: int, count: int) -> None:
 
 def run(fleet, script, size=(120, 40)):
     async def main():
-        app = TopApp(fleet, ScriptedCollector(fleet), delay=0.05, runtime_dir=RUNTIME_DIR)
+        app = TopApp(fleet, ScriptedCollector(fleet), delay=0.05, watching=str(RUNTIME_DIR))
         async with app.run_test(size=size) as pilot:
             await pilot.pause(0.1)
             await script(app, pilot, app.screen.query_one(HistoryTable))
@@ -120,10 +120,11 @@ def test_slash_finds_words_inside_prompts_and_responses():
         truth = job.run(10)  # questions "What is 0 + 2?" ... "What is 9 + 2?", two calls each
 
         async def main():
-            from dspy_top.viewer.collector import Collector
+            from dspy_top.sources.collector import Collector
+            from dspy_top.sources.local import local_sockets
 
             fleet = Fleet()
-            app = TopApp(fleet, Collector(fleet, directory=directory, rescan_every=0.2), delay=0.2)
+            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]), delay=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
                 history = app.screen.query_one(HistoryTable)
                 deadline = asyncio.get_running_loop().time() + 20

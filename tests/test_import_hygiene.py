@@ -45,7 +45,8 @@ sys.meta_path.insert(0, Witness())
 """
 
 CHECK = WITNESS + """
-import dspy_top.cli, dspy_top.client, dspy_top.model, dspy_top.viewer.batch, dspy_top.viewer.collector
+import dspy_top.cli, dspy_top.client, dspy_top.model, dspy_top.viewer.batch, dspy_top.sources.collector
+import dspy_top.sources.local, dspy_top.run
 batch = settle()
 import dspy_top.viewer.app
 viewer = {top: who for top, who in settle().items() if top != "textual"}

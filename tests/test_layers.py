@@ -1,10 +1,13 @@
 """The layer contracts: which part may import which (pyproject.toml's [tool.importlinter], run with import-linter).
 
-The model imports neither Textual, dspy, litellm, the viewer nor the instrumentation; the
-viewer never imports the instrumentation, dspy or litellm; the job side never imports
-Textual. The protocol imports only msgpack and the standard library: a list of what it may
-import, which import-linter's forbidden contracts cannot say, so it is checked here from the
-source. Lazy imports inside functions count too.
+The model imports neither Textual, dspy, litellm, the viewer, the sources nor the
+instrumentation; the sources (the collector and what it reads) import the model and the
+protocol, never Textual, dspy, litellm, the instrumentation or a front end (the viewer,
+`dspy-top run`, the command line); the viewer may import the sources, never the
+instrumentation, dspy or litellm; the job side never imports Textual. The protocol imports only
+msgpack and the standard library: a list of what it may import, which import-linter's
+forbidden contracts cannot say, so it is checked here from the source. Lazy imports inside
+functions count too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from pathlib import Path
 from tests.helpers.jobs import REPO
 
 REQUIRED = {  # source module -> what it must never import, directly or through others
-    "dspy_top.model": {"textual", "dspy", "litellm", "dspy_top.viewer", "dspy_top.instrumentation"},
+    "dspy_top.model": {"textual", "dspy", "litellm", "dspy_top.viewer", "dspy_top.instrumentation", "dspy_top.sources"},
+    "dspy_top.sources": {"textual", "dspy", "litellm", "dspy_top.instrumentation", "dspy_top.viewer", "dspy_top.run",
+                         "dspy_top.cli"},
     "dspy_top.viewer": {"dspy_top.instrumentation", "dspy", "litellm"},
     "dspy_top.instrumentation": {"textual"},
     "dspy_top.protocol": {"textual"},

@@ -273,6 +273,80 @@ def test_a_broken_connection_is_lost_and_a_bad_socket_is_failed_with_its_reason(
     assert [p.key for p in fleet.snapshot().problems] == ["a", "b"]
 
 
+
+def test_a_new_process_on_an_ended_one_s_key_keeps_the_ended_one_apart_with_all_it_had():
+    clock = Clock()
+    fleet = Fleet(clock)
+    attach(fleet, "sock", 1, stats(counters(calls=1)), calls=[call(1)])
+    fleet.fold("sock", {"t": "eval_start", "id": "eval-1", "kind": "eval", "start": clock.now, "state": "running",
+                        "total": 10})
+    fleet.fold("sock", {"t": "budget", "at": 1.0, "level": 80, "scope": "total", "name": "", "spent_usd": 0.8,
+                        "budget_usd": 1.0, "action": "warn", "message": "dspy-top: total spend passed 80%"})
+    fleet.fold("sock", {"t": "exit", "at": clock.now, "stats": stats(counters(calls=1))})
+    fleet.attach("sock", 2)  # the pid (and so the socket's name) is reused
+    old = f"sock#{int(clock.now)}"
+    rows = {row.key: row for row in fleet.snapshot().processes}
+    assert rows[old].state == "ended" and rows[old].pid == 1 and rows[old].totals.calls == 1
+    assert rows["sock"].state == "connecting" and rows["sock"].pid == 2 and rows["sock"].totals.calls == 0
+    fleet.connected("sock", hello(2))
+    fleet.fold("sock", {"t": "snapshot", "stats": stats(counters(calls=1)), "calls": [call(1, start=1_001.0)],
+                        "seq": 1})
+    snapshot = fleet.snapshot()
+    assert {(c.process, c.pid, c.id) for c in snapshot.calls} == {(old, 1, 1), ("sock", 2, 1)}
+    assert [(s.process, s.id) for s in snapshot.scopes] == [(old, "eval-1")]
+    assert [(a.process, a.level) for job in snapshot.job_budgets for a in job.alerts] == [(old, "80")]
+    fleet.fold("sock", {"t": "exit", "at": clock.now, "stats": stats(counters(calls=1))})
+    fleet.attach("sock", 3)  # ended the same second as the first: a key of its own still
+    assert sorted(row.key for row in fleet.snapshot().processes) == sorted(["sock", old, f"{old}.2"])
+    assert fleet.dismiss(old) and [c.process for c in fleet.snapshot().calls] == [f"{old}.2"]
+
+
+def test_attach_again_retries_a_failed_row_and_leaves_a_running_one_alone():
+    fleet = Fleet(Clock())
+    fleet.attach("a", 1, "waiting for pid 1 to serve dspy-top")
+    assert fleet.snapshot().processes[0].status == "waiting for pid 1 to serve dspy-top"
+    assert not fleet.settled()  # on its way in
+    fleet.failed("a", "permission denied")
+    assert fleet.settled() and fleet.snapshot().processes[0].state == "failed"
+    fleet.attach("a", 1)
+    (row,) = fleet.snapshot().processes
+    assert row.state == "connecting" and row.status == "connecting…"
+    fleet.connected("a", hello(1))
+    fleet.fold("a", {"t": "snapshot", "stats": stats(counters(calls=2)), "calls": [], "seq": 0})
+    assert fleet.settled() and fleet.awaiting_final_numbers()
+    fleet.attach("a", 1, "connecting… again?")
+    (row,) = fleet.snapshot().processes
+    assert row.state == "running" and row.totals.calls == 2 and row.status != "connecting… again?"
+    fleet.fold("a", {"t": "exit", "at": 1_000.0, "stats": stats(counters(calls=2))})
+    assert not fleet.awaiting_final_numbers()
+
+
+def test_let_go_drops_a_silent_row_and_keeps_one_that_spoke():
+    fleet = Fleet(Clock())
+    fleet.attach("wrapper", 1)
+    attach(fleet, "job", 2, stats(counters(calls=3)))
+    version = fleet.version
+    assert fleet.let_go("wrapper") and fleet.version > version
+    assert not fleet.let_go("job")
+    assert fleet.let_go("never-seen")
+    assert [(row.key, row.totals.calls) for row in fleet.snapshot().processes] == [("job", 3)]
+
+
+def test_a_refused_process_says_protocol_error_and_keeps_its_last_numbers():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=4)))
+    fleet.refused("a", "malformed 'calls' message: fields is 'nonsense'")
+    (row,) = fleet.snapshot().processes
+    assert row.state == "lost" and row.totals.calls == 4 and row.final_numbers == "not received"
+    assert row.status.startswith("protocol error: malformed 'calls' message")
+
+
+def test_module_chains_name_each_path_s_classes():
+    fleet = Fleet(Clock())
+    attach(fleet, "a", 1, stats(counters(calls=1), modules=[
+        module("RAG.answer.predict", ("RAG", "ChainOfThought", "Predict"), calls=1)]))
+    assert fleet.module_chains() == {"RAG.answer.predict": ("RAG", "ChainOfThought", "Predict")}
+
 def test_malformed_messages_are_skipped_with_a_status_never_raised():
     fleet = Fleet(Clock())
     attach(fleet, "a", 1, stats(counters(calls=1)))

@@ -21,7 +21,8 @@ from dspy_top.model import Fleet
 from dspy_top.simlm import SimLM
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.batch import snapshot_json
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.components.optimizer_table import OptimizerTable
@@ -91,7 +92,7 @@ def finished_runs(sim):
 
 def attached_snapshot(directory: Path):
     fleet = Fleet()
-    collector = Collector(fleet, directory=directory).start()
+    collector = Collector(fleet, [local_sockets(directory=directory)]).start()
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -186,7 +187,7 @@ def test_the_panel_shows_a_real_run_and_a_trial_filters_the_history(finished_run
 
     async def main():
         fleet = Fleet()
-        app = TopApp(fleet, Collector(fleet, directory=job.directory, rescan_every=0.2), delay=0.2)
+        app = TopApp(fleet, Collector(fleet, [local_sockets(directory=job.directory, rescan_every=0.2)]), delay=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("o")
             table = app.screen.query_one(OptimizerTable)
@@ -230,7 +231,7 @@ def test_attaching_mid_run_shows_the_trials_so_far(sim):
 
         async def main():
             fleet = Fleet()
-            app = TopApp(fleet, Collector(fleet, directory=job.directory, rescan_every=0.2), delay=0.2)
+            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=job.directory, rescan_every=0.2)]), delay=0.2)
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.press("o")
                 stop = time.monotonic() + 15

@@ -227,7 +227,7 @@ def utc(monkeypatch):
 
 def scripted_app() -> TopApp:
     fleet, _clock = optimizer_fleet()
-    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, runtime_dir=RUNTIME_DIR)
+    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, watching=str(RUNTIME_DIR))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])

@@ -23,7 +23,8 @@ import pytest
 
 from dspy_top import client, paths, protocol
 from dspy_top.model import Fleet
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from tests.helpers.fake_server import FakeServer, hello, snapshot
 from tests.helpers.jobs import REPO, JobProcess, runtime_dir
 
@@ -151,7 +152,7 @@ def test_a_socket_served_by_another_user_is_refused_by_its_peer_credentials(shar
         with pytest.raises(client.ConnectError, match=r"served by another user \(uid \d+\): not trusted"):
             client.Connection(fake.socket_path).connect()
         fleet = Fleet()
-        collector = Collector(fleet, sockets=[fake.socket_path], rescan_every=0.2).start()
+        collector = Collector(fleet, [local_sockets(sockets=[fake.socket_path], rescan_every=0.2)]).start()
         try:
             assert collector.wait_settled(20)
             (row,) = fleet.snapshot().processes

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def run(fleet, script, size=(120, 40), job=None, collector=None):
     async def main():
-        app = TopApp(fleet, collector or ScriptedCollector(fleet), delay=0.05, runtime_dir=RUNTIME_DIR, job=job)
+        app = TopApp(fleet, collector or ScriptedCollector(fleet), delay=0.05, watching=str(RUNTIME_DIR), job=job)
         async with app.run_test(size=size) as pilot:
             await pilot.pause(0.1)
             await script(app, pilot)
@@ -430,7 +430,8 @@ def test_once_the_job_sent_its_final_numbers_nothing_says_it_is_running():
 def test_dismissing_the_ended_job_asks_first_and_leaves_no_ghost_row():
     """`x` on `dspy-top run`'s ended job (a named target): asked first, then gone for good, not back as
     `failed · no process N`."""
-    from dspy_top.viewer.collector import Collector
+    from dspy_top.sources.collector import Collector
+    from dspy_top.sources.local import local_sockets
 
     directory = runtime_dir()
     job = start_job(directory)
@@ -439,7 +440,8 @@ def test_dismissing_the_ended_job_asks_first_and_leaves_no_ghost_row():
 
         async def main():
             fleet = Fleet()
-            app = TopApp(fleet, Collector(fleet, directory=directory, pids=[job.pid], rescan_every=0.1), delay=0.1)
+            source = local_sockets(pids=[job.pid], directory=directory, rescan_every=0.1)
+            app = TopApp(fleet, Collector(fleet, [source]), delay=0.1)
             async with app.run_test(size=(120, 40)) as pilot:
                 await wait_for(pilot, lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
                                "the job")
@@ -450,8 +452,8 @@ def test_dismissing_the_ended_job_asks_first_and_leaves_no_ghost_row():
                 assert f"Its {truth['totals']['calls']:,} calls" in str(app.screen.query_one("#confirm-text").render())
                 await pilot.press("y")
                 await wait_for(pilot, lambda: not app.snapshot.processes, "the dismissal")
-                scans = app.collector.scans
-                await wait_for(pilot, lambda: app.collector.scans >= scans + 5, "more scans")
+                scans = source.scans
+                await wait_for(pilot, lambda: source.scans >= scans + 5, "more scans")
                 await pilot.pause(0.3)
                 assert not app.snapshot.processes, [p.status for p in app.snapshot.processes]
 

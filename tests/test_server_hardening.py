@@ -12,6 +12,7 @@ import socket
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from dspy_top import client, protocol
 from dspy_top.instrumentation.recorder import OTHER, Recorder
 from dspy_top.instrumentation.server import STATS_EVERY, SocketServer
 from tests.helpers.line_jobs import LineJob, calls_in, raw_connect, read_all
+from tests.helpers.waiting import wait_until
 
 
 @pytest.fixture
@@ -29,14 +31,7 @@ def runtime(monkeypatch):
     return directory
 
 
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout}s")
+wait_for = partial(wait_until, timeout=60.0)
 
 
 def poll_until(connection, predicate, timeout=30.0):

@@ -22,7 +22,8 @@ import pytest
 from dspy_top.model import Fleet
 from dspy_top.viewer import batch
 from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.fake_server import HOSTILE, FakeServer, counters, hello
@@ -80,7 +81,7 @@ def test_every_widget_shows_hostile_strings_inert(hostile):
 
     async def main():
         fleet = Fleet()
-        app = TopApp(fleet, Collector(fleet, sockets=[f.path for f in fakes], rescan_every=0.2), delay=0.2)
+        app = TopApp(fleet, Collector(fleet, [local_sockets(sockets=[f.path for f in fakes], rescan_every=0.2)]), delay=0.2)
         async with app.run_test(size=(140, 45)) as pilot:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not (app.snapshot and app.snapshot.calls
@@ -120,13 +121,13 @@ def test_every_widget_shows_hostile_strings_inert(hostile):
 def test_batch_text_and_stderr_show_hostile_strings_inert(hostile, capsys):
     directory, fakes = hostile
     out = io.StringIO()
-    assert batch.run(sockets=[f.path for f in fakes], iterations=1, out=out) == 0
+    assert batch.run([local_sockets(sockets=[f.path for f in fakes])], iterations=1, out=out) == 0
     text, err = out.getvalue(), capsys.readouterr().err
     assert_inert(text, "batch text")
     assert_inert(err, "stderr")
     assert f"RAG{'␛'}]0;PWNED" in text and "go away ␛]0;PWNED" in err
     out = io.StringIO()
-    batch.run(sockets=[fakes[0].path], iterations=1, as_json=True, out=out)
+    batch.run([local_sockets(sockets=[fakes[0].path])], iterations=1, as_json=True, out=out)
     assert json.loads(out.getvalue())["modules"][0]["path"] == NAME  # JSON keeps the data, escaped as JSON does
     assert_inert(out.getvalue(), "batch JSON")
 

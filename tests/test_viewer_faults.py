@@ -16,7 +16,8 @@ from dspy_top import client, protocol
 from dspy_top.model import Fleet
 from dspy_top.viewer import batch
 from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.components.status_line import StatusLine
 from tests.helpers.jobs import runtime_dir, start_job
 
@@ -119,8 +120,8 @@ def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
 
         async def main():
             fleet = Fleet()
-            collector = Collector(fleet, sockets=[*paths.values(), job.socket_path], rescan_every=0.2,
-                                  connect_timeout=0.5)
+            collector = Collector(fleet, [local_sockets(sockets=[*paths.values(), job.socket_path], rescan_every=0.2,
+                                                         connect_timeout=0.5)])
             app = TopApp(fleet, collector, delay=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
                 deadline = time.monotonic() + 15
@@ -152,7 +153,7 @@ def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
         # Batch mode reports the same faults on stderr and still prints the good process.
         import io
         out = io.StringIO()
-        code = batch.run(sockets=[paths["version"], job.socket_path], iterations=1, as_json=False, out=out)
+        code = batch.run([local_sockets(sockets=[paths["version"], job.socket_path])], iterations=1, as_json=False, out=out)
         assert code == 0
         assert f"{truth['totals']['calls']:,} calls" in out.getvalue() or "calls" in out.getvalue()
     finally:
@@ -161,7 +162,7 @@ def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
 
 def test_a_pid_that_does_not_exist_is_a_status_not_a_crash():
     fleet = Fleet()
-    collector = Collector(fleet, directory=runtime_dir(), pids=[2 ** 22 + 12345]).start()
+    collector = Collector(fleet, [local_sockets(directory=runtime_dir(), pids=[2 ** 22 + 12345])]).start()
     try:
         assert collector.wait_settled(3)
         row = fleet.snapshot().processes[0]

@@ -10,7 +10,8 @@ import pytest
 from dspy_top.model import Fleet
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.module_table import ModuleTable
@@ -28,7 +29,7 @@ COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "comple
 def run_app(directory, script, size=(120, 40)):
     async def main():
         fleet = Fleet()
-        collector = Collector(fleet, directory=directory, rescan_every=0.2)
+        collector = Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)])
         app = TopApp(fleet, collector, delay=0.2)
         async with app.run_test(size=size) as pilot:
             await script(app, pilot)
@@ -263,7 +264,7 @@ def test_run_mode_attaches_to_the_job_only_tails_its_log_and_forwards_ctrl_c(tmp
 
         async def main():
             fleet = Fleet()
-            collector = Collector(fleet, directory=directory, pids=[job.pid], rescan_every=0.2)
+            collector = Collector(fleet, [local_sockets(directory=directory, pids=[job.pid], rescan_every=0.2)])
             app = TopApp(fleet, collector, delay=0.2, job=job)
             async with app.run_test(size=(120, 40)) as pilot:
                 await wait_for(pilot, lambda: app.snapshot.totals.calls == truth["totals"]["calls"], what="the job")

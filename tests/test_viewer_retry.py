@@ -11,7 +11,8 @@ import pytest
 
 from dspy_top import client, protocol
 from dspy_top.model import Fleet
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from tests.helpers.fake_server import FakeServer, hello, snapshot
 from tests.helpers.jobs import runtime_dir
 
@@ -50,7 +51,7 @@ def test_a_full_listen_queue_is_retried_with_a_status_until_the_process_accepts(
     fake = FakeServer(directory / "busy.sock", [hello(717171), snapshot(7)], backlog=1, accept=False)
     held = fill_backlog(fake.path)
     fleet = Fleet()
-    collector = Collector(fleet, sockets=[fake.path], rescan_every=0.2, retry_for=20).start()
+    collector = Collector(fleet, [local_sockets(sockets=[fake.path], rescan_every=0.2, retry_for=20)]).start()
     try:
         waiting = wait_state(fleet, str(fake.path), lambda p: "listen queue is full" in p.status)
         assert waiting.state == "connecting" and "retrying" in waiting.status
@@ -86,7 +87,7 @@ def test_a_live_process_not_listening_yet_is_retried_a_stale_socket_is_not():
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))  # bound, not listening: connect is refused
     fleet = Fleet()
-    collector = Collector(fleet, sockets=[path], rescan_every=0.2, retry_for=20).start()
+    collector = Collector(fleet, [local_sockets(sockets=[path], rescan_every=0.2, retry_for=20)]).start()
     try:
         wait_state(fleet, str(path), lambda p: "not accepting yet" in p.status)
         listener.listen(4)

@@ -45,7 +45,7 @@ class ScriptedJob:
 def run_app(script, job=None, size=(120, 40)):
     async def main():
         fleet, _clock = optimizer_fleet()
-        app = TopApp(fleet, ScriptedCollector(fleet), delay=0.05, runtime_dir=RUNTIME_DIR, job=job)
+        app = TopApp(fleet, ScriptedCollector(fleet), delay=0.05, watching=str(RUNTIME_DIR), job=job)
         async with app.run_test(size=size) as pilot:
             await script(app, pilot)
 

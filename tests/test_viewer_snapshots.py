@@ -33,7 +33,7 @@ def utc(monkeypatch):
 def make_app(**fleet_options) -> TopApp:
     fleet, _clock = scripted_fleet(**fleet_options)
     # A long delay: the pinned fleet never changes, and no timer fires mid-capture.
-    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, runtime_dir=RUNTIME_DIR)
+    return TopApp(fleet, ScriptedCollector(fleet), delay=3600, watching=str(RUNTIME_DIR))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])

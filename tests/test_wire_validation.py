@@ -14,7 +14,8 @@ import pytest
 from dspy_top import latency, protocol, schema
 from dspy_top.model import Fleet
 from dspy_top.viewer import batch
-from dspy_top.viewer.collector import Collector
+from dspy_top.sources.collector import Collector
+from dspy_top.sources.local import local_sockets
 from tests.helpers.fake_server import FakeServer, hello, snapshot, stats
 from tests.helpers.jobs import runtime_dir, start_job
 
@@ -99,7 +100,7 @@ def test_a_bad_frame_on_a_real_socket_marks_only_its_process_and_the_collector_l
     try:
         truth = job.run(2)
         fleet = Fleet()
-        collector = Collector(fleet, sockets=[fake.path, job.socket_path], rescan_every=0.2).start()
+        collector = Collector(fleet, [local_sockets(sockets=[fake.path, job.socket_path], rescan_every=0.2)]).start()
         try:
             assert collector.wait_settled(20)
             fake.send(stats(8, dropped_events=INF))  # what killed the collector thread before
@@ -137,7 +138,7 @@ def test_batch_mode_survives_an_exit_at_infinity_and_a_huge_latency_bucket(capsy
     try:
         for as_json in (False, True):
             out = io.StringIO()
-            code = batch.run(sockets=[f.path for f in fakes], iterations=1, as_json=as_json, out=out)
+            code = batch.run([local_sockets(sockets=[f.path for f in fakes])], iterations=1, as_json=as_json, out=out)
             assert code == 0
             text = out.getvalue()
             if as_json:
@@ -154,14 +155,14 @@ def test_batch_mode_survives_an_exit_at_infinity_and_a_huge_latency_bucket(capsy
 
 def test_the_collector_thread_survives_a_fault_of_its_own():
     fleet = Fleet()
-    collector = Collector(fleet, directory=runtime_dir(), rescan_every=0.05)
+    collector = Collector(fleet, [local_sockets(directory=runtime_dir(), rescan_every=0.05)])
     calls = []
 
     def broken_scan():
         calls.append(1)
         raise RuntimeError("a bug in the viewer")
 
-    collector._scan = broken_scan
+    collector.sources[0].scan = broken_scan
     notices = []
     collector.on_notice = notices.append
     collector.start()

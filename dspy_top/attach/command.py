@@ -68,9 +68,10 @@ def _run(args: argparse.Namespace, action: str) -> int:
     status = attach_command(args.pid, args.timeout)
     if status != OK or not args.watch:
         return status
+    from dspy_top.sources.local import local_sockets
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(pids=[args.pid], delay=args.delay)
+    return run_viewer([local_sockets(pids=[args.pid])], delay=args.delay)
 
 
 def attach_command(pid: int, timeout: float = 10.0, runtime_dir: Path | None = None) -> int:

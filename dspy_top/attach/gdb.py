@@ -47,13 +47,35 @@ def queue(pid: int, code: str, timeout: float = GDB_TIMEOUT) -> dict:
     if where.python is None or where.python < (3, 11):
         version = "older than 3.11" if where.python is None else f"{where.python[0]}.{where.python[1]}"
         raise AttachRefused(f"pid {pid} runs Python {version}; dspy-top needs 3.11 or newer", UNSUPPORTED_PYTHON)
+    outcome = _run_gdb(executable, pid, {"code": code, "addresses": where.as_request()}, timeout)
+    status = outcome.get("status")
+    if status == "queued":
+        return outcome
+    message = outcome.get("message") or status
+    if status in _STATUSES:
+        raise AttachRefused(f"pid {pid}: {message}", _STATUSES[status])
+    raise AttachRefused(f"pid {pid}: {message}", FAILED)
+
+
+def nudge(pid: int, timeout: float = GDB_TIMEOUT) -> bool:
+    """Wake `pid`'s main thread from a futex wait (EINTR), so that it runs the queued code; whether
+    it was waiting in one. Stops the job for as long as gdb's attach and detach take."""
+    outcome = _run_gdb(gdb_path(), pid, {"nudge": True}, timeout)
+    if outcome.get("status") not in ("nudged", "not-parked"):
+        raise AttachRefused(f"pid {pid}: {outcome.get('message') or outcome.get('status')}",
+                            _STATUSES.get(outcome.get("status"), FAILED))
+    return outcome["status"] == "nudged"
+
+
+def _run_gdb(executable: str, pid: int, request: dict, timeout: float) -> dict:
+    """Run gdb_script.py's main() attached to `pid` with `request`; what it reported."""
     command = [executable, "-nx", "-batch", "--readnever",
                "-iex", "set auto-solib-add off", "-iex", "set debuginfod enabled off",
                "-iex", "set auto-load off", "-iex", "set auto-load libthread-db off",
                "-iex", "set libthread-db-search-path",  # threads come from /proc; no thread library needed
                "-iex", f"source {SCRIPT}",  # compiled and its imports done before the job stops
                "-p", str(pid), "-ex", "python main()"]
-    env = {**os.environ, "DSPY_TOP_INJECT": json.dumps({"code": code, "addresses": where.as_request()})}
+    env = {**os.environ, "DSPY_TOP_INJECT": json.dumps(request)}
     for name in ("PYTHONPATH", "PYTHONHOME"):  # gdb's own Python must not see this virtualenv's
         env.pop(name, None)
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -72,13 +94,7 @@ def queue(pid: int, code: str, timeout: float = GDB_TIMEOUT) -> dict:
     outcome = _parse(out)
     if outcome is None:
         raise _failure(pid, out, err)
-    status = outcome.get("status")
-    if status == "queued":
-        return outcome
-    message = outcome.get("message") or status
-    if status in _STATUSES:
-        raise AttachRefused(f"pid {pid}: {message}", _STATUSES[status])
-    raise AttachRefused(f"pid {pid}: {message}", FAILED)
+    return outcome
 
 
 def _parse(out: str) -> dict | None:

@@ -20,6 +20,11 @@ Not imported by dspy-top; gdb's own Python loads it before attaching (`-iex sour
    calls and waits again. Any other futex user treats it as the spurious wake-up it allows.
 5. Detach. Prints one line, `DSPY_TOP_GDB {json}`, for `dspy_top.attach.gdb`.
 
+A second, shorter run (`{"nudge": true}`) does step 4 alone: a main thread stopped just before
+it entered a lock wait missed both the nudge and the eval breaker, and waits until the lock is
+released (a thread pool's join: as long as the job's longest task). session.py asks for it while
+the code stays queued and the main thread sits in a futex wait.
+
 Each call is made by hand (return address on the stack, a temporary breakpoint there, the
 other threads running meanwhile so no lock holder stays stopped) and the thread's general
 registers are restored after it. gdb's own `call` is not used: it saves and restores the
@@ -103,9 +108,8 @@ def call(thread, address, arguments, return_to, alone=False):
                 gdb.execute(f"set var ${name} = {saved[name]}")
 
 
-def inject():
-    request = json.loads(os.environ["DSPY_TOP_INJECT"])
-    at = request["addresses"]
+def stopped():
+    """The stopped job (checked to be x86-64), its threads by id and its main thread."""
     for command in ("set pagination off", "set confirm off", "set scheduler-locking off",
                     "handle all nostop noprint pass"):
         gdb.execute(command, to_string=True)
@@ -115,6 +119,27 @@ def inject():
                                           f"{inferior.architecture().name()}; Python 3.14's sys.remote_exec works anywhere")
     threads = sorted(inferior.threads(), key=lambda t: t.ptid[1])
     main = next((t for t in threads if t.ptid[1] == inferior.pid), threads[0])
+    return inferior, threads, main
+
+
+def wake(main):
+    """Make the main thread's futex wait return EINTR, if it is parked in one (step 4)."""
+    if not parked_in_futex(registers(main)):
+        return False
+    gdb.execute(f"set var $rax = {EINTR}")
+    return True
+
+
+def nudge():
+    """Only step 4, for a main thread that went into a lock wait just as the code was queued
+    (it was between its last eval-breaker check and the wait when gdb stopped it)."""
+    _inferior, _threads, main = stopped()
+    return {"status": "nudged" if wake(main) else "not-parked"}
+
+
+def inject(request):
+    at = request["addresses"]
+    inferior, threads, main = stopped()
     states = {t.ptid[1]: registers(t) for t in threads}
     # Best a thread waiting on a lock; else one in another system call; the main thread last.
     ranked = sorted((t for t in threads if parked(states[t.ptid[1]])),
@@ -137,18 +162,15 @@ def inject():
     queued = call(worker, at["add_pending_call"], [at["run_simple_string"], page], return_to)
     if queued & 0xFFFFFFFF:
         raise Refusal("error", "Python's pending-call queue is full; try again")
-    nudged = False
-    main_state = registers(main)
-    if parked_in_futex(main_state):
-        gdb.execute(f"set var $rax = {EINTR}")
-        nudged = True
+    nudged = wake(main)
     return {"status": "queued", "page": [page, size], "nudged_main": nudged,
             "thread": worker.ptid[1], "threads": len(threads)}
 
 
 def main():
+    request = json.loads(os.environ["DSPY_TOP_INJECT"])
     try:
-        outcome = inject()
+        outcome = nudge() if request.get("nudge") else inject(request)
     except Refusal as refusal:
         outcome = {"status": refusal.args[0], "message": refusal.args[1]}
     except gdb.error as exc:

@@ -21,6 +21,9 @@ from dspy_top.attach.refusals import (EXITED, FAILED, NO_ANSWER, NO_DSPY, NOT_AT
 
 ANSWER_TIMEOUT = 10.0  # seconds for the job's main thread to run the queued code
 POLL = 0.01
+NUDGE_AFTER = 0.5  # seconds without an answer before a main thread in a lock wait is woken again
+NUDGES = 5  # at most, one a NUDGE_AFTER: each stops the job for a gdb attach (~0.1 s)
+FUTEX = 202
 # x86-64 system calls a main thread may be blocked in, for the "did not answer" message.
 _SYSCALLS = {0: "read", 7: "poll", 23: "select", 35: "nanosleep (time.sleep)", 61: "wait4 (waiting for a child)",
              202: "futex (a lock)", 230: "clock_nanosleep (time.sleep)", 232: "epoll_wait (an event loop)",
@@ -87,20 +90,30 @@ def _run(target: proc.Target, request: Request, timeout: float) -> tuple[dict[st
         script.unlink(missing_ok=True)
         return result
     queued = gdb.queue(target.pid, code)
-    return _answer(target.pid, request, queued, timeout, started)
+    return _answer(target.pid, request, queued, timeout, started, nudge=gdb.nudge)
 
 
-def _answer(pid: int, request: Request, queued: dict, timeout: float, started: float):
+def _answer(pid: int, request: Request, queued: dict, timeout: float, started: float, nudge=None):
+    """Wait for the job's answer. With `nudge` (gdb), a main thread found in a lock wait after
+    NUDGE_AFTER is woken again: it may have entered the wait just after the code was queued."""
     injected = time.monotonic()
     deadline = injected + timeout
+    next_nudge, nudges = injected + NUDGE_AFTER, 0
     while True:
         result = request.read_result()
         if result is not None:
             request.forget()
             done = time.monotonic()
-            return result, {"inject": injected - started, "answer": done - injected, "queued": queued}
+            return result, {"inject": injected - started, "answer": done - injected, "queued": queued,
+                            "nudges": nudges}
         if not proc.alive(pid):
             raise AttachRefused(f"pid {pid} exited during the attach", EXITED)
+        if nudge is not None and nudges < NUDGES and time.monotonic() > next_nudge and _main_syscall(pid) == FUTEX:
+            try:
+                nudges += nudge(pid)
+            except AttachRefused:
+                pass  # the process went away or gdb failed: the deadline still holds
+            next_nudge = time.monotonic() + NUDGE_AFTER
         if time.monotonic() > deadline:
             raise AttachRefused(f"pid {pid}'s main thread did not run Python within {timeout:g}s "
                                 f"({main_thread_activity(pid)}); the attach stays queued and completes when it "
@@ -138,18 +151,28 @@ def _serving(socket_path: Path) -> bool:
         return False
 
 
-def main_thread_activity(pid: int) -> str:
-    """What the main thread is doing, from /proc: a system call it waits in, or running."""
+def _main_syscall(pid: int) -> int | str:
+    """The system call the main thread waits in (from /proc), or "running", "unknown", "waiting"."""
     try:
         fields = (proc.PROC / str(pid) / "syscall").read_text().split()
     except OSError:
-        return "what it is doing is unknown"
+        return "unknown"
     if not fields or fields[0] == "running":
-        return "it is running native code"
+        return "running"
     try:
         number = int(fields[0])
     except ValueError:
-        return "it is waiting"
-    if number < 0:
+        return "waiting"
+    return "running" if number < 0 else number
+
+
+def main_thread_activity(pid: int) -> str:
+    """What the main thread is doing, from /proc: a system call it waits in, or running."""
+    number = _main_syscall(pid)
+    if number == "unknown":
+        return "what it is doing is unknown"
+    if number == "running":
         return "it is running native code"
+    if number == "waiting":
+        return "it is waiting"
     return f"it waits in {_SYSCALLS.get(number, f'system call {number}')}"

@@ -189,13 +189,10 @@ class History:
         self._calls = deque(kept)
         self._seen = {c.key for c in kept}
 
-    def find(self, key: tuple[str, int]) -> CallSummary | None:
-        if key not in self._seen:
-            return None
-        for call in reversed(self._calls):
-            if call.key == key:
-                return call
-        return None
+    def rekey(self, old: str, new: str) -> None:
+        """The calls of process `old` are known as `new`'s from now on (see `Fleet.attach`)."""
+        self._calls = deque(c._replace(process=new) if c.process == old else c for c in self._calls)
+        self._seen = {c.key for c in self._calls}
 
     def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None,
                texts: Mapping[tuple[str, int], str] | None = None,

@@ -1,7 +1,9 @@
 """Every process the viewer knows, folded from their messages; `snapshot()` is what the UI renders.
 
-Not thread-safe by itself: the collector holds `Fleet.lock` while folding and while
-taking a snapshot.
+Every change goes through a method (what a source said: attach, connected, fold, failed,
+refused, let go; what the user did: dismiss) and every question too (`settled`,
+`module_chains`, ...): no caller touches a `ProcessState`. Not thread-safe by itself: the
+collector holds `Fleet.lock` while folding, and the UI while taking a snapshot.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
 from dspy_top.model.calls import HISTORY, CallQuery, CallSummary, History
 from dspy_top.model.counters import Counters, total
-from dspy_top.model.process import CONNECTING, ENDED, LOST, RUNNING, ProcessState
+from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
@@ -57,20 +59,34 @@ class Fleet:
         self.events = 0
         self.version = 0  # bumped by every change: lets the UI skip redrawing what did not move
 
-    # --- the collector's side -------------------------------------------------------
+    # --- what the sources say (through the collector) --------------------------------
 
-    def attach(self, key: str, pid: int | None = None) -> ProcessState:
+    def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS) -> None:
+        """A process a source is attaching to, or waiting for: its row says `status` until it connects.
+
+        A row that failed or was lost is tried again; a running one is left as it is. One that
+        ended is kept apart, with its numbers, calls and scopes, under `<key>#<when it ended>`,
+        and a new row starts: a new process reuses the key (its pid, and so its socket's name).
+        """
         self.version += 1
         process = self.processes.get(key)
+        if process is not None and process.state == ENDED:
+            self._keep_apart(process)
+            process = None
         if process is None:
             process = self.processes[key] = ProcessState(
                 key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length,
                 repricer=Repricer(self.prices), burn_window=self.burn_window)
-        return process
+        if process.state != RUNNING:
+            process.connecting(status)
 
     def connected(self, key: str, hello: Hello) -> None:
+        """The process said hello: it is running (its snapshot follows)."""
         self.version += 1
-        self.attach(key, hello.pid).connected(hello, self.clock())
+        process = self.processes.get(key)
+        if process is None or process.state == ENDED:  # a source that skipped `attach`
+            self.attach(key, hello.pid)
+        self.processes[key].connected(hello, self.clock())
 
     def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
         """Apply one message; a malformed one marks the process, never raises."""
@@ -106,12 +122,37 @@ class Fleet:
                 break
         self.events += process.events - before  # a `calls` batch counts each call
 
-    def failed(self, key: str, reason: str, protocol: bool = False) -> None:
+    def failed(self, key: str, reason: str) -> None:
+        """The process could not be attached to (failed), or its stream broke before its exit (lost)."""
         process = self.processes.get(key)
         if process is not None:
             self.version += 1
             process.settle(self.history)  # the stream ended: what it sent is all there will be
-            process.failed(reason, self.clock(), protocol)
+            process.failed(reason, self.clock())
+
+    def refused(self, key: str, reason: str) -> None:
+        """The process sent something the viewer refuses (a protocol error): nothing more is read from it."""
+        process = self.processes.get(key)
+        if process is not None:
+            self.version += 1
+            process.settle(self.history)
+            process.failed(reason, self.clock(), protocol=True)
+
+    def let_go(self, key: str) -> bool:
+        """A process its source no longer watches: its row goes unless it spoke. True when it went.
+
+        `dspy-top run` lets go of the shell wrapping a job once the job's python serves: it never
+        sent anything. One that did keeps its row and numbers (False).
+        """
+        process = self.processes.get(key)
+        if process is not None:
+            if process.events > 0:
+                return False
+            del self.processes[key]
+            self.history.forget(key)
+            self.payload_texts.forget(key)
+            self.version += 1
+        return True
 
     def exit_status(self, pid: int, code: int) -> None:
         """`dspy-top run` saw its job exit with `code`: the job's ended process says so (its exit message cannot)."""
@@ -131,8 +172,41 @@ class Fleet:
         self.version += 1
         return True
 
-    def call(self, key: tuple[str, int]) -> CallSummary | None:
-        return self.history.find(key)
+    def _keep_apart(self, process: ProcessState) -> None:
+        old = process.key
+        key = f"{old}#{int(process.ended_at or 0)}"
+        copies = 1
+        while key in self.processes:  # two ended the same second
+            copies += 1
+            key = f"{old}#{int(process.ended_at or 0)}.{copies}"
+        del self.processes[old]
+        process.rekey(key)
+        self.processes[key] = process
+        self.history.rekey(old, key)
+        self.payload_texts.rekey(old, key)
+
+    # --- questions ----------------------------------------------------------------------
+
+    def settled(self) -> bool:
+        """True when no process is on its way in: each sent its first message, or is no longer live."""
+        return not any(p.live and p.events == 0 for p in self.processes.values())
+
+    def awaiting_final_numbers(self) -> bool:
+        """True while a process that has spoken is still live: its `exit` (its final numbers) may yet come."""
+        return any(p.live and p.events > 0 for p in self.processes.values())
+
+    def sent_exit(self, pid: int) -> bool:
+        """Whether a process `pid` sent its exit message (its final numbers)."""
+        return any(p.pid == pid and p.state == ENDED for p in self.processes.values())
+
+    def payloads_kept(self, focus: str | None = None) -> dict[str, int]:
+        """How many of its newest calls' payloads each running process (in view) keeps, for `/` to read."""
+        return {key: p.hello.history_capacity for key, p in self.processes.items()
+                if p.state == RUNNING and p.hello is not None and (focus is None or key == focus)}
+
+    def module_chains(self) -> dict[str, tuple[str, ...]]:
+        """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
+        return {path: module.chain for process in self.processes.values() for path, module in process.modules.items()}
 
     # --- the UI's side --------------------------------------------------------------
 

@@ -91,3 +91,8 @@ class PayloadTexts(Mapping[tuple[str, int], str]):
         for key in [k for k in self._texts if k[0] == process]:
             self._size -= len(self._texts.pop(key))
         self.unavailable = {k for k in self.unavailable if k[0] != process}
+
+    def rekey(self, old: str, new: str) -> None:
+        """The calls of process `old` are known as `new`'s from now on (see `Fleet.attach`)."""
+        self._texts = OrderedDict(((new, k[1]) if k[0] == old else k, text) for k, text in self._texts.items())
+        self.unavailable = {(new, k[1]) if k[0] == old else k for k in self.unavailable}

@@ -30,6 +30,7 @@ ENDED = "ended"  # sent `exit`: final numbers
 LOST = "lost"  # the connection broke without an `exit`
 FAILED = "failed"  # never attached (bad socket, wrong version, permission)
 NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
+CONNECTING_STATUS = "connecting…"  # said of a process being attached to, until it says hello
 # Call events left out of snapshots while waiting for the `stats` frame that counts them; past this
 # many (a process that sends no stats), they are shown anyway.
 UNSETTLED_LIMIT = 20_000
@@ -55,7 +56,7 @@ class ProcessState:
         self.pid = pid or 0
         self.hello: Hello | None = None
         self.state = CONNECTING
-        self.status = "connecting…"
+        self.status = CONNECTING_STATUS
         self.attached_at: float | None = None
         self.ended_at: float | None = None
         self.totals = EMPTY
@@ -105,6 +106,18 @@ class ProcessState:
     @property
     def live(self) -> bool:
         return self.state in (CONNECTING, RUNNING)
+
+    def connecting(self, status: str) -> None:
+        """Being attached to, or waited for (`status` says why it still waits); tried again after a failure."""
+        self.state = CONNECTING
+        self.status = status
+
+    def rekey(self, key: str) -> None:
+        """Known by another key from now on (kept apart from a new process that reuses its own)."""
+        self.key = key
+        self.scopes = {scope_id: replace(scope, process=key) for scope_id, scope in self.scopes.items()}
+        alerts = (replace(alert, process=key) for alert in self.budget_alerts.values())
+        self.budget_alerts = {alert.key: alert for alert in alerts}
 
     def connected(self, hello: Hello, now: float) -> None:
         self.hello = hello

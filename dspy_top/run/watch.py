@@ -12,20 +12,22 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from dspy_top.model.process import ENDED
-from dspy_top.run.family import JOB_RESCAN, JobFamily
 from dspy_top.run.job import RunningJob
+from dspy_top.sources.family import JOB_RESCAN, JobFamily
 
 if TYPE_CHECKING:
     from dspy_top.model import Fleet
-    from dspy_top.viewer.collector import Collector
+    from dspy_top.sources.collector import Collector
 
 
-def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None) -> Collector:
+def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None,
+                  family: JobFamily | None = None) -> Collector:
     """A collector that attaches to the job's pid and to every descendant that serves dspy-top."""
-    from dspy_top.viewer.collector import Collector
+    from dspy_top.sources.collector import Collector
+    from dspy_top.sources.local import LocalSockets
 
-    return Collector(fleet, directory=runtime_dir, targets=JobFamily(job.pid), rescan_every=JOB_RESCAN)
+    family = family or JobFamily(job.pid)
+    return Collector(fleet, [LocalSockets(family, runtime_dir, rescan_every=JOB_RESCAN)])
 
 
 def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None, history: int = 10_000) -> int:
@@ -38,7 +40,8 @@ def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = 
         fleet = Fleet(history_capacity=history)
         return fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir)
 
-    app = TopApp(None, delay=delay, job=job, notice=job.notice, runtime_dir=runtime_dir or job.runtime_dir,
+    where = runtime_dir or job.runtime_dir
+    app = TopApp(None, delay=delay, job=job, notice=job.notice, watching=str(where) if where else None,
                  connect=connect)
 
     def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
@@ -72,7 +75,8 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
     from dspy_top.viewer.batch import Printer, say, watch
 
     fleet = Fleet()
-    collector = job_collector(fleet, job, runtime_dir or job.runtime_dir).start()
+    family = JobFamily(job.pid)
+    collector = job_collector(fleet, job, runtime_dir or job.runtime_dir, family).start()
     printer = Printer(out or sys.stdout, as_json, repeats=False)  # the final numbers print once
     interrupts = 0
     armed = True  # ctrl+c may end the wait for the job (not the final snapshot)
@@ -103,7 +107,7 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         with fleet.lock:
             fleet.exit_status(job.pid, code)  # `ended (exit N)`: the job's exit message cannot say it
         printer.print(fleet)
-        if not collector.targets.members:
+        if not family.members:
             say("no process of the job served dspy-top (did it import dspy?)")
         return code
     except BrokenPipeError:
@@ -122,7 +126,7 @@ def _ended(job: RunningJob, fleet: Fleet) -> Callable[[float], bool]:
 
     def sent_exit() -> bool:
         with fleet.lock:
-            return any(p.pid == job.pid and p.state == ENDED for p in fleet.processes.values())
+            return fleet.sent_exit(job.pid)
 
     def ended(timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -143,7 +147,6 @@ def _wait_for_final_numbers(fleet: Fleet, timeout: float = 3.0) -> None:
     time.sleep(min(timeout, 2 * JOB_RESCAN))
     while time.monotonic() < deadline:
         with fleet.lock:
-            live = [p for p in fleet.processes.values() if p.live and p.events > 0]
-        if not live:
-            return
+            if not fleet.awaiting_final_numbers():
+                return
         time.sleep(0.05)

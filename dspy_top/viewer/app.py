@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
     from dspy_top.model import CallSummary, Fleet, ProcessRow, Snapshot
     from dspy_top.pricing import Price
-    from dspy_top.viewer.collector import Collector
+    from dspy_top.sources.base import Source
+    from dspy_top.sources.collector import Collector
     from dspy_top.viewer.screens.optimizers import OptimizersScreen
 
 
@@ -55,6 +56,7 @@ def _optimizers_screen() -> OptimizersScreen:
 def _is(screen: object, name: str) -> bool:
     """Whether `screen` is the screen class `name`, without importing a module the start does not need."""
     return type(screen).__name__ == name
+
 
 PAYLOAD_CACHE = 200
 DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds between refreshes that `d` steps through (like top's d)
@@ -80,7 +82,7 @@ class TopApp(App):
         *,
         delay: float = 1.0,
         job: Job | None = None,
-        runtime_dir: Path | None = None,
+        watching: str | None = None,
         history_rows: int | None = None,
         start_collector: bool = True,
         notice: str | None = None,
@@ -94,7 +96,7 @@ class TopApp(App):
         self.delay = delay
         self.job = job
         self.job_output = JobTranscript(MAX_LINES) if job is not None else None
-        self.runtime_dir = runtime_dir or (collector.runtime_dir if collector else Path("."))
+        self.watching = watching or (collector.where if collector else ".")  # said while nothing is attached
         self._history_rows = history_rows
         self.start_collector = start_collector
         self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
@@ -348,8 +350,7 @@ class TopApp(App):
         if self.fleet is None:
             return {}
         with self.fleet.lock:
-            return {path: module.chain for process in self.fleet.processes.values()
-                    for path, module in process.modules.items()}
+            return self.fleet.module_chains()
 
     # --- what every screen shows alike ------------------------------------------------------
 
@@ -508,32 +509,26 @@ class TopApp(App):
 
 
 def run_viewer(
+    sources: list[Source],
     *,
-    pids: list[int] | None = None,
-    sockets: list[Path] | None = None,
     delay: float = 1.0,
     job: Job | None = None,
-    directory: Path | None = None,
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
     notice: str | None = None,
     history: int = HISTORY,
 ) -> int:
-    """Run the interactive viewer until the user quits; the return value is the exit status."""
+    """Run the interactive viewer on `sources` until the user quits; the return value is the exit status."""
 
     def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
         from dspy_top.model import Fleet
-        from dspy_top.viewer.collector import Collector
+        from dspy_top.sources.collector import Collector
 
         fleet = Fleet(clock, prices=prices, budget_usd=budget_usd, history_capacity=history)
-        return fleet, Collector(fleet, directory=directory, pids=[job.pid] if job is not None else pids,
-                                sockets=sockets)
+        return fleet, Collector(fleet, sources)
 
-    if directory is None:
-        from dspy_top import paths
-
-        directory = paths.runtime_dir()
-    app = TopApp(None, delay=delay, job=job, notice=notice, runtime_dir=directory, connect=connect)
+    app = TopApp(None, delay=delay, job=job, notice=notice, watching=", ".join(source.where for source in sources),
+                 connect=connect)
     app.run()
     return 0

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from dspy_top.model import Fleet, Snapshot
 from dspy_top.model.budget import BudgetAlarm
 from dspy_top.model.tree import ModuleNode
 from dspy_top.pricing import Price
+from dspy_top.sources.base import Source
+from dspy_top.sources.collector import Collector
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.collector import Collector
 from dspy_top.viewer.optimizer_report import optimizer_line, optimizers_json, optimizers_text
 from dspy_top.viewer.terminal import for_stream, inert
 
@@ -279,22 +279,20 @@ def watch(fleet: Fleet, printer: Printer, *, delay: float, iterations: int | Non
 
 
 def run(
+    sources: Sequence[Source],
     *,
-    pids: list[int] | None = None,
-    sockets: list[Path] | None = None,
     iterations: int | None = None,
     delay: float = 1.0,
     as_json: bool = False,
     out: TextIO | None = None,
-    directory: Path | None = None,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
 ) -> int:
-    """Print snapshots until `iterations` are done (forever when None); the exit status (`Printer.status`)."""
+    """Print snapshots of `sources` until `iterations` are done (forever when None); the exit status (`Printer.status`)."""
     fleet = Fleet(prices=prices, budget_usd=budget_usd)
-    collector = Collector(fleet, directory=directory, pids=pids, sockets=sockets).start()
+    collector = Collector(fleet, sources).start()
     printer = Printer(out or sys.stdout, as_json, empty_note=(
-        f"no instrumented DSPy process found in {collector.runtime_dir}; "
+        f"no instrumented DSPy process found in {collector.where}; "
         "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
     try:
         collector.wait_settled(timeout=4.0)

@@ -1,6 +1,6 @@
 """What the viewer needs from a job started by `dspy-top run` (implemented in `dspy_top.run`).
 
-`dspy_top.viewer.app.run_viewer(job=job, delay=seconds)` attaches to `job.pid` only, shows a
+`TopApp(fleet, collector, job=job)` (`dspy_top.run.watch`) watches the job's processes, shows a
 log pane with `read_new_output()` on every refresh and the exit status once `returncode()`
 is set; the first ctrl+c calls `interrupt()`, a second one (or one after the job ended) quits.
 The app keeps what it read in a `JobTranscript` that every screen's log pane reads from.

@@ -36,16 +36,12 @@ class PayloadSearch:
             self.asked.clear()
             self.readable = self.read = 0
             return
-        from dspy_top.model.process import RUNNING
-
         wanted: list[tuple[str, int]] = []
         room = IN_FLIGHT - len(self.asked)
         readable = read = 0
         with fleet.lock:
             texts = fleet.payload_texts
-            left = {key: p.hello.history_capacity if p.hello else 0
-                    for key, p in fleet.processes.items() if focus is None or key == focus}
-            running = {key for key, p in fleet.processes.items() if p.state == RUNNING}
+            left = fleet.payloads_kept(focus)
             for call in reversed(tuple(fleet.history)):
                 process = call.process
                 key = (process, call.id)
@@ -53,7 +49,7 @@ class PayloadSearch:
                     readable += 1
                     read += 1
                     continue
-                if left.get(process, 0) <= 0 or process not in running:
+                if left.get(process, 0) <= 0:
                     continue  # the process no longer keeps it (or ended): only its metadata is searchable
                 left[process] -= 1
                 readable += 1

@@ -137,7 +137,7 @@ PAYLOAD = {
 class ScriptedCollector:
     """Stands in for the collector: answers payload requests at once, from PAYLOAD."""
 
-    runtime_dir = RUNTIME_DIR
+    where = str(RUNTIME_DIR)
 
     def __init__(self, fleet: Fleet, payload=PAYLOAD) -> None:
         self.fleet = fleet
@@ -158,3 +158,4 @@ class ScriptedCollector:
     def request_payload(self, process: str, call_id: int) -> None:
         self.requests.append((process, call_id))
         self.on_payload(PayloadAnswer(process, call_id, self.payload))
+

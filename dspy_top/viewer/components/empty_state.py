@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.text import Text
 from textual.widgets import Static
 
@@ -13,11 +11,11 @@ from dspy_top.viewer.terminal import inert
 class EmptyState(Static):
     """Shown (class `-empty` on the screen) until a process appears."""
 
-    def __init__(self, runtime_dir: Path, **kwargs) -> None:
-        super().__init__(self.message(runtime_dir), **kwargs)
+    def __init__(self, watching: str, **kwargs) -> None:
+        super().__init__(self.message(watching), **kwargs)
 
     @staticmethod
-    def message(runtime_dir: Path) -> Text:
+    def message(watching: str) -> Text:
         text = Text(justify="center")
         text.append("No instrumented DSPy process is running.\n\n", style="bold")
         text.append("Start one and it appears here:\n\n")
@@ -27,5 +25,5 @@ class EmptyState(Static):
         text.append(" in your program\n  or run it with ")
         text.append("DSPY_TOP=1", style="bold cyan")
         text.append("\n\n")
-        text.append(f"watching {inert(runtime_dir)}", style="dim")
+        text.append(f"watching {inert(watching)}", style="dim")
         return text

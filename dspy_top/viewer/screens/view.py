@@ -84,7 +84,7 @@ class FleetScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header(id="header")
         with Panes(id="main"):
-            yield EmptyState(self.app.runtime_dir, id="empty")
+            yield EmptyState(self.app.watching, id="empty")
             yield from self.compose_panes()
             if self.app.job is not None:
                 yield JobLog(id="joblog")

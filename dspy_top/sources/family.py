@@ -1,6 +1,6 @@
 """Which processes are the job's: the job and every descendant that serves dspy-top, at any depth.
 
-`JobFamily` is the collector's targets strategy for `dspy-top run` (see viewer/targets.py): a
+`JobFamily` is the local sockets' targets strategy for `dspy-top run` (see targets.py): a
 shell wrapper's python, console scripts, multiprocessing workers; other people's jobs in the
 same runtime directory are left alone.
 """

@@ -1,8 +1,8 @@
-"""Which sockets a `Collector` watches: a strategy it asks before every scan.
+"""Which local sockets `LocalSockets` watches: a strategy it asks before every scan.
 
 `Discovered` watches every dspy-top socket in the runtime directory, `Named` the ones given
-with -p/--socket; `dspy-top run` passes its own (the job and its descendants, run/family.py).
-The collector stays the same whichever it gets.
+with -p/--socket; `dspy-top run` passes `JobFamily` (the job and its descendants, family.py).
+The source stays the same whichever it gets.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Targets(Protocol):
     discovering: bool
 
     def sockets(self, directory: Path) -> Iterable[tuple[Path, int | None]]:
-        """Asked before every scan, from the collector's thread."""
+        """Asked before every scan, from the collector's thread: it must not wait on anything."""
 
 
 class Discovered:

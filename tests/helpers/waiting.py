@@ -1,0 +1,19 @@
+"""Waiting for a condition in a test: poll it with a generous deadline, never a fixed sleep."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], what: str = "the condition", timeout: float = 20.0) -> T:
+    """Poll `condition` until it is true; its value. Fails the test, naming `what`, at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what} ({timeout:g}s)")
