@@ -130,21 +130,27 @@ def main(argv: list[str] | None = None) -> int:
                 return status
     prices, budget = _money(args, parser)
     from dspy_top import paths
-    from dspy_top.sources.local import local_sockets
 
     located = paths.locate()  # never raises: an unusable runtime directory gives a private fallback and a warning
-    sources = [local_sockets(args.pids or (), args.sockets or (), located.path)]
+
+    def sources() -> list:
+        # Made when needed: the live view's first frame comes before the sources (and the model,
+        # the protocol and msgpack they import) are loaded.
+        from dspy_top.sources.local import local_sockets
+
+        return [local_sockets(args.pids or (), args.sockets or (), located.path)]
+
     if args.batch:
         from dspy_top.viewer import batch
 
         if located.warning:
             batch.say(located.warning)
-        return batch.run(sources, iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices,
+        return batch.run(sources(), iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices,
                          budget_usd=budget)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(sources, delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
-                      history=args.history)
+    return run_viewer(sources, watching=str(located.path), delay=args.delay, prices=prices, budget_usd=budget,
+                      notice=located.warning, history=args.history)
 
 
 if __name__ == "__main__":

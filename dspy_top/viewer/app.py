@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Sequence
 
 from textual.app import App
 from textual.binding import Binding
@@ -509,8 +509,9 @@ class TopApp(App):
 
 
 def run_viewer(
-    sources: list[Source],
+    sources: Sequence[Source] | Callable[[], Sequence[Source]],
     *,
+    watching: str | None = None,
     delay: float = 1.0,
     job: Job | None = None,
     clock: Callable[[], float] = time.time,
@@ -519,16 +520,20 @@ def run_viewer(
     notice: str | None = None,
     history: int = HISTORY,
 ) -> int:
-    """Run the interactive viewer on `sources` until the user quits; the return value is the exit status."""
+    """Run the interactive viewer on `sources` until the user quits; the return value is the exit status.
+
+    `sources` may be a function that makes them: it is called once the first frame is on screen
+    (then `watching` says what they watch, for the screen with nothing attached)."""
 
     def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
         from dspy_top.model import Fleet
         from dspy_top.sources.collector import Collector
 
         fleet = Fleet(clock, prices=prices, budget_usd=budget_usd, history_capacity=history)
-        return fleet, Collector(fleet, sources)
+        return fleet, Collector(fleet, sources() if callable(sources) else sources)
 
-    app = TopApp(None, delay=delay, job=job, notice=notice, watching=", ".join(source.where for source in sources),
-                 connect=connect)
+    if watching is None and not callable(sources):
+        watching = ", ".join(source.where for source in sources)
+    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect)
     app.run()
     return 0
