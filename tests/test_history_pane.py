@@ -141,3 +141,74 @@ def test_slash_finds_words_inside_prompts_and_responses():
         asyncio.run(main())
     finally:
         job.kill()
+
+
+def test_a_call_the_screen_showed_opens_after_its_process_ended():
+    """`dspy-top demo` and `run` never lose what they showed (issue 16): the payloads of the rows on
+    screen are kept by the viewer while the process runs, so they open once it has ended; a row that
+    was never on screen (scrolled past) while the process kept its payload is said to be gone."""
+    directory = runtime_dir()
+    job = start_job(directory, history=8)  # the process keeps the payloads of its newest 8 calls only
+    try:
+        async def main():
+            from dspy_top.sources.collector import Collector
+            from dspy_top.sources.local import local_sockets
+
+            fleet = Fleet()
+            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]), delay=0.2)
+            async with app.run_test(size=(120, 16)) as pilot:  # a history pane of a few rows
+                history = app.screen.query_one(HistoryTable)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while not (app.snapshot and app.snapshot.processes and app.snapshot.processes[0].state == "running"):
+                    assert loop.time() < deadline, "the attach"
+                    await pilot.pause(0.05)
+                truth = await asyncio.to_thread(job.run, 10)  # 20 calls: most scroll past unseen
+                calls = truth["totals"]["calls"]
+                while not (history.row_count == calls and all(c.key in app.shown_payloads
+                                                               for c in history.calls_in_view())):
+                    assert loop.time() < deadline, "the shown rows' payloads"
+                    await pilot.pause(0.05)
+                shown = history.calls_in_view()
+                assert 0 < len(shown) < calls
+                await asyncio.to_thread(job.exit)
+                while app.snapshot.processes[0].state != "ended":
+                    assert loop.time() < deadline, "the process's end"
+                    await pilot.pause(0.05)
+                history.focus()
+                await pilot.press("end", "enter")  # the newest call, shown while the process ran
+                screen = app.screen
+                assert isinstance(screen, InspectScreen) and screen.call.key == shown[-1].key
+                while screen.answer is None:
+                    assert loop.time() < deadline, "the kept payload"
+                    await pilot.pause(0.05)
+                assert screen.answer.payload is not None and not screen.has_class("-gone")
+                assert "[[ ## answer ## ]]" in str(screen.query_one("#inspect-text").render())
+                await pilot.press("escape", "home", "enter")  # the oldest: never on screen while kept
+                screen = app.screen
+                while screen.answer is None:
+                    assert loop.time() < deadline, "the answer for a call never shown"
+                    await pilot.pause(0.05)
+                assert screen.answer.payload is None and screen.has_class("-gone")
+
+        asyncio.run(main())
+    finally:
+        job.kill()
+
+
+def test_kept_payloads_are_bounded_and_a_shown_call_is_asked_for_once():
+    from dspy_top.model.payloads import PayloadAnswer
+    from dspy_top.viewer.shown_payloads import IN_FLIGHT, ShownPayloads
+
+    fleet, _ = fleet_with_calls(100)
+    calls = fleet.snapshot(history_limit=100).calls
+    kept = ShownPayloads(budget=10_000)
+    first = kept.wanted(calls, {"a": 1000})
+    assert len(first) == IN_FLIGHT and kept.wanted(calls[:IN_FLIGHT], {"a": 1000}) == []  # asked once
+    assert kept.wanted(calls, {}) == []  # a process that ended (or keeps nothing) is not asked
+    for process, call_id in first:
+        kept.add(PayloadAnswer(process, call_id, {"messages": [{"role": "user", "content": "x" * 1_000}]}))
+    held = [key for key in first if key in kept]
+    assert 0 < len(held) < len(first) and held == first[-len(held):]  # within 10,000 characters, newest kept
+    kept.add(PayloadAnswer("a", 99, None, "the process no longer has it"))
+    assert ("a", 99) not in [key for key in kept.wanted(calls, {"a": 1000})]  # gone: never asked again

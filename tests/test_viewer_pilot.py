@@ -26,11 +26,11 @@ COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "comple
             "unpriced_calls", "in_flight")
 
 
-def run_app(directory, script, size=(120, 40)):
+def run_app(directory, script, size=(120, 40), **options):
     async def main():
         fleet = Fleet()
         collector = Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)])
-        app = TopApp(fleet, collector, delay=0.2)
+        app = TopApp(fleet, collector, delay=0.2, **options)
         async with app.run_test(size=size) as pilot:
             await script(app, pilot)
 
@@ -197,7 +197,9 @@ def test_attach_inspect_fetch_gone_payload_and_a_process_ending():
         assert app.screen.has_class("-empty")
 
     try:
-        run_app(directory, script, size=(100, 30))
+        # The viewer keeps no payload of its own here (kept_payloads=0): what the process no longer
+        # keeps is gone (tests/test_history_pane.py: what the screen showed is kept).
+        run_app(directory, script, size=(100, 30), kept_payloads=0)
     finally:
         for job in jobs:
             job.kill()

@@ -20,7 +20,7 @@ from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, R
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
-from dspy_top.model.payloads import PayloadTexts
+from dspy_top.model.payloads import PayloadAnswer, PayloadTexts
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
@@ -160,6 +160,11 @@ class Fleet:
             if process.pid == pid and process.state == ENDED and process.status == "ended":
                 process.status = f"ended (exit {code})"
                 self.version += 1
+
+    def payload_read(self, answer: PayloadAnswer) -> None:
+        """A call's payload came back (for whoever asked): its text joins what `/` searches."""
+        self.payload_texts.add(answer)
+        self.version += 1
 
     def dismiss(self, key: str) -> bool:
         """Forget a process that is no longer live (ended, lost or failed)."""

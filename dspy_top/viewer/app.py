@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Sequence
@@ -32,6 +31,7 @@ from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
 from dspy_top.viewer.payload_search import PayloadSearch
+from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.view import FleetScreen
 from dspy_top.viewer.terminal import inert
@@ -58,7 +58,6 @@ def _is(screen: object, name: str) -> bool:
     return type(screen).__name__ == name
 
 
-PAYLOAD_CACHE = 200
 DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds between refreshes that `d` steps through (like top's d)
 ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
@@ -87,6 +86,7 @@ class TopApp(App):
         start_collector: bool = True,
         notice: str | None = None,
         connect: Callable[[], tuple[Fleet, Collector]] | None = None,
+        kept_payloads: int = KEPT_CHARS,
     ) -> None:
         """`fleet` and `collector`, or `connect` to make them once the first frame is on screen."""
         super().__init__()
@@ -106,7 +106,7 @@ class TopApp(App):
         self.call_query = CallQuery("")
         self.log_hidden = False
         self.snapshot: Snapshot | None = None
-        self._payloads: OrderedDict[tuple[str, int], PayloadAnswer] = OrderedDict()
+        self.shown_payloads = ShownPayloads(kept_payloads)
         self._interrupts = 0
         self._version = -1
         self._full_at = 0.0
@@ -194,6 +194,7 @@ class TopApp(App):
         if not self.is_running or self.fleet is None:
             return  # shutting down (a timer that fired as the widgets went away), or not collecting yet
         self._follow_job()
+        self.keep_shown_payloads()  # what the screen shows (paused or not) opens after its process ended
         if self.paused and self.snapshot is not None:
             return
         with self.fleet.lock:
@@ -306,9 +307,8 @@ class TopApp(App):
         self.post_message(Notice(text))
 
     def fetch_payload(self, call: CallSummary) -> None:
-        cached = self._payloads.get(call.key)
+        cached = self.shown_payloads.get(call.key)
         if cached is not None:
-            self._payloads.move_to_end(call.key)
             self.call_after_refresh(self._forward_answer, cached)
             return
         if self.collector is None:
@@ -318,7 +318,20 @@ class TopApp(App):
         self.collector.request_payload(call.process, call.id)
 
     def forget_payload(self, call: CallSummary) -> None:
-        self._payloads.pop(call.key, None)
+        self.shown_payloads.forget(call.key)
+
+    def keep_shown_payloads(self) -> None:
+        """Ask the processes for the payloads of the calls on screen, to keep (shown_payloads.py)."""
+        view = self.view
+        if self.collector is None or self.fleet is None or view is None:
+            return
+        shown = view.shown_calls()
+        if not shown:
+            return
+        with self.fleet.lock:
+            kept_by = self.fleet.payloads_kept()
+        for process, call_id in self.shown_payloads.wanted(shown, kept_by):
+            self.collector.request_payload(process, call_id)
 
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity="error", timeout=10)
@@ -331,14 +344,10 @@ class TopApp(App):
         answer = message.answer
         if self.fleet is not None:
             with self.fleet.lock:  # its text joins what `/` searches, whoever asked for it
-                self.fleet.payload_texts.add(answer)
-                self.fleet.version += 1
+                self.fleet.payload_read(answer)
         if self.search.answered((answer.process, answer.call_id)) and self.call_query.words:
             self._search_step()
-        if answer.payload is not None:
-            self._payloads[(answer.process, answer.call_id)] = answer
-            while len(self._payloads) > PAYLOAD_CACHE:
-                self._payloads.popitem(last=False)
+        self.shown_payloads.add(answer)  # kept, whoever asked: it opens after its process ended
         self._forward_answer(answer)
 
     def _forward_answer(self, answer: PayloadAnswer) -> None:

@@ -154,6 +154,11 @@ class HistoryTable(ScrollView, can_focus=True):
     def keys(self) -> list[str]:
         return [call_key(call) for call in self.calls]
 
+    def calls_in_view(self) -> tuple[CallSummary, ...]:
+        """The calls of the rows on screen now."""
+        top = int(self.scroll_y)
+        return self.calls[top:top + max(0, self.size.height - 1)]
+
     def call_at_cursor(self) -> CallSummary | None:
         return self.calls[self.cursor] if 0 <= self.cursor < len(self.calls) else None
 

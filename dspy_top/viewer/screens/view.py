@@ -222,6 +222,11 @@ class FleetScreen(Screen):
     def query_changed(self) -> None:
         """The filter changed: panes that filter by it follow."""
 
+    def shown_calls(self) -> tuple:
+        """The calls whose rows the history pane shows now (their payloads are kept: shown_payloads.py)."""
+        history = self.query_one(HistoryTable)
+        return history.calls_in_view() if history.display else ()
+
     def process_at_cursor(self) -> str | None:
         """The process `k` targets when none is focused: the one under this screen's cursor, if any."""
         return None
