@@ -209,6 +209,25 @@ def test_a_module_of_unknown_cost_has_an_unknown_share_not_0_percent():
     run(scripted_fleet()[0], script)
 
 
+def test_the_header_and_the_trials_pane_count_trials_alike():
+    """One count at one instant: the header's `trial 7/20` is the trials pane's, which also counts the
+    evaluations it lists (MIPROv2 numbers its baseline 0: 8 evaluations of 21 planned)."""
+    import re
+
+    async def script(app, pilot):
+        await pilot.press("o")
+        await wait_for(pilot, lambda: app.screen.query(TrialTable), "the optimizer screen")
+        trials = app.screen.query_one(TrialTable)
+        await wait_for(pilot, lambda: trials.row_count > 0, "the trials")
+        header = next(line for line in screen_text(app).splitlines() if line.startswith(" MIPROv2"))
+        title = str(trials.border_title)
+        assert re.search(r"trial (\d+/\d+)", header)[1] == re.search(r"trial (\d+/\d+)", title)[1] == "7/20"
+        listed, planned = map(int, re.search(r"(\d+) of (\d+) evaluations planned", title).groups())
+        assert listed == trials.row_count == 8 and planned == 21
+
+    run(optimizer_fleet()[0], script)
+
+
 def test_one_score_format_everywhere():
     from dspy_top.viewer.batch import snapshot_text
 
