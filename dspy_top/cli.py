@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dspy_top import options
+from dspy_top import hosts, options
 
 DESCRIPTION = """\
 A live, top-style view of DSPy programs: LM calls, tokens, cost, cache, errors and
@@ -24,6 +24,11 @@ subcommands:
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
   dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
   dspy-top detach PID            remove what `dspy-top attach` put into it
+  dspy-top relay                 stream this machine's jobs over stdio, for --host (dspy-top relay --help)
+
+other machines, over your own ssh (dspy-top must be installed there too):
+  dspy-top --host gpu-box                  this machine's jobs and gpu-box's, each row with its host
+  dspy-top --host alice@10.0.0.5,gpu-box --no-local -b -n 1 --json
 
 keys (in the viewer; ? or F1 shows them all):
   q quit   space pause   / filter (also searches prompts and responses)   < > sort column
@@ -50,6 +55,8 @@ environment:
                          user could have planted is replaced by a private one, with a warning)
   DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
   DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
+  DSPY_TOP_SSH           the ssh command for --host, with options (like GIT_SSH_COMMAND; default ssh)
+  DSPY_TOP_RELAY_COMMAND what --host runs on the host (default: dspy-top relay)
 """
 
 
@@ -66,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--attach", action="store_true",
                         help="with -p: first instrument those processes if they were started without dspy-top "
                              "(as `dspy-top attach PID` does)")
+    hosts.add_host_options(parser.add_argument_group("other machines (over ssh)"))
     options.add_display_options(
         parser.add_argument_group("display"),
         batch_help="print snapshots instead of running the interactive viewer",
@@ -114,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.attach import command
 
         return command.main(argv[1:], argv[0])
+    if argv and argv[0] == "relay":
+        from dspy_top.relay.command import main as relay_main
+
+        return relay_main(argv[1:], _version())
     parser = build_parser()
     args = parser.parse_args(argv)
     options.check_display_options(parser, args)
+    hosts.check_host_options(parser, args)
     if not args.batch and options.no_terminal():
         parser.exit(2, f"dspy-top: {options.no_terminal()}\n")
     if args.attach:
@@ -138,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         # the protocol and msgpack they import) are loaded.
         from dspy_top.sources.local import local_sockets
 
-        return [local_sockets(args.pids or (), args.sockets or (), located.path)]
+        made = [] if args.no_local else [local_sockets(args.pids or (), args.sockets or (), located.path)]
+        return made + hosts.ssh_sources(args)
 
     if args.batch:
         from dspy_top.viewer import batch
@@ -149,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                          budget_usd=budget)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(sources, watching=str(located.path), delay=args.delay, prices=prices, budget_usd=budget,
-                      notice=located.warning, history=args.history)
+    # Only this machine's sockets: made after the first frame, which says where they are. Other
+    # machines' sources are made now, and say what they watch themselves.
+    local_only = not hosts.hosts_of(args)
+    return run_viewer(sources if local_only else sources(), watching=str(located.path) if local_only else None,
+                      delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
+                      history=args.history)
 
 
 if __name__ == "__main__":

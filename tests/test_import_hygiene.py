@@ -73,6 +73,13 @@ def test_cli_help_starts_fast_without_textual():
     assert leaks == {}, f"`dspy-top --help` imported these (package: first importer of ours): {leaks}"
 
 
+def test_the_relay_and_the_ssh_source_leave_dspy_litellm_and_textual_out():
+    code = WITNESS + ("import dspy_top.relay.command, dspy_top.relay.loop, dspy_top.sources.ssh, dspy_top.hosts; "
+                      "print(json.dumps(settle()))")
+    leaks = run(code)
+    assert leaks == {}, f"`dspy-top relay` or `--host` imported these (package: first importer of ours): {leaks}"
+
+
 def test_the_witness_names_the_module_that_imported_a_heavy_package():
     # The viewer does import Textual: the witness must name it, with the line.
     importers = run(WITNESS + "import dspy_top.viewer.app; print(json.dumps(settle()))")

@@ -25,6 +25,7 @@ REQUIRED = {  # source module -> what it must never import, directly or through 
     "dspy_top.sources": {"textual", "dspy", "litellm", "dspy_top.instrumentation", "dspy_top.viewer", "dspy_top.run",
                          "dspy_top.cli"},
     "dspy_top.viewer": {"dspy_top.instrumentation", "dspy", "litellm"},
+    "dspy_top.relay": {"textual", "dspy", "litellm", "dspy_top.instrumentation", "dspy_top.viewer", "dspy_top.cli"},
     "dspy_top.instrumentation": {"textual"},
     "dspy_top.protocol": {"textual"},
     "dspy_top.autoload": {"textual"},

@@ -16,6 +16,7 @@ from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
 from dspy_top.model.calls import HISTORY, CallQuery, CallSummary, History
 from dspy_top.model.counters import Counters, total
+from dspy_top.model.hosts import HostRow
 from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
@@ -51,6 +52,7 @@ class Fleet:
         self.burn_window = burn_window
         self.lock = threading.RLock()
         self.processes: dict[str, ProcessState] = {}
+        self.hosts: dict[str, HostRow] = {}  # the other machines watched, as their sources said
         self.history = History(history_capacity)
         self.payload_texts = PayloadTexts()  # prompts and responses read so far, for `/` to search
         self.window = window
@@ -61,12 +63,14 @@ class Fleet:
 
     # --- what the sources say (through the collector) --------------------------------
 
-    def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS) -> None:
+    def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS,
+               host: str | None = None) -> None:
         """A process a source is attaching to, or waiting for: its row says `status` until it connects.
 
         A row that failed or was lost is tried again; a running one is left as it is. One that
         ended is kept apart, with its numbers, calls and scopes, under `<key>#<when it ended>`,
         and a new row starts: a new process reuses the key (its pid, and so its socket's name).
+        `host`: the machine it runs on, when not this one.
         """
         self.version += 1
         process = self.processes.get(key)
@@ -76,16 +80,16 @@ class Fleet:
         if process is None:
             process = self.processes[key] = ProcessState(
                 key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length,
-                repricer=Repricer(self.prices), burn_window=self.burn_window)
+                repricer=Repricer(self.prices), burn_window=self.burn_window, host=host)
         if process.state != RUNNING:
             process.connecting(status)
 
-    def connected(self, key: str, hello: Hello) -> None:
+    def connected(self, key: str, hello: Hello, host: str | None = None) -> None:
         """The process said hello: it is running (its snapshot follows)."""
         self.version += 1
         process = self.processes.get(key)
         if process is None or process.state == ENDED:  # a source that skipped `attach`
-            self.attach(key, hello.pid)
+            self.attach(key, hello.pid, host=host)
         self.processes[key].connected(hello, self.clock())
 
     def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
@@ -176,6 +180,15 @@ class Fleet:
         self.payload_texts.forget(key)
         self.version += 1
         return True
+
+    def host(self, name: str, state: str, status: str, retry_at: float | None = None) -> None:
+        """Another machine's connection, as its source says: connecting, connected or disconnected (model/hosts.py)."""
+        previous = self.hosts.get(name)
+        since = previous.since if previous is not None and previous.state == state else self.clock()
+        row = HostRow(name, state, status, since, retry_at)
+        if row != previous:
+            self.hosts[name] = row
+            self.version += 1
 
     def _keep_apart(self, process: ProcessState) -> None:
         old = process.key
@@ -280,7 +293,7 @@ class Fleet:
             burn=self._burn(in_view, totals, uptime, average, scopes, now),
             budget=self._viewer_budget(),
             job_budgets=tuple(b for b in (p.job_budget for p in self._ordered_processes()) if b is not None),
-            optimizers=optimizers,
+            optimizers=optimizers, hosts=tuple(self.hosts.values()),
         )
 
     def _burn(self, in_view: list[ProcessState], totals: Counters, uptime: float, tokens_avg: float,
@@ -315,4 +328,5 @@ class Fleet:
             mechanism=process.hello.mechanism if process.hello else "",
             dropped=process.dropped_events + process.dropped_viewer, final_numbers=process.final_numbers,
             before_attach=process.before_attach, argv=tuple(process.hello.argv) if process.hello else (),
+            host=process.host,
         )

@@ -51,9 +51,10 @@ class ProcessState:
     """Everything known about one process; folded on the reader's side, read by `Fleet.snapshot`."""
 
     def __init__(self, key: str, pid: int | None, *, window: float, bucket: float, series_length: int,
-                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW) -> None:
+                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW, host: str | None = None) -> None:
         self.key = key
         self.pid = pid or 0
+        self.host = host  # the machine it runs on, as the user named it (`--host`); None: this one
         self.hello: Hello | None = None
         self.state = CONNECTING
         self.status = CONNECTING_STATUS

@@ -9,6 +9,7 @@ from dspy_top.model.budget import JobBudget, ViewerBudget
 from dspy_top.model.burn import Burn
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import Counters
+from dspy_top.model.hosts import HostRow
 from dspy_top.model.optimizers import OptimizerRun
 from dspy_top.model.scopes import ScopeState
 from dspy_top.model.tree import ModuleNode
@@ -32,6 +33,7 @@ class ProcessRow:
     final_numbers: str | None = None  # "received" (it sent its exit), "not received" (lost first), None while live
     before_attach: BeforeAttach | None = None  # attached with `dspy-top attach`: counted from DSPy's history
     argv: tuple[str, ...] = ()  # the process's sys.argv (`command` is it joined)
+    host: str | None = None  # the machine it runs on (`--host`); None: this one
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Snapshot:
     budget: ViewerBudget | None = None  # the viewer's `--budget`, against every process
     job_budgets: tuple[JobBudget, ...] = ()  # the budget guards of the processes that have one
     optimizers: tuple[OptimizerRun, ...] = ()  # compiles and plain evaluations, parents before nested runs
+    hosts: tuple[HostRow, ...] = ()  # the other machines watched (`--host`), in the order given
 
     @property
     def live(self) -> int:
@@ -86,6 +89,11 @@ class Snapshot:
     @property
     def problems(self) -> tuple[ProcessRow, ...]:
         return tuple(p for p in self.processes if p.state in ("failed", "lost"))
+
+    @property
+    def host_problems(self) -> tuple[HostRow, ...]:
+        """The other machines not connected now (unreachable, or their connection broke)."""
+        return tuple(h for h in self.hosts if h.problem)
 
     @property
     def not_final(self) -> tuple[ProcessRow, ...]:

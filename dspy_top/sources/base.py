@@ -72,6 +72,13 @@ class Sink(Protocol):
         source keeps it (and may call `let_go` again later, to the same answer).
         """
 
+    def host(self, name: str, state: str, status: str, retry_at: float | None = None) -> None:
+        """The connection to another machine whose processes the source reports (an SSH relay).
+
+        `state` is `connecting`, `connected` or `disconnected` (dspy_top/model/hosts.py);
+        `status` says who answered or why not; `retry_at` (epoch seconds) when it is tried again.
+        """
+
     def wake(self) -> None:
         """Run the source's `turn` soon: safe from any thread (a thread that connected, a timer)."""
 
@@ -91,6 +98,11 @@ class Source(ABC):
     """
 
     sink: Sink
+    # The machine whose processes it reports, as the user named it; None: this one. Each of its
+    # rows shows it.
+    host: str | None = None
+    # Seconds batch mode's first print may wait for it to settle (another machine answers slower).
+    settle_within: float = 4.0
 
     @property
     @abstractmethod

@@ -199,12 +199,16 @@ class Collector:
     def _attach(self, source: Source, key: str, pid: int | None, status: str) -> None:
         self._owners[key] = source
         with self.fleet.lock:
-            self.fleet.attach(key, pid, status)
+            self.fleet.attach(key, pid, status, host=source.host)
 
     def _connected(self, source: Source, key: str, hello: Hello) -> None:
         self._owners[key] = source
         with self.fleet.lock:
-            self.fleet.connected(key, hello)
+            self.fleet.connected(key, hello, host=source.host)
+
+    def _host(self, name: str, state: str, status: str, retry_at: float | None) -> None:
+        with self.fleet.lock:
+            self.fleet.host(name, state, status, retry_at)
 
     def _messages(self, key: str, messages: list[dict[str, Any]]) -> bool:
         # Checked here, outside the fleet's lock: the fold under it only adds up typed values.
@@ -312,6 +316,9 @@ class _Route(Sink):
 
     def connected(self, key: str, hello: Hello) -> None:
         self._collector._connected(self._source, key, hello)
+
+    def host(self, name: str, state: str, status: str, retry_at: float | None = None) -> None:
+        self._collector._host(name, state, status, retry_at)
 
 
 def _check(messages: list[dict[str, Any]]) -> tuple[list[schema.Record], str | None]:

@@ -14,6 +14,7 @@ from dspy_top.pricing import Price
 from dspy_top.sources.base import Source
 from dspy_top.sources.collector import Collector
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.hosts_report import HostNotes, host_cell, host_of, host_width, hosts_json, hosts_line
 from dspy_top.viewer.optimizer_report import optimizer_line, optimizers_json, optimizers_text
 from dspy_top.viewer.terminal import for_stream, inert
 
@@ -37,9 +38,11 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
                 "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
                 "dropped_events": p.dropped, "final_numbers": p.final_numbers,
                 "before_attach": p.before_attach.to_json() if p.before_attach is not None else None,
+                "host": p.host,
             }
             for p in snapshot.processes
         ],
+        "hosts": hosts_json(snapshot),
         "totals": {
             **totals.to_json(),
             "tokens_per_sec": round(snapshot.tokens_per_sec, 3),
@@ -155,6 +158,9 @@ def snapshot_text(snapshot: Snapshot) -> str:
         f"Errors: {t.errors:,}, retries: {t.retries:,}, dropped events: {snapshot.dropped:,}, "
         f"p50 {fmt.seconds(t.p50)}, p95 {fmt.seconds(t.p95)}",
     ]
+    hosts = hosts_line(snapshot)
+    if hosts:
+        lines.append(hosts)
     if snapshot.burn is not None:
         lines.append(f"Burn: {fmt.burn(snapshot.burn)}")
         if snapshot.burn.evaluation is not None:
@@ -173,11 +179,13 @@ def snapshot_text(snapshot: Snapshot) -> str:
         if p.before_attach is not None:
             lines.append(f"Attached: pid {p.pid}: {p.before_attach.describe()}")
     lines.append("")
-    lines.append(f"{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS")
+    width = host_width(snapshot)  # a HOST column only with --host
+    lines.append(f"{host_cell('HOST', width)}{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  "
+                 "COMMAND / STATUS")
     for p in snapshot.processes:
         note = inert(p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip())
-        lines.append(f"{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} {p.totals.calls:>7,} "
-                     f"{fmt.cost(p.totals):>9}  {note}")
+        lines.append(f"{host_cell(host_of(p), width)}{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} "
+                     f"{p.totals.calls:>7,} {fmt.cost(p.totals):>9}  {note}")
     lines.append("")
     lines.append(f"{'MODULE':<40} {'CALLS':>7} {'INFL':>4} {'IN TOK':>8} {'OUT TOK':>8} {'TOK/S':>7} "
                  f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
@@ -224,21 +232,26 @@ class Printer:
         self.alarm = BudgetAlarm()
         self._reported: dict[str, str] = {}
         self._last: tuple | None = None  # what the last snapshot printed said, clocks aside
+        self.host_notes = HostNotes()
 
     def print(self, fleet: Fleet) -> None:
         with fleet.lock:
             snapshot = fleet.snapshot(history_limit=0)
-        said = (snapshot.totals, snapshot.dropped, tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes))
+        said = (snapshot.totals, snapshot.dropped,
+                tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes),
+                tuple((h.name, h.state, h.status) for h in snapshot.hosts))
         if not self.repeats and said == self._last and not snapshot.live:
             return
         self._last = said
         self.attached = self.attached or snapshot.attached
         if not snapshot.processes and self.printed == 0 and self.empty_note:
             say(self.empty_note)
+        for line in self.host_notes.new(snapshot):
+            say(line)
         for p in snapshot.problems:
             if self._reported.get(p.key) != p.status:
                 self._reported[p.key] = p.status
-                say(f"pid {p.pid or '?'}: {p.status}")
+                say(f"pid {p.pid or '?'}{f' on {p.host}' if p.host else ''}: {p.status}")
         for level in self.alarm.crossed(snapshot.budget):
             say(snapshot.budget.message(level))
         self.printed += 1
@@ -295,7 +308,7 @@ def run(
         f"no instrumented DSPy process found in {collector.where}; "
         "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
     try:
-        collector.wait_settled(timeout=4.0)
+        collector.wait_settled(timeout=max((source.settle_within for source in collector.sources), default=4.0))
         watch(fleet, printer, delay=delay, iterations=iterations)
     except (KeyboardInterrupt, BrokenPipeError):
         pass

@@ -88,7 +88,7 @@ def _job_main() -> None:  # pragma: no cover - runs in the subprocess
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--lm", choices=("dummy", "sim"), default="dummy")
+    parser.add_argument("--lm", choices=("dummy", "sim", "url"), default="dummy")  # url: the SimLM at $SIM_URL
     parser.add_argument("--history", type=int)
     parser.add_argument("--cache", action="store_true")
     parser.add_argument("--errors", type=int)
@@ -99,12 +99,15 @@ def _job_main() -> None:  # pragma: no cover - runs in the subprocess
     import dspy_top
 
     handle = dspy_top.instrument(history=args.history)
-    if args.lm == "sim":
-        from dspy_top.simlm import SimLM
+    if args.lm in ("sim", "url"):
+        if args.lm == "sim":
+            from dspy_top.simlm import SimLM
 
-        sim = SimLM(latency_scale=0.0, error_every=args.errors).start()
-        lm = dspy.LM("openai/gpt-4o-mini", api_base=sim.base_url, api_key="sim", cache=args.cache,
-                     num_retries=3)
+            sim = SimLM(latency_scale=0.0, error_every=args.errors).start()  # kept: it serves while the job runs
+            base_url = sim.base_url
+        else:
+            base_url = os.environ["SIM_URL"]  # the test's own: its ledger is the truth
+        lm = dspy.LM("openai/gpt-4o-mini", api_base=base_url, api_key="sim", cache=args.cache, num_retries=3)
     else:
         from dspy.utils.dummies import DummyLM
 

@@ -17,3 +17,14 @@ def wait_until(condition: Callable[[], T], what: str = "the condition", timeout:
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what} ({timeout:g}s)")
+
+
+async def pilot_wait(pilot, condition: Callable[[], T], what: str = "the condition", timeout: float = 20.0) -> T:
+    """`wait_until` in a Pilot script: the app runs (pilot.pause) between looks."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what} ({timeout:g}s)")

@@ -1,4 +1,8 @@
-"""The process list: pid, state, uptime, calls, cost and the script (or why it failed); enter focuses one."""
+"""The process list: pid, state, uptime, calls, cost and the script (or why it failed); enter focuses one.
+
+With `--host`, a host column says which machine each process runs on, and the title how many
+of the hosts are connected.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.hosts_report import host_of, host_width
 from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
@@ -30,17 +35,26 @@ class ProcessTable(KeyedTable):
         super().__init__(**kwargs)
         self.set_title("Processes")
         self.focus_key: str | None = None
+        self._width = 80
+        self._host_width = 0  # no host column until a snapshot has hosts (`--host`)
 
     def layout_for(self, width: int) -> None:
+        self._width = width
         command = Column("command", "COMMAND / STATUS", 12, right=False)
         mark = Column("mark", " ", 1, right=False)
-        room = self.first_width(width, (*FIXED, command)) - mark.width
-        self.set_columns((mark, *FIXED, Column("command", command.label, max(12, command.width + room), right=False)))
+        hosts = (Column("host", "HOST", self._host_width, right=False),) if self._host_width else ()
+        room = self.first_width(width, (*hosts, *FIXED, command)) - mark.width
+        self.set_columns((mark, *hosts, *FIXED,
+                          Column("command", command.label, max(12, command.width + room), right=False)))
 
     def show(self, snapshot: Snapshot) -> None:
+        if host_width(snapshot) != self._host_width:
+            self._host_width = host_width(snapshot)
+            self.layout_for(self._width)
         rows = []
         room = self.table_columns[-1].width if self.table_columns else 0
         for p in snapshot.processes:
+            host = [Text(fmt.middle(inert(host_of(p)), self._host_width))] if self._host_width else []
             style = STATE_STYLE.get(p.state, "")
             script = inert(fmt.command(p.argv) if p.argv else p.command)
             # What is said of the process stays whole (`ended (exit 0)`); the command line gives way,
@@ -55,7 +69,7 @@ class ProcessTable(KeyedTable):
             note = " · ".join(said)
             started = p.started_at is not None
             rows.append((p.key, [
-                Text("▶" if p.key == snapshot.focus else " ", style="bold"),
+                Text("▶" if p.key == snapshot.focus else " ", style="bold"), *host,
                 str(p.pid or "?"), Text(p.state, style=style),
                 fmt.short_uptime(p.uptime) if started else "-",
                 fmt.count(p.totals.calls) if started else "-", fmt.cost(p.totals) if started else "-",
@@ -64,4 +78,9 @@ class ProcessTable(KeyedTable):
         self.sync(rows)
         live = snapshot.live
         scope = "all" if snapshot.focus is None else f"pid {next((p.pid for p in snapshot.processes if p.key == snapshot.focus), '?')}"
-        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope} · enter focuses one, x dismisses)")
+        connected = ""
+        if snapshot.hosts:
+            up = sum(1 for h in snapshot.hosts if h.state == "connected")
+            connected = f" · {up} of {len(snapshot.hosts)} host{'s' if len(snapshot.hosts) != 1 else ''} connected"
+        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope}{connected} · enter focuses one, "
+                       "x dismisses)")

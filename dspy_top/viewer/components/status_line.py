@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
+from dspy_top.viewer.hosts_report import host_state
 from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
@@ -20,6 +21,9 @@ class StatusLine(Static):
 
     def show(self, snapshot: Snapshot, paused: bool, note: str | None = None) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
+        hosts = snapshot.host_problems  # a host down hides all its processes: said first
+        for host in hosts:
+            text.append(f" {inert(host_state(host, snapshot.at, countdown=False))} ", style="bold red")
         problems = snapshot.problems
         for process in problems[:3]:
             text.append(f" pid {process.pid or '?'}: {inert(process.status)} ", style="bold red")
@@ -32,7 +36,7 @@ class StatusLine(Static):
             text.append(" paused: the screen is frozen, collection goes on (space resumes) ", style="bold yellow")
         if note:
             text.append(f" {inert(note)} ", style="italic")
-        self.set_class(bool(problems), "-problem")
+        self.set_class(bool(problems or hosts), "-problem")
         if text.plain != self._shown:
             self._shown = text.plain
             self.update(text, layout=False)  # always one line: no need to lay the screen out again

@@ -1,0 +1,203 @@
+"""`dspy-top relay` over its own stdio, as other tools would run it: real jobs, the real relay process.
+
+Its hello comes first and names its versions; nothing is relayed before the viewer's hello;
+then every sink call of its local sockets, in order, with each process's key; payload, stop
+and forget requests reach the right process; a version it does not speak, bad input or a
+terminal get a clear refusal; it ends when stdin closes. The same relay over a real sshd is
+in test_ssh_hosts.py.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dspy_top import protocol
+from dspy_top.sources import relay_wire as wire
+from tests.helpers.jobs import REPO, runtime_dir, start_job
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class RelayProcess:
+    """`python -m dspy_top relay` on pipes; its frames read by a thread into a queue."""
+
+    def __init__(self, directory: Path, *args: str) -> None:
+        env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "dspy_top", "relay", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(REPO))
+        self.frames: queue.Queue = queue.Queue()
+        self.seen: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        reader = protocol.FrameReader(wire.MAX_FRAME)
+        while True:
+            data = self.proc.stdout.read1(1 << 16)
+            if not data:
+                self.frames.put(None)
+                return
+            for frame in reader.feed(data):
+                self.frames.put(frame)
+
+    def send(self, frame: dict) -> None:
+        self.proc.stdin.write(wire.encode(frame, wire.MAX_REQUEST))
+        self.proc.stdin.flush()
+
+    def next(self, timeout: float = 30.0) -> dict | None:
+        frame = self.frames.get(timeout=timeout)
+        if frame is not None:
+            self.seen.append(frame)
+        return frame
+
+    def until(self, test, what: str, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.next(max(0.01, deadline - time.monotonic()))
+            if frame is None:
+                raise AssertionError(f"the relay ended before {what}: {self.proc.stderr.read().decode()[-2000:]}")
+            if test(frame):
+                return frame
+
+    def close(self) -> int:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            return self.proc.wait(10)
+        finally:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+
+def greeted(relay: RelayProcess, version: int = wire.RELAY_VERSION) -> dict:
+    hello = relay.next()
+    relay.send({"t": wire.HELLO, "v": version, "client": "tests"})
+    return hello
+
+
+def test_hello_first_then_each_process_attached_connected_and_streamed_under_its_key():
+    directory = runtime_dir()
+    job = start_job(directory)
+    relay = RelayProcess(directory)
+    try:
+        hello = relay.next()
+        assert hello["t"] == wire.RELAY and hello["v"] == wire.RELAY_VERSION and hello["versions"] == [1]
+        assert hello["protocol"] == protocol.PROTOCOL_VERSION and hello["where"] == str(directory)
+        assert hello["pid"] == relay.proc.pid and hello["host"] and hello["dspy_top"]
+        with pytest.raises(queue.Empty):
+            relay.frames.get(timeout=1.0)  # nothing is relayed before the viewer says which version it speaks
+        relay.send({"t": wire.HELLO, "v": 1, "client": "tests"})
+        key = str(job.socket_path)
+        attach = relay.until(lambda f: f["t"] == wire.ATTACH, "attach")
+        assert attach == {"t": "attach", "k": key, "pid": job.pid, "status": "connecting…"}
+        connected = relay.until(lambda f: f["t"] == wire.CONNECTED, "connected")
+        assert connected["k"] == key and connected["hello"]["pid"] == job.pid and connected["hello"]["v"] == 2
+        snapshot = relay.next()
+        assert snapshot["t"] == wire.MESSAGE and snapshot["k"] == key and snapshot["message"]["t"] == "snapshot"
+        relay.until(lambda f: f["t"] == wire.SETTLED, "settled")
+
+        truth = job.run(4)  # 8 LM calls
+        calls = truth["totals"]["calls"]
+        relay.until(lambda f: f["t"] == wire.MESSAGE and f["message"]["t"] == "stats"
+                    and f["message"]["totals"]["calls"] == calls, "the job's exact totals")
+        rows = [row for f in relay.seen if f["t"] == wire.MESSAGE and f["message"]["t"] == "calls"
+                for row in f["message"]["rows"]]
+        assert len(rows) == calls and all(f["k"] == key for f in relay.seen if "k" in f)
+
+        assert job.exit() == 0
+        exit_frame = relay.until(lambda f: f["t"] == wire.MESSAGE and f["message"]["t"] == "exit", "the exit")
+        assert exit_frame["message"]["stats"]["totals"]["calls"] == calls
+        closed = relay.until(lambda f: f["t"] == wire.CLOSED, "closed")
+        assert closed["k"] == key and closed["refused"] is False
+        assert relay.close() == 0  # stdin closed: the relay ends
+    finally:
+        job.kill()
+        relay.proc.kill()
+
+
+def test_payload_stop_and_forget_reach_the_process_with_the_viewers_request_ids():
+    directory = runtime_dir()
+    job = start_job(directory)
+    relay = RelayProcess(directory)
+    try:
+        greeted(relay)
+        key = str(job.socket_path)
+        relay.until(lambda f: f["t"] == wire.SETTLED, "settled")
+        truth = job.run(1)
+        batch = relay.until(lambda f: f["t"] == wire.MESSAGE and f["message"]["t"] == "calls", "the calls")
+        call_id = batch["message"]["rows"][-1][batch["message"]["fields"].index("id")]
+
+        relay.send({"t": wire.GET_PAYLOAD, "k": key, "req": 4242, "id": call_id})
+        answer = relay.until(lambda f: f["t"] == wire.MESSAGE and f["message"]["t"] == "payload", "the payload")
+        assert answer["k"] == key and answer["message"]["req"] == 4242 and answer["message"]["found"] is True
+        assert answer["message"]["payload"]["messages"][0]["role"] == "system"
+        # A process the relay does not carry: answered at once, with why, under the viewer's id.
+        relay.send({"t": wire.GET_PAYLOAD, "k": "/nowhere/1.sock", "req": 7, "id": 1})
+        missing = relay.until(lambda f: f["t"] == wire.MESSAGE and f["k"] == "/nowhere/1.sock", "the refusal")
+        assert missing["message"] == {"t": "payload", "req": 7, "id": 1, "found": False,
+                                      "reason": "the process has ended: its payloads are gone"}
+        relay.send({"t": "no-such-request", "k": key})  # unknown types are skipped
+        relay.send({"t": wire.FORGET, "k": "/nowhere/1.sock"})
+
+        relay.send({"t": wire.STOP, "k": key, "reason": "stopped by the relay test"})
+        alert = relay.until(lambda f: f["t"] == wire.MESSAGE and f["message"]["t"] == "budget", "the stop alert")
+        assert alert["message"]["level"] == "stop" and "stopped by the relay test" in alert["message"]["message"]
+        job.proc.stdin.write("run 2\n")
+        job.proc.stdin.flush()
+        assert job.proc.wait(30) == 1  # its next LM call ended the run
+        assert truth["totals"]["calls"] == 2
+        relay.until(lambda f: f["t"] == wire.CLOSED and f["k"] == key, "closed")
+    finally:
+        job.kill()
+        relay.close()
+
+
+@pytest.mark.parametrize("version, says", [
+    (99, "asked for 99: upgrade dspy-top on this host (pip install -U dspy-top)"),
+    (0, "asked for 0: upgrade the viewer's dspy-top (pip install -U dspy-top)"),
+])
+def test_a_viewer_speaking_another_relay_version_gets_an_error_that_says_which_side_to_upgrade(version, says):
+    relay = RelayProcess(runtime_dir())
+    greeted(relay, version)
+    error = relay.next()
+    assert error["t"] == wire.ERROR and error["reason"].endswith(says)
+    assert "speaks relay protocol 1; tests asked for" in error["reason"]
+    assert relay.next() is None and relay.close() == 2
+
+
+def test_bad_input_is_refused_with_an_error_frame_and_a_terminal_with_a_message():
+    relay = RelayProcess(runtime_dir())
+    greeted(relay)
+    relay.proc.stdin.write(b"\xff\xff\xff\xff garbage")
+    relay.proc.stdin.flush()
+    error = relay.until(lambda f: f["t"] == wire.ERROR, "the error")
+    assert error["reason"].startswith("bad input from the viewer: frame length")
+    assert relay.next() is None
+    relay.close()
+
+    # Run by hand in a terminal: a clear message, no binary on the screen.
+    main, secondary = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "dspy_top", "relay"], stdout=secondary, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30,
+                                cwd=str(REPO))
+    finally:
+        os.close(main)
+        os.close(secondary)
+    assert result.returncode == 2
+    assert b"stdout is a terminal; the relay speaks a binary protocol" in result.stderr
+
+
+def test_relay_help_says_what_it_is_for():
+    result = subprocess.run([sys.executable, "-m", "dspy_top", "relay", "--help"], capture_output=True, text=True,
+                            timeout=30, cwd=str(REPO))
+    assert result.returncode == 0
+    assert "dspy-top --host HOST" in result.stdout and "ends when stdin closes" in result.stdout
