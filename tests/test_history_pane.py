@@ -212,3 +212,20 @@ def test_kept_payloads_are_bounded_and_a_shown_call_is_asked_for_once():
     assert 0 < len(held) < len(first) and held == first[-len(held):]  # within 10,000 characters, newest kept
     kept.add(PayloadAnswer("a", 99, None, "the process no longer has it"))
     assert ("a", 99) not in [key for key in kept.wanted(calls, {"a": 1000})]  # gone: never asked again
+
+
+def test_a_payload_answer_that_comes_as_the_viewer_quits_is_harmless():
+    """The viewer asks for shown calls' payloads all the time: an answer may arrive after its screens went."""
+    from dspy_top.model.payloads import PayloadAnswer
+    from dspy_top.viewer.messages import PayloadArrived
+
+    fleet, _ = fleet_with_calls(5)
+    app = TopApp(fleet, ScriptedCollector(fleet), delay=0.05, watching=str(RUNTIME_DIR))
+
+    async def main():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.1)
+        app.on_payload_arrived(PayloadArrived(PayloadAnswer("a", 4, {"messages": []})))  # no screen left
+
+    asyncio.run(main())
+    assert ("a", 4) in app.shown_payloads

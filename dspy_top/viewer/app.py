@@ -351,7 +351,8 @@ class TopApp(App):
         self._forward_answer(answer)
 
     def _forward_answer(self, answer: PayloadAnswer) -> None:
-        if _is(self.screen, "InspectScreen"):
+        # An answer can come as the app shuts down (a shown call's, asked for a moment before): no screen then.
+        if self.screen_stack and _is(self.screen, "InspectScreen"):
             self.screen.show_answer(answer)
 
     def module_chains(self) -> dict[str, tuple[str, ...]]:
