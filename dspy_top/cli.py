@@ -24,6 +24,8 @@ subcommands:
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
   dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
   dspy-top detach PID            remove what `dspy-top attach` put into it
+  dspy-top serve --prometheus PORT | --otlp URL
+                                 export every job to Prometheus / OpenTelemetry (dspy-top serve --help)
   dspy-top relay                 stream this machine's jobs over stdio, for --host (dspy-top relay --help)
 
 other machines, over your own ssh (dspy-top must be installed there too):
@@ -118,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "serve":
+        from dspy_top.serve.command import main as serve_main
+
+        return serve_main(argv[1:])
     if argv and argv[0] in ("attach", "detach"):
         from dspy_top.attach import command
 

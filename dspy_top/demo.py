@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspy-top demo", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     job = parser.add_argument_group("the demo job")
-    job.add_argument("--speed", type=_non_negative, default=1.0, metavar="X",
+    job.add_argument("--speed", type=options.non_negative_number, default=1.0, metavar="X",
                      help="scale the simulated latency: 1 is like a real model, 0.2 is five times faster, "
                           "0 answers at once (default 1)")
     job.add_argument("--model", metavar="MODEL",
@@ -62,16 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--no-mipro", action="store_true", help="stop after BootstrapFewShot")
     add_job_options(parser)
     return parser
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def missing_key(model: str, env: dict[str, str]) -> str | None:

@@ -12,13 +12,14 @@ import sys
 from typing import Any
 
 
-def _positive(text: str, kind: type, what: str) -> Any:
+def _positive(text: str, kind: type, what: str, zero: bool = False) -> Any:
+    """`text` as a `kind` greater than 0 (or, `zero`, 0 or more), else a usage error that says why."""
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    if value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError("must be 0 or more" if zero else "must be greater than 0")
     return value
 
 
@@ -28,6 +29,10 @@ def positive_number(text: str) -> float:
 
 def positive_int(text: str) -> int:
     return _positive(text, int, "a whole number")
+
+
+def non_negative_number(text: str) -> float:
+    return _positive(text, float, "a number", zero=True)
 
 
 def price_option(text: str) -> Any:

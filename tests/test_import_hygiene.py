@@ -1,4 +1,5 @@
-"""The viewer's side never imports dspy or litellm (and batch mode not even Textual): checked in a fresh interpreter.
+"""The viewer's side never imports dspy or litellm (and batch mode not even Textual), the viewer never imports
+`dspy-top serve`'s exporters, and serve imports none of dspy, litellm or Textual: checked in a fresh interpreter.
 
 A witness on `sys.meta_path` notes, for each heavy package, which module of ours imported it
 first, so a leak names its culprit instead of only saying that it happened.
@@ -16,7 +17,7 @@ from tests.helpers.jobs import REPO
 WITNESS = """
 import json, sys
 
-HEAVY = ("dspy", "litellm", "openai", "textual")
+HEAVY = ("dspy", "litellm", "openai", "textual", "prometheus_client", "opentelemetry")
 importers = {}
 
 
@@ -119,3 +120,20 @@ def test_the_first_frame_comes_before_the_sources_and_the_model_are_loaded(tmp_p
                             timeout=60, env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"before": []}
+
+
+SERVE = WITNESS + """
+import dspy_top.serve.command
+help_only = settle()
+import dspy_top.serve.agent, dspy_top.serve.prometheus, dspy_top.serve.otlp_export, dspy_top.serve.otlp_metrics
+import dspy_top.serve.otlp_spans
+print(json.dumps({"help": help_only, "exporters": settle()}))
+"""
+
+
+def test_serve_imports_neither_dspy_litellm_nor_textual_and_its_help_no_exporter():
+    leaks = run(SERVE)
+    assert leaks["help"] == {}, f"`dspy-top serve --help` imported these: {leaks['help']}"
+    heavy = {top: who for top, who in leaks["exporters"].items() if top != "opentelemetry"}
+    assert heavy == {}, f"dspy-top serve imported these (package: first importer of ours): {heavy}"
+    assert set(leaks["exporters"]) == {"opentelemetry"}  # the witness saw the OTLP exporter come

@@ -8,14 +8,16 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], what: str = "the condition", timeout: float = 20.0) -> T:
-    """Poll `condition` until it is true; its value. Fails the test, naming `what`, at the deadline."""
+def wait_until(condition: Callable[[], T], what: str = "the condition", timeout: float = 20.0,
+               every: float = 0.01) -> T:
+    """Poll `condition` (every `every` seconds: more for one that asks a server) until it is true; its value.
+    Fails the test, naming `what`, at the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.01)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what} ({timeout:g}s)")
 
 
