@@ -42,6 +42,11 @@ def bucket_of(seconds: float) -> int:
     return min(BUCKETS - 1, math.ceil(math.log(seconds / FIRST) / _LOG_GAMMA - 1e-9))
 
 
+def upper_bound(bucket: int) -> float:
+    """The largest latency a bucket holds (its edge): every latency up to it is in this bucket or a lower one."""
+    return FIRST if bucket <= 0 else FIRST * GAMMA ** bucket
+
+
 def value_of(bucket: int) -> float:
     """The latency a bucket is read as: within ACCURACY of every latency it holds (bucket 0: FIRST)."""
     if bucket <= 0:
