@@ -165,10 +165,12 @@ class Fleet:
                 process.status = f"ended (exit {code})"
                 self.version += 1
 
-    def payload_read(self, answer: PayloadAnswer) -> None:
-        """A call's payload came back (for whoever asked): its text joins what `/` searches."""
+    def payload_read(self, answer: PayloadAnswer, searching: bool = False) -> None:
+        """A call's payload came back (for whoever asked): its text joins what `/` searches. Only while
+        a search is on does the screen change with it (the filter may now match the call)."""
         self.payload_texts.add(answer)
-        self.version += 1
+        if searching:
+            self.version += 1
 
     def dismiss(self, key: str) -> bool:
         """Forget a process that is no longer live (ended, lost or failed)."""

@@ -344,7 +344,7 @@ class TopApp(App):
         answer = message.answer
         if self.fleet is not None:
             with self.fleet.lock:  # its text joins what `/` searches, whoever asked for it
-                self.fleet.payload_read(answer)
+                self.fleet.payload_read(answer, searching=bool(self.call_query.words))
         if self.search.answered((answer.process, answer.call_id)) and self.call_query.words:
             self._search_step()
         self.shown_payloads.add(answer)  # kept, whoever asked: it opens after its process ended
