@@ -1,9 +1,11 @@
 """The recording file: payload size against its text, metadata per call, the writer's CPU per call,
-and a 1,000,000-call recording opened, searched and read whole, with the reader's memory.
+and a 1,000,000-call recording opened, searched, read whole and exported, with the reader's
+memory; and what recording costs a real DSPy job per LM call (`wired`).
 
     python benchmarks/recording.py                     # everything (a few minutes; ~1 GB of temp files)
-    python benchmarks/recording.py corpus metadata     # some parts: corpus | metadata | writer | big
+    python benchmarks/recording.py corpus metadata     # some parts: corpus | metadata | writer | big | wired
     python benchmarks/recording.py big --calls 200000  # a smaller big file
+    python benchmarks/recording.py wired --rounds 20   # the job's cost, in fresh processes, round by round
 
 Payloads are real DSPy payloads: the demo's programs (Predict and ChainOfThought, with and
 without BootstrapFewShot's demos, and the ReAct pipeline) run against the simulated LM and
@@ -12,7 +14,15 @@ ChatAdapter with three passages each of natural text and a natural-text answer, 
 repeated but the adapter's wording (`rag`, the hard case). Metadata comes from the real
 Recorder, drained, counted and flushed as the server thread does on its 0.25 s tick. Every
 reading figure is taken in a fresh interpreter that imports only dspy_top.recording.
-Results are printed as lines and as JSON (last line).
+
+`wired` runs a real DSPy program (benchmarks/overhead.py's `predict` and `pipeline-eval`:
+a fixed-answer LM, so the job is all CPU and every microsecond the recording takes from it
+shows) instrumented without a viewer, recording or not, each in a fresh process, the two
+interleaved round by round (every other round backwards); each process times all its calls
+and waits until its recording has taken the last of them. The recording's cost is the
+difference, round by round (median, 95% bootstrap interval), beside the server thread's CPU
+in the recording (its take and tick), split into what zlib took (the GIL released) and the
+rest (the GIL held). Results are printed as lines and as JSON (last line).
 """
 
 from __future__ import annotations
@@ -392,9 +402,9 @@ def big(directory: Path, calls: int, keep: bool) -> dict:
         target.truncate(last - 100)
     results = {"calls": calls, "write_s": round(written, 1), "bytes": kinds,
                "metadata_bytes_per_call": round((kinds["file"] - kinds.get("payloads", 0)) / calls, 1)}
-    for part in ("first", "end", "end-killed", "seek", "payloads", "read", "export"):
+    for part in ("first", "end", "end-killed", "seek", "payloads", "read", "export", "export-csv"):
         target = cut if part == "end-killed" else file
-        results[part] = _worker(part.split("-")[0], str(target))
+        results[part] = _worker(part if part.startswith("export") else part.split("-")[0], str(target))
         print(f"big {part}: {results[part]}", flush=True)
     if not keep:
         file.unlink()
@@ -402,10 +412,127 @@ def big(directory: Path, calls: int, keep: bool) -> dict:
     return results
 
 
+# --- the wired path: a real DSPy job, recording or not ---------------------------------------------
+
+WIRED_MODES = ("unwatched", "recording")
+
+
+def wired(rounds: int, calls: int, scenarios: tuple[str, ...] = ("predict", "pipeline-eval")) -> dict:
+    """The recording's cost on a real job, per LM call, in fresh processes interleaved round by round."""
+    samples: dict[tuple[str, str], list[dict]] = {}
+    for number in range(rounds):
+        for scenario in scenarios:
+            modes = WIRED_MODES if number % 2 == 0 else WIRED_MODES[::-1]
+            for mode in modes:
+                samples.setdefault((scenario, mode), []).append(_worker("wired", scenario, mode, str(calls)))
+        print(f"wired: round {number + 1} of {rounds}", flush=True)
+    results = {}
+    for scenario in scenarios:
+        plain, recorded = samples[(scenario, "unwatched")], samples[(scenario, "recording")]
+        diffs = [r["wall_us"] - p["wall_us"] for p, r in zip(plain, recorded)]
+        cpu_diffs = [r["cpu_us"] - p["cpu_us"] for p, r in zip(plain, recorded)]
+        row = {
+            "rounds": rounds, "calls": recorded[0]["calls"],
+            "unwatched_us": _median(p["wall_us"] for p in plain), "recording_us": _median(r["wall_us"] for r in recorded),
+            "difference_us": _median(diffs), "difference_ci": _interval(diffs),
+            "process_cpu_difference_us": _median(cpu_diffs), "process_cpu_difference_ci": _interval(cpu_diffs),
+            "recording_thread_us": _median(r["thread_us"] for r in recorded),
+            "recording_zlib_us": _median(r["zlib_us"] for r in recorded),
+            "recording_gil_held_us": _median(r["thread_us"] - r["zlib_us"] for r in recorded),
+            "bytes_per_call": _median(r["bytes"] / r["calls"] for r in recorded),
+            "payloads_dropped": sum(r["dropped"] for r in recorded),
+        }
+        results[scenario] = row
+        print(f"wired {scenario}: {row}", flush=True)
+    return results
+
+
+def wired_worker(scenario: str, mode: str, calls: int) -> dict:
+    import gc
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import dspy
+    import overhead
+
+    import dspy_top
+    from dspy_top.instrumentation import recording as job_recording
+
+    directory = tempfile.mkdtemp(prefix="dtop-wired-")
+    handle = dspy_top.instrument(record=f"{directory}/" if mode == "recording" else False)
+    spent = {"thread": 0.0}
+
+    def timed(function):
+        def wrapper(*args, **kwargs):
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent["thread"] += time.thread_time() - started
+        return wrapper
+
+    job_recording.JobRecording.take = timed(job_recording.JobRecording.take)
+    job_recording.JobRecording.tick = timed(job_recording.JobRecording.tick)
+    _count_compression()
+    dspy.configure(lm=overhead.fixed_lm())
+    program = overhead.build_program(scenario)
+    per_run = 2 if scenario.startswith("pipeline") else 1
+    runs = calls // per_run
+
+    def run(count: int, offset: int) -> None:
+        if scenario == "pipeline-eval":
+            for start in range(0, count, 500):
+                examples = [dspy.Example(question=f"q {offset + start + i}").with_inputs("question")
+                            for i in range(min(500, count - start))]
+                dspy.Evaluate(devset=examples, metric=lambda e, p, t=None: 1.0, num_threads=8,
+                              display_progress=False)(program)
+        else:
+            for i in range(count):
+                program(question=f"q {offset + i}")
+
+    run(200, 0)
+    recording = handle.recording
+    if recording is not None:
+        recording.opened.wait(5)
+
+    def taken() -> int:
+        state = recording.writer.state
+        return state.payloads + state.payloads_dropped
+
+    settled = taken() if recording is not None else 0
+    gc.collect()
+    thread_before, zlib_before = spent["thread"], COMPRESSION["cpu"]
+    cpu, started = time.process_time(), time.perf_counter()
+    run(runs, 1000)
+    if recording is not None:  # its last calls' work counts too: a tick now, not at its next turn
+        while taken() < settled + runs * per_run:
+            handle.server.push_totals(timeout=5.0)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    done = runs * per_run
+    size = recording.path.stat().st_size if recording is not None else 0
+    dropped = recording.writer.state.payloads_dropped if recording is not None else 0
+    shutil.rmtree(directory, ignore_errors=True)
+    return {"calls": done, "wall_us": wall / done * 1e6, "cpu_us": cpu / done * 1e6,
+            "thread_us": (spent["thread"] - thread_before) / done * 1e6,
+            "zlib_us": (COMPRESSION["cpu"] - zlib_before) / done * 1e6, "bytes": size, "dropped": dropped}
+
+
+def _median(values) -> float:
+    values = sorted(values)
+    return round(values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1]
+                                                                    + values[len(values) // 2]) / 2, 2)
+
+
+def _interval(samples: list[float], rounds: int = 2000) -> list[float]:
+    """A 95% bootstrap interval of the median."""
+    draw = random.Random(1)
+    medians = sorted(_median(draw.choice(samples) for _ in samples) for _ in range(rounds))
+    return [medians[int(0.025 * rounds)], medians[int(0.975 * rounds)]]
+
+
 # --- reading, in a fresh interpreter -------------------------------------------------------------
 
 def read_worker(part: str, path: str) -> dict:
-    from dspy_top.protocol import call_dicts
     from dspy_top.recording import Recording
 
     imported = time.perf_counter()
@@ -418,7 +545,7 @@ def read_worker(part: str, path: str) -> dict:
     elif part == "end":
         end = recording.end_state()
         out["end_state_s"] = round(time.perf_counter() - imported, 3)
-        out["calls"] = end.stats["totals"]["calls"]
+        out["calls"] = end.totals["calls"]  # the latest stats and the calls after it
         out["complete"] = end.complete
         out["damage"] = [str(d) for d in end.damage]
     elif part == "seek":
@@ -441,18 +568,28 @@ def read_worker(part: str, path: str) -> dict:
         times.sort()
         out["payload_ms_median"] = round(times[len(times) // 2] * 1e3, 1)
         out["payload_ms_max"] = round(times[-1] * 1e3, 1)
-    elif part in ("read", "export"):
+    elif part == "read":
         calls = 0
-        sink = 0
         for message in recording.messages():
             if message["t"] == "calls":
-                if part == "export":  # what `export --format jsonl` does per call, short of the disk
-                    for call in call_dicts(message["fields"], message["rows"]):
-                        sink += len(json.dumps(call))
                 calls += len(message["rows"])
-        out[f"{part}_s"] = round(time.perf_counter() - imported, 2)
+        out["read_s"] = round(time.perf_counter() - imported, 2)
         out["calls"] = calls
-        out["json_bytes"] = sink
+    elif part in ("export", "export-csv"):  # `dspy-top export FILE [--format csv] -o OUT`, its own code
+        from dspy_top.recording import export
+
+        target = Path(path).with_suffix(".csv" if part == "export-csv" else ".jsonl")
+        with open(target, "w", encoding="utf-8", newline="") as handle:
+            writer = (export.Csv if part == "export-csv" else export.JsonLines)(handle)
+            rows = export.CallRows(recording, export.trial_numbers(recording))
+            calls = 0
+            for columns in rows.batches():
+                writer.write(columns)
+                calls += len(columns["call_id"])
+        out[f"{part.replace('-', '_')}_s"] = round(time.perf_counter() - imported, 2)
+        out["calls"] = calls
+        out["bytes"] = target.stat().st_size
+        target.unlink()
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 
@@ -474,13 +611,17 @@ def main(argv: list[str]) -> int:
             result = build_demo_corpus(Path(rest[0]), int(rest[1]))
         elif part == "corpus-rag":
             result = build_rag_corpus(Path(rest[0]), int(rest[1]))
+        elif part == "wired":
+            result = wired_worker(rest[0], rest[1], int(rest[2]))
         else:
             result = read_worker(part, rest[0])
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["corpus", "metadata", "writer", "big"])
+    parser.add_argument("parts", nargs="*", default=["corpus", "metadata", "writer", "big", "wired"])
     parser.add_argument("--calls", type=int, default=1_000_000, help="calls in the big recording")
+    parser.add_argument("--rounds", type=int, default=20, help="wired: fresh-process rounds")
+    parser.add_argument("--wired-calls", type=int, default=4000, help="wired: LM calls each process times")
     parser.add_argument("--dir", type=Path, help="where to write (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args(argv)
@@ -496,6 +637,8 @@ def main(argv: list[str]) -> int:
             results["writer"] = writer_cpu(directory)
         if "big" in args.parts:
             results["big"] = big(directory, args.calls, args.keep)
+        if "wired" in args.parts:
+            results["wired"] = wired(args.rounds, args.wired_calls)
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)

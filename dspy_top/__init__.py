@@ -26,9 +26,12 @@ def instrument(**options: Any):
     - `budget_usd`, `module_budgets` {path: usd}, `model_budgets` {model: usd}: warn at 80%
       and 100% of each; `on_exceed` = "warn" (default), "raise" (the next LM call raises
       `BudgetExceeded`) or "stop" (the next LM call ends the run with `BudgetStop`)
+    - `record`: write everything served to a recording (`dspy-top runs`, `dspy-top export`):
+      True for the runs directory (`<user state dir>/dspy-top/runs`), a directory (one file
+      per process), or a file; False not to (default: `DSPY_TOP_RECORD`)
     Defaults come from the environment and the config file (see `dspy_top.config`). A bad
     option or setting is reported once on stderr and ignored: this never raises.
-    Returns a handle with `socket_path`, `stats()` and `close()`.
+    Returns a handle with `socket_path`, `recording_path`, `stats()` and `close()`.
     """
     from dspy_top.instrumentation.runtime import instrument as _instrument
 

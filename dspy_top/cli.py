@@ -1,4 +1,5 @@
-"""The `dspy-top` command: the live viewer, batch mode, and the `run` and `demo` subcommands."""
+"""The `dspy-top` command: the live viewer, batch mode, and the `run`, `demo`, `attach`, `detach`,
+`runs` and `export` subcommands."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ subcommands:
   dspy-top demo                  run a small simulated DSPy job and watch it (dspy-top demo --help)
   dspy-top attach PID            instrument a running DSPy job started without dspy-top (dspy-top attach --help)
   dspy-top detach PID            remove what `dspy-top attach` put into it
+  dspy-top runs                  the recorded runs, newest first (dspy-top runs --help)
+  dspy-top export RECORDING      a recording's LM calls as JSON lines, CSV or inspect_history text
+  dspy-top replay [RECORDING]    the viewer over a recording, at any moment of it (dspy-top replay --help)
   dspy-top serve --prometheus PORT | --otlp URL
                                  export every job to Prometheus / OpenTelemetry (dspy-top serve --help)
   dspy-top relay                 stream this machine's jobs over stdio, for --host (dspy-top relay --help)
@@ -57,6 +61,7 @@ environment:
                          user could have planted is replaced by a private one, with a warning)
   DSPY_TOP_CONFIG        the config file (default: <user config dir>/dspy-top/config.toml)
   DSPY_TOP_PRICES        MODEL=IN/OUT,MODEL=IN/OUT   DSPY_TOP_BUDGET   USD
+  DSPY_TOP_RECORD        in a job: record it (1: into the runs directory; or a file or a directory)
   DSPY_TOP_SSH           the ssh command for --host, with options (like GIT_SSH_COMMAND; default ssh)
   DSPY_TOP_RELAY_COMMAND what --host runs on the host (default: dspy-top relay)
 """
@@ -120,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] in ("runs", "export"):
+        from dspy_top.recording import command as recording_command
+
+        return (recording_command.runs_main if argv[0] == "runs" else recording_command.export_main)(argv[1:])
+    if argv and argv[0] == "replay":
+        from dspy_top.viewer.replay.command import main as replay_main
+
+        return replay_main(argv[1:])
     if argv and argv[0] == "serve":
         from dspy_top.serve.command import main as serve_main
 

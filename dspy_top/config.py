@@ -11,11 +11,15 @@
     "RAG.answer" = 1.0
     [budget.models]
     "openai/gpt-4o" = 2.0
+    [recording]
+    cap = "1GiB"                  # per recording: past it payloads stop, counts go on
+    keep = "5GiB"                 # the runs directory keeps the newest recordings up to this
 
 Environment: DSPY_TOP_BUDGET (USD), DSPY_TOP_ON_EXCEED, DSPY_TOP_PRICES
 ("MODEL=IN/OUT,MODEL=IN/OUT"), DSPY_TOP_HISTORY, DSPY_TOP_QUEUE, DSPY_TOP_VIEWER_BUFFER,
-DSPY_TOP_MAX_VIEWERS, DSPY_TOP_EXIT_WAIT. Explicit arguments beat the environment, which
-beats the file.
+DSPY_TOP_MAX_VIEWERS, DSPY_TOP_EXIT_WAIT, DSPY_TOP_RECORD (a file, a directory, 1 for the
+runs directory, 0 for none), DSPY_TOP_RECORD_CAP, DSPY_TOP_RECORD_KEEP. Explicit arguments
+beat the environment, which beats the file.
 
 `job_settings()` reads every setting of an instrumented job and returns the problems it
 found beside them: the job warns about each and goes on without that setting (a setting
@@ -37,6 +41,10 @@ from dspy_top import paths
 from dspy_top.pricing import Price, normalize_one, parse_price
 
 ON_EXCEED = ("warn", "raise", "stop")
+RECORD_CAP = 1024 ** 3  # bytes per recording (recording.writer.DEFAULT_CAP)
+RECORD_KEEP = 5 * 1024 ** 3  # bytes of recordings the runs directory keeps (recording.runs.DEFAULT_KEEP_BYTES)
+_YES = ("1", "true", "yes", "on")
+_NO = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,12 @@ class JobSettings:
     on_exceed: str = "warn"
     module_budgets: dict[str, float] = field(default_factory=dict)
     model_budgets: dict[str, float] = field(default_factory=dict)
+    # Where the job records what it serves: False (not at all), True (the runs directory, one
+    # file per process), or a path (an existing directory, or one ending in `/`: one file per
+    # process in it; else that file), as given (a Path would lose the trailing `/`).
+    record: bool | str = False
+    record_cap: int = RECORD_CAP
+    record_keep: int = RECORD_KEEP
 
 
 # Numeric settings: (environment variable, field, parse, lowest, highest).
@@ -62,7 +76,11 @@ _LIMITS = (
     ("DSPY_TOP_VIEWER_BUFFER", "viewer_buffer", "size", 64 * 1024, 1 << 30),
     ("DSPY_TOP_MAX_VIEWERS", "max_viewers", "count", 1, 4096),
     ("DSPY_TOP_EXIT_WAIT", "exit_wait", "seconds", 0, 60),
+    ("DSPY_TOP_RECORD_CAP", "record_cap", "size", 4096, 1 << 50),
+    ("DSPY_TOP_RECORD_KEEP", "record_keep", "size", 0, 1 << 60),
 )
+# The same sizes in the config file's [recording] table: (key, field).
+_RECORDING_FILE = (("cap", "record_cap"), ("keep", "record_keep"))
 _SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*(k|m|g)?(i?b)?\s*$")
 _UNITS = {None: 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
@@ -114,22 +132,25 @@ def job_settings(explicit: Mapping[str, Any] | None = None, environ: Mapping[str
         file = _read_file(problems, environ)
     settings = JobSettings()
     changes: dict[str, Any] = {}
+    recording = _table(file, "recording", problems)
     for variable, name, kind, low, high in _LIMITS:
+        in_file = next((key for key, field_name in _RECORDING_FILE if field_name == name), None)
         if name in explicit:
             where, text = name, explicit[name]
         elif environ.get(variable, "").strip():
             where, text = variable, environ[variable]
+        elif in_file is not None and recording.get(in_file) is not None:
+            where, text = f"config file [recording] {in_file}", recording[in_file]
         else:
             continue
         value = _number(text, kind, low, high, where, problems)
         if value is not None:
             changes[name] = value
+    record = _record(explicit.get("record"), environ.get("DSPY_TOP_RECORD", ""), problems)
+    if record is not None:
+        changes["record"] = record
     changes["prices"] = _prices(explicit.get("prices"), environ, file, problems)
-    budget = file.get("budget") if isinstance(file, Mapping) else None
-    if budget is not None and not isinstance(budget, Mapping):
-        problems.note("config file [budget]", budget, "not a table")
-        budget = {}
-    budget = budget or {}
+    budget = _table(file, "budget", problems)
     for name, key, variable in (("budget_usd", "usd", "DSPY_TOP_BUDGET"), ("on_exceed", "on_exceed", "DSPY_TOP_ON_EXCEED")):
         check = _usd if name == "budget_usd" else _action
         candidates = [(name, explicit.get(name)), (variable, environ.get(variable) or None),
@@ -159,6 +180,34 @@ def viewer_prices(explicit: Mapping[str, Any] | None = None, environ: Mapping[st
 
 
 # --- one setting each --------------------------------------------------------------------
+
+
+def _table(file: Any, name: str, problems: Problems) -> Mapping[str, Any]:
+    """The config file's [name] table ({} when there is none, or when it is not a table: said)."""
+    table = file.get(name) if isinstance(file, Mapping) else None
+    if table is not None and not isinstance(table, Mapping):
+        problems.note(f"config file [{name}]", table, "not a table")
+        return {}
+    return table or {}
+
+
+def _record(explicit: Any, text: str, problems: Problems) -> bool | str | None:
+    """`record=` (True, False, a path) or DSPY_TOP_RECORD (1, 0, a path); None when neither says."""
+    if explicit is not None:
+        if isinstance(explicit, bool):
+            return explicit
+        if isinstance(explicit, (str, os.PathLike)) and str(os.fspath(explicit)).strip():
+            return os.path.expanduser(str(os.fspath(explicit)))
+        problems.note("record", explicit, "expected a path, True or False")
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    if text.lower() in _YES:
+        return True
+    if text.lower() in _NO:
+        return False
+    return os.path.expanduser(text)
 
 
 def _number(text: Any, kind: str, low: float, high: float, where: str, problems: Problems) -> float | int | None:

@@ -21,7 +21,9 @@ Run a demo DSPy job and open the live view on it: a RAG pipeline with a tool-usi
 ReAct step over a small dataset with dspy.Parallel, then BootstrapFewShot and MIPROv2
 (light) with evaluations. By default it talks to a simulated LM built into dspy-top
 (no key, no network) whose latency and token counts vary like a real model's, priced
-as openai/gpt-4o-mini. It takes about a minute and a half at --speed 1.
+as openai/gpt-4o-mini. It takes about a minute and a half at --speed 1. It is recorded, as
+`dspy-top run` records a job: `dspy-top runs` lists it afterwards, `dspy-top export latest`
+writes its calls out.
 """
 EPILOG = """\
 examples:

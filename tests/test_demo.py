@@ -52,7 +52,8 @@ def test_model_without_its_key_is_a_usage_error(runtime):
     assert "ANTHROPIC_API_KEY" in result.stderr
 
 
-def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime):
+def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime, monkeypatch, tmp_path):
+    monkeypatch.setenv("DSPY_TOP_STATE_DIR", str(tmp_path / "state"))
     result = dspy_top("demo", "-b", "--json", *SMALL)
     assert result.returncode == 0, result.stderr
     final = json.loads(result.stdout.strip().splitlines()[-1])
@@ -71,6 +72,14 @@ def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime)
     assert mipro["state"] == "done" and mipro["trials_planned"] == len(mipro["trials"]) > 1
     assert mipro["best_score"] == max(t["score"] for t in mipro["trials"] if t["full"] and t["score"] is not None)
     assert runs["BootstrapFewShot"]["state"] == "done" and runs["Evaluate"]["trials"][0]["total"] == 8
+    # Recorded by default, with its output: the same final numbers and the same best score, after the end.
+    from dspy_top.recording.summary import list_runs
+
+    (recording,), errors = list_runs(tmp_path / "state" / "runs")
+    assert not errors and recording.state == "complete" and recording.best_score == mipro["best_score"]
+    assert recording.calls == totals["calls"]
+    assert recording.cost_usd == pytest.approx(totals["cost_usd"], rel=1e-12)  # summed in another order
+    assert len(list((tmp_path / "state" / "runs").glob("*.log"))) == 1
 
 
 @pytest.mark.parametrize("script, args", [

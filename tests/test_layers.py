@@ -29,6 +29,7 @@ REQUIRED = {  # source module -> what it must never import, directly or through 
     "dspy_top.instrumentation": {"textual"},
     "dspy_top.protocol": {"textual"},
     "dspy_top.autoload": {"textual"},
+    "dspy_top.recording": {"textual", "dspy", "litellm", "dspy_top.instrumentation"},
 }
 
 

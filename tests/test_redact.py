@@ -236,3 +236,52 @@ def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
     assert any("Summarise" in repr(p["messages"]) for p in payloads)
     evaluation = [s for s in snapshot["stats"]["scopes"] if s["kind"] == "eval"][0]
     assert evaluation["metadata"]["metric_key"] == "eval_full" and evaluation["metadata"]["api_key"] == "[redacted]"
+
+
+# --- the quick look before the pattern ------------------------------------------------------------
+
+# Pieces of text that come near what the pattern looks for, and ordinary prose to put them in.
+RISKY = [text for text, _ in SECRETS] + NOT_SECRETS + [
+    "key", "token", "pass", "pwd", "auth", "Cookie", "secret", "credential", "bearer", "Basic", "-pat", "--pat",
+    "api_key", "api-key", "api.key", "apiKey", "pass_word", "pass-word", "cook-ie", "cook_ie", "se.cret", "to-ken",
+    "au_th", "--token", "--key", "--api-key", "-key", ": ", "=", " = ", ":", '"', "'", "-", "--", "_", ".", "@",
+    "://", "https://", "user:", "sk-", "sk_live_", "AKIA", "eyJ", "ghp_", "xoxb-", "AIza", "hf_", "gsk_", "xai-",
+    "npm_", "glpat-", "PRIVATE KEY", "-----BEGIN ", "0123456789", "ABCDEFGHIJ", "The key points are", "passage",
+    "tokens", "author", "keyboard", "monkey", "password", "é-", "\u00a0", "Ǆ", "K", "İ",
+]
+PROSE = ["the", "answer", "question", "is", "a", "of", "in", "and", "reasoning", "each", "with", "what", " ", " ",
+         "  ", "\t", "\n", ", ", ". ", "(", ")", "`", "[[ ## answer ## ]]\n", "Your input fields are:\n",
+         "1. `question` (str):", "café", "naïve", "state-of-the-art", "snake_case_name", "x" * 20, "0123456789",
+         "abcdefghijklmnop", "well-known", "U.S.", "e.g.", "42", "3.14"]
+
+
+def test_the_quick_look_never_skips_text_the_pattern_would_change():
+    import random
+
+    from dspy_top.instrumentation import redact
+
+    draw = random.Random(16)
+    changed = skipped = 0
+    for _ in range(4000):
+        text = "".join(draw.choice(RISKY if draw.random() < 0.04 else PROSE) for _ in range(draw.randint(20, 120)))
+        full = redact._TEXT.sub(redact._replace, text)
+        if full != text:
+            changed += 1
+            assert redact._may_change(text), text
+        elif not redact._may_change(text):
+            skipped += 1
+        assert Redactor({}).text(text) == redact.valid_text(full), text
+    assert changed > 1000 and skipped > 200  # both kinds were generated
+
+
+def test_the_quick_look_passes_an_lms_ordinary_text_without_the_pattern():
+    from dspy_top.instrumentation import redact
+
+    prompt = ("Your input fields are:\n1. `question` (str):\n2. `context` (list[str]):\nYour output fields are:\n"
+              "1. `reasoning` (str):\n2. `answer` (str):\nAll interactions will be structured in the following "
+              "way, with the appropriate values filled in.\n\n[[ ## question ## ]]\n{question}\n\n"
+              "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]\nThe key point is that each passage "
+              "has tokens; state-of-the-art retrieval passes them on.")
+    assert not redact._may_change(prompt)
+    assert redact._may_change(prompt + " api_key: abc")
+    assert redact._may_change(prompt + " --token abc")

@@ -156,7 +156,16 @@ def test_batch_mode_prints_the_final_numbers_and_exits_with_the_jobs_status(runt
 
 
 def test_the_runs_own_log_goes_at_exit_and_a_given_log_stays(runtime, tmp_path):
+    """Issue 18: no `dspy-top-run-*/job.log` left behind. A recorded run (the default) keeps its output
+    beside its recording; without a recording the run's own log goes at exit; a --log file stays."""
     result = dspy_top_run("-b", "-d", "0.5", "--", sys.executable, str(JOB), "--calls", "1")
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.splitlines()[0]
+    log = Path(said.rsplit("its output goes to ", 1)[1].strip())
+    assert "recording to " in said and log.name.endswith(".log") and "CALLS DONE" in log.read_text()
+    assert result.stderr.strip().splitlines()[-1].endswith(f"its output is in {log}")
+    assert not list(tmp_path.glob("dspy-top-run-*"))
+    result = dspy_top_run("-b", "-d", "0.5", "--no-record", "--", sys.executable, str(JOB), "--calls", "1")
     assert result.returncode == 0, result.stderr
     said = result.stderr.splitlines()[0]
     log = Path(said.rsplit("its output goes to ", 1)[1].strip())

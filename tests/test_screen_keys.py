@@ -228,6 +228,17 @@ def test_the_header_and_the_trials_pane_count_trials_alike():
     run(optimizer_fleet()[0], script)
 
 
+def test_the_replay_bar_says_where_it_cut_its_title():
+    from dspy_top.sources.replay_clock import Playback
+    from dspy_top.viewer.replay.bar import ReplayBar
+
+    playback = Playback(position=106.0, start=100.0, end=113.0, speed=1.0, playing=False, following=False)
+    title = "complete recording of optimize.py --trials 3 (pid 4242, 2027-01-15 08:00)"
+    for width in (80, 120):
+        line = ReplayBar.render_text(playback, False, title, width).plain
+        assert len(line) <= width and line.endswith("…") and "complete recording of optimize.py" in line
+
+
 def test_one_score_format_everywhere():
     from dspy_top.viewer.batch import snapshot_text
 

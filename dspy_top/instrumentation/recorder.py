@@ -169,8 +169,12 @@ class Recorder:
         queue_capacity: int = DEFAULT_QUEUE,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
+        payload_capacity: int | None = None,
     ) -> None:
         self.history_capacity = max(1, int(history_capacity))
+        # Payloads the ring keeps: the history's, or more for a recording, which takes every call's
+        # payload between two drains of the server (a busy job makes thousands in a late one).
+        self.payload_capacity = max(self.history_capacity, int(payload_capacity or 0))
         self.queue_capacity = max(1, int(queue_capacity))
         self._clock = clock
         self._perf = perf
@@ -200,7 +204,7 @@ class Recorder:
         # The payload ring: preallocated slots overwritten in place, and call id -> slot index.
         # Keeping each call's record instead made every call leave a long-lived object behind,
         # which brought the job's next full garbage collection sooner (benchmarks/README.md).
-        self.ring: list[list] = [[None] * len(KEPT_FIELDS) for _ in range(self.history_capacity)]
+        self.ring: list[list] = [[None] * len(KEPT_FIELDS) for _ in range(self.payload_capacity)]
         self.ring_next = 0
         self.payloads: dict[int, int] = {}
         self.dropped_events = 0
@@ -347,7 +351,7 @@ class Recorder:
     def _keep(self, record: CallRecord) -> None:
         """Copy what the call's payload shows into the oldest slot of the ring; the record can go."""
         index = self.ring_next
-        self.ring_next = (index + 1) % self.history_capacity
+        self.ring_next = (index + 1) % self.payload_capacity
         slot = self.ring[index]
         if slot[0] is not None:
             self.payloads.pop(slot[0], None)
@@ -518,6 +522,14 @@ class Recorder:
             events = self._drain_locked()
             return events, self._snapshot_locked()
 
+    def drain_and_stats(self) -> tuple[list[dict[str, Any] | tuple], dict[str, Any]]:
+        """`drain()` and `stats()` at one instant: the counters cover exactly the drained events and
+        those before them, so a stream (a recording) can add any later call event to them without
+        counting it twice."""
+        with self.lock:
+            events = self._drain_locked()
+            return events, self._stats_locked()
+
     def stats(self) -> dict[str, Any]:
         """Every exact counter, as sent in `stats` frames."""
         with self.lock:
@@ -630,6 +642,13 @@ class Recorder:
                 cell.add(counters)
             self.before_attach = summary
             self.version += 1
+
+    def payloads_of(self, call_ids: list[int]) -> list[KeptCall | None]:
+        """`payload()` of each id, under one lock (None for a call the ring no longer holds)."""
+        with self.lock:
+            self._fold_locked()
+            where, ring = self.payloads.get, self.ring
+            return [None if (index := where(call_id)) is None else KeptCall(ring[index]) for call_id in call_ids]
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the sources of its full payload (payload.materialize)."""

@@ -17,6 +17,13 @@ written from the same stream, never sees a key. What counts as a credential:
 
 Runs on the server thread, never on the job's hot path. Names like `max_tokens`,
 `metric_key` or `signature` are not credentials: the tests hold a corpus of both.
+
+The pattern costs about a microsecond per character of text (it tries its alternatives at
+every letter): too much for a recording that stores every prompt and response. So a text
+first gets a quick look (`_may_change`, a few scans at C speed) that answers whether any
+alternative could change anything in it; only then does it run. The look errs one way only,
+towards running the pattern, so the result is the same (the tests compare both on a
+corpus and on generated text).
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from itertools import islice
+from typing import Any, Iterable
 
 from dspy_top.protocol import text as valid_text
 
@@ -113,6 +122,72 @@ _TEXT = re.compile(
 _TEXT_WORDS = {"token", "pass", "pwd"}
 _CREDENTIAL_MARK = re.compile(r"[0-9+/=_.~-]|.[A-Z]")
 
+# --- the quick look (see the module docstring) -------------------------------------------------
+
+QUICK_FROM = 8  # shorter texts go straight to the pattern (and their results are remembered)
+# A table mapping the characters of a key shape's run ([A-Za-z0-9_-]) to `a`, others to ` `.
+_RUN_TABLE = bytes(0x61 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 0x20 for c in range(256))
+# Every key shape but a JWT (looked for by its `eyJ`) and a PEM key is a run of at least 15
+# of [A-Za-z0-9_-] holding one of these (the shortest: `xoxb-` and ten more).
+_SHAPE_RUN = b"a" * 15
+_SHAPE_PREFIXES = (b"sk-", b"sk_", b"rk_", b"pk_", b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"gh",
+                   b"glpat-", b"xox", b"AIza", b"hf_", b"gsk_", b"xai-", b"npm_")
+# An Authorization scheme and eight characters of a credential, in lower case.
+_SCHEME = re.compile(rb"b(?:earer|asic)[ \t]+[a-z0-9._~+/=-]{8}")
+# The name before a `:` or `=`, found in the reversed text: a character class first lets the
+# regex engine skip ahead; a name first would be tried at every letter.
+_NAME_BEFORE = re.compile(rb"[:=][ \t]*[\"']?([a-z0-9_.-]+)")
+# A flag followed by spaces and a value (a literal first, for the same reason).
+_FLAG = re.compile(rb"-(?<![\w-]-)(-?[a-z][a-z0-9_.-]*)[ \t]+[^\s\"'-]")
+# What every credential name holds, lower-cased, once `_`, `.` and `-` are taken out (`_WORDS`,
+# `<word> key`, `<word> token`, the lone `token`, `key`, `pass`, `pwd`, and a flag's `pat`).
+_STEMS = (b"pass", b"pwd", b"secret", b"credential", b"cookie", b"auth", b"key", b"token", b"bearer", b"pat")
+
+
+@functools.lru_cache(maxsize=4096)
+def _secretish(name: bytes) -> bool:
+    """Whether a name (lower case) could be a credential's: a superset of `is_secret_name`."""
+    stripped = name.translate(None, b"_.-")
+    return any(stem in stripped for stem in _STEMS)
+
+
+def _may_change(value: str) -> bool:
+    """False only when the pattern cannot change anything in `value`; True when it may."""
+    if len(value) < QUICK_FROM:
+        return True
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the pattern decides
+        return True
+    # One-byte searches first: they run at memory speed, and gate the longer ones.
+    if b"@" in raw and b"://" in raw:
+        return True  # a URL's password
+    if b"J" in raw and b"eyJ" in raw:
+        return True  # a JWT
+    if b"-----BEGIN" in raw:
+        return True  # a PEM private key
+    lower = raw.lower()
+    if b"b" in lower and _SCHEME.search(lower):
+        return True  # `Bearer <credential>`, `Basic <credential>`
+    runs = raw.translate(_RUN_TABLE)
+    start = runs.find(_SHAPE_RUN)
+    while start >= 0:  # a run long enough for a key shape: does it start one?
+        end = runs.find(b" ", start)
+        end = len(runs) if end < 0 else end
+        run = raw[start:end]
+        if any(prefix in run for prefix in _SHAPE_PREFIXES):
+            return True
+        start = runs.find(_SHAPE_RUN, end)
+    if b":" in raw or b"=" in raw:  # `<name>: value`, `<name>=value`, `--<flag>=value`
+        for name in _NAME_BEFORE.findall(lower[::-1]):
+            if _secretish(name[::-1]):
+                return True
+    if b"-" in raw:  # `--<flag> value`
+        for name in _FLAG.findall(lower):
+            if _secretish(name):
+                return True
+    return False
+
 
 def _replace(match: re.Match) -> str:
     group = match.lastgroup
@@ -149,6 +224,9 @@ def secret_values(mapping: Mapping[str, Any], is_secret=is_secret_name) -> list[
     return found
 
 
+_MESSAGE_KEYS = {"role", "content"}
+
+
 def _holds_text(value: Any, depth: int = 0) -> bool:
     if value is None or type(value) in (int, float, bool):
         return False
@@ -170,6 +248,9 @@ class Redactor:
         # Redacted forms of short strings seen before (module paths, model names): each is
         # checked once. Cleared when the known secrets change.
         self._memo: dict[str, str] = {}
+        # A map key seen before -> (its redacted form, a credential's name?, a headers map's?).
+        self._keys: dict[str, tuple[str, bool, bool]] = {}
+        self._long: dict[tuple, str | None] = {}  # see `text`
         self.generation = 0
         self.refresh()
 
@@ -193,6 +274,8 @@ class Redactor:
     def _rebuild(self) -> None:
         self._secrets = tuple(sorted(set(self._seen_env) | self._learned, key=len, reverse=True))
         self._memo.clear()
+        self._keys.clear()
+        self._long.clear()
         self.generation += 1  # what was found clean before may not be any more
 
     # --- text ------------------------------------------------------------------------
@@ -208,7 +291,21 @@ class Redactor:
                 self._memo.clear()
             self._memo[value] = out
             return out
-        return self._text(value, limit)
+        if len(value) > limit:
+            return self._text(value, limit)
+        # A long text seen before (a module's instructions and demos come with every call of it):
+        # remembered by its hash and ends, not by the job's string itself, and only a changed
+        # text's redacted form is kept.
+        key = (hash(value), len(value), value[:32], value[-32:])
+        long = self._long
+        if key in long:
+            changed = long[key]
+            return value if changed is None else changed
+        out = self._text(value, limit)
+        if len(long) >= 2048:
+            long.clear()
+        long[key] = None if out == value else out
+        return out
 
     def _text(self, value: str, limit: int) -> str:
         if len(value) > limit:
@@ -216,7 +313,9 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        return valid_text(_TEXT.sub(_replace, value))
+        if _may_change(value):
+            value = _TEXT.sub(_replace, value)
+        return valid_text(value)
 
     # --- structures ------------------------------------------------------------------
 
@@ -229,14 +328,10 @@ class Redactor:
             return value
         if depth > MAX_DEPTH:
             return "…"
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             return self._mapping(value, limit, depth)
-        if isinstance(value, (list, tuple, set, frozenset)):
-            items = list(value)
-            out = [self.value(item, limit, depth + 1) for item in items[:MAX_ITEMS]]
-            if len(items) > MAX_ITEMS:
-                out.append(f"… {len(items) - MAX_ITEMS} more")
-            return out
+        if kind is list or kind is tuple or isinstance(value, (list, tuple, set, frozenset)):
+            return self._items(value, limit, depth)
         if isinstance(value, (bytes, bytearray, memoryview)):
             return f"<{len(value)} bytes>"
         if isinstance(value, str):
@@ -256,22 +351,59 @@ class Redactor:
             shown = f"<{type(value).__name__}>"
         return self.text(shown, limit)
 
+    # Strings and numbers in a list or map are taken here without another call (most of a
+    # payload's values): `value` per item cost more than the rest of the pass.
+
+    def _items(self, value: Any, limit: int, depth: int) -> list[Any]:
+        items = value if type(value) is list else list(value)
+        out: list[Any] = []
+        text, memo, deeper = self.text, self._memo, depth + 1
+        for item in items[:MAX_ITEMS] if len(items) > MAX_ITEMS else items:
+            kind = type(item)
+            if kind is str:
+                out.append(memo.get(item) or text(item, limit))
+            elif item is None or kind is int or kind is float or kind is bool:
+                out.append(item)
+            elif kind is dict and item.keys() == _MESSAGE_KEYS and type(item["content"]) is str \
+                    and type(item["role"]) is str and deeper <= MAX_DEPTH:
+                # A chat message, most of a payload: two names known to be plain, two strings.
+                role, content = item["role"], item["content"]
+                out.append({"role": memo.get(role) or text(role, limit),
+                            "content": memo.get(content) or text(content, limit)})
+            else:
+                out.append(self.value(item, limit, deeper))
+        if len(items) > MAX_ITEMS:
+            out.append(f"… {len(items) - MAX_ITEMS} more")
+        return out
+
     def _mapping(self, value: Mapping, limit: int, depth: int) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if index >= MAX_ITEMS:
-                out["…"] = f"{len(value) - MAX_ITEMS} more"
-                break
-            if type(key) is not str:
-                out[key if type(key) is int else self.text(str(key), 1024)] = self.value(item, limit, depth + 1)
-                continue
-            name = self.text(key, 1024)
-            if is_secret_name(key) and _holds_text(item):
+        text, memo, keys, deeper = self.text, self._memo, self._keys, depth + 1
+        items = value.items() if len(value) <= MAX_ITEMS else islice(value.items(), MAX_ITEMS)
+        for key, item in items:
+            known = keys.get(key) if type(key) is str else None
+            if known is None:
+                if type(key) is not str:
+                    out[key if type(key) is int else self.text(str(key), 1024)] = self.value(item, limit, deeper)
+                    continue
+                known = (self.text(key, 1024), is_secret_name(key), key.lower().endswith("headers"))
+                if len(keys) >= 4096:
+                    keys.clear()
+                keys[key] = known
+            name, secret, headers = known
+            kind = type(item)
+            if secret and _holds_text(item):
                 out[name] = REDACTED  # numbers under such a name (a model's token counts) are no secret
-            elif key.lower().endswith("headers") and isinstance(item, Mapping):
+            elif headers and isinstance(item, Mapping):
                 out[name] = {self.text(str(k), 1024): REDACTED for k in list(item)[:MAX_ITEMS]}
+            elif kind is str:
+                out[name] = memo.get(item) or text(item, limit)
+            elif item is None or kind is int or kind is float or kind is bool:
+                out[name] = item
             else:
-                out[name] = self.value(item, limit, depth + 1)
+                out[name] = self.value(item, limit, deeper)
+        if len(value) > MAX_ITEMS:
+            out["…"] = f"{len(value) - MAX_ITEMS} more"
         return out
 
     def argv(self, argv: Iterable[Any], limit: int = 4096) -> list[str]:

@@ -1,9 +1,10 @@
 """`instrument()`: wires the recorder, the DSPy hooks and the socket server together, once per process.
 
 Also makes the process fork-aware (a forked child starts from zero with its own
-socket), drains to viewers at exit (multiprocessing children too: process_exit.py), and
-reads every setting through `config.job_settings`: a bad one is reported once on stderr
-and ignored, never raised into the job.
+socket and its own recording), drains to viewers at exit (multiprocessing children too:
+process_exit.py), records what it serves when asked to (recording.py), and reads every
+setting through `config.job_settings`: a bad one is reported once on stderr and ignored,
+never raised into the job.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import atexit
 import os
 import platform
+import re
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,19 @@ from dspy_top.instrumentation.server import SocketServer
 
 _lock = threading.RLock()
 _active: "Instrumentation | None" = None
+# How long `recording_path` waits for the server thread to open the recording.
+RECORDING_OPEN_WAIT = 2.0
+# Payloads kept for a recording to take (at least): a job making 2,500 calls a second has 1.6 s
+# of them, while the server thread waits its turn for the GIL (benchmarks/README.md, Recordings).
+RECORDING_PAYLOADS = 4096
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # as recording.runs.script_safe: a run id names its log file
+
+
+def run_id() -> str:
+    """What groups the processes of one job (`dspy-top run` sets DSPY_TOP_RUN_ID for all of
+    them); else this process's own, which its forked children keep."""
+    given = _UNSAFE.sub("_", os.environ.get("DSPY_TOP_RUN_ID", "")).strip("._")[:64]
+    return given or uuid.uuid4().hex[:16]
 
 
 class Instrumentation:
@@ -35,7 +51,8 @@ class Instrumentation:
 
     def __init__(self, settings: JobSettings, serve: bool) -> None:
         self.settings = settings
-        self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue)
+        self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue,
+                                 payload_capacity=RECORDING_PAYLOADS if settings.record else None)
         self.hooks = Hooks(self.recorder)
         self.started_at = time.time()
         self.serve = serve
@@ -44,6 +61,8 @@ class Instrumentation:
         self.closed = False
         self.stop_reason: str | None = None
         self.guard: Guard | None = None
+        self.run_id = run_id()
+        self.recording: Any = None  # recording.JobRecording, once recording
 
     def configure(self, settings: JobSettings) -> None:
         """Prices and budgets (checked already: see `config.job_settings`)."""
@@ -63,6 +82,15 @@ class Instrumentation:
     @property
     def socket_path(self) -> Path | None:
         return self.server.path if self.server is not None else None
+
+    @property
+    def recording_path(self) -> Path | None:
+        """The file this process records to (None when it does not, or could not open one)."""
+        recording = self.recording
+        if recording is None:
+            return None
+        recording.opened.wait(RECORDING_OPEN_WAIT)  # the server thread opens it at its next tick
+        return recording.path if recording.failed is None else None
 
     def start(self) -> None:
         try:
@@ -86,7 +114,32 @@ class Instrumentation:
             # The job runs on without a socket rather than failing; say so once.
             self.server = None
             self.recorder.count_internal_error()
-            warn(f"cannot serve on a socket ({exc}); recording only")
+            warn(f"cannot serve on a socket ({exc}); counting only, nothing is served or recorded")
+            return
+        if self.settings.record:
+            self.start_recording()
+
+    def start_recording(self) -> None:
+        """Record what the server serves, from now on (the file starts with a snapshot of the process)."""
+        server = self.server
+        if server is None or self.recording is not None:
+            return
+        from dspy_top.instrumentation.recording import JobRecording  # only a recording job needs it
+
+        settings = self.settings
+        self.recording = recording = JobRecording(
+            settings.record, settings.record_cap, settings.record_keep, sys.argv, self.started_at,
+            server.payload_of, self.recorder.payloads_of, warn)
+
+        def start(hello: dict[str, Any], snapshot: dict[str, Any]) -> None:
+            if recording.closed or self.recording is not recording:
+                recording.opened.set()
+                return
+            if recording.start(hello, snapshot):
+                server.taps.append(recording.take)
+                server.tickers.append(recording.tick)
+
+        server.join(start)
 
     def hello(self) -> dict[str, Any]:
         """Who this process is (the server redacts it, like everything it sends)."""
@@ -101,7 +154,7 @@ class Instrumentation:
             "argv": list(sys.argv), "cwd": cwd, "executable": sys.executable,
             "started_at": self.started_at, "python": platform.python_version(),
             "dspy": getattr(dspy, "__version__", "?"), "dspy_top": __version__, "mechanism": self.mechanism,
-            "history_capacity": self.recorder.history_capacity,
+            "history_capacity": self.recorder.history_capacity, "run_id": self.run_id,
         }
 
     def stats(self) -> dict[str, Any]:
@@ -135,6 +188,9 @@ class Instrumentation:
         # parent's threads held at fork time. The child's server starts with its first LM call.
         self.recorder.reset()
         self.started_at = time.time()
+        if self.recording is not None:
+            self.recording.abandon_after_fork()
+            self.recording = None
         if self.server is not None:
             self.server.abandon_after_fork()
             self.server = None
@@ -145,7 +201,7 @@ class Instrumentation:
 def instrument(history: int | None = None, queue: int | None = None, serve: bool = True,
                prices=None, budget_usd: float | None = None, on_exceed: str | None = None,
                module_budgets: dict[str, float] | None = None,
-               model_budgets: dict[str, float] | None = None) -> "Instrumentation | Unavailable":
+               model_budgets: dict[str, float] | None = None, record=None) -> "Instrumentation | Unavailable":
     """See `dspy_top.instrument`. Never raises: a bad setting is reported once and ignored."""
     global _active
     budget_options = dict(prices=prices, budget_usd=budget_usd, on_exceed=on_exceed,
@@ -154,11 +210,21 @@ def instrument(history: int | None = None, queue: int | None = None, serve: bool
         with _lock:
             if _active is not None and not _active.closed:
                 _active.hooks.run_first_call()  # a forked child asking for its socket now
-                # Already on (e.g. DSPY_TOP=1): a later call with prices or budgets applies them.
-                if any(v is not None for v in budget_options.values()):
-                    _active.configure(settings(dict(budget_options, history=history, queue=queue)))
+                # Already on (e.g. DSPY_TOP=1): a later call with prices or budgets applies them,
+                # and one with `record` starts recording (unless it records already).
+                if any(v is not None for v in budget_options.values()) or record is not None:
+                    recording = _active.recording
+                    _active.configure(settings(dict(budget_options, history=history, queue=queue, record=record)))
+                    if _active.settings.record and recording is None:
+                        _active.start_recording()
+                    elif record and recording is not None and _active.settings.record != recording.record:
+                        warn(f"already recording (to {recording.path or recording.record}); record={record!r} "
+                             "is ignored")
                 return _active
-            handle = Instrumentation(settings(dict(budget_options, history=history, queue=queue)), bool(serve))
+            handle = Instrumentation(settings(dict(budget_options, history=history, queue=queue, record=record)),
+                                     bool(serve))
+            if handle.settings.record and not serve:
+                warn("recording needs the server thread: instrument(serve=False) does not record")
             handle.configure(handle.settings)
             handle.start()
             _active = handle
@@ -173,6 +239,7 @@ class Unavailable:
     """What `instrument()` returns when it could not instrument: the same questions, no answers."""
 
     socket_path = None
+    recording_path = None
     closed = True
     mechanism = "none"
 

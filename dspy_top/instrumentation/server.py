@@ -10,10 +10,14 @@ job produces and no shortage of file descriptors ends this thread: a message tha
 be encoded is dropped and counted, and accepting pauses while descriptors are short.
 
 Another consumer of the same events (a recording written to a file) is a tap: each redacted
-message that goes into the stream (events, `calls` batches, stats) is handed to every
+message that goes into the stream (events, `calls` batches, stats, exit) is handed to every
 callable in `self.taps` first, on this thread, so it sees every event, never falls behind and
-never gets a credential. A consumer of the encoded frames would instead be one more reader
-of `self.stream` (`_readers()`).
+never gets a credential. `join()` starts one on this thread, from a snapshot taken at the
+same instant as the events before it; `self.tickers` run on every tick after the messages
+(a recording writes its file there). While there is a tap, a `stats` message covers exactly
+the call events before it in the stream (drained with it under one lock), so a consumer can
+add the call events after it to its counters. Nothing is encoded while no viewer reads the
+stream.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ EXIT_QUIET = 0.1
 EXIT_LAST = 0.2
 # Text limits of what goes out besides payloads (which keep 256 KiB per string).
 EVENT_TEXT = 4096
+MAX_PAYLOAD_TEXT = 256 * 1024
 # Call rows: the error message and the names that are redacted (protocol.CALL_FIELDS).
 ERROR_AT = protocol.CALL_FIELDS.index("error_message")
 NAMES_AT = tuple(protocol.CALL_FIELDS.index(name) for name in ("path", "model", "response_model"))
@@ -97,8 +102,11 @@ class SocketServer:
         self.stream = FrameStream(settings.viewer_buffer)
         self.private_limit = max(16 * settings.viewer_buffer, 64 * 1024 * 1024)
         self.redactor = Redactor()
-        # Called with each redacted message as it goes into the stream (see the module docstring).
+        # Called with each redacted message as it goes into the stream (see the module docstring),
+        # and on each tick after them (`force`: write now, the process may be ended at once).
         self.taps: list[Callable[[dict[str, Any]], None]] = []
+        self.tickers: list[Callable[[bool], None]] = []
+        self._joining: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
         # Call rows are checked without per-row work where it can be avoided (see _clean_rows).
         self._names_checked = (-1, 0)  # (redactor generation, cells checked)
         self._names_clean = True
@@ -167,16 +175,25 @@ class SocketServer:
         self._thread = None
 
     def push_totals(self, timeout: float = 0.1) -> None:
-        """Send the current totals to every viewer now; return once written (or after `timeout`).
+        """Send the current totals to every viewer now, and write them to a recording; return once
+        written (or after `timeout`).
 
         For a process that may end without warning (a multiprocessing pool worker, which its
         pool terminates), called when it finishes a piece of work."""
-        if self._thread is None or not self.viewers:
+        if self._thread is None or not (self.viewers or self.tickers):
             return
         done = threading.Event()
         self._pushes.append(done)
         self._wake()
         done.wait(timeout)
+
+    def join(self, start: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+        """Start another consumer of the stream on this thread, at its next tick: `start(hello,
+        snapshot)` gets the redacted hello and a snapshot of the process (its state at that
+        instant, every event before it included) and adds its taps and tickers."""
+        self._joining.append(start)
+        if self._thread is not None:
+            self._wake()
 
     def abandon_after_fork(self) -> None:
         """In a forked child: close the parent's descriptors without touching its socket file."""
@@ -241,12 +258,36 @@ class SocketServer:
                 if mask & selectors.EVENT_WRITE:
                     viewer.blocked = False
         pushes, self._pushes = self._pushes, []  # those asked for before this tick's stats
+        if self._joining:
+            self._start_joining()
         self._publish_events()
         self._publish_stats(force=bool(pushes))
         self._trim()
         self._write_all()
+        self._tick(force=bool(pushes))
         for done in pushes:
             done.set()
+
+    def _start_joining(self) -> None:
+        joining, self._joining = self._joining, []
+        self.redactor.refresh()
+        events, snapshot = self.recorder.drain_and_snapshot()
+        if events and (self._streaming() or self.taps):
+            self._publish(events)  # to those already here: the snapshot covers them for the newcomers
+        hello = self.redacted_hello()
+        message = self._snapshot_message(snapshot)
+        for start in joining:
+            try:
+                start(hello, message)
+            except Exception:
+                self.recorder.count_internal_error()
+
+    def _tick(self, force: bool = False) -> None:
+        for ticker in self.tickers:
+            try:
+                ticker(force)
+            except Exception:  # a consumer's failure is its own, never the viewers'
+                self.recorder.count_internal_error()
 
     # --- viewers arriving ------------------------------------------------------------
 
@@ -331,6 +372,22 @@ class SocketServer:
         cached = self._catch_up = CatchUp(hello, self._encode_snapshot(snapshot), self.stream.end, now)
         return cached
 
+    def redacted_hello(self) -> dict[str, Any]:
+        """The process's hello as it leaves the process (for a consumer that is not a viewer)."""
+        try:
+            hello = self._redact(self.hello(), protocol.HELLO, EVENT_TEXT)
+        except Exception:
+            self.recorder.count_internal_error()
+            hello = None
+        return hello or {"t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "pid": os.getpid()}
+
+    def _snapshot_message(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """A `snapshot` message, redacted, from `Recorder.drain_and_snapshot`'s snapshot."""
+        stats = self.redactor.value(snapshot["stats"], EVENT_TEXT)
+        rows = [self._redact_row(row) for row in snapshot["rows"]]
+        return {"t": protocol.SNAPSHOT, "stats": stats, "seq": snapshot["seq"],
+                "calls": protocol.call_dicts(protocol.CALL_FIELDS, rows)}
+
     def _encode_snapshot(self, snapshot: dict[str, Any]) -> bytes:
         stats = self.redactor.value({**snapshot["stats"], "dropped_viewer": 0}, EVENT_TEXT)
         rows = [self._redact_row(row) for row in snapshot["rows"]]
@@ -388,9 +445,7 @@ class SocketServer:
         reply: dict[str, Any] = {"t": protocol.PAYLOAD, "req": request, "id": call_id, "found": source is not None}
         if source is not None:
             try:
-                if self.secrets_of is not None:
-                    self.redactor.learn(self.secrets_of(source))
-                reply["payload"] = self.materialize(source)
+                reply["payload"] = self._payload_source(source)
             except Exception:
                 self.recorder.count_internal_error()
                 reply["found"] = False
@@ -399,6 +454,17 @@ class SocketServer:
             frame = protocol.encode({"t": protocol.PAYLOAD, "req": request, "id": call_id,
                                      "found": False, "reason": "payload too large to send"})
         return frame
+
+    def payload_of(self, source: Any) -> dict[str, Any]:
+        """A kept call's payload, redacted exactly as a viewer gets it in a `payload` reply."""
+        return self.redactor.value({"payload": self._payload_source(source)}, MAX_PAYLOAD_TEXT)["payload"]
+
+    def _payload_source(self, source: Any) -> dict[str, Any]:
+        """A kept call's payload, not yet redacted; the credentials its LM was given are learned
+        first, so that the pass redacts them wherever they appear."""
+        if self.secrets_of is not None:
+            self.redactor.learn(self.secrets_of(source))
+        return self.materialize(source)
 
     def _refuse(self, viewer: ViewerConnection, reason: str) -> None:
         """Tell the viewer why, then close: bad input never reaches the job."""
@@ -412,11 +478,12 @@ class SocketServer:
 
     def _publish_events(self) -> None:
         events = self.recorder.drain()
-        if not events:
-            return
-        if not self.viewers and self._catch_up is None and not self.taps:
-            return  # nobody to send them to; a viewer arriving later gets a snapshot
-        self._publish(events)
+        if events and (self._streaming() or self.taps):
+            self._publish(events)  # else nobody to send them to: a viewer arriving later gets a snapshot
+
+    def _streaming(self) -> bool:
+        """Whether anyone reads the encoded stream: a viewer, or one about to (a cached catch-up)."""
+        return bool(self.viewers) or self._catch_up is not None
 
     def _publish(self, events: list[dict[str, Any] | tuple]) -> None:
         rows: list[tuple] = []
@@ -445,6 +512,8 @@ class SocketServer:
         message = {"t": protocol.CALLS, "fields": protocol.CALL_FIELDS, "rows": self._clean_rows(rows)}
         if self.taps:
             self._tap(message)
+            if not self._streaming():
+                return
         try:
             frame = protocol.encode(message)
         except protocol.ProtocolError:
@@ -493,27 +562,42 @@ class SocketServer:
         self._last_stats_version = self.recorder.version
         self._last_stats_at = now
         self.redactor.refresh()  # a key set in the job's environment since
-        frame = self._encode({"t": protocol.STATS, **self.recorder.stats()}, "stats", tap=True)
+        if self.taps:
+            # At one instant with the events before it, for a recording: the stats covers exactly
+            # those, so it can add the calls after it to its totals (viewers need not, and their
+            # events keep the pace of the tick).
+            events, stats = self.recorder.drain_and_stats()
+            if events:
+                self._publish(events)
+        else:
+            stats = self.recorder.stats()
+        frame = self._encode({"t": protocol.STATS, **stats}, "stats", tap=True)
         if frame is not None:
             self.stream.append(frame, STATS)
 
     def _encode(self, message: dict[str, Any], what: Any, limit: int | None = EVENT_TEXT,
                 tap: bool = False) -> bytes | None:
-        """`message` redacted (and, with `tap`, handed to the taps) and encoded; None (counted) if it cannot be sent."""
+        """`message` redacted (and, with `tap`, handed to the taps) and encoded; None if it cannot be
+        sent (counted), or, with `tap`, when no viewer reads the stream."""
         try:
-            if what == protocol.HELLO:
-                message = {**message, "argv": self.redactor.argv(message.get("argv") or [])}
-            message = self.redactor.value(message, limit or 256 * 1024)
+            message = self._redact(message, what, limit or 256 * 1024)
         except Exception:
             self.recorder.count_internal_error()
             return None
         if tap and self.taps:
             self._tap(message)
+        if tap and not self._streaming():
+            return None
         try:
             return protocol.encode(message)
         except Exception:
             self.recorder.count_internal_error()
             return None
+
+    def _redact(self, message: dict[str, Any], what: Any, limit: int) -> dict[str, Any]:
+        if what == protocol.HELLO:
+            message = {**message, "argv": self.redactor.argv(message.get("argv") or [])}
+        return self.redactor.value(message, limit)
 
     def _tap(self, message: dict[str, Any]) -> None:
         for tap in self.taps:
@@ -583,12 +667,16 @@ class SocketServer:
     def _finish(self) -> None:
         """At exit: the final numbers first to every viewer, then its backlog while time allows,
         then the exit frame, which reaches even a viewer that stopped reading."""
-        self._publish_events()
+        if self._joining:
+            self._start_joining()  # a consumer asked for just before the exit still gets it
+        events, stats = self.recorder.drain_and_stats()
+        if events and (self._streaming() or self.taps):
+            self._publish(events)
         final = self._final or {}
-        stats = self.recorder.stats()
         exit_message = self.redactor.value({"t": protocol.EXIT, **final, "stats": stats}, EVENT_TEXT)
         if self.taps:
             self._tap(dict(exit_message))
+            self._tick(force=True)
         viewers = [v for v in self.viewers.values() if not v.closing]
         if not viewers:
             return

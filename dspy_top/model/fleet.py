@@ -1,7 +1,7 @@
 """Every process the viewer knows, folded from their messages; `snapshot()` is what the UI renders.
 
 Every change goes through a method (what a source said: attach, connected, fold, failed,
-refused, let go; what the user did: dismiss) and every question too (`settled`,
+refused, let go, restart; what the user did: dismiss) and every question too (`settled`,
 `module_chains`, ...): no caller touches a `ProcessState`. Not thread-safe by itself: the
 collector holds `Fleet.lock` while folding, and the UI while taking a snapshot.
 """
@@ -64,13 +64,15 @@ class Fleet:
     # --- what the sources say (through the collector) --------------------------------
 
     def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS,
-               host: str | None = None) -> None:
+               host: str | None = None, stats_follow: bool = True) -> None:
         """A process a source is attaching to, or waiting for: its row says `status` until it connects.
 
         A row that failed or was lost is tried again; a running one is left as it is. One that
         ended is kept apart, with its numbers, calls and scopes, under `<key>#<when it ended>`,
         and a new row starts: a new process reuses the key (its pid, and so its socket's name).
-        `host`: the machine it runs on, when not this one.
+        `host`: the machine it runs on, when not this one. `stats_follow`: its call events are each
+        followed soon by a stats frame that counts them (a live stream), so a call shows once counted;
+        False (a recording, which keeps fewer stats) shows each call as it comes.
         """
         self.version += 1
         process = self.processes.get(key)
@@ -80,16 +82,17 @@ class Fleet:
         if process is None:
             process = self.processes[key] = ProcessState(
                 key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length,
-                repricer=Repricer(self.prices), burn_window=self.burn_window, host=host)
+                repricer=Repricer(self.prices), burn_window=self.burn_window, host=host,
+                stats_follow=stats_follow)
         if process.state != RUNNING:
             process.connecting(status)
 
-    def connected(self, key: str, hello: Hello, host: str | None = None) -> None:
+    def connected(self, key: str, hello: Hello, host: str | None = None, stats_follow: bool = True) -> None:
         """The process said hello: it is running (its snapshot follows)."""
         self.version += 1
         process = self.processes.get(key)
         if process is None or process.state == ENDED:  # a source that skipped `attach`
-            self.attach(key, hello.pid, host=host)
+            self.attach(key, hello.pid, host=host, stats_follow=stats_follow)
         self.processes[key].connected(hello, self.clock())
 
     def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
@@ -125,6 +128,21 @@ class Fleet:
                 process.failed(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now, protocol=True)
                 break
         self.events += process.events - before  # a `calls` batch counts each call
+
+    def restart(self, key: str, hello: Hello | None, stats_follow: bool = True) -> None:
+        """The source starts this process's stream over from another point (a replay seeking back).
+
+        What was folded of it (numbers, rates, calls, scopes, alerts) is forgotten and it is
+        running again, as just connected with `hello`: the messages that follow (a `snapshot`
+        of the state at that point first) rebuild it. The fold only moves forward; this is how
+        a view goes back. A key not known yet is simply connected. With no `hello` the row
+        goes altogether: at that point the process had not started.
+        """
+        if self.processes.pop(key, None) is not None:
+            self.history.forget(key)
+            self.version += 1
+        if hello is not None:
+            self.connected(key, hello, stats_follow=stats_follow)
 
     def failed(self, key: str, reason: str) -> None:
         """The process could not be attached to (failed), or its stream broke before its exit (lost)."""

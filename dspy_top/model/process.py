@@ -51,7 +51,8 @@ class ProcessState:
     """Everything known about one process; folded on the reader's side, read by `Fleet.snapshot`."""
 
     def __init__(self, key: str, pid: int | None, *, window: float, bucket: float, series_length: int,
-                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW, host: str | None = None) -> None:
+                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW, host: str | None = None,
+                 stats_follow: bool = True) -> None:
         self.key = key
         self.pid = pid or 0
         self.host = host  # the machine it runs on, as the user named it (`--host`); None: this one
@@ -79,6 +80,7 @@ class ProcessState:
         # Call events received since the last stats frame: the newest of this process's calls in the
         # history, which snapshots leave out until a stats frame counts them.
         self.unsettled = 0
+        self.stats_follow = stats_follow  # a stats frame soon counts each call event (False: a recording)
         self.token_series = BucketSeries(bucket, series_length)
         self.cost_series = BucketSeries(bucket, series_length)
         self._last_tokens: int | None = None
@@ -203,7 +205,8 @@ class ProcessState:
                 if call[18]:  # scopes
                     self._late_call(call)
         self.events += len(rows)
-        self.unsettled = min(UNSETTLED_LIMIT, self.unsettled + added)
+        if self.stats_follow:
+            self.unsettled = min(UNSETTLED_LIMIT, self.unsettled + added)
 
     def settle(self, history: History | None = None) -> None:
         """The calls received so far are counted by the totals (a stats frame came, or the stream ended)."""

@@ -20,7 +20,7 @@ import msgpack
 # frame kinds, message types or keys, which readers skip.
 MAGIC = b"\x89DSPYTOP\r\n\x1a\n"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 FILE_HEADER = struct.Struct(">12sHH")  # magic, major, minor
 
 # Every frame starts with SYNC, so a reader that lost its place (a damaged stretch) can

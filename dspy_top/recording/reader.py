@@ -52,7 +52,14 @@ class EndState:
 
     @property
     def stats(self) -> dict[str, Any]:
+        """The latest `stats` stored (see `totals` for the totals up to the last call)."""
         return self.state.stats or {}
+
+    @property
+    def totals(self) -> dict[str, Any] | None:
+        """The process's totals up to its last stored call (the latest stats and the calls after
+        it); None when the file holds no stats at all."""
+        return self.state.totals()
 
 
 class _Decoder:
@@ -236,6 +243,12 @@ class Recording:
             else:
                 time.sleep(poll)
 
+    def cursor(self, start: Position | None = None, history: int = 0) -> "Cursor":
+        """The messages from the start or from `start`, as `messages` gives them, read a few
+        frames at a time and never waiting: for a reader that must not block (a replay, in the
+        collector's thread). See `Cursor`."""
+        return Cursor(self, start, history)
+
     def calls_before(self, position: Position, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` call events written before `position`, oldest first, as `call` maps."""
         calls: list[dict[str, Any]] = []
@@ -358,6 +371,70 @@ class Recording:
             if call_id in cached[1]:
                 return cached[1][call_id]
         return None
+
+
+@dataclass(frozen=True)
+class Written:
+    """The messages of one messages frame, and the stretch of the writer's clock they were written in.
+
+    Each was added to the writer after `after` (its previous write, or the checkpoint read
+    from) and by `by` (this frame's write): whatever its own fields say, that is when the
+    file knew of it. The bounds come from the frames alone, so they are the same whichever
+    checkpoint reading began at.
+    """
+
+    after: float
+    by: float
+    messages: list[dict[str, Any]]
+
+
+class Cursor:
+    """Reads a recording's messages a few frames at a time, never waiting (`Recording.cursor`).
+
+    Each `take` decodes the next whole frames the file holds now and returns their messages,
+    frame by frame (`Written`); a file still being written grows between takes, and a frame
+    being written is left for a later take. From a checkpoint the first take starts with a
+    `snapshot` of the state there (with up to `history` calls before it). `ended` once the
+    whole stream was read: the footer came, or the writer is gone and the file read to its end.
+    """
+
+    def __init__(self, recording: "Recording", start: Position | None, history: int) -> None:
+        self.recording = recording
+        self.offset = recording._first if start is None else start.offset
+        self.written = recording.started_at if start is None else start.at  # the last write read so far
+        self.ended = False
+        self._decoder = _Decoder(recording._view, frames.MESSAGES)
+        self._start = start if start is not None and start.state is not None else None
+        self._history = history
+
+    def take(self, frames_wanted: int = 4) -> list[Written]:
+        """The messages of up to `frames_wanted` more messages frames (fewer at the file's end)."""
+        out: list[Written] = []
+        start, self._start = self._start, None
+        if start is not None:
+            calls = self.recording.calls_before(start, self._history) if self._history else None
+            out.append(Written(start.at, start.at, [start.state.snapshot(calls)]))
+        if self.ended:
+            return out
+        live = self.recording.live  # before the walk's size: once it is false, the size is final
+        for found in self.recording._view.walk(self.offset, quiet_tail=live):
+            self.offset = found.end
+            if found.kind == frames.INDEX:  # the footer: nothing more will come
+                self.ended = True
+                return out
+            written = found.meta.get(frames.WRITTEN)
+            by = max(self.written, float(written)) if isinstance(written, (int, float)) else self.written
+            if found.kind == frames.MESSAGES:
+                messages = list(_typed(self._decoder.feed(found)))
+                if messages:
+                    out.append(Written(self.written, by, messages))
+                self.written = by
+            elif found.kind == frames.CHECKPOINT:
+                self.written = by
+            if len(out) >= frames_wanted:
+                return out
+        self.ended = not live
+        return out
 
 
 def _typed(records: list[Any]) -> Iterator[dict[str, Any]]:

@@ -19,6 +19,7 @@ import platformdirs
 from dspy_top import paths
 
 SUFFIX = ".dtop"
+LOG_SUFFIX = ".log"  # a run's output, kept beside its recordings by `dspy-top run`
 DEFAULT_KEEP_BYTES = 5 * 1024 ** 3
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -48,8 +49,13 @@ def script_name(argv: Sequence[str]) -> str:
             name = "python-c"
     if name.endswith(".py"):
         name = name[:-3]
-    name = _UNSAFE.sub("_", name).strip("._")[:40]
+    name = script_safe(name)[:40]
     return name or "python"
+
+
+def script_safe(name: str) -> str:
+    """`name` with only letters, digits, `.`, `_` and `-`: safe in a file name."""
+    return _UNSAFE.sub("_", name).strip("._")
 
 
 def default_path(argv: Sequence[str], pid: int | None = None, started_at: float | None = None,
@@ -62,13 +68,17 @@ def default_path(argv: Sequence[str], pid: int | None = None, started_at: float 
 
 def recordings(directory: Path) -> list[Path]:
     """The recordings in a directory, newest first (by when they were last written)."""
+    return _files(directory, (SUFFIX,))
+
+
+def _files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
     found = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return []
     for entry in entries:
-        if entry.name.endswith(SUFFIX) and entry.is_file(follow_symlinks=False):
+        if entry.name.endswith(suffixes) and entry.is_file(follow_symlinks=False):
             try:
                 found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name, Path(entry.path)))
             except OSError:
@@ -78,18 +88,23 @@ def recordings(directory: Path) -> list[Path]:
 
 
 def prune(directory: Path, keep_bytes: int = DEFAULT_KEEP_BYTES) -> list[Path]:
-    """Remove the oldest recordings until those left take at most `keep_bytes`; returns what went.
+    """Remove the oldest recordings and run logs until those left take at most `keep_bytes`;
+    returns what went.
 
-    The newest recording is always kept, and one in use (its writer, or a reader, holds its
-    lock) is never removed; both still count towards the total."""
+    The newest recording is always kept, and a file in use is never removed (a recording whose
+    writer, or a reader, holds its lock; the log of a run still going, which `dspy-top run`'s
+    job holds locked through its output); both still count towards the total."""
     removed = []
     total = 0
-    for number, path in enumerate(recordings(directory)):
+    newest_kept = False
+    for path in _files(directory, (SUFFIX, LOG_SUFFIX)):
         try:
             size = path.stat().st_size
         except OSError:
             continue
-        if number == 0 or total + size <= keep_bytes:
+        is_recording = path.name.endswith(SUFFIX)
+        if (is_recording and not newest_kept) or total + size <= keep_bytes:
+            newest_kept = newest_kept or is_recording
             total += size
             continue
         if _remove_unless_in_use(path):

@@ -4,12 +4,20 @@ Folded from the protocol messages themselves: the latest `stats` (exact counters
 evaluation and compile as its messages left it, the last sequence number, how many call
 events and payloads the file holds, and the process's `exit`. The writer folds what it
 writes and stores the state in each checkpoint; the reader folds a checkpoint and the
-messages after it into the end state. Standard library only.
+messages after it into the end state.
+
+A `stats` covers exactly the call events before it in the stream (the server drains both
+under one lock), so the call events after the latest one (`tail`) are added to its totals:
+`totals()` is exact up to the last call stored, also in a file whose writer was killed
+between two stats. The tail is summed only when asked (a checkpoint, the end state), never
+per call while writing. Standard library only (and dspy_top.latency, itself pure).
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+from dspy_top.latency import bucket_of
 
 # Finished evaluations kept in a checkpoint (the oldest go first; running ones and compiles
 # are always kept). Bounds a checkpoint of a GEPA run with thousands of evaluations; the
@@ -18,6 +26,9 @@ MAX_FINISHED_EVALS = 2000
 _SCOPE_START = ("eval_start", "compile_start")
 _SCOPE_END = ("eval_end", "compile_end")
 _NOT_STATE = ("t", "seq")
+# The totals a call event adds to (the rest of a `stats` is as the latest one left it).
+TAIL_COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
+                 "reasoning_tokens", "cost_usd", "unpriced_calls", "unmetered_calls", "cost_saved_usd", "latency_s")
 
 
 class RecordingState:
@@ -35,6 +46,8 @@ class RecordingState:
         self.notes: list[dict[str, Any]] = []  # `recording` messages: caps reached, failures
         self.at = 0.0  # the time of the latest message with one
         self._finished_evals = 0
+        self._tail: dict[str, Any] = {}  # call events after the latest stats, summed
+        self._unsummed: list[tuple[Any, Any]] = []  # (fields, rows) of `calls` not summed yet
 
     # --- folding ----------------------------------------------------------------------
 
@@ -48,7 +61,9 @@ class RecordingState:
             rows = message.get("rows") or ()
             self.calls += len(rows)
             if rows:
-                fields = list(message.get("fields") or ())
+                fields = message.get("fields") or ()
+                self._unsummed.append((fields, rows))
+                fields = list(fields)
                 if "seq" in fields:
                     last = rows[-1][fields.index("seq")]
                     if type(last) is int and last > self.seq:
@@ -56,6 +71,7 @@ class RecordingState:
             return
         if kind == "call":
             self.calls += 1
+            self._unsummed.append((None, (message,)))
         elif kind == "stats":
             self._take_stats(message)
         elif kind in _SCOPE_START or kind in _SCOPE_END:
@@ -84,6 +100,8 @@ class RecordingState:
 
     def _take_stats(self, stats: dict[str, Any]) -> None:
         self.stats = {k: v for k, v in stats.items() if k != "t"}
+        self._tail = {}  # these counters cover every call event so far
+        self._unsummed = []
         for scope in stats.get("scopes") or ():
             if isinstance(scope, dict):
                 self._put_scope(scope, replace=False)
@@ -111,6 +129,37 @@ class RecordingState:
             if self._finished_evals <= MAX_FINISHED_EVALS:
                 return
 
+    # --- totals, exact to the last call ------------------------------------------------
+
+    def tail(self) -> dict[str, Any]:
+        """What the call events after the latest stats add to its totals ({} when none came)."""
+        if self._unsummed:
+            for fields, rows in self._unsummed:
+                _sum_calls(self._tail, fields, rows)
+            self._unsummed = []
+        return self._tail
+
+    def totals(self) -> dict[str, Any] | None:
+        """The process's totals (the `stats.totals` counters) with the calls after the latest
+        stats added; None when no stats came at all (unknown, never 0)."""
+        if self.stats is None or not isinstance(self.stats.get("totals"), dict):
+            return None
+        totals = dict(self.stats["totals"])
+        tail = self.tail()
+        if not tail:
+            return totals
+        for name in TAIL_COUNTERS:
+            if tail.get(name):
+                base = totals.get(name)
+                totals[name] = (base if isinstance(base, (int, float)) and not isinstance(base, bool) else 0) + tail[name]
+        hist = dict(totals.get("latency_hist") or {})
+        for bucket, count in (tail.get("latency_hist") or {}).items():
+            hist[bucket] = hist.get(bucket, 0) + count
+        totals["latency_hist"] = hist
+        if tail.get("last_at", 0.0) > (totals.get("last_at") or 0.0):
+            totals["last_at"] = tail["last_at"]
+        return totals
+
     # --- stored form ------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
@@ -119,6 +168,7 @@ class RecordingState:
             "at": self.at, "seq": self.seq, "calls": self.calls, "payloads": self.payloads,
             "payloads_dropped": self.payloads_dropped, "calls_dropped": self.calls_dropped,
             "stats": self.stats, "scopes": list(self.scopes.values()), "exit": self.exit, "notes": list(self.notes),
+            "tail": dict(self.tail()) or None,
         }
 
     @classmethod
@@ -137,6 +187,9 @@ class RecordingState:
         state._finished_evals = sum(1 for s in state.scopes.values() if _finished_eval(s))
         state.exit = stored.get("exit") if isinstance(stored.get("exit"), dict) else None
         state.notes = [n for n in stored.get("notes") or () if isinstance(n, dict)]
+        tail = stored.get("tail")
+        if isinstance(tail, dict) and state.stats is not None:
+            state._tail = dict(tail)
         return state
 
     def snapshot(self, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -144,6 +197,53 @@ class RecordingState:
         stats = dict(self.stats or {})
         stats["scopes"] = [dict(scope) for scope in self.scopes.values()]
         return {"t": "snapshot", "stats": stats, "calls": list(calls or ()), "seq": self.seq}
+
+
+def _sum_calls(tail: dict[str, Any], fields: Any, rows: Any) -> None:
+    """Add call events (rows with these column names, or `call` maps when `fields` is None) to
+    `tail` as the process's counters add a finished call (instrumentation/recorder.py)."""
+    if fields is not None:
+        names = list(fields)
+        rows = (dict(zip(names, row)) for row in rows)
+    for call in rows:
+        if not isinstance(call, dict):
+            continue
+        hit = bool(call.get("cache_hit"))
+        latency = _number(call.get("latency"))
+        _add(tail, "calls", 1)
+        _add(tail, "retries", _number(call.get("retries")))
+        _add(tail, "latency_s", latency)
+        bucket = bucket_of(latency)
+        hist = tail.setdefault("latency_hist", {})
+        hist[bucket] = hist.get(bucket, 0) + 1
+        ended = _number(call.get("start")) + latency
+        if ended > tail.get("last_at", 0.0):
+            tail["last_at"] = ended
+        if call.get("error"):
+            _add(tail, "errors", 1)
+        if hit:
+            _add(tail, "cache_hits", 1)
+            _add(tail, "cost_saved_usd", _number(call.get("cost_saved_usd")))
+            continue
+        if call.get("usage_known") is False:  # DSPy reported no usage: its tokens are not counted
+            _add(tail, "unmetered_calls", 1)
+        else:
+            for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
+                _add(tail, name, _number(call.get(name)))
+        cost = call.get("cost_usd")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            _add(tail, "cost_usd", cost)
+        elif call.get("prompt_tokens") or call.get("completion_tokens"):
+            _add(tail, "unpriced_calls", 1)
+
+
+def _add(tail: dict[str, Any], name: str, amount: float) -> None:
+    if amount:
+        tail[name] = tail.get(name, 0) + amount
+
+
+def _number(value: Any) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _finished_eval(scope: dict[str, Any]) -> bool:

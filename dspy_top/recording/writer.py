@@ -25,10 +25,13 @@ from dspy_top.recording.state import RecordingState
 
 DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
 # What is added is on disk within FLUSH_EVERY: flush() (called on the server's 0.25 s tick) writes
-# once WRITE_AFTER passed since the last write, so every other tick; a message added FLUSH_EVERY
+# once the oldest record not yet written waited WRITE_AFTER, so at the tick after the one that
+# added it: a busy job's every other tick, and a slow job's call goes out with what the next tick
+# adds (its progress, its stats) in one frame, not two (a frame's header and meta are most of a
+# slow job's bytes). A message added FLUSH_EVERY
 # after the last write flushes at once, whoever forgot flush(). Fewer frames, fewer bytes.
 FLUSH_EVERY = 0.5
-WRITE_AFTER = 0.4
+WRITE_AFTER = 0.2
 # A stream's segment ends once this much went into it: the reader decodes a whole segment to
 # reach anything in it, so this bounds the cost of fetching one payload or seeking.
 SEGMENT_BYTES = 1024 * 1024
@@ -48,10 +51,12 @@ PAYLOADS_LEVEL = 1
 CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
 # Which `stats` are stored (each costs about 230 bytes, since every call changes its numbers): one
 # once STATS_CALLS calls were stored since the last, else once any call was and STATS_SLOW_EVERY
-# passed, else (calls in flight, scopes) once STATS_IDLE_EVERY passed; never a heartbeat.
+# passed, else (calls in flight, scopes) once STATS_IDLE_EVERY passed; never a heartbeat. A reader
+# adds the calls stored after the latest stats to its totals (state.RecordingState.totals), so
+# they are exact to the last call however seldom a slow job's stats are stored.
 STATS_CALLS = 5
-STATS_SLOW_EVERY = 2.0
-STATS_IDLE_EVERY = 5.0
+STATS_SLOW_EVERY = 5.0
+STATS_IDLE_EVERY = 10.0
 STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
 _THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
 _NOT_NUMBERS = ("t", "at", "dropped_viewer")  # what a heartbeat `stats` changes
@@ -132,7 +137,7 @@ class RecordingWriter:
         self._payloads = _Stream(frames.PAYLOADS, PAYLOADS_LEVEL)
         self._frame_calls = 0
         self._ids: list[int] = []  # call ids of the buffered payloads (min, max go in the meta)
-        self._last_write = clock()
+        self._waiting_since: float | None = None  # when the oldest record not yet written was added
         self._checkpoints: list[list[Any]] = []
         self._checkpoint_at = clock()
         self._checkpoint_calls = 0
@@ -204,9 +209,11 @@ class RecordingWriter:
         stream.pending.append(packed)
         stream.pending_bytes += len(packed)
         self._checkpoint_bytes += len(packed)
+        if self._waiting_since is None:
+            self._waiting_since = now
         if stream.pending_bytes >= PENDING_BYTES:
             self._compress_early(stream)
-        elif now - self._last_write >= FLUSH_EVERY:
+        elif now - self._waiting_since >= FLUSH_EVERY:
             # The server flushes on its tick; this is the net under it (a busy or late tick).
             self.flush(force=True)
 
@@ -271,12 +278,20 @@ class RecordingWriter:
                 state.payloads_dropped += 1
                 continue
             state.payloads += 1
+            if self._waiting_since is None:
+                self._waiting_since = self._clock()
             ids.append(call_id)
             stream.pending.append(packed)
             stream.pending_bytes += size
             if stream.pending_bytes >= PENDING_BYTES:
                 self._compress_early(stream)
                 ids = self._ids  # a flush started a new list
+
+    def count_missing_payloads(self, count: int) -> None:
+        """Payloads that could not be stored because the process no longer had them (counted in
+        `payloads_dropped`, like those past the cap)."""
+        if count > 0 and self._fd is not None:
+            self.state.payloads_dropped += count
 
     def _compress_early(self, stream: _Stream) -> None:
         stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
@@ -298,12 +313,13 @@ class RecordingWriter:
 
     @_guarded
     def flush(self, force: bool = False) -> None:
-        """Write what is buffered, if WRITE_AFTER passed since the last write (or `force`).
+        """Write what is buffered, once the oldest of it waited WRITE_AFTER (or now, with `force`).
 
         Call it on the server's tick (every 0.25 s): nothing then waits more than FLUSH_EVERY."""
         if self._fd is None or self.failed is not None:
             return
-        if force or self._clock() - self._last_write >= WRITE_AFTER:
+        waiting = self._waiting_since
+        if force or (waiting is not None and self._clock() - waiting >= WRITE_AFTER):
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
@@ -340,7 +356,7 @@ class RecordingWriter:
             self._checkpoint_bytes = 0
         if out:
             self._write(bytes(out))
-        self._last_write = now
+        self._waiting_since = None
         self._check_caps(now)
 
     def _frame(self, out: bytearray, stream: _Stream, end_segment: bool, meta: dict[str, Any]) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import options
+from dspy_top.run import record
 from dspy_top.run.start import StartError, start_job
 from dspy_top.run.watch import watch_batch, watch_interactive
 
-USAGE = ("dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
+USAGE = ("dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE] [--record FILE | --no-record]\n"
          "                    [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]\n"
          "                    [--] COMMAND [ARG...]")
 DESCRIPTION = """\
@@ -26,6 +27,10 @@ wrappers: every Python process of the job that imports dspy is attached.
 The job's stdout and stderr go to a log pane and to a log file (its path is on screen).
 When the job ends the view stays, with the final numbers and the exit status, until q.
 ctrl+c once sends SIGINT to the job; twice quits (and stops the job).
+
+The job is recorded (every call with its prompt and response, the optimizer's trials,
+the final numbers) into the runs directory, with its output beside it: `dspy-top runs`
+lists the recordings, `dspy-top export` writes their calls out.
 """
 EPILOG = """\
 examples:
@@ -34,13 +39,19 @@ examples:
   dspy-top run -b -d 5 -- ./run_eval.sh      # a text snapshot every 5 s, then the job's status
   dspy-top run --budget 5 --on-exceed stop -- python optimize.py   # end the run once $5 is spent
 
+recording: each Python process of the job writes its own file, <start time>-<pid>-<script>.dtop,
+in <user state dir>/dspy-top/runs (DSPY_TOP_STATE_DIR moves it; the newest 5 GiB are kept,
+see [recording] in the config file), and the job's output is kept there as <run id>.log.
+A job killed outright leaves a recording that reads up to its last half second.
+
 exit status: the job's (128+N when a signal N ended it), 127 when COMMAND is not found,
 126 when it cannot be run, 2 on a usage error (a bad setting in the environment or the
 config file the job would get included: it is named, and the job is not started).
 
 The job's environment gets DSPY_TOP=1, PYTHONUNBUFFERED=1 (so its output shows up live),
 DSPY_TOP_RUNTIME_DIR, DSPY_TOP_BUDGET, DSPY_TOP_ON_EXCEED and DSPY_TOP_PRICES from
---budget, --on-exceed and --price, and a PYTHONPATH entry holding a sitecustomize.py that
+--budget, --on-exceed and --price, DSPY_TOP_RECORD and DSPY_TOP_RUN_ID (the run's id, shared
+by its processes), and a PYTHONPATH entry holding a sitecustomize.py that
 loads the instrumentation where dspy-top's .pth file is not installed (it runs any other
 sitecustomize too). The job's stdin is /dev/null, and it starts with SIGINT's default
 action even if dspy-top's is ignored, so the ctrl+c dspy-top forwards reaches it.
@@ -71,6 +82,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
                             "at the next LM call, or stop the run there (exit status 1, with the reason)")
     options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens in "
                                          "the job (repeat for several models)")
+    record.add_record_options(parser)
 
 
 def money_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
@@ -92,7 +104,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--" in argv:
         at = argv.index("--")
         return argv[:at], argv[at + 1:]
-    takes_value = {"-d", "--delay", "-n", "--iterations", "--log", "--budget", "--on-exceed", "--price"}
+    takes_value = {"-d", "--delay", "-n", "--iterations", "--log", "--budget", "--on-exceed", "--price", "--record"}
     index = 0
     while index < len(argv):
         word = argv[index]
@@ -127,13 +139,22 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
     env = dict(os.environ if env is None else env)
     env.update(money_environment(args, env))
     try:
-        job = start_job(command, log_path=args.log, env=env)
+        recording = record.plan(args, command, env, say)
+    except ValueError as exc:
+        say(str(exc))
+        return 2
+    if recording is not None:
+        env.update(recording.environment())
+    try:
+        job = start_job(command, log_path=args.log or (recording.log if recording else None), env=env)
     except StartError as exc:
         say(str(exc))
         return exc.status
     except OSError as exc:
         say(f"cannot start the job: {exc}")
         return 1
+    if recording is not None:
+        job.recorded_to = str(recording.directory if recording.record == "1" else recording.record)
     code = None
     try:
         if args.batch:
@@ -152,9 +173,19 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
             where = f"its output is in {kept}" if kept is not None else \
                 "its log was removed with the run (--log FILE keeps one)"
             say(f"the job exited with status {code}; {where}")
+            if recording is not None and not args.batch:
+                say(_recorded(recording))
         if tail:  # the job's own output, made inert: it reaches the user's terminal
             print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
                   file=sys.stderr)
+
+
+def _recorded(recording: record.RunRecording) -> str:
+    files = recording.files()
+    if not files:
+        return "nothing was recorded (no process of the job imported dspy)"
+    more = f" and {len(files) - 1} more of its processes beside it" if len(files) > 1 else ""
+    return f"recorded in {files[0]}{more} (dspy-top runs lists it)"
 
 
 def main(argv: list[str]) -> int:

@@ -42,6 +42,7 @@ class RunningJob:
         self.work_dir = work_dir
         self.runtime_dir = runtime_dir  # where the job serves its sockets
         self.notice = notice  # why that is not the usual runtime directory, if it is not
+        self.recorded_to: str | None = None  # where its processes record (run/record.py), to say so
         self._log = open(log_path, "rb")
         self._offset = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -7,6 +7,7 @@ dspy-top's .pth file is not installed; a `fallback` directory links dspy-top's o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -86,6 +87,12 @@ def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str
         site = prepare_work_dir(work_dir)
         environment = job_environment(dict(os.environ if env is None else env), site, runtime_dir)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            # Held by the job through its stdout for as long as it runs: the runs directory's
+            # retention never removes a log being written (recording/runs.py).
+            fcntl.flock(log_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            pass
         try:
             with _sigint_not_ignored():
                 process = subprocess.Popen(

@@ -95,8 +95,9 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
     try:
         if job.notice:
             say(job.notice)
+        recording = f", recording to {job.recorded_to}" if job.recorded_to else ""
         until = "until the run ends (--log FILE keeps it), " if job.log_is_ours else ""
-        say(f"running {job.command_line} (pid {job.pid}); {until}its output goes to {job.log_path}")
+        say(f"running {job.command_line} (pid {job.pid}){recording}; {until}its output goes to {job.log_path}")
         try:
             watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job, fleet))
             code = job.returncode()

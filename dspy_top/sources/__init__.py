@@ -5,6 +5,9 @@
     local.py      `LocalSockets`: this machine's instrumented processes, on their sockets
     targets.py    which local sockets: discovered, or named with -p/--socket
     family.py     which local sockets for `dspy-top run`: the job and its descendants
+    replay.py     `RecordingSource`: recordings replayed (`dspy-top replay`), on the clock of
+    replay_clock.py   ... where the replay is and how fast it moves, and
+    replay_timeline.py  ... where a seek asks to go (a time, a share, a trial)
 
 Used by the viewer, batch mode and `dspy-top run` alike; none of it imports Textual, dspy or
 litellm. docs/sources.md tells how to write a new source. Import from the modules: this

@@ -65,6 +65,17 @@ class Sink(Protocol):
         waiting for it are answered with the reason.
         """
 
+    def restart(self, key: str, hello: Hello | None, first: list[dict[str, Any]]) -> bool:
+        """The process's stream starts over from another point (a replay seeking back, or far ahead).
+
+        What was folded of it is forgotten and it is running again with `hello`, from `first`
+        (protocol messages: a `snapshot` of the state at that point, usually), all in one hold
+        of the fleet's lock, so no screen ever shows it empty in between; `messages` follow as
+        usual. A key not known yet is simply connected; with no `hello` its row goes (at that
+        point the process had not started). False when a message of `first` was refused, as
+        for `messages`.
+        """
+
     def let_go(self, key: str) -> bool:
         """The source no longer watches this process (a wrapper that turned out not to serve).
 
@@ -103,6 +114,10 @@ class Source(ABC):
     host: str | None = None
     # Seconds batch mode's first print may wait for it to settle (another machine answers slower).
     settle_within: float = 4.0
+    # Whether its processes' call events are each followed soon by a `stats` frame that counts them
+    # (a live stream: the viewer shows a call once the totals count it, so the panes agree). A
+    # recording keeps fewer stats than it has calls: its calls show as they come.
+    stats_follow_calls: bool = True
 
     @property
     @abstractmethod

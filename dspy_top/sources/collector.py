@@ -199,12 +199,12 @@ class Collector:
     def _attach(self, source: Source, key: str, pid: int | None, status: str) -> None:
         self._owners[key] = source
         with self.fleet.lock:
-            self.fleet.attach(key, pid, status, host=source.host)
+            self.fleet.attach(key, pid, status, host=source.host, stats_follow=source.stats_follow_calls)
 
     def _connected(self, source: Source, key: str, hello: Hello) -> None:
         self._owners[key] = source
         with self.fleet.lock:
-            self.fleet.connected(key, hello, host=source.host)
+            self.fleet.connected(key, hello, host=source.host, stats_follow=source.stats_follow_calls)
 
     def _host(self, name: str, state: str, status: str, retry_at: float | None) -> None:
         with self.fleet.lock:
@@ -223,6 +223,18 @@ class Collector:
             with self.fleet.lock:
                 self.fleet.fold_many(key, chunk)
             time.sleep(0)  # let a refresh waiting for the lock take it now
+        if refused is not None:
+            self._closed(key, refused, refused=True)
+            return False
+        return True
+
+    def _restart(self, source: Source, key: str, hello: Hello | None, first: list[dict[str, Any]]) -> bool:
+        self._owners[key] = source
+        records, refused = _check(first)
+        with self.fleet.lock:  # one hold: a refresh sees the old state or the new one, never neither
+            self.fleet.restart(key, hello, stats_follow=source.stats_follow_calls)
+            if hello is not None:
+                self.fleet.fold_many(key, [r for r in records if type(r) is not schema.PayloadRecord])
         if refused is not None:
             self._closed(key, refused, refused=True)
             return False
@@ -316,6 +328,9 @@ class _Route(Sink):
 
     def connected(self, key: str, hello: Hello) -> None:
         self._collector._connected(self._source, key, hello)
+
+    def restart(self, key: str, hello: Hello | None, first: list[dict[str, Any]]) -> bool:
+        return self._collector._restart(self._source, key, hello, first)
 
     def host(self, name: str, state: str, status: str, retry_at: float | None = None) -> None:
         self._collector._host(name, state, status, retry_at)

@@ -54,8 +54,9 @@ def _optimizers_screen() -> OptimizersScreen:
 
 
 def _is(screen: object, name: str) -> bool:
-    """Whether `screen` is the screen class `name`, without importing a module the start does not need."""
-    return type(screen).__name__ == name
+    """Whether `screen` is of the screen class `name` (or a subclass: a replay's), without importing a module
+    the start does not need."""
+    return any(cls.__name__ == name for cls in type(screen).__mro__)
 
 
 DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds between refreshes that `d` steps through (like top's d)

@@ -19,7 +19,9 @@ LINE_JOB = REPO / "tests" / "jobs" / "line_job.py"
 
 
 class LineJob:
-    """One line_job.py process: send it commands, read its answers."""
+    """One line_job.py process (or another `SCRIPT` that prints READY first): send it commands, read its answers."""
+
+    SCRIPT = LINE_JOB
 
     def __init__(self, runtime: Path, *args, env: dict[str, str] | None = None) -> None:
         environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -28,12 +30,16 @@ class LineJob:
         for name in ("DSPY_TOP", "PYTHONUNBUFFERED"):
             environment.pop(name, None)
         self.stderr_path = runtime.parent / f"stderr-{time.monotonic_ns()}"
-        self.proc = subprocess.Popen([sys.executable, str(LINE_JOB), *args], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, str(self.SCRIPT), *args], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), env=environment)
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self.socket_path = Path(self.expect("READY")[1])
+        self.ready(self.expect("READY"))
         self.pid = self.proc.pid
+
+    def ready(self, line: list[str]) -> None:
+        """The job's READY line: its socket."""
+        self.socket_path = Path(line[1])
 
     def _read(self) -> None:
         for line in self.proc.stdout:

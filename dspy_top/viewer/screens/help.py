@@ -83,17 +83,18 @@ class HelpScreen(ModalScreen):
     """The key reference."""
 
     BINDINGS = [Binding("escape,q,question_mark,h,f1", "app.pop_screen", "Close")]
+    GROUPS = KEYS  # what it lists (a replay adds its own keys)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
             yield Static(self.text(), id="help-text")
 
-    @staticmethod
-    def text() -> Table:
+    @classmethod
+    def text(cls) -> Table:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for group, keys in KEYS:
+        for group, keys in cls.GROUPS:
             table.add_row(Text(group, style="bold underline"), "")
             for key, meaning in keys:
                 table.add_row(key, meaning)
