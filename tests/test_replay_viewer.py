@@ -73,6 +73,7 @@ async def settled(pilot) -> None:
     app = pilot.app
     await pilot.pause()
     await until(pilot, lambda: app._seek_started is None and app.replay.caught_up(), "the seek")
+    await until(pilot, lambda: "SEEKING" not in bar(app), "the bar drawn after the seek")
 
 
 def bar(app) -> str:

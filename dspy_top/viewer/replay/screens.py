@@ -50,6 +50,7 @@ class ReplayScreen(FleetScreen):
         bar = ReplayBar(self.app.replay_title, id="replay-bar")
         self.mount(bar, after=self.query_one(Header))
         self.app.draw_bar(bar)  # in the first frame already
+        self.call_after_refresh(self.app.show_replay)  # and again once mounted: a seek may have ended meanwhile
         self.mount(GotoBar(id="goto"), before=self.query_one("#status"))
         where = inert(self.app.replay.where)
         self.query_one(EmptyState).update(Text(f"reading {where}…", justify="center", style="dim"))
