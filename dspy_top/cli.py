@@ -36,10 +36,11 @@ other machines, over your own ssh (dspy-top must be installed there too):
   dspy-top --host gpu-box                  this machine's jobs and gpu-box's, each row with its host
   dspy-top --host alice@10.0.0.5,gpu-box --no-local -b -n 1 --json
 
-keys (in the viewer; ? shows them all):
-  q quit   space pause   / filter   < > sort column   enter expand / inspect
-  t tree   f follow      p processes   m models   o optimizer   tab next pane   ? help
-  k stop the focused job (asks first; its next LM call ends the run)
+keys (in the viewer; ? or F1 shows them all):
+  q quit   space pause   / filter (also searches prompts and responses)   < > sort column
+  enter expand / inspect   t tree   f follow   p processes   m models   o optimizer
+  z zoom a pane   escape leave a mode   d refresh interval   tab next pane   ? help
+  k stop a job (asks first; its next LM call ends the run)
 
 batch mode:
   dspy-top -b -n 1 --json      one JSON snapshot (schema in docs/batch-json.md)
@@ -161,21 +162,32 @@ def main(argv: list[str] | None = None) -> int:
                 return status
     prices, budget = _money(args, parser)
     from dspy_top import paths
-    from dspy_top.sources.local import local_sockets
 
     located = paths.locate()  # never raises: an unusable runtime directory gives a private fallback and a warning
-    sources = [] if args.no_local else [local_sockets(args.pids or (), args.sockets or (), located.path)]
-    sources += hosts.ssh_sources(args)
+
+    def sources() -> list:
+        # Made when needed: the live view's first frame comes before the sources (and the model,
+        # the protocol and msgpack they import) are loaded.
+        from dspy_top.sources.local import local_sockets
+
+        made = [] if args.no_local else [local_sockets(args.pids or (), args.sockets or (), located.path)]
+        return made + hosts.ssh_sources(args)
+
     if args.batch:
         from dspy_top.viewer import batch
 
         if located.warning:
             batch.say(located.warning)
-        return batch.run(sources, iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices,
+        return batch.run(sources(), iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices,
                          budget_usd=budget)
     from dspy_top.viewer.app import run_viewer
 
-    return run_viewer(sources, delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning)
+    # Only this machine's sockets: made after the first frame, which says where they are. Other
+    # machines' sources are made now, and say what they watch themselves.
+    local_only = not hosts.hosts_of(args)
+    return run_viewer(sources if local_only else sources(), watching=str(located.path) if local_only else None,
+                      delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
+                      history=args.history)
 
 
 if __name__ == "__main__":

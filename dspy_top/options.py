@@ -12,24 +12,27 @@ import sys
 from typing import Any
 
 
-def positive_number(text: str) -> float:
+def _positive(text: str, kind: type, what: str, zero: bool = False) -> Any:
+    """`text` as a `kind` greater than 0 (or, `zero`, 0 or more), else a usage error that says why."""
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError("must be 0 or more" if zero else "must be greater than 0")
     return value
+
+
+def positive_number(text: str) -> float:
+    return _positive(text, float, "a number")
+
+
+def positive_int(text: str) -> int:
+    return _positive(text, int, "a whole number")
 
 
 def non_negative_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+    return _positive(text, float, "a number", zero=True)
 
 
 def price_option(text: str) -> Any:
@@ -50,6 +53,8 @@ def add_display_options(group: Any, *, batch_help: str, iterations_help: str) ->
     group.add_argument("-n", "--iterations", type=int, metavar="N", help=iterations_help)
     group.add_argument("--json", action="store_true",
                        help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
+    group.add_argument("--history", type=positive_int, default=10_000, metavar="CALLS",
+                       help="calls the live view holds for its history pane, newest kept (default 10000)")
 
 
 def check_display_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

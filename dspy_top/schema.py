@@ -390,13 +390,38 @@ def counters(wire: Any, what: str) -> CountersRecord:
         values[name] = value if type(value) is int and 0 <= value <= MAX_COUNT else _count(value, f"{what} {name}")
     for name in _USD_FIELDS:
         values[name] = _usd(get(name), f"{what} {name}") or 0.0
-    hist: dict[int, int] = {}
-    for bucket, count in _map(get("latency_hist") or {}, f"{what} latency_hist").items():
-        if type(bucket) is not int or not 0 <= bucket < latency.BUCKETS:
-            raise BadMessage(f"{what} latency bucket {_show(bucket)} is not one of 0..{latency.BUCKETS - 1}")
-        hist[bucket] = _count(count, f"{what} latency bucket {bucket}")
+    sketch = get("latency_sketch")
+    hist = _sketch(sketch, what) if sketch is not None else _legacy_hist(get("latency_hist"), what)
     return CountersRecord(**values, latency_s=_seconds(get("latency_s"), f"{what} latency_s"),
                           latency_hist=hist, last_at=_epoch(get("last_at"), f"{what} last_at"))
+
+
+def _sketch(wire: Any, what: str) -> dict[int, int]:
+    """`latency_sketch`: `[k0, n0, dk1, n1, ...]`, buckets strictly increasing within 0..BUCKETS-1."""
+    values = _list(wire, f"{what} latency_sketch", 2 * latency.BUCKETS)
+    if len(values) % 2:
+        raise BadMessage(f"{what} latency_sketch has an odd length ({len(values)}), not bucket/count pairs")
+    hist: dict[int, int] = {}
+    bucket = -1
+    for index in range(0, len(values), 2):
+        step = values[index]
+        if type(step) is not int or step < (0 if index == 0 else 1):
+            raise BadMessage(f"{what} latency_sketch bucket step {_show(step)} is not a positive integer")
+        bucket = step if index == 0 else bucket + step
+        if bucket >= latency.BUCKETS:
+            raise BadMessage(f"{what} latency bucket {bucket} is not one of 0..{latency.BUCKETS - 1}")
+        hist[bucket] = _count(values[index + 1], f"{what} latency bucket {bucket}")
+    return hist
+
+
+def _legacy_hist(wire: Any, what: str) -> dict[int, int]:
+    """`latency_hist` as jobs before `latency_sketch` sent it (coarse buckets), as a sketch."""
+    hist: dict[int, int] = {}
+    for bucket, count in _map(wire or {}, f"{what} latency_hist").items():
+        if type(bucket) is not int or not 0 <= bucket < latency.LEGACY_BUCKETS:
+            raise BadMessage(f"{what} latency bucket {_show(bucket)} is not one of 0..{latency.LEGACY_BUCKETS - 1}")
+        hist[bucket] = _count(count, f"{what} latency bucket {bucket}")
+    return latency.from_legacy(hist) if hist else hist
 
 
 EMPTY_COUNTERS = CountersRecord()

@@ -71,7 +71,7 @@ def test_attach_watch_opens_the_live_view_with_the_calls_before_the_attach(direc
             tmux = Terminal([sys.executable, "-m", "dspy_top", "attach", "--watch", "-d", "0.3", str(job.pid)],
                             directory / "status", cwd=REPO, env={"DSPY_TOP_RUNTIME_DIR": str(directory)},
                             width=160, height=40)
-            screen = tmux.wait_for(lambda s: "before attach, from DSPy's history" in s and " before attach · /" in s,
+            screen = tmux.wait_for(lambda s: "before attach, from DSPy's history" in s and " before attach · plain_job.py busy" in s,
                                    "the header and the process row", timeout=60)
             assert "(before attach)" in screen  # the module row holding those calls
             tmux.keys("q")

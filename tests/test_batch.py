@@ -99,3 +99,30 @@ def test_subcommands_dispatch_lazily(monkeypatch):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_one_snapshot_of_a_busy_job_reads_its_recent_rates_not_zero():
+    """`dspy-top -b -n 1`: the first frame's recent calls give the rates (issue 18)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.jobs import REPO, runtime_dir, start_job
+
+    directory = runtime_dir()
+    job = start_job(directory, lm="sim")  # the simulated LM: real token counts and prices
+    try:
+        job.run(10)
+        result = subprocess.run([sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "-p", str(job.pid)],
+                                capture_output=True, text=True, timeout=60, cwd=REPO,
+                                env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory)})
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        rates = data["rates"]  # over the last minute: the calls just made
+        assert rates["tokens_per_sec"] > 0 and rates["cost_per_min"] > 0
+        assert data["totals"]["calls"] == 20
+        (model,) = data["models"]
+        assert "output_tokens_per_sec" in model and "output_tokens_per_sec" in data["totals"]
+    finally:
+        job.kill()

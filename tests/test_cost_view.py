@@ -73,9 +73,10 @@ def mixed_frame():
 def test_unknown_prices_are_never_zero_anywhere():
     fleet = Fleet(Clock())
     key = attach(fleet)
-    fleet.fold(key, mixed_frame())
+    # The call event comes first, then the stats frame that counts it (the order a process sends them in).
     fleet.fold(key, {"t": "call", "id": 1, "start": 999.0, "latency": 0.1, "path": "P.a", "model": LOCAL,
                      "prompt_tokens": 100, "completion_tokens": 10, "cost_usd": None, "cache_hit": False})
+    fleet.fold(key, mixed_frame())
     snap = fleet.snapshot()
     assert fmt.cost(snap.totals) == "$0.0020+?" and snap.totals.unpriced_calls == 4
     modules = {n.path: n for n in snap.modules[0].children}
@@ -86,15 +87,18 @@ def test_unknown_prices_are_never_zero_anywhere():
     data = snapshot_json(snap)
     assert data["totals"]["cost_known"] is False and data["totals"]["unpriced_calls"] == 4
     assert {m["path"]: m["cost_known"] for m in data["modules"]} == {"P.a": False, "P.b": False}
+    # P.a's cost is unknown (none of its calls is priced): so is its share of the total, never 0.
+    assert {m["path"]: m["cost_share"] for m in data["modules"]} == {"P.a": None, "P.b": 1.0}
 
 
 def test_an_override_reprices_models_modules_totals_and_calls_exactly_from_token_counts():
     local, mini = Price(1.5, 6.0), Price(0.2, 0.8, 0.1)
     fleet = Fleet(Clock(), prices={LOCAL: local, MINI: mini})
     key = attach(fleet)
-    fleet.fold(key, mixed_frame())
+    # The call event comes first, then the stats frame that counts it (the order a process sends them in).
     fleet.fold(key, {"t": "call", "id": 1, "start": 999.0, "latency": 0.1, "path": "P.a", "model": LOCAL,
                      "prompt_tokens": 100, "completion_tokens": 10, "cost_usd": None, "cache_hit": False})
+    fleet.fold(key, mixed_frame())
     snap = fleet.snapshot()
     models = {row.model: row for row in snap.models}
     assert models[LOCAL].price_override and models[LOCAL].counters.unpriced_calls == 0

@@ -110,8 +110,9 @@ def run_app(directory, script, size=(120, 40), **fleet_options):
     async def main():
         fleet = Fleet(**fleet_options)
         app = TopApp(fleet, Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]), delay=0.2)
-        notes: list[tuple[str, str]] = []
-        app.notify = lambda message, **kw: notes.append((str(message), kw.get("severity", "information")))
+        notes: list[tuple[str, str, str]] = []
+        app.notify = lambda message, **kw: notes.append((str(message), kw.get("severity", "information"),
+                                                         str(kw.get("title", ""))))
         async with app.run_test(size=size) as pilot:
             await script(app, pilot, notes)
 
@@ -200,7 +201,7 @@ def test_budget_colours_the_header_and_warns_once_at_80_and_100_percent_and_show
         await wait_for(pilot, lambda: app.query_one(Header).has_class("-budget-warn"), what="-budget-warn")
         assert not app.query_one(Header).has_class("-budget-over")
         assert "of $" in header(app) and "(85%)" in header(app)
-        viewer_notes = lambda: [n for n in notes if n[0].startswith(("80% of the", "budget $"))]  # noqa: E731
+        viewer_notes = lambda: [n[:2] for n in notes if n[0].startswith(("80% of the", "budget $"))]  # noqa: E731
         assert viewer_notes() == [(app.snapshot.budget.message(80), "warning")]
 
         later = await asyncio.to_thread(job.run, 6)  # new questions: billed
@@ -224,7 +225,7 @@ def test_budget_colours_the_header_and_warns_once_at_80_and_100_percent_and_show
 
 def test_stop_key_asks_first_then_the_job_ends_and_says_why():
     from dspy_top.viewer.components.process_table import ProcessTable
-    from dspy_top.viewer.screens.confirm_stop import ConfirmStop
+    from dspy_top.viewer.screens.confirm import ConfirmStop
 
     stopped = Job()
     try:
@@ -232,13 +233,17 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
 
         async def script(app, pilot, notes):
             await wait_for(pilot, lambda: app.snapshot and app.snapshot.attached, what="attach")
-            assert app.check_action("stop_job", ()) is False  # nothing focused: hidden from the footer
+            # Nothing focused, but it is the only process running: k targets it, from any pane.
+            assert app.check_action("stop_job", ()) is True
+            await pilot.press("k")
+            assert isinstance(app.screen, ConfirmStop)
+            await pilot.press("escape")
             await pilot.press("p")  # the process list, cursor on the job
             assert app.focused is app.query_one(ProcessTable)
             assert app.check_action("stop_job", ()) is True
             await pilot.press("k")
             assert isinstance(app.screen, ConfirmStop)
-            text = str(app.screen.query_one("#stop-text").render())
+            text = str(app.screen.query_one("#confirm-text").render())
             assert f"Stop pid {stopped.pid} (-c)? y/n" in text
             await pilot.press("n")  # no: nothing is sent
             assert not isinstance(app.screen, ConfirmStop)
@@ -251,6 +256,10 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
             code = await asyncio.to_thread(stopped.proc.wait, 30)
             assert code == 1
             await wait_for(pilot, lambda: app.snapshot.processes[0].state == "ended", what="the job's end")
+            # The job's own word on the stop is a stop, not a budget alert.
+            await wait_for(pilot, lambda: any(n[2] == f"pid {stopped.pid} stopping" for n in notes),
+                           what="the stop notice")
+            assert not any("budget" in f"{n[0]} {n[2]}" for n in notes)
             stops = [a for j in app.snapshot.job_budgets for a in j.alerts if a.level == "stop"]
             assert [(a.scope, a.message.split(" (")[0]) for a in stops] == [
                 ("viewer", "dspy-top: stop requested from the viewer")]

@@ -8,6 +8,7 @@ first, so a leak names its culprit instead of only saying that it happened.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -85,6 +86,40 @@ def test_the_witness_names_the_module_that_imported_a_heavy_package():
     importers = run(WITNESS + "import dspy_top.viewer.app; print(json.dumps(settle()))")
     assert set(importers) == {"textual"}
     assert importers["textual"].startswith("dspy_top.viewer.") and "(line " in importers["textual"]
+
+
+FIRST_FRAME = """
+import json, sys
+from dspy_top import options
+import dspy_top.viewer.app as app
+
+options.no_terminal = lambda: None  # no terminal here: the app runs headless
+LATER = ("dspy_top.sources", "dspy_top.model.process", "dspy_top.schema", "dspy_top.protocol", "msgpack")
+loaded = {}
+
+
+def first_frame_drawn(self):  # what collecting would start with, once the first frame is on screen
+    loaded["before"] = sorted(m for m in sys.modules if m.startswith(LATER))
+    self.exit()
+
+
+app.TopApp._start_collecting = first_frame_drawn
+run = app.TopApp.run
+app.TopApp.run = lambda self, **kw: run(self, headless=True, size=(120, 40))
+from dspy_top import cli
+
+cli.main([])
+print(json.dumps(loaded))
+"""
+
+
+def test_the_first_frame_comes_before_the_sources_and_the_model_are_loaded(tmp_path):
+    """`dspy-top` draws its first frame, then loads what collecting needs (issue 18: the first frame
+    sooner): no source, wire protocol, msgpack or process model before it."""
+    result = subprocess.run([sys.executable, "-c", FIRST_FRAME], capture_output=True, text=True, cwd=REPO,
+                            timeout=60, env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"before": []}
 
 
 SERVE = WITNESS + """

@@ -34,7 +34,7 @@ def counters(calls=0, prompt=0, completion=0, cost=0.0, hits=0, errors=0, retrie
     return {"calls": calls, "errors": errors, "retries": retries, "cache_hits": hits,
             "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": 0,
             "reasoning_tokens": 0, "cost_usd": cost, "unpriced_calls": unpriced, "cost_saved_usd": saved,
-            "latency_s": sum(latencies), "in_flight": in_flight, "latency_hist": hist, "last_at": last_at}
+            "latency_s": sum(latencies), "in_flight": in_flight, "latency_sketch": latency.encode(hist), "last_at": last_at}
 
 
 def stats(totals, modules=(), models=(), scopes=(), dropped=0, at=0.0):
@@ -88,6 +88,7 @@ def test_calls_are_deduplicated_by_process_and_id_across_snapshot_and_stream():
     attach(fleet, "a", 1, stats(counters(calls=2)), calls=[call(1), call(2, start=1_001.0)])
     fleet.fold("a", call(2, start=1_001.0))
     fleet.fold("a", call(3, start=1_002.0))
+    fleet.fold("a", stats(counters(calls=3)))  # the history shows a call once a stats frame counts it
     attach(fleet, "b", 2, stats(counters(calls=1)), calls=[call(1, start=999.0)])  # same id, other process
     snapshot = fleet.snapshot()
     assert [(c.pid, c.id) for c in snapshot.calls] == [(2, 1), (1, 1), (1, 2), (1, 3)]  # time order
@@ -113,14 +114,18 @@ def test_a_calls_batch_folds_exactly_like_its_call_events():
     for event in events:
         one_by_one.fold("a", event)
     batched.fold("a", batch(events, extra="a_column_from_a_newer_process"))
+    assert batched.snapshot().calls == ()  # shown once a stats frame counts them
+    for fleet in (one_by_one, batched):
+        fleet.fold("a", stats(counters(calls=3)))
     assert batched.snapshot().calls == one_by_one.snapshot().calls
     assert [c.id for c in batched.snapshot().calls] == [1, 2, 3]
-    assert batched.events == one_by_one.events == 1 + 3  # the snapshot, then each call counts
+    assert batched.events == one_by_one.events == 1 + 3 + 1  # the snapshot, each call, the stats frame
 
     # Columns a process did not send read as unknown; a batch without ids, or with a short row, is refused.
     fleet = Fleet(Clock())
     attach(fleet, "a", 1, stats(counters()))
     fleet.fold("a", batch([call(7)], fields=["id", "start", "path"]))
+    fleet.fold("a", stats(counters(calls=1)))
     (only,) = fleet.snapshot().calls
     assert (only.id, only.path, only.cost_usd, only.model) == (7, "RAG.answer", None, "?")
     fleet.fold("a", batch([call(8)], fields=["start", "path"]))
@@ -154,8 +159,11 @@ def test_tokens_per_sec_now_and_on_average_with_a_fake_clock():
     assert snapshot.cost_per_min == pytest.approx(0.6)
     # Average over the whole uptime: the process started at 990, now is 1005.
     assert snapshot.tokens_per_sec_avg == pytest.approx(12_500 / 15)
-    assert snapshot.token_series[-5:] == (500.0,) * 5
-    assert sum(snapshot.token_series) == pytest.approx(2_500)
+    # Sparklines draw finished buckets only: the one at 1005 is still filling.
+    assert snapshot.token_series[-5:] == (0.0,) + (500.0,) * 4
+    assert sum(snapshot.token_series) == pytest.approx(2_000)
+    clock.advance(1.0)
+    assert fleet.snapshot().token_series[-5:] == (500.0,) * 5
     # Quiet for longer than the window: the current rate falls to zero.
     clock.advance(6.0)
     fleet.fold("a", stats(counters(calls=105, prompt=11_000, completion=1_500, cost=0.05)))
@@ -211,6 +219,8 @@ def test_module_tree_aggregates_parents_and_names_classes_from_the_chain():
     rows = flatten(fleet.snapshot().modules, sort="cost")
     assert [r.node.path for r in rows] == ["RAG", "RAG.generate_query", "RAG.generate_query.predict",
                                            "RAG.answer", "(direct)"]
+    # The line of a branch that goes on runs down past its children (`│`), as `tree` draws it.
+    assert [r.guide for r in rows] == ["▾ ", "├▾", "│ └─", "└─", "  "]
     rows = flatten(fleet.snapshot().modules, sort="calls", descending=False, collapsed={"RAG.generate_query"})
     assert [r.node.path for r in rows] == ["(direct)", "RAG", "RAG.answer", "RAG.generate_query"]
     flat = flatten(fleet.snapshot().modules, tree=False, sort="module", descending=False)
@@ -388,7 +398,8 @@ def test_rate_window_and_buckets():
     series.add(10.2, 3)
     series.add(10.7, 2)
     series.add(12.1, 1)
-    assert series.series(12.5) == [0.0, 5.0, 0.0, 1.0]
+    assert series.series(12.5) == [0.0, 0.0, 5.0, 0.0]  # finished buckets: 12 is still filling
+    assert series.series(13.0) == [0.0, 5.0, 0.0, 1.0]
     assert total([Counters(calls=1, last_at=2.0), Counters(calls=2, last_at=5.0)]).last_at == 5.0
 
 
@@ -398,5 +409,11 @@ def test_formatting_helpers():
     assert fmt.dollars(2.874) == "$2.87"
     assert fmt.dollars(0.0000322) == "$0.000032"
     assert fmt.seconds(1.1) == "1.1s" and fmt.seconds(0.012) == "12ms" and fmt.seconds(None) == "-"
+    # Rounding never carries a value into a form of the wrong unit: not 1000ms, not 60.0s.
+    assert fmt.seconds(0.9996) == "1.0s" and fmt.seconds(0.9994) == "999ms"
+    assert fmt.seconds(59.97) == "1m00s" and fmt.seconds(59.94) == "59.9s" and fmt.seconds(125.6) == "2m06s"
+    assert fmt.dollars(0.000995) == "$0.0010" and fmt.dollars(0.00996) == "$0.01" and fmt.dollars(0.0099) == "$0.0099"
+    assert fmt.dollars(99.996) == "$100" and fmt.dollars(0.000032) == "$0.000032" and fmt.dollars(2.87) == "$2.87"
+    assert fmt.rate(9_999.7) == "10.0K" and fmt.rate(9_999.4) == "9,999" and fmt.rate(4.24) == "4.2"
     assert fmt.uptime(847) == "00:14:07"
     assert fmt.sparkline([0, 1, 2, 4], 4) == "▁▃▅█"

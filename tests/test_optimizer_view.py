@@ -22,7 +22,8 @@ from dspy_top.viewer.optimizer_report import optimizer_line
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from tests.helpers.optimizer_script import optimizer_fleet
-from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, pressing
+from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
+from tests.helpers.steady import keys
 from tests.test_model import Clock, call, counters, hello, stats
 
 # --- pure: scripted scopes ----------------------------------------------------------------------
@@ -208,7 +209,7 @@ def test_the_history_filters_to_one_scope():
 def test_the_scripted_run_renders_in_batch_text_with_trials():
     fleet, _ = optimizer_fleet()
     text = snapshot_text(fleet.snapshot())
-    assert "MIPROv2 (light) [pid 41822]" in text and "2:failed" in text and "5:90.0*" in text
+    assert "MIPROv2 (light) [pid 41822]" in text and "2:failed" in text and "5:90.0%*" in text
     assert "BootstrapFewShot x3" in text and "Evaluate (Solver)" in text
 
 
@@ -231,7 +232,8 @@ def scripted_app() -> TopApp:
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_optimizer_view_snapshot(snap_compare, utc, size):
-    assert snap_compare(scripted_app(), terminal_size=size, run_before=pressing("o"))
+    on_optimizers = keys("o", ready=lambda app: isinstance(app.screen, OptimizersScreen) and app.screen.snapshot)
+    assert snap_compare(scripted_app(), terminal_size=size, run_before=on_optimizers)
 
 
 def test_selecting_a_trial_filters_the_history_and_headers_sort(utc):

@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from dspy_top import latency
 from dspy_top.protocol import CALL_FIELDS, call_dicts
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
@@ -55,7 +57,9 @@ def test_billed_calls_cache_hits_and_errors_are_counted_apart():
     assert modules["Judge"]["errors"] == 1
     models = {m["model"]: m for m in stats["models"]}
     assert models["local/model"]["unpriced_calls"] == 1 and models["local/model"]["cost_usd"] == 0.0
-    assert latency.percentile(totals["latency_hist"], 1.0) >= 2.0
+    sketch = latency.decode(totals["latency_sketch"])
+    assert latency.percentile(sketch, 1.0) == pytest.approx(2.0, rel=latency.ACCURACY)
+    assert latency.percentile(sketch, 0.75) == pytest.approx(0.5, rel=latency.ACCURACY)
 
 
 def test_queue_drops_and_counts_but_counters_stay_exact():

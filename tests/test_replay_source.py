@@ -429,9 +429,9 @@ def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginnin
     seen: list[int] = []
     original = fleet.restart
 
-    def restart(key, hello):  # what a snapshot would see if it ran between the steps: nothing, it cannot
+    def restart(key, hello, **options):  # what a snapshot would see if it ran between the steps: nothing, it cannot
         assert fleet.lock._is_owned()
-        original(key, hello)
+        original(key, hello, **options)
 
     fleet.restart = restart
     collector = Collector(fleet, [source]).start()

@@ -19,7 +19,7 @@ from dspy_top.viewer.replay.app import ReplayApp
 from dspy_top.viewer.replay.bar import ReplayBar
 from dspy_top.viewer.replay.help import ReplayHelpScreen
 from dspy_top.viewer.replay.screens import ReplayMainScreen, ReplayOptimizersScreen
-from dspy_top.viewer.screens.confirm_stop import ConfirmStop
+from dspy_top.viewer.screens.confirm import ConfirmStop
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.screen import screen_text
 from tests.test_recording_format import recorded, small_checkpoints  # noqa: F401

@@ -155,6 +155,60 @@ def test_batch_mode_prints_the_final_numbers_and_exits_with_the_jobs_status(runt
     assert "the job exited with status 0" in result.stderr
 
 
+def test_the_runs_own_log_goes_at_exit_and_a_given_log_stays(runtime, tmp_path):
+    """Issue 18: no `dspy-top-run-*/job.log` left behind. A recorded run (the default) keeps its output
+    beside its recording; without a recording the run's own log goes at exit; a --log file stays."""
+    result = dspy_top_run("-b", "-d", "0.5", "--", sys.executable, str(JOB), "--calls", "1")
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.splitlines()[0]
+    log = Path(said.rsplit("its output goes to ", 1)[1].strip())
+    assert "recording to " in said and log.name.endswith(".log") and "CALLS DONE" in log.read_text()
+    assert result.stderr.strip().splitlines()[-1].endswith(f"its output is in {log}")
+    assert not list(tmp_path.glob("dspy-top-run-*"))
+    result = dspy_top_run("-b", "-d", "0.5", "--no-record", "--", sys.executable, str(JOB), "--calls", "1")
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.splitlines()[0]
+    log = Path(said.rsplit("its output goes to ", 1)[1].strip())
+    assert "until the run ends (--log FILE keeps it)" in said
+    assert not log.exists() and not log.parent.exists()  # nothing left in the temp dir
+    assert not list(tmp_path.glob("dspy-top-run-*"))
+    assert result.stderr.strip().splitlines()[-1].endswith("its log was removed with the run (--log FILE keeps one)")
+    kept = tmp_path / "kept.log"
+    result = dspy_top_run("-b", "-d", "0.5", "--log", str(kept), "--", sys.executable, str(JOB), "--calls", "1")
+    assert result.returncode == 0 and "CALLS DONE" in kept.read_text()
+    assert result.stderr.strip().splitlines()[-1].endswith(f"its output is in {kept}")
+
+
+def test_batch_text_says_how_the_job_exited(runtime):
+    result = dspy_top_run("-b", "-d", "0.5", "--", sys.executable, str(JOB), "--calls", "1")
+    assert result.returncode == 0, result.stderr
+    final = result.stdout.split("dspy-top - ")[-1]
+    assert "[ended (exit 0)]" in final
+
+
+def test_a_bad_configuration_is_said_before_the_job_starts(runtime, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[budget]\nusd = 1\non_exceed = "explode"\n')
+    marker = tmp_path / "started"
+    result = dspy_top_run("-b", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')",
+                          env={"DSPY_TOP_CONFIG": str(config)})
+    assert result.returncode == 2 and not marker.exists()
+    assert "dspy-top run: bad setting: config file [budget] on_exceed='explode'" in result.stderr
+    result = dspy_top_run("-b", "--", sys.executable, "-c", "pass", env={"DSPY_TOP_BUDGET": "five"})
+    assert result.returncode == 2 and "bad setting: DSPY_TOP_BUDGET='five'" in result.stderr
+    config.write_text('[prices]\n"openai/x" = "cheap"\n')
+    result = dspy_top_run("-b", "--", sys.executable, "-c", "pass", env={"DSPY_TOP_CONFIG": str(config)})
+    assert result.returncode == 2 and "config file [prices] 'openai/x'='cheap': price 'openai/x=cheap': expected IN/OUT" in result.stderr
+
+
+def test_a_socket_that_is_not_there_fails_at_once_with_the_reason(runtime):
+    result = subprocess.run([sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--socket", "/nonexistent.sock"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 1
+    # Failed at once (as -p of a gone pid), said on stderr: not a row "connecting" after a 4 s wait.
+    assert "no socket at /nonexistent.sock" in result.stderr and "failed" in result.stdout
+
+
 def test_batch_mode_prints_the_jobs_final_numbers_once(runtime):
     # Snapshots every 0.2 s: several fall between the job's exit message and its process ending.
     result = dspy_top_run("-b", "--json", "-d", "0.2", "--", sys.executable, str(JOB), "--calls", "2")
@@ -249,9 +303,12 @@ def test_an_unknown_command_is_127_and_no_command_a_usage_error(runtime):
 
 def _start_batch(*job_args: str, sigint_ignored: bool = False) -> tuple[subprocess.Popen, Path]:
     # sigint_ignored: dspy-top starts as a shell starts a background command in a script.
-    process = subprocess.Popen([sys.executable, "-m", "dspy_top", "run", "-b", "-d", "0.5", "--", sys.executable,
-                                str(JOB), *job_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO, preexec_fn=_ignore_sigint if sigint_ignored else _default_sigint)
+    # --log: the job's log is read after the run (the run's own log goes with it).
+    log_file = Path(tempfile.mkdtemp(prefix="dtlog")) / "job.log"
+    process = subprocess.Popen([sys.executable, "-m", "dspy_top", "run", "-b", "-d", "0.5", "--log", str(log_file),
+                                "--", sys.executable, str(JOB), *job_args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               preexec_fn=_ignore_sigint if sigint_ignored else _default_sigint)
     first = process.stderr.readline()
     log = Path(first.rsplit("its output goes to ", 1)[1].strip())
     deadline = time.monotonic() + 30

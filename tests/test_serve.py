@@ -65,7 +65,9 @@ def test_latency_buckets_are_exact_cumulative_counts():
     counts, count = cumulative_buckets(hist)
     assert count == len(values)
     assert counts == [sum(1 for v in values if v <= bound) for bound in LATENCY_BOUNDS]
-    assert LATENCY_BOUNDS[0] == 0.016 and LATENCY_BOUNDS[-1] == 262.144
+    # Each bound is the sketch's bucket edge at or just above 16 ms · 2^n (within 2%).
+    assert all(0.016 * 2 ** n <= bound < 1.02 * 0.016 * 2 ** n for n, bound in enumerate(LATENCY_BOUNDS))
+    assert len(LATENCY_BOUNDS) == 15 and LATENCY_BOUNDS[-1] == pytest.approx(262.144, rel=0.02)
 
 
 def test_otlp_endpoints_follow_the_standard_variables():

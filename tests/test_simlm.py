@@ -407,3 +407,29 @@ def test_stream_options_on_a_plain_request_is_refused_like_openai_does():
             raise AssertionError("expected a 400")
         except urllib.error.HTTPError as exc:
             assert exc.code == 400 and "stream_options" in exc.read().decode()
+
+
+def test_a_client_that_resets_its_connections_leaves_no_traceback(capfd):
+    """Quitting `dspy-top demo` kills the job with idle keep-alive connections open: the simulated LM
+    (in dspy-top's own process) sees them reset mid-read, and must not print a traceback on the terminal."""
+    import socket
+    import struct
+
+    with SimLM(latency_scale=0.0) as sim:
+        server = sim._server
+        for partial in (b"", b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"):
+            client = socket.create_connection(("127.0.0.1", sim.port))
+            client.sendall(partial)
+            deadline = time.monotonic() + 10
+            while not server._connections and time.monotonic() < deadline:
+                time.sleep(0.01)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            client.close()
+            deadline = time.monotonic() + 10
+            while server._connections and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not server._connections
+        with urllib.request.urlopen(f"{sim.root_url}/_sim/health", timeout=10) as answer:  # still serving
+            assert answer.status == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err

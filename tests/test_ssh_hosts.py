@@ -224,7 +224,7 @@ def test_viewer_shows_remote_rows_by_host_fetches_their_payloads_and_reconnects_
 
 @pytest.mark.slow
 def test_stop_through_the_relay_ends_the_remote_job_and_says_why(remote):
-    from dspy_top.viewer.screens.confirm_stop import ConfirmStop
+    from dspy_top.viewer.screens.confirm import ConfirmStop
 
     job = start_job(remote.directory)  # its own job: stopping it leaves the module's jobs running
     try:

@@ -16,6 +16,7 @@ from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.module_table import ModuleTable
 from dspy_top.viewer.components.process_table import ProcessTable
+from dspy_top.viewer.screens.confirm import ConfirmDismiss
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
 
@@ -25,11 +26,11 @@ COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "comple
             "unpriced_calls", "in_flight")
 
 
-def run_app(directory, script, size=(120, 40)):
+def run_app(directory, script, size=(120, 40), **options):
     async def main():
         fleet = Fleet()
         collector = Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)])
-        app = TopApp(fleet, collector, delay=0.2)
+        app = TopApp(fleet, collector, delay=0.2, **options)
         async with app.run_test(size=size) as pilot:
             await script(app, pilot)
 
@@ -114,8 +115,9 @@ def test_screen_totals_equal_the_jobs_truth_and_sort_filter_pause_tree_work():
             assert sorted(modules.keys) == ["RAG.answer", "RAG.generate_query.predict"]
             await pilot.press("t")
 
-            # Filter with /: modules and history narrow to what matches.
-            await pilot.press("slash", *"answer", "enter")
+            # Filter with /: modules and history narrow to what matches (a free word would also search
+            # prompts and responses: module: names the module).
+            await pilot.press("slash", *"module:answer", "enter")
             assert modules.keys == ["RAG", "RAG.answer"]
             assert history.row_count == later["modules"][-1]["calls"] or all(
                 c.path == "RAG.answer" for c in app.snapshot.calls)
@@ -186,12 +188,18 @@ def test_attach_inspect_fetch_gone_payload_and_a_process_ending():
         assert app.snapshot.totals.calls == truth["totals"]["calls"]
         await pilot.press("p")
         assert app.query_one(ProcessTable).has_focus
-        await pilot.press("x")
+        await pilot.press("x")  # asks first: its numbers would leave the screen
+        assert isinstance(app.screen, ConfirmDismiss)
+        await pilot.press("n")
+        assert app.snapshot.processes and app.snapshot.totals.calls == truth["totals"]["calls"]
+        await pilot.press("x", "y")
         await wait_for(pilot, lambda: not app.snapshot.processes, what="the dismissal")
         assert app.screen.has_class("-empty")
 
     try:
-        run_app(directory, script, size=(100, 30))
+        # The viewer keeps no payload of its own here (kept_payloads=0): what the process no longer
+        # keeps is gone (tests/test_history_pane.py: what the screen showed is kept).
+        run_app(directory, script, size=(100, 30), kept_payloads=0)
     finally:
         for job in jobs:
             job.kill()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dspy_top import protocol, schema
+from dspy_top import latency, protocol, schema
 from dspy_top.model import Fleet
 from dspy_top.viewer import batch
 from dspy_top.sources.collector import Collector
@@ -36,6 +36,12 @@ BAD = {
     "totals.calls is inf": ({**stats(3), "totals": {"calls": INF}}, "calls"),
     "a call id is inf": (_batch_row(INF), "call id"),
     "a latency bucket of 10**6": ({**stats(3), "totals": {"calls": 3, "latency_hist": {10 ** 6: 3}}}, "latency bucket"),
+    "a sketch bucket past the last": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [latency.BUCKETS, 3]}},
+                                      "latency bucket"),
+    "a sketch going backwards": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [40, 1, -2, 2]}},
+                                 "latency_sketch"),
+    "a sketch of odd length": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [40, 1, 2]}}, "latency_sketch"),
+    "a sketch count is negative": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [40, -1]}}, "latency bucket"),
     "exit.at is inf": ({"t": "exit", "at": INF, "stats": stats(3)}, "exit at"),
     "a cost is NaN": ({**stats(3), "totals": {"calls": 3, "cost_usd": math.nan}}, "cost_usd"),
     "tokens are negative": ({**stats(3), "totals": {"calls": 3, "prompt_tokens": -5}}, "prompt_tokens"),
@@ -77,7 +83,7 @@ def test_a_bad_value_marks_its_process_with_the_reason_and_the_others_keep_updat
 
 def test_the_schema_refuses_out_of_range_values_and_keeps_good_ones_exact():
     good = schema.parse(stats(3))
-    assert good.totals.calls == 3 and good.totals.latency_hist == {10: 3}
+    assert good.totals.calls == 3 and good.totals.latency_hist == latency.from_legacy({10: 3})
     assert schema.parse({"t": "from-a-newer-process", "x": INF}) is None  # unknown types are skipped
     for message, _ in BAD.values():
         with pytest.raises(schema.BadMessage):

@@ -108,7 +108,10 @@ class Guard:
                 self._spent_scopes[key] = f"{spent_text}; stopped the run" if self.on_exceed == "stop" else message
             else:
                 message = f"dspy-top: {label} spend {usd(spent)} passed {int(level * 100)}% of its {usd(limit)} budget"
-        print(message, file=sys.stderr, flush=True)
+        # One write for the line and its newline: two threads crossing a limit at once must not
+        # print into each other's line (print writes the end separately).
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
         self._alert({"level": int(level * 100), "scope": key[0], "name": key[1], "spent_usd": spent,
                      "budget_usd": limit, "action": self.on_exceed, "message": message})
 

@@ -114,7 +114,7 @@ class Counters:
             "unpriced_calls": self.unpriced_calls, "unmetered_calls": self.unmetered_calls,
             "cost_saved_usd": self.cost_saved_usd,
             "latency_s": self.latency_s, "in_flight": self.in_flight,
-            "latency_hist": dict(self.latency_hist), "last_at": self.last_at,
+            "latency_sketch": latency.encode(self.latency_hist), "last_at": self.last_at,
             **({"by_model": {m: list(v) for m, v in self.by_model.items()}} if self.by_model is not None else {}),
         }
 

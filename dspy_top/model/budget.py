@@ -8,10 +8,12 @@ budget_usd=...)`) acts inside the job and reports its limits and alerts in `stat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from dspy_top.pricing import usd
-from dspy_top.schema import AlertRecord
+
+if TYPE_CHECKING:
+    from dspy_top.schema import AlertRecord
 
 WARN_AT = 0.8
 LEVELS = (80, 100)  # percent: each warns once

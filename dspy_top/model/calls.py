@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
-
-from dspy_top import schema
 
 
 class CallSummary(NamedTuple):
@@ -53,6 +52,8 @@ class CallSummary(NamedTuple):
     @classmethod
     def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "CallSummary":
         """From one `call` map, checked on the way in (raises `schema.BadMessage`)."""
+        from dspy_top import schema  # the viewer's start needs none of the schema
+
         return _new(cls, (process, pid, *schema.call_map(wire)))
 
     def matches(self, query: "CallQuery") -> bool:
@@ -64,19 +65,32 @@ _new = tuple.__new__
 
 @dataclass(frozen=True)
 class CallQuery:
-    """A history filter: `module:X`, `model:Y`, `pid:N`, `scope:eval-N`, `err`, `cache` and free words (all must match)."""
+    """A history filter: `module:X`, `model:Y`, `pid:N`, `scope:eval-N`, `err`, `cache` and free words (all must match).
+
+    A free word matches a call's module, model, class or error, or its prompt and response when the
+    viewer has read them (`texts`: lowercase text per call key, see payloads.PayloadTexts)."""
 
     text: str = ""
 
-    def _parts(self) -> list[tuple[str, str]]:
+    @cached_property
+    def parts(self) -> tuple[tuple[str, str], ...]:
         parts = []
         for word in self.text.lower().split():
             field, sep, value = word.partition(":")
             parts.append((field, value) if sep and field in ("module", "model", "pid", "scope") else ("", word))
-        return parts
+        return tuple(parts)
 
-    def matches(self, call: CallSummary) -> bool:
-        for field, value in self._parts():
+    def _parts(self) -> tuple[tuple[str, str], ...]:
+        return self.parts
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The free words: what a search of prompts and responses looks for."""
+        return tuple(value for field, value in self.parts if not field and value not in ("err", "error", "errors",
+                                                                                          "cache"))
+
+    def matches(self, call: CallSummary, texts: Mapping[tuple[str, int], str] | None = None) -> bool:
+        for field, value in self.parts:
             if field == "module" and value not in call.path.lower():
                 return False
             if field == "model" and value not in call.model.lower():
@@ -91,7 +105,10 @@ class CallQuery:
                 if value == "cache" and call.cache_hit:
                     continue
                 haystack = f"{call.path} {call.model} {call.module_class} {call.error or ''} {call.error_message or ''}"
-                if value not in haystack.lower():
+                if value in haystack.lower():
+                    continue
+                content = texts.get((call[0], call[2])) if texts else None
+                if content is None or value not in content:
                     return False
         return True
 
@@ -109,10 +126,13 @@ class CallQuery:
         return True
 
 
+HISTORY = 10_000  # calls the viewer holds by default (`--history`)
+
+
 class History:
     """The most recent calls of every process, oldest first, each (process, id) once."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = HISTORY) -> None:
         self.capacity = max(1, capacity)
         self._calls: deque[CallSummary] = deque()
         self._seen: set[tuple[str, int]] = set()
@@ -136,6 +156,24 @@ class History:
         self.added += 1
         return True
 
+    def holds(self, key: tuple[str, int]) -> bool:
+        return key in self._seen
+
+    def extend(self, calls: Iterable[CallSummary]) -> None:
+        """Add new calls (each not held yet), in order."""
+        held, seen = self._calls, self._seen
+        capacity = self.capacity
+        for call in calls:
+            key = (call[0], call[2])
+            if key in seen:
+                continue
+            if len(held) >= capacity:
+                old = held.popleft()
+                seen.discard((old[0], old[2]))
+            held.append(call)
+            seen.add(key)
+            self.added += 1
+
     def merge(self, calls: Iterable[CallSummary]) -> None:
         """Add older calls (a late attach's snapshot) and keep the whole history in time order."""
         fresh = [c for c in calls if c.key not in self._seen]
@@ -157,16 +195,32 @@ class History:
         self._calls = deque(c._replace(process=new) if c.process == old else c for c in self._calls)
         self._seen = {c.key for c in self._calls}
 
-    def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None) -> tuple[CallSummary, ...]:
-        """The newest `limit` calls passing the filters, oldest first."""
+    def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None,
+               texts: Mapping[tuple[str, int], str] | None = None,
+               unsettled: Mapping[str, int] | None = None) -> tuple[CallSummary, ...]:
+        """The newest `limit` calls passing the filters, oldest first, leaving out each process's
+        newest `unsettled[process]` calls (received, not yet counted by a stats frame)."""
+        held = self._calls
+        hide = {key: n for key, n in (unsettled or {}).items() if n > 0}
+        if process is None and (query is None or not query.text.strip()) and not hide:
+            if limit >= len(held):
+                return tuple(held)  # the whole history: the common case, and the cheapest
+            if limit <= 0:
+                return ()
         out: list[CallSummary] = []
-        for call in reversed(self._calls):
-            if process is not None and call.process != process:
-                continue
-            if query is not None and query.text and not query.matches(call):
-                continue
-            out.append(call)
+        filtering = query is not None and bool(query.text.strip())
+        for call in reversed(held):
             if len(out) >= limit:
                 break
+            if hide:
+                left = hide.get(call[0])
+                if left:
+                    hide[call[0]] = left - 1
+                    continue
+            if process is not None and call[0] != process:
+                continue
+            if filtering and not query.matches(call, texts):
+                continue
+            out.append(call)
         out.reverse()
         return tuple(out)

@@ -14,13 +14,14 @@ from typing import Any, Callable, Mapping
 
 from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
-from dspy_top.model.calls import CallQuery, History
+from dspy_top.model.calls import HISTORY, CallQuery, CallSummary, History
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.hosts import HostRow
 from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
+from dspy_top.model.payloads import PayloadAnswer, PayloadTexts
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
@@ -37,7 +38,7 @@ class Fleet:
         self,
         clock: Callable[[], float] = time.time,
         *,
-        history_capacity: int = 10_000,
+        history_capacity: int = HISTORY,
         window: float = 5.0,
         bucket: float = 1.0,
         series_length: int = SERIES_LENGTH,
@@ -53,6 +54,7 @@ class Fleet:
         self.processes: dict[str, ProcessState] = {}
         self.hosts: dict[str, HostRow] = {}  # the other machines watched, as their sources said
         self.history = History(history_capacity)
+        self.payload_texts = PayloadTexts()  # prompts and responses read so far, for `/` to search
         self.window = window
         self.bucket = bucket
         self.series_length = series_length
@@ -62,13 +64,15 @@ class Fleet:
     # --- what the sources say (through the collector) --------------------------------
 
     def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS,
-               host: str | None = None) -> None:
+               host: str | None = None, stats_follow: bool = True) -> None:
         """A process a source is attaching to, or waiting for: its row says `status` until it connects.
 
         A row that failed or was lost is tried again; a running one is left as it is. One that
         ended is kept apart, with its numbers, calls and scopes, under `<key>#<when it ended>`,
         and a new row starts: a new process reuses the key (its pid, and so its socket's name).
-        `host`: the machine it runs on, when not this one.
+        `host`: the machine it runs on, when not this one. `stats_follow`: its call events are each
+        followed soon by a stats frame that counts them (a live stream), so a call shows once counted;
+        False (a recording, which keeps fewer stats) shows each call as it comes.
         """
         self.version += 1
         process = self.processes.get(key)
@@ -78,16 +82,17 @@ class Fleet:
         if process is None:
             process = self.processes[key] = ProcessState(
                 key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length,
-                repricer=Repricer(self.prices), burn_window=self.burn_window, host=host)
+                repricer=Repricer(self.prices), burn_window=self.burn_window, host=host,
+                stats_follow=stats_follow)
         if process.state != RUNNING:
             process.connecting(status)
 
-    def connected(self, key: str, hello: Hello, host: str | None = None) -> None:
+    def connected(self, key: str, hello: Hello, host: str | None = None, stats_follow: bool = True) -> None:
         """The process said hello: it is running (its snapshot follows)."""
         self.version += 1
         process = self.processes.get(key)
         if process is None or process.state == ENDED:  # a source that skipped `attach`
-            self.attach(key, hello.pid, host=host)
+            self.attach(key, hello.pid, host=host, stats_follow=stats_follow)
         self.processes[key].connected(hello, self.clock())
 
     def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
@@ -115,14 +120,16 @@ class Fleet:
                     process.fold(record, now, history)
             except BadMessage as exc:
                 kind = message.get("t") if isinstance(message, Mapping) else None
+                process.settle(history)
                 process.failed(f"malformed {kind!r} message: {exc}", now, protocol=True)
                 break
             except Exception as exc:  # a fault of the viewer's own: the same, never an escape
+                process.settle(history)
                 process.failed(f"the viewer could not fold a message ({type(exc).__name__}: {exc})", now, protocol=True)
                 break
         self.events += process.events - before  # a `calls` batch counts each call
 
-    def restart(self, key: str, hello: Hello | None) -> None:
+    def restart(self, key: str, hello: Hello | None, stats_follow: bool = True) -> None:
         """The source starts this process's stream over from another point (a replay seeking back).
 
         What was folded of it (numbers, rates, calls, scopes, alerts) is forgotten and it is
@@ -135,13 +142,14 @@ class Fleet:
             self.history.forget(key)
             self.version += 1
         if hello is not None:
-            self.connected(key, hello)
+            self.connected(key, hello, stats_follow=stats_follow)
 
     def failed(self, key: str, reason: str) -> None:
         """The process could not be attached to (failed), or its stream broke before its exit (lost)."""
         process = self.processes.get(key)
         if process is not None:
             self.version += 1
+            process.settle(self.history)  # the stream ended: what it sent is all there will be
             process.failed(reason, self.clock())
 
     def refused(self, key: str, reason: str) -> None:
@@ -149,6 +157,7 @@ class Fleet:
         process = self.processes.get(key)
         if process is not None:
             self.version += 1
+            process.settle(self.history)
             process.failed(reason, self.clock(), protocol=True)
 
     def let_go(self, key: str) -> bool:
@@ -163,8 +172,23 @@ class Fleet:
                 return False
             del self.processes[key]
             self.history.forget(key)
+            self.payload_texts.forget(key)
             self.version += 1
         return True
+
+    def exit_status(self, pid: int, code: int) -> None:
+        """`dspy-top run` saw its job exit with `code`: the job's ended process says so (its exit message cannot)."""
+        for process in self.processes.values():
+            if process.pid == pid and process.state == ENDED and process.status == "ended":
+                process.status = f"ended (exit {code})"
+                self.version += 1
+
+    def payload_read(self, answer: PayloadAnswer, searching: bool = False) -> None:
+        """A call's payload came back (for whoever asked): its text joins what `/` searches. Only while
+        a search is on does the screen change with it (the filter may now match the call)."""
+        self.payload_texts.add(answer)
+        if searching:
+            self.version += 1
 
     def dismiss(self, key: str) -> bool:
         """Forget a process that is no longer live (ended, lost or failed)."""
@@ -173,6 +197,7 @@ class Fleet:
             return False
         del self.processes[key]
         self.history.forget(key)
+        self.payload_texts.forget(key)
         self.version += 1
         return True
 
@@ -196,6 +221,7 @@ class Fleet:
         process.rekey(key)
         self.processes[key] = process
         self.history.rekey(old, key)
+        self.payload_texts.rekey(old, key)
 
     # --- questions ----------------------------------------------------------------------
 
@@ -206,6 +232,15 @@ class Fleet:
     def awaiting_final_numbers(self) -> bool:
         """True while a process that has spoken is still live: its `exit` (its final numbers) may yet come."""
         return any(p.live and p.events > 0 for p in self.processes.values())
+
+    def sent_exit(self, pid: int) -> bool:
+        """Whether a process `pid` sent its exit message (its final numbers)."""
+        return any(p.pid == pid and p.state == ENDED for p in self.processes.values())
+
+    def payloads_kept(self, focus: str | None = None) -> dict[str, int]:
+        """How many of its newest calls' payloads each running process (in view) keeps, for `/` to read."""
+        return {key: p.hello.history_capacity for key, p in self.processes.items()
+                if p.state == RUNNING and p.hello is not None and (focus is None or key == focus)}
 
     def module_chains(self) -> dict[str, tuple[str, ...]]:
         """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
@@ -231,6 +266,7 @@ class Fleet:
             end = now if any(p.live for p in started) else max(p.ended_at or now for p in started)
             uptime = max(0.0, end - min(p.started_at for p in started))
         tokens_per_sec = sum(p.tokens_per_sec(now) for p in in_view)
+        output_per_sec = sum(p.output_tokens_per_sec(now) for p in in_view)
         cost_per_min = 60.0 * sum(p.cost_per_sec(now) for p in in_view)
         average = totals.tokens / uptime if uptime > 0 else 0.0
         count = self.series_length
@@ -238,33 +274,39 @@ class Fleet:
         token_series = [value / self.bucket for value in token_series]
         cost_series = add_series([p.cost_series.series(now, count) for p in in_view], count)
 
-        leaves: dict[str, list[tuple[Any, float]]] = {}
+        leaves: dict[str, list[tuple[Any, float, bool]]] = {}
         for process in in_view:
             for path, module in process.modules.items():
-                leaves.setdefault(path, []).append((module, process.module_tokens_per_sec(path, now)))
+                leaves.setdefault(path, []).append((module, process.module_tokens_per_sec(path, now), process.live))
         tree = build_tree(
             (LeafInput(path, parts[0][0].class_name, parts[0][0].chain,
-                       total(m.counters for m, _ in parts), sum(rate for _, rate in parts))
+                       total(m.counters for m, _, _ in parts), sum(rate for _, rate, _ in parts),
+                       any(live for _, _, live in parts))
              for path, parts in leaves.items()),
             now,
         )
-        models: dict[str, list[Counters]] = {}
+        models: dict[str, list[tuple[Counters, tuple[float, float]]]] = {}
         for process in in_view:
             for model, counters in process.models.items():
-                models.setdefault(model, []).append(counters)
+                models.setdefault(model, []).append((counters, process.model_tokens_per_sec(model, now)))
         model_rows = tuple(sorted(
-            (ModelRow(model, total(parts), model in self.prices) for model, parts in models.items()),
+            (ModelRow(model, total(c for c, _ in parts), model in self.prices,
+                      tokens_per_sec=sum(r[0] for _, r in parts), output_tokens_per_sec=sum(r[1] for _, r in parts))
+             for model, parts in models.items()),
             key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
         scopes = tuple(s for p in in_view for s in p.scopes.values())
         optimizers = derive_optimizers(scopes, now)
-        calls = self.history.recent(history_limit, query, focus)
+        unsettled = {key: p.unsettled for key, p in self.processes.items() if p.unsettled}
+        calls = self.history.recent(history_limit, query, focus, self.payload_texts, unsettled)
         return Snapshot(
             at=now, focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
             totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
+            output_tokens_per_sec=output_per_sec, series_bucket=self.bucket,
             cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
             modules=tree, models=model_rows, scopes=scopes,
-            calls=calls, history_size=len(self.history), history_added=self.history.added,
+            calls=calls, history_size=len(self.history) - sum(unsettled.values()),
+            history_added=self.history.added,
             dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
             internal_errors=sum(p.internal_errors for p in in_view),
             tool_calls=sum(p.tool_calls for p in in_view),
@@ -305,5 +347,6 @@ class Fleet:
             totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
             mechanism=process.hello.mechanism if process.hello else "",
             dropped=process.dropped_events + process.dropped_viewer, final_numbers=process.final_numbers,
-            before_attach=process.before_attach, host=process.host,
+            before_attach=process.before_attach, argv=tuple(process.hello.argv) if process.hello else (),
+            host=process.host,
         )

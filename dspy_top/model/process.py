@@ -1,7 +1,10 @@
 """One attached process: its hello, its exact counters (from `stats` frames), rates, scopes and state.
 
 Call events only feed the history; every total comes from `stats`, `snapshot` and `exit`
-frames, which are exact even when call events were dropped.
+frames, which are exact even when call events were dropped. A call event is shown once the
+next `stats` frame (which the process computes after sending it, so it counts it) is folded:
+snapshots never show a call the totals do not count yet. The rates start from
+the recent calls a `snapshot` carries, so the first frame already says how busy the job is.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dspy_top.model.budget import BudgetAlert, BudgetLimit, JobBudget
 from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import EMPTY, Counters
-from dspy_top.model.rates import BucketSeries, RateWindow
+from dspy_top.model.rates import BucketSeries, RateWindow, seed_windows
 from dspy_top.model.repricing import Cell, Repricer
 from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
 from dspy_top.protocol import Hello
@@ -28,6 +31,9 @@ LOST = "lost"  # the connection broke without an `exit`
 FAILED = "failed"  # never attached (bad socket, wrong version, permission)
 NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
 CONNECTING_STATUS = "connecting…"  # said of a process being attached to, until it says hello
+# Call events left out of snapshots while waiting for the `stats` frame that counts them; past this
+# many (a process that sends no stats), they are shown anyway.
+UNSETTLED_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,8 @@ class ProcessState:
     """Everything known about one process; folded on the reader's side, read by `Fleet.snapshot`."""
 
     def __init__(self, key: str, pid: int | None, *, window: float, bucket: float, series_length: int,
-                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW, host: str | None = None) -> None:
+                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW, host: str | None = None,
+                 stats_follow: bool = True) -> None:
         self.key = key
         self.pid = pid or 0
         self.host = host  # the machine it runs on, as the user named it (`--host`); None: this one
@@ -66,8 +73,14 @@ class ProcessState:
         self.events = 0  # events folded (each call of a `calls` batch counts), for the benchmark and the status line
         self._window = window
         self.token_rate = RateWindow(window)
+        self.output_rate = RateWindow(window)  # completion tokens: generation speed
         self.cost_rate = RateWindow(window)
         self.module_rates: dict[str, RateWindow] = {}
+        self.model_rates: dict[str, tuple[RateWindow, RateWindow]] = {}  # (all tokens, output tokens)
+        # Call events received since the last stats frame: the newest of this process's calls in the
+        # history, which snapshots leave out until a stats frame counts them.
+        self.unsettled = 0
+        self.stats_follow = stats_follow  # a stats frame soon counts each call event (False: a recording)
         self.token_series = BucketSeries(bucket, series_length)
         self.cost_series = BucketSeries(bucket, series_length)
         self._last_tokens: int | None = None
@@ -148,22 +161,30 @@ class ProcessState:
         self.events += 1
         if kind is StatsRecord:
             self._fold_stats(record, now)
+            self.settle(history)
         elif kind is ScopeRecord:
             self._fold_scope(record)
         elif kind is SnapshotRecord:
             self._fold_stats(record.stats, now)
             key, pid = self.key, self.pid
-            calls = (CallSummary.from_row(key, pid, row) for row in record.calls)
-            history.merge(map(self.repricer.call, calls) if self.repricer else calls)
+            calls = [CallSummary.from_row(key, pid, row) for row in record.calls]
+            if self.repricer:
+                calls = [self.repricer.call(call) for call in calls]
+            self._seed_rates(calls, now)
+            history.merge(calls)
+            self.settle(history)
         elif kind is ExitRecord:
             if record.stats is not None:
                 self._fold_stats(record.stats, now)
+            self.settle(history)
             self.state = ENDED
             self.ended_at = record.at or now
             self.status = "ended" if record.code is None else f"ended (exit {record.code})"
             if record.detached:
                 self.status = "detached (`dspy-top detach`: the job runs on)"
             self.totals = _settled(self.totals)
+            self.modules = {path: replace(m, counters=_settled(m.counters)) for path, m in self.modules.items()}
+            self.models = {name: _settled(counters) for name, counters in self.models.items()}
         elif kind is ErrorRecord:
             self.status = f"refused: {record.reason}"
         elif kind is AlertRecord:
@@ -171,15 +192,25 @@ class ProcessState:
         # payload answers go to whoever asked; they hold nothing to fold here.
 
     def _fold_calls(self, rows: tuple[tuple, ...], history: History) -> None:
-        """Call events: the bulk of a busy process's stream."""
+        """Call events: the bulk of a busy process's stream. They join the history at once, counted as
+        `unsettled` (left out of snapshots) until the next stats frame counts them."""
         repricer, add, new, prefix = self.repricer, history.add, tuple.__new__, (self.key, self.pid)
+        added = 0
         for row in rows:
             call = new(CallSummary, prefix + row)  # CallSummary.from_row, inlined: this loop is the hot path
             if repricer:
                 call = repricer.call(call)
-            if add(call) and call.scopes:
-                self._late_call(call)
-            self.events += 1
+            if add(call):
+                added += 1
+                if call[18]:  # scopes
+                    self._late_call(call)
+        self.events += len(rows)
+        if self.stats_follow:
+            self.unsettled = min(UNSETTLED_LIMIT, self.unsettled + added)
+
+    def settle(self, history: History | None = None) -> None:
+        """The calls received so far are counted by the totals (a stats frame came, or the stream ended)."""
+        self.unsettled = 0
 
     def _fold_stats(self, stats: StatsRecord, now: float) -> None:
         raw_totals = Counters.from_record(stats.totals)
@@ -207,6 +238,12 @@ class ProcessState:
             self.models = {name: repricer.model(name, counters) for name, counters in raw_models.items()}
         else:
             self.totals, self.models = raw_totals, raw_models
+        for name, counters in self.models.items():
+            rates = self.model_rates.get(name)
+            if rates is None:
+                rates = self.model_rates[name] = (RateWindow(self._window), RateWindow(self._window))
+            rates[0].observe(now, counters.tokens)
+            rates[1].observe(now, counters.completion_tokens)
         if stats.budget is not None:
             self._fold_budget(stats.budget, raw_totals.cost_usd, raw_module_cost)
         if stats.before_attach is not None:
@@ -226,9 +263,37 @@ class ProcessState:
             self.cost_series.add(now, cost - self._last_cost)
         self._last_tokens, self._last_cost = tokens, cost
         self.token_rate.observe(now, tokens)
+        self.output_rate.observe(now, self.totals.completion_tokens)
         self.cost_rate.observe(now, cost)
         self.burn_tokens.observe(now, tokens)
         self.burn_cost.observe(now, cost)
+
+    def _seed_rates(self, calls: list[CallSummary], now: float) -> None:
+        """Rates and sparklines from the recent calls of a snapshot frame, so that a viewer that has
+        just attached (`dspy-top -b -n 1`) reads the job's recent rate, not 0."""
+        if self.hello is None or not calls:
+            return
+        complete = len(calls) < self.hello.history_capacity  # every call since the start is there
+        started = self.hello.started_at
+        # What each window is measured over: the calls the snapshot holds must cover it.
+        since = started if complete else min(call.end for call in calls)
+        windows = [(self.token_rate, lambda c: c.prompt_tokens + c.completion_tokens, None),
+                   (self.output_rate, lambda c: c.completion_tokens, None),
+                   (self.cost_rate, lambda c: c.cost_usd or 0.0, None),
+                   (self.burn_tokens, lambda c: c.prompt_tokens + c.completion_tokens, None),
+                   (self.burn_cost, lambda c: c.cost_usd or 0.0, None)]
+        for path, rate in self.module_rates.items():
+            windows.append((rate, lambda c: c.prompt_tokens + c.completion_tokens, lambda c, p=path: c.path == p))
+        for model, (tokens, output) in self.model_rates.items():
+            windows.append((tokens, lambda c: c.prompt_tokens + c.completion_tokens, lambda c, m=model: c.model == m))
+            windows.append((output, lambda c: c.completion_tokens, lambda c, m=model: c.model == m))
+        seed_windows(windows, calls, since, now)
+        first = self.token_series.width * (int(now / self.token_series.width) - self.token_series.length)
+        for call in calls:
+            end = call.end
+            if end > since and first <= end <= now:
+                self.token_series.add(end, call.prompt_tokens + call.completion_tokens)
+                self.cost_series.add(end, call.cost_usd or 0.0)
 
     def _fold_scope(self, record: ScopeRecord) -> None:
         if record.id is None:
@@ -277,6 +342,16 @@ class ProcessState:
 
     def tokens_per_sec(self, now: float) -> float:
         return self.token_rate.rate(now) if self.live else 0.0
+
+    def output_tokens_per_sec(self, now: float) -> float:
+        return self.output_rate.rate(now) if self.live else 0.0
+
+    def model_tokens_per_sec(self, model: str, now: float) -> tuple[float, float]:
+        """(all tokens, output tokens) per second of one model; nothing while not live."""
+        rates = self.model_rates.get(model)
+        if rates is None or not self.live:
+            return 0.0, 0.0
+        return rates[0].rate(now), rates[1].rate(now)
 
     def cost_per_sec(self, now: float) -> float:
         return self.cost_rate.rate(now) if self.live else 0.0

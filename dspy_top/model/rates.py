@@ -22,6 +22,14 @@ class RateWindow:
         while len(samples) > 2 and samples[1][0] <= now - self.window:
             samples.popleft()
 
+    def seed(self, at: float, value: float) -> None:
+        """What the value was at `at`, before every sample so far (a base for the first rate)."""
+        if not self._samples or self._samples[0][0] > at:
+            self._samples.appendleft((at, value))
+
+    def latest(self) -> float | None:
+        return self._samples[-1][1] if self._samples else None
+
     def rate(self, now: float) -> float:
         samples = self._samples
         if len(samples) < 2:
@@ -54,10 +62,12 @@ class BucketSeries:
                 del self._buckets[key]
 
     def series(self, now: float, count: int | None = None) -> list[float]:
-        """The last `count` buckets up to the current one, oldest first; empty buckets are 0."""
+        """The last `count` finished buckets, oldest first; empty buckets are 0.
+
+        The bucket `now` falls in is still filling: drawn, it would read as a collapse."""
         count = count or self.length
-        last = math.floor(now / self.width)
-        return [self._buckets.get(i, 0.0) for i in range(last - count + 1, last + 1)]
+        current = math.floor(now / self.width)
+        return [self._buckets.get(i, 0.0) for i in range(current - count, current)]
 
 
 def add_series(series: list[list[float]], count: int) -> list[float]:
@@ -66,3 +76,17 @@ def add_series(series: list[list[float]], count: int) -> list[float]:
         for i, value in enumerate(values[-count:]):
             out[i] += value
     return out
+
+
+def seed_windows(windows, calls, since: float, now: float) -> None:
+    """Give each rate window a base sample from recent calls: `windows` holds (window, amount of a call,
+    which calls count or None for all); `calls` are what the process holds, complete after `since`."""
+    for window, amount, keep in windows:
+        current = window.latest()
+        if current is None:
+            continue
+        base_at = max(now - window.window, since)
+        if base_at >= now:
+            continue
+        recent = sum(amount(call) for call in calls if base_at < call.end <= now and (keep is None or keep(call)))
+        window.seed(base_at, current - recent)

@@ -32,6 +32,7 @@ class ProcessRow:
     dropped: int
     final_numbers: str | None = None  # "received" (it sent its exit), "not received" (lost first), None while live
     before_attach: BeforeAttach | None = None  # attached with `dspy-top attach`: counted from DSPy's history
+    argv: tuple[str, ...] = ()  # the process's sys.argv (`command` is it joined)
     host: str | None = None  # the machine it runs on (`--host`); None: this one
 
 
@@ -42,6 +43,8 @@ class ModelRow:
     model: str
     counters: Counters
     price_override: bool = False  # priced with the user's `--price` (or config file) rates
+    tokens_per_sec: float = 0.0  # prompt and completion tokens, over the recent window
+    output_tokens_per_sec: float = 0.0  # completion tokens only: how fast the model generates
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Snapshot:
     dropped: int  # events the processes dropped plus events dropped for this viewer
     internal_errors: int
     tool_calls: int
+    output_tokens_per_sec: float = 0.0  # completion tokens per second over the recent window
+    series_bucket: float = 1.0  # seconds each sparkline bucket covers
     burn: Burn | None = None  # cost/min and tok/s recent and overall, the running evaluation's projection
     budget: ViewerBudget | None = None  # the viewer's `--budget`, against every process
     job_budgets: tuple[JobBudget, ...] = ()  # the budget guards of the processes that have one

@@ -39,6 +39,7 @@ class LeafInput:
     chain: tuple[str, ...]
     counters: Counters
     tokens_per_sec: float
+    live: bool = True  # some process still running made calls at this path
 
 
 def split_path(path: str) -> list[str]:
@@ -75,7 +76,9 @@ def build_tree(leaves: Iterable[LeafInput], now: float) -> tuple[ModuleNode, ...
         parts.extend(kid.counters for kid in kids)
         counters = total(parts)
         rate = (leaf.tokens_per_sec if leaf is not None else 0.0) + sum(k.tokens_per_sec for k in kids)
-        active = counters.in_flight > 0 or (counters.last_at > 0 and now - counters.last_at < ACTIVE_SECONDS)
+        # Only a process still running keeps a module active: once it ended, its modules are idle at once.
+        recent = leaf is not None and leaf.live and counters.last_at > 0 and now - counters.last_at < ACTIVE_SECONDS
+        active = counters.in_flight > 0 or recent or any(kid.active for kid in kids)
         return ModuleNode(
             path=path, name=split_path(path)[-1] if not path.startswith("(") else path, depth=depth,
             class_name=classes.get(path, ""), counters=counters,
@@ -113,7 +116,7 @@ class ModuleRow:
     depth: int
     expandable: bool
     expanded: bool
-    guide: str  # tree guide drawn before the name ("├ ", "└ ", "▾ ", "▸ ")
+    guide: str  # tree guide drawn before the name: the ancestors' lines ("│ " or "  ") and its own ("├─", "└▾", "▾ ")
 
 
 def _ordered(nodes: Iterable[ModuleNode], sort: str, descending: bool) -> list[ModuleNode]:
@@ -155,23 +158,26 @@ def flatten(
 
     rows: list[ModuleRow] = []
 
-    def walk(node: ModuleNode, depth: int, last: bool) -> None:
+    def walk(node: ModuleNode, depth: int, last: bool, lines: str) -> None:
+        """`lines`: what the ancestors below the root draw in front of this row (`│ ` under a
+        branch that goes on, blanks under a last child)."""
         expandable = bool(node.children)
         # A filter opens the branches that hold matches.
         expanded = expandable and (node.path not in collapsed or keep is not None)
         if depth == 0:
             guide = ("▾ " if expanded else "▸ ") if expandable else "  "
         else:
-            guide = ("└" if last else "├") + ("▾" if expanded else "▸" if expandable else "─")
+            guide = lines + ("└" if last else "├") + ("▾" if expanded else "▸" if expandable else "─")
         rows.append(ModuleRow(node, depth, expandable, expanded, guide))
         if expanded:
             kids = [k for k in _ordered(node.children, sort, descending) if visible(k)]
+            below = lines + ("  " if last else "│ ") if depth else ""
             for i, kid in enumerate(kids):
-                walk(kid, depth + 1, i == len(kids) - 1)
+                walk(kid, depth + 1, i == len(kids) - 1, below)
 
     top = [r for r in _ordered(roots, sort, descending) if visible(r)]
     for root in top:
-        walk(root, 0, True)
+        walk(root, 0, True, "")
     return rows
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ def refuse_bad_settings(prog: str, args: argparse.Namespace, env: dict[str, str]
 def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     """Start `command` and watch it as `args` (the view options) say; the job's exit status."""
     from dspy_top.viewer.batch import say
+    from dspy_top.viewer.terminal import for_stream, inert
 
     if not args.batch and options.no_terminal():
         say(options.no_terminal())
@@ -153,20 +155,29 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
         return 1
     if recording is not None:
         job.recorded_to = str(recording.directory if recording.record == "1" else recording.record)
+    code = None
     try:
         if args.batch:
-            return watch_batch(job, args.delay, args.iterations, args.json)
-        if job.notice:
-            say(job.notice)
-        code = watch_interactive(job, args.delay)
-        say(f"the job exited with status {code}; its output is in {job.log_path}")
-        if recording is not None:
-            say(_recorded(recording))
+            code = watch_batch(job, args.delay, args.iterations, args.json)
+        else:
+            if job.notice:
+                say(job.notice)
+            code = watch_interactive(job, args.delay, history=args.history)
         return code
     finally:
         if job.returncode() is None:
             job.stop()
-        job.close()
+        tail = job.tail() if args.batch and code not in (None, 0) else ""  # read before the log goes
+        kept = job.close()
+        if code is not None:
+            where = f"its output is in {kept}" if kept is not None else \
+                "its log was removed with the run (--log FILE keeps one)"
+            say(f"the job exited with status {code}; {where}")
+            if recording is not None and not args.batch:
+                say(_recorded(recording))
+        if tail:  # the job's own output, made inert: it reaches the user's terminal
+            print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
+                  file=sys.stderr)
 
 
 def _recorded(recording: record.RunRecording) -> str:

@@ -1,7 +1,10 @@
 """The job's process as `dspy-top run` holds it (the viewer's `Job`): exit status, signals, its output.
 
 The output goes to a private log file; `read_new_output` hands the log pane what was added,
-cleaned (no colour codes, a redrawn progress line shown once finished, a flood skipped).
+cleaned (no colour codes, a redrawn progress line shown once finished, a flood skipped). The
+log lives while the run does: `close()` removes it with the run's work directory, unless it
+was given with `--log` or `keep_log` (the seam for keeping it with the run's recording) moved
+it somewhere that stays.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when dspy-top stops the job
 READ_CHUNK = 64 * 1024  # bytes the log pane takes per refresh
@@ -29,6 +33,9 @@ class RunningJob:
     def __init__(self, process: subprocess.Popen, command: list[str], log_path: Path,
                  work_dir: Path | None = None, runtime_dir: Path | None = None, notice: str | None = None) -> None:
         self.process = process
+        # Where the log goes at close when it is the run's own (not --log): a function of its path that
+        # returns where it kept it, or None (the default) to let it go with the work directory.
+        self.keep_log: Callable[[Path], Path | None] | None = None
         self.pid = process.pid
         self.command = command
         self.log_path = log_path
@@ -95,7 +102,11 @@ class RunningJob:
         note = ""
         if not self._introduced:  # the log file's path, on screen
             self._introduced = True
-            note = f"[dspy-top: this output is also in {self.log_path} · pid {self.pid}: {self.command_line}]\n"
+            until = " until the run ends (--log FILE keeps it)" if self.log_is_ours else ""
+            # Two short lines, the path first: the pane cuts long lines at its edge, and a pid or a
+            # path cut there would mislead.
+            note = (f"[dspy-top: pid {self.pid}: {self.command_line}]\n"
+                    f"[dspy-top: this output is also in {self.log_path}{until}]\n")
         if size - self._offset > SKIP_ABOVE:
             skipped = size - READ_CHUNK - self._offset
             self._offset = size - READ_CHUNK
@@ -116,16 +127,26 @@ class RunningJob:
         data = os.pread(self._log.fileno(), size - start, start).decode("utf-8", "replace")
         return "\n".join(_ANSI.sub("", data).splitlines()[-lines:])
 
-    def close(self) -> None:
-        """Remove the shim; the log file stays (its path was shown)."""
+    @property
+    def log_is_ours(self) -> bool:
+        """The log is the run's own file (in its work directory), not one given with --log."""
+        return self.work_dir is not None and self.work_dir in self.log_path.parents
+
+    def close(self) -> Path | None:
+        """Remove the run's work directory (the shim, a private socket directory and the run's own log);
+        the log's path afterwards: a --log file stays, the run's own goes unless `keep_log` kept it."""
         self._log.close()
-        if self.work_dir is None:
-            return
-        if self.work_dir in self.log_path.parents:
-            for name in ("site", "fallback", "run"):
-                shutil.rmtree(self.work_dir / name, ignore_errors=True)
-        else:
+        kept: Path | None = self.log_path
+        if self.log_is_ours:
+            kept = None
+            if self.keep_log is not None:
+                try:
+                    kept = self.keep_log(self.log_path)
+                except OSError:
+                    kept = None
+        if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        return kept
 
 
 def clean_output(text: str) -> tuple[str, str]:

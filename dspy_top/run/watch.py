@@ -30,14 +30,19 @@ def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None
     return Collector(fleet, [LocalSockets(family, runtime_dir, rescan_every=JOB_RESCAN)])
 
 
-def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None) -> int:
+def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = None, history: int = 10_000) -> int:
     """The live view until the user quits; stops the job if it still runs then. The job's status."""
-    from dspy_top.model import Fleet
     from dspy_top.viewer.app import TopApp
 
-    fleet = Fleet()
-    app = TopApp(fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir), delay=delay, job=job,
-                 notice=job.notice)
+    def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
+        from dspy_top.model import Fleet
+
+        fleet = Fleet(history_capacity=history)
+        return fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir)
+
+    where = runtime_dir or job.runtime_dir
+    app = TopApp(None, delay=delay, job=job, notice=job.notice, watching=str(where) if where else None,
+                 connect=connect)
 
     def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
         job.terminate()
@@ -52,6 +57,9 @@ def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = 
     return job.stop()
 
 
+FINAL_WAIT = 30.0  # seconds the job may take to exit after sending its final numbers before snapshots go on
+
+
 class _Quit(Exception):
     """The second ctrl+c (or SIGTERM/SIGHUP) in batch mode."""
 
@@ -60,11 +68,11 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
                 out: TextIO | None = None, runtime_dir: Path | None = None) -> int:
     """Snapshots every `delay` seconds while the job runs, the final one once it ended. The job's status.
 
-    The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON.
+    The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON. The
+    caller says how the job exited (and shows the end of its output when it failed).
     """
     from dspy_top.model import Fleet
     from dspy_top.viewer.batch import Printer, say, watch
-    from dspy_top.viewer.terminal import for_stream, inert
 
     fleet = Fleet()
     family = JobFamily(job.pid)
@@ -88,23 +96,20 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         if job.notice:
             say(job.notice)
         recording = f", recording to {job.recorded_to}" if job.recorded_to else ""
-        say(f"running {job.command_line} (pid {job.pid}){recording}; its output goes to {job.log_path}")
+        until = "until the run ends (--log FILE keeps it), " if job.log_is_ours else ""
+        say(f"running {job.command_line} (pid {job.pid}){recording}; {until}its output goes to {job.log_path}")
         try:
-            watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job))
+            watch(fleet, printer, delay=delay, iterations=iterations, first_after=delay, ended=_ended(job, fleet))
             code = job.returncode()
         except _Quit:
             code = job.stop()
         armed = False
         _wait_for_final_numbers(fleet)
+        with fleet.lock:
+            fleet.exit_status(job.pid, code)  # `ended (exit N)`: the job's exit message cannot say it
         printer.print(fleet)
         if not family.members:
             say("no process of the job served dspy-top (did it import dspy?)")
-        say(f"the job exited with status {code}; its output is in {job.log_path}")
-        if code != 0:
-            tail = job.tail()
-            if tail:  # the job's own output, made inert: it reaches the user's terminal
-                print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
-                      file=sys.stderr)
         return code
     except BrokenPipeError:
         return job.stop()
@@ -114,16 +119,24 @@ def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as
         collector.stop()
 
 
-def _ended(job: RunningJob) -> Callable[[float], bool]:
-    """Wait up to N seconds for the job to end, in short steps (signals are handled between them)."""
+def _ended(job: RunningJob, fleet: Fleet) -> Callable[[float], bool]:
+    """Wait up to N seconds for the job to end, in short steps (signals are handled between them).
+
+    Once the job's own process has sent its final numbers, the wait goes on until it exits
+    (up to FINAL_WAIT): a snapshot printed in between would be the final one, printed again."""
+
+    def sent_exit() -> bool:
+        with fleet.lock:
+            return fleet.sent_exit(job.pid)
 
     def ended(timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while job.returncode() is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
-            job.wait(min(0.1, left))
+                if not sent_exit() or left < -FINAL_WAIT:
+                    return False
+            job.wait(min(0.1, max(left, 0.1)))
         return True
 
     return ended

@@ -43,10 +43,11 @@ COUNTERS = (
 TOKENS = (("input", lambda c: c.prompt_tokens), ("output", lambda c: c.completion_tokens),
           ("cached", lambda c: c.cached_tokens), ("reasoning", lambda c: c.reasoning_tokens))
 
-# Latency buckets as Prometheus `le` bounds: every fourth bucket edge of dspy_top/latency.py (16 ms
-# doubling to 262 s), so each cumulative count is exact, not interpolated.
-LATENCY_BUCKETS = tuple(range(16, 73, 4))
-LATENCY_BOUNDS = tuple(float(f"{latency.upper_bound(k):.6g}") for k in LATENCY_BUCKETS)
+# Latency buckets as Prometheus `le` bounds: the edge of the sketch's bucket (dspy_top/latency.py) at
+# or just above (within 2%) each of 16 ms doubling to 262 s, so each cumulative count is exact, not
+# interpolated. The edges are written in full (prometheus.py): rounded, one would no longer be one.
+LATENCY_BUCKETS = tuple(latency.bucket_of(0.016 * 2 ** n) for n in range(15))
+LATENCY_BOUNDS = tuple(latency.upper_bound(k) for k in LATENCY_BUCKETS)
 
 
 def cumulative_buckets(hist: dict[int, int]) -> tuple[list[int], int]:

@@ -20,7 +20,7 @@ from dspy_top.serve.labels import bounded
 from dspy_top.serve.watch import JobView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_BOUNDS = [f"{bound:g}" for bound in LATENCY_BOUNDS]
+_BOUNDS = [repr(bound) for bound in LATENCY_BOUNDS]  # in full: each is a sketch bucket's exact edge
 
 
 def _label(value: str) -> str:

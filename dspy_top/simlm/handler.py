@@ -43,6 +43,16 @@ class SimHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass  # A quiet server: the ledger, not a log, is the record.
 
+    def handle(self):
+        # A client that goes away resets its connections (a job killed while its keep-alive
+        # connections sit idle, as quitting `dspy-top demo` does): the reset reaches this thread
+        # in the middle of reading the next request. That connection is over, nothing to answer;
+        # socketserver would print the traceback on the terminal.
+        try:
+            super().handle()
+        except ConnectionError:
+            self.close_connection = True
+
     # -- plumbing ---------------------------------------------------------------
 
     def _read_body(self) -> bytes:

@@ -114,6 +114,10 @@ class Source(ABC):
     host: str | None = None
     # Seconds batch mode's first print may wait for it to settle (another machine answers slower).
     settle_within: float = 4.0
+    # Whether its processes' call events are each followed soon by a `stats` frame that counts them
+    # (a live stream: the viewer shows a call once the totals count it, so the panes agree). A
+    # recording keeps fewer stats than it has calls: its calls show as they come.
+    stats_follow_calls: bool = True
 
     @property
     @abstractmethod

@@ -199,12 +199,12 @@ class Collector:
     def _attach(self, source: Source, key: str, pid: int | None, status: str) -> None:
         self._owners[key] = source
         with self.fleet.lock:
-            self.fleet.attach(key, pid, status, host=source.host)
+            self.fleet.attach(key, pid, status, host=source.host, stats_follow=source.stats_follow_calls)
 
     def _connected(self, source: Source, key: str, hello: Hello) -> None:
         self._owners[key] = source
         with self.fleet.lock:
-            self.fleet.connected(key, hello, host=source.host)
+            self.fleet.connected(key, hello, host=source.host, stats_follow=source.stats_follow_calls)
 
     def _host(self, name: str, state: str, status: str, retry_at: float | None) -> None:
         with self.fleet.lock:
@@ -232,7 +232,7 @@ class Collector:
         self._owners[key] = source
         records, refused = _check(first)
         with self.fleet.lock:  # one hold: a refresh sees the old state or the new one, never neither
-            self.fleet.restart(key, hello)
+            self.fleet.restart(key, hello, stats_follow=source.stats_follow_calls)
             if hello is not None:
                 self.fleet.fold_many(key, [r for r in records if type(r) is not schema.PayloadRecord])
         if refused is not None:

@@ -37,6 +37,7 @@ class _Target:
     identity: tuple[int, int] | None = None  # (inode, mtime) of the socket file when last tried
     connecting: bool = False
     said: str | None = None  # why a named socket is still waited for, as last said
+    dismissed: bool = False  # the user dismissed its process: no row for it until its socket is there again
 
 
 @dataclass
@@ -135,6 +136,7 @@ class LocalSockets(Source):
         target = self._targets.get(key)
         if target is not None:
             target.identity = target.said = None
+            target.dismissed = True
             if self.targets.discovering:
                 del self._targets[key]
             self._next_scan = 0.0
@@ -174,22 +176,26 @@ class LocalSockets(Source):
             return  # this socket was tried and its stream is over: only a new one (or a dismiss) is tried
         target.identity = identity
         target.connecting = True
+        target.dismissed = False
         self._attaching += 1
         self.sink.attach(target.key, target.pid)
         threading.Thread(target=self._connect, args=(target,), name="dspy-top-connect", daemon=True).start()
 
     def _missing(self, target: _Target) -> None:
         """A named target (-p/--socket) with no socket yet: say so, keep looking."""
-        if self.targets.discovering or target.identity is not None:
-            return  # a socket that vanished: its process ended (or was never ours); its row says how
+        if self.targets.discovering or target.identity is not None or target.dismissed:
+            # A socket that vanished: its process ended (or was never ours), and its row says how; or
+            # the user dismissed that row (x), which must not come back as `no process N`.
+            return
         pid = target.pid
-        gone = pid is not None and not client.pid_alive(pid)
-        if gone:
-            reason = f"no process {pid}"
-        elif pid is not None:
-            reason = f"waiting for pid {pid} to serve dspy-top (run it with DSPY_TOP=1 or dspy_top.instrument())"
-        else:
+        # --socket PATH with nothing there fails at once, as -p of a gone pid: nothing to wait for.
+        gone = pid is None or not client.pid_alive(pid)
+        if pid is None:
             reason = f"no socket at {target.path}"
+        elif gone:
+            reason = f"no process {pid}"
+        else:
+            reason = f"waiting for pid {pid} to serve dspy-top (run it with DSPY_TOP=1 or dspy_top.instrument())"
         if reason == target.said:
             return
         target.said = reason

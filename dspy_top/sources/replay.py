@@ -102,6 +102,8 @@ class RecordingSource(Source):
     history capacity). The clock starts paused at the end (the whole run), or where `at` says.
     """
 
+    stats_follow_calls = False  # a recording keeps fewer stats than calls: each call shows as it comes
+
     def __init__(self, recordings: Sequence[Recording], *, history: int = HISTORY, at: float | None = None,
                  monotonic=time.monotonic) -> None:
         if not recordings:

@@ -6,42 +6,60 @@ which updates its widgets, diffed by key. The app owns the fleet and the collect
 refresh timer, payload answers, the job, quitting, and which screen is in front; each
 screen owns its panes and keys. Threads reach the app only through `post_message`.
 Styling lives in app.tcss.
+
+The first frame comes before any collection: `dspy-top` builds the model and the collector
+(`connect`) and starts collecting once it is on screen, and what the first frame does not show
+(the model, the other screens) is imported after it.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Sequence
 
 from textual.app import App
 from textual.binding import Binding
 
-from dspy_top.model import CallQuery, CallSummary, Fleet, ProcessRow, Snapshot
 from dspy_top.model.budget import BudgetAlarm
+from dspy_top.model.calls import HISTORY, CallQuery
 from dspy_top.model.payloads import PayloadAnswer
-from dspy_top.pricing import Price
-from dspy_top.sources.base import Source
-from dspy_top.sources.collector import Collector
+from dspy_top.viewer import format as fmt
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
-from dspy_top.viewer.screens.confirm_stop import ConfirmStop
-from dspy_top.viewer.screens.help import HelpScreen
-from dspy_top.viewer.screens.inspect import InspectScreen
+from dspy_top.viewer.payload_search import PayloadSearch
+from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.screens.main import MainScreen
-from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from dspy_top.viewer.screens.view import FleetScreen
 from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
 
-HISTORY_ROWS = 200  # newest calls the history pane shows (the fleet holds 10,000; filters search them all)
-PAYLOAD_CACHE = 200
+    from dspy_top.model import CallSummary, Fleet, ProcessRow, Snapshot
+    from dspy_top.pricing import Price
+    from dspy_top.sources.base import Source
+    from dspy_top.sources.collector import Collector
+    from dspy_top.viewer.screens.optimizers import OptimizersScreen
+
+
+# Screens the first frame does not need are imported when first shown: the first frame comes sooner.
+def _optimizers_screen() -> OptimizersScreen:
+    from dspy_top.viewer.screens.optimizers import OptimizersScreen
+
+    return OptimizersScreen()
+
+
+def _is(screen: object, name: str) -> bool:
+    """Whether `screen` is of the screen class `name` (or a subclass: a replay's), without importing a module
+    the start does not need."""
+    return any(cls.__name__ == name for cls in type(screen).__mro__)
+
+
+DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds between refreshes that `d` steps through (like top's d)
 ALERTS_SHOWN = 3  # new budget alerts shown as notifications per refresh; the rest are counted in one more
 QUIET_REDRAW = 5.0  # seconds: with no new data, the tables are redrawn this often (rates decay)
 
@@ -52,31 +70,35 @@ class TopApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "dspy-top"
     ENABLE_COMMAND_PALETTE = False
-    SCREENS = {"optimizers": OptimizersScreen}  # made on the first `o`, then kept (its sort and cursor)
+    SCREENS = {"optimizers": _optimizers_screen}  # made on the first `o`, then kept (its sort and cursor)
 
     # Every other key belongs to a screen (screens/); ctrl+c answers on all of them.
     BINDINGS = [Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True)]
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleet: Fleet | None,
         collector: Collector | None = None,
         *,
         delay: float = 1.0,
         job: Job | None = None,
         watching: str | None = None,
-        history_rows: int = HISTORY_ROWS,
+        history_rows: int | None = None,
         start_collector: bool = True,
         notice: str | None = None,
+        connect: Callable[[], tuple[Fleet, Collector]] | None = None,
+        kept_payloads: int = KEPT_CHARS,
     ) -> None:
+        """`fleet` and `collector`, or `connect` to make them once the first frame is on screen."""
         super().__init__()
         self.fleet = fleet
         self.collector = collector
+        self._connect = connect
         self.delay = delay
         self.job = job
         self.job_output = JobTranscript(MAX_LINES) if job is not None else None
         self.watching = watching or (collector.where if collector else ".")  # said while nothing is attached
-        self.history_rows = history_rows
+        self._history_rows = history_rows
         self.start_collector = start_collector
         self.start_notice = notice  # said once the screen is up (why the runtime directory is not the usual one)
         # What every screen shows alike: set on one screen, followed by the others.
@@ -85,16 +107,25 @@ class TopApp(App):
         self.call_query = CallQuery("")
         self.log_hidden = False
         self.snapshot: Snapshot | None = None
-        self._payloads: OrderedDict[tuple[str, int], PayloadAnswer] = OrderedDict()
+        self.shown_payloads = ShownPayloads(kept_payloads)
         self._interrupts = 0
         self._version = -1
         self._full_at = 0.0
         self.budget_alarm = BudgetAlarm()
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
+        self._refresh_timer = None
+        self.search = PayloadSearch()  # `/` with free words: prompts and responses read for it
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
+
+    @property
+    def history_rows(self) -> int:
+        """Every call the fleet holds is in the history pane (a line-API view draws only what is on screen)."""
+        if self._history_rows is not None:
+            return self._history_rows
+        return self.fleet.history.capacity if self.fleet is not None else HISTORY
 
     def get_default_screen(self) -> MainScreen:
         # The main screen composes itself while the app starts; the app does not wait for it (as a
@@ -117,23 +148,34 @@ class TopApp(App):
                        markup=markup)
 
     def on_load(self) -> None:
-        """The first snapshot, taken before the main screen mounts: its first frame shows it."""
+        """A fleet given up front (tests, `dspy-top run`): its first snapshot, which the first frame shows."""
+        if self.fleet is None:
+            return
         with self.fleet.lock:
             self._version = self.fleet.version
             self.snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
         self._full_at = time.monotonic()
 
     def on_mount(self) -> None:
-        if self.collector is not None and self.start_collector:
-            self.collector.start()
         self._follow_job()
         if self.snapshot is not None:
             self.apply(self.snapshot)  # on screen already: the alerts it brings
-        # A quick second look once the collector has attached, then the steady pace.
-        self.set_timer(0.25, self.refresh_from_model)
-        self.set_interval(self.delay, self.refresh_from_model)
+        # Collecting starts once the first frame is on screen: attaching and folding never delay it.
+        self.call_after_refresh(self._start_collecting)
+        self._refresh_timer = self.set_interval(self.delay, self.refresh_from_model)
         if self.start_notice:
             self.notify(self.start_notice, severity="warning", timeout=20)
+
+    def _start_collecting(self) -> None:
+        if self.fleet is None and self._connect is not None:
+            self.fleet, self.collector = self._connect()
+            self.collector.on_payload = self._payload_from_thread
+            self.collector.on_notice = self._notice_from_thread
+        if self.collector is not None and self.start_collector:
+            self.collector.start()
+        self.refresh_now()
+        # A quick second look once the collector has attached, then the steady pace.
+        self.set_timer(0.25, self.refresh_from_model)
 
     def on_unmount(self) -> None:
         if self.collector is not None:
@@ -150,9 +192,10 @@ class TopApp(App):
     # --- the refresh loop -------------------------------------------------------------
 
     def refresh_from_model(self) -> None:
-        if not self.is_running:
-            return  # shutting down: a timer that fired as the widgets went away
+        if not self.is_running or self.fleet is None:
+            return  # shutting down (a timer that fired as the widgets went away), or not collecting yet
         self._follow_job()
+        self.keep_shown_payloads()  # what the screen shows (paused or not) opens after its process ended
         if self.paused and self.snapshot is not None:
             return
         with self.fleet.lock:
@@ -172,6 +215,7 @@ class TopApp(App):
 
     def apply(self, snapshot: Snapshot) -> None:
         """Hand `snapshot` to the screen in front, and say the budget alerts it brings."""
+        self._search_step()
         self.snapshot = snapshot
         view = self.view
         if view is not None and view.snapshot is not snapshot:
@@ -180,6 +224,8 @@ class TopApp(App):
         self.update_stop_binding()
 
     def refresh_now(self) -> None:
+        if self.fleet is None:
+            return
         with self.fleet.lock:
             snapshot = self.fleet.snapshot(self.focus_key, self.call_query, self.history_rows)
         self.apply(snapshot)
@@ -193,6 +239,10 @@ class TopApp(App):
         self._alerts_seen.update(alert.key for alert in fresh)
         # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
         for alert in fresh[:ALERTS_SHOWN]:
+            if alert.level == "stop" and alert.scope == "viewer":  # a stop asked for with `k`, not a budget
+                self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
+                            title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+                continue
             severity = "warning" if alert.level == "80" else "error"
             self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
                         severity=severity, timeout=15)
@@ -215,17 +265,25 @@ class TopApp(App):
         code = job.returncode()
         if code is not None and not ended:
             transcript.exit_code = code
+        if code is not None and self.fleet is not None:
+            with self.fleet.lock:
+                self.fleet.exit_status(job.pid, code)  # the job's process row says how it exited
         view = self.view
         if view is not None:
             view.sync_job()
 
     def job_note(self) -> str | None:
+        """The job's state in the status line, as the process list says it: its exit message ends it there."""
         if self.job is None:
             return None
         code = self.job.returncode()
-        if code is None:
-            return f"job pid {self.job.pid} running · ctrl+c interrupts it"
-        return f"job exited with code {code} · q quits"
+        if code is not None:
+            return f"job exited with code {code} · q quits"
+        snapshot = self.snapshot
+        row = next((p for p in snapshot.processes if p.pid == self.job.pid), None) if snapshot else None
+        if row is not None and row.state == "ended":
+            return f"job pid {self.job.pid} ended its run (final numbers received) · exiting"
+        return f"job pid {self.job.pid} running · ctrl+c interrupts it"
 
     def action_interrupt(self) -> None:
         """ctrl+c: with a running job, the first one interrupts the job, the second quits."""
@@ -250,9 +308,8 @@ class TopApp(App):
         self.post_message(Notice(text))
 
     def fetch_payload(self, call: CallSummary) -> None:
-        cached = self._payloads.get(call.key)
+        cached = self.shown_payloads.get(call.key)
         if cached is not None:
-            self._payloads.move_to_end(call.key)
             self.call_after_refresh(self._forward_answer, cached)
             return
         if self.collector is None:
@@ -262,25 +319,47 @@ class TopApp(App):
         self.collector.request_payload(call.process, call.id)
 
     def forget_payload(self, call: CallSummary) -> None:
-        self._payloads.pop(call.key, None)
+        self.shown_payloads.forget(call.key)
+
+    def keep_shown_payloads(self) -> None:
+        """Ask the processes for the payloads of the calls on screen, to keep (shown_payloads.py)."""
+        view = self.view
+        if self.collector is None or self.fleet is None or view is None:
+            return
+        shown = view.shown_calls()
+        if not shown:
+            return
+        with self.fleet.lock:
+            kept_by = self.fleet.payloads_kept()
+        for process, call_id in self.shown_payloads.wanted(shown, kept_by):
+            self.collector.request_payload(process, call_id)
 
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity="error", timeout=10)
 
+    def _search_step(self) -> None:
+        if self.collector is not None and (self.call_query.words or self.search.active):
+            self.search.step(self.fleet, self.call_query, self.focus_key, self.collector.request_payload)
+
     def on_payload_arrived(self, message: PayloadArrived) -> None:
         answer = message.answer
-        if answer.payload is not None:
-            self._payloads[(answer.process, answer.call_id)] = answer
-            while len(self._payloads) > PAYLOAD_CACHE:
-                self._payloads.popitem(last=False)
+        if self.fleet is not None:
+            with self.fleet.lock:  # its text joins what `/` searches, whoever asked for it
+                self.fleet.payload_read(answer, searching=bool(self.call_query.words))
+        if self.search.answered((answer.process, answer.call_id)) and self.call_query.words:
+            self._search_step()
+        self.shown_payloads.add(answer)  # kept, whoever asked: it opens after its process ended
         self._forward_answer(answer)
 
     def _forward_answer(self, answer: PayloadAnswer) -> None:
-        if isinstance(self.screen, InspectScreen):
+        # An answer can come as the app shuts down (a shown call's, asked for a moment before): no screen then.
+        if self.screen_stack and _is(self.screen, "InspectScreen"):
             self.screen.show_answer(answer)
 
     def module_chains(self) -> dict[str, tuple[str, ...]]:
         """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
+        if self.fleet is None:
+            return {}
         with self.fleet.lock:
             return self.fleet.module_chains()
 
@@ -303,10 +382,31 @@ class TopApp(App):
     def action_focus_all(self) -> None:
         self.set_focus_process(None)
 
+    def ask_dismiss(self, key: str) -> None:
+        """`x`: forget an ended or broken process once the user said yes (its numbers leave the totals)."""
+        snapshot = self.snapshot
+        row = next((p for p in snapshot.processes if p.key == key), None) if snapshot else None
+        if row is None:
+            return
+        if row.state in ("running", "connecting"):
+            self.notify("only an ended or broken process can be dismissed", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss_process(key)
+
+        from dspy_top.viewer.screens.confirm import ConfirmDismiss
+
+        script = fmt.command(row.argv) if row.argv else row.command
+        self.push_screen(ConfirmDismiss(row.pid, script, row.totals.calls), answered)
+
     def dismiss_process(self, key: str) -> bool:
         """Forget an ended or broken process; False when it is live."""
         if self.collector is not None:
             dismissed = self.collector.dismiss(key)
+        elif self.fleet is None:
+            return False
         else:
             with self.fleet.lock:
                 dismissed = self.fleet.dismiss(key)
@@ -315,6 +415,15 @@ class TopApp(App):
                 self.focus_key = None
             self.refresh_now()
         return dismissed
+
+    def action_delay(self) -> None:
+        """`d`: the next refresh interval of DELAYS (as top's d sets it)."""
+        later = [d for d in DELAYS if d > self.delay + 1e-9]
+        self.delay = later[0] if later else DELAYS[0]
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+        self._refresh_timer = self.set_interval(self.delay, self.refresh_from_model)
+        self.notify(f"refreshing every {self.delay:g} s (d changes it)", timeout=3)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -328,27 +437,30 @@ class TopApp(App):
 
     def action_optimizers(self) -> None:
         """`o`: the optimizer screen, or back from it."""
-        if isinstance(self.screen, OptimizersScreen):
+        if _is(self.screen, "OptimizersScreen"):
             self.pop_screen()
         else:
             self.push_screen("optimizers")
 
     def show_main(self) -> MainScreen:
         """Back to the main screen (from the optimizer screen); the main screen."""
-        if isinstance(self.screen, OptimizersScreen):
+        if _is(self.screen, "OptimizersScreen"):
             self.pop_screen()
         main = self.screen_stack[0]
         assert isinstance(main, MainScreen)
         return main
 
     def action_help(self) -> None:
+        from dspy_top.viewer.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     # --- stopping a job (k) ----------------------------------------------------------------
 
     def stop_target(self) -> ProcessRow | None:
-        """The running process `k` would stop: the focused one, or the one under the process list's cursor."""
+        """The running process `k` would stop: the focused one, the one under the process list's cursor,
+        or else the only one running (`dspy-top run`'s job)."""
         snapshot = self.snapshot
         if snapshot is None:
             return None
@@ -356,6 +468,9 @@ class TopApp(App):
         if key is None:
             screen = self.screen
             key = screen.process_at_cursor() if isinstance(screen, FleetScreen) else None
+        if key is None:
+            running = [p for p in snapshot.processes if p.state == "running"]
+            key = running[0].key if len(running) == 1 else None
         row = next((p for p in snapshot.processes if p.key == key), None)
         return row if row is not None and row.state == "running" else None
 
@@ -384,14 +499,17 @@ class TopApp(App):
     def action_stop_job(self) -> None:
         target = self.stop_target()
         if target is None:
-            self.notify("focus a running process first (p, then enter)", severity="warning")
+            self.notify("several processes run: choose one in the process list first (p)", severity="warning")
             return
 
         def answered(stop: bool | None) -> None:
             if stop:
                 self.request_stop(target)
 
-        self.push_screen(ConfirmStop(target.pid, target.command), answered)
+        from dspy_top.viewer.screens.confirm import ConfirmStop
+
+        self.push_screen(ConfirmStop(target.pid, fmt.command(target.argv) if target.argv else target.command),
+                         answered)
 
     def request_stop(self, target: ProcessRow) -> None:
         if self.collector is None or not hasattr(self.collector, "request_stop"):
@@ -402,17 +520,31 @@ class TopApp(App):
 
 
 def run_viewer(
-    sources: list[Source],
+    sources: Sequence[Source] | Callable[[], Sequence[Source]],
     *,
+    watching: str | None = None,
     delay: float = 1.0,
     job: Job | None = None,
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
     notice: str | None = None,
+    history: int = HISTORY,
 ) -> int:
-    """Run the interactive viewer on `sources` until the user quits; the return value is the exit status."""
-    fleet = Fleet(clock, prices=prices, budget_usd=budget_usd)
-    app = TopApp(fleet, Collector(fleet, sources), delay=delay, job=job, notice=notice)
+    """Run the interactive viewer on `sources` until the user quits; the return value is the exit status.
+
+    `sources` may be a function that makes them: it is called once the first frame is on screen
+    (then `watching` says what they watch, for the screen with nothing attached)."""
+
+    def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
+        from dspy_top.model import Fleet
+        from dspy_top.sources.collector import Collector
+
+        fleet = Fleet(clock, prices=prices, budget_usd=budget_usd, history_capacity=history)
+        return fleet, Collector(fleet, sources() if callable(sources) else sources)
+
+    if watching is None and not callable(sources):
+        watching = ", ".join(source.where for source in sources)
+    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect)
     app.run()
     return 0

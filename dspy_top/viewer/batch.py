@@ -46,6 +46,7 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
         "totals": {
             **totals.to_json(),
             "tokens_per_sec": round(snapshot.tokens_per_sec, 3),
+            "output_tokens_per_sec": round(snapshot.output_tokens_per_sec, 3),
             "tokens_per_sec_avg": round(snapshot.tokens_per_sec_avg, 3),
             "cost_per_min": round(snapshot.cost_per_min, 10),
             "cache_hit_rate": totals.cache_hit_rate,
@@ -56,11 +57,13 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
             {
                 "path": node.path, "class": node.class_name, **node.counters.to_json(),
                 "tokens_per_sec": round(node.tokens_per_sec, 3),
-                "cost_share": (node.counters.cost_usd / total_cost) if total_cost else None,
+                "cost_share": cost_share(node.counters, total_cost),
             }
             for node in leaves
         ],
-        "models": [{"model": row.model, **row.counters.to_json(), "price_override": row.price_override}
+        "models": [{"model": row.model, **row.counters.to_json(), "price_override": row.price_override,
+                    "tokens_per_sec": round(row.tokens_per_sec, 3),
+                    "output_tokens_per_sec": round(row.output_tokens_per_sec, 3)}
                    for row in snapshot.models],
         "scopes": [
             {
@@ -74,6 +77,13 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
         "budget": budget_json(snapshot),
         "optimizers": optimizers_json(snapshot),
     }
+
+
+def cost_share(counters, total_cost: float) -> float | None:
+    """A module's part of the total cost; None when the total is 0 or the module's cost is unknown."""
+    if not total_cost or (counters.unpriced_calls and not counters.cost_usd):
+        return None
+    return counters.cost_usd / total_cost
 
 
 def rates_json(snapshot: Snapshot) -> dict[str, Any] | None:
@@ -140,7 +150,8 @@ def snapshot_text(snapshot: Snapshot) -> str:
         f"{len(snapshot.in_view)} process{'es' if len(snapshot.in_view) != 1 else ''} ({snapshot.live} live), "
         f"{t.calls:,} calls ({t.in_flight} in flight)",
         f"Tokens: {fmt.token_count(t, t.prompt_tokens)} in, {fmt.token_count(t, t.completion_tokens)} out, "
-        f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now, {fmt.rate(snapshot.tokens_per_sec_avg)} avg"
+        f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now ({fmt.rate(snapshot.output_tokens_per_sec)} out/s), "
+        f"{fmt.rate(snapshot.tokens_per_sec_avg)} avg"
         + (f" ({t.unmetered_calls} calls without token counts)" if t.unmetered_calls else ""),
         f"Cost: {fmt.cost(t)}" + (f" ({t.unpriced_calls} unpriced calls)" if t.unpriced_calls else "")
         + f", {fmt.dollars(snapshot.cost_per_min)}/min, cache {fmt.percent(t.cache_hit_rate)} "

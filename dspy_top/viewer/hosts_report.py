@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dspy_top.model import ProcessRow, Snapshot
-from dspy_top.model.hosts import HostRow
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:  # for annotations only: the first frame (status line, process list) loads no model
+    from dspy_top.model import ProcessRow, Snapshot
+    from dspy_top.model.hosts import HostRow
 
 LOCAL = "local"  # what the host column says of this machine's processes
 HOST_WIDTH = 16  # the host column's width at most
@@ -27,8 +29,8 @@ def host_width(snapshot: Snapshot) -> int:
 
 
 def host_cell(name: str, width: int) -> str:
-    """A batch text row's host column (empty without --host): the name, inert, cut to `width`."""
-    return f"{inert(name)[:width]:<{width}} " if width else ""
+    """A batch text row's host column (empty without --host): the name, inert, cut in the middle to `width`."""
+    return f"{fmt.middle(inert(name), width):<{width}} " if width else ""
 
 
 def host_state(host: HostRow, now: float, countdown: bool = True) -> str:

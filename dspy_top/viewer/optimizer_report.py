@@ -79,7 +79,7 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
                          f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  -")
             continue
         name = ("  " * run.depth + inert(run.label) + (f" [pid {run.pid}]" if run.depth == 0 else ""))[:36]
-        best = f"{run.best_score:.1f}" if run.best_score is not None else "-"
+        best = fmt.score(run.best_score)
         finish = "-"
         if run.state == "running":
             cost = fmt.dollars(run.cost_to_finish) if run.cost_to_finish is not None else "?"
@@ -96,9 +96,9 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
                 if trial.failed:
                     score = "failed"
                 elif trial.score is not None:
-                    score = f"{trial.score:.1f}" + ("*" if trial.best else "") + ("m" if trial.full is False else "")
+                    score = fmt.score(trial.score) + ("*" if trial.best else "") + ("m" if trial.full is False else "")
                 else:
-                    score = f"{trial.running_score:.1f}…" if trial.running_score is not None else "…"
+                    score = f"{fmt.score(trial.running_score)}…" if trial.running_score is not None else "…"
                 cells.append(f"{trial.number}:{score}")
             more = f"({len(run.trials) - len(shown)} older) " if len(run.trials) > len(shown) else ""
             lines.append("  " * run.depth + f"  trials {more}" + " ".join(cells) + "   (* best, m minibatch)")
@@ -136,7 +136,7 @@ def optimizer_line(runs: Iterable[OptimizerRun], now: float) -> str | None:
             parts[0] = f"{run.label} {run.phase}"
     parts.append(_clock(run.elapsed))
     if run.best_score is not None and run.class_name != EVALUATE:
-        parts.append(f"best {run.best_score:.1f}")
+        parts.append(f"best {fmt.score(run.best_score)}")
     # The newest running evaluation anywhere in view, this run's or another's.
     evaluations = [t for r in running for t in r.trials if t.scope.running]
     if evaluations:
@@ -144,7 +144,7 @@ def optimizer_line(runs: Iterable[OptimizerRun], now: float) -> str | None:
         text = f"eval {latest.done}/{latest.total}" if latest.total else f"eval {latest.done}"
         score = latest.score_so_far
         if score is not None:
-            text += f" · {score:.1f}%"
+            text += f" · {fmt.score(score)}"
         if latest.total:
             filled = round(8 * latest.done / latest.total)
             text += " " + "▓" * filled + "░" * (8 - filled)

@@ -30,7 +30,7 @@ def counters(calls, prompt, completion, cost, *, hits=0, errors=0, retries=0, un
     return {"calls": calls, "errors": errors, "retries": retries, "cache_hits": hits, "prompt_tokens": prompt,
             "completion_tokens": completion, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": cost,
             "unpriced_calls": unpriced, "cost_saved_usd": saved, "latency_s": 1.0 * calls, "in_flight": in_flight,
-            "latency_hist": hist, "last_at": last_at}
+            "latency_sketch": latency.encode(hist), "last_at": last_at}
 
 
 def _hello(pid, argv, started):
@@ -159,13 +159,3 @@ class ScriptedCollector:
         self.requests.append((process, call_id))
         self.on_payload(PayloadAnswer(process, call_id, self.payload))
 
-
-def pressing(*keys: str):
-    """Press `keys` once the main screen is mounted (it composes as the app starts: a key pressed
-    earlier, on a loaded machine, goes nowhere and the snapshot shows the screen without it)."""
-    async def run_before(pilot) -> None:
-        while not pilot.app.screen_stack[0].is_mounted:
-            await pilot.pause(0.01)
-        await pilot.press(*keys)
-        await pilot.pause()
-    return run_before

@@ -1,7 +1,10 @@
-"""One LM call as `dspy.inspect_history` shows it: facts on top, each message by role, the response.
+"""One LM call: facts on top, then the response first and each message by role after it (`body`),
+or exactly as `dspy.inspect_history` prints it (`inspect_history_text`).
 
-Pure rendering (Rich text only) so it is tested without an app. Everything the call or its payload
-says passes through `inert`: an LM's response may hold escape sequences.
+The response comes first because it is what one opens a call for; the system message, which
+DSPy makes long, comes after. Pure rendering (Rich text only) so it is tested without an app.
+Everything the call or its payload says passes through `inert`: an LM's response may hold
+escape sequences.
 """
 
 from __future__ import annotations
@@ -87,17 +90,10 @@ def _content(content: Any) -> str:
 
 
 def body(payload: dict[str, Any]) -> list[Text]:
-    """Messages by role, the response(s), tool calls, usage and request options."""
+    """The response(s) and tool calls first, then the messages by role, usage and request options.
+
+    Section headings are Text blocks of their own (`is_section`), so a screen can jump between them."""
     out: list[Text] = []
-    for message in _items(payload.get("messages")):
-        if not isinstance(message, dict):
-            out += [section("Message"), shown(str(message))]
-            continue
-        role = str(message.get("role", "?"))
-        out.append(section(f"{role.capitalize()} message", ROLE_STYLE.get(role, "bold")))
-        out.append(shown(_content(message.get("content"))))
-        for tool_call in _items(message.get("tool_calls")):
-            out.append(shown(f"tool call: {json.dumps(tool_call, default=str)}", style="yellow"))
     outputs = payload.get("outputs")
     if outputs is not None:
         outputs = outputs if isinstance(outputs, list) else [outputs]
@@ -115,6 +111,15 @@ def body(payload: dict[str, Any]) -> list[Text]:
                 out.append(shown(_content(output)))
     if payload.get("error"):
         out += [section("Error", "bold red"), shown(str(payload["error"]), style="red")]
+    for message in _items(payload.get("messages")):
+        if not isinstance(message, dict):
+            out += [section("Message"), shown(str(message))]
+            continue
+        role = str(message.get("role", "?"))
+        out.append(section(f"{role.capitalize()} message", ROLE_STYLE.get(role, "bold")))
+        out.append(shown(_content(message.get("content"))))
+        for tool_call in _items(message.get("tool_calls")):
+            out.append(shown(f"tool call: {json.dumps(tool_call, default=str)}", style="yellow"))
     usage = payload.get("usage")
     if usage:
         out += [section("Usage", "dim"), shown(json.dumps(usage, default=str, indent=1), style="dim")]
@@ -122,6 +127,40 @@ def body(payload: dict[str, Any]) -> list[Text]:
     if options:
         out += [section("Request options", "dim"), shown(json.dumps(options, default=str), style="dim")]
     return out
+
+
+def is_section(block: Text) -> bool:
+    return block.plain.startswith("── ") and block.plain.endswith(" ──")
+
+
+def inspect_history_text(payload: dict[str, Any], when: str) -> Text:
+    """The call as `dspy.inspect_history()` prints it (without its colours): `[time]`, each message
+    with its role, the response, tool calls. The text one pastes into an issue or compares with DSPy's."""
+    lines: list[str] = [f"[{when}]", ""]
+    for message in _items(payload.get("messages")):
+        if not isinstance(message, dict):
+            lines += [str(message), "", ""]
+            continue
+        lines.append(f"{str(message.get('role', '?')).capitalize()} message:")
+        lines.append("")
+        lines.append(_content(message.get("content")).strip())
+        calls = _items(message.get("tool_calls"))
+        if calls:
+            lines += ["Tool calls:", *(_tool_call(call) for call in calls)]
+        lines += ["", ""]
+    outputs = payload.get("outputs")
+    outputs = outputs if isinstance(outputs, list) else [outputs] if outputs is not None else []
+    if outputs:
+        first = outputs[0]
+        text = _content(first.get("text")) if isinstance(first, dict) else _content(first)
+        if text:
+            lines += ["Response:", "", text.strip()]
+        calls = _items(first.get("tool_calls")) if isinstance(first, dict) else []
+        if calls:
+            lines += ["Tool calls:", *(_tool_call(call) for call in calls)]
+        if len(outputs) > 1:
+            lines.append(f"\t (and {len(outputs) - 1} other completions)")
+    return Text(inert("\n".join(lines), multiline=True))
 
 
 def _items(value: Any) -> list:

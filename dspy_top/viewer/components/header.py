@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from dspy_top.model import Snapshot
 from dspy_top.model.before_attach import combined
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.optimizer_report import optimizer_line
 from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
+
+# Before the first snapshot (the first frame comes before any collection).
+STARTING = Text.assemble((" dspy-top ", "bold reverse"), ("  starting…", "dim"))
 
 
 class Header(Static):
     """Re-rendered from each snapshot; wraps whole segments to the width it has."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__("", **kwargs)
+        super().__init__(STARTING, **kwargs)
         self.paused = False
         self._snapshot: Snapshot | None = None
         self._drawn = ""
@@ -62,8 +68,8 @@ class Header(Static):
         calls.append(f" ({t.in_flight} in flight)", style="bold yellow" if t.in_flight else "")
         out.append(calls)
         rate = Text(f"{fmt.rate(snapshot.tokens_per_sec)} tok/s", style="bold")
-        if wide:
-            rate.append(f" (avg {fmt.rate(snapshot.tokens_per_sec_avg)})", style="dim")
+        rate.append(f" ({fmt.rate(snapshot.output_tokens_per_sec)} out/s", style="dim")
+        rate.append(f", avg {fmt.rate(snapshot.tokens_per_sec_avg)})" if wide else ")", style="dim")
         out.append(rate)
         budget = snapshot.budget
         level = budget.level if budget is not None else 0
@@ -95,8 +101,12 @@ class Header(Static):
             out.append(Text(before, style="dim"))
         out.append(Text(f"cache {fmt.percent(t.cache_hit_rate)} (saved {fmt.dollars(t.cost_saved_usd)})"))
         out.append(Text(f"{t.errors:,} err", style="bold red" if t.errors else ""))
-        out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
-        out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
+        # Under 100 columns a zero count of retries or drops gives its room to the panes (a header line
+        # at 80x24); errors always show.
+        if t.retries or wide:
+            out.append(Text(f"{t.retries:,} retries", style="yellow" if t.retries else ""))
+        if snapshot.dropped or wide:
+            out.append(Text(f"{snapshot.dropped:,} dropped", style="yellow" if snapshot.dropped else "dim"))
         lost = snapshot.not_final
         if lost:
             who = f"pid {lost[0].pid}" if len(lost) == 1 else f"{len(lost)} processes"
@@ -125,20 +135,46 @@ class Header(Static):
 
     @staticmethod
     def _sparklines(snapshot: Snapshot, width: int) -> Text:
+        """The charts with their legend (unit, peak, span) and, when it fits, the optimizer's progress
+        on the same line; otherwise the progress gets a line of its own."""
+        from dspy_top.viewer.optimizer_report import optimizer_line  # the model's optimizers: after the first frame
+
         progress = optimizer_line(snapshot.optimizers, snapshot.at)
         progress = inert(progress) if progress else None
         projection = snapshot.burn.evaluation if snapshot.burn is not None else None
         if progress and projection is not None and projection.projected_usd is not None:
             lower = "" if projection.cost_known else "+?"
             progress += f" · eval ends ~{fmt.dollars(projection.projected_usd)}{lower}"
-        room = width - 24 - (len(progress) + 3 if progress else 0)
-        span = max(8, min(40, room // 2))
+        bucket = snapshot.series_bucket
+        dollars_per_min = [value * 60.0 / bucket for value in snapshot.cost_series]
+
+        def legend(span: int) -> tuple[str, str, str]:
+            tokens, dollars = snapshot.token_series[-span:], dollars_per_min[-span:]
+            return (fmt.rate(max(tokens, default=0.0)), fmt.dollars(max(dollars, default=0.0)),
+                    fmt.short_span(span * bucket))
+
+        def fixed(parts: tuple[str, str, str]) -> int:  # " tok/s " … " peak X" "  $/min " … " peak Y" "  last Z"
+            return 7 + 6 + len(parts[0]) + 8 + 6 + len(parts[1]) + 7 + len(parts[2])
+
+        room = width - fixed(legend(40)) - 1
+        alone = not progress or room - len(progress) - 2 < 16
+        span = max(4, min(40, (room if alone else room - len(progress) - 2) // 2))
+        peak_tokens, peak_dollars, last = legend(span)
+        tokens = snapshot.token_series[-span:]
+        dollars_per_min = dollars_per_min[-span:]
         line = Text(" tok/s ", style="dim")
-        line.append(fmt.sparkline(snapshot.token_series, span), style="cyan")
-        line.append("  cost/min ", style="dim")
-        line.append(fmt.sparkline(snapshot.cost_series, span), style="green")
-        if progress:
+        line.append(fmt.sparkline(tokens, span), style="cyan")
+        line.append(f" peak {peak_tokens}", style="dim")
+        line.append("  $/min ", style="dim")
+        line.append(fmt.sparkline(dollars_per_min, span), style="green")
+        line.append(f" peak {peak_dollars}", style="dim")
+        line.append(f"  last {last}", style="dim")
+        if progress and not alone:
             line.append("  ")
             line.append(progress, style="bold magenta")
         line.truncate(width)
+        if progress and alone:
+            second = Text(" ")
+            second.append(fmt.whole_parts(progress, width - 1), style="bold magenta")
+            return Text("\n").join([line, second])
         return line

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from rich.segment import Segment
+from textual.strip import Strip
 from textual.widgets import Log
 
 from dspy_top.viewer.job import JobTranscript
@@ -32,6 +35,18 @@ class JobLog(Log):
         if transcript.exit_code is not None and not self._ended:
             self._ended = True
             self.job_ended(transcript.exit_code)
+
+    def render_line(self, y: int) -> Strip:
+        """A line longer than the pane ends in `…` at its edge: cut silently, `Trial 8 / 20` would read
+        `Trial 8 / 2` (the log file holds every line whole)."""
+        strip = super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width  # what shows: the scrollbar's gutter is not drawn over
+        index = scroll_y + y
+        lines = self.lines
+        if width > 1 and index < len(lines) and cell_len(lines[index]) > scroll_x + width:
+            strip = Strip.join([strip.crop(0, width - 1), Strip([Segment("…", self.rich_style)], 1)])
+        return strip
 
     def add_output(self, text: str) -> None:
         if not text:

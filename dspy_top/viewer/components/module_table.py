@@ -2,40 +2,45 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
-from dspy_top.model import Snapshot
 from dspy_top.model.calls import CallQuery
-from dspy_top.model.tree import ModuleRow, flatten
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
-# Right-justified widths include one leading space as the gap between columns.
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
+    from dspy_top.model.tree import ModuleRow
+
+# Content widths (the table adds one blank between columns): each holds the longest value its
+# format makes (fmt.count and fmt.tokens stay within 7, fmt.seconds within 6).
 WIDE = (
-    Column("state", " STATE", 7, right=False, sort="state"),
+    Column("state", "STATE", 6, right=False, sort="state"),
     Column("calls", "CALLS", 7, sort="calls"),
-    Column("in_flight", "INFL", 5, sort="in_flight"),
-    Column("prompt_tokens", "IN TOK", 7, sort="prompt_tokens"),
-    Column("completion_tokens", "OUT TOK", 8, sort="completion_tokens"),
-    Column("tokens_per_sec", "TOK/S", 7, sort="tokens_per_sec"),
-    Column("cost", "COST", 10, sort="cost"),
-    Column("share", "%COST", 6, sort="share"),
+    Column("in_flight", "INFL", 4, sort="in_flight"),
+    Column("prompt_tokens", "IN TOK", 6, sort="prompt_tokens"),
+    Column("completion_tokens", "OUT TOK", 7, sort="completion_tokens"),
+    Column("tokens_per_sec", "TOK/S", 5, sort="tokens_per_sec"),
+    Column("cost", "COST", 9, sort="cost"),
+    Column("share", "%COST", 5, sort="share"),
     Column("p50", "P50", 6, sort="p50"),
     Column("p95", "P95", 6, sort="p95"),
     Column("errors", "ERR", 5, sort="errors"),
-    Column("cache_hits", "HITS", 6, sort="cache_hits"),
-    Column("saved", "SAVED", 8, sort="saved"),
+    Column("cache_hits", "HITS", 5, sort="cache_hits"),
+    Column("saved", "SAVED", 9, sort="saved"),
 )
 NARROW = (
-    Column("calls", "CALLS", 8, sort="calls"),
-    Column("tokens_per_sec", "TOK/S", 7, sort="tokens_per_sec"),
-    Column("cost", "COST", 10, sort="cost"),
-    Column("share", "%COST", 6, sort="share"),
-    Column("p95", "P95", 7, sort="p95"),
+    Column("calls", "CALLS", 7, sort="calls"),
+    Column("tokens_per_sec", "TOK/S", 5, sort="tokens_per_sec"),
+    Column("cost", "COST", 9, sort="cost"),
+    Column("share", "%COST", 5, sort="share"),
+    Column("p95", "P95", 6, sort="p95"),
     Column("errors", "ERR", 5, sort="errors"),
-    Column("cache_hits", "HITS", 6, sort="cache_hits"),
+    Column("cache_hits", "HITS", 5, sort="cache_hits"),
 )
 SORT_NAMES = {
     "module": "module", "state": "state", "calls": "calls", "in_flight": "in flight",
@@ -51,7 +56,7 @@ class ModuleTable(SortableColumns, KeyedTable):
     ascending_first = frozenset({"module"})
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self.sort_key = "cost"
         self.descending = True
         self.tree_mode = True
@@ -66,7 +71,7 @@ class ModuleTable(SortableColumns, KeyedTable):
     def layout_for(self, width: int, narrow: bool) -> None:
         self.narrow = narrow
         fixed = NARROW if narrow else WIDE
-        name_width = max(16, width - sum(c.width for c in fixed) - 2)
+        name_width = self.first_width(width, fixed, least=16)
         self.set_columns((Column("module", "MODULE", name_width, right=False, sort="module"), *fixed))
         self._label_headers()
 
@@ -125,8 +130,14 @@ class ModuleTable(SortableColumns, KeyedTable):
             self.show(self._snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
+        from dspy_top.model.tree import flatten  # imported with the first snapshot, after the first frame
+
         self._snapshot = snapshot
-        keep = (lambda path: self.filter_query.matches_module(path)) if self.filter_query.text.strip() else None
+        keep = None
+        if self.filter_query.text.strip():
+            # A module stays when its path matches, or when a call it made matched (by its prompt or response).
+            made = {call.path for call in snapshot.calls} if self.filter_query.words else set()
+            keep = lambda path: self.filter_query.matches_module(path) or path in made  # noqa: E731
         self._rows = flatten(snapshot.modules, collapsed=self.collapsed, sort=self.sort_key,
                              descending=self.descending, tree=self.tree_mode, keep=keep)
         total_cost = snapshot.totals.cost_usd
@@ -143,20 +154,30 @@ class ModuleTable(SortableColumns, KeyedTable):
         extra = f" · filter {self.filter_query.text!r}" if self.filter_query.text.strip() else ""
         return f"Modules ({mode}, {order}{extra})"
 
+    def _module_cell(self, row: ModuleRow, width: int) -> Text:
+        """Tree guide, name and class in `width` cells: the class goes first, then the name is cut in the middle."""
+        node = row.node
+        text = Text(no_wrap=True, overflow="ellipsis")
+        guide = ""
+        if self.tree_mode:
+            guide = row.guide + (" " if row.depth else "")
+            text.append(guide, style="dim" if row.depth else "bold")
+        name = inert(node.name)
+        kind = f"  {inert(node.class_name)}" if node.class_name and node.class_name != node.name else ""
+        room = width - len(guide)
+        if len(name) + len(kind) > room:
+            kind = ""
+        text.append(fmt.middle(name, room), style="bold" if row.depth == 0 and self.tree_mode else "")
+        text.append(kind, style="dim")
+        return text
+
     def _cell(self, key: str, row: ModuleRow, total_cost: float):
         node = row.node
         c = node.counters
         if key == "module":
-            text = Text(no_wrap=True, overflow="ellipsis")
-            if self.tree_mode:
-                text.append("  " * max(0, row.depth - 1) + row.guide, style="dim" if row.depth else "bold")
-                text.append(" " if row.depth else "")
-            text.append(inert(node.name), style="bold" if row.depth == 0 and self.tree_mode else "")
-            if node.class_name and node.class_name != node.name:
-                text.append(f"  {inert(node.class_name)}", style="dim")
-            return text
+            return self._module_cell(row, self.table_columns[0].width)
         if key == "state":
-            return Text(" active", style="green") if node.active else Text(" idle", style="dim")
+            return Text("active", style="green") if node.active else Text("idle", style="dim")
         if key == "calls":
             return fmt.count(c.calls)
         if key == "in_flight":
@@ -170,15 +191,17 @@ class ModuleTable(SortableColumns, KeyedTable):
         if key == "cost":
             return Text(fmt.cost(c), style="yellow" if c.unpriced_calls else "")
         if key == "share":
+            if c.unpriced_calls and not c.cost_usd:
+                return Text("?", style="yellow")  # its cost is unknown: so is its share, never 0%
             return f"{100 * c.cost_usd / total_cost:.0f}%" if total_cost > 0 else "-"
         if key == "p50":
             return fmt.seconds(c.p50)
         if key == "p95":
             return fmt.seconds(c.p95)
         if key == "errors":
-            return Text(str(c.errors), style="bold red" if c.errors else "dim")
+            return Text(fmt.compact(c.errors), style="bold red" if c.errors else "dim")
         if key == "cache_hits":
-            return str(c.cache_hits)
+            return fmt.compact(c.cache_hits)
         if key == "saved":
             return Text(fmt.dollars(c.cost_saved_usd), style="cyan") if c.cost_saved_usd else Text("-", style="dim")
         return ""

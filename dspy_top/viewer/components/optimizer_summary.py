@@ -48,6 +48,11 @@ class OptimizerSummary(Static):
         super().__init__("", **kwargs)
         self._drawn = ""
 
+    @property
+    def lines(self) -> int:
+        """Lines of the summary on screen (the optimizer screen sizes the panes by them)."""
+        return self._drawn.count("\n") + 1
+
     def show(self, entry: OptimizerRun | RunGroup | None, width: int) -> None:
         text = self.render_text(entry, max(40, width))
         if text.plain != self._drawn:
@@ -125,11 +130,11 @@ class OptimizerSummary(Static):
             line.append(progress_bar(scope.done, scope.total), style="magenta")
             score = current.running_score
             if score is not None:
-                line.append(f" {score:.1f}%")
+                line.append(f" {fmt.score(score)}")
             line.append(" · ")
         if run.best is not None:
             line.append("best ")
-            line.append(f"{run.best.score:.1f}", style="bold green")
+            line.append(fmt.score(run.best.score), style="bold green")
             if run.class_name != EVALUATE:
                 line.append(f" (trial {run.best.number})")
         elif run.trials:

@@ -11,39 +11,39 @@ from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 from dspy_top.viewer.terminal import inert
 
 WIDE = (
-    Column("phase", " PHASE", 24, right=False),
-    Column("trial", "TRIAL", 8),
-    Column("best", "BEST", 7),
-    Column("elapsed", "ELAPSED", 9),
-    Column("calls", "CALLS", 8),
-    Column("cost", "COST", 10),
-    Column("finish", " TO FINISH", 18, right=False),
+    Column("phase", "PHASE", 23, right=False),
+    Column("trial", "TRIAL", 7),
+    Column("best", "BEST", 6),
+    Column("elapsed", "ELAPSED", 8),
+    Column("calls", "CALLS", 7),
+    Column("cost", "COST", 9),
+    Column("finish", "TO FINISH", 17, right=False),
 )
 NARROW = (
-    Column("phase", " PHASE", 20, right=False),
+    Column("phase", "PHASE", 19, right=False),
     Column("trial", "TRIAL", 7),
-    Column("best", "BEST", 7),
+    Column("best", "BEST", 6),
     Column("cost", "COST", 9),
 )
 
 
 def finish_text(run: OptimizerRun) -> Text:
     if run.state == "done":
-        return Text(" -", style="dim")
+        return Text("-", style="dim")
     if run.state == "failed":
-        return Text(" failed", style="bold red")
+        return Text("failed", style="bold red")
     if run.cost_to_finish is None and run.time_to_finish is None:
-        return Text(" ?", style="dim")
+        return Text("?", style="dim")
     cost = fmt.dollars(run.cost_to_finish) if run.cost_to_finish is not None else "?"
     clock = fmt.short_uptime(run.time_to_finish) if run.time_to_finish is not None else "?"
-    return Text(f" ~{cost} · {clock}")
+    return Text(f"~{cost} · {clock}")
 
 
 class OptimizerTable(KeyedTable):
     """One row per optimizer run (or folded group of nested bootstrapping compiles)."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self.narrow = False
         self._rows: dict[str, OptimizerRun | RunGroup] = {}
         self.set_title("Optimizers")
@@ -51,8 +51,10 @@ class OptimizerTable(KeyedTable):
     def layout_for(self, width: int, narrow: bool) -> None:
         self.narrow = narrow
         fixed = NARROW if narrow else WIDE
-        name = max(16, width - sum(c.width for c in fixed) - 2)
-        self.set_columns((Column("run", "OPTIMIZER", name, right=False), *fixed))
+        self.set_columns((Column("run", "OPTIMIZER", self.first_width(width, fixed, least=16), right=False), *fixed))
+
+    def entry(self, key: str | None) -> OptimizerRun | RunGroup | None:
+        return self._rows.get(key) if key else None
 
     def selected(self) -> OptimizerRun | RunGroup | None:
         key = self.cursor_key
@@ -78,7 +80,7 @@ class OptimizerTable(KeyedTable):
             usage, depth = entry.usage, entry.depth
             name = Text("  " * (depth - 1) + "└ ", style="dim", no_wrap=True, overflow="ellipsis")
             name.append(f"{inert(entry.class_name)} ×{len(entry.runs)}")
-            cells = {"run": name, "phase": Text(" bootstrapped demos", style="dim"), "trial": "-", "best": "-",
+            cells = {"run": name, "phase": Text("bootstrapped demos", style="dim"), "trial": "-", "best": "-",
                      "elapsed": fmt.short_uptime(sum(run.elapsed for run in entry.runs)),
                      "calls": fmt.count(usage.calls), "cost": fmt.cost(usage), "finish": Text(" -", style="dim")}
             return [cells[c.key] for c in self.table_columns]
@@ -90,8 +92,8 @@ class OptimizerTable(KeyedTable):
         if multi and run.depth == 0:
             name.append(f"  pid {run.pid}", style="dim")
         style = {"running": "green", "failed": "bold red"}.get(run.state, "dim")
-        phase = Text(f" {inert(run.phase)}", style=style)
-        best = f"{run.best_score:.1f}" if run.best_score is not None else "-"
+        phase = Text(inert(run.phase), style=style)
+        best = fmt.score(run.best_score)
         cells = {"run": name, "phase": phase, "trial": run.trial_progress, "best": Text(best, style="bold"),
                  "elapsed": fmt.short_uptime(run.elapsed), "calls": fmt.count(run.usage.calls),
                  "cost": Text(fmt.cost(run.usage), style="yellow" if run.usage.unpriced_calls else ""),

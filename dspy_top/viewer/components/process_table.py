@@ -1,4 +1,4 @@
-"""The process list: pid, command line, uptime, state (and why, for a broken one); enter focuses one.
+"""The process list: pid, state, uptime, calls, cost and the script (or why it failed); enter focuses one.
 
 With `--host`, a host column says which machine each process runs on, and the title how many
 of the hosts are connected.
@@ -6,29 +6,33 @@ of the hosts are connected.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.hosts_report import host_of, host_width
 from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
+
 FIXED = (
-    Column("pid", "PID", 8),
-    Column("state", " STATE", 9, right=False),
-    Column("uptime", "UP", 9),
-    Column("calls", "CALLS", 8),
-    Column("cost", "COST", 10),
+    Column("pid", "PID", 7),
+    Column("state", "STATE", 10, right=False),
+    Column("uptime", "UP", 8),
+    Column("calls", "CALLS", 7),
+    Column("cost", "COST", 9),
 )
 STATE_STYLE = {"running": "green", "connecting": "cyan", "ended": "dim", "lost": "bold red", "failed": "bold red"}
 
 
 class ProcessTable(KeyedTable):
-    """Every known process; ended ones stay (dimmed) until dismissed."""
+    """Every known process; ended ones stay (dimmed) until dismissed. (`A` will attach to one: issue 17.)"""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self.set_title("Processes")
         self.focus_key: str | None = None
         self._width = 80
@@ -36,29 +40,40 @@ class ProcessTable(KeyedTable):
 
     def layout_for(self, width: int) -> None:
         self._width = width
-        hosts = (Column("host", " HOST", self._host_width + 1, right=False),) if self._host_width else ()
-        command = max(12, width - sum(c.width for c in FIXED) - 3 - sum(c.width for c in hosts))
-        self.set_columns((Column("mark", " ", 1, right=False), *hosts, *FIXED,
-                          Column("command", " COMMAND / STATUS", command, right=False)))
+        command = Column("command", "COMMAND / STATUS", 12, right=False)
+        mark = Column("mark", " ", 1, right=False)
+        hosts = (Column("host", "HOST", self._host_width, right=False),) if self._host_width else ()
+        room = self.first_width(width, (*hosts, *FIXED, command)) - mark.width
+        self.set_columns((mark, *hosts, *FIXED,
+                          Column("command", command.label, max(12, command.width + room), right=False)))
 
     def show(self, snapshot: Snapshot) -> None:
         if host_width(snapshot) != self._host_width:
             self._host_width = host_width(snapshot)
             self.layout_for(self._width)
         rows = []
+        room = self.table_columns[-1].width if self.table_columns else 0
         for p in snapshot.processes:
-            host = [Text(f" {inert(host_of(p))}")] if self._host_width else []
+            host = [Text(fmt.middle(inert(host_of(p)), self._host_width))] if self._host_width else []
             style = STATE_STYLE.get(p.state, "")
-            note = p.command if p.state == "running" else (f"{p.command} · {p.status}" if p.command else p.status)
-            if p.before_attach is not None:  # first: a long command line is cut at the column's end
-                note = f"{p.before_attach.short()} · {note}"
-            note = inert(note)
+            script = inert(fmt.command(p.argv) if p.argv else p.command)
+            # What is said of the process stays whole (`ended (exit 0)`); the command line gives way,
+            # cut in the middle (its script first, its last arguments last).
+            said = [inert(p.before_attach.short())] if p.before_attach is not None else []
+            if p.state != "running" or not script:
+                said.append(inert(p.status))
+            if script:
+                rest = sum(len(part) + 3 for part in said)
+                script = fmt.middle_command(script, max(room - rest, min(len(script), 12)))
+                said.insert(len(said) - (p.state != "running"), script)
+            note = " · ".join(said)
+            started = p.started_at is not None
             rows.append((p.key, [
                 Text("▶" if p.key == snapshot.focus else " ", style="bold"), *host,
-                str(p.pid or "?"), Text(f" {p.state}", style=style),
-                fmt.short_uptime(p.uptime) if p.started_at else "-",
-                fmt.count(p.totals.calls) if p.started_at else "-", fmt.cost(p.totals) if p.started_at else "-",
-                Text(f" {note}", style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else "")),
+                str(p.pid or "?"), Text(p.state, style=style),
+                fmt.short_uptime(p.uptime) if started else "-",
+                fmt.count(p.totals.calls) if started else "-", fmt.cost(p.totals) if started else "-",
+                Text(note, style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else "")),
             ]))
         self.sync(rows)
         live = snapshot.live
@@ -67,4 +82,5 @@ class ProcessTable(KeyedTable):
         if snapshot.hosts:
             up = sum(1 for h in snapshot.hosts if h.state == "connected")
             connected = f" · {up} of {len(snapshot.hosts)} host{'s' if len(snapshot.hosts) != 1 else ''} connected"
-        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope}{connected})")
+        self.set_title(f"Processes ({live} live of {len(rows)} · showing {scope}{connected} · enter focuses one, "
+                       "x dismisses)")

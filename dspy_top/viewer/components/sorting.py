@@ -1,4 +1,4 @@
-"""Sort state shared by the sortable keyed tables: which column, which way, the arrow in its header."""
+"""Sort state shared by the sortable keyed tables: which column, which way, its header underlined."""
 
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ class SortableColumns:
         return column.sort == self.sort_key
 
     def _label_headers(self) -> None:
-        arrow = "▼" if self.descending else "▲"
+        # The sorted column's header is underlined (its direction is in the title): an arrow
+        # would need one more cell in every sortable column.
         for column in self.table_columns:
-            label = column.label
-            if self.sorted_by(column):
-                label = f"{arrow}{label}" if column.right else f"{label}{arrow}"
-            self.header_label(column.key, label)
+            self.header_label(column.key, column.label, "bold underline" if self.sorted_by(column) else "")
 
     def set_sort(self, key: str, descending: bool | None = None) -> None:
         if key == self.sort_key and descending is None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer.hosts_report import host_state
 from dspy_top.viewer.terminal import inert
+
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
 
 
 class StatusLine(Static):

@@ -11,24 +11,26 @@ from dspy_top.viewer.components.keyed_table import Column, KeyedTable
 from dspy_top.viewer.terminal import inert
 
 WIDE = (
-    Column("kind", " KIND", 14, right=False, sort="kind"),
-    Column("score", "SCORE", 9, sort="score"),
-    Column("examples", "EXAMPLES", 10, sort="examples"),
-    Column("calls", "CALLS", 8, sort="calls"),
-    Column("tokens", "IN→OUT", 14, sort="tokens"),
-    Column("cost", "COST", 10, sort="cost"),
-    Column("duration", "TIME", 8, sort="duration"),
-    Column("note", " ", 12, right=False),
-)
-NARROW = (
-    Column("kind", " KIND", 12, right=False, sort="kind"),
+    Column("kind", "KIND", 13, right=False, sort="kind"),
     Column("score", "SCORE", 8, sort="score"),
     Column("examples", "EXAMPLES", 9, sort="examples"),
     Column("calls", "CALLS", 7, sort="calls"),
-    Column("cost", "COST", 10, sort="cost"),
+    Column("tokens", "IN→OUT", 11, sort="tokens"),
+    Column("cost", "COST", 9, sort="cost"),
     Column("duration", "TIME", 7, sort="duration"),
+    Column("note", "", 12, right=False),
+)
+NARROW = (
+    Column("kind", "KIND", 11, right=False, sort="kind"),
+    Column("score", "SCORE", 7, sort="score"),
+    Column("examples", "EXAMPLES", 8, sort="examples"),
+    Column("calls", "CALLS", 6, sort="calls"),
+    Column("cost", "COST", 9, sort="cost"),
+    Column("duration", "TIME", 6, sort="duration"),
 )
 SORTS = ("number", "kind", "score", "examples", "calls", "tokens", "cost", "duration")
+SORT_NAMES = {"number": "trial", "kind": "kind", "score": "score", "examples": "examples", "calls": "calls",
+              "tokens": "tokens", "cost": "cost", "duration": "time"}
 
 
 def sort_value(trial: Trial, key: str):
@@ -47,10 +49,10 @@ def score_text(trial: Trial) -> Text:
         return Text("failed", style="bold red")
     if trial.scope.running:
         running = trial.running_score
-        return Text(f"{running:.1f}…" if running is not None else "…", style="italic yellow")
+        return Text(f"{fmt.score(running)}…" if running is not None else "…", style="italic yellow")
     if trial.score is None:
         return Text("?", style="dim")
-    return Text(f"{trial.score:.1f}", style="bold green" if trial.best else "dim" if trial.full is False else "")
+    return Text(fmt.score(trial.score), style="bold green" if trial.best else "dim" if trial.full is False else "")
 
 
 class TrialTable(SortableColumns, KeyedTable):
@@ -59,7 +61,7 @@ class TrialTable(SortableColumns, KeyedTable):
     ascending_first = frozenset({"kind"})
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cell_padding=0, **kwargs)
+        super().__init__(**kwargs)
         self.sort_key = "number"
         self.descending = True  # the newest trial on top, like the rest of a live view
         self.narrow = False
@@ -70,7 +72,12 @@ class TrialTable(SortableColumns, KeyedTable):
     def layout_for(self, width: int, narrow: bool) -> None:
         self.narrow = narrow
         fixed = NARROW if narrow else WIDE
-        self.set_columns((Column("number", "TRIAL", 7, sort="number"), *fixed))
+        trial = Column("number", "TRIAL", 6, sort="number")
+        # What is left goes to the note (wide) or the kind (narrow): text columns, not a number pushed right.
+        room = max(0, self.first_width(width, fixed) - trial.width)
+        grow = "note" if not narrow else "kind"
+        fixed = tuple(Column(c.key, c.label, c.width + room, c.right, c.sort) if c.key == grow else c for c in fixed)
+        self.set_columns((trial, *fixed))
         self._label_headers()
 
     # --- sorting -----------------------------------------------------------------------
@@ -83,7 +90,9 @@ class TrialTable(SortableColumns, KeyedTable):
     # --- rendering ---------------------------------------------------------------------
 
     def trial_at_cursor(self) -> Trial | None:
-        key = self.cursor_key
+        return self.trial(self.cursor_key)
+
+    def trial(self, key: str | None) -> Trial | None:
         return self._trials.get(key) if key else None
 
     def redraw(self) -> None:
@@ -96,32 +105,39 @@ class TrialTable(SortableColumns, KeyedTable):
         trials = list(run.trials) if run is not None else []
         trials.sort(key=lambda t: (sort_value(t, self.sort_key), t.number), reverse=self.descending)
         self._trials = {t.id: t for t in trials}
-        at_top = self.cursor_row <= 0
+        # The cursor stays on its trial (by key) as new trials arrive above it: enter opens what it shows.
         self.sync([(t.id, self._row_cells(t)) for t in trials])
-        if at_top and self.row_count and self.cursor_row != 0:
-            self.move_cursor(row=0)  # a cursor on the first row stays there as new trials arrive above it
         if run is None:
             self.set_title("Trials")
         elif not trials:
             self.set_title(f"Trials of {run.label}: none" + (" (it bootstraps demos, no evaluations)"
                                                                if run.planned == 0 else " yet"))
         else:
-            planned = ""
-            if run.planned and run.class_name != "Evaluate":
-                planned = f" of {run.planned} planned: {run.planned_how}" if run.planned_how else f" of {run.planned}"
-            self.set_title(f"Trials of {run.label} ({len(trials)}{planned}) · enter: the trial's calls")
+            self.set_title(self._title(run, len(trials)))
+
+    def _title(self, run: OptimizerRun, count: int) -> str:
+        """`Trials of MIPROv2 (light) · trial 20/20 · 21 of 21 evaluations planned (...)`: the trial number
+        the header shows, and the count of evaluations beside it (MIPROv2 numbers its baseline 0)."""
+        evaluations = f"{count} evaluation{'s' if count != 1 else ''}"
+        how = ""
+        if run.planned and run.class_name != "Evaluate":
+            evaluations = f"{count} of {run.planned} evaluations planned"
+            if run.planned_how:
+                how = f" · {run.planned_how}"  # last: where the pane is narrow, it is the part left out
+        order = f"by {SORT_NAMES.get(self.sort_key, self.sort_key)} {'▼' if self.descending else '▲'}"
+        return f"Trials of {run.label} · trial {run.trial_progress} · {evaluations} · {order} · enter: its calls{how}"
 
     def _row_cells(self, trial: Trial) -> list:
         usage = trial.usage
         marker = "★" if trial.best else " "
         note = Text(no_wrap=True, overflow="ellipsis")
         if usage.calls and usage.cache_hits == usage.calls:
-            note.append(" cached", style="cyan")  # a repeat MIPROv2 re-ran with the cache on: $0
+            note.append("cached ", style="cyan")  # a repeat MIPROv2 re-ran with the cache on: $0
         if usage.in_flight and not trial.scope.running:
-            note.append(f" +{usage.in_flight} late", style="yellow")
+            note.append(f"+{usage.in_flight} late ", style="yellow")
         if trial.failed and trial.scope.error:
-            note.append(f" {inert(trial.scope.error)}", style="red")
-        kind = Text(f" {inert(trial.kind)}", style="dim" if trial.full is False else "")
+            note.append(inert(trial.scope.error), style="red")
+        kind = Text(inert(trial.kind), style="dim" if trial.full is False else "")
         cells = {
             "number": Text(f"{marker}{trial.number}", style="bold green" if trial.best else ""),
             "kind": kind, "score": score_text(trial),

@@ -62,6 +62,7 @@ class ReplayBar(Static):
         if width >= 140:
             text.append(f"  {time.strftime('%H:%M:%S', time.localtime(playback.position))}", style="dim")
         text.append(f"  {inert(title)}", style="italic")
+        text.truncate(width, overflow="ellipsis")  # a title cut at the edge says so (not `2027-01-15` for a time)
         return text
 
 

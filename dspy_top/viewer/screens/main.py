@@ -1,28 +1,31 @@
 """The main screen: modules, models and processes above the shared panes, and their keys.
 
-Modes are classes on the screen: `-narrow` (under 100 columns the models and processes panes
-step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus the shared ones (see view.py).
+The panes are stacked, each as tall as its rows: the models and processes panes take theirs (up
+to 8 rows each), the modules what their rows need of what is left once the history has its share
+(view.py), and the history the rest. Modes are classes on the screen: `-narrow` (under 100 columns the models and
+processes panes step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus the shared ones
+(see view.py).
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from textual import on
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import DataTable
 
-from dspy_top.model import Snapshot
 from dspy_top.viewer.components.model_table import ModelTable
 from dspy_top.viewer.components.module_table import ModuleTable
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.view import (
     ALL_PROCESSES,
+    DELAY,
     FILTER,
     FOLLOW,
     HELP,
+    LEAVE,
     LOG,
     PAUSE,
     QUIT,
@@ -30,9 +33,16 @@ from dspy_top.viewer.screens.view import (
     SORT_BACK,
     SORT_ON,
     STOP,
+    ZOOM,
     FleetScreen,
+    set_height,
 )
 
+if TYPE_CHECKING:
+    from dspy_top.model import Snapshot
+
+BOTTOM_MOST = 8  # rows the models or the processes pane takes at most (app.tcss)
+MODULES_LEAST = 4  # rows the modules pane keeps however little room there is: its title, header and two rows
 SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
                  "L": "p95", "E": "errors", "H": "cache_hits"}
 
@@ -42,21 +52,25 @@ class MainScreen(FleetScreen):
 
     BINDINGS = [
         QUIT,
+        HELP,
         PAUSE,
         FILTER,
         Binding("o", "app.optimizers", "Optimizer"),
         SORT_BACK,
         SORT_ON,
-        Binding("t", "tree", "Tree"),
+        Binding("t,f5", "tree", "Tree", key_display="t"),
         FOLLOW,
         Binding("p", "processes", "Procs"),
         Binding("m", "bottom", "Models"),
-        HELP,
+        ZOOM,
         ALL_PROCESSES,
         Binding("x,delete", "dismiss", "Dismiss ended", show=False),
+        # `A` (attach to the process under the cursor, issue 17) belongs here, beside x.
         STOP,
         LOG,
         REVERSE,
+        DELAY,
+        LEAVE,
         Binding("plus", "expand_all", "Expand all", show=False),
         Binding("minus", "collapse_all", "Collapse all", show=False),
         *(Binding(key, f"sort('{column}')", f"Sort by {column}", show=False) for key, column in SORT_BINDINGS.items()),
@@ -64,18 +78,23 @@ class MainScreen(FleetScreen):
 
     def compose_panes(self) -> Iterable[Widget]:
         yield ModuleTable(id="modules")
-        with Horizontal(id="bottom"):
-            yield ModelTable(id="models")
-            yield ProcessTable(id="processes")
+        yield ModelTable(id="models", classes="bottom")
+        yield ProcessTable(id="processes", classes="bottom")
 
     def first_focus(self) -> Widget:
         return self.query_one(ModuleTable)
 
     def layout_panes(self, width: int, narrow: bool) -> None:
-        self.query_one(ModuleTable).layout_for(width - 1, narrow)
-        models = width * 9 // 20 if not narrow else width
-        self.query_one(ModelTable).layout_for(models - 1)
-        self.query_one(ProcessTable).layout_for((width - models if not narrow else width) - 1)
+        self.query_one(ModuleTable).layout_for(width, narrow)
+        self.query_one(ModelTable).layout_for(width, narrow)
+        self.query_one(ProcessTable).layout_for(width)
+
+    def fit_panes(self, room: int) -> None:
+        bottom = not self.has_class("-hide-bottom") and (not self.has_class("-narrow") or self.has_class("-show-bottom"))
+        if bottom and self.snapshot is not None:
+            # Each is `height: auto` up to 8 rows (app.tcss): its title, its header and its rows.
+            room -= min(BOTTOM_MOST, 2 + len(self.snapshot.models)) + min(BOTTOM_MOST, 2 + len(self.snapshot.processes))
+        set_height(self.query_one(ModuleTable), max(MODULES_LEAST, room), most=True)
 
     def show_panes(self, snapshot: Snapshot) -> None:
         self.query_one(ModuleTable).show(snapshot)
@@ -118,27 +137,31 @@ class MainScreen(FleetScreen):
 
     def action_bottom(self) -> None:
         self.toggle_class("-show-bottom" if self.has_class("-narrow") else "-hide-bottom")
+        self.fit_heights()
 
     def action_show_bottom(self) -> None:
         """The models and processes panes in view, whatever the width."""
         self.remove_class("-hide-bottom")
         if self.has_class("-narrow"):
             self.add_class("-show-bottom")
+        self.fit_heights()
 
     def action_processes(self) -> None:
         self.action_show_bottom()
         self.query_one(ProcessTable).focus()
 
     def action_dismiss(self) -> None:
+        """`x`: dismiss the process under the process list's cursor, after a y/n."""
         key = self.query_one(ProcessTable).cursor_key
-        if key is None:
-            return
-        if not self.app.dismiss_process(key):
-            self.notify("only an ended or broken process can be dismissed", severity="warning")
+        if key is not None:
+            self.app.ask_dismiss(key)
 
     @on(DataTable.RowSelected, "#modules")
     def toggle_module(self, event: DataTable.RowSelected) -> None:
         self.query_one(ModuleTable).toggle_row(event.row_key.value)
+
+    def leave_screen(self) -> None:
+        pass  # the main screen: nothing to go back to
 
     @on(DataTable.RowSelected, "#processes")
     def focus_process(self, event: DataTable.RowSelected) -> None:
