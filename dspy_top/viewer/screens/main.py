@@ -92,8 +92,13 @@ class MainScreen(FleetScreen):
     def fit_panes(self, room: int) -> None:
         bottom = not self.has_class("-hide-bottom") and (not self.has_class("-narrow") or self.has_class("-show-bottom"))
         if bottom and self.snapshot is not None:
-            # Each is `height: auto` up to 8 rows (app.tcss): its title, its header and its rows.
-            room -= min(BOTTOM_MOST, 2 + len(self.snapshot.models)) + min(BOTTOM_MOST, 2 + len(self.snapshot.processes))
+            # Each takes its title, its header and its rows, up to 8 (app.tcss). Set here rather than
+            # left to `height: auto`: an auto height measured while a table was still empty stayed so.
+            models = min(BOTTOM_MOST, 2 + len(self.snapshot.models))
+            processes = min(BOTTOM_MOST, 2 + len(self.snapshot.processes))
+            set_height(self.query_one(ModelTable), models)
+            set_height(self.query_one(ProcessTable), processes)
+            room -= models + processes
         set_height(self.query_one(ModuleTable), max(MODULES_LEAST, room), most=True)
 
     def show_panes(self, snapshot: Snapshot) -> None:
