@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dspy_top import client, protocol
+from dspy_top.instrumentation.server import STATS_EVERY
 
 JOB = Path(__file__).parent / "jobs" / "dummy_job.py"
 
@@ -125,6 +126,9 @@ def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runt
     plain = client.Connection(job.socket_path)
     plain.connect()
     job.go.touch()
+    # A new viewer gets the catch-up cached for STATS_EVERY (snapshot + the stream from its position):
+    # the late one comes after it expired, so that its snapshot holds calls and its stream the rest.
+    cache_expired_at = time.monotonic() + 2 * STATS_EVERY
     late, late_snapshot_ids, late_ids = None, [], []
     frames, raw_rows, plain_ids = 0, [], []
     ended = {"raw": False, "plain": False, "late": False}
@@ -141,7 +145,7 @@ def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runt
             if message["t"] == "call":
                 plain_ids.append(message["id"])
             ended["plain"] |= message["t"] == "exit"
-        if late is None and len(raw_rows) > 500:  # a third viewer attaches mid-stream
+        if late is None and len(raw_rows) > 500 and time.monotonic() > cache_expired_at:  # a third, mid-stream
             late = client.Connection(job.socket_path)
             late.connect()
             job.hold.touch()  # the job may end once it is done
