@@ -203,3 +203,17 @@ def test_the_job_log_pane_shows_a_jobs_hostile_output_inert(tmp_path):
     finally:
         job.stop()
         job.close()
+
+
+def test_a_hosts_status_from_ssh_is_printed_inert_by_batch_text():
+    # A host's status quotes ssh's stderr and the remote relay: the whole text is made inert in one place.
+    from dataclasses import replace
+
+    from dspy_top.model.hosts import HOST_DISCONNECTED, HostRow
+
+    fleet = Fleet()
+    host = HostRow("gpu-box", HOST_DISCONNECTED, f"ssh to gpu-box failed: {HOSTILE}", time.time(), time.time() + 5)
+    snapshot = replace(fleet.snapshot(), hosts=(host,))
+    text = batch.snapshot_text(snapshot)
+    assert "Hosts: gpu-box disconnected: ssh to gpu-box failed:" in text
+    assert_inert(text, "batch text's Hosts line")
