@@ -612,6 +612,20 @@ def test_past_the_cap_payloads_stop_and_the_counts_go_on(tmp_path):
     assert job.writer.path.stat().st_size < 3 * 20_000
 
 
+def test_a_burst_between_two_flushes_stops_at_the_cap(tmp_path):
+    # 480 payloads within one tick (a fast job: the file's size is known only after the write):
+    # what waits for the flush counts toward the cap, or the burst would all go in.
+    job = ServedJob(tmp_path / "burst.dtop", cap_bytes=16 * 1024)
+    job.calls(480, per_tick=1000)
+    job.close()
+    with Recording(job.writer.path) as recording:
+        end = recording.end_state()
+        assert end.stats["totals"]["calls"] == 480
+        assert 0 < end.state.payloads < 480 and end.state.payloads + end.state.payloads_dropped == 480
+        assert [n["event"] for n in end.state.notes][:1] == ["payload_cap"]
+    assert job.writer.path.stat().st_size < 3 * 16 * 1024
+
+
 def test_recordings_are_private_and_named_for_their_run(tmp_path, monkeypatch):
     monkeypatch.setenv("DSPY_TOP_STATE_DIR", str(tmp_path / "state"))
     directory = runs.runs_dir(create=True)

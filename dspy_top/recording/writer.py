@@ -93,6 +93,7 @@ class _Stream:
         self.pending: list[bytes] = []  # packed records not yet compressed
         self.pending_bytes = 0
         self.out: list[bytes] = []  # compressed, not yet framed
+        self.out_bytes = 0
         self.compressor: Any = None
         self.segment: int | None = None  # offset of the segment's first frame, once written
         self.segment_in = 0  # bytes that went into the current segment
@@ -105,7 +106,9 @@ class _Stream:
             self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
         # One call into zlib for the lot: it releases the GIL while it works, and taking the GIL
         # back once per record would hand the job's threads a switch per call.
-        self.out.append(self.compressor.compress(b"".join(self.pending)))
+        data = self.compressor.compress(b"".join(self.pending))
+        self.out.append(data)
+        self.out_bytes += len(data)
         self.segment_in += self.pending_bytes
         self.pending = []
         self.pending_bytes = 0
@@ -116,7 +119,12 @@ class _Stream:
         self.out.append(self.compressor.flush(zlib.Z_FINISH if end_segment else zlib.Z_SYNC_FLUSH))
         data = b"".join(self.out)
         self.out = []
+        self.out_bytes = 0
         return data
+
+    def buffered(self) -> int:
+        """At most what the file grows by once this is written (pending records counted raw)."""
+        return self.out_bytes + self.pending_bytes
 
 
 class RecordingWriter:
@@ -264,7 +272,12 @@ class RecordingWriter:
         if self._fd is None or self.failed is not None:
             return
         state, stream, ids, pack = self.state, self._payloads, self._ids, self._packer.pack
+        cap = self.cap_bytes - self.offset - self._messages.buffered()
         for call_id, payload in payloads:
+            if not self._payload_cap and stream.buffered() >= cap:
+                # What waits for the tick's flush counts: a burst must not run past the cap
+                # because the file's size is only known after the write.
+                self._reach_payload_cap(self._clock(), self.offset + self._messages.buffered() + stream.buffered())
             if self._payload_cap:
                 state.payloads_dropped += 1
                 continue
@@ -286,6 +299,7 @@ class RecordingWriter:
             if stream.pending_bytes >= PENDING_BYTES:
                 self._compress_early(stream)
                 ids = self._ids  # a flush started a new list
+                cap = self.cap_bytes - self.offset - self._messages.buffered()
 
     def count_missing_payloads(self, count: int) -> None:
         """Payloads that could not be stored because the process no longer had them (counted in
@@ -399,16 +413,18 @@ class RecordingWriter:
 
     def _check_caps(self, now: float) -> None:
         if not self._payload_cap and self.offset >= self.cap_bytes:
-            self._payload_cap = True
-            self.add({"t": "recording", "event": "payload_cap", "at": now, "bytes": self.offset,
-                      "cap_bytes": self.cap_bytes,
-                      "message": "the recording reached its size cap: payloads stop here, counts go on"})
+            self._reach_payload_cap(now, self.offset)
         if not self._hard_cap and self.offset >= 2 * self.cap_bytes:
             self.add({"t": "recording", "event": "event_cap", "at": now, "bytes": self.offset,
                       "cap_bytes": self.cap_bytes,
                       "message": "the recording reached twice its size cap: call and tool events stop here; "
                                  f"stats are kept every {STATS_EVERY_PAST_CAP:g} s, scopes, budget and exit always"})
             self._hard_cap = True
+
+    def _reach_payload_cap(self, now: float, size: int) -> None:
+        self._payload_cap = True
+        self.add({"t": "recording", "event": "payload_cap", "at": now, "bytes": size, "cap_bytes": self.cap_bytes,
+                  "message": "the recording reached its size cap: payloads stop here, counts go on"})
 
     def _write(self, data: bytes) -> None:
         if self._fd is None or self.failed is not None:

@@ -75,6 +75,12 @@ class ReplayApp(TopApp):
     def replay_title(self) -> str:
         return replay_title(self.replay)
 
+    def action_optimizers(self) -> None:
+        super().action_optimizers()
+        # Back on a screen already composed: its bar was last drawn when it was left, so draw it
+        # now, before its first frame (a pushed screen draws its own once mounted).
+        self.show_replay()
+
     # --- the keys (bound by screens.py) ---------------------------------------------------
 
     def action_pause(self) -> None:

@@ -55,6 +55,12 @@ class ReplayScreen(FleetScreen):
         where = inert(self.app.replay.where)
         self.query_one(EmptyState).update(Text(f"reading {where}…", justify="center", style="dim"))
 
+    def on_screen_resume(self) -> None:
+        # Back from the help, the inspector or another screen: the bar says where the replay is now.
+        bars = self.query(ReplayBar)
+        if bars:
+            self.app.draw_bar(bars.first())
+
     def action_goto(self) -> None:
         self.add_class("-goto")
         self.query_one(GotoBar).focus()
