@@ -94,6 +94,34 @@ def test_otel_traces_sampler_keeps_or_leaves_whole_traces(monkeypatch):
     assert builder.call(call) is None and builder.sampled_out == 1
 
 
+def test_a_call_whose_usage_dspy_did_not_report_has_unknown_tokens_not_zero():
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    from dspy_top.model.calls import CallSummary
+    from dspy_top.serve.otlp_metrics import OtlpMetrics
+    from dspy_top.serve.otlp_spans import SpanBuilder
+
+    metered = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 10, 2,
+                          0, 0.0001, None, False, 0, None, None, None, ())
+    unmetered = metered._replace(id=8, prompt_tokens=0, completion_tokens=0, usage_known=False)
+    span = SpanBuilder(Resource({}), 0).call(unmetered)
+    assert "gen_ai.usage.input_tokens" not in span.attributes and "gen_ai.usage.output_tokens" not in span.attributes
+    assert span.attributes["dspy.usage_known"] is False
+    assert SpanBuilder(Resource({}), 0).call(metered).attributes["gen_ai.usage.input_tokens"] == 10
+
+    reader = InMemoryMetricReader()
+    metrics = OtlpMetrics(None, Resource({}), list, reader=reader)
+    metrics.record(metered, "job.py")
+    metrics.record(unmetered, "job.py")
+    exported = {metric.name: metric.data.data_points for resource in reader.get_metrics_data().resource_metrics
+                for scope in resource.scope_metrics for metric in scope.metrics}
+    assert sum(point.count for point in exported["gen_ai.client.operation.duration"]) == 2  # both calls were made
+    by_type = {dict(point.attributes)["gen_ai.token.type"]: (point.count, point.sum)
+               for point in exported["gen_ai.client.token.usage"]}
+    assert by_type == {"input": (1, 10), "output": (1, 2)}  # the unmetered call's tokens are not 0s
+    metrics.shutdown()
+
 # --- the real command, fake jobs ------------------------------------------------------------------
 
 
@@ -104,20 +132,24 @@ def runtime():
     return directory
 
 
-def _fake_job(runtime, pid: int, calls: int, modules: int = 2, **hello_extra) -> FakeServer:
-    """A job on `<pid>.sock` (the pid must be alive: discovery skips dead ones) with `modules` modules."""
-    entries = [{"path": f"Job.m{n}", "class": "Predict", "chain": ["Job", "Predict"], **counters(calls)}
+def _fake_job(runtime, pid: int, calls: int, modules: int = 2, unmetered: int = 0, unpriced: int = 0,
+              **hello_extra) -> FakeServer:
+    """A job on `<pid>.sock` (the pid must be alive: discovery skips dead ones) with `modules` modules, each
+    with `calls` calls of which `unmetered` had no usage reported and `unpriced` no price."""
+    extra = {"unmetered_calls": unmetered, "unpriced_calls": unpriced}
+    entries = [{"path": f"Job.m{n}", "class": "Predict", "chain": ["Job", "Predict"], **counters(calls, **extra)}
                for n in range(modules)]
+    whole = {name: value * modules for name, value in extra.items()}
     frame = stats(calls * modules)
     frame["modules"] = entries
-    frame["totals"] = counters(calls * modules)
-    frame["models"] = [{"model": "openai/gpt-4o-mini", **counters(calls * modules)}]
+    frame["totals"] = counters(calls * modules, **whole)
+    frame["models"] = [{"model": "openai/gpt-4o-mini", **counters(calls * modules, **whole)}]
     return FakeServer(runtime / f"{pid}.sock", [hello(pid=pid, argv=["/srv/fake_train.py"], **hello_extra),
                                                 {"t": "snapshot", "seq": 0, "calls": [], "stats": frame}])
 
 
 def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtime):
-    job = _fake_job(runtime, os.getpid(), calls=3, modules=8)
+    job = _fake_job(runtime, os.getpid(), calls=3, modules=8, unmetered=2, unpriced=1)
     serve = Serve(runtime, "--prometheus", "127.0.0.1:0", "--hostname", "box-1", "--max-modules", "5")
     try:
         serve.expect(rf"job {os.getpid()} \(fake_train.py\) seen")
@@ -125,13 +157,19 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         assert sum(calls.values()) == 24
         modules = sorted(dict(key)["module"] for key in calls)
         assert len(modules) == 6 and "other" in modules  # 5 busiest + other
-        assert calls[tuple(sorted({"host": "box-1", "job": "fake_train.py", "pid": str(os.getpid()),
-                                   "module": "other"}.items()))] == 9
+        other = tuple(sorted({"host": "box-1", "job": "fake_train.py", "pid": str(os.getpid()),
+                              "module": "other"}.items()))
+        assert calls[other] == 9
         assert sum(serve.samples("dspy_lm_model_calls_total", model="openai/gpt-4o-mini").values()) == 24
         assert sum(serve.samples("dspy_lm_tokens_total", type="input").values()) == 2400
         assert sum(serve.samples("dspy_lm_call_duration_seconds_count").values()) == 24
         assert sum(serve.samples("dspy_lm_call_duration_seconds_sum").values()) == pytest.approx(12.0)
         assert list(serve.samples("dspy_job_up").values()) == [1.0]
+        unmetered = serve.samples("dspy_lm_unmetered_calls_total")
+        assert sorted(unmetered.values()) == [2, 2, 2, 2, 2, 6] and unmetered[other] == 6  # 3 modules folded
+        assert list(serve.samples("dspy_lm_model_unmetered_calls_total").values()) == [16]
+        assert sum(serve.samples("dspy_lm_unpriced_calls_total").values()) == 8
+        assert list(serve.samples("dspy_lm_model_unpriced_calls_total").values()) == [8]
         text = serve.scrape()
         for family in ("dspy_lm_cost_usd_total", "dspy_lm_cost_saved_usd_total", "dspy_lm_cache_hits_total",
                        "dspy_lm_errors_total", "dspy_lm_retries_total", "dspy_lm_unpriced_calls_total",
