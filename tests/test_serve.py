@@ -122,6 +122,40 @@ def test_a_call_whose_usage_dspy_did_not_report_has_unknown_tokens_not_zero():
     assert by_type == {"input": (1, 10), "output": (1, 2)}  # the unmetered call's tokens are not 0s
     metrics.shutdown()
 
+def _view(calls: int, state: str = "running"):
+    from dspy_top.serve.watch import JobView
+
+    modules = ((f"P.m{n}", _counters(calls)) for n in range(3))
+    return JobView(key="/run/7.sock", pid=7, job="train.py", command="python train.py", state=state, status=state,
+                   started_at=1.0, ended_at=None, totals=_counters(3 * calls), modules=tuple(modules),
+                   models=(("openai/gpt-4o-mini", _counters(3 * calls)),), scopes=(), budget_limits=(), dropped=0,
+                   attached=True)
+
+
+def test_a_scrape_answers_the_text_rendered_ahead_and_a_job_ending_is_rendered_at_once():
+    from dspy_top.serve.prometheus import Exposition
+
+    read = []
+
+    def jobs():
+        read.append(1)
+        return [_view(1)]
+
+    exposition = Exposition(jobs, host="box", every=3600)
+    exposition.prepare([_view(2)], version=1)
+    assert exposition.rendered is None  # no one scrapes yet: nothing rendered ahead
+    assert 'module="P.m0"} 1\n' in exposition.body().decode() and len(read) == 1  # the first scrape renders
+    exposition.prepare([_view(2)], version=2)
+    body = exposition.body().decode()
+    assert 'module="P.m0"} 2\n' in body and len(read) == 1  # rendered ahead: the scrape read no job
+    exposition.prepare([_view(5)], version=3)  # changed within `every`: the next rendering takes it
+    assert exposition.body().decode() == body
+    exposition.prepare([_view(5, state="ended")], version=4)  # a job's state changed: rendered at once
+    body = exposition.body().decode()
+    assert 'module="P.m0"} 5\n' in body and 'dspy_job_up{host="box",pid="7",job="train.py"} 0\n' in body
+    assert len(read) == 1
+
+
 # --- the real command, fake jobs ------------------------------------------------------------------
 
 
