@@ -205,6 +205,16 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         assert sum(serve.samples("dspy_lm_unpriced_calls_total").values()) == 8
         assert list(serve.samples("dspy_lm_model_unpriced_calls_total").values()) == [8]
         text = serve.scrape()
+        # prometheus_client's parser reads the agent's own writer: every sample line, each family's type.
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        assert sum(len(family.samples) for family in families.values()) == sum(
+            1 for line in text.splitlines() if line and not line.startswith("#"))
+        assert {name: families[name].type for name in ("dspy_lm_calls", "dspy_lm_unmetered_calls", "dspy_lm_in_flight",
+                                                       "dspy_lm_call_duration_seconds", "dspy_job_up")} == {
+            "dspy_lm_calls": "counter", "dspy_lm_unmetered_calls": "counter", "dspy_lm_in_flight": "gauge",
+            "dspy_lm_call_duration_seconds": "histogram", "dspy_job_up": "gauge"}
         for family in ("dspy_lm_cost_usd_total", "dspy_lm_cost_saved_usd_total", "dspy_lm_cache_hits_total",
                        "dspy_lm_errors_total", "dspy_lm_retries_total", "dspy_lm_unpriced_calls_total",
                        "dspy_lm_in_flight", "dspy_lm_call_duration_seconds_bucket", "dspy_job_start_time_seconds"):
