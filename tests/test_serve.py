@@ -122,6 +122,54 @@ def test_a_call_whose_usage_dspy_did_not_report_has_unknown_tokens_not_zero():
     assert by_type == {"input": (1, 10), "output": (1, 2)}  # the unmetered call's tokens are not 0s
     metrics.shutdown()
 
+def test_the_span_queue_never_blocks_and_counts_what_it_drops():
+    import threading
+
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from dspy_top.serve.otlp_export import SpanQueue
+
+    class StalledEndpoint:  # an exporter whose endpoint hangs until released
+        def __init__(self):
+            self.entered, self.release, self.spans = threading.Event(), threading.Event(), 0
+
+        def export(self, batch):
+            self.entered.set()
+            self.release.wait(30)
+            self.spans += len(batch)
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self):
+            pass
+
+    endpoint = StalledEndpoint()
+    queue = SpanQueue(endpoint, capacity=100, batch=10, delay=0.01).start()
+    queue.offer(list(range(10)))
+    assert endpoint.entered.wait(10)  # the export thread holds the first batch, stalled
+    for _ in range(10):
+        queue.offer(list(range(20)))  # returns at once: past 100 queued, spans are dropped
+    assert queue.dropped == 100
+    endpoint.release.set()
+    wait_for(lambda: queue.exported == 110, 10, "the queued spans exported once the endpoint answers")
+    queue.stop()
+    assert (endpoint.spans, queue.dropped, queue.failed) == (110, 100, 0)
+
+
+def test_a_failed_call_is_an_error_span_with_its_type():
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.trace import StatusCode
+
+    from dspy_top.model.calls import CallSummary
+    from dspy_top.serve.otlp_spans import SpanBuilder
+
+    call = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 0, 0, 0,
+                       None, None, False, 2, "RateLimitError", "rate limited: retry later", None, ())
+    span = SpanBuilder(Resource({}), 0).call(call)
+    assert span.status.status_code == StatusCode.ERROR and span.status.description == "rate limited: retry later"
+    assert span.attributes["error.type"] == "RateLimitError" and span.attributes["dspy.retries"] == 2
+    assert "dspy.cost_usd" not in span.attributes  # unknown, not 0
+
+
 def _view(calls: int, state: str = "running"):
     from dspy_top.serve.watch import JobView
 
@@ -178,6 +226,8 @@ def _fake_job(runtime, pid: int, calls: int, modules: int = 2, unmetered: int = 
     frame["modules"] = entries
     frame["totals"] = counters(calls * modules, **whole)
     frame["models"] = [{"model": "openai/gpt-4o-mini", **counters(calls * modules, **whole)}]
+    frame["budget"] = {"on_exceed": "warn", "alerts": [], "limits": [{"scope": "total", "name": "", "usd": 5.0},
+                                                                     {"scope": "module", "name": "Job.m0", "usd": 1.5}]}
     return FakeServer(runtime / f"{pid}.sock", [hello(pid=pid, argv=["/srv/fake_train.py"], **hello_extra),
                                                 {"t": "snapshot", "seq": 0, "calls": [], "stats": frame}])
 
@@ -204,6 +254,9 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         assert list(serve.samples("dspy_lm_model_unmetered_calls_total").values()) == [16]
         assert sum(serve.samples("dspy_lm_unpriced_calls_total").values()) == 8
         assert list(serve.samples("dspy_lm_model_unpriced_calls_total").values()) == [8]
+        budget = {(dict(key)["scope"], dict(key)["name"]): value
+                  for key, value in serve.samples("dspy_job_budget_usd", pid=str(os.getpid())).items()}
+        assert budget == {("total", ""): 5.0, ("module", "Job.m0"): 1.5}
         text = serve.scrape()
         # prometheus_client's parser reads the agent's own writer: every sample line, each family's type.
         from prometheus_client.parser import text_string_to_metric_families

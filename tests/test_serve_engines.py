@@ -421,7 +421,8 @@ def test_otlp_metrics_reach_victoria_metrics_with_exact_values(sim, tmp_path):
     try:
         serve = Serve(runtime, "--otlp", "--hostname", "otlp-box", env={
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": engine.otlp_url, "OTEL_TRACES_EXPORTER": "none",
-            "OTEL_METRIC_EXPORT_INTERVAL": "500"})
+            "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_SERVICE_NAME": "dspy-fleet",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"})
         serve.expect("pushing OTLP metrics to " + engine.otlp_url)
         job = ServeJob(runtime, sim.base_url, "3", "--evaluate", "5", "--optimize")
         truth = job.truth()
@@ -445,7 +446,8 @@ def test_otlp_metrics_reach_victoria_metrics_with_exact_values(sim, tmp_path):
             assert (labels["gen_ai.operation.name"], labels["gen_ai.provider.name"],
                     labels["gen_ai.request.model"], labels["dspy.job"]) == ("chat", "openai", "gpt-4o-mini",
                                                                             "serve_job.py")
-            assert (labels["host.name"], labels["service.name"]) == ("otlp-box", "dspy-top")  # the resource
+            assert (labels["host.name"], labels["service.name"], labels["deployment.environment"]) == (
+                "otlp-box", "dspy-fleet", "ci")  # the resource, with the standard variables
         bounds = {name: {labels["le"] for labels, _ in _series(engine, f"{name}_bucket")}
                   for name in ("gen_ai.client.token.usage", "gen_ai.client.operation.duration")}
         assert bounds["gen_ai.client.token.usage"] == {"+Inf", *(str(b) for b in TOKEN_BUCKETS)}
