@@ -1,7 +1,7 @@
 """What `dspy-top serve` costs: CPU while 20 jobs make 5,000 LM calls/s between them (and whether its counters
 stay exact), and how long a scrape of /metrics takes for 20 jobs x 50 modules.
 
-    python benchmarks/serve.py                 # everything (about two minutes)
+    python benchmarks/serve.py                 # everything (about three minutes)
     python benchmarks/serve.py ingest          # Prometheus only
     python benchmarks/serve.py ingest-scraped  # 50 modules per job, /metrics read every second meanwhile
     python benchmarks/serve.py ingest-otlp     # Prometheus and OTLP (a span per call, to a local sink)
