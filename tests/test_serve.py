@@ -94,6 +94,116 @@ def test_otel_traces_sampler_keeps_or_leaves_whole_traces(monkeypatch):
     assert builder.call(call) is None and builder.sampled_out == 1
 
 
+def test_a_call_whose_usage_dspy_did_not_report_has_unknown_tokens_not_zero():
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    from dspy_top.model.calls import CallSummary
+    from dspy_top.serve.otlp_metrics import OtlpMetrics
+    from dspy_top.serve.otlp_spans import SpanBuilder
+
+    metered = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 10, 2,
+                          0, 0.0001, None, False, 0, None, None, None, ())
+    unmetered = metered._replace(id=8, prompt_tokens=0, completion_tokens=0, usage_known=False)
+    span = SpanBuilder(Resource({}), 0).call(unmetered)
+    assert "gen_ai.usage.input_tokens" not in span.attributes and "gen_ai.usage.output_tokens" not in span.attributes
+    assert span.attributes["dspy.usage_known"] is False
+    assert SpanBuilder(Resource({}), 0).call(metered).attributes["gen_ai.usage.input_tokens"] == 10
+
+    reader = InMemoryMetricReader()
+    metrics = OtlpMetrics(None, Resource({}), list, reader=reader)
+    metrics.record(metered, "job.py")
+    metrics.record(unmetered, "job.py")
+    exported = {metric.name: metric.data.data_points for resource in reader.get_metrics_data().resource_metrics
+                for scope in resource.scope_metrics for metric in scope.metrics}
+    assert sum(point.count for point in exported["gen_ai.client.operation.duration"]) == 2  # both calls were made
+    by_type = {dict(point.attributes)["gen_ai.token.type"]: (point.count, point.sum)
+               for point in exported["gen_ai.client.token.usage"]}
+    assert by_type == {"input": (1, 10), "output": (1, 2)}  # the unmetered call's tokens are not 0s
+    metrics.shutdown()
+
+def test_the_span_queue_never_blocks_and_counts_what_it_drops():
+    import threading
+
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from dspy_top.serve.otlp_export import SpanQueue
+
+    class StalledEndpoint:  # an exporter whose endpoint hangs until released
+        def __init__(self):
+            self.entered, self.release, self.spans = threading.Event(), threading.Event(), 0
+
+        def export(self, batch):
+            self.entered.set()
+            self.release.wait(30)
+            self.spans += len(batch)
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self):
+            pass
+
+    endpoint = StalledEndpoint()
+    queue = SpanQueue(endpoint, capacity=100, batch=10, delay=0.01).start()
+    queue.offer(list(range(10)))
+    assert endpoint.entered.wait(10)  # the export thread holds the first batch, stalled
+    for _ in range(10):
+        queue.offer(list(range(20)))  # returns at once: past 100 queued, spans are dropped
+    assert queue.dropped == 100
+    endpoint.release.set()
+    wait_for(lambda: queue.exported == 110, 10, "the queued spans exported once the endpoint answers")
+    queue.stop()
+    assert (endpoint.spans, queue.dropped, queue.failed) == (110, 100, 0)
+
+
+def test_a_failed_call_is_an_error_span_with_its_type():
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.trace import StatusCode
+
+    from dspy_top.model.calls import CallSummary
+    from dspy_top.serve.otlp_spans import SpanBuilder
+
+    call = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 0, 0, 0,
+                       None, None, False, 2, "RateLimitError", "rate limited: retry later", None, ())
+    span = SpanBuilder(Resource({}), 0).call(call)
+    assert span.status.status_code == StatusCode.ERROR and span.status.description == "rate limited: retry later"
+    assert span.attributes["error.type"] == "RateLimitError" and span.attributes["dspy.retries"] == 2
+    assert "dspy.cost_usd" not in span.attributes  # unknown, not 0
+
+
+def _view(calls: int, state: str = "running"):
+    from dspy_top.serve.watch import JobView
+
+    modules = ((f"P.m{n}", _counters(calls)) for n in range(3))
+    return JobView(key="/run/7.sock", pid=7, job="train.py", command="python train.py", state=state, status=state,
+                   started_at=1.0, ended_at=None, totals=_counters(3 * calls), modules=tuple(modules),
+                   models=(("openai/gpt-4o-mini", _counters(3 * calls)),), scopes=(), budget_limits=(), dropped=0,
+                   attached=True)
+
+
+def test_a_scrape_answers_the_text_rendered_ahead_and_a_job_ending_is_rendered_at_once():
+    from dspy_top.serve.prometheus import Exposition
+
+    read = []
+
+    def jobs():
+        read.append(1)
+        return [_view(1)]
+
+    exposition = Exposition(jobs, host="box", every=3600)
+    exposition.prepare([_view(2)], version=1)
+    assert exposition.rendered is None  # no one scrapes yet: nothing rendered ahead
+    assert 'module="P.m0"} 1\n' in exposition.body().decode() and len(read) == 1  # the first scrape renders
+    exposition.prepare([_view(2)], version=2)
+    body = exposition.body().decode()
+    assert 'module="P.m0"} 2\n' in body and len(read) == 1  # rendered ahead: the scrape read no job
+    exposition.prepare([_view(5)], version=3)  # changed within `every`: the next rendering takes it
+    assert exposition.body().decode() == body
+    exposition.prepare([_view(5, state="ended")], version=4)  # a job's state changed: rendered at once
+    body = exposition.body().decode()
+    assert 'module="P.m0"} 5\n' in body and 'dspy_job_up{host="box",pid="7",job="train.py"} 0\n' in body
+    assert len(read) == 1
+
+
 # --- the real command, fake jobs ------------------------------------------------------------------
 
 
@@ -104,20 +214,26 @@ def runtime():
     return directory
 
 
-def _fake_job(runtime, pid: int, calls: int, modules: int = 2, **hello_extra) -> FakeServer:
-    """A job on `<pid>.sock` (the pid must be alive: discovery skips dead ones) with `modules` modules."""
-    entries = [{"path": f"Job.m{n}", "class": "Predict", "chain": ["Job", "Predict"], **counters(calls)}
+def _fake_job(runtime, pid: int, calls: int, modules: int = 2, unmetered: int = 0, unpriced: int = 0,
+              **hello_extra) -> FakeServer:
+    """A job on `<pid>.sock` (the pid must be alive: discovery skips dead ones) with `modules` modules, each
+    with `calls` calls of which `unmetered` had no usage reported and `unpriced` no price."""
+    extra = {"unmetered_calls": unmetered, "unpriced_calls": unpriced}
+    entries = [{"path": f"Job.m{n}", "class": "Predict", "chain": ["Job", "Predict"], **counters(calls, **extra)}
                for n in range(modules)]
+    whole = {name: value * modules for name, value in extra.items()}
     frame = stats(calls * modules)
     frame["modules"] = entries
-    frame["totals"] = counters(calls * modules)
-    frame["models"] = [{"model": "openai/gpt-4o-mini", **counters(calls * modules)}]
+    frame["totals"] = counters(calls * modules, **whole)
+    frame["models"] = [{"model": "openai/gpt-4o-mini", **counters(calls * modules, **whole)}]
+    frame["budget"] = {"on_exceed": "warn", "alerts": [], "limits": [{"scope": "total", "name": "", "usd": 5.0},
+                                                                     {"scope": "module", "name": "Job.m0", "usd": 1.5}]}
     return FakeServer(runtime / f"{pid}.sock", [hello(pid=pid, argv=["/srv/fake_train.py"], **hello_extra),
                                                 {"t": "snapshot", "seq": 0, "calls": [], "stats": frame}])
 
 
 def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtime):
-    job = _fake_job(runtime, os.getpid(), calls=3, modules=8)
+    job = _fake_job(runtime, os.getpid(), calls=3, modules=8, unmetered=2, unpriced=1)
     serve = Serve(runtime, "--prometheus", "127.0.0.1:0", "--hostname", "box-1", "--max-modules", "5")
     try:
         serve.expect(rf"job {os.getpid()} \(fake_train.py\) seen")
@@ -125,14 +241,33 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         assert sum(calls.values()) == 24
         modules = sorted(dict(key)["module"] for key in calls)
         assert len(modules) == 6 and "other" in modules  # 5 busiest + other
-        assert calls[tuple(sorted({"host": "box-1", "job": "fake_train.py", "pid": str(os.getpid()),
-                                   "module": "other"}.items()))] == 9
+        other = tuple(sorted({"host": "box-1", "job": "fake_train.py", "pid": str(os.getpid()),
+                              "module": "other"}.items()))
+        assert calls[other] == 9
         assert sum(serve.samples("dspy_lm_model_calls_total", model="openai/gpt-4o-mini").values()) == 24
         assert sum(serve.samples("dspy_lm_tokens_total", type="input").values()) == 2400
         assert sum(serve.samples("dspy_lm_call_duration_seconds_count").values()) == 24
         assert sum(serve.samples("dspy_lm_call_duration_seconds_sum").values()) == pytest.approx(12.0)
         assert list(serve.samples("dspy_job_up").values()) == [1.0]
+        unmetered = serve.samples("dspy_lm_unmetered_calls_total")
+        assert sorted(unmetered.values()) == [2, 2, 2, 2, 2, 6] and unmetered[other] == 6  # 3 modules folded
+        assert list(serve.samples("dspy_lm_model_unmetered_calls_total").values()) == [16]
+        assert sum(serve.samples("dspy_lm_unpriced_calls_total").values()) == 8
+        assert list(serve.samples("dspy_lm_model_unpriced_calls_total").values()) == [8]
+        budget = {(dict(key)["scope"], dict(key)["name"]): value
+                  for key, value in serve.samples("dspy_job_budget_usd", pid=str(os.getpid())).items()}
+        assert budget == {("total", ""): 5.0, ("module", "Job.m0"): 1.5}
         text = serve.scrape()
+        # prometheus_client's parser reads the agent's own writer: every sample line, each family's type.
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        assert sum(len(family.samples) for family in families.values()) == sum(
+            1 for line in text.splitlines() if line and not line.startswith("#"))
+        assert {name: families[name].type for name in ("dspy_lm_calls", "dspy_lm_unmetered_calls", "dspy_lm_in_flight",
+                                                       "dspy_lm_call_duration_seconds", "dspy_job_up")} == {
+            "dspy_lm_calls": "counter", "dspy_lm_unmetered_calls": "counter", "dspy_lm_in_flight": "gauge",
+            "dspy_lm_call_duration_seconds": "histogram", "dspy_job_up": "gauge"}
         for family in ("dspy_lm_cost_usd_total", "dspy_lm_cost_saved_usd_total", "dspy_lm_cache_hits_total",
                        "dspy_lm_errors_total", "dspy_lm_retries_total", "dspy_lm_unpriced_calls_total",
                        "dspy_lm_in_flight", "dspy_lm_call_duration_seconds_bucket", "dspy_job_start_time_seconds"):

@@ -1,10 +1,12 @@
 """`dspy-top serve` feeding the real engines users run, started here on loopback: Prometheus (Debian's
-package) scraping two agents and queried with PromQL, and MLflow's tracking server taking the OTLP spans.
+package) scraping two agents and queried with PromQL, MLflow's tracking server taking the OTLP spans, and
+VictoriaMetrics (Debian's package) taking the OTLP metrics, queried with PromQL.
 
 Real DSPy jobs (tests/jobs/serve_job.py) call the simulated LM; every total is checked against the LM
-server's own ledger. No OTLP *metrics* receiver can be installed here (Prometheus 2.42 predates its OTLP
-receiver, added in 2.47; MLflow and Phoenix take traces only): the metrics are checked on the wire, as
-a receiver decodes them with the OpenTelemetry protocol's own definitions (opentelemetry-proto).
+server's own ledger. VictoriaMetrics takes OTLP metrics from 1.92 on: Debian 12's is 1.79, so
+.ci/victoria-metrics unpacks Debian 13's (1.112) into .ci/engines/. (Debian's Prometheus is built without
+its OTLP receiver; MLflow and Phoenix take traces only.) The MLflow test also decodes the metrics on the
+wire with the OpenTelemetry protocol's own definitions (opentelemetry-proto): units and bounds as sent.
 """
 
 from __future__ import annotations
@@ -374,3 +376,108 @@ def test_otlp_spans_reach_mlflow_and_metrics_follow_the_genai_conventions(sim, t
             serve.stop()
         receiver.stop()
         mlflow.stop()
+
+
+class VictoriaMetrics:
+    """Debian 13's VictoriaMetrics (unpacked by .ci/victoria-metrics): OTLP/HTTP metrics in, PromQL out."""
+
+    def __init__(self, home: Path) -> None:
+        binary = Path(__file__).parents[1] / ".ci" / "engines" / "victoria-metrics" / "usr" / "bin" / "victoria-metrics"
+        if not binary.exists():
+            pytest.skip("VictoriaMetrics 1.92+ is not unpacked: run .ci/victoria-metrics (Debian 13's package; "
+                        ".ci/run does)")
+        self.port = free_port()
+        self.log = open(home / "victoria-metrics.log", "w")
+        self.proc = subprocess.Popen(
+            [str(binary), f"-storageDataPath={home / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
+             "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.home = home
+        self.otlp_url = f"http://127.0.0.1:{self.port}/opentelemetry/v1/metrics"
+        wait_for(lambda: _answers(self.proc, f"http://127.0.0.1:{self.port}/health", home / "victoria-metrics.log"),
+                 60, "VictoriaMetrics to be ready")
+
+    query = Prometheus.query
+    scalar = Prometheus.scalar
+    stop = Prometheus.stop
+
+
+def _series(engine: VictoriaMetrics, name: str) -> list[tuple[dict, float]]:
+    """Every series of one metric name (OpenTelemetry's own, dots and all), with its labels and value."""
+    return [(dict(key), value) for key, value in engine.query(f'{{__name__="{name}"}}').items()]
+
+
+def _sum_by(series: list[tuple[dict, float]], label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for labels, value in series:
+        out[labels[label]] = out.get(labels[label], 0) + value
+    return out
+
+
+def test_otlp_metrics_reach_victoria_metrics_with_exact_values(sim, tmp_path):
+    runtime = _runtime(tmp_path, "v")
+    engine = VictoriaMetrics(tmp_path)
+    serve = job = None
+    try:
+        serve = Serve(runtime, "--otlp", "--hostname", "otlp-box", env={
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": engine.otlp_url, "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_SERVICE_NAME": "dspy-fleet",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"})
+        serve.expect("pushing OTLP metrics to " + engine.otlp_url)
+        job = ServeJob(runtime, sim.base_url, "3", "--evaluate", "5", "--optimize")
+        truth = job.truth()
+        server = sim.stats()
+        totals = truth["totals"]
+        calls = totals["calls"]
+        assert calls == server["requests"] == server["ok"] > 3 * 2 + 5  # no cache, no errors: a request per call
+
+        def exact():
+            return all(sum(value for _, value in _series(engine, name)) == calls
+                       for name in ("dspy.lm.calls", "dspy.lm.model.calls", "gen_ai.client.operation.duration_count"))
+
+        wait_for(exact, 60, "VictoriaMetrics to hold every call", every=0.5)
+        # The GenAI conventions' histograms, per call: token sums by type equal the LM server's counts.
+        usage = _series(engine, "gen_ai.client.token.usage_sum")
+        assert _sum_by(usage, "gen_ai.token.type") == {"input": server["prompt_tokens"],
+                                                       "output": server["completion_tokens"]}
+        assert _sum_by(_series(engine, "gen_ai.client.token.usage_count"), "gen_ai.token.type") == {
+            "input": calls, "output": calls}
+        for labels, _ in usage:
+            assert (labels["gen_ai.operation.name"], labels["gen_ai.provider.name"],
+                    labels["gen_ai.request.model"], labels["dspy.job"]) == ("chat", "openai", "gpt-4o-mini",
+                                                                            "serve_job.py")
+            assert (labels["host.name"], labels["service.name"], labels["deployment.environment"]) == (
+                "otlp-box", "dspy-fleet", "ci")  # the resource, with the standard variables
+        bounds = {name: {labels["le"] for labels, _ in _series(engine, f"{name}_bucket")}
+                  for name in ("gen_ai.client.token.usage", "gen_ai.client.operation.duration")}
+        assert bounds["gen_ai.client.token.usage"] == {"+Inf", *(str(b) for b in TOKEN_BUCKETS)}
+        assert {float(b) for b in bounds["gen_ai.client.operation.duration"]} == {float("inf"), *DURATION_BUCKETS}
+        inf = {labels["gen_ai.token.type"]: value for labels, value in _series(engine, "gen_ai.client.token.usage_bucket")
+               if labels["le"] == "+Inf"}
+        assert inf == {"input": calls, "output": calls}
+        # The dspy.* figures: the job's exact totals, by module and by model.
+        tokens = _sum_by(_series(engine, "dspy.lm.model.tokens"), "gen_ai.token.type")
+        assert (tokens["input"], tokens["output"]) == (server["prompt_tokens"], server["completion_tokens"])
+        assert _sum_by(_series(engine, "dspy.lm.tokens"), "gen_ai.token.type") == tokens
+        assert {labels["dspy.module"] for labels, _ in _series(engine, "dspy.lm.calls")} >= {
+            "Pipeline.draft", "Pipeline.check.predict"}
+        assert _sum_by(_series(engine, "dspy.lm.model.calls"), "dspy.lm.model") == {"openai/gpt-4o-mini": calls}
+        cost = sum(value for _, value in _series(engine, "dspy.lm.cost_usd"))
+        assert cost == pytest.approx(totals["cost_usd"], rel=1e-9) and cost > 0
+        for name, key in (("unmetered_calls", "unmetered_calls"), ("unpriced_calls", "unpriced_calls"),
+                          ("errors", "errors"), ("cache_hits", "cache_hits"), ("retries", "retries")):
+            series = _series(engine, f"dspy.lm.{name}")
+            assert series and sum(value for _, value in series) == totals[key] == 0, name
+        assert [(labels["process.pid"], value) for labels, value in _series(engine, "dspy.job.up")] == [
+            (str(job.pid), 1)]
+        search = "BootstrapFewShotWithRandomSearch"  # its candidates' BootstrapFewShot runs are runs too
+        (trials,) = [v for labels, v in _series(engine, "dspy.optimizer.trials") if labels["dspy.optimizer"] == search]
+        (best,) = [v for labels, v in _series(engine, "dspy.optimizer.best_score") if labels["dspy.optimizer"] == search]
+        (score,) = [value for _, value in _series(engine, "dspy.evaluate.score")]
+        assert trials >= 3 and 0 <= best <= 100 and 0 <= score <= 100
+    finally:
+        if job is not None:
+            job.kill()
+        if serve is not None:
+            serve.stop()
+        engine.stop()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the OpenTelemetry parts are optional (`pip install "dspy-to
     from dspy_top.serve.otlp_export import SpanQueue
     from dspy_top.serve.otlp_metrics import OtlpMetrics
     from dspy_top.serve.otlp_spans import SpanBuilder
+    from dspy_top.serve.prometheus import Exposition
 
 TICK = 0.25  # seconds between looks at the jobs
 
@@ -24,13 +25,15 @@ class Agent:
 
     def __init__(self, watch: JobWatch, log: Callable[[str], None], *, keep_ended: float = 300.0,
                  spans: "SpanBuilder | None" = None, queue: "SpanQueue | None" = None,
-                 metrics: "OtlpMetrics | None" = None, clock: Callable[[], float] = time.time) -> None:
+                 metrics: "OtlpMetrics | None" = None, exposition: "Exposition | None" = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.watch = watch
         self.log = log
         self.keep_ended = keep_ended
         self.spans = spans
         self.queue = queue
         self.metrics = metrics
+        self.exposition = exposition
         self.clock = clock
         self.journal = Journal(log)
         self._failed_since: dict[str, float] = {}
@@ -52,7 +55,10 @@ class Agent:
 
     def tick(self) -> None:
         now = self.clock()
+        version = self.watch.version
         jobs = self.watch.jobs()
+        if self.exposition is not None:  # before the journal: a scrape after its line sees what it says
+            self.exposition.prepare(jobs, version)
         self.journal.update(jobs)
         for job in jobs:
             self._names[job.key] = job.job

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     agent_parts: dict[str, Any] = {}
     serving = 0
     if args.prometheus is not None:
-        serving += _start_prometheus(args.prometheus, watch, host, limits, log, stops)
+        serving += _start_prometheus(args.prometheus, watch, host, limits, log, stops, agent_parts)
     if args.otlp is not None:
         serving += _start_otlp(args.otlp or None, watch, host, limits, since, log, stops, agent_parts)
     if not serving:
@@ -154,18 +154,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_prometheus(address: tuple[str, int], watch: Any, host: str, limits: dict, log: Callable[[str], None],
-                      stops: list) -> int:
+                      stops: list, parts: dict) -> int:
     from dspy_top.serve.prometheus import Exposition, serve_metrics
 
     bind, port = address
+    exposition = Exposition(watch.jobs, host=host, **limits)
     try:
-        server, port = serve_metrics(Exposition(watch.jobs, host=host, **limits), bind, port)
+        server, port = serve_metrics(exposition, bind, port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         hint = " (another dspy-top serve, or another exporter, uses it)" if exc.errno == 98 else ""
         log(f"cannot serve Prometheus metrics on {_show(bind, port)}: {reason}{hint}")
         return 0
     stops.append(server.shutdown)
+    parts["exposition"] = exposition  # the agent's loop renders it ahead of the scrapes
     log(f"serving Prometheus metrics at http://{_show(bind, port)}/metrics")
     return 1
 

@@ -38,6 +38,8 @@ COUNTERS = (
     Figure("retries", "{attempt}", "extra provider attempts made inside calls", lambda c: c.retries),
     Figure("unpriced_calls", "{call}", "billed calls with tokens but no known price (their cost is not in cost_usd)",
            lambda c: c.unpriced_calls),
+    Figure("unmetered_calls", "{call}", "billed calls whose token usage DSPy did not report (their tokens are not in "
+           "tokens_total: unknown, not 0)", lambda c: c.unmetered_calls),
 )
 # dspy_lm_tokens_total{type=...}: billed tokens (cache hits add none); cached and reasoning are part of input/output.
 TOKENS = (("input", lambda c: c.prompt_tokens), ("output", lambda c: c.completion_tokens),

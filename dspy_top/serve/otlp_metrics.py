@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from dspy_top.model.calls import CallSummary
@@ -43,12 +43,14 @@ class Figures:
 class OtlpMetrics:
     """A meter provider exporting over OTLP/HTTP every OTEL_METRIC_EXPORT_INTERVAL (default 60 s)."""
 
-    def __init__(self, exporter: MetricExporter, resource: Resource, jobs: Callable[[], Iterable[JobView]], *,
+    def __init__(self, exporter: MetricExporter | None, resource: Resource, jobs: Callable[[], Iterable[JobView]], *,
                  max_modules: int = 50, max_models: int = 20, max_runs: int = 20,
-                 spans_dropped: Callable[[], int] = lambda: 0, interval_ms: float | None = None) -> None:
+                 spans_dropped: Callable[[], int] = lambda: 0, interval_ms: float | None = None,
+                 reader: MetricReader | None = None) -> None:
+        """`reader` replaces the periodic OTLP export (a test reads the instruments in memory)."""
         self.figures = Figures(jobs)
         self.max_modules, self.max_models, self.max_runs = max_modules, max_models, max_runs
-        self.reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
+        self.reader = reader or PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
         self.provider = MeterProvider(metric_readers=[self.reader], resource=resource, shutdown_on_exit=False)
         meter = self.provider.get_meter("dspy-top")
         self.token_usage = meter.create_histogram(
@@ -101,6 +103,8 @@ class OtlpMetrics:
             self.duration.record(call.latency, {**attributes, "error.type": call.error})
             return
         self.duration.record(call.latency, attributes)
+        if not call.usage_known:  # DSPy did not report its tokens: unknown, not 0
+            return
         self.token_usage.record(call.prompt_tokens, {**attributes, "gen_ai.token.type": "input"})
         self.token_usage.record(call.completion_tokens, {**attributes, "gen_ai.token.type": "output"})
 

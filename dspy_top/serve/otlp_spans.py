@@ -170,10 +170,14 @@ class SpanBuilder:
         provider, model = split_model(call.model)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
-            "gen_ai.usage.input_tokens": call.prompt_tokens, "gen_ai.usage.output_tokens": call.completion_tokens,
             "dspy.lm.model": call.model, "dspy.module": call.path, "dspy.module.class": call.module_class,
             "dspy.cache_hit": call.cache_hit, "dspy.retries": call.retries, "dspy.call.id": call.id,
         }
+        if call.usage_known:
+            attributes["gen_ai.usage.input_tokens"] = call.prompt_tokens
+            attributes["gen_ai.usage.output_tokens"] = call.completion_tokens
+        else:  # DSPy did not report its tokens: unknown, not 0
+            attributes["dspy.usage_known"] = False
         if call.response_model:
             attributes["gen_ai.response.model"] = call.response_model
         if call.cached_tokens:

@@ -1,9 +1,13 @@
-"""`/metrics` for Prometheus: every job's exact totals, read at scrape time and written in the text format.
+"""`/metrics` for Prometheus: every job's exact totals, written in the text format ahead of the scrapes.
 
-Nothing is counted here: each scrape reads what the jobs' last `stats` frames said, so a counter is
+Nothing is counted here: each rendering reads what the jobs' last `stats` frames said, so a counter is
 exactly the job's own (docs/serve.md lists every metric). The text exposition format (0.0.4) is
 written directly, each label set once per module: 20 jobs x 50 modules are about 30,000 samples,
-which prometheus_client's generic exposition renders in 300 ms and this in a few tens.
+which prometheus_client's generic exposition renders in 300 ms and this in about 11.
+
+Once scrapes come, the agent's loop renders the text whenever the jobs changed (at most once a second,
+at once when a job starts or ends) and a scrape answers the text last rendered: it never waits for the
+rendering, nor for the collector folding the jobs' frames (benchmarks/README.md, "dspy-top serve").
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from dspy_top.model.counters import Counters
 from dspy_top.serve.figures import COUNTERS, LATENCY_BOUNDS, TOKENS, cumulative_buckets, runs
@@ -35,21 +40,63 @@ def _number(value: float) -> str:
     return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """The text of one rendering, and what it was rendered from."""
+
+    body: bytes
+    version: int  # the collector's version of the jobs it read
+    states: tuple  # each job's key, state and attachment: a change is rendered at once
+    at: float  # monotonic: when it was rendered, or last found still current
+
+
 class Exposition:
     """Every attached job's figures, labelled `host`, `pid`, `job` and `module` (or `model`)."""
 
     def __init__(self, jobs: Callable[[], Iterable[JobView]], *, host: str, max_modules: int = 50,
-                 max_models: int = 20, max_runs: int = 20, clock: Callable[[], float] = time.time) -> None:
+                 max_models: int = 20, max_runs: int = 20, clock: Callable[[], float] = time.time,
+                 every: float = 1.0, idle_after: float = 600.0) -> None:
         self.jobs = jobs
         self.host = _label(host)
         self.max_modules = max_modules
         self.max_models = max_models
         self.max_runs = max_runs
         self.clock = clock
+        self.every = every  # seconds between renderings while the jobs change
+        self.idle_after = idle_after  # no scrape for this long: stop rendering ahead
+        self.rendered: Rendered | None = None  # replaced whole: the HTTP threads read it without a lock
+        self.scraped_at = -math.inf
 
-    def render(self) -> str:
+    def prepare(self, jobs: Sequence[JobView], version: int) -> None:
+        """Render ahead of the next scrape (the agent's loop, each tick), when the jobs changed since the last.
+
+        `version` is the collector's, read before `jobs`. Nothing is rendered while no one scrapes.
+        """
+        now = time.monotonic()
+        if now - self.scraped_at > self.idle_after:
+            self.rendered = None
+            return
+        states = tuple((job.key, job.state, job.attached) for job in jobs)
+        last = self.rendered
+        if last is not None and (last.version == version or (last.states == states and now - last.at < self.every)):
+            if last.version == version:
+                self.rendered = Rendered(last.body, version, states, now)  # still current
+            return
+        self.rendered = Rendered(self.render(jobs).encode("utf-8"), version, states, now)
+
+    def body(self) -> bytes:
+        """A scrape's answer: the text rendered ahead, or, when none is recent (the first scrape, or
+        the agent's loop is not preparing), the text rendered now."""
+        now = time.monotonic()
+        self.scraped_at = now
+        last = self.rendered
+        if last is not None and now - last.at <= self.every + 1.0:
+            return last.body
+        return self.render().encode("utf-8")
+
+    def render(self, jobs: Iterable[JobView] | None = None) -> str:
         now = self.clock()
-        jobs = [job for job in self.jobs() if job.attached and job.state != "failed"]
+        jobs = [job for job in (self.jobs() if jobs is None else jobs) if job.attached and job.state != "failed"]
         modules: list[tuple[str, Counters]] = []
         models: list[tuple[str, Counters]] = []
         bases: list[tuple[str, JobView]] = []
@@ -134,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, "text/plain; charset=utf-8", b"dspy-top serve: metrics are at /metrics\n")
             return
         try:
-            body = self.server.exposition.render().encode("utf-8")  # type: ignore[attr-defined]
+            body = self.server.exposition.body()  # type: ignore[attr-defined]
         except Exception as exc:  # the agent's own fault: say so, never a hang
             self._answer(500, "text/plain; charset=utf-8", f"dspy-top serve: {type(exc).__name__}: {exc}\n".encode())
             return

@@ -115,6 +115,11 @@ class JobWatch:
     def settled(self) -> bool:
         return self.collector.settled()
 
+    @property
+    def version(self) -> int:
+        """Bumped by every change the collector folds: read it before `jobs()`."""
+        return self.fleet.version
+
     def jobs(self) -> list[JobView]:
         """Every process known now, attached or not, in a stable order."""
         with self.fleet.lock:
