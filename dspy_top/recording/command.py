@@ -59,7 +59,9 @@ exit status: 0, 1 when a recording cannot be read (what was read before the dama
 """
 
 
-def runs_main(argv: list[str]) -> int:
+def runs_main(argv: list[str], choose: Callable[[list[RunSummary], Path], int] | None = None) -> int:
+    """`dspy-top runs`; on a terminal, with `choose` (the viewer's list, which replays the run picked:
+    this package never imports the viewer), the runs go to it instead of the table."""
     parser = argparse.ArgumentParser(prog="dspy-top runs", description=RUNS_DESCRIPTION, epilog=RUNS_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
@@ -82,16 +84,8 @@ def runs_main(argv: list[str]) -> int:
     if not found:
         out.write(for_stream(inert(f"no recordings in {directory}"), out) + "\n")
         return 0
-    if not args.plain and _interactive(out):
-        # On a terminal: the list to pick from, enter replays the run picked (in this process).
-        from dspy_top.viewer.replay.runs_list import choose_run
-
-        chosen = choose_run(found, directory)
-        if chosen is None:
-            return 0
-        from dspy_top.viewer.replay.command import main as replay_main
-
-        return replay_main([replay_target(chosen), "--dir", str(directory)])
+    if choose is not None and not args.plain and _interactive(out):
+        return choose(found, directory)  # on a terminal: the list to pick a run from
     width = shutil.get_terminal_size().columns if out.isatty() else None
     out.write(for_stream(_table(found, directory, width), out))
     return 0

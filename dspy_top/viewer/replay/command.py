@@ -146,6 +146,22 @@ def main(argv: list[str]) -> int:
     return run_replay_viewer(source, delay=args.delay, prices=prices, budget_usd=args.budget, notice=notice)
 
 
+def runs_main(argv: list[str]) -> int:
+    """`dspy-top runs`: on a terminal, the list of runs, where enter replays the one under the
+    cursor (here, in this process) and q quits; else the table (recording/command.py)."""
+    from dspy_top.recording import command as recording_command
+
+    def choose(found, directory: Path) -> int:
+        from dspy_top.viewer.replay.runs_list import choose_run
+
+        chosen = choose_run(found, directory)
+        if chosen is None:
+            return 0
+        return main([recording_command.replay_target(chosen), "--dir", str(directory)])
+
+    return recording_command.runs_main(argv, choose=choose)
+
+
 def recordings_named(name: str, directory: Path) -> list[Path]:
     """The recordings RECORDING names: a file; every recording in a directory; `latest`, the newest
     one in `directory` with the other processes of its run. LookupError says why there are none."""
