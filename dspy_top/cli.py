@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_top.demo import main as demo_main
 
         return demo_main(argv[1:])
-    if argv and argv[0] in ("runs", "export"):
+    if argv and argv[0] == "export":
         from dspy_top.recording import command as recording_command
 
-        return (recording_command.runs_main if argv[0] == "runs" else recording_command.export_main)(argv[1:])
-    if argv and argv[0] == "replay":
-        from dspy_top.viewer.replay.command import main as replay_main
+        return recording_command.export_main(argv[1:])
+    if argv and argv[0] in ("runs", "replay"):  # `runs` on a terminal picks a run to replay
+        from dspy_top.viewer.replay import command as replay_command
 
-        return replay_main(argv[1:])
+        return (replay_command.runs_main if argv[0] == "runs" else replay_command.main)(argv[1:])
     if argv and argv[0] == "serve":
         from dspy_top.serve.command import main as serve_main
 

@@ -251,6 +251,7 @@ class Hello:
     dspy_top: str
     mechanism: str
     history_capacity: int
+    recording: str | None = None  # the file it records to (once it has opened it)
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> "Hello":

@@ -187,6 +187,7 @@ class ExitRecord(Record):
     stats: StatsRecord | None
     code: int | None
     detached: bool = False  # `dspy-top detach`: the process runs on, no longer instrumented
+    recording: str | None = None  # the file it recorded to: its payloads are read from there
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +247,7 @@ def hello(message: Mapping[str, Any]) -> Hello:
         dspy_top=_name(message.get("dspy_top"), "hello dspy_top", ""),
         mechanism=_name(message.get("mechanism"), "hello mechanism", ""),
         history_capacity=_count(message.get("history_capacity"), "hello history_capacity"),
+        recording=_maybe(message.get("recording"), _text, "hello recording") or None,
     )
 
 
@@ -508,7 +510,8 @@ def _exit(message: Mapping[str, Any]) -> ExitRecord:
     final = message.get("stats")
     return ExitRecord(at=_maybe(message.get("at"), _epoch, "exit at"),
                       stats=stats(final, "exit stats") if final else None, code=code,
-                      detached=_flag(message.get("detached", False), "exit detached"))
+                      detached=_flag(message.get("detached", False), "exit detached"),
+                      recording=_maybe(message.get("recording"), _text, "exit recording") or None)
 
 
 def _error(message: Mapping[str, Any]) -> ErrorRecord:

@@ -50,7 +50,7 @@ CHECK = WITNESS + """
 import dspy_top.cli, dspy_top.client, dspy_top.model, dspy_top.viewer.batch, dspy_top.sources.collector
 import dspy_top.sources.local, dspy_top.run
 batch = settle()
-import dspy_top.viewer.app
+import dspy_top.viewer.app, dspy_top.viewer.replay.app, dspy_top.viewer.replay.runs_list
 viewer = {top: who for top, who in settle().items() if top != "textual"}
 print(json.dumps({"batch": batch, "viewer": viewer}))
 """

@@ -135,3 +135,41 @@ def materialize(kept: Any) -> dict[str, Any]:
 def secrets_of(kept: Any) -> list[str]:
     """Credentials the call's LM and options were given (its `api_key`...), to be redacted wherever they appear."""
     return secret_values(dict(kept.lm_options or {})) + secret_values(dict(kept.call_options or {}))
+
+
+def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
+    """`materialize(kept)` redacted, exactly as `redactor.value({"payload": materialize(kept)},
+    limit)["payload"]` is, without building the payload first: its names are known to be plain,
+    so only its values are walked (a recording does this for every call: about 2 µs less each).
+    `kept` is a recorder.KeptCall (a tuple in KEPT_FIELDS order)."""
+    (_, model, model_type, messages, prompt, lm_options, call_options, outputs, usage, dspy_cost, cost_details,
+     error, cache_hit, response_model) = kept[:14]
+    value, text = redactor.value, redactor.text
+
+    def part(item: Any) -> Any:  # as the pass treats a value under a plain name, in the payload's map
+        kind = type(item)
+        if kind is str:
+            return text(item, limit)
+        if item is None or kind is int or kind is float or kind is bool:
+            return item
+        return value(item, limit, 2)
+
+    if not messages:
+        messages = [{"role": "user", "content": prompt}] if prompt is not None else []
+    out: dict[str, Any] = {
+        "model": part(model),
+        "model_type": part(model_type),
+        "messages": value(list(messages), limit, 2),
+        "options": value({**(lm_options or {}), **(call_options or {})}, limit, 2),
+    }
+    if error is None:
+        out["outputs"] = part(outputs)
+        out["usage"] = part(usage)
+        out["cost_usd"] = part(dspy_cost)
+        out["cache_hit"] = bool(cache_hit)
+        out["response_model"] = part(response_model)
+        if cost_details:
+            out["cost_details"] = part(cost_details)
+    else:
+        out["error"] = part(error)
+    return out

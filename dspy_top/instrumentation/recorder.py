@@ -19,6 +19,7 @@ Nothing here imports dspy, so it is tested directly with a fake clock.
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import time
 from collections import deque
@@ -165,14 +166,16 @@ _TEXT_PARTS = ("messages", "prompt", "outputs")  # what a payload's size is reck
 _EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 1)
 
 
-class KeptCall:
-    """One call's payload sources, copied out of its ring slot when a viewer asks for them."""
+class KeptCall(tuple):
+    """One call's payload sources, copied out of its ring slot when a viewer (or a recording) asks
+    for them: a tuple in KEPT_FIELDS order (then the size), read by name or unpacked; one copy
+    in C, where setting each field cost a recording 1.5 µs per call."""
 
-    __slots__ = KEPT_FIELDS
+    __slots__ = ()
 
-    def __init__(self, slot: list) -> None:
-        for name, value in zip(KEPT_FIELDS, slot):
-            setattr(self, name, value)
+
+for _at, _name in enumerate(KEPT_FIELDS):
+    setattr(KeptCall, _name, property(operator.itemgetter(_at)))
 
 
 class Recorder:

@@ -156,7 +156,16 @@ class Instrumentation:
             "started_at": self.started_at, "python": platform.python_version(),
             "dspy": getattr(dspy, "__version__", "?"), "dspy_top": __version__, "mechanism": self.mechanism,
             "history_capacity": self.recorder.history_capacity, "run_id": self.run_id,
+            **self._recording_named(),
         }
+
+    def _recording_named(self) -> dict[str, str]:
+        """Where this process records, once the file is open: a viewer reads a payload from there
+        after the process ended (or when the process no longer holds it)."""
+        recording = self.recording
+        if recording is None or recording.path is None or recording.failed is not None:
+            return {}
+        return {"recording": str(recording.path)}
 
     def stats(self) -> dict[str, Any]:
         return self.recorder.stats()
@@ -176,7 +185,7 @@ class Instrumentation:
             wait = self.settings.exit_wait
             if wait:  # set by `dspy-top run`: a job shorter than the viewer's rescan still gets seen
                 self.server.wait_for_viewer(wait)
-            self.server.stop(final=exit_info or {"at": time.time()})
+            self.server.stop(final={**(exit_info or {"at": time.time()}), **self._recording_named()})
         self.hooks.uninstall()
 
     def push_totals(self) -> None:

@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from dspy_top import paths, protocol
 from dspy_top.config import JobSettings
-from dspy_top.instrumentation.recorder import Recorder
+from dspy_top.instrumentation import payload
+from dspy_top.instrumentation.recorder import KeptCall, Recorder
 from dspy_top.instrumentation.redact import Redactor
 from dspy_top.instrumentation.stream import CALLS, KEPT, STATS, FrameStream
 from dspy_top.instrumentation.viewers import ViewerConnection
@@ -461,6 +462,11 @@ class SocketServer:
 
     def payload_of(self, source: Any) -> dict[str, Any]:
         """A kept call's payload, redacted exactly as a viewer gets it in a `payload` reply."""
+        if type(source) is KeptCall and self.materialize is payload.materialize:
+            # A recording's every call: the same result, built without the payload's map first.
+            if self.secrets_of is not None:
+                self.redactor.learn(self.secrets_of(source))
+            return payload.redacted(self.redactor, source, MAX_PAYLOAD_TEXT)
         return self.redactor.value({"payload": self._payload_source(source)}, MAX_PAYLOAD_TEXT)["payload"]
 
     def _payload_source(self, source: Any) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from dspy_top.viewer.terminal import for_stream, inert
 RUNS_DESCRIPTION = """\
 The recorded runs, newest first: when each started, how long it ran, its processes (each
 Python process of a job records its own file), LM calls, cost, the best optimizer score,
-the size on disk and the command. `dspy-top run` and `dspy-top demo` record by default;
-any job records with DSPY_TOP_RECORD=1 or dspy_top.instrument(record=True).
+the size on disk and the command. On a terminal they are a list: enter replays the run
+under the cursor (dspy-top replay), q quits; piped or redirected (or with --plain, --json)
+they are printed. `dspy-top run` and `dspy-top demo` record by default; any job records
+with DSPY_TOP_RECORD=1 or dspy_top.instrument(record=True).
 """
 RUNS_EPILOG = """\
 state: complete (the process closed its file), live (still being written), cut off (the
@@ -57,12 +59,16 @@ exit status: 0, 1 when a recording cannot be read (what was read before the dama
 """
 
 
-def runs_main(argv: list[str]) -> int:
+def runs_main(argv: list[str], choose: Callable[[list[RunSummary], Path], int] | None = None) -> int:
+    """`dspy-top runs`; on a terminal, with `choose` (the viewer's list, which replays the run picked:
+    this package never imports the viewer), the runs go to it instead of the table."""
     parser = argparse.ArgumentParser(prog="dspy-top runs", description=RUNS_DESCRIPTION, epilog=RUNS_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     parser.add_argument("--dir", type=Path, metavar="DIR", help="list the recordings in DIR instead")
     parser.add_argument("-n", type=int, metavar="N", dest="limit", help="only the newest N runs")
+    parser.add_argument("--plain", action="store_true",
+                        help="print the table even on a terminal (instead of the list to pick a run from)")
     args = parser.parse_args(argv)
     directory = args.dir or runs.runs_dir()
     summaries, errors = list_runs(directory)
@@ -78,27 +84,48 @@ def runs_main(argv: list[str]) -> int:
     if not found:
         out.write(for_stream(inert(f"no recordings in {directory}"), out) + "\n")
         return 0
+    if choose is not None and not args.plain and _interactive(out):
+        return choose(found, directory)  # on a terminal: the list to pick a run from
     width = shutil.get_terminal_size().columns if out.isatty() else None
     out.write(for_stream(_table(found, directory, width), out))
     return 0
 
 
+def _interactive(out: TextIO) -> bool:
+    try:
+        return out.isatty() and sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
+def replay_target(run: RunSummary) -> str:
+    """What `dspy-top replay` is given to replay `run`: its id (all its processes), else its one file."""
+    return run.run_id or str(run.first.path)
+
+
+TABLE_HEADER = ("START", "DURATION", "PROCS", "CALLS", "COST", "BEST", "SIZE", "STATE", "COMMAND")
+RIGHT_ALIGNED = (1, 2, 3, 4, 5, 6)  # the numbers' columns
+
+
+def table_row(run: RunSummary) -> tuple[str, ...]:
+    """One run's cells, as the table and the interactive list show them (the command made inert)."""
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)), _duration(run.duration),
+        str(run.processes), "?" if run.calls is None else f"{run.calls:,}",
+        "?" if run.cost_usd is None else _dollars(run.cost_usd),
+        "-" if run.best_score is None else f"{run.best_score:.1f}", _size(run.size), run.state,
+        inert(run.command),
+    )
+
+
 def _table(found: list[RunSummary], directory: Path, width: int | None) -> str:
     """The runs as a table; on a terminal (`width`), each line cut to fit it."""
-    header = ("START", "DURATION", "PROCS", "CALLS", "COST", "BEST", "SIZE", "STATE", "COMMAND")
-    rows = [header]
-    for run in found:
-        rows.append((
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)), _duration(run.duration),
-            str(run.processes), "?" if run.calls is None else f"{run.calls:,}",
-            "?" if run.cost_usd is None else _dollars(run.cost_usd),
-            "-" if run.best_score is None else f"{run.best_score:.1f}", _size(run.size), run.state,
-            inert(run.command),
-        ))
+    header = TABLE_HEADER
+    rows = [header] + [table_row(run) for run in found]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [f"recordings in {inert(str(directory))}, newest first"]
     for row in rows:
-        cells = [cell.rjust(w) if i in (1, 2, 3, 4, 5, 6) else cell.ljust(w) for i, (cell, w) in
+        cells = [cell.rjust(w) if i in RIGHT_ALIGNED else cell.ljust(w) for i, (cell, w) in
                  enumerate(zip(row, widths))]
         line = "  ".join(cells) + "  " + row[-1]
         lines.append(line[:max(width, 80)] if width else line)

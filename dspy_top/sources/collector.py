@@ -23,6 +23,7 @@ from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.model.process import CONNECTING_STATUS
 from dspy_top.protocol import Hello
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source
+from dspy_top.sources.recorded_payloads import RecordedPayloads
 
 PAYLOAD_TIMEOUT = 5.0
 LONGEST_WAIT = 0.25  # seconds a turn waits at most: requests expire, sources' clocks move
@@ -46,6 +47,8 @@ class Collector:
         self._owners: dict[str, Source] = {}  # process key -> the source that reported it
         self._requests: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
         self._pending: dict[tuple[str, int], tuple[int, float]] = {}  # (key, req) -> (call id, deadline)
+        # A payload the process can no longer give (it ended, or moved on) is read from its recording.
+        self.recorded = RecordedPayloads()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -70,6 +73,7 @@ class Collector:
                 source.close()
             except Exception:
                 pass  # closing is best effort: the viewer is leaving
+        self.recorded.close()
         for sock in (self._wake_r, self._wake_w):
             try:
                 sock.close()
@@ -203,6 +207,8 @@ class Collector:
 
     def _connected(self, source: Source, key: str, hello: Hello) -> None:
         self._owners[key] = source
+        if source.host is None:  # a process on another machine records there, not here
+            self.recorded.saw_hello(key, hello.pid, hello.started_at, hello.recording)
         with self.fleet.lock:
             self.fleet.connected(key, hello, host=source.host, stats_follow=source.stats_follow_calls)
 
@@ -218,6 +224,8 @@ class Collector:
             if type(record) is schema.PayloadRecord:
                 self._answer_payload(key, record)
             else:
+                if type(record) is schema.ExitRecord and record.recording:
+                    self.recorded.saw_exit(key, record.recording)
                 folded.append(record)
         for chunk in _chunks(folded, FOLD_CHUNK):
             with self.fleet.lock:
@@ -248,7 +256,7 @@ class Collector:
                 self.fleet.failed(key, reason)
         for pending_key in [k for k in self._pending if k[0] == key]:
             call_id, _ = self._pending.pop(pending_key)
-            self._deliver(PayloadAnswer(key, call_id, None, f"the process connection closed ({reason})"))
+            self._from_recording(key, call_id, f"the process connection closed ({reason})")
 
     def _let_go(self, key: str) -> bool:
         with self.fleet.lock:
@@ -266,7 +274,7 @@ class Collector:
                 raise CannotRequest("the process has ended: its payloads are gone")
             request = source.request_payload(key, call_id)
         except CannotRequest as exc:
-            self._deliver(PayloadAnswer(key, call_id, None, str(exc)))
+            self._from_recording(key, call_id, str(exc))
             return
         self._pending[(key, request)] = (call_id, time.monotonic() + self.payload_timeout)
 
@@ -288,7 +296,19 @@ class Collector:
             self._deliver(PayloadAnswer(key, call_id, dict(record.payload)))
         else:
             reason = record.reason or "the process no longer holds this call (only its most recent ones are kept)"
-            self._deliver(PayloadAnswer(key, call_id, None, reason))
+            self._from_recording(key, call_id, reason)
+
+    def _from_recording(self, key: str, call_id: int, reason: str) -> None:
+        """The payload the process cannot give, from its recording; else why there is none."""
+        try:
+            payload, why = self.recorded.payload(key, call_id)
+        except Exception as exc:  # the viewer's own fault: said, never the collector's end
+            self.faults += 1
+            payload, why = None, f"its recording cannot be read ({type(exc).__name__})"
+        if payload is not None:
+            self._deliver(PayloadAnswer(key, call_id, payload))
+        else:
+            self._deliver(PayloadAnswer(key, call_id, None, f"{reason}; {why}" if why else reason))
 
     def _expire_requests(self, now: float) -> None:
         for pending_key, (call_id, deadline) in list(self._pending.items()):

@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 from dspy_top.protocol import Hello
 from dspy_top.recording.reader import Recording, Written, message_time
+from dspy_top.recording.state import RecordingState
 from dspy_top.sources.base import CannotRequest, Readable, Source
 from dspy_top.sources.replay_clock import ReplayClock
 from dspy_top.sources.replay_timeline import Goto, Timeline, TrialMark, trial_marks
@@ -79,6 +80,9 @@ class _Track:
         self.end = recording.started_at
         self.marks: list[TrialMark] = []
         self.state = "live"  # complete, live (still written), cut off (its writer died), damaged
+        # What was told, folded as the file's own state is (its latest stats and the calls after
+        # it): a stream that ends without its `exit` ends on the exact totals, not on that stats.
+        self.told = RecordingState()
 
     def survey(self) -> None:
         """Its end and trials, from the end state (a closed file's footer; else its last checkpoint)."""
@@ -347,6 +351,8 @@ class RecordingSource(Source):
         track.pending.clear()
         track.closed = track.exited = False
         first: list[dict[str, Any]] = []
+        track.told = RecordingState() if position.state is None else \
+            RecordingState.from_checkpoint(position.state.checkpoint())
         if position.state is not None:
             written = track.cursor.take(0)  # the checkpoint's snapshot only
             first = list(written[0].messages) if written else []
@@ -385,8 +391,10 @@ class RecordingSource(Source):
         told = len(due)
         for chunk in _chunks(due):
             self.clock.folding(chunk[-1].at)
+            messages = _messages(chunk)
+            track.told.apply_all(messages)
             try:
-                accepted = self.sink.messages(track.key, _messages(chunk))
+                accepted = self.sink.messages(track.key, messages)
             finally:
                 self.clock.folding(None)
             track.delivered = chunk[-1].at
@@ -397,8 +405,20 @@ class RecordingSource(Source):
                 return told
         if not pending and track.cursor is not None and track.cursor.ended:
             track.closed = True
+            if not track.exited:
+                self._tell_exact_totals(track)
             self.sink.closed(track.key, "its exit" if track.exited else _cut_off(track.recording))
         return told
+
+    def _tell_exact_totals(self, track: _Track) -> None:
+        """A stream cut off before its `exit`: the calls stored after its latest `stats` (a writer
+        stores one only every few calls) join the totals, as `RecordingState.totals()` adds them."""
+        told = track.told
+        if not told.tail():
+            return
+        totals = told.totals()
+        if totals is not None:
+            self.sink.messages(track.key, [{**told.stats, "t": "stats", "totals": totals}])
 
     # --- steps and trials -------------------------------------------------------------------------
 

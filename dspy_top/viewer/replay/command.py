@@ -26,7 +26,8 @@ response read from the file. It opens on the whole run (the end, paused); a reco
 still being written opens on its newest moment and follows it as it grows.
 
 RECORDING is a .dtop file, a directory of them (the processes of one job, replayed
-together), or `latest` (the default: the newest run in the runs directory).
+together), a run id (as `dspy-top runs --json` shows it: all its processes), or `latest`
+(the default: the newest run in the runs directory).
 """
 EPILOG = f"""\
 keys (besides the viewer's; ? shows them all):
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspy-top replay", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recording", nargs="?", default="latest", metavar="RECORDING",
-                        help="a .dtop file, a directory of them, or latest (default)")
+                        help="a .dtop file, a directory of them, a run id, or latest (default)")
     parser.add_argument("--dir", type=Path, metavar="DIR",
                         help="where `latest` is looked for (default: the runs directory, "
                              "<user state dir>/dspy-top/runs)")
@@ -145,6 +146,22 @@ def main(argv: list[str]) -> int:
     return run_replay_viewer(source, delay=args.delay, prices=prices, budget_usd=args.budget, notice=notice)
 
 
+def runs_main(argv: list[str]) -> int:
+    """`dspy-top runs`: on a terminal, the list of runs, where enter replays the one under the
+    cursor (here, in this process) and q quits; else the table (recording/command.py)."""
+    from dspy_top.recording import command as recording_command
+
+    def choose(found, directory: Path) -> int:
+        from dspy_top.viewer.replay.runs_list import choose_run
+
+        chosen = choose_run(found, directory)
+        if chosen is None:
+            return 0
+        return main([recording_command.replay_target(chosen), "--dir", str(directory)])
+
+    return recording_command.runs_main(argv, choose=choose)
+
+
 def recordings_named(name: str, directory: Path) -> list[Path]:
     """The recordings RECORDING names: a file; every recording in a directory; `latest`, the newest
     one in `directory` with the other processes of its run. LookupError says why there are none."""
@@ -156,13 +173,29 @@ def recordings_named(name: str, directory: Path) -> list[Path]:
         return found
     if path.exists() or name != "latest":
         if not path.exists():
+            of_run = _run_named(name, directory)
+            if of_run:
+                return of_run
             raise LookupError(f"{path}: no such file (RECORDING is a {runs.SUFFIX} file, a directory of them, "
-                              "or latest)")
+                              "a run id as `dspy-top runs --json` shows it, or latest)")
         return [path]
     found = runs.recordings(directory)
     if not found:
         raise LookupError(f"no recordings in {directory} (`dspy-top run` and `dspy-top demo` record there)")
     return _run_of(found[0], found)
+
+
+def _run_named(run_id: str, directory: Path) -> list[Path]:
+    """The recordings of the run `run_id` in `directory` (the processes of one job), if any."""
+    if not run_id or run_id.endswith(runs.SUFFIX) or "/" in run_id:
+        return []
+    from dspy_top.recording.summary import group_runs, list_runs
+
+    summaries, _ = list_runs(directory)
+    for run in group_runs(summaries, directory):
+        if run.run_id == run_id:
+            return sorted(r.path for r in run.recordings)
+    return []
 
 
 def _run_of(newest: Path, candidates: list[Path]) -> list[Path]:

@@ -1,0 +1,71 @@
+"""A recording's payloads are redacted by `payload.redacted`, which walks a kept call without building
+its payload first: it must give exactly what the generic pass gives a viewer's `payload` reply
+(`Redactor.value({"payload": materialize(kept)})`), credentials, odd values and bounds included."""
+
+from __future__ import annotations
+
+import random
+
+from dspy_top.instrumentation.payload import materialize, redacted, secrets_of
+from dspy_top.instrumentation.recorder import KEPT_FIELDS, KeptCall
+from dspy_top.instrumentation.redact import REDACTED, Redactor
+
+LIMIT = 256 * 1024
+KEY = "sk-proj-abcdefghijklmnop1234567890"
+
+
+def kept(**parts) -> KeptCall:
+    base = dict(id=1, model="openai/gpt-4o-mini", model_type="chat", messages=None, prompt=None, lm_options=None,
+                call_options=None, outputs=None, usage=None, dspy_cost=None, cost_details=None, error=None,
+                cache_hit=False, response_model=None)
+    base.update(parts)
+    return KeptCall(tuple(base[name] for name in KEPT_FIELDS) + (0,))
+
+
+def shapes():
+    """Payloads of every shape a kept call takes, with credentials in names, headers, text and options."""
+    draw = random.Random(7)
+    texts = ["plain text", f"my key is {KEY}", "Authorization: Bearer abcdefgh12345678",
+             "https://user:hunter22@example.com/path", "--api-key sk-abcdefghijklmnopqrstu1", "", "ünïcödé \ud800"]
+    for number in range(200):
+        text = draw.choice(texts)
+        yield kept(
+            id=number,
+            messages=draw.choice([
+                [{"role": "system", "content": "You are."}, {"role": "user", "content": text}],
+                [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url",
+                                                                             "image_url": {"url": text}}]}],
+                [], None, [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": text}}]}],
+                [{"role": "user", "content": text}] * 600,
+            ]),
+            prompt=draw.choice([None, text]),
+            lm_options=draw.choice([None, {"temperature": 0.0, "max_tokens": 100}, {"api_key": KEY, "api_base": text},
+                                    {"headers": {"Authorization": "Bearer x", "X-Key": "y"}, "extra_body": {"a": [1]}}]),
+            call_options=draw.choice([None, {}, {"rollout_id": 3}, {"password": text}, {"n": 2, "stop": ["\n"]}]),
+            outputs=draw.choice([None, [text], ["a", {"text": text, "tool_calls": None}], "odd", 3,
+                                 [f"{KEY} " + "x" * 300_000]]),  # past the text limit: cut
+            usage=draw.choice([None, {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": None},
+                               {"prompt_tokens": 10, "completion_tokens_details": {"reasoning_tokens": 1}}]),
+            dspy_cost=draw.choice([None, 0.001, 0]),
+            cost_details=draw.choice([None, {}, {"kind": "unknown", "reason": text}]),
+            error=draw.choice([None, None, None, f"RateLimitError: {text}", {"type": "E", "message": text}]),
+            cache_hit=draw.choice([False, True, None, 1]),
+            response_model=draw.choice([None, "gpt-4o-mini-2024", text, object]),
+        )
+
+
+def test_a_recordings_payloads_are_redacted_exactly_as_a_viewers():
+    for call in shapes():
+        slow, fast = Redactor({"OPENAI_API_KEY": KEY}), Redactor({"OPENAI_API_KEY": KEY})
+        slow.learn(secrets_of(call))
+        fast.learn(secrets_of(call))
+        expected = slow.value({"payload": materialize(call)}, LIMIT)["payload"]
+        got = redacted(fast, call, LIMIT)
+        assert got == expected and list(got) == list(expected), call
+        assert KEY not in repr(got) and "hunter22" not in repr(got)
+
+
+def test_a_kept_call_reads_by_name():
+    call = kept(id=9, model="m", lm_options={"api_key": KEY})
+    assert (call.id, call.model, call.lm_options) == (9, "m", {"api_key": KEY})
+    assert redacted(Redactor({}), call, LIMIT)["options"] == {"api_key": REDACTED}
