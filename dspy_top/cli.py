@@ -185,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     # Only this machine's sockets: made after the first frame, which says where they are. Other
     # machines' sources are made now, and say what they watch themselves.
     local_only = not hosts.hosts_of(args)
+    # Watching every local socket: the process list also offers this user's DSPy jobs started without
+    # dspy-top, and `A` attaches one (its socket then comes to this directory).
+    discovering = not (args.no_local or args.pids or args.sockets)
     return run_viewer(sources if local_only else sources(), watching=str(located.path) if local_only else None,
                       delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
-                      history=args.history)
+                      history=args.history, offer_attach=located.path if discovering else None)
 
 
 if __name__ == "__main__":

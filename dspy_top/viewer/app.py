@@ -27,9 +27,10 @@ from dspy_top.model.budget import BudgetAlarm
 from dspy_top.model.calls import HISTORY, CallQuery
 from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.attach_offers import AttachOffering
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
-from dspy_top.viewer.messages import Notice, PayloadArrived
+from dspy_top.viewer.messages import AttachDone, Notice, OffersChanged, PayloadArrived
 from dspy_top.viewer.payload_search import PayloadSearch
 from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.screens.main import MainScreen
@@ -88,8 +89,11 @@ class TopApp(App):
         notice: str | None = None,
         connect: Callable[[], tuple[Fleet, Collector]] | None = None,
         kept_payloads: int = KEPT_CHARS,
+        offer_attach: Path | None = None,
     ) -> None:
-        """`fleet` and `collector`, or `connect` to make them once the first frame is on screen."""
+        """`fleet` and `collector`, or `connect` to make them once the first frame is on screen. With
+        `offer_attach` (a runtime directory) the process list also offers this user's DSPy jobs started
+        without dspy-top, and `A` attaches to one (their sockets then come to that directory)."""
         super().__init__()
         self.fleet = fleet
         self.collector = collector
@@ -116,6 +120,7 @@ class TopApp(App):
         self._stop_target_key: str | None = None
         self._refresh_timer = None
         self.search = PayloadSearch()  # `/` with free words: prompts and responses read for it
+        self.offering = AttachOffering(offer_attach) if offer_attach is not None else None
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
@@ -173,6 +178,8 @@ class TopApp(App):
             self.collector.on_notice = self._notice_from_thread
         if self.collector is not None and self.start_collector:
             self.collector.start()
+        if self.offering is not None:
+            self.offering.start(lambda: self.post_message(OffersChanged()))
         self.refresh_now()
         # A quick second look once the collector has attached, then the steady pace.
         self.set_timer(0.25, self.refresh_from_model)
@@ -180,6 +187,8 @@ class TopApp(App):
     def on_unmount(self) -> None:
         if self.collector is not None:
             self.collector.stop()
+        if self.offering is not None:
+            self.offering.stop()
 
     @property
     def view(self) -> FleetScreen | None:
@@ -456,6 +465,64 @@ class TopApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    # --- attaching to a job started without dspy-top (A) ------------------------------------
+
+    def offers(self) -> tuple:
+        """The process list's offered rows (attach_offers.py): never part of the snapshot or its totals."""
+        return self.offering.offers(self.snapshot) if self.offering is not None else ()
+
+    def on_offers_changed(self, message: OffersChanged) -> None:
+        view = self.view
+        if view is not None:
+            view.show_offers()
+
+    def ask_attach(self, key: str | None) -> None:
+        """`A` on the process list's row `key`: attach to the offered process there after a y/n, or say why not."""
+        offering = self.offering
+        if offering is None:
+            self.notify("this viewer offers no process to attach to (plain `dspy-top` does); use "
+                        "`dspy-top attach PID`", severity="warning", timeout=6)
+            return
+        offer = next((o for o in self.offers() if o.key == key), None)
+        candidate = offering.candidate(key) if offer is not None and offer.state == "unattached" else None
+        if candidate is None:
+            row = next((p for p in self.snapshot.processes if p.key == key), None) if self.snapshot else None
+            if offer is not None:
+                self.notify(f"pid {offer.pid}: {offer.state} already", timeout=4)
+            elif row is not None:
+                self.notify(f"pid {row.pid} is instrumented already: A attaches a process the list offers "
+                            "(state unattached)", severity="warning", timeout=5)
+            elif not self.offers():
+                self.notify("no DSPy job started without dspy-top is running (dspy-top looks every 3 s)",
+                            severity="warning", timeout=5)
+            else:
+                self.notify("A attaches the process under the process list's cursor: p, then ↑/↓ to one that "
+                            "says unattached", severity="warning", timeout=6)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.offering is not None:
+                self.offering.attach(candidate, lambda pid, line, ok: self.post_message(AttachDone(pid, line, ok)))
+                view = self.view
+                if view is not None:
+                    view.show_offers()
+
+        from dspy_top.viewer.screens.confirm import ConfirmAttach
+
+        self.push_screen(ConfirmAttach(candidate.pid, candidate.command, candidate.evidence), answered)
+
+    def on_attach_done(self, message: AttachDone) -> None:
+        if self.offering is None:
+            return
+        self.offering.finished(message.pid, message.ok)
+        if message.ok:
+            self.notify(message.line, title=f"pid {message.pid} attached", timeout=10)
+        else:
+            self.notify(message.line, title=f"pid {message.pid} not attached", severity="error", timeout=15)
+        view = self.view
+        if view is not None:
+            view.show_offers()
+
     # --- stopping a job (k) ----------------------------------------------------------------
 
     def stop_target(self) -> ProcessRow | None:
@@ -530,11 +597,13 @@ def run_viewer(
     budget_usd: float | None = None,
     notice: str | None = None,
     history: int = HISTORY,
+    offer_attach: Path | None = None,
 ) -> int:
     """Run the interactive viewer on `sources` until the user quits; the return value is the exit status.
 
     `sources` may be a function that makes them: it is called once the first frame is on screen
-    (then `watching` says what they watch, for the screen with nothing attached)."""
+    (then `watching` says what they watch, for the screen with nothing attached). With `offer_attach`, the
+    process list offers the user's DSPy jobs started without dspy-top, and `A` attaches to one."""
 
     def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
         from dspy_top.model import Fleet
@@ -545,6 +614,7 @@ def run_viewer(
 
     if watching is None and not callable(sources):
         watching = ", ".join(source.where for source in sources)
-    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect)
+    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect,
+                 offer_attach=offer_attach)
     app.run()
     return 0

@@ -13,11 +13,20 @@ class EmptyState(Static):
 
     def __init__(self, watching: str, **kwargs) -> None:
         super().__init__(self.message(watching), **kwargs)
+        self.watching = watching
+
+    def show_offered(self, offered: bool) -> None:
+        """Whether the process list below offers DSPy jobs started without dspy-top (`A` attaches one)."""
+        self.update(self.message(self.watching, offered))
 
     @staticmethod
-    def message(watching: str) -> Text:
+    def message(watching: str, offered: bool = False) -> Text:
         text = Text(justify="center")
         text.append("No instrumented DSPy process is running.\n\n", style="bold")
+        if offered:
+            text.append("DSPy jobs started without dspy-top are listed below: ")
+            text.append("A", style="bold cyan")
+            text.append(" attaches the selected one (after a y/n).\n\n")
         text.append("Start one and it appears here:\n\n")
         text.append("  dspy-top run -- python job.py", style="bold cyan")
         text.append("\n  or call ")

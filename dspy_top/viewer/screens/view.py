@@ -180,6 +180,9 @@ class FleetScreen(Screen):
     def show_panes(self, snapshot: Snapshot) -> None:
         """Render this screen's own panes."""
 
+    def show_offers(self) -> None:
+        """The processes `A` could attach to changed: a screen that lists processes shows them."""
+
     def show_clock(self, snapshot: Snapshot) -> None:
         """Only the clock moved (nothing new arrived): the header alone is redrawn."""
         self.query_one(Header).show(snapshot, self.app.paused)
