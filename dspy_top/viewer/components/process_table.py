@@ -28,7 +28,7 @@ FIXED = (
     Column("state", "STATE", 10, right=False),
     Column("uptime", "UP", 8),
     Column("calls", "CALLS", 7),
-    Column("cost", "COST", 9),
+    Column("cost", "COST", fmt.COST_WIDTH),
 )
 STATE_STYLE = {"running": "green", "connecting": "cyan", "ended": "dim", "lost": "bold red", "failed": "bold red",
                "unattached": "dim", "attaching…": "cyan", "attached": "cyan"}
