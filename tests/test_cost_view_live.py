@@ -273,6 +273,40 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
         stopped.close()
 
 
+def test_once_a_stopped_job_ended_no_notice_says_it_is_stopping():
+    """After `k`, `y` and the job's end, what the notifications say is that it stopped, not that it will."""
+    from dspy_top.viewer.app import TopApp
+    from dspy_top.sources.collector import Collector
+    from dspy_top.sources.local import local_sockets
+    from dspy_top.viewer.screens.confirm import ConfirmStop
+
+    stopped = Job()
+    try:
+        stopped.run(1)
+
+        async def main():
+            fleet = Fleet()
+            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=stopped.directory, rescan_every=0.2)]),
+                         delay=0.2)
+            shown = lambda: [f"{n.title}: {n.message}" for n in app._notifications]  # noqa: E731 (on screen now)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_for(pilot, lambda: app.check_action("stop_job", ()), what="the job to stop")
+                await pilot.press("k")
+                assert isinstance(app.screen, ConfirmStop)
+                await pilot.press("y")
+                assert any(f"asked pid {stopped.pid} to stop" in n for n in shown())
+                stopped.send("run 3")  # the next LM call ends the run
+                assert await asyncio.to_thread(stopped.proc.wait, 30) == 1
+                await wait_for(pilot, lambda: any(f"pid {stopped.pid} stopped as asked: ended" in n for n in shown()),
+                               what="the end said")
+                await pilot.pause(0.5)  # more refreshes: nothing stale comes back
+                assert not any("asked pid" in n or "stopping" in n or "ends the run" in n for n in shown()), shown()
+
+        asyncio.run(main())
+    finally:
+        stopped.close()
+
+
 def dspy_top_batch(directory, *args):
     env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO),
            "DSPY_TOP_CONFIG": str(directory / "none.toml")}

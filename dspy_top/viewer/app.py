@@ -118,6 +118,7 @@ class TopApp(App):
         self.budget_alarm = BudgetAlarm()
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
+        self._stopping: dict[str, int] = {}  # processes asked to stop (k, or a job's stop alert): key -> pid
         self._refresh_timer = None
         self.search = PayloadSearch()  # `/` with free words: prompts and responses read for it
         self.offering = AttachOffering(offer_attach) if offer_attach is not None else None
@@ -230,6 +231,7 @@ class TopApp(App):
         if view is not None and view.snapshot is not snapshot:
             view.show(snapshot)
         self._money_alerts(snapshot)
+        self._stops_done(snapshot)
         self.update_stop_binding()
 
     def refresh_now(self) -> None:
@@ -249,6 +251,7 @@ class TopApp(App):
         # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
         for alert in fresh[:ALERTS_SHOWN]:
             if alert.level == "stop" and alert.scope == "viewer":  # a stop asked for with `k`, not a budget
+                self._stopping.update((p.key, p.pid) for p in snapshot.processes if p.pid == alert.pid)
                 self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
                             title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
                 continue
@@ -583,7 +586,32 @@ class TopApp(App):
             self.notify("this viewer is not connected to the process", severity="error")
             return
         self.collector.request_stop(target.key, f"stop requested from the viewer (dspy-top pid {os.getpid()})")
+        self._stopping[target.key] = target.pid
         self.notify(f"asked pid {target.pid} to stop: its next LM call ends the run", timeout=8)
+
+    def _stops_done(self, snapshot: Snapshot) -> None:
+        """A process asked to stop has ended: what said it was stopping goes, and its end is said instead."""
+        for key, pid in list(self._stopping.items()):
+            row = next((p for p in snapshot.processes if p.key == key), None)
+            if row is not None and row.state in ("running", "connecting"):
+                continue
+            del self._stopping[key]
+            self._forget_notices(pid)
+            said = row.status if row is not None and row.status else "ended"
+            self.notify(f"pid {pid} stopped as asked: {said}", title=f"pid {pid} stopped", timeout=8)
+
+    def _forget_notices(self, pid: int) -> None:
+        """Take the "stopping" notifications of `pid` off the screen: once it ended they are stale. (Textual
+        has no public way to remove one notification; without it they time out on their own.)"""
+        try:
+            stale = [n for n in self._notifications if n.title == f"pid {pid} stopping"
+                     or n.message.startswith(f"asked pid {pid} to stop")]
+            for notification in stale:
+                self._unnotify(notification, refresh=False)
+            if stale:
+                self._refresh_notifications()
+        except AttributeError:
+            pass
 
 
 def run_viewer(
