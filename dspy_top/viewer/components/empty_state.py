@@ -34,7 +34,7 @@ class EmptyState(Static):
         text = Text(justify="center")
         if job_exit is not None:
             text.append(f"The job ended (exit {job_exit}) and its process was dismissed.\n\n", style="bold")
-            text.append("Its output stays in the log pane above. ")
+            text.append("Its output stays in the job output pane below. ")
             text.append("q", style="bold cyan")
             text.append(" quits.")
             return text
