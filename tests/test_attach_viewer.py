@@ -7,11 +7,10 @@ directory, /proc as it is, and real gdb for the attach itself.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -19,15 +18,15 @@ from dspy_top.attach.offers import AttachOffers
 from dspy_top.model import Fleet
 from dspy_top.simlm import SimLM
 from dspy_top.sources.collector import Collector
-from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.attach_offers import KEY_PREFIX
+from dspy_top.viewer.attach_offers import KEY_PREFIX, AttachOffering
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.confirm import ConfirmAttach
 from tests.helpers.jobs import runtime_dir, start_job
 from tests.helpers.plain_jobs import PlainJob
-from tests.helpers.waiting import wait_until
+from tests.helpers.waiting import pilot_wait, wait_until
+from tests.test_viewer_pilot import run_app as run_viewer_app
 
 needs_gdb = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
 pytestmark = pytest.mark.timeout(240)
@@ -40,24 +39,13 @@ def directory():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run_app(directory, script, size=(120, 40)):
-    async def main():
-        fleet = Fleet()
-        collector = Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)])
-        app = TopApp(fleet, collector, delay=0.2, offer_attach=directory)
-        async with app.run_test(size=size) as pilot:
-            await script(app, pilot)
-
-    asyncio.run(main())
+def run_app(directory, script):
+    """The viewer on `directory`'s sockets, offering what `A` can attach to there."""
+    run_viewer_app(directory, script, offer_attach=directory)
 
 
 async def wait_for(pilot, predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return await pilot_wait(pilot, predicate, what=what, timeout=timeout)
 
 
 def row(app, key):
@@ -111,6 +99,38 @@ def test_the_poller_finds_a_plain_dspy_process_from_proc_alone(directory):
             proc.wait(10)
 
 
+def test_the_row_says_attaching_until_the_attach_has_answered(directory, tmp_path, monkeypatch):
+    """The attach runs on its own thread; until its answer is taken (here held back), the row says so."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gdb: the attach is refused, without touching the process
+    named = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "dspy"], stdin=subprocess.PIPE)
+    offering = AttachOffering(directory)
+    offering.poller = AttachOffers(directory)
+    answered, release = [], threading.Event()
+
+    def done(pid, line, ok):
+        release.wait(30)
+        answered.append((pid, line, ok))
+
+    try:
+        wait_until(lambda: offering.poller.scan_now() or offering.candidate(f"{KEY_PREFIX}{named.pid}"),
+                   what="the offer")
+        states = lambda: {o.pid: o.state for o in offering.offers(None)}  # noqa: E731
+        assert states()[named.pid] == "unattached"
+        offering.attach(offering.candidate(f"{KEY_PREFIX}{named.pid}"), done)
+        assert states()[named.pid] == "attaching…" and offering.attaching(named.pid)
+        release.set()
+        wait_until(lambda: answered, what="the answer")
+        assert states()[named.pid] == "attaching…"  # until the app takes the answer
+        (pid, line, ok), = answered
+        assert (pid, ok) == (named.pid, False) and line.startswith("gdb is not installed")
+        offering.finished(pid, ok)
+        assert states()[named.pid] == "unattached" and not offering.attaching(named.pid)
+    finally:
+        named.kill()
+        named.wait(10)
+
+
+@pytest.mark.slow
 def test_a_refused_attach_says_why_and_the_row_stays_offered(directory, tmp_path, monkeypatch):
     """`A` then `y` with no gdb on PATH: the notification is `dspy-top attach`'s own line, the job untouched.
     `n` leaves it alone; `A` on an instrumented process and `enter` or `x` on an offer say why not."""
@@ -124,11 +144,12 @@ def test_a_refused_attach_says_why_and_the_row_stays_offered(directory, tmp_path
             key = f"{KEY_PREFIX}{job.pid}"
 
             async def script(app, pilot):
-                await wait_for(pilot, lambda: state(app, key) == "unattached" and process(app, instrumented.proc.pid),
-                               what="the offer and the instrumented process")
+                await wait_for(pilot, lambda: state(app, key) == "unattached" and process(app, instrumented.proc.pid)
+                               and app.snapshot.totals.calls == truth["totals"]["calls"],
+                               what="the offer and the instrumented process's calls")
                 cells = row(app, key)
                 assert cells[3:6] == ["-", "-", "-"]  # no figures: nothing is known of it
-                assert "plain_job.py sequential 3" in cells[6] and "imports dspy (plain_job.py)" in cells[6]
+                assert cells[6].startswith("plain_job.py ") and cells[6].endswith(" · imports dspy (plain_job.py) · A attaches")
                 # Not a process of the fleet: in no total, and not counted in the title's.
                 assert app.snapshot.totals.calls == truth["totals"]["calls"]
                 assert f"{truth['totals']['calls']:,} calls" in str(app.query_one(Header).render())
@@ -187,8 +208,7 @@ def test_A_then_y_attaches_an_offered_job_and_its_row_becomes_a_live_process(dir
                 await select(app, pilot, key)
                 await pilot.press("A")
                 assert isinstance(app.screen, ConfirmAttach)
-                await pilot.press("y")
-                assert state(app, key) == "attaching…"  # gdb takes a second or more: the row says so meanwhile
+                await pilot.press("y")  # the row says `attaching…` meanwhile (the next test holds it there)
                 await wait_for(pilot, lambda: (p := process(app, job.pid)) is not None and p.state == "running"
                                and p.totals.calls == served, timeout=60, what="the attached job, live")
                 attached = process(app, job.pid)

@@ -52,7 +52,7 @@ class Offer:
     @property
     def note(self) -> str:
         if self.state == "unattached":
-            return f"{self.evidence} · A attaches it"
+            return f"{self.evidence} · A attaches"
         if self.state == "attached":
             return f"{self.evidence} · attached, its socket comes next"
         return f"{self.evidence} · attaching (dspy-top attach {self.pid})"
