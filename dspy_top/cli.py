@@ -16,7 +16,8 @@ latency per module and per model, with a browsable history of every call.
 With no option, dspy-top attaches to every instrumented DSPy process of this user and
 keeps watching for new ones. A process is instrumented when it calls
 dspy_top.instrument(), runs with DSPY_TOP=1, is started with `dspy-top run`, or was
-attached with `dspy-top attach PID` while running.
+attached with `dspy-top attach PID` while running. The live view also lists, dimmed, your
+DSPy jobs started without dspy-top (found from /proc): `A` attaches the selected one.
 """
 
 EPILOG = """\
