@@ -256,9 +256,10 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
             code = await asyncio.to_thread(stopped.proc.wait, 30)
             assert code == 1
             await wait_for(pilot, lambda: app.snapshot.processes[0].state == "ended", what="the job's end")
-            # The job's own word on the stop is a stop, not a budget alert.
-            await wait_for(pilot, lambda: any(n[2] == f"pid {stopped.pid} stopping" for n in notes),
-                           what="the stop notice")
+            # The job's own word on the stop is a stop, not a budget alert: `stopping` while it runs, or, when
+            # that word comes with its end, that it stopped (a `stopping` after the end would be stale).
+            await wait_for(pilot, lambda: any(n[2] in (f"pid {stopped.pid} stopping", f"pid {stopped.pid} stopped")
+                                              for n in notes), what="the stop notice")
             assert not any("budget" in f"{n[0]} {n[2]}" for n in notes)
             stops = [a for j in app.snapshot.job_budgets for a in j.alerts if a.level == "stop"]
             assert [(a.scope, a.message.split(" (")[0]) for a in stops] == [

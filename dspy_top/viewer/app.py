@@ -119,6 +119,7 @@ class TopApp(App):
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
         self._stopping: dict[str, int] = {}  # processes asked to stop (k, or a job's stop alert): key -> pid
+        self._stopped: set[int] = set()  # pids whose end after a stop was said
         self._refresh_timer = None
         self.search = PayloadSearch()  # `/` with free words: prompts and responses read for it
         self.offering = AttachOffering(offer_attach) if offer_attach is not None else None
@@ -251,9 +252,14 @@ class TopApp(App):
         # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
         for alert in fresh[:ALERTS_SHOWN]:
             if alert.level == "stop" and alert.scope == "viewer":  # a stop asked for with `k`, not a budget
-                self._stopping.update((p.key, p.pid) for p in snapshot.processes if p.pid == alert.pid)
-                self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
-                            title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+                rows = [p for p in snapshot.processes if p.pid == alert.pid]
+                live = [p for p in rows if p.state in ("running", "connecting")]
+                if live:
+                    self._stopping.update((p.key, p.pid) for p in live)
+                    self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
+                                title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+                elif alert.pid not in self._stopped:  # its word on the stop came with (or after) its end
+                    self._said_stopped(alert.pid, rows[0].status if rows else "")
                 continue
             severity = "warning" if alert.level == "80" else "error"
             self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
@@ -596,9 +602,12 @@ class TopApp(App):
             if row is not None and row.state in ("running", "connecting"):
                 continue
             del self._stopping[key]
-            self._forget_notices(pid)
-            said = row.status if row is not None and row.status else "ended"
-            self.notify(f"pid {pid} stopped as asked: {said}", title=f"pid {pid} stopped", timeout=8)
+            self._said_stopped(pid, row.status if row is not None else "")
+
+    def _said_stopped(self, pid: int, status: str) -> None:
+        self._stopped.add(pid)
+        self._forget_notices(pid)
+        self.notify(f"pid {pid} stopped as asked: {status or 'ended'}", title=f"pid {pid} stopped", timeout=8)
 
     def _forget_notices(self, pid: int) -> None:
         """Take the "stopping" notifications of `pid` off the screen: once it ended they are stale. (Textual
