@@ -16,7 +16,8 @@ latency per module and per model, with a browsable history of every call.
 With no option, dspy-top attaches to every instrumented DSPy process of this user and
 keeps watching for new ones. A process is instrumented when it calls
 dspy_top.instrument(), runs with DSPY_TOP=1, is started with `dspy-top run`, or was
-attached with `dspy-top attach PID` while running.
+attached with `dspy-top attach PID` while running. The live view also lists, dimmed, your
+DSPy jobs started without dspy-top (found from /proc): `A` attaches the selected one.
 """
 
 EPILOG = """\
@@ -185,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     # Only this machine's sockets: made after the first frame, which says where they are. Other
     # machines' sources are made now, and say what they watch themselves.
     local_only = not hosts.hosts_of(args)
+    # Watching every local socket: the process list also offers this user's DSPy jobs started without
+    # dspy-top, and `A` attaches one (its socket then comes to this directory).
+    discovering = not (args.no_local or args.pids or args.sockets)
     return run_viewer(sources if local_only else sources(), watching=str(located.path) if local_only else None,
                       delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
-                      history=args.history)
+                      history=args.history, offer_attach=located.path if discovering else None)
 
 
 if __name__ == "__main__":

@@ -256,9 +256,10 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
             code = await asyncio.to_thread(stopped.proc.wait, 30)
             assert code == 1
             await wait_for(pilot, lambda: app.snapshot.processes[0].state == "ended", what="the job's end")
-            # The job's own word on the stop is a stop, not a budget alert.
-            await wait_for(pilot, lambda: any(n[2] == f"pid {stopped.pid} stopping" for n in notes),
-                           what="the stop notice")
+            # The job's own word on the stop is a stop, not a budget alert: `stopping` while it runs, or, when
+            # that word comes with its end, that it stopped (a `stopping` after the end would be stale).
+            await wait_for(pilot, lambda: any(n[2] in (f"pid {stopped.pid} stopping", f"pid {stopped.pid} stopped")
+                                              for n in notes), what="the stop notice")
             assert not any("budget" in f"{n[0]} {n[2]}" for n in notes)
             stops = [a for j in app.snapshot.job_budgets for a in j.alerts if a.level == "stop"]
             assert [(a.scope, a.message.split(" (")[0]) for a in stops] == [
@@ -269,6 +270,40 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
         stderr = stopped.proc.stderr.read()
         assert stderr.strip().splitlines()[-1].startswith("dspy-top: stop requested from the viewer (dspy-top pid ")
         assert "Traceback" not in stderr
+    finally:
+        stopped.close()
+
+
+def test_once_a_stopped_job_ended_no_notice_says_it_is_stopping():
+    """After `k`, `y` and the job's end, what the notifications say is that it stopped, not that it will."""
+    from dspy_top.viewer.app import TopApp
+    from dspy_top.sources.collector import Collector
+    from dspy_top.sources.local import local_sockets
+    from dspy_top.viewer.screens.confirm import ConfirmStop
+
+    stopped = Job()
+    try:
+        stopped.run(1)
+
+        async def main():
+            fleet = Fleet()
+            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=stopped.directory, rescan_every=0.2)]),
+                         delay=0.2)
+            shown = lambda: [f"{n.title}: {n.message}" for n in app._notifications]  # noqa: E731 (on screen now)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_for(pilot, lambda: app.check_action("stop_job", ()), what="the job to stop")
+                await pilot.press("k")
+                assert isinstance(app.screen, ConfirmStop)
+                await pilot.press("y")
+                assert any(f"asked pid {stopped.pid} to stop" in n for n in shown())
+                stopped.send("run 3")  # the next LM call ends the run
+                assert await asyncio.to_thread(stopped.proc.wait, 30) == 1
+                await wait_for(pilot, lambda: any(f"pid {stopped.pid} stopped as asked: ended" in n for n in shown()),
+                               what="the end said")
+                await pilot.pause(0.5)  # more refreshes: nothing stale comes back
+                assert not any("asked pid" in n or "stopping" in n or "ends the run" in n for n in shown()), shown()
+
+        asyncio.run(main())
     finally:
         stopped.close()
 

@@ -94,7 +94,8 @@ from dspy_top import options
 import dspy_top.viewer.app as app
 
 options.no_terminal = lambda: None  # no terminal here: the app runs headless
-LATER = ("dspy_top.sources", "dspy_top.model.process", "dspy_top.schema", "dspy_top.protocol", "msgpack")
+LATER = ("dspy_top.sources", "dspy_top.model.process", "dspy_top.schema", "dspy_top.protocol", "msgpack",
+         "dspy_top.attach")
 loaded = {}
 
 
@@ -115,7 +116,7 @@ print(json.dumps(loaded))
 
 def test_the_first_frame_comes_before_the_sources_and_the_model_are_loaded(tmp_path):
     """`dspy-top` draws its first frame, then loads what collecting needs (issue 18: the first frame
-    sooner): no source, wire protocol, msgpack or process model before it."""
+    sooner): no source, wire protocol, msgpack, process model or attach package (the offers `A` takes) before it."""
     result = subprocess.run([sys.executable, "-c", FIRST_FRAME], capture_output=True, text=True, cwd=REPO,
                             timeout=60, env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr

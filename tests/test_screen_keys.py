@@ -59,11 +59,15 @@ def extreme_fleet() -> Fleet:
     modules = [{"path": "AVeryLongProgramName.with_a_long_submodule_name.and_another_predictor.predict",
                 "class": "ChainOfThoughtWithHints", "chain": [], **big},
                {"path": "Small", "class": "Predict", "chain": ["Small"],
-                **counters(3, 10, 2, 0.000017, hits=1, saved=0.000017)}]
-    models = [{"model": "openrouter/anthropic/claude-3.5-sonnet-20241022-with-a-long-suffix", **big}]
+                **counters(3, 10, 2, 0.000017, hits=1, saved=0.000017)},
+               # The widest money texts: a sub-micro-dollar cost, and a sub-cent one with unpriced calls.
+               {"path": "Tiny", "class": "Predict", "chain": ["Tiny"], **counters(1, 1, 1, 0.0000004, saved=0.0000004)},
+               {"path": "Cheap", "class": "Predict", "chain": ["Cheap"], **counters(2, 5, 1, 0.000032, unpriced=1)}]
+    models = [{"model": "openrouter/anthropic/claude-3.5-sonnet-20241022-with-a-long-suffix", **big},
+              {"model": "tiny", **counters(1, 1, 1, 0.000032, unpriced=1)}]
     calls = [_call(900 + i, "AVeryLongProgramName.with_a_long_submodule_name.and_another_predictor.predict",
-                   NOW - 5 + i, 1234.5, 987_654, 123_456, 0.000017, cache=i == 1, error="RateLimitError" if i else None,
-                   retries=12) for i in range(3)]
+                   NOW - 5 + i, 1234.5, 987_654, 123_456, 0.0000004 if i == 2 else 0.000017, cache=i == 1,
+                   error="RateLimitError" if i else None, retries=12) for i in range(3)]
     with fleet.lock:
         for call in calls:
             fleet.fold(key, call)
@@ -93,11 +97,25 @@ def test_no_column_touches_its_neighbour_at_any_width(size):
         header = "".join(s.text for s in history.render_line(0)).split()
         assert header[:2] == ["TIME", "MODULE"]  # the time never runs into the module
         text = screen_text(app)
+        assert "<$0.000001" in text and "$0.000032+?" in text  # the widest money texts, whole
         assert "0     6$" not in text and "…" in text  # long names are cut, not run together
         for line in text.splitlines():
             assert "ms1" not in line and "s$" not in line  # a latency never runs into a cost
 
     run(extreme_fleet(), script, size=size)
+
+
+def test_every_money_text_fits_the_columns_made_for_it():
+    from types import SimpleNamespace
+
+    for value in (0.0000004, 0.0000032, 0.000032, 0.00099, 0.0043, 1.5, 99.99, 123_456.0, 999_999.0, 9_999_999.0):
+        assert len(fmt.dollars(value)) <= fmt.DOLLARS_WIDTH, value
+        for unpriced in (0, 1):
+            if value < 1_000_000 or not unpriced:
+                text = fmt.cost(SimpleNamespace(cost_usd=value, unpriced_calls=unpriced))
+                assert len(text) <= fmt.COST_WIDTH, text
+    # Less than a millionth of a dollar priced, and calls with no price: unknown, not `<$0.000001+?`.
+    assert fmt.cost(SimpleNamespace(cost_usd=0.0000004, unpriced_calls=2)) == "?"
 
 
 def test_long_names_are_cut_in_the_middle_and_a_process_shows_its_script():
@@ -357,6 +375,18 @@ def test_escape_leaves_each_mode_in_turn_and_z_zooms_a_pane():
     run(scripted_fleet()[0], script)
 
 
+def test_every_key_the_footer_shows_fits_at_120_columns():
+    async def script(app, pilot):
+        for screen in ("main", "optimizers"):
+            await wait_for(pilot, lambda: "q Quit" in screen_text(app), "the footer")
+            footer = screen_text(app).splitlines()[-1]
+            assert footer.rstrip().endswith("k Stop job"), footer  # the last one shown, whole
+            assert "Sort" in footer and "Zoom" in footer
+            await pilot.press("o")
+
+    run(scripted_fleet(processes=1)[0], script, size=(120, 40))
+
+
 def test_htop_keys_f1_to_f10_and_d():
     async def script(app, pilot):
         await wait_for(pilot, lambda: "q Quit" in screen_text(app), "the footer")
@@ -453,6 +483,29 @@ def test_once_the_job_sent_its_final_numbers_nothing_says_it_is_running():
         job.code = 0
         await wait_for(pilot, lambda: app.snapshot.processes[0].status == "ended (exit 0)", "the exit status")
         assert "job exited with code 0" in str(app.screen.query_one(StatusLine).render())
+
+    run(fleet, script, job=job)
+
+
+def test_once_the_ended_job_is_dismissed_the_empty_screen_says_so_and_how_to_quit():
+    fleet, clock = scripted_fleet(processes=1)
+    job = LingeringJob()
+    job.code = None
+
+    async def script(app, pilot):
+        key = "/run/user/1000/dspy-top/41822.sock"
+        with fleet.lock:
+            fleet.fold(key, {"t": "exit", "at": NOW, "stats": _stats(counters(3, 20, 2, 0.01), [], [])})
+        job.code = 0
+        await wait_for(pilot, lambda: app.snapshot.processes[0].status == "ended (exit 0)", "the exit status")
+        await pilot.press("p", "x")
+        assert isinstance(app.screen, ConfirmDismiss)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.snapshot.processes, "the dismissal")
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "The job ended (exit 0) and its process was dismissed." in text and "q quits" in text
+        assert "Start one and it appears here" not in text and "dspy-top run --" not in text
 
     run(fleet, script, job=job)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dspy_top.attach.refusals import OK, USAGE, AttachRefused, status_table
+
+if TYPE_CHECKING:
+    from dspy_top.attach.session import Outcome
 
 ATTACH_DESCRIPTION = """\
 Instrument a running Python process of yours that has imported dspy but was started without
@@ -87,15 +91,21 @@ def attach_command(pid: int, timeout: float = 10.0, runtime_dir: Path | None = N
         where = f" (socket {outcome.socket})" if outcome.socket else ""
         print(f"dspy-top: pid {pid} is already instrumented{where}", file=sys.stderr)
         return OK
+    print(f"dspy-top: {describe_attached(outcome)}", file=sys.stderr)
+    return OK
+
+
+def describe_attached(outcome: Outcome) -> str:
+    """`attached to pid 41822 (job.py) in 0.4s; 412 calls before attach, from DSPy's history; …`: one line,
+    as `dspy-top attach` and the viewer's `A` say it."""
     result = outcome.result
-    parts = [f"dspy-top: attached to pid {pid} ({outcome.command or '?'}) in {outcome.timings['total']:.1f}s"]
+    parts = [f"attached to pid {outcome.pid} ({outcome.command or '?'}) in {outcome.timings['total']:.1f}s"]
     before = result.get("before_attach")
     if isinstance(before, dict):
         parts.append(describe_before_attach(before))
     for run in result.get("joined") or ():
         parts.append(describe_joined(run))
-    print("; ".join(parts), file=sys.stderr)
-    return OK
+    return "; ".join(parts)
 
 
 def detach_command(pid: int, timeout: float = 10.0, runtime_dir: Path | None = None) -> int:

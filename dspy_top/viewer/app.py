@@ -27,9 +27,10 @@ from dspy_top.model.budget import BudgetAlarm
 from dspy_top.model.calls import HISTORY, CallQuery
 from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.viewer import format as fmt
+from dspy_top.viewer.attach_offers import AttachOffering
 from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
-from dspy_top.viewer.messages import Notice, PayloadArrived
+from dspy_top.viewer.messages import AttachDone, Notice, OffersChanged, PayloadArrived
 from dspy_top.viewer.payload_search import PayloadSearch
 from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.screens.main import MainScreen
@@ -88,8 +89,11 @@ class TopApp(App):
         notice: str | None = None,
         connect: Callable[[], tuple[Fleet, Collector]] | None = None,
         kept_payloads: int = KEPT_CHARS,
+        offer_attach: Path | None = None,
     ) -> None:
-        """`fleet` and `collector`, or `connect` to make them once the first frame is on screen."""
+        """`fleet` and `collector`, or `connect` to make them once the first frame is on screen. With
+        `offer_attach` (a runtime directory) the process list also offers this user's DSPy jobs started
+        without dspy-top, and `A` attaches to one (their sockets then come to that directory)."""
         super().__init__()
         self.fleet = fleet
         self.collector = collector
@@ -114,8 +118,11 @@ class TopApp(App):
         self.budget_alarm = BudgetAlarm()
         self._alerts_seen: set[tuple[str, str, str, str]] = set()
         self._stop_target_key: str | None = None
+        self._stopping: dict[str, int] = {}  # processes asked to stop (k, or a job's stop alert): key -> pid
+        self._stopped: set[int] = set()  # pids whose end after a stop was said
         self._refresh_timer = None
         self.search = PayloadSearch()  # `/` with free words: prompts and responses read for it
+        self.offering = AttachOffering(offer_attach) if offer_attach is not None else None
         if collector is not None:
             collector.on_payload = self._payload_from_thread
             collector.on_notice = self._notice_from_thread
@@ -173,6 +180,8 @@ class TopApp(App):
             self.collector.on_notice = self._notice_from_thread
         if self.collector is not None and self.start_collector:
             self.collector.start()
+        if self.offering is not None:
+            self.offering.start(lambda: self.post_message(OffersChanged()))
         self.refresh_now()
         # A quick second look once the collector has attached, then the steady pace.
         self.set_timer(0.25, self.refresh_from_model)
@@ -180,6 +189,8 @@ class TopApp(App):
     def on_unmount(self) -> None:
         if self.collector is not None:
             self.collector.stop()
+        if self.offering is not None:
+            self.offering.stop()
 
     @property
     def view(self) -> FleetScreen | None:
@@ -221,6 +232,7 @@ class TopApp(App):
         if view is not None and view.snapshot is not snapshot:
             view.show(snapshot)
         self._money_alerts(snapshot)
+        self._stops_done(snapshot)
         self.update_stop_binding()
 
     def refresh_now(self) -> None:
@@ -240,8 +252,14 @@ class TopApp(App):
         # A few at a time: a job that sends thousands of alerts must not bury the screen in toasts.
         for alert in fresh[:ALERTS_SHOWN]:
             if alert.level == "stop" and alert.scope == "viewer":  # a stop asked for with `k`, not a budget
-                self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
-                            title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+                rows = [p for p in snapshot.processes if p.pid == alert.pid]
+                live = [p for p in rows if p.state in ("running", "connecting")]
+                if live:
+                    self._stopping.update((p.key, p.pid) for p in live)
+                    self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
+                                title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+                elif alert.pid not in self._stopped:  # its word on the stop came with (or after) its end
+                    self._said_stopped(alert.pid, rows[0].status if rows else "")
                 continue
             severity = "warning" if alert.level == "80" else "error"
             self.notify(alert.message.removeprefix("dspy-top: "), title=f"pid {alert.pid} budget",
@@ -456,6 +474,64 @@ class TopApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    # --- attaching to a job started without dspy-top (A) ------------------------------------
+
+    def offers(self) -> tuple:
+        """The process list's offered rows (attach_offers.py): never part of the snapshot or its totals."""
+        return self.offering.offers(self.snapshot) if self.offering is not None else ()
+
+    def on_offers_changed(self, message: OffersChanged) -> None:
+        view = self.view
+        if view is not None:
+            view.show_offers()
+
+    def ask_attach(self, key: str | None) -> None:
+        """`A` on the process list's row `key`: attach to the offered process there after a y/n, or say why not."""
+        offering = self.offering
+        if offering is None:
+            self.notify("this viewer offers no process to attach to (plain `dspy-top` does); use "
+                        "`dspy-top attach PID`", severity="warning", timeout=6)
+            return
+        offer = next((o for o in self.offers() if o.key == key), None)
+        candidate = offering.candidate(key) if offer is not None and offer.state == "unattached" else None
+        if candidate is None:
+            row = next((p for p in self.snapshot.processes if p.key == key), None) if self.snapshot else None
+            if offer is not None:
+                self.notify(f"pid {offer.pid}: {offer.state} already", timeout=4)
+            elif row is not None:
+                self.notify(f"pid {row.pid} is instrumented already: A attaches a process the list offers "
+                            "(state unattached)", severity="warning", timeout=5)
+            elif not self.offers():
+                self.notify("no DSPy job started without dspy-top is running (dspy-top looks every 3 s)",
+                            severity="warning", timeout=5)
+            else:
+                self.notify("A attaches the process under the process list's cursor: p, then ↑/↓ to one that "
+                            "says unattached", severity="warning", timeout=6)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.offering is not None:
+                self.offering.attach(candidate, lambda pid, line, ok: self.post_message(AttachDone(pid, line, ok)))
+                view = self.view
+                if view is not None:
+                    view.show_offers()
+
+        from dspy_top.viewer.screens.confirm import ConfirmAttach
+
+        self.push_screen(ConfirmAttach(candidate.pid, candidate.command, candidate.evidence), answered)
+
+    def on_attach_done(self, message: AttachDone) -> None:
+        if self.offering is None:
+            return
+        self.offering.finished(message.pid, message.ok)
+        if message.ok:
+            self.notify(message.line, title=f"pid {message.pid} attached", timeout=10)
+        else:
+            self.notify(message.line, title=f"pid {message.pid} not attached", severity="error", timeout=15)
+        view = self.view
+        if view is not None:
+            view.show_offers()
+
     # --- stopping a job (k) ----------------------------------------------------------------
 
     def stop_target(self) -> ProcessRow | None:
@@ -516,7 +592,35 @@ class TopApp(App):
             self.notify("this viewer is not connected to the process", severity="error")
             return
         self.collector.request_stop(target.key, f"stop requested from the viewer (dspy-top pid {os.getpid()})")
+        self._stopping[target.key] = target.pid
         self.notify(f"asked pid {target.pid} to stop: its next LM call ends the run", timeout=8)
+
+    def _stops_done(self, snapshot: Snapshot) -> None:
+        """A process asked to stop has ended: what said it was stopping goes, and its end is said instead."""
+        for key, pid in list(self._stopping.items()):
+            row = next((p for p in snapshot.processes if p.key == key), None)
+            if row is not None and row.state in ("running", "connecting"):
+                continue
+            del self._stopping[key]
+            self._said_stopped(pid, row.status if row is not None else "")
+
+    def _said_stopped(self, pid: int, status: str) -> None:
+        self._stopped.add(pid)
+        self._forget_notices(pid)
+        self.notify(f"pid {pid} stopped as asked: {status or 'ended'}", title=f"pid {pid} stopped", timeout=8)
+
+    def _forget_notices(self, pid: int) -> None:
+        """Take the "stopping" notifications of `pid` off the screen: once it ended they are stale. (Textual
+        has no public way to remove one notification; without it they time out on their own.)"""
+        try:
+            stale = [n for n in self._notifications if n.title == f"pid {pid} stopping"
+                     or n.message.startswith(f"asked pid {pid} to stop")]
+            for notification in stale:
+                self._unnotify(notification, refresh=False)
+            if stale:
+                self._refresh_notifications()
+        except AttributeError:
+            pass
 
 
 def run_viewer(
@@ -530,11 +634,13 @@ def run_viewer(
     budget_usd: float | None = None,
     notice: str | None = None,
     history: int = HISTORY,
+    offer_attach: Path | None = None,
 ) -> int:
     """Run the interactive viewer on `sources` until the user quits; the return value is the exit status.
 
     `sources` may be a function that makes them: it is called once the first frame is on screen
-    (then `watching` says what they watch, for the screen with nothing attached)."""
+    (then `watching` says what they watch, for the screen with nothing attached). With `offer_attach`, the
+    process list offers the user's DSPy jobs started without dspy-top, and `A` attaches to one."""
 
     def connect() -> tuple[Fleet, Collector]:  # once the first frame is on screen
         from dspy_top.model import Fleet
@@ -545,6 +651,7 @@ def run_viewer(
 
     if watching is None and not callable(sources):
         watching = ", ".join(source.where for source in sources)
-    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect)
+    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect,
+                 offer_attach=offer_attach)
     app.run()
     return 0

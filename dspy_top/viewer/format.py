@@ -48,6 +48,13 @@ def token_count(counters: Counters, value: float) -> str:
     return tokens(value) + ("+?" if counters.unmetered_calls else "")
 
 
+# The widest texts the money formats make, for the columns that show them (columns never touch):
+# `<$0.000001` or `$9,999,999` for dollars; `$0.000032+?` or `$999,999+?` for cost (whose `+?` never
+# follows `<$0.000001`).
+DOLLARS_WIDTH = 10
+COST_WIDTH = 11
+
+
 def dollars(value: float) -> str:
     """$2.87 · $0.0043 · $0.000032: small amounts keep two significant digits."""
     if value == 0:
@@ -67,8 +74,9 @@ def dollars(value: float) -> str:
 
 
 def cost(counters: Counters) -> str:
-    """A counter set's cost: `$1.23`, `$1.23+?` when some calls had no price, `?` when none did."""
-    if counters.unpriced_calls and counters.cost_usd == 0:
+    """A counter set's cost: `$1.23`, `$1.23+?` when some calls had no price, `?` when none did (or the
+    priced ones came to less than a millionth of a dollar: the total is as good as unknown)."""
+    if counters.unpriced_calls and counters.cost_usd < 0.000001:
         return "?"
     text = dollars(counters.cost_usd)
     return text + "+?" if counters.unpriced_calls else text

@@ -108,14 +108,14 @@ class HistoryTable(ScrollView, can_focus=True):
         self.narrow, self.multi = narrow, multi
         if narrow:
             fixed = [Column("time", "TIME", 8, right=False), Column("module", "MODULE", 0, right=False),
-                     Column("tokens", "IN→OUT", 11), Column("cost", "COST", 9), Column("latency", "LAT", 6),
+                     Column("tokens", "IN→OUT", 11), Column("cost", "COST", fmt.DOLLARS_WIDTH), Column("latency", "LAT", 6),
                      Column("marks", "MARKS", 10, right=False)]
         else:
             fixed = [Column("time", "TIME", 12, right=False)]
             if multi:
                 fixed.append(Column("pid", "PID", 7))
             fixed += [Column("module", "MODULE", 0, right=False), Column("model", "MODEL", 20, right=False),
-                      Column("tokens", "IN→OUT", 11), Column("cost", "COST", 9), Column("latency", "LAT", 6),
+                      Column("tokens", "IN→OUT", 11), Column("cost", "COST", fmt.DOLLARS_WIDTH), Column("latency", "LAT", 6),
                       Column("marks", "MARKS", 22, right=False)]
         used = fixed[0].width + sum(c.width + GAP for c in fixed[1:]) + SCROLLBAR
         module = max(14, width - used)

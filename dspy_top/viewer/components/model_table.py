@@ -19,14 +19,14 @@ FIXED = (
     Column("completion", "OUT TOK", 7),
     Column("rate", "TOK/S", 5),
     Column("output_rate", "OUT/S", 5),
-    Column("cost", "COST", 9),
+    Column("cost", "COST", fmt.COST_WIDTH),
     Column("errors", "ERR", 5),
     Column("hits", "HITS", 5),
 )
 NARROW = (
     Column("calls", "CALLS", 7),
     Column("output_rate", "OUT/S", 5),
-    Column("cost", "COST", 9),
+    Column("cost", "COST", fmt.COST_WIDTH),
     Column("hits", "HITS", 5),
 )
 

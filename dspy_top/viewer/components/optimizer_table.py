@@ -16,14 +16,14 @@ WIDE = (
     Column("best", "BEST", 6),
     Column("elapsed", "ELAPSED", 8),
     Column("calls", "CALLS", 7),
-    Column("cost", "COST", 9),
+    Column("cost", "COST", fmt.COST_WIDTH),
     Column("finish", "TO FINISH", 17, right=False),
 )
 NARROW = (
     Column("phase", "PHASE", 19, right=False),
     Column("trial", "TRIAL", 7),
     Column("best", "BEST", 6),
-    Column("cost", "COST", 9),
+    Column("cost", "COST", fmt.COST_WIDTH),
 )
 
 

@@ -16,7 +16,7 @@ WIDE = (
     Column("examples", "EXAMPLES", 9, sort="examples"),
     Column("calls", "CALLS", 7, sort="calls"),
     Column("tokens", "IN→OUT", 11, sort="tokens"),
-    Column("cost", "COST", 9, sort="cost"),
+    Column("cost", "COST", fmt.COST_WIDTH, sort="cost"),
     Column("duration", "TIME", 7, sort="duration"),
     Column("note", "", 12, right=False),
 )
@@ -25,7 +25,7 @@ NARROW = (
     Column("score", "SCORE", 7, sort="score"),
     Column("examples", "EXAMPLES", 8, sort="examples"),
     Column("calls", "CALLS", 6, sort="calls"),
-    Column("cost", "COST", 9, sort="cost"),
+    Column("cost", "COST", fmt.COST_WIDTH, sort="cost"),
     Column("duration", "TIME", 6, sort="duration"),
 )
 SORTS = ("number", "kind", "score", "examples", "calls", "tokens", "cost", "duration")

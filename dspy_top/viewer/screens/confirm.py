@@ -1,4 +1,5 @@
-"""Questions asked before the viewer does something that cannot be undone: `k` (stop a job), `x` (dismiss one).
+"""Questions asked before the viewer does something that cannot be undone: `k` (stop a job), `x` (dismiss one),
+`A` (attach to one).
 
 A small box over the screen it was asked from (which stays visible, dimmed); `y` answers yes,
 `n`, escape or `q` no.
@@ -59,3 +60,14 @@ class ConfirmDismiss(Confirm):
             f"Dismiss pid {pid} ({inert(command) or 'python'})?",
             f"Its {calls:,} calls and their cost leave the screen and the totals: this viewer cannot show them "
             "again.")
+
+
+class ConfirmAttach(Confirm):
+    """`A`: instrument a running DSPy job that was started without dspy-top (`dspy-top attach PID`)."""
+
+    def __init__(self, pid: int, command: str, evidence: str) -> None:
+        super().__init__(
+            f"Attach to pid {pid} ({inert(command) or 'python'})?",
+            f"Seen in /proc, untouched so far: {inert(evidence)}. dspy-top instruments the running job as `dspy-top attach "
+            f"{pid}` does (through gdb before Python 3.14: the job stops for tens of milliseconds); what DSPy's "
+            "history already holds is counted as before the attach. `dspy-top detach` undoes it.")

@@ -23,7 +23,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("tab shift+tab", "next / previous pane"),
         ("d", "refresh interval: 0.5, 1, 2, 5 seconds (-d sets it at start)"),
         ("p", "process list (enter focuses one process, a shows all, x dismisses an ended one after a y/n)"),
-        # `A` (attach to a process started without dspy-top) goes here with issue 17.
+        ("A", "attach, after a y/n, to the DSPy job under the process list's cursor that was started without "
+              "dspy-top (listed dimmed, `unattached`, below the others; as `dspy-top attach PID`)"),
         ("a", "show all processes"),
         ("m", "show / hide the models and processes panes"),
         ("o", "optimizer view: runs, trials, spend"),

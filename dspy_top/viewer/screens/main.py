@@ -16,8 +16,10 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
+from dspy_top.viewer.components.empty_state import EmptyState
 from dspy_top.viewer.components.model_table import ModelTable
 from dspy_top.viewer.components.module_table import ModuleTable
+from dspy_top.viewer.attach_offers import KEY_PREFIX
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.view import (
     ALL_PROCESSES,
@@ -65,7 +67,7 @@ class MainScreen(FleetScreen):
         ZOOM,
         ALL_PROCESSES,
         Binding("x,delete", "dismiss", "Dismiss ended", show=False),
-        # `A` (attach to the process under the cursor, issue 17) belongs here, beside x.
+        Binding("A", "attach", "Attach", show=False),
         STOP,
         LOG,
         REVERSE,
@@ -91,11 +93,15 @@ class MainScreen(FleetScreen):
 
     def fit_panes(self, room: int) -> None:
         bottom = not self.has_class("-hide-bottom") and (not self.has_class("-narrow") or self.has_class("-show-bottom"))
+        if self.has_class("-empty") and self.has_class("-offered") and self.snapshot is not None:
+            # Nothing instrumented yet, jobs to attach to: the process list alone, under what the screen says.
+            set_height(self.query_one(ProcessTable), min(BOTTOM_MOST, 2 + len(self.app.offers())))
+            return
         if bottom and self.snapshot is not None:
             # Each takes its title, its header and its rows, up to 8 (app.tcss). Set here rather than
             # left to `height: auto`: an auto height measured while a table was still empty stayed so.
             models = min(BOTTOM_MOST, 2 + len(self.snapshot.models))
-            processes = min(BOTTOM_MOST, 2 + len(self.snapshot.processes))
+            processes = min(BOTTOM_MOST, 2 + len(self.snapshot.processes) + len(self.app.offers()))
             set_height(self.query_one(ModelTable), models)
             set_height(self.query_one(ProcessTable), processes)
             room -= models + processes
@@ -104,7 +110,24 @@ class MainScreen(FleetScreen):
     def show_panes(self, snapshot: Snapshot) -> None:
         self.query_one(ModuleTable).show(snapshot)
         self.query_one(ModelTable).show(snapshot)
-        self.query_one(ProcessTable).show(snapshot)
+        self._show_processes(snapshot)
+
+    def show_offers(self) -> None:
+        """The offered processes changed (or an attach started or ended): the process list alone is redrawn."""
+        if self.is_mounted and self.snapshot is not None:
+            self._show_processes(self.snapshot)
+            self.fit_heights()
+
+    def _show_processes(self, snapshot: Snapshot) -> None:
+        offers = self.app.offers()
+        table = self.query_one(ProcessTable)
+        table.show(snapshot, offers)
+        offered = bool(offers) and not snapshot.processes
+        if offered != self.has_class("-offered"):
+            self.set_class(offered, "-offered")
+            self.query_one(EmptyState).show_offered(offered)
+            if offered:
+                table.focus()  # the one pane on screen: ↑/↓ and A work at once
 
     def query_changed(self) -> None:
         self.query_one(ModuleTable).set_query(self.app.call_query)
@@ -114,13 +137,6 @@ class MainScreen(FleetScreen):
         return table.cursor_key if isinstance(table, ProcessTable) else None
 
     # --- keys -----------------------------------------------------------------------------
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "dismiss":
-            snapshot = self.app.snapshot
-            return None if snapshot is None or not any(
-                p.state not in ("running", "connecting") for p in snapshot.processes) else True
-        return super().check_action(action, parameters)
 
     def action_sort_step(self, step: int) -> None:
         self.query_one(ModuleTable).step_sort(step)
@@ -158,8 +174,18 @@ class MainScreen(FleetScreen):
     def action_dismiss(self) -> None:
         """`x`: dismiss the process under the process list's cursor, after a y/n."""
         key = self.query_one(ProcessTable).cursor_key
-        if key is not None:
+        if key is not None and key.startswith(KEY_PREFIX):
+            self.notify("that process is not attached: nothing to dismiss (A attaches it)", severity="warning",
+                        timeout=4)
+        elif key is not None:
             self.app.ask_dismiss(key)
+        else:
+            self.notify("x dismisses an ended process: nothing is listed", severity="warning", timeout=4)
+
+    def action_attach(self) -> None:
+        """`A`: attach to the offered process under the process list's cursor, after a y/n."""
+        table = self.query_one(ProcessTable)
+        self.app.ask_attach(table.cursor_key if table.display else None)
 
     @on(DataTable.RowSelected, "#modules")
     def toggle_module(self, event: DataTable.RowSelected) -> None:
@@ -170,7 +196,11 @@ class MainScreen(FleetScreen):
 
     @on(DataTable.RowSelected, "#processes")
     def focus_process(self, event: DataTable.RowSelected) -> None:
-        self.app.set_focus_process(event.row_key.value)
+        key = event.row_key.value
+        if key is not None and key.startswith(KEY_PREFIX):
+            self.notify("that process is not attached yet: A attaches it, then enter focuses it", timeout=4)
+            return
+        self.app.set_focus_process(key)
 
     @on(DataTable.RowHighlighted, "#processes")
     def process_highlighted(self) -> None:

@@ -44,8 +44,10 @@ HISTORY_LEAST = 5  # rows: its title, its header and three calls
 QUIT = Binding("q,f10", "app.quit", "Quit", key_display="q")
 PAUSE = Binding("space", "app.pause", "Pause")
 FILTER = Binding("slash,f3,f4", "filter", "Filter", key_display="/")
-SORT_BACK = Binding("less_than_sign", "sort_step(-1)", "Sort ←", key_display="<")
-SORT_ON = Binding("greater_than_sign,f6", "sort_step(1)", "Sort →", key_display=">")
+# One footer item for both sort keys (`< > Sort`): the footer fits 120 columns with every key it shows.
+SORT_GROUP = Binding.Group("Sort", compact=True)
+SORT_BACK = Binding("less_than_sign", "sort_step(-1)", "Sort ←", key_display="<", group=SORT_GROUP)
+SORT_ON = Binding("greater_than_sign,f6", "sort_step(1)", "Sort →", key_display=">", group=SORT_GROUP)
 FOLLOW = Binding("f", "follow", "Follow")
 HELP = Binding("question_mark,h,f1", "app.help", "Help", key_display="?")
 ALL_PROCESSES = Binding("a", "app.focus_all", "All processes", show=False)
@@ -180,6 +182,9 @@ class FleetScreen(Screen):
     def show_panes(self, snapshot: Snapshot) -> None:
         """Render this screen's own panes."""
 
+    def show_offers(self) -> None:
+        """The processes `A` could attach to changed: a screen that lists processes shows them."""
+
     def show_clock(self, snapshot: Snapshot) -> None:
         """Only the clock moved (nothing new arrived): the header alone is redrawn."""
         self.query_one(Header).show(snapshot, self.app.paused)
@@ -201,6 +206,7 @@ class FleetScreen(Screen):
             return
         self.query_one(JobLog).sync(transcript)
         self.set_class(transcript.exit_code is not None, "-job-ended")
+        self.query_one(EmptyState).show_job_ended(transcript.exit_code)
 
     def _follow_view_state(self) -> None:
         """Pause, hidden log, focused process and filter as the app holds them (set on any screen)."""
