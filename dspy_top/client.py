@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from dspy_top import paths, protocol
+from dspy_top import paths, protocol, schema
 from dspy_top.protocol import Hello, ProtocolError
 
 
@@ -158,7 +158,7 @@ class Connection:
             self.close()
             raise ConnectError(f"{self.socket_path}: expected a hello, got {first['t']!r}")
         try:
-            self.hello = Hello.from_message(first)
+            self.hello = schema.hello(first)
         except ProtocolError as exc:
             self.close()
             raise ConnectError(str(exc)) from None

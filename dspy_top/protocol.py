@@ -239,7 +239,7 @@ class FrameReader:
 
 @dataclass(frozen=True)
 class Hello:
-    """What a process says about itself when a viewer connects."""
+    """What a process says about itself when a viewer connects (checked by `dspy_top.schema.hello`)."""
 
     version: int
     pid: int
@@ -251,13 +251,6 @@ class Hello:
     dspy_top: str
     mechanism: str
     history_capacity: int
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> "Hello":
-        """Checked like every other message (dspy_top/schema.py); raises ProtocolError."""
-        from dspy_top import schema  # it imports this module
-
-        return schema.hello(message)
 
 
 # The counters kept for the whole process, for each module path and each model.

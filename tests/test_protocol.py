@@ -5,8 +5,8 @@ import struct
 import msgpack
 import pytest
 
-from dspy_top import protocol
-from dspy_top.protocol import FrameReader, Hello, ProtocolError
+from dspy_top import protocol, schema
+from dspy_top.protocol import FrameReader, ProtocolError
 
 
 def test_round_trip_through_a_byte_at_a_time_reader():
@@ -48,11 +48,11 @@ def test_encode_refuses_frames_over_the_limit(monkeypatch):
 
 def test_hello_checks_the_version():
     good = {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 12, "argv": ["job.py"], "started_at": 1.0}
-    assert Hello.from_message(good).pid == 12
+    assert schema.hello(good).pid == 12
     with pytest.raises(ProtocolError, match="version 99"):
-        Hello.from_message({**good, "v": 99})
+        schema.hello({**good, "v": 99})
     with pytest.raises(ProtocolError, match="malformed"):
-        Hello.from_message({"t": "hello", "v": protocol.PROTOCOL_VERSION})
+        schema.hello({"t": "hello", "v": protocol.PROTOCOL_VERSION})
 
 
 def test_good_frames_before_a_bad_one_are_delivered_then_the_error():

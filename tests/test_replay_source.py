@@ -161,14 +161,14 @@ def test_the_timeline_places_moments_and_trials():
 # --- the fleet going back -----------------------------------------------------------------------
 
 def test_fleet_restart_forgets_one_process_and_rebuilds_it_from_what_follows():
-    from dspy_top.protocol import Hello
+    from dspy_top import schema
 
     fleet = Fleet()
     for key, pid in (("a", 11), ("b", 12)):
-        fleet.connected(key, Hello.from_message(hello(pid)))
+        fleet.connected(key, schema.hello(hello(pid)))
         fleet.fold_many(key, [stats(5), *(call(n) for n in range(3))])
     assert fleet.snapshot().totals.calls == 10 and len(fleet.history) == 6
-    fleet.restart("a", Hello.from_message(hello(11)))
+    fleet.restart("a", schema.hello(hello(11)))
     snapshot_now = fleet.snapshot()
     assert snapshot_now.totals.calls == 5 and len(fleet.history) == 3
     assert {row.key: row.state for row in snapshot_now.processes} == {"a": "running", "b": "running"}
@@ -176,7 +176,7 @@ def test_fleet_restart_forgets_one_process_and_rebuilds_it_from_what_follows():
     assert fleet.snapshot().totals.calls == 7
     fleet.restart("a", None)  # not started yet at that point: its row goes
     assert [row.key for row in fleet.snapshot().processes] == ["b"]
-    fleet.restart("c", Hello.from_message(hello(13)))  # a key not known yet: simply connected
+    fleet.restart("c", schema.hello(hello(13)))  # a key not known yet: simply connected
     assert "c" in {row.key for row in fleet.snapshot().processes}
 
 
@@ -410,7 +410,7 @@ print(json.dumps({{"status": status, "calls": json.loads(out.getvalue())["totals
 
 def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginning():
     """Sink.restart through the real collector: the old state or the new one, never an empty row between."""
-    from dspy_top.protocol import Hello
+    from dspy_top import schema
     from dspy_top.sources.base import Source
 
     class Restarting(Source):
@@ -436,7 +436,7 @@ def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginnin
     fleet.restart = restart
     collector = Collector(fleet, [source]).start()
     try:
-        hello_a = Hello.from_message(hello(21))
+        hello_a = schema.hello(hello(21))
         source.plan.append(("a", hello_a, [{"t": "snapshot", "stats": stats(7), "calls": [], "seq": 1}]))
         collector.wake()
         wait_until(lambda: source.answers == [True], "the first restart")

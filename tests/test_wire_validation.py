@@ -51,7 +51,7 @@ BAD = {
 
 def _attached(fleet, key, pid):
     fleet.attach(key, pid)
-    fleet.connected(key, protocol.Hello.from_message(hello(pid)))
+    fleet.connected(key, schema.hello(hello(pid)))
     fleet.fold(key, snapshot(1))
 
 

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dspy_top import __version__, config, protocol
+from dspy_top import config, protocol
 from dspy_top.config import JobSettings
 from dspy_top.instrumentation import process_exit
 from dspy_top.instrumentation.budget import Guard
@@ -28,6 +28,7 @@ from dspy_top.instrumentation.hooks import Hooks
 from dspy_top.instrumentation.payload import materialize, secrets_of
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.instrumentation.server import SocketServer
+from dspy_top.version import __version__
 
 _lock = threading.RLock()
 _active: "Instrumentation | None" = None

@@ -16,7 +16,7 @@ import weakref
 from typing import Any
 
 from dspy_top.instrumentation.frames import in_module_of
-from dspy_top.instrumentation.hooks import Scope
+from dspy_top.instrumentation.call_context import Scope
 
 _scope_ids = itertools.count(1)
 

@@ -46,7 +46,7 @@ class Sink(Protocol):
         """
 
     def connected(self, key: str, hello: Hello) -> None:
-        """The process said hello (checked with `Hello.from_message`): it is running."""
+        """The process said hello (checked with `schema.hello`): it is running."""
 
     def messages(self, key: str, messages: list[dict[str, Any]]) -> bool:
         """Protocol messages from the process, in order, as they came (the collector checks them).

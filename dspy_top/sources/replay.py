@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from dspy_top import schema
 from dspy_top.protocol import Hello
 from dspy_top.recording.reader import Recording, Written, message_time
 from dspy_top.sources.base import CannotRequest, Readable, Source
@@ -65,7 +66,7 @@ class _Track:
         self.pid = recording.hello.get("pid") if type(recording.hello.get("pid")) is int else None
         self.begin = recording.started_at  # before this the process had not started
         try:
-            self.hello: Hello | None = Hello.from_message(recording.hello)
+            self.hello: Hello | None = schema.hello(recording.hello)
             self.bad_hello: str | None = None
         except Exception as exc:  # the file's own header is damaged: said on its row
             self.hello, self.bad_hello = None, f"{recording.path}: unreadable hello ({exc})"

@@ -20,7 +20,8 @@ import time
 from typing import Any, Callable, Sequence
 
 from dspy_top.model.hosts import HOST_CONNECTED, HOST_CONNECTING, HOST_DISCONNECTED
-from dspy_top.protocol import FrameReader, Hello, ProtocolError
+from dspy_top import schema
+from dspy_top.protocol import FrameReader, ProtocolError
 from dspy_top.sources import relay_wire as wire
 from dspy_top.sources.base import CannotRequest, Readable, Source
 from dspy_top.sources.ssh_failures import Attempt, explain
@@ -339,7 +340,7 @@ class SshSource(Source):
                 self._refused.discard(key)
                 sink.attach(key, None)
             try:
-                hello = Hello.from_message(frame.get("hello") if isinstance(frame.get("hello"), dict) else {})
+                hello = schema.hello(frame.get("hello") if isinstance(frame.get("hello"), dict) else {})
             except ProtocolError as exc:
                 self._refused.add(key)
                 sink.closed(key, str(exc), refused=True)

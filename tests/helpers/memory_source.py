@@ -12,7 +12,7 @@ import queue
 import threading
 from typing import Any, Callable, Sequence
 
-from dspy_top.protocol import Hello
+from dspy_top import schema
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source
 from tests.helpers.fake_server import hello as hello_message
 
@@ -51,7 +51,7 @@ class MemorySource(Source):
             self.ended.discard(key)
             self.refused.discard(key)
             sink.attach(key, pid)
-            sink.connected(key, Hello.from_message(message))
+            sink.connected(key, schema.hello(message))
 
         self._tell(tell)
 
