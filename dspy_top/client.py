@@ -15,13 +15,13 @@ import stat
 import struct
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from dspy_top import paths, protocol, schema
 from dspy_top.protocol import Hello, ProtocolError
-
 
 RETRY_FOR = 10.0  # seconds a busy process's socket is tried again before giving up
 RETRY_FIRST = 0.02  # the first pause between tries; it doubles up to RETRY_MAX
@@ -119,7 +119,7 @@ class Connection:
         self.closed = False
         self._broken: ConnectError | None = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         self.connect()
         return self
 
@@ -303,7 +303,7 @@ class Connection:
                 return None
             try:
                 data = self._sock.recv(1 << 20)
-            except (BlockingIOError, InterruptedError, socket.timeout):
+            except (TimeoutError, BlockingIOError, InterruptedError):
                 continue
             except OSError as exc:
                 self.close()

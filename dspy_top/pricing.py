@@ -6,8 +6,9 @@ Shared by the job (`instrument(prices=...)`) and the viewer (`--price`); standar
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 PER_MILLION = 1_000_000
 

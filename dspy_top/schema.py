@@ -11,9 +11,10 @@ nothing else, so nothing a process sends can raise there or when the numbers are
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Mapping
+from typing import Any
 
 from dspy_top import latency
 from dspy_top.protocol import PROTOCOL_VERSION, Hello, ProtocolError

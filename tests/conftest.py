@@ -8,6 +8,9 @@ import os
 import shutil
 import tempfile
 
+# Fixtures any test module may ask for without importing them.
+pytest_plugins = ["tests.helpers.fixtures"]
+
 _STATE = tempfile.mkdtemp(prefix="dspy-top-tests-state-")
 
 

@@ -103,9 +103,9 @@ def job():
 
 
 def run_app(directory, script, size=(120, 40), **fleet_options):
-    from dspy_top.viewer.app import TopApp
     from dspy_top.sources.collector import Collector
     from dspy_top.sources.local import local_sockets
+    from dspy_top.viewer.app import TopApp
 
     async def main():
         fleet = Fleet(**fleet_options)

@@ -14,10 +14,10 @@ import time
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.components.status_line import StatusLine

@@ -19,10 +19,10 @@ import pytest
 
 from dspy_top.model import Fleet
 from dspy_top.simlm import SimLM
-from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.batch import snapshot_json
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer.app import TopApp
+from dspy_top.viewer.batch import snapshot_json
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.components.optimizer_table import OptimizerTable

@@ -11,7 +11,6 @@ from dspy_top import client, config, protocol
 from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.payload import materialize
 from dspy_top.instrumentation.recorder import DEFAULT_HISTORY_BYTES, PAYLOAD_OVERHEAD, Recorder
-
 from tests.helpers.jobs import JobProcess, runtime_dir
 
 

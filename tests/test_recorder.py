@@ -6,8 +6,8 @@ import time
 import pytest
 
 from dspy_top import latency
-from dspy_top.protocol import CALL_FIELDS, call_dicts
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.protocol import CALL_FIELDS, call_dicts
 
 
 class FakeClock:

@@ -22,7 +22,8 @@ import pytest
 
 from dspy_top import client, protocol
 from dspy_top.instrumentation.recorder import Recorder
-from dspy_top.recording import Recording, RecordingError, RecordingWriter, frames, runs, writer as writer_module
+from dspy_top.recording import Recording, RecordingError, RecordingWriter, frames, runs
+from dspy_top.recording import writer as writer_module
 from dspy_top.recording.summary import list_runs, summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,13 +146,6 @@ class ServedJob:
         exit_message = {"t": "exit", "at": self.clock(), "stats": self.recorder.stats()}
         self.sent.append(normal(exit_message))
         self.writer.close(exit_message)
-
-
-@pytest.fixture
-def small_checkpoints(monkeypatch):
-    """Checkpoints and segments every few hundred calls, so a small recording has many of each."""
-    monkeypatch.setattr(writer_module, "CHECKPOINT_CALLS", 300)
-    monkeypatch.setattr(writer_module, "SEGMENT_BYTES", 16 * 1024)
 
 
 def recorded(tmp_path, name="run.dtop", calls=1200, close=True, **kwargs) -> ServedJob:

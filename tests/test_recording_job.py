@@ -10,13 +10,12 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dspy_top import client, config
-from dspy_top.recording import Recording, RecordingWriter, runs
+from dspy_top.recording import Recording, RecordingWriter
 from dspy_top.recording.summary import group_runs, list_runs, summarize
 from dspy_top.simlm import SimLM
 from tests.helpers.recorded import REPO, RecordJob, calls_of, decoded_text, everything

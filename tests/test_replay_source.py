@@ -24,7 +24,7 @@ from dspy_top.sources.replay_timeline import Goto, Timeline, TrialMark, parse_go
 from dspy_top.viewer.replay import batch
 from tests.helpers.fake_server import hello, stats
 from tests.helpers.waiting import wait_until
-from tests.test_recording_format import FakeClock, ServedJob, events_of, normal, recorded, small_checkpoints  # noqa: F401
+from tests.test_recording_format import FakeClock, ServedJob, normal, recorded
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,7 +40,7 @@ class Replaying:
         self.collector = Collector(self.fleet, [self.source], on_payload=self.answers.append)
         self.collector.on_notice = self.notices.append
 
-    def __enter__(self) -> "Replaying":
+    def __enter__(self) -> Replaying:
         self.collector.start()
         return self
 
@@ -256,11 +256,13 @@ def test_steps_go_one_call_or_message_at_a_time_both_ways(tmp_path, small_checkp
         assert len(replay.at(middle).calls) == 101
         for expected in (102, 103):
             source.step(1)
-            wait_until(lambda: source.caught_up() and len(replay.fleet.history) == expected, f"{expected} calls")
+            wait_until(lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
+                       f"{expected} calls")
             assert source.clock.position() == calls[expected - 1]["start"] + calls[expected - 1]["latency"]
         for expected in (102, 101, 100):
             source.step(-1)
-            wait_until(lambda: source.caught_up() and len(replay.fleet.history) == expected, f"{expected} calls")
+            wait_until(lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
+                       f"{expected} calls")
         assert not source.clock.playback().playing
 
 

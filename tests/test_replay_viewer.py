@@ -22,7 +22,7 @@ from dspy_top.viewer.replay.screens import ReplayMainScreen, ReplayOptimizersScr
 from dspy_top.viewer.screens.confirm import ConfirmStop
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.screen import screen_text
-from tests.test_recording_format import recorded, small_checkpoints  # noqa: F401
+from tests.test_recording_format import recorded
 from tests.test_replay_source import stats_at
 from tests.test_viewer_snapshots import utc  # noqa: F401  (autouse: times on screen in UTC)
 

@@ -16,7 +16,7 @@ import pytest
 
 from dspy_top.recording import Recording, RecordingWriter, export
 from dspy_top.simlm import SimLM
-from tests.helpers.recorded import REPO, RECORD_JOB
+from tests.helpers.recorded import RECORD_JOB, REPO
 
 PY = sys.executable
 

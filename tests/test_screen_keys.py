@@ -24,8 +24,8 @@ from dspy_top.viewer.screens.inspect import InspectScreen
 from dspy_top.viewer.screens.main import MainScreen
 from tests.helpers.jobs import runtime_dir, start_job
 from tests.helpers.optimizer_script import KEY, optimizer_fleet, optimizer_scopes
-from tests.helpers.scripted import NOW, RUNTIME_DIR, ScriptedCollector, _call, _hello, _stats, counters, scripted_fleet
 from tests.helpers.screen import screen_text
+from tests.helpers.scripted import NOW, RUNTIME_DIR, ScriptedCollector, _call, _hello, _stats, counters, scripted_fleet
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,7 +18,7 @@ from dspy_top.model.counters import Counters, total
 from dspy_top.serve.figures import LATENCY_BOUNDS, cumulative_buckets
 from dspy_top.serve.labels import OTHER, bounded, job_name, split_model
 from dspy_top.serve.otlp_export import endpoint_for
-from tests.helpers.fake_server import FakeServer, counters, hello, snapshot, stats
+from tests.helpers.fake_server import FakeServer, counters, hello, stats
 from tests.helpers.jobs import runtime_dir
 from tests.helpers.serve import Serve, free_port, wait_for
 

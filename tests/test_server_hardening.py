@@ -350,7 +350,7 @@ def test_a_burst_of_viewers_shares_one_snapshot_and_each_sees_every_call_once(ru
                           materialize=dict)
     server._selector = selectors.DefaultSelector()  # driven by hand here, without its thread
     pairs = []
-    for number in range(50):
+    for _ in range(50):
         call(recorder)
         near, far = socket.socketpair()
         pairs.append((near, far))
@@ -396,7 +396,7 @@ def test_fan_out_fuzz_kept_frames_arrive_once_in_order_and_call_drops_are_exact(
         calls, kept, private = 0, [], {index: [] for index in range(3)}
         pace = {id(end[0]): rate for end, rate in zip(ends, (0.9, 0.2, 0.02))}  # a fast, a slow, a stalled one
 
-        def pump(viewer, far, reader, got, everything=False):
+        def pump(viewer, far, reader, got, everything=False, pace=pace, stream=stream):
             if not everything and rng.random() > pace[id(viewer)]:
                 return
             if everything or rng.random() < 0.5:

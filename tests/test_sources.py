@@ -54,7 +54,7 @@ class Running:
         self.collector = Collector(self.fleet, sources, on_payload=self.answers.append, **options)
         self.collector.on_notice = self.notices.append
 
-    def __enter__(self) -> "Running":
+    def __enter__(self) -> Running:
         self.collector.start()
         return self
 

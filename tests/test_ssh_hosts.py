@@ -297,7 +297,7 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
         try:
             for name, (_, _, says) in cases.items():
                 fleet = fleets[name]
-                wait_until(lambda: fleet.hosts and next(iter(fleet.hosts.values())).problem,
+                wait_until(lambda fleet=fleet: fleet.hosts and next(iter(fleet.hosts.values())).problem,
                            f"the {name} host's failure")
                 [host] = fleet.hosts.values()
                 assert host.state == "disconnected" and host.status.startswith(says), (name, host.status)

@@ -20,10 +20,10 @@ import time
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.fake_server import HOSTILE, FakeServer, counters, hello

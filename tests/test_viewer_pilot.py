@@ -8,10 +8,10 @@ import time
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.viewer import format as fmt
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import format as fmt
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.module_table import ModuleTable

@@ -97,7 +97,7 @@ def test_a_live_process_not_listening_yet_is_retried_a_stale_socket_is_not():
             try:
                 listener.settimeout(0.2)
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
         conn.sendall(protocol.encode(hello(os.getpid())) + protocol.encode(snapshot(3)))
         wait_state(fleet, str(path), lambda p: p.state == "running" and p.totals.calls == 3)

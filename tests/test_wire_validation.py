@@ -13,9 +13,9 @@ import pytest
 
 from dspy_top import latency, protocol, schema
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
 from tests.helpers.fake_server import FakeServer, hello, snapshot, stats
 from tests.helpers.jobs import runtime_dir, start_job
 

@@ -24,7 +24,7 @@ class Scope(NamedTuple):
     ids: tuple[str, ...] = ()
     owners: tuple[int, ...] = ()  # id() of the Evaluate/optimizer instances, to skip re-entry
 
-    def push(self, scope_id: str, owner: object) -> "Scope":
+    def push(self, scope_id: str, owner: object) -> Scope:
         return Scope(self.ids + (scope_id,), self.owners + (id(owner),))
 
 

@@ -22,12 +22,22 @@ import itertools
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dspy_top import latency
 from dspy_top.instrumentation.payload import BYTES_PER_TOKEN, text_size
-from dspy_top.protocol import (BUDGET, CALL_FIELDS, COMPILE_END, COMPILE_START, EVAL_END, EVAL_PROGRESS, EVAL_START,
-                               TOOL, call_dicts)
+from dspy_top.protocol import (
+    BUDGET,
+    CALL_FIELDS,
+    COMPILE_END,
+    COMPILE_START,
+    EVAL_END,
+    EVAL_PROGRESS,
+    EVAL_START,
+    TOOL,
+    call_dicts,
+)
 
 DEFAULT_HISTORY = 1000
 # The payload ring's bound in bytes, beside its bound in calls (DSPY_TOP_HISTORY_BYTES).
@@ -84,7 +94,7 @@ class Counters:
         # viewer can re-price a module's cost with its own price overrides.
         self.by_model: dict[str, list[int]] | None = None
 
-    def add(self, other: "Counters") -> None:
+    def add(self, other: Counters) -> None:
         """Sum another set into this one (in_flight and by_model are the caller's business)."""
         self.calls += other.calls
         self.errors += other.errors

@@ -32,8 +32,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dspy_top import paths, protocol
 from dspy_top.config import JobSettings

@@ -7,8 +7,9 @@ budget_usd=...)`) acts inside the job and reports its limits and alerts in `stat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from dspy_top.pricing import usd
 
@@ -95,7 +96,7 @@ class BudgetAlert:
         return (self.process, self.level, self.scope, self.name)
 
     @classmethod
-    def from_record(cls, process: str, pid: int, record: AlertRecord) -> "BudgetAlert":
+    def from_record(cls, process: str, pid: int, record: AlertRecord) -> BudgetAlert:
         return cls(process, pid, record.level, record.scope, record.name, record.spent_usd, record.budget_usd,
                    record.action, record.message)
 

@@ -5,8 +5,9 @@ A frozen value: folding a `stats` frame replaces counters whole, so a snapshot c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 from dspy_top import latency
 from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
@@ -25,7 +26,7 @@ class Counters(CountersRecord):
     fields (dspy_top/schema.py), with the arithmetic the views need."""
 
     @classmethod
-    def from_record(cls, record: CountersRecord) -> "Counters":
+    def from_record(cls, record: CountersRecord) -> Counters:
         """Counters from their checked wire record."""
         if record is EMPTY_COUNTERS:
             return EMPTY

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
-from dspy_top.model.calls import HISTORY, CallQuery, CallSummary, History
+from dspy_top.model.calls import HISTORY, CallQuery, History
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.hosts import HostRow
+from dspy_top.model.optimizers import derive as derive_optimizers
+from dspy_top.model.payloads import PayloadAnswer, PayloadTexts
 from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING, ProcessState
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
-from dspy_top.model.optimizers import derive as derive_optimizers
-from dspy_top.model.payloads import PayloadAnswer, PayloadTexts
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price

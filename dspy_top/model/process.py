@@ -20,8 +20,17 @@ from dspy_top.model.rates import BucketSeries, RateWindow, seed_windows
 from dspy_top.model.repricing import Cell, Repricer
 from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
 from dspy_top.protocol import Hello
-from dspy_top.schema import (AlertRecord, BudgetRecord, CallsRecord, ErrorRecord, ExitRecord, Record, ScopeRecord,
-                             SnapshotRecord, StatsRecord)
+from dspy_top.schema import (
+    AlertRecord,
+    BudgetRecord,
+    CallsRecord,
+    ErrorRecord,
+    ExitRecord,
+    Record,
+    ScopeRecord,
+    SnapshotRecord,
+    StatsRecord,
+)
 
 # What a process row can say about its connection.
 CONNECTING = "connecting"

@@ -9,8 +9,8 @@ re-priced models' original share estimated from their process-wide cost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import EMPTY, Counters

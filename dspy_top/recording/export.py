@@ -12,10 +12,11 @@ import csv
 import json
 import math
 import time
-from json.encoder import encode_basestring
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from json.encoder import encode_basestring
+from typing import Any, TextIO
 
 from dspy_top.recording.reader import Recording
 

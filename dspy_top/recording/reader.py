@@ -14,9 +14,10 @@ import os
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 
@@ -115,9 +116,9 @@ class Recording:
         except BaseException:
             os.close(fd)
             raise
-        self.live  # takes the shared lock unless a writer holds the file: retention leaves it alone
+        self.live  # noqa: B018 (a property read for its effect) takes the shared lock unless a writer holds the file: retention leaves it alone
 
-    def __enter__(self) -> "Recording":
+    def __enter__(self) -> Recording:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -243,7 +244,7 @@ class Recording:
             else:
                 time.sleep(poll)
 
-    def cursor(self, start: Position | None = None, history: int = 0) -> "Cursor":
+    def cursor(self, start: Position | None = None, history: int = 0) -> Cursor:
         """The messages from the start or from `start`, as `messages` gives them, read a few
         frames at a time and never waiting: for a reader that must not block (a replay, in the
         collector's thread). See `Cursor`."""
@@ -398,7 +399,7 @@ class Cursor:
     whole stream was read: the footer came, or the writer is gone and the file read to its end.
     """
 
-    def __init__(self, recording: "Recording", start: Position | None, history: int) -> None:
+    def __init__(self, recording: Recording, start: Position | None, history: int) -> None:
         self.recording = recording
         self.offset = recording._first if start is None else start.offset
         self.written = recording.started_at if start is None else start.at  # the last write read so far

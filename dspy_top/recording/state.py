@@ -15,7 +15,8 @@ per call while writing. Standard library only (and dspy_top.latency, itself pure
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from dspy_top.latency import bucket_of
 
@@ -172,7 +173,7 @@ class RecordingState:
         }
 
     @classmethod
-    def from_checkpoint(cls, stored: dict[str, Any]) -> "RecordingState":
+    def from_checkpoint(cls, stored: dict[str, Any]) -> RecordingState:
         state = cls()
         state.at = float(stored.get("at") or 0.0)
         state.seq = int(stored.get("seq") or 0)

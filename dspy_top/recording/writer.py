@@ -14,8 +14,9 @@ import functools
 import os
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgpack
 
@@ -74,7 +75,7 @@ def _guarded(method: Callable[..., None]) -> Callable[..., None]:
     the server thread that called it."""
 
     @functools.wraps(method)
-    def guarded(self: "RecordingWriter", *args: Any, **kwargs: Any) -> None:
+    def guarded(self: RecordingWriter, *args: Any, **kwargs: Any) -> None:
         try:
             method(self, *args, **kwargs)
         except Exception as exc:
@@ -164,7 +165,7 @@ class RecordingWriter:
 
     @classmethod
     def create(cls, path: str | os.PathLike, hello: dict[str, Any], cap_bytes: int = DEFAULT_CAP,
-               overwrite: bool = False, clock: Callable[[], float] = time.time) -> "RecordingWriter":
+               overwrite: bool = False, clock: Callable[[], float] = time.time) -> RecordingWriter:
         """A new recording at `path`, created 0600 and locked for as long as it is written.
 
         The directory must exist (see runs.runs_dir for the default one, made 0700). Raises

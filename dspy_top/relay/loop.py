@@ -15,7 +15,8 @@ import select
 import sys
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dspy_top import protocol
 from dspy_top.model.process import CONNECTING_STATUS

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable
 
 from dspy_top.model.counters import Counters
 from dspy_top.serve.figures import COUNTERS, LATENCY_BOUNDS, TOKENS, cumulative_buckets, runs

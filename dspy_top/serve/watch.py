@@ -9,9 +9,9 @@ frames) and, for spans, the LM calls folded since they last asked.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from dspy_top.model import Fleet
 from dspy_top.model.budget import BudgetLimit
@@ -104,7 +104,7 @@ class JobWatch:
         sockets = LocalSockets(Discovered(), directory, rescan_every=rescan_every)
         self.collector = Collector(self.fleet, [sockets])
 
-    def start(self, on_notice: Callable[[str], None] | None = None) -> "JobWatch":
+    def start(self, on_notice: Callable[[str], None] | None = None) -> JobWatch:
         self.collector.on_notice = on_notice
         self.collector.start()
         return self

@@ -15,7 +15,8 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from dspy_top import schema
 from dspy_top.model import Fleet
@@ -55,7 +56,7 @@ class Collector:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> "Collector":
+    def start(self) -> Collector:
         self._thread = threading.Thread(target=self._run, name="dspy-top-collector", daemon=True)
         self._thread.start()
         return self

@@ -25,9 +25,10 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from dspy_top import schema
 from dspy_top.protocol import Hello

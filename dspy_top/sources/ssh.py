@@ -17,10 +17,11 @@ import itertools
 import os
 import subprocess
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from dspy_top.model.hosts import HOST_CONNECTED, HOST_CONNECTING, HOST_DISCONNECTED
 from dspy_top import schema
+from dspy_top.model.hosts import HOST_CONNECTED, HOST_CONNECTING, HOST_DISCONNECTED
 from dspy_top.protocol import FrameReader, ProtocolError
 from dspy_top.sources import relay_wire as wire
 from dspy_top.sources.base import CannotRequest, Readable, Source

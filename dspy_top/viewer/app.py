@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
@@ -31,9 +32,9 @@ from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import Notice, PayloadArrived
 from dspy_top.viewer.payload_search import PayloadSearch
-from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.view import FleetScreen
+from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:

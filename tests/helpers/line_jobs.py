@@ -103,7 +103,7 @@ def read_all(sock: socket.socket, timeout: float = 60.0) -> list[dict]:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break

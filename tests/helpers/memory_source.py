@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from dspy_top import schema
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source

@@ -54,7 +54,7 @@ class PlainJob:
                 for line in self.lines[after:]:
                     if line.startswith(word + " ") or line == word:
                         return line
-                if self.proc.poll() is not None and not any(l.startswith(word) for l in self.lines):
+                if self.proc.poll() is not None and not any(seen.startswith(word) for seen in self.lines):
                     raise RuntimeError(f"job ended before {word}: {self.stderr_path.read_text()[-3000:]}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -9,7 +9,8 @@ processes panes step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
