@@ -5,7 +5,9 @@ Pure tests on a fake clock and scripted messages; the real jobs are in test_atta
 
 from __future__ import annotations
 
-from dspy_top.instrumentation.recorder import BEFORE_ATTACH, Counters, Recorder
+from dspy_top.instrumentation.counters import Counters
+from dspy_top.instrumentation.recorder import Recorder
+from dspy_top.instrumentation.stats_frame import BEFORE_ATTACH
 from dspy_top.model import Fleet
 from dspy_top.model.before_attach import BeforeAttach, combined
 from dspy_top.viewer.batch import snapshot_json, snapshot_text

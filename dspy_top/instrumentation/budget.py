@@ -12,7 +12,8 @@ import threading
 from typing import Any
 
 from dspy_top.errors import BudgetExceeded, BudgetStop
-from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.instrumentation.call_record import CallRecord
+from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.pricing import usd
 
 ACTIONS = ("warn", "raise", "stop")

@@ -20,8 +20,9 @@ import sys
 import threading
 from typing import Any
 
+from dspy_top.instrumentation.counters import Counters
 from dspy_top.instrumentation.lm_calls import usage_tokens
-from dspy_top.instrumentation.recorder import Counters, Recorder
+from dspy_top.instrumentation.recorder import Recorder
 
 # History states in the summary.
 COMPLETE = "complete"  # every call DSPy made is in its history

@@ -19,10 +19,11 @@ from typing import Any
 
 from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.call_context import ABSENT, NO_SCOPE, SCOPE_KEY, Scope, ThreadOverrides
+from dspy_top.instrumentation.call_record import CallRecord
 from dspy_top.instrumentation.frames import in_module_of
 from dspy_top.instrumentation.lm_calls import usage_tokens
 from dspy_top.instrumentation.module_paths import describe, holds
-from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.instrumentation.recorder import Recorder
 
 MECHANISM_EXECUTION = "execution-hooks"
 MECHANISM_FALLBACK = "lm-call-fallback"
