@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from dspy_top.pricing import usd
 
 if TYPE_CHECKING:
-    from dspy_top.schema import AlertRecord
+    from dspy_top.schema.records import AlertRecord
 
 WARN_AT = 0.8
 LEVELS = (80, 100)  # percent: each warns once

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from dspy_top import latency
-from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
+from dspy_top.schema.records import EMPTY_COUNTERS, CountersRecord
 
 _INT_FIELDS = (
     "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
@@ -23,7 +23,7 @@ _FIELDS = tuple(f.name for f in fields(CountersRecord))
 @dataclass(frozen=True, slots=True)
 class Counters(CountersRecord):
     """One set of exact counters (see docs/protocol.md, "Counters"): the checked wire record's
-    fields (dspy_top/schema.py), with the arithmetic the views need."""
+    fields (dspy_top/schema/), with the arithmetic the views need."""
 
     @classmethod
     def from_record(cls, record: CountersRecord) -> Counters:

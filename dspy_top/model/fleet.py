@@ -27,7 +27,9 @@ from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
 from dspy_top.protocol import Hello
-from dspy_top.schema import BadMessage, Record, parse
+from dspy_top.schema import parse
+from dspy_top.schema.records import Record
+from dspy_top.schema.values import BadMessage
 
 SERIES_LENGTH = 120  # sparkline buckets kept (seconds at the default bucket width)
 
@@ -101,7 +103,7 @@ class Fleet:
         self.fold_many(key, [message])
 
     def fold_many(self, key: str, messages: list[Mapping[str, Any] | Record]) -> None:
-        """Apply messages in order, each checked first (dspy_top/schema.py) unless it already is a record.
+        """Apply messages in order, each checked first (dspy_top/schema/) unless it already is a record.
 
         A message the schema refuses ends the process's stream: it is marked with the reason
         ("protocol error: ..."), nothing after it is folded, and the collector closes its

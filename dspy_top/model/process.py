@@ -20,7 +20,7 @@ from dspy_top.model.rates import BucketSeries, RateWindow, seed_windows
 from dspy_top.model.repricing import Cell, Repricer
 from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
 from dspy_top.protocol import Hello
-from dspy_top.schema import (
+from dspy_top.schema.records import (
     AlertRecord,
     BudgetRecord,
     CallsRecord,
@@ -162,7 +162,7 @@ class ProcessState:
     # --- folding --------------------------------------------------------------------
 
     def fold(self, record: Record, now: float, history: History) -> None:
-        """Apply one checked message from the process (see dspy_top/schema.py)."""
+        """Apply one checked message from the process (see dspy_top/schema/)."""
         kind = type(record)
         if kind is CallsRecord:
             self._fold_calls(record.rows, history)

@@ -8,7 +8,7 @@ from typing import Any
 
 from dspy_top import latency, schema
 from dspy_top.model.counters import EMPTY, Counters
-from dspy_top.schema import ScopeRecord
+from dspy_top.schema.records import ScopeRecord
 
 
 @dataclass(frozen=True)

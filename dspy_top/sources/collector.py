@@ -1,7 +1,7 @@
 """The `Collector`: one daemon thread that runs every source and folds what they report into a `Fleet`.
 
 It selects over whatever its sources give it (sockets, pipes, wake-up times), checks every
-message (dspy_top/schema.py) outside the fleet's lock, folds it through `Fleet` methods,
+message (dspy_top/schema/) outside the fleet's lock, folds it through `Fleet` methods,
 routes payload and stop requests to the source of each process, and never dies: a fault of
 its own is counted and said, and it carries on. The UI never waits on it: it takes
 `fleet.snapshot()` on its own timer. No Textual here: batch mode, `dspy-top run` and the
@@ -23,6 +23,8 @@ from dspy_top.model import Fleet
 from dspy_top.model.payloads import PayloadAnswer
 from dspy_top.model.process import CONNECTING_STATUS
 from dspy_top.protocol import Hello
+from dspy_top.schema.records import CallsRecord, PayloadRecord, Record
+from dspy_top.schema.values import BadMessage
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source
 
 PAYLOAD_TIMEOUT = 5.0
@@ -216,7 +218,7 @@ class Collector:
         records, refused = _check(messages)
         folded = []
         for record in records:
-            if type(record) is schema.PayloadRecord:
+            if type(record) is PayloadRecord:
                 self._answer_payload(key, record)
             else:
                 folded.append(record)
@@ -235,7 +237,7 @@ class Collector:
         with self.fleet.lock:  # one hold: a refresh sees the old state or the new one, never neither
             self.fleet.restart(key, hello, stats_follow=source.stats_follow_calls)
             if hello is not None:
-                self.fleet.fold_many(key, [r for r in records if type(r) is not schema.PayloadRecord])
+                self.fleet.fold_many(key, [r for r in records if type(r) is not PayloadRecord])
         if refused is not None:
             self._closed(key, refused, refused=True)
             return False
@@ -280,7 +282,7 @@ class Collector:
         except CannotRequest as exc:
             self._notice(f"cannot ask the process to stop: {exc}")
 
-    def _answer_payload(self, key: str, record: schema.PayloadRecord) -> None:
+    def _answer_payload(self, key: str, record: PayloadRecord) -> None:
         pending = self._pending.pop((key, record.req), None)
         if pending is None:
             return
@@ -337,26 +339,26 @@ class _Route(Sink):
         self._collector._host(name, state, status, retry_at)
 
 
-def _check(messages: list[dict[str, Any]]) -> tuple[list[schema.Record], str | None]:
+def _check(messages: list[dict[str, Any]]) -> tuple[list[Record], str | None]:
     """The checked records of the messages before the first one the schema refuses, and why it was refused."""
     records = []
     for message in messages:
         try:
             record = schema.parse(message)
-        except schema.BadMessage as exc:
+        except BadMessage as exc:
             return records, f"malformed {message.get('t')!r} message: {exc}"
         if record is not None:
             records.append(record)
     return records, None
 
 
-def _chunks(records: list[schema.Record], events: int) -> Iterator[list[schema.Record]]:
+def _chunks(records: list[Record], events: int) -> Iterator[list[Record]]:
     """Consecutive runs of records holding about `events` events each (a batch counts its calls)."""
-    chunk: list[schema.Record] = []
+    chunk: list[Record] = []
     size = 0
     for record in records:
         chunk.append(record)
-        size += len(record.rows) if type(record) is schema.CallsRecord else 1
+        size += len(record.rows) if type(record) is CallsRecord else 1
         if size >= events:
             yield chunk
             chunk, size = [], 0
