@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import paths, protocol, schema
+from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import Hello, ProtocolError
 
 RETRY_FOR = 10.0  # seconds a busy process's socket is tried again before giving up
@@ -208,7 +209,7 @@ class Connection:
             if time.monotonic() + delay > deadline:
                 raise ConnectError(f"{path}: {busy}; gave up after {self.retry_for:g}s of retrying")
             if on_wait is not None:
-                on_wait(f"connecting… {busy}; retrying for up to {self.retry_for:g}s")
+                on_wait(f"{CONNECTING_STATUS} {busy}; retrying for up to {self.retry_for:g}s")
             time.sleep(delay)
             delay = min(RETRY_MAX, delay * 2)
 

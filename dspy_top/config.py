@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import paths
+from dspy_top.budget_levels import ON_EXCEED
 from dspy_top.pricing import Price, normalize_one, parse_price
 
-ON_EXCEED = ("warn", "raise", "stop")
 RECORD_CAP = 1024 ** 3  # bytes per recording (recording.writer.DEFAULT_CAP)
 RECORD_KEEP = 5 * 1024 ** 3  # bytes of recordings the runs directory keeps (recording.runs.DEFAULT_KEEP_BYTES)
 _YES = ("1", "true", "yes", "on")

@@ -253,7 +253,8 @@ class Hello:
     history_capacity: int
 
 
-# The counters kept for the whole process, for each module path and each model.
+# The counters kept for the whole process, each module path, each model and each scope: the one list of
+# their names (the job's Counters, the schema's CountersRecord and the viewer's JSON are made from it).
 # Every one is exact: they are updated on the job's thread, never dropped.
 COUNTER_FIELDS = (
     "calls",  # DSPy LM calls finished, ok or failed, cache hits included, retries not
@@ -271,3 +272,6 @@ COUNTER_FIELDS = (
     "latency_s",  # summed wall time of finished calls
     "in_flight",  # calls started and not finished
 )
+USD_FIELDS = ("cost_usd", "cost_saved_usd")  # dollars
+SECONDS_FIELDS = ("latency_s",)
+COUNT_FIELDS = tuple(name for name in COUNTER_FIELDS if name not in USD_FIELDS + SECONDS_FIELDS)  # integers

@@ -9,16 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from dspy_top import latency
+from dspy_top.protocol import COUNTER_FIELDS
 
 
 class Counters:
     """Exact usage counters for the whole process, one module path, one model or one scope."""
 
-    __slots__ = (
-        "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
-        "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "unmetered_calls", "cost_saved_usd",
-        "latency_s", "in_flight", "latency_hist", "last_at", "by_model",
-    )
+    __slots__ = (*COUNTER_FIELDS, "latency_hist", "last_at", "by_model")
 
     def __init__(self) -> None:
         self.calls = self.errors = self.retries = self.cache_hits = 0
@@ -57,14 +54,9 @@ class Counters:
             self.last_at = other.last_at
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls, "errors": self.errors, "retries": self.retries,
-            "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
-            "reasoning_tokens": self.reasoning_tokens, "cost_usd": self.cost_usd,
-            "unpriced_calls": self.unpriced_calls, "unmetered_calls": self.unmetered_calls,
-            "cost_saved_usd": self.cost_saved_usd,
-            "latency_s": self.latency_s, "in_flight": self.in_flight,
-            "latency_sketch": latency.encode(self.latency_hist), "last_at": self.last_at,
-            **({"by_model": {m: list(v) for m, v in self.by_model.items()}} if self.by_model is not None else {}),
-        }
+        wire = {name: getattr(self, name) for name in COUNTER_FIELDS}
+        wire["latency_sketch"] = latency.encode(self.latency_hist)
+        wire["last_at"] = self.last_at
+        if self.by_model is not None:
+            wire["by_model"] = {model: list(cell) for model, cell in self.by_model.items()}
+        return wire

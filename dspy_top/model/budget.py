@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dspy_top.budget_levels import WARN_AT
 from dspy_top.pricing import usd
 
 if TYPE_CHECKING:
     from dspy_top.schema.records import AlertRecord
 
-WARN_AT = 0.8
 LEVELS = (80, 100)  # percent: each warns once
 
 

@@ -20,10 +20,11 @@ from dspy_top.model.counters import Counters, total
 from dspy_top.model.hosts import HostRow
 from dspy_top.model.optimizers import derive as derive_optimizers
 from dspy_top.model.payloads import PayloadAnswer, PayloadTexts
-from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING, ProcessState
+from dspy_top.model.process import ProcessState
 from dspy_top.model.rates import add_series
 from dspy_top.model.repricing import Repricer
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
+from dspy_top.model.states import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
 from dspy_top.protocol import Hello

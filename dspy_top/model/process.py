@@ -19,6 +19,7 @@ from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.model.rates import BucketSeries, RateWindow, seed_windows
 from dspy_top.model.repricing import Cell, Repricer
 from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
+from dspy_top.model.states import CONNECTING, CONNECTING_STATUS, ENDED, FAILED, LOST, NOT_FINAL, RUNNING
 from dspy_top.protocol import Hello
 from dspy_top.schema.records import (
     AlertRecord,
@@ -33,13 +34,6 @@ from dspy_top.schema.records import (
 )
 
 # What a process row can say about its connection.
-CONNECTING = "connecting"
-RUNNING = "running"
-ENDED = "ended"  # sent `exit`: final numbers
-LOST = "lost"  # the connection broke without an `exit`
-FAILED = "failed"  # never attached (bad socket, wrong version, permission)
-NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
-CONNECTING_STATUS = "connecting…"  # said of a process being attached to, until it says hello
 # Call events left out of snapshots while waiting for the `stats` frame that counts them; past this
 # many (a process that sends no stats), they are shown anyway.
 UNSETTLED_LIMIT = 20_000

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from dspy_top.protocol import call_dicts
+from dspy_top.protocol import CALL, CALLS, SNAPSHOT, call_dicts
 from dspy_top.recording import frames
 from dspy_top.recording.frames import Broken, Damage, Frame, RecordingError, Torn
 from dspy_top.recording.index import CheckpointRef, Index, IndexWalker, from_footer
@@ -257,11 +257,11 @@ class Recording:
             found: list[dict[str, Any]] = []
             for message in self._segment(frames.MESSAGES, segment.offset):
                 kind = message.get("t")
-                if kind == "calls":
+                if kind == CALLS:
                     found.extend(call_dicts(message.get("fields") or (), message.get("rows") or ()))
-                elif kind == "call":
+                elif kind == CALL:
                     found.append(message)
-                elif kind == "snapshot":
+                elif kind == SNAPSHOT:
                     found.extend(message.get("calls") or ())
             calls = found + calls
             if len(calls) >= limit:
@@ -447,20 +447,20 @@ def _typed(records: list[Any]) -> Iterator[dict[str, Any]]:
 def message_time(message: dict[str, Any]) -> float | None:
     """When a message happened (epoch seconds), from its own fields; None if it says nothing."""
     kind = message.get("t")
-    if kind == "calls":
+    if kind == CALLS:
         fields = list(message.get("fields") or ())
         rows = message.get("rows") or ()
         if rows and "start" in fields and "latency" in fields:
             start, latency = fields.index("start"), fields.index("latency")
             return max(float(row[start] or 0.0) + float(row[latency] or 0.0) for row in rows)
         return None
-    if kind == "call":
+    if kind == CALL:
         return float(message.get("start") or 0.0) + float(message.get("latency") or 0.0)
     for key in ("at", "end", "start"):
         value = message.get(key)
         if isinstance(value, (int, float)):
             return float(value)
-    if kind == "snapshot" and isinstance(message.get("stats"), dict):
+    if kind == SNAPSHOT and isinstance(message.get("stats"), dict):
         value = message["stats"].get("at")
         return float(value) if isinstance(value, (int, float)) else None
     return None

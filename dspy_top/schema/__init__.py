@@ -16,7 +16,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dspy_top.protocol import PROTOCOL_VERSION, Hello
+from dspy_top.protocol import (
+    BUDGET,
+    CALL,
+    CALLS,
+    COMPILE_END,
+    COMPILE_START,
+    ERROR,
+    EVAL_END,
+    EVAL_PROGRESS,
+    EVAL_START,
+    EXIT,
+    PAYLOAD,
+    PROTOCOL_VERSION,
+    SNAPSHOT,
+    STATS,
+    Hello,
+)
 from dspy_top.schema.calls import call_map, read_call, read_calls
 from dspy_top.schema.records import ErrorRecord, ExitRecord, PayloadRecord, Record, SnapshotRecord
 from dspy_top.schema.stats_frame import alert, scope, stats
@@ -108,7 +124,7 @@ def _payload(message: Mapping[str, Any]) -> PayloadRecord:
 
 
 _READERS = {
-    "calls": read_calls, "call": read_call, "stats": stats, "snapshot": _snapshot, "exit": _exit, "error": _error,
-    "budget": alert, "payload": _payload, "eval_start": scope, "eval_progress": scope, "eval_end": scope,
-    "compile_start": scope, "compile_end": scope,
+    CALLS: read_calls, CALL: read_call, STATS: stats, SNAPSHOT: _snapshot, EXIT: _exit, ERROR: _error,
+    BUDGET: alert, PAYLOAD: _payload, EVAL_START: scope, EVAL_PROGRESS: scope, EVAL_END: scope,
+    COMPILE_START: scope, COMPILE_END: scope,
 }

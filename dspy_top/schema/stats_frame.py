@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dspy_top import latency
+from dspy_top.protocol import COUNT_FIELDS, USD_FIELDS
 from dspy_top.schema.records import (
     EMPTY_COUNTERS,
     AlertRecord,
@@ -82,21 +83,16 @@ def _before_attach(wire: Any) -> BeforeAttachRecord:
         first_at=_maybe(get("first_at"), _epoch, "before_attach first_at"))
 
 
-_COUNT_FIELDS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
-                 "reasoning_tokens", "unpriced_calls", "unmetered_calls", "in_flight")
-_USD_FIELDS = ("cost_usd", "cost_saved_usd")
-
-
 def counters(wire: Any, what: str) -> CountersRecord:
     """Counters from a map; missing keys are zero."""
     if not wire:
         return EMPTY_COUNTERS
     get = _map(wire, what).get
     values: dict[str, Any] = {}
-    for name in _COUNT_FIELDS:
+    for name in COUNT_FIELDS:
         value = get(name)
         values[name] = value if type(value) is int and 0 <= value <= MAX_COUNT else _count(value, f"{what} {name}")
-    for name in _USD_FIELDS:
+    for name in USD_FIELDS:
         values[name] = _usd(get(name), f"{what} {name}") or 0.0
     sketch = get("latency_sketch")
     hist = _sketch(sketch, what) if sketch is not None else _legacy_hist(get("latency_hist"), what)

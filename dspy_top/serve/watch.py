@@ -17,8 +17,8 @@ from dspy_top.model import Fleet
 from dspy_top.model.budget import BudgetLimit
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import Counters
-from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST, RUNNING
 from dspy_top.model.scopes import ScopeState
+from dspy_top.model.states import CONNECTING, ENDED, FAILED, LOST, RUNNING
 from dspy_top.serve.labels import job_name
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import LocalSockets

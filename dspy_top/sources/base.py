@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from dspy_top.model.process import CONNECTING_STATUS
+from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import Hello
 
 

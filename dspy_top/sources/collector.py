@@ -21,8 +21,8 @@ from typing import Any
 from dspy_top import schema
 from dspy_top.model import Fleet
 from dspy_top.model.payloads import PayloadAnswer
-from dspy_top.model.process import CONNECTING_STATUS
-from dspy_top.protocol import Hello
+from dspy_top.model.states import CONNECTING_STATUS
+from dspy_top.protocol import GET_PAYLOAD, STOP, Hello
 from dspy_top.schema.records import CallsRecord, PayloadRecord, Record
 from dspy_top.schema.values import BadMessage
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source
@@ -115,12 +115,12 @@ class Collector:
 
     def request_payload(self, process: str, call_id: int) -> None:
         """Ask a process for a call's payload; the answer goes to `on_payload`."""
-        self._requests.put(("payload", process, call_id))
+        self._requests.put((GET_PAYLOAD, process, call_id))
         self.wake()
 
     def request_stop(self, process: str, reason: str) -> None:
         """Ask a process to stop (its next LM call ends the run); a failure goes to `on_notice`."""
-        self._requests.put(("stop", process, reason))
+        self._requests.put((STOP, process, reason))
         self.wake()
 
     def dismiss(self, process: str) -> bool:
@@ -188,9 +188,9 @@ class Collector:
                 kind, key, value = self._requests.get_nowait()
             except queue.Empty:
                 return
-            if kind == "payload":
+            if kind == GET_PAYLOAD:
                 self._ask_payload(key, value)
-            elif kind == "stop":
+            elif kind == STOP:
                 self._ask_stop(key, value)
             elif kind == "forget":
                 source = self._owners.pop(key, None)

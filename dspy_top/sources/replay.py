@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import schema
-from dspy_top.protocol import Hello
+from dspy_top.protocol import CALLS, EVAL_END, EXIT, PAYLOAD, Hello
 from dspy_top.recording.reader import Recording, Written, message_time
 from dspy_top.sources.base import CannotRequest, Readable, Source
 from dspy_top.sources.replay_clock import ReplayClock
@@ -353,7 +353,7 @@ class RecordingSource(Source):
             written = track.cursor.take(0)  # the checkpoint's snapshot only
             first = list(written[0].messages) if written else []
             if position.state.exit is not None:  # the checkpoint written at close: the process had ended
-                first.append({**position.state.exit, "t": "exit"})
+                first.append({**position.state.exit, "t": EXIT})
                 track.exited = True
         self.clock.folding(position.at)
         try:
@@ -392,7 +392,7 @@ class RecordingSource(Source):
             finally:
                 self.clock.folding(None)
             track.delivered = chunk[-1].at
-            track.exited = track.exited or any(item.message.get("t") == "exit" for item in chunk)
+            track.exited = track.exited or any(item.message.get("t") == EXIT for item in chunk)
             if not accepted:  # refused: the collector marked it and closed it
                 track.closed = True
                 pending.clear()
@@ -450,7 +450,7 @@ class RecordingSource(Source):
                         if item.at > horizon:
                             return mark.end
                         message = item.message
-                        if message.get("t") == "eval_end" and message.get("id") == mark.scope_id:
+                        if message.get("t") == EVAL_END and message.get("id") == mark.scope_id:
                             return max(item.at, mark.end)
         return mark.end
 
@@ -462,7 +462,7 @@ class RecordingSource(Source):
             raise CannotRequest("not a process of this replay")
         self._request_ids += 1
         request = self._request_ids
-        answer: dict[str, Any] = {"t": "payload", "req": request, "id": call_id}
+        answer: dict[str, Any] = {"t": PAYLOAD, "req": request, "id": call_id}
         try:
             payload = track.recording.payload(call_id)
         except Exception as exc:  # a damaged stretch of the file: say so on the inspect screen
@@ -494,7 +494,7 @@ def _items(written: Written) -> list[_Item]:
     out: list[_Item] = []
     at, by = written.after, written.by
     for message in written.messages:
-        if message.get("t") == "calls":
+        if message.get("t") == CALLS:
             at = _calls(message, at, by, out)
             continue
         own = message_time(message)

@@ -22,6 +22,7 @@ from typing import Any
 
 from dspy_top import schema
 from dspy_top.model.hosts import HOST_CONNECTED, HOST_CONNECTING, HOST_DISCONNECTED
+from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import FrameReader, ProtocolError
 from dspy_top.sources import relay_wire as wire
 from dspy_top.sources.base import CannotRequest, Readable, Source
@@ -334,7 +335,7 @@ class SshSource(Source):
             self._carried.add(key)
             self._refused.discard(key)
             sink.attach(key, pid if type(pid) is int and pid > 0 else None,
-                        status if isinstance(status, str) else "connecting…")
+                        status if isinstance(status, str) else CONNECTING_STATUS)
         elif kind == wire.CONNECTED:
             if key not in self._carried:
                 self._carried.add(key)
