@@ -5,9 +5,9 @@ Pure tests on a fake clock and scripted messages; the real jobs are in test_atta
 
 from __future__ import annotations
 
-from dspy_top.instrumentation.counters import Counters
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.instrumentation.stats_frame import BEFORE_ATTACH
+from dspy_top.instrumentation.tally import Tally
 from dspy_top.model import Fleet
 from dspy_top.model.before_attach import BeforeAttach, combined
 from dspy_top.viewer.batch import snapshot_json, snapshot_text
@@ -23,7 +23,7 @@ SUMMARY = {"at": 995.0, "source": "history", "calls": 412, "history": "complete"
 
 def test_the_recorder_puts_history_counts_in_the_totals_and_the_summary_in_stats():
     recorder = Recorder(clock=lambda: 1000.0)
-    part = Counters()
+    part = Tally()
     part.calls, part.prompt_tokens, part.completion_tokens, part.cost_usd = 412, 40_000, 5_000, 0.25
     recorder.add_before_attach("openai/gpt-4o-mini", part, dict(SUMMARY))
     stats_frame = recorder.stats()

@@ -115,7 +115,7 @@ def test_a_spelled_out_kind_is_found(tmp_path):
 def test_counter_names_are_protocols():
     from dataclasses import fields
 
-    from dspy_top.instrumentation.counters import Counters as JobCounters
+    from dspy_top.instrumentation.tally import Tally
     from dspy_top.model.counters import Counters
     from dspy_top.recording.state import TAIL_COUNTERS
     from dspy_top.schema.records import CountersRecord
@@ -123,6 +123,6 @@ def test_counter_names_are_protocols():
     names = protocol.COUNTER_FIELDS
     assert set(protocol.COUNT_FIELDS) | set(protocol.USD_FIELDS) | set(protocol.SECONDS_FIELDS) == set(names)
     assert tuple(f.name for f in fields(CountersRecord)) == (*names, "latency_hist", "last_at")
-    assert set(JobCounters().to_wire()) == {*names, "latency_sketch", "last_at"}
+    assert set(Tally().to_wire()) == {*names, "latency_sketch", "last_at"}
     assert set(names) <= set(Counters().to_json())
     assert set(TAIL_COUNTERS) == set(names) - {"in_flight"}

@@ -15,7 +15,7 @@ read (a few times a second). Per call that is a quarter of the work of updating 
 and the work that is left runs in batches, with the counters still in the CPU's cache.
 Nothing here imports dspy, so it is tested directly with a fake clock.
 
-Its parts, each in its own file: the counters (counters.py), a call's record (call_record.py), the payload
+Its parts, each in its own file: the counters (tally.py), a call's record (call_record.py), the payload
 ring (payload_ring.py), and the mixins holding the rest of its methods, over the state `reset` makes: rare
 events (scope_events.py), the event queue and snapshots (event_queue.py), stats frames (stats_frame.py).
 """
@@ -31,11 +31,11 @@ from typing import Any
 
 from dspy_top import latency
 from dspy_top.instrumentation.call_record import CallRecord, describe_error
-from dspy_top.instrumentation.counters import Counters
 from dspy_top.instrumentation.event_queue import DEFAULT_QUEUE, EventQueue
 from dspy_top.instrumentation.payload_ring import DEFAULT_HISTORY_BYTES, KeptCall, PayloadRing
 from dspy_top.instrumentation.scope_events import ScopeEvents
 from dspy_top.instrumentation.stats_frame import StatsFrames
+from dspy_top.instrumentation.tally import Tally
 
 DEFAULT_HISTORY = 1000
 # Hot-path records waiting for a fold; past this the hot path waits for the lock to fold them.
@@ -77,12 +77,12 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         """Start from zero (a forked child keeps none of its parent's numbers)."""
         self.lock = threading.Lock()
         # Finished calls, per (module path, model); see the module docstring.
-        self.cells: dict[tuple[str, str], Counters] = {}
+        self.cells: dict[tuple[str, str], Tally] = {}
         self.module_info: dict[str, dict[str, Any]] = {}
         # Calls begun and not finished, by id: a dict's set and pop need no lock.
         self.active: dict[int, CallRecord] = {}
         self.scopes: dict[str, dict[str, Any]] = {}
-        self.scope_counters: dict[str, Counters] = {}
+        self.scope_counters: dict[str, Tally] = {}
         self.events: deque[dict[str, Any] | tuple] = deque()  # see drain()
         # Hot-path records not yet folded into the counters (deque appends need no lock).
         self.pending: deque[CallRecord | tuple] = deque()  # finished calls; tool events as tuples
@@ -237,8 +237,8 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         else:
             self.events.append(row)
 
-    def _new_cell(self, record: CallRecord) -> Counters:
-        cell = self.cells[(record.path, record.model)] = Counters()
+    def _new_cell(self, record: CallRecord) -> Tally:
+        cell = self.cells[(record.path, record.model)] = Tally()
         if record.path not in self.module_info:
             self.module_info[record.path] = {"class": record.module_class, "chain": list(record.chain)}
         return cell

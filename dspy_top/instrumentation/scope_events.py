@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspy_top.instrumentation.counters import Counters
+from dspy_top.instrumentation.tally import Tally
 from dspy_top.protocol import BUDGET, COMPILE_END, COMPILE_START, EVAL_END, EVAL_START, TOOL
 
 # Finished evaluations and compiles kept for late viewers; running ones are always kept
@@ -29,7 +29,7 @@ class ScopeEvents:
         with self.lock:
             self._fold_locked()
             self.scopes[scope_id] = state
-            self.scope_counters[scope_id] = Counters()
+            self.scope_counters[scope_id] = Tally()
             self._trim_scopes()
             self.version += 1
             self._enqueue({"t": EVAL_START if kind == "eval" else COMPILE_START, **state}, droppable=False)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspy_top.instrumentation.counters import Counters
 from dspy_top.instrumentation.scope_events import MAX_SCOPES
+from dspy_top.instrumentation.tally import Tally
 
 # A stats frame lists at most this many models and module paths: the rest (fewest calls
 # first) are summed into one entry named OTHER that says how many it holds. 30,000
@@ -32,9 +32,9 @@ class StatsFrames:
             return self._stats_locked()
 
     def _stats_locked(self, all_scopes: bool = False) -> dict[str, Any]:
-        totals = Counters()
-        modules: dict[str, Counters] = {}
-        models: dict[str, Counters] = {}
+        totals = Tally()
+        modules: dict[str, Tally] = {}
+        models: dict[str, Tally] = {}
         for (path, model), cell in self.cells.items():
             totals.add(cell)
             module = _counters_of(modules, path, by_model=True)
@@ -113,7 +113,7 @@ class StatsFrames:
             index = 0 if kind == "module" else 1
             return sum(cell.cost_usd for key, cell in self.cells.items() if key[index] == name)
 
-    def add_before_attach(self, model: str | None, counters: Counters | None, summary: dict[str, Any]) -> None:
+    def add_before_attach(self, model: str | None, counters: Tally | None, summary: dict[str, Any]) -> None:
         """Calls DSPy's history recorded before `dspy-top attach`: they join the totals in a
         `(before attach)` cell of their model (never the call stream); `summary` goes out in `stats`."""
         with self.lock:
@@ -121,7 +121,7 @@ class StatsFrames:
                 key = (BEFORE_ATTACH, str(model))
                 cell = self.cells.get(key)
                 if cell is None:
-                    cell = self.cells[key] = Counters()
+                    cell = self.cells[key] = Tally()
                     self.module_info.setdefault(BEFORE_ATTACH, {"class": "DSPy history", "chain": []})
                 cell.add(counters)
             self.before_attach = summary
@@ -131,13 +131,13 @@ class StatsFrames:
 _NO_INFO = {"class": "", "chain": []}
 
 
-def _fold_rare(table: dict[str, Counters], limit: int) -> tuple[dict[str, Counters], int]:
+def _fold_rare(table: dict[str, Tally], limit: int) -> tuple[dict[str, Tally], int]:
     """At most `limit` entries: the busiest, then OTHER summing the rest. (table, how many OTHER holds)."""
     if len(table) <= limit:
         return table, 0
     ranked = sorted(table.items(), key=lambda item: item[1].calls + item[1].in_flight, reverse=True)
     kept = dict(ranked[:limit - 1])
-    other = Counters()
+    other = Tally()
     if any(counters.by_model is not None for _, counters in ranked):
         other.by_model = {}
     for _, counters in ranked[limit - 1:]:
@@ -149,7 +149,7 @@ def _fold_rare(table: dict[str, Counters], limit: int) -> tuple[dict[str, Counte
     return kept, len(ranked) - (limit - 1)
 
 
-def _fold_by_model(counters: Counters, models: dict[str, Counters]) -> None:
+def _fold_by_model(counters: Tally, models: dict[str, Tally]) -> None:
     """A module's per-model tokens, with the models folded into OTHER summed there too."""
     if not counters.by_model:
         return
@@ -164,10 +164,10 @@ def _add_cell(table: dict[str, list[int]], model: str, cell: list[int]) -> None:
     table[model] = list(cell) if kept is None else [a + b for a, b in zip(kept, cell)]
 
 
-def _counters_of(table: dict[str, Counters], key: str, by_model: bool = False) -> Counters:
+def _counters_of(table: dict[str, Tally], key: str, by_model: bool = False) -> Tally:
     counters = table.get(key)
     if counters is None:
-        counters = table[key] = Counters()
+        counters = table[key] = Tally()
         if by_model:
             counters.by_model = {}
     return counters

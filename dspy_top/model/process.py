@@ -17,7 +17,7 @@ from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.model.rates import BucketSeries, RateWindow, seed_windows
-from dspy_top.model.repricing import Cell, Repricer
+from dspy_top.model.repricing import Repricer, TokenCell
 from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
 from dspy_top.model.states import CONNECTING, CONNECTING_STATUS, ENDED, FAILED, LOST, NOT_FINAL, RUNNING
 from dspy_top.protocol import Hello
@@ -47,7 +47,7 @@ class ModuleCounters:
     class_name: str
     chain: tuple[str, ...]
     counters: Counters
-    by_model: dict[str, Cell] | None = None  # billed token cells per model, for re-pricing
+    by_model: dict[str, TokenCell] | None = None  # billed token cells per model, for re-pricing
 
 
 class ProcessState:

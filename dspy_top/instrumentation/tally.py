@@ -1,6 +1,7 @@
-"""The job's exact usage counters: one set per (module path, model) cell, scope, module, model and in all.
+"""The job's running tally of exact usage counters: one per (module path, model) cell, scope, module, model and in all.
 
-A plain class with slots, summed with `add` and sent with `to_wire` (docs/protocol.md, "Counters"); the hot
+A plain mutable class with slots (the viewer's frozen form is dspy_top.model.counters.Counters), summed with `add`
+and sent with `to_wire` (docs/protocol.md, "Counters"; the names are protocol.COUNTER_FIELDS); the hot
 fold (recorder.py) adds one finished call to a cell and to each scope the call ran in.
 """
 
@@ -12,7 +13,7 @@ from dspy_top import latency
 from dspy_top.protocol import COUNTER_FIELDS
 
 
-class Counters:
+class Tally:
     """Exact usage counters for the whole process, one module path, one model or one scope."""
 
     __slots__ = (*COUNTER_FIELDS, "latency_hist", "last_at", "by_model")
@@ -32,7 +33,7 @@ class Counters:
         # viewer can re-price a module's cost with its own price overrides.
         self.by_model: dict[str, list[int]] | None = None
 
-    def add(self, other: Counters) -> None:
+    def add(self, other: Tally) -> None:
         """Sum another set into this one (in_flight and by_model are the caller's business)."""
         self.calls += other.calls
         self.errors += other.errors
