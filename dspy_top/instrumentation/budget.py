@@ -40,10 +40,6 @@ class Guard:
         self._lock = threading.Lock()
         recorder.budget = self.describe()
 
-    @property
-    def active(self) -> bool:
-        return bool(self.limits)
-
     def describe(self) -> dict[str, Any]:
         return {"on_exceed": self.on_exceed, "alerts": [],
                 "limits": [{"scope": kind, "name": name, "usd": limit} for (kind, name), limit in self.limits.items()]}

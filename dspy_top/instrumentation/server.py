@@ -128,7 +128,6 @@ class SocketServer:
         self._last_stats_version = -1
         self._last_stats_at = 0.0
         self.ever_attached = False
-        self.last_attach_at = float("-inf")
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -351,7 +350,6 @@ class SocketServer:
         viewer.interest = selectors.EVENT_READ
         self.viewers[viewer.fileno] = viewer
         self.ever_attached = True
-        self.last_attach_at = time.monotonic()
         self._write(viewer)
 
     def _catch_up_now(self) -> CatchUp:

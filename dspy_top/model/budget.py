@@ -7,7 +7,6 @@ budget_usd=...)`) acts inside the job and reports its limits and alerts in `stat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -119,6 +118,3 @@ class JobBudget:
     def worst(self) -> BudgetLimit | None:
         return max(self.limits, key=lambda limit: limit.fraction, default=None)
 
-
-def all_alerts(budgets: Iterable[JobBudget]) -> list[BudgetAlert]:
-    return [alert for budget in budgets for alert in budget.alerts]

@@ -120,12 +120,6 @@ class CallQuery:
                 return False
         return True
 
-    def matches_model(self, model: str) -> bool:
-        for field, value in self._parts():
-            if field == "model" and value not in model.lower():
-                return False
-        return True
-
 
 HISTORY = 10_000  # calls the viewer holds by default (`--history`)
 

@@ -97,7 +97,7 @@ class Fleet:
         process = self.processes.get(key)
         if process is None or process.state == ENDED:  # a source that skipped `attach`
             self.attach(key, hello.pid, host=host, stats_follow=stats_follow)
-        self.processes[key].connected(hello, self.clock())
+        self.processes[key].connected(hello)
 
     def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
         """Apply one message; a malformed one marks the process, never raises."""

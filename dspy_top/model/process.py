@@ -62,7 +62,6 @@ class ProcessState:
         self.hello: Hello | None = None
         self.state = CONNECTING
         self.status = CONNECTING_STATUS
-        self.attached_at: float | None = None
         self.ended_at: float | None = None
         self.totals = EMPTY
         self.modules: dict[str, ModuleCounters] = {}
@@ -125,12 +124,11 @@ class ProcessState:
         alerts = (replace(alert, process=key) for alert in self.budget_alerts.values())
         self.budget_alerts = {alert.key: alert for alert in alerts}
 
-    def connected(self, hello: Hello, now: float) -> None:
+    def connected(self, hello: Hello) -> None:
         self.hello = hello
         self.pid = hello.pid
         self.state = RUNNING
         self.status = "running"
-        self.attached_at = now
 
     def failed(self, reason: str, now: float, protocol: bool = False) -> None:
         """The connection could not be made or broke (`protocol`: it sent something the schema refuses,

@@ -184,13 +184,3 @@ def flatten(
 def _own_rate(node: ModuleNode) -> float:
     return node.tokens_per_sec - sum(c.tokens_per_sec for c in node.children)
 
-
-def find(roots: Iterable[ModuleNode], path: str) -> ModuleNode | None:
-    for node in roots:
-        if node.path == path:
-            return node
-        if path.startswith(node.path + "."):
-            found = find(node.children, path)
-            if found is not None:
-                return found
-    return None
