@@ -161,10 +161,9 @@ def test_a_message_too_large_to_send_is_dropped_counted_and_serving_goes_on(runt
             assert started["id"] == "eval-2"  # the one too large was dropped, the next one went
             # Every stats frame now lists the running eval-1, too large to send: each is
             # dropped and counted, and the stream goes on.
-            time.sleep(2 * STATS_EVERY)
+            wait_until(lambda: recorder.internal_errors >= 2, "two stats frames dropped as too large")
             later = call(recorder)
             assert poll_until(connection, lambda m: m["t"] == "call")[-1]["id"] == later
-            assert recorder.internal_errors >= 2
     finally:
         server.stop()
 
