@@ -19,7 +19,7 @@ import pytest
 
 from dspy_top import client, protocol
 from dspy_top.instrumentation.recorder import Recorder
-from dspy_top.instrumentation.server import STATS_EVERY, SocketServer
+from dspy_top.instrumentation.server import SocketServer
 from dspy_top.instrumentation.stats_frame import OTHER
 from tests.helpers.line_jobs import LineJob, calls_in, raw_connect, read_all
 from tests.helpers.waiting import wait_until
