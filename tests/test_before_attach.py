@@ -14,8 +14,7 @@ from dspy_top.viewer.batch import snapshot_json, snapshot_text
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
-from tests.test_model import Clock, counters, hello, module, stats
-from tests.test_optimizer_view import MIPRO, fleet_with, runs_of, scope
+from tests.helpers.model_messages import MIPRO, Clock, counters, fleet_with, hello, module, runs_of, scope, stats
 
 SUMMARY = {"at": 995.0, "source": "history", "calls": 412, "history": "complete", "missing": 0, "in_flight": 3,
            "in_flight_counted": 3, "settled": True, "first_at": 900.0, "last_at": 994.0}

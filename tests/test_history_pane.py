@@ -11,8 +11,8 @@ from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.model_messages import Clock, attach, call, counters, stats
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
-from tests.test_model import Clock, attach, call, counters, stats
 
 
 def fleet_with_calls(count: int, capacity: int = 10_000) -> tuple[Fleet, Clock]:

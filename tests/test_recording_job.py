@@ -208,7 +208,7 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
 @pytest.mark.slow
 def test_no_credential_reaches_the_recording(tmp_path):
     """The job of the socket's privacy test, recorded: every message and payload decoded, and the raw bytes."""
-    from tests.test_redact import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
+    from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
 
     directory = tmp_path / "private"
     with SimLM(latency_scale=0.0) as sim:

@@ -1,7 +1,6 @@
 """The socket side of instrumentation, against real job processes: attach, faults, bounds, cleanup."""
 
 import os
-import queue
 import signal
 import socket
 import stat
@@ -17,6 +16,7 @@ import pytest
 
 from dspy_top import client, protocol
 from dspy_top.instrumentation.server import STATS_EVERY
+from tests.helpers.job_process import JobSubprocess
 from tests.helpers.waiting import wait_until
 
 JOB = Path(__file__).parent / "jobs" / "dummy_job.py"
@@ -30,61 +30,30 @@ def runtime_dir(monkeypatch):
     return directory
 
 
-class Job:
+class Job(JobSubprocess):
+    """tests/jobs' socket job: `calls` LM calls, held open until `release`; a word may be looked for twice."""
+
     def __init__(self, runtime_dir, calls, *extra, env=None):
         self.hold = runtime_dir.parent / "hold"
         self.go = runtime_dir.parent / "go"
-        self.stderr_path = runtime_dir.parent / "stderr"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra],
-            stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), text=True,
-            env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})},
-        )
-        self.lines = []
-        # Lines arrive through a thread, so `expect` can give up on time even if the job hangs.
-        self._incoming = queue.Queue()
-        threading.Thread(target=self._read_lines, daemon=True).start()
+        super().__init__([sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra], drop=(),
+                         stderr_path=runtime_dir.parent / "stderr",
+                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})})
         kind, path = self.expect("READY")
         self.socket_path = Path(path)
 
-    def _read_lines(self):
-        for line in self.proc.stdout:
-            self._incoming.put(line)
-        self._incoming.put(None)
-
     def expect(self, word, timeout=60):
-        for parts in self.lines:
-            if parts and parts[0] == word:
-                return parts
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._incoming.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {word} within {timeout}s; read {self.lines}; "
-                                     f"stderr: {self.stderr_path.read_text()}") from None
-            if line is None:
-                raise AssertionError(f"job ended before {word}: {self.stderr_path.read_text()}")
-            parts = line.split()
-            self.lines.append(parts)
-            if parts and parts[0] == word:
-                return parts
+        return self.find(word, timeout)[1]
 
     def release(self):
+        """Let the job end; everything it printed."""
         self.hold.touch()
         try:
             self.proc.wait(timeout=60)
         finally:
             self.proc.kill()
-        assert self.proc.returncode == 0, self.stderr_path.read_text()
-        rest = []
-        while (line := self._incoming.get(timeout=10)) is not None:
-            rest.append(line)
-        return "".join(rest)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
+        assert self.proc.returncode == 0, self.stderr
+        return "\n".join(self.output())
 
 
 def read_until(connection, predicate, timeout=15):
@@ -205,8 +174,7 @@ def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     # Every call reached the surviving viewer or was counted as dropped: none vanished.
     assert calls + latest["dropped_viewer"] + latest["dropped_events"] == 4000
     first.close()
-    out = job.release()
-    assert "DONE 4000" in out or ["DONE", "4000"] in job.lines
+    assert "DONE 4000" in job.release().splitlines()
 
 
 def test_a_stopped_viewer_costs_the_job_nothing_and_drops_are_counted(runtime_dir):

@@ -58,3 +58,15 @@ def small_checkpoints(monkeypatch):
 
     monkeypatch.setattr(writer_module, "CHECKPOINT_CALLS", 300)
     monkeypatch.setattr(writer_module, "SEGMENT_BYTES", 16 * 1024)
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Times on screen in UTC (snapshots are compared with pictures taken so)."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.delenv("TZ")
+    time.tzset()
