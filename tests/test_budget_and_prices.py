@@ -12,10 +12,7 @@ import sys
 import tempfile
 import textwrap
 
-import pytest
-
 from dspy_top import client
-from dspy_top.simlm import SimLM
 
 PRELUDE = """
 import json, os, sys
@@ -26,12 +23,6 @@ def emit(**kw):
 def lm(model='openai/gpt-4o-mini', **kw):
     return dspy.LM(model, api_base=os.environ['SIM_URL'], api_key='sim', cache=kw.pop('cache', False), **kw)
 """
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 def run_job(sim, body, env=None, expect_code=0, timeout=300):

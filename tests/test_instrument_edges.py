@@ -10,8 +10,6 @@ import textwrap
 
 import pytest
 
-from dspy_top.simlm import SimLM
-
 JOB = """
 import json, os, sys
 os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'
@@ -28,12 +26,6 @@ totals = handle.stats()['totals'] if handle else None
 print(json.dumps({{'answers': answers, 'totals': totals, 'mechanism': handle.mechanism if handle else None,
                    'history': len(lm.history), **extra}}))
 """
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 def run_job(sim, setup="", configure="", after="extra = {}", env=None):

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.simlm import SimLM
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
 from dspy_top.viewer.app import TopApp
@@ -25,12 +24,6 @@ from dspy_top.viewer.components.optimizer_table import OptimizerTable
 from dspy_top.viewer.components.trial_table import TrialTable
 from tests.helpers.jobs import runtime_dir
 from tests.helpers.optimizer_job import OptimizerJob
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

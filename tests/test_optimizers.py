@@ -15,7 +15,6 @@ import time
 import pytest
 
 from dspy_top import client
-from dspy_top.simlm import SimLM
 
 PRELUDE = """
 import json, os, sys
@@ -33,12 +32,6 @@ def report(**extra):
         snapshot = next(m for m in c.poll(5.0) if m['t'] == 'snapshot')
     print('RESULT ' + json.dumps({'scopes': snapshot['stats']['scopes'], 'totals': snapshot['stats']['totals'], **extra}))
 """
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 def run_job(sim, body):

@@ -18,6 +18,7 @@ from dspy_top.model import Fleet
 from dspy_top.sources.base import Source
 from dspy_top.sources.collector import Collector
 from dspy_top.viewer import batch
+from tests.helpers.collecting import Running
 from tests.helpers.fake_server import snapshot, stats
 from tests.helpers.memory_source import MemorySource
 from tests.helpers.waiting import wait_until
@@ -42,24 +43,6 @@ def exit_message(calls: int) -> dict:
 def rows(fleet: Fleet) -> dict:
     with fleet.lock:
         return {row.key: row for row in fleet.snapshot().processes}
-
-
-class Running:
-    """A collector over `sources`, started; its payload answers and notices kept."""
-
-    def __init__(self, *sources: Source, **options) -> None:
-        self.fleet = Fleet()
-        self.answers: list = []
-        self.notices: list[str] = []
-        self.collector = Collector(self.fleet, sources, on_payload=self.answers.append, **options)
-        self.collector.on_notice = self.notices.append
-
-    def __enter__(self) -> Running:
-        self.collector.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.collector.stop()
 
 
 def test_a_source_s_processes_are_folded_and_end_with_their_final_numbers():

@@ -7,27 +7,16 @@ import pytest
 
 from dspy_top.model import Fleet
 from dspy_top.recording import Recording
-from dspy_top.sources.collector import Collector
 from dspy_top.sources.replay import RecordingSource
+from tests.helpers.collecting import Running
 
 
-class Replaying:
+class Replaying(Running):
     """A RecordingSource over `paths` under a started collector; its payload answers and notices kept."""
 
     def __init__(self, *paths, **options) -> None:
         self.source = RecordingSource([Recording(path) for path in paths], **options)
-        self.fleet = Fleet(self.source.clock.now)
-        self.answers: list = []
-        self.notices: list[str] = []
-        self.collector = Collector(self.fleet, [self.source], on_payload=self.answers.append)
-        self.collector.on_notice = self.notices.append
-
-    def __enter__(self) -> Replaying:
-        self.collector.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.collector.stop()
+        super().__init__(self.source, fleet=Fleet(self.source.clock.now))
 
     def at(self, moment: float):
         """The fleet's snapshot once the source has told everything up to `moment`."""
