@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,15 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--speed", "0", "--questions", "4", "--train", "8", "--dev", "8"]
 
 
-@pytest.fixture
-def runtime(monkeypatch, tmp_path):
-    directory = Path(tempfile.mkdtemp(prefix="dtd", dir="/tmp"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the jobs' private log directories
-    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    monkeypatch.delenv("DSPY_TOP", raising=False)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def dspy_top(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,16 +25,6 @@ REPO = HERE.parent
 JOB = HERE / "jobs" / "run_job.py"
 
 
-@pytest.fixture
-def runtime(monkeypatch, tmp_path):
-    """A short private socket directory (AF_UNIX paths are limited to 107 bytes) for this test."""
-    directory = Path(tempfile.mkdtemp(prefix="dtr", dir="/tmp"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the jobs' private log directories
-    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    monkeypatch.delenv("DSPY_TOP", raising=False)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def dspy_top_run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -70,3 +70,21 @@ def utc(monkeypatch):
     yield
     monkeypatch.delenv("TZ")
     time.tzset()
+
+
+@pytest.fixture
+def runtime(monkeypatch, tmp_path):
+    """A short private socket directory (AF_UNIX paths are limited to 107 bytes) for a test that starts jobs
+    with `dspy-top run` or `demo`; the jobs' private log directories under its tmp_path. (A module that needs
+    another kind of runtime directory defines its own `runtime`.)"""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    directory = Path(tempfile.mkdtemp(prefix="dtr", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.delenv("DSPY_TOP", raising=False)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
