@@ -12,12 +12,17 @@ import sys
 import tempfile
 import textwrap
 
+import pytest
+
 from dspy_top import client
+
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 PRELUDE = """
 import json, os, sys
 os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'
 import dspy, dspy_top
+
 def emit(**kw):
     print('RESULT ' + json.dumps(kw), flush=True)
 def lm(model='openai/gpt-4o-mini', **kw):

@@ -22,7 +22,7 @@ from dspy_top.simlm import SimLM
 from dspy_top.viewer import format as fmt
 from tests.helpers.jobs import REPO, runtime_dir
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 LOCAL = "openai/sim-local"  # no price anywhere
 MINI = "openai/gpt-4o-mini"  # priced by litellm's table

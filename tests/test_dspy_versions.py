@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce  # noqa: E402
 
-pytestmark = pytest.mark.exactness
+pytestmark = [pytest.mark.exactness, pytest.mark.slow]
 
 
 def lm_for(sim, **kwargs):

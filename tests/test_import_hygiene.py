@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.import_witness import WITNESS, run
 from tests.helpers.jobs import REPO
 
@@ -76,6 +78,7 @@ print(json.dumps(loaded))
 """
 
 
+@pytest.mark.slow
 def test_the_first_frame_comes_before_the_sources_and_the_model_are_loaded(tmp_path):
     """`dspy-top` draws its first frame, then loads what collecting needs (issue 18: the first frame
     sooner): no source, wire protocol, msgpack or process model before it."""

@@ -16,6 +16,8 @@ import pytest  # noqa: E402
 
 from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
+
 ENGINES = ["auto", "litellm"]
 
 

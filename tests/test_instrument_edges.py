@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
+
 JOB = """
 import json, os, sys
 os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'
@@ -21,6 +23,7 @@ program = dspy.ChainOfThought('question -> answer')
 answers = [program(question=f'What is {{i}} + 2?').answer for i in range(3)]
 {after}
 from dspy_top.instrumentation import runtime
+
 handle = runtime.active()
 totals = handle.stats()['totals'] if handle else None
 print(json.dumps({{'answers': answers, 'totals': totals, 'mechanism': handle.mechanism if handle else None,

@@ -25,6 +25,8 @@ from dspy_top.viewer.components.trial_table import TrialTable
 from tests.helpers.jobs import runtime_dir
 from tests.helpers.optimizer_job import OptimizerJob
 
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
+
 
 @pytest.fixture(scope="module")
 def finished_runs(sim):

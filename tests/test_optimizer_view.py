@@ -195,12 +195,14 @@ def scripted_app() -> TopApp:
     return TopApp(fleet, ScriptedCollector(fleet), delay=3600, watching=str(RUNTIME_DIR))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_optimizer_view_snapshot(snap_compare, utc, size):
     on_optimizers = keys("o", ready=lambda app: isinstance(app.screen, OptimizersScreen) and app.screen.snapshot)
     assert snap_compare(scripted_app(), terminal_size=size, run_before=on_optimizers)
 
 
+@pytest.mark.slow
 def test_selecting_a_trial_filters_the_history_and_headers_sort(utc):
     async def main():
         app = scripted_app()

@@ -16,11 +16,14 @@ import pytest
 
 from dspy_top import client
 
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
+
 PRELUDE = """
 import json, os, sys
 os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'
 import dspy, dspy_top
 from dspy_top import client
+
 h = dspy_top.instrument()
 dspy.configure(lm=dspy.LM('openai/gpt-4o-mini', api_base=os.environ['SIM_URL'], api_key='sim', cache=False))
 data = [dspy.Example(question=f'What is {i} + {3 * i}?', answer=str(4 * i)).with_inputs('question') for i in range(40)]

@@ -103,6 +103,7 @@ def test_the_default_bound_is_the_recorders():
     assert config.JobSettings().history_bytes == DEFAULT_HISTORY_BYTES
 
 
+@pytest.mark.slow
 def test_a_viewer_is_told_a_payload_was_dropped_for_size():
     directory = runtime_dir()
     job = JobProcess(directory, "--lm", "sim", env={"DSPY_TOP_HISTORY_BYTES": "6K"})

@@ -98,6 +98,7 @@ def kind_literals(path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_message_kinds_are_spelled_once():
     root = Path(protocol.__file__).parent
     files = [path for path in root.rglob("*.py") if "simlm" not in path.parts and path.name != "protocol.py"]

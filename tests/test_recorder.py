@@ -88,6 +88,7 @@ def test_history_and_payloads_are_bounded():
     assert len(rec.payload_ring.payloads) == 5 and set(rec.payload_ring.payloads) == set(ids[-6:-1])
 
 
+@pytest.mark.slow
 def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
     import gc
 

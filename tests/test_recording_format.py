@@ -66,6 +66,7 @@ def test_end_state_equals_the_process_final_numbers(tmp_path, small_checkpoints)
     assert summary.duration == pytest.approx(job.clock() - job.hello["started_at"])
 
 
+@pytest.mark.slow
 def test_a_real_dspy_jobs_stream_round_trips(tmp_path):
     """What a viewer received from a real DSPy job (simulated LM, real socket), written and read back."""
     from tests.helpers.jobs import runtime_dir, start_job
@@ -148,6 +149,7 @@ def test_seeking_to_a_checkpoint_gives_its_state_then_the_messages_after_it(tmp_
 
 # --- crash safety --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_writer_killed_with_sigkill_leaves_everything_it_flushed(tmp_path):
     path = tmp_path / "killed.dtop"
     job = subprocess.Popen([sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "300"],

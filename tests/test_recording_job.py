@@ -21,6 +21,8 @@ from dspy_top.simlm import SimLM
 from tests.helpers.recorded import REPO, RecordJob, calls_of, decoded_text, everything
 from tests.helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
+
 COUNTED = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
 
 

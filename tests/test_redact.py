@@ -212,6 +212,7 @@ PROSE = ["the", "answer", "question", "is", "a", "of", "in", "and", "reasoning",
          "abcdefghijklmnop", "well-known", "U.S.", "e.g.", "42", "3.14"]
 
 
+@pytest.mark.slow
 def test_the_quick_look_never_skips_text_the_pattern_would_change():
     import random
 

@@ -1,7 +1,7 @@
 """The replay source (dspy_top/sources/replay.py) under the real collector and fleet, its clock and timeline.
 
 Recordings here come from the real Recorder and RecordingWriter driven like a DSPy job with an
-optimizer (tests/test_recording_format.py's ServedJob, on a fake clock, small checkpoints), so
+optimizer (tests/helpers/served_job.py's ServedJob, on a fake clock, small checkpoints), so
 every moment is known exactly; tests/test_replay.py replays real DSPy jobs.
 """
 
@@ -263,6 +263,7 @@ def test_payloads_come_from_the_file_and_stops_are_refused(tmp_path, small_check
             replay.source.request_stop(key, "please")
 
 
+@pytest.mark.slow
 def test_two_replays_of_one_file_at_once_agree(tmp_path, small_checkpoints):
     job = recorded(tmp_path)
     with Replaying(job.writer.path) as first, Replaying(job.writer.path) as second:
@@ -348,6 +349,7 @@ def test_batch_prints_the_snapshots_live_batch_mode_would_have(tmp_path, small_c
     assert not math.isnan(printed[-1]["totals"]["tokens_per_sec_avg"])
 
 
+@pytest.mark.slow
 def test_replay_batch_mode_never_imports_textual_and_the_replay_viewer_no_dspy(tmp_path):
     from tests.helpers.import_witness import WITNESS, run
 

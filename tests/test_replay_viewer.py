@@ -21,7 +21,7 @@ from tests.helpers.screen import screen_text
 from tests.helpers.served_job import recorded
 from tests.helpers.waiting import pilot_wait as until
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("utc")]  # times on screen in UTC
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("utc"), pytest.mark.slow]  # times on screen in UTC
 
 
 @pytest.fixture

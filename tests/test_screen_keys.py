@@ -27,7 +27,7 @@ from tests.helpers.optimizer_script import KEY, optimizer_fleet, optimizer_scope
 from tests.helpers.screen import screen_text
 from tests.helpers.scripted import NOW, RUNTIME_DIR, ScriptedCollector, _call, _hello, _stats, counters, scripted_fleet
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def run(fleet, script, size=(120, 40), job=None, collector=None):

@@ -116,6 +116,7 @@ def _fake_job(runtime, pid: int, calls: int, modules: int = 2, **hello_extra) ->
                                                 {"t": "snapshot", "seq": 0, "calls": [], "stats": frame}])
 
 
+@pytest.mark.slow
 def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtime):
     job = _fake_job(runtime, os.getpid(), calls=3, modules=8)
     serve = Serve(runtime, "--prometheus", "127.0.0.1:0", "--hostname", "box-1", "--max-modules", "5")
@@ -145,6 +146,7 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         job.stop()
 
 
+@pytest.mark.slow
 def test_ended_jobs_go_after_keep_ended(runtime):
     job = _fake_job(runtime, os.getpid(), calls=1)
     serve = Serve(runtime, "--prometheus", "0", "--keep-ended", "1")
@@ -158,6 +160,7 @@ def test_ended_jobs_go_after_keep_ended(runtime):
         job.stop()
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -181,6 +184,7 @@ def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
         taken.close()
 
 
+@pytest.mark.slow
 def test_an_unreachable_otlp_endpoint_is_said_once_and_prometheus_goes_on(runtime):
     job = _fake_job(runtime, os.getpid(), calls=2)
     dead = f"http://127.0.0.1:{free_port()}"
@@ -196,6 +200,7 @@ def test_an_unreachable_otlp_endpoint_is_said_once_and_prometheus_goes_on(runtim
         job.stop()
 
 
+@pytest.mark.slow
 def test_a_job_speaking_an_older_protocol_is_refused_clearly_and_the_others_are_served(runtime):
     old = FakeServer(runtime / f"{os.getppid()}.sock", [{**hello(pid=os.getppid()), "v": 1}])
     good = _fake_job(runtime, os.getpid(), calls=5)

@@ -67,6 +67,7 @@ def read_until(connection, predicate, timeout=15):
     raise AssertionError(f"condition not met; saw {[m['t'] for m in seen][-10:]}")
 
 
+@pytest.mark.slow
 def test_late_attach_gets_a_snapshot_of_everything_then_the_stream(runtime_dir):
     job = Job(runtime_dir, 500)
     job.expect("DONE")
@@ -89,6 +90,7 @@ def test_late_attach_gets_a_snapshot_of_everything_then_the_stream(runtime_dir):
     assert not job.socket_path.exists()
 
 
+@pytest.mark.slow
 def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runtime_dir):
     job = Job(runtime_dir, 3000, "--start-after", str(runtime_dir.parent / "go"))
     raw = client.Connection(job.socket_path, batches=True)
@@ -142,6 +144,7 @@ def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runt
     job.release()
 
 
+@pytest.mark.slow
 def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     job = Job(runtime_dir, 4000, "--start-after", str(runtime_dir.parent / "go"))
     first = client.Connection(job.socket_path)
@@ -177,6 +180,7 @@ def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     assert "DONE 4000" in job.release().splitlines()
 
 
+@pytest.mark.slow
 def test_a_stopped_viewer_costs_the_job_nothing_and_drops_are_counted(runtime_dir):
     env = {"DSPY_TOP_VIEWER_BUFFER": str(64 * 1024)}
     job = Job(runtime_dir, 10_000, "--start-after", str(runtime_dir.parent / "go"), env=env)
@@ -208,6 +212,7 @@ def process_state(pid: int) -> str:
     return line[line.rindex(")") + 2]
 
 
+@pytest.mark.slow
 def test_garbage_and_a_wrong_version_close_only_that_connection(runtime_dir):
     job = Job(runtime_dir, 10)
     job.expect("DONE")
@@ -237,6 +242,7 @@ def test_garbage_and_a_wrong_version_close_only_that_connection(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 def test_socket_and_directory_are_private(runtime_dir):
     job = Job(runtime_dir, 2)
     assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
@@ -245,6 +251,7 @@ def test_socket_and_directory_are_private(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
     job = Job(runtime_dir, 4, "--fork")
     job.expect("DONE")
@@ -267,6 +274,7 @@ def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 def test_discovery_cleans_up_sockets_of_dead_processes(runtime_dir):
     job = Job(runtime_dir, 2)
     assert [e.pid for e in client.discover()] == [job.proc.pid]
@@ -278,6 +286,7 @@ def test_discovery_cleans_up_sockets_of_dead_processes(runtime_dir):
         client.Connection(job.socket_path).connect()
 
 
+@pytest.mark.slow
 def test_unknown_message_types_are_skipped(runtime_dir):
     job = Job(runtime_dir, 2)
     job.expect("DONE")
@@ -288,6 +297,7 @@ def test_unknown_message_types_are_skipped(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
 def test_another_users_connection_is_closed_without_a_word(runtime_dir):
     job = Job(runtime_dir, 2)

@@ -97,6 +97,7 @@ def test_requests_go_to_the_source_that_reported_the_process():
         assert running.notices == ["cannot ask the process to stop: a recording cannot stop anything"]
 
 
+@pytest.mark.slow
 def test_a_payload_request_is_answered_even_when_no_answer_comes():
     source = MemorySource()
     with Running(source, payload_timeout=0.3) as running:
@@ -135,6 +136,7 @@ def test_a_refused_message_marks_its_process_and_nothing_more_is_read_from_it():
         assert bad.totals.calls == 1  # what came before the refused message, nothing after it
 
 
+@pytest.mark.slow
 def test_a_source_that_raises_stops_neither_the_collector_nor_the_other_sources():
     class Broken(Source):
         where = "nowhere"
@@ -221,6 +223,7 @@ def test_batch_mode_prints_whatever_source_it_is_given(capsys):
     assert "no instrumented DSPy process found in an empty test;" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_viewer_shows_whatever_source_it_is_given():
     import asyncio
 

@@ -35,7 +35,7 @@ from tests.helpers.screen import screen_text
 from tests.helpers.sshd import MISSING, Sshd, free_port, keygen
 from tests.helpers.waiting import pilot_wait, wait_until
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
+pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(MISSING is not None, reason=MISSING or ""), pytest.mark.slow]
 
 VENV_BIN = str(Path(sys.executable).parent)  # where `dspy-top` is installed: the "remote" PATH has it
 

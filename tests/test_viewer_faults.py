@@ -112,6 +112,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
     directory, paths = fakes
     job = start_job(directory)

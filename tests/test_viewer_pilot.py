@@ -20,7 +20,7 @@ from dspy_top.viewer.screens.confirm import ConfirmDismiss
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
             "unpriced_calls", "in_flight")

@@ -65,6 +65,7 @@ def test_a_full_listen_queue_is_retried_with_a_status_until_the_process_accepts(
         fake.stop()
 
 
+@pytest.mark.slow
 def test_retrying_is_bounded_and_then_says_why():
     directory = runtime_dir()
     fake = FakeServer(directory / "stuck.sock", [hello(727272)], backlog=1, accept=False)

@@ -18,7 +18,7 @@ from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, scripted_fleet
 from tests.helpers.steady import keys, steady
 
-pytestmark = pytest.mark.usefixtures("utc")  # times on screen in UTC
+pytestmark = [pytest.mark.usefixtures("utc"), pytest.mark.slow]  # times on screen in UTC
 
 
 def make_app(**fleet_options) -> TopApp:

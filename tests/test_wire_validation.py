@@ -94,6 +94,7 @@ def test_the_schema_refuses_out_of_range_values_and_keeps_good_ones_exact():
     assert len(long.models[0][0]) == values.MAX_NAME and long.models[0][0].endswith("…")
 
 
+@pytest.mark.slow
 def test_a_bad_frame_on_a_real_socket_marks_only_its_process_and_the_collector_lives_on():
     directory = runtime_dir()
     fake = FakeServer(directory / "fake.sock", [hello(434343), snapshot(7)])
