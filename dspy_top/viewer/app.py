@@ -525,7 +525,6 @@ def run_viewer(
     *,
     watching: str | None = None,
     delay: float = 1.0,
-    job: Job | None = None,
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
@@ -546,6 +545,6 @@ def run_viewer(
 
     if watching is None and not callable(sources):
         watching = ", ".join(source.where for source in sources)
-    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect)
+    app = TopApp(None, delay=delay, notice=notice, watching=watching, connect=connect)
     app.run()
     return 0
