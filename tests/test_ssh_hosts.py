@@ -248,7 +248,7 @@ def test_stop_through_the_relay_ends_the_remote_job_and_says_why(remote):
             assert rows_by_key(app)[key].final_numbers == "received"
 
         run_app([remote.source()], script)
-        stderr = job.proc.stderr.read()
+        stderr = job.stderr
         assert stderr.strip().splitlines()[-1].startswith("dspy-top: stop requested from the viewer (dspy-top pid ")
         assert "Traceback" not in stderr
     finally:
