@@ -23,10 +23,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dspy  # noqa: E402
+import overhead  # noqa: E402  (this directory)
 from dspy.clients import execution  # noqa: E402
 
 import dspy_top  # noqa: E402
-import overhead  # noqa: E402  (this directory)
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ def build_demo_corpus(out: Path, count: int) -> dict:
     warehouse = rag_react.warehouse_questions(max(1, count // 10))
     recorder = handle.recorder
     made = 0
-    while len(recorder.payloads) < count:
+    while len(recorder.payload_ring.payloads) < count:
         example = questions[made % len(questions)]
         try:
             (compiled, plain)[made % 2](question=example.question)
@@ -98,7 +98,7 @@ def build_demo_corpus(out: Path, count: int) -> dict:
             pass
         made += 1
         recorder.fold()
-    payloads = [materialize(recorder.payload(call_id)) for call_id in sorted(recorder.payloads)[:count]]
+    payloads = [materialize(recorder.payload(call_id)) for call_id in sorted(recorder.payload_ring.payloads)[:count]]
     out.write_bytes(msgpack.packb(payloads, use_bin_type=True, default=repr))
     sim.stop()
     return {"payloads": len(payloads)}

@@ -57,9 +57,9 @@ print(json.dumps({"calls": calls, "dropped": dropped, "total": total, "exit": en
 def job_worker(calls: int) -> None:
     """The job: instrumented, `calls` LM calls once told to go, then waits to be told to exit."""
     import dspy
+    from overhead import fixed_lm
 
     import dspy_top
-    from overhead import fixed_lm
 
     handle = dspy_top.instrument()
     dspy.configure(lm=fixed_lm())
@@ -146,7 +146,7 @@ def read_to_end(sock: socket.socket, deadline: float) -> dict:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break

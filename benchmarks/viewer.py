@@ -54,7 +54,7 @@ def _stats(calls: int) -> dict:
 def _call_rows(start: float, sent: int, count: int) -> list[tuple]:
     """`count` call events in `protocol.CALL_FIELDS` order, numbered after the `sent` before them."""
     return [(n, n, start + n * 1e-5, 0.8, MODULES[n % len(MODULES)], "Predict", "openai/gpt-4o-mini", "gpt-4o-mini",
-             800, 60, 0, 0, 0.0003, None, False, 0, None, None, (), False) for n in range(sent + 1, sent + count + 1)]
+             800, 60, 0, 0, 0.0003, None, False, 0, None, None, (), False, True) for n in range(sent + 1, sent + count + 1)]
 
 
 def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None:

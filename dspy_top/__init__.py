@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from dspy_top.errors import BudgetExceeded, BudgetStop
+from dspy_top.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["instrument", "BudgetExceeded", "BudgetStop", "__version__"]
 
 

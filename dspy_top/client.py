@@ -15,13 +15,14 @@ import stat
 import struct
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from dspy_top import paths, protocol
+from dspy_top import paths, protocol, schema
+from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import Hello, ProtocolError
-
 
 RETRY_FOR = 10.0  # seconds a busy process's socket is tried again before giving up
 RETRY_FIRST = 0.02  # the first pause between tries; it doubles up to RETRY_MAX
@@ -119,7 +120,7 @@ class Connection:
         self.closed = False
         self._broken: ConnectError | None = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         self.connect()
         return self
 
@@ -158,7 +159,7 @@ class Connection:
             self.close()
             raise ConnectError(f"{self.socket_path}: expected a hello, got {first['t']!r}")
         try:
-            self.hello = Hello.from_message(first)
+            self.hello = schema.hello(first)
         except ProtocolError as exc:
             self.close()
             raise ConnectError(str(exc)) from None
@@ -208,7 +209,7 @@ class Connection:
             if time.monotonic() + delay > deadline:
                 raise ConnectError(f"{path}: {busy}; gave up after {self.retry_for:g}s of retrying")
             if on_wait is not None:
-                on_wait(f"connecting… {busy}; retrying for up to {self.retry_for:g}s")
+                on_wait(f"{CONNECTING_STATUS} {busy}; retrying for up to {self.retry_for:g}s")
             time.sleep(delay)
             delay = min(RETRY_MAX, delay * 2)
 
@@ -303,7 +304,7 @@ class Connection:
                 return None
             try:
                 data = self._sock.recv(1 << 20)
-            except (BlockingIOError, InterruptedError, socket.timeout):
+            except (TimeoutError, BlockingIOError, InterruptedError):
                 continue
             except OSError as exc:
                 self.close()

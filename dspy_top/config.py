@@ -29,18 +29,20 @@ with any (exit status 2). `viewer_prices()` does the same for the viewer's price
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from dspy_top import paths
+from dspy_top.budget_levels import ON_EXCEED
 from dspy_top.pricing import Price, normalize_one, parse_price
 
-ON_EXCEED = ("warn", "raise", "stop")
 RECORD_CAP = 1024 ** 3  # bytes per recording (recording.writer.DEFAULT_CAP)
 RECORD_KEEP = 5 * 1024 ** 3  # bytes of recordings the runs directory keeps (recording.runs.DEFAULT_KEEP_BYTES)
 _YES = ("1", "true", "yes", "on")
@@ -279,7 +281,7 @@ def _prices(explicit: Any, environ: Mapping[str, str], file: Mapping[str, Any], 
     table = file.get("prices") if isinstance(file, Mapping) else None
     _merge(merged, table, "config file [prices]", problems)
     for item in filter(None, (part.strip() for part in environ.get("DSPY_TOP_PRICES", "").split(","))):
-        _parse_into(merged, lambda: parse_price(item), "DSPY_TOP_PRICES", item, problems)
+        _parse_into(merged, functools.partial(parse_price, item), "DSPY_TOP_PRICES", item, problems)
     _merge(merged, explicit, "prices", problems)
     return merged
 
@@ -291,7 +293,7 @@ def _merge(merged: dict[str, Price], table: Any, where: str, problems: Problems)
         problems.note(where, table, "expected a table of MODEL = \"IN/OUT\"")
         return
     for model, value in table.items():
-        _parse_into(merged, lambda: (str(model), normalize_one(model, value)), f"{where} {model!r}", value, problems)
+        _parse_into(merged, lambda model=model, value=value: (str(model), normalize_one(model, value)), f"{where} {model!r}", value, problems)
 
 
 def _parse_into(merged: dict[str, Price], parse: Callable[[], tuple[str, Price]], where: str, value: Any,

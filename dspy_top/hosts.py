@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 RELAY_COMMAND = "dspy-top relay"  # as sources/ssh.py runs it by default
 

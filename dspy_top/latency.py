@@ -16,7 +16,7 @@ Standard library only.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 ACCURACY = 0.01  # relative error of any percentile above FIRST
 GAMMA = (1 + ACCURACY) / (1 - ACCURACY)

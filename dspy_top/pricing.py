@@ -6,14 +6,17 @@ Shared by the job (`instrument(prices=...)`) and the viewer (`--price`); standar
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 PER_MILLION = 1_000_000
 
 
 def usd(value: float) -> str:
-    """$5.00 · $0.0040: small budgets and spends keep their significant digits."""
+    """$5.00 · $1,234.50 · $0.0040: an amount in a sentence (budget alerts, in the job and the viewer), always
+    with its cents; small budgets and spends keep their significant digits. A table cell takes
+    dspy_top.viewer.format.dollars instead, which is narrower ($1,234, $0)."""
     if value >= 0.01 or value <= 0:
         return f"${value:,.2f}"
     return f"${value:.{min(8, 1 - math.floor(math.log10(value)))}f}"
@@ -73,6 +76,3 @@ def normalize_one(model: Any, value: Any) -> Price:
     return _checked([float(rate) for rate in rates], value)
 
 
-def normalize(prices: Mapping[str, Any] | None) -> dict[str, Price]:
-    """Accept {model: Price | (in, out[, cached]) | "in/out" | {"input":, "output":, "cached":}}."""
-    return {model: normalize_one(model, value) for model, value in (prices or {}).items()}

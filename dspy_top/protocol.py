@@ -239,7 +239,7 @@ class FrameReader:
 
 @dataclass(frozen=True)
 class Hello:
-    """What a process says about itself when a viewer connects."""
+    """What a process says about itself when a viewer connects (checked by `dspy_top.schema.hello`)."""
 
     version: int
     pid: int
@@ -253,15 +253,9 @@ class Hello:
     history_capacity: int
     recording: str | None = None  # the file it records to (once it has opened it)
 
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> "Hello":
-        """Checked like every other message (dspy_top/schema.py); raises ProtocolError."""
-        from dspy_top import schema  # it imports this module
 
-        return schema.hello(message)
-
-
-# The counters kept for the whole process, for each module path and each model.
+# The counters kept for the whole process, each module path, each model and each scope: the one list of
+# their names (the job's Counters, the schema's CountersRecord and the viewer's JSON are made from it).
 # Every one is exact: they are updated on the job's thread, never dropped.
 COUNTER_FIELDS = (
     "calls",  # DSPy LM calls finished, ok or failed, cache hits included, retries not
@@ -279,3 +273,6 @@ COUNTER_FIELDS = (
     "latency_s",  # summed wall time of finished calls
     "in_flight",  # calls started and not finished
 )
+USD_FIELDS = ("cost_usd", "cost_saved_usd")  # dollars
+SECONDS_FIELDS = ("latency_s",)
+COUNT_FIELDS = tuple(name for name in COUNTER_FIELDS if name not in USD_FIELDS + SECONDS_FIELDS)  # integers

@@ -13,7 +13,6 @@ import select
 import shutil
 import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tests.helpers.jobs import runtime_dir
 from tests.helpers.plain_jobs import PlainJob, dspy_top, job_stats, unix_socket_fds
 from tests.helpers.waiting import wait_until
 
-pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
+pytestmark = [pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)"), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -221,6 +221,7 @@ def test_a_main_thread_blocked_in_sleep_gets_the_attach_when_it_returns(director
         job.stop()
 
 
+@pytest.mark.slow
 @needs_gdb
 def test_a_process_with_no_thread_in_a_system_call_is_busy(directory):
     spinner = python("", "while True:\n    pass")

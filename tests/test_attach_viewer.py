@@ -24,9 +24,9 @@ from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.confirm import ConfirmAttach
 from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.live_app import run_app as run_viewer_app
 from tests.helpers.plain_jobs import PlainJob
 from tests.helpers.waiting import pilot_wait, wait_until
-from tests.test_viewer_pilot import run_app as run_viewer_app
 
 needs_gdb = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
 pytestmark = pytest.mark.timeout(240)

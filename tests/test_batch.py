@@ -30,6 +30,7 @@ def job():
     process.kill()
 
 
+@pytest.mark.slow
 def test_json_snapshot_holds_the_jobs_exact_numbers(job):
     directory, process, truth = job
     result = dspy_top(directory, "-b", "-n", "1", "--json")
@@ -53,6 +54,7 @@ def test_json_snapshot_holds_the_jobs_exact_numbers(job):
     assert models["openai/gpt-4o-mini"]["cache_hits"] == truth["totals"]["cache_hits"]
 
 
+@pytest.mark.slow
 def test_text_frames_like_top_b_and_pid_selection(job):
     directory, process, truth = job
     result = dspy_top(directory, "-b", "-n", "2", "-d", "0.2", "-p", str(process.pid))
@@ -101,6 +103,7 @@ def test_subcommands_dispatch_lazily(monkeypatch):
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_one_snapshot_of_a_busy_job_reads_its_recent_rates_not_zero():
     """`dspy-top -b -n 1`: the first frame's recent calls give the rates (issue 18)."""
     import json

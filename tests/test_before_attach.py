@@ -5,15 +5,16 @@ Pure tests on a fake clock and scripted messages; the real jobs are in test_atta
 
 from __future__ import annotations
 
-from dspy_top.instrumentation.recorder import BEFORE_ATTACH, Counters, Recorder
+from dspy_top.instrumentation.recorder import Recorder
+from dspy_top.instrumentation.stats_frame import BEFORE_ATTACH
+from dspy_top.instrumentation.tally import Tally
 from dspy_top.model import Fleet
 from dspy_top.model.before_attach import BeforeAttach, combined
 from dspy_top.viewer.batch import snapshot_json, snapshot_text
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
-from tests.test_model import Clock, counters, hello, module, stats
-from tests.test_optimizer_view import MIPRO, fleet_with, runs_of, scope
+from tests.helpers.model_messages import MIPRO, Clock, counters, fleet_with, hello, module, runs_of, scope, stats
 
 SUMMARY = {"at": 995.0, "source": "history", "calls": 412, "history": "complete", "missing": 0, "in_flight": 3,
            "in_flight_counted": 3, "settled": True, "first_at": 900.0, "last_at": 994.0}
@@ -21,7 +22,7 @@ SUMMARY = {"at": 995.0, "source": "history", "calls": 412, "history": "complete"
 
 def test_the_recorder_puts_history_counts_in_the_totals_and_the_summary_in_stats():
     recorder = Recorder(clock=lambda: 1000.0)
-    part = Counters()
+    part = Tally()
     part.calls, part.prompt_tokens, part.completion_tokens, part.cost_usd = 412, 40_000, 5_000, 0.25
     recorder.add_before_attach("openai/gpt-4o-mini", part, dict(SUMMARY))
     stats_frame = recorder.stats()

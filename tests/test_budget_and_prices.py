@@ -15,23 +15,19 @@ import textwrap
 import pytest
 
 from dspy_top import client
-from dspy_top.simlm import SimLM
+
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 PRELUDE = """
 import json, os, sys
 os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'
 import dspy, dspy_top
+
 def emit(**kw):
     print('RESULT ' + json.dumps(kw), flush=True)
 def lm(model='openai/gpt-4o-mini', **kw):
     return dspy.LM(model, api_base=os.environ['SIM_URL'], api_key='sim', cache=kw.pop('cache', False), **kw)
 """
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 def run_job(sim, body, env=None, expect_code=0, timeout=300):

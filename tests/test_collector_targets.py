@@ -44,6 +44,7 @@ def test_the_default_strategies_follow_the_options():
     assert list(named.sockets(directory)) == [(client.socket_for_pid(7, directory), 7), (Path("/tmp/x.sock"), None)]
 
 
+@pytest.mark.slow
 def test_a_collector_watches_what_its_strategy_names_and_lets_go_of_a_name_it_drops():
     directory = runtime_dir()
     chosen, bystander = start_job(directory), start_job(directory)

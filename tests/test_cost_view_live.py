@@ -20,9 +20,10 @@ from dspy_top.model import Fleet
 from dspy_top.pricing import Price
 from dspy_top.simlm import SimLM
 from dspy_top.viewer import format as fmt
+from tests.helpers.job_process import JobSubprocess
 from tests.helpers.jobs import REPO, runtime_dir
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 LOCAL = "openai/sim-local"  # no price anywhere
 MINI = "openai/gpt-4o-mini"  # priced by litellm's table
@@ -59,38 +60,25 @@ for line in sys.stdin:
 """
 
 
-class Job:
+class Job(JobSubprocess):
     """A `Pair` program (gpt-4o-mini, priced; sim-local, unpriced) on its own sim, driven over stdin."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.sim = SimLM(latency_scale=0.0).start()
         self.directory = runtime_dir()
-        environment = {**os.environ, "SIM_URL": self.sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(self.directory),
-                       "DSPY_CACHEDIR": str(self.directory / "cache"), "PYTHONPATH": str(REPO),
-                       "DSPY_TOP_CONFIG": str(self.directory / "none.toml"), **(env or {})}
-        for name in ("DSPY_TOP", "DSPY_TOP_BUDGET", "DSPY_TOP_PRICES", "DSPY_TOP_ON_EXCEED"):
-            if name not in (env or {}):
-                environment.pop(name, None)
-        self.proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(JOB)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-        line = self.proc.stdout.readline()
-        assert line.startswith("READY"), self.proc.stderr.read()[-3000:]
-        self.pid = self.proc.pid
-
-    def send(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
+        super().__init__([sys.executable, "-c", textwrap.dedent(JOB)],
+                         drop=("DSPY_TOP", "DSPY_TOP_BUDGET", "DSPY_TOP_PRICES", "DSPY_TOP_ON_EXCEED"),
+                         env={"SIM_URL": self.sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(self.directory),
+                              "DSPY_CACHEDIR": str(self.directory / "cache"), "PYTHONPATH": str(REPO),
+                              "DSPY_TOP_CONFIG": str(self.directory / "none.toml"), **(env or {})})
+        self.next("READY")
 
     def run(self, calls: int) -> dict:
         self.send(f"run {calls}")
-        line = self.proc.stdout.readline()
-        assert line.startswith("TRUTH"), self.proc.stderr.read()[-3000:]
-        return json.loads(line.split(" ", 1)[1])
+        return json.loads(self.answer("TRUTH"))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+        self.kill()
         self.sim.stop()
 
 
@@ -103,9 +91,9 @@ def job():
 
 
 def run_app(directory, script, size=(120, 40), **fleet_options):
-    from dspy_top.viewer.app import TopApp
     from dspy_top.sources.collector import Collector
     from dspy_top.sources.local import local_sockets
+    from dspy_top.viewer.app import TopApp
 
     async def main():
         fleet = Fleet(**fleet_options)
@@ -267,7 +255,7 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
             assert app.check_action("stop_job", ()) is False  # nothing left to stop: gone from the footer
 
         run_app(stopped.directory, script)
-        stderr = stopped.proc.stderr.read()
+        stderr = stopped.stderr
         assert stderr.strip().splitlines()[-1].startswith("dspy-top: stop requested from the viewer (dspy-top pid ")
         assert "Traceback" not in stderr
     finally:
@@ -276,9 +264,9 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
 
 def test_once_a_stopped_job_ended_no_notice_says_it_is_stopping():
     """After `k`, `y` and the job's end, what the notifications say is that it stopped, not that it will."""
-    from dspy_top.viewer.app import TopApp
     from dspy_top.sources.collector import Collector
     from dspy_top.sources.local import local_sockets
+    from dspy_top.viewer.app import TopApp
     from dspy_top.viewer.screens.confirm import ConfirmStop
 
     stopped = Job()

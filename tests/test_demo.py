@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,15 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--speed", "0", "--questions", "4", "--train", "8", "--dev", "8"]
 
 
-@pytest.fixture
-def runtime(monkeypatch, tmp_path):
-    directory = Path(tempfile.mkdtemp(prefix="dtd", dir="/tmp"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the jobs' private log directories
-    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    monkeypatch.delenv("DSPY_TOP", raising=False)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def dspy_top(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -52,6 +41,7 @@ def test_model_without_its_key_is_a_usage_error(runtime):
     assert "ANTHROPIC_API_KEY" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime, monkeypatch, tmp_path):
     monkeypatch.setenv("DSPY_TOP_STATE_DIR", str(tmp_path / "state"))
     result = dspy_top("demo", "-b", "--json", *SMALL)
@@ -87,12 +77,14 @@ def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime,
     ("optimize.py", ["--train", "6", "--dev", "6", "--no-mipro"]),
     ("async_batch.py", ["--questions", "6"]),
 ])
+@pytest.mark.slow
 def test_each_demo_script_runs_under_dspy_top_run(runtime, script, args):
     result = dspy_top("run", "-b", "--json", "--", sys.executable, f"demos/{script}", "--speed", "0", *args)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["totals"]["calls"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 @pytest.mark.timeout(180)
 def test_demo_live_view_in_a_terminal_grows_then_stays_until_q(runtime, tmp_path):

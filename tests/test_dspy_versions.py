@@ -21,9 +21,9 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import dspy  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, run, sim, viewer  # noqa: E402, F401
+from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce  # noqa: E402
 
-pytestmark = pytest.mark.exactness
+pytestmark = [pytest.mark.exactness, pytest.mark.slow]
 
 
 def lm_for(sim, **kwargs):

@@ -14,17 +14,17 @@ import time
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.components.status_line import StatusLine
 from tests.helpers.jobs import runtime_dir, start_job
 from tests.helpers.screen import screen_text
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def test_a_killed_job_says_its_final_numbers_were_not_received_and_an_exited_one_does_not():

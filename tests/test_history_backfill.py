@@ -85,7 +85,7 @@ def test_history_backfill_counts_hits_reads_lm_histories_when_full_and_says_unkn
         done = subprocess.run([sys.executable, "-c", SCRIPT, str(directory)], capture_output=True, text=True,
                               env=env, timeout=120, cwd=str(REPO))
         assert done.returncode == 0, done.stderr[-3000:]
-        out = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("OUT "))[4:])
+        out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("OUT "))[4:])
 
     cache, capped, disabled = out["cache"], out["capped"], out["disabled"]
     assert cache["answer"]["status"] == "attached"

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dspy_top.model import Fleet
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.model_messages import Clock, attach, call, counters, stats
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
-from tests.test_model import Clock, attach, call, counters, stats
 
 
 def fleet_with_calls(count: int, capacity: int = 10_000) -> tuple[Fleet, Clock]:
@@ -43,6 +45,7 @@ def top_row(history: HistoryTable) -> int:
     return history.calls[int(history.scroll_y)].id
 
 
+@pytest.mark.slow
 def test_every_call_held_is_in_the_pane_and_home_end_reach_both_ends():
     fleet, _ = fleet_with_calls(1_500)
 
@@ -65,6 +68,7 @@ def test_every_call_held_is_in_the_pane_and_home_end_reach_both_ends():
     run(fleet, script)
 
 
+@pytest.mark.slow
 def test_paused_scrolling_stays_still_while_calls_arrive_and_counts_them():
     fleet, _ = fleet_with_calls(300, capacity=400)
 
@@ -87,6 +91,7 @@ def test_paused_scrolling_stays_still_while_calls_arrive_and_counts_them():
     run(fleet, script)
 
 
+@pytest.mark.slow
 def test_enter_opens_the_call_under_the_cursor_even_as_new_calls_arrive():
     fleet, _ = fleet_with_calls(50)
 
@@ -113,6 +118,7 @@ def test_the_history_size_is_configurable():
     run(fleet, script)
 
 
+@pytest.mark.slow
 def test_slash_finds_words_inside_prompts_and_responses():
     directory = runtime_dir()
     job = start_job(directory)
@@ -143,6 +149,7 @@ def test_slash_finds_words_inside_prompts_and_responses():
         job.kill()
 
 
+@pytest.mark.slow
 def test_a_call_the_screen_showed_opens_after_its_process_ended():
     """`dspy-top demo` and `run` never lose what they showed (issue 16): the payloads of the rows on
     screen are kept by the viewer while the process runs, so they open once it has ended; a row that

@@ -12,39 +12,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from tests.helpers.import_witness import WITNESS, run
 from tests.helpers.jobs import REPO
-
-WITNESS = """
-import json, sys
-
-HEAVY = ("dspy", "litellm", "openai", "textual", "prometheus_client", "opentelemetry")
-importers = {}
-
-
-class Witness:
-    \"\"\"Names the first module of ours on the stack when a heavy package is first imported.\"\"\"
-
-    def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top in HEAVY and top not in importers:
-            frame = sys._getframe(1)
-            while frame is not None and not frame.f_globals.get("__name__", "").startswith("dspy_top"):
-                frame = frame.f_back
-            importers[top] = "?" if frame is None else f"{frame.f_globals['__name__']} (line {frame.f_lineno})"
-        return None  # the usual finders do the importing
-
-
-def settle():
-    \"\"\"Heavy packages in sys.modules that the witness never saw were there before it (start-up).\"\"\"
-    for name in list(sys.modules):
-        top = name.partition(".")[0]
-        if top in HEAVY and top not in importers:
-            importers[top] = "already imported at interpreter start-up"
-    return dict(importers)
-
-
-sys.meta_path.insert(0, Witness())
-"""
 
 CHECK = WITNESS + """
 import dspy_top.cli, dspy_top.client, dspy_top.model, dspy_top.viewer.batch, dspy_top.sources.collector
@@ -54,12 +25,6 @@ import dspy_top.viewer.app, dspy_top.viewer.replay.app, dspy_top.viewer.replay.r
 viewer = {top: who for top, who in settle().items() if top != "textual"}
 print(json.dumps({"batch": batch, "viewer": viewer}))
 """
-
-
-def run(code: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_viewer_imports_leave_dspy_and_litellm_out():
@@ -114,6 +79,7 @@ print(json.dumps(loaded))
 """
 
 
+@pytest.mark.slow
 def test_the_first_frame_comes_before_the_sources_and_the_model_are_loaded(tmp_path):
     """`dspy-top` draws its first frame, then loads what collecting needs (issue 18: the first frame
     sooner): no source, wire protocol, msgpack, process model or attach package (the offers `A` takes) before it."""

@@ -14,7 +14,9 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import dspy  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce, run, sim, viewer  # noqa: E402, F401
+from tests.helpers.live import MODEL, PRICE_IN, PRICE_OUT, RAG, nonce  # noqa: E402
+
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 ENGINES = ["auto", "litellm"]
 
@@ -195,7 +197,7 @@ def test_streaming(run, sim, engine, track_usage):
 
     async def main():
         chunks = 0
-        async for item in program(question=f"What is 4 + 4? {nonce()}"):
+        async for _chunk in program(question=f"What is 4 + 4? {nonce()}"):
             chunks += 1
         return chunks
 

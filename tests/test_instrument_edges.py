@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from dspy_top.simlm import SimLM
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 JOB = """
 import json, os, sys
@@ -23,17 +23,12 @@ program = dspy.ChainOfThought('question -> answer')
 answers = [program(question=f'What is {{i}} + 2?').answer for i in range(3)]
 {after}
 from dspy_top.instrumentation import runtime
+
 handle = runtime.active()
 totals = handle.stats()['totals'] if handle else None
 print(json.dumps({{'answers': answers, 'totals': totals, 'mechanism': handle.mechanism if handle else None,
                    'history': len(lm.history), **extra}}))
 """
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 def run_job(sim, setup="", configure="", after="extra = {}", env=None):

@@ -24,7 +24,7 @@ HELPERS = Path(__file__).parent / "helpers"
 # Before 3.4 DSPy gets the legacy wrappers either way: forcing them would run the same thing twice.
 MODES = ["--top"] + (["--top-legacy"] if importlib.util.find_spec("dspy.clients.execution") else [])
 
-pytestmark = pytest.mark.exactness
+pytestmark = [pytest.mark.exactness, pytest.mark.slow]
 
 
 def run_probe(script: str, mode: str, tmp_path: Path) -> dict:

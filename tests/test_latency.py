@@ -11,6 +11,7 @@ import pytest
 from dspy_top import latency, schema
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.model.counters import Counters
+from dspy_top.schema import stats_frame
 
 
 def exact(values: list[float], q: float) -> float:
@@ -65,7 +66,7 @@ def test_the_wire_form_round_trips_and_stays_small():
     hist = sketch_of(values)
     wire = latency.encode(hist)
     assert latency.decode(wire) == hist
-    assert schema.counters({"calls": len(values), "latency_sketch": wire}, "totals").latency_hist == hist
+    assert stats_frame.counters({"calls": len(values), "latency_sketch": wire}, "totals").latency_hist == hist
     # About two bytes a bin: a wide, busy distribution stays well under a kilobyte.
     assert len(msgpack.packb(wire)) < 3 * len(hist) + 8 < 1200
 
@@ -83,7 +84,7 @@ def test_past_the_bin_limit_the_fastest_bins_fold_together_and_the_slow_percenti
 
 def test_an_older_jobs_coarse_histogram_reads_as_it_did():
     legacy = {40: 3, 44: 1}  # bucket k held latencies up to 1 ms * 2**(k/4)
-    counters = schema.counters({"calls": 4, "latency_hist": legacy}, "totals")
+    counters = stats_frame.counters({"calls": 4, "latency_hist": legacy}, "totals")
     assert sum(counters.latency_hist.values()) == 4
     assert latency.percentile(counters.latency_hist, 0.5) == pytest.approx(0.001 * 2 ** 10, rel=latency.ACCURACY)
     assert latency.percentile(counters.latency_hist, 1.0) == pytest.approx(0.001 * 2 ** 11, rel=latency.ACCURACY)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dspy_top.model import Fleet
-from tests.test_model import Clock, attach, call, counters, module, stats
+from tests.helpers.model_messages import Clock, attach, call, counters, module, stats
 
 
 def test_the_history_shows_a_call_once_a_stats_frame_counts_it():
@@ -70,7 +70,7 @@ def test_a_job_attached_right_after_it_started_rates_over_its_life_so_far():
     clock = Clock(1_000.0)
     fleet = Fleet(clock, window=5.0)
     fleet.attach("a", 1)
-    from tests.test_model import hello
+    from tests.helpers.model_messages import hello
     fleet.connected("a", hello(1, started_at=998.0))
     fleet.fold("a", {"t": "snapshot", "seq": 2, "stats": stats(counters(calls=2, prompt=200, completion=40)),
                      "calls": [call(1, start=998.5, latency_s=0.5, prompt=100, completion=20),

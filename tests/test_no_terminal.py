@@ -33,6 +33,7 @@ def test_the_viewer_without_a_terminal_exits_2_and_suggests_batch_mode(tmp_path)
     assert "\x1b" not in result.stdout
 
 
+@pytest.mark.slow
 def test_run_and_demo_without_a_terminal_exit_2_before_starting_anything(tmp_path):
     marker = tmp_path / "the-job-ran"
     result = piped("run", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')", tmp_path=tmp_path)

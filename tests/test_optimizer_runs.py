@@ -8,74 +8,24 @@ request count, and the optimizer screen shows a real run.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.simlm import SimLM
-from dspy_top.viewer.app import TopApp
-from dspy_top.viewer.batch import snapshot_json
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer.app import TopApp
+from dspy_top.viewer.batch import snapshot_json
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.components.optimizer_table import OptimizerTable
 from dspy_top.viewer.components.trial_table import TrialTable
-from tests.helpers.jobs import REPO, runtime_dir
+from tests.helpers.jobs import runtime_dir
+from tests.helpers.optimizer_job import OptimizerJob
 
-JOB = REPO / "tests" / "jobs" / "optimizer_job.py"
-
-
-class OptimizerJob:
-    """tests/jobs/optimizer_job.py in a subprocess: one command at a time, with the sim's count around it."""
-
-    def __init__(self, sim: SimLM, directory: Path) -> None:
-        self.sim = sim
-        self.directory = directory
-        env = {**os.environ, "SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(directory),
-               "PYTHONPATH": str(REPO), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        env.pop("DSPY_TOP", None)
-        self.proc = subprocess.Popen([sys.executable, str(JOB)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env, cwd=str(REPO))
-        self.socket_path = self._read("READY").split(" ", 1)[1]
-
-    def _read(self, word: str) -> str:
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the optimizer job ended before {word}")
-            if line.startswith(word):
-                return line.strip()
-
-    def start(self, command: str) -> None:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def run(self, command: str) -> dict:
-        """The optimizer's own account, plus what the simulated LM counted during it."""
-        before = self.sim.stats()
-        self.start(command)
-        truth = json.loads(self._read("TRUTH").split(" ", 1)[1])
-        after = self.sim.stats()
-        truth["sim"] = {key: after[key] - before[key] for key in ("requests", "prompt_tokens")}
-        return truth
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
-from dspy_top.model import CallQuery, Fleet
+from dspy_top.model import CallQuery
 from dspy_top.model.calls import CallSummary
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.batch import snapshot_json, snapshot_text
@@ -21,39 +20,12 @@ from dspy_top.viewer.components.trial_table import TrialTable
 from dspy_top.viewer.optimizer_report import optimizer_line
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.optimizers import OptimizersScreen
+from tests.helpers.model_messages import MIPRO, call, counters, fleet_with, runs_of, scope, stats
 from tests.helpers.optimizer_script import optimizer_fleet
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
 from tests.helpers.steady import keys
-from tests.test_model import Clock, call, counters, hello, stats
 
 # --- pure: scripted scopes ----------------------------------------------------------------------
-
-
-def scope(scope_id, kind, start, parent=None, state="running", end=None, usage=None, **extra):
-    wire = {"t": f"{kind}_start" if state == "running" else f"{kind}_end", "id": scope_id, "kind": kind,
-            "start": start, "end": end, "state": state, "parent": parent, **extra}
-    if usage is not None:
-        wire["usage"] = usage
-    return wire
-
-
-def fleet_with(*messages, clock=None):
-    clock = clock or Clock()
-    fleet = Fleet(clock)
-    fleet.attach("a", 7)
-    fleet.connected("a", hello(7))
-    fleet.fold("a", stats(counters()))
-    for message in messages:
-        fleet.fold("a", message)
-    return fleet, clock
-
-
-def runs_of(fleet):
-    return {run.id: run for run in fleet.snapshot().optimizers}
-
-
-MIPRO = dict(**{"class": "MIPROv2"}, params={"auto": "light", "max_bootstrapped_demos": 4, "max_labeled_demos": 4},
-             arguments={}, predictors=1, trainset=20, valset=20)
 
 
 def test_mipro_phases_from_bootstrapping_to_trials_with_the_baseline_as_trial_0():
@@ -216,13 +188,6 @@ def test_the_scripted_run_renders_in_batch_text_with_trials():
 # --- the screen, scripted: snapshots --------------------------------------------------------
 
 
-@pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.delenv("TZ")
-    time.tzset()
 
 
 def scripted_app() -> TopApp:
@@ -230,12 +195,14 @@ def scripted_app() -> TopApp:
     return TopApp(fleet, ScriptedCollector(fleet), delay=3600, watching=str(RUNTIME_DIR))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_optimizer_view_snapshot(snap_compare, utc, size):
     on_optimizers = keys("o", ready=lambda app: isinstance(app.screen, OptimizersScreen) and app.screen.snapshot)
     assert snap_compare(scripted_app(), terminal_size=size, run_before=on_optimizers)
 
 
+@pytest.mark.slow
 def test_selecting_a_trial_filters_the_history_and_headers_sort(utc):
     async def main():
         app = scripted_app()

@@ -15,13 +15,15 @@ import time
 import pytest
 
 from dspy_top import client
-from dspy_top.simlm import SimLM
+
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 PRELUDE = """
 import json, os, sys
 os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'
 import dspy, dspy_top
 from dspy_top import client
+
 h = dspy_top.instrument()
 dspy.configure(lm=dspy.LM('openai/gpt-4o-mini', api_base=os.environ['SIM_URL'], api_key='sim', cache=False))
 data = [dspy.Example(question=f'What is {i} + {3 * i}?', answer=str(4 * i)).with_inputs('question') for i in range(40)]
@@ -33,12 +35,6 @@ def report(**extra):
         snapshot = next(m for m in c.poll(5.0) if m['t'] == 'snapshot')
     print('RESULT ' + json.dumps({'scopes': snapshot['stats']['scopes'], 'totals': snapshot['stats']['totals'], **extra}))
 """
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with SimLM(latency_scale=0.0) as server:
-        yield server
 
 
 def run_job(sim, body):

@@ -10,8 +10,8 @@ import pytest
 from dspy_top import client, config, protocol
 from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.payload import materialize
-from dspy_top.instrumentation.recorder import DEFAULT_HISTORY_BYTES, PAYLOAD_OVERHEAD, Recorder
-
+from dspy_top.instrumentation.payload_ring import DEFAULT_HISTORY_BYTES, PAYLOAD_OVERHEAD, SIZE_DROPS_REMEMBERED
+from dspy_top.instrumentation.recorder import Recorder
 from tests.helpers.jobs import JobProcess, runtime_dir
 
 
@@ -31,8 +31,8 @@ def test_the_ring_keeps_the_newest_payloads_within_its_bytes():
     rec = Recorder(history_capacity=100, history_bytes=5 * size + 10)
     ids = [keep_call(rec, "x" * 1000) for _ in range(12)]
     rec.fold()
-    assert list(rec.payloads) == ids[-5:]  # five fit; the count (100) never bound
-    assert rec.payload_bytes == 5 * size <= rec.history_bytes
+    assert list(rec.payload_ring.payloads) == ids[-5:]  # five fit; the count (100) never bound
+    assert rec.payload_ring.payload_bytes == 5 * size <= rec.history_bytes
     assert materialize(rec.payload(ids[-1]))["messages"] == [{"role": "user", "content": "x" * 1000}]
     assert rec.payload(ids[0]) is None
     assert "DSPY_TOP_HISTORY_BYTES" in rec.payload_missing_reason(ids[0])
@@ -43,14 +43,14 @@ def test_a_payload_with_billed_tokens_is_reckoned_from_them():
     rec = Recorder(history_capacity=100, history_bytes=10**6)
     keep_call(rec, "short", tokens=1000)
     rec.fold()
-    assert rec.payload_bytes == PAYLOAD_OVERHEAD + 4 * 1000
+    assert rec.payload_ring.payload_bytes == PAYLOAD_OVERHEAD + 4 * 1000
 
 
 def test_calls_dropped_by_count_have_the_usual_reason():
     rec = Recorder(history_capacity=3)
     ids = [keep_call(rec, "short") for _ in range(5)]
     rec.fold()
-    assert list(rec.payloads) == ids[-3:]
+    assert list(rec.payload_ring.payloads) == ids[-3:]
     assert rec.payload(ids[0]) is None and rec.payload_missing_reason(ids[0]) is None
 
 
@@ -64,12 +64,10 @@ def test_a_payload_larger_than_the_whole_bound_is_not_kept_and_says_why():
 
 
 def test_the_reasons_remembered_are_bounded():
-    from dspy_top.instrumentation import recorder
-
     rec = Recorder(history_capacity=5, history_bytes=300)
-    ids = [keep_call(rec, "z" * 400) for _ in range(recorder.SIZE_DROPS_REMEMBERED + 10)]
+    ids = [keep_call(rec, "z" * 400) for _ in range(SIZE_DROPS_REMEMBERED + 10)]
     rec.fold()
-    assert len(rec._size_dropped) == recorder.SIZE_DROPS_REMEMBERED
+    assert len(rec.payload_ring.size_dropped) == SIZE_DROPS_REMEMBERED
     assert rec.payload_missing_reason(ids[0]) is None and rec.payload_missing_reason(ids[-1]) is not None
 
 
@@ -84,7 +82,7 @@ def test_a_million_call_history_costs_nothing_until_calls_come():
     assert allocated < 256 * 1024  # preallocated slots cost 180 MiB here
     keep_call(rec, "one")
     rec.fold()
-    assert len(rec.payloads) == 1
+    assert len(rec.payload_ring.payloads) == 1
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -105,6 +103,7 @@ def test_the_default_bound_is_the_recorders():
     assert config.JobSettings().history_bytes == DEFAULT_HISTORY_BYTES
 
 
+@pytest.mark.slow
 def test_a_viewer_is_told_a_payload_was_dropped_for_size():
     directory = runtime_dir()
     job = JobProcess(directory, "--lm", "sim", env={"DSPY_TOP_HISTORY_BYTES": "6K"})

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from dspy_top import latency
-from dspy_top.protocol import CALL_FIELDS, call_dicts
 from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.protocol import CALL_FIELDS, call_dicts
 
 
 class FakeClock:
@@ -37,7 +37,7 @@ def test_billed_calls_cache_hits_and_errors_are_counted_apart():
     b = rec.begin("RAG.answer", "Predict", ("RAG", "Predict"), "openai/gpt-4o-mini")
     rec.finish(b, cache_hit=True, saved=0.002, prompt_tokens=0)
     c = rec.begin("Judge", "Predict", ("Judge",), "local/model")
-    rec.add_retry(c)
+    c.retries += 1  # as the hooks count a retry inside the call
     clock.now += 2.0
     rec.finish(c, error=RuntimeError("boom"))
     d = rec.begin("Judge", "Predict", ("Judge",), "local/model")
@@ -85,9 +85,10 @@ def test_history_and_payloads_are_bounded():
     assert rec.payload(ids[0]) is None and rec.payload(ids[-1]) is None
     assert rec.payload(ids[-2]).id == ids[-2] and rec.payload(ids[-6]).id == ids[-6]
     assert rec.payload(ids[-7]) is None  # overwritten in place by the newest
-    assert len(rec.payloads) == 5 and set(rec.payloads) == set(ids[-6:-1])
+    assert len(rec.payload_ring.payloads) == 5 and set(rec.payload_ring.payloads) == set(ids[-6:-1])
 
 
+@pytest.mark.slow
 def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
     import gc
 
@@ -117,16 +118,16 @@ def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
 
 def test_ring_slots_are_made_as_calls_come_and_then_reused():
     rec, _ = make(history=4, queue=100)
-    assert not rec.ring
+    assert not rec.payload_ring.ring
     for _ in range(3):
         rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=1, keep=True)
     rec.fold()
-    slots = {id(slot) for slot in rec.ring}
+    slots = {id(slot) for slot in rec.payload_ring.ring}
     assert len(slots) == 3
     for _ in range(20):
         rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=1, keep=True)
     rec.fold()
-    assert len(rec.ring) == 4 and len({id(slot) for slot in rec.ring} | slots) == 4  # one more, then reused
+    assert len(rec.payload_ring.ring) == 4 and len({id(slot) for slot in rec.payload_ring.ring} | slots) == 4  # one more, then reused
 
 
 def test_snapshot_sequence_marks_what_it_covers():

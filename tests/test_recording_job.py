@@ -10,17 +10,18 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dspy_top import client, config
-from dspy_top.recording import Recording, RecordingWriter, runs
+from dspy_top.recording import Recording, RecordingWriter
 from dspy_top.recording.summary import group_runs, list_runs, summarize
 from dspy_top.simlm import SimLM
 from tests.helpers.recorded import REPO, RecordJob, calls_of, decoded_text, everything
 from tests.helpers.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 COUNTED = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -209,7 +210,7 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
 @pytest.mark.slow
 def test_no_credential_reaches_the_recording(tmp_path):
     """The job of the socket's privacy test, recorded: every message and payload decoded, and the raw bytes."""
-    from tests.test_redact import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
+    from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
 
     directory = tmp_path / "private"
     with SimLM(latency_scale=0.0) as sim:

@@ -3,6 +3,7 @@
 import pytest
 
 from dspy_top.instrumentation.redact import REDACTED, Redactor
+from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
 
 
 def test_credential_keys_headers_and_values_are_removed(monkeypatch):
@@ -126,50 +127,6 @@ def test_values_of_credential_variables_are_redacted_wherever_they_appear():
 
 # --- through the socket, as a viewer reads it -----------------------------------------------------
 
-SECRET_JOB = r"""
-import os, sys
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-import dspy
-import dspy_top
-
-handle = dspy_top.instrument()
-base = os.environ["SIM_URL"]
-root = base[: -len("/v1")]
-lm = dspy.LM("openai/sim-local", api_base=base.replace("http://", "http://alice:url-pass-1234@"),
-             api_key="explicit-lm-key-5678", cache=False, num_retries=0,
-             extra_headers={"X-Auth-Token": "xauth-header-9012", "Ocp-Apim-Subscription-Key": "apim-header-3456",
-                            "Cookie": "session=cookie-header-7890"})
-dspy.configure(lm=lm)
-program = dspy.ChainOfThought("question -> answer")
-program(question=os.environ["QUESTION"])
-# An LM error whose message holds the environment's key (the sim echoes the unknown path).
-broken = dspy.LM("openai/sim-local", api_base=root + "/" + os.environ["OPENAI_API_KEY"] + "/v1", api_key="sim",
-                 cache=False, num_retries=0)
-with dspy.context(lm=broken):
-    try:
-        program(question="this call fails")
-    except Exception:
-        pass
-devset = [dspy.Example(question="What is 1 + 2?", answer="3").with_inputs("question")]
-evaluate = dspy.Evaluate(devset=devset, metric=lambda example, prediction, trace=None: 1.0)
-evaluate(program, callback_metadata={"metric_key": "eval_full", "api_key": "metadata-key-2468",
-                                     "note": "token=metadata-token-1357"})
-print("READY", handle.socket_path, flush=True)
-sys.stdin.readline()
-"""
-
-SECRET_ARGV = ["--api-key", "sk-proj-ArgvKey0123456789abcdefXYZ", "--token=argv-token-value-11",
-               "--password", "argv-password-22", "--openai-api-key=argv-openai-key-33"]
-SECRET_ENV = {"OPENAI_API_KEY": "sk-proj-EnvKey0123456789abcdefXYZ", "MY_SERVICE_TOKEN": "service-token-value-44",
-              "DATABASE_URL": "postgres://svc:database-pass-55@db:5432/app"}
-SECRET_QUESTION = ("Summarise: Authorization: Bearer abc123.def456-ghi789 and "
-                   "AKIAIOSFODNN7EXAMPLE and ghp_0123456789abcdefghijABCDEFGHIJ012345 and "
-                   "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
-LEAKS = ["url-pass-1234", "explicit-lm-key-5678", "xauth-header-9012", "apim-header-3456", "cookie-header-7890",
-         "EnvKey0123456789", "ArgvKey0123456789", "argv-token-value-11", "argv-password-22", "argv-openai-key-33",
-         "service-token-value-44", "database-pass-55", "metadata-key-2468", "metadata-token-1357",
-         "abc123.def456-ghi789", "AKIAIOSFODNN7EXAMPLE", "ghp_0123456789abcdefghij", "dozjgNryP4J3jVmNHl0w5N"]
-
 
 @pytest.mark.slow
 def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
@@ -255,6 +212,7 @@ PROSE = ["the", "answer", "question", "is", "a", "of", "in", "and", "reasoning",
          "abcdefghijklmnop", "well-known", "U.S.", "e.g.", "42", "3.14"]
 
 
+@pytest.mark.slow
 def test_the_quick_look_never_skips_text_the_pattern_would_change():
     import random
 

@@ -83,6 +83,7 @@ def greeted(relay: RelayProcess, version: int = wire.RELAY_VERSION) -> dict:
     return hello
 
 
+@pytest.mark.slow
 def test_hello_first_then_each_process_attached_connected_and_streamed_under_its_key():
     directory = runtime_dir()
     job = start_job(directory)
@@ -123,6 +124,7 @@ def test_hello_first_then_each_process_attached_connected_and_streamed_under_its
         relay.proc.kill()
 
 
+@pytest.mark.slow
 def test_payload_stop_and_forget_reach_the_process_with_the_viewers_request_ids():
     directory = runtime_dir()
     job = start_job(directory)

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from dspy_top.recording import Recording, writer as writer_module
+from dspy_top.recording import Recording
+from dspy_top.recording import writer as writer_module
 from dspy_top.recording.reader import message_time
 from dspy_top.simlm import SimLM
 from dspy_top.sources.replay_timeline import Goto
 from tests.helpers.jobs import REPO, runtime_dir
+from tests.helpers.optimizer_job import OptimizerJob
+from tests.helpers.replaying import Replaying, same_totals
 from tests.helpers.socket_recording import SocketRecording
-from tests.test_optimizer_runs import OptimizerJob
-from tests.test_replay_source import Replaying, same_totals
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -229,10 +230,11 @@ def test_latest_is_the_newest_recording_in_the_runs_directory(recorded_job, tmp_
 
 
 def test_the_inspector_shows_a_calls_prompt_and_response_read_from_the_file(recorded_job):
-    from tests.helpers.screen import screen_text
-    from tests.test_replay_viewer import replay_app, run, until
     from dspy_top.viewer.components.history_table import HistoryTable
     from dspy_top.viewer.screens.inspect import InspectScreen
+    from tests.helpers.replay_app import replay_app, run
+    from tests.helpers.screen import screen_text
+    from tests.helpers.waiting import pilot_wait as until
 
     app = replay_app(recorded_job.path)
     shown = {}

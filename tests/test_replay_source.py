@@ -1,7 +1,7 @@
 """The replay source (dspy_top/sources/replay.py) under the real collector and fleet, its clock and timeline.
 
 Recordings here come from the real Recorder and RecordingWriter driven like a DSPy job with an
-optimizer (tests/test_recording_format.py's ServedJob, on a fake clock, small checkpoints), so
+optimizer (tests/helpers/served_job.py's ServedJob, on a fake clock, small checkpoints), so
 every moment is known exactly; tests/test_replay.py replays real DSPy jobs.
 """
 
@@ -23,52 +23,11 @@ from dspy_top.sources.replay_clock import ReplayClock
 from dspy_top.sources.replay_timeline import Goto, Timeline, TrialMark, parse_goto
 from dspy_top.viewer.replay import batch
 from tests.helpers.fake_server import hello, stats
+from tests.helpers.replaying import Replaying, same_totals, stats_at
+from tests.helpers.served_job import FakeClock, ServedJob, normal, recorded
 from tests.helpers.waiting import wait_until
-from tests.test_recording_format import FakeClock, ServedJob, events_of, normal, recorded, small_checkpoints  # noqa: F401
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Replaying:
-    """A RecordingSource over `paths` under a started collector; its payload answers and notices kept."""
-
-    def __init__(self, *paths, **options) -> None:
-        self.source = RecordingSource([Recording(path) for path in paths], **options)
-        self.fleet = Fleet(self.source.clock.now)
-        self.answers: list = []
-        self.notices: list[str] = []
-        self.collector = Collector(self.fleet, [self.source], on_payload=self.answers.append)
-        self.collector.on_notice = self.notices.append
-
-    def __enter__(self) -> "Replaying":
-        self.collector.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.collector.stop()
-
-    def at(self, moment: float):
-        """The fleet's snapshot once the source has told everything up to `moment`."""
-        self.source.seek(moment)
-        assert self.source.wait_reached(moment, 20), f"the replay never reached {moment}"
-        with self.fleet.lock:
-            return self.fleet.snapshot(history_limit=100_000)
-
-
-def stats_at(messages: list[dict], moment: float) -> dict:
-    """The oracle: the totals of the last `stats` (or snapshot, or exit) the job sent at or before `moment`:
-    what a live viewer showed then."""
-    found = [m for m in messages if m["t"] in ("stats", "snapshot", "exit") and (m.get("at") or m["stats"]["at"]) <= moment]
-    if not found:  # before the job's first numbers: nothing yet
-        return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "cost_usd": 0.0}
-    last = found[-1]
-    return last["totals"] if last["t"] == "stats" else last["stats"]["totals"]  # a snapshot's, or the exit's
-
-
-def same_totals(totals, expected: dict) -> None:
-    assert (totals.calls, totals.prompt_tokens, totals.completion_tokens, totals.cache_hits) == (
-        expected["calls"], expected["prompt_tokens"], expected["completion_tokens"], expected["cache_hits"])
-    assert totals.cost_usd == pytest.approx(expected["cost_usd"], abs=1e-12)
 
 
 # --- the clock -----------------------------------------------------------------------------------
@@ -161,14 +120,14 @@ def test_the_timeline_places_moments_and_trials():
 # --- the fleet going back -----------------------------------------------------------------------
 
 def test_fleet_restart_forgets_one_process_and_rebuilds_it_from_what_follows():
-    from dspy_top.protocol import Hello
+    from dspy_top import schema
 
     fleet = Fleet()
     for key, pid in (("a", 11), ("b", 12)):
-        fleet.connected(key, Hello.from_message(hello(pid)))
+        fleet.connected(key, schema.hello(hello(pid)))
         fleet.fold_many(key, [stats(5), *(call(n) for n in range(3))])
     assert fleet.snapshot().totals.calls == 10 and len(fleet.history) == 6
-    fleet.restart("a", Hello.from_message(hello(11)))
+    fleet.restart("a", schema.hello(hello(11)))
     snapshot_now = fleet.snapshot()
     assert snapshot_now.totals.calls == 5 and len(fleet.history) == 3
     assert {row.key: row.state for row in snapshot_now.processes} == {"a": "running", "b": "running"}
@@ -176,7 +135,7 @@ def test_fleet_restart_forgets_one_process_and_rebuilds_it_from_what_follows():
     assert fleet.snapshot().totals.calls == 7
     fleet.restart("a", None)  # not started yet at that point: its row goes
     assert [row.key for row in fleet.snapshot().processes] == ["b"]
-    fleet.restart("c", Hello.from_message(hello(13)))  # a key not known yet: simply connected
+    fleet.restart("c", schema.hello(hello(13)))  # a key not known yet: simply connected
     assert "c" in {row.key for row in fleet.snapshot().processes}
 
 
@@ -256,11 +215,13 @@ def test_steps_go_one_call_or_message_at_a_time_both_ways(tmp_path, small_checkp
         assert len(replay.at(middle).calls) == 101
         for expected in (102, 103):
             source.step(1)
-            wait_until(lambda: source.caught_up() and len(replay.fleet.history) == expected, f"{expected} calls")
+            wait_until(lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
+                       f"{expected} calls")
             assert source.clock.position() == calls[expected - 1]["start"] + calls[expected - 1]["latency"]
         for expected in (102, 101, 100):
             source.step(-1)
-            wait_until(lambda: source.caught_up() and len(replay.fleet.history) == expected, f"{expected} calls")
+            wait_until(lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
+                       f"{expected} calls")
         assert not source.clock.playback().playing
 
 
@@ -302,6 +263,7 @@ def test_payloads_come_from_the_file_and_stops_are_refused(tmp_path, small_check
             replay.source.request_stop(key, "please")
 
 
+@pytest.mark.slow
 def test_two_replays_of_one_file_at_once_agree(tmp_path, small_checkpoints):
     job = recorded(tmp_path)
     with Replaying(job.writer.path) as first, Replaying(job.writer.path) as second:
@@ -387,8 +349,9 @@ def test_batch_prints_the_snapshots_live_batch_mode_would_have(tmp_path, small_c
     assert not math.isnan(printed[-1]["totals"]["tokens_per_sec_avg"])
 
 
+@pytest.mark.slow
 def test_replay_batch_mode_never_imports_textual_and_the_replay_viewer_no_dspy(tmp_path):
-    from tests.test_import_hygiene import WITNESS, run
+    from tests.helpers.import_witness import WITNESS, run
 
     job = recorded(tmp_path, calls=50)
     code = WITNESS + f"""
@@ -410,7 +373,7 @@ print(json.dumps({{"status": status, "calls": json.loads(out.getvalue())["totals
 
 def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginning():
     """Sink.restart through the real collector: the old state or the new one, never an empty row between."""
-    from dspy_top.protocol import Hello
+    from dspy_top import schema
     from dspy_top.sources.base import Source
 
     class Restarting(Source):
@@ -436,7 +399,7 @@ def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginnin
     fleet.restart = restart
     collector = Collector(fleet, [source]).start()
     try:
-        hello_a = Hello.from_message(hello(21))
+        hello_a = schema.hello(hello(21))
         source.plan.append(("a", hello_a, [{"t": "snapshot", "stats": stats(7), "calls": [], "seq": 1}]))
         collector.wake()
         wait_until(lambda: source.answers == [True], "the first restart")

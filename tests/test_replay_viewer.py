@@ -4,29 +4,24 @@ live key still working, over a recording made by the real Recorder and writer on
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 
 import pytest
 
-from dspy_top.model import Fleet
 from dspy_top.recording import Recording
-from dspy_top.sources.collector import Collector
-from dspy_top.sources.replay import RecordingSource
 from dspy_top.viewer.components.history_table import HistoryTable
-from dspy_top.viewer.replay.app import ReplayApp
 from dspy_top.viewer.replay.bar import ReplayBar
 from dspy_top.viewer.replay.help import ReplayHelpScreen
 from dspy_top.viewer.replay.screens import ReplayMainScreen, ReplayOptimizersScreen
 from dspy_top.viewer.screens.confirm import ConfirmStop
 from dspy_top.viewer.screens.inspect import InspectScreen
+from tests.helpers.replay_app import bar, replay_app, run, settled
+from tests.helpers.replaying import stats_at
 from tests.helpers.screen import screen_text
-from tests.test_recording_format import recorded, small_checkpoints  # noqa: F401
-from tests.test_replay_source import stats_at
-from tests.test_viewer_snapshots import utc  # noqa: F401  (autouse: times on screen in UTC)
+from tests.helpers.served_job import recorded
+from tests.helpers.waiting import pilot_wait as until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("utc"), pytest.mark.slow]  # times on screen in UTC
 
 
 @pytest.fixture
@@ -36,48 +31,6 @@ def recording(tmp_path, small_checkpoints):
     with Recording(job.writer.path) as reader:
         job.messages = list(reader.messages())
     return job
-
-
-def replay_app(path, at: float | None = None, delay: float = 3600) -> ReplayApp:
-    """The app as `dspy-top replay` builds it: the collector started, the first position told."""
-    source = RecordingSource([Recording(path)])
-    if at is not None:
-        source.seek(source.timeline.start + at * (source.timeline.end - source.timeline.start))
-    fleet = Fleet(source.clock.now)
-    collector = Collector(fleet, [source]).start()
-    assert source.wait_reached(source.clock.position(), 10)
-    return ReplayApp(fleet, collector, source, delay=delay, start_collector=False)
-
-
-def run(app: ReplayApp, script, size=(120, 40)) -> None:
-    async def main():
-        async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda: app.query(ReplayBar) and bar(app), "the replay bar")
-            await settled(pilot)  # the start position on screen
-            await script(pilot)
-
-    asyncio.run(main())
-
-
-async def until(pilot, condition, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def settled(pilot) -> None:
-    """Until the seek the keys asked for is on screen."""
-    app = pilot.app
-    await pilot.pause()
-    await until(pilot, lambda: app._seek_started is None and app.replay.caught_up(), "the seek")
-    await until(pilot, lambda: "SEEKING" not in bar(app), "the bar drawn after the seek")
-
-
-def bar(app) -> str:
-    return app.query_one(ReplayBar)._drawn
 
 
 def test_it_opens_on_the_whole_run_and_says_what_it_replays(recording):

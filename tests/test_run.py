@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,16 +25,6 @@ REPO = HERE.parent
 JOB = HERE / "jobs" / "run_job.py"
 
 
-@pytest.fixture
-def runtime(monkeypatch, tmp_path):
-    """A short private socket directory (AF_UNIX paths are limited to 107 bytes) for this test."""
-    directory = Path(tempfile.mkdtemp(prefix="dtr", dir="/tmp"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the jobs' private log directories
-    monkeypatch.setenv("DSPY_TOP_RUNTIME_DIR", str(directory))
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    monkeypatch.delenv("DSPY_TOP", raising=False)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def dspy_top_run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -96,6 +85,7 @@ def test_descends_from_follows_parents_to_the_job():
     assert run.descends_from(os.getpid(), os.getppid())  # the real /proc
 
 
+@pytest.mark.slow
 def test_a_flood_of_output_is_skipped_to_its_tail_and_kept_whole_in_the_file(runtime, tmp_path):
     log = tmp_path / "job.log"
     job = run.start_job([sys.executable, "-c", "import sys\nfor i in range(100000): print('line', i)\n"
@@ -145,6 +135,7 @@ def test_run_and_demo_leave_dspy_litellm_and_textual_out_of_the_viewer_process()
 # --- batch mode, end to end ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batch_mode_prints_the_final_numbers_and_exits_with_the_jobs_status(runtime):
     result = dspy_top_run("-b", "--json", "-d", "0.5", "--", sys.executable, str(JOB), "--calls", "3")
     assert result.returncode == 0, result.stderr
@@ -155,6 +146,7 @@ def test_batch_mode_prints_the_final_numbers_and_exits_with_the_jobs_status(runt
     assert "the job exited with status 0" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_runs_own_log_goes_at_exit_and_a_given_log_stays(runtime, tmp_path):
     """Issue 18: no `dspy-top-run-*/job.log` left behind. A recorded run (the default) keeps its output
     beside its recording; without a recording the run's own log goes at exit; a --log file stays."""
@@ -179,6 +171,7 @@ def test_the_runs_own_log_goes_at_exit_and_a_given_log_stays(runtime, tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith(f"its output is in {kept}")
 
 
+@pytest.mark.slow
 def test_batch_text_says_how_the_job_exited(runtime):
     result = dspy_top_run("-b", "-d", "0.5", "--", sys.executable, str(JOB), "--calls", "1")
     assert result.returncode == 0, result.stderr
@@ -209,6 +202,7 @@ def test_a_socket_that_is_not_there_fails_at_once_with_the_reason(runtime):
     assert "no socket at /nonexistent.sock" in result.stderr and "failed" in result.stdout
 
 
+@pytest.mark.slow
 def test_batch_mode_prints_the_jobs_final_numbers_once(runtime):
     # Snapshots every 0.2 s: several fall between the job's exit message and its process ending.
     result = dspy_top_run("-b", "--json", "-d", "0.2", "--", sys.executable, str(JOB), "--calls", "2")
@@ -224,6 +218,7 @@ def test_batch_mode_prints_the_jobs_final_numbers_once(runtime):
     ("exit:3", 3, "exited with status 3"),
     ("crash", 1, "RuntimeError: the job crashed on purpose"),
 ])
+@pytest.mark.slow
 def test_batch_mode_passes_on_a_failure(runtime, then, status, said):
     result = dspy_top_run("-b", "--json", "--", sys.executable, str(JOB), "--calls", "2", "--then", then)
     assert result.returncode == status, result.stderr
@@ -231,6 +226,7 @@ def test_batch_mode_passes_on_a_failure(runtime, then, status, said):
     assert last_json(result.stdout)["totals"]["calls"] == 4
 
 
+@pytest.mark.slow
 def test_batch_mode_attaches_through_a_shell_wrapper_and_a_console_script(runtime, tmp_path):
     script = tmp_path / "bin" / "my-dspy-job"
     script.parent.mkdir()
@@ -247,6 +243,7 @@ def test_batch_mode_attaches_through_a_shell_wrapper_and_a_console_script(runtim
     assert "waiting for pid" not in result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_batch_mode_runs_python_dash_m(runtime):
     result = dspy_top_run("-b", "--json", "--", sys.executable, "-m", "dspy_top.demos.rag_react",
                           "--speed", "0", "--questions", "2")
@@ -266,6 +263,7 @@ print("ALL 100 DONE", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_run_prices_the_job_and_its_budget_stops_it(runtime, tmp_path):
     from dspy_top.simlm import SimLM
 
@@ -326,6 +324,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_batch_mode_started_with_sigint_ignored_still_passes_ctrl_c_to_the_job(runtime):
     # An ignored signal stays ignored across exec: the job must not inherit it from dspy-top.
     process, log = _start_batch("--then", "wait", sigint_ignored=True)
@@ -336,6 +335,7 @@ def test_batch_mode_started_with_sigint_ignored_still_passes_ctrl_c_to_the_job(r
     assert "the job exited with status 130" in err
 
 
+@pytest.mark.slow
 def test_batch_mode_ctrl_c_interrupts_the_job_and_a_second_stops_it(runtime):
     process, log = _start_batch("--then", "wait")
     process.send_signal(signal.SIGINT)
@@ -366,6 +366,7 @@ def _live(runtime: Path, tmp_path: Path, *job_args: str, extra: tuple[str, ...] 
                     env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
 
 
+@pytest.mark.slow
 @terminal
 @pytest.mark.timeout(120)
 def test_live_view_of_a_job_that_prints_a_lot_then_gets_ctrl_c(runtime, tmp_path):
@@ -383,6 +384,7 @@ def test_live_view_of_a_job_that_prints_a_lot_then_gets_ctrl_c(runtime, tmp_path
         term.close()
 
 
+@pytest.mark.slow
 @terminal
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("then", "code", "marker"), [("crash", 1, "RuntimeError"), ("exit:3", 3, "CALLS DONE")])
@@ -400,6 +402,7 @@ def test_live_view_stays_after_a_failed_job_until_q(runtime, tmp_path, then, cod
         term.close()
 
 
+@pytest.mark.slow
 @terminal
 @pytest.mark.timeout(120)
 def test_live_view_second_ctrl_c_quits_and_stops_the_job(runtime, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from dspy_top.recording import Recording, RecordingWriter, export
 from dspy_top.simlm import SimLM
-from tests.helpers.recorded import REPO, RECORD_JOB
+from tests.helpers.recorded import RECORD_JOB, REPO
 
 PY = sys.executable
 
@@ -43,6 +43,7 @@ def recorded(tmp_path_factory):
     return {"env": env, "result": result, "served": served, "runs": tmp / "state" / "runs", "tmp": tmp}
 
 
+@pytest.mark.slow
 def test_run_records_every_process_of_the_job_and_keeps_its_log(recorded):
     runs_dir, result = recorded["runs"], recorded["result"]
     assert f"recording to {runs_dir}" in result.stderr
@@ -78,6 +79,7 @@ def test_runs_lists_the_run_with_its_processes_calls_and_log(recorded):
     assert lines[2].split()[3:5] == ["2", "10"]
 
 
+@pytest.mark.slow
 def test_export_jsonl_and_csv_rows_add_up_to_the_lm_servers_count(recorded):
     env, served = recorded["env"], recorded["served"]
     jsonl = dspy_top("export", "latest", env=env)
@@ -164,6 +166,7 @@ def test_export_says_when_the_rows_cannot_add_up_to_the_totals(tmp_path):
     assert "the recording began after the process's first calls" in done.stderr
 
 
+@pytest.mark.slow
 def test_run_record_file_and_no_record(tmp_path):
     env = {**os.environ, "DSPY_TOP_STATE_DIR": str(tmp_path / "state"), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
            "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"), "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),

@@ -116,6 +116,7 @@ def dspy_top(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           env=env, timeout=90)
 
 
+@pytest.mark.slow
 @as_another_user
 def test_a_runtime_dir_planted_by_another_user_is_not_trusted_and_its_fake_job_not_shown(shared_tmp):
     planted_dir = shared_tmp / f"dspy-top-{os.getuid()}"  # the victim's usual runtime directory
@@ -163,6 +164,7 @@ def test_a_socket_served_by_another_user_is_refused_by_its_peer_credentials(shar
         fake.stop()
 
 
+@pytest.mark.slow
 @as_another_user
 def test_dspy_top_run_falls_back_to_a_private_dir_when_the_runtime_dir_is_planted(shared_tmp):
     Planted(shared_tmp / f"dspy-top-{os.getuid()}").stop()  # planted, then left there
@@ -176,6 +178,7 @@ def test_dspy_top_run_falls_back_to_a_private_dir_when_the_runtime_dir_is_plante
     assert_only_the_log_is_left(shared_tmp)
 
 
+@pytest.mark.slow
 def test_dspy_top_run_with_no_usable_runtime_dir_uses_its_work_dir_and_leaks_nothing():
     tmp_path = runtime_dir()  # short: a socket path under it fits the 107-byte limit
     blocker = tmp_path / "a-file"

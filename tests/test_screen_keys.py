@@ -24,10 +24,10 @@ from dspy_top.viewer.screens.inspect import InspectScreen
 from dspy_top.viewer.screens.main import MainScreen
 from tests.helpers.jobs import runtime_dir, start_job
 from tests.helpers.optimizer_script import KEY, optimizer_fleet, optimizer_scopes
-from tests.helpers.scripted import NOW, RUNTIME_DIR, ScriptedCollector, _call, _hello, _stats, counters, scripted_fleet
 from tests.helpers.screen import screen_text
+from tests.helpers.scripted import NOW, RUNTIME_DIR, ScriptedCollector, _call, _hello, _stats, counters, scripted_fleet
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def run(fleet, script, size=(120, 40), job=None, collector=None):
@@ -377,8 +377,9 @@ def test_escape_leaves_each_mode_in_turn_and_z_zooms_a_pane():
 
 def test_every_key_the_footer_shows_fits_at_120_columns():
     async def script(app, pilot):
-        for screen in ("main", "optimizers"):
-            await wait_for(pilot, lambda: "q Quit" in screen_text(app), "the footer")
+        for screen in ("MainScreen", "OptimizersScreen"):
+            await wait_for(pilot, lambda: type(app.screen).__name__ == screen and "q Quit" in screen_text(app),  # noqa: B023
+                           f"the footer of the {screen}")
             footer = screen_text(app).splitlines()[-1]
             assert footer.rstrip().endswith("k Stop job"), footer  # the last one shown, whole
             assert "Sort" in footer and "Zoom" in footer

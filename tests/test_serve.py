@@ -18,7 +18,7 @@ from dspy_top.model.counters import Counters, total
 from dspy_top.serve.figures import LATENCY_BOUNDS, cumulative_buckets
 from dspy_top.serve.labels import OTHER, bounded, job_name, split_model
 from dspy_top.serve.otlp_export import endpoint_for
-from tests.helpers.fake_server import FakeServer, counters, hello, snapshot, stats
+from tests.helpers.fake_server import FakeServer, counters, hello, stats
 from tests.helpers.jobs import runtime_dir
 from tests.helpers.serve import Serve, free_port, wait_for
 
@@ -232,6 +232,7 @@ def _fake_job(runtime, pid: int, calls: int, modules: int = 2, unmetered: int = 
                                                 {"t": "snapshot", "seq": 0, "calls": [], "stats": frame}])
 
 
+@pytest.mark.slow
 def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtime):
     job = _fake_job(runtime, os.getpid(), calls=3, modules=8, unmetered=2, unpriced=1)
     serve = Serve(runtime, "--prometheus", "127.0.0.1:0", "--hostname", "box-1", "--max-modules", "5")
@@ -280,6 +281,7 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         job.stop()
 
 
+@pytest.mark.slow
 def test_ended_jobs_go_after_keep_ended(runtime):
     job = _fake_job(runtime, os.getpid(), calls=1)
     serve = Serve(runtime, "--prometheus", "0", "--keep-ended", "1")
@@ -293,6 +295,7 @@ def test_ended_jobs_go_after_keep_ended(runtime):
         job.stop()
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -316,6 +319,7 @@ def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
         taken.close()
 
 
+@pytest.mark.slow
 def test_an_unreachable_otlp_endpoint_is_said_once_and_prometheus_goes_on(runtime):
     job = _fake_job(runtime, os.getpid(), calls=2)
     dead = f"http://127.0.0.1:{free_port()}"
@@ -331,6 +335,7 @@ def test_an_unreachable_otlp_endpoint_is_said_once_and_prometheus_goes_on(runtim
         job.stop()
 
 
+@pytest.mark.slow
 def test_a_job_speaking_an_older_protocol_is_refused_clearly_and_the_others_are_served(runtime):
     old = FakeServer(runtime / f"{os.getppid()}.sock", [{**hello(pid=os.getppid()), "v": 1}])
     good = _fake_job(runtime, os.getpid(), calls=5)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -71,6 +70,7 @@ print(json.dumps({"answer": answer, "calls": handle.stats()["totals"]["calls"],
 
 @pytest.mark.parametrize("arguments", [{}, {"on_exceed": "explode", "budget_usd": "abc", "prices": {"m": "x"},
                                             "history": "many", "module_budgets": {"A": "lots"}}])
+@pytest.mark.slow
 def test_a_job_with_bad_settings_runs_instrumented_and_hears_of_each_once(tmp_path, arguments):
     config_file = tmp_path / "config.toml"
     config_file.write_text('[budget]\nusd = "abc"\n[prices]\n"m/x" = "1/2/3/4"\n')

@@ -1,7 +1,6 @@
 """The socket side of instrumentation, against real job processes: attach, faults, bounds, cleanup."""
 
 import os
-import queue
 import signal
 import socket
 import stat
@@ -17,6 +16,8 @@ import pytest
 
 from dspy_top import client, protocol
 from dspy_top.instrumentation.server import STATS_EVERY
+from tests.helpers.job_process import JobSubprocess
+from tests.helpers.waiting import wait_until
 
 JOB = Path(__file__).parent / "jobs" / "dummy_job.py"
 
@@ -29,61 +30,30 @@ def runtime_dir(monkeypatch):
     return directory
 
 
-class Job:
+class Job(JobSubprocess):
+    """tests/jobs' socket job: `calls` LM calls, held open until `release`; a word may be looked for twice."""
+
     def __init__(self, runtime_dir, calls, *extra, env=None):
         self.hold = runtime_dir.parent / "hold"
         self.go = runtime_dir.parent / "go"
-        self.stderr_path = runtime_dir.parent / "stderr"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra],
-            stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), text=True,
-            env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})},
-        )
-        self.lines = []
-        # Lines arrive through a thread, so `expect` can give up on time even if the job hangs.
-        self._incoming = queue.Queue()
-        threading.Thread(target=self._read_lines, daemon=True).start()
+        super().__init__([sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra], drop=(),
+                         stderr_path=runtime_dir.parent / "stderr",
+                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})})
         kind, path = self.expect("READY")
         self.socket_path = Path(path)
 
-    def _read_lines(self):
-        for line in self.proc.stdout:
-            self._incoming.put(line)
-        self._incoming.put(None)
-
     def expect(self, word, timeout=60):
-        for parts in self.lines:
-            if parts and parts[0] == word:
-                return parts
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._incoming.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {word} within {timeout}s; read {self.lines}; "
-                                     f"stderr: {self.stderr_path.read_text()}") from None
-            if line is None:
-                raise AssertionError(f"job ended before {word}: {self.stderr_path.read_text()}")
-            parts = line.split()
-            self.lines.append(parts)
-            if parts and parts[0] == word:
-                return parts
+        return self.find(word, timeout)[1]
 
     def release(self):
+        """Let the job end; everything it printed."""
         self.hold.touch()
         try:
             self.proc.wait(timeout=60)
         finally:
             self.proc.kill()
-        assert self.proc.returncode == 0, self.stderr_path.read_text()
-        rest = []
-        while (line := self._incoming.get(timeout=10)) is not None:
-            rest.append(line)
-        return "".join(rest)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
+        assert self.proc.returncode == 0, self.stderr
+        return "\n".join(self.output())
 
 
 def read_until(connection, predicate, timeout=15):
@@ -97,6 +67,7 @@ def read_until(connection, predicate, timeout=15):
     raise AssertionError(f"condition not met; saw {[m['t'] for m in seen][-10:]}")
 
 
+@pytest.mark.slow
 def test_late_attach_gets_a_snapshot_of_everything_then_the_stream(runtime_dir):
     job = Job(runtime_dir, 500)
     job.expect("DONE")
@@ -119,6 +90,7 @@ def test_late_attach_gets_a_snapshot_of_everything_then_the_stream(runtime_dir):
     assert not job.socket_path.exists()
 
 
+@pytest.mark.slow
 def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runtime_dir):
     job = Job(runtime_dir, 3000, "--start-after", str(runtime_dir.parent / "go"))
     raw = client.Connection(job.socket_path, batches=True)
@@ -172,6 +144,7 @@ def test_call_events_travel_in_batches_and_every_viewer_sees_each_call_once(runt
     job.release()
 
 
+@pytest.mark.slow
 def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     job = Job(runtime_dir, 4000, "--start-after", str(runtime_dir.parent / "go"))
     first = client.Connection(job.socket_path)
@@ -204,10 +177,10 @@ def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     # Every call reached the surviving viewer or was counted as dropped: none vanished.
     assert calls + latest["dropped_viewer"] + latest["dropped_events"] == 4000
     first.close()
-    out = job.release()
-    assert "DONE 4000" in out or ["DONE", "4000"] in job.lines
+    assert "DONE 4000" in job.release().splitlines()
 
 
+@pytest.mark.slow
 def test_a_stopped_viewer_costs_the_job_nothing_and_drops_are_counted(runtime_dir):
     env = {"DSPY_TOP_VIEWER_BUFFER": str(64 * 1024)}
     job = Job(runtime_dir, 10_000, "--start-after", str(runtime_dir.parent / "go"), env=env)
@@ -221,20 +194,25 @@ def test_a_stopped_viewer_costs_the_job_nothing_and_drops_are_counted(runtime_di
     assert viewer.stdout.readline().strip() == "ok"
     os.kill(viewer.pid, signal.SIGSTOP)
     try:
-        started = time.monotonic()
         job.go.touch()
         job.expect("DONE", timeout=120)
-        elapsed = time.monotonic() - started
+        # The job ran to the end while its only viewer was frozen: nothing waited on it.
+        assert process_state(viewer.pid) == "T"
     finally:
         os.kill(viewer.pid, signal.SIGCONT)
     line = viewer.stdout.readline().split()
     viewer.wait(timeout=30)
     assert line[0] == "dropped" and int(line[1]) > 0
     job.release()
-    # The job ran to the end while its only viewer was frozen: nothing waited on it.
-    assert elapsed < 120
 
 
+def process_state(pid: int) -> str:
+    """A process's state letter from /proc (T: stopped)."""
+    line = Path(f"/proc/{pid}/stat").read_text()
+    return line[line.rindex(")") + 2]
+
+
+@pytest.mark.slow
 def test_garbage_and_a_wrong_version_close_only_that_connection(runtime_dir):
     job = Job(runtime_dir, 10)
     job.expect("DONE")
@@ -264,6 +242,7 @@ def test_garbage_and_a_wrong_version_close_only_that_connection(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 def test_socket_and_directory_are_private(runtime_dir):
     job = Job(runtime_dir, 2)
     assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
@@ -272,6 +251,7 @@ def test_socket_and_directory_are_private(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
     job = Job(runtime_dir, 4, "--fork")
     job.expect("DONE")
@@ -294,6 +274,7 @@ def test_a_forked_child_serves_its_own_socket_and_numbers(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 def test_discovery_cleans_up_sockets_of_dead_processes(runtime_dir):
     job = Job(runtime_dir, 2)
     assert [e.pid for e in client.discover()] == [job.proc.pid]
@@ -305,6 +286,7 @@ def test_discovery_cleans_up_sockets_of_dead_processes(runtime_dir):
         client.Connection(job.socket_path).connect()
 
 
+@pytest.mark.slow
 def test_unknown_message_types_are_skipped(runtime_dir):
     job = Job(runtime_dir, 2)
     job.expect("DONE")
@@ -315,6 +297,7 @@ def test_unknown_message_types_are_skipped(runtime_dir):
     job.release()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
 def test_another_users_connection_is_closed_without_a_word(runtime_dir):
     job = Job(runtime_dir, 2)
@@ -334,22 +317,29 @@ def test_another_users_connection_is_closed_without_a_word(runtime_dir):
 
 
 def fake_process(runtime_dir, pid, frames, linger=0.0):
-    """A one-viewer socket that sends a hello and `frames`, then closes after `linger` s."""
+    """A one-viewer socket that sends a hello and `frames`, then closes after `linger` s. The thread it returns has
+    `sent`, an event set once every frame is in the socket (its send buffer holds a few hundred KiB, so the viewer
+    need not read for them to get there)."""
     runtime_dir.mkdir(parents=True)
     path = runtime_dir / f"{pid}.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(1)
 
+    sent = threading.Event()
+
     def serve():
         conn, _ = listener.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "argv": ["job.py"],
                                       "started_at": 1.0}) + b"".join(frames))
+        sent.set()
         time.sleep(linger)
         conn.close()
         listener.close()
 
     server = threading.Thread(target=serve, daemon=True)
+    server.sent = sent
     server.start()
     return path, server
 
@@ -387,9 +377,9 @@ def test_poll_limits_count_the_calls_in_a_batch(runtime_dir):
     # 10,000 events, not 20 messages, or one turn would decode everything at once.
     rows = [[i] + [None] * (len(protocol.CALL_FIELDS) - 1) for i in range(500)]
     batch = protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows})
-    path, _ = fake_process(runtime_dir, 4343, [batch] * 20, linger=2.0)
+    path, server = fake_process(runtime_dir, 4343, [batch] * 20, linger=5.0)
     with client.Connection(path, batches=True) as connection:
-        time.sleep(0.3)  # everything has arrived
+        wait_until(server.sent.is_set, "all 20 batches in the socket")
         first = connection.poll(0.5, limit=1200)
         assert [len(m["rows"]) for m in first] == [500, 500, 500]  # the third one crosses the limit
         rest = connection.poll(0.5)

@@ -18,6 +18,7 @@ from dspy_top.model import Fleet
 from dspy_top.sources.base import Source
 from dspy_top.sources.collector import Collector
 from dspy_top.viewer import batch
+from tests.helpers.collecting import Running
 from tests.helpers.fake_server import snapshot, stats
 from tests.helpers.memory_source import MemorySource
 from tests.helpers.waiting import wait_until
@@ -42,24 +43,6 @@ def exit_message(calls: int) -> dict:
 def rows(fleet: Fleet) -> dict:
     with fleet.lock:
         return {row.key: row for row in fleet.snapshot().processes}
-
-
-class Running:
-    """A collector over `sources`, started; its payload answers and notices kept."""
-
-    def __init__(self, *sources: Source, **options) -> None:
-        self.fleet = Fleet()
-        self.answers: list = []
-        self.notices: list[str] = []
-        self.collector = Collector(self.fleet, sources, on_payload=self.answers.append, **options)
-        self.collector.on_notice = self.notices.append
-
-    def __enter__(self) -> "Running":
-        self.collector.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.collector.stop()
 
 
 def test_a_source_s_processes_are_folded_and_end_with_their_final_numbers():
@@ -114,6 +97,7 @@ def test_requests_go_to_the_source_that_reported_the_process():
         assert running.notices == ["cannot ask the process to stop: a recording cannot stop anything"]
 
 
+@pytest.mark.slow
 def test_a_payload_request_is_answered_even_when_no_answer_comes():
     source = MemorySource()
     with Running(source, payload_timeout=0.3) as running:
@@ -152,6 +136,7 @@ def test_a_refused_message_marks_its_process_and_nothing_more_is_read_from_it():
         assert bad.totals.calls == 1  # what came before the refused message, nothing after it
 
 
+@pytest.mark.slow
 def test_a_source_that_raises_stops_neither_the_collector_nor_the_other_sources():
     class Broken(Source):
         where = "nowhere"
@@ -238,6 +223,7 @@ def test_batch_mode_prints_whatever_source_it_is_given(capsys):
     assert "no instrumented DSPy process found in an empty test;" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_viewer_shows_whatever_source_it_is_given():
     import asyncio
 

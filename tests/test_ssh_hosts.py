@@ -35,7 +35,7 @@ from tests.helpers.screen import screen_text
 from tests.helpers.sshd import MISSING, Sshd, free_port, keygen
 from tests.helpers.waiting import pilot_wait, wait_until
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
+pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(MISSING is not None, reason=MISSING or ""), pytest.mark.slow]
 
 VENV_BIN = str(Path(sys.executable).parent)  # where `dspy-top` is installed: the "remote" PATH has it
 
@@ -248,7 +248,7 @@ def test_stop_through_the_relay_ends_the_remote_job_and_says_why(remote):
             assert rows_by_key(app)[key].final_numbers == "received"
 
         run_app([remote.source()], script)
-        stderr = job.proc.stderr.read()
+        stderr = job.stderr
         assert stderr.strip().splitlines()[-1].startswith("dspy-top: stop requested from the viewer (dspy-top pid ")
         assert "Traceback" not in stderr
     finally:
@@ -297,7 +297,7 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
         try:
             for name, (_, _, says) in cases.items():
                 fleet = fleets[name]
-                wait_until(lambda: fleet.hosts and next(iter(fleet.hosts.values())).problem,
+                wait_until(lambda fleet=fleet: fleet.hosts and next(iter(fleet.hosts.values())).problem,
                            f"the {name} host's failure")
                 [host] = fleet.hosts.values()
                 assert host.state == "disconnected" and host.status.startswith(says), (name, host.status)

@@ -20,10 +20,10 @@ import time
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.fake_server import HOSTILE, FakeServer, counters, hello
@@ -76,6 +76,7 @@ def hostile():
         fake.stop()
 
 
+@pytest.mark.slow
 def test_every_widget_shows_hostile_strings_inert(hostile):
     directory, fakes = hostile
 
@@ -147,6 +148,7 @@ def test_batch_text_falls_back_to_ascii_when_stdout_cannot_encode_unicode(hostil
         assert_inert(text, f"batch text in {encoding}")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 def test_a_real_terminal_keeps_its_title_and_screen(hostile, tmp_path):
     directory, fakes = hostile

@@ -9,6 +9,7 @@ from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import Counters, total
 from dspy_top.protocol import CALL_FIELDS, CALLS, call_dicts
+from dspy_top.schema import stats_frame
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.components.call_view import facts
 
@@ -46,8 +47,8 @@ def test_the_model_reads_the_column_and_older_processes_without_it():
 
 
 def test_counters_say_their_tokens_are_a_lower_bound():
-    known = Counters.from_record(schema.counters({"calls": 2, "prompt_tokens": 1200}, "test"))
-    unknown = Counters.from_record(schema.counters({"calls": 1, "unmetered_calls": 1}, "test"))
+    known = Counters.from_record(stats_frame.counters({"calls": 2, "prompt_tokens": 1200}, "test"))
+    unknown = Counters.from_record(stats_frame.counters({"calls": 1, "unmetered_calls": 1}, "test"))
     both = total([known, unknown])
     assert known.tokens_known and not unknown.tokens_known and not both.tokens_known
     assert both.to_json()["tokens_known"] is False and both.to_json()["unmetered_calls"] == 1

@@ -14,10 +14,10 @@ import pytest
 
 from dspy_top import client, protocol
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.status_line import StatusLine
 from tests.helpers.jobs import runtime_dir, start_job
 
@@ -61,7 +61,7 @@ class FakeProcess:
         while not self.stopped.is_set():
             try:
                 conn, _ = self.listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             for chunk in BEHAVIOURS[self.behaviour]():
                 conn.sendall(chunk)
@@ -112,6 +112,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
     directory, paths = fakes
     job = start_job(directory)

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from dspy_top.model import Fleet
-from dspy_top.viewer import format as fmt
-from dspy_top.viewer.app import TopApp
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import format as fmt
+from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.header import Header
 from dspy_top.viewer.components.history_table import HistoryTable
 from dspy_top.viewer.components.module_table import ModuleTable
@@ -19,22 +19,12 @@ from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.confirm import ConfirmDismiss
 from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.jobs import runtime_dir, start_job
+from tests.helpers.live_app import run_app
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
             "unpriced_calls", "in_flight")
-
-
-def run_app(directory, script, size=(120, 40), **options):
-    async def main():
-        fleet = Fleet()
-        collector = Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)])
-        app = TopApp(fleet, collector, delay=0.2, **options)
-        async with app.run_test(size=size) as pilot:
-            await script(app, pilot)
-
-    asyncio.run(main())
 
 
 async def wait_for(pilot, predicate, timeout=15.0, what="condition"):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dspy_top.viewer.app import TopApp
 from dspy_top.viewer.components.filter_bar import FilterBar
 from dspy_top.viewer.components.job_log import JobLog
@@ -18,6 +20,8 @@ from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.optimizers import OptimizersScreen
 from tests.helpers.optimizer_script import KEY, optimizer_fleet
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector
+
+pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
 
 
 class ScriptedJob:

@@ -7,8 +7,6 @@ Update with `pytest tests/test_viewer_snapshots.py --snapshot-update` after a de
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from dspy_top.viewer.app import TopApp
@@ -20,14 +18,7 @@ from dspy_top.viewer.screens.inspect import InspectScreen
 from tests.helpers.scripted import RUNTIME_DIR, ScriptedCollector, scripted_fleet
 from tests.helpers.steady import keys, steady
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.delenv("TZ")
-    time.tzset()
+pytestmark = [pytest.mark.usefixtures("utc"), pytest.mark.slow]  # times on screen in UTC
 
 
 def make_app(**fleet_options) -> TopApp:

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.jobs import REPO, runtime_dir, start_job
 from tests.jobs.terminal import SKIP_REASON, Terminal
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
+pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""), pytest.mark.slow]
 
 
 def test_dspy_top_in_tmux_shows_the_job_takes_keys_and_exits_cleanly():

@@ -156,7 +156,7 @@ def test_ten_thousand_fuzzed_messages_never_escape_the_fold_or_any_renderer():
     def fresh(key: str, n: int) -> None:
         fleet.processes.pop(key, None)
         fleet.attach(key, 1000 + n)
-        fleet.connected(key, protocol.Hello.from_message(hello(1000 + n, [f"job{n}.py", HOSTILE])))
+        fleet.connected(key, schema.hello(hello(1000 + n, [f"job{n}.py", HOSTILE])))
 
     for n, key in enumerate(keys):
         fresh(key, n)
@@ -181,7 +181,7 @@ def test_ten_thousand_fuzzed_messages_never_escape_the_fold_or_any_renderer():
                     payloads.append(dict(record.payload))
                 if wire.get("t") == "hello":  # read on connecting: a bad one is refused, a good one shown
                     try:
-                        fleet.connected(key, protocol.Hello.from_message(wire))
+                        fleet.connected(key, schema.hello(wire))
                     except protocol.ProtocolError:
                         pass
                 fleet.fold_many(key, [wire])  # must never raise

@@ -13,9 +13,10 @@ import pytest
 
 from dspy_top import latency, protocol, schema
 from dspy_top.model import Fleet
-from dspy_top.viewer import batch
+from dspy_top.schema import values
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from dspy_top.viewer import batch
 from tests.helpers.fake_server import FakeServer, hello, snapshot, stats
 from tests.helpers.jobs import runtime_dir, start_job
 
@@ -51,7 +52,7 @@ BAD = {
 
 def _attached(fleet, key, pid):
     fleet.attach(key, pid)
-    fleet.connected(key, protocol.Hello.from_message(hello(pid)))
+    fleet.connected(key, schema.hello(hello(pid)))
     fleet.fold(key, snapshot(1))
 
 
@@ -90,9 +91,10 @@ def test_the_schema_refuses_out_of_range_values_and_keeps_good_ones_exact():
             schema.parse(message)
     # Over-long strings are cut, not refused: a long model name is not a protocol error.
     long = schema.parse(stats(1, model="m" * 5000))
-    assert len(long.models[0][0]) == schema.MAX_NAME and long.models[0][0].endswith("…")
+    assert len(long.models[0][0]) == values.MAX_NAME and long.models[0][0].endswith("…")
 
 
+@pytest.mark.slow
 def test_a_bad_frame_on_a_real_socket_marks_only_its_process_and_the_collector_lives_on():
     directory = runtime_dir()
     fake = FakeServer(directory / "fake.sock", [hello(434343), snapshot(7)])

@@ -15,8 +15,16 @@ import subprocess
 from pathlib import Path
 
 from dspy_top.attach import target as proc
-from dspy_top.attach.refusals import (BUSY, EXITED, FAILED, NO_GDB, NOT_PYTHON, PTRACE_DENIED, UNSUPPORTED_PYTHON,
-                                      AttachRefused)
+from dspy_top.attach.refusals import (
+    BUSY,
+    EXITED,
+    FAILED,
+    NO_GDB,
+    NOT_PYTHON,
+    PTRACE_DENIED,
+    UNSUPPORTED_PYTHON,
+    AttachRefused,
+)
 from dspy_top.attach.symbols import SymbolError, addresses
 
 SCRIPT = Path(__file__).with_name("gdb_script.py")

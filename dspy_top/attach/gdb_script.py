@@ -35,7 +35,7 @@ that leaves the thread broken.
 import json
 import os
 
-import gdb  # noqa: provided by gdb
+import gdb  # provided by gdb
 
 FUTEX = 202  # x86-64 system call number
 RESTARTING = (-512, -513, -514, -516)  # -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK

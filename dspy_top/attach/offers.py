@@ -9,8 +9,8 @@ until attached, when the local source finds their socket like any other.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from dspy_top.attach.discover import Candidate, attachable_processes
 

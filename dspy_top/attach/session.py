@@ -16,8 +16,16 @@ from dspy_top import client, paths
 from dspy_top.attach import gdb, remote_exec
 from dspy_top.attach import target as proc
 from dspy_top.attach.bootstrap import Request, new_request
-from dspy_top.attach.refusals import (EXITED, FAILED, NO_ANSWER, NO_DSPY, NOT_ATTACHED, UNSUPPORTED_DSPY,
-                                      UNSUPPORTED_PYTHON, AttachRefused)
+from dspy_top.attach.refusals import (
+    EXITED,
+    FAILED,
+    NO_ANSWER,
+    NO_DSPY,
+    NOT_ATTACHED,
+    UNSUPPORTED_DSPY,
+    UNSUPPORTED_PYTHON,
+    AttachRefused,
+)
 
 ANSWER_TIMEOUT = 10.0  # seconds for the job's main thread to run the queued code
 POLL = 0.01

@@ -12,9 +12,9 @@ import argparse
 import asyncio
 import sys
 
-from dspy_top.demos.common import add_lm_options, answer_is_correct, arithmetic_examples, configure_lm
-
 import dspy  # noqa: E402  (after common: it keeps litellm offline)
+
+from dspy_top.demos.common import add_lm_options, answer_is_correct, arithmetic_examples, configure_lm
 
 
 class Summarize(dspy.Module):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dspy_top.demos.common import add_lm_options, answer_is_correct, arithmetic_examples, configure_lm
-
 import dspy  # noqa: E402  (after common: it keeps litellm offline)
+
+from dspy_top.demos.common import add_lm_options, answer_is_correct, arithmetic_examples, configure_lm
 
 
 class Solver(dspy.Module):

@@ -14,9 +14,9 @@ import random
 import re
 import sys
 
-from dspy_top.demos.common import add_lm_options, answer_is_correct, arithmetic_examples, calculate, configure_lm
-
 import dspy  # noqa: E402  (after common: it keeps litellm offline)
+
+from dspy_top.demos.common import add_lm_options, answer_is_correct, arithmetic_examples, calculate, configure_lm
 
 CORPUS = [
     "Aisle 1 of the Harbor Street warehouse stores bolts, sorted by thread size.",

@@ -27,7 +27,7 @@ SUPPORTED_DSPY = ((3, 4), (3, 6))
 WATCH_EVERY = 0.5  # seconds between the watcher's looks at calls and runs from before the attach
 
 _lock = threading.Lock()
-_session: "Session | None" = None
+_session: Session | None = None
 
 
 class Session:

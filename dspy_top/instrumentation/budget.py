@@ -11,12 +11,11 @@ import sys
 import threading
 from typing import Any
 
+from dspy_top.budget_levels import ON_EXCEED, WARN_AT
 from dspy_top.errors import BudgetExceeded, BudgetStop
-from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.instrumentation.call_record import CallRecord
+from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.pricing import usd
-
-ACTIONS = ("warn", "raise", "stop")
-WARN_AT = 0.8
 
 
 class Guard:
@@ -24,8 +23,8 @@ class Guard:
 
     def __init__(self, recorder: Recorder, total_usd: float | None = None, on_exceed: str = "warn",
                  modules: dict[str, float] | None = None, models: dict[str, float] | None = None) -> None:
-        if on_exceed not in ACTIONS:
-            raise ValueError(f"on_exceed must be one of {ACTIONS}, not {on_exceed!r}")
+        if on_exceed not in ON_EXCEED:
+            raise ValueError(f"on_exceed must be one of {ON_EXCEED}, not {on_exceed!r}")
         self.recorder = recorder
         self.on_exceed = on_exceed
         self.limits: dict[tuple[str, str], float] = {}
@@ -40,10 +39,6 @@ class Guard:
         self._stop_reason: str | None = None
         self._lock = threading.Lock()
         recorder.budget = self.describe()
-
-    @property
-    def active(self) -> bool:
-        return bool(self.limits)
 
     def describe(self) -> dict[str, Any]:
         return {"on_exceed": self.on_exceed, "alerts": [],

@@ -21,7 +21,8 @@ import threading
 from typing import Any
 
 from dspy_top.instrumentation.lm_calls import usage_tokens
-from dspy_top.instrumentation.recorder import Counters, Recorder
+from dspy_top.instrumentation.recorder import Recorder
+from dspy_top.instrumentation.tally import Tally
 
 # History states in the summary.
 COMPLETE = "complete"  # every call DSPy made is in its history
@@ -193,7 +194,7 @@ class HistoryBackfill:
 
     def _count(self, entries: list[dict]) -> None:
         """Fold history entries into the recorder's `(before attach)` cells, as the hooks count a call."""
-        by_model: dict[str, Counters] = {}
+        by_model: dict[str, Tally] = {}
         first = last = None
         for entry in entries:
             try:
@@ -208,7 +209,7 @@ class HistoryBackfill:
                     cost = price.cost(prompt, completion, cached)
                 counters = by_model.get(model)
                 if counters is None:
-                    counters = by_model[model] = Counters()
+                    counters = by_model[model] = Tally()
                 counters.calls += 1
                 if hit:
                     counters.cache_hits += 1

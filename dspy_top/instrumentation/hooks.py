@@ -15,70 +15,24 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, NamedTuple
+from typing import Any
 
 from dspy_top.instrumentation import payload
+from dspy_top.instrumentation.call_context import ABSENT, NO_SCOPE, SCOPE_KEY, Scope, ThreadOverrides
+from dspy_top.instrumentation.call_record import CallRecord
 from dspy_top.instrumentation.frames import in_module_of
 from dspy_top.instrumentation.lm_calls import usage_tokens
 from dspy_top.instrumentation.module_paths import describe, holds
-from dspy_top.instrumentation.recorder import CallRecord, Recorder
+from dspy_top.instrumentation.recorder import Recorder
 
-# DSPy copies its own settings into Parallel/Evaluate/asyncify workers, not arbitrary
-# ContextVars; so the evaluation/compile a call belongs to travels as a settings key. Its value
-# is a plain tuple (ids, owners), so settings saved inside a scope (dspy.settings.save pickles
-# them) load where dspy-top is not installed.
-SCOPE_KEY = "dspy_top_scope"
 MECHANISM_EXECUTION = "execution-hooks"
 MECHANISM_FALLBACK = "lm-call-fallback"
-_ABSENT = object()  # what `patch` restores as "no such attribute"
+_new_scope = tuple.__new__
 
 
 def _forget(paths: dict, key: tuple[int, ...], _dead: weakref.ref) -> None:
     """A module of this chain was collected: its id may be reused, so drop the entry."""
     paths.pop(key, None)
-
-
-class Scope(NamedTuple):
-    """The evaluations and compiles enclosing the current code, outermost first.
-
-    A tuple, cheap to make from the plain (ids, owners) pair kept in DSPy's settings: Evaluate's
-    progress reads it once per example."""
-
-    ids: tuple[str, ...] = ()
-    owners: tuple[int, ...] = ()  # id() of the Evaluate/optimizer instances, to skip re-entry
-
-    def push(self, scope_id: str, owner: object) -> "Scope":
-        return Scope(self.ids + (scope_id,), self.owners + (id(owner),))
-
-
-_NO_SCOPE = Scope()
-_new_scope = tuple.__new__
-
-
-class ThreadOverrides:
-    """DSPy 2.6's per-thread settings overrides (a `threading.local`), behind the ContextVar
-    interface that DSPy 3 uses: `get()`, `set(value) -> token`, `reset(token)`."""
-
-    def __init__(self, local) -> None:
-        self._local = local
-
-    def get(self) -> Any:
-        overrides = getattr(self._local, "overrides", None)
-        return overrides if overrides is not None else {}
-
-    def set(self, value) -> Any:
-        previous = getattr(self._local, "overrides", _ABSENT)
-        self._local.overrides = value
-        return previous
-
-    def reset(self, token) -> None:
-        if token is _ABSENT:
-            try:
-                del self._local.overrides
-            except AttributeError:
-                pass
-        else:
-            self._local.overrides = token
 
 
 class Hooks:
@@ -109,7 +63,7 @@ class Hooks:
     def install(self) -> str:
         import importlib
 
-        from dspy_top.instrumentation import legacy_lm, lm_calls, scopes  # they import Scope from here
+        from dspy_top.instrumentation import legacy_lm, lm_calls, scopes  # they wrap DSPy through these hooks
 
         settings_module = importlib.import_module("dspy.dsp.utils.settings")
         overrides = settings_module.thread_local_overrides
@@ -139,7 +93,7 @@ class Hooks:
     def uninstall(self) -> None:
         for owner, name, original in reversed(self._restore):
             try:
-                if original is _ABSENT:
+                if original is ABSENT:
                     delattr(owner, name)
                 else:
                     setattr(owner, name, original)
@@ -152,10 +106,10 @@ class Hooks:
 
         The replacement's frames belong to the original's module (frames.py)."""
         if isinstance(owner, type):
-            original = owner.__dict__.get(name, _ABSENT)
+            original = owner.__dict__.get(name, ABSENT)
         else:
             original = getattr(owner, name)
-        if original is not _ABSENT:
+        if original is not ABSENT:
             replacement = in_module_of(replacement, original)
         self._restore.append((owner, name, original))
         setattr(owner, name, replacement)
@@ -196,7 +150,7 @@ class Hooks:
 
     def scope(self) -> Scope:
         scope = self.setting(SCOPE_KEY)
-        return _new_scope(Scope, scope) if type(scope) is tuple and len(scope) == 2 else _NO_SCOPE
+        return _new_scope(Scope, scope) if type(scope) is tuple and len(scope) == 2 else NO_SCOPE
 
     def enter_scope(self, scope: Scope):
         overrides = self.overrides.get()

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from dspy_top.instrumentation import scopes as hooks_scopes
-from dspy_top.instrumentation.hooks import Scope
+from dspy_top.instrumentation.call_context import Scope
 
 _DATA = {"student", "trainset", "valset", "teacher", "program", "self"}
 _NO_EVALUATIONS = ("BootstrapFewShot", "LabeledFewShot")  # optimizers that never call Evaluate

@@ -24,7 +24,7 @@ from typing import Any
 from dspy_top.instrumentation import payload
 
 # The call in progress on this thread or task, and what has been learned about it.
-CALL: contextvars.ContextVar["InFlight | None"] = contextvars.ContextVar("dspy_top_legacy_call", default=None)
+CALL: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar("dspy_top_legacy_call", default=None)
 
 _CALL_PARAMETERS = ("prompt", "messages")
 

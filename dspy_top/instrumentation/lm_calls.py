@@ -15,7 +15,7 @@ import inspect
 from typing import Any
 
 from dspy_top.instrumentation import payload
-from dspy_top.instrumentation.recorder import CallRecord
+from dspy_top.instrumentation.call_record import CallRecord
 
 # The call being executed on this thread or task: retries and partial usage land on it.
 CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("dspy_top_call", default=None)

@@ -19,7 +19,8 @@ import importlib.abc
 import importlib.machinery
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _WATCHED = ("multiprocessing.util", "multiprocessing.pool")
 # Runs after the program's own finalizers and after the child's children are joined.

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from dspy_top import paths
+from dspy_top.protocol import CALLS, EXIT
 from dspy_top.recording import runs
 from dspy_top.recording.writer import RecordingWriter
 
@@ -116,7 +118,7 @@ class JobRecording:
         if writer is None or self.closed:
             return
         kind = message.get("t")
-        if kind == "calls":
+        if kind == CALLS:
             fields = message.get("fields")
             key = tuple(fields) if fields else ()
             at = self._id_at.get(key)
@@ -124,7 +126,7 @@ class JobRecording:
                 at = self._id_at[key] = list(key).index("id") if "id" in key else -1
             if at >= 0:
                 self._keep_sources([row[at] for row in message.get("rows") or ()])
-        elif kind == "exit":
+        elif kind == EXIT:
             self.close(message)
             return
         writer.add(message)

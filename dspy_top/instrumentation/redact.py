@@ -31,9 +31,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import islice
-from typing import Any, Iterable
+from typing import Any
 
 from dspy_top.protocol import text as valid_text
 
@@ -50,7 +50,7 @@ _WORDS = {"password", "passwd", "passphrase", "secret", "secrets", "credential",
 # `<word> key` and `<word> token` names that are credentials (`metric_key`, `eos_token` are not).
 _KEY_QUALIFIERS = {"api", "apim", "subscription", "access", "secret", "private", "auth", "account", "master",
                    "encryption", "signing", "session", "license", "client", "consumer", "service", "app", "admin",
-                   "openai", "anthropic", "azure", "master", "storage", "sas", "ssh", "gpg"}
+                   "openai", "anthropic", "azure", "storage", "sas", "ssh", "gpg"}
 _TOKENIZER_TOKENS = {"stop", "pad", "eos", "bos", "sep", "unk", "mask", "cls", "start", "end", "special", "max",
                      "min", "num", "total", "prompt", "completion", "cached", "reasoning", "input", "output"}
 # A command-line flag of one word: `--token x`, `--key x` (a dict key `token` is a logprob's).
@@ -412,7 +412,7 @@ class Redactor:
         hide_next = False
         for index, arg in enumerate(argv):
             if index >= MAX_ITEMS:
-                out.append(f"… more arguments")
+                out.append("… more arguments")
                 break
             arg = arg if isinstance(arg, str) else str(arg)
             if hide_next and not arg.startswith("-"):

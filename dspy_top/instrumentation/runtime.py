@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dspy_top import __version__, config, protocol
+from dspy_top import config, protocol
 from dspy_top.config import JobSettings
 from dspy_top.instrumentation import process_exit
 from dspy_top.instrumentation.budget import Guard
@@ -28,9 +28,10 @@ from dspy_top.instrumentation.hooks import Hooks
 from dspy_top.instrumentation.payload import materialize, secrets_of
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.instrumentation.server import SocketServer
+from dspy_top.version import __version__
 
 _lock = threading.RLock()
-_active: "Instrumentation | None" = None
+_active: Instrumentation | None = None
 # How long `recording_path` waits for the server thread to open the recording.
 RECORDING_OPEN_WAIT = 2.0
 # Payloads kept for a recording to take (at least): a job making 2,500 calls a second has 1.6 s
@@ -212,7 +213,7 @@ def instrument(history: int | None = None, queue: int | None = None, serve: bool
                history_bytes: int | None = None, prices=None, budget_usd: float | None = None,
                on_exceed: str | None = None,
                module_budgets: dict[str, float] | None = None,
-               model_budgets: dict[str, float] | None = None, record=None) -> "Instrumentation | Unavailable":
+               model_budgets: dict[str, float] | None = None, record=None) -> Instrumentation | Unavailable:
     """See `dspy_top.instrument`. Never raises: a bad setting is reported once and ignored."""
     global _active
     budget_options = dict(prices=prices, budget_usd=budget_usd, on_exceed=on_exceed,

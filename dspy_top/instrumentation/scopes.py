@@ -15,8 +15,8 @@ import types
 import weakref
 from typing import Any
 
+from dspy_top.instrumentation.call_context import Scope
 from dspy_top.instrumentation.frames import in_module_of
-from dspy_top.instrumentation.hooks import Scope
 
 _scope_ids = itertools.count(1)
 

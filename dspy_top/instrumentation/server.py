@@ -32,8 +32,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dspy_top import paths, protocol
 from dspy_top.config import JobSettings
@@ -128,7 +129,6 @@ class SocketServer:
         self._last_stats_version = -1
         self._last_stats_at = 0.0
         self.ever_attached = False
-        self.last_attach_at = float("-inf")
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -351,7 +351,6 @@ class SocketServer:
         viewer.interest = selectors.EVENT_READ
         self.viewers[viewer.fileno] = viewer
         self.ever_attached = True
-        self.last_attach_at = time.monotonic()
         self._write(viewer)
 
     def _catch_up_now(self) -> CatchUp:

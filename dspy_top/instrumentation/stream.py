@@ -11,7 +11,8 @@ viewers today, and another consumer of the same stream (a recording) can be one 
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 # What a frame is, for a reader that falls behind.
 CALLS = 0  # call, tool or progress events: dropped and counted (`events` of them)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 _HOMES = {
     "CallQuery": "calls", "CallSummary": "calls", "History": "calls", "Counters": "counters", "Fleet": "fleet",
-    "OptimizerRun": "optimizers", "Trial": "optimizers", "CONNECTING": "process", "ENDED": "process",
-    "FAILED": "process", "LOST": "process", "RUNNING": "process", "ProcessState": "process",
+    "OptimizerRun": "optimizers", "Trial": "optimizers", "CONNECTING": "states", "ENDED": "states",
+    "FAILED": "states", "LOST": "states", "RUNNING": "states", "ProcessState": "process",
     "ScopeState": "scopes", "ModelRow": "snapshot", "ProcessRow": "snapshot", "Snapshot": "snapshot",
     "ModuleNode": "tree", "ModuleRow": "tree", "build_tree": "tree", "flatten": "tree",
 }
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from dspy_top.model.counters import Counters
     from dspy_top.model.fleet import Fleet
     from dspy_top.model.optimizers import OptimizerRun, Trial
-    from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST, RUNNING, ProcessState
+    from dspy_top.model.process import ProcessState
     from dspy_top.model.scopes import ScopeState
     from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
+    from dspy_top.model.states import CONNECTING, ENDED, FAILED, LOST, RUNNING
     from dspy_top.model.tree import ModuleNode, ModuleRow, build_tree, flatten

@@ -6,8 +6,9 @@ says how many there were and what may be missing (docs/protocol.md, `stats.befor
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,14 @@ class BeforeAttach:
     first_at: float | None = None  # the oldest counted call's end
 
     @classmethod
-    def from_record(cls, record) -> "BeforeAttach":
+    def from_record(cls, record) -> BeforeAttach:
         """From the checked `stats.before_attach` (dspy_top.schema.BeforeAttachRecord)."""
         return cls(at=record.at or 0.0, calls=record.calls, history=record.history, missing=record.missing,
                    in_flight=record.in_flight, in_flight_counted=record.in_flight_counted, settled=record.settled,
                    first_at=record.first_at)
 
     @classmethod
-    def from_wire(cls, wire: Mapping[str, Any]) -> "BeforeAttach":
+    def from_wire(cls, wire: Mapping[str, Any]) -> BeforeAttach:
         missing = wire.get("missing")
         first = wire.get("first_at")
         return cls(at=float(wire.get("at") or 0.0), calls=int(wire.get("calls") or 0),

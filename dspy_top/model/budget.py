@@ -8,14 +8,14 @@ budget_usd=...)`) acts inside the job and reports its limits and alerts in `stat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
+from dspy_top.budget_levels import WARN_AT
 from dspy_top.pricing import usd
 
 if TYPE_CHECKING:
-    from dspy_top.schema import AlertRecord
+    from dspy_top.schema.records import AlertRecord
 
-WARN_AT = 0.8
 LEVELS = (80, 100)  # percent: each warns once
 
 
@@ -95,7 +95,7 @@ class BudgetAlert:
         return (self.process, self.level, self.scope, self.name)
 
     @classmethod
-    def from_record(cls, process: str, pid: int, record: AlertRecord) -> "BudgetAlert":
+    def from_record(cls, process: str, pid: int, record: AlertRecord) -> BudgetAlert:
         return cls(process, pid, record.level, record.scope, record.name, record.spent_usd, record.budget_usd,
                    record.action, record.message)
 
@@ -118,6 +118,3 @@ class JobBudget:
     def worst(self) -> BudgetLimit | None:
         return max(self.limits, key=lambda limit: limit.fraction, default=None)
 
-
-def all_alerts(budgets: Iterable[JobBudget]) -> list[BudgetAlert]:
-    return [alert for budget in budgets for alert in budget.alerts]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 
 class CallSummary(NamedTuple):
@@ -45,18 +46,18 @@ class CallSummary(NamedTuple):
         return self.start + self.latency
 
     @classmethod
-    def from_row(cls, process: str, pid: int, row: tuple) -> "CallSummary":
+    def from_row(cls, process: str, pid: int, row: tuple) -> CallSummary:
         """From a checked row (`schema.CALL_COLUMNS` order): the viewer's hot path, so no copying."""
         return _new(cls, (process, pid, *row))
 
     @classmethod
-    def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> "CallSummary":
+    def from_wire(cls, process: str, pid: int, wire: Mapping[str, Any]) -> CallSummary:
         """From one `call` map, checked on the way in (raises `schema.BadMessage`)."""
         from dspy_top import schema  # the viewer's start needs none of the schema
 
         return _new(cls, (process, pid, *schema.call_map(wire)))
 
-    def matches(self, query: "CallQuery") -> bool:
+    def matches(self, query: CallQuery) -> bool:
         return query.matches(self)
 
 
@@ -116,12 +117,6 @@ class CallQuery:
         """Does a module path pass the filter (model/pid parts ignored)?"""
         for field, value in self._parts():
             if field in ("module", "") and value not in path.lower() and value not in ("err", "cache"):
-                return False
-        return True
-
-    def matches_model(self, model: str) -> bool:
-        for field, value in self._parts():
-            if field == "model" and value not in model.lower():
                 return False
         return True
 

@@ -5,27 +5,24 @@ A frozen value: folding a `stats` frame replaces counters whole, so a snapshot c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 from dspy_top import latency
-from dspy_top.schema import EMPTY_COUNTERS, CountersRecord
+from dspy_top.protocol import COUNT_FIELDS, SECONDS_FIELDS, USD_FIELDS
+from dspy_top.schema.records import EMPTY_COUNTERS, CountersRecord
 
-_INT_FIELDS = (
-    "calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "unpriced_calls", "unmetered_calls", "in_flight",
-)
-_FLOAT_FIELDS = ("cost_usd", "cost_saved_usd", "latency_s")
 _FIELDS = tuple(f.name for f in fields(CountersRecord))
 
 
 @dataclass(frozen=True, slots=True)
 class Counters(CountersRecord):
     """One set of exact counters (see docs/protocol.md, "Counters"): the checked wire record's
-    fields (dspy_top/schema.py), with the arithmetic the views need."""
+    fields (dspy_top/schema/), with the arithmetic the views need."""
 
     @classmethod
-    def from_record(cls, record: CountersRecord) -> "Counters":
+    def from_record(cls, record: CountersRecord) -> Counters:
         """Counters from their checked wire record."""
         if record is EMPTY_COUNTERS:
             return EMPTY
@@ -62,8 +59,8 @@ class Counters(CountersRecord):
 
     def to_json(self) -> dict[str, Any]:
         """The counters as plain JSON (no histogram; percentiles instead)."""
-        out: dict[str, Any] = {name: getattr(self, name) for name in _INT_FIELDS}
-        out.update({name: getattr(self, name) for name in _FLOAT_FIELDS})
+        out: dict[str, Any] = {name: getattr(self, name) for name in COUNT_FIELDS}
+        out.update({name: getattr(self, name) for name in USD_FIELDS + SECONDS_FIELDS})
         out["cost_usd"] = round(self.cost_usd, 10)
         out["cost_saved_usd"] = round(self.cost_saved_usd, 10)
         out["cost_known"] = self.cost_known
@@ -83,8 +80,8 @@ def total(parts: Iterable[Counters]) -> Counters:
         return EMPTY
     if len(parts) == 1:
         return parts[0]
-    values: dict[str, Any] = {name: sum(getattr(p, name) for p in parts) for name in _INT_FIELDS}
-    values.update({name: sum(getattr(p, name) for p in parts) for name in _FLOAT_FIELDS})
+    values: dict[str, Any] = {name: sum(getattr(p, name) for p in parts) for name in COUNT_FIELDS}
+    values.update({name: sum(getattr(p, name) for p in parts) for name in USD_FIELDS + SECONDS_FIELDS})
     hist: dict[int, int] = {}
     for part in parts:
         latency.merge(hist, part.latency_hist)

@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dspy_top.model.budget import ViewerBudget
 from dspy_top.model.burn import BURN_WINDOW, Burn, eval_projection
-from dspy_top.model.calls import HISTORY, CallQuery, CallSummary, History
+from dspy_top.model.calls import HISTORY, CallQuery, History
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.hosts import HostRow
-from dspy_top.model.process import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING, ProcessState
-from dspy_top.model.rates import add_series
-from dspy_top.model.repricing import Repricer
 from dspy_top.model.optimizers import derive as derive_optimizers
 from dspy_top.model.payloads import PayloadAnswer, PayloadTexts
+from dspy_top.model.process import ProcessState
+from dspy_top.model.rates import add_series
+from dspy_top.model.repricing import Repricer
 from dspy_top.model.snapshot import ModelRow, ProcessRow, Snapshot
+from dspy_top.model.states import CONNECTING, CONNECTING_STATUS, ENDED, LOST, RUNNING
 from dspy_top.model.tree import LeafInput, build_tree
 from dspy_top.pricing import Price
 from dspy_top.protocol import Hello
-from dspy_top.schema import BadMessage, Record, parse
+from dspy_top.schema import parse
+from dspy_top.schema.records import Record
+from dspy_top.schema.values import BadMessage
 
 SERIES_LENGTH = 120  # sparkline buckets kept (seconds at the default bucket width)
 
@@ -93,14 +97,14 @@ class Fleet:
         process = self.processes.get(key)
         if process is None or process.state == ENDED:  # a source that skipped `attach`
             self.attach(key, hello.pid, host=host, stats_follow=stats_follow)
-        self.processes[key].connected(hello, self.clock())
+        self.processes[key].connected(hello)
 
     def fold(self, key: str, message: Mapping[str, Any] | Record) -> None:
         """Apply one message; a malformed one marks the process, never raises."""
         self.fold_many(key, [message])
 
     def fold_many(self, key: str, messages: list[Mapping[str, Any] | Record]) -> None:
-        """Apply messages in order, each checked first (dspy_top/schema.py) unless it already is a record.
+        """Apply messages in order, each checked first (dspy_top/schema/) unless it already is a record.
 
         A message the schema refuses ends the process's stream: it is marked with the reason
         ("protocol error: ..."), nothing after it is folded, and the collector closes its

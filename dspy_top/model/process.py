@@ -17,20 +17,23 @@ from dspy_top.model.burn import BURN_WINDOW
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.model.rates import BucketSeries, RateWindow, seed_windows
-from dspy_top.model.repricing import Cell, Repricer
+from dspy_top.model.repricing import Repricer, TokenCell
 from dspy_top.model.scopes import ScopeState, add_late_call, scope_from_record
+from dspy_top.model.states import CONNECTING, CONNECTING_STATUS, ENDED, FAILED, LOST, NOT_FINAL, RUNNING
 from dspy_top.protocol import Hello
-from dspy_top.schema import (AlertRecord, BudgetRecord, CallsRecord, ErrorRecord, ExitRecord, Record, ScopeRecord,
-                             SnapshotRecord, StatsRecord)
+from dspy_top.schema.records import (
+    AlertRecord,
+    BudgetRecord,
+    CallsRecord,
+    ErrorRecord,
+    ExitRecord,
+    Record,
+    ScopeRecord,
+    SnapshotRecord,
+    StatsRecord,
+)
 
 # What a process row can say about its connection.
-CONNECTING = "connecting"
-RUNNING = "running"
-ENDED = "ended"  # sent `exit`: final numbers
-LOST = "lost"  # the connection broke without an `exit`
-FAILED = "failed"  # never attached (bad socket, wrong version, permission)
-NOT_FINAL = "final numbers not received"  # said of a lost process: its last numbers are not its final ones
-CONNECTING_STATUS = "connecting…"  # said of a process being attached to, until it says hello
 # Call events left out of snapshots while waiting for the `stats` frame that counts them; past this
 # many (a process that sends no stats), they are shown anyway.
 UNSETTLED_LIMIT = 20_000
@@ -44,7 +47,7 @@ class ModuleCounters:
     class_name: str
     chain: tuple[str, ...]
     counters: Counters
-    by_model: dict[str, Cell] | None = None  # billed token cells per model, for re-pricing
+    by_model: dict[str, TokenCell] | None = None  # billed token cells per model, for re-pricing
 
 
 class ProcessState:
@@ -59,7 +62,6 @@ class ProcessState:
         self.hello: Hello | None = None
         self.state = CONNECTING
         self.status = CONNECTING_STATUS
-        self.attached_at: float | None = None
         self.ended_at: float | None = None
         self.totals = EMPTY
         self.modules: dict[str, ModuleCounters] = {}
@@ -122,12 +124,11 @@ class ProcessState:
         alerts = (replace(alert, process=key) for alert in self.budget_alerts.values())
         self.budget_alerts = {alert.key: alert for alert in alerts}
 
-    def connected(self, hello: Hello, now: float) -> None:
+    def connected(self, hello: Hello) -> None:
         self.hello = hello
         self.pid = hello.pid
         self.state = RUNNING
         self.status = "running"
-        self.attached_at = now
 
     def failed(self, reason: str, now: float, protocol: bool = False) -> None:
         """The connection could not be made or broke (`protocol`: it sent something the schema refuses,
@@ -153,7 +154,7 @@ class ProcessState:
     # --- folding --------------------------------------------------------------------
 
     def fold(self, record: Record, now: float, history: History) -> None:
-        """Apply one checked message from the process (see dspy_top/schema.py)."""
+        """Apply one checked message from the process (see dspy_top/schema/)."""
         kind = type(record)
         if kind is CallsRecord:
             self._fold_calls(record.rows, history)

@@ -9,14 +9,14 @@ re-priced models' original share estimated from their process-wide cost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.counters import EMPTY, Counters
 from dspy_top.pricing import Price
 
-Cell = tuple[int, int, int]  # billed [prompt, completion, cached] tokens of one model in one module
+TokenCell = tuple[int, int, int]  # billed [prompt, completion, cached] tokens of one model in one module
 
 
 class Repricer:
@@ -47,7 +47,7 @@ class Repricer:
         unpriced = totals.unpriced_calls - sum(models[name].unpriced_calls for name in overridden)
         return replace(totals, cost_usd=max(0.0, totals.cost_usd - old) + new, unpriced_calls=max(0, unpriced))
 
-    def module(self, counters: Counters, cells: Mapping[str, Cell], models: Mapping[str, Counters]) -> Counters:
+    def module(self, counters: Counters, cells: Mapping[str, TokenCell], models: Mapping[str, Counters]) -> Counters:
         """One module path's counters, from its per-model token cells."""
         overridden = [name for name in cells if name in self.prices]
         if not overridden:
@@ -74,7 +74,7 @@ class Repricer:
             return call
         return call._replace(cost_usd=price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens))
 
-    def _original_share(self, name: str, cell: Cell, models: Mapping[str, Counters]) -> float:
+    def _original_share(self, name: str, cell: TokenCell, models: Mapping[str, Counters]) -> float:
         # The job's cost for this model in this module, in proportion to its process-wide cost.
         original = models.get(name, EMPTY)
         if original.cost_usd <= 0:

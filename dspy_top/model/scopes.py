@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from dspy_top import latency, schema
 from dspy_top.model.counters import EMPTY, Counters
-from dspy_top.schema import ScopeRecord
+from dspy_top.schema.records import ScopeRecord
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ expansion, sort and filter. Pure functions over frozen values.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from dspy_top.model.counters import Counters, total
 
@@ -27,7 +27,7 @@ class ModuleNode:
     own: Counters | None  # calls made at exactly this path (None for a pure parent)
     tokens_per_sec: float
     active: bool
-    children: tuple["ModuleNode", ...]
+    children: tuple[ModuleNode, ...]
 
 
 @dataclass(frozen=True)
@@ -184,13 +184,3 @@ def flatten(
 def _own_rate(node: ModuleNode) -> float:
     return node.tokens_per_sec - sum(c.tokens_per_sec for c in node.children)
 
-
-def find(roots: Iterable[ModuleNode], path: str) -> ModuleNode | None:
-    for node in roots:
-        if node.path == path:
-            return node
-        if path.startswith(node.path + "."):
-            found = find(node.children, path)
-            if found is not None:
-                return found
-    return None

@@ -13,8 +13,9 @@ import shutil
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from dspy_top.recording import export, runs
 from dspy_top.recording.frames import RecordingError

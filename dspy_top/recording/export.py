@@ -12,11 +12,13 @@ import csv
 import json
 import math
 import time
-from json.encoder import encode_basestring
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from json.encoder import encode_basestring
+from typing import Any, TextIO
 
+from dspy_top.protocol import CALL, CALLS, SNAPSHOT
 from dspy_top.recording.reader import Recording
 
 # The columns of every format, in order (docs/recording-format.md, "Export").
@@ -83,13 +85,13 @@ class CallRows:
         """Each `calls` batch (and snapshot's calls) as columns: name -> values."""
         for message in self.recording.messages():
             kind = message.get("t")
-            if kind == "calls":
+            if kind == CALLS:
                 fields = list(message.get("fields") or ())
                 rows = message.get("rows") or ()
                 if rows and "id" in fields:
                     yield self._columns(fields, list(zip(*rows)))
-            elif kind in ("call", "snapshot"):
-                calls = [message] if kind == "call" else list(message.get("calls") or ())
+            elif kind in (CALL, SNAPSHOT):
+                calls = [message] if kind == CALL else list(message.get("calls") or ())
                 calls = [c for c in calls if isinstance(c, dict) and "id" in c]
                 if calls:
                     fields = list(calls[0])

@@ -14,13 +14,14 @@ import os
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 
-from dspy_top.protocol import call_dicts
+from dspy_top.protocol import CALL, CALLS, SNAPSHOT, call_dicts
 from dspy_top.recording import frames
 from dspy_top.recording.frames import Broken, Damage, Frame, RecordingError, Torn
 from dspy_top.recording.index import CheckpointRef, Index, IndexWalker, from_footer
@@ -115,9 +116,9 @@ class Recording:
         except BaseException:
             os.close(fd)
             raise
-        self.live  # takes the shared lock unless a writer holds the file: retention leaves it alone
+        self.live  # noqa: B018 (a property read for its effect) takes the shared lock unless a writer holds the file: retention leaves it alone
 
-    def __enter__(self) -> "Recording":
+    def __enter__(self) -> Recording:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -243,7 +244,7 @@ class Recording:
             else:
                 time.sleep(poll)
 
-    def cursor(self, start: Position | None = None, history: int = 0) -> "Cursor":
+    def cursor(self, start: Position | None = None, history: int = 0) -> Cursor:
         """The messages from the start or from `start`, as `messages` gives them, read a few
         frames at a time and never waiting: for a reader that must not block (a replay, in the
         collector's thread). See `Cursor`."""
@@ -256,11 +257,11 @@ class Recording:
             found: list[dict[str, Any]] = []
             for message in self._segment(frames.MESSAGES, segment.offset):
                 kind = message.get("t")
-                if kind == "calls":
+                if kind == CALLS:
                     found.extend(call_dicts(message.get("fields") or (), message.get("rows") or ()))
-                elif kind == "call":
+                elif kind == CALL:
                     found.append(message)
-                elif kind == "snapshot":
+                elif kind == SNAPSHOT:
                     found.extend(message.get("calls") or ())
             calls = found + calls
             if len(calls) >= limit:
@@ -398,7 +399,7 @@ class Cursor:
     whole stream was read: the footer came, or the writer is gone and the file read to its end.
     """
 
-    def __init__(self, recording: "Recording", start: Position | None, history: int) -> None:
+    def __init__(self, recording: Recording, start: Position | None, history: int) -> None:
         self.recording = recording
         self.offset = recording._first if start is None else start.offset
         self.written = recording.started_at if start is None else start.at  # the last write read so far
@@ -446,20 +447,20 @@ def _typed(records: list[Any]) -> Iterator[dict[str, Any]]:
 def message_time(message: dict[str, Any]) -> float | None:
     """When a message happened (epoch seconds), from its own fields; None if it says nothing."""
     kind = message.get("t")
-    if kind == "calls":
+    if kind == CALLS:
         fields = list(message.get("fields") or ())
         rows = message.get("rows") or ()
         if rows and "start" in fields and "latency" in fields:
             start, latency = fields.index("start"), fields.index("latency")
             return max(float(row[start] or 0.0) + float(row[latency] or 0.0) for row in rows)
         return None
-    if kind == "call":
+    if kind == CALL:
         return float(message.get("start") or 0.0) + float(message.get("latency") or 0.0)
     for key in ("at", "end", "start"):
         value = message.get(key)
         if isinstance(value, (int, float)):
             return float(value)
-    if kind == "snapshot" and isinstance(message.get("stats"), dict):
+    if kind == SNAPSHOT and isinstance(message.get("stats"), dict):
         value = message["stats"].get("at")
         return float(value) if isinstance(value, (int, float)) else None
     return None

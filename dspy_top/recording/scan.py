@@ -8,7 +8,7 @@ is readable is read.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from dspy_top.recording import frames
 from dspy_top.recording.frames import Broken, Damage, Frame, Torn

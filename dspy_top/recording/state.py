@@ -15,20 +15,33 @@ per call while writing. Standard library only (and dspy_top.latency, itself pure
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from dspy_top.latency import bucket_of
+from dspy_top.protocol import (
+    CALL,
+    CALLS,
+    COMPILE_END,
+    COMPILE_START,
+    COUNTER_FIELDS,
+    EVAL_END,
+    EVAL_PROGRESS,
+    EVAL_START,
+    EXIT,
+    SNAPSHOT,
+    STATS,
+)
 
 # Finished evaluations kept in a checkpoint (the oldest go first; running ones and compiles
 # are always kept). Bounds a checkpoint of a GEPA run with thousands of evaluations; the
 # messages in the file still hold every one.
 MAX_FINISHED_EVALS = 2000
-_SCOPE_START = ("eval_start", "compile_start")
-_SCOPE_END = ("eval_end", "compile_end")
+_SCOPE_START = (EVAL_START, COMPILE_START)
+_SCOPE_END = (EVAL_END, COMPILE_END)
 _NOT_STATE = ("t", "seq")
 # The totals a call event adds to (the rest of a `stats` is as the latest one left it).
-TAIL_COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
-                 "reasoning_tokens", "cost_usd", "unpriced_calls", "unmetered_calls", "cost_saved_usd", "latency_s")
+TAIL_COUNTERS = tuple(name for name in COUNTER_FIELDS if name != "in_flight")
 
 
 class RecordingState:
@@ -57,7 +70,7 @@ class RecordingState:
         seq = message.get("seq")
         if type(seq) is int and seq > self.seq:
             self.seq = seq
-        if kind == "calls":
+        if kind == CALLS:
             rows = message.get("rows") or ()
             self.calls += len(rows)
             if rows:
@@ -69,22 +82,22 @@ class RecordingState:
                     if type(last) is int and last > self.seq:
                         self.seq = last
             return
-        if kind == "call":
+        if kind == CALL:
             self.calls += 1
             self._unsummed.append((None, (message,)))
-        elif kind == "stats":
+        elif kind == STATS:
             self._take_stats(message)
         elif kind in _SCOPE_START or kind in _SCOPE_END:
             self._put_scope(message, replace=True)
-        elif kind == "eval_progress":
+        elif kind == EVAL_PROGRESS:
             scope = self.scopes.get(message.get("id"))
             if scope is not None:
                 scope.update(done=message.get("done"), score_sum=message.get("score_sum"))
-        elif kind == "snapshot":
+        elif kind == SNAPSHOT:
             if isinstance(message.get("stats"), dict):
                 self._take_stats(message["stats"])
             self.calls += len(message.get("calls") or ())
-        elif kind == "exit":
+        elif kind == EXIT:
             self.exit = {k: v for k, v in message.items() if k != "t"}
             if isinstance(message.get("stats"), dict):
                 self._take_stats(message["stats"])
@@ -172,7 +185,7 @@ class RecordingState:
         }
 
     @classmethod
-    def from_checkpoint(cls, stored: dict[str, Any]) -> "RecordingState":
+    def from_checkpoint(cls, stored: dict[str, Any]) -> RecordingState:
         state = cls()
         state.at = float(stored.get("at") or 0.0)
         state.seq = int(stored.get("seq") or 0)
@@ -196,7 +209,7 @@ class RecordingState:
         """A protocol `snapshot` message for a viewer starting here: stats with every kept scope."""
         stats = dict(self.stats or {})
         stats["scopes"] = [dict(scope) for scope in self.scopes.values()]
-        return {"t": "snapshot", "stats": stats, "calls": list(calls or ()), "seq": self.seq}
+        return {"t": SNAPSHOT, "stats": stats, "calls": list(calls or ()), "seq": self.seq}
 
 
 def _sum_calls(tail: dict[str, Any], fields: Any, rows: Any) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from dspy_top.recording.frames import RecordingError
 from dspy_top.recording.reader import EndState, Recording

@@ -14,12 +14,13 @@ import functools
 import os
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgpack
 
-from dspy_top.protocol import CALL_FIELDS
+from dspy_top.protocol import CALL, CALL_FIELDS, CALLS, EVAL_PROGRESS, STATS, TOOL
 from dspy_top.recording import frames
 from dspy_top.recording.state import RecordingState
 
@@ -58,7 +59,7 @@ STATS_CALLS = 5
 STATS_SLOW_EVERY = 5.0
 STATS_IDLE_EVERY = 10.0
 STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
-_THINNED = ("calls", "call", "tool", "eval_progress")  # events not kept past the hard cap
+_THINNED = (CALLS, CALL, TOOL, EVAL_PROGRESS)  # events not kept past the hard cap
 _NOT_NUMBERS = ("t", "at", "dropped_viewer")  # what a heartbeat `stats` changes
 
 
@@ -74,7 +75,7 @@ def _guarded(method: Callable[..., None]) -> Callable[..., None]:
     the server thread that called it."""
 
     @functools.wraps(method)
-    def guarded(self: "RecordingWriter", *args: Any, **kwargs: Any) -> None:
+    def guarded(self: RecordingWriter, *args: Any, **kwargs: Any) -> None:
         try:
             method(self, *args, **kwargs)
         except Exception as exc:
@@ -164,7 +165,7 @@ class RecordingWriter:
 
     @classmethod
     def create(cls, path: str | os.PathLike, hello: dict[str, Any], cap_bytes: int = DEFAULT_CAP,
-               overwrite: bool = False, clock: Callable[[], float] = time.time) -> "RecordingWriter":
+               overwrite: bool = False, clock: Callable[[], float] = time.time) -> RecordingWriter:
         """A new recording at `path`, created 0600 and locked for as long as it is written.
 
         The directory must exist (see runs.runs_dir for the default one, made 0700). Raises
@@ -192,24 +193,24 @@ class RecordingWriter:
             return
         kind = message.get("t")
         if self._hard_cap and not self._keep_past_cap(message):
-            if kind == "calls":
+            if kind == CALLS:
                 self.state.calls_dropped += len(message.get("rows") or ())
-            elif kind == "call":
+            elif kind == CALL:
                 self.state.calls_dropped += 1
             return
         try:
-            if kind == "stats" and not self._keep_stats(message):
+            if kind == STATS and not self._keep_stats(message):
                 return
             packed = self._packer.pack(message)
             self.state.apply(message)
         except Exception:  # a value msgpack refuses even through the fallback, a malformed message
             self.state.notes.append({"event": "unstorable_message", "type": str(kind)})
             return
-        if kind == "calls":
+        if kind == CALLS:
             count = len(message.get("rows") or ())
             self._frame_calls += count
             self._calls_since_stats += count
-        elif kind == "call":
+        elif kind == CALL:
             self._frame_calls += 1
             self._calls_since_stats += 1
         now = self._clock()
@@ -243,7 +244,7 @@ class RecordingWriter:
     def add_calls(self, rows: list[tuple] | list[list], fields: Iterable[str] | None = None) -> None:
         """Call events as the recorder queues them: rows in protocol.CALL_FIELDS order (or `fields`)."""
         if rows:
-            self.add({"t": "calls", "fields": list(fields or CALL_FIELDS), "rows": rows})
+            self.add({"t": CALLS, "fields": list(fields or CALL_FIELDS), "rows": rows})
 
     def add_events(self, events: Iterable[dict[str, Any] | tuple]) -> None:
         """What `Recorder.drain()` returns: call rows (tuples) are stored as `calls` batches, in order."""
@@ -316,7 +317,7 @@ class RecordingWriter:
         kind = message.get("t")
         if kind in _THINNED:
             return False
-        if kind == "stats":
+        if kind == STATS:
             now = self._clock()
             if now - self._last_stats_past_cap < STATS_EVERY_PAST_CAP:
                 return False

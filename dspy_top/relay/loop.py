@@ -15,10 +15,11 @@ import select
 import sys
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dspy_top import protocol
-from dspy_top.model.process import CONNECTING_STATUS
+from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import FrameReader, Hello, ProtocolError
 from dspy_top.sources import relay_wire as wire
 from dspy_top.sources.base import CannotRequest, Sink, Source

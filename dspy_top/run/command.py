@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import options
+from dspy_top.budget_levels import ON_EXCEED
 from dspy_top.run import record
 from dspy_top.run.start import StartError, start_job
 from dspy_top.run.watch import watch_batch, watch_interactive
@@ -77,7 +78,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     money: Any = parser.add_argument_group("the job's budget and prices")
     options.add_budget_option(money, help="the job's spending limit: a warning at 80%% and 100%%, then what "
                                           "--on-exceed says")
-    money.add_argument("--on-exceed", choices=("warn", "raise", "stop"),
+    money.add_argument("--on-exceed", choices=ON_EXCEED,
                        help="once the budget is spent: warn and carry on (default), raise BudgetExceeded "
                             "at the next LM call, or stop the run there (exit status 1, with the reason)")
     options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens in "

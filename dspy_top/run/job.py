@@ -16,8 +16,8 @@ import shlex
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when dspy-top stops the job
 READ_CHUNK = 64 * 1024  # bytes the log pane takes per refresh

@@ -15,9 +15,9 @@ import argparse
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from dspy_top.recording import runs
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from dspy_top.run.job import RunningJob
 from dspy_top.sources.family import JOB_RESCAN, JobFamily

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dspy_top.serve.journal import Journal
 from dspy_top.serve.watch import FAILED, JobView, JobWatch
@@ -24,8 +25,8 @@ class Agent:
     """Drives the exporters that need a push (OTLP) and the jobs' retention; Prometheus reads on its own."""
 
     def __init__(self, watch: JobWatch, log: Callable[[str], None], *, keep_ended: float = 300.0,
-                 spans: "SpanBuilder | None" = None, queue: "SpanQueue | None" = None,
-                 metrics: "OtlpMetrics | None" = None, exposition: "Exposition | None" = None,
+                 spans: SpanBuilder | None = None, queue: SpanQueue | None = None,
+                 metrics: OtlpMetrics | None = None, exposition: Exposition | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.watch = watch
         self.log = log

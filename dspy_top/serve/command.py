@@ -11,7 +11,8 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dspy_top import options
 
@@ -175,10 +176,11 @@ def _start_prometheus(address: tuple[str, int], watch: Any, host: str, limits: d
 def _start_otlp(base: str | None, watch: Any, host: str, limits: dict, since: float, log: Callable[[str], None],
                 stops: list, parts: dict) -> int:
     try:
+        from opentelemetry.sdk.resources import Resource
+
         from dspy_top.serve import otlp_export
         from dspy_top.serve.otlp_metrics import OtlpMetrics
         from dspy_top.serve.otlp_spans import SpanBuilder
-        from opentelemetry.sdk.resources import Resource
     except ImportError as exc:
         log(f"--otlp needs the OpenTelemetry SDK and its OTLP/HTTP exporter ({exc.name} is missing): {INSTALL}")
         return 0

@@ -6,8 +6,8 @@ never a sum of call events, so a dropped event never makes a figure wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from dspy_top import latency
 from dspy_top.model.counters import Counters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from dspy_top.serve.watch import ENDED, FAILED, LOST, RUNNING, JobView
 

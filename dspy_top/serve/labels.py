@@ -6,7 +6,7 @@ Pure functions, standard library and the model only.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from dspy_top.model.counters import Counters, total
 

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -84,7 +84,7 @@ class ExporterReasons(logging.Handler):
             if word in message:
                 reachability.trouble(_reason(message))
 
-    def install(self) -> "ExporterReasons":
+    def install(self) -> ExporterReasons:
         logger = logging.getLogger("opentelemetry")
         logger.addHandler(self)
         logger.propagate = False
@@ -141,7 +141,7 @@ class SpanQueue:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dspy-top-serve-spans", daemon=True)
 
-    def start(self) -> "SpanQueue":
+    def start(self) -> SpanQueue:
         self._thread.start()
         return self
 

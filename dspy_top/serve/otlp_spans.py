@@ -20,8 +20,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from dspy_top.model.calls import CallSummary
 from dspy_top.model.optimizers import derive as derive_runs
-from dspy_top.model.process import LOST
 from dspy_top.model.scopes import ScopeState
+from dspy_top.model.states import LOST
 from dspy_top.serve.labels import split_model
 from dspy_top.serve.watch import JobView
 

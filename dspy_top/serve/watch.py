@@ -9,16 +9,16 @@ frames) and, for spans, the LM calls folded since they last asked.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from dspy_top.model import Fleet
 from dspy_top.model.budget import BudgetLimit
 from dspy_top.model.calls import CallSummary, History
 from dspy_top.model.counters import Counters
-from dspy_top.model.process import CONNECTING, ENDED, FAILED, LOST, RUNNING
 from dspy_top.model.scopes import ScopeState
+from dspy_top.model.states import CONNECTING, ENDED, FAILED, LOST, RUNNING
 from dspy_top.serve.labels import job_name
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import LocalSockets
@@ -104,7 +104,7 @@ class JobWatch:
         sockets = LocalSockets(Discovered(), directory, rescan_every=rescan_every)
         self.collector = Collector(self.fleet, [sockets])
 
-    def start(self, on_notice: Callable[[str], None] | None = None) -> "JobWatch":
+    def start(self, on_notice: Callable[[str], None] | None = None) -> JobWatch:
         self.collector.on_notice = on_notice
         self.collector.start()
         return self

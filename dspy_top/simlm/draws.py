@@ -27,11 +27,11 @@ def request_digest(body: dict) -> str:
 
 def unit(digest: str, label: str) -> float:
     """A uniform number in [0, 1) drawn from the digest, independent per label."""
-    raw = hashlib.sha256(f"{digest}:{label}".encode("utf-8")).digest()
+    raw = hashlib.sha256(f"{digest}:{label}".encode()).digest()
     return int.from_bytes(raw[:8], "big") / 2**64
 
 
 def rng(digest: str, label: str) -> random.Random:
     """A seeded generator for draws that need more than one number (choices, lengths)."""
-    raw = hashlib.sha256(f"{digest}:{label}".encode("utf-8")).digest()
+    raw = hashlib.sha256(f"{digest}:{label}".encode()).digest()
     return random.Random(int.from_bytes(raw[:8], "big"))

@@ -9,9 +9,10 @@ of source it has. docs/sources.md says the same with an example.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from dspy_top.model.process import CONNECTING_STATUS
+from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import Hello
 
 
@@ -46,7 +47,7 @@ class Sink(Protocol):
         """
 
     def connected(self, key: str, hello: Hello) -> None:
-        """The process said hello (checked with `Hello.from_message`): it is running."""
+        """The process said hello (checked with `schema.hello`): it is running."""
 
     def messages(self, key: str, messages: list[dict[str, Any]]) -> bool:
         """Protocol messages from the process, in order, as they came (the collector checks them).
@@ -156,8 +157,8 @@ class Source(ABC):
         """Ask the process to stop (its next LM call ends its run); CannotRequest when it cannot."""
         raise CannotRequest("this source cannot stop a process")
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str) -> None:  # noqa: B027 (optional: a source that keeps nothing per process)
         """The user dismissed the process's row: a process still there may be attached again."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: a source that holds nothing)
         """Let go of everything (connections, files, child processes); the collector has stopped."""

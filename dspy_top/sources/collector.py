@@ -1,7 +1,7 @@
 """The `Collector`: one daemon thread that runs every source and folds what they report into a `Fleet`.
 
 It selects over whatever its sources give it (sockets, pipes, wake-up times), checks every
-message (dspy_top/schema.py) outside the fleet's lock, folds it through `Fleet` methods,
+message (dspy_top/schema/) outside the fleet's lock, folds it through `Fleet` methods,
 routes payload and stop requests to the source of each process, and never dies: a fault of
 its own is counted and said, and it carries on. The UI never waits on it: it takes
 `fleet.snapshot()` on its own timer. No Textual here: batch mode, `dspy-top run` and the
@@ -15,13 +15,16 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from dspy_top import schema
 from dspy_top.model import Fleet
 from dspy_top.model.payloads import PayloadAnswer
-from dspy_top.model.process import CONNECTING_STATUS
-from dspy_top.protocol import Hello
+from dspy_top.model.states import CONNECTING_STATUS
+from dspy_top.protocol import GET_PAYLOAD, STOP, Hello
+from dspy_top.schema.records import CallsRecord, PayloadRecord, Record
+from dspy_top.schema.values import BadMessage
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source
 from dspy_top.sources.recorded_payloads import RecordedPayloads
 
@@ -58,7 +61,7 @@ class Collector:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> "Collector":
+    def start(self) -> Collector:
         self._thread = threading.Thread(target=self._run, name="dspy-top-collector", daemon=True)
         self._thread.start()
         return self
@@ -116,12 +119,12 @@ class Collector:
 
     def request_payload(self, process: str, call_id: int) -> None:
         """Ask a process for a call's payload; the answer goes to `on_payload`."""
-        self._requests.put(("payload", process, call_id))
+        self._requests.put((GET_PAYLOAD, process, call_id))
         self.wake()
 
     def request_stop(self, process: str, reason: str) -> None:
         """Ask a process to stop (its next LM call ends the run); a failure goes to `on_notice`."""
-        self._requests.put(("stop", process, reason))
+        self._requests.put((STOP, process, reason))
         self.wake()
 
     def dismiss(self, process: str) -> bool:
@@ -189,9 +192,9 @@ class Collector:
                 kind, key, value = self._requests.get_nowait()
             except queue.Empty:
                 return
-            if kind == "payload":
+            if kind == GET_PAYLOAD:
                 self._ask_payload(key, value)
-            elif kind == "stop":
+            elif kind == STOP:
                 self._ask_stop(key, value)
             elif kind == "forget":
                 source = self._owners.pop(key, None)
@@ -221,7 +224,7 @@ class Collector:
         records, refused = _check(messages)
         folded = []
         for record in records:
-            if type(record) is schema.PayloadRecord:
+            if type(record) is PayloadRecord:
                 self._answer_payload(key, record)
             else:
                 if type(record) is schema.ExitRecord and record.recording:
@@ -242,7 +245,7 @@ class Collector:
         with self.fleet.lock:  # one hold: a refresh sees the old state or the new one, never neither
             self.fleet.restart(key, hello, stats_follow=source.stats_follow_calls)
             if hello is not None:
-                self.fleet.fold_many(key, [r for r in records if type(r) is not schema.PayloadRecord])
+                self.fleet.fold_many(key, [r for r in records if type(r) is not PayloadRecord])
         if refused is not None:
             self._closed(key, refused, refused=True)
             return False
@@ -287,7 +290,7 @@ class Collector:
         except CannotRequest as exc:
             self._notice(f"cannot ask the process to stop: {exc}")
 
-    def _answer_payload(self, key: str, record: schema.PayloadRecord) -> None:
+    def _answer_payload(self, key: str, record: PayloadRecord) -> None:
         pending = self._pending.pop((key, record.req), None)
         if pending is None:
             return
@@ -356,26 +359,26 @@ class _Route(Sink):
         self._collector._host(name, state, status, retry_at)
 
 
-def _check(messages: list[dict[str, Any]]) -> tuple[list[schema.Record], str | None]:
+def _check(messages: list[dict[str, Any]]) -> tuple[list[Record], str | None]:
     """The checked records of the messages before the first one the schema refuses, and why it was refused."""
     records = []
     for message in messages:
         try:
             record = schema.parse(message)
-        except schema.BadMessage as exc:
+        except BadMessage as exc:
             return records, f"malformed {message.get('t')!r} message: {exc}"
         if record is not None:
             records.append(record)
     return records, None
 
 
-def _chunks(records: list[schema.Record], events: int) -> Iterator[list[schema.Record]]:
+def _chunks(records: list[Record], events: int) -> Iterator[list[Record]]:
     """Consecutive runs of records holding about `events` events each (a batch counts its calls)."""
-    chunk: list[schema.Record] = []
+    chunk: list[Record] = []
     size = 0
     for record in records:
         chunk.append(record)
-        size += len(record.rows) if type(record) is schema.CallsRecord else 1
+        size += len(record.rows) if type(record) is CallsRecord else 1
         if size >= events:
             yield chunk
             chunk, size = [], 0

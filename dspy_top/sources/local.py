@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from dspy_top import client, paths
 from dspy_top.client import ConnectError, Connection

@@ -9,7 +9,8 @@ both import it, and other tools may read it (docs/protocol.md, "The relay").
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgpack
 

@@ -25,11 +25,13 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from dspy_top.protocol import Hello
+from dspy_top import schema
+from dspy_top.protocol import CALLS, EVAL_END, EXIT, PAYLOAD, Hello
 from dspy_top.recording.reader import Recording, Written, message_time
 from dspy_top.recording.state import RecordingState
 from dspy_top.sources.base import CannotRequest, Readable, Source
@@ -66,7 +68,7 @@ class _Track:
         self.pid = recording.hello.get("pid") if type(recording.hello.get("pid")) is int else None
         self.begin = recording.started_at  # before this the process had not started
         try:
-            self.hello: Hello | None = Hello.from_message(recording.hello)
+            self.hello: Hello | None = schema.hello(recording.hello)
             self.bad_hello: str | None = None
         except Exception as exc:  # the file's own header is damaged: said on its row
             self.hello, self.bad_hello = None, f"{recording.path}: unreadable hello ({exc})"
@@ -357,7 +359,7 @@ class RecordingSource(Source):
             written = track.cursor.take(0)  # the checkpoint's snapshot only
             first = list(written[0].messages) if written else []
             if position.state.exit is not None:  # the checkpoint written at close: the process had ended
-                first.append({**position.state.exit, "t": "exit"})
+                first.append({**position.state.exit, "t": EXIT})
                 track.exited = True
         self.clock.folding(position.at)
         try:
@@ -398,7 +400,7 @@ class RecordingSource(Source):
             finally:
                 self.clock.folding(None)
             track.delivered = chunk[-1].at
-            track.exited = track.exited or any(item.message.get("t") == "exit" for item in chunk)
+            track.exited = track.exited or any(item.message.get("t") == EXIT for item in chunk)
             if not accepted:  # refused: the collector marked it and closed it
                 track.closed = True
                 pending.clear()
@@ -468,7 +470,7 @@ class RecordingSource(Source):
                         if item.at > horizon:
                             return mark.end
                         message = item.message
-                        if message.get("t") == "eval_end" and message.get("id") == mark.scope_id:
+                        if message.get("t") == EVAL_END and message.get("id") == mark.scope_id:
                             return max(item.at, mark.end)
         return mark.end
 
@@ -480,7 +482,7 @@ class RecordingSource(Source):
             raise CannotRequest("not a process of this replay")
         self._request_ids += 1
         request = self._request_ids
-        answer: dict[str, Any] = {"t": "payload", "req": request, "id": call_id}
+        answer: dict[str, Any] = {"t": PAYLOAD, "req": request, "id": call_id}
         try:
             payload = track.recording.payload(call_id)
         except Exception as exc:  # a damaged stretch of the file: say so on the inspect screen
@@ -512,7 +514,7 @@ def _items(written: Written) -> list[_Item]:
     out: list[_Item] = []
     at, by = written.after, written.by
     for message in written.messages:
-        if message.get("t") == "calls":
+        if message.get("t") == CALLS:
             at = _calls(message, at, by, out)
             continue
         own = message_time(message)

@@ -10,8 +10,9 @@ trial's evaluation ended (its score in). Pure: the model's optimizer derivation,
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from dspy_top.model.optimizers import EVALUATE, derive
 from dspy_top.model.scopes import scope_from_wire

@@ -17,10 +17,13 @@ import itertools
 import os
 import subprocess
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from dspy_top import schema
 from dspy_top.model.hosts import HOST_CONNECTED, HOST_CONNECTING, HOST_DISCONNECTED
-from dspy_top.protocol import FrameReader, Hello, ProtocolError
+from dspy_top.model.states import CONNECTING_STATUS
+from dspy_top.protocol import FrameReader, ProtocolError
 from dspy_top.sources import relay_wire as wire
 from dspy_top.sources.base import CannotRequest, Readable, Source
 from dspy_top.sources.ssh_failures import Attempt, explain
@@ -332,14 +335,14 @@ class SshSource(Source):
             self._carried.add(key)
             self._refused.discard(key)
             sink.attach(key, pid if type(pid) is int and pid > 0 else None,
-                        status if isinstance(status, str) else "connecting…")
+                        status if isinstance(status, str) else CONNECTING_STATUS)
         elif kind == wire.CONNECTED:
             if key not in self._carried:
                 self._carried.add(key)
                 self._refused.discard(key)
                 sink.attach(key, None)
             try:
-                hello = Hello.from_message(frame.get("hello") if isinstance(frame.get("hello"), dict) else {})
+                hello = schema.hello(frame.get("hello") if isinstance(frame.get("hello"), dict) else {})
             except ProtocolError as exc:
                 self._refused.add(key)
                 sink.closed(key, str(exc), refused=True)

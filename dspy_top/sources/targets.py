@@ -7,8 +7,9 @@ The source stays the same whichever it gets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from dspy_top import client
 

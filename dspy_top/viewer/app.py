@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
@@ -32,9 +33,9 @@ from dspy_top.viewer.components.job_log import MAX_LINES
 from dspy_top.viewer.job import Job, JobTranscript
 from dspy_top.viewer.messages import AttachDone, Notice, OffersChanged, PayloadArrived
 from dspy_top.viewer.payload_search import PayloadSearch
-from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.screens.main import MainScreen
 from dspy_top.viewer.screens.view import FleetScreen
+from dspy_top.viewer.shown_payloads import KEPT_CHARS, ShownPayloads
 from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
@@ -628,7 +629,6 @@ def run_viewer(
     *,
     watching: str | None = None,
     delay: float = 1.0,
-    job: Job | None = None,
     clock: Callable[[], float] = time.time,
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
@@ -651,7 +651,7 @@ def run_viewer(
 
     if watching is None and not callable(sources):
         watching = ", ".join(source.where for source in sources)
-    app = TopApp(None, delay=delay, job=job, notice=notice, watching=watching, connect=connect,
+    app = TopApp(None, delay=delay, notice=notice, watching=watching, connect=connect,
                  offer_attach=offer_attach)
     app.run()
     return 0

@@ -56,7 +56,8 @@ COST_WIDTH = 11
 
 
 def dollars(value: float) -> str:
-    """$2.87 · $0.0043 · $0.000032: small amounts keep two significant digits."""
+    """$2.87 · $0.0043 · $0.000032 · $1,234 · $0: a table cell's amount, as narrow as it can be; small amounts
+    keep two significant digits. A sentence (a budget alert) takes dspy_top.pricing.usd, which keeps the cents."""
     if value == 0:
         return "$0"
     if value < 0.000001:

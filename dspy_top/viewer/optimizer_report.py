@@ -5,7 +5,8 @@ The JSON is documented in docs/batch-json.md; the model (`dspy_top.model.optimiz
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dspy_top.model import OptimizerRun, Snapshot, Trial
 from dspy_top.model.optimizers import EVALUATE, RunGroup, rows_of
@@ -20,7 +21,6 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def optimizer_json(run: OptimizerRun) -> dict[str, Any]:
-    usage = run.usage
     return {
         "pid": run.pid, "id": run.id, "class": run.class_name, "label": run.label, "state": run.state,
         "parent": run.parent, "depth": run.depth, "phase": run.phase, "params": dict(run.params),

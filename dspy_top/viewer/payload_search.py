@@ -9,7 +9,8 @@ thread; the job's server answers each request on its own thread, never on the jo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dspy_top.model import CallQuery, Fleet

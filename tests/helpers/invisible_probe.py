@@ -263,12 +263,12 @@ def pickles(tmp):
     out = {}
     for name, obj in objects.items():
         for how, dump, load in (("pickle", pickle.dumps, pickle.loads), ("cloudpickle", cloudpickle.dumps, pickle.loads)):
-            def round_trip():
+            def round_trip(dump=dump, load=load, obj=obj):
                 data = dump(obj)
                 loaded = load(data)
                 return {"mentions_dspy_top": b"dspy_top.instrumentation" in data, "state": _state(loaded)}
             out[f"{name}:{how}"] = outcome(round_trip)
-        out[f"{name}:deepcopy"] = outcome(lambda: _state(copy.deepcopy(obj)))
+        out[f"{name}:deepcopy"] = outcome(lambda obj=obj: _state(copy.deepcopy(obj)))
     # The pickled class still compiles once loaded.
     out["local_optimizer_class:compiles"] = outcome(
         lambda: sorted(pickle.loads(cloudpickle.dumps(local_class))(k=1).compile(QA(), trainset=trainset()).dump_state()))

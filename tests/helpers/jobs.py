@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers.job_process import REPO, JobSubprocess
+
 HERE = Path(__file__).resolve()
-REPO = HERE.parents[2]
 
 
 def runtime_dir() -> Path:
@@ -25,49 +25,23 @@ def runtime_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="dt", dir="/tmp"))
 
 
-class JobProcess:
-    """One job subprocess and its line protocol."""
+class JobProcess(JobSubprocess):
+    """One job subprocess (this file as a script) and its line protocol."""
 
     def __init__(self, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.directory = directory
-        environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                       "DSPY_CACHEDIR": str(directory / "cache"), "PYTHONPATH": str(REPO), **(env or {})}
-        environment.pop("DSPY_TOP", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=environment, cwd=str(REPO),
-        )
-        self.socket_path = Path(self._expect("READY").split(" ", 1)[1])
-        self.pid = self.proc.pid
-
-    def _expect(self, word: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"job ended before {word}: {self.proc.stderr.read()[-3000:]}")
-            if line.startswith(word):
-                return line.strip()
-        raise TimeoutError(word)
+        super().__init__([sys.executable, str(HERE), *args], cwd=REPO,
+                         env={"DSPY_TOP_RUNTIME_DIR": str(directory), "DSPY_CACHEDIR": str(directory / "cache"),
+                              "PYTHONPATH": str(REPO), **(env or {})})
+        self.socket_path = Path(self.next("READY")[1])
 
     def run(self, calls: int) -> dict:
         """Make `calls` program calls; returns the job's own exact stats afterwards."""
-        self.proc.stdin.write(f"run {calls}\n")
-        self.proc.stdin.flush()
-        return json.loads(self._expect("TRUTH").split(" ", 1)[1])
+        self.send(f"run {calls}")
+        return json.loads(self.answer("TRUTH"))
 
     def exit(self, timeout: float = 15.0) -> int:
-        try:
-            self.proc.stdin.write("exit\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        return super().exit(timeout)
 
 
 def start_job(directory: Path, *, lm: str = "dummy", history: int | None = None, cache: bool = False,

@@ -21,10 +21,9 @@ import weakref
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
+from invisible_probe import MODEL, QA  # noqa: E402  (this script's directory is on sys.path)
 
 from dspy_top.simlm import SimLM  # noqa: E402
-
-from invisible_probe import MODEL, QA  # noqa: E402  (this script's directory is on sys.path)
 
 
 def held_by(handle) -> set[int]:

@@ -3,68 +3,35 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from dspy_top import protocol
+from tests.helpers.job_process import REPO, JobSubprocess
 
-REPO = Path(__file__).resolve().parents[2]
 LINE_JOB = REPO / "tests" / "jobs" / "line_job.py"
 
 
-class LineJob:
+class LineJob(JobSubprocess):
     """One line_job.py process (or another `SCRIPT` that prints READY first): send it commands, read its answers."""
 
     SCRIPT = LINE_JOB
 
     def __init__(self, runtime: Path, *args, env: dict[str, str] | None = None) -> None:
-        environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                       "PYTHONPATH": str(REPO), "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"),
-                       **(env or {})}
-        for name in ("DSPY_TOP", "PYTHONUNBUFFERED"):
-            environment.pop(name, None)
-        self.stderr_path = runtime.parent / f"stderr-{time.monotonic_ns()}"
-        self.proc = subprocess.Popen([sys.executable, str(self.SCRIPT), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), env=environment)
-        self._lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__([sys.executable, str(self.SCRIPT), *args], drop=("DSPY_TOP", "PYTHONUNBUFFERED"),
+                         stderr_path=runtime.parent / f"stderr-{time.monotonic_ns()}",
+                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(REPO),
+                              "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"), **(env or {})})
         self.ready(self.expect("READY"))
-        self.pid = self.proc.pid
 
     def ready(self, line: list[str]) -> None:
         """The job's READY line: its socket."""
         self.socket_path = Path(line[1])
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(line.decode("utf-8", "replace").split())
-        self._lines.put(None)
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
     def expect(self, word: str, timeout: float = 90) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                parts = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {word} within {timeout}s; stderr: {self.stderr[-3000:]}") from None
-            if parts is None:
-                raise AssertionError(f"the job ended before {word}: {self.stderr[-3000:]}")
-            if parts and parts[0] == word:
-                return parts
-
-    def send(self, line: str) -> None:
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
+        return self.next(word, timeout)
 
     def ask(self, line: str, answer: str) -> list[str]:
         self.send(line)
@@ -72,18 +39,6 @@ class LineJob:
 
     def run(self, calls: int) -> dict:
         return json.loads(" ".join(self.ask(f"run {calls}", "TRUTH")[1:]))
-
-    def exit(self, timeout: float = 30) -> int:
-        try:
-            self.send("exit")
-        except (BrokenPipeError, OSError):
-            pass
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def raw_connect(path: Path, timeout: float = 5.0) -> socket.socket:
@@ -103,7 +58,7 @@ def read_all(sock: socket.socket, timeout: float = 60.0) -> list[dict]:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from dspy_top.protocol import Hello
+from dspy_top import schema
 from dspy_top.sources.base import CannotRequest, Readable, Sink, Source
 from tests.helpers.fake_server import hello as hello_message
 
@@ -51,7 +52,7 @@ class MemorySource(Source):
             self.ended.discard(key)
             self.refused.discard(key)
             sink.attach(key, pid)
-            sink.connected(key, Hello.from_message(message))
+            sink.connected(key, schema.hello(message))
 
         self._tell(tell)
 

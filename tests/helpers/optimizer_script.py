@@ -39,7 +39,7 @@ def optimizer_scopes() -> list[dict]:
                        "usage": counters(0, 0, 0, 0.0)})
         n += 2
     start = NOW - 420
-    for index, score in enumerate(SCORES):
+    for score in SCORES:
         if score is None:
             scopes.append(_eval(n, "compile-2", start, start + 30, 4, 20, 2.0, state="failed", calls=4,
                                 cost=0.0004, error="RuntimeError: too many errors"))

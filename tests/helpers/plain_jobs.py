@@ -10,63 +10,32 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from dspy_top import client
-from tests.helpers.jobs import REPO
+from tests.helpers.job_process import REPO, JobSubprocess
 
 JOB = REPO / "tests" / "jobs" / "plain_job.py"
 
 
-class PlainJob:
-    """One plain job subprocess: stdout lines collected by a thread, stderr kept in a file."""
+class PlainJob(JobSubprocess):
+    """One plain job subprocess: nothing of dspy-top in its environment; a word may be looked for twice."""
 
     def __init__(self, mode: str, n: int, sim_url: str, directory: Path, env: dict | None = None) -> None:
         self.directory = directory
-        environment = {**os.environ, "SIM_URL": sim_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                       "DSPY_CACHEDIR": str(directory / "cache"), **(env or {})}
-        for name in ("DSPY_TOP", "PYTHONPATH", "DSPY_TOP_RUNTIME_DIR"):
-            environment.pop(name, None)  # nothing of dspy-top in the job
-        self.stderr_path = directory / f"job-{mode}-{time.monotonic_ns()}.err"
-        self._stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(JOB), mode, str(n)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=environment,
-                                     cwd=str(directory))
-        self.lines: list[str] = []
-        self._seen = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__([sys.executable, str(JOB), mode, str(n)], cwd=directory,
+                         drop=("DSPY_TOP", "PYTHONPATH", "DSPY_TOP_RUNTIME_DIR"),  # nothing of dspy-top in the job
+                         stderr_path=directory / f"job-{mode}-{time.monotonic_ns()}.err",
+                         env={"SIM_URL": sim_url, "DSPY_CACHEDIR": str(directory / "cache"), **(env or {})})
         self.pid = int(self.expect("READY").split()[1])
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self._seen:
-                self.lines.append(line.rstrip("\n"))
-                self._seen.notify_all()
-        with self._seen:
-            self._seen.notify_all()
-
     def expect(self, word: str, timeout: float = 120.0, after: int = 0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._seen:
-            while True:
-                for line in self.lines[after:]:
-                    if line.startswith(word + " ") or line == word:
-                        return line
-                if self.proc.poll() is not None and not any(l.startswith(word) for l in self.lines):
-                    raise RuntimeError(f"job ended before {word}: {self.stderr_path.read_text()[-3000:]}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{word}: {self.stderr_path.read_text()[-2000:]}")
-                self._seen.wait(min(remaining, 0.5))
+        """The first line from line `after` on that starts with `word`."""
+        return self.lines[self.find(word, timeout, after)[0]]
 
     def result(self, timeout: float = 120.0):
         return json.loads(self.expect("RESULT", timeout).split(" ", 1)[1])
-
-    def send(self, command: str) -> None:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
 
     def status(self) -> dict:
         start = len(self.lines)
@@ -74,16 +43,14 @@ class PlainJob:
         return json.loads(self.expect("STATUS", 30.0, after=start).split(" ", 1)[1])
 
     def stderr_has(self, text: str) -> bool:
-        return text in self.stderr_path.read_text()
+        return text in self.stderr
 
     def close(self) -> int | None:
         try:
             if self.proc.poll() is None:
-                self.send("exit")
-                self.proc.wait(20)
+                self.exit(20)
         except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait(10)
+            self.kill()
         finally:
             self._stderr.close()
         return self.proc.returncode

@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers.jobs import REPO
+from tests.helpers.job_process import REPO, JobSubprocess
 from tests.helpers.waiting import wait_until
 
 SERVE_JOB = REPO / "tests" / "jobs" / "serve_job.py"
@@ -100,41 +100,19 @@ class Serve:
             return self.proc.wait(10)
 
 
-class ServeJob:
+class ServeJob(JobSubprocess):
     """tests/jobs/serve_job.py: instrumented, its LM the simulated one at `sim_url`."""
 
     def __init__(self, runtime: Path, sim_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "SIM_URL": sim_url,
-                       "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(REPO),
-                       "DSPY_CACHEDIR": str(runtime.parent / f"cache-{time.monotonic_ns()}"),
-                       "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"), **(env or {})}
-        environment.pop("DSPY_TOP", None)
-        self.stderr_path = runtime.parent / f"serve-job-{time.monotonic_ns()}.err"
-        self.proc = subprocess.Popen([sys.executable, str(SERVE_JOB), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), text=True,
-                                     env=environment, cwd=str(runtime.parent))
-        self.pid = self.proc.pid
+        super().__init__([sys.executable, str(SERVE_JOB), *args], cwd=runtime.parent,
+                         stderr_path=runtime.parent / f"serve-job-{time.monotonic_ns()}.err",
+                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "SIM_URL": sim_url, "PYTHONPATH": str(REPO),
+                              "DSPY_CACHEDIR": str(runtime.parent / f"cache-{time.monotonic_ns()}"),
+                              "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"), **(env or {})})
 
     def truth(self, timeout: float = 120.0) -> dict:
         """The job's own exact stats once its work is done (it then waits for `finish`)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"the job ended early: {self.stderr_path.read_text()[-3000:]}")
-            if line.startswith("TRUTH "):
-                return json.loads(line.split(" ", 1)[1])
-        raise AssertionError("no TRUTH from the job")
+        return json.loads(self.answer("TRUTH", timeout))
 
     def finish(self, timeout: float = 30.0) -> int:
-        try:
-            self.proc.stdin.write("exit\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        return self.exit(timeout)

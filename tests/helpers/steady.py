@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 DEADLINE = 30.0  # seconds: generous, for a loaded machine; a steady screen comes in well under one
 

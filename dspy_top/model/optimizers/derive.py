@@ -7,7 +7,8 @@ each entry's `plan` says how a known trial count was found (`OptimizerRun.planne
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from dspy_top.model.counters import Counters, total
 from dspy_top.model.optimizers.rules import (

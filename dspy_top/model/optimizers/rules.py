@@ -8,8 +8,9 @@ projected spend scales with. A class without an entry gets `DEFAULT` (nothing gu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dspy_top.model.scopes import ScopeState
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
+from dspy_top.budget_levels import WARN_AT
 from dspy_top.model.before_attach import combined
 from dspy_top.viewer import format as fmt
 from dspy_top.viewer.terminal import inert
@@ -94,7 +95,7 @@ class Header(Static):
             worst = job.worst
             text = f"job budget {inert(worst.label) if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
                    f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
-            out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= 0.8
+            out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= WARN_AT
                             else ""))
         before = combined(p.before_attach for p in snapshot.in_view)
         if before is not None:

@@ -8,8 +8,8 @@ than running into its neighbour (a number when it is drawn, a text where the col
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rich.text import Text
 from textual.binding import Binding

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.terminal import inert
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
     from dspy_top.model import Snapshot

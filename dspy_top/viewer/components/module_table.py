@@ -8,9 +8,9 @@ from rich.text import Text
 
 from dspy_top.model.calls import CallQuery
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.terminal import inert
-from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+from dspy_top.viewer.components.sorting import SortableColumns
+from dspy_top.viewer.terminal import inert
 
 if TYPE_CHECKING:
     from dspy_top.model import Snapshot

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
+from dspy_top.model.states import CONNECTING, CONNECTING_STATUS
 from dspy_top.viewer.hosts_report import host_state
 from dspy_top.viewer.terminal import inert
 
@@ -29,7 +30,7 @@ class StatusLine(Static):
             text.append(f" pid {process.pid or '?'}: {inert(process.status)} ", style="bold red")
         if len(problems) > 3:
             text.append(f" (+{len(problems) - 3} more: p for the process list) ", style="red")
-        waiting = [p for p in snapshot.processes if p.state == "connecting" and p.status != "connecting…"]
+        waiting = [p for p in snapshot.processes if p.state == CONNECTING and p.status != CONNECTING_STATUS]
         for process in waiting[:2]:
             text.append(f" {inert(process.status)} ", style="cyan")
         if paused:

@@ -6,8 +6,8 @@ from rich.text import Text
 
 from dspy_top.model import OptimizerRun, Trial
 from dspy_top.viewer import format as fmt
-from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.components.keyed_table import Column, KeyedTable
+from dspy_top.viewer.components.sorting import SortableColumns
 from dspy_top.viewer.terminal import inert
 
 WIDE = (

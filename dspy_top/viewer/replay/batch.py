@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 from dspy_top.model import Fleet
 from dspy_top.pricing import Price

@@ -42,7 +42,7 @@ BINDINGS = [
 class ReplayScreen(FleetScreen):
     """A live screen with the replay bar and the go-to input (mixed into each live screen below)."""
 
-    app: "ReplayApp"
+    app: ReplayApp
     BINDINGS = BINDINGS
 
     def on_mount(self) -> None:

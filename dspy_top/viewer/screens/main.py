@@ -9,17 +9,18 @@ processes panes step aside), `-show-bottom` / `-hide-bottom` (`m`, `p`), plus th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
+from dspy_top.viewer.attach_offers import KEY_PREFIX
 from dspy_top.viewer.components.empty_state import EmptyState
 from dspy_top.viewer.components.model_table import ModelTable
 from dspy_top.viewer.components.module_table import ModuleTable
-from dspy_top.viewer.attach_offers import KEY_PREFIX
 from dspy_top.viewer.components.process_table import ProcessTable
 from dspy_top.viewer.screens.view import (
     ALL_PROCESSES,

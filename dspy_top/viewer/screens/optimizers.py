@@ -8,7 +8,7 @@ filters the history to its LM calls (enter again shows all). `o` or escape goes 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from textual import on
 from textual.binding import Binding

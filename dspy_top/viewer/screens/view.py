@@ -13,7 +13,8 @@ pause, paused scrolling). Subclasses add their own panes (`compose_panes`, `show
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -73,7 +74,7 @@ class Panes(Container):
 class FleetScreen(Screen):
     """A live view of the fleet: shared panes around the subclass's own, refreshed from each snapshot."""
 
-    app: "TopApp"
+    app: TopApp
 
     def __init__(self) -> None:
         super().__init__()
