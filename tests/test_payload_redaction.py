@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from dspy_top.instrumentation.payload import materialize, redacted, secrets_of
-from dspy_top.instrumentation.recorder import KEPT_FIELDS, KeptCall
+from dspy_top.instrumentation.payload_ring import KEPT_FIELDS, KeptCall
 from dspy_top.instrumentation.redact import REDACTED, Redactor
 
 LIMIT = 256 * 1024

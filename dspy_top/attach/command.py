@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dspy_top.attach.refusals import OK, USAGE, AttachRefused, status_table
-
-if TYPE_CHECKING:
-    from dspy_top.attach.session import Outcome
 
 ATTACH_DESCRIPTION = """\
 Instrument a running Python process of yours that has imported dspy but was started without
@@ -91,21 +87,10 @@ def attach_command(pid: int, timeout: float = 10.0, runtime_dir: Path | None = N
         where = f" (socket {outcome.socket})" if outcome.socket else ""
         print(f"dspy-top: pid {pid} is already instrumented{where}", file=sys.stderr)
         return OK
+    from dspy_top.attach.describe import describe_attached
+
     print(f"dspy-top: {describe_attached(outcome)}", file=sys.stderr)
     return OK
-
-
-def describe_attached(outcome: Outcome) -> str:
-    """`attached to pid 41822 (job.py) in 0.4s; 412 calls before attach, from DSPy's history; …`: one line,
-    as `dspy-top attach` and the viewer's `A` say it."""
-    result = outcome.result
-    parts = [f"attached to pid {outcome.pid} ({outcome.command or '?'}) in {outcome.timings['total']:.1f}s"]
-    before = result.get("before_attach")
-    if isinstance(before, dict):
-        parts.append(describe_before_attach(before))
-    for run in result.get("joined") or ():
-        parts.append(describe_joined(run))
-    return "; ".join(parts)
 
 
 def detach_command(pid: int, timeout: float = 10.0, runtime_dir: Path | None = None) -> int:
@@ -118,23 +103,3 @@ def detach_command(pid: int, timeout: float = 10.0, runtime_dir: Path | None = N
         return refusal.status
     print(f"dspy-top: detached from pid {pid}", file=sys.stderr)
     return OK
-
-
-def describe_before_attach(before: dict) -> str:
-    """`412 calls before attach, from DSPy's history`, with what may be missing."""
-    from dspy_top.model.before_attach import BeforeAttach
-
-    return BeforeAttach.from_wire(before).describe()
-
-
-def describe_joined(run: dict) -> str:
-    name = run.get("class") or (f"Evaluate ({run['program']})" if run.get("program") else "Evaluate")
-    joined = run.get("joined") or {}
-    text = f"joined {name} under way"
-    if joined.get("trial") is not None:
-        text += f" (at trial {joined['trial']})"
-    missed = joined.get("missed")
-    if run.get("kind") == "compile":
-        text += ", earlier evaluations not seen" if missed is None else f", {missed} earlier evaluation" \
-            f"{'s' if missed != 1 else ''} not seen"
-    return text

@@ -122,7 +122,7 @@ class AttachOffering:
             self.poller.scan_soon()
 
     def _attach(self, candidate: Candidate, done: Callable[[int, str, bool], None]) -> None:
-        from dspy_top.attach.command import describe_attached
+        from dspy_top.attach.describe import describe_attached
         from dspy_top.attach.refusals import AttachRefused
         from dspy_top.attach.session import attach
 
