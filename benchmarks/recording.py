@@ -264,9 +264,9 @@ COMPRESSION = {"cpu": 0.0, "depth": 0}  # the writer's CPU time inside zlib (whi
 
 def _count_compression() -> None:
     """Wrap the writer's two calls into zlib, so its GIL-held work can be told from compression."""
-    from dspy_top.recording import writer as writer_module
+    from dspy_top.recording.segments import SegmentedStream
 
-    stream = writer_module._Stream
+    stream = SegmentedStream
     if getattr(stream, "_timed", False):
         return
     compress, take = stream.compress_pending, stream.take

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dspy_top.recording import Recording
-from dspy_top.recording import writer as writer_module
+from dspy_top.recording import checkpoints as stored_checkpoints
 from dspy_top.recording.reader import message_time
 from dspy_top.simlm import SimLM
 from dspy_top.sources.replay_timeline import Goto
@@ -49,7 +49,7 @@ class RecordedJob:
 def recorded_job(tmp_path_factory) -> RecordedJob:
     path = tmp_path_factory.mktemp("replay") / "optimize.dtop"
     with pytest.MonkeyPatch.context() as patch, SimLM(latency_scale=0.2) as sim:
-        patch.setattr(writer_module, "CHECKPOINT_CALLS", 15)  # a checkpoint every 15 calls: many to go back to
+        patch.setattr(stored_checkpoints, "CHECKPOINT_CALLS", 15)  # a checkpoint every 15 calls: many to go back to
         job = OptimizerJob(sim, runtime_dir())
         try:
             recording = SocketRecording(job.socket_path, path)

@@ -388,7 +388,8 @@ def test_poll_limits_count_the_calls_in_a_batch(runtime_dir):
 
 def test_a_calls_batch_too_large_to_send_is_counted_and_the_server_goes_on(runtime_dir):
     from dspy_top.instrumentation.recorder import Recorder
-    from dspy_top.instrumentation.server import SocketServer, ViewerConnection
+    from dspy_top.instrumentation.server import SocketServer
+    from dspy_top.instrumentation.viewers import ViewerConnection
 
     recorder = Recorder()
     server = SocketServer(recorder, hello=dict, materialize=dict)
@@ -396,11 +397,11 @@ def test_a_calls_batch_too_large_to_send_is_counted_and_the_server_goes_on(runti
     near.setblocking(False)
     viewer = server.viewers[near.fileno()] = ViewerConnection(near, server.stream.end, server.private_limit)
     huge = [1, 1] + ["x" * (protocol.MAX_FRAME + 1)] + [None] * (len(protocol.CALL_FIELDS) - 3)
-    server._publish_calls([tuple(huge)])
+    server.publisher.publish_calls([tuple(huge)])
     assert recorder.internal_errors == 1
     server._write(viewer)
     assert viewer.dropped == 1  # the lost batch counts as this viewer's dropped calls
-    server._publish_calls([(2,) + (None,) * (len(protocol.CALL_FIELDS) - 1)])
+    server.publisher.publish_calls([(2,) + (None,) * (len(protocol.CALL_FIELDS) - 1)])
     server._write(viewer)  # the next batch goes out
     far.settimeout(5)
     (message,) = protocol.FrameReader().feed(far.recv(65536))
@@ -413,7 +414,8 @@ def test_one_tick_sends_everything_queued_since_the_last(runtime_dir):
     # Ticks are 250 ms apart: a tick that sent only part of a busy process's queue would
     # let it fill up and drop events a viewer could have had.
     from dspy_top.instrumentation.recorder import Recorder
-    from dspy_top.instrumentation.server import SocketServer, ViewerConnection
+    from dspy_top.instrumentation.server import SocketServer
+    from dspy_top.instrumentation.viewers import ViewerConnection
 
     recorder = Recorder(queue_capacity=12_000)
     server = SocketServer(recorder, hello=dict, materialize=dict)

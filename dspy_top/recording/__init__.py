@@ -6,8 +6,9 @@ summary.py lists recordings. The format is in docs/recording-format.md. Standard
 msgpack and platformdirs only (the summary's best score borrows the pure model).
 """
 
+from dspy_top.recording.end_state import EndState
 from dspy_top.recording.frames import Damage, RecordingError
-from dspy_top.recording.reader import EndState, Position, Recording, message_time
+from dspy_top.recording.reader import Position, Recording, message_time
 from dspy_top.recording.runs import default_path, prune, runs_dir
 from dspy_top.recording.state import RecordingState
 from dspy_top.recording.writer import DEFAULT_CAP, RecordingWriter

@@ -5,6 +5,9 @@ Whatever is readable is read: damage (a torn tail, a corrupted stretch) is noted
 `damage`, each entry naming the file and the byte offset, and reading goes on past it
 where the format allows. A file that is not a readable recording at all (empty, foreign,
 a newer format, a broken header) raises RecordingError when opened.
+
+Its parts: where the segments and checkpoints are (index.py), the streams decoded
+(decoder.py), a checkpoint loaded (checkpoints.py), the end state (end_state.py).
 """
 
 from __future__ import annotations
@@ -13,18 +16,17 @@ import fcntl
 import os
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from dspy_top.protocol import CALL, CALLS, SNAPSHOT, call_dicts
-from dspy_top.recording import frames
-from dspy_top.recording.frames import Broken, Damage, Frame, RecordingError, Torn
-from dspy_top.recording.index import CheckpointRef, Index, IndexWalker, from_footer
+from dspy_top.recording import checkpoints, frames
+from dspy_top.recording.decoder import SegmentDecoder, messages_of
+from dspy_top.recording.end_state import EndState, read_end
+from dspy_top.recording.frames import Broken, Damage, RecordingError, Torn
+from dspy_top.recording.index import Index, IndexWalker, from_footer
 from dspy_top.recording.scan import FileView
 from dspy_top.recording.state import RecordingState
 
@@ -38,66 +40,6 @@ class Position:
     offset: int
     state: RecordingState | None  # None: the start of the recording
     at: float
-
-
-@dataclass(frozen=True)
-class EndState:
-    """How the recording ends: the state after its last message."""
-
-    state: RecordingState
-    complete: bool  # closed by its writer (it has a footer)
-    live: bool  # its writer is still writing it
-    started_at: float
-    ended_at: float
-    damage: tuple[Damage, ...]
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """The latest `stats` stored (see `totals` for the totals up to the last call)."""
-        return self.state.stats or {}
-
-    @property
-    def totals(self) -> dict[str, Any] | None:
-        """The process's totals up to its last stored call (the latest stats and the calls after
-        it); None when the file holds no stats at all."""
-        return self.state.totals()
-
-
-class _Decoder:
-    """Turns one stream's frames (messages or payloads), in file order, back into its records."""
-
-    def __init__(self, view: FileView, kind: int) -> None:
-        self.view = view
-        self.kind = kind
-        self.segment: int | None = None
-        self._inflater: Any = None
-        self._unpacker: Any = None
-
-    def feed(self, found: Frame) -> list[Any]:
-        if found.kind != self.kind:
-            return []
-        segment = found.meta.get(frames.SEGMENT)
-        if segment == found.offset:
-            self.segment = segment
-            self._inflater = zlib.decompressobj(-15)
-            self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=frames.MAX_DATA * 4)
-        elif segment != self.segment or self.segment is None:
-            return []  # the start of its segment is before where reading began, or was lost
-        try:
-            data = self.view.data(found)
-        except (Broken, Torn) as exc:
-            return self._lost(found, str(exc) or "the frame is cut off")
-        try:
-            self._unpacker.feed(self._inflater.decompress(data))
-            return list(self._unpacker)
-        except Exception as exc:  # zlib.error, msgpack's unrelated error types
-            return self._lost(found, f"undecodable data ({type(exc).__name__})")
-
-    def _lost(self, found: Frame, reason: str) -> list[Any]:
-        name = frames.KIND_NAMES.get(found.kind, "frame")
-        self.view.note(found.offset, f"damaged {name} frame: {reason}; the rest of its segment is skipped")
-        self.segment = None
-        return []
 
 
 class Recording:
@@ -228,12 +170,12 @@ class Recording:
             offset = start.offset
             if start.state is not None:
                 yield start.state.snapshot(self.calls_before(start, history) if history else None)
-        decoder = _Decoder(self._view, frames.MESSAGES)
+        decoder = SegmentDecoder(self._view, frames.MESSAGES)
         closed = False
         while True:
             live = self.live  # before the size: once it is false, the size read next is final
             for found in self._view.walk(offset, quiet_tail=live):
-                yield from _typed(decoder.feed(found))
+                yield from messages_of(decoder.feed(found))
                 offset = found.end
                 closed = closed or found.kind == frames.INDEX  # the footer: nothing more will come
             if closed or not (follow and live):
@@ -270,7 +212,7 @@ class Recording:
 
     def _segment(self, kind: int, offset: int) -> Iterator[Any]:
         """The records of the one segment that starts at `offset`."""
-        decoder = _Decoder(self._view, kind)
+        decoder = SegmentDecoder(self._view, kind)
         for found in self._view.walk(offset, quiet_tail=True):
             if found.kind == kind and found.meta.get(frames.SEGMENT) != offset:
                 return
@@ -294,21 +236,10 @@ class Recording:
             moment = at if at is not None else float("-inf")
             candidates = [ref for ref in refs if ref.at <= moment]
         for ref in reversed(candidates):
-            state = self._checkpoint(ref.offset)
+            state = checkpoints.load(self._view, ref.offset)
             if state is not None:
                 return Position(ref.offset, state, ref.at)
         return Position(self._first, None, self.started_at)
-
-    def _checkpoint(self, offset: int) -> RecordingState | None:
-        try:
-            found = self._view.frame_at(offset, self._view.size())
-            if found.kind != frames.CHECKPOINT:
-                raise Broken("not a checkpoint")
-            stored = frames.unpack_standalone(found, self._view.data(found))
-            return RecordingState.from_checkpoint(stored)
-        except (Torn, Broken, TypeError, ValueError, AttributeError) as exc:
-            self._view.note(offset, f"damaged checkpoint ({exc}); an earlier one is used")
-            return None
 
     def _last_time(self, index: Index) -> float:
         times = [s.t1 for s in index.messages[-1:]] + [ref.at for ref in index.checkpoints[-1:]]
@@ -322,37 +253,10 @@ class Recording:
         view = self._view
         live = self.live
         size = view.size()
-        start: CheckpointRef | None = None
-        state: RecordingState | None = None
         index = None if live else from_footer(view, size)
         if index is not None:
             self._footer = index
-            for ref in reversed(index.checkpoints):
-                state = self._checkpoint(ref.offset)
-                if state is not None:
-                    start = ref
-                    break
-        else:
-            last = view.last_frame(self._first, size)
-            if last is not None:
-                offset = last.offset if last.kind == frames.CHECKPOINT else last.meta.get(frames.CHECKPOINT_AT)
-                if isinstance(offset, int):
-                    state = self._checkpoint(offset)
-                    if state is not None:
-                        start = CheckpointRef(offset, state.at, state.calls, state.seq)
-        if state is None:
-            state = RecordingState()
-        offset = start.offset if start is not None else self._first
-        ended = start.at if start is not None else self.started_at
-        decoder = _Decoder(view, frames.MESSAGES)
-        for found in view.walk(offset, size, quiet_tail=live):
-            if found.kind == frames.MESSAGES:
-                ended = max(ended, float(found.meta.get(frames.WRITTEN) or 0.0))
-            state.apply_all(_typed(decoder.feed(found)))
-        if state.exit is not None and isinstance(state.exit.get("at"), (int, float)):
-            ended = float(state.exit["at"])
-        return EndState(state, index is not None, live, self.started_at, max(ended, self.started_at),
-                        tuple(view.damage))
+        return read_end(view, self._first, self.started_at, live, size, index)
 
     # --- payloads ---------------------------------------------------------------------------
 
@@ -404,7 +308,7 @@ class Cursor:
         self.offset = recording._first if start is None else start.offset
         self.written = recording.started_at if start is None else start.at  # the last write read so far
         self.ended = False
-        self._decoder = _Decoder(recording._view, frames.MESSAGES)
+        self._decoder = SegmentDecoder(recording._view, frames.MESSAGES)
         self._start = start if start is not None and start.state is not None else None
         self._history = history
 
@@ -426,7 +330,7 @@ class Cursor:
             written = found.meta.get(frames.WRITTEN)
             by = max(self.written, float(written)) if isinstance(written, (int, float)) else self.written
             if found.kind == frames.MESSAGES:
-                messages = list(_typed(self._decoder.feed(found)))
+                messages = list(messages_of(self._decoder.feed(found)))
                 if messages:
                     out.append(Written(self.written, by, messages))
                 self.written = by
@@ -436,12 +340,6 @@ class Cursor:
                 return out
         self.ended = not live
         return out
-
-
-def _typed(records: list[Any]) -> Iterator[dict[str, Any]]:
-    for record in records:
-        if isinstance(record, dict) and isinstance(record.get("t"), str):
-            yield record
 
 
 def message_time(message: dict[str, Any]) -> float | None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dspy_top.recording.end_state import EndState
 from dspy_top.recording.frames import RecordingError
-from dspy_top.recording.reader import EndState, Recording
+from dspy_top.recording.reader import Recording
 from dspy_top.recording.runs import LOG_SUFFIX, recordings
 
 

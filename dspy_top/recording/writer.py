@@ -5,6 +5,10 @@ buffer. Compression runs once per flush over everything buffered (zlib releases 
 while it works), into two deflate streams (messages, payloads) that continue across
 flushes, so a write every half second compresses as well as one large block. Standard library
 and msgpack only: it runs inside the user's job. Not thread-safe: one thread calls it.
+
+Its parts: the two streams and their segments (segments.py), when a checkpoint is stored
+(checkpoints.py), which stats are stored and what stops at the size caps (caps.py), and the
+bytes of each frame (frames.py).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from typing import Any
 
 import msgpack
 
-from dspy_top.protocol import CALL, CALL_FIELDS, CALLS, EVAL_PROGRESS, STATS, TOOL
-from dspy_top.recording import frames
+from dspy_top.protocol import CALL, CALL_FIELDS, CALLS, STATS
+from dspy_top.recording import frames, segments
+from dspy_top.recording.caps import SizeCaps, StoredStats
+from dspy_top.recording.checkpoints import CheckpointSchedule
+from dspy_top.recording.segments import SegmentedStream
 from dspy_top.recording.state import RecordingState
 
 DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
@@ -33,34 +40,13 @@ DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_
 # after the last write flushes at once, whoever forgot flush(). Fewer frames, fewer bytes.
 FLUSH_EVERY = 0.5
 WRITE_AFTER = 0.2
-# A stream's segment ends once this much went into it: the reader decodes a whole segment to
-# reach anything in it, so this bounds the cost of fetching one payload or seeking.
-SEGMENT_BYTES = 1024 * 1024
 PENDING_BYTES = 256 * 1024  # compress and write early when this much is buffered
-# A checkpoint bounds what a reader decodes to reach a moment: after this many call events, or
-# this many bytes of messages (once this many seconds passed), or, while anything at all
-# happens, this long. A slow job's checkpoints would otherwise cost more than its calls.
-CHECKPOINT_CALLS = 20_000
-CHECKPOINT_BYTES = 256 * 1024
-CHECKPOINT_SECONDS = 30.0
-CHECKPOINT_SECONDS_MAX = 600.0
 MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stored (counted)
 # deflate levels: payloads are most of the bytes, and level 1 already stores DSPy payloads at a
 # small share of their text (benchmarks/README.md) in a third to two thirds of level 6's time.
 MESSAGES_LEVEL = 6
 PAYLOADS_LEVEL = 1
 CALLS_PER_MESSAGE = 500  # rows per stored `calls` batch, as on the wire
-# Which `stats` are stored (each costs about 230 bytes, since every call changes its numbers): one
-# once STATS_CALLS calls were stored since the last, else once any call was and STATS_SLOW_EVERY
-# passed, else (calls in flight, scopes) once STATS_IDLE_EVERY passed; never a heartbeat. A reader
-# adds the calls stored after the latest stats to its totals (state.RecordingState.totals), so
-# they are exact to the last call however seldom a slow job's stats are stored.
-STATS_CALLS = 5
-STATS_SLOW_EVERY = 5.0
-STATS_IDLE_EVERY = 10.0
-STATS_EVERY_PAST_CAP = 60.0  # past the hard cap (twice the cap) stats are kept this often
-_THINNED = (CALLS, CALL, TOOL, EVAL_PROGRESS)  # events not kept past the hard cap
-_NOT_NUMBERS = ("t", "at", "dropped_viewer")  # what a heartbeat `stats` changes
 
 
 def _fallback(value: Any) -> Any:
@@ -85,49 +71,6 @@ def _guarded(method: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
-class _Stream:
-    """One deflate stream of the file (messages or payloads), cut into independent segments."""
-
-    def __init__(self, kind: int, level: int) -> None:
-        self.kind = kind
-        self.level = level
-        self.pending: list[bytes] = []  # packed records not yet compressed
-        self.pending_bytes = 0
-        self.out: list[bytes] = []  # compressed, not yet framed
-        self.out_bytes = 0
-        self.compressor: Any = None
-        self.segment: int | None = None  # offset of the segment's first frame, once written
-        self.segment_in = 0  # bytes that went into the current segment
-        self.segments: list[list[Any]] = []  # the index's rows, one per segment
-
-    def compress_pending(self) -> None:
-        if not self.pending:
-            return
-        if self.compressor is None:
-            self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
-        # One call into zlib for the lot: it releases the GIL while it works, and taking the GIL
-        # back once per record would hand the job's threads a switch per call.
-        data = self.compressor.compress(b"".join(self.pending))
-        self.out.append(data)
-        self.out_bytes += len(data)
-        self.segment_in += self.pending_bytes
-        self.pending = []
-        self.pending_bytes = 0
-
-    def take(self, end_segment: bool) -> bytes:
-        """Everything compressed so far, decodable on its own from the segment's start."""
-        self.compress_pending()
-        self.out.append(self.compressor.flush(zlib.Z_FINISH if end_segment else zlib.Z_SYNC_FLUSH))
-        data = b"".join(self.out)
-        self.out = []
-        self.out_bytes = 0
-        return data
-
-    def buffered(self) -> int:
-        """At most what the file grows by once this is written (pending records counted raw)."""
-        return self.out_bytes + self.pending_bytes
-
-
 class RecordingWriter:
     """One process's recording: create it, feed it what the server serves, flush on a timer, close."""
 
@@ -142,25 +85,18 @@ class RecordingWriter:
         self.failed: str | None = None  # why writing stopped (the disk is full, ...), if it did
         self.closed = False
         self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
-        self._messages = _Stream(frames.MESSAGES, MESSAGES_LEVEL)
-        self._payloads = _Stream(frames.PAYLOADS, PAYLOADS_LEVEL)
+        self._messages = SegmentedStream(frames.MESSAGES, MESSAGES_LEVEL)
+        self._payloads = SegmentedStream(frames.PAYLOADS, PAYLOADS_LEVEL)
         self._frame_calls = 0
         self._ids: list[int] = []  # call ids of the buffered payloads (min, max go in the meta)
         self._waiting_since: float | None = None  # when the oldest record not yet written was added
-        self._checkpoints: list[list[Any]] = []
-        self._checkpoint_at = clock()
-        self._checkpoint_calls = 0
-        self._checkpoint_bytes = 0  # bytes of messages added since the last checkpoint
+        self._checkpoints = CheckpointSchedule(clock())
         self._segment_calls = 0  # call events before the current message segment
-        self._payload_cap = False
-        self._hard_cap = False
-        self._last_stats_past_cap = float("-inf")
-        self._last_stats = b""
-        self._stats_at = float("-inf")
-        self._calls_since_stats = 0
+        self._caps = SizeCaps(cap_bytes, self.add, lambda: self.offset)
+        self._stats = StoredStats(self._packer.pack)
         self._write(frames.file_header() + frames.frame(frames.HEADER, frames.PLAIN, {}, msgpack.packb({
             "format": [frames.FORMAT_MAJOR, frames.FORMAT_MINOR], "created_at": clock(), "hello": hello,
-            "cap_bytes": cap_bytes, "segment_bytes": SEGMENT_BYTES, "flush_every": FLUSH_EVERY,
+            "cap_bytes": cap_bytes, "segment_bytes": segments.SEGMENT_BYTES, "flush_every": FLUSH_EVERY,
         }, use_bin_type=True, default=_fallback)))
 
     @classmethod
@@ -192,14 +128,14 @@ class RecordingWriter:
         if self._fd is None or self.failed is not None:
             return
         kind = message.get("t")
-        if self._hard_cap and not self._keep_past_cap(message):
+        if self._caps.events_stopped and not self._caps.keep_past_hard_cap(message, self._clock):
             if kind == CALLS:
                 self.state.calls_dropped += len(message.get("rows") or ())
             elif kind == CALL:
                 self.state.calls_dropped += 1
             return
         try:
-            if kind == STATS and not self._keep_stats(message):
+            if kind == STATS and not self._stats.keep(message, self._clock()):
                 return
             packed = self._packer.pack(message)
             self.state.apply(message)
@@ -209,15 +145,15 @@ class RecordingWriter:
         if kind == CALLS:
             count = len(message.get("rows") or ())
             self._frame_calls += count
-            self._calls_since_stats += count
+            self._stats.calls_since += count
         elif kind == CALL:
             self._frame_calls += 1
-            self._calls_since_stats += 1
+            self._stats.calls_since += 1
         now = self._clock()
         stream = self._messages
         stream.pending.append(packed)
         stream.pending_bytes += len(packed)
-        self._checkpoint_bytes += len(packed)
+        self._checkpoints.bytes += len(packed)
         if self._waiting_since is None:
             self._waiting_since = now
         if stream.pending_bytes >= PENDING_BYTES:
@@ -225,21 +161,6 @@ class RecordingWriter:
         elif now - self._waiting_since >= FLUSH_EVERY:
             # The server flushes on its tick; this is the net under it (a busy or late tick).
             self.flush(force=True)
-
-    def _keep_stats(self, message: dict[str, Any]) -> bool:
-        """Whether to store this `stats` (see STATS_CALLS): a job that makes a call a second, or waits
-        minutes on one, would otherwise store more stats than calls, and they would be most of its file."""
-        now = self._clock()
-        calls, waited = self._calls_since_stats, now - self._stats_at
-        if calls < STATS_CALLS and not (calls and waited >= STATS_SLOW_EVERY) and waited < STATS_IDLE_EVERY:
-            return False
-        numbers = self._packer.pack({k: v for k, v in message.items() if k not in _NOT_NUMBERS})
-        if numbers == self._last_stats:
-            return False
-        self._last_stats = numbers
-        self._stats_at = now
-        self._calls_since_stats = 0
-        return True
 
     def add_calls(self, rows: list[tuple] | list[list], fields: Iterable[str] | None = None) -> None:
         """Call events as the recorder queues them: rows in protocol.CALL_FIELDS order (or `fields`)."""
@@ -272,14 +193,14 @@ class RecordingWriter:
         """Store (call id, payload) pairs: one tick's worth in one call costs less per payload."""
         if self._fd is None or self.failed is not None:
             return
-        state, stream, ids, pack = self.state, self._payloads, self._ids, self._packer.pack
+        state, stream, ids, pack, caps = self.state, self._payloads, self._ids, self._packer.pack, self._caps
         cap = self.cap_bytes - self.offset - self._messages.buffered()
         for call_id, payload in payloads:
-            if not self._payload_cap and stream.buffered() >= cap:
+            if not caps.payloads_stopped and stream.buffered() >= cap:
                 # What waits for the tick's flush counts: a burst must not run past the cap
                 # because the file's size is only known after the write.
-                self._reach_payload_cap(self._clock(), self.offset + self._messages.buffered() + stream.buffered())
-            if self._payload_cap:
+                caps.stop_payloads(self._clock(), self.offset + self._messages.buffered() + stream.buffered())
+            if caps.payloads_stopped:
                 state.payloads_dropped += 1
                 continue
             try:
@@ -308,21 +229,10 @@ class RecordingWriter:
         if count > 0 and self._fd is not None:
             self.state.payloads_dropped += count
 
-    def _compress_early(self, stream: _Stream) -> None:
+    def _compress_early(self, stream: SegmentedStream) -> None:
         stream.compress_pending()  # bounds memory: only compressed bytes wait for the flush
-        if stream.segment_in >= SEGMENT_BYTES:
+        if stream.compressed_full():
             self.flush(force=True)
-
-    def _keep_past_cap(self, message: dict[str, Any]) -> bool:
-        kind = message.get("t")
-        if kind in _THINNED:
-            return False
-        if kind == STATS:
-            now = self._clock()
-            if now - self._last_stats_past_cap < STATS_EVERY_PAST_CAP:
-                return False
-            self._last_stats_past_cap = now
-        return True
 
     # --- writing ----------------------------------------------------------------------
 
@@ -339,93 +249,30 @@ class RecordingWriter:
 
     def _flush(self, final: bool) -> None:
         now = self._clock()
-        checkpoint = final or self._checkpoint_due(now)
+        checkpoints = self._checkpoints
+        checkpoint = final or checkpoints.due(self.state, now)
         out = bytearray()
         payloads = self._payloads
         if payloads.pending or payloads.out or (final and payloads.compressor is not None):
-            end = final or payloads.segment_in + payloads.pending_bytes >= SEGMENT_BYTES
+            end = final or payloads.segment_full()
             meta = {frames.IDS: [min(self._ids), max(self._ids)] if self._ids else None, frames.CALLS: len(self._ids)}
-            self._frame(out, payloads, end, meta)
+            out += payloads.frame(self.offset + len(out), end, meta, checkpoints.latest)
             self._ids = []
         messages = self._messages
         if messages.pending or messages.out or (checkpoint and messages.compressor is not None):
-            end = checkpoint or messages.segment_in + messages.pending_bytes >= SEGMENT_BYTES
+            end = checkpoint or messages.segment_full()
             meta = {frames.WRITTEN: now, frames.CALLS: self._frame_calls, frames.SEQ: self.state.seq}
             if messages.segment is None:
                 meta[frames.CALLS_BEFORE] = self._segment_calls
             self._segment_calls += self._frame_calls
-            self._frame(out, messages, end, meta)
+            out += messages.frame(self.offset + len(out), end, meta, checkpoints.latest)
             self._frame_calls = 0
         if checkpoint and self.state.stats is not None:
-            offset = self.offset + len(out)
-            stored = self.state.checkpoint()
-            stored["bytes"] = offset
-            data = zlib.compress(msgpack.packb(stored, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
-            out += frames.frame(frames.CHECKPOINT, frames.ZLIB, {
-                frames.WRITTEN: now, frames.SEQ: self.state.seq, frames.CALLS: self.state.calls,
-                frames.PREVIOUS: self._checkpoints[-1][0] if self._checkpoints else None,
-            }, data)
-            self._checkpoints.append([offset, now, self.state.calls, self.state.seq])
-            self._checkpoint_at = now
-            self._checkpoint_calls = self.state.calls
-            self._checkpoint_bytes = 0
+            out += checkpoints.frame(self.state, self.offset + len(out), now, MESSAGES_LEVEL, _fallback)
         if out:
             self._write(bytes(out))
         self._waiting_since = None
-        self._check_caps(now)
-
-    def _frame(self, out: bytearray, stream: _Stream, end_segment: bool, meta: dict[str, Any]) -> None:
-        offset = self.offset + len(out)
-        first = stream.segment is None
-        if first:
-            stream.segment = offset
-        meta[frames.SEGMENT] = stream.segment
-        meta[frames.CHECKPOINT_AT] = self._checkpoints[-1][0] if self._checkpoints else None
-        out += frames.frame(stream.kind, frames.STREAM, meta, stream.take(end_segment))
-        if stream.kind == frames.MESSAGES:
-            written = meta[frames.WRITTEN]
-            if first:
-                stream.segments.append([offset, written, written, meta[frames.CALLS_BEFORE], 0, 0])
-            row = stream.segments[-1]
-            row[2], row[4], row[5] = written, row[4] + meta[frames.CALLS], meta[frames.SEQ]
-        else:
-            ids = meta[frames.IDS]
-            if first:
-                stream.segments.append([offset, None, None, 0])
-            row = stream.segments[-1]
-            if ids is not None:
-                row[1] = ids[0] if row[1] is None else min(row[1], ids[0])
-                row[2] = ids[1] if row[2] is None else max(row[2], ids[1])
-            row[3] += meta[frames.CALLS]
-        if end_segment:
-            stream.compressor = None
-            stream.segment = None
-            stream.segment_in = 0
-
-    def _checkpoint_due(self, now: float) -> bool:
-        if self.state.stats is None:
-            return False
-        if self.state.calls - self._checkpoint_calls >= CHECKPOINT_CALLS:
-            return True
-        waited = now - self._checkpoint_at
-        if self._checkpoint_bytes >= CHECKPOINT_BYTES:
-            return waited >= CHECKPOINT_SECONDS
-        return self._checkpoint_bytes > 0 and waited >= CHECKPOINT_SECONDS_MAX
-
-    def _check_caps(self, now: float) -> None:
-        if not self._payload_cap and self.offset >= self.cap_bytes:
-            self._reach_payload_cap(now, self.offset)
-        if not self._hard_cap and self.offset >= 2 * self.cap_bytes:
-            self.add({"t": "recording", "event": "event_cap", "at": now, "bytes": self.offset,
-                      "cap_bytes": self.cap_bytes,
-                      "message": "the recording reached twice its size cap: call and tool events stop here; "
-                                 f"stats are kept every {STATS_EVERY_PAST_CAP:g} s, scopes, budget and exit always"})
-            self._hard_cap = True
-
-    def _reach_payload_cap(self, now: float, size: int) -> None:
-        self._payload_cap = True
-        self.add({"t": "recording", "event": "payload_cap", "at": now, "bytes": size, "cap_bytes": self.cap_bytes,
-                  "message": "the recording reached its size cap: payloads stop here, counts go on"})
+        self._caps.check(now)
 
     def _write(self, data: bytes) -> None:
         if self._fd is None or self.failed is not None:
@@ -466,7 +313,7 @@ class RecordingWriter:
         self._flush(final=True)
         index_offset = self.offset
         index = {"messages": self._messages.segments, "payloads": self._payloads.segments,
-                 "checkpoints": self._checkpoints, "failed": self.failed}
+                 "checkpoints": self._checkpoints.rows, "failed": self.failed}
         data = zlib.compress(msgpack.packb(index, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
         self._write(frames.frame(frames.INDEX, frames.ZLIB, {"bytes": index_offset}, data)
                     + frames.trailer(index_offset))

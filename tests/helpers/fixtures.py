@@ -54,10 +54,10 @@ def run(sim, viewer):
 @pytest.fixture
 def small_checkpoints(monkeypatch):
     """Checkpoints and segments every few hundred calls, so a small recording has many of each."""
-    from dspy_top.recording import writer as writer_module
+    from dspy_top.recording import checkpoints, segments
 
-    monkeypatch.setattr(writer_module, "CHECKPOINT_CALLS", 300)
-    monkeypatch.setattr(writer_module, "SEGMENT_BYTES", 16 * 1024)
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_CALLS", 300)
+    monkeypatch.setattr(segments, "SEGMENT_BYTES", 16 * 1024)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import msgpack
 
 from dspy_top import protocol
 from dspy_top.instrumentation.recorder import Recorder
-from dspy_top.recording import RecordingWriter
+from dspy_top.recording import RecordingWriter, caps
 from dspy_top.recording import writer as writer_module
 
 SYSTEM = ("Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
@@ -61,14 +61,14 @@ class ServedJob:
 
     def give(self, message):
         """Hand the writer a message, and expect it back unless it is a `stats` the writer leaves out:
-        one too soon after the last stored for the calls since (see writer.STATS_CALLS), or a heartbeat."""
+        one too soon after the last stored for the calls since (see caps.STATS_CALLS), or a heartbeat."""
         self.writer.add(message)
         if message["t"] in ("calls", "call"):
             self.calls_since_stats += len(message.get("rows", (None,)))
         if message["t"] == "stats":
             calls, waited = self.calls_since_stats, self.clock() - self.stats_at
-            if (calls < writer_module.STATS_CALLS and not (calls and waited >= writer_module.STATS_SLOW_EVERY)
-                    and waited < writer_module.STATS_IDLE_EVERY):
+            if (calls < caps.STATS_CALLS and not (calls and waited >= caps.STATS_SLOW_EVERY)
+                    and waited < caps.STATS_IDLE_EVERY):
                 self.skipped_stats += 1
                 return
             numbers = normal({k: v for k, v in message.items() if k not in ("t", "at", "dropped_viewer")})
