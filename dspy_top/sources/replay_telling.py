@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any
 
-from dspy_top.protocol import EXIT
+from dspy_top.protocol import EXIT, STATS
 from dspy_top.recording.state import RecordingState
 from dspy_top.sources.replay_items import Item, fold_chunks, protocol_messages, timed_items
 from dspy_top.sources.replay_track import Track, cut_off_reason
@@ -129,4 +129,4 @@ class TrackTelling:
             return
         totals = told.totals()
         if totals is not None:
-            self.sink.messages(track.key, [{**told.stats, "t": "stats", "totals": totals}])
+            self.sink.messages(track.key, [{**told.stats, "t": STATS, "totals": totals}])
