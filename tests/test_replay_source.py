@@ -15,7 +15,7 @@ import pytest
 
 from dspy_top.model import Fleet
 from dspy_top.recording import Recording
-from dspy_top.sources import replay as replay_module
+from dspy_top.sources import replay_telling
 from dspy_top.sources.base import CannotRequest
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.replay import CANNOT_STOP, RecordingSource
@@ -190,7 +190,7 @@ def test_every_moment_shows_what_the_job_had_sent_by_then_forward_and_back(tmp_p
 
 def test_a_seek_far_ahead_starts_from_the_checkpoint_before_it_not_from_the_start(tmp_path, small_checkpoints,
                                                                                    monkeypatch):
-    monkeypatch.setattr(replay_module, "RESTART_BYTES", 1024)
+    monkeypatch.setattr(replay_telling, "RESTART_BYTES", 1024)
     job = recorded(tmp_path, calls=3000)
     with Recording(job.writer.path) as recording:
         last = recording.index().checkpoints[-2]

@@ -3,7 +3,8 @@
 `TopApp(fleet, collector, job=job)` (`dspy_top.run.watch`) watches the job's processes, shows a
 log pane with `read_new_output()` on every refresh and the exit status once `returncode()`
 is set; the first ctrl+c calls `interrupt()`, a second one (or one after the job ended) quits.
-The app keeps what it read in a `JobTranscript` that every screen's log pane reads from.
+The app keeps what it read in a `JobTranscript` that every screen's log pane reads from, and
+`JobFollowing` (mixed into `TopApp`) does the reading, says the job's state and forwards ctrl+c.
 """
 
 from __future__ import annotations
@@ -64,3 +65,54 @@ class JobTranscript:
         if index < self._first:
             return "".join(self._chunks), True
         return "".join(itertools.islice(self._chunks, index - self._first, None)), False
+
+
+class JobFollowing:
+    """The app's side of the job: its output read on every refresh, its state said, ctrl+c forwarded."""
+
+    def _follow_job(self) -> None:
+        job, transcript = self.job, self.job_output
+        if job is None or transcript is None:
+            return
+        ended = transcript.exit_code is not None
+        try:
+            transcript.add(job.read_new_output())
+        except Exception as exc:  # the log file went away: say so once
+            if not ended:
+                transcript.add(f"\n[dspy-top: cannot read the job's output: {exc}]\n")
+        code = job.returncode()
+        if code is not None and not ended:
+            transcript.exit_code = code
+        if code is not None and self.fleet is not None:
+            with self.fleet.lock:
+                self.fleet.exit_status(job.pid, code)  # the job's process row says how it exited
+        view = self.view
+        if view is not None:
+            view.sync_job()
+
+    def job_note(self) -> str | None:
+        """The job's state in the status line, as the process list says it: its exit message ends it there."""
+        if self.job is None:
+            return None
+        code = self.job.returncode()
+        if code is not None:
+            return f"job exited with code {code} · q quits"
+        snapshot = self.snapshot
+        row = next((p for p in snapshot.processes if p.pid == self.job.pid), None) if snapshot else None
+        if row is not None and row.state == "ended":
+            return f"job pid {self.job.pid} ended its run (final numbers received) · exiting"
+        return f"job pid {self.job.pid} running · ctrl+c interrupts it"
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: with a running job, the first one interrupts the job, the second quits."""
+        job = self.job
+        if job is None or job.returncode() is not None or self._interrupts >= 1:
+            self.exit()
+            return
+        self._interrupts += 1
+        try:
+            job.interrupt()
+        except Exception as exc:
+            self.notify(f"cannot interrupt the job: {exc}", severity="error")
+            return
+        self.notify("sent SIGINT to the job · ctrl+c again quits", timeout=4)

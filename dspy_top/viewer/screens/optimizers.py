@@ -122,17 +122,22 @@ class OptimizersScreen(FleetScreen):
     def run_highlighted(self) -> None:
         self._show_selected_run()
 
+    def filter_history_to(self, pid: int, scope_id: str) -> None:
+        """Enter on a trial or optimizer: the history shows its calls (enter again shows all)."""
+        text = f"pid:{pid} scope:{scope_id}"
+        self.app.set_query("" if self.app.call_query.text == text else text)
+
     @on(DataTable.RowSelected, "#optimizer-runs")
     def filter_to_run(self, event: DataTable.RowSelected) -> None:
         run = self.query_one(OptimizerTable).entry(event.row_key.value)  # the row enter was pressed on
         if isinstance(run, OptimizerRun):
-            self.app.filter_history_to(run.pid, run.id)
+            self.filter_history_to(run.pid, run.id)
 
     @on(DataTable.RowSelected, "#trials")
     def filter_to_trial(self, event: DataTable.RowSelected) -> None:
         trial = self.query_one(TrialTable).trial(event.row_key.value)  # by key: rows may have moved since
         if trial is not None:
-            self.app.filter_history_to(trial.scope.pid, trial.id)
+            self.filter_history_to(trial.scope.pid, trial.id)
 
     @on(DataTable.HeaderSelected, "#trials")
     def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
