@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-JOB = r'''
+JOB = r"""
 import json, os, sys, threading, time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy
@@ -100,13 +100,20 @@ reader = threading.Thread(target=commands, daemon=True)
 reader.start()
 print("READY", os.getpid(), flush=True)
 reader.join()
-'''
+"""
 
 
 class Job:
     def __init__(self, mode: str, env: dict) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", JOB, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env, cwd="/tmp")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", JOB, mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd="/tmp",
+        )
         self.pid = int(self.expect("READY").split()[1])
 
     def expect(self, word: str) -> str:
@@ -128,8 +135,9 @@ class Job:
 
 
 def dspy_top(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, env=env, timeout=120, cwd=str(REPO)
+    )
 
 
 def speed_and_pause(rounds: int, env: dict) -> dict:
@@ -204,28 +212,36 @@ def main() -> None:
     parser.add_argument("--only", choices=("speed", "overhead"), help="run one part")
     args = parser.parse_args()
     runtime = Path(tempfile.mkdtemp(prefix="dt", dir="/tmp"))
-    env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "DSPY_CACHEDIR": str(runtime / "cache")}
+    env = {
+        **os.environ,
+        "DSPY_TOP_RUNTIME_DIR": str(runtime),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DSPY_CACHEDIR": str(runtime / "cache"),
+    }
     env.pop("DSPY_TOP", None)
     env.pop("PYTHONPATH", None)
     speed = speed_and_pause(3 if args.quick else 10, env) if args.only != "overhead" else {}
     cost = overhead(3 if args.quick else 12, env) if args.only != "speed" else {}
     print("| what | median | max |\n|---|---|---|")
-    rows = [("attach_s", "`dspy-top attach PID` until exit 0 (socket served), s", speed),
-            ("first_numbers_s", "attach start to first numbers in `dspy-top -b -n 1 --json`, s", speed),
-            ("pause_ms", "longest pause a 1 ms ticker in the job saw during the attach, ms", speed),
-            ("detach_s", "`dspy-top detach PID`, s", speed),
-            ("plain_us", "CPU µs per Predict call, plain", cost),
-            ("attached_us", "CPU µs per call, attached", cost),
-            ("instrument_us", "CPU µs per call, instrument()", cost),
-            ("instrument_minus_plain_us", "instrument() − plain, round by round, µs", cost),
-            ("attached_minus_instrument_us", "attached − instrument(), round by round, µs", cost)]
+    rows = [
+        ("attach_s", "`dspy-top attach PID` until exit 0 (socket served), s", speed),
+        ("first_numbers_s", "attach start to first numbers in `dspy-top -b -n 1 --json`, s", speed),
+        ("pause_ms", "longest pause a 1 ms ticker in the job saw during the attach, ms", speed),
+        ("detach_s", "`dspy-top detach PID`, s", speed),
+        ("plain_us", "CPU µs per Predict call, plain", cost),
+        ("attached_us", "CPU µs per call, attached", cost),
+        ("instrument_us", "CPU µs per call, instrument()", cost),
+        ("instrument_minus_plain_us", "instrument() − plain, round by round, µs", cost),
+        ("attached_minus_instrument_us", "attached − instrument(), round by round, µs", cost),
+    ]
     for key, label, figures in rows:
         if key in figures:
             print(f"| {label} | {median(figures[key]):.3f} | {max(figures[key]):.3f} |")
     if speed:
-        print(f"| longest ticker gap over 3 s with no attach (the machine's own noise), ms | "
-              f"{speed['pause_ms_unattached_3s']:.1f} | |")
+        print(
+            f"| longest ticker gap over 3 s with no attach (the machine's own noise), ms | "
+            f"{speed['pause_ms_unattached_3s']:.1f} | |"
+        )
     print(json.dumps({"speed": speed, "overhead": cost}))
 
 

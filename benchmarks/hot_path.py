@@ -60,8 +60,10 @@ def main() -> None:
                     recorder.fold()
             recorder.fold()
             blocks.append((time.process_time() - started) / calls * 1e6)
-    print(f"{scenario}: {statistics.median(blocks):.2f} µs of CPU per call (fastest block {min(blocks):.2f}); "
-          f"dspy_top from {Path(dspy_top.__file__).parent.parent}")
+    print(
+        f"{scenario}: {statistics.median(blocks):.2f} µs of CPU per call (fastest block {min(blocks):.2f}); "
+        f"dspy_top from {Path(dspy_top.__file__).parent.parent}"
+    )
     handle.close()
 
 

@@ -46,8 +46,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 SCENARIOS = ("predict", "pipeline", "pipeline-eval", "litellm-sim")
 MODES = ("baseline", "dspy-top", "dspy-top-unwatched", "callback-floor", "mlflow", "openinference")
-FIELDS_TEXT = ("[[ ## reasoning ## ]]\nadd them\n\n[[ ## answer ## ]]\n4\n\n"
-               "[[ ## verdict ## ]]\nok\n\n[[ ## completed ## ]]")
+FIELDS_TEXT = (
+    "[[ ## reasoning ## ]]\nadd them\n\n[[ ## answer ## ]]\n4\n\n[[ ## verdict ## ]]\nok\n\n[[ ## completed ## ]]"
+)
 
 
 # A viewer that reads and decodes everything as fast as it comes, as `dspy-top` does.
@@ -64,6 +65,7 @@ for _ in connection.events():
 
 # --- the worker: one configuration in one fresh process -------------------------------
 
+
 def fixed_lm():
     import dspy
 
@@ -76,8 +78,13 @@ def fixed_lm():
         """Answers every request at once with the same fields and usage."""
 
         def complete(self, request):
-            return Response(id="fixed", model="fixed-model", message=Message.assistant([TextPart(FIELDS_TEXT)]),
-                            finish_reason="stop", usage=Usage(input_tokens=120, output_tokens=12, total_tokens=132))
+            return Response(
+                id="fixed",
+                model="fixed-model",
+                message=Message.assistant([TextPart(FIELDS_TEXT)]),
+                finish_reason="stop",
+                usage=Usage(input_tokens=120, output_tokens=12, total_tokens=132),
+            )
 
     return dspy.LM("fixed/model", engine=FixedEngine(), cache=False)
 
@@ -88,9 +95,11 @@ def _fixed_base_lm():
     import dspy
 
     message = SimpleNamespace(role="assistant", content=FIELDS_TEXT, tool_calls=None, provider_specific_fields=None)
-    response = SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop", index=0, logprobs=None)],
-                               model="fixed-model", usage={"prompt_tokens": 120, "completion_tokens": 12,
-                                                           "total_tokens": 132})
+    response = SimpleNamespace(
+        choices=[SimpleNamespace(message=message, finish_reason="stop", index=0, logprobs=None)],
+        model="fixed-model",
+        usage={"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
+    )
 
     class FixedLM(dspy.BaseLM):
         def forward(self, prompt=None, messages=None, **kwargs):
@@ -127,8 +136,9 @@ def enable_mode(mode):
         if mode == "dspy-top-unwatched":  # instrumented, nobody attached
             return lambda: None
         # The viewer is its own process, as in real use: reading the stream costs the job nothing.
-        viewer = subprocess.Popen([sys.executable, "-c", VIEWER, str(handle.socket_path)],
-                                  stdout=subprocess.PIPE, text=True)
+        viewer = subprocess.Popen(
+            [sys.executable, "-c", VIEWER, str(handle.socket_path)], stdout=subprocess.PIPE, text=True
+        )
         viewer.stdout.readline()  # attached
         if mode == "dspy-top-idle":  # everything but the hooks: the server, the viewer, the imports
             handle.hooks.uninstall()
@@ -186,12 +196,12 @@ def run_worker(scenario, mode, calls, sim_url):
         examples = [dspy.Example(question=f"q {i}").with_inputs("question") for i in range(per_block * BLOCKS + warm)]
 
         def run_block(rows):
-            dspy.Evaluate(devset=rows, metric=lambda e, p, t=None: 1.0, num_threads=8,
-                          display_progress=False)(program)
+            dspy.Evaluate(devset=rows, metric=lambda e, p, t=None: 1.0, num_threads=8, display_progress=False)(program)
 
         run_block(examples[:warm])
-        blocks = [examples[warm + b * per_block: warm + (b + 1) * per_block] for b in range(BLOCKS)]
+        blocks = [examples[warm + b * per_block : warm + (b + 1) * per_block] for b in range(BLOCKS)]
     else:
+
         def run_block(rows):
             for row in rows:
                 program(question=row)
@@ -215,8 +225,12 @@ def run_worker(scenario, mode, calls, sim_url):
         block_cpu_us.append((time.process_time() - cpu_started) / (len(rows) * per_run) * 1e6)
     full_gcs = gc.get_stats()[2]["collections"] - full_before
     cleanup()
-    return {"block_us": block_us, "block_cpu_us": block_cpu_us, "calls": per_block * per_run * BLOCKS,
-            "full_gcs": full_gcs}
+    return {
+        "block_us": block_us,
+        "block_cpu_us": block_cpu_us,
+        "calls": per_block * per_run * BLOCKS,
+        "full_gcs": full_gcs,
+    }
 
 
 def run_gc_worker(mode, calls):
@@ -253,8 +267,13 @@ def run_gc_worker(mode, calls):
     after = [generation["collections"] for generation in gc.get_stats()]
     cleanup()
     done = runs * 2
-    return {"calls": done, "full": after[2] - before[2], "young": after[0] - before[0] + after[1] - before[1],
-            "gc_us": spent[0] / done * 1e6, "us": wall / done * 1e6}
+    return {
+        "calls": done,
+        "full": after[2] - before[2],
+        "young": after[0] - before[0] + after[1] - before[1],
+        "gc_us": spent[0] / done * 1e6,
+        "us": wall / done * 1e6,
+    }
 
 
 def run_paired_worker(scenario, pairs):
@@ -276,8 +295,9 @@ def run_paired_worker(scenario, pairs):
     def block(offset):
         if scenario == "pipeline-eval":
             examples = [dspy.Example(question=f"q {offset + i}").with_inputs("question") for i in range(rows)]
-            evaluate = dspy.Evaluate(devset=examples, metric=lambda e, p, t=None: 1.0, num_threads=8,
-                                     display_progress=False)
+            evaluate = dspy.Evaluate(
+                devset=examples, metric=lambda e, p, t=None: 1.0, num_threads=8, display_progress=False
+            )
             started = time.perf_counter()
             evaluate(program)
         else:
@@ -290,7 +310,7 @@ def run_paired_worker(scenario, pairs):
     diffs, off = [], []
     for pair in range(pairs):
         timed = {}
-        for installed in ((True, False) if pair % 2 == 0 else (False, True)):
+        for installed in (True, False) if pair % 2 == 0 else (False, True):
             if installed:
                 hooks.install()
             else:
@@ -368,6 +388,7 @@ def run_flush_worker(calls):
 
 # --- the orchestrator ----------------------------------------------------------------------
 
+
 def available(mode):
     module = {"mlflow": "mlflow", "openinference": "openinference.instrumentation.dspy"}.get(mode)
     if module is None:
@@ -377,8 +398,13 @@ def available(mode):
 
 
 def spawn(*args, env=None):
-    out = subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, timeout=900)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -392,16 +418,33 @@ def main():
     parser.add_argument("--memory-calls", type=int, default=100_000, help="0 skips the memory and flush checks")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--paired", type=int, default=200, metavar="PAIRS",
-                        help="pairs of blocks (with and without dspy-top, one process) per scenario; 0 skips")
-    parser.add_argument("--gc-calls", type=int, default=20_000, metavar="CALLS",
-                        help="garbage collection over a long pipeline-eval run of CALLS calls, baseline "
-                             "against dspy-top, 3 fresh processes each; 0 skips")
-    parser.add_argument("--soak", type=int, metavar="CALLS",
-                        help="only run the memory check, for CALLS calls (e.g. 1000000), RSS every 10%%")
-    parser.add_argument("--raw", metavar="FILE",
-                        help="also append every fresh process's blocks to FILE as JSON lines, as they come "
-                             "(to pool or re-analyse runs later)")
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=200,
+        metavar="PAIRS",
+        help="pairs of blocks (with and without dspy-top, one process) per scenario; 0 skips",
+    )
+    parser.add_argument(
+        "--gc-calls",
+        type=int,
+        default=20_000,
+        metavar="CALLS",
+        help="garbage collection over a long pipeline-eval run of CALLS calls, baseline "
+        "against dspy-top, 3 fresh processes each; 0 skips",
+    )
+    parser.add_argument(
+        "--soak",
+        type=int,
+        metavar="CALLS",
+        help="only run the memory check, for CALLS calls (e.g. 1000000), RSS every 10%%",
+    )
+    parser.add_argument(
+        "--raw",
+        metavar="FILE",
+        help="also append every fresh process's blocks to FILE as JSON lines, as they come "
+        "(to pool or re-analyse runs later)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -441,12 +484,13 @@ def main():
         for repeat in range(args.repeats):
             for scenario in scenarios:
                 # Every other round runs the modes backwards, so no mode always goes first.
-                for mode in (modes if repeat % 2 == 0 else modes[::-1]):
+                for mode in modes if repeat % 2 == 0 else modes[::-1]:
                     result = spawn(scenario, mode, args.calls, env=env)
                     if args.raw:
                         with open(args.raw, "a") as raw:
-                            raw.write(json.dumps({"round": repeat, "scenario": scenario, "mode": mode,
-                                                  **result}) + "\n")
+                            raw.write(
+                                json.dumps({"round": repeat, "scenario": scenario, "mode": mode, **result}) + "\n"
+                            )
                     results[(scenario, mode)].append(result["block_us"])
                     cpu[(scenario, mode)].append(result["block_cpu_us"])
                     full_gcs[(scenario, mode)].append(result["full_gcs"])
@@ -456,7 +500,7 @@ def main():
         collections = []
         if args.gc_calls and "dspy-top" in modes:
             for repeat in range(1 if args.quick else 3):
-                for mode in (("baseline", "dspy-top") if repeat % 2 == 0 else ("dspy-top", "baseline")):
+                for mode in ("baseline", "dspy-top") if repeat % 2 == 0 else ("dspy-top", "baseline"):
                     collections.append((mode, spawn("gc", mode, args.gc_calls, env=env)))
         memory = flush = None
         if args.memory_calls:  # 0 skips the memory and flush checks
@@ -476,31 +520,47 @@ def main():
 
 
 def paired_report(paired, args):
-    lines = [f"Paired, in one process with a viewer attached: {args.paired} pairs of 50-run blocks with dspy-top's "
-             "hooks installed and removed in turn; the difference per pair, in µs per LM call. The interval is "
-             "a 95% bootstrap interval of the median; the mean counts every garbage collection in full.", "",
-             "| scenario | baseline (median block) | dspy-top: median difference | 95% interval | mean difference |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"Paired, in one process with a viewer attached: {args.paired} pairs of 50-run blocks with dspy-top's "
+        "hooks installed and removed in turn; the difference per pair, in µs per LM call. The interval is "
+        "a 95% bootstrap interval of the median; the mean counts every garbage collection in full.",
+        "",
+        "| scenario | baseline (median block) | dspy-top: median difference | 95% interval | mean difference |",
+        "|---|---|---|---|---|",
+    ]
     for scenario, result in paired.items():
         diffs = result["diffs"]
         low, high = bootstrap_median(diffs)
-        lines.append(f"| {scenario} | {result['baseline']:,.0f} µs | {statistics.median(diffs):+,.1f} µs "
-                     f"| {low:+,.0f} to {high:+,.0f} µs | {statistics.mean(diffs):+,.1f} µs |")
+        lines.append(
+            f"| {scenario} | {result['baseline']:,.0f} µs | {statistics.median(diffs):+,.1f} µs "
+            f"| {low:+,.0f} to {high:+,.0f} µs | {statistics.mean(diffs):+,.1f} µs |"
+        )
     return "\n".join(lines)
 
 
 def fresh_gc_report(scenarios, modes, full_gcs):
-    counts = "; ".join(f"{scenario}: " + ", ".join(f"{mode} {sum(1 for n in full_gcs[(scenario, mode)] if n)} of "
-                                                   f"{len(full_gcs[(scenario, mode)])}" for mode in modes)
-                       for scenario in scenarios)
-    return ("Each fresh process collects its heap once before its measured calls; processes with a full "
-            f"collection inside them: {counts}.")
+    counts = "; ".join(
+        f"{scenario}: "
+        + ", ".join(
+            f"{mode} {sum(1 for n in full_gcs[(scenario, mode)] if n)} of {len(full_gcs[(scenario, mode)])}"
+            for mode in modes
+        )
+        for scenario in scenarios
+    )
+    return (
+        "Each fresh process collects its heap once before its measured calls; processes with a full "
+        f"collection inside them: {counts}."
+    )
 
 
 def gc_report(collections, args):
-    lines = [f"Garbage collection over {args.gc_calls:,} `pipeline-eval` calls per process (DSPy's history on, "
-             "from a collected heap; fresh processes, interleaved):", "",
-             "| mode | full collections | young collections | GC time per call | time per call |", "|---|---|---|---|---|"]
+    lines = [
+        f"Garbage collection over {args.gc_calls:,} `pipeline-eval` calls per process (DSPy's history on, "
+        "from a collected heap; fresh processes, interleaved):",
+        "",
+        "| mode | full collections | young collections | GC time per call | time per call |",
+        "|---|---|---|---|---|",
+    ]
     for mode in ("baseline", "dspy-top"):
         runs = [result for name, result in collections if name == mode]
         full = ", ".join(str(run["full"]) for run in runs)
@@ -523,17 +583,23 @@ def report(scenarios, modes, results, cpu, memory, flush, args):
     - typical: the process's median block, the usual cost of a call, GC included;
     - floor: the process's fastest block, the least noisy estimate on a shared machine.
     """
+
     def per_process(samples, pick):
         return statistics.median(pick(blocks) for blocks in samples)
 
     fastest = min
-    lines = [f"Per LM call: {args.repeats} interleaved fresh processes per configuration, each timing "
-             f"{args.calls} calls in {BLOCKS} blocks ({os.cpu_count()} cores, Python {sys.version.split()[0]}). "
-             "typical = median over processes of each one's median block; floor = the same of each one's "
-             "fastest block; best = the fastest block of any process.", "",
-             "| scenario | figure | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
+    lines = [
+        f"Per LM call: {args.repeats} interleaved fresh processes per configuration, each timing "
+        f"{args.calls} calls in {BLOCKS} blocks ({os.cpu_count()} cores, Python {sys.version.split()[0]}). "
+        "typical = median over processes of each one's median block; floor = the same of each one's "
+        "fastest block; best = the fastest block of any process.",
+        "",
+        "| scenario | figure | " + " | ".join(modes) + " |",
+        "|---|---|" + "---|" * len(modes),
+    ]
     for scenario in scenarios:
         for figure, pick in (("typical", statistics.median), ("floor", fastest), ("best", None)):
+
             def measure(samples, pick=pick):
                 if pick is None:  # best of all: the fastest block of any process
                     return min(min(blocks) for blocks in samples)
@@ -543,22 +609,34 @@ def report(scenarios, modes, results, cpu, memory, flush, args):
             cells = []
             for mode in modes:
                 value = measure(results[(scenario, mode)])
-                cells.append(f"{value:,.0f} µs" if mode == "baseline" else f"{value - base:+,.0f} µs (×{value / base:.2f})")
+                cells.append(
+                    f"{value:,.0f} µs" if mode == "baseline" else f"{value - base:+,.0f} µs (×{value / base:.2f})"
+                )
             lines.append(f"| {scenario} | {figure} | " + " | ".join(cells) + " |")
-    lines += ["", "Fresh processes, difference from baseline per round (each repeat runs every configuration "
-              "once, in turn, so one round's processes share the machine's mood): the median over rounds of "
-              "each process's figure minus its round's baseline, with a 95% bootstrap interval of that median. "
-              "CPU time: the process's (every thread's) CPU time per call in its median block.",
-              "", "| scenario | mode | typical | floor | mean of blocks | CPU time |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Fresh processes, difference from baseline per round (each repeat runs every configuration "
+        "once, in turn, so one round's processes share the machine's mood): the median over rounds of "
+        "each process's figure minus its round's baseline, with a 95% bootstrap interval of that median. "
+        "CPU time: the process's (every thread's) CPU time per call in its median block.",
+        "",
+        "| scenario | mode | typical | floor | mean of blocks | CPU time |",
+        "|---|---|---|---|---|---|",
+    ]
     for scenario in scenarios:
         for mode in modes:
             if mode == "baseline":
                 continue
             cells = []
-            for table, pick in ((results, statistics.median), (results, min), (results, statistics.mean),
-                                (cpu, statistics.median)):
-                diffs = [pick(run) - pick(base) for run, base in
-                         zip(table[(scenario, mode)], table[(scenario, "baseline")])]
+            for table, pick in (
+                (results, statistics.median),
+                (results, min),
+                (results, statistics.mean),
+                (cpu, statistics.median),
+            ):
+                diffs = [
+                    pick(run) - pick(base) for run, base in zip(table[(scenario, mode)], table[(scenario, "baseline")])
+                ]
                 low, high = bootstrap_median(diffs)
                 cells.append(f"{statistics.median(diffs):+,.1f} µs ({low:+,.0f} to {high:+,.0f})")
             lines.append(f"| {scenario} | {mode} | " + " | ".join(cells) + " |")
@@ -566,15 +644,18 @@ def report(scenarios, modes, results, cpu, memory, flush, args):
         return "\n".join(lines)
     over = memory["dspy-top"]["rss_mib"] - memory["baseline"]["rss_mib"]
     extra_growth = memory["dspy-top"]["growth_mib"] - memory["baseline"]["growth_mib"]
-    lines += ["", f"Memory after {args.memory_calls:,} calls (history off on both sides): baseline "
-              f"{memory['baseline']['rss_mib']:.1f} MiB, dspy-top {memory['dspy-top']['rss_mib']:.1f} MiB, "
-              f"{over:+.2f} MiB over baseline in all (modules, threads, the bounded rings). Growth during the "
-              f"calls: baseline {memory['baseline']['growth_mib']:+.2f} MiB, dspy-top "
-              f"{memory['dspy-top']['growth_mib']:+.2f} MiB, i.e. {extra_growth / args.memory_calls * 1000:+.4f} MiB "
-              f"per 1,000 calls over baseline.",
-              f"Flush at exit (`close()` with a viewer attached, after 1,000 calls): median "
-              f"{statistics.median(f['close_ms'] for f in flush):.1f} ms, max {max(f['close_ms'] for f in flush):.1f} ms; "
-              f"viewer received the exit message: {all(f['viewer_got_exit'] for f in flush)}."]
+    lines += [
+        "",
+        f"Memory after {args.memory_calls:,} calls (history off on both sides): baseline "
+        f"{memory['baseline']['rss_mib']:.1f} MiB, dspy-top {memory['dspy-top']['rss_mib']:.1f} MiB, "
+        f"{over:+.2f} MiB over baseline in all (modules, threads, the bounded rings). Growth during the "
+        f"calls: baseline {memory['baseline']['growth_mib']:+.2f} MiB, dspy-top "
+        f"{memory['dspy-top']['growth_mib']:+.2f} MiB, i.e. {extra_growth / args.memory_calls * 1000:+.4f} MiB "
+        f"per 1,000 calls over baseline.",
+        f"Flush at exit (`close()` with a viewer attached, after 1,000 calls): median "
+        f"{statistics.median(f['close_ms'] for f in flush):.1f} ms, max {max(f['close_ms'] for f in flush):.1f} ms; "
+        f"viewer received the exit message: {all(f['viewer_got_exit'] for f in flush)}.",
+    ]
     return "\n".join(lines)
 
 

@@ -47,16 +47,21 @@ import msgpack  # noqa: E402
 from dspy_top.recording import frames  # noqa: E402
 
 TICK = 0.25  # the server's tick: one drain, one flush
-PATHS = ("Solver.plan", "Solver.solve.predict", "WarehouseQA.react.react", "WarehouseQA.react.extract.predict",
-         "Judge")
+PATHS = ("Solver.plan", "Solver.solve.predict", "WarehouseQA.react.react", "WarehouseQA.react.extract.predict", "Judge")
 
 
 def _worker(*args: str, timeout: float = 1800) -> dict:
     """Run this file's `--worker` in a fresh interpreter; its last line of output is JSON."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
-                            env=env, timeout=timeout, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, __file__, "--worker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO,
+    )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{result.stderr[-4000:]}")
@@ -65,6 +70,7 @@ def _worker(*args: str, timeout: float = 1800) -> dict:
 
 
 # --- corpora (in a worker: they import dspy) ------------------------------------------------------
+
 
 def build_demo_corpus(out: Path, count: int) -> dict:
     """Payloads of the demo's real programs against the simulated LM, as payload.materialize builds them."""
@@ -82,8 +88,9 @@ def build_demo_corpus(out: Path, count: int) -> dict:
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     dspy.configure(lm=dspy.LM("openai/gpt-4o-mini", api_base=sim.base_url, api_key="sim", cache=False))
     questions = arithmetic_examples(count, seed=20)
-    compiled = dspy.BootstrapFewShot(metric=answer_is_correct, max_bootstrapped_demos=4, max_labeled_demos=4
-                                     ).compile(Solver(), trainset=arithmetic_examples(24, seed=10))
+    compiled = dspy.BootstrapFewShot(metric=answer_is_correct, max_bootstrapped_demos=4, max_labeled_demos=4).compile(
+        Solver(), trainset=arithmetic_examples(24, seed=10)
+    )
     plain, qa = Solver(), rag_react.WarehouseQA()
     warehouse = rag_react.warehouse_questions(max(1, count // 10))
     recorder = handle.recorder
@@ -112,12 +119,60 @@ def build_rag_corpus(out: Path, count: int) -> dict:
 
     import dspy
 
-    modules = ["os", "json", "collections", "itertools", "functools", "asyncio", "email", "http.client",
-               "urllib.request", "logging", "argparse", "pathlib", "re", "typing", "subprocess", "threading",
-               "socket", "ssl", "decimal", "fractions", "statistics", "random", "string", "textwrap", "difflib",
-               "csv", "sqlite3", "zipfile", "tarfile", "shutil", "tempfile", "datetime", "calendar", "heapq",
-               "bisect", "inspect", "ast", "pickle", "copy", "pprint", "enum", "dataclasses", "contextlib", "abc",
-               "io", "unittest", "doctest", "configparser", "optparse", "smtplib", "xml.dom.minidom", "tkinter"]
+    modules = [
+        "os",
+        "json",
+        "collections",
+        "itertools",
+        "functools",
+        "asyncio",
+        "email",
+        "http.client",
+        "urllib.request",
+        "logging",
+        "argparse",
+        "pathlib",
+        "re",
+        "typing",
+        "subprocess",
+        "threading",
+        "socket",
+        "ssl",
+        "decimal",
+        "fractions",
+        "statistics",
+        "random",
+        "string",
+        "textwrap",
+        "difflib",
+        "csv",
+        "sqlite3",
+        "zipfile",
+        "tarfile",
+        "shutil",
+        "tempfile",
+        "datetime",
+        "calendar",
+        "heapq",
+        "bisect",
+        "inspect",
+        "ast",
+        "pickle",
+        "copy",
+        "pprint",
+        "enum",
+        "dataclasses",
+        "contextlib",
+        "abc",
+        "io",
+        "unittest",
+        "doctest",
+        "configparser",
+        "optparse",
+        "smtplib",
+        "xml.dom.minidom",
+        "tkinter",
+    ]
     passages = []
     for name in modules:
         try:
@@ -130,7 +185,7 @@ def build_rag_corpus(out: Path, count: int) -> dict:
             doc = pydoc.getdoc(getattr(module, attribute, None)) or ""
             # Split long docs into paragraph-sized passages, as a retriever's chunks are.
             for start in range(0, len(doc), 700):
-                piece = doc[start:start + 700]
+                piece = doc[start : start + 700]
                 if len(piece) > 200:
                     passages.append(piece)
     passages = list(dict.fromkeys(passages))
@@ -143,13 +198,19 @@ def build_rag_corpus(out: Path, count: int) -> dict:
         question = f"Using the passages, how would I {draw.choice(passages)[:90].strip()}? (case {number})"
         reasoning, answer = draw.choice(passages), draw.choice(passages)[:240]
         reply = f"[[ ## reasoning ## ]]\n{reasoning}\n\n[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]"
-        payloads.append({
-            "model": "openai/gpt-4o-mini", "model_type": "chat",
-            "messages": adapter.format(signature, [], {"context": context, "question": question}),
-            "options": {"temperature": 0.0, "max_tokens": 4000, "api_key": "[redacted]"}, "outputs": [reply],
-            "usage": {"prompt_tokens": 700 + number % 300, "completion_tokens": 180, "total_tokens": 900},
-            "cost_usd": 0.0002, "cache_hit": False, "response_model": "gpt-4o-mini-2024-07-18",
-        })
+        payloads.append(
+            {
+                "model": "openai/gpt-4o-mini",
+                "model_type": "chat",
+                "messages": adapter.format(signature, [], {"context": context, "question": question}),
+                "options": {"temperature": 0.0, "max_tokens": 4000, "api_key": "[redacted]"},
+                "outputs": [reply],
+                "usage": {"prompt_tokens": 700 + number % 300, "completion_tokens": 180, "total_tokens": 900},
+                "cost_usd": 0.0002,
+                "cache_hit": False,
+                "response_model": "gpt-4o-mini-2024-07-18",
+            }
+        )
     out.write_bytes(msgpack.packb(payloads, use_bin_type=True))
     return {"payloads": len(payloads), "passages": len(passages)}
 
@@ -165,6 +226,7 @@ def text_size(payload: dict) -> int:
 
 # --- a realistic stream --------------------------------------------------------------------------
 
+
 class Job:
     """A real Recorder driven like a busy DSPy job on a simulated clock, served to a writer tick by tick."""
 
@@ -173,11 +235,21 @@ class Job:
         from dspy_top.recording import RecordingWriter
 
         self.clock = _Clock()
-        self.recorder = Recorder(history_capacity=1000, queue_capacity=10_000_000, clock=self.clock,
-                                 perf=self.clock)
-        hello = {"t": "hello", "v": 2, "pid": 4242, "ppid": 1, "argv": ["optimize.py"], "cwd": "/work",
-                 "started_at": self.clock(), "history_capacity": 1000, "python": "3.11", "dspy": "3.4.1",
-                 "dspy_top": "0.1.0", "mechanism": "execution-hooks"}
+        self.recorder = Recorder(history_capacity=1000, queue_capacity=10_000_000, clock=self.clock, perf=self.clock)
+        hello = {
+            "t": "hello",
+            "v": 2,
+            "pid": 4242,
+            "ppid": 1,
+            "argv": ["optimize.py"],
+            "cwd": "/work",
+            "started_at": self.clock(),
+            "history_capacity": 1000,
+            "python": "3.11",
+            "dspy": "3.4.1",
+            "dspy_top": "0.1.0",
+            "mechanism": "execution-hooks",
+        }
         self.writer = RecordingWriter.create(writer_path, hello, clock=self.clock)
         self.rate = rate
         self.payloads = payloads
@@ -189,8 +261,19 @@ class Job:
         self.compression_at_start = COMPRESSION["cpu"]
         self.writer.add({"t": "snapshot", **self.recorder.snapshot()})
         self.trial = 0
-        self.recorder.scope_start("compile", "compile-1", {"class": "MIPROv2", "parent": None, "params": {
-            "auto": "light"}, "arguments": {"num_trials": 10}, "trainset": 200, "valset": 100, "predictors": 2})
+        self.recorder.scope_start(
+            "compile",
+            "compile-1",
+            {
+                "class": "MIPROv2",
+                "parent": None,
+                "params": {"auto": "light"},
+                "arguments": {"num_trials": 10},
+                "trainset": 200,
+                "valset": 100,
+                "predictors": 2,
+            },
+        )
         self._next_trial()
 
     def run(self, calls: int) -> None:
@@ -208,13 +291,19 @@ class Job:
             kept: list[tuple[int, dict]] = []  # the tick's payloads, handed over as the server will, per drain
             for _ in range(batch):
                 path = PATHS[draw.randrange(len(PATHS))]
-                record = recorder.begin(path, "Predict", tuple(path.split(".")[:-1]) or (path,),
-                                        "openai/gpt-4o-mini", scopes=scopes)
+                record = recorder.begin(
+                    path, "Predict", tuple(path.split(".")[:-1]) or (path,), "openai/gpt-4o-mini", scopes=scopes
+                )
                 hit = draw.random() < 0.1
-                recorder.finish(record, prompt_tokens=0 if hit else draw.randint(300, 2000),
-                                completion_tokens=0 if hit else draw.randint(20, 300), cost=draw.random() * 1e-3,
-                                cache_hit=hit, saved=1e-4 if hit else None,
-                                error=RuntimeError("rate limited") if draw.random() < 0.01 else None)
+                recorder.finish(
+                    record,
+                    prompt_tokens=0 if hit else draw.randint(300, 2000),
+                    completion_tokens=0 if hit else draw.randint(20, 300),
+                    cost=draw.random() * 1e-3,
+                    cache_hit=hit,
+                    saved=1e-4 if hit else None,
+                    error=RuntimeError("rate limited") if draw.random() < 0.01 else None,
+                )
                 if payloads:
                     kept.append((record.id, payloads[self.calls % len(payloads)]))
                 self.calls += 1
@@ -240,17 +329,28 @@ class Job:
         """The writer's CPU per call: in all, inside zlib (GIL released), and the rest (GIL held)."""
         total = self.feed_cpu + self.flush_cpu
         zlib_cpu = COMPRESSION["cpu"] - self.compression_at_start
-        return {"writer_us_per_call": round(total / self.calls * 1e6, 2),
-                "zlib_us_per_call": round(zlib_cpu / self.calls * 1e6, 2),
-                "gil_held_us_per_call": round((total - zlib_cpu) / self.calls * 1e6, 2)}
+        return {
+            "writer_us_per_call": round(total / self.calls * 1e6, 2),
+            "zlib_us_per_call": round(zlib_cpu / self.calls * 1e6, 2),
+            "gil_held_us_per_call": round((total - zlib_cpu) / self.calls * 1e6, 2),
+        }
 
     def _next_trial(self) -> None:
         if self.trial:
             self.recorder.scope_end(f"eval-{self.trial}", {"score": 40.0 + self.draw.random() * 40})
         self.trial += 1
-        self.recorder.scope_start("eval", f"eval-{self.trial}", {"parent": "compile-1", "total": 100, "done": 0,
-                                                                 "score_sum": 0.0, "program": "Solver",
-                                                                 "metadata": {"metric_key": "eval_full"}})
+        self.recorder.scope_start(
+            "eval",
+            f"eval-{self.trial}",
+            {
+                "parent": "compile-1",
+                "total": 100,
+                "done": 0,
+                "score_sum": 0.0,
+                "program": "Solver",
+                "metadata": {"metric_key": "eval_full"},
+            },
+        )
 
     def close(self) -> None:
         self.recorder.scope_end(f"eval-{self.trial}", {"score": 61.0})
@@ -281,6 +381,7 @@ def _count_compression() -> None:
                 COMPRESSION["depth"] -= 1
                 if not COMPRESSION["depth"]:  # take() calls compress_pending(): count once
                     COMPRESSION["cpu"] += time.thread_time() - started
+
         return wrapper
 
     stream.compress_pending, stream.take, stream._timed = timed(compress), timed(take), True
@@ -311,6 +412,7 @@ def bytes_by_kind(path: Path) -> dict[str, int]:
 
 # --- parts ---------------------------------------------------------------------------------------
 
+
 def corpus(directory: Path, count: int = 1500) -> dict:
     """Payload bytes in the file as a share of their text, per corpus, per deflate level and rate."""
     from dspy_top.recording import writer as writer_module
@@ -323,8 +425,11 @@ def corpus(directory: Path, count: int = 1500) -> dict:
         payloads = load_corpus(path)
         text = sum(text_size(p) for p in payloads)
         packed = sum(len(msgpack.packb(p, use_bin_type=True)) for p in payloads)
-        row = {"payloads": len(payloads), "text_bytes_per_payload": round(text / len(payloads)),
-               "msgpack_share_of_text": round(packed / text, 3)}
+        row = {
+            "payloads": len(payloads),
+            "text_bytes_per_payload": round(text / len(payloads)),
+            "msgpack_share_of_text": round(packed / text, 3),
+        }
         for level in (1, 6):
             for rate in (10, 1000):  # calls per second: a tick holds 2 or 250 payloads
                 writer_module.PAYLOADS_LEVEL = level
@@ -354,8 +459,12 @@ def metadata(directory: Path, calls: int = 100_000) -> dict:
         job.close()
         kinds = bytes_by_kind(file)
         per_call = (kinds["file"] - kinds.get("payloads", 0)) / job.calls
-        results[f"rate{rate}"] = {"calls": job.calls, "bytes_per_call": round(per_call, 1),
-                                  "by_kind": kinds, **job.cpu()}
+        results[f"rate{rate}"] = {
+            "calls": job.calls,
+            "bytes_per_call": round(per_call, 1),
+            "by_kind": kinds,
+            **job.cpu(),
+        }
         print(f"metadata at {rate} calls/s: {per_call:.1f} bytes per call ({kinds})", flush=True)
         file.unlink()
     return results
@@ -400,8 +509,12 @@ def big(directory: Path, calls: int, keep: bool) -> dict:
             last = recording.index().checkpoints[-1].offset  # the final checkpoint, the index and trailer go
         shutil.copyfileobj(source, target)
         target.truncate(last - 100)
-    results = {"calls": calls, "write_s": round(written, 1), "bytes": kinds,
-               "metadata_bytes_per_call": round((kinds["file"] - kinds.get("payloads", 0)) / calls, 1)}
+    results = {
+        "calls": calls,
+        "write_s": round(written, 1),
+        "bytes": kinds,
+        "metadata_bytes_per_call": round((kinds["file"] - kinds.get("payloads", 0)) / calls, 1),
+    }
     for part in ("first", "end", "end-killed", "seek", "payloads", "read", "export", "export-csv"):
         target = cut if part == "end-killed" else file
         results[part] = _worker(part if part.startswith("export") else part.split("-")[0], str(target))
@@ -432,10 +545,14 @@ def wired(rounds: int, calls: int, scenarios: tuple[str, ...] = ("predict", "pip
         diffs = [r["wall_us"] - p["wall_us"] for p, r in zip(plain, recorded)]
         cpu_diffs = [r["cpu_us"] - p["cpu_us"] for p, r in zip(plain, recorded)]
         row = {
-            "rounds": rounds, "calls": recorded[0]["calls"],
-            "unwatched_us": _median(p["wall_us"] for p in plain), "recording_us": _median(r["wall_us"] for r in recorded),
-            "difference_us": _median(diffs), "difference_ci": _interval(diffs),
-            "process_cpu_difference_us": _median(cpu_diffs), "process_cpu_difference_ci": _interval(cpu_diffs),
+            "rounds": rounds,
+            "calls": recorded[0]["calls"],
+            "unwatched_us": _median(p["wall_us"] for p in plain),
+            "recording_us": _median(r["wall_us"] for r in recorded),
+            "difference_us": _median(diffs),
+            "difference_ci": _interval(diffs),
+            "process_cpu_difference_us": _median(cpu_diffs),
+            "process_cpu_difference_ci": _interval(cpu_diffs),
             "recording_thread_us": _median(r["thread_us"] for r in recorded),
             "recording_zlib_us": _median(r["zlib_us"] for r in recorded),
             "recording_gil_held_us": _median(r["thread_us"] - r["zlib_us"] for r in recorded),
@@ -468,6 +585,7 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
                 return function(*args, **kwargs)
             finally:
                 spent["thread"] += time.thread_time() - started
+
         return wrapper
 
     job_recording.JobRecording.take = timed(job_recording.JobRecording.take)
@@ -481,10 +599,13 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
     def run(count: int, offset: int) -> None:
         if scenario == "pipeline-eval":
             for start in range(0, count, 500):
-                examples = [dspy.Example(question=f"q {offset + start + i}").with_inputs("question")
-                            for i in range(min(500, count - start))]
-                dspy.Evaluate(devset=examples, metric=lambda e, p, t=None: 1.0, num_threads=8,
-                              display_progress=False)(program)
+                examples = [
+                    dspy.Example(question=f"q {offset + start + i}").with_inputs("question")
+                    for i in range(min(500, count - start))
+                ]
+                dspy.Evaluate(devset=examples, metric=lambda e, p, t=None: 1.0, num_threads=8, display_progress=False)(
+                    program
+                )
         else:
             for i in range(count):
                 program(question=f"q {offset + i}")
@@ -512,15 +633,23 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
     size = recording.path.stat().st_size if recording is not None else 0
     dropped = recording.writer.state.payloads_dropped if recording is not None else 0
     shutil.rmtree(directory, ignore_errors=True)
-    return {"calls": done, "wall_us": wall / done * 1e6, "cpu_us": cpu / done * 1e6,
-            "thread_us": (spent["thread"] - thread_before) / done * 1e6,
-            "zlib_us": (COMPRESSION["cpu"] - zlib_before) / done * 1e6, "bytes": size, "dropped": dropped}
+    return {
+        "calls": done,
+        "wall_us": wall / done * 1e6,
+        "cpu_us": cpu / done * 1e6,
+        "thread_us": (spent["thread"] - thread_before) / done * 1e6,
+        "zlib_us": (COMPRESSION["cpu"] - zlib_before) / done * 1e6,
+        "bytes": size,
+        "dropped": dropped,
+    }
 
 
 def _median(values) -> float:
     values = sorted(values)
-    return round(values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1]
-                                                                    + values[len(values) // 2]) / 2, 2)
+    return round(
+        values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2,
+        2,
+    )
 
 
 def _interval(samples: list[float], rounds: int = 2000) -> list[float]:
@@ -531,6 +660,7 @@ def _interval(samples: list[float], rounds: int = 2000) -> list[float]:
 
 
 # --- reading, in a fresh interpreter -------------------------------------------------------------
+
 
 def read_worker(part: str, path: str) -> dict:
     from dspy_top.recording import Recording

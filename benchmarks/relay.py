@@ -51,10 +51,21 @@ def emit(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float) -> No
     recorder = Recorder()
 
     def hello() -> dict:
-        return {"t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "pid": os.getpid(), "ppid": os.getppid(),
-                "argv": ["relay-bench-job"], "cwd": os.getcwd(), "executable": sys.executable, "started_at": started,
-                "python": platform.python_version(), "dspy": "-", "dspy_top": __version__,
-                "mechanism": "execution-hooks", "history_capacity": recorder.history_capacity}
+        return {
+            "t": protocol.HELLO,
+            "v": protocol.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "argv": ["relay-bench-job"],
+            "cwd": os.getcwd(),
+            "executable": sys.executable,
+            "started_at": started,
+            "python": platform.python_version(),
+            "dspy": "-",
+            "dspy_top": __version__,
+            "mechanism": "execution-hooks",
+            "history_capacity": recorder.history_capacity,
+        }
 
     server = SocketServer(recorder, hello, materialize=dict)
     server.start()
@@ -69,8 +80,9 @@ def emit(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float) -> No
         for number in range(steps):
             owed += per_step
             while owed >= 1:
-                record = recorder.begin("Pipeline.answer.predict", "Predict", ("Pipeline", "Predict"),
-                                        "openai/gpt-4o-mini")
+                record = recorder.begin(
+                    "Pipeline.answer.predict", "Predict", ("Pipeline", "Predict"), "openai/gpt-4o-mini"
+                )
                 recorder.finish(record, prompt_tokens=120, completion_tokens=12, response_model="gpt-4o-mini")
                 owed -= 1
             pause = begin + (number + 1) * step - time.perf_counter()
@@ -149,11 +161,16 @@ def run(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float, pause_
     base = Path(tempfile.mkdtemp(prefix="relaybench"))
     directory = Path(tempfile.mkdtemp(prefix="dtrb", dir="/tmp"))
     venv_bin = str(Path(sys.executable).parent)
-    server = Sshd.start(base / "sshd", env={"PATH": f"{venv_bin}:/usr/bin:/bin",
-                                              "DSPY_TOP_RUNTIME_DIR": str(directory)})
-    job = subprocess.Popen([sys.executable, __file__, "--emit", str(rate), str(seconds), str(quiet_rate),
-                            str(quiet_seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                           env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)})
+    server = Sshd.start(
+        base / "sshd", env={"PATH": f"{venv_bin}:/usr/bin:/bin", "DSPY_TOP_RUNTIME_DIR": str(directory)}
+    )
+    job = subprocess.Popen(
+        [sys.executable, __file__, "--emit", str(rate), str(seconds), str(quiet_rate), str(quiet_seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)},
+    )
     socket_path = job.stdout.readline().split()[1]
     fleet = Fleet()
     ssh = SshSource(server.host, version=__version__, ssh=server.ssh_command())
@@ -174,8 +191,12 @@ def run(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float, pause_
         def sshd_cpu() -> float:
             return sum(cpu_seconds(pid) for pid in sessions if Path(f"/proc/{pid}").exists())
 
-        cpu = {"relay": cpu_seconds(relay) if relay else 0.0, "ssh": cpu_seconds(ssh.ssh_pid),
-               "sshd": sshd_cpu(), "viewer": time.process_time()}
+        cpu = {
+            "relay": cpu_seconds(relay) if relay else 0.0,
+            "ssh": cpu_seconds(ssh.ssh_pid),
+            "sshd": sshd_cpu(),
+            "viewer": time.process_time(),
+        }
         job.stdin.write("go\n")
         job.stdin.flush()
         if pause_relay and relay:
@@ -186,9 +207,12 @@ def run(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float, pause_
             time.sleep(pause_relay)
             os.kill(relay, signal.SIGCONT)
         truth = json.loads(job.stdout.readline().split(" ", 1)[1])
-        used = {"relay": cpu_seconds(relay) - cpu["relay"] if relay else None,
-                "ssh": cpu_seconds(ssh.ssh_pid) - cpu["ssh"], "sshd": sshd_cpu() - cpu["sshd"],
-                "viewer": time.process_time() - cpu["viewer"]}
+        used = {
+            "relay": cpu_seconds(relay) - cpu["relay"] if relay else None,
+            "ssh": cpu_seconds(ssh.ssh_pid) - cpu["ssh"],
+            "sshd": sshd_cpu() - cpu["sshd"],
+            "viewer": time.process_time() - cpu["viewer"],
+        }
         job.stdin.write("exit\n")
         job.stdin.flush()
         deadline = time.monotonic() + 30
@@ -199,20 +223,35 @@ def run(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float, pause_
                 break
             time.sleep(0.05)
         with fleet.lock:
-            final = {key: (fleet.processes[key].totals, fleet.processes[key].dropped_viewer,
-                           fleet.processes[key].state) for key in (relayed, direct)}
+            final = {
+                key: (fleet.processes[key].totals, fleet.processes[key].dropped_viewer, fleet.processes[key].state)
+                for key in (relayed, direct)
+            }
         arrivals = collector.arrivals
-        added = [(arrivals[relayed][call] - at) * 1000 for call, at in arrivals.get(direct, {}).items()
-                 if call in arrivals.get(relayed, {})]
+        added = [
+            (arrivals[relayed][call] - at) * 1000
+            for call, at in arrivals.get(direct, {}).items()
+            if call in arrivals.get(relayed, {})
+        ]
         calls = truth["calls"]
         result = {
-            "rate": rate, "seconds": seconds, "pause_relay": pause_relay, "quiet_rate": quiet_rate,
+            "rate": rate,
+            "seconds": seconds,
+            "pause_relay": pause_relay,
+            "quiet_rate": quiet_rate,
             "quiet_seconds": quiet_seconds,
             "calls": calls,
-            "relayed": {"calls_total": final[relayed][0].calls, "state": final[relayed][2],
-                        "rows_received": len(arrivals.get(relayed, {})), "dropped": final[relayed][1]},
-            "direct": {"calls_total": final[direct][0].calls, "rows_received": len(arrivals.get(direct, {})),
-                       "dropped": final[direct][1]},
+            "relayed": {
+                "calls_total": final[relayed][0].calls,
+                "state": final[relayed][2],
+                "rows_received": len(arrivals.get(relayed, {})),
+                "dropped": final[relayed][1],
+            },
+            "direct": {
+                "calls_total": final[direct][0].calls,
+                "rows_received": len(arrivals.get(direct, {})),
+                "dropped": final[direct][1],
+            },
             "added_latency_ms": {
                 "calls_compared": len(added),
                 "p50": round(statistics.median(added), 1) if added else None,
@@ -220,13 +259,18 @@ def run(rate: int, seconds: float, quiet_rate: int, quiet_seconds: float, pause_
                 "p99": round(percentile(added, 0.99), 1) if added else None,
                 "max": round(max(added), 1) if added else None,
             },
-            "cpu_s_per_1000_calls": {name: None if value is None else round(value / calls * 1000, 4)
-                                     for name, value in used.items()},
-            "cpu_share_of_a_core": {name: None if value is None else round(value / (seconds + quiet_seconds + 0.6), 3)
-                                    for name, value in used.items()},
+            "cpu_s_per_1000_calls": {
+                name: None if value is None else round(value / calls * 1000, 4) for name, value in used.items()
+            },
+            "cpu_share_of_a_core": {
+                name: None if value is None else round(value / (seconds + quiet_seconds + 0.6), 3)
+                for name, value in used.items()
+            },
         }
-        result["exact"] = (result["relayed"]["calls_total"] == calls
-                           and result["relayed"]["rows_received"] + result["relayed"]["dropped"] == calls)
+        result["exact"] = (
+            result["relayed"]["calls_total"] == calls
+            and result["relayed"]["rows_received"] + result["relayed"]["dropped"] == calls
+        )
         return result
     finally:
         collector.stop()
@@ -243,23 +287,37 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--quiet-rate", type=int, default=200)
     parser.add_argument("--quiet-seconds", type=float, default=10.0)
-    parser.add_argument("--pause-relay", type=float, default=0.0, metavar="SECONDS",
-                        help="stop the relay (SIGSTOP) this long, 2 s into the run: drops must be counted")
+    parser.add_argument(
+        "--pause-relay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop the relay (SIGSTOP) this long, 2 s into the run: drops must be counted",
+    )
     args = parser.parse_args()
     result = run(args.rate, args.seconds, args.quiet_rate, args.quiet_seconds, args.pause_relay)
     latency = result["added_latency_ms"]
-    print(f"{result['calls']:,} calls ({args.rate:,}/s for {args.seconds:g} s, then {args.quiet_rate:,}/s "
-          f"for {args.quiet_seconds:g} s)")
-    print(f"relayed: total {result['relayed']['calls_total']:,} (job's exit: {result['calls']:,}), "
-          f"{result['relayed']['rows_received']:,} call rows received + {result['relayed']['dropped']:,} counted "
-          f"dropped -> exact: {result['exact']}")
-    print(f"direct:  total {result['direct']['calls_total']:,}, {result['direct']['rows_received']:,} rows + "
-          f"{result['direct']['dropped']:,} dropped")
-    print(f"latency the relay adds, per call (relay arrival - direct arrival): p50 {latency['p50']} ms, "
-          f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms "
-          f"over {latency['calls_compared']:,} calls")
-    print(f"CPU per 1,000 calls (s): {result['cpu_s_per_1000_calls']}; "
-          f"share of a core: {result['cpu_share_of_a_core']}")
+    print(
+        f"{result['calls']:,} calls ({args.rate:,}/s for {args.seconds:g} s, then {args.quiet_rate:,}/s "
+        f"for {args.quiet_seconds:g} s)"
+    )
+    print(
+        f"relayed: total {result['relayed']['calls_total']:,} (job's exit: {result['calls']:,}), "
+        f"{result['relayed']['rows_received']:,} call rows received + {result['relayed']['dropped']:,} counted "
+        f"dropped -> exact: {result['exact']}"
+    )
+    print(
+        f"direct:  total {result['direct']['calls_total']:,}, {result['direct']['rows_received']:,} rows + "
+        f"{result['direct']['dropped']:,} dropped"
+    )
+    print(
+        f"latency the relay adds, per call (relay arrival - direct arrival): p50 {latency['p50']} ms, "
+        f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms "
+        f"over {latency['calls_compared']:,} calls"
+    )
+    print(
+        f"CPU per 1,000 calls (s): {result['cpu_s_per_1000_calls']}; share of a core: {result['cpu_share_of_a_core']}"
+    )
     print(json.dumps(result))
     return 0
 

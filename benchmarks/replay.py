@@ -50,14 +50,25 @@ def _recording_benchmark():
 
 def payloads(count: int = 64) -> list[dict]:
     """Small chat payloads, each a little different (the replay reads payload frames' headers only)."""
-    system = ("Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
-              "2. `answer` (str):\nAll interactions will be structured in the following way, with the "
-              "appropriate values filled in.\n\n[[ ## question ## ]]\n{question}\n")
-    return [{"model": "openai/gpt-4o-mini", "model_type": "chat",
-             "messages": [{"role": "system", "content": system},
-                          {"role": "user", "content": f"[[ ## question ## ]]\nWhat is {n} + {3 * n}?"}],
-             "options": {"temperature": 0.0}, "outputs": [f"[[ ## answer ## ]]\n{4 * n}"], "cache_hit": False}
-            for n in range(count)]
+    system = (
+        "Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
+        "2. `answer` (str):\nAll interactions will be structured in the following way, with the "
+        "appropriate values filled in.\n\n[[ ## question ## ]]\n{question}\n"
+    )
+    return [
+        {
+            "model": "openai/gpt-4o-mini",
+            "model_type": "chat",
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": f"[[ ## question ## ]]\nWhat is {n} + {3 * n}?"},
+            ],
+            "options": {"temperature": 0.0},
+            "outputs": [f"[[ ## answer ## ]]\n{4 * n}"],
+            "cache_hit": False,
+        }
+        for n in range(count)
+    ]
 
 
 def write(directory: Path, calls: int) -> tuple[Path, Path, float]:
@@ -84,8 +95,9 @@ def write(directory: Path, calls: int) -> tuple[Path, Path, float]:
 def _worker(*args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env,
-                          timeout=1800, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env, timeout=1800, cwd=REPO
+    )
     if done.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{done.stderr[-4000:]}")
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": round(time.perf_counter() - started, 3)}
@@ -179,8 +191,12 @@ def first_frame(path: Path, calls: int, runs: int = 3) -> dict:
                 time.sleep(0.005)
         finally:
             _tmux(server, "kill-server")
-    return {"first_frame_s_median": _median(firsts), "end_state_on_screen_s_median": _median(ends),
-            "first_frame_runs": [round(t, 3) for t in firsts], "end_state_runs": [round(t, 3) for t in ends]}
+    return {
+        "first_frame_s_median": _median(firsts),
+        "end_state_on_screen_s_median": _median(ends),
+        "first_frame_runs": [round(t, 3) for t in firsts],
+        "end_state_runs": [round(t, 3) for t in ends],
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -189,13 +205,21 @@ def _median(values: list[float]) -> float:
 
 def batch(path: Path) -> dict:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-n", "1", "--json"],
-                          capture_output=True, text=True, cwd=REPO, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-n", "1", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     elapsed = time.perf_counter() - started
     snapshot = json.loads(done.stdout)
-    return {"batch_n1_s": round(elapsed, 3), "calls": snapshot["totals"]["calls"],
-            "state": snapshot["processes"][0]["state"]}
+    return {
+        "batch_n1_s": round(elapsed, 3),
+        "calls": snapshot["totals"]["calls"],
+        "state": snapshot["processes"][0]["state"],
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -214,8 +238,10 @@ def main(argv: list[str]) -> int:
         file, cut, written = write(directory, args.calls)
         results["write_s"] = round(written, 1)
         results["bytes"] = file.stat().st_size
-        print(f"recording: {args.calls:,} calls, {file.stat().st_size / 2**20:.1f} MiB, written in {written:.0f} s",
-              flush=True)
+        print(
+            f"recording: {args.calls:,} calls, {file.stat().st_size / 2**20:.1f} MiB, written in {written:.0f} s",
+            flush=True,
+        )
         for name, path in (("complete", file), ("killed", cut)):
             results[f"replay_{name}"] = _worker(str(path))
             print(f"replay {name}: {results[f'replay_{name}']}", flush=True)

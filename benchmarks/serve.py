@@ -40,25 +40,69 @@ MODEL = "openai/gpt-4o-mini"
 
 
 def _counters(calls: int) -> dict:
-    return {"calls": calls, "errors": 0, "retries": 0, "cache_hits": 0, "prompt_tokens": 800 * calls,
-            "completion_tokens": 60 * calls, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0003 * calls,
-            "unpriced_calls": 0, "cost_saved_usd": 0.0, "latency_s": 0.8 * calls, "in_flight": 0,
-            "latency_hist": {40: calls} if calls else {}, "last_at": time.time()}
+    return {
+        "calls": calls,
+        "errors": 0,
+        "retries": 0,
+        "cache_hits": 0,
+        "prompt_tokens": 800 * calls,
+        "completion_tokens": 60 * calls,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0003 * calls,
+        "unpriced_calls": 0,
+        "cost_saved_usd": 0.0,
+        "latency_s": 0.8 * calls,
+        "in_flight": 0,
+        "latency_hist": {40: calls} if calls else {},
+        "last_at": time.time(),
+    }
 
 
 def _stats(calls: int, modules: int) -> dict:
     share = [calls // modules + (1 if n < calls % modules else 0) for n in range(modules)]
-    return {"t": "stats", "at": time.time(), "totals": _counters(calls),
-            "modules": [{"path": f"Program.step{n}.predict", "class": "Predict", "chain": ["Program", "Predict"],
-                         **_counters(share[n])} for n in range(modules)],
-            "models": [{"model": MODEL, **_counters(calls)}], "scopes": [],
-            "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 0, "tool_errors": 0}
+    return {
+        "t": "stats",
+        "at": time.time(),
+        "totals": _counters(calls),
+        "modules": [
+            {
+                "path": f"Program.step{n}.predict",
+                "class": "Predict",
+                "chain": ["Program", "Predict"],
+                **_counters(share[n]),
+            }
+            for n in range(modules)
+        ],
+        "models": [{"model": MODEL, **_counters(calls)}],
+        "scopes": [],
+        "dropped_events": 0,
+        "dropped_viewer": 0,
+        "internal_errors": 0,
+        "tool_calls": 0,
+        "tool_errors": 0,
+    }
 
 
-_CALL = {"latency": 0.8, "module_class": "Predict", "model": MODEL, "response_model": "gpt-4o-mini",
-         "prompt_tokens": 800, "completion_tokens": 60, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0003,
-         "cost_saved_usd": None, "cache_hit": False, "retries": 0, "error": None, "error_message": None, "scopes": (),
-         "stream": False, "usage_known": True}
+_CALL = {
+    "latency": 0.8,
+    "module_class": "Predict",
+    "model": MODEL,
+    "response_model": "gpt-4o-mini",
+    "prompt_tokens": 800,
+    "completion_tokens": 60,
+    "cached_tokens": 0,
+    "reasoning_tokens": 0,
+    "cost_usd": 0.0003,
+    "cost_saved_usd": None,
+    "cache_hit": False,
+    "retries": 0,
+    "error": None,
+    "error_message": None,
+    "scopes": (),
+    "stream": False,
+    "usage_known": True,
+}
 
 
 def _row(n: int, start: float, path: str) -> tuple:
@@ -82,10 +126,24 @@ def _serve_one_viewer(directory: str, rate: float, seconds: float, modules: int,
     listener.bind(str(path))
     listener.listen(4)
     conn, _ = listener.accept()
-    conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "ppid": 1,
-                                  "argv": ["bench_job.py"], "cwd": "/", "started_at": time.time(), "python": "3",
-                                  "dspy": "3", "dspy_top": "0", "mechanism": "execution-hooks",
-                                  "history_capacity": 1000}))
+    conn.sendall(
+        protocol.encode(
+            {
+                "t": "hello",
+                "v": protocol.PROTOCOL_VERSION,
+                "pid": pid,
+                "ppid": 1,
+                "argv": ["bench_job.py"],
+                "cwd": "/",
+                "started_at": time.time(),
+                "python": "3",
+                "dspy": "3",
+                "dspy_top": "0",
+                "mechanism": "execution-hooks",
+                "history_capacity": 1000,
+            }
+        )
+    )
     conn.sendall(protocol.encode({"t": "snapshot", "seq": 0, "calls": [], "stats": _stats(0, modules)}))
     sent = 0
     began = time.time()
@@ -93,10 +151,14 @@ def _serve_one_viewer(directory: str, rate: float, seconds: float, modules: int,
     while time.time() - began < seconds:
         ticks += 1
         due = int(rate * min(seconds, ticks * TICK)) - sent
-        rows = [_row(n, time.time() - 0.8, f"Program.step{n % modules}.predict") for n in range(sent + 1, sent + due + 1)]
+        rows = [
+            _row(n, time.time() - 0.8, f"Program.step{n % modules}.predict") for n in range(sent + 1, sent + due + 1)
+        ]
         sent += due
-        frames = [protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows[i:i + 500]})
-                  for i in range(0, len(rows), 500)]
+        frames = [
+            protocol.encode({"t": "calls", "fields": protocol.CALL_FIELDS, "rows": rows[i : i + 500]})
+            for i in range(0, len(rows), 500)
+        ]
         if ticks % 2 == 0:
             frames.append(protocol.encode(_stats(sent, modules)))
         conn.sendall(b"".join(frames))
@@ -118,9 +180,12 @@ class Agent:
 
     def __init__(self, directory: str, *args: str, env: dict | None = None) -> None:
         environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": directory, "PYTHONPATH": str(REPO), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "dspy_top", "serve", "--prometheus", "127.0.0.1:0",
-                                      "--keep-ended", "600", *args], stderr=subprocess.PIPE, text=True,
-                                     env=environment)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_top", "serve", "--prometheus", "127.0.0.1:0", "--keep-ended", "600", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.url = self.wait(r"serving Prometheus metrics at (http://\S+/metrics)").group(1)
@@ -147,8 +212,9 @@ class Agent:
             return answer.read().decode()
 
     def total(self, metric: str) -> float:
-        return sum(float(line.rsplit(" ", 1)[1]) for line in self.scrape().splitlines()
-                   if line.startswith(metric + "{"))
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in self.scrape().splitlines() if line.startswith(metric + "{")
+        )
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -183,8 +249,14 @@ class SpanSink:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def ingest(otlp: bool = False, jobs: int = 20, rate: float = 5000.0, seconds: float = 30.0, modules: int = 4,
-           scrape_every: float | None = None) -> dict:
+def ingest(
+    otlp: bool = False,
+    jobs: int = 20,
+    rate: float = 5000.0,
+    seconds: float = 30.0,
+    modules: int = 4,
+    scrape_every: float | None = None,
+) -> dict:
     """CPU of the agent while `jobs` jobs make `rate` calls/s in all, and its totals against what they sent;
     with `scrape_every`, a scraper reads /metrics that often meanwhile (the agent then renders ahead)."""
     directory = tempfile.mkdtemp(prefix="dtsb", dir="/tmp")
@@ -193,16 +265,19 @@ def ingest(otlp: bool = False, jobs: int = 20, rate: float = 5000.0, seconds: fl
     extra = ["--otlp", sink.url] if sink else []
     agent = Agent(directory, *extra, env={"OTEL_METRIC_EXPORT_INTERVAL": "5000"})
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=fake_job, args=(directory, rate / jobs, seconds, modules, 3.0))
-               for _ in range(jobs)]
+    workers = [
+        context.Process(target=fake_job, args=(directory, rate / jobs, seconds, modules, 3.0)) for _ in range(jobs)
+    ]
     for worker in workers:
         worker.start()
     agent.wait(r"\) seen:", count=jobs)
     scraping = threading.Event()
     if scrape_every:
+
         def scraper() -> None:
             while not scraping.wait(scrape_every):
                 agent.scrape()
+
         threading.Thread(target=scraper, daemon=True).start()
     time.sleep(2.0)  # the steady part: every job attached and sending
     cpu0, t0 = agent.cpu_seconds(), time.monotonic()
@@ -225,11 +300,21 @@ def ingest(otlp: bool = False, jobs: int = 20, rate: float = 5000.0, seconds: fl
     stopped = next((line for line in agent.lines if "stopped" in line), "")
     shutil.rmtree(directory, ignore_errors=True)
     busy = (cpu1 - cpu0) / (t1 - t0)
-    return {"otlp": otlp, "jobs": jobs, "modules_per_job": modules, "scrape_every": scrape_every,
-            "calls_per_sec": rate, "seconds_measured": round(t1 - t0, 1),
-            "cpu_percent_of_one_core": round(100 * busy, 1), "calls_expected": expected, "calls_exported": calls,
-            "exact": calls == expected, "dropped_events": dropped, "spans_received": spans,
-            "agent_says": stopped.split("dspy-top serve: ", 1)[-1] if sink else None}
+    return {
+        "otlp": otlp,
+        "jobs": jobs,
+        "modules_per_job": modules,
+        "scrape_every": scrape_every,
+        "calls_per_sec": rate,
+        "seconds_measured": round(t1 - t0, 1),
+        "cpu_percent_of_one_core": round(100 * busy, 1),
+        "calls_expected": expected,
+        "calls_exported": calls,
+        "exact": calls == expected,
+        "dropped_events": dropped,
+        "spans_received": spans,
+        "agent_says": stopped.split("dspy-top serve: ", 1)[-1] if sink else None,
+    }
 
 
 def scrape(jobs: int = 20, modules: int = 50, scrapes: int = 100, rate: float = 5000.0, gap: float = 0.1) -> dict:
@@ -240,8 +325,9 @@ def scrape(jobs: int = 20, modules: int = 50, scrapes: int = 100, rate: float = 
     agent = Agent(directory, "--max-modules", str(modules))
     context = multiprocessing.get_context("fork")
     busy = 8.0 + scrapes * (gap + 0.05)
-    workers = [context.Process(target=fake_job, args=(directory, rate / jobs, busy, modules, 120.0))
-               for _ in range(jobs)]
+    workers = [
+        context.Process(target=fake_job, args=(directory, rate / jobs, busy, modules, 120.0)) for _ in range(jobs)
+    ]
     for worker in workers:
         worker.start()
     agent.wait(r"\) seen:", count=jobs)
@@ -261,10 +347,17 @@ def scrape(jobs: int = 20, modules: int = 50, scrapes: int = 100, rate: float = 
         worker.join(5)
     shutil.rmtree(directory, ignore_errors=True)
     times.sort()
-    return {"jobs": jobs, "modules_per_job": modules, "calls_per_sec": rate, "jobs_busy_throughout": busy_at_end,
-            "samples": samples, "bytes": len(body),
-            "scrape_ms_median": round(statistics.median(times), 1),
-            "scrape_ms_p95": round(times[int(0.95 * (len(times) - 1))], 1), "scrape_ms_max": round(times[-1], 1)}
+    return {
+        "jobs": jobs,
+        "modules_per_job": modules,
+        "calls_per_sec": rate,
+        "jobs_busy_throughout": busy_at_end,
+        "samples": samples,
+        "bytes": len(body),
+        "scrape_ms_median": round(statistics.median(times), 1),
+        "scrape_ms_p95": round(times[int(0.95 * (len(times) - 1))], 1),
+        "scrape_ms_max": round(times[-1], 1),
+    }
 
 
 def render(jobs: int = 20, modules: int = 50, rounds: int = 20) -> dict:
@@ -280,15 +373,35 @@ def render(jobs: int = 20, modules: int = 50, rounds: int = 20) -> dict:
     from dspy_top.serve.watch import JobView
 
     def counters(calls: int) -> Counters:
-        return Counters(calls=calls, prompt_tokens=800 * calls, completion_tokens=60 * calls, cost_usd=0.0003 * calls,
-                        latency_s=0.8 * calls, latency_hist={40: calls, 60: calls})
+        return Counters(
+            calls=calls,
+            prompt_tokens=800 * calls,
+            completion_tokens=60 * calls,
+            cost_usd=0.0003 * calls,
+            latency_s=0.8 * calls,
+            latency_hist={40: calls, 60: calls},
+        )
 
-    views = [JobView(key=f"/run/{pid}.sock", pid=pid, job="bench_job.py", command="python bench_job.py",
-                     state="running", status="running", started_at=time.time(), ended_at=None,
-                     totals=counters(50 * pid), modules=tuple((f"Program.step{n}.predict", counters(pid + n))
-                                                              for n in range(modules)),
-                     models=((MODEL, counters(50 * pid)),), scopes=(), budget_limits=(), dropped=0, attached=True)
-                for pid in range(1000, 1000 + jobs)]
+    views = [
+        JobView(
+            key=f"/run/{pid}.sock",
+            pid=pid,
+            job="bench_job.py",
+            command="python bench_job.py",
+            state="running",
+            status="running",
+            started_at=time.time(),
+            ended_at=None,
+            totals=counters(50 * pid),
+            modules=tuple((f"Program.step{n}.predict", counters(pid + n)) for n in range(modules)),
+            models=((MODEL, counters(50 * pid)),),
+            scopes=(),
+            budget_limits=(),
+            dropped=0,
+            attached=True,
+        )
+        for pid in range(1000, 1000 + jobs)
+    ]
     exposition = Exposition(lambda: views, host="bench")
     bounds = [str(bound) for bound in LATENCY_BOUNDS] + ["+Inf"]
 
@@ -324,8 +437,10 @@ def render(jobs: int = 20, modules: int = 50, rounds: int = 20) -> dict:
     timings: dict[str, list[float]] = {"writer": [], "prometheus_client": []}
     sizes = {}
     for _ in range(rounds):
-        for name, make in (("writer", lambda: exposition.render().encode()),
-                           ("prometheus_client", lambda: generate_latest(registry))):
+        for name, make in (
+            ("writer", lambda: exposition.render().encode()),
+            ("prometheus_client", lambda: generate_latest(registry)),
+        ):
             t0 = time.perf_counter()
             body = make()
             timings[name].append((time.perf_counter() - t0) * 1000)

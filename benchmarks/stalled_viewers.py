@@ -75,8 +75,13 @@ def job_worker(calls: int) -> None:
     elapsed = time.perf_counter() - started
     time.sleep(0.6)  # the server's last ticks
     server_ms = (thread_cpu(server_thread) - cpu_before) * 1000
-    print("DONE", json.dumps({"us_per_call": elapsed / calls * 1e6, "calls": calls + 1,
-                              "server_ms_per_1000": server_ms / calls * 1000}), flush=True)
+    print(
+        "DONE",
+        json.dumps(
+            {"us_per_call": elapsed / calls * 1e6, "calls": calls + 1, "server_ms_per_1000": server_ms / calls * 1000}
+        ),
+        flush=True,
+    )
     sys.stdin.readline()
 
 
@@ -98,8 +103,9 @@ def server_cpu(stalled: int, rounds: int = 100) -> float:
     os.environ["DSPY_TOP_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="dtsv", dir="/tmp")
     os.environ["DSPY_TOP_MAX_VIEWERS"] = str(stalled + 8)
     recorder = Recorder(queue_capacity=100_000)
-    server = SocketServer(recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": os.getpid()},
-                          materialize=dict)
+    server = SocketServer(
+        recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": os.getpid()}, materialize=dict
+    )
     server.start()
     sockets = []
     for _ in range(stalled + 1):
@@ -167,8 +173,14 @@ def one_run(stalled: int, calls: int) -> dict:
     env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": runtime, "DSPY_TOP_MAX_VIEWERS": str(stalled + 8)}
     env.pop("DSPY_TOP", None)
     here = os.path.dirname(os.path.abspath(__file__))
-    job = subprocess.Popen([sys.executable, os.path.join(here, "stalled_viewers.py"), "--worker", str(calls)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=here)
+    job = subprocess.Popen(
+        [sys.executable, os.path.join(here, "stalled_viewers.py"), "--worker", str(calls)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=here,
+    )
     try:
         path = job.stdout.readline().split()[1]
         sockets = []
@@ -193,12 +205,21 @@ def one_run(stalled: int, calls: int) -> dict:
     finally:
         job.kill()
     total = done["calls"]
-    exact = [f["final"] is not None and f["final"]["totals"]["calls"] == total and
-             f["calls"] + f["final"].get("dropped_viewer", 0) + f["final"].get("dropped_events", 0) == total
-             for f in finals]
-    return {"us_per_call": done["us_per_call"], "server_ms": done["server_ms_per_1000"],
-            "received": seen["calls"] / total, "dropped": seen["dropped"],
-            "healthy_exit": seen["exit"] and seen["total"] == total, "stalled_exact": sum(exact), "stalled": stalled}
+    exact = [
+        f["final"] is not None
+        and f["final"]["totals"]["calls"] == total
+        and f["calls"] + f["final"].get("dropped_viewer", 0) + f["final"].get("dropped_events", 0) == total
+        for f in finals
+    ]
+    return {
+        "us_per_call": done["us_per_call"],
+        "server_ms": done["server_ms_per_1000"],
+        "received": seen["calls"] / total,
+        "dropped": seen["dropped"],
+        "healthy_exit": seen["exit"] and seen["total"] == total,
+        "stalled_exact": sum(exact),
+        "stalled": stalled,
+    }
 
 
 def main() -> None:
@@ -219,17 +240,22 @@ def main() -> None:
             print(f"| {stalled} | {statistics.median(runs):.2f} |", flush=True)
         return
     print(f"{args.calls:,} calls (`dspy.Predict`, fixed-answer LM); medians of {args.repeats} run(s)\n")
-    print("| stalled viewers | job µs/call | server thread CPU ms per 1,000 calls | healthy viewer received "
-          "| its dropped | healthy got exit | stalled ones with exit and exact counts |")
+    print(
+        "| stalled viewers | job µs/call | server thread CPU ms per 1,000 calls | healthy viewer received "
+        "| its dropped | healthy got exit | stalled ones with exit and exact counts |"
+    )
     print("|---:|---:|---:|---:|---:|---|---:|")
     for stalled in [int(n) for n in args.stalled.split(",")]:
         runs = [one_run(stalled, args.calls) for _ in range(args.repeats)]
-        print(f"| {stalled} | {statistics.median(r['us_per_call'] for r in runs):.0f} "
-              f"| {statistics.median(r['server_ms'] for r in runs):.1f} "
-              f"| {statistics.median(r['received'] for r in runs):.1%} "
-              f"| {statistics.median(r['dropped'] for r in runs):,.0f} "
-              f"| {'yes' if all(r['healthy_exit'] for r in runs) else 'no'} "
-              f"| {min(r['stalled_exact'] for r in runs)} of {stalled} |", flush=True)
+        print(
+            f"| {stalled} | {statistics.median(r['us_per_call'] for r in runs):.0f} "
+            f"| {statistics.median(r['server_ms'] for r in runs):.1f} "
+            f"| {statistics.median(r['received'] for r in runs):.1%} "
+            f"| {statistics.median(r['dropped'] for r in runs):,.0f} "
+            f"| {'yes' if all(r['healthy_exit'] for r in runs) else 'no'} "
+            f"| {min(r['stalled_exact'] for r in runs)} of {stalled} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -36,25 +36,72 @@ MODULES = ["RAG.generate_query.predict", "RAG.answer", "Judge", "Summarize.predi
 
 
 def _counters(calls: int) -> dict:
-    return {"calls": calls, "errors": 0, "retries": 0, "cache_hits": calls // 10, "prompt_tokens": 800 * calls,
-            "completion_tokens": 60 * calls, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0003 * calls,
-            "unpriced_calls": 0, "cost_saved_usd": 0.0, "latency_s": 0.8 * calls, "in_flight": 4,
-            "latency_hist": {16: calls // 2, 20: calls - calls // 2}, "last_at": time.time()}
+    return {
+        "calls": calls,
+        "errors": 0,
+        "retries": 0,
+        "cache_hits": calls // 10,
+        "prompt_tokens": 800 * calls,
+        "completion_tokens": 60 * calls,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0003 * calls,
+        "unpriced_calls": 0,
+        "cost_saved_usd": 0.0,
+        "latency_s": 0.8 * calls,
+        "in_flight": 4,
+        "latency_hist": {16: calls // 2, 20: calls - calls // 2},
+        "last_at": time.time(),
+    }
 
 
 def _stats(calls: int) -> dict:
     per_module = calls // len(MODULES)
-    return {"t": "stats", "at": time.time(), "totals": _counters(calls),
-            "modules": [{"path": path, "class": "Predict", "chain": path.split("."), **_counters(per_module)}
-                        for path in MODULES],
-            "models": [{"model": "openai/gpt-4o-mini", **_counters(calls)}], "scopes": [],
-            "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 0, "tool_errors": 0}
+    return {
+        "t": "stats",
+        "at": time.time(),
+        "totals": _counters(calls),
+        "modules": [
+            {"path": path, "class": "Predict", "chain": path.split("."), **_counters(per_module)} for path in MODULES
+        ],
+        "models": [{"model": "openai/gpt-4o-mini", **_counters(calls)}],
+        "scopes": [],
+        "dropped_events": 0,
+        "dropped_viewer": 0,
+        "internal_errors": 0,
+        "tool_calls": 0,
+        "tool_errors": 0,
+    }
 
 
 def _call_rows(start: float, sent: int, count: int) -> list[tuple]:
     """`count` call events in `protocol.CALL_FIELDS` order, numbered after the `sent` before them."""
-    return [(n, n, start + n * 1e-5, 0.8, MODULES[n % len(MODULES)], "Predict", "openai/gpt-4o-mini", "gpt-4o-mini",
-             800, 60, 0, 0, 0.0003, None, False, 0, None, None, (), False, True) for n in range(sent + 1, sent + count + 1)]
+    return [
+        (
+            n,
+            n,
+            start + n * 1e-5,
+            0.8,
+            MODULES[n % len(MODULES)],
+            "Predict",
+            "openai/gpt-4o-mini",
+            "gpt-4o-mini",
+            800,
+            60,
+            0,
+            0,
+            0.0003,
+            None,
+            False,
+            0,
+            None,
+            None,
+            (),
+            False,
+            True,
+        )
+        for n in range(sent + 1, sent + count + 1)
+    ]
 
 
 def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None:
@@ -65,9 +112,24 @@ def fake_process(directory: str, events: int, idle_seconds: float = 0.0) -> None
     listener.bind(str(path))
     listener.listen(1)
     conn, _ = listener.accept()
-    conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "ppid": 1, "argv": ["fake-job.py"],
-                                  "cwd": "/", "started_at": time.time(), "python": "3", "dspy": "3.4.1",
-                                  "dspy_top": "0.1.0", "mechanism": "execution-hooks", "history_capacity": 1000}))
+    conn.sendall(
+        protocol.encode(
+            {
+                "t": "hello",
+                "v": protocol.PROTOCOL_VERSION,
+                "pid": pid,
+                "ppid": 1,
+                "argv": ["fake-job.py"],
+                "cwd": "/",
+                "started_at": time.time(),
+                "python": "3",
+                "dspy": "3.4.1",
+                "dspy_top": "0.1.0",
+                "mechanism": "execution-hooks",
+                "history_capacity": 1000,
+            }
+        )
+    )
     conn.sendall(protocol.encode({"t": "snapshot", "seq": 0, "calls": [], "stats": _stats(0)}))
     sent = 0
     start = time.time()
@@ -114,16 +176,32 @@ def fold(total_events: int = 300_000, repeats: int = 5) -> dict:
     for _ in range(repeats):
         fleet = Fleet()
         fleet.attach("bench", 1)
-        fleet.connected("bench", Hello(version=protocol.PROTOCOL_VERSION, pid=1, argv=["fake-job.py"], cwd="/",
-                                       started_at=start, python="3", dspy="3", dspy_top="0", mechanism="x",
-                                       history_capacity=1000))
+        fleet.connected(
+            "bench",
+            Hello(
+                version=protocol.PROTOCOL_VERSION,
+                pid=1,
+                argv=["fake-job.py"],
+                cwd="/",
+                started_at=start,
+                python="3",
+                dspy="3",
+                dspy_top="0",
+                mechanism="x",
+                history_capacity=1000,
+            ),
+        )
         t0 = time.perf_counter()
         messages = protocol.FrameReader().feed(bytes(frames))
         for at in range(0, len(messages), 2):  # about the collector's fold chunk (1,000 events)
-            fleet.fold_many("bench", messages[at:at + 2])
+            fleet.fold_many("bench", messages[at : at + 2])
         best = min(best, time.perf_counter() - t0)
-    return {"events": fleet.events, "best_seconds": round(best, 3), "events_per_sec": round(fleet.events / best),
-            "us_per_event": round(best / fleet.events * 1e6, 2)}
+    return {
+        "events": fleet.events,
+        "best_seconds": round(best, 3),
+        "events_per_sec": round(fleet.events / best),
+        "us_per_event": round(best / fleet.events * 1e6, 2),
+    }
 
 
 def rss_mib() -> float:
@@ -140,8 +218,9 @@ def ingest(total_events: int = 600_000, processes: int = 3, delay: float = 1.0) 
     fleet = Fleet()
     collector = Collector(fleet, [local_sockets(directory=Path(directory), rescan_every=0.2)]).start()
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=fake_process, args=(directory, total_events // processes))
-               for _ in range(processes)]
+    workers = [
+        context.Process(target=fake_process, args=(directory, total_events // processes)) for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     began = time.monotonic()
@@ -173,11 +252,16 @@ def ingest(total_events: int = 600_000, processes: int = 3, delay: float = 1.0) 
     shutil.rmtree(directory, ignore_errors=True)
     calls = snapshot.totals.calls
     return {
-        "events": events, "processes": processes, "seconds": round(elapsed, 2),
-        "events_per_sec": round(events / elapsed), "calls_in_totals": calls,
+        "events": events,
+        "processes": processes,
+        "seconds": round(elapsed, 2),
+        "events_per_sec": round(events / elapsed),
+        "calls_in_totals": calls,
         "refresh_late_p_max_ms": round(max(lateness) * 1000, 1),
-        "snapshot_ms_max": round(max(snapshot_ms), 1), "snapshot_ms_mean": round(sum(snapshot_ms) / len(snapshot_ms), 1),
-        "history_held": snapshot.history_size, "rss_mib_growth": round(rss_mib() - rss_before, 1),
+        "snapshot_ms_max": round(max(snapshot_ms), 1),
+        "snapshot_ms_mean": round(sum(snapshot_ms) / len(snapshot_ms), 1),
+        "history_held": snapshot.history_size,
+        "rss_mib_growth": round(rss_mib() - rss_before, 1),
     }
 
 
@@ -200,8 +284,9 @@ def ingest_app(total_events: int = 600_000, processes: int = 3) -> dict:
 
     app = TimedApp(fleet, collector, delay=1.0)
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=fake_process, args=(directory, total_events // processes))
-               for _ in range(processes)]
+    workers = [
+        context.Process(target=fake_process, args=(directory, total_events // processes)) for _ in range(processes)
+    ]
 
     async def drive():
         async with app.run_test(size=(120, 40)) as pilot:
@@ -225,8 +310,11 @@ def ingest_app(total_events: int = 600_000, processes: int = 3) -> dict:
     steady = [t for t, _ in frames[2:]]
     gaps = [b - a for a, b in zip(steady, steady[1:])]
     return {
-        "events": fleet.events, "seconds": round(elapsed, 2), "events_per_sec": round(fleet.events / elapsed),
-        "refreshes": len(frames), "refresh_gap_max_s": round(max(gaps), 3) if gaps else None,
+        "events": fleet.events,
+        "seconds": round(elapsed, 2),
+        "events_per_sec": round(fleet.events / elapsed),
+        "refreshes": len(frames),
+        "refresh_gap_max_s": round(max(gaps), 3) if gaps else None,
         "apply_ms_max": round(max(d for _, d in frames) * 1000, 1),
         "apply_ms_mean": round(sum(d for _, d in frames) / len(frames) * 1000, 1),
         "viewer_cpu_s": cpu,
@@ -244,8 +332,12 @@ def _process_cpu() -> float:
 def memory(events: int = 1_000_000) -> dict:
     """RSS of the viewer side after folding a million events through the real socket path."""
     result = ingest(total_events=events, processes=2)
-    return {"events": result["events"], "rss_mib": round(rss_mib(), 1), "rss_growth_mib": result["rss_mib_growth"],
-            "history_held": result["history_held"]}
+    return {
+        "events": result["events"],
+        "rss_mib": round(rss_mib(), 1),
+        "rss_growth_mib": result["rss_mib_growth"],
+        "history_held": result["history_held"],
+    }
 
 
 def _tmux(server: str, *args: str) -> str:
@@ -257,8 +349,7 @@ def _viewer_in_tmux(directory: str, server: str, cpu: list[float] | None = None)
 
     With `cpu`, the viewer's CPU seconds at that moment are appended to it: on a shared machine
     the wall time says more about the neighbours, the CPU time what a quiet machine would take."""
-    command = (f"cd {REPO} && unset COLUMNS LINES && DSPY_TOP_RUNTIME_DIR={directory} "
-               f"exec {sys.executable} -m dspy_top")
+    command = f"cd {REPO} && unset COLUMNS LINES && DSPY_TOP_RUNTIME_DIR={directory} exec {sys.executable} -m dspy_top"
     started = time.monotonic()
     _tmux(server, "new-session", "-d", "-s", "v", "-x", "120", "-y", "40", command)
     while time.monotonic() - started < 20:
@@ -291,8 +382,12 @@ def first_frame(runs: int = 3) -> dict:
         finally:
             _tmux(server, "kill-server")
             shutil.rmtree(directory, ignore_errors=True)
-    return {"first_frame_s_median": round(sorted(times)[len(times) // 2], 3), "runs": [round(t, 3) for t in times],
-            "cpu_s_median": round(sorted(cpu)[len(cpu) // 2], 3), "cpu_runs": [round(c, 3) for c in cpu]}
+    return {
+        "first_frame_s_median": round(sorted(times)[len(times) // 2], 3),
+        "runs": [round(t, 3) for t in times],
+        "cpu_s_median": round(sorted(cpu)[len(cpu) // 2], 3),
+        "cpu_runs": [round(c, 3) for c in cpu],
+    }
 
 
 def idle(seconds: float = 20.0) -> dict:

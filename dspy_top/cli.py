@@ -70,28 +70,53 @@ environment:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dspy-top", description=DESCRIPTION, epilog=EPILOG,
+        prog="dspy-top",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_argument_group("what to attach to (default: every instrumented process, as they come)")
-    target.add_argument("-p", "--pid", type=int, action="append", metavar="PID", dest="pids",
-                        help="attach to this process only (repeat for several)")
-    target.add_argument("--socket", type=Path, action="append", metavar="PATH", dest="sockets",
-                        help="attach to the process serving this socket")
-    target.add_argument("--attach", action="store_true",
-                        help="with -p: first instrument those processes if they were started without dspy-top "
-                             "(as `dspy-top attach PID` does)")
+    target.add_argument(
+        "-p",
+        "--pid",
+        type=int,
+        action="append",
+        metavar="PID",
+        dest="pids",
+        help="attach to this process only (repeat for several)",
+    )
+    target.add_argument(
+        "--socket",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        dest="sockets",
+        help="attach to the process serving this socket",
+    )
+    target.add_argument(
+        "--attach",
+        action="store_true",
+        help="with -p: first instrument those processes if they were started without dspy-top "
+        "(as `dspy-top attach PID` does)",
+    )
     hosts.add_host_options(parser.add_argument_group("other machines (over ssh)"))
     options.add_display_options(
         parser.add_argument_group("display"),
         batch_help="print snapshots instead of running the interactive viewer",
-        iterations_help="batch mode: stop after N snapshots (default: until interrupted)")
+        iterations_help="batch mode: stop after N snapshots (default: until interrupted)",
+    )
     money = parser.add_argument_group("prices and budget")
-    options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, "
-                                         "replacing the job's figure and pricing calls it could not (repeat for "
-                                         "several models)")
-    options.add_budget_option(money, help="warn at 80%% and 100%% of USD spent across every attached job "
-                                          "(batch mode: on stderr, and exit status 3 once reached)")
+    options.add_price_option(
+        money,
+        help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens, "
+        "replacing the job's figure and pricing calls it could not (repeat for "
+        "several models)",
+    )
+    options.add_budget_option(
+        money,
+        help="warn at 80%% and 100%% of USD spent across every attached job "
+        "(batch mode: on stderr, and exit status 3 once reached)",
+    )
     parser.add_argument("--version", action="version", version=f"dspy-top {_version()}")
     return parser
 
@@ -179,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if located.warning:
             batch.say(located.warning)
-        return batch.run(sources(), iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices,
-                         budget_usd=budget)
+        return batch.run(
+            sources(), iterations=args.iterations, delay=args.delay, as_json=args.json, prices=prices, budget_usd=budget
+        )
     from dspy_top.viewer.app import run_viewer
 
     # Only this machine's sockets: made after the first frame, which says where they are. Other
@@ -189,9 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     # Watching every local socket: the process list also offers this user's DSPy jobs started without
     # dspy-top, and `A` attaches one (its socket then comes to this directory).
     discovering = not (args.no_local or args.pids or args.sockets)
-    return run_viewer(sources if local_only else sources(), watching=str(located.path) if local_only else None,
-                      delay=args.delay, prices=prices, budget_usd=budget, notice=located.warning,
-                      history=args.history, offer_attach=located.path if discovering else None)
+    return run_viewer(
+        sources if local_only else sources(),
+        watching=str(located.path) if local_only else None,
+        delay=args.delay,
+        prices=prices,
+        budget_usd=budget,
+        notice=located.warning,
+        history=args.history,
+        offer_attach=located.path if discovering else None,
+    )
 
 
 if __name__ == "__main__":

@@ -106,8 +106,9 @@ class Connection:
     viewer does: it is much cheaper at high event rates).
     """
 
-    def __init__(self, socket_path: Path | str, timeout: float = 3.0, batches: bool = False,
-                 retry_for: float = RETRY_FOR) -> None:
+    def __init__(
+        self, socket_path: Path | str, timeout: float = 3.0, batches: bool = False, retry_for: float = RETRY_FOR
+    ) -> None:
         self.socket_path = Path(socket_path)
         self.timeout = timeout
         self.batches = batches

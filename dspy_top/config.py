@@ -43,8 +43,8 @@ from dspy_top import paths
 from dspy_top.budget_levels import ON_EXCEED
 from dspy_top.pricing import Price, normalize_one, parse_price
 
-RECORD_CAP = 1024 ** 3  # bytes per recording (recording.writer.DEFAULT_CAP)
-RECORD_KEEP = 5 * 1024 ** 3  # bytes of recordings the runs directory keeps (recording.runs.DEFAULT_KEEP_BYTES)
+RECORD_CAP = 1024**3  # bytes per recording (recording.writer.DEFAULT_CAP)
+RECORD_KEEP = 5 * 1024**3  # bytes of recordings the runs directory keeps (recording.runs.DEFAULT_KEEP_BYTES)
 _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off")
 
@@ -86,7 +86,7 @@ _LIMITS = (
 # The same sizes in the config file's [recording] table: (key, field).
 _RECORDING_FILE = (("cap", "record_cap"), ("keep", "record_keep"))
 _SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*(k|m|g)?(i?b)?\s*$")
-_UNITS = {None: 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+_UNITS = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 class Problems(list):
@@ -122,8 +122,11 @@ def _read_file(problems: Problems, environ: Mapping[str, str]) -> dict[str, Any]
         return {}
 
 
-def job_settings(explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
-                 file: Mapping[str, Any] | None = None) -> tuple[JobSettings, list[str]]:
+def job_settings(
+    explicit: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    file: Mapping[str, Any] | None = None,
+) -> tuple[JobSettings, list[str]]:
     """An instrumented job's settings and what was wrong with them (each bad one left at its default).
 
     `explicit`: `instrument()`'s arguments (None means not given); `file`: the parsed config
@@ -155,10 +158,16 @@ def job_settings(explicit: Mapping[str, Any] | None = None, environ: Mapping[str
         changes["record"] = record
     changes["prices"] = _prices(explicit.get("prices"), environ, file, problems)
     budget = _table(file, "budget", problems)
-    for name, key, variable in (("budget_usd", "usd", "DSPY_TOP_BUDGET"), ("on_exceed", "on_exceed", "DSPY_TOP_ON_EXCEED")):
+    for name, key, variable in (
+        ("budget_usd", "usd", "DSPY_TOP_BUDGET"),
+        ("on_exceed", "on_exceed", "DSPY_TOP_ON_EXCEED"),
+    ):
         check = _usd if name == "budget_usd" else _action
-        candidates = [(name, explicit.get(name)), (variable, environ.get(variable) or None),
-                      (f"config file [budget] {key}", budget.get(key))]
+        candidates = [
+            (name, explicit.get(name)),
+            (variable, environ.get(variable) or None),
+            (f"config file [budget] {key}", budget.get(key)),
+        ]
         for where, value in candidates:
             if value is None:
                 continue
@@ -173,8 +182,11 @@ def job_settings(explicit: Mapping[str, Any] | None = None, environ: Mapping[str
     return replace(settings, **changes), list(problems)
 
 
-def viewer_prices(explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
-                  file: Mapping[str, Any] | None = None) -> tuple[dict[str, Price], list[str]]:
+def viewer_prices(
+    explicit: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    file: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Price], list[str]]:
     """The viewer's prices (options, then the environment, then the file) and what was wrong with them."""
     environ = os.environ if environ is None else environ
     problems = Problems()
@@ -290,14 +302,21 @@ def _merge(merged: dict[str, Price], table: Any, where: str, problems: Problems)
     if table is None:
         return
     if not isinstance(table, Mapping):
-        problems.note(where, table, "expected a table of MODEL = \"IN/OUT\"")
+        problems.note(where, table, 'expected a table of MODEL = "IN/OUT"')
         return
     for model, value in table.items():
-        _parse_into(merged, lambda model=model, value=value: (str(model), normalize_one(model, value)), f"{where} {model!r}", value, problems)
+        _parse_into(
+            merged,
+            lambda model=model, value=value: (str(model), normalize_one(model, value)),
+            f"{where} {model!r}",
+            value,
+            problems,
+        )
 
 
-def _parse_into(merged: dict[str, Price], parse: Callable[[], tuple[str, Price]], where: str, value: Any,
-                problems: Problems) -> None:
+def _parse_into(
+    merged: dict[str, Price], parse: Callable[[], tuple[str, Price]], where: str, value: Any, problems: Problems
+) -> None:
     try:
         model, price = parse()
     except (TypeError, ValueError, KeyError, OverflowError) as exc:

@@ -14,8 +14,10 @@ import sys
 from dspy_top import options
 from dspy_top.run.command import add_job_options, refuse_bad_settings, run_command
 
-USAGE = ("dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
-         "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]")
+USAGE = (
+    "dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
+    "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]"
+)
 DESCRIPTION = """\
 Run a demo DSPy job and open the live view on it: a RAG pipeline with a tool-using
 ReAct step over a small dataset with dspy.Parallel, then BootstrapFewShot and MIPROv2
@@ -38,25 +40,43 @@ The same programs are plain scripts in demos/: dspy-top run -- python demos/rag_
 
 # Environment variables holding the key of common litellm providers (others are not checked).
 PROVIDER_KEYS = {
-    "openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "groq": ("GROQ_API_KEY",),
-    "mistral": ("MISTRAL_API_KEY",), "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
-    "deepseek": ("DEEPSEEK_API_KEY",), "openrouter": ("OPENROUTER_API_KEY",),
-    "fireworks_ai": ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"), "cohere": ("COHERE_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "groq": ("GROQ_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",),
+    "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "fireworks_ai": ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"),
+    "cohere": ("COHERE_API_KEY",),
     "xai": ("XAI_API_KEY",),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspy-top demo", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dspy-top demo",
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     job = parser.add_argument_group("the demo job")
-    job.add_argument("--speed", type=options.non_negative_number, default=1.0, metavar="X",
-                     help="scale the simulated latency: 1 is like a real model, 0.2 is five times faster, "
-                          "0 answers at once (default 1)")
-    job.add_argument("--model", metavar="MODEL",
-                     help="any litellm model string, e.g. openai/gpt-4o-mini: run against that provider "
-                          "instead of the simulated LM (its API key must be in the environment; this costs money)")
+    job.add_argument(
+        "--speed",
+        type=options.non_negative_number,
+        default=1.0,
+        metavar="X",
+        help="scale the simulated latency: 1 is like a real model, 0.2 is five times faster, "
+        "0 answers at once (default 1)",
+    )
+    job.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="any litellm model string, e.g. openai/gpt-4o-mini: run against that provider "
+        "instead of the simulated LM (its API key must be in the environment; this costs money)",
+    )
     job.add_argument("--questions", type=int, default=40, metavar="N", help="questions in the RAG batch (default 40)")
     job.add_argument("--train", type=int, default=24, metavar="N", help="optimizer training questions (default 24)")
     job.add_argument("--dev", type=int, default=20, metavar="N", help="optimizer evaluation questions (default 20)")
@@ -76,9 +96,21 @@ def missing_key(model: str, env: dict[str, str]) -> str | None:
 
 
 def job_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "dspy_top.demos.tour", "--questions", str(args.questions),
-               "--train", str(args.train), "--dev", str(args.dev), "--threads", str(args.threads),
-               "--speed", str(args.speed)]
+    command = [
+        sys.executable,
+        "-m",
+        "dspy_top.demos.tour",
+        "--questions",
+        str(args.questions),
+        "--train",
+        str(args.train),
+        "--dev",
+        str(args.dev),
+        "--threads",
+        str(args.threads),
+        "--speed",
+        str(args.speed),
+    ]
     if args.no_mipro:
         command.append("--no-mipro")
     return command
@@ -101,8 +133,11 @@ def main(argv: list[str]) -> int:
     if args.model:
         key = missing_key(args.model, env)
         if key is not None:
-            print(f"dspy-top demo: --model {args.model} needs {key} in the environment "
-                  "(or leave out --model to use the simulated LM)", file=sys.stderr)
+            print(
+                f"dspy-top demo: --model {args.model} needs {key} in the environment "
+                "(or leave out --model to use the simulated LM)",
+                file=sys.stderr,
+            )
             return 2
         env["DSPY_TOP_DEMO_MODEL"] = args.model
     else:

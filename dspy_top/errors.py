@@ -12,8 +12,9 @@ class BudgetExceeded(BaseException):
     the run. Catch it by name if your program should carry on.
     """
 
-    def __init__(self, message: str, *, spent_usd: float | None = None, budget_usd: float | None = None,
-                 scope: str = "total") -> None:
+    def __init__(
+        self, message: str, *, spent_usd: float | None = None, budget_usd: float | None = None, scope: str = "total"
+    ) -> None:
         super().__init__(message)
         self.spent_usd = spent_usd
         self.budget_usd = budget_usd

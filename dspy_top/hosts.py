@@ -27,16 +27,27 @@ def host_list(text: str) -> list[str]:
 
 
 def add_host_options(group: Any) -> None:
-    group.add_argument("--host", type=host_list, action="append", metavar="[USER@]HOST[,...]", dest="hosts",
-                       help="also show the jobs of HOST, through `ssh HOST dspy-top relay` (your ssh, its config "
-                            "and keys; dspy-top must be installed there); repeat or separate with commas")
-    group.add_argument("--no-local", action="store_true",
-                       help="with --host: show only those hosts' jobs, not this machine's")
-    group.add_argument("--ssh", metavar="COMMAND",
-                       help="the ssh command to run, with any options (default: $DSPY_TOP_SSH, else `ssh`)")
-    group.add_argument("--relay-command", metavar="COMMAND",
-                       help="what ssh runs on each host (default: $DSPY_TOP_RELAY_COMMAND, else "
-                            f"`{RELAY_COMMAND}`), e.g. '~/venv/bin/dspy-top relay'")
+    group.add_argument(
+        "--host",
+        type=host_list,
+        action="append",
+        metavar="[USER@]HOST[,...]",
+        dest="hosts",
+        help="also show the jobs of HOST, through `ssh HOST dspy-top relay` (your ssh, its config "
+        "and keys; dspy-top must be installed there); repeat or separate with commas",
+    )
+    group.add_argument(
+        "--no-local", action="store_true", help="with --host: show only those hosts' jobs, not this machine's"
+    )
+    group.add_argument(
+        "--ssh", metavar="COMMAND", help="the ssh command to run, with any options (default: $DSPY_TOP_SSH, else `ssh`)"
+    )
+    group.add_argument(
+        "--relay-command",
+        metavar="COMMAND",
+        help="what ssh runs on each host (default: $DSPY_TOP_RELAY_COMMAND, else "
+        f"`{RELAY_COMMAND}`), e.g. '~/venv/bin/dspy-top relay'",
+    )
 
 
 def hosts_of(args: argparse.Namespace) -> list[str]:
@@ -44,12 +55,16 @@ def hosts_of(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(host for group in (args.hosts or ()) for host in group))
 
 
-def check_host_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                       environ: Mapping[str, str] = os.environ) -> None:
+def check_host_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str] = os.environ
+) -> None:
     """The options that only make sense with --host; an ssh command that can be split."""
     if not args.hosts:
-        for option, value in (("--no-local", args.no_local), ("--ssh", args.ssh),
-                              ("--relay-command", args.relay_command)):
+        for option, value in (
+            ("--no-local", args.no_local),
+            ("--ssh", args.ssh),
+            ("--relay-command", args.relay_command),
+        ):
             if value:
                 parser.error(f"{option} needs --host")
         return

@@ -31,7 +31,7 @@ _LOG_GAMMA = math.log(GAMMA)
 _MIDPOINT = 2.0 / (GAMMA + 1.0)
 
 # The encoding before `latency_sketch`: bucket k ≤ 1 ms·2^(k/4), 96 buckets, read as upper bounds.
-LEGACY_GROWTH = 2 ** 0.25
+LEGACY_GROWTH = 2**0.25
 LEGACY_BUCKETS = 96
 
 
@@ -44,14 +44,14 @@ def bucket_of(seconds: float) -> int:
 
 def upper_bound(bucket: int) -> float:
     """The largest latency a bucket holds (its edge): every latency up to it is in this bucket or a lower one."""
-    return FIRST if bucket <= 0 else FIRST * GAMMA ** bucket
+    return FIRST if bucket <= 0 else FIRST * GAMMA**bucket
 
 
 def value_of(bucket: int) -> float:
     """The latency a bucket is read as: within ACCURACY of every latency it holds (bucket 0: FIRST)."""
     if bucket <= 0:
         return FIRST
-    return FIRST * GAMMA ** bucket * _MIDPOINT
+    return FIRST * GAMMA**bucket * _MIDPOINT
 
 
 def percentile(histogram: Mapping[int, int], q: float) -> float | None:
@@ -87,8 +87,8 @@ def encode(histogram: Mapping[int, int], bins: int = WIRE_BINS) -> list[int]:
     counts = [histogram[b] for b in buckets]
     if len(buckets) > bins:
         cut = len(buckets) - bins
-        folded = sum(counts[:cut + 1])
-        buckets, counts = buckets[cut:], [folded, *counts[cut + 1:]]
+        folded = sum(counts[: cut + 1])
+        buckets, counts = buckets[cut:], [folded, *counts[cut + 1 :]]
     out = [buckets[0], counts[0]]
     previous = buckets[0]
     for bucket, count in zip(buckets[1:], counts[1:]):
@@ -112,6 +112,6 @@ def from_legacy(histogram: Mapping[int, int]) -> dict[int, int]:
     """An older job's coarse histogram as a sketch: each bucket at its upper bound, as it was read then."""
     out: dict[int, int] = {}
     for bucket, count in histogram.items():
-        fine = bucket_of(FIRST * LEGACY_GROWTH ** bucket)
+        fine = bucket_of(FIRST * LEGACY_GROWTH**bucket)
         out[fine] = out.get(fine, 0) + count
     return out

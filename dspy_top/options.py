@@ -47,14 +47,26 @@ def price_option(text: str) -> Any:
 
 def add_display_options(group: Any, *, batch_help: str, iterations_help: str) -> None:
     """-d, -b, -n and --json."""
-    group.add_argument("-d", "--delay", type=positive_number, default=1.0, metavar="SECONDS",
-                       help="seconds between screen updates or batch snapshots (default 1)")
+    group.add_argument(
+        "-d",
+        "--delay",
+        type=positive_number,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between screen updates or batch snapshots (default 1)",
+    )
     group.add_argument("-b", "--batch", action="store_true", help=batch_help)
     group.add_argument("-n", "--iterations", type=int, metavar="N", help=iterations_help)
-    group.add_argument("--json", action="store_true",
-                       help="batch mode: print one JSON object per snapshot (docs/batch-json.md)")
-    group.add_argument("--history", type=positive_int, default=10_000, metavar="CALLS",
-                       help="calls the live view holds for its history pane, newest kept (default 10000)")
+    group.add_argument(
+        "--json", action="store_true", help="batch mode: print one JSON object per snapshot (docs/batch-json.md)"
+    )
+    group.add_argument(
+        "--history",
+        type=positive_int,
+        default=10_000,
+        metavar="CALLS",
+        help="calls the live view holds for its history pane, newest kept (default 10000)",
+    )
 
 
 def check_display_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -77,8 +89,9 @@ def no_terminal() -> str | None:
 
 def add_price_option(group: Any, *, help: str) -> None:
     """--price MODEL=IN/OUT[/CACHED], repeatable, into `args.prices`."""
-    group.add_argument("--price", type=price_option, action="append", metavar="MODEL=IN/OUT[/CACHED]",
-                       dest="prices", help=help)
+    group.add_argument(
+        "--price", type=price_option, action="append", metavar="MODEL=IN/OUT[/CACHED]", dest="prices", help=help
+    )
 
 
 def add_budget_option(group: Any, *, help: str) -> None:

@@ -70,9 +70,7 @@ def normalize_one(model: Any, value: Any) -> Price:
     elif isinstance(value, (list, tuple)) and len(value) in (2, 3):
         rates = list(value)
     else:
-        raise ValueError(f"price {value!r}: expected \"IN/OUT\", (IN, OUT) or {{input, output}}")
+        raise ValueError(f'price {value!r}: expected "IN/OUT", (IN, OUT) or {{input, output}}')
     if any(isinstance(rate, bool) for rate in rates):
         raise ValueError(f"price {value!r}: rates must be numbers")
     return _checked([float(rate) for rate in rates], value)
-
-

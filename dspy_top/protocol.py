@@ -45,9 +45,27 @@ STOP = "stop"
 # The columns of a `calls` batch, in the order a process sends them (the message names
 # them too, so a reader maps by name and tolerates added columns).
 CALL_FIELDS = (
-    "seq", "id", "start", "latency", "path", "module_class", "model", "response_model",
-    "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
-    "cost_saved_usd", "cache_hit", "retries", "error", "error_message", "scopes", "stream", "usage_known",
+    "seq",
+    "id",
+    "start",
+    "latency",
+    "path",
+    "module_class",
+    "model",
+    "response_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_saved_usd",
+    "cache_hit",
+    "retries",
+    "error",
+    "error_message",
+    "scopes",
+    "stream",
+    "usage_known",
 )
 
 
@@ -87,7 +105,7 @@ def encode_with(frame: bytes, extra: dict[str, Any]) -> bytes:
 
     Lets a frame that differs per viewer in one field (its `dropped_viewer`) be encoded once.
     """
-    body = memoryview(frame)[HEADER.size:]
+    body = memoryview(frame)[HEADER.size :]
     first = body[0]
     if 0x80 <= first <= 0x8F:
         count, skip = first & 0x0F, 1
@@ -221,7 +239,7 @@ class FrameReader:
                 end = position + HEADER.size + length
                 if end > size:
                     break
-                body = view[position + HEADER.size:end]
+                body = view[position + HEADER.size : end]
                 try:
                     messages.append(decode_body(body))
                 except ProtocolError as exc:

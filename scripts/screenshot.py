@@ -30,15 +30,17 @@ def _mipro_trial_running(app: TopApp) -> bool:
     snapshot = app.snapshot
     return snapshot is not None and any(
         run.class_name == "MIPROv2" and run.current is not None and run.current.number >= 2
-        for run in snapshot.optimizers)
+        for run in snapshot.optimizers
+    )
 
 
 async def capture(main_out: Path, optimizers_out: Path, width: int, height: int, calls: int, speed: float) -> None:
     sim = SimLM(latency_scale=speed).start()
     env = {**os.environ, "DSPY_TOP_DEMO_LM_URL": sim.base_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     runtime = Path(tempfile.mkdtemp(prefix="dts", dir="/tmp"))
-    job = run.start_job([sys.executable, "-m", "dspy_top.demos.tour", "--questions", "40"], env=env,
-                        runtime_dir=runtime)
+    job = run.start_job(
+        [sys.executable, "-m", "dspy_top.demos.tour", "--questions", "40"], env=env, runtime_dir=runtime
+    )
     try:
         fleet = Fleet()
         app = TopApp(fleet, run.job_collector(fleet, job, runtime), delay=0.5, job=job)

@@ -24,7 +24,10 @@ from tests.helpers.jobs import runtime_dir
 from tests.helpers.plain_jobs import PlainJob, dspy_top, job_stats, unix_socket_fds
 from tests.helpers.waiting import wait_until
 
-pytestmark = [pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)"), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture
@@ -96,9 +99,18 @@ def test_attach_to_evaluate_with_8_threads_counts_calls_in_flight_and_joins_the_
             assert_matches_server(stats, sim.stats())
             before = stats["before_attach"]
             assert before["in_flight_counted"] == before["in_flight"] and before["missing"] == 0
-            evaluation = wait_for(lambda: next((r for r in snapshot_json(job.pid, directory)["optimizers"]
-                                                if r["class"] == "Evaluate" and r["state"] == "done"), None),
-                                  timeout=30, what="the joined evaluation ended")
+            evaluation = wait_for(
+                lambda: next(
+                    (
+                        r
+                        for r in snapshot_json(job.pid, directory)["optimizers"]
+                        if r["class"] == "Evaluate" and r["state"] == "done"
+                    ),
+                    None,
+                ),
+                timeout=30,
+                what="the joined evaluation ended",
+            )
             assert evaluation["joined_at"] is not None and evaluation["calls"] is None  # its own calls: unknown
             assert evaluation["trials"][0]["total"] == 1200
             assert evaluation["trials"][0]["done"] == 1200  # progress counted from the next example on
@@ -123,9 +135,18 @@ def test_attach_to_a_running_mipro_shows_the_run_and_which_trials_were_missed(di
             stats = job_stats(directory / f"{job.pid}.sock")
             assert_matches_server(stats, sim.stats())
             # The joined run ends once its frame has left the stack (the attach watcher looks twice a second).
-            run = wait_for(lambda: next((r for r in snapshot_json(job.pid, directory)["optimizers"]
-                                         if r["class"] == "MIPROv2" and r["state"] == "done"), None),
-                           timeout=30, what="the joined MIPROv2 run ended")
+            run = wait_for(
+                lambda: next(
+                    (
+                        r
+                        for r in snapshot_json(job.pid, directory)["optimizers"]
+                        if r["class"] == "MIPROv2" and r["state"] == "done"
+                    ),
+                    None,
+                ),
+                timeout=30,
+                what="the joined MIPROv2 run ended",
+            )
             assert run["joined_at"] is not None
             missed = run["missed_trials"]
             assert isinstance(missed, int) and missed >= 3  # the default program and trials 2, 3 at least
@@ -161,8 +182,11 @@ def test_twenty_attach_detach_cycles_leave_a_busy_job_healthy(directory):
                 assert job_stats(socket_path, settled=False)["totals"]["calls"] > 0
                 assert session.detach(job.pid, runtime_dir=directory).status == "detached"
                 assert not socket_path.exists()
-            status = wait_for(lambda: (lambda s: s if s["tasks"] == baseline["tasks"] else None)(job.status()),
-                              timeout=10, what="dspy-top's threads gone")
+            status = wait_for(
+                lambda: (lambda s: s if s["tasks"] == baseline["tasks"] else None)(job.status()),
+                timeout=10,
+                what="dspy-top's threads gone",
+            )
             assert status["threads"] == baseline["threads"]
             assert status["dspy_top_hooks"] is False
             assert unix_socket_fds(job.pid) == baseline_unix

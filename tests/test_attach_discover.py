@@ -27,9 +27,15 @@ def directory():
 
 
 def test_a_script_imports_dspy_only_when_it_says_so(tmp_path):
-    cases = {"import dspy\n": True, "import os, sys\nfrom dspy.teleprompt import MIPROv2\n": True,
-             "  import dspy as d\n": True, "import dspy_top\n": False, "from dspy_top import instrument\n": False,
-             "# import dspy\nx = 1\n": False, "print('import dspy')\n": False}
+    cases = {
+        "import dspy\n": True,
+        "import os, sys\nfrom dspy.teleprompt import MIPROv2\n": True,
+        "  import dspy as d\n": True,
+        "import dspy_top\n": False,
+        "from dspy_top import instrument\n": False,
+        "# import dspy\nx = 1\n": False,
+        "print('import dspy')\n": False,
+    }
     for index, (text, expected) in enumerate(cases.items()):
         script = tmp_path / f"s{index}.py"
         script.write_text(text)
@@ -68,11 +74,19 @@ def test_attach_watch_opens_the_live_view_with_the_calls_before_the_attach(direc
             deadline = time.monotonic() + 60
             while sim.stats()["requests"] < 20 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            tmux = Terminal([sys.executable, "-m", "dspy_top", "attach", "--watch", "-d", "0.3", str(job.pid)],
-                            directory / "status", cwd=REPO, env={"DSPY_TOP_RUNTIME_DIR": str(directory)},
-                            width=160, height=40)
-            screen = tmux.wait_for(lambda s: "before attach, from DSPy's history" in s and " before attach · plain_job.py busy" in s,
-                                   "the header and the process row", timeout=60)
+            tmux = Terminal(
+                [sys.executable, "-m", "dspy_top", "attach", "--watch", "-d", "0.3", str(job.pid)],
+                directory / "status",
+                cwd=REPO,
+                env={"DSPY_TOP_RUNTIME_DIR": str(directory)},
+                width=160,
+                height=40,
+            )
+            screen = tmux.wait_for(
+                lambda s: "before attach, from DSPy's history" in s and " before attach · plain_job.py busy" in s,
+                "the header and the process row",
+                timeout=60,
+            )
             assert "(before attach)" in screen  # the module row holding those calls
             tmux.keys("q")
             assert tmux.exit_status(timeout=15) == 0

@@ -32,9 +32,14 @@ needs_system_python = pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reas
 def nobody_can_run_dspy_top() -> str | None:
     """PYTHONPATH with which `nobody` runs this checkout's dspy-top under the system Python, or None."""
     path = f"{REPO}:{sysconfig.get_paths()['purelib']}"
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import dspy_top.attach.session, msgpack, platformdirs"],
-                           capture_output=True, user=NOBODY, cwd="/tmp", timeout=60,
-                           env={"PATH": os.environ["PATH"], "PYTHONPATH": path, "HOME": "/tmp"})
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import dspy_top.attach.session, msgpack, platformdirs"],
+        capture_output=True,
+        user=NOBODY,
+        cwd="/tmp",
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": path, "HOME": "/tmp"},
+    )
     return path if probe.returncode == 0 else None
 
 
@@ -51,8 +56,16 @@ class Target:
     def __init__(self, argv: list[str], user: int | None = None, env: dict | None = None) -> None:
         environment = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})}
         environment.pop("DSPY_TOP", None)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=environment, user=user, cwd="/tmp")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+            user=user,
+            cwd="/tmp",
+        )
         line = self.proc.stdout.readline()
         assert line.startswith("READY"), (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
         self.pid = self.proc.pid
@@ -89,8 +102,11 @@ def test_no_such_process(directory):
 def test_not_a_python_process(directory):
     sleeper = Target(["/bin/sh", "-c", "echo READY; exec sleep 60"])
     try:
-        refused(dspy_top("attach", str(sleeper.pid), runtime_dir=directory), refusals.NOT_PYTHON,
-                "is not a Python process (sleep)")
+        refused(
+            dspy_top("attach", str(sleeper.pid), runtime_dir=directory),
+            refusals.NOT_PYTHON,
+            "is not a Python process (sleep)",
+        )
         assert sleeper.running
     finally:
         sleeper.stop()
@@ -101,8 +117,11 @@ def test_not_a_python_process(directory):
 def test_another_users_process(directory):
     other = python("import time", "time.sleep(60)", executable=SYSTEM_PYTHON, user=NOBODY)
     try:
-        refused(dspy_top("attach", str(other.pid), runtime_dir=directory), refusals.NOT_YOURS,
-                f"belongs to another user (uid {NOBODY})")
+        refused(
+            dspy_top("attach", str(other.pid), runtime_dir=directory),
+            refusals.NOT_YOURS,
+            f"belongs to another user (uid {NOBODY})",
+        )
         assert other.running
     finally:
         other.stop()
@@ -116,17 +135,31 @@ def test_ptrace_not_permitted_on_a_non_dumpable_process(tmp_path):
     site = nobody_can_run_dspy_top()
     if site is None:
         pytest.skip("nobody cannot read this checkout (run from a directory others can read)")
-    other = python("import ctypes, time\nctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE", "time.sleep(60)",
-                   executable=SYSTEM_PYTHON, user=NOBODY)
+    other = python(
+        "import ctypes, time\nctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE",
+        "time.sleep(60)",
+        executable=SYSTEM_PYTHON,
+        user=NOBODY,
+    )
     directory = tmp_path / "rt"
     directory.mkdir()
     os.chown(tmp_path, NOBODY, NOBODY)
     os.chown(directory, NOBODY, NOBODY)
     try:
-        done = subprocess.run([SYSTEM_PYTHON, "-m", "dspy_top", "attach", str(other.pid)], capture_output=True,
-                              text=True, timeout=60, user=NOBODY, cwd="/tmp",
-                              env={"PATH": os.environ["PATH"], "PYTHONPATH": site, "HOME": "/tmp",
-                                   "DSPY_TOP_RUNTIME_DIR": str(directory)})
+        done = subprocess.run(
+            [SYSTEM_PYTHON, "-m", "dspy_top", "attach", str(other.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            user=NOBODY,
+            cwd="/tmp",
+            env={
+                "PATH": os.environ["PATH"],
+                "PYTHONPATH": site,
+                "HOME": "/tmp",
+                "DSPY_TOP_RUNTIME_DIR": str(directory),
+            },
+        )
         refused(done, refusals.PTRACE_DENIED, "the process is not dumpable")
         assert other.running
     finally:
@@ -148,8 +181,11 @@ def test_ptrace_hint_names_what_this_machine_has():
 def test_no_gdb(directory, tmp_path):
     job = python("", WAIT_FOREVER)
     try:
-        refused(dspy_top("attach", str(job.pid), runtime_dir=directory, env={"PATH": str(tmp_path)}),
-                refusals.NO_GDB, "gdb is not installed")
+        refused(
+            dspy_top("attach", str(job.pid), runtime_dir=directory, env={"PATH": str(tmp_path)}),
+            refusals.NO_GDB,
+            "gdb is not installed",
+        )
         assert job.running
     finally:
         job.stop()
@@ -163,8 +199,11 @@ def test_no_dspy_imported_in_a_python_without_dspy_top(directory):
     # its futex wait is interrupted so that it runs the queued code.
     job = python("", WAIT_FOREVER, executable=SYSTEM_PYTHON)
     try:
-        refused(dspy_top("attach", str(job.pid), runtime_dir=directory), refusals.NO_DSPY,
-                f"pid {job.pid} has not imported dspy")
+        refused(
+            dspy_top("attach", str(job.pid), runtime_dir=directory),
+            refusals.NO_DSPY,
+            f"pid {job.pid} has not imported dspy",
+        )
         assert job.running
     finally:
         job.stop()
@@ -183,8 +222,11 @@ def test_unsupported_dspy(directory):
     # A real DSPy whose version reads as one dspy-top does not support (no older DSPy is installed here).
     job = python("import dspy\ndspy.__version__ = '2.6.27'", WAIT_FOREVER)
     try:
-        refused(dspy_top("attach", str(job.pid), runtime_dir=directory), refusals.UNSUPPORTED_DSPY,
-                "uses DSPy 2.6.27, which dspy-top does not support")
+        refused(
+            dspy_top("attach", str(job.pid), runtime_dir=directory),
+            refusals.UNSUPPORTED_DSPY,
+            "uses DSPy 2.6.27, which dspy-top does not support",
+        )
         assert job.running
         assert not (directory / f"{job.pid}.sock").exists()
     finally:
@@ -197,8 +239,11 @@ def test_a_process_that_exits_during_the_attach(directory):
     # Its main thread sleeps (a system call that does not run pending calls), then the process ends.
     job = python("import dspy, time", "time.sleep(5)")
     try:
-        refused(dspy_top("attach", "--timeout", "60", str(job.pid), runtime_dir=directory), refusals.EXITED,
-                "exited during the attach")
+        refused(
+            dspy_top("attach", "--timeout", "60", str(job.pid), runtime_dir=directory),
+            refusals.EXITED,
+            "exited during the attach",
+        )
         assert job.proc.wait(10) == 0
     finally:
         job.stop()
@@ -209,8 +254,11 @@ def test_a_process_that_exits_during_the_attach(directory):
 def test_a_main_thread_blocked_in_sleep_gets_the_attach_when_it_returns(directory):
     job = python("import dspy, time", "time.sleep(4)\n" + WAIT_FOREVER)
     try:
-        refused(dspy_top("attach", "--timeout", "1", str(job.pid), runtime_dir=directory), refusals.NO_ANSWER,
-                "waits in clock_nanosleep (time.sleep)")
+        refused(
+            dspy_top("attach", "--timeout", "1", str(job.pid), runtime_dir=directory),
+            refusals.NO_ANSWER,
+            "waits in clock_nanosleep (time.sleep)",
+        )
         socket_path = directory / f"{job.pid}.sock"
         deadline = time.monotonic() + 30
         while not socket_path.exists() and time.monotonic() < deadline:
@@ -226,8 +274,11 @@ def test_a_main_thread_blocked_in_sleep_gets_the_attach_when_it_returns(director
 def test_a_process_with_no_thread_in_a_system_call_is_busy(directory):
     spinner = python("", "while True:\n    pass")
     try:
-        refused(dspy_top("attach", str(spinner.pid), runtime_dir=directory), refusals.BUSY,
-                "no thread of the process is waiting in a system call")
+        refused(
+            dspy_top("attach", str(spinner.pid), runtime_dir=directory),
+            refusals.BUSY,
+            "no thread of the process is waiting in a system call",
+        )
         assert spinner.running
     finally:
         spinner.stop()
@@ -237,16 +288,24 @@ def test_a_process_with_no_thread_in_a_system_call_is_busy(directory):
 def test_detach_of_a_process_never_attached(directory):
     job = python("", WAIT_FOREVER)
     try:
-        refused(dspy_top("detach", str(job.pid), runtime_dir=directory), refusals.NOT_ATTACHED,
-                "was not attached by `dspy-top attach`")
+        refused(
+            dspy_top("detach", str(job.pid), runtime_dir=directory),
+            refusals.NOT_ATTACHED,
+            "was not attached by `dspy-top attach`",
+        )
         assert job.running
     finally:
         job.stop()
 
 
 def test_help_lists_every_exit_status():
-    done = subprocess.run([sys.executable, "-m", "dspy_top", "attach", "--help"], capture_output=True, text=True,
-                          timeout=60, cwd=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "attach", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(REPO),
+    )
     assert done.returncode == 0
     for status, meaning in refusals.STATUSES:
         assert f"{status:>2}  {meaning.split(' (')[0]}" in done.stdout

@@ -112,8 +112,9 @@ def test_the_row_says_attaching_until_the_attach_has_answered(directory, tmp_pat
         answered.append((pid, line, ok))
 
     try:
-        wait_until(lambda: offering.poller.scan_now() or offering.candidate(f"{KEY_PREFIX}{named.pid}"),
-                   what="the offer")
+        wait_until(
+            lambda: offering.poller.scan_now() or offering.candidate(f"{KEY_PREFIX}{named.pid}"), what="the offer"
+        )
         states = lambda: {o.pid: o.state for o in offering.offers(None)}  # noqa: E731
         assert states()[named.pid] == "unattached"
         offering.attach(offering.candidate(f"{KEY_PREFIX}{named.pid}"), done)
@@ -121,7 +122,7 @@ def test_the_row_says_attaching_until_the_attach_has_answered(directory, tmp_pat
         release.set()
         wait_until(lambda: answered, what="the answer")
         assert states()[named.pid] == "attaching…"  # until the app takes the answer
-        (pid, line, ok), = answered
+        ((pid, line, ok),) = answered
         assert (pid, ok) == (named.pid, False) and line.startswith("gdb is not installed")
         offering.finished(pid, ok)
         assert states()[named.pid] == "unattached" and not offering.attaching(named.pid)
@@ -144,12 +145,20 @@ def test_a_refused_attach_says_why_and_the_row_stays_offered(directory, tmp_path
             key = f"{KEY_PREFIX}{job.pid}"
 
             async def script(app, pilot):
-                await wait_for(pilot, lambda: state(app, key) == "unattached" and process(app, instrumented.proc.pid)
-                               and app.snapshot.totals.calls == truth["totals"]["calls"],
-                               what="the offer and the instrumented process's calls")
+                await wait_for(
+                    pilot,
+                    lambda: (
+                        state(app, key) == "unattached"
+                        and process(app, instrumented.proc.pid)
+                        and app.snapshot.totals.calls == truth["totals"]["calls"]
+                    ),
+                    what="the offer and the instrumented process's calls",
+                )
                 cells = row(app, key)
                 assert cells[3:6] == ["-", "-", "-"]  # no figures: nothing is known of it
-                assert cells[6].startswith("plain_job.py ") and cells[6].endswith(" · imports dspy (plain_job.py) · A attaches")
+                assert cells[6].startswith("plain_job.py ") and cells[6].endswith(
+                    " · imports dspy (plain_job.py) · A attaches"
+                )
                 # Not a process of the fleet: in no total, and not counted in the title's.
                 assert app.snapshot.totals.calls == truth["totals"]["calls"]
                 assert f"{truth['totals']['calls']:,} calls" in str(app.query_one(Header).render())
@@ -174,8 +183,9 @@ def test_a_refused_attach_says_why_and_the_row_stays_offered(directory, tmp_path
                 assert state(app, key) == "unattached"
 
                 await pilot.press("A", "y")
-                await wait_for(pilot, lambda: any("gdb is not installed" in m for m in notifications(app)),
-                               what="the refusal")
+                await wait_for(
+                    pilot, lambda: any("gdb is not installed" in m for m in notifications(app)), what="the refusal"
+                )
                 refusal = next(m for m in notifications(app) if "gdb is not installed" in m)
                 assert "\n" not in refusal
                 await wait_for(pilot, lambda: state(app, key) == "unattached", what="offered again")
@@ -203,22 +213,33 @@ def test_A_then_y_attaches_an_offered_job_and_its_row_becomes_a_live_process(dir
             key = f"{KEY_PREFIX}{job.pid}"
 
             async def script(app, pilot):
-                await wait_for(pilot, lambda: state(app, key) == "unattached" and process(app, instrumented.proc.pid),
-                               what="the offer")
+                await wait_for(
+                    pilot,
+                    lambda: state(app, key) == "unattached" and process(app, instrumented.proc.pid),
+                    what="the offer",
+                )
                 await select(app, pilot, key)
                 await pilot.press("A")
                 assert isinstance(app.screen, ConfirmAttach)
                 await pilot.press("y")  # the row says `attaching…` meanwhile (the next test holds it there)
-                await wait_for(pilot, lambda: (p := process(app, job.pid)) is not None and p.state == "running"
-                               and p.totals.calls == served, timeout=60, what="the attached job, live")
+                await wait_for(
+                    pilot,
+                    lambda: (
+                        (p := process(app, job.pid)) is not None and p.state == "running" and p.totals.calls == served
+                    ),
+                    timeout=60,
+                    what="the attached job, live",
+                )
                 attached = process(app, job.pid)
                 assert attached.before_attach is not None and attached.before_attach.calls == served
                 await wait_for(pilot, lambda: row(app, key) is None, what="the offer gone")
                 live = row(app, attached.key)
                 assert live[2] == "running" and f"{served:,} before attach" in live[6]
                 assert app.snapshot.totals.calls == served + truth["totals"]["calls"]
-                assert any(m.startswith(f"attached to pid {job.pid} (") and "calls before attach, from DSPy's "
-                           "history" in m for m in notifications(app))
+                assert any(
+                    m.startswith(f"attached to pid {job.pid} (") and "calls before attach, from DSPy's history" in m
+                    for m in notifications(app)
+                )
 
             run_app(directory, script)
         finally:

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.timeout(90)
 
 def dspy_top(directory, *args, timeout=30):
     env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,17 @@ def test_help_is_complete_and_bad_usage_exits_2(capsys):
         cli.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("-p PID", "--socket PATH", "-d SECONDS", "-b, --batch", "-n N", "--json", "dspy-top run",
-                   "dspy-top demo", "DSPY_TOP_RUNTIME_DIR"):
+    for option in (
+        "-p PID",
+        "--socket PATH",
+        "-d SECONDS",
+        "-b, --batch",
+        "-n N",
+        "--json",
+        "dspy-top run",
+        "dspy-top demo",
+        "DSPY_TOP_RUNTIME_DIR",
+    ):
         assert option in text, option
     for bad in (["-n", "0", "-b"], ["--json"], ["-d", "0"]):
         with pytest.raises(SystemExit) as exit_info:
@@ -96,8 +106,10 @@ def test_subcommands_dispatch_lazily(monkeypatch):
     monkeypatch.setattr(dspy_top.demo, "main", lambda argv: 5 if argv == ["--speed", "0"] else 0)
     assert cli.main(["run", "--", "python", "job.py"]) == 7
     assert cli.main(["demo", "--speed", "0"]) == 5
-    code = ("import sys; from dspy_top import cli; cli.build_parser(); "
-            "print(sorted(m for m in sys.modules if m.startswith(('dspy_top.run', 'dspy_top.demo'))))")
+    code = (
+        "import sys; from dspy_top import cli; cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('dspy_top.run', 'dspy_top.demo'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -117,9 +129,14 @@ def test_one_snapshot_of_a_busy_job_reads_its_recent_rates_not_zero():
     job = start_job(directory, lm="sim")  # the simulated LM: real token counts and prices
     try:
         job.run(10)
-        result = subprocess.run([sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "-p", str(job.pid)],
-                                capture_output=True, text=True, timeout=60, cwd=REPO,
-                                env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory)})
+        result = subprocess.run(
+            [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "-p", str(job.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory)},
+        )
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         rates = data["rates"]  # over the last minute: the calls just made

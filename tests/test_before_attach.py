@@ -16,8 +16,18 @@ from dspy_top.viewer.components.optimizer_summary import OptimizerSummary
 from dspy_top.viewer.optimizer_report import optimizers_json, optimizers_text
 from tests.helpers.model_messages import MIPRO, Clock, counters, fleet_with, hello, module, runs_of, scope, stats
 
-SUMMARY = {"at": 995.0, "source": "history", "calls": 412, "history": "complete", "missing": 0, "in_flight": 3,
-           "in_flight_counted": 3, "settled": True, "first_at": 900.0, "last_at": 994.0}
+SUMMARY = {
+    "at": 995.0,
+    "source": "history",
+    "calls": 412,
+    "history": "complete",
+    "missing": 0,
+    "in_flight": 3,
+    "in_flight_counted": 3,
+    "settled": True,
+    "first_at": 900.0,
+    "last_at": 994.0,
+}
 
 
 def test_the_recorder_puts_history_counts_in_the_totals_and_the_summary_in_stats():
@@ -41,14 +51,19 @@ def test_the_summary_says_what_may_be_missing():
     missing = BeforeAttach.from_wire({**SUMMARY, "missing": 2})
     assert missing.describe().endswith("(2 may be missing)") and missing.short() == "412+ before attach"
     capped = BeforeAttach.from_wire({**SUMMARY, "calls": 10_000, "history": "capped", "missing": None})
-    assert capped.describe() == "10,000 calls before attach, from DSPy's history (it was full: older calls are not counted)"
+    assert (
+        capped.describe()
+        == "10,000 calls before attach, from DSPy's history (it was full: older calls are not counted)"
+    )
     off = BeforeAttach.from_wire({**SUMMARY, "calls": 0, "history": "disabled", "missing": None})
     assert off.describe() == "calls before attach unknown (DSPy's history is off)" and off.short() == "? before attach"
     running = BeforeAttach.from_wire({**SUMMARY, "in_flight": 8, "in_flight_counted": 5, "settled": False})
     assert running.describe().endswith("(+3 in flight then, counted as they end)")
     assert combined([None]) is None
-    assert combined([BeforeAttach.from_wire(SUMMARY), capped]) == \
-        "10,412+ calls before attach in 2 processes, from DSPy's history"
+    assert (
+        combined([BeforeAttach.from_wire(SUMMARY), capped])
+        == "10,412+ calls before attach in 2 processes, from DSPy's history"
+    )
 
 
 def attached_fleet():
@@ -57,10 +72,13 @@ def attached_fleet():
     fleet.attach("k", 7)
     fleet.connected("k", hello(7))
     totals = counters(calls=500, prompt=50_000, completion=6_000, cost=0.3)
-    frame = stats(totals, modules=[module(BEFORE_ATTACH, ["DSPy history"], calls=412, prompt=40_000,
-                                          completion=5_000, cost=0.25),
-                                   module("RAG.answer", ["RAG", "Predict"], calls=88, prompt=10_000,
-                                          completion=1_000, cost=0.05)])
+    frame = stats(
+        totals,
+        modules=[
+            module(BEFORE_ATTACH, ["DSPy history"], calls=412, prompt=40_000, completion=5_000, cost=0.25),
+            module("RAG.answer", ["RAG", "Predict"], calls=88, prompt=10_000, completion=1_000, cost=0.05),
+        ],
+    )
     frame["before_attach"] = dict(SUMMARY)
     fleet.fold("k", frame)
     return fleet
@@ -90,12 +108,40 @@ JOINED_MIPRO = dict(MIPRO, joined={"at": 950.0, "missed": 4, "trial": 5})
 def test_a_joined_run_numbers_its_trials_after_the_ones_it_missed():
     fleet, _ = fleet_with(
         scope("compile-1", "compile", 950.0, **JOINED_MIPRO),
-        scope("eval-2", "eval", 950.0, parent="compile-1", total=20, done=6, score_sum=3.0,
-              joined={"at": 950.0, "usage": "unknown"}),
-        scope("eval-2", "eval", 950.0, parent="compile-1", state="done", end=955.0, total=20, done=20,
-              score_sum=12.0, score=60.0, joined={"at": 950.0, "usage": "unknown"}),
-        scope("eval-3", "eval", 956.0, parent="compile-1", total=20, done=5, score_sum=4.0,
-              usage=counters(calls=5, prompt=500, completion=50, cost=0.01)))
+        scope(
+            "eval-2",
+            "eval",
+            950.0,
+            parent="compile-1",
+            total=20,
+            done=6,
+            score_sum=3.0,
+            joined={"at": 950.0, "usage": "unknown"},
+        ),
+        scope(
+            "eval-2",
+            "eval",
+            950.0,
+            parent="compile-1",
+            state="done",
+            end=955.0,
+            total=20,
+            done=20,
+            score_sum=12.0,
+            score=60.0,
+            joined={"at": 950.0, "usage": "unknown"},
+        ),
+        scope(
+            "eval-3",
+            "eval",
+            956.0,
+            parent="compile-1",
+            total=20,
+            done=5,
+            score_sum=4.0,
+            usage=counters(calls=5, prompt=500, completion=50, cost=0.01),
+        ),
+    )
     run = runs_of(fleet)["compile-1"]
     assert run.joined and run.missed_trials == 4
     assert [t.number for t in run.trials] == [4, 5]  # MIPROv2 numbers its baseline 0: evaluations 0-3 missed
@@ -114,9 +160,19 @@ def test_a_joined_run_numbers_its_trials_after_the_ones_it_missed():
 
 
 def test_a_joined_run_that_missed_an_unknown_number_of_trials_projects_nothing():
-    fleet, _ = fleet_with(scope("compile-1", "compile", 950.0, **dict(MIPRO, joined={"at": 950.0, "missed": None})),
-                          scope("eval-2", "eval", 951.0, parent="compile-1", total=20, done=10, score_sum=5.0,
-                                usage=counters(calls=10, cost=0.01)))
+    fleet, _ = fleet_with(
+        scope("compile-1", "compile", 950.0, **dict(MIPRO, joined={"at": 950.0, "missed": None})),
+        scope(
+            "eval-2",
+            "eval",
+            951.0,
+            parent="compile-1",
+            total=20,
+            done=10,
+            score_sum=5.0,
+            usage=counters(calls=10, cost=0.01),
+        ),
+    )
     run = runs_of(fleet)["compile-1"]
     assert run.missed_trials is None and run.cost_to_finish is None and run.time_to_finish is None
     assert [t.number for t in run.trials] == [0]
@@ -124,8 +180,18 @@ def test_a_joined_run_that_missed_an_unknown_number_of_trials_projects_nothing()
 
 
 def test_an_evaluation_joined_mid_way_has_unknown_usage_never_zero():
-    fleet, _ = fleet_with(scope("eval-1", "eval", 950.0, total=100, done=40, score_sum=20.0, program="Predict",
-                                joined={"at": 950.0, "usage": "unknown"}))
+    fleet, _ = fleet_with(
+        scope(
+            "eval-1",
+            "eval",
+            950.0,
+            total=100,
+            done=40,
+            score_sum=20.0,
+            program="Predict",
+            joined={"at": 950.0, "usage": "unknown"},
+        )
+    )
     run = runs_of(fleet)["eval-1"]
     assert not run.usage_known and run.cost_to_finish is None
     report = optimizers_json(fleet.snapshot())[0]

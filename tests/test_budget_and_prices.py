@@ -34,39 +34,49 @@ def run_job(sim, body, env=None, expect_code=0, timeout=300):
     script = textwrap.dedent(PRELUDE) + textwrap.dedent(body)
     sim.reset()
     runtime = tempfile.mkdtemp(prefix="dt", dir="/tmp")
-    full_env = {**os.environ, "SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": runtime,
-                "DSPY_TOP_CONFIG": os.path.join(runtime, "none.toml"), **(env or {})}
+    full_env = {
+        **os.environ,
+        "SIM_URL": sim.base_url,
+        "DSPY_TOP_RUNTIME_DIR": runtime,
+        "DSPY_TOP_CONFIG": os.path.join(runtime, "none.toml"),
+        **(env or {}),
+    }
     for name in ("DSPY_TOP", "DSPY_TOP_BUDGET", "DSPY_TOP_PRICES", "DSPY_TOP_ON_EXCEED"):
         if name not in (env or {}):
             full_env.pop(name, None)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full_env, timeout=timeout)
     assert done.returncode == expect_code, done.stderr[-4000:]
     results = [json.loads(line[7:]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     return (results[-1] if results else None), done.stderr
 
 
 def test_unknown_prices_are_unknown_never_zero(sim):
-    result, _ = run_job(sim, """
+    result, _ = run_job(
+        sim,
+        """
         h = dspy_top.instrument()
         dspy.configure(lm=lm('openai/sim-local'))
         for i in range(3):
             dspy.Predict('question -> answer')(question=f'What is {i} + 1?')
         emit(totals=h.stats()['totals'])
-    """)
+    """,
+    )
     totals = result["totals"]
     assert totals["calls"] == 3 and totals["unpriced_calls"] == 3
     assert totals["prompt_tokens"] == sim.stats()["prompt_tokens"] > 0
 
 
 def test_price_overrides_replace_the_table_exactly(sim):
-    result, _ = run_job(sim, """
+    result, _ = run_job(
+        sim,
+        """
         h = dspy_top.instrument(prices={'openai/sim-local': '1.5/6'})
         dspy.configure(lm=lm('openai/sim-local'))
         for i in range(3):
             dspy.Predict('question -> answer')(question=f'What is {i} + 1?')
         emit(totals=h.stats()['totals'])
-    """)
+    """,
+    )
     totals, stats = result["totals"], sim.stats()
     assert totals["unpriced_calls"] == 0
     expected = (stats["prompt_tokens"] * 1.5 + stats["completion_tokens"] * 6) / 1e6
@@ -76,19 +86,27 @@ def test_price_overrides_replace_the_table_exactly(sim):
 def test_prices_and_budget_from_the_config_file_and_environment(sim, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[prices]\n"openai/sim-local" = "2/4"\n[budget]\nusd = 1000.0\n')
-    result, _ = run_job(sim, """
+    result, _ = run_job(
+        sim,
+        """
         h = dspy_top.instrument()
         dspy.configure(lm=lm('openai/sim-local'))
         dspy.Predict('question -> answer')(question='What is 1 + 1?')
         emit(totals=h.stats()['totals'], budget=h.stats()['budget'])
-    """, env={"DSPY_TOP_CONFIG": str(config), "DSPY_TOP_BUDGET": "2.5"})
+    """,
+        env={"DSPY_TOP_CONFIG": str(config), "DSPY_TOP_BUDGET": "2.5"},
+    )
     stats = sim.stats()
-    assert math.isclose(result["totals"]["cost_usd"], (stats["prompt_tokens"] * 2 + stats["completion_tokens"] * 4) / 1e6)
+    assert math.isclose(
+        result["totals"]["cost_usd"], (stats["prompt_tokens"] * 2 + stats["completion_tokens"] * 4) / 1e6
+    )
     assert result["budget"]["limits"] == [{"scope": "total", "name": "", "usd": 2.5}]  # env beats the file
 
 
 def test_cache_savings_are_kept_apart_per_module(sim):
-    result, _ = run_job(sim, """
+    result, _ = run_job(
+        sim,
+        """
         import uuid
         h = dspy_top.instrument()
         dspy.configure(lm=lm(cache=True))
@@ -105,7 +123,8 @@ def test_cache_savings_are_kept_apart_per_module(sim):
         program(question=q)
         program(question=q)
         emit(stats=h.stats())
-    """)
+    """,
+    )
     modules = {m["path"]: m for m in result["stats"]["modules"]}
     for path in ("Two.first", "Two.second"):
         assert modules[path]["cache_hits"] == 1 and modules[path]["calls"] == 2
@@ -134,16 +153,18 @@ LOOP = """
 
 def budget_for(sim, calls):
     """A budget that the given number of calls crosses: measured on the same deterministic questions."""
-    result, _ = run_job(sim, LOOP.replace("BUDGET", "None").replace("ACTION", "'warn'").replace("range(200)",
-                        f"range({calls + 3})"))
+    result, _ = run_job(
+        sim, LOOP.replace("BUDGET", "None").replace("ACTION", "'warn'").replace("range(200)", f"range({calls + 3})")
+    )
     costs = result["costs"]
     return (costs[calls - 2] + costs[calls - 1]) / 2, costs
 
 
 def test_warn_fires_once_at_80_and_once_at_100_percent_and_carries_on(sim):
     budget, costs = budget_for(sim, 6)
-    result, stderr = run_job(sim, LOOP.replace("BUDGET", repr(budget)).replace("ACTION", "'warn'")
-                             .replace("range(200)", "range(10)"))
+    result, stderr = run_job(
+        sim, LOOP.replace("BUDGET", repr(budget)).replace("ACTION", "'warn'").replace("range(200)", "range(10)")
+    )
     assert result["made"] == 10 and result["raised"] is None
     assert stderr.count("passed 80%") == 1 and stderr.count("budget $") == 1
     alerts = result["stats"]["budget"]["alerts"]
@@ -164,7 +185,9 @@ def test_raise_refuses_the_next_call_after_the_budget_is_crossed(sim):
 
 def test_a_budget_stops_evaluate_with_threads_instead_of_scoring_zero(sim):
     budget, _ = budget_for(sim, 6)
-    result, stderr = run_job(sim, f"""
+    result, stderr = run_job(
+        sim,
+        f"""
         h = dspy_top.instrument(budget_usd={budget!r}, on_exceed='raise')
         dspy.configure(lm=lm())
         devset = [dspy.Example(question=f'What is {{i}} + 10? Explain briefly.', answer='x').with_inputs('question')
@@ -179,7 +202,8 @@ def test_a_budget_stops_evaluate_with_threads_instead_of_scoring_zero(sim):
             while h.stats()['totals']['in_flight']:  # other workers' calls still finishing
                 time.sleep(0.01)
             emit(raised=type(exc).__name__, stats=h.stats(), raised_at=raised_at)
-    """)
+    """,
+    )
     assert result["raised"] == "BudgetExceeded"
     totals = result["stats"]["totals"]
     # Calls in flight on other threads when the budget was crossed finish and are counted.
@@ -191,7 +215,9 @@ def test_a_budget_stops_evaluate_with_threads_instead_of_scoring_zero(sim):
 
 def test_stop_ends_an_optimizer_run_cleanly_and_says_why(sim):
     budget, _ = budget_for(sim, 8)
-    result, stderr = run_job(sim, f"""
+    result, stderr = run_job(
+        sim,
+        f"""
         h = dspy_top.instrument(budget_usd={budget!r}, on_exceed='stop')
         dspy.configure(lm=lm())
         trainset = [dspy.Example(question=f'What is {{i}} + {{i}}?', answer=str(2 * i)).with_inputs('question')
@@ -200,7 +226,9 @@ def test_stop_ends_an_optimizer_run_cleanly_and_says_why(sim):
                                                           num_candidate_programs=4, num_threads=2)
         optimizer.compile(dspy.ChainOfThought('question -> answer'), trainset=trainset[:20], valset=trainset[20:])
         emit(finished=True)
-    """, expect_code=1)
+    """,
+        expect_code=1,
+    )
     assert result is None  # it never finished
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("dspy-top: total budget $")
@@ -221,8 +249,9 @@ def test_a_viewer_can_stop_the_job(sim, tmp_path):
             time.sleep(0.01)
     """)
     env = {**os.environ, "SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt")}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         _, socket_path = proc.stdout.readline().split()
         with client.Connection(socket_path) as connection:
@@ -239,4 +268,12 @@ def test_small_amounts_keep_their_digits_in_messages():
     from dspy_top.pricing import usd
 
     assert [usd(v) for v in (5, 1234.5, 0.25, 0.01, 0.002, 0.0021, 0.000012, 0)] == [
-        "$5.00", "$1,234.50", "$0.25", "$0.01", "$0.0020", "$0.0021", "$0.000012", "$0.00"]
+        "$5.00",
+        "$1,234.50",
+        "$0.25",
+        "$0.01",
+        "$0.0020",
+        "$0.0021",
+        "$0.000012",
+        "$0.00",
+    ]

@@ -16,7 +16,7 @@ from tests.helpers.jobs import runtime_dir, start_job
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
-NO_SUCH_PID = 2 ** 22 + 12345  # above Linux's pid_max
+NO_SUCH_PID = 2**22 + 12345  # above Linux's pid_max
 
 
 class Chosen:
@@ -53,8 +53,14 @@ def test_a_collector_watches_what_its_strategy_names_and_lets_go_of_a_name_it_dr
     collector = Collector(fleet, [LocalSockets(strategy, directory, rescan_every=0.1)]).start()
     try:
         truth = chosen.run(1)
-        wait_until(lambda: chosen.pid in rows(fleet) and rows(fleet)[chosen.pid].totals.calls == truth["totals"]["calls"]
-                   and NO_SUCH_PID in rows(fleet), "the chosen job and the missing pid")
+        wait_until(
+            lambda: (
+                chosen.pid in rows(fleet)
+                and rows(fleet)[chosen.pid].totals.calls == truth["totals"]["calls"]
+                and NO_SUCH_PID in rows(fleet)
+            ),
+            "the chosen job and the missing pid",
+        )
         assert rows(fleet)[NO_SUCH_PID].status == f"no process {NO_SUCH_PID}"
         assert bystander.pid not in rows(fleet)  # not named: not watched
         strategy.pids = [chosen.pid]  # the strategy drops a name that never attached: its row goes

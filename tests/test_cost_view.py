@@ -32,16 +32,39 @@ class Clock:
 
 
 def counters(calls=0, prompt=0, completion=0, cost=0.0, hits=0, unpriced=0, saved=0.0, cached=0):
-    return {"calls": calls, "errors": 0, "retries": 0, "cache_hits": hits, "prompt_tokens": prompt,
-            "completion_tokens": completion, "cached_tokens": cached, "reasoning_tokens": 0, "cost_usd": cost,
-            "unpriced_calls": unpriced, "cost_saved_usd": saved, "latency_s": 0.0, "in_flight": 0,
-            "latency_hist": {}, "last_at": 0.0}
+    return {
+        "calls": calls,
+        "errors": 0,
+        "retries": 0,
+        "cache_hits": hits,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": cached,
+        "reasoning_tokens": 0,
+        "cost_usd": cost,
+        "unpriced_calls": unpriced,
+        "cost_saved_usd": saved,
+        "latency_s": 0.0,
+        "in_flight": 0,
+        "latency_hist": {},
+        "last_at": 0.0,
+    }
 
 
 def stats(totals, modules=(), models=(), scopes=(), budget=None):
-    frame = {"t": "stats", "at": 0.0, "totals": totals, "modules": list(modules), "models": list(models),
-             "scopes": list(scopes), "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0,
-             "tool_calls": 0, "tool_errors": 0}
+    frame = {
+        "t": "stats",
+        "at": 0.0,
+        "totals": totals,
+        "modules": list(modules),
+        "models": list(models),
+        "scopes": list(scopes),
+        "dropped_events": 0,
+        "dropped_viewer": 0,
+        "internal_errors": 0,
+        "tool_calls": 0,
+        "tool_errors": 0,
+    }
     if budget is not None:
         frame["budget"] = budget
     return frame
@@ -49,8 +72,21 @@ def stats(totals, modules=(), models=(), scopes=(), budget=None):
 
 def attach(fleet, key="/s/1.sock", pid=1, started_at=940.0):
     fleet.attach(key, pid)
-    fleet.connected(key, Hello(version=1, pid=pid, argv=["job.py"], cwd="/", started_at=started_at, python="3.11",
-                               dspy="3.4.1", dspy_top="0.1.0", mechanism="execution-hooks", history_capacity=100))
+    fleet.connected(
+        key,
+        Hello(
+            version=1,
+            pid=pid,
+            argv=["job.py"],
+            cwd="/",
+            started_at=started_at,
+            python="3.11",
+            dspy="3.4.1",
+            dspy_top="0.1.0",
+            mechanism="execution-hooks",
+            history_capacity=100,
+        ),
+    )
     return key
 
 
@@ -59,11 +95,20 @@ def mixed_frame():
     a = counters(3, 300, 30, 0.0, unpriced=3)
     b = counters(4, 1_000, 100, 0.002, unpriced=1)
     totals = counters(7, 1_300, 130, 0.002, unpriced=4, hits=1, saved=0.0005)
-    models = [{"model": LOCAL, **counters(4, 400, 40, 0.0, unpriced=4)},
-              {"model": MINI, **counters(3, 900, 90, 0.002, hits=1, saved=0.0005)}]
-    modules = [{"path": "P.a", "class": "Predict", "chain": ["P", "Predict"], **a, "by_model": {LOCAL: [300, 30, 0]}},
-               {"path": "P.b", "class": "Predict", "chain": ["P", "Predict"], **b,
-                "by_model": {LOCAL: [100, 10, 0], MINI: [900, 90, 0]}}]
+    models = [
+        {"model": LOCAL, **counters(4, 400, 40, 0.0, unpriced=4)},
+        {"model": MINI, **counters(3, 900, 90, 0.002, hits=1, saved=0.0005)},
+    ]
+    modules = [
+        {"path": "P.a", "class": "Predict", "chain": ["P", "Predict"], **a, "by_model": {LOCAL: [300, 30, 0]}},
+        {
+            "path": "P.b",
+            "class": "Predict",
+            "chain": ["P", "Predict"],
+            **b,
+            "by_model": {LOCAL: [100, 10, 0], MINI: [900, 90, 0]},
+        },
+    ]
     return stats(totals, modules, models)
 
 
@@ -74,8 +119,21 @@ def test_unknown_prices_are_never_zero_anywhere():
     fleet = Fleet(Clock())
     key = attach(fleet)
     # The call event comes first, then the stats frame that counts it (the order a process sends them in).
-    fleet.fold(key, {"t": "call", "id": 1, "start": 999.0, "latency": 0.1, "path": "P.a", "model": LOCAL,
-                     "prompt_tokens": 100, "completion_tokens": 10, "cost_usd": None, "cache_hit": False})
+    fleet.fold(
+        key,
+        {
+            "t": "call",
+            "id": 1,
+            "start": 999.0,
+            "latency": 0.1,
+            "path": "P.a",
+            "model": LOCAL,
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "cost_usd": None,
+            "cache_hit": False,
+        },
+    )
     fleet.fold(key, mixed_frame())
     snap = fleet.snapshot()
     assert fmt.cost(snap.totals) == "$0.0020+?" and snap.totals.unpriced_calls == 4
@@ -96,8 +154,21 @@ def test_an_override_reprices_models_modules_totals_and_calls_exactly_from_token
     fleet = Fleet(Clock(), prices={LOCAL: local, MINI: mini})
     key = attach(fleet)
     # The call event comes first, then the stats frame that counts it (the order a process sends them in).
-    fleet.fold(key, {"t": "call", "id": 1, "start": 999.0, "latency": 0.1, "path": "P.a", "model": LOCAL,
-                     "prompt_tokens": 100, "completion_tokens": 10, "cost_usd": None, "cache_hit": False})
+    fleet.fold(
+        key,
+        {
+            "t": "call",
+            "id": 1,
+            "start": 999.0,
+            "latency": 0.1,
+            "path": "P.a",
+            "model": LOCAL,
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "cost_usd": None,
+            "cache_hit": False,
+        },
+    )
     fleet.fold(key, mixed_frame())
     snap = fleet.snapshot()
     models = {row.model: row for row in snap.models}
@@ -127,12 +198,28 @@ def test_a_partial_override_keeps_the_job_price_for_other_models_and_the_unknown
 def test_cache_savings_per_module_and_in_total():
     fleet = Fleet(Clock())
     key = attach(fleet)
-    modules = [{"path": "M.first", "class": "Predict", "chain": ["M", "Predict"],
-                **counters(2, 100, 10, 0.001, hits=1, saved=0.001)},
-               {"path": "M.second", "class": "Predict", "chain": ["M", "Predict"],
-                **counters(2, 120, 12, 0.0012, hits=1, saved=0.0012)}]
-    fleet.fold(key, stats(counters(4, 220, 22, 0.0022, hits=2, saved=0.0022), modules,
-                          [{"model": MINI, **counters(4, 220, 22, 0.0022, hits=2, saved=0.0022)}]))
+    modules = [
+        {
+            "path": "M.first",
+            "class": "Predict",
+            "chain": ["M", "Predict"],
+            **counters(2, 100, 10, 0.001, hits=1, saved=0.001),
+        },
+        {
+            "path": "M.second",
+            "class": "Predict",
+            "chain": ["M", "Predict"],
+            **counters(2, 120, 12, 0.0012, hits=1, saved=0.0012),
+        },
+    ]
+    fleet.fold(
+        key,
+        stats(
+            counters(4, 220, 22, 0.0022, hits=2, saved=0.0022),
+            modules,
+            [{"model": MINI, **counters(4, 220, 22, 0.0022, hits=2, saved=0.0022)}],
+        ),
+    )
     data = snapshot_json(fleet.snapshot())
     assert data["totals"]["cost_saved_usd"] == 0.0022
     assert {m["path"]: m["cost_saved_usd"] for m in data["modules"]} == {"M.first": 0.001, "M.second": 0.0012}
@@ -149,8 +236,16 @@ def test_burn_rate_over_a_fake_clock_recent_window_and_overall_and_the_eval_proj
         fast = step > 60
         cost += 0.06 if fast else 0.02
         tokens += 1000 if fast else 200
-        scope = {"id": "eval-1", "kind": "eval", "state": "running", "start": 1_000.0, "total": 50,
-                 "done": 20, "score_sum": 10.0, "usage": counters(40, tokens, 0, 0.5)}
+        scope = {
+            "id": "eval-1",
+            "kind": "eval",
+            "state": "running",
+            "start": 1_000.0,
+            "total": 50,
+            "done": 20,
+            "score_sum": 10.0,
+            "usage": counters(40, tokens, 0, 0.5),
+        }
         fleet.fold(key, stats(counters(10, tokens, 0, cost), scopes=[scope]))
     burn = fleet.snapshot().burn
     assert burn.window == 60.0
@@ -174,8 +269,11 @@ def test_viewer_budget_levels_fire_once_each_and_job_budgets_are_read():
     key = attach(fleet)
     alarm = BudgetAlarm()
     fired = []
-    limits = {"on_exceed": "stop", "alerts": [],
-              "limits": [{"scope": "total", "name": "", "usd": 2.0}, {"scope": "module", "name": "P.a", "usd": 0.5}]}
+    limits = {
+        "on_exceed": "stop",
+        "alerts": [],
+        "limits": [{"scope": "total", "name": "", "usd": 2.0}, {"scope": "module", "name": "P.a", "usd": 0.5}],
+    }
     module = {"path": "P.a", "class": "Predict", "chain": ["P", "Predict"]}
     for spent in (0.5, 0.79, 0.8, 0.95, 1.0, 1.5, 0.9):
         fleet.fold(key, stats(counters(1, 1, 1, spent), [{**module, **counters(1, 1, 1, spent / 2)}], budget=limits))
@@ -183,10 +281,31 @@ def test_viewer_budget_levels_fire_once_each_and_job_budgets_are_read():
         fired += [(spent, level) for level in alarm.crossed(snap.budget)]
     assert fired == [(0.8, 80), (1.0, 100)]
     assert ViewerBudget(1.0, 0.85, True).level == 80 and ViewerBudget(1.0, 0.1, True).level == 0
-    fleet.fold(key, {"t": "budget", "at": 1.0, "level": 80, "scope": "total", "name": "", "spent_usd": 1.6,
-                     "budget_usd": 2.0, "action": "stop", "message": "dspy-top: total spend passed 80%"})
-    fleet.fold(key, stats(counters(1, 1, 1, 1.6), [{**module, **counters(1, 1, 1, 0.8)}], budget={
-        **limits, "alerts": [{"level": 80, "scope": "total", "name": "", "message": "dspy-top: total spend passed 80%"}]}))
+    fleet.fold(
+        key,
+        {
+            "t": "budget",
+            "at": 1.0,
+            "level": 80,
+            "scope": "total",
+            "name": "",
+            "spent_usd": 1.6,
+            "budget_usd": 2.0,
+            "action": "stop",
+            "message": "dspy-top: total spend passed 80%",
+        },
+    )
+    fleet.fold(
+        key,
+        stats(
+            counters(1, 1, 1, 1.6),
+            [{**module, **counters(1, 1, 1, 0.8)}],
+            budget={
+                **limits,
+                "alerts": [{"level": 80, "scope": "total", "name": "", "message": "dspy-top: total spend passed 80%"}],
+            },
+        ),
+    )
     (job,) = fleet.snapshot().job_budgets
     assert job.on_exceed == "stop" and job.total.usd == 2.0 and job.total.spent == 1.6
     assert job.worst.label == "module P.a" and job.worst.fraction == pytest.approx(1.6)

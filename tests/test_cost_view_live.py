@@ -66,11 +66,18 @@ class Job(JobSubprocess):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.sim = SimLM(latency_scale=0.0).start()
         self.directory = runtime_dir()
-        super().__init__([sys.executable, "-c", textwrap.dedent(JOB)],
-                         drop=("DSPY_TOP", "DSPY_TOP_BUDGET", "DSPY_TOP_PRICES", "DSPY_TOP_ON_EXCEED"),
-                         env={"SIM_URL": self.sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(self.directory),
-                              "DSPY_CACHEDIR": str(self.directory / "cache"), "PYTHONPATH": str(REPO),
-                              "DSPY_TOP_CONFIG": str(self.directory / "none.toml"), **(env or {})})
+        super().__init__(
+            [sys.executable, "-c", textwrap.dedent(JOB)],
+            drop=("DSPY_TOP", "DSPY_TOP_BUDGET", "DSPY_TOP_PRICES", "DSPY_TOP_ON_EXCEED"),
+            env={
+                "SIM_URL": self.sim.base_url,
+                "DSPY_TOP_RUNTIME_DIR": str(self.directory),
+                "DSPY_CACHEDIR": str(self.directory / "cache"),
+                "PYTHONPATH": str(REPO),
+                "DSPY_TOP_CONFIG": str(self.directory / "none.toml"),
+                **(env or {}),
+            },
+        )
         self.next("READY")
 
     def run(self, calls: int) -> dict:
@@ -99,8 +106,9 @@ def run_app(directory, script, size=(120, 40), **fleet_options):
         fleet = Fleet(**fleet_options)
         app = TopApp(fleet, Collector(fleet, [local_sockets(directory=directory, rescan_every=0.2)]), delay=0.2)
         notes: list[tuple[str, str, str]] = []
-        app.notify = lambda message, **kw: notes.append((str(message), kw.get("severity", "information"),
-                                                         str(kw.get("title", ""))))
+        app.notify = lambda message, **kw: notes.append(
+            (str(message), kw.get("severity", "information"), str(kw.get("title", "")))
+        )
         async with app.run_test(size=size) as pilot:
             await script(app, pilot, notes)
 
@@ -132,8 +140,11 @@ def test_viewer_shows_unknown_cost_then_an_override_prices_it_exactly_with_savin
     assert local["unpriced_calls"] == 4 and truth["totals"]["cache_hits"] == 4
 
     async def unpriced(app, pilot, notes):
-        await wait_for(pilot, lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
-                       what="the job's calls")
+        await wait_for(
+            pilot,
+            lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
+            what="the job's calls",
+        )
         totals = app.snapshot.totals
         assert totals.unpriced_calls == 4 and fmt.cost(totals).endswith("+?")
         assert f"{fmt.cost(totals)} (4 unpriced)" in header(app)
@@ -156,8 +167,11 @@ def test_viewer_shows_unknown_cost_then_an_override_prices_it_exactly_with_savin
     sim = job.sim.stats()  # every billed call of this job reached this sim, and only those
 
     async def overridden(app, pilot, notes):
-        await wait_for(pilot, lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
-                       what="the job's calls")
+        await wait_for(
+            pilot,
+            lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
+            what="the job's calls",
+        )
         totals = app.snapshot.totals
         assert totals.unpriced_calls == 0 and totals.cost_known
         assert totals.prompt_tokens == sim["prompt_tokens"] and totals.completion_tokens == sim["completion_tokens"]
@@ -168,7 +182,8 @@ def test_viewer_shows_unknown_cost_then_an_override_prices_it_exactly_with_savin
         modules = {n.path: n.counters for n in app.snapshot.modules[0].children}
         for path, entry in by_path(truth).items():
             assert modules[path].cost_usd == pytest.approx(
-                price.cost(entry["prompt_tokens"], entry["completion_tokens"]), rel=1e-12)
+                price.cost(entry["prompt_tokens"], entry["completion_tokens"]), rel=1e-12
+            )
         history = [c for c in app.snapshot.calls if not c.cache_hit]
         assert history and all(c.cost_usd == price.cost(c.prompt_tokens, c.completion_tokens) for c in history)
         assert "* your price" in str(app.query_one("#models").border_title)
@@ -184,8 +199,11 @@ def test_budget_colours_the_header_and_warns_once_at_80_and_100_percent_and_show
     async def script(app, pilot, notes):
         from dspy_top.viewer.components.header import Header
 
-        await wait_for(pilot, lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
-                       what="the job's calls")
+        await wait_for(
+            pilot,
+            lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
+            what="the job's calls",
+        )
         await wait_for(pilot, lambda: app.query_one(Header).has_class("-budget-warn"), what="-budget-warn")
         assert not app.query_one(Header).has_class("-budget-over")
         assert "of $" in header(app) and "(85%)" in header(app)
@@ -246,12 +264,16 @@ def test_stop_key_asks_first_then_the_job_ends_and_says_why():
             await wait_for(pilot, lambda: app.snapshot.processes[0].state == "ended", what="the job's end")
             # The job's own word on the stop is a stop, not a budget alert: `stopping` while it runs, or, when
             # that word comes with its end, that it stopped (a `stopping` after the end would be stale).
-            await wait_for(pilot, lambda: any(n[2] in (f"pid {stopped.pid} stopping", f"pid {stopped.pid} stopped")
-                                              for n in notes), what="the stop notice")
+            await wait_for(
+                pilot,
+                lambda: any(n[2] in (f"pid {stopped.pid} stopping", f"pid {stopped.pid} stopped") for n in notes),
+                what="the stop notice",
+            )
             assert not any("budget" in f"{n[0]} {n[2]}" for n in notes)
             stops = [a for j in app.snapshot.job_budgets for a in j.alerts if a.level == "stop"]
             assert [(a.scope, a.message.split(" (")[0]) for a in stops] == [
-                ("viewer", "dspy-top: stop requested from the viewer")]
+                ("viewer", "dspy-top: stop requested from the viewer")
+            ]
             assert app.check_action("stop_job", ()) is False  # nothing left to stop: gone from the footer
 
         run_app(stopped.directory, script)
@@ -275,8 +297,9 @@ def test_once_a_stopped_job_ended_no_notice_says_it_is_stopping():
 
         async def main():
             fleet = Fleet()
-            app = TopApp(fleet, Collector(fleet, [local_sockets(directory=stopped.directory, rescan_every=0.2)]),
-                         delay=0.2)
+            app = TopApp(
+                fleet, Collector(fleet, [local_sockets(directory=stopped.directory, rescan_every=0.2)]), delay=0.2
+            )
             shown = lambda: [f"{n.title}: {n.message}" for n in app._notifications]  # noqa: E731 (on screen now)
             async with app.run_test(size=(120, 40)) as pilot:
                 await wait_for(pilot, lambda: app.check_action("stop_job", ()), what="the job to stop")
@@ -286,8 +309,11 @@ def test_once_a_stopped_job_ended_no_notice_says_it_is_stopping():
                 assert any(f"asked pid {stopped.pid} to stop" in n for n in shown())
                 stopped.send("run 3")  # the next LM call ends the run
                 assert await asyncio.to_thread(stopped.proc.wait, 30) == 1
-                await wait_for(pilot, lambda: any(f"pid {stopped.pid} stopped as asked: ended" in n for n in shown()),
-                               what="the end said")
+                await wait_for(
+                    pilot,
+                    lambda: any(f"pid {stopped.pid} stopped as asked: ended" in n for n in shown()),
+                    what="the end said",
+                )
                 await pilot.pause(0.5)  # more refreshes: nothing stale comes back
                 assert not any("asked pid" in n or "stopping" in n or "ends the run" in n for n in shown()), shown()
 
@@ -297,12 +323,17 @@ def test_once_a_stopped_job_ended_no_notice_says_it_is_stopping():
 
 
 def dspy_top_batch(directory, *args):
-    env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO),
-           "DSPY_TOP_CONFIG": str(directory / "none.toml")}
+    env = {
+        **os.environ,
+        "DSPY_TOP_RUNTIME_DIR": str(directory),
+        "PYTHONPATH": str(REPO),
+        "DSPY_TOP_CONFIG": str(directory / "none.toml"),
+    }
     for name in ("DSPY_TOP_BUDGET", "DSPY_TOP_PRICES"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "dspy_top", "-b", *args], capture_output=True, text=True,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", "-b", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def test_batch_json_cost_fields_overrides_budget_warnings_and_exit_status(job):
@@ -319,8 +350,15 @@ def test_batch_json_cost_fields_overrides_budget_warnings_and_exit_status(job):
         assert modules[path]["cost_saved_usd"] == pytest.approx(entry["cost_saved_usd"])
         assert modules[path]["unpriced_calls"] == entry["unpriced_calls"]
     rates = data["rates"]
-    assert set(rates) >= {"window_s", "cost_per_min", "cost_per_min_avg", "cost_per_hour", "tokens_per_sec",
-                          "tokens_per_sec_avg", "eval_projection"}
+    assert set(rates) >= {
+        "window_s",
+        "cost_per_min",
+        "cost_per_min_avg",
+        "cost_per_hour",
+        "tokens_per_sec",
+        "tokens_per_sec_avg",
+        "eval_projection",
+    }
     assert rates["cost_per_min_avg"] > 0 and rates["tokens_per_sec_avg"] > 0
     assert data["budget"]["viewer"] is None
     (guard,) = data["budget"]["jobs"]
@@ -335,8 +373,9 @@ def test_batch_json_cost_fields_overrides_budget_warnings_and_exit_status(job):
     assert data["totals"]["unpriced_calls"] == 0 and data["totals"]["cost_known"] is True
     models = {m["model"]: m for m in data["models"]}
     assert models[LOCAL]["price_override"] and not models[MINI]["price_override"]
-    assert models[LOCAL]["cost_usd"] == pytest.approx(Price(1.5, 6).cost(local["prompt_tokens"],
-                                                                         local["completion_tokens"]))
+    assert models[LOCAL]["cost_usd"] == pytest.approx(
+        Price(1.5, 6).cost(local["prompt_tokens"], local["completion_tokens"])
+    )
     assert data["totals"]["cost_usd"] == pytest.approx(totals["cost_usd"] + models[LOCAL]["cost_usd"])
 
     # --budget: past 80% only: one warning, status 0; past 100%: both, once each over three frames, status 3.

@@ -20,11 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--speed", "0", "--questions", "4", "--train", "8", "--dev", "8"]
 
 
-
-
 def dspy_top(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=timeout, env=env or dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        env=env or dict(os.environ),
+    )
 
 
 def test_a_known_providers_missing_key_is_named():
@@ -51,7 +55,12 @@ def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime,
     assert totals["calls"] > 100 and totals["cost_usd"] > 0 and totals["prompt_tokens"] > 0
     assert totals["cache_hits"] > 0  # optimizers repeat prompts; the in-memory cache answers them
     paths = {m["path"] for m in final["modules"]}
-    assert {"WarehouseQA.write_query.predict", "WarehouseQA.agent.react", "Solver.plan", "Solver.solve.predict"} <= paths
+    assert {
+        "WarehouseQA.write_query.predict",
+        "WarehouseQA.agent.react",
+        "Solver.plan",
+        "Solver.solve.predict",
+    } <= paths
     compiles = {s["label"] for s in final["scopes"] if s["kind"] == "compile"}
     assert {"BootstrapFewShot", "MIPROv2"} <= compiles
     assert any(s["kind"] == "eval" and s["done"] == 8 for s in final["scopes"])
@@ -72,11 +81,14 @@ def test_demo_runs_the_pipeline_and_both_optimizers_on_the_simulated_lm(runtime,
     assert len(list((tmp_path / "state" / "runs").glob("*.log"))) == 1
 
 
-@pytest.mark.parametrize("script, args", [
-    ("rag_react.py", ["--questions", "3"]),
-    ("optimize.py", ["--train", "6", "--dev", "6", "--no-mipro"]),
-    ("async_batch.py", ["--questions", "6"]),
-])
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("rag_react.py", ["--questions", "3"]),
+        ("optimize.py", ["--train", "6", "--dev", "6", "--no-mipro"]),
+        ("async_batch.py", ["--questions", "6"]),
+    ],
+)
 @pytest.mark.slow
 def test_each_demo_script_runs_under_dspy_top_run(runtime, script, args):
     result = dspy_top("run", "-b", "--json", "--", sys.executable, f"demos/{script}", "--speed", "0", *args)
@@ -88,15 +100,36 @@ def test_each_demo_script_runs_under_dspy_top_run(runtime, script, args):
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 @pytest.mark.timeout(180)
 def test_demo_live_view_in_a_terminal_grows_then_stays_until_q(runtime, tmp_path):
-    command = [sys.executable, "-m", "dspy_top", "demo", "-d", "0.3", "--speed", "0.05",
-               "--questions", "8", "--train", "8", "--dev", "8"]
-    term = Terminal(command, tmp_path / "status", cwd=REPO,
-                    env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    command = [
+        sys.executable,
+        "-m",
+        "dspy_top",
+        "demo",
+        "-d",
+        "0.3",
+        "--speed",
+        "0.05",
+        "--questions",
+        "8",
+        "--train",
+        "8",
+        "--dev",
+        "8",
+    ]
+    term = Terminal(
+        command,
+        tmp_path / "status",
+        cwd=REPO,
+        env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
     try:
         first = header_numbers(term.wait_for(lambda s: (header_numbers(s) or (0, 0))[0] > 0, "the first calls"))
-        later = header_numbers(term.wait_for(
-            lambda s: (header_numbers(s) or (0, 0))[0] > first[0] + 20 and header_numbers(s)[1] > first[1],
-            "the call count and the cost growing"))
+        later = header_numbers(
+            term.wait_for(
+                lambda s: (header_numbers(s) or (0, 0))[0] > first[0] + 20 and header_numbers(s)[1] > first[1],
+                "the call count and the cost growing",
+            )
+        )
         assert later[0] > first[0] and later[1] > first[1]
         screen = term.wait_for(lambda s: "exited with code 0" in s, "the demo finishing", timeout=150)
         assert "Solver" in screen and "demo finished" in screen

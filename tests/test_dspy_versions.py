@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.exactness, pytest.mark.slow]
 
 
 def lm_for(sim, **kwargs):
-    return dspy.LM(MODEL, api_base=sim.base_url, api_key="sk-sim-secret-0123456789", cache=kwargs.pop("cache", False),
-                   **kwargs)
+    return dspy.LM(
+        MODEL, api_base=sim.base_url, api_key="sk-sim-secret-0123456789", cache=kwargs.pop("cache", False), **kwargs
+    )
 
 
 def assert_exact(delta, sim_stats, cache_hits=0, retries=None):
@@ -40,8 +41,10 @@ def assert_exact(delta, sim_stats, cache_hits=0, retries=None):
     totals = delta["totals"]
     assert (totals["cache_hits"], totals["retries"]) == (cache_hits, retries)
     assert sim_stats["requests"] == totals["calls"] - cache_hits + retries
-    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (sim_stats["prompt_tokens"],
-                                                                     sim_stats["completion_tokens"])
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (
+        sim_stats["prompt_tokens"],
+        sim_stats["completion_tokens"],
+    )
     priced = totals["prompt_tokens"] * PRICE_IN + totals["completion_tokens"] * PRICE_OUT
     assert math.isclose(totals["cost_usd"], priced, rel_tol=1e-9, abs_tol=1e-15)
     assert totals["unpriced_calls"] == 0 and totals["unmetered_calls"] == 0
@@ -57,8 +60,12 @@ def metric(example, prediction, trace=None):
 
 
 def questions(count, offset=0):
-    return [dspy.Example(question=f"What is {i + offset} + {i}? {nonce()}", answer=str(2 * i + offset))
-            .with_inputs("question") for i in range(count)]
+    return [
+        dspy.Example(question=f"What is {i + offset} + {i}? {nonce()}", answer=str(2 * i + offset)).with_inputs(
+            "question"
+        )
+        for i in range(count)
+    ]
 
 
 def test_a_program_under_evaluate_with_8_threads(run, sim):
@@ -68,8 +75,10 @@ def test_a_program_under_evaluate_with_8_threads(run, sim):
     delta = run.delta()
     assert_exact(delta, sim.stats())
     assert delta["totals"]["calls"] == 48
-    assert {path: m["calls"] for path, m in delta["modules"].items()} == {"RAG.generate_query.predict": 24,
-                                                                           "RAG.answer": 24}
+    assert {path: m["calls"] for path, m in delta["modules"].items()} == {
+        "RAG.generate_query.predict": 24,
+        "RAG.answer": 24,
+    }
     scope = next(s for s in run.scopes.values() if s.get("kind") == "eval" and s.get("state") == "done")
     score = getattr(result, "score", result)  # DSPy 2.6 returns the score itself
     assert (scope["total"], scope["done"], scope["num_threads"], scope["score"]) == (24, 24, 8, score)
@@ -105,8 +114,10 @@ def test_async_calls(run, sim):
     assert len(asyncio.run(main())) == 6
     delta = run.delta()
     assert_exact(delta, sim.stats())
-    assert {path: m["calls"] for path, m in delta["modules"].items()} == {"RAG.generate_query.predict": 6,
-                                                                           "RAG.answer": 6}
+    assert {path: m["calls"] for path, m in delta["modules"].items()} == {
+        "RAG.generate_query.predict": 6,
+        "RAG.answer": 6,
+    }
 
 
 def test_retries_are_the_providers_extra_requests(run, sim):
@@ -148,8 +159,9 @@ def test_a_tool_using_program(run, sim):
 
 def test_an_optimizer_its_trials_and_what_they_spent(run, sim):
     dspy.configure(lm=lm_for(sim))
-    optimizer = dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=1, max_labeled_demos=2,
-                                                      num_candidate_programs=2, num_threads=4)
+    optimizer = dspy.BootstrapFewShotWithRandomSearch(
+        metric=metric, max_bootstrapped_demos=1, max_labeled_demos=2, num_candidate_programs=2, num_threads=4
+    )
     optimizer.compile(dspy.Predict("question -> answer"), trainset=questions(6), valset=questions(6, offset=1))
     delta = run.delta()
     assert_exact(delta, sim.stats())
@@ -172,8 +184,9 @@ class NoUsageLM(dspy.BaseLM):
     """A custom LM whose responses carry no token counts (as some local servers' do)."""
 
     def forward(self, prompt=None, messages=None, **kwargs):
-        message = SimpleNamespace(content="[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]", tool_calls=None,
-                                  provider_specific_fields=None)
+        message = SimpleNamespace(
+            content="[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]", tool_calls=None, provider_specific_fields=None
+        )
         choice = SimpleNamespace(message=message, finish_reason="stop", index=0, logprobs=None)
         return SimpleNamespace(choices=[choice], model="custom-1", usage={})
 
@@ -188,8 +201,13 @@ def test_calls_without_token_counts_read_as_unknown_not_zero(run, tmp_path):
     assert [call["usage_known"] for call in delta["calls"]] == [False] * 3
     # The batch JSON a viewer prints says so too.
     socket = run.connection.socket_path
-    done = subprocess.run([sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "--socket", str(socket)],
-                          capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "--socket", str(socket)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     snapshot = json.loads(done.stdout.splitlines()[-1])
     assert snapshot["totals"]["tokens_known"] is False and snapshot["totals"]["cost_known"] is False

@@ -12,8 +12,12 @@ from dspy_top.protocol import FrameReader, ProtocolError
 
 
 def test_text_that_is_not_unicode_travels_escaped():
-    message = {"t": "hello", "argv": ["job.py", "caf\udce9.txt", "\udcff"], "error": "lone \ud800 surrogate",
-               "k\udce9": "key too"}
+    message = {
+        "t": "hello",
+        "argv": ["job.py", "caf\udce9.txt", "\udcff"],
+        "error": "lone \ud800 surrogate",
+        "k\udce9": "key too",
+    }
     (decoded,) = FrameReader().feed(protocol.encode(message))
     assert decoded["argv"] == ["job.py", "caf\\xe9.txt", "\\xff"]
     assert decoded["error"] == "lone \\ud800 surrogate" and decoded["k\\xe9"] == "key too"
@@ -27,9 +31,12 @@ def test_values_msgpack_refuses_become_text():
         def __repr__(self):
             raise RuntimeError("no repr")
 
-    (decoded,) = FrameReader().feed(protocol.encode(
-        {"t": "x", "big": 2 ** 70, "small": -(2 ** 70), "cycle": cycle, "odd": Unprintable(), (1, 2): "tuple key"}))
-    assert decoded["big"] == str(2 ** 70) and decoded["small"] == str(-(2 ** 70))
+    (decoded,) = FrameReader().feed(
+        protocol.encode(
+            {"t": "x", "big": 2**70, "small": -(2**70), "cycle": cycle, "odd": Unprintable(), (1, 2): "tuple key"}
+        )
+    )
+    assert decoded["big"] == str(2**70) and decoded["small"] == str(-(2**70))
     assert decoded["odd"] == "<Unprintable>" and decoded["(1, 2)"] == "tuple key"
     depth = 0
     value = decoded["cycle"]
@@ -48,10 +55,12 @@ def test_a_frame_encoded_once_takes_per_viewer_fields():
 def _random_value(rng: random.Random, depth: int = 0):
     kind = rng.randrange(12 if depth < 4 else 7)
     if kind == 0:
-        return "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0xD800, 0xE000),
-                                       rng.randrange(0x80, 0x10FFFF), 0])) for _ in range(rng.randrange(12)))
+        return "".join(
+            chr(rng.choice([rng.randrange(32, 127), rng.randrange(0xD800, 0xE000), rng.randrange(0x80, 0x10FFFF), 0]))
+            for _ in range(rng.randrange(12))
+        )
     if kind == 1:
-        return rng.choice([0, -1, 2 ** 63, 2 ** 64, -(2 ** 63) - 1, 10 ** 30, rng.randrange(-10 ** 6, 10 ** 6)])
+        return rng.choice([0, -1, 2**63, 2**64, -(2**63) - 1, 10**30, rng.randrange(-(10**6), 10**6)])
     if kind == 2:
         return rng.choice([0.5, float("inf"), float("nan"), -0.0])
     if kind == 3:

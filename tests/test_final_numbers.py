@@ -45,7 +45,8 @@ def test_a_killed_job_says_its_final_numbers_were_not_received_and_an_exited_one
                 finished.exit()
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline and not (
-                        app.snapshot and {p.state for p in app.snapshot.processes} == {"lost", "ended"}):
+                    app.snapshot and {p.state for p in app.snapshot.processes} == {"lost", "ended"}
+                ):
                     await pilot.pause(0.1)
                 rows = {p.pid: p for p in app.snapshot.processes}
                 assert rows[killed.pid].state == "lost" and rows[killed.pid].final_numbers == "not received"

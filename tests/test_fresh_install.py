@@ -33,8 +33,18 @@ def quick_start_demo_command() -> str:
 
 def copy_of_the_repository(destination: Path) -> Path:
     """What a clone holds: the working tree without virtual environments, caches or git data."""
-    ignore = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist",
-                                    ".pytest_cache", "snapshot_report.html")
+    ignore = shutil.ignore_patterns(
+        ".git",
+        ".venv",
+        "venv",
+        "__pycache__",
+        "*.pyc",
+        "*.egg-info",
+        "build",
+        "dist",
+        ".pytest_cache",
+        "snapshot_report.html",
+    )
     shutil.copytree(REPO, destination, symlinks=True, ignore=ignore)
     return destination
 
@@ -47,15 +57,29 @@ def test_quick_start_installs_into_a_fresh_venv_and_the_demo_view_goes_live(tmp_
     runtime = Path(tempfile.mkdtemp(prefix="dtf", dir="/tmp"))
     # The README says python3; the test's own interpreter is a Python 3.11+ for certain.
     command = quick_start_demo_command().replace("python3 -m venv", f"{sys.executable} -m venv", 1)
-    env = {"DSPY_TOP_RUNTIME_DIR": str(runtime), "TMPDIR": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off"}
+    env = {
+        "DSPY_TOP_RUNTIME_DIR": str(runtime),
+        "TMPDIR": str(tmp_path),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_PROGRESS_BAR": "off",
+    }
     term = Terminal(["sh", "-c", f"{command} {DEMO_ARGS}"], tmp_path / "status", cwd=clone, env=env)
     try:
-        first = header_numbers(term.wait_for(lambda s: (header_numbers(s) or (0, 0))[0] > 0 or
-                                              term.status_file.exists(), "the live view", timeout=1500))
+        first = header_numbers(
+            term.wait_for(
+                lambda s: (header_numbers(s) or (0, 0))[0] > 0 or term.status_file.exists(),
+                "the live view",
+                timeout=1500,
+            )
+        )
         assert first is not None, f"the Quick start command ended early; the screen was:\n{term.screen()}"
-        later = header_numbers(term.wait_for(
-            lambda s: (n := header_numbers(s)) is not None and n[0] > first[0] and n[1] > first[1],
-            "the call count and the cost growing", timeout=120))
+        later = header_numbers(
+            term.wait_for(
+                lambda s: (n := header_numbers(s)) is not None and n[0] > first[0] and n[1] > first[1],
+                "the call count and the cost growing",
+                timeout=120,
+            )
+        )
         assert later[0] > first[0] and later[1] > first[1]
         term.wait_for(lambda s: "exited with code 0" in s, "the demo finishing", timeout=300)
         term.keys("q")
@@ -64,17 +88,41 @@ def test_quick_start_installs_into_a_fresh_venv_and_the_demo_view_goes_live(tmp_
         term.close()
 
     venv = clone / ".venv"
-    installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import dspy_top, sys; print(dspy_top.__file__)"],
-                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import dspy_top, sys; print(dspy_top.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert installed.returncode == 0 and "site-packages" in installed.stdout, installed.stderr  # not the copy
     # The wheel ships the sitecustomize shim `dspy-top run` copies for the job (a file, not a string).
     assert (Path(installed.stdout.strip()).parent / "run" / "site" / "sitecustomize.py").is_file()
     # The wheel's own `run`: the .pth file it installed instruments the job.
     result = subprocess.run(
-        [str(venv / "bin" / "dspy-top"), "run", "-b", "--json", "--", str(venv / "bin" / "python"),
-         "demos/rag_react.py", "--speed", "0", "--questions", "2"],
-        capture_output=True, text=True, timeout=120, cwd=clone,
-        env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "TMPDIR": str(tmp_path), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+        [
+            str(venv / "bin" / "dspy-top"),
+            "run",
+            "-b",
+            "--json",
+            "--",
+            str(venv / "bin" / "python"),
+            "demos/rag_react.py",
+            "--speed",
+            "0",
+            "--questions",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=clone,
+        env={
+            **os.environ,
+            "DSPY_TOP_RUNTIME_DIR": str(runtime),
+            "TMPDIR": str(tmp_path),
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        },
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["totals"]["calls"] >= 8

@@ -16,7 +16,7 @@ import pytest
 from dspy_top.simlm import SimLM
 from tests.helpers.jobs import REPO, runtime_dir
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, os, sys, threading, time, urllib.request
 import dspy
 from dspy.clients import base_lm
@@ -72,18 +72,29 @@ plain = dspy_top.instrument(serve=False)
 out["instrument_hooks"] = installed(plain.hooks)
 plain.close()
 print("OUT " + json.dumps(out))
-'''
+"""
 
 
 @pytest.mark.slow
 def test_history_backfill_counts_hits_reads_lm_histories_when_full_and_says_unknown_when_off():
     directory = runtime_dir()
     with SimLM(latency_scale=0.0) as sim:
-        env = {**os.environ, "SIM_URL": sim.base_url, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-               "DSPY_CACHEDIR": str(directory / "cache"), "PYTHONPATH": str(REPO)}
+        env = {
+            **os.environ,
+            "SIM_URL": sim.base_url,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "DSPY_CACHEDIR": str(directory / "cache"),
+            "PYTHONPATH": str(REPO),
+        }
         env.pop("DSPY_TOP", None)
-        done = subprocess.run([sys.executable, "-c", SCRIPT, str(directory)], capture_output=True, text=True,
-                              env=env, timeout=120, cwd=str(REPO))
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(directory)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            cwd=str(REPO),
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("OUT "))[4:])
 

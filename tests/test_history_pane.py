@@ -157,6 +157,7 @@ def test_a_call_the_screen_showed_opens_after_its_process_ended():
     directory = runtime_dir()
     job = start_job(directory, history=8)  # the process keeps the payloads of its newest 8 calls only
     try:
+
         async def main():
             from dspy_top.sources.collector import Collector
             from dspy_top.sources.local import local_sockets
@@ -172,8 +173,9 @@ def test_a_call_the_screen_showed_opens_after_its_process_ended():
                     await pilot.pause(0.05)
                 truth = await asyncio.to_thread(job.run, 10)  # 20 calls: most scroll past unseen
                 calls = truth["totals"]["calls"]
-                while not (history.row_count == calls and all(c.key in app.shown_payloads
-                                                               for c in history.calls_in_view())):
+                while not (
+                    history.row_count == calls and all(c.key in app.shown_payloads for c in history.calls_in_view())
+                ):
                     assert loop.time() < deadline, "the shown rows' payloads"
                     await pilot.pause(0.05)
                 shown = history.calls_in_view()
@@ -216,7 +218,7 @@ def test_kept_payloads_are_bounded_and_a_shown_call_is_asked_for_once():
     for process, call_id in first:
         kept.add(PayloadAnswer(process, call_id, {"messages": [{"role": "user", "content": "x" * 1_000}]}))
     held = [key for key in first if key in kept]
-    assert 0 < len(held) < len(first) and held == first[-len(held):]  # within 10,000 characters, newest kept
+    assert 0 < len(held) < len(first) and held == first[-len(held) :]  # within 10,000 characters, newest kept
     kept.add(PayloadAnswer("a", 99, None, "the process no longer has it"))
     assert ("a", 99) not in [key for key in kept.wanted(calls, {"a": 1000})]  # gone: never asked again
 

@@ -17,7 +17,9 @@ import pytest
 from tests.helpers.import_witness import WITNESS, run
 from tests.helpers.jobs import REPO
 
-CHECK = WITNESS + """
+CHECK = (
+    WITNESS
+    + """
 import dspy_top.cli, dspy_top.client, dspy_top.model, dspy_top.viewer.batch, dspy_top.sources.collector
 import dspy_top.sources.local, dspy_top.run
 batch = settle()
@@ -25,6 +27,7 @@ import dspy_top.viewer.app, dspy_top.viewer.replay.app, dspy_top.viewer.replay.r
 viewer = {top: who for top, who in settle().items() if top != "textual"}
 print(json.dumps({"batch": batch, "viewer": viewer}))
 """
+)
 
 
 def test_viewer_imports_leave_dspy_and_litellm_out():
@@ -40,8 +43,10 @@ def test_cli_help_starts_fast_without_textual():
 
 
 def test_the_relay_and_the_ssh_source_leave_dspy_litellm_and_textual_out():
-    code = WITNESS + ("import dspy_top.relay.command, dspy_top.relay.loop, dspy_top.sources.ssh, dspy_top.hosts; "
-                      "print(json.dumps(settle()))")
+    code = WITNESS + (
+        "import dspy_top.relay.command, dspy_top.relay.loop, dspy_top.sources.ssh, dspy_top.hosts; "
+        "print(json.dumps(settle()))"
+    )
     leaks = run(code)
     assert leaks == {}, f"`dspy-top relay` or `--host` imported these (package: first importer of ours): {leaks}"
 
@@ -83,19 +88,28 @@ print(json.dumps(loaded))
 def test_the_first_frame_comes_before_the_sources_and_the_model_are_loaded(tmp_path):
     """`dspy-top` draws its first frame, then loads what collecting needs (issue 18: the first frame
     sooner): no source, wire protocol, msgpack, process model or attach package (the offers `A` takes) before it."""
-    result = subprocess.run([sys.executable, "-c", FIRST_FRAME], capture_output=True, text=True, cwd=REPO,
-                            timeout=60, env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_FRAME],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, "DSPY_TOP_RUNTIME_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"before": []}
 
 
-SERVE = WITNESS + """
+SERVE = (
+    WITNESS
+    + """
 import dspy_top.serve.command
 help_only = settle()
 import dspy_top.serve.agent, dspy_top.serve.prometheus, dspy_top.serve.otlp_export, dspy_top.serve.otlp_metrics
 import dspy_top.serve.otlp_spans
 print(json.dumps({"help": help_only, "exporters": settle()}))
 """
+)
 
 
 def test_serve_imports_neither_dspy_litellm_nor_textual_and_its_help_no_exporter():

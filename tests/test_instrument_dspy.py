@@ -22,8 +22,14 @@ ENGINES = ["auto", "litellm"]
 
 
 def make_lm(sim, engine, **kwargs):
-    return dspy.LM(MODEL, api_base=sim.base_url, api_key="sk-sim-secret-0123456789", engine=engine,
-                   cache=kwargs.pop("cache", False), **kwargs)
+    return dspy.LM(
+        MODEL,
+        api_base=sim.base_url,
+        api_key="sk-sim-secret-0123456789",
+        engine=engine,
+        cache=kwargs.pop("cache", False),
+        **kwargs,
+    )
 
 
 def assert_matches_truth(delta, sim_stats, history=None, cache_hits=0, retries=0):
@@ -136,8 +142,10 @@ def test_parallel_with_8_threads_and_track_usage(run, sim, engine):
 def test_evaluate_with_16_threads_is_a_scope_with_exact_usage(run, sim, engine):
     lm = make_lm(sim, engine)
     dspy.configure(lm=lm)
-    devset = [dspy.Example(question=f"What is {i} + {i}? {nonce()}", answer=str(2 * i)).with_inputs("question")
-              for i in range(32)]
+    devset = [
+        dspy.Example(question=f"What is {i} + {i}? {nonce()}", answer=str(2 * i)).with_inputs("question")
+        for i in range(32)
+    ]
 
     def metric(example, prediction, trace=None):
         return float(str(prediction.answer).strip() == example.answer)
@@ -168,7 +176,7 @@ def test_async_acall(run, sim, engine):
     assert len(asyncio.run(main())) == 6
     delta = run.delta()
     assert_matches_truth(delta, sim.stats(), history=lm.history)
-    (path, module), = delta["modules"].items()
+    ((path, module),) = delta["modules"].items()
     assert path == "ChainOfThought.predict"
     assert (module["calls"], module["prompt_tokens"]) == (6, delta["totals"]["prompt_tokens"])
 

@@ -32,8 +32,9 @@ print(json.dumps({{'answers': answers, 'totals': totals, 'mechanism': handle.mec
 
 
 def run_job(sim, setup="", configure="", after="extra = {}", env=None):
-    script = textwrap.dedent(JOB).format(setup=textwrap.dedent(setup), configure=configure,
-                                         after=textwrap.dedent(after))
+    script = textwrap.dedent(JOB).format(
+        setup=textwrap.dedent(setup), configure=configure, after=textwrap.dedent(after)
+    )
     sim.reset()
     runtime = tempfile.mkdtemp(prefix="dt", dir="/tmp")
     full_env = {**os.environ, "SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": runtime, **(env or {})}
@@ -116,9 +117,11 @@ def test_an_unfamiliar_dspy_gets_the_exact_fallback(sim):
 def run_with_broken_recorder(sim, *methods):
     """The job with these recorder methods raising, and the same job without dspy-top."""
     baseline, _ = run_job(sim)
-    setup = ("import dspy_top\nhandle = dspy_top.instrument()\n"
-             "def broken(*args, **kwargs):\n    raise RuntimeError('a bug inside dspy-top')\n"
-             + "".join(f"handle.recorder.{name} = broken\n" for name in methods))
+    setup = (
+        "import dspy_top\nhandle = dspy_top.instrument()\n"
+        "def broken(*args, **kwargs):\n    raise RuntimeError('a bug inside dspy-top')\n"
+        + "".join(f"handle.recorder.{name} = broken\n" for name in methods)
+    )
     after = "extra = {'internal_errors': handle.recorder.internal_errors}"
     result, stderr = run_job(sim, setup=setup, after=after)
     return baseline, result, stderr

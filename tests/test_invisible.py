@@ -28,14 +28,24 @@ pytestmark = [pytest.mark.exactness, pytest.mark.slow]
 
 
 def run_probe(script: str, mode: str, tmp_path: Path) -> dict:
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "DSPY_TOP_RUNTIME_DIR": str(tmp_path),
-           "DSPY_CACHEDIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DSPY_TOP_RUNTIME_DIR": str(tmp_path),
+        "DSPY_CACHEDIR": str(tmp_path / "cache"),
+    }
     env.pop("DSPY_TOP", None)
-    done = subprocess.run([sys.executable, str(HELPERS / script), mode], capture_output=True, text=True, env=env,
-                          cwd=str(tmp_path), timeout=240)
+    done = subprocess.run(
+        [sys.executable, str(HELPERS / script), mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("PROBE "))
-    return json.loads(line[len("PROBE "):])
+    return json.loads(line[len("PROBE ") :])
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +56,11 @@ def plain_probe(tmp_path_factory):
 def differences(plain, top, path=""):
     """Every place where the two reports differ, as readable lines."""
     if isinstance(plain, dict) and isinstance(top, dict):
-        return [line for key in sorted(set(plain) | set(top))
-                for line in differences(plain.get(key, "<absent>"), top.get(key, "<absent>"), f"{path}.{key}")]
+        return [
+            line
+            for key in sorted(set(plain) | set(top))
+            for line in differences(plain.get(key, "<absent>"), top.get(key, "<absent>"), f"{path}.{key}")
+        ]
     return [] if plain == top else [f"{path}: without {plain!r:.300} / with {top!r:.300}"]
 
 
@@ -77,8 +90,15 @@ def test_wrapped_dspy_looks_and_behaves_the_same(plain_probe, mode, tmp_path):
     for key, result in pickles.items():
         if key.endswith((":pickle", ":cloudpickle")) and "ok" in result:
             assert result["ok"]["mentions_dspy_top"] is False, key
-    for key in ("module:cloudpickle", "lm:cloudpickle", "outer_optimizer:cloudpickle", "local_optimizer:cloudpickle",
-                "local_optimizer_class:cloudpickle", "tool:cloudpickle", "local_optimizer_class:compiles"):
+    for key in (
+        "module:cloudpickle",
+        "lm:cloudpickle",
+        "outer_optimizer:cloudpickle",
+        "local_optimizer:cloudpickle",
+        "local_optimizer_class:cloudpickle",
+        "tool:cloudpickle",
+        "local_optimizer_class:compiles",
+    ):
         assert "ok" in pickles[key], (key, pickles[key])
     assert top["lm_requests"] > 0  # the evaluation really called the LM
 
@@ -123,8 +143,9 @@ def test_an_optimizer_class_pickled_under_dspy_top_works_where_dspy_top_is_absen
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "DSPY_TOP_RUNTIME_DIR": str(tmp_path)}
     env.pop("DSPY_TOP", None)
     for script in (writer, reader):
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                              cwd=str(tmp_path), timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["DEMOS", "2", "InFunction", "['__doc__',", "'__module__',", "'compile']"]
 

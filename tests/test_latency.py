@@ -30,8 +30,9 @@ def sketch_of(values) -> dict[int, int]:
 
 DISTRIBUTIONS = {
     "lognormal LM calls": lambda rng: rng.lognormvariate(math.log(0.9), 0.6),
-    "bimodal: cache hits and slow calls": lambda rng: rng.uniform(0.0, 0.0008) if rng.random() < 0.4
-    else rng.uniform(2.0, 9.0),
+    "bimodal: cache hits and slow calls": lambda rng: (
+        rng.uniform(0.0, 0.0008) if rng.random() < 0.4 else rng.uniform(2.0, 9.0)
+    ),
     "narrow around 431 ms": lambda rng: rng.gauss(0.431, 0.01),
     "long tail": lambda rng: 0.2 + rng.paretovariate(1.5),
 }
@@ -72,7 +73,7 @@ def test_the_wire_form_round_trips_and_stays_small():
 
 
 def test_past_the_bin_limit_the_fastest_bins_fold_together_and_the_slow_percentiles_stay_exact():
-    values = [latency.FIRST * latency.GAMMA ** k for k in range(1, 900)]  # one call in each of 899 buckets
+    values = [latency.FIRST * latency.GAMMA**k for k in range(1, 900)]  # one call in each of 899 buckets
     hist = sketch_of(values)
     wire = latency.encode(hist, bins=100)
     folded = latency.decode(wire)
@@ -86,8 +87,8 @@ def test_an_older_jobs_coarse_histogram_reads_as_it_did():
     legacy = {40: 3, 44: 1}  # bucket k held latencies up to 1 ms * 2**(k/4)
     counters = stats_frame.counters({"calls": 4, "latency_hist": legacy}, "totals")
     assert sum(counters.latency_hist.values()) == 4
-    assert latency.percentile(counters.latency_hist, 0.5) == pytest.approx(0.001 * 2 ** 10, rel=latency.ACCURACY)
-    assert latency.percentile(counters.latency_hist, 1.0) == pytest.approx(0.001 * 2 ** 11, rel=latency.ACCURACY)
+    assert latency.percentile(counters.latency_hist, 0.5) == pytest.approx(0.001 * 2**10, rel=latency.ACCURACY)
+    assert latency.percentile(counters.latency_hist, 1.0) == pytest.approx(0.001 * 2**11, rel=latency.ACCURACY)
 
 
 def test_a_jobs_percentiles_reach_the_viewer_within_one_percent():

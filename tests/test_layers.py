@@ -22,8 +22,15 @@ from tests.helpers.jobs import REPO
 
 REQUIRED = {  # source module -> what it must never import, directly or through others
     "dspy_top.model": {"textual", "dspy", "litellm", "dspy_top.viewer", "dspy_top.instrumentation", "dspy_top.sources"},
-    "dspy_top.sources": {"textual", "dspy", "litellm", "dspy_top.instrumentation", "dspy_top.viewer", "dspy_top.run",
-                         "dspy_top.cli"},
+    "dspy_top.sources": {
+        "textual",
+        "dspy",
+        "litellm",
+        "dspy_top.instrumentation",
+        "dspy_top.viewer",
+        "dspy_top.run",
+        "dspy_top.cli",
+    },
     "dspy_top.viewer": {"dspy_top.instrumentation", "dspy", "litellm"},
     "dspy_top.relay": {"textual", "dspy", "litellm", "dspy_top.instrumentation", "dspy_top.viewer", "dspy_top.cli"},
     "dspy_top.instrumentation": {"textual"},
@@ -36,8 +43,13 @@ REQUIRED = {  # source module -> what it must never import, directly or through 
 def test_every_layer_contract_is_declared_and_kept():
     contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     for source, forbidden in REQUIRED.items():
-        covered = set().union(*(set(c["forbidden_modules"]) for c in contracts
-                                if c["type"] == "forbidden" and source in c["source_modules"]))
+        covered = set().union(
+            *(
+                set(c["forbidden_modules"])
+                for c in contracts
+                if c["type"] == "forbidden" and source in c["source_modules"]
+            )
+        )
         assert forbidden <= covered, f"{source}: no contract forbids {sorted(forbidden - covered)}"
         assert not any(c.get("allow_indirect_imports") for c in contracts if source in c["source_modules"])
     lint = Path(sys.executable).with_name("lint-imports")
@@ -61,8 +73,11 @@ def imported_modules(path: Path) -> set[str]:
 
 def outside(names: set[str], allowed: set[str]) -> set[str]:
     """The names that are neither in an allowed top-level package nor under an allowed module."""
-    return {name for name in names if name.partition(".")[0] not in allowed
-            and not any(name == a or name.startswith(a + ".") for a in allowed)}
+    return {
+        name
+        for name in names
+        if name.partition(".")[0] not in allowed and not any(name == a or name.startswith(a + ".") for a in allowed)
+    }
 
 
 def test_the_protocol_imports_only_msgpack_and_the_standard_library():

@@ -1,5 +1,5 @@
-"""The lint rules hold (pyproject.toml's [tool.ruff]): `ruff check` over the package, the tests, the benchmarks and
-the scripts finds nothing; a failure shows ruff's own report."""
+"""The lint and format rules hold (pyproject.toml's [tool.ruff]): `ruff check` and `ruff format --check` over the
+package, the tests, the benchmarks and the scripts find nothing; a failure shows ruff's own report."""
 
 from __future__ import annotations
 
@@ -9,10 +9,22 @@ from pathlib import Path
 
 from tests.helpers.jobs import REPO
 
+PARTS = ("dspy_top", "tests", "benchmarks", "scripts")
+
+
+def ruff(*args: str) -> subprocess.CompletedProcess:
+    command = Path(sys.executable).with_name("ruff")
+    assert command.exists(), "ruff is missing: pip install -e '.[test]'"
+    return subprocess.run([str(command), *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
 
 def test_ruff_finds_nothing():
-    ruff = Path(sys.executable).with_name("ruff")
-    assert ruff.exists(), "ruff is missing: pip install -e '.[test]'"
-    result = subprocess.run([str(ruff), "check", "--no-cache", "dspy_top", "tests", "benchmarks", "scripts"],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = ruff("check", "--no-cache", *PARTS)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+
+
+def test_the_code_is_formatted():
+    result = ruff("format", "--check", "--no-cache", *PARTS)
+    assert result.returncode == 0, (
+        "run `ruff format " + " ".join(PARTS) + "`:\n" + result.stdout[-8000:] + result.stderr[-2000:]
+    )

@@ -53,8 +53,11 @@ def batch(calls, fields=None, extra=None):
 
 
 def test_a_calls_batch_folds_exactly_like_its_call_events():
-    events = [call(1, error="Timeout"), call(2, cache_hit=True, cost=0.0, start=1_001.0),
-              {**call(3, path="Judge", start=1_002.0), "scopes": ["eval-1"]}]
+    events = [
+        call(1, error="Timeout"),
+        call(2, cache_hit=True, cost=0.0, start=1_001.0),
+        {**call(3, path="Judge", start=1_002.0), "scopes": ["eval-1"]},
+    ]
     one_by_one, batched = Fleet(Clock()), Fleet(Clock())
     for fleet in (one_by_one, batched):
         attach(fleet, "a", 1, stats(counters()))
@@ -99,8 +102,14 @@ def test_tokens_per_sec_now_and_on_average_with_a_fake_clock():
     assert fleet.snapshot().tokens_per_sec == 0
     for second in range(1, 6):
         clock.advance(1.0)
-        fleet.fold("a", stats(counters(calls=100 + second, prompt=9_000 + 400 * second, completion=1_000 + 100 * second,
-                                       cost=0.01 * second)))
+        fleet.fold(
+            "a",
+            stats(
+                counters(
+                    calls=100 + second, prompt=9_000 + 400 * second, completion=1_000 + 100 * second, cost=0.01 * second
+                )
+            ),
+        )
     snapshot = fleet.snapshot()
     assert snapshot.tokens_per_sec == pytest.approx(500.0)
     assert snapshot.cost_per_min == pytest.approx(0.6)
@@ -145,13 +154,35 @@ def test_percentiles_merge_histograms_across_processes():
 def test_module_tree_aggregates_parents_and_names_classes_from_the_chain():
     clock = Clock()
     fleet = Fleet(clock)
-    attach(fleet, "a", 1, stats(counters(calls=3, cost=0.3), modules=[
-        module("RAG.generate_query.predict", ("RAG", "ChainOfThought", "Predict"), calls=2, cost=0.2, prompt=20,
-               last_at=clock.now - 1, latencies=[0.1, 0.2]),
-        module("RAG.answer", ("RAG", "Predict"), calls=1, cost=0.1, prompt=10, last_at=clock.now - 100,
-               latencies=[1.0]),
-        module("(direct)", ("(direct)",), calls=1, unpriced=1, prompt=5),
-    ]))
+    attach(
+        fleet,
+        "a",
+        1,
+        stats(
+            counters(calls=3, cost=0.3),
+            modules=[
+                module(
+                    "RAG.generate_query.predict",
+                    ("RAG", "ChainOfThought", "Predict"),
+                    calls=2,
+                    cost=0.2,
+                    prompt=20,
+                    last_at=clock.now - 1,
+                    latencies=[0.1, 0.2],
+                ),
+                module(
+                    "RAG.answer",
+                    ("RAG", "Predict"),
+                    calls=1,
+                    cost=0.1,
+                    prompt=10,
+                    last_at=clock.now - 100,
+                    latencies=[1.0],
+                ),
+                module("(direct)", ("(direct)",), calls=1, unpriced=1, prompt=5),
+            ],
+        ),
+    )
     roots = {node.path: node for node in fleet.snapshot().modules}
     rag = roots["RAG"]
     assert rag.own is None and rag.counters.calls == 3
@@ -164,8 +195,13 @@ def test_module_tree_aggregates_parents_and_names_classes_from_the_chain():
     assert roots["(direct)"].counters.unpriced_calls == 1
 
     rows = flatten(fleet.snapshot().modules, sort="cost")
-    assert [r.node.path for r in rows] == ["RAG", "RAG.generate_query", "RAG.generate_query.predict",
-                                           "RAG.answer", "(direct)"]
+    assert [r.node.path for r in rows] == [
+        "RAG",
+        "RAG.generate_query",
+        "RAG.generate_query.predict",
+        "RAG.answer",
+        "(direct)",
+    ]
     # The line of a branch that goes on runs down past its children (`│`), as `tree` draws it.
     assert [r.guide for r in rows] == ["▾ ", "├▾", "│ └─", "└─", "  "]
     rows = flatten(fleet.snapshot().modules, sort="calls", descending=False, collapsed={"RAG.generate_query"})
@@ -178,11 +214,24 @@ def test_module_tree_aggregates_parents_and_names_classes_from_the_chain():
 
 def test_models_merge_across_processes_and_unknown_cost_is_never_zero():
     fleet = Fleet(Clock())
-    attach(fleet, "a", 1, stats(counters(calls=2, cost=0.02), models=[
-        {"model": "openai/gpt-4o-mini", **counters(calls=2, cost=0.02)}]))
-    attach(fleet, "b", 2, stats(counters(calls=4, cost=0.01, unpriced=3), models=[
-        {"model": "openai/gpt-4o-mini", **counters(calls=1, cost=0.01)},
-        {"model": "local/llama", **counters(calls=3, prompt=30, unpriced=3)}]))
+    attach(
+        fleet,
+        "a",
+        1,
+        stats(counters(calls=2, cost=0.02), models=[{"model": "openai/gpt-4o-mini", **counters(calls=2, cost=0.02)}]),
+    )
+    attach(
+        fleet,
+        "b",
+        2,
+        stats(
+            counters(calls=4, cost=0.01, unpriced=3),
+            models=[
+                {"model": "openai/gpt-4o-mini", **counters(calls=1, cost=0.01)},
+                {"model": "local/llama", **counters(calls=3, prompt=30, unpriced=3)},
+            ],
+        ),
+    )
     snapshot = fleet.snapshot()
     models = {row.model: row.counters for row in snapshot.models}
     assert models["openai/gpt-4o-mini"].calls == 3
@@ -220,15 +269,27 @@ def test_a_broken_connection_is_lost_and_a_bad_socket_is_failed_with_its_reason(
     assert [p.key for p in fleet.snapshot().problems] == ["a", "b"]
 
 
-
 def test_a_new_process_on_an_ended_one_s_key_keeps_the_ended_one_apart_with_all_it_had():
     clock = Clock()
     fleet = Fleet(clock)
     attach(fleet, "sock", 1, stats(counters(calls=1)), calls=[call(1)])
-    fleet.fold("sock", {"t": "eval_start", "id": "eval-1", "kind": "eval", "start": clock.now, "state": "running",
-                        "total": 10})
-    fleet.fold("sock", {"t": "budget", "at": 1.0, "level": 80, "scope": "total", "name": "", "spent_usd": 0.8,
-                        "budget_usd": 1.0, "action": "warn", "message": "dspy-top: total spend passed 80%"})
+    fleet.fold(
+        "sock", {"t": "eval_start", "id": "eval-1", "kind": "eval", "start": clock.now, "state": "running", "total": 10}
+    )
+    fleet.fold(
+        "sock",
+        {
+            "t": "budget",
+            "at": 1.0,
+            "level": 80,
+            "scope": "total",
+            "name": "",
+            "spent_usd": 0.8,
+            "budget_usd": 1.0,
+            "action": "warn",
+            "message": "dspy-top: total spend passed 80%",
+        },
+    )
     fleet.fold("sock", {"t": "exit", "at": clock.now, "stats": stats(counters(calls=1))})
     fleet.attach("sock", 2)  # the pid (and so the socket's name) is reused
     old = f"sock#{int(clock.now)}"
@@ -236,8 +297,9 @@ def test_a_new_process_on_an_ended_one_s_key_keeps_the_ended_one_apart_with_all_
     assert rows[old].state == "ended" and rows[old].pid == 1 and rows[old].totals.calls == 1
     assert rows["sock"].state == "connecting" and rows["sock"].pid == 2 and rows["sock"].totals.calls == 0
     fleet.connected("sock", hello(2))
-    fleet.fold("sock", {"t": "snapshot", "stats": stats(counters(calls=1)), "calls": [call(1, start=1_001.0)],
-                        "seq": 1})
+    fleet.fold(
+        "sock", {"t": "snapshot", "stats": stats(counters(calls=1)), "calls": [call(1, start=1_001.0)], "seq": 1}
+    )
     snapshot = fleet.snapshot()
     assert {(c.process, c.pid, c.id) for c in snapshot.calls} == {(old, 1, 1), ("sock", 2, 1)}
     assert [(s.process, s.id) for s in snapshot.scopes] == [(old, "eval-1")]
@@ -290,9 +352,14 @@ def test_a_refused_process_says_protocol_error_and_keeps_its_last_numbers():
 
 def test_module_chains_name_each_path_s_classes():
     fleet = Fleet(Clock())
-    attach(fleet, "a", 1, stats(counters(calls=1), modules=[
-        module("RAG.answer.predict", ("RAG", "ChainOfThought", "Predict"), calls=1)]))
+    attach(
+        fleet,
+        "a",
+        1,
+        stats(counters(calls=1), modules=[module("RAG.answer.predict", ("RAG", "ChainOfThought", "Predict"), calls=1)]),
+    )
     assert fleet.module_chains() == {"RAG.answer.predict": ("RAG", "ChainOfThought", "Predict")}
+
 
 def test_malformed_messages_are_skipped_with_a_status_never_raised():
     fleet = Fleet(Clock())
@@ -309,16 +376,45 @@ def test_scopes_give_a_one_line_progress_summary():
     clock = Clock()
     fleet = Fleet(clock)
     attach(fleet, "a", 1, stats(counters()))
-    fleet.fold("a", {"t": "compile_start", "id": "compile-1", "kind": "compile", "start": clock.now - 72,
-                     "state": "running", "class": "MIPROv2"})
-    fleet.fold("a", {"t": "eval_start", "id": "eval-1", "kind": "eval", "start": clock.now, "state": "running",
-                     "total": 100, "parent": "compile-1"})
+    fleet.fold(
+        "a",
+        {
+            "t": "compile_start",
+            "id": "compile-1",
+            "kind": "compile",
+            "start": clock.now - 72,
+            "state": "running",
+            "class": "MIPROv2",
+        },
+    )
+    fleet.fold(
+        "a",
+        {
+            "t": "eval_start",
+            "id": "eval-1",
+            "kind": "eval",
+            "start": clock.now,
+            "state": "running",
+            "total": 100,
+            "parent": "compile-1",
+        },
+    )
     fleet.fold("a", {"t": "eval_progress", "id": "eval-1", "done": 37, "score_sum": 29.0})
     line = optimizer_line(fleet.snapshot().optimizers, clock.now)
     assert line.startswith("MIPROv2 baseline evaluation · 1:12")  # MIPROv2's first evaluation is its baseline
     assert "eval 37/100 · 78.4%" in line
-    fleet.fold("a", {"t": "eval_end", "id": "eval-1", "kind": "eval", "state": "done", "score": 80.0,
-                     "end": clock.now, "usage": counters(calls=74)})
+    fleet.fold(
+        "a",
+        {
+            "t": "eval_end",
+            "id": "eval-1",
+            "kind": "eval",
+            "state": "done",
+            "score": 80.0,
+            "end": clock.now,
+            "usage": counters(calls=74),
+        },
+    )
     fleet.fold("a", {"t": "compile_end", "id": "compile-1", "kind": "compile", "state": "done", "end": clock.now})
     snapshot = fleet.snapshot()
     assert optimizer_line(snapshot.optimizers, snapshot.at) is None

@@ -16,14 +16,25 @@ def piped(*args: str, tmp_path) -> subprocess.CompletedProcess:
     """`dspy-top ARGS` with stdout a pipe (as in `dspy-top | cat` or `dspy-top > file`)."""
     env_dir = runtime_dir()
     try:
-        return subprocess.run([sys.executable, "-m", "dspy_top", *args], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, cwd=REPO, timeout=30,
-                              env={"PATH": "/usr/bin:/bin", "DSPY_TOP_RUNTIME_DIR": str(env_dir),
-                                   "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
-                                   "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        return subprocess.run(
+            [sys.executable, "-m", "dspy_top", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=30,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "DSPY_TOP_RUNTIME_DIR": str(env_dir),
+                "HOME": str(tmp_path),
+                "TMPDIR": str(tmp_path),
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            },
+        )
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"dspy-top {' '.join(args)} kept running without a terminal; it wrote "
-                             f"{(exc.stdout or b'')[:200]!r}") from None
+        raise AssertionError(
+            f"dspy-top {' '.join(args)} kept running without a terminal; it wrote {(exc.stdout or b'')[:200]!r}"
+        ) from None
 
 
 def test_the_viewer_without_a_terminal_exits_2_and_suggests_batch_mode(tmp_path):

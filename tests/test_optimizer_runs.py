@@ -33,8 +33,10 @@ def finished_runs(sim):
     """Each optimizer run to its end in one job; then a viewer attaches and takes one snapshot."""
     job = OptimizerJob(sim, runtime_dir())
     try:
-        truths = {command: job.run(command)
-                  for command in ("random_search", "mipro_light", "mipro_minibatch", "gepa", "evaluate")}
+        truths = {
+            command: job.run(command)
+            for command in ("random_search", "mipro_light", "mipro_minibatch", "gepa", "evaluate")
+        }
         yield job, truths
     finally:
         job.close()
@@ -91,8 +93,9 @@ def test_each_optimizer_matches_its_own_account_and_the_simulated_lms_count(fini
     assert light.label == "MIPROv2 (light)" and light.planned == len(light.trials) == len(logs)
     assert [t.score for t in light.trials] == [logs[t.number + 1]["full"] for t in light.trials]
     assert light.best_score == truth["best"]
-    examples = [logs[k]["examples_so_far"] - logs.get(k - 1, {"examples_so_far": 0})["examples_so_far"]
-                for k in sorted(logs)]
+    examples = [
+        logs[k]["examples_so_far"] - logs.get(k - 1, {"examples_so_far": 0})["examples_so_far"] for k in sorted(logs)
+    ]
     assert [t.usage.calls for t in light.trials] == examples
     assert light.usage.calls == truth["sim"]["requests"] and light.spent_before_trials.calls > 0
     assert_trials_match_their_calls(light, calls)
@@ -143,7 +146,8 @@ def test_the_panel_shows_a_real_run_and_a_trial_filters_the_history(finished_run
             table = app.screen.query_one(OptimizerTable)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and (
-                    app.snapshot is None or len([r for r in app.snapshot.optimizers if r.depth == 0]) < 5):
+                app.snapshot is None or len([r for r in app.snapshot.optimizers if r.depth == 0]) < 5
+            ):
                 await pilot.pause(0.05)
             light = root(app.snapshot, "MIPROv2", 1)
             table.move_cursor(row=table.keys.index(light.key))

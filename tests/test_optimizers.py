@@ -33,15 +33,21 @@ def metric(example, prediction, trace=None):
 def report(**extra):
     with client.Connection(h.socket_path) as c:
         snapshot = next(m for m in c.poll(5.0) if m['t'] == 'snapshot')
-    print('RESULT ' + json.dumps({'scopes': snapshot['stats']['scopes'], 'totals': snapshot['stats']['totals'], **extra}))
+    stats = snapshot['stats']
+    print('RESULT ' + json.dumps({'scopes': stats['scopes'], 'totals': stats['totals'], **extra}))
 """
 
 
 def run_job(sim, body):
     sim.reset()
     env = {**os.environ, "SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": tempfile.mkdtemp(prefix="dt", dir="/tmp")}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(body)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     result = json.loads(line[7:])
@@ -51,11 +57,14 @@ def run_job(sim, body):
 
 
 def test_bootstrap_fewshot_is_a_compile_with_its_nested_labeled_fewshot(sim):
-    result = run_job(sim, """
+    result = run_job(
+        sim,
+        """
         optimizer = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=3)
         program = optimizer.compile(dspy.ChainOfThought('question -> answer'), trainset=trainset)
         report(demos=len(program.predict.demos))
-    """)
+    """,
+    )
     outer, inner = result["compiles"]
     assert outer["class"] == "BootstrapFewShot" and outer["state"] == "done" and outer["parent"] is None
     assert outer["params"]["max_bootstrapped_demos"] == 3 and outer["trainset"] == 20
@@ -66,12 +75,15 @@ def test_bootstrap_fewshot_is_a_compile_with_its_nested_labeled_fewshot(sim):
 
 
 def test_random_search_evaluates_n_plus_3_candidates_with_their_scores(sim):
-    result = run_job(sim, """
+    result = run_job(
+        sim,
+        """
         optimizer = dspy.BootstrapFewShotWithRandomSearch(metric=metric, num_candidate_programs=2, num_threads=4,
                                                           max_bootstrapped_demos=2)
         program = optimizer.compile(dspy.Predict('question -> answer'), trainset=trainset, valset=valset)
         report(scores=[c['score'] for c in program.candidate_programs])
-    """)
+    """,
+    )
     evals = result["evals"]
     assert len(evals) == 2 + 3
     assert sorted(e["score"] for e in evals) == sorted(result["scores"])
@@ -84,12 +96,15 @@ def test_random_search_evaluates_n_plus_3_candidates_with_their_scores(sim):
 
 
 def test_mipro_v2_light_trials_match_its_trial_logs(sim):
-    result = run_job(sim, """
+    result = run_job(
+        sim,
+        """
         optimizer = dspy.MIPROv2(metric=metric, auto='light', num_threads=4, verbose=False)
         program = optimizer.compile(dspy.ChainOfThought('question -> answer'), trainset=trainset, valset=valset)
         logs = [log['full_eval_score'] for _, log in sorted(program.trial_logs.items()) if 'full_eval_score' in log]
         report(trial_scores=logs, best=program.score)
-    """)
+    """,
+    )
     evals, (mipro, *nested) = result["evals"], result["compiles"]
     assert mipro["class"] == "MIPROv2" and mipro["params"]["auto"] == "light"
     assert [e["score"] for e in evals] == result["trial_scores"]  # baseline first, then each trial
@@ -104,24 +119,30 @@ def test_mipro_v2_light_trials_match_its_trial_logs(sim):
 
 
 def test_gepa_evaluations_are_scopes(sim):
-    result = run_job(sim, """
+    result = run_job(
+        sim,
+        """
         def feedback_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
             return dspy.Prediction(score=float(gold.answer == str(pred.answer).strip()), feedback='check the sum')
         reflection = dspy.LM('openai/gpt-4o-mini', api_base=os.environ['SIM_URL'], api_key='sim', cache=False)
         optimizer = dspy.GEPA(metric=feedback_metric, max_metric_calls=60, reflection_lm=reflection, num_threads=2)
         program = optimizer.compile(dspy.Predict('question -> answer'), trainset=trainset[:8], valset=valset[:8])
         report()
-    """)
+    """,
+    )
     (gepa,) = [c for c in result["compiles"] if c["class"] == "GEPA"]
     assert result["evals"] and all(e["parent"] == gepa["id"] for e in result["evals"])
     assert gepa["usage"]["calls"] == result["totals"]["calls"] == sim.stats()["requests"]
 
 
 def test_plain_evaluate_is_one_scope_with_progress(sim):
-    result = run_job(sim, """
+    result = run_job(
+        sim,
+        """
         result = dspy.Evaluate(devset=valset, metric=metric, num_threads=4)(dspy.Predict('question -> answer'))
         report(score=result.score)
-    """)
+    """,
+    )
     (evaluation,) = result["evals"]
     assert evaluation["parent"] is None and evaluation["score"] == result["score"]
     assert evaluation["done"] == evaluation["total"] == 20

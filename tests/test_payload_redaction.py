@@ -15,9 +15,22 @@ KEY = "sk-proj-abcdefghijklmnop1234567890"
 
 
 def kept(**parts) -> KeptCall:
-    base = dict(id=1, model="openai/gpt-4o-mini", model_type="chat", messages=None, prompt=None, lm_options=None,
-                call_options=None, outputs=None, usage=None, dspy_cost=None, cost_details=None, error=None,
-                cache_hit=False, response_model=None)
+    base = dict(
+        id=1,
+        model="openai/gpt-4o-mini",
+        model_type="chat",
+        messages=None,
+        prompt=None,
+        lm_options=None,
+        call_options=None,
+        outputs=None,
+        usage=None,
+        dspy_cost=None,
+        cost_details=None,
+        error=None,
+        cache_hit=False,
+        response_model=None,
+    )
     base.update(parts)
     return KeptCall(tuple(base[name] for name in KEPT_FIELDS) + (0,))
 
@@ -25,27 +38,57 @@ def kept(**parts) -> KeptCall:
 def shapes():
     """Payloads of every shape a kept call takes, with credentials in names, headers, text and options."""
     draw = random.Random(7)
-    texts = ["plain text", f"my key is {KEY}", "Authorization: Bearer abcdefgh12345678",
-             "https://user:hunter22@example.com/path", "--api-key sk-abcdefghijklmnopqrstu1", "", "ünïcödé \ud800"]
+    texts = [
+        "plain text",
+        f"my key is {KEY}",
+        "Authorization: Bearer abcdefgh12345678",
+        "https://user:hunter22@example.com/path",
+        "--api-key sk-abcdefghijklmnopqrstu1",
+        "",
+        "ünïcödé \ud800",
+    ]
     for number in range(200):
         text = draw.choice(texts)
         yield kept(
             id=number,
-            messages=draw.choice([
-                [{"role": "system", "content": "You are."}, {"role": "user", "content": text}],
-                [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url",
-                                                                             "image_url": {"url": text}}]}],
-                [], None, [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": text}}]}],
-                [{"role": "user", "content": text}] * 600,
-            ]),
+            messages=draw.choice(
+                [
+                    [{"role": "system", "content": "You are."}, {"role": "user", "content": text}],
+                    [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": text},
+                                {"type": "image_url", "image_url": {"url": text}},
+                            ],
+                        }
+                    ],
+                    [],
+                    None,
+                    [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": text}}]}],
+                    [{"role": "user", "content": text}] * 600,
+                ]
+            ),
             prompt=draw.choice([None, text]),
-            lm_options=draw.choice([None, {"temperature": 0.0, "max_tokens": 100}, {"api_key": KEY, "api_base": text},
-                                    {"headers": {"Authorization": "Bearer x", "X-Key": "y"}, "extra_body": {"a": [1]}}]),
+            lm_options=draw.choice(
+                [
+                    None,
+                    {"temperature": 0.0, "max_tokens": 100},
+                    {"api_key": KEY, "api_base": text},
+                    {"headers": {"Authorization": "Bearer x", "X-Key": "y"}, "extra_body": {"a": [1]}},
+                ]
+            ),
             call_options=draw.choice([None, {}, {"rollout_id": 3}, {"password": text}, {"n": 2, "stop": ["\n"]}]),
-            outputs=draw.choice([None, [text], ["a", {"text": text, "tool_calls": None}], "odd", 3,
-                                 [f"{KEY} " + "x" * 300_000]]),  # past the text limit: cut
-            usage=draw.choice([None, {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": None},
-                               {"prompt_tokens": 10, "completion_tokens_details": {"reasoning_tokens": 1}}]),
+            outputs=draw.choice(
+                [None, [text], ["a", {"text": text, "tool_calls": None}], "odd", 3, [f"{KEY} " + "x" * 300_000]]
+            ),  # past the text limit: cut
+            usage=draw.choice(
+                [
+                    None,
+                    {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": None},
+                    {"prompt_tokens": 10, "completion_tokens_details": {"reasoning_tokens": 1}},
+                ]
+            ),
             dspy_cost=draw.choice([None, 0.001, 0]),
             cost_details=draw.choice([None, {}, {"kind": "unknown", "reason": text}]),
             error=draw.choice([None, None, None, f"RateLimitError: {text}", {"type": "E", "message": text}]),

@@ -18,8 +18,12 @@ from tests.helpers.jobs import JobProcess, runtime_dir
 def keep_call(rec: Recorder, text: str, tokens: int = 0) -> int:
     """A call whose payload is `text`; reckoned by its tokens when it has some, else by its text."""
     record = rec.begin("P", "Predict", ("P",), "m")
-    record.messages, record.prompt, record.lm_options, record.call_options = [{"role": "user", "content": text}], \
-        None, {}, {}
+    record.messages, record.prompt, record.lm_options, record.call_options = (
+        [{"role": "user", "content": text}],
+        None,
+        {},
+        {},
+    )
     record.outputs, record.usage, record.cost_details = ["out"], {"prompt_tokens": tokens}, None
     record.model_type, record.dspy_cost = "chat", None
     rec.finish(record, prompt_tokens=tokens, keep=True)
@@ -85,10 +89,21 @@ def test_a_million_call_history_costs_nothing_until_calls_come():
     assert len(rec.payload_ring.payloads) == 1
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", None), ("4096", 4096), ("64M", 64 * 2**20), ("64MiB", 64 * 2**20), ("512k", 512 * 2**10),
-    ("1GB", 2**30), ("1.5M", int(1.5 * 2**20)), ("lots", "problem"), ("-5", "problem"), ("100", "problem"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", None),
+        ("4096", 4096),
+        ("64M", 64 * 2**20),
+        ("64MiB", 64 * 2**20),
+        ("512k", 512 * 2**10),
+        ("1GB", 2**30),
+        ("1.5M", int(1.5 * 2**20)),
+        ("lots", "problem"),
+        ("-5", "problem"),
+        ("100", "problem"),
+    ],
+)
 def test_history_bytes_from_the_environment(text, expected):
     settings, problems = config.job_settings(environ={"DSPY_TOP_HISTORY_BYTES": text}, file={})
     if expected == "problem":  # said, and left at its default
@@ -118,8 +133,9 @@ def test_a_viewer_is_told_a_payload_was_dropped_for_size():
             deadline = time.monotonic() + 10
             answer = None
             while answer is None and time.monotonic() < deadline:
-                answer = next((m for m in connection.poll(0.5) if m["t"] == protocol.PAYLOAD and m["req"] == request),
-                              None)
+                answer = next(
+                    (m for m in connection.poll(0.5) if m["t"] == protocol.PAYLOAD and m["req"] == request), None
+                )
             assert answer is not None and answer["found"] is False
             assert "DSPY_TOP_HISTORY_BYTES" in answer["reason"]
     finally:

@@ -21,13 +21,39 @@ POOL_JOB = HERE / "jobs" / "pool_job.py"
 @pytest.mark.parametrize("end", ["terminate", "join"])
 def test_pool_workers_final_numbers_reach_the_viewer(tmp_path, method, end):
     runtime = Path(tempfile.mkdtemp(prefix="dtp", dir="/tmp"))
-    env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO), "DSPY_TOP_CONFIG": str(tmp_path / "none.toml")}
+    env = {
+        **os.environ,
+        "DSPY_TOP_RUNTIME_DIR": str(runtime),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "TMPDIR": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+        "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
+    }
     env.pop("DSPY_TOP", None)
     try:
-        done = subprocess.run([sys.executable, "-m", "dspy_top", "run", "-b", "--json", "-d", "0.5", "--",
-                               sys.executable, str(POOL_JOB), method, end, "40"],
-                              capture_output=True, text=True, timeout=180, cwd=REPO, env=env)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dspy_top",
+                "run",
+                "-b",
+                "--json",
+                "-d",
+                "0.5",
+                "--",
+                sys.executable,
+                str(POOL_JOB),
+                method,
+                end,
+                "40",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=REPO,
+            env=env,
+        )
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -71,8 +71,11 @@ def test_good_frames_before_a_bad_one_are_delivered_then_the_error():
 
 def message_kinds() -> dict[str, str]:
     """Every message type protocol.py names: its text -> the constant's name."""
-    return {value: name for name, value in vars(protocol).items()
-            if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+", value)}
+    return {
+        value: name
+        for name, value in vars(protocol).items()
+        if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+", value)
+    }
 
 
 def kind_literals(path) -> list[str]:
@@ -83,8 +86,12 @@ def kind_literals(path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values):
-                if (isinstance(key, ast.Constant) and key.value == "t" and isinstance(value, ast.Constant)
-                        and value.value in kinds):
+                if (
+                    isinstance(key, ast.Constant)
+                    and key.value == "t"
+                    and isinstance(value, ast.Constant)
+                    and value.value in kinds
+                ):
                     found.append(f"{path}:{node.lineno} {{'t': {value.value!r}}}: use protocol.{kinds[value.value]}")
         elif isinstance(node, ast.Compare):
             left = ast.unparse(node.left)
@@ -93,8 +100,9 @@ def kind_literals(path) -> list[str]:
                     values = right.elts if isinstance(right, (ast.Tuple, ast.List, ast.Set)) else [right]
                     for value in values:
                         if isinstance(value, ast.Constant) and value.value in kinds:
-                            found.append(f"{path}:{node.lineno} {left} vs {value.value!r}: "
-                                         f"use protocol.{kinds[value.value]}")
+                            found.append(
+                                f"{path}:{node.lineno} {left} vs {value.value!r}: use protocol.{kinds[value.value]}"
+                            )
     return found
 
 
@@ -108,8 +116,10 @@ def test_message_kinds_are_spelled_once():
 
 def test_a_spelled_out_kind_is_found(tmp_path):
     source = tmp_path / "leak.py"
-    source.write_text("def f(message, kind):\n    if kind == 'calls' or message.get('t') in ('exit', 'x'):\n"
-                      "        return {'t': 'stats'}\n")
+    source.write_text(
+        "def f(message, kind):\n    if kind == 'calls' or message.get('t') in ('exit', 'x'):\n"
+        "        return {'t': 'stats'}\n"
+    )
     assert len(kind_literals(source)) == 3
 
 

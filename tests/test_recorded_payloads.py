@@ -36,6 +36,7 @@ def test_a_call_never_opened_while_the_job_lived_opens_from_its_recording(tmp_pa
     path = tmp_path / "job.dtop"
     job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(path)})
     try:
+
         async def main():
             fleet = Fleet()
             collector = Collector(fleet, [local_sockets(directory=job.socket_path.parent, rescan_every=0.2)])
@@ -50,8 +51,10 @@ def test_a_call_never_opened_while_the_job_lived_opens_from_its_recording(tmp_pa
                         assert loop.time() < deadline, what
                         await pilot.pause(0.05)
 
-                await until(lambda: app.snapshot and app.snapshot.processes
-                            and app.snapshot.processes[0].state == "running", "the attach")
+                await until(
+                    lambda: app.snapshot and app.snapshot.processes and app.snapshot.processes[0].state == "running",
+                    "the attach",
+                )
                 calls = await asyncio.to_thread(job.run, 10)  # 20 LM calls: most scroll past unseen
                 await until(lambda: history.row_count == calls, "the calls in the history")
                 oldest = history.calls[0]

@@ -111,9 +111,16 @@ def test_the_payload_ring_copies_what_a_payload_shows_and_keeps_no_record():
     gc.collect()
     assert alive() == before - 1  # folded, the record is gone: nothing per call outlives the batch
     assert materialize(rec.payload(call_id)) == {
-        "model": "m", "model_type": "chat", "messages": [{"role": "user", "content": "a prompt"}],
-        "options": {"temperature": 0.5, "max_tokens": 9}, "outputs": ["out"], "usage": {"prompt_tokens": 3},
-        "cost_usd": 0.25, "cache_hit": False, "response_model": "m-1"}
+        "model": "m",
+        "model_type": "chat",
+        "messages": [{"role": "user", "content": "a prompt"}],
+        "options": {"temperature": 0.5, "max_tokens": 9},
+        "outputs": ["out"],
+        "usage": {"prompt_tokens": 3},
+        "cost_usd": 0.25,
+        "cache_hit": False,
+        "response_model": "m-1",
+    }
 
 
 def test_ring_slots_are_made_as_calls_come_and_then_reused():
@@ -127,7 +134,9 @@ def test_ring_slots_are_made_as_calls_come_and_then_reused():
     for _ in range(20):
         rec.finish(rec.begin("P", "Predict", ("P",), "m"), prompt_tokens=1, keep=True)
     rec.fold()
-    assert len(rec.payload_ring.ring) == 4 and len({id(slot) for slot in rec.payload_ring.ring} | slots) == 4  # one more, then reused
+    assert (
+        len(rec.payload_ring.ring) == 4 and len({id(slot) for slot in rec.payload_ring.ring} | slots) == 4
+    )  # one more, then reused
 
 
 def test_snapshot_sequence_marks_what_it_covers():

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECORDING_JOB = Path(__file__).parent / "jobs" / "recording_job.py"
 # --- round trips ---------------------------------------------------------------------------------
 
+
 def test_every_message_and_payload_comes_back_as_served(tmp_path, small_checkpoints):
     job = recorded(tmp_path)
     with Recording(job.writer.path) as recording:
@@ -38,7 +39,7 @@ def test_every_message_and_payload_comes_back_as_served(tmp_path, small_checkpoi
         assert all(len(m["rows"]) <= 500 for m in messages if m["t"] == "calls")
         for call_id, payload in job.payloads.items():
             assert recording.payload(call_id) == payload
-        assert recording.payload(10 ** 9) is None
+        assert recording.payload(10**9) is None
         index = recording.index()
         assert index.complete and len(index.checkpoints) > 3 and len(index.payloads) > 3
         assert recording.damage == []
@@ -120,6 +121,7 @@ def test_a_real_dspy_jobs_stream_round_trips(tmp_path):
 
 # --- seeking -------------------------------------------------------------------------------------
 
+
 def test_seeking_to_a_checkpoint_gives_its_state_then_the_messages_after_it(tmp_path, small_checkpoints):
     job = recorded(tmp_path)
     with Recording(job.writer.path) as recording:
@@ -133,10 +135,10 @@ def test_seeking_to_a_checkpoint_gives_its_state_then_the_messages_after_it(tmp_
             assert snapshot["t"] == "snapshot" and snapshot["seq"] == middle.seq
             # The rest is exactly what followed it...
             after = events_of(messages[1:])
-            assert after and after == everything[len(everything) - len(after):]
+            assert after and after == everything[len(everything) - len(after) :]
             assert min(e["seq"] for e in after if "seq" in e) > middle.seq
             # ...and the state there is what every message before it made it.
-            before = everything[:len(everything) - len(after)]
+            before = everything[: len(everything) - len(after)]
             assert max(e["seq"] for e in before if "seq" in e) == middle.seq
             last_stats = [e for e in before if e["t"] == "stats"][-1]
             assert snapshot["stats"]["totals"] == last_stats["totals"]
@@ -149,12 +151,17 @@ def test_seeking_to_a_checkpoint_gives_its_state_then_the_messages_after_it(tmp_
 
 # --- crash safety --------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_writer_killed_with_sigkill_leaves_everything_it_flushed(tmp_path):
     path = tmp_path / "killed.dtop"
-    job = subprocess.Popen([sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "300"],
-                           stdout=subprocess.PIPE, text=True, cwd=REPO,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})
+    job = subprocess.Popen(
+        [sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "300"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         flushed = seq = 0
         for line in job.stdout:
@@ -236,10 +243,24 @@ def test_malformed_input_never_raises_into_the_server_thread(tmp_path):
 
 def test_a_failing_disk_stops_the_recording_not_the_job(tmp_path):
     path = tmp_path / "full.dtop"
-    result = subprocess.run([sys.executable, str(RECORDING_JOB), str(path), "--ticks", "40",
-                             "--calls-per-tick", "200", "--fsize-limit", "60000"],
-                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(RECORDING_JOB),
+            str(path),
+            "--ticks",
+            "40",
+            "--calls-per-tick",
+            "200",
+            "--fsize-limit",
+            "60000",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "FAILED writing" in result.stdout and "CLOSED 8000" in result.stdout
     assert path.stat().st_size <= 60000
@@ -251,6 +272,7 @@ def test_a_failing_disk_stops_the_recording_not_the_job(tmp_path):
 
 
 # --- damaged files -------------------------------------------------------------------------------
+
 
 def test_empty_foreign_and_newer_files_are_refused_with_their_name_and_offset(tmp_path):
     empty = tmp_path / "empty.dtop"
@@ -265,8 +287,11 @@ def test_empty_foreign_and_newer_files_are_refused_with_their_name_and_offset(tm
     data = bytearray(job.writer.path.read_bytes())
     newer = tmp_path / "newer.dtop"
     newer.write_bytes(data[:12] + (frames.FORMAT_MAJOR + 1).to_bytes(2, "big") + data[14:])
-    with pytest.raises(RecordingError, match=rf"newer\.dtop: recording format 2\.{frames.FORMAT_MINOR} is newer "
-                                             r".*upgrade dspy-top"):
+    with pytest.raises(
+        RecordingError,
+        match=rf"newer\.dtop: recording format 2\.{frames.FORMAT_MINOR} is newer "
+        r".*upgrade dspy-top",
+    ):
         Recording(newer)
     short = tmp_path / "short.dtop"
     short.write_bytes(data[:7])
@@ -308,7 +333,7 @@ def test_a_file_cut_anywhere_reads_up_to_the_cut_and_says_where(tmp_path, small_
         cut_path.write_bytes(data[:cut])
         with Recording(cut_path) as recording:
             got = events_of(recording.messages())
-            assert got == everything[:len(got)], cut
+            assert got == everything[: len(got)], cut
             damage = recording.damage
             assert damage, cut
             assert all(str(cut_path) in str(d) and d.offset < cut for d in damage)
@@ -340,8 +365,14 @@ def test_a_corrupted_stretch_is_skipped_and_what_follows_is_read(tmp_path, small
         assert all(recording.payload(i) == p for i, p in job.payloads.items())
     # A flipped byte inside a frame's compressed data: its checksum says so.
     with Recording(job.writer.path) as whole:
-        frame = next(f for f in whole._view.walk(victim.offset) if f.kind == frames.MESSAGES
-                     and f.meta[frames.SEGMENT] == victim.offset and f.offset > victim.offset and f.data_length > 100)
+        frame = next(
+            f
+            for f in whole._view.walk(victim.offset)
+            if f.kind == frames.MESSAGES
+            and f.meta[frames.SEGMENT] == victim.offset
+            and f.offset > victim.offset
+            and f.data_length > 100
+        )
     data = bytearray(job.writer.path.read_bytes())
     data[frame.data_offset + frame.data_length // 2] ^= 0x01
     broken.write_bytes(bytes(data))
@@ -351,7 +382,7 @@ def test_a_corrupted_stretch_is_skipped_and_what_follows_is_read(tmp_path, small
         assert got[-10:] == everything[-10:] and len(got) < len(everything)
     # Garbage over frame headers: the reader finds the next frame by its sync bytes.
     data = bytearray(job.writer.path.read_bytes())
-    data[victim.offset:victim.offset + 4000] = os.urandom(4000)
+    data[victim.offset : victim.offset + 4000] = os.urandom(4000)
     broken.write_bytes(bytes(data))
     with Recording(broken) as recording:
         recording._footer = None  # walk instead of trusting the footer
@@ -374,6 +405,7 @@ def test_a_damaged_footer_falls_back_to_walking_the_file(tmp_path, small_checkpo
 
 
 # --- live files ----------------------------------------------------------------------------------
+
 
 def test_follow_reads_a_file_as_it_is_written_and_two_readers_agree(tmp_path):
     job = ServedJob(tmp_path / "live.dtop")
@@ -411,8 +443,13 @@ def test_follow_reads_a_file_as_it_is_written_and_two_readers_agree(tmp_path):
 
 def test_follow_ends_when_the_writer_dies(tmp_path):
     path = tmp_path / "dies.dtop"
-    job = subprocess.Popen([sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "50"],
-                           stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    job = subprocess.Popen(
+        [sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "50"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         job.stdout.readline()
         seen = []
@@ -450,15 +487,18 @@ def test_a_forked_child_lets_go_of_its_parents_recording(tmp_path):
 
 def test_the_recording_package_imports_nothing_heavy():
     """The writer runs in the user's job and the reader in the viewer: standard library, msgpack, platformdirs."""
-    code = ("import sys, dspy_top.recording, dspy_top.recording.summary; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dspy', 'litellm', 'textual', 'openai'}), "
-            "'dspy_top.model' in sys.modules)")
+    code = (
+        "import sys, dspy_top.recording, dspy_top.recording.summary; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dspy', 'litellm', 'textual', 'openai'}), "
+        "'dspy_top.model' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[] False"
 
 
 # --- bounds, privacy, the runs directory ---------------------------------------------------------
+
 
 def test_past_the_cap_payloads_stop_and_the_counts_go_on(tmp_path):
     job = ServedJob(tmp_path / "capped.dtop", cap_bytes=20_000)

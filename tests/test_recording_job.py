@@ -60,8 +60,10 @@ def test_a_recorded_jobs_totals_equal_the_lm_servers_and_the_live_viewers(tmp_pa
         assert end.complete and not end.live and not end.damage
         totals = end.totals
         assert totals["calls"] == served["requests"] == told[-1]["stats"]["totals"]["calls"]
-        assert totals["prompt_tokens"] == served["prompt_tokens"] and totals["completion_tokens"] == served[
-            "completion_tokens"]
+        assert (
+            totals["prompt_tokens"] == served["prompt_tokens"]
+            and totals["completion_tokens"] == served["completion_tokens"]
+        )
         assert totals_of(totals) == totals_of(told[-1]["stats"]["totals"])  # the live viewer's final numbers
         assert recording.hello["pid"] == job.pid and recording.hello["run_id"]
     messages, payloads = everything(path)
@@ -110,9 +112,15 @@ def test_the_calls_after_the_last_stored_stats_count_in_the_totals(tmp_path):
     writer.add({"t": "snapshot", **recorder.snapshot()})
     for number in range(7):
         record = recorder.begin("P.predict", "Predict", ("P",), "m")
-        recorder.finish(record, prompt_tokens=10 + number, completion_tokens=2, cost=0.5,
-                        cache_hit=number == 3, saved=0.25 if number == 3 else None,
-                        error=RuntimeError("x") if number == 5 else None)
+        recorder.finish(
+            record,
+            prompt_tokens=10 + number,
+            completion_tokens=2,
+            cost=0.5,
+            cache_hit=number == 3,
+            saved=0.25 if number == 3 else None,
+            error=RuntimeError("x") if number == 5 else None,
+        )
         if number == 2:
             events, stats = recorder.drain_and_stats()
             writer.add_events(events)
@@ -157,8 +165,11 @@ def test_a_forked_child_records_its_own_file_in_the_same_run(tmp_path, sim):
 
 def test_past_its_cap_a_recording_keeps_counting_and_stops_payloads(tmp_path, sim):
     (tmp_path / "config.toml").write_text('[recording]\ncap = "16KiB"\n')
-    job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(tmp_path / "capped.dtop"),
-                                                 "DSPY_TOP_CONFIG": str(tmp_path / "config.toml")})
+    job = RecordJob(
+        tmp_path,
+        sim.base_url,
+        env={"DSPY_TOP_RECORD": str(tmp_path / "capped.dtop"), "DSPY_TOP_CONFIG": str(tmp_path / "config.toml")},
+    )
     try:
         for _ in range(4):
             job.run(60)
@@ -191,9 +202,10 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
     os.utime(directory / "old-run.log", (900_000, 900_000))
     in_use = Recording(old[0])  # a reader holds the oldest: it stays
     # Room for the job's own small recording and one old one, not two.
-    (tmp_path / "config.toml").write_text(f'[recording]\nkeep = {int(size * 1.5)}\n')
-    job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": "1",
-                                                 "DSPY_TOP_CONFIG": str(tmp_path / "config.toml")})
+    (tmp_path / "config.toml").write_text(f"[recording]\nkeep = {int(size * 1.5)}\n")
+    job = RecordJob(
+        tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": "1", "DSPY_TOP_CONFIG": str(tmp_path / "config.toml")}
+    )
     try:
         job.run(1)
         wait_until(lambda: not old[1].exists(), "the retention rule", timeout=30)
@@ -214,12 +226,25 @@ def test_no_credential_reaches_the_recording(tmp_path):
 
     directory = tmp_path / "private"
     with SimLM(latency_scale=0.0) as sim:
-        env = {**os.environ, **SECRET_ENV, "SIM_URL": sim.base_url, "QUESTION": SECRET_QUESTION,
-               "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"), "PYTHONPATH": str(REPO),
-               "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"), "DSPY_TOP_RECORD": f"{directory}/"}
+        env = {
+            **os.environ,
+            **SECRET_ENV,
+            "SIM_URL": sim.base_url,
+            "QUESTION": SECRET_QUESTION,
+            "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"),
+            "PYTHONPATH": str(REPO),
+            "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
+            "DSPY_TOP_RECORD": f"{directory}/",
+        }
         env.pop("DSPY_TOP", None)
-        job = subprocess.Popen([sys.executable, "-c", SECRET_JOB, *SECRET_ARGV], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        job = subprocess.Popen(
+            [sys.executable, "-c", SECRET_JOB, *SECRET_ARGV],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             assert job.stdout.readline().startswith("READY"), job.stderr.read()[-3000:]
             job.stdin.write("exit\n")
@@ -237,27 +262,35 @@ def test_no_credential_reaches_the_recording(tmp_path):
     assert any("Summarise" in json.dumps(p["messages"]) for p in payloads.values())
     assert any("alice:[redacted]@" in p["options"].get("api_base", "") for p in payloads.values())
     with Recording(path) as recording:
-        assert recording.hello["argv"][-6:] == SECRET_ARGV[:1] + ["[redacted]", "--token=[redacted]", "--password",
-                                                                  "[redacted]", "--openai-api-key=[redacted]"]
+        assert recording.hello["argv"][-6:] == SECRET_ARGV[:1] + [
+            "[redacted]",
+            "--token=[redacted]",
+            "--password",
+            "[redacted]",
+            "--openai-api-key=[redacted]",
+        ]
 
 
 def test_recording_settings_are_read_and_a_bad_one_never_stops_the_job(tmp_path, sim):
-    file = {"recording": {"cap": "2MiB", "keep": 10 * 1024 ** 2}}
+    file = {"recording": {"cap": "2MiB", "keep": 10 * 1024**2}}
     settings, problems = config.job_settings({}, {"DSPY_TOP_RECORD": "1"}, file)
-    assert problems == [] and settings.record is True and settings.record_cap == 2 * 1024 ** 2
-    assert settings.record_keep == 10 * 1024 ** 2
-    settings, _ = config.job_settings({"record": tmp_path / "x.dtop"}, {"DSPY_TOP_RECORD": "0",
-                                                                        "DSPY_TOP_RECORD_CAP": "1GiB"}, file)
-    assert settings.record == str(tmp_path / "x.dtop") and settings.record_cap == 1024 ** 3  # arguments, then env
+    assert problems == [] and settings.record is True and settings.record_cap == 2 * 1024**2
+    assert settings.record_keep == 10 * 1024**2
+    settings, _ = config.job_settings(
+        {"record": tmp_path / "x.dtop"}, {"DSPY_TOP_RECORD": "0", "DSPY_TOP_RECORD_CAP": "1GiB"}, file
+    )
+    assert settings.record == str(tmp_path / "x.dtop") and settings.record_cap == 1024**3  # arguments, then env
     assert config.job_settings({}, {"DSPY_TOP_RECORD": "off"}, {})[0].record is False
-    settings, problems = config.job_settings({"record": 5}, {"DSPY_TOP_RECORD_CAP": "lots"},
-                                             {"recording": {"keep": "much"}})
+    settings, problems = config.job_settings(
+        {"record": 5}, {"DSPY_TOP_RECORD_CAP": "lots"}, {"recording": {"keep": "much"}}
+    )
     assert settings.record is False and settings.record_cap == config.RECORD_CAP
     assert settings.record_keep == config.RECORD_KEEP
     assert [p.split("=")[0] for p in problems] == ["DSPY_TOP_RECORD_CAP", "config file [recording] keep", "record"]
     # In a job: said once on stderr, and it records with the default cap.
-    job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(tmp_path / "bad.dtop"),
-                                                 "DSPY_TOP_RECORD_CAP": "lots"})
+    job = RecordJob(
+        tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(tmp_path / "bad.dtop"), "DSPY_TOP_RECORD_CAP": "lots"}
+    )
     try:
         job.run(1)
         job.exit()

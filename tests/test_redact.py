@@ -10,14 +10,16 @@ def test_credential_keys_headers_and_values_are_removed(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-1234567890abcdef")
     redactor = Redactor()
     redactor.learn(["another-secret-value"])
-    payload = redactor.value({
-        "api_key": "sk-live-1234567890abcdef",
-        "headers": {"Authorization": "Bearer abc", "X-Trace": "1"},
-        "extra": {"Access-Token": "t0ps3cret"},
-        "messages": [{"role": "user", "content": "my key is sk-live-1234567890abcdef and another-secret-value"}],
-        "note": "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload",
-        "max_tokens": 100,
-    })
+    payload = redactor.value(
+        {
+            "api_key": "sk-live-1234567890abcdef",
+            "headers": {"Authorization": "Bearer abc", "X-Trace": "1"},
+            "extra": {"Access-Token": "t0ps3cret"},
+            "messages": [{"role": "user", "content": "my key is sk-live-1234567890abcdef and another-secret-value"}],
+            "note": "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload",
+            "max_tokens": 100,
+        }
+    )
     text = repr(payload)
     assert "sk-live" not in text and "another-secret-value" not in text and "t0ps3cret" not in text
     assert "eyJhbGci" not in text
@@ -51,19 +53,25 @@ SECRETS = [
     ("postgres://svc:db-pass-1234@db.internal:5432/app", "db-pass-1234"),
     ("AWS key AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
     ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    (
+        "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
     ("ghp_0123456789abcdefghijABCDEFGHIJ012345", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
-    ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCD",
-     "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCD"),
+    (
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+    ),
     ("glpat-abcdefghij0123456789", "glpat-abcdefghij0123456789"),
     ("slack xoxb-123456789012-abcdefghijkl", "xoxb-123456789012-abcdefghijkl"),
     ("google AIzaSyA-0123456789abcdefghijklmnopqrstu", "AIzaSyA-0123456789abcdefghijklmnopqrstu"),
     ("hf_abcdefghijklmnopqrstuvwxyzABCDEF012", "hf_abcdefghijklmnopqrstuvwxyzABCDEF012"),
     ("stripe sk_live_0123456789abcdefABCDEF", "sk_live_0123456789abcdefABCDEF"),
     ("groq gsk_abcdefghij0123456789ABCDEFGH", "gsk_abcdefghij0123456789ABCDEFGH"),
-    ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
-     "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+    (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    ),
     ("run --api-key plain-value-1 now", "plain-value-1"),
     ("--token=plain-value-2", "plain-value-2"),
     ("--password plain-value-3", "plain-value-3"),
@@ -74,10 +82,21 @@ SECRETS = [
 ]
 # Ordinary text and names that must come through untouched.
 NOT_SECRETS = [
-    "max_tokens: 100", "--max-tokens 100", "prompt_tokens=12", "metric_key: eval_full", "signature: question -> answer",
-    "Basic arithmetic is fun", "The bearer bonds were found", "Answer: 42", "sk-learn-compatible-estimator",
-    "http://127.0.0.1:8080/v1", "RAG.generate_answer.predict", "openai/gpt-4o-mini", "key: value pairs",
-    "caf\\xe9.txt", "reasoning_tokens: 7",
+    "max_tokens: 100",
+    "--max-tokens 100",
+    "prompt_tokens=12",
+    "metric_key: eval_full",
+    "signature: question -> answer",
+    "Basic arithmetic is fun",
+    "The bearer bonds were found",
+    "Answer: 42",
+    "sk-learn-compatible-estimator",
+    "http://127.0.0.1:8080/v1",
+    "RAG.generate_answer.predict",
+    "openai/gpt-4o-mini",
+    "key: value pairs",
+    "caf\\xe9.txt",
+    "reasoning_tokens: 7",
 ]
 
 
@@ -95,28 +114,80 @@ def test_every_shape_of_secret_is_redacted_in_text_structures_and_command_lines(
 
 def test_credential_names_are_redacted_in_any_nesting_and_ordinary_names_are_not():
     redactor = Redactor({})
-    names = ["api_key", "apiKey", "X-Auth-Token", "Ocp-Apim-Subscription-Key", "api-key", "Authorization",
-             "Proxy-Authorization", "Cookie", "Set-Cookie", "client_secret", "password", "aws_secret_access_key",
-             "access_token", "refresh_token", "x-goog-api-key", "private_key", "AccountKey"]
+    names = [
+        "api_key",
+        "apiKey",
+        "X-Auth-Token",
+        "Ocp-Apim-Subscription-Key",
+        "api-key",
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Set-Cookie",
+        "client_secret",
+        "password",
+        "aws_secret_access_key",
+        "access_token",
+        "refresh_token",
+        "x-goog-api-key",
+        "private_key",
+        "AccountKey",
+    ]
     for name in names:
         out = redactor.value({"outer": [{"options": {name: "value-of-a-credential"}}]})
         assert out["outer"][0]["options"][name] == REDACTED, name
-    kept = {"max_tokens": 100, "metric_key": "eval_full", "prompt_tokens": 3, "token": "Hello", "eos_token": "</s>",
-            "signature": "question -> answer", "model": "openai/gpt-4o-mini", "by_model": {"my-secret-model": [1, 2, 3]}}
+    kept = {
+        "max_tokens": 100,
+        "metric_key": "eval_full",
+        "prompt_tokens": 3,
+        "token": "Hello",
+        "eos_token": "</s>",
+        "signature": "question -> answer",
+        "model": "openai/gpt-4o-mini",
+        "by_model": {"my-secret-model": [1, 2, 3]},
+    }
     assert redactor.value(kept) == kept
 
 
 def test_command_lines_lose_the_values_of_credential_flags():
-    argv = ["job.py", "--api-key", "sk-abc", "--token=tok-123", "--password", "hunter2", "--openai-api-key=k-456",
-            "--key", "k-789", "--max-tokens", "100", "--verbose"]
+    argv = [
+        "job.py",
+        "--api-key",
+        "sk-abc",
+        "--token=tok-123",
+        "--password",
+        "hunter2",
+        "--openai-api-key=k-456",
+        "--key",
+        "k-789",
+        "--max-tokens",
+        "100",
+        "--verbose",
+    ]
     shown = Redactor({}).argv(argv)
-    assert shown == ["job.py", "--api-key", REDACTED, f"--token={REDACTED}", "--password", REDACTED,
-                     f"--openai-api-key={REDACTED}", "--key", REDACTED, "--max-tokens", "100", "--verbose"]
+    assert shown == [
+        "job.py",
+        "--api-key",
+        REDACTED,
+        f"--token={REDACTED}",
+        "--password",
+        REDACTED,
+        f"--openai-api-key={REDACTED}",
+        "--key",
+        REDACTED,
+        "--max-tokens",
+        "100",
+        "--verbose",
+    ]
 
 
 def test_values_of_credential_variables_are_redacted_wherever_they_appear():
-    environ = {"OPENAI_API_KEY": "plain-looking-value-1", "MY_SERVICE_TOKEN": "plain-looking-value-2",
-               "PWD": "/home/someone/project", "TOKENIZERS_PARALLELISM": "false-but-long"}
+    environ = {
+        "OPENAI_API_KEY": "plain-looking-value-1",
+        "MY_SERVICE_TOKEN": "plain-looking-value-2",
+        "PWD": "/home/someone/project",
+        "TOKENIZERS_PARALLELISM": "false-but-long",
+    }
     redactor = Redactor(environ)
     text = "failed with plain-looking-value-1 and plain-looking-value-2 in /home/someone/project, false-but-long"
     assert redactor.text(text) == f"failed with {REDACTED} and {REDACTED} in /home/someone/project, false-but-long"
@@ -140,12 +211,24 @@ def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
 
     runtime = tmp_path / "rt"
     with SimLM(latency_scale=0.0) as sim:
-        env = {**os.environ, **SECRET_ENV, "SIM_URL": sim.base_url, "QUESTION": SECRET_QUESTION,
-               "DSPY_TOP_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(REPO),
-               "DSPY_TOP_CONFIG": str(tmp_path / "none.toml")}
+        env = {
+            **os.environ,
+            **SECRET_ENV,
+            "SIM_URL": sim.base_url,
+            "QUESTION": SECRET_QUESTION,
+            "DSPY_TOP_RUNTIME_DIR": str(runtime),
+            "PYTHONPATH": str(REPO),
+            "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
+        }
         env.pop("DSPY_TOP", None)
-        job = subprocess.Popen([sys.executable, "-c", SECRET_JOB, *SECRET_ARGV], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        job = subprocess.Popen(
+            [sys.executable, "-c", SECRET_JOB, *SECRET_ARGV],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             line = job.stdout.readline()
             assert line.startswith("READY"), job.stderr.read()[-3000:]
@@ -184,8 +267,14 @@ def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
         assert secret not in everything, secret
     # What was redacted is still there to read, around the holes.
     hello = messages[0]
-    assert hello["argv"][-6:] == ["--api-key", "[redacted]", "--token=[redacted]", "--password", "[redacted]",
-                                  "--openai-api-key=[redacted]"]
+    assert hello["argv"][-6:] == [
+        "--api-key",
+        "[redacted]",
+        "--token=[redacted]",
+        "--password",
+        "[redacted]",
+        "--openai-api-key=[redacted]",
+    ]
     failed = [c for c in snapshot["calls"] if c["error_message"]]
     assert failed and all("no route POST /[redacted]/v1" in c["error_message"] for c in failed)
     payloads = [m["payload"] for m in messages if m["t"] == "payload" and m["found"]]
@@ -198,18 +287,120 @@ def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
 # --- the quick look before the pattern ------------------------------------------------------------
 
 # Pieces of text that come near what the pattern looks for, and ordinary prose to put them in.
-RISKY = [text for text, _ in SECRETS] + NOT_SECRETS + [
-    "key", "token", "pass", "pwd", "auth", "Cookie", "secret", "credential", "bearer", "Basic", "-pat", "--pat",
-    "api_key", "api-key", "api.key", "apiKey", "pass_word", "pass-word", "cook-ie", "cook_ie", "se.cret", "to-ken",
-    "au_th", "--token", "--key", "--api-key", "-key", ": ", "=", " = ", ":", '"', "'", "-", "--", "_", ".", "@",
-    "://", "https://", "user:", "sk-", "sk_live_", "AKIA", "eyJ", "ghp_", "xoxb-", "AIza", "hf_", "gsk_", "xai-",
-    "npm_", "glpat-", "PRIVATE KEY", "-----BEGIN ", "0123456789", "ABCDEFGHIJ", "The key points are", "passage",
-    "tokens", "author", "keyboard", "monkey", "password", "é-", "\u00a0", "Ǆ", "K", "İ",
+RISKY = (
+    [text for text, _ in SECRETS]
+    + NOT_SECRETS
+    + [
+        "key",
+        "token",
+        "pass",
+        "pwd",
+        "auth",
+        "Cookie",
+        "secret",
+        "credential",
+        "bearer",
+        "Basic",
+        "-pat",
+        "--pat",
+        "api_key",
+        "api-key",
+        "api.key",
+        "apiKey",
+        "pass_word",
+        "pass-word",
+        "cook-ie",
+        "cook_ie",
+        "se.cret",
+        "to-ken",
+        "au_th",
+        "--token",
+        "--key",
+        "--api-key",
+        "-key",
+        ": ",
+        "=",
+        " = ",
+        ":",
+        '"',
+        "'",
+        "-",
+        "--",
+        "_",
+        ".",
+        "@",
+        "://",
+        "https://",
+        "user:",
+        "sk-",
+        "sk_live_",
+        "AKIA",
+        "eyJ",
+        "ghp_",
+        "xoxb-",
+        "AIza",
+        "hf_",
+        "gsk_",
+        "xai-",
+        "npm_",
+        "glpat-",
+        "PRIVATE KEY",
+        "-----BEGIN ",
+        "0123456789",
+        "ABCDEFGHIJ",
+        "The key points are",
+        "passage",
+        "tokens",
+        "author",
+        "keyboard",
+        "monkey",
+        "password",
+        "é-",
+        "\u00a0",
+        "Ǆ",
+        "K",
+        "İ",
+    ]
+)
+PROSE = [
+    "the",
+    "answer",
+    "question",
+    "is",
+    "a",
+    "of",
+    "in",
+    "and",
+    "reasoning",
+    "each",
+    "with",
+    "what",
+    " ",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    ", ",
+    ". ",
+    "(",
+    ")",
+    "`",
+    "[[ ## answer ## ]]\n",
+    "Your input fields are:\n",
+    "1. `question` (str):",
+    "café",
+    "naïve",
+    "state-of-the-art",
+    "snake_case_name",
+    "x" * 20,
+    "0123456789",
+    "abcdefghijklmnop",
+    "well-known",
+    "U.S.",
+    "e.g.",
+    "42",
+    "3.14",
 ]
-PROSE = ["the", "answer", "question", "is", "a", "of", "in", "and", "reasoning", "each", "with", "what", " ", " ",
-         "  ", "\t", "\n", ", ", ". ", "(", ")", "`", "[[ ## answer ## ]]\n", "Your input fields are:\n",
-         "1. `question` (str):", "café", "naïve", "state-of-the-art", "snake_case_name", "x" * 20, "0123456789",
-         "abcdefghijklmnop", "well-known", "U.S.", "e.g.", "42", "3.14"]
 
 
 @pytest.mark.slow
@@ -235,11 +426,13 @@ def test_the_quick_look_never_skips_text_the_pattern_would_change():
 def test_the_quick_look_passes_an_lms_ordinary_text_without_the_pattern():
     from dspy_top.instrumentation import redact
 
-    prompt = ("Your input fields are:\n1. `question` (str):\n2. `context` (list[str]):\nYour output fields are:\n"
-              "1. `reasoning` (str):\n2. `answer` (str):\nAll interactions will be structured in the following "
-              "way, with the appropriate values filled in.\n\n[[ ## question ## ]]\n{question}\n\n"
-              "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]\nThe key point is that each passage "
-              "has tokens; state-of-the-art retrieval passes them on.")
+    prompt = (
+        "Your input fields are:\n1. `question` (str):\n2. `context` (list[str]):\nYour output fields are:\n"
+        "1. `reasoning` (str):\n2. `answer` (str):\nAll interactions will be structured in the following "
+        "way, with the appropriate values filled in.\n\n[[ ## question ## ]]\n{question}\n\n"
+        "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]\nThe key point is that each passage "
+        "has tokens; state-of-the-art retrieval passes them on."
+    )
     assert not redact._may_change(prompt)
     assert redact._may_change(prompt + " api_key: abc")
     assert redact._may_change(prompt + " --token abc")

@@ -32,8 +32,14 @@ class RelayProcess:
 
     def __init__(self, directory: Path, *args: str) -> None:
         env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "dspy_top", "relay", *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_top", "relay", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=str(REPO),
+        )
         self.frames: queue.Queue = queue.Queue()
         self.seen: list[dict] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -107,10 +113,18 @@ def test_hello_first_then_each_process_attached_connected_and_streamed_under_its
 
         truth = job.run(4)  # 8 LM calls
         calls = truth["totals"]["calls"]
-        relay.until(lambda f: f["t"] == wire.MESSAGE and f["message"]["t"] == "stats"
-                    and f["message"]["totals"]["calls"] == calls, "the job's exact totals")
-        rows = [row for f in relay.seen if f["t"] == wire.MESSAGE and f["message"]["t"] == "calls"
-                for row in f["message"]["rows"]]
+        relay.until(
+            lambda f: (
+                f["t"] == wire.MESSAGE and f["message"]["t"] == "stats" and f["message"]["totals"]["calls"] == calls
+            ),
+            "the job's exact totals",
+        )
+        rows = [
+            row
+            for f in relay.seen
+            if f["t"] == wire.MESSAGE and f["message"]["t"] == "calls"
+            for row in f["message"]["rows"]
+        ]
         assert len(rows) == calls and all(f["k"] == key for f in relay.seen if "k" in f)
 
         assert job.exit() == 0
@@ -144,8 +158,13 @@ def test_payload_stop_and_forget_reach_the_process_with_the_viewers_request_ids(
         # A process the relay does not carry: answered at once, with why, under the viewer's id.
         relay.send({"t": wire.GET_PAYLOAD, "k": "/nowhere/1.sock", "req": 7, "id": 1})
         missing = relay.until(lambda f: f["t"] == wire.MESSAGE and f["k"] == "/nowhere/1.sock", "the refusal")
-        assert missing["message"] == {"t": "payload", "req": 7, "id": 1, "found": False,
-                                      "reason": "the process has ended: its payloads are gone"}
+        assert missing["message"] == {
+            "t": "payload",
+            "req": 7,
+            "id": 1,
+            "found": False,
+            "reason": "the process has ended: its payloads are gone",
+        }
         relay.send({"t": "no-such-request", "k": key})  # unknown types are skipped
         relay.send({"t": wire.FORGET, "k": "/nowhere/1.sock"})
 
@@ -162,10 +181,13 @@ def test_payload_stop_and_forget_reach_the_process_with_the_viewers_request_ids(
         relay.close()
 
 
-@pytest.mark.parametrize("version, says", [
-    (99, "asked for 99: upgrade dspy-top on this host (pip install -U dspy-top)"),
-    (0, "asked for 0: upgrade the viewer's dspy-top (pip install -U dspy-top)"),
-])
+@pytest.mark.parametrize(
+    "version, says",
+    [
+        (99, "asked for 99: upgrade dspy-top on this host (pip install -U dspy-top)"),
+        (0, "asked for 0: upgrade the viewer's dspy-top (pip install -U dspy-top)"),
+    ],
+)
 def test_a_viewer_speaking_another_relay_version_gets_an_error_that_says_which_side_to_upgrade(version, says):
     relay = RelayProcess(runtime_dir())
     greeted(relay, version)
@@ -188,9 +210,15 @@ def test_bad_input_is_refused_with_an_error_frame_and_a_terminal_with_a_message(
     # Run by hand in a terminal: a clear message, no binary on the screen.
     main, secondary = pty.openpty()
     try:
-        result = subprocess.run([sys.executable, "-m", "dspy_top", "relay"], stdout=secondary, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30,
-                                cwd=str(REPO))
+        result = subprocess.run(
+            [sys.executable, "-m", "dspy_top", "relay"],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=30,
+            cwd=str(REPO),
+        )
     finally:
         os.close(main)
         os.close(secondary)
@@ -199,7 +227,8 @@ def test_bad_input_is_refused_with_an_error_frame_and_a_terminal_with_a_message(
 
 
 def test_relay_help_says_what_it_is_for():
-    result = subprocess.run([sys.executable, "-m", "dspy_top", "relay", "--help"], capture_output=True, text=True,
-                            timeout=30, cwd=str(REPO))
+    result = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "relay", "--help"], capture_output=True, text=True, timeout=30, cwd=str(REPO)
+    )
     assert result.returncode == 0
     assert "dspy-top --host HOST" in result.stdout and "ends when stdin closes" in result.stdout

@@ -63,8 +63,14 @@ def recorded_job(tmp_path_factory) -> RecordedJob:
 
 
 def replay_command(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dspy_top", "replay", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", "replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )
 
 
 def test_the_replayed_totals_equal_the_lm_servers_counts(recorded_job):
@@ -167,8 +173,13 @@ def test_every_calls_payload_comes_from_the_file_after_the_job_ended(recorded_jo
 
 def test_a_recording_cut_by_sigkill_replays_to_its_last_frame(tmp_path):
     path = tmp_path / "killed.dtop"
-    job = subprocess.Popen([sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "200"],
-                           stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    job = subprocess.Popen(
+        [sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "200"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         flushed = 0
         for line in job.stdout:
@@ -260,14 +271,24 @@ def test_the_inspector_shows_a_calls_prompt_and_response_read_from_the_file(reco
 
 def test_batch_mode_follows_a_recording_being_written_until_its_writer_dies(tmp_path):
     path = tmp_path / "growing.dtop"
-    job = subprocess.Popen([sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "50"],
-                           stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    job = subprocess.Popen(
+        [sys.executable, str(RECORDING_JOB), str(path), "--calls-per-tick", "50"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     replay = None
     try:
         job.stdout.readline()  # the file exists, its writer writing
-        replay = subprocess.Popen([sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-d", "0.2", "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-d", "0.2", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         first = json.loads(replay.stdout.readline())  # it printed while the writer was still writing
         flushed = 0
         for line in job.stdout:

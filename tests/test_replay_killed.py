@@ -74,9 +74,14 @@ def test_the_killed_file_holds_calls_after_its_last_stats(killed):
 
 def test_batch_end_state_equals_the_recordings_exact_totals(killed):
     path, totals, _, _ = killed
-    done = subprocess.run([sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-n", "1", "--json"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "replay", str(path), "-b", "-n", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     (snapshot,) = [json.loads(line) for line in done.stdout.splitlines()]
     for name in COUNTED:
@@ -95,13 +100,18 @@ def test_the_apps_end_state_equals_the_recordings_exact_totals(killed):
     async def main():
         async with app.run_test(size=(120, 40)) as pilot:
             for _ in range(400):
-                if app.query(ReplayBar) and app.snapshot.totals.calls == totals["calls"] \
-                        and source.caught_up() and app._seek_started is None:
+                if (
+                    app.query(ReplayBar)
+                    and app.snapshot.totals.calls == totals["calls"]
+                    and source.caught_up()
+                    and app._seek_started is None
+                ):
                     break
                 await pilot.pause(0.05)
             shown = app.snapshot.totals
-            assert (shown.calls, shown.prompt_tokens, shown.completion_tokens, shown.cache_hits, shown.errors) == \
-                tuple(totals[name] for name in COUNTED)
+            assert (shown.calls, shown.prompt_tokens, shown.completion_tokens, shown.cache_hits, shown.errors) == tuple(
+                totals[name] for name in COUNTED
+            )
             assert shown.cost_usd == pytest.approx(totals["cost_usd"], abs=1e-12)
             await pilot.pause(0.3)
             assert f"{totals['calls']:,} calls" in screen_text(app)

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.timeout(60)
 
 # --- the clock -----------------------------------------------------------------------------------
 
+
 class Monotonic:
     def __init__(self) -> None:
         self.now = 100.0
@@ -59,10 +60,10 @@ def test_the_clock_plays_pauses_seeks_and_steps_its_speed():
     for _ in range(10):
         clock.step_speed(1)
     assert clock.playback().speed == 100.0
-    assert clock.seek(5.0) == 1000.0 and clock.seek(10 ** 10) == 1100.0  # kept within the recording
+    assert clock.seek(5.0) == 1000.0 and clock.seek(10**10) == 1100.0  # kept within the recording
     clock.play()  # at the end: plays again from the start
     assert clock.position() == 1000.0
-    mono.now += 10 ** 6
+    mono.now += 10**6
     assert clock.position() == 1100.0
     clock.stop_at_end()
     assert not clock.playback().playing and clock.playback().at_end
@@ -84,12 +85,26 @@ def test_the_clock_follows_a_growing_recording_and_reads_a_catch_up_s_time():
 
 # --- where a seek goes ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("12:30", Goto("at", 750.0)), ("1:02:03", Goto("at", 3723.0)), ("90s", Goto("at", 90.0)), ("2m", Goto("at", 120.0)),
-    ("+30s", Goto("by", 30.0)), ("-2m", Goto("by", -120.0)), ("- 1:00", Goto("by", -60.0)), ("40%", Goto("fraction", 0.4)),
-    ("trial 7", Goto("trial", 7.0)), ("T3", Goto("trial", 3.0)), ("#0", Goto("trial", 0.0)), (" Start ", Goto("start")),
-    ("end", Goto("end")), ("1.5h", Goto("at", 5400.0)),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("12:30", Goto("at", 750.0)),
+        ("1:02:03", Goto("at", 3723.0)),
+        ("90s", Goto("at", 90.0)),
+        ("2m", Goto("at", 120.0)),
+        ("+30s", Goto("by", 30.0)),
+        ("-2m", Goto("by", -120.0)),
+        ("- 1:00", Goto("by", -60.0)),
+        ("40%", Goto("fraction", 0.4)),
+        ("trial 7", Goto("trial", 7.0)),
+        ("T3", Goto("trial", 3.0)),
+        ("#0", Goto("trial", 0.0)),
+        (" Start ", Goto("start")),
+        ("end", Goto("end")),
+        ("1.5h", Goto("at", 5400.0)),
+    ],
+)
 def test_goto_reads_times_steps_shares_trials(text, expected):
     assert parse_goto(text) == expected
 
@@ -102,8 +117,10 @@ def test_goto_refuses_what_it_cannot_place_with_a_message(text):
 
 
 def test_the_timeline_places_moments_and_trials():
-    marks = (TrialMark("MIPROv2 (light)", 0.0, 0, "a", "eval-2", 10.0, 20.0, 50.0),
-             TrialMark("MIPROv2 (light)", 0.0, 1, "a", "eval-3", 20.0, None, None))
+    marks = (
+        TrialMark("MIPROv2 (light)", 0.0, 0, "a", "eval-2", 10.0, 20.0, 50.0),
+        TrialMark("MIPROv2 (light)", 0.0, 1, "a", "eval-3", 20.0, None, None),
+    )
     timeline = Timeline(1000.0, 1100.0, marks)
     assert timeline.moment(parse_goto("40%"), 1050.0) == 1040.0
     assert timeline.moment(parse_goto("+30s"), 1050.0) == 1080.0
@@ -118,6 +135,7 @@ def test_the_timeline_places_moments_and_trials():
 
 
 # --- the fleet going back -----------------------------------------------------------------------
+
 
 def test_fleet_restart_forgets_one_process_and_rebuilds_it_from_what_follows():
     from dspy_top import schema
@@ -140,12 +158,27 @@ def test_fleet_restart_forgets_one_process_and_rebuilds_it_from_what_follows():
 
 
 def call(call_id: int) -> dict:
-    return {"t": "call", "id": call_id, "seq": call_id, "start": 1.0, "latency": 0.5, "path": "Fake.predict",
-            "module_class": "Predict", "model": "openai/fake", "prompt_tokens": 100, "completion_tokens": 10,
-            "cached_tokens": 0, "cost_usd": 0.001, "cache_hit": False, "retries": 0, "scopes": []}
+    return {
+        "t": "call",
+        "id": call_id,
+        "seq": call_id,
+        "start": 1.0,
+        "latency": 0.5,
+        "path": "Fake.predict",
+        "module_class": "Predict",
+        "model": "openai/fake",
+        "prompt_tokens": 100,
+        "completion_tokens": 10,
+        "cached_tokens": 0,
+        "cost_usd": 0.001,
+        "cache_hit": False,
+        "retries": 0,
+        "scopes": [],
+    }
 
 
 # --- replaying a recording --------------------------------------------------------------------------
+
 
 def test_the_end_state_is_the_jobs_final_numbers_and_every_call(tmp_path, small_checkpoints):
     job = recorded(tmp_path)
@@ -156,8 +189,11 @@ def test_the_end_state_is_the_jobs_final_numbers_and_every_call(tmp_path, small_
         assert [(p.state, p.status, p.final_numbers) for p in snapshot.processes] == [("ended", "ended", "received")]
         calls = [e for e in job.sent if e["t"] == "call"]
         assert [c.id for c in snapshot.calls] == [c["id"] for c in calls]
-        assert {s.id: s.score for s in snapshot.scopes if s.kind == "eval"} == {"eval-1": 40.0, "eval-2": 50.0,
-                                                                                 "eval-3": 60.0}
+        assert {s.id: s.score for s in snapshot.scopes if s.kind == "eval"} == {
+            "eval-1": 40.0,
+            "eval-2": 50.0,
+            "eval-3": 60.0,
+        }
 
 
 def test_every_moment_shows_what_the_job_had_sent_by_then_forward_and_back(tmp_path, small_checkpoints):
@@ -188,8 +224,9 @@ def test_every_moment_shows_what_the_job_had_sent_by_then_forward_and_back(tmp_p
     assert len(restarts) >= len(checkpoints) + 3  # going back starts over from a checkpoint
 
 
-def test_a_seek_far_ahead_starts_from_the_checkpoint_before_it_not_from_the_start(tmp_path, small_checkpoints,
-                                                                                   monkeypatch):
+def test_a_seek_far_ahead_starts_from_the_checkpoint_before_it_not_from_the_start(
+    tmp_path, small_checkpoints, monkeypatch
+):
     monkeypatch.setattr(replay_telling, "RESTART_BYTES", 1024)
     job = recorded(tmp_path, calls=3000)
     with Recording(job.writer.path) as recording:
@@ -215,13 +252,17 @@ def test_steps_go_one_call_or_message_at_a_time_both_ways(tmp_path, small_checkp
         assert len(replay.at(middle).calls) == 101
         for expected in (102, 103):
             source.step(1)
-            wait_until(lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
-                       f"{expected} calls")
+            wait_until(
+                lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
+                f"{expected} calls",
+            )
             assert source.clock.position() == calls[expected - 1]["start"] + calls[expected - 1]["latency"]
         for expected in (102, 101, 100):
             source.step(-1)
-            wait_until(lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
-                       f"{expected} calls")
+            wait_until(
+                lambda expected=expected: source.caught_up() and len(replay.fleet.history) == expected,
+                f"{expected} calls",
+            )
         assert not source.clock.playback().playing
 
 
@@ -230,7 +271,10 @@ def test_a_trial_is_shown_as_it_ended_score_in_and_the_next_not_yet(tmp_path, sm
     with Replaying(job.writer.path) as replay:
         source = replay.source
         assert [(m.number, m.scope_id, m.score) for m in source.timeline.trials] == [
-            (1, "eval-1", 40.0), (2, "eval-2", 50.0), (3, "eval-3", 60.0)]
+            (1, "eval-1", 40.0),
+            (2, "eval-2", 50.0),
+            (3, "eval-3", 60.0),
+        ]
         source.seek_trial(source.timeline.trial(2))
         wait_until(source.caught_up, "the trial seek")
         with replay.fleet.lock:
@@ -250,12 +294,12 @@ def test_payloads_come_from_the_file_and_stops_are_refused(tmp_path, small_check
         replay.at(replay.source.timeline.end)
         for call_id in (1, 150, 299):
             replay.collector.request_payload(key, call_id)
-        replay.collector.request_payload(key, 10 ** 6)
+        replay.collector.request_payload(key, 10**6)
         wait_until(lambda: len(replay.answers) == 4, "four payload answers")
         by_id = {answer.call_id: answer for answer in replay.answers}
         for call_id in (1, 150, 299):
             assert by_id[call_id].payload == job.payloads[call_id]
-        assert by_id[10 ** 6].payload is None and "no payload for call" in by_id[10 ** 6].reason
+        assert by_id[10**6].payload is None and "no payload for call" in by_id[10**6].reason
         replay.collector.request_stop(key, "please")
         wait_until(lambda: replay.notices, "the refusal")
         assert CANNOT_STOP in replay.notices[0]
@@ -324,6 +368,7 @@ def rows(replay: Replaying) -> dict:
 
 # --- batch mode ---------------------------------------------------------------------------------------
 
+
 def test_batch_moments_end_at_the_end_every_delay_back():
     assert batch.moments(0.0, 10.0, 3.0, None) == [1.0, 4.0, 7.0, 10.0]
     assert batch.moments(0.0, 10.0, 3.0, 2) == [7.0, 10.0]
@@ -354,7 +399,9 @@ def test_replay_batch_mode_never_imports_textual_and_the_replay_viewer_no_dspy(t
     from tests.helpers.import_witness import WITNESS, run
 
     job = recorded(tmp_path, calls=50)
-    code = WITNESS + f"""
+    code = (
+        WITNESS
+        + f"""
 import contextlib, io
 from dspy_top.viewer.replay import command
 with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -365,6 +412,7 @@ viewer = {{top: who for top, who in settle().items() if top != "textual"}}
 print(json.dumps({{"status": status, "calls": json.loads(out.getvalue())["totals"]["calls"], "batch": batch,
                   "viewer": viewer}}))
 """
+    )
     found = run(code)
     assert found["status"] == 0 and found["calls"] == 50 + 120
     assert found["batch"] == {}, f"replay batch mode imported these: {found['batch']}"
@@ -405,8 +453,16 @@ def test_the_collector_restarts_a_process_in_one_step_and_refuses_a_bad_beginnin
         wait_until(lambda: source.answers == [True], "the first restart")
         with fleet.lock:
             seen.append(fleet.snapshot().totals.calls)
-        source.plan.append(("a", hello_a, [{"t": "snapshot", "stats": stats(3), "calls": [], "seq": 1},
-                                           {"t": "calls", "fields": ["start"], "rows": [[1.0]]}]))
+        source.plan.append(
+            (
+                "a",
+                hello_a,
+                [
+                    {"t": "snapshot", "stats": stats(3), "calls": [], "seq": 1},
+                    {"t": "calls", "fields": ["start"], "rows": [[1.0]]},
+                ],
+            )
+        )
         collector.wake()
         wait_until(lambda: len(source.answers) == 2, "the refused restart")
         with fleet.lock:

@@ -69,8 +69,9 @@ def test_keys_seek_by_share_time_trial_and_to_the_end(recording):
         scopes = {s.id: (s.state, s.score) for s in app.snapshot.scopes}
         assert scopes["eval-2"] == ("done", 50.0) and scopes.get("eval-3", ("running",))[0] == "running"
         await pilot.press("g", *"soon", "enter")
-        await until(pilot, lambda: any("cannot tell where 'soon' is" in n.message for n in app._notifications),
-                    "the warning")
+        await until(
+            pilot, lambda: any("cannot tell where 'soon' is" in n.message for n in app._notifications), "the warning"
+        )
         await pilot.press("e")
         await settled(pilot)
         assert app.snapshot.totals.calls == 1320 and "END " in bar(app)
@@ -127,13 +128,19 @@ def test_the_live_keys_still_work_on_a_replay(recording):
 
     async def script(pilot):
         await pilot.press("slash", *"module:plan", "enter")
-        await until(pilot, lambda: app.snapshot.calls and all(c.path == "Solver.plan" for c in app.snapshot.calls),
-                    "the filtered history")
+        await until(
+            pilot,
+            lambda: app.snapshot.calls and all(c.path == "Solver.plan" for c in app.snapshot.calls),
+            "the filtered history",
+        )
         await pilot.press("slash", "escape")
         await until(pilot, lambda: any(c.path != "Solver.plan" for c in app.snapshot.calls), "the whole history")
         await pilot.press("o")
-        await until(pilot, lambda: isinstance(app.screen, ReplayOptimizersScreen) and app.screen.query(ReplayBar),
-                    "the optimizer screen with its bar")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, ReplayOptimizersScreen) and app.screen.query(ReplayBar),
+            "the optimizer screen with its bar",
+        )
         assert "BootstrapFewShotWithRandomSearch" in screen_text(app) and "END " in screen_text(app)
         await pilot.press("5")  # the replay's keys work there too
         await settled(pilot)
@@ -174,10 +181,10 @@ def test_a_calls_payload_opens_from_the_file(recording):
 
 # --- snapshots -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_replay_screen(snap_compare, recording, size):
-    assert snap_compare(replay_app(recording.writer.path, at=0.5), terminal_size=size,
-                        run_before=_bar_shown)
+    assert snap_compare(replay_app(recording.writer.path, at=0.5), terminal_size=size, run_before=_bar_shown)
 
 
 async def _bar_shown(pilot) -> None:
@@ -188,6 +195,7 @@ async def _bar_shown(pilot) -> None:
 
 # --- a real terminal ---------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_dspy_top_replay_in_tmux_opens_seeks_and_exits_cleanly(recording, tmp_path):
     from tests.helpers.jobs import REPO
@@ -195,8 +203,14 @@ def test_dspy_top_replay_in_tmux_opens_seeks_and_exits_cleanly(recording, tmp_pa
 
     if SKIP_REASON is not None:
         pytest.skip(SKIP_REASON)
-    tmux = Terminal([sys.executable, "-m", "dspy_top", "replay", str(recording.writer.path)], tmp_path / "status",
-                    cwd=REPO, env={"TZ": "UTC"}, width=120, height=40)
+    tmux = Terminal(
+        [sys.executable, "-m", "dspy_top", "replay", str(recording.writer.path)],
+        tmp_path / "status",
+        cwd=REPO,
+        env={"TZ": "UTC"},
+        width=120,
+        height=40,
+    )
     try:
         screen = tmux.wait_for(lambda s: "1,320 calls" in s and "END " in s, "the recording's end state")
         assert "complete recording of optimize.py --trials 3" in screen

@@ -25,11 +25,15 @@ REPO = HERE.parent
 JOB = HERE / "jobs" / "run_job.py"
 
 
-
-
 def dspy_top_run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dspy_top", "run", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def last_json(stdout: str) -> dict:
@@ -42,15 +46,21 @@ def last_json(stdout: str) -> dict:
 def test_split_command_at_double_dash_or_first_word():
     assert run.split_command(["-b", "--", "python", "job.py", "--", "-x"]) == (["-b"], ["python", "job.py", "--", "-x"])
     assert run.split_command(["-d", "2", "python", "-m", "pkg"]) == (["-d", "2"], ["python", "-m", "pkg"])
-    assert run.split_command(["--log", "/tmp/x", "-b", "./wrap.sh", "-b"]) == (["--log", "/tmp/x", "-b"], ["./wrap.sh", "-b"])
+    assert run.split_command(["--log", "/tmp/x", "-b", "./wrap.sh", "-b"]) == (
+        ["--log", "/tmp/x", "-b"],
+        ["./wrap.sh", "-b"],
+    )
     assert run.split_command(["-b"]) == (["-b"], [])
     assert run.split_command(["--budget", "5", "--on-exceed", "stop", "--price", "m=1/2", "python", "x.py"]) == (
-        ["--budget", "5", "--on-exceed", "stop", "--price", "m=1/2"], ["python", "x.py"])
+        ["--budget", "5", "--on-exceed", "stop", "--price", "m=1/2"],
+        ["python", "x.py"],
+    )
 
 
 def test_budget_and_prices_reach_the_jobs_environment_and_given_prices_win():
-    args = run.build_parser().parse_args(["--budget", "2.5", "--on-exceed", "raise",
-                                          "--price", "openai/a=0.15/0.6", "--price", "openai/b=1/2/0.5"])
+    args = run.build_parser().parse_args(
+        ["--budget", "2.5", "--on-exceed", "raise", "--price", "openai/a=0.15/0.6", "--price", "openai/b=1/2/0.5"]
+    )
     env = run.money_environment(args, {"DSPY_TOP_PRICES": "openai/a=9/9"})
     assert env["DSPY_TOP_BUDGET"] == "2.5" and env["DSPY_TOP_ON_EXCEED"] == "raise"
     # Parsed left to right, the later entry for a model wins: the command line beats the inherited value.
@@ -88,8 +98,14 @@ def test_descends_from_follows_parents_to_the_job():
 @pytest.mark.slow
 def test_a_flood_of_output_is_skipped_to_its_tail_and_kept_whole_in_the_file(runtime, tmp_path):
     log = tmp_path / "job.log"
-    job = run.start_job([sys.executable, "-c", "import sys\nfor i in range(100000): print('line', i)\n"
-                                               "sys.stdout.write('bar 1%\\rbar 99%')"], log_path=log)
+    job = run.start_job(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfor i in range(100000): print('line', i)\nsys.stdout.write('bar 1%\\rbar 99%')",
+        ],
+        log_path=log,
+    )
     try:
         assert job.wait(30) == 0
         first = job.read_new_output()
@@ -100,7 +116,9 @@ def test_a_flood_of_output_is_skipped_to_its_tail_and_kept_whole_in_the_file(run
         for _ in range(10):
             rest += job.read_new_output()
         assert "line 99999\n" in first + rest
-        assert "bar" not in (first + rest).split("skipped here", 1)[1]  # an unfinished redrawn line waits for its newline
+        assert (
+            "bar" not in (first + rest).split("skipped here", 1)[1]
+        )  # an unfinished redrawn line waits for its newline
         assert log.read_bytes().count(b"\n") == 100000
         assert os.stat(log).st_mode & 0o777 == 0o600
     finally:
@@ -113,11 +131,19 @@ def test_the_shim_instruments_without_the_pth_file_and_runs_the_shadowed_sitecus
     other = tmp_path / "other"
     other.mkdir()
     (other / "sitecustomize.py").write_text("print('CHAINED')\n")
-    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import sitecustomize; "
-            "print('dspy_top.autoload' in sys.modules, "
-            "any(type(f).__name__ == '_AfterDspyImport' for f in sys.meta_path), sys.modules['dspy_top'].__file__)")
-    result = subprocess.run([sys.executable, "-S", "-c", code, str(site), str(other)], capture_output=True,
-                            text=True, timeout=30, cwd=tmp_path, env={**os.environ, "DSPY_TOP": "1"})
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import sitecustomize; "
+        "print('dspy_top.autoload' in sys.modules, "
+        "any(type(f).__name__ == '_AfterDspyImport' for f in sys.meta_path), sys.modules['dspy_top'].__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(site), str(other)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={**os.environ, "DSPY_TOP": "1"},
+    )
     assert result.returncode == 0, result.stderr
     chained, loaded = result.stdout.splitlines()
     assert chained == "CHAINED"
@@ -125,8 +151,10 @@ def test_the_shim_instruments_without_the_pth_file_and_runs_the_shadowed_sitecus
 
 
 def test_run_and_demo_leave_dspy_litellm_and_textual_out_of_the_viewer_process():
-    code = ("import sys, dspy_top.run, dspy_top.demo; dspy_top.run.build_parser(); dspy_top.demo.build_parser(); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dspy', 'litellm', 'openai', 'textual')))")
+    code = (
+        "import sys, dspy_top.run, dspy_top.demo; dspy_top.run.build_parser(); dspy_top.demo.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dspy', 'litellm', 'openai', 'textual')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -183,20 +211,29 @@ def test_a_bad_configuration_is_said_before_the_job_starts(runtime, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[budget]\nusd = 1\non_exceed = "explode"\n')
     marker = tmp_path / "started"
-    result = dspy_top_run("-b", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')",
-                          env={"DSPY_TOP_CONFIG": str(config)})
+    result = dspy_top_run(
+        "-b", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')", env={"DSPY_TOP_CONFIG": str(config)}
+    )
     assert result.returncode == 2 and not marker.exists()
     assert "dspy-top run: bad setting: config file [budget] on_exceed='explode'" in result.stderr
     result = dspy_top_run("-b", "--", sys.executable, "-c", "pass", env={"DSPY_TOP_BUDGET": "five"})
     assert result.returncode == 2 and "bad setting: DSPY_TOP_BUDGET='five'" in result.stderr
     config.write_text('[prices]\n"openai/x" = "cheap"\n')
     result = dspy_top_run("-b", "--", sys.executable, "-c", "pass", env={"DSPY_TOP_CONFIG": str(config)})
-    assert result.returncode == 2 and "config file [prices] 'openai/x'='cheap': price 'openai/x=cheap': expected IN/OUT" in result.stderr
+    assert (
+        result.returncode == 2
+        and "config file [prices] 'openai/x'='cheap': price 'openai/x=cheap': expected IN/OUT" in result.stderr
+    )
 
 
 def test_a_socket_that_is_not_there_fails_at_once_with_the_reason(runtime):
-    result = subprocess.run([sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--socket", "/nonexistent.sock"],
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--socket", "/nonexistent.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert result.returncode == 1
     # Failed at once (as -p of a gone pid), said on stderr: not a row "connecting" after a 4 s wait.
     assert "no socket at /nonexistent.sock" in result.stderr and "failed" in result.stdout
@@ -214,10 +251,13 @@ def test_batch_mode_prints_the_jobs_final_numbers_once(runtime):
     assert [s["iteration"] for s in snapshots] == list(range(1, len(snapshots) + 1))
 
 
-@pytest.mark.parametrize(("then", "status", "said"), [
-    ("exit:3", 3, "exited with status 3"),
-    ("crash", 1, "RuntimeError: the job crashed on purpose"),
-])
+@pytest.mark.parametrize(
+    ("then", "status", "said"),
+    [
+        ("exit:3", 3, "exited with status 3"),
+        ("crash", 1, "RuntimeError: the job crashed on purpose"),
+    ],
+)
 @pytest.mark.slow
 def test_batch_mode_passes_on_a_failure(runtime, then, status, said):
     result = dspy_top_run("-b", "--json", "--", sys.executable, str(JOB), "--calls", "2", "--then", then)
@@ -230,8 +270,10 @@ def test_batch_mode_passes_on_a_failure(runtime, then, status, said):
 def test_batch_mode_attaches_through_a_shell_wrapper_and_a_console_script(runtime, tmp_path):
     script = tmp_path / "bin" / "my-dspy-job"
     script.parent.mkdir()
-    script.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = [{str(JOB)!r}, '--calls', '2']\n"
-                      f"runpy.run_path({str(JOB)!r}, run_name='__main__')\n")
+    script.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\nsys.argv = [{str(JOB)!r}, '--calls', '2']\n"
+        f"runpy.run_path({str(JOB)!r}, run_name='__main__')\n"
+    )
     script.chmod(0o755)
     wrapper = "echo wrapper; my-dspy-job; echo wrapped; exit 4"
     env = {"PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}"}
@@ -245,8 +287,9 @@ def test_batch_mode_attaches_through_a_shell_wrapper_and_a_console_script(runtim
 
 @pytest.mark.slow
 def test_batch_mode_runs_python_dash_m(runtime):
-    result = dspy_top_run("-b", "--json", "--", sys.executable, "-m", "dspy_top.demos.rag_react",
-                          "--speed", "0", "--questions", "2")
+    result = dspy_top_run(
+        "-b", "--json", "--", sys.executable, "-m", "dspy_top.demos.rag_react", "--speed", "0", "--questions", "2"
+    )
     assert result.returncode == 0, result.stderr
     assert last_json(result.stdout)["totals"]["calls"] >= 8
 
@@ -270,9 +313,21 @@ def test_run_prices_the_job_and_its_budget_stops_it(runtime, tmp_path):
     job = tmp_path / "budget_job.py"
     job.write_text(BUDGET_JOB)
     with SimLM(latency_scale=0.0) as sim:
-        result = dspy_top_run("-b", "--json", "--budget", "1.0", "--on-exceed", "stop",
-                              "--price", "openai/sim-unlisted=1000/2000", "--", sys.executable, str(job),
-                              env={"SIM_URL": sim.base_url, "DSPY_TOP_CONFIG": str(tmp_path / "none.toml")}, timeout=120)
+        result = dspy_top_run(
+            "-b",
+            "--json",
+            "--budget",
+            "1.0",
+            "--on-exceed",
+            "stop",
+            "--price",
+            "openai/sim-unlisted=1000/2000",
+            "--",
+            sys.executable,
+            str(job),
+            env={"SIM_URL": sim.base_url, "DSPY_TOP_CONFIG": str(tmp_path / "none.toml")},
+            timeout=120,
+        )
         served = sim.stats()
     assert result.returncode == 1, result.stderr  # the budget stopped it: a clean exit 1, with the reason
     assert "ALL 100 DONE" not in result.stderr and "the run stops at its next LM call" in result.stderr
@@ -282,11 +337,15 @@ def test_run_prices_the_job_and_its_budget_stops_it(runtime, tmp_path):
     # litellm has no price for this model: every call is priced by --price, in the job, exactly.
     assert totals["unpriced_calls"] == 0
     assert totals["calls"] == served["requests"] < 100
-    assert totals["prompt_tokens"] == served["prompt_tokens"] and totals["completion_tokens"] == served["completion_tokens"]
-    assert totals["cost_usd"] == pytest.approx((served["prompt_tokens"] * 1000 + served["completion_tokens"] * 2000) / 1e6,
-                                               rel=1e-12)
+    assert (
+        totals["prompt_tokens"] == served["prompt_tokens"]
+        and totals["completion_tokens"] == served["completion_tokens"]
+    )
+    assert totals["cost_usd"] == pytest.approx(
+        (served["prompt_tokens"] * 1000 + served["completion_tokens"] * 2000) / 1e6, rel=1e-12
+    )
     # The call that crossed $1 was the last one: the next was refused before it started.
-    last_call = (totals["cost_usd"] / totals["calls"])
+    last_call = totals["cost_usd"] / totals["calls"]
     assert 1.0 <= totals["cost_usd"] < 1.0 + 2 * last_call
     budget = last_json(result.stdout)["budget"]["jobs"]
     assert [(b["on_exceed"], [lim["usd"] for lim in b["limits"]]) for b in budget] == [("stop", [1.0])]
@@ -303,10 +362,28 @@ def _start_batch(*job_args: str, sigint_ignored: bool = False) -> tuple[subproce
     # sigint_ignored: dspy-top starts as a shell starts a background command in a script.
     # --log: the job's log is read after the run (the run's own log goes with it).
     log_file = Path(tempfile.mkdtemp(prefix="dtlog")) / "job.log"
-    process = subprocess.Popen([sys.executable, "-m", "dspy_top", "run", "-b", "-d", "0.5", "--log", str(log_file),
-                                "--", sys.executable, str(JOB), *job_args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=REPO,
-                               preexec_fn=_ignore_sigint if sigint_ignored else _default_sigint)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dspy_top",
+            "run",
+            "-b",
+            "-d",
+            "0.5",
+            "--log",
+            str(log_file),
+            "--",
+            sys.executable,
+            str(JOB),
+            *job_args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        preexec_fn=_ignore_sigint if sigint_ignored else _default_sigint,
+    )
     first = process.stderr.readline()
     log = Path(first.rsplit("its output goes to ", 1)[1].strip())
     deadline = time.monotonic() + 30
@@ -360,10 +437,27 @@ terminal = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
 def _live(runtime: Path, tmp_path: Path, *job_args: str, extra: tuple[str, ...] = ()) -> Terminal:
-    command = [sys.executable, "-m", "dspy_top", "run", "-d", "0.3", "--log", str(tmp_path / "job.log"), *extra,
-               "--", sys.executable, str(JOB), *job_args]
-    return Terminal(command, tmp_path / "status", cwd=REPO,
-                    env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    command = [
+        sys.executable,
+        "-m",
+        "dspy_top",
+        "run",
+        "-d",
+        "0.3",
+        "--log",
+        str(tmp_path / "job.log"),
+        *extra,
+        "--",
+        sys.executable,
+        str(JOB),
+        *job_args,
+    ]
+    return Terminal(
+        command,
+        tmp_path / "status",
+        cwd=REPO,
+        env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
 
 
 @pytest.mark.slow

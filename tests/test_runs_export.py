@@ -22,17 +22,24 @@ PY = sys.executable
 
 
 def dspy_top(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "dspy_top", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [PY, "-m", "dspy_top", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """A run of two processes (a shell wrapper's children) recorded by `dspy-top run`, and the LM's count."""
     tmp = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "DSPY_TOP_STATE_DIR": str(tmp / "state"), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "DSPY_TOP_RUNTIME_DIR": str(tmp / "rt"), "DSPY_TOP_CONFIG": str(tmp / "none.toml"),
-           "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
+    env = {
+        **os.environ,
+        "DSPY_TOP_STATE_DIR": str(tmp / "state"),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DSPY_TOP_RUNTIME_DIR": str(tmp / "rt"),
+        "DSPY_TOP_CONFIG": str(tmp / "none.toml"),
+        "PYTHONPATH": str(REPO),
+        "TMPDIR": str(tmp),
+    }
     env.pop("DSPY_TOP", None)
     with SimLM(latency_scale=0.0) as sim:
         env["SIM_URL"] = sim.base_url
@@ -135,7 +142,7 @@ def test_export_names_a_damaged_or_foreign_file_and_writes_what_it_can(recorded,
     written(whole, ticks=10, calls=30)
     data = whole.read_bytes()
     cut = tmp_path / "cut.dtop"
-    cut.write_bytes(data[:len(data) // 2])
+    cut.write_bytes(data[: len(data) // 2])
     env = recorded["env"]
     damaged = dspy_top("export", str(cut), env=env)
     assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
@@ -156,8 +163,13 @@ def test_export_says_when_the_rows_cannot_add_up_to_the_totals(tmp_path):
     """A recording begun mid-run (its snapshot counts calls made before it) is exported, and said so."""
     writer = RecordingWriter.create(tmp_path / "late.dtop", {"t": "hello", "pid": 7})
     writer.add({"t": "snapshot", "seq": 0, "calls": [], "stats": {"totals": {"calls": 100, "prompt_tokens": 900}}})
-    writer.add({"t": "calls", "fields": ["seq", "id", "start", "latency", "prompt_tokens"],
-                "rows": [[1, 101, 1.0e9, 0.5, 9], [2, 102, 1.0e9, 0.25, 9]]})
+    writer.add(
+        {
+            "t": "calls",
+            "fields": ["seq", "id", "start", "latency", "prompt_tokens"],
+            "rows": [[1, 101, 1.0e9, 0.5, 9], [2, 102, 1.0e9, 0.25, 9]],
+        }
+    )
     writer.close({"t": "exit", "at": 1.0e9 + 1, "stats": {"totals": {"calls": 102, "prompt_tokens": 918}}})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = dspy_top("export", str(tmp_path / "late.dtop"), env=env)
@@ -168,9 +180,15 @@ def test_export_says_when_the_rows_cannot_add_up_to_the_totals(tmp_path):
 
 @pytest.mark.slow
 def test_run_record_file_and_no_record(tmp_path):
-    env = {**os.environ, "DSPY_TOP_STATE_DIR": str(tmp_path / "state"), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"), "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
-           "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DSPY_TOP_STATE_DIR": str(tmp_path / "state"),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"),
+        "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
+        "PYTHONPATH": str(REPO),
+        "TMPDIR": str(tmp_path),
+    }
     env.pop("DSPY_TOP", None)
     target = tmp_path / "mine.dtop"
     with SimLM(latency_scale=0.0) as sim:

@@ -32,8 +32,17 @@ def write_run(directory: Path, number: int) -> Path:
     """One finished recording: `CALLS[number]` calls of a script named after its number."""
     recorder = Recorder(clock=lambda: STARTS[number] + 1.0)
     path = directory / f"run{number}.dtop"
-    hello = {"t": "hello", "v": 2, "pid": 1000 + number, "ppid": 1, "argv": [f"job{number}.py"], "cwd": "/work",
-             "started_at": STARTS[number], "history_capacity": 100, "run_id": f"run-{number}"}
+    hello = {
+        "t": "hello",
+        "v": 2,
+        "pid": 1000 + number,
+        "ppid": 1,
+        "argv": [f"job{number}.py"],
+        "cwd": "/work",
+        "started_at": STARTS[number],
+        "history_capacity": 100,
+        "run_id": f"run-{number}",
+    }
     writer = RecordingWriter.create(path, hello, clock=lambda: STARTS[number] + 2.0)
     writer.add({"t": "snapshot", **recorder.snapshot()})
     for _ in range(CALLS[number]):
@@ -81,9 +90,14 @@ def test_the_list_shows_the_tables_columns_newest_first_and_enter_picks_a_run(ru
     # What enter replays is that run: its files, and its numbers in the replay's batch mode.
     target = replay_target(chosen)
     assert replay_command.recordings_named(target, runs_dir) == [runs_dir / "run1.dtop"]
-    done = subprocess.run([sys.executable, "-m", "dspy_top", "replay", target, "--dir", str(runs_dir),
-                           "-b", "-n", "1", "--json"], capture_output=True, text=True, cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "replay", target, "--dir", str(runs_dir), "-b", "-n", "1", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["totals"]["calls"] == 5
 
@@ -102,8 +116,14 @@ def test_q_quits_the_list_without_replaying(runs_dir):
 
 
 def test_piped_output_is_the_plain_table(runs_dir):
-    done = subprocess.run([sys.executable, "-m", "dspy_top", "runs", "--dir", str(runs_dir)], capture_output=True,
-                          text=True, cwd=REPO, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "runs", "--dir", str(runs_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("recordings in") and lines[1].split()[0] == "START"
@@ -116,8 +136,14 @@ def test_in_a_terminal_enter_replays_the_run_under_the_cursor(runs_dir, tmp_path
 
     if SKIP_REASON is not None:
         pytest.skip(SKIP_REASON)
-    tmux = Terminal([sys.executable, "-m", "dspy_top", "runs", "--dir", str(runs_dir)], tmp_path / "status",
-                    cwd=REPO, env={"TZ": "UTC", "PYTHONPATH": str(REPO)}, width=120, height=30)
+    tmux = Terminal(
+        [sys.executable, "-m", "dspy_top", "runs", "--dir", str(runs_dir)],
+        tmp_path / "status",
+        cwd=REPO,
+        env={"TZ": "UTC", "PYTHONPATH": str(REPO)},
+        width=120,
+        height=30,
+    )
     try:
         screen = tmux.wait_for(lambda s: "job0.py" in s and "enter replays" in s, "the list of runs")
         assert screen.index("job2.py") < screen.index("job1.py") < screen.index("job0.py")

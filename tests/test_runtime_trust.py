@@ -54,8 +54,10 @@ def _nobody_python() -> str | None:
         return None
     for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
         try:
-            if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True, cwd="/",
-                                            **AS_NOBODY).returncode == 0:
+            if (
+                candidate
+                and subprocess.run([candidate, "-c", "pass"], capture_output=True, cwd="/", **AS_NOBODY).returncode == 0
+            ):
                 return candidate
         except OSError:  # not executable by nobody
             continue
@@ -86,9 +88,14 @@ class Planted:
         shutil.copyfile(HELPERS / "planted_server.py", script)
         for path in (frames, script):
             os.chmod(path, 0o644)
-        self.proc = subprocess.Popen([NOBODY_PYTHON, str(script), str(directory), str(frames)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/",
-                                     **AS_NOBODY)
+        self.proc = subprocess.Popen(
+            [NOBODY_PYTHON, str(script), str(directory), str(frames)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            **AS_NOBODY,
+        )
         line = self.proc.stdout.readline()
         assert line.startswith("READY"), line
         self.socket_path = Path(line.split()[1])
@@ -112,8 +119,9 @@ def assert_only_the_log_is_left(tmp: Path) -> None:
 
 
 def dspy_top(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=90
+    )
 
 
 @pytest.mark.slow
@@ -170,8 +178,9 @@ def test_dspy_top_run_falls_back_to_a_private_dir_when_the_runtime_dir_is_plante
     Planted(shared_tmp / f"dspy-top-{os.getuid()}").stop()  # planted, then left there
     state = shared_tmp / "home-state"
     state.mkdir(mode=0o700)
-    result = dspy_top("run", "-b", "--json", "--", sys.executable, str(RUN_JOB), "--calls", "2",
-                      env=viewer_env(shared_tmp, state))
+    result = dspy_top(
+        "run", "-b", "--json", "--", sys.executable, str(RUN_JOB), "--calls", "2", env=viewer_env(shared_tmp, state)
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["totals"]["calls"] == 4
     assert "belongs to another user" in result.stderr and str(state / "dspy-top" / "sockets") in result.stderr

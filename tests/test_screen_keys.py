@@ -54,20 +54,53 @@ def extreme_fleet() -> Fleet:
     """Values at the edge of every format: millions of calls, tiny and large costs, long names."""
     fleet, clock = scripted_fleet(processes=1)
     key = "/run/user/1000/dspy-top/41822.sock"
-    big = counters(1_234_567, 987_654_321, 123_456_789, 12_345.67, hits=654_321, errors=99_999, saved=0.000017,
-                   unpriced=3, latencies=(0.0004, 125.0, 3_700.0))
-    modules = [{"path": "AVeryLongProgramName.with_a_long_submodule_name.and_another_predictor.predict",
-                "class": "ChainOfThoughtWithHints", "chain": [], **big},
-               {"path": "Small", "class": "Predict", "chain": ["Small"],
-                **counters(3, 10, 2, 0.000017, hits=1, saved=0.000017)},
-               # The widest money texts: a sub-micro-dollar cost, and a sub-cent one with unpriced calls.
-               {"path": "Tiny", "class": "Predict", "chain": ["Tiny"], **counters(1, 1, 1, 0.0000004, saved=0.0000004)},
-               {"path": "Cheap", "class": "Predict", "chain": ["Cheap"], **counters(2, 5, 1, 0.000032, unpriced=1)}]
-    models = [{"model": "openrouter/anthropic/claude-3.5-sonnet-20241022-with-a-long-suffix", **big},
-              {"model": "tiny", **counters(1, 1, 1, 0.000032, unpriced=1)}]
-    calls = [_call(900 + i, "AVeryLongProgramName.with_a_long_submodule_name.and_another_predictor.predict",
-                   NOW - 5 + i, 1234.5, 987_654, 123_456, 0.0000004 if i == 2 else 0.000017, cache=i == 1,
-                   error="RateLimitError" if i else None, retries=12) for i in range(3)]
+    big = counters(
+        1_234_567,
+        987_654_321,
+        123_456_789,
+        12_345.67,
+        hits=654_321,
+        errors=99_999,
+        saved=0.000017,
+        unpriced=3,
+        latencies=(0.0004, 125.0, 3_700.0),
+    )
+    modules = [
+        {
+            "path": "AVeryLongProgramName.with_a_long_submodule_name.and_another_predictor.predict",
+            "class": "ChainOfThoughtWithHints",
+            "chain": [],
+            **big,
+        },
+        {
+            "path": "Small",
+            "class": "Predict",
+            "chain": ["Small"],
+            **counters(3, 10, 2, 0.000017, hits=1, saved=0.000017),
+        },
+        # The widest money texts: a sub-micro-dollar cost, and a sub-cent one with unpriced calls.
+        {"path": "Tiny", "class": "Predict", "chain": ["Tiny"], **counters(1, 1, 1, 0.0000004, saved=0.0000004)},
+        {"path": "Cheap", "class": "Predict", "chain": ["Cheap"], **counters(2, 5, 1, 0.000032, unpriced=1)},
+    ]
+    models = [
+        {"model": "openrouter/anthropic/claude-3.5-sonnet-20241022-with-a-long-suffix", **big},
+        {"model": "tiny", **counters(1, 1, 1, 0.000032, unpriced=1)},
+    ]
+    calls = [
+        _call(
+            900 + i,
+            "AVeryLongProgramName.with_a_long_submodule_name.and_another_predictor.predict",
+            NOW - 5 + i,
+            1234.5,
+            987_654,
+            123_456,
+            0.0000004 if i == 2 else 0.000017,
+            cache=i == 1,
+            error="RateLimitError" if i else None,
+            retries=12,
+        )
+        for i in range(3)
+    ]
     with fleet.lock:
         for call in calls:
             fleet.fold(key, call)
@@ -209,8 +242,8 @@ def test_each_chart_says_its_unit_its_peak_and_its_span(width):
     assert found, line
     tokens, token_peak, dollars, dollar_peak, span = found.groups()
     assert len(tokens) == len(dollars) == int(span)  # one bar a second, as many as it says
-    assert token_peak == fmt.rate(max(snapshot.token_series[-int(span):]))
-    per_minute = [60 * v / snapshot.series_bucket for v in snapshot.cost_series[-int(span):]]
+    assert token_peak == fmt.rate(max(snapshot.token_series[-int(span) :]))
+    per_minute = [60 * v / snapshot.series_bucket for v in snapshot.cost_series[-int(span) :]]
     assert dollar_peak == fmt.dollars(max(per_minute))
     assert len(line) <= width
 
@@ -278,8 +311,15 @@ def big_program_fleet() -> Fleet:
     """A job with 24 module paths (more rows than the screen has), its optimizer running."""
     fleet, _ = optimizer_fleet()
     paths = [f"Program.stage_{i}.predict" for i in range(24)]
-    modules = [{"path": path, "class": "Predict", "chain": ["Program", "ChainOfThought", "Predict"],
-                **counters(10 + i, 1_000, 100, 0.001 * (i + 1))} for i, path in enumerate(paths)]
+    modules = [
+        {
+            "path": path,
+            "class": "Predict",
+            "chain": ["Program", "ChainOfThought", "Predict"],
+            **counters(10 + i, 1_000, 100, 0.001 * (i + 1)),
+        }
+        for i, path in enumerate(paths)
+    ]
     with fleet.lock:
         fleet.fold(KEY, _stats(counters(300, 24_000, 2_400, 0.3), modules, [], optimizer_scopes()))
     return fleet
@@ -378,8 +418,11 @@ def test_escape_leaves_each_mode_in_turn_and_z_zooms_a_pane():
 def test_every_key_the_footer_shows_fits_at_120_columns():
     async def script(app, pilot):
         for screen in ("MainScreen", "OptimizersScreen"):
-            await wait_for(pilot, lambda: type(app.screen).__name__ == screen and "q Quit" in screen_text(app),  # noqa: B023
-                           f"the footer of the {screen}")
+            await wait_for(
+                pilot,
+                lambda: type(app.screen).__name__ == screen and "q Quit" in screen_text(app),  # noqa: B023
+                f"the footer of the {screen}",
+            )
             footer = screen_text(app).splitlines()[-1]
             assert footer.rstrip().endswith("k Stop job"), footer  # the last one shown, whole
             assert "Sort" in footer and "Zoom" in footer
@@ -433,8 +476,19 @@ def test_the_trial_cursor_stays_on_its_trial_as_new_trials_arrive_above_it():
         chosen = trials.cursor_key
         assert chosen == "eval-15"
         scopes = optimizer_scopes()
-        scopes.append({"id": "eval-17", "kind": "eval", "state": "running", "start": NOW - 1, "parent": "compile-2",
-                       "total": 20, "done": 1, "score_sum": 1.0, "usage": counters(1, 900, 60, 0.0001)})
+        scopes.append(
+            {
+                "id": "eval-17",
+                "kind": "eval",
+                "state": "running",
+                "start": NOW - 1,
+                "parent": "compile-2",
+                "total": 20,
+                "done": 1,
+                "score_sum": 1.0,
+                "usage": counters(1, 900, 60, 0.0001),
+            }
+        )
         module = counters(247, 218_900, 15_260, 0.0233)
         with fleet.lock:
             fleet.fold(KEY, _stats(module, [], [], scopes))
@@ -474,8 +528,7 @@ def test_once_the_job_sent_its_final_numbers_nothing_says_it_is_running():
     async def script(app, pilot):
         key = "/run/user/1000/dspy-top/41822.sock"
         with fleet.lock:
-            fleet.fold(key, {"t": "exit", "at": NOW, "stats": _stats(counters(3214, 2_230_000, 210_000, 2.87),
-                                                                      [], [])})
+            fleet.fold(key, {"t": "exit", "at": NOW, "stats": _stats(counters(3214, 2_230_000, 210_000, 2.87), [], [])})
         await wait_for(pilot, lambda: app.snapshot.processes[0].state == "ended", "the exit message")
         await pilot.pause(0.1)
         status = str(app.screen.query_one(StatusLine).render())
@@ -527,8 +580,9 @@ def test_dismissing_the_ended_job_asks_first_and_leaves_no_ghost_row():
             source = local_sockets(pids=[job.pid], directory=directory, rescan_every=0.1)
             app = TopApp(fleet, Collector(fleet, [source]), delay=0.1)
             async with app.run_test(size=(120, 40)) as pilot:
-                await wait_for(pilot, lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"],
-                               "the job")
+                await wait_for(
+                    pilot, lambda: app.snapshot and app.snapshot.totals.calls == truth["totals"]["calls"], "the job"
+                )
                 await asyncio.to_thread(job.exit)
                 await wait_for(pilot, lambda: app.snapshot.processes[0].state == "ended", "the job's end")
                 await pilot.press("p", "x")

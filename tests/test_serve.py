@@ -40,8 +40,9 @@ def test_providers_follow_the_genai_conventions():
 
 
 def _counters(calls: int) -> Counters:
-    return Counters(calls=calls, prompt_tokens=10 * calls, cost_usd=0.001 * calls, latency_s=0.5 * calls,
-                    latency_hist={20: calls})
+    return Counters(
+        calls=calls, prompt_tokens=10 * calls, cost_usd=0.001 * calls, latency_s=0.5 * calls, latency_hist={20: calls}
+    )
 
 
 def test_modules_past_the_limit_fold_into_other_and_nothing_is_lost():
@@ -50,8 +51,11 @@ def test_modules_past_the_limit_fold_into_other_and_nothing_is_lost():
     assert len(kept) == 51 and kept[-1][0] == OTHER
     assert {name for name, _ in kept[:-1]} == {f"Program.m{n}" for n in range(10, 60)}  # the busiest 50
     whole, folded = total(c for _, c in modules), total(c for _, c in kept)
-    assert (folded.calls, folded.prompt_tokens, folded.latency_hist) == (whole.calls, whole.prompt_tokens,
-                                                                         whole.latency_hist)
+    assert (folded.calls, folded.prompt_tokens, folded.latency_hist) == (
+        whole.calls,
+        whole.prompt_tokens,
+        whole.latency_hist,
+    )
     assert folded.cost_usd == pytest.approx(whole.cost_usd)
     assert bounded(modules[:3], 50) == modules[:3]  # under the limit: as they are
 
@@ -66,7 +70,7 @@ def test_latency_buckets_are_exact_cumulative_counts():
     assert count == len(values)
     assert counts == [sum(1 for v in values if v <= bound) for bound in LATENCY_BOUNDS]
     # Each bound is the sketch's bucket edge at or just above 16 ms · 2^n (within 2%).
-    assert all(0.016 * 2 ** n <= bound < 1.02 * 0.016 * 2 ** n for n, bound in enumerate(LATENCY_BOUNDS))
+    assert all(0.016 * 2**n <= bound < 1.02 * 0.016 * 2**n for n, bound in enumerate(LATENCY_BOUNDS))
     assert len(LATENCY_BOUNDS) == 15 and LATENCY_BOUNDS[-1] == pytest.approx(262.144, rel=0.02)
 
 
@@ -85,8 +89,27 @@ def test_otel_traces_sampler_keeps_or_leaves_whole_traces(monkeypatch):
     from dspy_top.model.calls import CallSummary
     from dspy_top.serve.otlp_spans import SpanBuilder
 
-    call = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 10, 2, 0,
-                       0.0001, None, False, 0, None, None, None, ())
+    call = CallSummary(
+        "/run/1.sock",
+        1,
+        7,
+        time.time(),
+        0.5,
+        "P.predict",
+        "Predict",
+        "openai/gpt-4o-mini",
+        10,
+        2,
+        0,
+        0.0001,
+        None,
+        False,
+        0,
+        None,
+        None,
+        None,
+        (),
+    )
     span = SpanBuilder(Resource({}), 0).call(call)
     assert span.name == "chat gpt-4o-mini" and span.attributes["gen_ai.usage.input_tokens"] == 10
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
@@ -102,8 +125,27 @@ def test_a_call_whose_usage_dspy_did_not_report_has_unknown_tokens_not_zero():
     from dspy_top.serve.otlp_metrics import OtlpMetrics
     from dspy_top.serve.otlp_spans import SpanBuilder
 
-    metered = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 10, 2,
-                          0, 0.0001, None, False, 0, None, None, None, ())
+    metered = CallSummary(
+        "/run/1.sock",
+        1,
+        7,
+        time.time(),
+        0.5,
+        "P.predict",
+        "Predict",
+        "openai/gpt-4o-mini",
+        10,
+        2,
+        0,
+        0.0001,
+        None,
+        False,
+        0,
+        None,
+        None,
+        None,
+        (),
+    )
     unmetered = metered._replace(id=8, prompt_tokens=0, completion_tokens=0, usage_known=False)
     span = SpanBuilder(Resource({}), 0).call(unmetered)
     assert "gen_ai.usage.input_tokens" not in span.attributes and "gen_ai.usage.output_tokens" not in span.attributes
@@ -114,13 +156,20 @@ def test_a_call_whose_usage_dspy_did_not_report_has_unknown_tokens_not_zero():
     metrics = OtlpMetrics(None, Resource({}), list, reader=reader)
     metrics.record(metered, "job.py")
     metrics.record(unmetered, "job.py")
-    exported = {metric.name: metric.data.data_points for resource in reader.get_metrics_data().resource_metrics
-                for scope in resource.scope_metrics for metric in scope.metrics}
+    exported = {
+        metric.name: metric.data.data_points
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
     assert sum(point.count for point in exported["gen_ai.client.operation.duration"]) == 2  # both calls were made
-    by_type = {dict(point.attributes)["gen_ai.token.type"]: (point.count, point.sum)
-               for point in exported["gen_ai.client.token.usage"]}
+    by_type = {
+        dict(point.attributes)["gen_ai.token.type"]: (point.count, point.sum)
+        for point in exported["gen_ai.client.token.usage"]
+    }
     assert by_type == {"input": (1, 10), "output": (1, 2)}  # the unmetered call's tokens are not 0s
     metrics.shutdown()
+
 
 def test_the_span_queue_never_blocks_and_counts_what_it_drops():
     import threading
@@ -162,8 +211,27 @@ def test_a_failed_call_is_an_error_span_with_its_type():
     from dspy_top.model.calls import CallSummary
     from dspy_top.serve.otlp_spans import SpanBuilder
 
-    call = CallSummary("/run/1.sock", 1, 7, time.time(), 0.5, "P.predict", "Predict", "openai/gpt-4o-mini", 0, 0, 0,
-                       None, None, False, 2, "RateLimitError", "rate limited: retry later", None, ())
+    call = CallSummary(
+        "/run/1.sock",
+        1,
+        7,
+        time.time(),
+        0.5,
+        "P.predict",
+        "Predict",
+        "openai/gpt-4o-mini",
+        0,
+        0,
+        0,
+        None,
+        None,
+        False,
+        2,
+        "RateLimitError",
+        "rate limited: retry later",
+        None,
+        (),
+    )
     span = SpanBuilder(Resource({}), 0).call(call)
     assert span.status.status_code == StatusCode.ERROR and span.status.description == "rate limited: retry later"
     assert span.attributes["error.type"] == "RateLimitError" and span.attributes["dspy.retries"] == 2
@@ -174,10 +242,23 @@ def _view(calls: int, state: str = "running"):
     from dspy_top.serve.watch import JobView
 
     modules = ((f"P.m{n}", _counters(calls)) for n in range(3))
-    return JobView(key="/run/7.sock", pid=7, job="train.py", command="python train.py", state=state, status=state,
-                   started_at=1.0, ended_at=None, totals=_counters(3 * calls), modules=tuple(modules),
-                   models=(("openai/gpt-4o-mini", _counters(3 * calls)),), scopes=(), budget_limits=(), dropped=0,
-                   attached=True)
+    return JobView(
+        key="/run/7.sock",
+        pid=7,
+        job="train.py",
+        command="python train.py",
+        state=state,
+        status=state,
+        started_at=1.0,
+        ended_at=None,
+        totals=_counters(3 * calls),
+        modules=tuple(modules),
+        models=(("openai/gpt-4o-mini", _counters(3 * calls)),),
+        scopes=(),
+        budget_limits=(),
+        dropped=0,
+        attached=True,
+    )
 
 
 def test_a_scrape_answers_the_text_rendered_ahead_and_a_job_ending_is_rendered_at_once():
@@ -214,22 +295,33 @@ def runtime():
     return directory
 
 
-def _fake_job(runtime, pid: int, calls: int, modules: int = 2, unmetered: int = 0, unpriced: int = 0,
-              **hello_extra) -> FakeServer:
+def _fake_job(
+    runtime, pid: int, calls: int, modules: int = 2, unmetered: int = 0, unpriced: int = 0, **hello_extra
+) -> FakeServer:
     """A job on `<pid>.sock` (the pid must be alive: discovery skips dead ones) with `modules` modules, each
     with `calls` calls of which `unmetered` had no usage reported and `unpriced` no price."""
     extra = {"unmetered_calls": unmetered, "unpriced_calls": unpriced}
-    entries = [{"path": f"Job.m{n}", "class": "Predict", "chain": ["Job", "Predict"], **counters(calls, **extra)}
-               for n in range(modules)]
+    entries = [
+        {"path": f"Job.m{n}", "class": "Predict", "chain": ["Job", "Predict"], **counters(calls, **extra)}
+        for n in range(modules)
+    ]
     whole = {name: value * modules for name, value in extra.items()}
     frame = stats(calls * modules)
     frame["modules"] = entries
     frame["totals"] = counters(calls * modules, **whole)
     frame["models"] = [{"model": "openai/gpt-4o-mini", **counters(calls * modules, **whole)}]
-    frame["budget"] = {"on_exceed": "warn", "alerts": [], "limits": [{"scope": "total", "name": "", "usd": 5.0},
-                                                                     {"scope": "module", "name": "Job.m0", "usd": 1.5}]}
-    return FakeServer(runtime / f"{pid}.sock", [hello(pid=pid, argv=["/srv/fake_train.py"], **hello_extra),
-                                                {"t": "snapshot", "seq": 0, "calls": [], "stats": frame}])
+    frame["budget"] = {
+        "on_exceed": "warn",
+        "alerts": [],
+        "limits": [{"scope": "total", "name": "", "usd": 5.0}, {"scope": "module", "name": "Job.m0", "usd": 1.5}],
+    }
+    return FakeServer(
+        runtime / f"{pid}.sock",
+        [
+            hello(pid=pid, argv=["/srv/fake_train.py"], **hello_extra),
+            {"t": "snapshot", "seq": 0, "calls": [], "stats": frame},
+        ],
+    )
 
 
 @pytest.mark.slow
@@ -242,8 +334,9 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         assert sum(calls.values()) == 24
         modules = sorted(dict(key)["module"] for key in calls)
         assert len(modules) == 6 and "other" in modules  # 5 busiest + other
-        other = tuple(sorted({"host": "box-1", "job": "fake_train.py", "pid": str(os.getpid()),
-                              "module": "other"}.items()))
+        other = tuple(
+            sorted({"host": "box-1", "job": "fake_train.py", "pid": str(os.getpid()), "module": "other"}.items())
+        )
         assert calls[other] == 9
         assert sum(serve.samples("dspy_lm_model_calls_total", model="openai/gpt-4o-mini").values()) == 24
         assert sum(serve.samples("dspy_lm_tokens_total", type="input").values()) == 2400
@@ -255,8 +348,10 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
         assert list(serve.samples("dspy_lm_model_unmetered_calls_total").values()) == [16]
         assert sum(serve.samples("dspy_lm_unpriced_calls_total").values()) == 8
         assert list(serve.samples("dspy_lm_model_unpriced_calls_total").values()) == [8]
-        budget = {(dict(key)["scope"], dict(key)["name"]): value
-                  for key, value in serve.samples("dspy_job_budget_usd", pid=str(os.getpid())).items()}
+        budget = {
+            (dict(key)["scope"], dict(key)["name"]): value
+            for key, value in serve.samples("dspy_job_budget_usd", pid=str(os.getpid())).items()
+        }
         assert budget == {("total", ""): 5.0, ("module", "Job.m0"): 1.5}
         text = serve.scrape()
         # prometheus_client's parser reads the agent's own writer: every sample line, each family's type.
@@ -264,14 +359,35 @@ def test_metrics_carry_every_family_with_exact_totals_and_bounded_modules(runtim
 
         families = {family.name: family for family in text_string_to_metric_families(text)}
         assert sum(len(family.samples) for family in families.values()) == sum(
-            1 for line in text.splitlines() if line and not line.startswith("#"))
-        assert {name: families[name].type for name in ("dspy_lm_calls", "dspy_lm_unmetered_calls", "dspy_lm_in_flight",
-                                                       "dspy_lm_call_duration_seconds", "dspy_job_up")} == {
-            "dspy_lm_calls": "counter", "dspy_lm_unmetered_calls": "counter", "dspy_lm_in_flight": "gauge",
-            "dspy_lm_call_duration_seconds": "histogram", "dspy_job_up": "gauge"}
-        for family in ("dspy_lm_cost_usd_total", "dspy_lm_cost_saved_usd_total", "dspy_lm_cache_hits_total",
-                       "dspy_lm_errors_total", "dspy_lm_retries_total", "dspy_lm_unpriced_calls_total",
-                       "dspy_lm_in_flight", "dspy_lm_call_duration_seconds_bucket", "dspy_job_start_time_seconds"):
+            1 for line in text.splitlines() if line and not line.startswith("#")
+        )
+        assert {
+            name: families[name].type
+            for name in (
+                "dspy_lm_calls",
+                "dspy_lm_unmetered_calls",
+                "dspy_lm_in_flight",
+                "dspy_lm_call_duration_seconds",
+                "dspy_job_up",
+            )
+        } == {
+            "dspy_lm_calls": "counter",
+            "dspy_lm_unmetered_calls": "counter",
+            "dspy_lm_in_flight": "gauge",
+            "dspy_lm_call_duration_seconds": "histogram",
+            "dspy_job_up": "gauge",
+        }
+        for family in (
+            "dspy_lm_cost_usd_total",
+            "dspy_lm_cost_saved_usd_total",
+            "dspy_lm_cache_hits_total",
+            "dspy_lm_errors_total",
+            "dspy_lm_retries_total",
+            "dspy_lm_unpriced_calls_total",
+            "dspy_lm_in_flight",
+            "dspy_lm_call_duration_seconds_bucket",
+            "dspy_job_start_time_seconds",
+        ):
             assert f"\n{family}{{" in text, family
         job.send({"t": "exit", "at": time.time(), "stats": {**stats(30), "models": []}, "returncode": 0})
         serve.expect(rf"job {os.getpid()} \(fake_train.py\) ended \(exit 0\): 30 calls")
@@ -306,8 +422,14 @@ def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
         assert alone.proc.wait(30) == 2
         alone.expect(rf"cannot serve Prometheus metrics on 127.0.0.1:{port}: Address already in use")
         alone.expect("nothing left to serve")
-        both = Serve(runtime, "--prometheus", str(port), "--otlp", f"http://127.0.0.1:{free_port()}",
-                     env={"OTEL_METRIC_EXPORT_INTERVAL": "60000", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"})
+        both = Serve(
+            runtime,
+            "--prometheus",
+            str(port),
+            "--otlp",
+            f"http://127.0.0.1:{free_port()}",
+            env={"OTEL_METRIC_EXPORT_INTERVAL": "60000", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"},
+        )
         try:
             both.expect("cannot serve Prometheus metrics")
             both.expect("pushing OTLP spans to")
@@ -323,8 +445,14 @@ def test_a_port_in_use_is_said_and_the_other_exporter_goes_on(runtime):
 def test_an_unreachable_otlp_endpoint_is_said_once_and_prometheus_goes_on(runtime):
     job = _fake_job(runtime, os.getpid(), calls=2)
     dead = f"http://127.0.0.1:{free_port()}"
-    serve = Serve(runtime, "--prometheus", "0", "--otlp", dead,
-                  env={"OTEL_METRIC_EXPORT_INTERVAL": "300", "OTEL_EXPORTER_OTLP_TIMEOUT": "2"})
+    serve = Serve(
+        runtime,
+        "--prometheus",
+        "0",
+        "--otlp",
+        dead,
+        env={"OTEL_METRIC_EXPORT_INTERVAL": "300", "OTEL_EXPORTER_OTLP_TIMEOUT": "2"},
+    )
     try:
         serve.expect(rf"cannot export OTLP metrics to {dead}/v1/metrics: .*(Connection refused|connect).*still trying")
         assert sum(serve.samples("dspy_lm_calls_total").values()) == 4
@@ -341,8 +469,10 @@ def test_a_job_speaking_an_older_protocol_is_refused_clearly_and_the_others_are_
     good = _fake_job(runtime, os.getpid(), calls=5)
     serve = Serve(runtime, "--prometheus", "0")
     try:
-        serve.expect(rf"job {os.getppid()} at .*: cannot attach: .*protocol version 1; this viewer speaks 2 "
-                     r"\(the other jobs are served\)")
+        serve.expect(
+            rf"job {os.getppid()} at .*: cannot attach: .*protocol version 1; this viewer speaks 2 "
+            r"\(the other jobs are served\)"
+        )
         serve.expect(rf"job {os.getpid()} \(fake_train.py\) seen")
         calls = serve.samples("dspy_lm_calls_total")
         assert {dict(key)["pid"] for key in calls} == {str(os.getpid())}

@@ -71,12 +71,21 @@ class Prometheus:
             "scrape_configs:\n"
             "  - job_name: dspy-top\n"
             "    honor_labels: true\n"
-            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n")
+            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+        )
         self.log = open(home / "prometheus.log", "w")
         self.proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.home = home
         wait_for(self._ready, 60, "Prometheus to be ready")
 
@@ -114,9 +123,11 @@ def test_prometheus_sums_over_two_agents_equal_the_lm_servers_counts(sim, tmp_pa
     try:
         targets = [agent.metrics_url.split("/")[2] for agent in (alpha, beta)]
         prometheus = Prometheus(tmp_path, targets)
-        jobs = [ServeJob(alpha_dir, sim.base_url, "6", "--evaluate", "10"),
-                ServeJob(beta_dir, sim.base_url, "4", "--optimize"),
-                ServeJob(beta_dir, sim.base_url, "3")]
+        jobs = [
+            ServeJob(alpha_dir, sim.base_url, "6", "--evaluate", "10"),
+            ServeJob(beta_dir, sim.base_url, "4", "--optimize"),
+            ServeJob(beta_dir, sim.base_url, "3"),
+        ]
         truths = [job.truth() for job in jobs]
         server = sim.stats()
         calls = sum(truth["totals"]["calls"] for truth in truths)
@@ -134,15 +145,21 @@ def test_prometheus_sums_over_two_agents_equal_the_lm_servers_counts(sim, tmp_pa
         cost = sum(truth["totals"]["cost_usd"] for truth in truths)
         assert prometheus.scalar("sum(dspy_lm_cost_usd_total)") == pytest.approx(cost, rel=1e-9) and cost > 0
         by_host = prometheus.query("sum by (host) (dspy_lm_calls_total)")
-        assert by_host == {(("host", "alpha"),): truths[0]["totals"]["calls"],
-                           (("host", "beta"),): truths[1]["totals"]["calls"] + truths[2]["totals"]["calls"]}
+        assert by_host == {
+            (("host", "alpha"),): truths[0]["totals"]["calls"],
+            (("host", "beta"),): truths[1]["totals"]["calls"] + truths[2]["totals"]["calls"],
+        }
         by_job = prometheus.query('sum by (job, pid) (dspy_lm_calls_total{host="beta"})')
-        assert by_job == {(("job", "serve_job.py"), ("pid", str(job.pid))): truth["totals"]["calls"]
-                          for job, truth in zip(jobs[1:], truths[1:])}
+        assert by_job == {
+            (("job", "serve_job.py"), ("pid", str(job.pid))): truth["totals"]["calls"]
+            for job, truth in zip(jobs[1:], truths[1:])
+        }
         modules = prometheus.query('sum by (module) (dspy_lm_calls_total{host="alpha"})')
         assert {dict(key)["module"] for key in modules} >= {"Pipeline.draft", "Pipeline.check.predict"}
         assert prometheus.scalar('max(dspy_optimizer_trials_total{host="beta"})') >= 3
-        best = prometheus.scalar('max(dspy_optimizer_best_score{host="beta",optimizer="BootstrapFewShotWithRandomSearch"})')
+        best = prometheus.scalar(
+            'max(dspy_optimizer_best_score{host="beta",optimizer="BootstrapFewShotWithRandomSearch"})'
+        )
         assert best is not None and 0 <= best <= 100
         score = prometheus.scalar('max(dspy_evaluate_score{host="alpha"})')
         assert score is not None and 0 <= score <= 100
@@ -150,8 +167,11 @@ def test_prometheus_sums_over_two_agents_equal_the_lm_servers_counts(sim, tmp_pa
 
         # Every query of the Grafana dashboard in docs/ runs, and the headline panels have data.
         dashboard = json.loads((Path(__file__).parents[1] / "docs" / "grafana-dashboard.json").read_text())
-        wait_for(lambda: len(prometheus.query("count_over_time(dspy_job_up[1m]) >= 2")) == 3, 30,
-                 "two scrapes of every job (a rate needs two samples)")
+        wait_for(
+            lambda: len(prometheus.query("count_over_time(dspy_job_up[1m]) >= 2")) == 3,
+            30,
+            "two scrapes of every job (a rate needs two samples)",
+        )
         panels = {}
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
@@ -190,10 +210,27 @@ class MlflowServer:
         self.log = open(home / "mlflow.log", "w")
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}
         self.proc = subprocess.Popen(
-            [binary, "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-             "--default-artifact-root", str(home / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1"], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=home, start_new_session=True)
+            [
+                binary,
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{home / 'mlflow.db'}",
+                "--default-artifact-root",
+                str(home / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=home,
+            start_new_session=True,
+        )
         self.home = home
         wait_for(self._ready, 180, "MLflow's server to start", every=0.5)
 
@@ -201,9 +238,11 @@ class MlflowServer:
         return _answers(self.proc, f"{self.url}/health", self.home / "mlflow.log")
 
     def experiment(self, name: str) -> str:
-        request = urllib.request.Request(f"{self.url}/api/2.0/mlflow/experiments/create",
-                                         data=json.dumps({"name": name}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/api/2.0/mlflow/experiments/create",
+            data=json.dumps({"name": name}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.load(answer)["experiment_id"]
 
@@ -258,8 +297,12 @@ class MetricsReceiver:
         if not self.requests:
             return {}
         _, request = self.requests[-1]
-        return {metric.name: metric for resource in request.resource_metrics for scope in resource.scope_metrics
-                for metric in scope.metrics}
+        return {
+            metric.name: metric
+            for resource in request.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
 
     def resource(self) -> dict[str, str]:
         _, request = self.requests[-1]
@@ -284,11 +327,19 @@ def test_otlp_spans_reach_mlflow_and_metrics_follow_the_genai_conventions(sim, t
     serve = job = None
     try:
         experiment = mlflow.experiment("dspy-top serve")
-        serve = Serve(runtime, "--otlp", "--hostname", "otlp-box", env={
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{mlflow.url}/v1/traces",
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-mlflow-experiment-id={experiment}",
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": receiver.url, "OTEL_METRIC_EXPORT_INTERVAL": "500",
-            "OTEL_BSP_SCHEDULE_DELAY": "200"})
+        serve = Serve(
+            runtime,
+            "--otlp",
+            "--hostname",
+            "otlp-box",
+            env={
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{mlflow.url}/v1/traces",
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-mlflow-experiment-id={experiment}",
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": receiver.url,
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+            },
+        )
         serve.expect("watching the jobs")
         job = ServeJob(runtime, sim.base_url, "3", "--evaluate", "5", "--optimize")
         truth = job.truth()
@@ -307,7 +358,11 @@ def test_otlp_spans_reach_mlflow_and_metrics_follow_the_genai_conventions(sim, t
         for trace in traces:  # the job is the spans' resource: MLflow keeps it as the trace's tags
             tags = trace.info.tags
             assert (tags["dspy.job"], tags["process.pid"], tags["host.name"], tags["service.name"]) == (
-                "serve_job.py", str(job.pid), "otlp-box", "dspy-top")
+                "serve_job.py",
+                str(job.pid),
+                "otlp-box",
+                "dspy-top",
+            )
         # MLflow reads the GenAI attributes itself: its own token count per trace adds up to the LM server's.
         usage = [json.loads(t.info.trace_metadata["mlflow.trace.tokenUsage"]) for t in traces]
         assert sum(u["input_tokens"] for u in usage) == server["prompt_tokens"]
@@ -383,18 +438,31 @@ class VictoriaMetrics:
     def __init__(self, home: Path) -> None:
         binary = Path(__file__).parents[1] / ".ci" / "engines" / "victoria-metrics" / "usr" / "bin" / "victoria-metrics"
         if not binary.exists():
-            pytest.skip("VictoriaMetrics 1.92+ is not unpacked: run .ci/victoria-metrics (Debian 13's package; "
-                        ".ci/run does)")
+            pytest.skip(
+                "VictoriaMetrics 1.92+ is not unpacked: run .ci/victoria-metrics (Debian 13's package; .ci/run does)"
+            )
         self.port = free_port()
         self.log = open(home / "victoria-metrics.log", "w")
         self.proc = subprocess.Popen(
-            [str(binary), f"-storageDataPath={home / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
-             "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                str(binary),
+                f"-storageDataPath={home / 'vm-data'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+                "-loggerLevel=WARN",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.home = home
         self.otlp_url = f"http://127.0.0.1:{self.port}/opentelemetry/v1/metrics"
-        wait_for(lambda: _answers(self.proc, f"http://127.0.0.1:{self.port}/health", home / "victoria-metrics.log"),
-                 60, "VictoriaMetrics to be ready")
+        wait_for(
+            lambda: _answers(self.proc, f"http://127.0.0.1:{self.port}/health", home / "victoria-metrics.log"),
+            60,
+            "VictoriaMetrics to be ready",
+        )
 
     query = Prometheus.query
     scalar = Prometheus.scalar
@@ -418,10 +486,19 @@ def test_otlp_metrics_reach_victoria_metrics_with_exact_values(sim, tmp_path):
     engine = VictoriaMetrics(tmp_path)
     serve = job = None
     try:
-        serve = Serve(runtime, "--otlp", "--hostname", "otlp-box", env={
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": engine.otlp_url, "OTEL_TRACES_EXPORTER": "none",
-            "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_SERVICE_NAME": "dspy-fleet",
-            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"})
+        serve = Serve(
+            runtime,
+            "--otlp",
+            "--hostname",
+            "otlp-box",
+            env={
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": engine.otlp_url,
+                "OTEL_TRACES_EXPORTER": "none",
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                "OTEL_SERVICE_NAME": "dspy-fleet",
+                "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci",
+            },
+        )
         serve.expect("pushing OTLP metrics to " + engine.otlp_url)
         job = ServeJob(runtime, sim.base_url, "3", "--evaluate", "5", "--optimize")
         truth = job.truth()
@@ -431,47 +508,74 @@ def test_otlp_metrics_reach_victoria_metrics_with_exact_values(sim, tmp_path):
         assert calls == server["requests"] == server["ok"] > 3 * 2 + 5  # no cache, no errors: a request per call
 
         def exact():
-            return all(sum(value for _, value in _series(engine, name)) == calls
-                       for name in ("dspy.lm.calls", "dspy.lm.model.calls", "gen_ai.client.operation.duration_count"))
+            return all(
+                sum(value for _, value in _series(engine, name)) == calls
+                for name in ("dspy.lm.calls", "dspy.lm.model.calls", "gen_ai.client.operation.duration_count")
+            )
 
         wait_for(exact, 60, "VictoriaMetrics to hold every call", every=0.5)
         # The GenAI conventions' histograms, per call: token sums by type equal the LM server's counts.
         usage = _series(engine, "gen_ai.client.token.usage_sum")
-        assert _sum_by(usage, "gen_ai.token.type") == {"input": server["prompt_tokens"],
-                                                       "output": server["completion_tokens"]}
+        assert _sum_by(usage, "gen_ai.token.type") == {
+            "input": server["prompt_tokens"],
+            "output": server["completion_tokens"],
+        }
         assert _sum_by(_series(engine, "gen_ai.client.token.usage_count"), "gen_ai.token.type") == {
-            "input": calls, "output": calls}
+            "input": calls,
+            "output": calls,
+        }
         for labels, _ in usage:
-            assert (labels["gen_ai.operation.name"], labels["gen_ai.provider.name"],
-                    labels["gen_ai.request.model"], labels["dspy.job"]) == ("chat", "openai", "gpt-4o-mini",
-                                                                            "serve_job.py")
+            assert (
+                labels["gen_ai.operation.name"],
+                labels["gen_ai.provider.name"],
+                labels["gen_ai.request.model"],
+                labels["dspy.job"],
+            ) == ("chat", "openai", "gpt-4o-mini", "serve_job.py")
             assert (labels["host.name"], labels["service.name"], labels["deployment.environment"]) == (
-                "otlp-box", "dspy-fleet", "ci")  # the resource, with the standard variables
-        bounds = {name: {labels["le"] for labels, _ in _series(engine, f"{name}_bucket")}
-                  for name in ("gen_ai.client.token.usage", "gen_ai.client.operation.duration")}
+                "otlp-box",
+                "dspy-fleet",
+                "ci",
+            )  # the resource, with the standard variables
+        bounds = {
+            name: {labels["le"] for labels, _ in _series(engine, f"{name}_bucket")}
+            for name in ("gen_ai.client.token.usage", "gen_ai.client.operation.duration")
+        }
         assert bounds["gen_ai.client.token.usage"] == {"+Inf", *(str(b) for b in TOKEN_BUCKETS)}
         assert {float(b) for b in bounds["gen_ai.client.operation.duration"]} == {float("inf"), *DURATION_BUCKETS}
-        inf = {labels["gen_ai.token.type"]: value for labels, value in _series(engine, "gen_ai.client.token.usage_bucket")
-               if labels["le"] == "+Inf"}
+        inf = {
+            labels["gen_ai.token.type"]: value
+            for labels, value in _series(engine, "gen_ai.client.token.usage_bucket")
+            if labels["le"] == "+Inf"
+        }
         assert inf == {"input": calls, "output": calls}
         # The dspy.* figures: the job's exact totals, by module and by model.
         tokens = _sum_by(_series(engine, "dspy.lm.model.tokens"), "gen_ai.token.type")
         assert (tokens["input"], tokens["output"]) == (server["prompt_tokens"], server["completion_tokens"])
         assert _sum_by(_series(engine, "dspy.lm.tokens"), "gen_ai.token.type") == tokens
         assert {labels["dspy.module"] for labels, _ in _series(engine, "dspy.lm.calls")} >= {
-            "Pipeline.draft", "Pipeline.check.predict"}
+            "Pipeline.draft",
+            "Pipeline.check.predict",
+        }
         assert _sum_by(_series(engine, "dspy.lm.model.calls"), "dspy.lm.model") == {"openai/gpt-4o-mini": calls}
         cost = sum(value for _, value in _series(engine, "dspy.lm.cost_usd"))
         assert cost == pytest.approx(totals["cost_usd"], rel=1e-9) and cost > 0
-        for name, key in (("unmetered_calls", "unmetered_calls"), ("unpriced_calls", "unpriced_calls"),
-                          ("errors", "errors"), ("cache_hits", "cache_hits"), ("retries", "retries")):
+        for name, key in (
+            ("unmetered_calls", "unmetered_calls"),
+            ("unpriced_calls", "unpriced_calls"),
+            ("errors", "errors"),
+            ("cache_hits", "cache_hits"),
+            ("retries", "retries"),
+        ):
             series = _series(engine, f"dspy.lm.{name}")
             assert series and sum(value for _, value in series) == totals[key] == 0, name
         assert [(labels["process.pid"], value) for labels, value in _series(engine, "dspy.job.up")] == [
-            (str(job.pid), 1)]
+            (str(job.pid), 1)
+        ]
         search = "BootstrapFewShotWithRandomSearch"  # its candidates' BootstrapFewShot runs are runs too
         (trials,) = [v for labels, v in _series(engine, "dspy.optimizer.trials") if labels["dspy.optimizer"] == search]
-        (best,) = [v for labels, v in _series(engine, "dspy.optimizer.best_score") if labels["dspy.optimizer"] == search]
+        (best,) = [
+            v for labels, v in _series(engine, "dspy.optimizer.best_score") if labels["dspy.optimizer"] == search
+        ]
         (score,) = [value for _, value in _series(engine, "dspy.evaluate.score")]
         assert trials >= 3 and 0 <= best <= 100 and 0 <= score <= 100
     finally:

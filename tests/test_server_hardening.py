@@ -48,9 +48,12 @@ def poll_until(connection, predicate, timeout=30.0):
 
 def serving(recorder, **options):
     """The real server on a real socket, in this process (stopped by the caller)."""
-    server = SocketServer(recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": os.getpid(),
-                                                    "argv": ["in-process"]},
-                          materialize=lambda source: {"outputs": source.outputs}, **options)
+    server = SocketServer(
+        recorder,
+        hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": os.getpid(), "argv": ["in-process"]},
+        materialize=lambda source: {"outputs": source.outputs},
+        **options,
+    )
     server.start()
     return server
 
@@ -142,8 +145,15 @@ def test_twenty_thousand_stop_requests_make_one_alert(runtime):
         sock = raw_connect(job.socket_path)
         sock.sendall(b"".join(protocol.encode({"t": "stop", "reason": "enough"}) for _ in range(20_000)))
         with client.Connection(job.socket_path) as connection:
-            stats = poll_until(connection, lambda m: m["t"] == "stats" and m.get("budget") and
-                               m["budget"]["alerts"] and m["budget"]["alerts"][0].get("repeats", 0) >= 19_999)[-1]
+            stats = poll_until(
+                connection,
+                lambda m: (
+                    m["t"] == "stats"
+                    and m.get("budget")
+                    and m["budget"]["alerts"]
+                    and m["budget"]["alerts"][0].get("repeats", 0) >= 19_999
+                ),
+            )[-1]
             assert len(stats["budget"]["alerts"]) == 1
             assert len(protocol.encode(stats)) < 64 * 1024
         sock.close()
@@ -305,8 +315,9 @@ def test_stalled_viewers_share_one_buffer_and_each_counts_exactly_what_it_lost(r
     import tracemalloc
 
     recorder = Recorder(queue_capacity=100_000)
-    server = SocketServer(recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 1},
-                          materialize=dict)
+    server = SocketServer(
+        recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 1}, materialize=dict
+    )
     server.start()
     try:
         stalled = [raw_connect(server.path) for _ in range(40)]
@@ -352,8 +363,9 @@ def test_a_burst_of_viewers_shares_one_snapshot_and_each_sees_every_call_once(ru
     built = []
     original = recorder.drain_and_snapshot
     recorder.drain_and_snapshot = lambda: built.append(1) or original()
-    server = SocketServer(recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 1},
-                          materialize=dict)
+    server = SocketServer(
+        recorder, hello=lambda: {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": 1}, materialize=dict
+    )
     server._selector = selectors.DefaultSelector()  # driven by hand here, without its thread
     pairs = []
     for _ in range(50):

@@ -15,9 +15,15 @@ from dspy_top.pricing import Price
 
 REPO = Path(__file__).resolve().parents[1]
 BAD_ENV = {
-    "DSPY_TOP_VIEWER_BUFFER": "lots", "DSPY_TOP_BUDGET": "abc", "DSPY_TOP_ON_EXCEED": "explode",
-    "DSPY_TOP_PRICES": "garbage", "DSPY_TOP_HISTORY": "-5", "DSPY_TOP_HISTORY_BYTES": "huge", "DSPY_TOP_QUEUE": "1e99",
-    "DSPY_TOP_MAX_VIEWERS": "many", "DSPY_TOP_EXIT_WAIT": "soon",
+    "DSPY_TOP_VIEWER_BUFFER": "lots",
+    "DSPY_TOP_BUDGET": "abc",
+    "DSPY_TOP_ON_EXCEED": "explode",
+    "DSPY_TOP_PRICES": "garbage",
+    "DSPY_TOP_HISTORY": "-5",
+    "DSPY_TOP_HISTORY_BYTES": "huge",
+    "DSPY_TOP_QUEUE": "1e99",
+    "DSPY_TOP_MAX_VIEWERS": "many",
+    "DSPY_TOP_EXIT_WAIT": "soon",
 }
 
 
@@ -30,8 +36,13 @@ def test_each_bad_setting_is_named_and_left_at_its_default():
 
 
 def test_good_settings_are_read_from_arguments_the_environment_and_the_file():
-    environ = {"DSPY_TOP_VIEWER_BUFFER": "4MiB", "DSPY_TOP_MAX_VIEWERS": "8", "DSPY_TOP_BUDGET": "2.5",
-               "DSPY_TOP_PRICES": "m/a=1/2, m/b=3/4/0.5", "DSPY_TOP_EXIT_WAIT": "3"}
+    environ = {
+        "DSPY_TOP_VIEWER_BUFFER": "4MiB",
+        "DSPY_TOP_MAX_VIEWERS": "8",
+        "DSPY_TOP_BUDGET": "2.5",
+        "DSPY_TOP_PRICES": "m/a=1/2, m/b=3/4/0.5",
+        "DSPY_TOP_EXIT_WAIT": "3",
+    }
     file = {"prices": {"m/a": "9/9", "m/c": [5, 6]}, "budget": {"usd": 7, "on_exceed": "stop", "modules": {"A.b": 1}}}
     settings, problems = config.job_settings({"history": 50, "prices": {"m/d": "1/1"}}, environ, file)
     assert problems == []
@@ -68,16 +79,34 @@ print(json.dumps({"answer": answer, "calls": handle.stats()["totals"]["calls"],
 """
 
 
-@pytest.mark.parametrize("arguments", [{}, {"on_exceed": "explode", "budget_usd": "abc", "prices": {"m": "x"},
-                                            "history": "many", "module_budgets": {"A": "lots"}}])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {},
+        {
+            "on_exceed": "explode",
+            "budget_usd": "abc",
+            "prices": {"m": "x"},
+            "history": "many",
+            "module_budgets": {"A": "lots"},
+        },
+    ],
+)
 @pytest.mark.slow
 def test_a_job_with_bad_settings_runs_instrumented_and_hears_of_each_once(tmp_path, arguments):
     config_file = tmp_path / "config.toml"
     config_file.write_text('[budget]\nusd = "abc"\n[prices]\n"m/x" = "1/2/3/4"\n')
-    env = {**os.environ, **BAD_ENV, "DSPY_TOP": "1", "DSPY_TOP_CONFIG": str(config_file),
-           "DSPY_TOP_RUNTIME_DIR": tempfile.mkdtemp(prefix="dt", dir="/tmp"), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", JOB, json.dumps(arguments)], capture_output=True, text=True,
-                          env=env, timeout=180)
+    env = {
+        **os.environ,
+        **BAD_ENV,
+        "DSPY_TOP": "1",
+        "DSPY_TOP_CONFIG": str(config_file),
+        "DSPY_TOP_RUNTIME_DIR": tempfile.mkdtemp(prefix="dt", dir="/tmp"),
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", JOB, json.dumps(arguments)], capture_output=True, text=True, env=env, timeout=180
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1]) == {"answer": "4", "calls": 1, "serving": True}
     assert "Traceback" not in done.stderr
@@ -91,14 +120,22 @@ def test_a_job_with_bad_settings_runs_instrumented_and_hears_of_each_once(tmp_pa
 def dspy_top(*args, env=None, cwd=None):
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     environment.pop("DSPY_TOP", None)
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True,
-                          env=environment, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, env=environment, timeout=120, cwd=cwd
+    )
 
 
-@pytest.mark.parametrize("setting", [
-    {"DSPY_TOP_BUDGET": "abc"}, {"DSPY_TOP_ON_EXCEED": "explode"}, {"DSPY_TOP_PRICES": "garbage"},
-    {"DSPY_TOP_VIEWER_BUFFER": "lots"}, {"DSPY_TOP_MAX_VIEWERS": "0"}, "config file",
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"DSPY_TOP_BUDGET": "abc"},
+        {"DSPY_TOP_ON_EXCEED": "explode"},
+        {"DSPY_TOP_PRICES": "garbage"},
+        {"DSPY_TOP_VIEWER_BUFFER": "lots"},
+        {"DSPY_TOP_MAX_VIEWERS": "0"},
+        "config file",
+    ],
+)
 def test_run_and_demo_refuse_a_bad_setting_before_starting_anything(tmp_path, setting):
     marker = tmp_path / "started"
     env = {"DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"), "DSPY_TOP_CONFIG": str(tmp_path / "none.toml")}
@@ -108,7 +145,7 @@ def test_run_and_demo_refuse_a_bad_setting_before_starting_anything(tmp_path, se
         said = "config file [budget] on_exceed='explode'"
     else:
         env.update(setting)
-        (name, value), = setting.items()
+        ((name, value),) = setting.items()
         said = f"{name}={value!r}"
     done = dspy_top("run", "-b", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')", env=env)
     assert done.returncode == 2

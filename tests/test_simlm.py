@@ -80,7 +80,7 @@ def assert_ledger_matches_history(sim: SimLM, lm):
 def sse_events(raw: bytes) -> list:
     frames = [f for f in raw.decode().split("\n\n") if f]
     assert all(f.startswith("data: ") for f in frames)
-    return [f[len("data: "):] for f in frames]
+    return [f[len("data: ") :] for f in frames]
 
 
 # -- the HTTP contract --------------------------------------------------------------------
@@ -211,8 +211,9 @@ def test_keep_alive_connections_serve_many_concurrent_clients(sim):
         connection = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
         try:
             for turn in range(4):
-                body = json.dumps({"model": "gpt-4o-mini", "messages": [
-                    {"role": "user", "content": f"What is {worker} + {turn}?"}]})
+                body = json.dumps(
+                    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"What is {worker} + {turn}?"}]}
+                )
                 connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
                 response = connection.getresponse()
                 response.read()
@@ -264,7 +265,8 @@ def test_arithmetic_accuracy_grows_with_demos():
 def test_cli_prints_its_base_url_first_and_serves(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "dspy_top.simlm", "--port", "0", "--latency-scale", "0", "--error-every", "5"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         base_url = process.stdout.readline().strip()
@@ -307,8 +309,9 @@ class Triage(dspy.Signature):
     team: Literal["billing", "shipping", "technical"] = dspy.OutputField()
 
 
-@pytest.mark.parametrize("adapter", [dspy.ChatAdapter(use_json_adapter_fallback=False), dspy.JSONAdapter()],
-                         ids=["chat", "json"])
+@pytest.mark.parametrize(
+    "adapter", [dspy.ChatAdapter(use_json_adapter_fallback=False), dspy.JSONAdapter()], ids=["chat", "json"]
+)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_typed_outputs_parse(sim, engine, adapter):
     lm = make_lm(sim, engine)
@@ -398,10 +401,16 @@ def test_stream_options_on_a_plain_request_is_refused_like_openai_does():
     import urllib.request
 
     with SimLM(latency_scale=0.0) as sim:
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
-                "stream_options": {"include_usage": True}}
-        request = urllib.request.Request(sim.base_url + "/chat/completions", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream_options": {"include_usage": True},
+        }
+        request = urllib.request.Request(
+            sim.base_url + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             urllib.request.urlopen(request, timeout=10)
             raise AssertionError("expected a 400")

@@ -36,9 +36,12 @@ class Job(JobSubprocess):
     def __init__(self, runtime_dir, calls, *extra, env=None):
         self.hold = runtime_dir.parent / "hold"
         self.go = runtime_dir.parent / "go"
-        super().__init__([sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra], drop=(),
-                         stderr_path=runtime_dir.parent / "stderr",
-                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})})
+        super().__init__(
+            [sys.executable, str(JOB), str(calls), "--hold", str(self.hold), *extra],
+            drop=(),
+            stderr_path=runtime_dir.parent / "stderr",
+            env={"DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})},
+        )
         kind, path = self.expect("READY")
         self.socket_path = Path(path)
 
@@ -150,10 +153,19 @@ def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
     first = client.Connection(job.socket_path)
     first.connect()
     # A second viewer in another process, killed while calls are streaming.
-    victim = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom dspy_top import client\n"
-        f"c = client.Connection({str(job.socket_path)!r}); c.connect(); print('ok', flush=True)\n"
-        "while True: c.poll(0.1)\n")], stdout=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom dspy_top import client\n"
+                f"c = client.Connection({str(job.socket_path)!r}); c.connect(); print('ok', flush=True)\n"
+                "while True: c.poll(0.1)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert victim.stdout.readline().strip() == "ok"
     job.go.touch()
     calls, latest, killed = 0, None, False
@@ -169,8 +181,11 @@ def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
             victim.wait()
             killed = True
         # Stats can run a tick ahead of the call stream: wait until the two agree.
-        if latest and latest["totals"]["calls"] == 4000 and \
-                calls + latest["dropped_viewer"] + latest["dropped_events"] == 4000:
+        if (
+            latest
+            and latest["totals"]["calls"] == 4000
+            and calls + latest["dropped_viewer"] + latest["dropped_events"] == 4000
+        ):
             break
     assert killed
     assert latest["totals"]["calls"] == 4000
@@ -184,13 +199,21 @@ def test_two_viewers_at_once_and_one_killed_mid_stream(runtime_dir):
 def test_a_stopped_viewer_costs_the_job_nothing_and_drops_are_counted(runtime_dir):
     env = {"DSPY_TOP_VIEWER_BUFFER": str(64 * 1024)}
     job = Job(runtime_dir, 10_000, "--start-after", str(runtime_dir.parent / "go"), env=env)
-    viewer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom dspy_top import client\n"
-        f"c = client.Connection({str(job.socket_path)!r}); c.connect(); print('ok', flush=True)\n"
-        "n = 0\nfor m in c.events():\n"
-        "    if m['t'] == 'stats' and m['totals']['calls'] == 10000 and m['totals']['in_flight'] == 0:\n"
-        "        print('dropped', m['dropped_viewer'], flush=True); break\n")],
-        stdout=subprocess.PIPE, text=True)
+    viewer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys\nfrom dspy_top import client\n"
+                f"c = client.Connection({str(job.socket_path)!r}); c.connect(); print('ok', flush=True)\n"
+                "n = 0\nfor m in c.events():\n"
+                "    if m['t'] == 'stats' and m['totals']['calls'] == 10000 and m['totals']['in_flight'] == 0:\n"
+                "        print('dropped', m['dropped_viewer'], flush=True); break\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert viewer.stdout.readline().strip() == "ok"
     os.kill(viewer.pid, signal.SIGSTOP)
     try:
@@ -216,9 +239,11 @@ def process_state(pid: int) -> str:
 def test_garbage_and_a_wrong_version_close_only_that_connection(runtime_dir):
     job = Job(runtime_dir, 10)
     job.expect("DONE")
-    for bad, reason in ((b"GET / HTTP/1.1\r\n\r\n" * 4, "exceeds"),
-                        (protocol.encode({"t": "hello", "v": 99}), "version 99"),
-                        (struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1", "undecodable")):
+    for bad, reason in (
+        (b"GET / HTTP/1.1\r\n\r\n" * 4, "exceeds"),
+        (protocol.encode({"t": "hello", "v": 99}), "version 99"),
+        (struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1", "undecodable"),
+    ):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(5)
         sock.connect(str(job.socket_path))
@@ -306,11 +331,21 @@ def test_another_users_connection_is_closed_without_a_word(runtime_dir):
     os.chmod(runtime_dir.parent, 0o755)
     os.chmod(runtime_dir, 0o755)
     os.chmod(job.socket_path, 0o666)
-    probe = subprocess.run([sys.executable, "-c", (
-        "import os, socket\nos.setgid(65534); os.setuid(65534)\n"
-        "s = socket.socket(socket.AF_UNIX); s.settimeout(5)\n"
-        f"s.connect({str(job.socket_path)!r})\n"
-        "data = s.recv(65536)\nprint(len(data))\n")], capture_output=True, text=True, timeout=30)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, socket\nos.setgid(65534); os.setuid(65534)\n"
+                "s = socket.socket(socket.AF_UNIX); s.settimeout(5)\n"
+                f"s.connect({str(job.socket_path)!r})\n"
+                "data = s.recv(65536)\nprint(len(data))\n"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "0"  # closed at once: no hello, no snapshot
     job.release()
@@ -331,8 +366,12 @@ def fake_process(runtime_dir, pid, frames, linger=0.0):
     def serve():
         conn, _ = listener.accept()
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        conn.sendall(protocol.encode({"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "argv": ["job.py"],
-                                      "started_at": 1.0}) + b"".join(frames))
+        conn.sendall(
+            protocol.encode(
+                {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "argv": ["job.py"], "started_at": 1.0}
+            )
+            + b"".join(frames)
+        )
         sent.set()
         time.sleep(linger)
         conn.close()
@@ -347,9 +386,14 @@ def fake_process(runtime_dir, pid, frames, linger=0.0):
 def test_a_process_that_ends_before_the_viewer_says_hello_still_delivers_everything(runtime_dir):
     # A short job at exit: hello, snapshot and exit go out and the socket closes before the
     # viewer's own (optional) hello is sent. The viewer must still read all of it.
-    path, server = fake_process(runtime_dir, 4242, [
-        protocol.encode({"t": "snapshot", "seq": 3, "calls": [], "stats": {"totals": {"calls": 3}}}),
-        protocol.encode({"t": "exit", "at": 2.0, "stats": {"totals": {"calls": 3}}})])
+    path, server = fake_process(
+        runtime_dir,
+        4242,
+        [
+            protocol.encode({"t": "snapshot", "seq": 3, "calls": [], "stats": {"totals": {"calls": 3}}}),
+            protocol.encode({"t": "exit", "at": 2.0, "stats": {"totals": {"calls": 3}}}),
+        ],
+    )
     connection = client.Connection(path)
     server_done = threading.Event()
     original_sendall = socket.socket.sendall

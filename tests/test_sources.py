@@ -29,11 +29,29 @@ PAYLOAD = {"model": "openai/fake", "messages": [{"role": "user", "content": "hi"
 
 
 def call(call_id: int, path: str = "Fake.predict") -> dict:
-    return {"t": "call", "id": call_id, "seq": call_id, "start": time.time() - 1, "latency": 0.5, "path": path,
-            "module_class": "Predict", "model": "openai/fake", "response_model": None, "prompt_tokens": 100,
-            "completion_tokens": 10, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.001,
-            "cost_saved_usd": None, "cache_hit": False, "retries": 0, "error": None, "error_message": None,
-            "scopes": [], "stream": False}
+    return {
+        "t": "call",
+        "id": call_id,
+        "seq": call_id,
+        "start": time.time() - 1,
+        "latency": 0.5,
+        "path": path,
+        "module_class": "Predict",
+        "model": "openai/fake",
+        "response_model": None,
+        "prompt_tokens": 100,
+        "completion_tokens": 10,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.001,
+        "cost_saved_usd": None,
+        "cache_hit": False,
+        "retries": 0,
+        "error": None,
+        "error_message": None,
+        "scopes": [],
+        "stream": False,
+    }
 
 
 def exit_message(calls: int) -> dict:
@@ -57,8 +75,9 @@ def test_a_source_s_processes_are_folded_and_end_with_their_final_numbers():
         assert running.collector.wait_settled(5)
         source.send("job", exit_message(3))
         source.end("job")
-        ended = wait_until(lambda: rows(running.fleet)["job"].state == "ended" and rows(running.fleet)["job"],
-                           what="its end")
+        ended = wait_until(
+            lambda: rows(running.fleet)["job"].state == "ended" and rows(running.fleet)["job"], what="its end"
+        )
         assert ended.totals.calls == 3 and ended.final_numbers == "received"
     assert source.closed  # the collector closes its sources when it stops
 
@@ -69,8 +88,14 @@ def test_a_stream_that_breaks_before_its_exit_is_lost_with_its_last_numbers():
         source.hello("job", 4242)
         source.send("job", snapshot(5))
         source.end("job", "the process closed the connection")
-        lost = wait_until(lambda: rows(running.fleet).get("job") if rows(running.fleet).get("job")
-                          and rows(running.fleet)["job"].state == "lost" else None, what="the lost row")
+        lost = wait_until(
+            lambda: (
+                rows(running.fleet).get("job")
+                if rows(running.fleet).get("job") and rows(running.fleet)["job"].state == "lost"
+                else None
+            ),
+            what="the lost row",
+        )
         assert lost.totals.calls == 5 and lost.final_numbers == "not received"
         assert "closed the connection" in lost.status
 
@@ -129,8 +154,10 @@ def test_a_refused_message_marks_its_process_and_nothing_more_is_read_from_it():
         source.send("good", snapshot(3))
         wait_until(lambda: "bad" in source.refused, what="the refusal")
         source.send("bad", snapshot(50))
-        wait_until(lambda: rows(running.fleet).get("good") and rows(running.fleet)["good"].totals.calls == 3,
-                   what="the good process")
+        wait_until(
+            lambda: rows(running.fleet).get("good") and rows(running.fleet)["good"].totals.calls == 3,
+            what="the good process",
+        )
         bad = rows(running.fleet)["bad"]
         assert bad.state == "lost" and "malformed 'calls'" in bad.status
         assert bad.totals.calls == 1  # what came before the refused message, nothing after it
@@ -150,8 +177,10 @@ def test_a_source_that_raises_stops_neither_the_collector_nor_the_other_sources(
     with Running(Broken(), healthy) as running:
         healthy.hello("job", 1)
         healthy.send("job", snapshot(4))
-        wait_until(lambda: rows(running.fleet).get("job") and rows(running.fleet)["job"].totals.calls == 4,
-                   what="the healthy source's process")
+        wait_until(
+            lambda: rows(running.fleet).get("job") and rows(running.fleet)["job"].totals.calls == 4,
+            what="the healthy source's process",
+        )
         wait_until(lambda: running.collector.faults >= 2, what="the faults to be counted")
         assert running.collector.alive
         assert "RuntimeError: the relay fell over" in running.notices[0]
@@ -164,13 +193,17 @@ def test_a_key_said_hello_again_after_its_end_keeps_the_ended_process_apart():
         source.hello("sock", 100)
         source.send("sock", snapshot(2), call(1), exit_message(2))
         source.end("sock")
-        wait_until(lambda: rows(running.fleet).get("sock") and rows(running.fleet)["sock"].state == "ended",
-                   what="the first process's end")
+        wait_until(
+            lambda: rows(running.fleet).get("sock") and rows(running.fleet)["sock"].state == "ended",
+            what="the first process's end",
+        )
         source.hello("sock", 200)  # a new process reusing the pid, and so the key
         # Its call, then the stats frame that counts it (a call shows in the history once counted).
         source.send("sock", snapshot(7), call(1), stats(8))
-        wait_until(lambda: len(rows(running.fleet)) == 2 and rows(running.fleet)["sock"].totals.calls == 8,
-                   what="the new process")
+        wait_until(
+            lambda: len(rows(running.fleet)) == 2 and rows(running.fleet)["sock"].totals.calls == 8,
+            what="the new process",
+        )
         old_key, old = next((k, r) for k, r in rows(running.fleet).items() if k != "sock")
         assert old_key.startswith("sock#") and old.pid == 100 and old.state == "ended" and old.totals.calls == 2
         with running.fleet.lock:
@@ -185,8 +218,14 @@ def test_dismissing_a_row_tells_its_source_and_let_go_spares_a_process_that_spok
         source.hello("spoke", 1)
         source.send("spoke", snapshot(1))
         source.tell(lambda sink: sink.attach("wrapper", 2))
-        wait_until(lambda: rows(running.fleet).get("spoke") and rows(running.fleet)["spoke"].totals.calls == 1
-                   and "wrapper" in rows(running.fleet), what="both rows")
+        wait_until(
+            lambda: (
+                rows(running.fleet).get("spoke")
+                and rows(running.fleet)["spoke"].totals.calls == 1
+                and "wrapper" in rows(running.fleet)
+            ),
+            what="both rows",
+        )
         source.tell(lambda sink: answers.extend([sink.let_go("wrapper"), sink.let_go("spoke")]))
         wait_until(lambda: len(answers) == 2, what="the let-go answers")
         assert answers == [True, False]
@@ -248,4 +287,3 @@ def test_the_viewer_shows_whatever_source_it_is_given():
         assert source.closed
 
     asyncio.run(main())
-

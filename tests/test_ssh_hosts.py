@@ -62,8 +62,13 @@ class Remote:
         return SshSource(self.host, version=__version__, ssh=self.ssh, **options)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DSPY_TOP_SSH": shlex.join(self.ssh), "DSPY_TOP_RUNTIME_DIR": str(self.local),
-                "PYTHONPATH": str(REPO), "DSPY_TOP_CONFIG": str(self.local / "none.toml")}
+        return {
+            **os.environ,
+            "DSPY_TOP_SSH": shlex.join(self.ssh),
+            "DSPY_TOP_RUNTIME_DIR": str(self.local),
+            "PYTHONPATH": str(REPO),
+            "DSPY_TOP_CONFIG": str(self.local / "none.toml"),
+        }
 
     def key(self, job: JobProcess) -> str:
         return f"{self.host}:{job.socket_path}"
@@ -81,8 +86,10 @@ def remote(tmp_path_factory):
     started: list[JobProcess] = []
     try:
         with ThreadPoolExecutor(3) as pool:  # DSPy's import is the slow part: all three at once
-            futures = [pool.submit(JobProcess, where, "--lm", "url", env={"SIM_URL": sim.base_url})
-                       for where in (directory, directory, local)]
+            futures = [
+                pool.submit(JobProcess, where, "--lm", "url", env={"SIM_URL": sim.base_url})
+                for where in (directory, directory, local)
+            ]
             started = [future.result() for future in futures]
         yield Remote(server, sim, directory, local, started)
     finally:
@@ -93,8 +100,15 @@ def remote(tmp_path_factory):
 
 
 def dspy_top(remote: Remote, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True, timeout=90,
-                          env=env or remote.env(), stdin=subprocess.DEVNULL, cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env or remote.env(),
+        stdin=subprocess.DEVNULL,
+        cwd=str(REPO),
+    )
 
 
 def exact(totals: dict, sim: dict) -> None:
@@ -128,7 +142,8 @@ def test_batch_json_and_text_show_each_remote_job_with_its_host_beside_the_local
     assert [line.split()[:3] for line in lines if line.startswith("HOST")] == [["HOST", "PID", "STATE"]]
     rows = [line.split() for line in lines if line.startswith(remote.host)]
     assert sorted((row[1], row[4]) for row in rows) == sorted(
-        (str(job.pid), str(truth["totals"]["calls"])) for job, truth in zip(remote.jobs[:2], truths[:2]))
+        (str(job.pid), str(truth["totals"]["calls"])) for job, truth in zip(remote.jobs[:2], truths[:2])
+    )
     assert not any(line.split()[:1] == ["local"] for line in lines)
     assert f"{sum(t['totals']['calls'] for t in truths[:2])} calls" in lines[0]
 
@@ -168,9 +183,16 @@ def test_viewer_shows_remote_rows_by_host_fetches_their_payloads_and_reconnects_
 
     async def script(app, pilot, notes):
         truth = await asyncio.to_thread(first.run, 1)
-        await wait_for(pilot, lambda: app.snapshot and len(app.snapshot.processes) == 3
-                       and all(p.state == "running" for p in app.snapshot.processes)
-                       and app.snapshot.totals.calls == remote.sim.stats()["requests"], "every job, exactly")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.snapshot
+                and len(app.snapshot.processes) == 3
+                and all(p.state == "running" for p in app.snapshot.processes)
+                and app.snapshot.totals.calls == remote.sim.stats()["requests"]
+            ),
+            "every job, exactly",
+        )
         totals = app.snapshot.totals
         sim = remote.sim.stats()
         assert (totals.prompt_tokens, totals.completion_tokens) == (sim["prompt_tokens"], sim["completion_tokens"])
@@ -205,7 +227,8 @@ def test_viewer_shows_remote_rows_by_host_fetches_their_payloads_and_reconnects_
         await wait_for(pilot, lambda: rows_by_key(app)[keys[0]].state == "lost", "the remote rows lost")
         row = rows_by_key(app)[keys[0]]
         assert row.final_numbers == "not received" and row.status.startswith(
-            f"connection lost: connection to {remote.host} lost (ssh was ended by SIGKILL)")
+            f"connection lost: connection to {remote.host} lost (ssh was ended by SIGKILL)"
+        )
         assert rows_by_key(app)[keys[2]].state == "running"
         await pilot.pause(0.3)
         assert f"{remote.host} disconnected: connection lost: ssh was ended by SIGKILL" in screen_text(app)
@@ -213,8 +236,14 @@ def test_viewer_shows_remote_rows_by_host_fetches_their_payloads_and_reconnects_
         # Calls made while it is down are there, exactly, once it is back.
         more = await asyncio.to_thread(first.run, 2)
         await wait_for(pilot, lambda: app.snapshot.hosts[0].state == "connected", "the host reconnected")
-        await wait_for(pilot, lambda: rows_by_key(app)[keys[0]].state == "running"
-                       and rows_by_key(app)[keys[0]].totals.calls == more["totals"]["calls"], "the remote rows back")
+        await wait_for(
+            pilot,
+            lambda: (
+                rows_by_key(app)[keys[0]].state == "running"
+                and rows_by_key(app)[keys[0]].totals.calls == more["totals"]["calls"]
+            ),
+            "the remote rows back",
+        )
         await wait_for(pilot, lambda: app.snapshot.totals.calls == remote.sim.stats()["requests"], "exact totals")
         assert source.connections == 2 and not app.snapshot.host_problems
         assert len(app.snapshot.processes) == 3  # the same rows again, none kept apart
@@ -232,15 +261,21 @@ def test_stop_through_the_relay_ends_the_remote_job_and_says_why(remote):
         key = remote.key(job)
 
         async def script(app, pilot, notes):
-            await wait_for(pilot, lambda: app.snapshot and key in rows_by_key(app)
-                           and rows_by_key(app)[key].state == "running", "the remote job")
+            await wait_for(
+                pilot,
+                lambda: app.snapshot and key in rows_by_key(app) and rows_by_key(app)[key].state == "running",
+                "the remote job",
+            )
             app.set_focus_process(key)
             await pilot.pause(0.2)
             await pilot.press("k")
             assert isinstance(app.screen, ConfirmStop)
             await pilot.press("y")
-            await wait_for(pilot, lambda: any(a.level == "stop" for j in app.snapshot.job_budgets
-                                              if j.process == key for a in j.alerts), "the stop alert from the job")
+            await wait_for(
+                pilot,
+                lambda: any(a.level == "stop" for j in app.snapshot.job_budgets if j.process == key for a in j.alerts),
+                "the stop alert from the job",
+            )
             job.proc.stdin.write("run 3\n")  # its next LM call ends the run
             job.proc.stdin.flush()
             assert await asyncio.to_thread(job.proc.wait, 30) == 1
@@ -269,36 +304,63 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
     bare = Sshd.start(tmp_path / "bare", env=remote_env(remote.directory, "/usr/bin:/bin"))
     cases = {
         "unreachable": (closed, "dspy-top relay", f"cannot reach {server.host} (ssh: connect to host 127.0.0.1 port "),
-        "refused": (server.ssh_command(stranger), "dspy-top relay",
-                    f"{server.host} refused the login ({server.host}: Permission denied (publickey).): dspy-top runs "
-                    "ssh in batch mode"),
-        "missing": (bare.ssh_command(), "dspy-top relay",
-                    f"dspy-top is not installed on {bare.host}, or not on the PATH of commands run over ssh ("),
-        "newer": (server.ssh_command(), other_relay("--relay-versions", "2", "--dspy-top", "9.0.0"),
-                  f"dspy-top 9.0.0 on {server.host} is newer than this one ({__version__}; relay protocol 2, this one "
-                  "speaks 1): upgrade dspy-top here (pip install -U dspy-top)"),
-        "older": (server.ssh_command(), other_relay("--protocol", "1", "--dspy-top", "0.0.9"),
-                  f"dspy-top 0.0.9 on {server.host} is older than this one ({__version__}; process protocol 1, this "
-                  "one speaks 2): upgrade it there (pip install -U dspy-top)"),
-        "banner": (server.ssh_command(), "echo Welcome to the cluster; dspy-top relay",
-                   f"{server.host} did not answer as a dspy-top relay: its output began b'Welcome to the cluster\\n"),
-        "before relay": (server.ssh_command(), other_relay("--before-relay"),
-                         f"dspy-top on {server.host} is too old for --host: it has no `dspy-top relay` "
-                         "(dspy-top: error: unrecognized arguments: relay); upgrade it there "
-                         "(pip install -U dspy-top)"),
+        "refused": (
+            server.ssh_command(stranger),
+            "dspy-top relay",
+            f"{server.host} refused the login ({server.host}: Permission denied (publickey).): dspy-top runs "
+            "ssh in batch mode",
+        ),
+        "missing": (
+            bare.ssh_command(),
+            "dspy-top relay",
+            f"dspy-top is not installed on {bare.host}, or not on the PATH of commands run over ssh (",
+        ),
+        "newer": (
+            server.ssh_command(),
+            other_relay("--relay-versions", "2", "--dspy-top", "9.0.0"),
+            f"dspy-top 9.0.0 on {server.host} is newer than this one ({__version__}; relay protocol 2, this one "
+            "speaks 1): upgrade dspy-top here (pip install -U dspy-top)",
+        ),
+        "older": (
+            server.ssh_command(),
+            other_relay("--protocol", "1", "--dspy-top", "0.0.9"),
+            f"dspy-top 0.0.9 on {server.host} is older than this one ({__version__}; process protocol 1, this "
+            "one speaks 2): upgrade it there (pip install -U dspy-top)",
+        ),
+        "banner": (
+            server.ssh_command(),
+            "echo Welcome to the cluster; dspy-top relay",
+            f"{server.host} did not answer as a dspy-top relay: its output began b'Welcome to the cluster\\n",
+        ),
+        "before relay": (
+            server.ssh_command(),
+            other_relay("--before-relay"),
+            f"dspy-top on {server.host} is too old for --host: it has no `dspy-top relay` "
+            "(dspy-top: error: unrecognized arguments: relay); upgrade it there "
+            "(pip install -U dspy-top)",
+        ),
     }
     try:
-        sources = {name: SshSource(server.host if name != "missing" else bare.host, version=__version__, ssh=ssh,
-                                   relay_command=command, backoff=(60.0,))
-                   for name, (ssh, command, _) in cases.items()}
+        sources = {
+            name: SshSource(
+                server.host if name != "missing" else bare.host,
+                version=__version__,
+                ssh=ssh,
+                relay_command=command,
+                backoff=(60.0,),
+            )
+            for name, (ssh, command, _) in cases.items()
+        }
         # Each on its own collector: one host name (the same sshd) reached in seven ways.
         fleets = {name: Fleet() for name in cases}
         collectors = [Collector(fleets[name], [source]).start() for name, source in sources.items()]
         try:
             for name, (_, _, says) in cases.items():
                 fleet = fleets[name]
-                wait_until(lambda fleet=fleet: fleet.hosts and next(iter(fleet.hosts.values())).problem,
-                           f"the {name} host's failure")
+                wait_until(
+                    lambda fleet=fleet: fleet.hosts and next(iter(fleet.hosts.values())).problem,
+                    f"the {name} host's failure",
+                )
                 [host] = fleet.hosts.values()
                 assert host.state == "disconnected" and host.status.startswith(says), (name, host.status)
                 assert host.retry_at is not None and host.retry_at > time.time() + 30  # tried again later
@@ -317,15 +379,20 @@ def test_batch_mode_says_each_host_problem_on_stderr_once_and_exits_1_with_nothi
     keygen(stranger)
     # The user's way: aliases in an ssh config file (`ssh -F` here; ~/.ssh/config for a user).
     config = tmp_path / "ssh_config"
-    common = (f"  HostName 127.0.0.1\n  User {server.user}\n  UserKnownHostsFile {server.known_hosts}\n"
-              "  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n")
-    config.write_text(f"Host gone\n{common}  Port {free_port()}\n  IdentityFile {server.user_key}\n"
-                      f"Host wrongkey\n{common}  Port {server.port}\n  IdentityFile {stranger}\n")
+    common = (
+        f"  HostName 127.0.0.1\n  User {server.user}\n  UserKnownHostsFile {server.known_hosts}\n"
+        "  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n"
+    )
+    config.write_text(
+        f"Host gone\n{common}  Port {free_port()}\n  IdentityFile {server.user_key}\n"
+        f"Host wrongkey\n{common}  Port {server.port}\n  IdentityFile {stranger}\n"
+    )
     env = {**remote.env(), "DSPY_TOP_SSH": f"ssh -F {config}"}
     result = dspy_top(remote, "--host", "gone,wrongkey", "--no-local", "-b", "-n", "2", "-d", "0.5", env=env)
     assert result.returncode == 1
-    problems = [line for line in result.stderr.splitlines()
-                if line.startswith(("dspy-top: gone", "dspy-top: wrongkey"))]
+    problems = [
+        line for line in result.stderr.splitlines() if line.startswith(("dspy-top: gone", "dspy-top: wrongkey"))
+    ]
     assert len(problems) == 2, result.stderr  # each once, though two snapshots were printed
     assert problems[0].startswith("dspy-top: gone: cannot reach gone (ssh: connect to host 127.0.0.1 port ")
     assert problems[1].startswith("dspy-top: wrongkey: wrongkey refused the login (")
@@ -334,8 +401,9 @@ def test_batch_mode_says_each_host_problem_on_stderr_once_and_exits_1_with_nothi
 
 def test_host_options_are_checked():
     def usage(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "dspy_top", *args, "-b"], capture_output=True, text=True,
-                                timeout=30, cwd=str(REPO))
+        result = subprocess.run(
+            [sys.executable, "-m", "dspy_top", *args, "-b"], capture_output=True, text=True, timeout=30, cwd=str(REPO)
+        )
         assert result.returncode == 2
         return result.stderr.strip().splitlines()[-1]
 

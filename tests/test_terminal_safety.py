@@ -38,39 +38,107 @@ NAME = f"RAG{HOSTILE}.answer"
 
 def hostile_messages(pid: int) -> list[dict]:
     now = time.time()
-    scopes = [{"id": "compile-1", "kind": "compile", "state": "failed", "start": now - 20, "end": now,
-               "class": f"MIPRO{HOSTILE}", "params": {"auto": HOSTILE}, "error": HOSTILE, "usage": counters(2)},
-              {"id": "eval-1", "kind": "eval", "state": "running", "start": now - 5, "total": 4, "done": 1,
-               "score_sum": 1.0, "parent": "compile-1", "program": HOSTILE}]
-    alert = {"at": now, "level": 100, "scope": "module", "name": NAME, "spent_usd": 2.0, "budget_usd": 1.0,
-             "action": "warn", "message": f"budget {HOSTILE} spent"}
-    stats = {"t": "stats", "at": now, "totals": counters(2),
-             "modules": [{"path": NAME, "class": HOSTILE, "chain": [HOSTILE, HOSTILE], **counters(2)}],
-             "models": [{"model": f"openai/{HOSTILE}", **counters(2)}], "scopes": scopes,
-             "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 0, "tool_errors": 0,
-             "budget": {"on_exceed": "warn", "limits": [{"scope": "module", "name": NAME, "usd": 1.0}],
-                        "alerts": [alert]}}
-    call = {"id": 1, "seq": 1, "start": now - 3, "latency": 0.5, "path": NAME, "module_class": HOSTILE,
-            "model": f"openai/{HOSTILE}", "response_model": HOSTILE, "prompt_tokens": 10, "completion_tokens": 2,
-            "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.001, "cost_saved_usd": None, "cache_hit": False,
-            "retries": 0, "error": f"Error{HOSTILE}", "error_message": HOSTILE, "scopes": ["compile-1", HOSTILE],
-            "stream": False}
-    return [hello(pid, ["job.py", "--title", HOSTILE]), {"t": "snapshot", "seq": 1, "calls": [call], "stats": stats},
-            {"t": "budget", **alert, "message": f"another {HOSTILE}"}]
+    scopes = [
+        {
+            "id": "compile-1",
+            "kind": "compile",
+            "state": "failed",
+            "start": now - 20,
+            "end": now,
+            "class": f"MIPRO{HOSTILE}",
+            "params": {"auto": HOSTILE},
+            "error": HOSTILE,
+            "usage": counters(2),
+        },
+        {
+            "id": "eval-1",
+            "kind": "eval",
+            "state": "running",
+            "start": now - 5,
+            "total": 4,
+            "done": 1,
+            "score_sum": 1.0,
+            "parent": "compile-1",
+            "program": HOSTILE,
+        },
+    ]
+    alert = {
+        "at": now,
+        "level": 100,
+        "scope": "module",
+        "name": NAME,
+        "spent_usd": 2.0,
+        "budget_usd": 1.0,
+        "action": "warn",
+        "message": f"budget {HOSTILE} spent",
+    }
+    stats = {
+        "t": "stats",
+        "at": now,
+        "totals": counters(2),
+        "modules": [{"path": NAME, "class": HOSTILE, "chain": [HOSTILE, HOSTILE], **counters(2)}],
+        "models": [{"model": f"openai/{HOSTILE}", **counters(2)}],
+        "scopes": scopes,
+        "dropped_events": 0,
+        "dropped_viewer": 0,
+        "internal_errors": 0,
+        "tool_calls": 0,
+        "tool_errors": 0,
+        "budget": {"on_exceed": "warn", "limits": [{"scope": "module", "name": NAME, "usd": 1.0}], "alerts": [alert]},
+    }
+    call = {
+        "id": 1,
+        "seq": 1,
+        "start": now - 3,
+        "latency": 0.5,
+        "path": NAME,
+        "module_class": HOSTILE,
+        "model": f"openai/{HOSTILE}",
+        "response_model": HOSTILE,
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.001,
+        "cost_saved_usd": None,
+        "cache_hit": False,
+        "retries": 0,
+        "error": f"Error{HOSTILE}",
+        "error_message": HOSTILE,
+        "scopes": ["compile-1", HOSTILE],
+        "stream": False,
+    }
+    return [
+        hello(pid, ["job.py", "--title", HOSTILE]),
+        {"t": "snapshot", "seq": 1, "calls": [call], "stats": stats},
+        {"t": "budget", **alert, "message": f"another {HOSTILE}"},
+    ]
 
 
-PAYLOAD = {"model": HOSTILE, "messages": [{"role": f"user{HOSTILE}", "content": f"Hi\n{HOSTILE}\r\nthere"}],
-           "outputs": [{"text": f"answer {HOSTILE}", "reasoning_content": HOSTILE,
-                        "tool_calls": [{"function": {"name": HOSTILE, "arguments": HOSTILE}}]}],
-           "usage": {HOSTILE: 1}, "options": {"x": HOSTILE}, "error": HOSTILE}
+PAYLOAD = {
+    "model": HOSTILE,
+    "messages": [{"role": f"user{HOSTILE}", "content": f"Hi\n{HOSTILE}\r\nthere"}],
+    "outputs": [
+        {
+            "text": f"answer {HOSTILE}",
+            "reasoning_content": HOSTILE,
+            "tool_calls": [{"function": {"name": HOSTILE, "arguments": HOSTILE}}],
+        }
+    ],
+    "usage": {HOSTILE: 1},
+    "options": {"x": HOSTILE},
+    "error": HOSTILE,
+}
 
 
 @pytest.fixture
 def hostile():
     directory = runtime_dir()
-    fakes = [FakeServer(directory / "hostile.sock", hostile_messages(616161), payload=PAYLOAD),
-             FakeServer(directory / "refusing.sock", [{"t": "error", "reason": f"go away {HOSTILE}"}]),
-             FakeServer(directory / "garbled.sock", [hello(626262), {"t": "stats", "totals": {"calls": HOSTILE}}])]
+    fakes = [
+        FakeServer(directory / "hostile.sock", hostile_messages(616161), payload=PAYLOAD),
+        FakeServer(directory / "refusing.sock", [{"t": "error", "reason": f"go away {HOSTILE}"}]),
+        FakeServer(directory / "garbled.sock", [hello(626262), {"t": "stats", "totals": {"calls": HOSTILE}}]),
+    ]
     yield directory, fakes
     for fake in fakes:
         fake.stop()
@@ -82,11 +150,14 @@ def test_every_widget_shows_hostile_strings_inert(hostile):
 
     async def main():
         fleet = Fleet()
-        app = TopApp(fleet, Collector(fleet, [local_sockets(sockets=[f.path for f in fakes], rescan_every=0.2)]), delay=0.2)
+        app = TopApp(
+            fleet, Collector(fleet, [local_sockets(sockets=[f.path for f in fakes], rescan_every=0.2)]), delay=0.2
+        )
         async with app.run_test(size=(140, 45)) as pilot:
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not (app.snapshot and app.snapshot.calls
-                                                       and len(app.snapshot.problems) == 2):
+            while time.monotonic() < deadline and not (
+                app.snapshot and app.snapshot.calls and len(app.snapshot.problems) == 2
+            ):
                 await pilot.pause(0.1)
             assert app.snapshot.calls and len(app.snapshot.problems) == 2
             await pilot.pause(0.3)
@@ -138,8 +209,11 @@ def test_batch_text_falls_back_to_ascii_when_stdout_cannot_encode_unicode(hostil
     for encoding in ("ascii", "latin-1"):
         result = subprocess.run(
             [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--socket", str(fakes[0].path)],
-            capture_output=True, cwd=REPO, timeout=60,
-            env={**os.environ, "PYTHONIOENCODING": encoding, "LANG": "C", "LC_ALL": "C"})
+            capture_output=True,
+            cwd=REPO,
+            timeout=60,
+            env={**os.environ, "PYTHONIOENCODING": encoding, "LANG": "C", "LC_ALL": "C"},
+        )
         assert result.returncode == 0, result.stderr.decode(errors="replace")
         assert b"Traceback" not in result.stderr
         text = result.stdout.decode(encoding)
@@ -155,15 +229,30 @@ def test_a_real_terminal_keeps_its_title_and_screen(hostile, tmp_path):
     hostile_job = tmp_path / "job.py"
     hostile_job.write_text(f"import sys\nprint({HOSTILE!r})\nprint('JOB-DONE')\nsys.exit(3)\n")
     commands = {
-        "batch": [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--socket", str(fakes[0].path),
-                  "--socket", str(fakes[1].path)],
+        "batch": [
+            sys.executable,
+            "-m",
+            "dspy_top",
+            "-b",
+            "-n",
+            "1",
+            "--socket",
+            str(fakes[0].path),
+            "--socket",
+            str(fakes[1].path),
+        ],
         "run": [sys.executable, "-m", "dspy_top", "run", "-b", "--", sys.executable, str(hostile_job)],
         "tui": [sys.executable, "-m", "dspy_top", "-d", "0.3", "--socket", str(fakes[0].path)],
     }
     for name, command in commands.items():
-        term = Terminal(["sh", "-c", 'echo MARK-BEFORE; "$@"; echo MARK-AFTER', "sh", *command],
-                        tmp_path / f"{name}.status", cwd=REPO, env={"DSPY_TOP_RUNTIME_DIR": str(directory)},
-                        width=120, height=40)
+        term = Terminal(
+            ["sh", "-c", 'echo MARK-BEFORE; "$@"; echo MARK-AFTER', "sh", *command],
+            tmp_path / f"{name}.status",
+            cwd=REPO,
+            env={"DSPY_TOP_RUNTIME_DIR": str(directory)},
+            width=120,
+            height=40,
+        )
         try:
             if name == "tui":
                 term.wait_for(lambda s: "PWNED" in s and "Modules" in s, "the hostile process on screen")
@@ -186,8 +275,11 @@ def test_the_job_log_pane_shows_a_jobs_hostile_output_inert(tmp_path):
     from dspy_top import run
     from dspy_top.viewer.components.job_log import JobLog
 
-    job = run.start_job([sys.executable, "-c", f"print({HOSTILE!r}); print('JOB-DONE')"],
-                        log_path=tmp_path / "job.log", runtime_dir=runtime_dir())
+    job = run.start_job(
+        [sys.executable, "-c", f"print({HOSTILE!r}); print('JOB-DONE')"],
+        log_path=tmp_path / "job.log",
+        runtime_dir=runtime_dir(),
+    )
 
     async def main():
         app = TopApp(Fleet(), None, delay=0.1, job=job, start_collector=False)

@@ -32,14 +32,24 @@ def test_the_recorder_counts_them_apart_and_marks_their_rows():
 def test_the_model_reads_the_column_and_older_processes_without_it():
     fields = list(CALL_FIELDS)
     row = [None] * len(fields)
-    for name, value in {"seq": 1, "id": 7, "start": 1.0, "latency": 0.5, "path": "P", "model": "m",
-                        "cache_hit": False, "retries": 0, "usage_known": False}.items():
+    for name, value in {
+        "seq": 1,
+        "id": 7,
+        "start": 1.0,
+        "latency": 0.5,
+        "path": "P",
+        "model": "m",
+        "cache_hit": False,
+        "retries": 0,
+        "usage_known": False,
+    }.items():
         row[fields.index(name)] = value
     (checked,) = schema.parse({"t": CALLS, "fields": fields, "rows": [row]}).rows
     assert CallSummary.from_row("sock", 1, checked).usage_known is False
     older = [name for name in fields if name != "usage_known"]
-    (checked,) = schema.parse({"t": CALLS, "fields": older,
-                               "rows": [[v for n, v in zip(fields, row) if n != "usage_known"]]}).rows
+    (checked,) = schema.parse(
+        {"t": CALLS, "fields": older, "rows": [[v for n, v in zip(fields, row) if n != "usage_known"]]}
+    ).rows
     assert CallSummary.from_row("sock", 1, checked).usage_known is True
     assert CallSummary.from_wire("sock", 1, {"id": 7}).usage_known is True
     with pytest.raises(schema.BadMessage):
@@ -57,8 +67,9 @@ def test_counters_say_their_tokens_are_a_lower_bound():
 
 
 def test_the_call_view_says_unknown_instead_of_zero():
-    call = CallSummary.from_wire("sock", 1, {"id": 7, "path": "P", "model": "m", "prompt_tokens": 0,
-                                             "usage_known": False})
+    call = CallSummary.from_wire(
+        "sock", 1, {"id": 7, "path": "P", "model": "m", "prompt_tokens": 0, "usage_known": False}
+    )
     text = facts(call).plain
     assert "tokens unknown" in text and "0 in" not in text
     known = CallSummary.from_wire("sock", 1, {"id": 8, "path": "P", "model": "m", "prompt_tokens": 0})

@@ -25,9 +25,22 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def good_hello(pid=424242, version=protocol.PROTOCOL_VERSION):
-    return protocol.encode({"t": "hello", "v": version, "pid": pid, "ppid": 1, "argv": ["fake.py"], "cwd": "/",
-                            "started_at": time.time(), "python": "3", "dspy": "x", "dspy_top": "x",
-                            "mechanism": "execution-hooks", "history_capacity": 10})
+    return protocol.encode(
+        {
+            "t": "hello",
+            "v": version,
+            "pid": pid,
+            "ppid": 1,
+            "argv": ["fake.py"],
+            "cwd": "/",
+            "started_at": time.time(),
+            "python": "3",
+            "dspy": "x",
+            "dspy_top": "x",
+            "mechanism": "execution-hooks",
+            "history_capacity": 10,
+        }
+    )
 
 
 def snapshot_frame():
@@ -121,16 +134,20 @@ def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
 
         async def main():
             fleet = Fleet()
-            collector = Collector(fleet, [local_sockets(sockets=[*paths.values(), job.socket_path], rescan_every=0.2,
-                                                         connect_timeout=0.5)])
+            collector = Collector(
+                fleet,
+                [local_sockets(sockets=[*paths.values(), job.socket_path], rescan_every=0.2, connect_timeout=0.5)],
+            )
             app = TopApp(fleet, collector, delay=0.2)
             async with app.run_test(size=(120, 40)) as pilot:
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     await pilot.pause(0.1)
                     rows = {p.key: p for p in app.snapshot.processes}
-                    done = all(rows.get(str(path)) is not None and rows[str(path)].state in ("failed", "lost")
-                               for path in paths.values())
+                    done = all(
+                        rows.get(str(path)) is not None and rows[str(path)].state in ("failed", "lost")
+                        for path in paths.values()
+                    )
                     if done and app.snapshot.totals.calls >= truth["totals"]["calls"]:
                         break
                 rows = {p.key: p for p in app.snapshot.processes}
@@ -153,8 +170,11 @@ def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
 
         # Batch mode reports the same faults on stderr and still prints the good process.
         import io
+
         out = io.StringIO()
-        code = batch.run([local_sockets(sockets=[paths["version"], job.socket_path])], iterations=1, as_json=False, out=out)
+        code = batch.run(
+            [local_sockets(sockets=[paths["version"], job.socket_path])], iterations=1, as_json=False, out=out
+        )
         assert code == 0
         assert f"{truth['totals']['calls']:,} calls" in out.getvalue() or "calls" in out.getvalue()
     finally:
@@ -163,7 +183,7 @@ def test_bad_sockets_get_status_lines_and_the_real_job_keeps_showing(fakes):
 
 def test_a_pid_that_does_not_exist_is_a_status_not_a_crash():
     fleet = Fleet()
-    collector = Collector(fleet, [local_sockets(directory=runtime_dir(), pids=[2 ** 22 + 12345])]).start()
+    collector = Collector(fleet, [local_sockets(directory=runtime_dir(), pids=[2**22 + 12345])]).start()
     try:
         assert collector.wait_settled(3)
         row = fleet.snapshot().processes[0]

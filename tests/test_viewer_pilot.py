@@ -23,8 +23,17 @@ from tests.helpers.live_app import run_app
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
-COUNTERS = ("calls", "errors", "retries", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
-            "unpriced_calls", "in_flight")
+COUNTERS = (
+    "calls",
+    "errors",
+    "retries",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "unpriced_calls",
+    "in_flight",
+)
 
 
 async def wait_for(pilot, predicate, timeout=15.0, what="condition"):
@@ -59,8 +68,11 @@ def test_screen_totals_equal_the_jobs_truth_and_sort_filter_pause_tree_work():
         assert truth["totals"]["cache_hits"] > 0 and truth["totals"]["retries"] > 0
 
         async def script(app, pilot):
-            await wait_for(pilot, lambda: shown_totals(app) and shown_totals(app).calls == truth["totals"]["calls"],
-                           what="the snapshot's totals")
+            await wait_for(
+                pilot,
+                lambda: shown_totals(app) and shown_totals(app).calls == truth["totals"]["calls"],
+                what="the snapshot's totals",
+            )
             assert_matches_truth(shown_totals(app), truth)
             header = await header_text(app)
             assert f"{truth['totals']['calls']:,} calls" in header
@@ -110,7 +122,8 @@ def test_screen_totals_equal_the_jobs_truth_and_sort_filter_pause_tree_work():
             await pilot.press("slash", *"module:answer", "enter")
             assert modules.keys == ["RAG", "RAG.answer"]
             assert history.row_count == later["modules"][-1]["calls"] or all(
-                c.path == "RAG.answer" for c in app.snapshot.calls)
+                c.path == "RAG.answer" for c in app.snapshot.calls
+            )
             assert all(c.path == "RAG.answer" for c in app.snapshot.calls)
             await pilot.press("slash", "escape")
             await wait_for(pilot, lambda: len(modules.keys) == 4, what="the filter to clear")
@@ -119,8 +132,11 @@ def test_screen_totals_equal_the_jobs_truth_and_sort_filter_pause_tree_work():
             await pilot.press("space")
             frozen = shown_totals(app).calls
             more = await asyncio.to_thread(job.run, 2)
-            await wait_for(pilot, lambda: app.fleet.snapshot().totals.calls == more["totals"]["calls"],
-                           what="collection during pause")
+            await wait_for(
+                pilot,
+                lambda: app.fleet.snapshot().totals.calls == more["totals"]["calls"],
+                what="collection during pause",
+            )
             await pilot.pause(0.5)
             assert shown_totals(app).calls == frozen
             assert app.screen.has_class("-paused")
@@ -143,12 +159,21 @@ def test_attach_inspect_fetch_gone_payload_and_a_process_ending():
         assert app.screen.has_class("-empty")
         job = await asyncio.to_thread(start_job, directory, history=2)
         jobs.append(job)
-        await wait_for(pilot, lambda: app.snapshot.processes and app.snapshot.processes[0].state == "running",
-                       what="the new process to be attached")
+        await wait_for(
+            pilot,
+            lambda: app.snapshot.processes and app.snapshot.processes[0].state == "running",
+            what="the new process to be attached",
+        )
         assert not app.screen.has_class("-empty")
         truth = await asyncio.to_thread(job.run, 3)
-        await wait_for(pilot, lambda: app.query_one(HistoryTable).row_count == truth["totals"]["calls"]
-                       and app.snapshot.totals.calls == truth["totals"]["calls"], what="history rows and totals")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.query_one(HistoryTable).row_count == truth["totals"]["calls"]
+                and app.snapshot.totals.calls == truth["totals"]["calls"]
+            ),
+            what="history rows and totals",
+        )
 
         # Inspect the newest call: its payload is fetched from the process.
         history = app.query_one(HistoryTable)

@@ -41,8 +41,11 @@ def test_nothing_attached(snap_compare):
 
 
 def test_broken_process_and_process_list(snap_compare):
-    assert snap_compare(make_app(broken=True), terminal_size=(120, 40),
-                        run_before=keys("p", ready=lambda app: isinstance(app.focused, ProcessTable)))
+    assert snap_compare(
+        make_app(broken=True),
+        terminal_size=(120, 40),
+        run_before=keys("p", ready=lambda app: isinstance(app.focused, ProcessTable)),
+    )
 
 
 def test_inspect_call(snap_compare):
@@ -56,13 +59,19 @@ def test_inspect_call(snap_compare):
 
 
 def test_help(snap_compare):
-    assert snap_compare(make_app(), terminal_size=(80, 24),
-                        run_before=keys("question_mark", ready=lambda app: isinstance(app.screen, HelpScreen)))
+    assert snap_compare(
+        make_app(),
+        terminal_size=(80, 24),
+        run_before=keys("question_mark", ready=lambda app: isinstance(app.screen, HelpScreen)),
+    )
 
 
 def test_stop_question_over_the_screen(snap_compare):
-    assert snap_compare(make_app(processes=1), terminal_size=(120, 40),
-                        run_before=keys("k", ready=lambda app: isinstance(app.screen, ConfirmStop)))
+    assert snap_compare(
+        make_app(processes=1),
+        terminal_size=(120, 40),
+        run_before=keys("k", ready=lambda app: isinstance(app.screen, ConfirmStop)),
+    )
 
 
 def test_zoomed_history(snap_compare):

@@ -39,35 +39,135 @@ PROCESSES = 4
 TIME_LIMIT = 180.0  # seconds: the fuzz stops early rather than run away (it takes far less)
 
 HOSTILE_VALUES = [
-    math.inf, -math.inf, math.nan, -1, -0.5, 0, 1e308, 10 ** 6, 2 ** 53 + 1, 2 ** 63 - 1, -2 ** 63, True, False,
-    None, "", "x" * 5000, HOSTILE, "\x9b31m", "\u202e", "[bold]markup[/]", "[/]", [], {}, [1, "a", None],
-    {"a": {"b": [1, 2]}}, b"\xff\xfe", "nan", 3.5, [[[[[]]]]], {1: 2}, {None: 1}, -1e-300, 1e11 + 1, "eval-1",
+    math.inf,
+    -math.inf,
+    math.nan,
+    -1,
+    -0.5,
+    0,
+    1e308,
+    10**6,
+    2**53 + 1,
+    2**63 - 1,
+    -(2**63),
+    True,
+    False,
+    None,
+    "",
+    "x" * 5000,
+    HOSTILE,
+    "\x9b31m",
+    "\u202e",
+    "[bold]markup[/]",
+    "[/]",
+    [],
+    {},
+    [1, "a", None],
+    {"a": {"b": [1, 2]}},
+    b"\xff\xfe",
+    "nan",
+    3.5,
+    [[[[[]]]]],
+    {1: 2},
+    {None: 1},
+    -1e-300,
+    1e11 + 1,
+    "eval-1",
 ]
-TYPES = ["stats", "calls", "call", "snapshot", "eval_start", "eval_progress", "eval_end", "compile_start",
-         "compile_end", "budget", "exit", "error", "payload", "tool", "hello", "something-new"]
+TYPES = [
+    "stats",
+    "calls",
+    "call",
+    "snapshot",
+    "eval_start",
+    "eval_progress",
+    "eval_end",
+    "compile_start",
+    "compile_end",
+    "budget",
+    "exit",
+    "error",
+    "payload",
+    "tool",
+    "hello",
+    "something-new",
+]
 
 
 def templates(now: float) -> list[dict]:
     """Valid messages of every type the viewer folds, to mutate."""
     c = scripted.counters
-    modules = [{"path": "RAG.answer", "class": "Predict", "chain": ["RAG", "Predict"],
-                "by_model": {"openai/gpt-4o-mini": [100, 10, 0]}, **c(5, 500, 50, 0.01)},
-               {"path": "(direct)", "class": "", "chain": [], **c(2, 200, 20, 0.0, unpriced=2)}]
+    modules = [
+        {
+            "path": "RAG.answer",
+            "class": "Predict",
+            "chain": ["RAG", "Predict"],
+            "by_model": {"openai/gpt-4o-mini": [100, 10, 0]},
+            **c(5, 500, 50, 0.01),
+        },
+        {"path": "(direct)", "class": "", "chain": [], **c(2, 200, 20, 0.0, unpriced=2)},
+    ]
     models = [{"model": "openai/gpt-4o-mini", **c(7, 700, 70, 0.01)}]
-    scopes = [{"id": "compile-1", "kind": "compile", "state": "running", "start": now - 60, "class": "MIPROv2",
-               "params": {"auto": "light", "num_threads": 4}, "arguments": {"num_trials": 7}, "predictors": 2,
-               "trainset": 20, "valset": 10, "usage": c(5, 500, 50, 0.01)},
-              {"id": "eval-1", "kind": "eval", "state": "running", "start": now - 30, "total": 10, "done": 3,
-               "score_sum": 2.0, "parent": "compile-1", "metadata": {"metric_key": "eval_full"}}]
-    budget = {"on_exceed": "stop", "limits": [{"scope": "total", "name": "", "usd": 1.0},
-                                               {"scope": "module", "name": "RAG.answer", "usd": 0.5}],
-              "alerts": [{"at": now, "level": 80, "scope": "total", "name": "", "spent_usd": 0.8,
-                          "budget_usd": 1.0, "action": "warn", "message": "80% spent"}]}
-    stats = {"t": "stats", "at": now, "totals": c(7, 700, 70, 0.01), "modules": modules, "models": models,
-             "scopes": scopes, "dropped_events": 0, "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 1,
-             "tool_errors": 0, "budget": budget}
-    call = {**scripted._call(1, "RAG.answer", now - 5, 0.8, 100, 10, 0.001, error="RateLimitError"),
-            "scopes": ["compile-1", "eval-1"]}
+    scopes = [
+        {
+            "id": "compile-1",
+            "kind": "compile",
+            "state": "running",
+            "start": now - 60,
+            "class": "MIPROv2",
+            "params": {"auto": "light", "num_threads": 4},
+            "arguments": {"num_trials": 7},
+            "predictors": 2,
+            "trainset": 20,
+            "valset": 10,
+            "usage": c(5, 500, 50, 0.01),
+        },
+        {
+            "id": "eval-1",
+            "kind": "eval",
+            "state": "running",
+            "start": now - 30,
+            "total": 10,
+            "done": 3,
+            "score_sum": 2.0,
+            "parent": "compile-1",
+            "metadata": {"metric_key": "eval_full"},
+        },
+    ]
+    budget = {
+        "on_exceed": "stop",
+        "limits": [{"scope": "total", "name": "", "usd": 1.0}, {"scope": "module", "name": "RAG.answer", "usd": 0.5}],
+        "alerts": [
+            {
+                "at": now,
+                "level": 80,
+                "scope": "total",
+                "name": "",
+                "spent_usd": 0.8,
+                "budget_usd": 1.0,
+                "action": "warn",
+                "message": "80% spent",
+            }
+        ],
+    }
+    stats = {
+        "t": "stats",
+        "at": now,
+        "totals": c(7, 700, 70, 0.01),
+        "modules": modules,
+        "models": models,
+        "scopes": scopes,
+        "dropped_events": 0,
+        "dropped_viewer": 0,
+        "internal_errors": 0,
+        "tool_calls": 1,
+        "tool_errors": 0,
+        "budget": budget,
+    }
+    call = {
+        **scripted._call(1, "RAG.answer", now - 5, 0.8, 100, 10, 0.001, error="RateLimitError"),
+        "scopes": ["compile-1", "eval-1"],
+    }
     row = [call.get(name) for name in protocol.CALL_FIELDS]
     return [
         stats,
@@ -76,8 +176,15 @@ def templates(now: float) -> list[dict]:
         {"t": "snapshot", "seq": 3, "calls": [call], "stats": stats},
         {"t": "eval_start", **scopes[1]},
         {"t": "eval_progress", "id": "eval-1", "done": 5, "score_sum": 4.0},
-        {"t": "eval_end", "id": "eval-1", "kind": "eval", "state": "done", "end": now, "score": 60.0,
-         "usage": c(3, 300, 30, 0.005)},
+        {
+            "t": "eval_end",
+            "id": "eval-1",
+            "kind": "eval",
+            "state": "done",
+            "end": now,
+            "score": 60.0,
+            "usage": c(3, 300, 30, 0.005),
+        },
         {"t": "compile_start", **scopes[0]},
         {"t": "compile_end", "id": "compile-1", "kind": "compile", "state": "failed", "end": now, "error": "boom"},
         {"t": "budget", **budget["alerts"][0]},
@@ -107,15 +214,22 @@ def junk(rng: random.Random, depth: int = 0):
         return rng.choice(HOSTILE_VALUES)
     if rng.random() < 0.5:
         return [junk(rng, depth + 1) for _ in range(rng.randrange(4))]
-    return {rng.choice(["t", "id", "calls", "stats", "rows", "fields", "x", 7]): junk(rng, depth + 1)
-            for _ in range(rng.randrange(4))}
+    return {
+        rng.choice(["t", "id", "calls", "stats", "rows", "fields", "x", 7]): junk(rng, depth + 1)
+        for _ in range(rng.randrange(4))
+    }
 
 
 def message(rng: random.Random, bases: list[bytes]) -> dict:
     roll = rng.random()
     if roll < 0.1:  # from scratch: a typed map of junk
-        return {"t": rng.choice(TYPES), **{rng.choice(["stats", "rows", "fields", "at", "id", "calls", "payload",
-                                                       "found", "req"]): junk(rng) for _ in range(3)}}
+        return {
+            "t": rng.choice(TYPES),
+            **{
+                rng.choice(["stats", "rows", "fields", "at", "id", "calls", "payload", "found", "req"]): junk(rng)
+                for _ in range(3)
+            },
+        }
     m = msgpack.unpackb(rng.choice(bases), strict_map_key=False)  # a fresh copy (faster than deepcopy)
     if roll < 0.2:
         return m  # a valid one now and then, so processes live long enough to reach every path

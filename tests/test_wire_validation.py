@@ -26,8 +26,34 @@ INF = math.inf
 
 
 def _batch_row(call_id):
-    row = dict(zip(protocol.CALL_FIELDS, [1, 1, time.time(), 0.5, "Fake.predict", "Predict", "openai/fake", None,
-                                          10, 2, 0, 0, 0.001, None, False, 0, None, None, [], False, True]))
+    row = dict(
+        zip(
+            protocol.CALL_FIELDS,
+            [
+                1,
+                1,
+                time.time(),
+                0.5,
+                "Fake.predict",
+                "Predict",
+                "openai/fake",
+                None,
+                10,
+                2,
+                0,
+                0,
+                0.001,
+                None,
+                False,
+                0,
+                None,
+                None,
+                [],
+                False,
+                True,
+            ],
+        )
+    )
     row["id"] = call_id
     return {"t": "calls", "fields": list(protocol.CALL_FIELDS), "rows": [list(row.values())]}
 
@@ -36,11 +62,15 @@ BAD = {
     "dropped_events is inf": (stats(3, dropped_events=INF), "dropped_events"),
     "totals.calls is inf": ({**stats(3), "totals": {"calls": INF}}, "calls"),
     "a call id is inf": (_batch_row(INF), "call id"),
-    "a latency bucket of 10**6": ({**stats(3), "totals": {"calls": 3, "latency_hist": {10 ** 6: 3}}}, "latency bucket"),
-    "a sketch bucket past the last": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [latency.BUCKETS, 3]}},
-                                      "latency bucket"),
-    "a sketch going backwards": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [40, 1, -2, 2]}},
-                                 "latency_sketch"),
+    "a latency bucket of 10**6": ({**stats(3), "totals": {"calls": 3, "latency_hist": {10**6: 3}}}, "latency bucket"),
+    "a sketch bucket past the last": (
+        {**stats(3), "totals": {"calls": 3, "latency_sketch": [latency.BUCKETS, 3]}},
+        "latency bucket",
+    ),
+    "a sketch going backwards": (
+        {**stats(3), "totals": {"calls": 3, "latency_sketch": [40, 1, -2, 2]}},
+        "latency_sketch",
+    ),
     "a sketch of odd length": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [40, 1, 2]}}, "latency_sketch"),
     "a sketch count is negative": ({**stats(3), "totals": {"calls": 3, "latency_sketch": [40, -1]}}, "latency bucket"),
     "exit.at is inf": ({"t": "exit", "at": INF, "stats": stats(3)}, "exit at"),
@@ -134,8 +164,10 @@ def test_batch_mode_survives_an_exit_at_infinity_and_a_huge_latency_bucket(capsy
     directory = runtime_dir()
     fakes = [
         FakeServer(directory / "exit.sock", [hello(515151), snapshot(4), {"t": "exit", "at": INF, "stats": stats(4)}]),
-        FakeServer(directory / "bucket.sock", [hello(525252), snapshot(4),
-                                               {**stats(5), "totals": {"calls": 5, "latency_hist": {10 ** 6: 5}}}]),
+        FakeServer(
+            directory / "bucket.sock",
+            [hello(525252), snapshot(4), {**stats(5), "totals": {"calls": 5, "latency_hist": {10**6: 5}}}],
+        ),
     ]
     try:
         for as_json in (False, True):

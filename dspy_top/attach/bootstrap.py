@@ -23,7 +23,7 @@ from dspy_top import paths
 STALE_AFTER = 24 * 3600  # seconds after which a leftover request or result file is removed
 
 # Runs in the job. Plain Python that any 3.x parses, so an old interpreter gets a clear answer.
-SOURCE = '''\
+SOURCE = """\
 def _dspy_top_attach(request):
     import json, os, sys
 
@@ -61,7 +61,7 @@ def _dspy_top_attach(request):
 import threading
 
 threading.Thread(target=_dspy_top_attach, args=(REQUEST,), name="dspy-top-attach", daemon=True).start()
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,10 @@ class Request:
         the debugger wrote it into (so the job can unmap it), or by `None`."""
         request = repr(self.payload)[:-1] + ", 'code_page': CODE_PAGE}"
         source = SOURCE.replace("REQUEST", request)
-        return (f"try:\n    exec(compile({source!r}, '<dspy-top attach>', 'exec'), "
-                "{'__name__': '__dspy_top_attach__'})\nexcept BaseException:\n    pass\n")
+        return (
+            f"try:\n    exec(compile({source!r}, '<dspy-top attach>', 'exec'), "
+            "{'__name__': '__dspy_top_attach__'})\nexcept BaseException:\n    pass\n"
+        )
 
     def read_result(self) -> dict[str, Any] | None:
         try:
@@ -105,8 +107,13 @@ def new_request(pid: int, action: str, runtime_dir: Path | None = None) -> Reque
     _sweep(work)
     nonce = secrets.token_hex(6)
     result_path = work / f"{pid}-{nonce}.json"
-    payload = {"action": action, "result": str(result_path), "runtime_dir": str(runtime_dir),
-               "fallback": str(fallback_dir(work)), "viewer": os.getpid()}
+    payload = {
+        "action": action,
+        "result": str(result_path),
+        "runtime_dir": str(runtime_dir),
+        "fallback": str(fallback_dir(work)),
+        "viewer": os.getpid(),
+    }
     return Request(pid, action, result_path, payload)
 
 

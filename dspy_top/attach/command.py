@@ -36,15 +36,29 @@ exit status:
 
 def build_parser(action: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=f"dspy-top {action}", description=ATTACH_DESCRIPTION if action == "attach" else DETACH_DESCRIPTION,
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=f"dspy-top {action}",
+        description=ATTACH_DESCRIPTION if action == "attach" else DETACH_DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("pid", type=int, metavar="PID", help="the process")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long the job's main thread may take to run the queued code (default 10)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the job's main thread may take to run the queued code (default 10)",
+    )
     if action == "attach":
         parser.add_argument("-w", "--watch", action="store_true", help="then open the live view of the process")
-        parser.add_argument("-d", "--delay", type=float, default=1.0, metavar="SECONDS",
-                            help="with --watch: seconds between screen updates (default 1)")
+        parser.add_argument(
+            "-d",
+            "--delay",
+            type=float,
+            default=1.0,
+            metavar="SECONDS",
+            help="with --watch: seconds between screen updates (default 1)",
+        )
     return parser
 
 

@@ -39,6 +39,9 @@ def describe_joined(run: dict) -> str:
         text += f" (at trial {joined['trial']})"
     missed = joined.get("missed")
     if run.get("kind") == "compile":
-        text += ", earlier evaluations not seen" if missed is None else f", {missed} earlier evaluation" \
-            f"{'s' if missed != 1 else ''} not seen"
+        text += (
+            ", earlier evaluations not seen"
+            if missed is None
+            else f", {missed} earlier evaluation{'s' if missed != 1 else ''} not seen"
+        )
     return text

@@ -36,8 +36,10 @@ _STATUSES = {"not-python": NOT_PYTHON, "unsupported-python": UNSUPPORTED_PYTHON,
 def gdb_path() -> str:
     found = shutil.which("gdb")
     if found is None:
-        raise AttachRefused("gdb is not installed; attaching to Python 3.11-3.13 needs it "
-                            "(Debian/Ubuntu: `sudo apt-get install gdb`)", NO_GDB)
+        raise AttachRefused(
+            "gdb is not installed; attaching to Python 3.11-3.13 needs it (Debian/Ubuntu: `sudo apt-get install gdb`)",
+            NO_GDB,
+        )
     return found
 
 
@@ -70,24 +72,49 @@ def nudge(pid: int, timeout: float = GDB_TIMEOUT) -> bool:
     it was waiting in one. Stops the job for as long as gdb's attach and detach take."""
     outcome = _run_gdb(gdb_path(), pid, {"nudge": True}, timeout)
     if outcome.get("status") not in ("nudged", "not-parked"):
-        raise AttachRefused(f"pid {pid}: {outcome.get('message') or outcome.get('status')}",
-                            _STATUSES.get(outcome.get("status"), FAILED))
+        raise AttachRefused(
+            f"pid {pid}: {outcome.get('message') or outcome.get('status')}",
+            _STATUSES.get(outcome.get("status"), FAILED),
+        )
     return outcome["status"] == "nudged"
 
 
 def _run_gdb(executable: str, pid: int, request: dict, timeout: float) -> dict:
     """Run gdb_script.py's main() attached to `pid` with `request`; what it reported."""
-    command = [executable, "-nx", "-batch", "--readnever",
-               "-iex", "set auto-solib-add off", "-iex", "set debuginfod enabled off",
-               "-iex", "set auto-load off", "-iex", "set auto-load libthread-db off",
-               "-iex", "set libthread-db-search-path",  # threads come from /proc; no thread library needed
-               "-iex", f"source {SCRIPT}",  # compiled and its imports done before the job stops
-               "-p", str(pid), "-ex", "python main()"]
+    command = [
+        executable,
+        "-nx",
+        "-batch",
+        "--readnever",
+        "-iex",
+        "set auto-solib-add off",
+        "-iex",
+        "set debuginfod enabled off",
+        "-iex",
+        "set auto-load off",
+        "-iex",
+        "set auto-load libthread-db off",
+        "-iex",
+        "set libthread-db-search-path",  # threads come from /proc; no thread library needed
+        "-iex",
+        f"source {SCRIPT}",  # compiled and its imports done before the job stops
+        "-p",
+        str(pid),
+        "-ex",
+        "python main()",
+    ]
     env = {**os.environ, "DSPY_TOP_INJECT": json.dumps(request)}
     for name in ("PYTHONPATH", "PYTHONHOME"):  # gdb's own Python must not see this virtualenv's
         env.pop(name, None)
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -109,7 +136,7 @@ def _parse(out: str) -> dict | None:
     for line in reversed(out.splitlines()):
         if line.startswith(MARKER):
             try:
-                return json.loads(line[len(MARKER):])
+                return json.loads(line[len(MARKER) :])
             except ValueError:
                 return None
     return None

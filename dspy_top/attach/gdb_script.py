@@ -11,7 +11,8 @@ Not imported by dspy-top; gdb's own Python loads it before attaching (`-iex sour
    nothing in vector registers (the calls may use them as scratch; only general registers
    are restored).
 3. On that thread, call `mmap` (a bare system call: no allocator, no lock; the other threads stay
-   stopped) for a page, write the code into it with ptrace, then, the other threads running, call `Py_AddPendingCall(PyRun_SimpleString, page)`, which
+   stopped) for a page, write the code into it with ptrace, then, the other threads running, call
+   `Py_AddPendingCall(PyRun_SimpleString, page)`, which
    takes only the pending-calls lock and never the GIL. The main thread runs it at its next
    eval-breaker check, where the interpreter may run Python; other threads are never paused
    holding the GIL or inside malloc, because nothing here allocates.
@@ -40,8 +41,27 @@ import gdb  # provided by gdb
 FUTEX = 202  # x86-64 system call number
 RESTARTING = (-512, -513, -514, -516)  # -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK
 EINTR = -4
-SAVED = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
-         "r14", "r15", "rip", "eflags", "orig_rax")
+SAVED = (
+    "rax",
+    "rbx",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "rbp",
+    "rsp",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
+    "rip",
+    "eflags",
+    "orig_rax",
+)
 ARGUMENTS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS = 3, 0x22
 
@@ -78,7 +98,7 @@ def call(thread, address, arguments, return_to, alone=False):
     stack = ((saved["rsp"] - 4096) & ~0xF) - 8  # far below the red zone; 16-byte aligned after the push
     returned = False
     try:
-        inferior.write_memory(stack, (return_to & (2 ** 64 - 1)).to_bytes(8, "little"))
+        inferior.write_memory(stack, (return_to & (2**64 - 1)).to_bytes(8, "little"))
         for register, argument in zip(ARGUMENTS, arguments):
             gdb.execute(f"set var ${register} = {argument}")
         gdb.execute("set var $orig_rax = -1")  # no system call to restart when it resumes here
@@ -110,13 +130,20 @@ def call(thread, address, arguments, return_to, alone=False):
 
 def stopped():
     """The stopped job (checked to be x86-64), its threads by id and its main thread."""
-    for command in ("set pagination off", "set confirm off", "set scheduler-locking off",
-                    "handle all nostop noprint pass"):
+    for command in (
+        "set pagination off",
+        "set confirm off",
+        "set scheduler-locking off",
+        "handle all nostop noprint pass",
+    ):
         gdb.execute(command, to_string=True)
     inferior = gdb.selected_inferior()
     if "x86-64" not in inferior.architecture().name():
-        raise Refusal("unsupported-arch", f"attaching through gdb works on x86-64 only, not "
-                                          f"{inferior.architecture().name()}; Python 3.14's sys.remote_exec works anywhere")
+        raise Refusal(
+            "unsupported-arch",
+            f"attaching through gdb works on x86-64 only, not "
+            f"{inferior.architecture().name()}; Python 3.14's sys.remote_exec works anywhere",
+        )
     threads = sorted(inferior.threads(), key=lambda t: t.ptid[1])
     main = next((t for t in threads if t.ptid[1] == inferior.pid), threads[0])
     return inferior, threads, main
@@ -142,8 +169,10 @@ def inject(request):
     inferior, threads, main = stopped()
     states = {t.ptid[1]: registers(t) for t in threads}
     # Best a thread waiting on a lock; else one in another system call; the main thread last.
-    ranked = sorted((t for t in threads if parked(states[t.ptid[1]])),
-                    key=lambda t: (t is main, not parked_in_futex(states[t.ptid[1]])))
+    ranked = sorted(
+        (t for t in threads if parked(states[t.ptid[1]])),
+        key=lambda t: (t is main, not parked_in_futex(states[t.ptid[1]])),
+    )
     if not ranked:
         raise Refusal("busy", "no thread of the process is waiting in a system call right now")
     worker = ranked[0]
@@ -151,9 +180,10 @@ def inject(request):
     size = (len(request["code"].encode()) + 64 + 4095) // 4096 * 4096
     return_to = at["entry"]
     # mmap is a bare system call: it runs alone.
-    page = call(worker, at["mmap"], [0, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, 2 ** 64 - 1, 0], return_to,
-                alone=True)
-    if page <= 0 or page >= 2 ** 63:
+    page = call(
+        worker, at["mmap"], [0, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, 2**64 - 1, 0], return_to, alone=True
+    )
+    if page <= 0 or page >= 2**63:
         raise Refusal("error", "mmap failed in the process")
     code = request["code"].replace("CODE_PAGE", repr([page, size])).encode() + b"\0"
     if len(code) > size:
@@ -163,8 +193,13 @@ def inject(request):
     if queued & 0xFFFFFFFF:
         raise Refusal("error", "Python's pending-call queue is full; try again")
     nudged = wake(main)
-    return {"status": "queued", "page": [page, size], "nudged_main": nudged,
-            "thread": worker.ptid[1], "threads": len(threads)}
+    return {
+        "status": "queued",
+        "page": [page, size],
+        "nudged_main": nudged,
+        "thread": worker.ptid[1],
+        "threads": len(threads),
+    }
 
 
 def main():

@@ -20,9 +20,14 @@ SCAN_EVERY = 3.0  # seconds between two looks at /proc (a scan costs a few ms of
 class AttachOffers:
     """The latest `Candidate`s of `runtime_dir`'s user, by pid."""
 
-    def __init__(self, runtime_dir: Path | None = None, *, every: float = SCAN_EVERY,
-                 on_change: Callable[[], None] | None = None,
-                 scan: Callable[[Path | None], list[Candidate]] = attachable_processes) -> None:
+    def __init__(
+        self,
+        runtime_dir: Path | None = None,
+        *,
+        every: float = SCAN_EVERY,
+        on_change: Callable[[], None] | None = None,
+        scan: Callable[[Path | None], list[Candidate]] = attachable_processes,
+    ) -> None:
         self.runtime_dir = runtime_dir
         self.every = every
         self.on_change = on_change

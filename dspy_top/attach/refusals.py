@@ -27,16 +27,21 @@ STATUSES = (
     (USAGE, "usage error"),
     (NO_PROCESS, "no such process"),
     (NOT_YOURS, "the process belongs to another user"),
-    (PTRACE_DENIED, "ptrace is not permitted (kernel.yama.ptrace_scope, a container without CAP_SYS_PTRACE, "
-                    "a non-dumpable process)"),
+    (
+        PTRACE_DENIED,
+        "ptrace is not permitted (kernel.yama.ptrace_scope, a container without CAP_SYS_PTRACE, "
+        "a non-dumpable process)",
+    ),
     (NO_GDB, "gdb is not installed (needed for Python 3.11-3.13)"),
     (NOT_PYTHON, "not a Python process"),
     (NO_DSPY, "the process has not imported dspy"),
     (UNSUPPORTED_PYTHON, "a Python dspy-top does not support (before 3.11)"),
     (UNSUPPORTED_DSPY, "a DSPy version dspy-top does not support"),
     (EXITED, "the process exited during the attach"),
-    (NO_ANSWER, "the job's main thread did not run Python in time (the attach stays queued and completes "
-                "when it does)"),
+    (
+        NO_ANSWER,
+        "the job's main thread did not run Python in time (the attach stays queued and completes when it does)",
+    ),
     (BUSY, "no thread of the job was waiting in a system call; try again"),
     (NOT_ATTACHED, "detach: the process was not attached by `dspy-top attach`"),
 )

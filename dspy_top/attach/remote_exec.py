@@ -22,8 +22,13 @@ def queue(pid: int, executable: str, code: str, script: Path, timeout: float = 3
     script.write_text(code.replace("CODE_PAGE", "None"))
     script.chmod(0o600)
     try:
-        done = subprocess.run([executable, "-I", "-S", "-c", CALL, str(pid), str(script)], capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [executable, "-I", "-S", "-c", CALL, str(pid), str(script)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AttachRefused(f"sys.remote_exec with {executable} failed: {exc}", FAILED) from None
     if done.returncode == 0:

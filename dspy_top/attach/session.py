@@ -33,10 +33,23 @@ NUDGE_AFTER = 0.5  # seconds without an answer before a main thread in a lock wa
 NUDGES = 5  # at most, one a NUDGE_AFTER: each stops the job for a gdb attach (~0.1 s)
 FUTEX = 202
 # x86-64 system calls a main thread may be blocked in, for the "did not answer" message.
-_SYSCALLS = {0: "read", 7: "poll", 23: "select", 35: "nanosleep (time.sleep)", 61: "wait4 (waiting for a child)",
-             202: "futex (a lock)", 230: "clock_nanosleep (time.sleep)", 232: "epoll_wait (an event loop)",
-             270: "pselect6", 271: "ppoll", 281: "epoll_pwait (an event loop)", 45: "recvfrom", 47: "recvmsg",
-             43: "accept", 288: "accept4"}
+_SYSCALLS = {
+    0: "read",
+    7: "poll",
+    23: "select",
+    35: "nanosleep (time.sleep)",
+    61: "wait4 (waiting for a child)",
+    202: "futex (a lock)",
+    230: "clock_nanosleep (time.sleep)",
+    232: "epoll_wait (an event loop)",
+    270: "pselect6",
+    271: "ppoll",
+    281: "epoll_pwait (an event loop)",
+    45: "recvfrom",
+    47: "recvmsg",
+    43: "accept",
+    288: "accept4",
+}
 
 
 @dataclass
@@ -58,8 +71,9 @@ def attach(pid: int, runtime_dir: Path | None = None, timeout: float = ANSWER_TI
     target = proc.inspect_target(pid)
     existing = client.socket_for_pid(pid, runtime_dir)
     if _serving(existing):  # instrumented already: nothing to do, nothing touched
-        return Outcome(pid, "already", target.command, {"how": "instrumented"}, existing,
-                       {"total": time.monotonic() - started})
+        return Outcome(
+            pid, "already", target.command, {"how": "instrumented"}, existing, {"total": time.monotonic() - started}
+        )
     request = new_request(pid, "attach", runtime_dir)
     result, timings = _run(target, request, timeout)
     status = result.get("status")
@@ -112,8 +126,7 @@ def _answer(pid: int, request: Request, queued: dict, timeout: float, started: f
         if result is not None:
             request.forget()
             done = time.monotonic()
-            return result, {"inject": injected - started, "answer": done - injected, "queued": queued,
-                            "nudges": nudges}
+            return result, {"inject": injected - started, "answer": done - injected, "queued": queued, "nudges": nudges}
         if not proc.alive(pid):
             raise AttachRefused(f"pid {pid} exited during the attach", EXITED)
         if nudge is not None and nudges < NUDGES and time.monotonic() > next_nudge and _main_syscall(pid) == FUTEX:
@@ -123,9 +136,12 @@ def _answer(pid: int, request: Request, queued: dict, timeout: float, started: f
                 pass  # the process went away or gdb failed: the deadline still holds
             next_nudge = time.monotonic() + NUDGE_AFTER
         if time.monotonic() > deadline:
-            raise AttachRefused(f"pid {pid}'s main thread did not run Python within {timeout:g}s "
-                                f"({main_thread_activity(pid)}); the attach stays queued and completes when it "
-                                f"does: watch for it with `dspy-top -p {pid}`", NO_ANSWER)
+            raise AttachRefused(
+                f"pid {pid}'s main thread did not run Python within {timeout:g}s "
+                f"({main_thread_activity(pid)}); the attach stays queued and completes when it "
+                f"does: watch for it with `dspy-top -p {pid}`",
+                NO_ANSWER,
+            )
         time.sleep(POLL)
 
 
@@ -134,17 +150,26 @@ def _refusal(pid: int, result: dict[str, Any]) -> AttachRefused:
     if status == "no-dspy":
         return AttachRefused(f"pid {pid} has not imported dspy", NO_DSPY)
     if status == "unsupported-dspy":
-        return AttachRefused(f"pid {pid} uses DSPy {result.get('dspy')}, which dspy-top does not support "
-                             "(3.4 and 3.5 are)", UNSUPPORTED_DSPY)
+        return AttachRefused(
+            f"pid {pid} uses DSPy {result.get('dspy')}, which dspy-top does not support (3.4 and 3.5 are)",
+            UNSUPPORTED_DSPY,
+        )
     if status == "unsupported-python":
-        return AttachRefused(f"pid {pid} runs Python {result.get('python')}; dspy-top needs 3.11 or newer",
-                             UNSUPPORTED_PYTHON)
+        return AttachRefused(
+            f"pid {pid} runs Python {result.get('python')}; dspy-top needs 3.11 or newer", UNSUPPORTED_PYTHON
+        )
     if status == "old-dspy-top":
-        return AttachRefused(f"pid {pid} already imported a dspy-top without attach support "
-                             f"({result.get('path')}); upgrade it in the job's environment", FAILED)
+        return AttachRefused(
+            f"pid {pid} already imported a dspy-top without attach support "
+            f"({result.get('path')}); upgrade it in the job's environment",
+            FAILED,
+        )
     if status == "not-attached":
-        how = " (it instruments itself: DSPY_TOP=1, dspy-top run or instrument())" \
-            if result.get("how") == "instrumented" else ""
+        how = (
+            " (it instruments itself: DSPY_TOP=1, dspy-top run or instrument())"
+            if result.get("how") == "instrumented"
+            else ""
+        )
         return AttachRefused(f"pid {pid} was not attached by `dspy-top attach`{how}", NOT_ATTACHED)
     return AttachRefused(f"pid {pid}: {result.get('message') or status}", FAILED)
 

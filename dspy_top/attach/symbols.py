@@ -32,8 +32,12 @@ class Addresses:
     python: tuple[int, int] | None  # None: an interpreter older than 3.11 (no Py_Version)
 
     def as_request(self) -> dict[str, int]:
-        return {"add_pending_call": self.add_pending_call, "run_simple_string": self.run_simple_string,
-                "mmap": self.mmap, "entry": self.entry}
+        return {
+            "add_pending_call": self.add_pending_call,
+            "run_simple_string": self.run_simple_string,
+            "mmap": self.mmap,
+            "entry": self.entry,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,9 @@ def addresses(pid: int) -> Addresses:
         add_pending_call=python_base + python.symbols["Py_AddPendingCall"][0],
         run_simple_string=python_base + python.symbols["PyRun_SimpleString"][0],
         mmap=_base(libc, maps[libc_path]) + libc.symbols["mmap"][0],
-        entry=_base(program, maps[exe]) + program.entry, python=version)
+        entry=_base(program, maps[exe]) + program.entry,
+        python=version,
+    )
 
 
 def _mappings(pid: int) -> dict[str, int]:
@@ -115,17 +121,21 @@ def _read(path: str, wanted: tuple[str, ...]) -> _Elf:
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise SymbolError(f"{path} is not a 64-bit little-endian ELF file")
     kind, _, _, entry, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _ = struct.unpack_from(
-        "<HHIQQQIHHHHHH", data, 16)
+        "<HHIQQQIHHHHHH", data, 16
+    )
     segments = []
     for index in range(phnum):
-        p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + index * phentsize)
+        p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = struct.unpack_from(
+            "<IIQQQQQQ", data, phoff + index * phentsize
+        )
         if p_type == _PT_LOAD:
             segments.append((p_vaddr, p_offset, p_filesz))
     symbols: dict[str, tuple[int, int]] = {}
     names = set(wanted)
     for index in range(shnum):
         _, sh_type, _, _, sh_offset, sh_size, sh_link, _, _, sh_entsize = struct.unpack_from(
-            "<IIQQQQIIQQ", data, shoff + index * shentsize)
+            "<IIQQQQIIQQ", data, shoff + index * shentsize
+        )
         if sh_type != _SHT_DYNSYM or not names:
             continue
         strtab_offset = struct.unpack_from("<Q", data, shoff + sh_link * shentsize + 24)[0]
@@ -134,7 +144,7 @@ def _read(path: str, wanted: tuple[str, ...]) -> _Elf:
             if st_shndx == 0 or st_value == 0:
                 continue  # undefined here (imported)
             end = data.index(b"\0", strtab_offset + st_name)
-            name = data[strtab_offset + st_name:end].decode(errors="replace").split("@", 1)[0]
+            name = data[strtab_offset + st_name : end].decode(errors="replace").split("@", 1)[0]
             if name in names and name not in symbols:
                 symbols[name] = (st_value, st_size)
     first = min((s[0] for s in segments), default=0)

@@ -39,8 +39,10 @@ def inspect_target(pid: int) -> Target:
         raise AttachRefused(f"cannot read /proc/{pid}/status: {exc.strerror}", NO_PROCESS) from None
     uids = _field(status, "Uid")
     if uids and any(int(u) != os.getuid() for u in uids[:3]):
-        raise AttachRefused(f"pid {pid} belongs to another user (uid {uids[0]}); dspy-top attaches only "
-                            "to your own processes", NOT_YOURS)
+        raise AttachRefused(
+            f"pid {pid} belongs to another user (uid {uids[0]}); dspy-top attaches only to your own processes",
+            NOT_YOURS,
+        )
     command = read_command(pid)
     try:
         maps = (base / "maps").read_text()
@@ -53,8 +55,9 @@ def inspect_target(pid: int) -> Target:
     if python is None and not _has_python_symbols(exe):
         raise AttachRefused(f"pid {pid} is not a Python process ({os.path.basename(exe)})", NOT_PYTHON)
     if python is not None and python < (3, 11):
-        raise AttachRefused(f"pid {pid} runs Python {python[0]}.{python[1]}; dspy-top needs 3.11 or newer",
-                            UNSUPPORTED_PYTHON)
+        raise AttachRefused(
+            f"pid {pid} runs Python {python[0]}.{python[1]}; dspy-top needs 3.11 or newer", UNSUPPORTED_PYTHON
+        )
     return Target(pid=pid, exe=exe, command=command, python=python)
 
 
@@ -103,20 +106,29 @@ def ptrace_hint(pid: int) -> str:
     scope = _read_int(PROC / "sys/kernel/yama/ptrace_scope")
     privileged = has_cap_sys_ptrace()
     if scope == 3:
-        return ("kernel.yama.ptrace_scope is 3: no process may be traced until reboot; "
-                "boot with a lower setting to attach")
+        return (
+            "kernel.yama.ptrace_scope is 3: no process may be traced until reboot; boot with a lower setting to attach"
+        )
     if scope == 2 and not privileged:
-        return ("kernel.yama.ptrace_scope is 2: only root may trace; run `sudo dspy-top attach` "
-                "(or lower it: `sudo sysctl kernel.yama.ptrace_scope=1`)")
+        return (
+            "kernel.yama.ptrace_scope is 2: only root may trace; run `sudo dspy-top attach` "
+            "(or lower it: `sudo sysctl kernel.yama.ptrace_scope=1`)"
+        )
     if scope == 1 and not privileged:
-        return ("kernel.yama.ptrace_scope is 1: a process may trace only its own children; "
-                "run `sudo sysctl kernel.yama.ptrace_scope=0` (or use sudo)")
+        return (
+            "kernel.yama.ptrace_scope is 1: a process may trace only its own children; "
+            "run `sudo sysctl kernel.yama.ptrace_scope=0` (or use sudo)"
+        )
     if not _dumpable(pid):
-        return ("the process is not dumpable (it called prctl(PR_SET_DUMPABLE, 0) or changed "
-                "credentials); only root may trace it")
+        return (
+            "the process is not dumpable (it called prctl(PR_SET_DUMPABLE, 0) or changed "
+            "credentials); only root may trace it"
+        )
     if not privileged and in_container():
-        return ("this container has no CAP_SYS_PTRACE; start it with `--cap-add=SYS_PTRACE` "
-                "(docker, podman) or the pod's securityContext capabilities")
+        return (
+            "this container has no CAP_SYS_PTRACE; start it with `--cap-add=SYS_PTRACE` "
+            "(docker, podman) or the pod's securityContext capabilities"
+        )
     return "ptrace refused by the kernel (a security module or seccomp policy); try with sudo"
 
 

@@ -27,11 +27,19 @@ _sim = None  # a simulated LM this process started itself (when no URL was given
 
 
 def add_lm_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=os.environ.get(MODEL_ENV) or None, metavar="MODEL",
-                        help="a litellm model string such as openai/gpt-4o-mini, with its API key in the "
-                             "environment (default: the built-in simulated LM, no key needed)")
-    parser.add_argument("--speed", type=float, default=float(os.environ.get(SPEED_ENV) or 1.0),
-                        help="latency scale of the simulated LM: 1 is like a real model, 0 answers at once")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get(MODEL_ENV) or None,
+        metavar="MODEL",
+        help="a litellm model string such as openai/gpt-4o-mini, with its API key in the "
+        "environment (default: the built-in simulated LM, no key needed)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=float(os.environ.get(SPEED_ENV) or 1.0),
+        help="latency scale of the simulated LM: 1 is like a real model, 0 answers at once",
+    )
     parser.add_argument("--threads", type=int, default=4, help="parallel LM calls (default 4)")
 
 
@@ -67,8 +75,9 @@ def arithmetic_examples(count: int, seed: int = 0) -> list[dspy.Example]:
         a, b = draw.randint(2, 60), draw.randint(2, 40)
         if symbol == "*":
             b = draw.randint(2, 12)
-        examples.append(dspy.Example(question=f"What is {a} {symbol} {b}?", answer=str(apply(a, b)))
-                        .with_inputs("question"))
+        examples.append(
+            dspy.Example(question=f"What is {a} {symbol} {b}?", answer=str(apply(a, b))).with_inputs("question")
+        )
     return examples
 
 

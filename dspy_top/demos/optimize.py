@@ -32,8 +32,9 @@ class Solver(dspy.Module):
 
 
 def evaluate(program: dspy.Module, devset: list[dspy.Example], threads: int, label: str) -> float:
-    evaluator = dspy.Evaluate(devset=devset, metric=answer_is_correct, num_threads=threads,
-                              display_progress=False, display_table=False)
+    evaluator = dspy.Evaluate(
+        devset=devset, metric=answer_is_correct, num_threads=threads, display_progress=False, display_table=False
+    )
     score = float(evaluator(program).score)
     print(f"{label}: {score:.1f}% on {len(devset)} dev questions", flush=True)
     return score
@@ -53,10 +54,16 @@ def optimize(trainset: list[dspy.Example], devset: list[dspy.Example], threads: 
     try:
         import optuna  # noqa: F401  (MIPROv2's search needs it)
     except ImportError:
-        print("MIPROv2 skipped: it needs optuna (pip install \"dspy-top[demo]\")", flush=True)
+        print('MIPROv2 skipped: it needs optuna (pip install "dspy-top[demo]")', flush=True)
         return program
-    mipro_optimizer = dspy.MIPROv2(metric=answer_is_correct, auto="light", num_threads=threads,
-                                   max_bootstrapped_demos=3, max_labeled_demos=3, verbose=False)
+    mipro_optimizer = dspy.MIPROv2(
+        metric=answer_is_correct,
+        auto="light",
+        num_threads=threads,
+        max_bootstrapped_demos=3,
+        max_labeled_demos=3,
+        verbose=False,
+    )
     program = mipro_optimizer.compile(Solver(), trainset=trainset, valset=devset)
     evaluate(program, devset, threads, "MIPROv2 (light)")
     return program

@@ -60,8 +60,11 @@ def warehouse_questions(count: int, seed: int = 1) -> list[dspy.Example]:
     out = []
     for example in arithmetic_examples(count, seed):
         place = draw.choice(aisles)
-        out.append(dspy.Example(question=f"A clerk counts crates in {place}. {example.question}",
-                                answer=example.answer).with_inputs("question"))
+        out.append(
+            dspy.Example(
+                question=f"A clerk counts crates in {place}. {example.question}", answer=example.answer
+            ).with_inputs("question")
+        )
     return out
 
 

@@ -1,6 +1,6 @@
 """What `dspy-top demo` runs: the RAG + ReAct batch, then the optimizer run, so every panel fills.
 
-    dspy-top run -- python demos/tour.py --speed 2          # or just: dspy-top demo --speed 2
+dspy-top run -- python demos/tour.py --speed 2          # or just: dspy-top demo --speed 2
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    answered {share:.0%} correctly", flush=True)
 
     print(f"2/2 optimizing a solver: {args.train} train, {args.dev} dev questions", flush=True)
-    optimize.optimize(arithmetic_examples(args.train, seed=10), arithmetic_examples(args.dev, seed=20),
-                      args.threads, mipro=not args.no_mipro)
+    optimize.optimize(
+        arithmetic_examples(args.train, seed=10),
+        arithmetic_examples(args.dev, seed=20),
+        args.threads,
+        mipro=not args.no_mipro,
+    )
     print("demo finished", flush=True)
     return 0
 

@@ -129,9 +129,15 @@ def attach(request: dict[str, Any]) -> dict[str, Any]:
         session = Session(instrumentation, backfill, joined, request.get("fallback_added"))
         session.watch()
         _session = session
-    return {"status": "attached", "socket": str(instrumentation.socket_path), "before_attach": before,
-            "joined": runs, "mechanism": instrumentation.mechanism, "dspy": version,
-            "python": platform.python_version()}
+    return {
+        "status": "attached",
+        "socket": str(instrumentation.socket_path),
+        "before_attach": before,
+        "joined": runs,
+        "mechanism": instrumentation.mechanism,
+        "dspy": version,
+        "python": platform.python_version(),
+    }
 
 
 def detach() -> dict[str, Any]:
@@ -152,9 +158,14 @@ def serve(instrumentation, directory: Path) -> None:
     from dspy_top.instrumentation.payload import materialize, secrets_of
     from dspy_top.instrumentation.server import SocketServer
 
-    server = SocketServer(instrumentation.recorder, instrumentation.hello, materialize,
-                          on_stop=instrumentation._stop_requested, settings=instrumentation.settings,
-                          secrets_of=secrets_of)
+    server = SocketServer(
+        instrumentation.recorder,
+        instrumentation.hello,
+        materialize,
+        on_stop=instrumentation._stop_requested,
+        settings=instrumentation.settings,
+        secrets_of=secrets_of,
+    )
     server.path = directory / server.path.name
     server.start()
     instrumentation.server = server

@@ -21,8 +21,14 @@ from dspy_top.pricing import usd
 class Guard:
     """Budgets for the whole process, per module path and per model, in USD billed."""
 
-    def __init__(self, recorder: Recorder, total_usd: float | None = None, on_exceed: str = "warn",
-                 modules: dict[str, float] | None = None, models: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        total_usd: float | None = None,
+        on_exceed: str = "warn",
+        modules: dict[str, float] | None = None,
+        models: dict[str, float] | None = None,
+    ) -> None:
         if on_exceed not in ON_EXCEED:
             raise ValueError(f"on_exceed must be one of {ON_EXCEED}, not {on_exceed!r}")
         self.recorder = recorder
@@ -41,8 +47,11 @@ class Guard:
         recorder.budget = self.describe()
 
     def describe(self) -> dict[str, Any]:
-        return {"on_exceed": self.on_exceed, "alerts": [],
-                "limits": [{"scope": kind, "name": name, "usd": limit} for (kind, name), limit in self.limits.items()]}
+        return {
+            "on_exceed": self.on_exceed,
+            "alerts": [],
+            "limits": [{"scope": kind, "name": name, "usd": limit} for (kind, name), limit in self.limits.items()],
+        }
 
     # --- called from the hooks ------------------------------------------------------
 
@@ -94,9 +103,11 @@ class Guard:
             self._fired.add(marker)
             label = _label(key)
             if level >= 1.0:
-                action = {"warn": "carrying on (on_exceed='warn')",
-                          "raise": "further LM calls raise dspy_top.BudgetExceeded",
-                          "stop": "the run stops at its next LM call"}[self.on_exceed]
+                action = {
+                    "warn": "carrying on (on_exceed='warn')",
+                    "raise": "further LM calls raise dspy_top.BudgetExceeded",
+                    "stop": "the run stops at its next LM call",
+                }[self.on_exceed]
                 spent_text = f"dspy-top: {label} budget {usd(limit)} spent ({usd(spent)})"
                 message = f"{spent_text}; {action}"
                 # What the refused call raises (for `stop`, what the run ends with).
@@ -107,8 +118,17 @@ class Guard:
         # print into each other's line (print writes the end separately).
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
-        self._alert({"level": int(level * 100), "scope": key[0], "name": key[1], "spent_usd": spent,
-                     "budget_usd": limit, "action": self.on_exceed, "message": message})
+        self._alert(
+            {
+                "level": int(level * 100),
+                "scope": key[0],
+                "name": key[1],
+                "spent_usd": spent,
+                "budget_usd": limit,
+                "action": self.on_exceed,
+                "message": message,
+            }
+        )
 
     def _alert(self, alert: dict[str, Any]) -> None:
         self.recorder.budget_alert(alert)

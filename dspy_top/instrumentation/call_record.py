@@ -18,12 +18,41 @@ class CallRecord:
     outputs, usage, options), and an error is its type name and message, so an LM, a module or
     an exception the program drops is freed at once."""
 
-    __slots__ = ("id", "path", "module_class", "chain", "modules", "model", "started_at", "started_perf",
-                 "retries", "partial_usage", "scopes", "stream",
-                 "duration", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
-                 "cost", "cache_hit", "saved", "error", "response_model", "keep", "usage_known",
-                 "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage", "dspy_cost",
-                 "cost_details")
+    __slots__ = (
+        "id",
+        "path",
+        "module_class",
+        "chain",
+        "modules",
+        "model",
+        "started_at",
+        "started_perf",
+        "retries",
+        "partial_usage",
+        "scopes",
+        "stream",
+        "duration",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost",
+        "cache_hit",
+        "saved",
+        "error",
+        "response_model",
+        "keep",
+        "usage_known",
+        "model_type",
+        "messages",
+        "prompt",
+        "lm_options",
+        "call_options",
+        "outputs",
+        "usage",
+        "dspy_cost",
+        "cost_details",
+    )
 
     def __init__(self, call_id, path, module_class, chain, model, scopes, stream, started_at, started_perf, modules):
         self.id = call_id

@@ -38,8 +38,10 @@ class EventQueue:
             state = self.scopes.get(scope_id)
             if state is None:
                 continue
-            self._enqueue({"t": EVAL_PROGRESS, "id": scope_id, "done": state["done"],
-                           "score_sum": state["score_sum"]}, droppable=True)
+            self._enqueue(
+                {"t": EVAL_PROGRESS, "id": scope_id, "done": state["done"], "score_sum": state["score_sum"]},
+                droppable=True,
+            )
         self._progress_unsent.clear()
         events = list(self.events)
         self.events.clear()

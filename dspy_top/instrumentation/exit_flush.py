@@ -28,8 +28,14 @@ EXIT_LAST = 0.2
 class ExitFlush:
     """One exit, to the viewers still attached; `write(viewer)` is the server's bounded write turn."""
 
-    def __init__(self, viewers: list[ViewerConnection], stream: FrameStream, exit_message: dict[str, Any],
-                 write: Callable[[ViewerConnection], int], count_error: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        viewers: list[ViewerConnection],
+        stream: FrameStream,
+        exit_message: dict[str, Any],
+        write: Callable[[ViewerConnection], int],
+        count_error: Callable[[], None],
+    ) -> None:
         self.viewers = viewers
         self.stream = stream
         self.exit_message = exit_message

@@ -18,13 +18,17 @@ from typing import Any
 def in_module_of(wrapper: Any, wrapped: Any) -> Any:
     """`wrapper` (a plain function) running with globals named after `wrapped`'s module."""
     module = getattr(wrapped, "__module__", None)
-    if (type(wrapper) is not types.FunctionType or type(module) is not str
-            or module == wrapper.__globals__.get("__name__")):
+    if (
+        type(wrapper) is not types.FunctionType
+        or type(module) is not str
+        or module == wrapper.__globals__.get("__name__")
+    ):
         return wrapper
     namespace = dict(wrapper.__globals__)  # names the wrappers use are set once, at import
     namespace["__name__"] = module
-    remade = types.FunctionType(wrapper.__code__, namespace, wrapper.__name__, wrapper.__defaults__,
-                                wrapper.__closure__)
+    remade = types.FunctionType(
+        wrapper.__code__, namespace, wrapper.__name__, wrapper.__defaults__, wrapper.__closure__
+    )
     remade.__kwdefaults__ = wrapper.__kwdefaults__
     remade.__dict__.update(wrapper.__dict__)  # __wrapped__, from functools.wraps
     for name in ("__module__", "__qualname__", "__doc__", "__annotations__", "__type_params__"):

@@ -40,9 +40,16 @@ class HistoryBackfill:
         self.prices: dict = {}
         self.errors = 0  # before a recorder is bound
         self.at = (clock or time.time)()
-        self.summary: dict[str, Any] = {"at": self.at, "source": "history", "calls": 0, "history": COMPLETE,
-                                        "missing": 0, "in_flight": 0, "in_flight_counted": 0,
-                                        "settled": False}
+        self.summary: dict[str, Any] = {
+            "at": self.at,
+            "source": "history",
+            "calls": 0,
+            "history": COMPLETE,
+            "missing": 0,
+            "in_flight": 0,
+            "in_flight_counted": 0,
+            "settled": False,
+        }
         self._lock = threading.Lock()
         self._snapshot_taken = False
         self._early: list[tuple[dict, int]] = []  # stragglers recorded before the snapshot: (entry, call)
@@ -81,12 +88,16 @@ class HistoryBackfill:
 
             self._settings = settings
             self._originals = {"execute": execution.execute, "aexecute": execution.aexecute}
-            self._call_codes = {inspect.unwrap(base_lm.BaseLM.__dict__["__call__"]).__code__: "execute",
-                                inspect.unwrap(base_lm.BaseLM.__dict__["acall"]).__code__: "aexecute"}
+            self._call_codes = {
+                inspect.unwrap(base_lm.BaseLM.__dict__["__call__"]).__code__: "execute",
+                inspect.unwrap(base_lm.BaseLM.__dict__["acall"]).__code__: "aexecute",
+            }
             # Where each calls `finalize` (its last call): a frame stopped there, with nothing running
             # inside it, has already recorded its history entry.
-            self._finalize_at = {code: max(i.offset for i in dis.get_instructions(code) if i.opname == "CALL")
-                                 for code in self._call_codes}
+            self._finalize_at = {
+                code: max(i.offset for i in dis.get_instructions(code) if i.opname == "CALL")
+                for code in self._call_codes
+            }
             original = base_lm.record_history
         except Exception:
             self._error()

@@ -82,8 +82,12 @@ class Hooks:
             self.uninstall()
             self.mechanism = MECHANISM_FALLBACK
             legacy_lm.install(self)
-        for install in (scopes.install_evaluate, scopes.install_compile, scopes.install_tools,
-                        lm_calls.install_stream_usage):
+        for install in (
+            scopes.install_evaluate,
+            scopes.install_compile,
+            scopes.install_tools,
+            lm_calls.install_stream_usage,
+        ):
             try:
                 install(self)
             except Exception:
@@ -235,8 +239,19 @@ class Hooks:
         if response_model is not None and type(response_model) is not str:
             response_model = str(response_model)
         # Positional: this runs once per LM call.
-        self.recorder.finish(record, tokens[0], tokens[1], tokens[2], tokens[3], None if hit else billed, hit,
-                             cost if hit else None, None, response_model, True)
+        self.recorder.finish(
+            record,
+            tokens[0],
+            tokens[1],
+            tokens[2],
+            tokens[3],
+            None if hit else billed,
+            hit,
+            cost if hit else None,
+            None,
+            response_model,
+            True,
+        )
         if self.guard is not None:
             self.guard.after_call(record)
 
@@ -244,9 +259,16 @@ class Hooks:
         try:
             _keep_parts(record, lm, parts)
             tokens = usage_tokens(getattr(record, "partial_usage", None) or {})
-            self.recorder.finish(record, prompt_tokens=tokens[0], completion_tokens=tokens[1],
-                                 cached_tokens=tokens[2], reasoning_tokens=tokens[3], cost=None,
-                                 error=error, keep=True)
+            self.recorder.finish(
+                record,
+                prompt_tokens=tokens[0],
+                completion_tokens=tokens[1],
+                cached_tokens=tokens[2],
+                reasoning_tokens=tokens[3],
+                cost=None,
+                error=error,
+                keep=True,
+            )
         except Exception:
             self.recorder.count_internal_error()
             self.recorder.discard(record)
@@ -254,8 +276,15 @@ class Hooks:
 
 def _keep_parts(record: CallRecord, lm, parts) -> None:
     """Put a payload's parts and the LM's model type on the record (not the hot path)."""
-    (record.messages, record.prompt, record.lm_options, record.call_options, record.outputs, record.usage,
-     record.cost_details) = parts if parts is not None else (None,) * 7
+    (
+        record.messages,
+        record.prompt,
+        record.lm_options,
+        record.call_options,
+        record.outputs,
+        record.usage,
+        record.cost_details,
+    ) = parts if parts is not None else (None,) * 7
     model_type = getattr(lm, "model_type", None)
     record.model_type = model_type if type(model_type) is str else None
 

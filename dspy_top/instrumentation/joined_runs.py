@@ -74,7 +74,7 @@ class JoinedRuns:
                 if kind is None:
                     continue
                 try:
-                    run = self._open(kind, frame, stack[index + 1:], thread_id, scope, at, codes)
+                    run = self._open(kind, frame, stack[index + 1 :], thread_id, scope, at, codes)
                 except Exception:
                     self.hooks.recorder.count_internal_error()
                     continue
@@ -86,8 +86,9 @@ class JoinedRuns:
             self._install_lookup()
         return [{"id": run.scope_id, "kind": run.kind, **run.info} for run in found.values()]
 
-    def _open(self, kind: str, frame, inner: list, thread_id: int, outer: Scope, at: float,
-              codes: dict) -> JoinedRun | None:
+    def _open(
+        self, kind: str, frame, inner: list, thread_id: int, outer: Scope, at: float, codes: dict
+    ) -> JoinedRun | None:
         local = frame.f_locals
         owner = local.get("self")
         if owner is None or id(owner) in outer.owners:
@@ -112,8 +113,14 @@ class JoinedRuns:
         if kind == "eval":
             with recorder.lock:
                 recorder.scope_counters.pop(scope_id, None)  # usage unknown, never shown as 0
-        return JoinedRun(scope_id, kind, frame, thread_id, outer.push(scope_id, owner),
-                         {k: info.get(k) for k in ("class", "program", "total", "joined") if k in info})
+        return JoinedRun(
+            scope_id,
+            kind,
+            frame,
+            thread_id,
+            outer.push(scope_id, owner),
+            {k: info.get(k) for k in ("class", "program", "total", "joined") if k in info},
+        )
 
     # --- Hooks.scope() inside a joined run -----------------------------------------------
 
@@ -273,8 +280,11 @@ def _mipro_missed(compile_frame, inner: list, codes: dict) -> tuple[int | None, 
     local = search.f_locals
     if "default_score" not in local:
         return 0, None  # the default program's evaluation has not finished
-    minibatch, steps, planned = local.get("minibatch"), local.get("minibatch_full_eval_steps"), local.get(
-        "adjusted_num_trials")
+    minibatch, steps, planned = (
+        local.get("minibatch"),
+        local.get("minibatch_full_eval_steps"),
+        local.get("adjusted_num_trials"),
+    )
 
     def full_evaluations(first: int, last: int) -> int:
         if not minibatch or not isinstance(steps, int) or not isinstance(planned, int):
@@ -290,12 +300,14 @@ def _mipro_missed(compile_frame, inner: list, codes: dict) -> tuple[int | None, 
     if not isinstance(trial, int):
         return None, None
     missed = trial - 1 + full_evaluations(2, trial - 1)  # the default program's, and each earlier trial's
-    below = inner[inner.index(objective) + 1:]
+    below = inner[inner.index(objective) + 1 :]
     full = by_name.get("_perform_full_evaluation")
     if full is not None:
         missed += 1  # this trial's own evaluation is over
-        if not any(codes.get(f.f_code) == "eval" for f in inner[inner.index(full) + 1:]) \
-                and "full_eval_score" in full.f_locals:
+        if (
+            not any(codes.get(f.f_code) == "eval" for f in inner[inner.index(full) + 1 :])
+            and "full_eval_score" in full.f_locals
+        ):
             missed += 1
     elif not any(codes.get(f.f_code) == "eval" for f in below) and "score" in objective.f_locals:
         missed += 1

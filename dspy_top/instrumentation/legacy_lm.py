@@ -58,8 +58,12 @@ def install(hooks) -> None:
                 hooks.patch(owner, name, _bracket(hooks, original))
     # Rank 3 beats 2 beats 1: a history entry is read only when nothing better saw the call
     # (DSPy 2.6 records it from inside _process_lm_response, so ranks, not order, decide).
-    readers = (("_process_lm_response", _provider_response, 3), ("_finalize_lm_response", _typed_response, 2),
-               ("update_history", _history_entry, 1), ("update_global_history", _history_entry, 1))
+    readers = (
+        ("_process_lm_response", _provider_response, 3),
+        ("_finalize_lm_response", _typed_response, 2),
+        ("update_history", _history_entry, 1),
+        ("update_global_history", _history_entry, 1),
+    )
     for name, read, rank in readers:
         original = BaseLM.__dict__.get(name)
         if original is not None:
@@ -85,6 +89,7 @@ def _dummy_lm():
 
 def _bracket(hooks, original):
     if _is_async(original):
+
         @functools.wraps(original)
         async def acall(*args, **kwargs):
             if not args or CALL.get() is not None:  # unbound, or nested in a call already counted
@@ -185,7 +190,7 @@ def _provider_response(args, kwargs, outputs) -> tuple | None:
     names = ("self", "response", "prompt", "messages")
     bound = dict(zip(names, args))
     options = {k: v for k, v in kwargs.items() if k not in names}
-    for name in names[len(args):]:
+    for name in names[len(args) :]:
         if name in kwargs:
             bound[name] = kwargs[name]
     lm, response = bound.get("self"), bound.get("response")
@@ -205,8 +210,14 @@ def _typed_response(args, kwargs, response) -> tuple | None:
         outputs = response.to_legacy_outputs()
     except Exception:
         outputs = None
-    parts = _parts(lm, payload.plain(getattr(request, "messages", None)), None,
-                   payload.plain(getattr(request, "config", None)), outputs, usage)
+    parts = _parts(
+        lm,
+        payload.plain(getattr(request, "messages", None)),
+        None,
+        payload.plain(getattr(request, "config", None)),
+        outputs,
+        usage,
+    )
     return usage, response.cost, bool(response.cache_hit), response.model, parts
 
 

@@ -97,8 +97,7 @@ class Listener:
 def refusal(sock: socket.socket, attached: int, max_viewers: int) -> str | None:
     """Why a new viewer cannot be taken (told to it before closing), or None."""
     if attached >= max_viewers:
-        return (f"too many viewers: {attached} are attached to this process "
-                f"(DSPY_TOP_MAX_VIEWERS={max_viewers})")
+        return f"too many viewers: {attached} are attached to this process (DSPY_TOP_MAX_VIEWERS={max_viewers})"
     if sock.fileno() >= open_file_limit() - FD_RESERVE:
         return "this process is close to its limit of open files; try again later"
     return None

@@ -78,8 +78,10 @@ def install_execution(hooks, execution) -> None:
         if record is not None:
             try:
                 usages = [usage_tokens(getattr(result, "usage", None) or {}) for result in results]
-                record.partial_usage = {"prompt_tokens": sum(u[0] for u in usages),
-                                        "completion_tokens": sum(u[1] for u in usages)}
+                record.partial_usage = {
+                    "prompt_tokens": sum(u[0] for u in usages),
+                    "completion_tokens": sum(u[1] for u in usages),
+                }
             except Exception:
                 hooks.recorder.count_internal_error()
         return original_account(lm, results, primary)
@@ -122,8 +124,11 @@ def install_stream_usage(hooks) -> None:
         try:
             request = args[0] if args else kwargs.get("request")
             # Only a streamed request may carry stream_options (OpenAI refuses it otherwise).
-            if (hooks.setting("send_stream") is not None and isinstance(request, dict)
-                    and "stream_options" not in request):
+            if (
+                hooks.setting("send_stream") is not None
+                and isinstance(request, dict)
+                and "stream_options" not in request
+            ):
                 request["stream_options"] = {"include_usage": True}
         except Exception:
             hooks.recorder.count_internal_error()
@@ -133,8 +138,12 @@ def install_stream_usage(hooks) -> None:
 
 
 # The signatures the execution wrappers are written against: any other and they are not installed.
-_EXECUTION_SIGNATURES = {"execute": ("lm", "call"), "aexecute": ("lm", "call"), "_delay": ("exc", "attempt"),
-                         "_account_failed_call": ("lm", "results", "primary")}
+_EXECUTION_SIGNATURES = {
+    "execute": ("lm", "call"),
+    "aexecute": ("lm", "call"),
+    "_delay": ("exc", "attempt"),
+    "_account_failed_call": ("lm", "results", "primary"),
+}
 
 
 def binds_like(function, names: tuple[str, ...]) -> bool:
@@ -142,7 +151,8 @@ def binds_like(function, names: tuple[str, ...]) -> bool:
     then a wrapper written `def f(<names>)` binds any call, and fails any call, the same way."""
     parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
     return tuple(p.name for p in parameters) == names and all(
-        p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters)
+        p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters
+    )
 
 
 def execution_is_familiar(execution) -> bool:

@@ -37,5 +37,3 @@ def _attribute_name(parent: object, child: object) -> str | None:
                 if item is child:
                     return f"{name}[{key}]"
     return None
-
-

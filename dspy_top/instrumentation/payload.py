@@ -142,8 +142,22 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
     limit)["payload"]` is, without building the payload first: its names are known to be plain,
     so only its values are walked (a recording does this for every call: about 2 µs less each).
     `kept` is a recorder.KeptCall (a tuple in KEPT_FIELDS order)."""
-    (_, model, model_type, messages, prompt, lm_options, call_options, outputs, usage, dspy_cost, cost_details,
-     error, cache_hit, response_model) = kept[:14]
+    (
+        _,
+        model,
+        model_type,
+        messages,
+        prompt,
+        lm_options,
+        call_options,
+        outputs,
+        usage,
+        dspy_cost,
+        cost_details,
+        error,
+        cache_hit,
+        response_model,
+    ) = kept[:14]
     value, text = redactor.value, redactor.text
 
     def part(item: Any) -> Any:  # as the pass treats a value under a plain name, in the payload's map

@@ -24,8 +24,22 @@ SIZE_DROPS_REMEMBERED = 10_000
 
 # What a payload shows of a call (payload.materialize reads these names), in slot order; a slot
 # also holds the payload's reckoned size, last.
-KEPT_FIELDS = ("id", "model", "model_type", "messages", "prompt", "lm_options", "call_options", "outputs", "usage",
-               "dspy_cost", "cost_details", "error", "cache_hit", "response_model")
+KEPT_FIELDS = (
+    "id",
+    "model",
+    "model_type",
+    "messages",
+    "prompt",
+    "lm_options",
+    "call_options",
+    "outputs",
+    "usage",
+    "dspy_cost",
+    "cost_details",
+    "error",
+    "cache_hit",
+    "response_model",
+)
 _PARTS = KEPT_FIELDS[2:11]  # set by the hooks: a record finished another way may lack them
 _TEXT_PARTS = ("messages", "prompt", "outputs")  # what a payload's size is reckoned from without tokens
 _EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 1)
@@ -90,12 +104,33 @@ class PayloadRing:
         if error is not None:
             error = f"{error[0]}: {error[1]}"
         try:
-            slot[:] = (record.id, record.model, record.model_type, record.messages, record.prompt, record.lm_options,
-                       record.call_options, record.outputs, record.usage, record.dspy_cost, record.cost_details,
-                       error, record.cache_hit, record.response_model, size)
+            slot[:] = (
+                record.id,
+                record.model,
+                record.model_type,
+                record.messages,
+                record.prompt,
+                record.lm_options,
+                record.call_options,
+                record.outputs,
+                record.usage,
+                record.dspy_cost,
+                record.cost_details,
+                error,
+                record.cache_hit,
+                record.response_model,
+                size,
+            )
         except AttributeError:  # a record finished without the hooks' parts
-            slot[:] = (record.id, record.model, *(getattr(record, name, None) for name in _PARTS), error,
-                       record.cache_hit, record.response_model, size)
+            slot[:] = (
+                record.id,
+                record.model,
+                *(getattr(record, name, None) for name in _PARTS),
+                error,
+                record.cache_hit,
+                record.response_model,
+                size,
+            )
         ring.append(slot)
         payloads[record.id] = slot
         self.payload_bytes += size
@@ -114,6 +149,7 @@ class PayloadRing:
     def missing_reason(self, call_id: int) -> str | None:
         """Why `get(call_id)` found nothing, when it is not the usual (older than the last calls kept)."""
         if call_id in self.size_dropped:
-            return (f"dropped to keep this process's payloads under {self.max_bytes / 2**20:g} MiB "
-                    "(DSPY_TOP_HISTORY_BYTES)")
+            return (
+                f"dropped to keep this process's payloads under {self.max_bytes / 2**20:g} MiB (DSPY_TOP_HISTORY_BYTES)"
+            )
         return None

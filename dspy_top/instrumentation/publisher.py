@@ -99,7 +99,8 @@ class Publisher:
         if len(cells) != checked:
             keys = list(cells)  # one C call: safe while the job's threads add cells
             self._names_clean = self._names_clean and all(
-                redactor.is_plain(name) for key in keys[checked:] for name in key if isinstance(name, str))
+                redactor.is_plain(name) for key in keys[checked:] for name in key if isinstance(name, str)
+            )
             self._names_checked = (redactor.generation, len(keys))
         if not self._names_clean:
             return [self.redact_row(row) for row in rows]
@@ -107,8 +108,10 @@ class Publisher:
         # The usual batch: no error, known response models; looked at in C, the rows kept as they are.
         if not any(map(_ERROR_OF, rows)) and clean_models.issuperset(map(_RESPONSE_MODEL_OF, rows)):
             return rows
-        return [row if not row[ERROR_AT] and row[RESPONSE_MODEL_AT] in clean_models else self.redact_row(row)
-                for row in rows]
+        return [
+            row if not row[ERROR_AT] and row[RESPONSE_MODEL_AT] in clean_models else self.redact_row(row)
+            for row in rows
+        ]
 
     def redact_row(self, row: tuple) -> tuple:
         model = row[RESPONSE_MODEL_AT]
@@ -116,8 +119,9 @@ class Publisher:
             self._clean_models.add(model)
         return self.redactor.row(row, ERROR_AT, NAMES_AT)
 
-    def encode(self, message: dict[str, Any], what: Any, limit: int | None = EVENT_TEXT,
-               tap: bool = False) -> bytes | None:
+    def encode(
+        self, message: dict[str, Any], what: Any, limit: int | None = EVENT_TEXT, tap: bool = False
+    ) -> bytes | None:
         """`message` redacted (and, with `tap`, handed to the taps) and encoded; None if it cannot be
         sent (counted), or, with `tap`, when no viewer reads the stream."""
         try:
@@ -173,8 +177,12 @@ class Publisher:
         """A `snapshot` message, redacted, from `Recorder.drain_and_snapshot`'s snapshot."""
         stats = self.redactor.value(snapshot["stats"], EVENT_TEXT)
         rows = [self.redact_row(row) for row in snapshot["rows"]]
-        return {"t": protocol.SNAPSHOT, "stats": stats, "seq": snapshot["seq"],
-                "calls": protocol.call_dicts(protocol.CALL_FIELDS, rows)}
+        return {
+            "t": protocol.SNAPSHOT,
+            "stats": stats,
+            "seq": snapshot["seq"],
+            "calls": protocol.call_dicts(protocol.CALL_FIELDS, rows),
+        }
 
     def snapshot_frame(self, snapshot: dict[str, Any]) -> bytes:
         """The encoded `snapshot` for a new viewer: the newest calls that fit in a frame."""
@@ -182,12 +190,24 @@ class Publisher:
         rows = [self.redact_row(row) for row in snapshot["rows"]]
         while True:
             try:
-                return protocol.encode({"t": protocol.SNAPSHOT, "stats": stats, "seq": snapshot["seq"],
-                                        "calls": protocol.call_dicts(protocol.CALL_FIELDS, rows)})
+                return protocol.encode(
+                    {
+                        "t": protocol.SNAPSHOT,
+                        "stats": stats,
+                        "seq": snapshot["seq"],
+                        "calls": protocol.call_dicts(protocol.CALL_FIELDS, rows),
+                    }
+                )
             except protocol.ProtocolError:
                 # Too large (a long history of long error messages): the newest calls that fit.
                 self.recorder.count_internal_error()
                 if not rows:
-                    return protocol.encode({"t": protocol.SNAPSHOT, "seq": snapshot["seq"], "calls": [],
-                                            "stats": {"totals": stats.get("totals"), "dropped_viewer": 0}})
-                rows = rows[len(rows) // 2 + 1:] if len(rows) > 1 else []
+                    return protocol.encode(
+                        {
+                            "t": protocol.SNAPSHOT,
+                            "seq": snapshot["seq"],
+                            "calls": [],
+                            "stats": {"totals": stats.get("totals"), "dropped_viewer": 0},
+                        }
+                    )
+                rows = rows[len(rows) // 2 + 1 :] if len(rows) > 1 else []

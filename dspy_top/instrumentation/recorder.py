@@ -104,11 +104,20 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
 
     # --- the hot path -------------------------------------------------------------
 
-    def begin(self, path: str | None, module_class: str | None, chain: tuple[str, ...], model: str,
-              scopes: tuple[str, ...] = (), stream: bool = False, modules: Any = None) -> CallRecord:
+    def begin(
+        self,
+        path: str | None,
+        module_class: str | None,
+        chain: tuple[str, ...],
+        model: str,
+        scopes: tuple[str, ...] = (),
+        stream: bool = False,
+        modules: Any = None,
+    ) -> CallRecord:
         """A call starts. With `path` None, `modules` (DSPy's caller modules) name it when folded."""
-        record = CallRecord(next(self._ids), path, module_class, chain, model, scopes, stream,
-                            self._clock(), self._perf(), modules)
+        record = CallRecord(
+            next(self._ids), path, module_class, chain, model, scopes, stream, self._clock(), self._perf(), modules
+        )
         self.active[record.id] = record
         self.version += 1  # only tells the server something changed: a lost update is harmless
         return record
@@ -191,11 +200,27 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         # One row in protocol.CALL_FIELDS order: a tuple of atomic values and a tuple, which
         # CPython leaves out of the cyclic GC once it has looked at it.
         row = (
-            self.sequence, record.id, record.started_at, duration, record.path, record.module_class, record.model,
-            record.response_model, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-            cost if billed else 0.0, saved if cache_hit else None, cache_hit, record.retries,
-            error[0] if error is not None else None, error[1] if error is not None else None,
-            record.scopes, record.stream, usage_known,
+            self.sequence,
+            record.id,
+            record.started_at,
+            duration,
+            record.path,
+            record.module_class,
+            record.model,
+            record.response_model,
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+            reasoning_tokens,
+            cost if billed else 0.0,
+            saved if cache_hit else None,
+            cache_hit,
+            record.retries,
+            error[0] if error is not None else None,
+            error[1] if error is not None else None,
+            record.scopes,
+            record.stream,
+            usage_known,
         )
         cell = self.cells.get((record.path, record.model))
         if cell is None:

@@ -48,15 +48,24 @@ def alternatives(first: Path, pid: int, per_process: bool) -> list[Path]:
     if per_process:  # the name already holds the pid: a pid reused within the same second
         return [first.with_name(f"{stem}-{number}{suffix}") for number in range(2, 10)]
     return [first.with_name(f"{stem}-{pid}{suffix}")] + [
-        first.with_name(f"{stem}-{pid}-{number}{suffix}") for number in range(2, 10)]
+        first.with_name(f"{stem}-{pid}-{number}{suffix}") for number in range(2, 10)
+    ]
 
 
 class JobRecording:
     """One process's recording: opened on the server thread (`start`), fed by the server's taps."""
 
-    def __init__(self, record: bool | str, cap_bytes: int, keep_bytes: int, argv: Sequence[str],
-                 started_at: float, payload_of: Callable[[Any], dict[str, Any]],
-                 payloads_of: Callable[[list[int]], list[Any]], warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        record: bool | str,
+        cap_bytes: int,
+        keep_bytes: int,
+        argv: Sequence[str],
+        started_at: float,
+        payload_of: Callable[[Any], dict[str, Any]],
+        payloads_of: Callable[[list[int]], list[Any]],
+        warn: Callable[[str], None],
+    ) -> None:
         self.record = record
         self.cap_bytes = cap_bytes
         self.keep_bytes = keep_bytes
@@ -143,7 +152,7 @@ class JobRecording:
 
     def _keep_sources(self, ids: list[int]) -> None:
         for start in range(0, len(ids), PAYLOAD_BATCH):
-            batch = ids[start:start + PAYLOAD_BATCH]
+            batch = ids[start : start + PAYLOAD_BATCH]
             self._pending.extend(zip(batch, self.payloads_of(batch)))
 
     def _store_payloads(self) -> None:

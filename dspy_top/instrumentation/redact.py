@@ -45,18 +45,91 @@ MIN_SECRET = 8  # shorter environment values are too likely to occur by chance
 MAX_LEARNED = 64
 
 # Name words (split at `-`, `_`, `.`, spaces and camelCase) that make a name a credential's.
-_WORDS = {"password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "cookie", "cookies",
-          "authorization", "auth", "oauth", "apikey", "bearer", "privatekey", "accesskey", "sessiontoken"}
+_WORDS = {
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "secrets",
+    "credential",
+    "credentials",
+    "cookie",
+    "cookies",
+    "authorization",
+    "auth",
+    "oauth",
+    "apikey",
+    "bearer",
+    "privatekey",
+    "accesskey",
+    "sessiontoken",
+}
 # `<word> key` and `<word> token` names that are credentials (`metric_key`, `eos_token` are not).
-_KEY_QUALIFIERS = {"api", "apim", "subscription", "access", "secret", "private", "auth", "account", "master",
-                   "encryption", "signing", "session", "license", "client", "consumer", "service", "app", "admin",
-                   "openai", "anthropic", "azure", "storage", "sas", "ssh", "gpg"}
-_TOKENIZER_TOKENS = {"stop", "pad", "eos", "bos", "sep", "unk", "mask", "cls", "start", "end", "special", "max",
-                     "min", "num", "total", "prompt", "completion", "cached", "reasoning", "input", "output"}
+_KEY_QUALIFIERS = {
+    "api",
+    "apim",
+    "subscription",
+    "access",
+    "secret",
+    "private",
+    "auth",
+    "account",
+    "master",
+    "encryption",
+    "signing",
+    "session",
+    "license",
+    "client",
+    "consumer",
+    "service",
+    "app",
+    "admin",
+    "openai",
+    "anthropic",
+    "azure",
+    "storage",
+    "sas",
+    "ssh",
+    "gpg",
+}
+_TOKENIZER_TOKENS = {
+    "stop",
+    "pad",
+    "eos",
+    "bos",
+    "sep",
+    "unk",
+    "mask",
+    "cls",
+    "start",
+    "end",
+    "special",
+    "max",
+    "min",
+    "num",
+    "total",
+    "prompt",
+    "completion",
+    "cached",
+    "reasoning",
+    "input",
+    "output",
+}
 # A command-line flag of one word: `--token x`, `--key x` (a dict key `token` is a logprob's).
 _FLAG_WORDS = {"token", "key", "pat", "pass", "pwd"}
-_ENV_WORDS = {"KEY", "KEYS", "TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
-              "CREDENTIALS", "APIKEY"}
+_ENV_WORDS = {
+    "KEY",
+    "KEYS",
+    "TOKEN",
+    "SECRET",
+    "SECRETS",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "APIKEY",
+}
 
 _NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
@@ -130,8 +203,26 @@ _RUN_TABLE = bytes(0x61 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "
 # Every key shape but a JWT (looked for by its `eyJ`) and a PEM key is a run of at least 15
 # of [A-Za-z0-9_-] holding one of these (the shortest: `xoxb-` and ten more).
 _SHAPE_RUN = b"a" * 15
-_SHAPE_PREFIXES = (b"sk-", b"sk_", b"rk_", b"pk_", b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"gh",
-                   b"glpat-", b"xox", b"AIza", b"hf_", b"gsk_", b"xai-", b"npm_")
+_SHAPE_PREFIXES = (
+    b"sk-",
+    b"sk_",
+    b"rk_",
+    b"pk_",
+    b"AKIA",
+    b"ASIA",
+    b"AGPA",
+    b"AIDA",
+    b"AROA",
+    b"ANPA",
+    b"gh",
+    b"glpat-",
+    b"xox",
+    b"AIza",
+    b"hf_",
+    b"gsk_",
+    b"xai-",
+    b"npm_",
+)
 # An Authorization scheme and eight characters of a credential, in lower case.
 _SCHEME = re.compile(rb"b(?:earer|asic)[ \t]+[a-z0-9._~+/=-]{8}")
 # The name before a `:` or `=`, found in the reversed text: a character class first lets the
@@ -211,7 +302,7 @@ def _replace(match: re.Match) -> str:
 
 def _rescan(match: re.Match, keep: str) -> str:
     """A name=value that is no credential's: keep the name, and still look inside the value."""
-    rest = match.string[match.end(keep):match.end()]
+    rest = match.string[match.end(keep) : match.end()]
     return match.group(keep) + _TEXT.sub(_replace, rest)
 
 
@@ -364,12 +455,18 @@ class Redactor:
                 out.append(memo.get(item) or text(item, limit))
             elif item is None or kind is int or kind is float or kind is bool:
                 out.append(item)
-            elif kind is dict and item.keys() == _MESSAGE_KEYS and type(item["content"]) is str \
-                    and type(item["role"]) is str and deeper <= MAX_DEPTH:
+            elif (
+                kind is dict
+                and item.keys() == _MESSAGE_KEYS
+                and type(item["content"]) is str
+                and type(item["role"]) is str
+                and deeper <= MAX_DEPTH
+            ):
                 # A chat message, most of a payload: two names known to be plain, two strings.
                 role, content = item["role"], item["content"]
-                out.append({"role": memo.get(role) or text(role, limit),
-                            "content": memo.get(content) or text(content, limit)})
+                out.append(
+                    {"role": memo.get(role) or text(role, limit), "content": memo.get(content) or text(content, limit)}
+                )
             else:
                 out.append(self.value(item, limit, deeper))
         if len(items) > MAX_ITEMS:

@@ -52,9 +52,12 @@ class Instrumentation:
 
     def __init__(self, settings: JobSettings, serve: bool) -> None:
         self.settings = settings
-        self.recorder = Recorder(history_capacity=settings.history, queue_capacity=settings.queue,
-                                 history_bytes=settings.history_bytes,
-                                 payload_capacity=RECORDING_PAYLOADS if settings.record else None)
+        self.recorder = Recorder(
+            history_capacity=settings.history,
+            queue_capacity=settings.queue,
+            history_bytes=settings.history_bytes,
+            payload_capacity=RECORDING_PAYLOADS if settings.record else None,
+        )
         self.hooks = Hooks(self.recorder)
         self.started_at = time.time()
         self.serve = serve
@@ -74,8 +77,13 @@ class Instrumentation:
             self.guard = self.hooks.guard = None
             return
         try:
-            self.guard = Guard(self.recorder, total_usd=settings.budget_usd, on_exceed=settings.on_exceed,
-                               modules=settings.module_budgets, models=settings.model_budgets)
+            self.guard = Guard(
+                self.recorder,
+                total_usd=settings.budget_usd,
+                on_exceed=settings.on_exceed,
+                modules=settings.module_budgets,
+                models=settings.model_budgets,
+            )
         except Exception as exc:
             warn(f"ignoring the budget ({exc})")
             self.guard = None
@@ -108,8 +116,14 @@ class Instrumentation:
 
     def _start_server(self) -> None:
         try:
-            server = SocketServer(self.recorder, self.hello, materialize, on_stop=self._stop_requested,
-                                  settings=self.settings, secrets_of=secrets_of)
+            server = SocketServer(
+                self.recorder,
+                self.hello,
+                materialize,
+                on_stop=self._stop_requested,
+                settings=self.settings,
+                secrets_of=secrets_of,
+            )
             server.start()
             self.server = server
         except Exception as exc:
@@ -130,8 +144,15 @@ class Instrumentation:
 
         settings = self.settings
         self.recording = recording = JobRecording(
-            settings.record, settings.record_cap, settings.record_keep, sys.argv, self.started_at,
-            server.payload_of, self.recorder.payloads_of, warn)
+            settings.record,
+            settings.record_cap,
+            settings.record_keep,
+            sys.argv,
+            self.started_at,
+            server.payload_of,
+            self.recorder.payloads_of,
+            warn,
+        )
 
         def start(hello: dict[str, Any], snapshot: dict[str, Any]) -> None:
             if recording.closed or self.recording is not recording:
@@ -152,11 +173,20 @@ class Instrumentation:
         except OSError:
             cwd = "?"
         return {
-            "t": protocol.HELLO, "v": protocol.PROTOCOL_VERSION, "pid": os.getpid(), "ppid": os.getppid(),
-            "argv": list(sys.argv), "cwd": cwd, "executable": sys.executable,
-            "started_at": self.started_at, "python": platform.python_version(),
-            "dspy": getattr(dspy, "__version__", "?"), "dspy_top": __version__, "mechanism": self.mechanism,
-            "history_capacity": self.recorder.history_capacity, "run_id": self.run_id,
+            "t": protocol.HELLO,
+            "v": protocol.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "argv": list(sys.argv),
+            "cwd": cwd,
+            "executable": sys.executable,
+            "started_at": self.started_at,
+            "python": platform.python_version(),
+            "dspy": getattr(dspy, "__version__", "?"),
+            "dspy_top": __version__,
+            "mechanism": self.mechanism,
+            "history_capacity": self.recorder.history_capacity,
+            "run_id": self.run_id,
             **self._recording_named(),
         }
 
@@ -209,15 +239,27 @@ class Instrumentation:
             self.hooks.on_first_call = self._start_server
 
 
-def instrument(history: int | None = None, queue: int | None = None, serve: bool = True,
-               history_bytes: int | None = None, prices=None, budget_usd: float | None = None,
-               on_exceed: str | None = None,
-               module_budgets: dict[str, float] | None = None,
-               model_budgets: dict[str, float] | None = None, record=None) -> Instrumentation | Unavailable:
+def instrument(
+    history: int | None = None,
+    queue: int | None = None,
+    serve: bool = True,
+    history_bytes: int | None = None,
+    prices=None,
+    budget_usd: float | None = None,
+    on_exceed: str | None = None,
+    module_budgets: dict[str, float] | None = None,
+    model_budgets: dict[str, float] | None = None,
+    record=None,
+) -> Instrumentation | Unavailable:
     """See `dspy_top.instrument`. Never raises: a bad setting is reported once and ignored."""
     global _active
-    budget_options = dict(prices=prices, budget_usd=budget_usd, on_exceed=on_exceed,
-                          module_budgets=module_budgets, model_budgets=model_budgets)
+    budget_options = dict(
+        prices=prices,
+        budget_usd=budget_usd,
+        on_exceed=on_exceed,
+        module_budgets=module_budgets,
+        model_budgets=model_budgets,
+    )
     explicit = dict(budget_options, history=history, queue=queue, history_bytes=history_bytes, record=record)
     try:
         with _lock:
@@ -231,8 +273,9 @@ def instrument(history: int | None = None, queue: int | None = None, serve: bool
                     if _active.settings.record and recording is None:
                         _active.start_recording()
                     elif record and recording is not None and _active.settings.record != recording.record:
-                        warn(f"already recording (to {recording.path or recording.record}); record={record!r} "
-                             "is ignored")
+                        warn(
+                            f"already recording (to {recording.path or recording.record}); record={record!r} is ignored"
+                        )
                 return _active
             handle = Instrumentation(settings(explicit), bool(serve))
             if handle.settings.record and not serve:

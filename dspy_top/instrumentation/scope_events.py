@@ -66,22 +66,28 @@ class ScopeEvents:
             if state["state"] == "running":
                 state["state"] = "failed" if info.get("error") else "done"
             self.version += 1
-            self._enqueue({
-                "t": EVAL_END if state["kind"] == "eval" else COMPILE_END,
-                **state, "usage": self._scope_usage(scope_id, self._in_flight()[3]),
-            }, droppable=False)
+            self._enqueue(
+                {
+                    "t": EVAL_END if state["kind"] == "eval" else COMPILE_END,
+                    **state,
+                    "usage": self._scope_usage(scope_id, self._in_flight()[3]),
+                },
+                droppable=False,
+            )
 
     def tool(self, name: str, path: str, duration: float, error: BaseException | None) -> None:
-        self.pending.append((name, path, self._clock() - duration, duration,
-                             type(error).__name__ if error is not None else None))
+        self.pending.append(
+            (name, path, self._clock() - duration, duration, type(error).__name__ if error is not None else None)
+        )
 
     def _apply_tool(self, name: str, path: str, start: float, duration: float, error: str | None) -> None:
         self.tool_calls += 1
         if error is not None:
             self.tool_errors += 1
         self.version += 1
-        self._enqueue({"t": TOOL, "name": name, "path": path, "start": start, "latency": duration, "error": error},
-                      droppable=True)
+        self._enqueue(
+            {"t": TOOL, "name": name, "path": path, "start": start, "latency": duration, "error": error}, droppable=True
+        )
 
     def budget_alert(self, alert: dict[str, Any]) -> None:
         """A budget threshold was crossed (or a stop requested): kept for late viewers, sent now.

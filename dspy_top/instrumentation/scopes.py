@@ -32,8 +32,7 @@ def install_evaluate(hooks) -> None:
     def __call__(*args, **kwargs):
         # The original is called right here, not from a helper: a warning DSPy raises inside
         # it then walks out through this frame only (frames.py).
-        opened = _open_scope(hooks, "eval", args,
-                             lambda scope: _evaluate_info(args[0], signature, args, kwargs, scope))
+        opened = _open_scope(hooks, "eval", args, lambda scope: _evaluate_info(args[0], signature, args, kwargs, scope))
         if opened is None:
             return original_call(*args, **kwargs)
         try:
@@ -248,11 +247,14 @@ def _compile_info(optimizer, args, kwargs, scope: Scope) -> dict[str, Any]:
         predictors = None
     data = {"student", "trainset", "valset", "teacher", "program"}
     return {
-        "class": type(optimizer).__name__, "params": _optimizer_params(optimizer),
+        "class": type(optimizer).__name__,
+        "params": _optimizer_params(optimizer),
         # Simple compile() arguments such as num_trials, minibatch, max_bootstrapped_demos.
         "arguments": {str(k): _simple(v) for k, v in kwargs.items() if k not in data},
-        "parent": scope.ids[-1] if scope.ids else None, "predictors": predictors,
-        "trainset": _length(kwargs.get("trainset")), "valset": _length(kwargs.get("valset")),
+        "parent": scope.ids[-1] if scope.ids else None,
+        "predictors": predictors,
+        "trainset": _length(kwargs.get("trainset")),
+        "valset": _length(kwargs.get("valset")),
     }
 
 
@@ -264,9 +266,12 @@ def _evaluate_info(evaluate, signature, args, kwargs, scope: Scope) -> dict[str,
     metadata = bound.get("callback_metadata") or {}
     program = bound.get("program")
     return {
-        "total": _length(devset), "done": 0, "score_sum": 0.0,
+        "total": _length(devset),
+        "done": 0,
+        "score_sum": 0.0,
         "num_threads": num_threads if isinstance(num_threads, int) else None,
-        "metric": _simple(metric), "program": type(program).__name__ if program is not None else None,
+        "metric": _simple(metric),
+        "program": type(program).__name__ if program is not None else None,
         "metadata": {str(k): _simple(v) for k, v in dict(metadata).items()} if isinstance(metadata, dict) else {},
         "parent": scope.ids[-1] if scope.ids else None,
     }
@@ -281,4 +286,3 @@ def _evaluation_outcome(result: Any) -> dict[str, Any]:
     if isinstance(results, list):
         info["done"] = len(results)
     return info
-

@@ -60,9 +60,15 @@ class CatchUp:
 class SocketServer:
     """The listening socket and the thread that feeds every viewer."""
 
-    def __init__(self, recorder: Recorder, hello: Callable[[], dict[str, Any]],
-                 materialize: Callable[[Any], dict[str, Any]], on_stop: Callable[[str], None] | None = None,
-                 settings: JobSettings | None = None, secrets_of: Callable[[Any], list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        hello: Callable[[], dict[str, Any]],
+        materialize: Callable[[Any], dict[str, Any]],
+        on_stop: Callable[[str], None] | None = None,
+        settings: JobSettings | None = None,
+        secrets_of: Callable[[Any], list[str]] | None = None,
+    ) -> None:
         settings = settings or JobSettings()
         self.recorder = recorder
         self.hello = hello

@@ -57,18 +57,22 @@ class StatsFrames:
         stats = {
             "at": self._clock(),
             "totals": totals.to_wire(),
-            "modules": [{"path": path, **self.module_info.get(path, _NO_INFO), **counters.to_wire()}
-                        for path, counters in modules.items()],
+            "modules": [
+                {"path": path, **self.module_info.get(path, _NO_INFO), **counters.to_wire()}
+                for path, counters in modules.items()
+            ],
             "models": [{"model": model, **counters.to_wire()} for model, counters in models.items()],
-            "scopes": [{**state, "usage": self._scope_usage(state["id"], scope_flight)}
-                       for state in scopes[-MAX_SCOPES:]],
+            "scopes": [
+                {**state, "usage": self._scope_usage(state["id"], scope_flight)} for state in scopes[-MAX_SCOPES:]
+            ],
             "dropped_events": self.dropped_events,
             "internal_errors": self.internal_errors,
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
             # A copy: the guard appends alerts from the job's threads while a frame is built.
-            "budget": None if self.budget is None else {
-                **self.budget, "alerts": [dict(alert) for alert in self.budget["alerts"]]},
+            "budget": None
+            if self.budget is None
+            else {**self.budget, "alerts": [dict(alert) for alert in self.budget["alerts"]]},
             **({"before_attach": self.before_attach} if self.before_attach is not None else {}),
         }
         for entries, folded in ((stats["modules"], modules_folded), (stats["models"], models_folded)):
@@ -136,11 +140,11 @@ def _fold_rare(table: dict[str, Tally], limit: int) -> tuple[dict[str, Tally], i
     if len(table) <= limit:
         return table, 0
     ranked = sorted(table.items(), key=lambda item: item[1].calls + item[1].in_flight, reverse=True)
-    kept = dict(ranked[:limit - 1])
+    kept = dict(ranked[: limit - 1])
     other = Tally()
     if any(counters.by_model is not None for _, counters in ranked):
         other.by_model = {}
-    for _, counters in ranked[limit - 1:]:
+    for _, counters in ranked[limit - 1 :]:
         other.add(counters)
         other.in_flight += counters.in_flight
         for model, cell in (counters.by_model or {}).items():

@@ -68,8 +68,9 @@ class FrameStream:
         """Drop frames every reader has taken (and none before `keep_from`); past the byte limit,
         the oldest, telling each reader that had not taken one yet."""
         readers = list(readers)
-        oldest = min([reader.position for reader in readers] + ([keep_from] if keep_from is not None else []),
-                     default=self.end)
+        oldest = min(
+            [reader.position for reader in readers] + ([keep_from] if keep_from is not None else []), default=self.end
+        )
         frames = self.frames
         while frames and (self.first < oldest or self.size > self.limit):
             frame = frames.popleft()

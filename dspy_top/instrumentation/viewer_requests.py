@@ -1,7 +1,8 @@
 """What viewers send, answered on the server thread: hello checked, payloads fetched, stop passed on.
 
 Bad input (a frame too large, a protocol version this process does not speak) gets an error
-message and the connection closed: it never reaches the job. A payload is read from the recorder's ring (payload_ring.py) and materialized (payload.py) on the
+message and the connection closed: it never reaches the job. A payload is read from the
+recorder's ring (payload_ring.py) and materialized (payload.py) on the
 server thread, never the job's. The credentials its LM was given are learned by the redactor
 first, so that the one redaction pass removes them wherever they appear; a payload too large to
 send is answered "not found" with the reason.
@@ -24,9 +25,15 @@ MAX_PAYLOAD_TEXT = 256 * 1024
 class ViewerRequests:
     """Reads each viewer's requests and answers them; `drop(viewer)` is the server's way to let one go."""
 
-    def __init__(self, recorder: Recorder, publisher: Publisher, materialize: Callable[[Any], dict[str, Any]],
-                 secrets_of: Callable[[Any], list[str]] | None, on_stop: Callable[[str], None] | None,
-                 drop: Callable[[ViewerConnection], None]) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        publisher: Publisher,
+        materialize: Callable[[Any], dict[str, Any]],
+        secrets_of: Callable[[Any], list[str]] | None,
+        on_stop: Callable[[str], None] | None,
+        drop: Callable[[ViewerConnection], None],
+    ) -> None:
         self.recorder = recorder
         self.publisher = publisher
         self.materialize = materialize
@@ -55,8 +62,11 @@ class ViewerRequests:
         kind = message["t"]
         if kind == protocol.HELLO:
             if message.get("v") != protocol.PROTOCOL_VERSION:
-                self.refuse(viewer, f"viewer speaks protocol version {str(message.get('v'))[:40]}; "
-                                    f"this process speaks {protocol.PROTOCOL_VERSION}")
+                self.refuse(
+                    viewer,
+                    f"viewer speaks protocol version {str(message.get('v'))[:40]}; "
+                    f"this process speaks {protocol.PROTOCOL_VERSION}",
+                )
         elif kind == protocol.GET_PAYLOAD:
             viewer.send_first(self.payload_reply(message))
         elif kind == protocol.STOP and self.on_stop is not None:
@@ -96,8 +106,15 @@ class ViewerRequests:
                 reply["found"] = False
         frame = self.publisher.encode(reply, "payload", limit=None)
         if frame is None:
-            frame = protocol.encode({"t": protocol.PAYLOAD, "req": request, "id": call_id,
-                                     "found": False, "reason": "payload too large to send"})
+            frame = protocol.encode(
+                {
+                    "t": protocol.PAYLOAD,
+                    "req": request,
+                    "id": call_id,
+                    "found": False,
+                    "reason": "payload too large to send",
+                }
+            )
         return frame
 
     def payload_of(self, source: Any) -> dict[str, Any]:

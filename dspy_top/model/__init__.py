@@ -11,11 +11,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "CallQuery": "calls", "CallSummary": "calls", "History": "calls", "Counters": "counters", "Fleet": "fleet",
-    "OptimizerRun": "optimizers", "Trial": "optimizers", "CONNECTING": "states", "ENDED": "states",
-    "FAILED": "states", "LOST": "states", "RUNNING": "states", "ProcessState": "process",
-    "ScopeState": "scopes", "ModelRow": "snapshot", "ProcessRow": "snapshot", "Snapshot": "snapshot",
-    "ModuleNode": "tree", "ModuleRow": "tree", "build_tree": "tree", "flatten": "tree",
+    "CallQuery": "calls",
+    "CallSummary": "calls",
+    "History": "calls",
+    "Counters": "counters",
+    "Fleet": "fleet",
+    "OptimizerRun": "optimizers",
+    "Trial": "optimizers",
+    "CONNECTING": "states",
+    "ENDED": "states",
+    "FAILED": "states",
+    "LOST": "states",
+    "RUNNING": "states",
+    "ProcessState": "process",
+    "ScopeState": "scopes",
+    "ModelRow": "snapshot",
+    "ProcessRow": "snapshot",
+    "Snapshot": "snapshot",
+    "ModuleNode": "tree",
+    "ModuleRow": "tree",
+    "build_tree": "tree",
+    "flatten": "tree",
 }
 
 __all__ = sorted(_HOMES)

@@ -27,19 +27,31 @@ class BeforeAttach:
     @classmethod
     def from_record(cls, record) -> BeforeAttach:
         """From the checked `stats.before_attach` (dspy_top.schema.BeforeAttachRecord)."""
-        return cls(at=record.at or 0.0, calls=record.calls, history=record.history, missing=record.missing,
-                   in_flight=record.in_flight, in_flight_counted=record.in_flight_counted, settled=record.settled,
-                   first_at=record.first_at)
+        return cls(
+            at=record.at or 0.0,
+            calls=record.calls,
+            history=record.history,
+            missing=record.missing,
+            in_flight=record.in_flight,
+            in_flight_counted=record.in_flight_counted,
+            settled=record.settled,
+            first_at=record.first_at,
+        )
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> BeforeAttach:
         missing = wire.get("missing")
         first = wire.get("first_at")
-        return cls(at=float(wire.get("at") or 0.0), calls=int(wire.get("calls") or 0),
-                   history=str(wire.get("history") or "unknown"),
-                   missing=int(missing) if missing is not None else None,
-                   in_flight=int(wire.get("in_flight") or 0), in_flight_counted=int(wire.get("in_flight_counted") or 0),
-                   settled=bool(wire.get("settled", True)), first_at=float(first) if first is not None else None)
+        return cls(
+            at=float(wire.get("at") or 0.0),
+            calls=int(wire.get("calls") or 0),
+            history=str(wire.get("history") or "unknown"),
+            missing=int(missing) if missing is not None else None,
+            in_flight=int(wire.get("in_flight") or 0),
+            in_flight_counted=int(wire.get("in_flight_counted") or 0),
+            settled=bool(wire.get("settled", True)),
+            first_at=float(first) if first is not None else None,
+        )
 
     @property
     def known(self) -> bool:
@@ -72,9 +84,17 @@ class BeforeAttach:
         return f"{self.calls:,}{'' if exact else '+'} before attach"
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "calls": self.calls, "history": self.history, "missing": self.missing,
-                "in_flight": self.in_flight, "in_flight_counted": self.in_flight_counted, "settled": self.settled,
-                "first_at": self.first_at, "text": self.describe()}
+        return {
+            "at": self.at,
+            "calls": self.calls,
+            "history": self.history,
+            "missing": self.missing,
+            "in_flight": self.in_flight,
+            "in_flight_counted": self.in_flight_counted,
+            "settled": self.settled,
+            "first_at": self.first_at,
+            "text": self.describe(),
+        }
 
 
 def combined(parts: Iterable[BeforeAttach | None]) -> str | None:

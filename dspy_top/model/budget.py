@@ -96,8 +96,17 @@ class BudgetAlert:
 
     @classmethod
     def from_record(cls, process: str, pid: int, record: AlertRecord) -> BudgetAlert:
-        return cls(process, pid, record.level, record.scope, record.name, record.spent_usd, record.budget_usd,
-                   record.action, record.message)
+        return cls(
+            process,
+            pid,
+            record.level,
+            record.scope,
+            record.name,
+            record.spent_usd,
+            record.budget_usd,
+            record.action,
+            record.message,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,4 +126,3 @@ class JobBudget:
     @property
     def worst(self) -> BudgetLimit | None:
         return max(self.limits, key=lambda limit: limit.fraction, default=None)
-

@@ -57,5 +57,14 @@ def eval_projection(scopes: Iterable[ScopeState]) -> EvalProjection | None:
     # Nothing heard about its usage yet, or nothing of it priced: no figure rather than a false $0.
     if scope.done > 0 and usage.calls > 0 and not (usage.unpriced_calls and usage.cost_usd == 0):
         projected = usage.cost_usd * max(scope.total, scope.done) / scope.done
-    return EvalProjection(scope.process, scope.pid, scope.id, scope.label, scope.done, scope.total,
-                          usage.cost_usd, usage.unpriced_calls == 0, projected)
+    return EvalProjection(
+        scope.process,
+        scope.pid,
+        scope.id,
+        scope.label,
+        scope.done,
+        scope.total,
+        usage.cost_usd,
+        usage.unpriced_calls == 0,
+        projected,
+    )

@@ -87,8 +87,9 @@ class CallQuery:
     @property
     def words(self) -> tuple[str, ...]:
         """The free words: what a search of prompts and responses looks for."""
-        return tuple(value for field, value in self.parts if not field and value not in ("err", "error", "errors",
-                                                                                          "cache"))
+        return tuple(
+            value for field, value in self.parts if not field and value not in ("err", "error", "errors", "cache")
+        )
 
     def matches(self, call: CallSummary, texts: Mapping[tuple[str, int], str] | None = None) -> bool:
         for field, value in self.parts:
@@ -175,7 +176,7 @@ class History:
         if not fresh:
             return
         merged = sorted([*self._calls, *fresh], key=lambda c: (c.end, c.process, c.id))
-        merged = merged[-self.capacity:]
+        merged = merged[-self.capacity :]
         self._calls = deque(merged)
         self._seen = {c.key for c in merged}
         self.added += len(fresh)
@@ -190,9 +191,14 @@ class History:
         self._calls = deque(c._replace(process=new) if c.process == old else c for c in self._calls)
         self._seen = {c.key for c in self._calls}
 
-    def recent(self, limit: int, query: CallQuery | None = None, process: str | None = None,
-               texts: Mapping[tuple[str, int], str] | None = None,
-               unsettled: Mapping[str, int] | None = None) -> tuple[CallSummary, ...]:
+    def recent(
+        self,
+        limit: int,
+        query: CallQuery | None = None,
+        process: str | None = None,
+        texts: Mapping[tuple[str, int], str] | None = None,
+        unsettled: Mapping[str, int] | None = None,
+    ) -> tuple[CallSummary, ...]:
         """The newest `limit` calls passing the filters, oldest first, leaving out each process's
         newest `unsettled[process]` calls (received, not yet counted by a stats frame)."""
         held = self._calls

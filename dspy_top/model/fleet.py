@@ -67,8 +67,14 @@ class Fleet:
 
     # --- what the sources say (through the collector) --------------------------------
 
-    def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS,
-               host: str | None = None, stats_follow: bool = True) -> None:
+    def attach(
+        self,
+        key: str,
+        pid: int | None = None,
+        status: str = CONNECTING_STATUS,
+        host: str | None = None,
+        stats_follow: bool = True,
+    ) -> None:
         """A process a source is attaching to, or waiting for: its row says `status` until it connects.
 
         A row that failed or was lost is tried again; a running one is left as it is. One that
@@ -85,9 +91,16 @@ class Fleet:
             process = None
         if process is None:
             process = self.processes[key] = ProcessState(
-                key, pid, window=self.window, bucket=self.bucket, series_length=self.series_length,
-                repricer=Repricer(self.prices), burn_window=self.burn_window, host=host,
-                stats_follow=stats_follow)
+                key,
+                pid,
+                window=self.window,
+                bucket=self.bucket,
+                series_length=self.series_length,
+                repricer=Repricer(self.prices),
+                burn_window=self.burn_window,
+                host=host,
+                stats_follow=stats_follow,
+            )
         if process.state != RUNNING:
             process.connecting(status)
 
@@ -243,8 +256,11 @@ class Fleet:
 
     def payloads_kept(self, focus: str | None = None) -> dict[str, int]:
         """How many of its newest calls' payloads each running process (in view) keeps, for `/` to read."""
-        return {key: p.hello.history_capacity for key, p in self.processes.items()
-                if p.state == RUNNING and p.hello is not None and (focus is None or key == focus)}
+        return {
+            key: p.hello.history_capacity
+            for key, p in self.processes.items()
+            if p.state == RUNNING and p.hello is not None and (focus is None or key == focus)
+        }
 
     def module_chains(self) -> dict[str, tuple[str, ...]]:
         """Each module path's chain of classes (`RAG > ChainOfThought > Predict`), for the inspect screen."""
@@ -283,33 +299,60 @@ class Fleet:
             for path, module in process.modules.items():
                 leaves.setdefault(path, []).append((module, process.module_tokens_per_sec(path, now), process.live))
         tree = build_tree(
-            (LeafInput(path, parts[0][0].class_name, parts[0][0].chain,
-                       total(m.counters for m, _, _ in parts), sum(rate for _, rate, _ in parts),
-                       any(live for _, _, live in parts))
-             for path, parts in leaves.items()),
+            (
+                LeafInput(
+                    path,
+                    parts[0][0].class_name,
+                    parts[0][0].chain,
+                    total(m.counters for m, _, _ in parts),
+                    sum(rate for _, rate, _ in parts),
+                    any(live for _, _, live in parts),
+                )
+                for path, parts in leaves.items()
+            ),
             now,
         )
         models: dict[str, list[tuple[Counters, tuple[float, float]]]] = {}
         for process in in_view:
             for model, counters in process.models.items():
                 models.setdefault(model, []).append((counters, process.model_tokens_per_sec(model, now)))
-        model_rows = tuple(sorted(
-            (ModelRow(model, total(c for c, _ in parts), model in self.prices,
-                      tokens_per_sec=sum(r[0] for _, r in parts), output_tokens_per_sec=sum(r[1] for _, r in parts))
-             for model, parts in models.items()),
-            key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model)))
+        model_rows = tuple(
+            sorted(
+                (
+                    ModelRow(
+                        model,
+                        total(c for c, _ in parts),
+                        model in self.prices,
+                        tokens_per_sec=sum(r[0] for _, r in parts),
+                        output_tokens_per_sec=sum(r[1] for _, r in parts),
+                    )
+                    for model, parts in models.items()
+                ),
+                key=lambda row: (-row.counters.cost_usd, -row.counters.calls, row.model),
+            )
+        )
         scopes = tuple(s for p in in_view for s in p.scopes.values())
         optimizers = derive_optimizers(scopes, now)
         unsettled = {key: p.unsettled for key, p in self.processes.items() if p.unsettled}
         calls = self.history.recent(history_limit, query, focus, self.payload_texts, unsettled)
         return Snapshot(
-            at=now, focus=focus,
+            at=now,
+            focus=focus,
             processes=tuple(self._process_row(p, now) for p in self._ordered_processes()),
-            totals=totals, uptime=uptime, tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=average,
-            output_tokens_per_sec=output_per_sec, series_bucket=self.bucket,
-            cost_per_min=cost_per_min, token_series=tuple(token_series), cost_series=tuple(cost_series),
-            modules=tree, models=model_rows, scopes=scopes,
-            calls=calls, history_size=len(self.history) - sum(unsettled.values()),
+            totals=totals,
+            uptime=uptime,
+            tokens_per_sec=tokens_per_sec,
+            tokens_per_sec_avg=average,
+            output_tokens_per_sec=output_per_sec,
+            series_bucket=self.bucket,
+            cost_per_min=cost_per_min,
+            token_series=tuple(token_series),
+            cost_series=tuple(cost_series),
+            modules=tree,
+            models=model_rows,
+            scopes=scopes,
+            calls=calls,
+            history_size=len(self.history) - sum(unsettled.values()),
             history_added=self.history.added,
             dropped=sum(p.dropped_events + p.dropped_viewer for p in in_view),
             internal_errors=sum(p.internal_errors for p in in_view),
@@ -317,20 +360,26 @@ class Fleet:
             burn=self._burn(in_view, totals, uptime, average, scopes, now),
             budget=self._viewer_budget(),
             job_budgets=tuple(b for b in (p.job_budget for p in self._ordered_processes()) if b is not None),
-            optimizers=optimizers, hosts=tuple(self.hosts.values()),
+            optimizers=optimizers,
+            hosts=tuple(self.hosts.values()),
         )
 
-    def _burn(self, in_view: list[ProcessState], totals: Counters, uptime: float, tokens_avg: float,
-              scopes: tuple, now: float) -> Burn:
+    def _burn(
+        self, in_view: list[ProcessState], totals: Counters, uptime: float, tokens_avg: float, scopes: tuple, now: float
+    ) -> Burn:
         tokens_per_sec = cost_per_sec = 0.0
         for process in in_view:
             tokens, cost = process.burn_per_sec(now)
             tokens_per_sec += tokens
             cost_per_sec += cost
-        return Burn(window=self.burn_window, cost_per_min=60.0 * cost_per_sec,
-                    cost_per_min_avg=60.0 * totals.cost_usd / uptime if uptime > 0 else 0.0,
-                    tokens_per_sec=tokens_per_sec, tokens_per_sec_avg=tokens_avg,
-                    evaluation=eval_projection(scopes))
+        return Burn(
+            window=self.burn_window,
+            cost_per_min=60.0 * cost_per_sec,
+            cost_per_min_avg=60.0 * totals.cost_usd / uptime if uptime > 0 else 0.0,
+            tokens_per_sec=tokens_per_sec,
+            tokens_per_sec_avg=tokens_avg,
+            evaluation=eval_projection(scopes),
+        )
 
     def _viewer_budget(self) -> ViewerBudget | None:
         # Against every process the viewer knows, whatever the focus: the bill is the whole bill.
@@ -346,11 +395,19 @@ class Fleet:
     @staticmethod
     def _process_row(process: ProcessState, now: float) -> ProcessRow:
         return ProcessRow(
-            key=process.key, pid=process.pid, command=process.command, state=process.state,
-            status=process.status, started_at=process.started_at, uptime=process.uptime(now),
-            totals=process.totals, tokens_per_sec=process.tokens_per_sec(now),
+            key=process.key,
+            pid=process.pid,
+            command=process.command,
+            state=process.state,
+            status=process.status,
+            started_at=process.started_at,
+            uptime=process.uptime(now),
+            totals=process.totals,
+            tokens_per_sec=process.tokens_per_sec(now),
             mechanism=process.hello.mechanism if process.hello else "",
-            dropped=process.dropped_events + process.dropped_viewer, final_numbers=process.final_numbers,
-            before_attach=process.before_attach, argv=tuple(process.hello.argv) if process.hello else (),
+            dropped=process.dropped_events + process.dropped_viewer,
+            final_numbers=process.final_numbers,
+            before_attach=process.before_attach,
+            argv=tuple(process.hello.argv) if process.hello else (),
             host=process.host,
         )

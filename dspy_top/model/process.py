@@ -53,9 +53,19 @@ class ModuleCounters:
 class ProcessState:
     """Everything known about one process; folded on the reader's side, read by `Fleet.snapshot`."""
 
-    def __init__(self, key: str, pid: int | None, *, window: float, bucket: float, series_length: int,
-                 repricer: Repricer | None = None, burn_window: float = BURN_WINDOW, host: str | None = None,
-                 stats_follow: bool = True) -> None:
+    def __init__(
+        self,
+        key: str,
+        pid: int | None,
+        *,
+        window: float,
+        bucket: float,
+        series_length: int,
+        repricer: Repricer | None = None,
+        burn_window: float = BURN_WINDOW,
+        host: str | None = None,
+        stats_follow: bool = True,
+    ) -> None:
         self.key = key
         self.pid = pid or 0
         self.host = host  # the machine it runs on, as the user named it (`--host`); None: this one
@@ -148,7 +158,7 @@ class ProcessState:
 
     @property
     def final_numbers(self) -> str | None:
-        """"received" once the `exit` came, "not received" when the stream broke first, else None."""
+        """ "received" once the `exit` came, "not received" when the stream broke first, else None."""
         return {ENDED: "received", LOST: "not received"}.get(self.state)
 
     # --- folding --------------------------------------------------------------------
@@ -227,8 +237,9 @@ class ProcessState:
             raw_module_cost[path] = counters.cost_usd
             if repricer and cells:
                 counters = repricer.module(counters, cells, raw_models)
-            modules[path] = ModuleCounters(path=path, class_name=entry.class_name, chain=entry.chain,
-                                           counters=counters, by_model=cells)
+            modules[path] = ModuleCounters(
+                path=path, class_name=entry.class_name, chain=entry.chain, counters=counters, by_model=cells
+            )
             rate = self.module_rates.get(path)
             if rate is None:
                 rate = self.module_rates[path] = RateWindow(self._window)
@@ -278,11 +289,13 @@ class ProcessState:
         started = self.hello.started_at
         # What each window is measured over: the calls the snapshot holds must cover it.
         since = started if complete else min(call.end for call in calls)
-        windows = [(self.token_rate, lambda c: c.prompt_tokens + c.completion_tokens, None),
-                   (self.output_rate, lambda c: c.completion_tokens, None),
-                   (self.cost_rate, lambda c: c.cost_usd or 0.0, None),
-                   (self.burn_tokens, lambda c: c.prompt_tokens + c.completion_tokens, None),
-                   (self.burn_cost, lambda c: c.cost_usd or 0.0, None)]
+        windows = [
+            (self.token_rate, lambda c: c.prompt_tokens + c.completion_tokens, None),
+            (self.output_rate, lambda c: c.completion_tokens, None),
+            (self.cost_rate, lambda c: c.cost_usd or 0.0, None),
+            (self.burn_tokens, lambda c: c.prompt_tokens + c.completion_tokens, None),
+            (self.burn_cost, lambda c: c.cost_usd or 0.0, None),
+        ]
         for path, rate in self.module_rates.items():
             windows.append((rate, lambda c: c.prompt_tokens + c.completion_tokens, lambda c, p=path: c.path == p))
         for model, (tokens, output) in self.model_rates.items():
@@ -336,8 +349,9 @@ class ProcessState:
     def job_budget(self) -> JobBudget | None:
         if self.budget_on_exceed is None and not self.budget_alerts:
             return None
-        return JobBudget(self.key, self.pid, self.budget_on_exceed or "warn", self.budget_limits,
-                         tuple(self.budget_alerts.values()))
+        return JobBudget(
+            self.key, self.pid, self.budget_on_exceed or "warn", self.budget_limits, tuple(self.budget_alerts.values())
+        )
 
     # --- reading --------------------------------------------------------------------
 

@@ -34,8 +34,11 @@ class Repricer:
         price = self.prices.get(name)
         if price is None:
             return counters
-        return replace(counters, unpriced_calls=0, cost_usd=price.cost(
-            counters.prompt_tokens, counters.completion_tokens, counters.cached_tokens))
+        return replace(
+            counters,
+            unpriced_calls=0,
+            cost_usd=price.cost(counters.prompt_tokens, counters.completion_tokens, counters.cached_tokens),
+        )
 
     def totals(self, totals: Counters, models: Mapping[str, Counters]) -> Counters:
         """The process's totals, given its models' counters as the job sent them."""

@@ -75,15 +75,27 @@ def scope_from_record(process: str, pid: int, record: ScopeRecord, previous: Sco
     label = label_wire or (previous.label if previous else ("compile" if kind == "compile" else "Evaluate"))
     usage = Counters.from_record(record.usage) if record.usage else (previous.usage if previous else EMPTY)
     return ScopeState(
-        process=process, pid=pid, id=record.id or "", kind=kind,
-        state=pick(record.state, "state", "running"), start=pick(record.start, "start", 0.0),
-        end=pick(record.end, "end", None), parent=pick(record.parent, "parent", None), label=label,
-        done=pick(record.done, "done", 0), total=pick(record.total, "total", 0),
-        score_sum=pick(record.score_sum, "score_sum", 0.0), score=pick(record.score, "score", None),
-        usage=usage, error=pick(record.error, "error", None),
-        metadata=pick(record.metadata, "metadata", {}), params=pick(record.params, "params", {}),
-        arguments=pick(record.arguments, "arguments", {}), predictors=pick(record.predictors, "predictors", None),
-        trainset=pick(record.trainset, "trainset", None), valset=pick(record.valset, "valset", None),
+        process=process,
+        pid=pid,
+        id=record.id or "",
+        kind=kind,
+        state=pick(record.state, "state", "running"),
+        start=pick(record.start, "start", 0.0),
+        end=pick(record.end, "end", None),
+        parent=pick(record.parent, "parent", None),
+        label=label,
+        done=pick(record.done, "done", 0),
+        total=pick(record.total, "total", 0),
+        score_sum=pick(record.score_sum, "score_sum", 0.0),
+        score=pick(record.score, "score", None),
+        usage=usage,
+        error=pick(record.error, "error", None),
+        metadata=pick(record.metadata, "metadata", {}),
+        params=pick(record.params, "params", {}),
+        arguments=pick(record.arguments, "arguments", {}),
+        predictors=pick(record.predictors, "predictors", None),
+        trainset=pick(record.trainset, "trainset", None),
+        valset=pick(record.valset, "valset", None),
         num_threads=pick(record.num_threads, "num_threads", None),
         joined=pick(record.joined, "joined", None),
     )
@@ -100,18 +112,31 @@ def add_late_call(scope: ScopeState, call: Any) -> ScopeState:
     usage = scope.usage
     billed = not call.cache_hit
     cost = call.cost_usd if billed and call.cost_usd is not None else 0.0
-    unpriced = 1 if billed and call.cost_usd is None and (call.prompt_tokens or call.completion_tokens
-                                                          or not call.usage_known) else 0
+    unpriced = (
+        1
+        if billed and call.cost_usd is None and (call.prompt_tokens or call.completion_tokens or not call.usage_known)
+        else 0
+    )
     hist = dict(usage.latency_hist)
     bucket = latency.bucket_of(call.latency)
     hist[bucket] = hist.get(bucket, 0) + 1
-    return replace(scope, usage=replace(
-        usage, calls=usage.calls + 1, errors=usage.errors + (1 if call.error else 0),
-        retries=usage.retries + call.retries, cache_hits=usage.cache_hits + (0 if billed else 1),
-        prompt_tokens=usage.prompt_tokens + call.prompt_tokens,
-        completion_tokens=usage.completion_tokens + call.completion_tokens,
-        cached_tokens=usage.cached_tokens + call.cached_tokens, cost_usd=usage.cost_usd + cost,
-        unpriced_calls=usage.unpriced_calls + unpriced, latency_s=usage.latency_s + call.latency,
-        unmetered_calls=usage.unmetered_calls + (0 if call.usage_known else 1),
-        in_flight=max(0, usage.in_flight - 1), latency_hist=hist, last_at=max(usage.last_at, call.end),
-    ))
+    return replace(
+        scope,
+        usage=replace(
+            usage,
+            calls=usage.calls + 1,
+            errors=usage.errors + (1 if call.error else 0),
+            retries=usage.retries + call.retries,
+            cache_hits=usage.cache_hits + (0 if billed else 1),
+            prompt_tokens=usage.prompt_tokens + call.prompt_tokens,
+            completion_tokens=usage.completion_tokens + call.completion_tokens,
+            cached_tokens=usage.cached_tokens + call.cached_tokens,
+            cost_usd=usage.cost_usd + cost,
+            unpriced_calls=usage.unpriced_calls + unpriced,
+            latency_s=usage.latency_s + call.latency,
+            unmetered_calls=usage.unmetered_calls + (0 if call.usage_known else 1),
+            in_flight=max(0, usage.in_flight - 1),
+            latency_hist=hist,
+            last_at=max(usage.last_at, call.end),
+        ),
+    )

@@ -80,9 +80,15 @@ def build_tree(leaves: Iterable[LeafInput], now: float) -> tuple[ModuleNode, ...
         recent = leaf is not None and leaf.live and counters.last_at > 0 and now - counters.last_at < ACTIVE_SECONDS
         active = counters.in_flight > 0 or recent or any(kid.active for kid in kids)
         return ModuleNode(
-            path=path, name=split_path(path)[-1] if not path.startswith("(") else path, depth=depth,
-            class_name=classes.get(path, ""), counters=counters,
-            own=leaf.counters if leaf is not None else None, tokens_per_sec=rate, active=active, children=kids,
+            path=path,
+            name=split_path(path)[-1] if not path.startswith("(") else path,
+            depth=depth,
+            class_name=classes.get(path, ""),
+            counters=counters,
+            own=leaf.counters if leaf is not None else None,
+            tokens_per_sec=rate,
+            active=active,
+            children=kids,
         )
 
     return tuple(make(root, 0) for root in children[""])
@@ -143,15 +149,21 @@ def flatten(
 
         def collect(node: ModuleNode) -> None:
             if node.own is not None:
-                leaves.append(ModuleNode(node.path, node.path, 0, node.class_name, node.own, node.own,
-                                         _own_rate(node), node.active, ()))
+                leaves.append(
+                    ModuleNode(
+                        node.path, node.path, 0, node.class_name, node.own, node.own, _own_rate(node), node.active, ()
+                    )
+                )
             for child in node.children:
                 collect(child)
 
         for root in roots:
             collect(root)
-        return [ModuleRow(n, 0, False, False, "") for n in _ordered(leaves, sort, descending)
-                if keep is None or keep(n.path)]
+        return [
+            ModuleRow(n, 0, False, False, "")
+            for n in _ordered(leaves, sort, descending)
+            if keep is None or keep(n.path)
+        ]
 
     def visible(node: ModuleNode) -> bool:
         return keep is None or keep(node.path) or any(visible(c) for c in node.children)
@@ -183,4 +195,3 @@ def flatten(
 
 def _own_rate(node: ModuleNode) -> float:
     return node.tokens_per_sec - sum(c.tokens_per_sec for c in node.children)
-

@@ -14,6 +14,16 @@ from dspy_top.recording.state import RecordingState
 from dspy_top.recording.writer import DEFAULT_CAP, RecordingWriter
 
 __all__ = [
-    "DEFAULT_CAP", "Damage", "EndState", "Position", "Recording", "RecordingError", "RecordingState",
-    "RecordingWriter", "default_path", "message_time", "prune", "runs_dir",
+    "DEFAULT_CAP",
+    "Damage",
+    "EndState",
+    "Position",
+    "Recording",
+    "RecordingError",
+    "RecordingState",
+    "RecordingWriter",
+    "default_path",
+    "message_time",
+    "prune",
+    "runs_dir",
 ]

@@ -78,14 +78,29 @@ class SizeCaps:
         if not self.payloads_stopped and self.size() >= self.cap_bytes:
             self.stop_payloads(now, self.size())
         if not self.events_stopped and self.size() >= 2 * self.cap_bytes:
-            self.add({"t": "recording", "event": "event_cap", "at": now, "bytes": self.size(),
-                      "cap_bytes": self.cap_bytes,
-                      "message": "the recording reached twice its size cap: call and tool events stop here; "
-                                 f"stats are kept every {STATS_EVERY_PAST_CAP:g} s, scopes, budget and exit always"})
+            self.add(
+                {
+                    "t": "recording",
+                    "event": "event_cap",
+                    "at": now,
+                    "bytes": self.size(),
+                    "cap_bytes": self.cap_bytes,
+                    "message": "the recording reached twice its size cap: call and tool events stop here; "
+                    f"stats are kept every {STATS_EVERY_PAST_CAP:g} s, scopes, budget and exit always",
+                }
+            )
             self.events_stopped = True
 
     def stop_payloads(self, now: float, size: int) -> None:
         """The cap is reached (`size`: the file with what waits to be written): payloads stop here."""
         self.payloads_stopped = True
-        self.add({"t": "recording", "event": "payload_cap", "at": now, "bytes": size, "cap_bytes": self.cap_bytes,
-                  "message": "the recording reached its size cap: payloads stop here, counts go on"})
+        self.add(
+            {
+                "t": "recording",
+                "event": "payload_cap",
+                "at": now,
+                "bytes": size,
+                "cap_bytes": self.cap_bytes,
+                "message": "the recording reached its size cap: payloads stop here, counts go on",
+            }
+        )

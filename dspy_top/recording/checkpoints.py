@@ -51,15 +51,22 @@ class CheckpointSchedule:
             return waited >= CHECKPOINT_SECONDS
         return self.bytes > 0 and waited >= CHECKPOINT_SECONDS_MAX
 
-    def frame(self, state: RecordingState, offset: int, now: float, level: int,
-              fallback: Any) -> bytes:
+    def frame(self, state: RecordingState, offset: int, now: float, level: int, fallback: Any) -> bytes:
         """The checkpoint frame of `state`, to be written at `offset`; counted as stored."""
         stored = state.checkpoint()
         stored["bytes"] = offset
         data = zlib.compress(msgpack.packb(stored, use_bin_type=True, default=fallback), level)
-        frame = frames.frame(frames.CHECKPOINT, frames.ZLIB, {
-            frames.WRITTEN: now, frames.SEQ: state.seq, frames.CALLS: state.calls, frames.PREVIOUS: self.latest,
-        }, data)
+        frame = frames.frame(
+            frames.CHECKPOINT,
+            frames.ZLIB,
+            {
+                frames.WRITTEN: now,
+                frames.SEQ: state.seq,
+                frames.CALLS: state.calls,
+                frames.PREVIOUS: self.latest,
+            },
+            data,
+        )
         self.rows.append([offset, now, state.calls, state.seq])
         self.at = now
         self.calls = state.calls

@@ -47,7 +47,9 @@ same columns as CSV, or the last calls as DSPy's inspect_history prints them (in
 RECORDING is a .dtop file, `latest` (the newest run in the runs directory, all its
 processes) or a run id as `dspy-top runs --json` shows it.
 """
-EXPORT_EPILOG = textwrap.fill(f"columns (jsonl keys, csv header): {', '.join(export.COLUMNS)};", 90) + """
+EXPORT_EPILOG = (
+    textwrap.fill(f"columns (jsonl keys, csv header): {', '.join(export.COLUMNS)};", 90)
+    + """
 with --payloads also messages and response (the call's outputs). time is local ISO 8601,
 start is epoch seconds; eval, trial and compile say which evaluation, optimizer trial and
 optimizer run the call was made in. The columns are in docs/recording-format.md.
@@ -58,27 +60,42 @@ recording's cap, or recorded from the middle of a run), export says so on stderr
 exit status: 0, 1 when a recording cannot be read (what was read before the damage is written),
 2 on a usage error.
 """
+)
 
 
 def runs_main(argv: list[str], choose: Callable[[list[RunSummary], Path], int] | None = None) -> int:
     """`dspy-top runs`; on a terminal, with `choose` (the viewer's list, which replays the run picked:
     this package never imports the viewer), the runs go to it instead of the table."""
-    parser = argparse.ArgumentParser(prog="dspy-top runs", description=RUNS_DESCRIPTION, epilog=RUNS_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dspy-top runs",
+        description=RUNS_DESCRIPTION,
+        epilog=RUNS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     parser.add_argument("--dir", type=Path, metavar="DIR", help="list the recordings in DIR instead")
     parser.add_argument("-n", type=int, metavar="N", dest="limit", help="only the newest N runs")
-    parser.add_argument("--plain", action="store_true",
-                        help="print the table even on a terminal (instead of the list to pick a run from)")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="print the table even on a terminal (instead of the list to pick a run from)",
+    )
     args = parser.parse_args(argv)
     directory = args.dir or runs.runs_dir()
     summaries, errors = list_runs(directory)
-    found = group_runs(summaries, directory)[:args.limit] if args.limit else group_runs(summaries, directory)
+    found = group_runs(summaries, directory)[: args.limit] if args.limit else group_runs(summaries, directory)
     out = sys.stdout
     if args.json:
-        out.write(json.dumps({"directory": str(directory), "runs": [run.to_json() for run in found],
-                              "unreadable": [{"path": str(e.path), "offset": e.offset, "reason": e.reason}
-                                             for e in errors]}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "directory": str(directory),
+                    "runs": [run.to_json() for run in found],
+                    "unreadable": [{"path": str(e.path), "offset": e.offset, "reason": e.reason} for e in errors],
+                }
+            )
+            + "\n"
+        )
         return 0
     for error in errors:
         say(str(error))
@@ -111,10 +128,14 @@ RIGHT_ALIGNED = (1, 2, 3, 4, 5, 6)  # the numbers' columns
 def table_row(run: RunSummary) -> tuple[str, ...]:
     """One run's cells, as the table and the interactive list show them (the command made inert)."""
     return (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)), _duration(run.duration),
-        str(run.processes), "?" if run.calls is None else f"{run.calls:,}",
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)),
+        _duration(run.duration),
+        str(run.processes),
+        "?" if run.calls is None else f"{run.calls:,}",
         "?" if run.cost_usd is None else _dollars(run.cost_usd),
-        "-" if run.best_score is None else f"{run.best_score:.1f}", _size(run.size), run.state,
+        "-" if run.best_score is None else f"{run.best_score:.1f}",
+        _size(run.size),
+        run.state,
         inert(run.command),
     )
 
@@ -126,26 +147,37 @@ def _table(found: list[RunSummary], directory: Path, width: int | None) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [f"recordings in {inert(str(directory))}, newest first"]
     for row in rows:
-        cells = [cell.rjust(w) if i in RIGHT_ALIGNED else cell.ljust(w) for i, (cell, w) in
-                 enumerate(zip(row, widths))]
+        cells = [cell.rjust(w) if i in RIGHT_ALIGNED else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         line = "  ".join(cells) + "  " + row[-1]
-        lines.append(line[:max(width, 80)] if width else line)
+        lines.append(line[: max(width, 80)] if width else line)
     return "\n".join(lines) + "\n"
 
 
 def export_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dspy-top export", description=EXPORT_DESCRIPTION, epilog=EXPORT_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dspy-top export",
+        description=EXPORT_DESCRIPTION,
+        epilog=EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("recording", metavar="RECORDING", help="a .dtop file, latest, or a run id")
-    parser.add_argument("--format", choices=("jsonl", "csv", "inspect"), default="jsonl",
-                        help="jsonl (default), csv, or inspect (DSPy's inspect_history text)")
-    parser.add_argument("--payloads", action="store_true",
-                        help="jsonl and csv: add each call's messages and response")
-    parser.add_argument("-n", type=int, metavar="N", dest="last", default=1,
-                        help="inspect: the last N calls (default 1)")
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "csv", "inspect"),
+        default="jsonl",
+        help="jsonl (default), csv, or inspect (DSPy's inspect_history text)",
+    )
+    parser.add_argument("--payloads", action="store_true", help="jsonl and csv: add each call's messages and response")
+    parser.add_argument(
+        "-n", type=int, metavar="N", dest="last", default=1, help="inspect: the last N calls (default 1)"
+    )
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
-    parser.add_argument("--dir", type=Path, metavar="DIR", help="where `latest` and run ids are looked for "
-                                                                 "(default: the runs directory)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="where `latest` and run ids are looked for (default: the runs directory)",
+    )
     args = parser.parse_args(argv)
     if args.last < 1:
         parser.error("-n must be at least 1")
@@ -196,8 +228,9 @@ def resolve(name: str, directory: Path) -> list[Path]:
     raise LookupError(f"{name}: neither a recording file nor a run id in {directory} (dspy-top runs lists them)")
 
 
-def _export(paths: list[Path], args: argparse.Namespace, out: TextIO, clean: Callable[[str], str],
-            terminal: bool) -> int:
+def _export(
+    paths: list[Path], args: argparse.Namespace, out: TextIO, clean: Callable[[str], str], terminal: bool
+) -> int:
     status = 0
     writer: Any = None
     inspected: list[tuple[float, dict[str, Any], Path]] = []
@@ -235,7 +268,7 @@ def _export(paths: list[Path], args: argparse.Namespace, out: TextIO, clean: Cal
     if args.format == "inspect":
         inspected.sort(key=lambda item: item[0])
         colors = terminal
-        for _, call, path in inspected[-args.last:]:
+        for _, call, path in inspected[-args.last :]:
             with Recording(path) as recording:
                 payload = recording.payload(call["call_id"]) if isinstance(call.get("call_id"), int) else None
             out.write(export.inspect_text(call, payload, colors=colors, clean=clean))
@@ -266,8 +299,10 @@ def _check(path: Path, recording: Recording, totals: export.Totals) -> None:
     dropped = (end.stats or {}).get("dropped_events")
     if dropped:
         reasons.append(f"the process dropped {dropped:,} events from its queue")
-    say(f"{path}: the exported calls do not add up to the process's totals ({'; '.join(differences)})"
-        + (f": {'; '.join(reasons)}" if reasons else ": the recording began after the process's first calls"))
+    say(
+        f"{path}: the exported calls do not add up to the process's totals ({'; '.join(differences)})"
+        + (f": {'; '.join(reasons)}" if reasons else ": the recording began after the process's first calls")
+    )
 
 
 def _ended(call: dict[str, Any]) -> float:

@@ -41,8 +41,7 @@ class EndState:
         return self.state.totals()
 
 
-def read_end(view: FileView, first: int, started_at: float, live: bool, size: int,
-             index: Index | None) -> EndState:
+def read_end(view: FileView, first: int, started_at: float, live: bool, size: int, index: Index | None) -> EndState:
     """The end state of the recording in `view` (`size` bytes read; its first frame after the header at
     `first`), from its footer's `index` if it has one (see index.from_footer)."""
     start: CheckpointRef | None = None

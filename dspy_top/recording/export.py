@@ -23,18 +23,61 @@ from dspy_top.recording.reader import Recording
 
 # The columns of every format, in order (docs/recording-format.md, "Export").
 COLUMNS = (
-    "pid", "time", "start", "call_id", "seq", "module", "module_class", "model", "response_model",
-    "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd", "cost_saved_usd",
-    "cache_hit", "error", "error_message", "retries", "latency_s", "eval", "trial", "compile", "stream",
+    "pid",
+    "time",
+    "start",
+    "call_id",
+    "seq",
+    "module",
+    "module_class",
+    "model",
+    "response_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_saved_usd",
+    "cache_hit",
+    "error",
+    "error_message",
+    "retries",
+    "latency_s",
+    "eval",
+    "trial",
+    "compile",
+    "stream",
 )
 PAYLOAD_COLUMNS = ("messages", "response")
 # Where each exported column comes from in a `calls` row (protocol.CALL_FIELDS names).
 _FROM = {"call_id": "id", "module": "path", "latency_s": "latency"}
-_DIRECT = ("start", "seq", "module_class", "model", "response_model", "prompt_tokens", "completion_tokens",
-           "cached_tokens", "reasoning_tokens", "cost_usd", "cost_saved_usd", "cache_hit", "error", "error_message",
-           "retries", "stream")
-_SUMMED = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
-           "cost_saved_usd", "retries")
+_DIRECT = (
+    "start",
+    "seq",
+    "module_class",
+    "model",
+    "response_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_saved_usd",
+    "cache_hit",
+    "error",
+    "error_message",
+    "retries",
+    "stream",
+)
+_SUMMED = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_saved_usd",
+    "retries",
+)
 
 
 @dataclass
@@ -60,8 +103,12 @@ class Totals:
     def matches(self, totals: dict[str, Any]) -> list[str]:
         """Where the rows differ from the process's totals (counts exactly; money to a rounding)."""
         differences = []
-        for name, mine in (("calls", self.calls), ("errors", self.errors), ("cache_hits", self.cache_hits),
-                           *self.sums.items()):
+        for name, mine in (
+            ("calls", self.calls),
+            ("errors", self.errors),
+            ("cache_hits", self.cache_hits),
+            *self.sums.items(),
+        ):
             theirs = totals.get(name)
             if not isinstance(theirs, (int, float)):
                 continue
@@ -121,8 +168,10 @@ class CallRows:
             local = time.localtime(second)
             offset = local.tm_gmtoff or 0
             sign = "+" if offset >= 0 else "-"
-            self._seconds[second] = prefix = (time.strftime("%Y-%m-%dT%H:%M:%S", local),
-                                              f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}")
+            self._seconds[second] = prefix = (
+                time.strftime("%Y-%m-%dT%H:%M:%S", local),
+                f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}",
+            )
         return f"{prefix[0]}.{int((start - second) * 1e6):06d}{prefix[1]}"
 
     def _scope(self, scopes: Any) -> tuple[Any, Any, Any]:
@@ -251,10 +300,15 @@ def last_calls(rows: CallRows, count: int) -> list[dict[str, Any]]:
     return list(kept)
 
 
-def inspect_text(call: dict[str, Any], payload: dict[str, Any] | None, colors: bool = False,
-                 clean: Callable[[str], str] = lambda text: text) -> str:
+def inspect_text(
+    call: dict[str, Any],
+    payload: dict[str, Any] | None,
+    colors: bool = False,
+    clean: Callable[[str], str] = lambda text: text,
+) -> str:
     """One call as DSPy's `inspect_history` prints it: when, each message by role, the response.
     `clean` is applied to everything the job or the LM wrote (a terminal needs it inert)."""
+
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if colors else text
 
@@ -278,7 +332,9 @@ def inspect_text(call: dict[str, Any], payload: dict[str, Any] | None, colors: b
         first = outputs[0]
         if isinstance(first, dict):
             if first.get("text"):
-                parts.append(paint("31", "Response:") + "\n\n" + paint("32", clean(str(first["text"]).strip())) + "\n\n")
+                parts.append(
+                    paint("31", "Response:") + "\n\n" + paint("32", clean(str(first["text"]).strip())) + "\n\n"
+                )
             parts.append(_tool_calls(first.get("tool_calls"), paint, clean))
         else:
             parts.append(paint("31", "Response:") + "\n\n" + paint("32", clean(str(first).strip())) + "\n\n")
@@ -308,11 +364,15 @@ def _content(content: Any) -> str:
                 lines.append(f"<image_url: {url}>")
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
-            lines.append(f"<audio format='{audio.get('format')}' base64-encoded, length={len(audio.get('data') or '')}>")
+            lines.append(
+                f"<audio format='{audio.get('format')}' base64-encoded, length={len(audio.get('data') or '')}>"
+            )
         elif kind in ("file", "input_file"):
             info = part.get("file") or part.get("input_file") or {}
-            lines.append(f"<file: name:{info.get('filename', '')}, id:{info.get('file_id', '')}, "
-                         f"data_length:{len(info.get('file_data') or '')}>")
+            lines.append(
+                f"<file: name:{info.get('filename', '')}, id:{info.get('file_id', '')}, "
+                f"data_length:{len(info.get('file_data') or '')}>"
+            )
     return "\n".join(lines)
 
 

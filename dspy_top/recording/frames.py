@@ -40,8 +40,7 @@ MESSAGES = ord("M")  # protocol messages, a part of the messages' deflate stream
 PAYLOADS = ord("P")  # [call id, payload] pairs, a part of the payloads' deflate stream
 CHECKPOINT = ord("C")  # the full state at one moment (see state.py), standalone
 INDEX = ord("I")  # the footer: where every segment and checkpoint is, written at close
-KIND_NAMES = {HEADER: "header", MESSAGES: "messages", PAYLOADS: "payloads", CHECKPOINT: "checkpoint",
-              INDEX: "index"}
+KIND_NAMES = {HEADER: "header", MESSAGES: "messages", PAYLOADS: "payloads", CHECKPOINT: "checkpoint", INDEX: "index"}
 
 # Codecs of a frame's data.
 PLAIN = 0  # msgpack, uncompressed
@@ -151,7 +150,7 @@ def check_head(buffer: bytes, offset: int) -> Frame:
     meta_end = FRAME_HEADER.size + meta_length
     if len(buffer) < meta_end:
         raise Torn
-    meta_bytes = bytes(buffer[FRAME_HEADER.size:meta_end])
+    meta_bytes = bytes(buffer[FRAME_HEADER.size : meta_end])
     if zlib.crc32(meta_bytes, zlib.crc32(bytes(buffer[:HEAD_CHECKED]))) != head_crc:
         raise Broken("frame header checksum mismatch")
     try:

@@ -81,7 +81,9 @@ def from_footer(view: FileView, size: int) -> Index | None:
             messages=[MessageSegment(*row) for row in stored["messages"]],
             payloads=[PayloadSegment(*row) for row in stored["payloads"]],
             checkpoints=[CheckpointRef(*row) for row in stored["checkpoints"]],
-            complete=True, failed=stored.get("failed"), walked_to=offset,
+            complete=True,
+            failed=stored.get("failed"),
+            walked_to=offset,
         )
     except (Torn, Broken, KeyError, TypeError, ValueError):
         view.note(offset, "the footer index is damaged; the file is read without it")
@@ -115,8 +117,9 @@ class IndexWalker:
         if found.kind == frames.MESSAGES:
             written = float(meta.get(frames.WRITTEN) or 0.0)
             if meta.get(frames.SEGMENT) == found.offset:
-                index.messages.append(MessageSegment(found.offset, written, written,
-                                                     int(meta.get(frames.CALLS_BEFORE) or 0), 0, 0))
+                index.messages.append(
+                    MessageSegment(found.offset, written, written, int(meta.get(frames.CALLS_BEFORE) or 0), 0, 0)
+                )
             elif not index.messages or index.messages[-1].offset != meta.get(frames.SEGMENT):
                 return  # a segment whose first frame was lost to damage: it cannot be decoded
             segment = index.messages[-1]
@@ -136,5 +139,11 @@ class IndexWalker:
                 segment.last_id = high if segment.last_id is None else max(segment.last_id, high)
             segment.count += int(meta.get(frames.CALLS) or 0)
         elif found.kind == frames.CHECKPOINT:
-            index.checkpoints.append(CheckpointRef(found.offset, float(meta.get(frames.WRITTEN) or 0.0),
-                                                   int(meta.get(frames.CALLS) or 0), int(meta.get(frames.SEQ) or 0)))
+            index.checkpoints.append(
+                CheckpointRef(
+                    found.offset,
+                    float(meta.get(frames.WRITTEN) or 0.0),
+                    int(meta.get(frames.CALLS) or 0),
+                    int(meta.get(frames.SEQ) or 0),
+                )
+            )

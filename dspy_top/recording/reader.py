@@ -77,7 +77,7 @@ class Recording:
         head = view.read(0, frames.FILE_HEADER.size)
         if size == 0:
             raise RecordingError(path, 0, "empty file: not a dspy-top recording (or its writer never started)")
-        magic = head[:len(frames.MAGIC)]
+        magic = head[: len(frames.MAGIC)]
         if magic != frames.MAGIC:
             if len(head) < len(frames.MAGIC) and frames.MAGIC.startswith(head):
                 raise RecordingError(path, size, "truncated: the file ends inside its header")
@@ -87,9 +87,14 @@ class Recording:
         _, major, minor = frames.FILE_HEADER.unpack(head)
         if major != frames.FORMAT_MAJOR:
             newer = major > frames.FORMAT_MAJOR
-            raise RecordingError(path, len(frames.MAGIC), (
-                f"recording format {major}.{minor} is {'newer than' if newer else 'not one'} this dspy-top reads "
-                f"({frames.FORMAT_MAJOR}.x)" + ("; upgrade dspy-top to read it" if newer else "")))
+            raise RecordingError(
+                path,
+                len(frames.MAGIC),
+                (
+                    f"recording format {major}.{minor} is {'newer than' if newer else 'not one'} this dspy-top reads "
+                    f"({frames.FORMAT_MAJOR}.x)" + ("; upgrade dspy-top to read it" if newer else "")
+                ),
+            )
         self.format_version = (major, minor)
         offset = frames.FILE_HEADER.size
         try:
@@ -157,14 +162,20 @@ class Recording:
         which yields first a `snapshot` of the state there (with up to `history` calls before it)."""
         return self._read(start, history, follow=False, poll=0.0, stop=None)
 
-    def follow(self, start: Position | None = None, history: int = 0, poll: float = FOLLOW_POLL,
-               stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    def follow(
+        self,
+        start: Position | None = None,
+        history: int = 0,
+        poll: float = FOLLOW_POLL,
+        stop: threading.Event | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Like `messages`, then waits for more while the writer writes (like `tail -f`); ends when
         the writer closes the file or dies, or when `stop` is set."""
         return self._read(start, history, follow=True, poll=poll, stop=stop)
 
-    def _read(self, start: Position | None, history: int, follow: bool, poll: float,
-              stop: threading.Event | None) -> Iterator[dict[str, Any]]:
+    def _read(
+        self, start: Position | None, history: int, follow: bool, poll: float, stop: threading.Event | None
+    ) -> Iterator[dict[str, Any]]:
         offset = self._first
         if start is not None:
             offset = start.offset
@@ -220,15 +231,14 @@ class Recording:
 
     # --- seeking and the end ----------------------------------------------------------------
 
-    def seek(self, at: float | None = None, fraction: float | None = None,
-             checkpoint: int | None = None) -> Position:
+    def seek(self, at: float | None = None, fraction: float | None = None, checkpoint: int | None = None) -> Position:
         """Where to start reading for a moment (epoch seconds), a fraction of the recording's
         duration (0 to 1), or the checkpoint with this number (negative: from the end): the
         checkpoint at or before it, whose messages up to the moment follow."""
         index = self.index()
         refs = index.checkpoints
         if checkpoint is not None:
-            candidates = refs[:checkpoint + 1] if checkpoint >= 0 else refs[:len(refs) + checkpoint + 1]
+            candidates = refs[: checkpoint + 1] if checkpoint >= 0 else refs[: len(refs) + checkpoint + 1]
         else:
             if fraction is not None:
                 start, end = self.started_at, self._last_time(index)

@@ -20,7 +20,7 @@ from dspy_top import paths
 
 SUFFIX = ".dtop"
 LOG_SUFFIX = ".log"  # a run's output, kept beside its recordings by `dspy-top run`
-DEFAULT_KEEP_BYTES = 5 * 1024 ** 3
+DEFAULT_KEEP_BYTES = 5 * 1024**3
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -58,8 +58,9 @@ def script_safe(name: str) -> str:
     return _UNSAFE.sub("_", name).strip("._")
 
 
-def default_path(argv: Sequence[str], pid: int | None = None, started_at: float | None = None,
-                 directory: Path | None = None) -> Path:
+def default_path(
+    argv: Sequence[str], pid: int | None = None, started_at: float | None = None, directory: Path | None = None
+) -> Path:
     """`runs/<start time>-<pid>-<script>.dtop` (the directory is not created here)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started_at if started_at is not None else time.time()))
     pid = os.getpid() if pid is None else pid

@@ -90,8 +90,11 @@ class FileView:
                 found = self.frame_at(offset, size)
             except Torn:
                 if not quiet_tail:
-                    self.note(offset, f"the file ends inside a frame ({size - offset:,} bytes of it were written; "
-                                      "the writer stopped mid-write): everything before it was read")
+                    self.note(
+                        offset,
+                        f"the file ends inside a frame ({size - offset:,} bytes of it were written; "
+                        "the writer stopped mid-write): everything before it was read",
+                    )
                 return
             except Broken as exc:
                 resumed = self.resync(offset + 1, size)
@@ -100,8 +103,11 @@ class FileView:
                         return
                     self.note(offset, f"damaged data ({exc}); nothing readable after it")
                     return
-                self.note(offset, f"damaged data ({exc}); skipped {resumed - offset:,} bytes to the next "
-                                  f"good frame at byte {resumed:,}")
+                self.note(
+                    offset,
+                    f"damaged data ({exc}); skipped {resumed - offset:,} bytes to the next "
+                    f"good frame at byte {resumed:,}",
+                )
                 offset = resumed
                 continue
             yield found

@@ -164,7 +164,9 @@ class RecordingState:
         for name in TAIL_COUNTERS:
             if tail.get(name):
                 base = totals.get(name)
-                totals[name] = (base if isinstance(base, (int, float)) and not isinstance(base, bool) else 0) + tail[name]
+                totals[name] = (base if isinstance(base, (int, float)) and not isinstance(base, bool) else 0) + tail[
+                    name
+                ]
         hist = dict(totals.get("latency_hist") or {})
         for bucket, count in (tail.get("latency_hist") or {}).items():
             hist[bucket] = hist.get(bucket, 0) + count
@@ -178,9 +180,16 @@ class RecordingState:
     def checkpoint(self) -> dict[str, Any]:
         """The state as a checkpoint frame stores it."""
         return {
-            "at": self.at, "seq": self.seq, "calls": self.calls, "payloads": self.payloads,
-            "payloads_dropped": self.payloads_dropped, "calls_dropped": self.calls_dropped,
-            "stats": self.stats, "scopes": list(self.scopes.values()), "exit": self.exit, "notes": list(self.notes),
+            "at": self.at,
+            "seq": self.seq,
+            "calls": self.calls,
+            "payloads": self.payloads,
+            "payloads_dropped": self.payloads_dropped,
+            "calls_dropped": self.calls_dropped,
+            "stats": self.stats,
+            "scopes": list(self.scopes.values()),
+            "exit": self.exit,
+            "notes": list(self.notes),
             "tail": dict(self.tail()) or None,
         }
 

@@ -45,10 +45,21 @@ class RecordingSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": str(self.path), "size": self.size, "started_at": self.started_at, "duration_s": self.duration,
-            "command": self.command, "pid": self.pid, "ppid": self.ppid, "processes": self.processes,
-            "calls": self.calls, "cost_usd": self.cost_usd, "best_score": self.best_score, "state": self.state,
-            "payloads": self.payloads, "payloads_dropped": self.payloads_dropped, "damage": list(self.damage),
+            "path": str(self.path),
+            "size": self.size,
+            "started_at": self.started_at,
+            "duration_s": self.duration,
+            "command": self.command,
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "processes": self.processes,
+            "calls": self.calls,
+            "cost_usd": self.cost_usd,
+            "best_score": self.best_score,
+            "state": self.state,
+            "payloads": self.payloads,
+            "payloads_dropped": self.payloads_dropped,
+            "damage": list(self.damage),
             "run_id": self.run_id,
         }
 
@@ -113,9 +124,16 @@ class RunSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "started_at": self.started_at, "duration_s": self.duration,
-            "command": self.command, "processes": self.processes, "calls": self.calls, "cost_usd": self.cost_usd,
-            "best_score": self.best_score, "size": self.size, "state": self.state,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "duration_s": self.duration,
+            "command": self.command,
+            "processes": self.processes,
+            "calls": self.calls,
+            "cost_usd": self.cost_usd,
+            "best_score": self.best_score,
+            "size": self.size,
+            "state": self.state,
             "log": str(self.log) if self.log is not None else None,
             "recordings": [r.to_json() for r in self.recordings],
         }
@@ -195,13 +213,20 @@ def _summary(recording: Recording, end: EndState) -> RecordingSummary:
     if end.complete and end.damage:
         state = "damaged"
     return RecordingSummary(
-        path=recording.path, size=recording.size, started_at=end.started_at,
-        duration=max(0.0, end.ended_at - end.started_at), command=command,
-        pid=_int(hello.get("pid")), ppid=_int(hello.get("ppid")), processes=1,
+        path=recording.path,
+        size=recording.size,
+        started_at=end.started_at,
+        duration=max(0.0, end.ended_at - end.started_at),
+        command=command,
+        pid=_int(hello.get("pid")),
+        ppid=_int(hello.get("ppid")),
+        processes=1,
         calls=_int(totals.get("calls")) if totals is not None else None,
         cost_usd=float(totals["cost_usd"]) if totals is not None and _number(totals.get("cost_usd")) else None,
         best_score=best_score(end.state.scopes.values(), end.ended_at),
-        state=state, payloads=end.state.payloads, payloads_dropped=end.state.payloads_dropped,
+        state=state,
+        payloads=end.state.payloads,
+        payloads_dropped=end.state.payloads_dropped,
         damage=tuple(str(d) for d in end.damage),
         run_id=hello.get("run_id") if isinstance(hello.get("run_id"), str) else None,
     )

@@ -31,7 +31,7 @@ from dspy_top.recording.checkpoints import CheckpointSchedule
 from dspy_top.recording.segments import SegmentedStream
 from dspy_top.recording.state import RecordingState
 
-DEFAULT_CAP = 1024 ** 3  # bytes per recording; past it payloads stop (see `cap_bytes`)
+DEFAULT_CAP = 1024**3  # bytes per recording; past it payloads stop (see `cap_bytes`)
 # What is added is on disk within FLUSH_EVERY: flush() (called on the server's 0.25 s tick) writes
 # once the oldest record not yet written waited WRITE_AFTER, so at the tick after the one that
 # added it: a busy job's every other tick, and a slow job's call goes out with what the next tick
@@ -74,8 +74,7 @@ def _guarded(method: Callable[..., None]) -> Callable[..., None]:
 class RecordingWriter:
     """One process's recording: create it, feed it what the server serves, flush on a timer, close."""
 
-    def __init__(self, path: Path, fd: int, hello: dict[str, Any], cap_bytes: int,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, path: Path, fd: int, hello: dict[str, Any], cap_bytes: int, clock: Callable[[], float]) -> None:
         self.path = path
         self._fd: int | None = fd
         self.cap_bytes = cap_bytes
@@ -94,14 +93,36 @@ class RecordingWriter:
         self._segment_calls = 0  # call events before the current message segment
         self._caps = SizeCaps(cap_bytes, self.add, lambda: self.offset)
         self._stats = StoredStats(self._packer.pack)
-        self._write(frames.file_header() + frames.frame(frames.HEADER, frames.PLAIN, {}, msgpack.packb({
-            "format": [frames.FORMAT_MAJOR, frames.FORMAT_MINOR], "created_at": clock(), "hello": hello,
-            "cap_bytes": cap_bytes, "segment_bytes": segments.SEGMENT_BYTES, "flush_every": FLUSH_EVERY,
-        }, use_bin_type=True, default=_fallback)))
+        self._write(
+            frames.file_header()
+            + frames.frame(
+                frames.HEADER,
+                frames.PLAIN,
+                {},
+                msgpack.packb(
+                    {
+                        "format": [frames.FORMAT_MAJOR, frames.FORMAT_MINOR],
+                        "created_at": clock(),
+                        "hello": hello,
+                        "cap_bytes": cap_bytes,
+                        "segment_bytes": segments.SEGMENT_BYTES,
+                        "flush_every": FLUSH_EVERY,
+                    },
+                    use_bin_type=True,
+                    default=_fallback,
+                ),
+            )
+        )
 
     @classmethod
-    def create(cls, path: str | os.PathLike, hello: dict[str, Any], cap_bytes: int = DEFAULT_CAP,
-               overwrite: bool = False, clock: Callable[[], float] = time.time) -> RecordingWriter:
+    def create(
+        cls,
+        path: str | os.PathLike,
+        hello: dict[str, Any],
+        cap_bytes: int = DEFAULT_CAP,
+        overwrite: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> RecordingWriter:
         """A new recording at `path`, created 0600 and locked for as long as it is written.
 
         The directory must exist (see runs.runs_dir for the default one, made 0700). Raises
@@ -312,11 +333,16 @@ class RecordingWriter:
             return  # the file ends at its last whole frame, as a killed writer's would
         self._flush(final=True)
         index_offset = self.offset
-        index = {"messages": self._messages.segments, "payloads": self._payloads.segments,
-                 "checkpoints": self._checkpoints.rows, "failed": self.failed}
+        index = {
+            "messages": self._messages.segments,
+            "payloads": self._payloads.segments,
+            "checkpoints": self._checkpoints.rows,
+            "failed": self.failed,
+        }
         data = zlib.compress(msgpack.packb(index, use_bin_type=True, default=_fallback), MESSAGES_LEVEL)
-        self._write(frames.frame(frames.INDEX, frames.ZLIB, {"bytes": index_offset}, data)
-                    + frames.trailer(index_offset))
+        self._write(
+            frames.frame(frames.INDEX, frames.ZLIB, {"bytes": index_offset}, data) + frames.trailer(index_offset)
+        )
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's file without writing to it."""

@@ -23,10 +23,16 @@ or the per-user runtime directory), opens no port, and ends when stdin closes.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspy-top relay", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hello-timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="give up when the viewer has not said hello within SECONDS (default 30)")
+    parser = argparse.ArgumentParser(
+        prog="dspy-top relay", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up when the viewer has not said hello within SECONDS (default 30)",
+    )
     return parser
 
 
@@ -34,8 +40,11 @@ def main(argv: list[str], version: str) -> int:
     """`dspy-top relay ARGV`; `version` is this dspy-top's (the relay imports no more of it than it needs)."""
     args = build_parser().parse_args(argv)
     if os.isatty(1):
-        print("dspy-top relay: stdout is a terminal; the relay speaks a binary protocol for `dspy-top --host` "
-              "and other programs (docs/protocol.md), not for a terminal", file=sys.stderr)
+        print(
+            "dspy-top relay: stdout is a terminal; the relay speaks a binary protocol for `dspy-top --host` "
+            "and other programs (docs/protocol.md), not for a terminal",
+            file=sys.stderr,
+        )
         return 2
     # The frames get fd 1 to themselves: anything printed by mistake (a library's warning) goes to
     # stderr instead, never into the stream.
@@ -49,10 +58,12 @@ def main(argv: list[str], version: str) -> int:
     from dspy_top.sources.local import local_sockets
 
     located = paths.locate()
-    hello = relay_wire.relay_hello(host=socket.gethostname(), where=str(located.path), pid=os.getpid(),
-                                   version=version, warning=located.warning)
-    relay = Relay(local_sockets(directory=located.path), hello, stdin=0, stdout=frames,
-                  hello_timeout=args.hello_timeout)
+    hello = relay_wire.relay_hello(
+        host=socket.gethostname(), where=str(located.path), pid=os.getpid(), version=version, warning=located.warning
+    )
+    relay = Relay(
+        local_sockets(directory=located.path), hello, stdin=0, stdout=frames, hello_timeout=args.hello_timeout
+    )
     try:
         return relay.run()
     except KeyboardInterrupt:

@@ -83,8 +83,9 @@ class StreamSink(Sink):
 class Relay:
     """Runs `source` and relays it: the hello, the version the viewer chose, then every sink call."""
 
-    def __init__(self, source: Source, hello: dict[str, Any], *, stdin: int = 0, stdout: int = 1,
-                 hello_timeout: float = 30.0) -> None:
+    def __init__(
+        self, source: Source, hello: dict[str, Any], *, stdin: int = 0, stdout: int = 1, hello_timeout: float = 30.0
+    ) -> None:
         self.source = source
         self.hello = hello
         self.stdin = stdin
@@ -153,10 +154,15 @@ class Relay:
         ours = self.hello.get("dspy_top")
         viewer = client if isinstance(client, str) else "the viewer's dspy-top"
         newer = type(version) is int and version > wire.RELAY_VERSION
-        return (f"dspy-top {ours} on {self.hello.get('host')} speaks relay protocol "
-                f"{', '.join(map(str, wire.RELAY_VERSIONS))}; {viewer} asked for {version!r}: "
-                + ("upgrade dspy-top on this host (pip install -U dspy-top)" if newer
-                   else "upgrade the viewer's dspy-top (pip install -U dspy-top)"))
+        return (
+            f"dspy-top {ours} on {self.hello.get('host')} speaks relay protocol "
+            f"{', '.join(map(str, wire.RELAY_VERSIONS))}; {viewer} asked for {version!r}: "
+            + (
+                "upgrade dspy-top on this host (pip install -U dspy-top)"
+                if newer
+                else "upgrade the viewer's dspy-top (pip install -U dspy-top)"
+            )
+        )
 
     def _relay(self) -> int:
         while True:
@@ -215,8 +221,19 @@ class Relay:
             try:
                 process_req = self.source.request_payload(key, call_id)
             except CannotRequest as exc:
-                self.sink.frame({"t": wire.MESSAGE, "k": key, "message": {
-                    "t": protocol.PAYLOAD, "req": viewer_req, "id": call_id, "found": False, "reason": str(exc)}})
+                self.sink.frame(
+                    {
+                        "t": wire.MESSAGE,
+                        "k": key,
+                        "message": {
+                            "t": protocol.PAYLOAD,
+                            "req": viewer_req,
+                            "id": call_id,
+                            "found": False,
+                            "reason": str(exc),
+                        },
+                    }
+                )
                 return
             self.sink.asked(key, process_req, viewer_req)
         elif kind == wire.STOP:
@@ -230,8 +247,11 @@ class Relay:
 
     def _fault(self, exc: Exception) -> None:
         self.faults += 1
-        print(f"dspy-top relay: an error of its own, carrying on: {type(exc).__name__}: {exc}",
-              file=sys.stderr, flush=True)
+        print(
+            f"dspy-top relay: an error of its own, carrying on: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(0.1)  # a fault that repeats must not spin
 
     def _flush(self) -> None:

@@ -20,7 +20,23 @@ from dspy_top.run.watch import job_collector, watch_batch, watch_interactive
 from dspy_top.sources.family import JobFamily, descends_from, parent_pid
 
 __all__ = [
-    "READ_CHUNK", "JobFamily", "RunningJob", "StartError", "add_job_options", "build_parser", "clean_output",
-    "descends_from", "exit_status", "job_collector", "main", "money_environment", "parent_pid", "prepare_work_dir",
-    "run_command", "split_command", "start_job", "watch_batch", "watch_interactive",
+    "READ_CHUNK",
+    "JobFamily",
+    "RunningJob",
+    "StartError",
+    "add_job_options",
+    "build_parser",
+    "clean_output",
+    "descends_from",
+    "exit_status",
+    "job_collector",
+    "main",
+    "money_environment",
+    "parent_pid",
+    "prepare_work_dir",
+    "run_command",
+    "split_command",
+    "start_job",
+    "watch_batch",
+    "watch_interactive",
 ]

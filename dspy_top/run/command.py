@@ -17,9 +17,11 @@ from dspy_top.run import record
 from dspy_top.run.start import StartError, start_job
 from dspy_top.run.watch import watch_batch, watch_interactive
 
-USAGE = ("dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE] [--record FILE | --no-record]\n"
-         "                    [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]\n"
-         "                    [--] COMMAND [ARG...]")
+USAGE = (
+    "dspy-top run [-d SECONDS] [-b [-n N] [--json]] [--log FILE] [--record FILE | --no-record]\n"
+    "                    [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]\n"
+    "                    [--] COMMAND [ARG...]"
+)
 DESCRIPTION = """\
 Run COMMAND with DSPy instrumentation (no code change) and show the live view in this
 terminal. Works for `python job.py`, `python -m pkg`, console scripts and shell
@@ -60,8 +62,13 @@ action even if dspy-top's is ignored, so the ctrl+c dspy-top forwards reaches it
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspy-top run", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dspy-top run",
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_job_options(parser)
     return parser
 
@@ -70,19 +77,31 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     """How to watch the job, and its budget and prices: the options `dspy-top run` and `dspy-top demo` share."""
     display = parser.add_argument_group("display")
     options.add_display_options(
-        display, batch_help="print snapshots instead of the live view; exit with the job's status",
-        iterations_help="batch mode: at most N snapshots while the job runs (the final one always prints)")
-    display.add_argument("--log", type=Path, metavar="FILE",
-                         help="write the job's output to FILE (default: a new private file, shown on screen)")
+        display,
+        batch_help="print snapshots instead of the live view; exit with the job's status",
+        iterations_help="batch mode: at most N snapshots while the job runs (the final one always prints)",
+    )
+    display.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="write the job's output to FILE (default: a new private file, shown on screen)",
+    )
     # The job's own budget guard and prices: they act in the job, exactly, on every call.
     money: Any = parser.add_argument_group("the job's budget and prices")
-    options.add_budget_option(money, help="the job's spending limit: a warning at 80%% and 100%%, then what "
-                                          "--on-exceed says")
-    money.add_argument("--on-exceed", choices=ON_EXCEED,
-                       help="once the budget is spent: warn and carry on (default), raise BudgetExceeded "
-                            "at the next LM call, or stop the run there (exit status 1, with the reason)")
-    options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens in "
-                                         "the job (repeat for several models)")
+    options.add_budget_option(
+        money, help="the job's spending limit: a warning at 80%% and 100%%, then what --on-exceed says"
+    )
+    money.add_argument(
+        "--on-exceed",
+        choices=ON_EXCEED,
+        help="once the budget is spent: warn and carry on (default), raise BudgetExceeded "
+        "at the next LM call, or stop the run there (exit status 1, with the reason)",
+    )
+    options.add_price_option(
+        money,
+        help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens in the job (repeat for several models)",
+    )
     record.add_record_options(parser)
 
 
@@ -94,8 +113,10 @@ def money_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[st
     if args.on_exceed:
         env["DSPY_TOP_ON_EXCEED"] = args.on_exceed
     if args.prices:
-        given = [f"{model}={price.input!r}/{price.output!r}" + (f"/{price.cached!r}" if price.cached is not None else "")
-                 for model, price in args.prices]
+        given = [
+            f"{model}={price.input!r}/{price.output!r}" + (f"/{price.cached!r}" if price.cached is not None else "")
+            for model, price in args.prices
+        ]
         env["DSPY_TOP_PRICES"] = ",".join(filter(None, [base.get("DSPY_TOP_PRICES", ""), *given]))
     return env
 
@@ -104,7 +125,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     """(dspy-top's options, the command): split at the first `--`, else at the first non-option."""
     if "--" in argv:
         at = argv.index("--")
-        return argv[:at], argv[at + 1:]
+        return argv[:at], argv[at + 1 :]
     takes_value = {"-d", "--delay", "-n", "--iterations", "--log", "--budget", "--on-exceed", "--price", "--record"}
     index = 0
     while index < len(argv):
@@ -171,14 +192,19 @@ def run_command(command: list[str], args: argparse.Namespace, env: dict[str, str
         tail = job.tail() if args.batch and code not in (None, 0) else ""  # read before the log goes
         kept = job.close()
         if code is not None:
-            where = f"its output is in {kept}" if kept is not None else \
-                "its log was removed with the run (--log FILE keeps one)"
+            where = (
+                f"its output is in {kept}"
+                if kept is not None
+                else "its log was removed with the run (--log FILE keeps one)"
+            )
             say(f"the job exited with status {code}; {where}")
             if recording is not None and not args.batch:
                 say(_recorded(recording))
         if tail:  # the job's own output, made inert: it reaches the user's terminal
-            print(for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
-                  file=sys.stderr)
+            print(
+                for_stream(f"dspy-top: the end of its output:\n{inert(tail, multiline=True)}", sys.stderr),
+                file=sys.stderr,
+            )
 
 
 def _recorded(recording: record.RunRecording) -> str:

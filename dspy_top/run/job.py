@@ -30,8 +30,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 class RunningJob:
     """The job's process (the viewer's `Job`): its exit status, SIGINT, and new log output."""
 
-    def __init__(self, process: subprocess.Popen, command: list[str], log_path: Path,
-                 work_dir: Path | None = None, runtime_dir: Path | None = None, notice: str | None = None) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        command: list[str],
+        log_path: Path,
+        work_dir: Path | None = None,
+        runtime_dir: Path | None = None,
+        notice: str | None = None,
+    ) -> None:
         self.process = process
         # Where the log goes at close when it is the run's own (not --log): a function of its path that
         # returns where it kept it, or None (the default) to let it go with the work directory.
@@ -105,8 +112,10 @@ class RunningJob:
             until = " until the run ends (--log FILE keeps it)" if self.log_is_ours else ""
             # Two short lines, the path first: the pane cuts long lines at its edge, and a pid or a
             # path cut there would mislead.
-            note = (f"[dspy-top: pid {self.pid}: {self.command_line}]\n"
-                    f"[dspy-top: this output is also in {self.log_path}{until}]\n")
+            note = (
+                f"[dspy-top: pid {self.pid}: {self.command_line}]\n"
+                f"[dspy-top: this output is also in {self.log_path}{until}]\n"
+            )
         if size - self._offset > SKIP_ABOVE:
             skipped = size - READ_CHUNK - self._offset
             self._offset = size - READ_CHUNK
@@ -161,7 +170,7 @@ def clean_output(text: str) -> tuple[str, str]:
             line = line.rsplit("\r", 1)[1]
         shown.append(_CONTROL.sub("", line) + "\n")
     if "\r" in partial:  # a line being redrawn: keep its latest state only
-        return "".join(shown), partial[partial.rfind("\r"):]
+        return "".join(shown), partial[partial.rfind("\r") :]
     return "".join(shown) + _CONTROL.sub("", partial), ""
 
 

@@ -58,10 +58,14 @@ class RunRecording:
 def add_record_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("recording")
     choice = group.add_mutually_exclusive_group()
-    choice.add_argument("--record", type=Path, metavar="FILE",
-                        help="record the job to FILE (a second process of the job writes FILE-<pid>.dtop beside "
-                             "it) and keep its output as FILE with .log (default: a new recording in the runs "
-                             "directory, `dspy-top runs` lists it)")
+    choice.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="record the job to FILE (a second process of the job writes FILE-<pid>.dtop beside "
+        "it) and keep its output as FILE with .log (default: a new recording in the runs "
+        "directory, `dspy-top runs` lists it)",
+    )
     choice.add_argument("--no-record", action="store_true", help="do not record the job")
 
 
@@ -71,8 +75,9 @@ def new_run_id(command: list[str], started: float | None = None) -> str:
     return f"{stamp}-{os.getpid()}-{runs.script_name(job_argv(command))}"
 
 
-def plan(args: argparse.Namespace, command: list[str], env: dict[str, str],
-         warn: Callable[[str], None]) -> RunRecording | None:
+def plan(
+    args: argparse.Namespace, command: list[str], env: dict[str, str], warn: Callable[[str], None]
+) -> RunRecording | None:
     """How this run records, or None when it does not (`--no-record`, or the runs directory cannot
     be made: `warn` says why, and `env` tells the job) or when the environment already says
     where (DSPY_TOP_RECORD: the job does as it says). Raises ValueError with a message when it
@@ -97,8 +102,10 @@ def plan(args: argparse.Namespace, command: list[str], env: dict[str, str],
     try:
         directory = runs.runs_dir(create=True)
     except OSError as exc:  # the default only: the job runs, unrecorded, and the user is told
-        warn(f"cannot record to the runs directory {runs.runs_dir()} ({exc.strerror or exc}); "
-             "the job runs without a recording (--record FILE chooses another place)")
+        warn(
+            f"cannot record to the runs directory {runs.runs_dir()} ({exc.strerror or exc}); "
+            "the job runs without a recording (--record FILE chooses another place)"
+        )
         env["DSPY_TOP_RECORD"] = "0"
         return None
     log = None if args.log is not None else directory / f"{run_id}{runs.LOG_SUFFIX}"

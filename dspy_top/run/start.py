@@ -49,8 +49,9 @@ def link_fallback(fallback: Path) -> Path:
     return fallback
 
 
-def job_environment(base: dict[str, str], site_dir: Path, runtime_dir: Path,
-                    extra: dict[str, str] | None = None) -> dict[str, str]:
+def job_environment(
+    base: dict[str, str], site_dir: Path, runtime_dir: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = dict(base)
     env["DSPY_TOP"] = "1"
     env["DSPY_TOP_RUNTIME_DIR"] = str(runtime_dir)
@@ -69,8 +70,13 @@ class StartError(Exception):
         self.status = status
 
 
-def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str, str] | None = None,
-              runtime_dir: Path | None = None) -> RunningJob:
+def start_job(
+    command: list[str],
+    *,
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    runtime_dir: Path | None = None,
+) -> RunningJob:
     """Start `command` instrumented, in its own process group, its output in a private log file."""
     if not command:
         raise StartError("no command to run", 2)
@@ -96,8 +102,13 @@ def start_job(command: list[str], *, log_path: Path | None = None, env: dict[str
         try:
             with _sigint_not_ignored():
                 process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                    env=environment, process_group=0, close_fds=True,
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fd,
+                    stderr=subprocess.STDOUT,
+                    env=environment,
+                    process_group=0,
+                    close_fds=True,
                 )
         except FileNotFoundError:
             raise StartError(f"command not found: {command[0]}", 127) from None
@@ -128,8 +139,10 @@ def job_runtime_dir(work_dir: Path) -> tuple[Path, str | None]:
             problem = f"{located.path} cannot be used ({exc.strerror or exc})"
     private = work_dir / "run"
     private.mkdir(mode=0o700)
-    return private, (f"{problem}: the job's sockets are in {private} instead "
-                     f"(another dspy-top finds them with DSPY_TOP_RUNTIME_DIR={private})")
+    return private, (
+        f"{problem}: the job's sockets are in {private} instead "
+        f"(another dspy-top finds them with DSPY_TOP_RUNTIME_DIR={private})"
+    )
 
 
 @contextlib.contextmanager

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from dspy_top.sources.collector import Collector
 
 
-def job_collector(fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None,
-                  family: JobFamily | None = None) -> Collector:
+def job_collector(
+    fleet: Fleet, job: RunningJob, runtime_dir: Path | None = None, family: JobFamily | None = None
+) -> Collector:
     """A collector that attaches to the job's pid and to every descendant that serves dspy-top."""
     from dspy_top.sources.collector import Collector
     from dspy_top.sources.local import LocalSockets
@@ -42,8 +43,7 @@ def watch_interactive(job: RunningJob, delay: float, runtime_dir: Path | None = 
         return fleet, job_collector(fleet, job, runtime_dir or job.runtime_dir)
 
     where = runtime_dir or job.runtime_dir
-    app = TopApp(None, delay=delay, job=job, notice=job.notice, watching=str(where) if where else None,
-                 connect=connect)
+    app = TopApp(None, delay=delay, job=job, notice=job.notice, watching=str(where) if where else None, connect=connect)
 
     def on_signal(signum, frame) -> None:  # the terminal went away, or we were told to stop
         job.terminate()
@@ -65,8 +65,14 @@ class _Quit(Exception):
     """The second ctrl+c (or SIGTERM/SIGHUP) in batch mode."""
 
 
-def watch_batch(job: RunningJob, delay: float, iterations: int | None = None, as_json: bool = False,
-                out: TextIO | None = None, runtime_dir: Path | None = None) -> int:
+def watch_batch(
+    job: RunningJob,
+    delay: float,
+    iterations: int | None = None,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    runtime_dir: Path | None = None,
+) -> int:
     """Snapshots every `delay` seconds while the job runs, the final one once it ended. The job's status.
 
     The snapshots are batch mode's (`dspy_top.viewer.batch`): the same loop, text and JSON. The

@@ -71,16 +71,20 @@ def hello(message: Mapping[str, Any]) -> Hello:
     """A process's hello; a version other than this viewer's is refused with its own message."""
     version = message.get("v")
     if version != PROTOCOL_VERSION or type(version) is not int:
-        raise BadMessage(f"process speaks dspy-top protocol version {_show(version)}; "
-                         f"this viewer speaks {PROTOCOL_VERSION}")
+        raise BadMessage(
+            f"process speaks dspy-top protocol version {_show(version)}; this viewer speaks {PROTOCOL_VERSION}"
+        )
     pid = message.get("pid")
     if type(pid) is not int or not 0 < pid <= MAX_PID:
         raise BadMessage(f"malformed hello: pid is {_show(pid)}")
     return Hello(
-        version=version, pid=pid,
+        version=version,
+        pid=pid,
         argv=[_text(a, "hello argv") for a in _list(message.get("argv"), "hello argv", MAX_LIST)],
-        cwd=_text(message.get("cwd"), "hello cwd"), started_at=_epoch(message.get("started_at"), "hello started_at"),
-        python=_name(message.get("python"), "hello python", ""), dspy=_name(message.get("dspy"), "hello dspy", ""),
+        cwd=_text(message.get("cwd"), "hello cwd"),
+        started_at=_epoch(message.get("started_at"), "hello started_at"),
+        python=_name(message.get("python"), "hello python", ""),
+        dspy=_name(message.get("dspy"), "hello dspy", ""),
         dspy_top=_name(message.get("dspy_top"), "hello dspy_top", ""),
         mechanism=_name(message.get("mechanism"), "hello mechanism", ""),
         history_capacity=_count(message.get("history_capacity"), "hello history_capacity"),
@@ -96,8 +100,9 @@ def _snapshot(message: Mapping[str, Any]) -> SnapshotRecord:
             rows.append(call_map(call))
         except BadMessage as exc:
             raise BadMessage(f"snapshot call {number}: {exc}") from None
-    return SnapshotRecord(stats(message.get("stats") or {}, "snapshot stats"), tuple(rows),
-                          _count(message.get("seq"), "snapshot seq"))
+    return SnapshotRecord(
+        stats(message.get("stats") or {}, "snapshot stats"), tuple(rows), _count(message.get("seq"), "snapshot seq")
+    )
 
 
 def _exit(message: Mapping[str, Any]) -> ExitRecord:
@@ -105,10 +110,13 @@ def _exit(message: Mapping[str, Any]) -> ExitRecord:
     if code is not None and not (type(code) is int and -MAX_PID <= code <= MAX_PID):
         raise BadMessage(f"exit code is {_show(code)}")
     final = message.get("stats")
-    return ExitRecord(at=_maybe(message.get("at"), _epoch, "exit at"),
-                      stats=stats(final, "exit stats") if final else None, code=code,
-                      detached=_flag(message.get("detached", False), "exit detached"),
-                      recording=_maybe(message.get("recording"), _text, "exit recording") or None)
+    return ExitRecord(
+        at=_maybe(message.get("at"), _epoch, "exit at"),
+        stats=stats(final, "exit stats") if final else None,
+        code=code,
+        detached=_flag(message.get("detached", False), "exit detached"),
+        recording=_maybe(message.get("recording"), _text, "exit recording") or None,
+    )
 
 
 def _error(message: Mapping[str, Any]) -> ErrorRecord:
@@ -119,14 +127,26 @@ def _payload(message: Mapping[str, Any]) -> PayloadRecord:
     payload = message.get("payload")
     found = _flag(message.get("found"), "payload found")
     return PayloadRecord(
-        req=_count(message.get("req"), "payload req"), id=_count(message.get("id"), "payload id"), found=found,
+        req=_count(message.get("req"), "payload req"),
+        id=_count(message.get("id"), "payload id"),
+        found=found,
         payload=_plain_map(payload, "payload") if found and payload is not None else None,
         reason=_maybe(message.get("reason"), _text, "payload reason"),
     )
 
 
 _READERS = {
-    CALLS: read_calls, CALL: read_call, STATS: stats, SNAPSHOT: _snapshot, EXIT: _exit, ERROR: _error,
-    BUDGET: alert, PAYLOAD: _payload, EVAL_START: scope, EVAL_PROGRESS: scope, EVAL_END: scope,
-    COMPILE_START: scope, COMPILE_END: scope,
+    CALLS: read_calls,
+    CALL: read_call,
+    STATS: stats,
+    SNAPSHOT: _snapshot,
+    EXIT: _exit,
+    ERROR: _error,
+    BUDGET: alert,
+    PAYLOAD: _payload,
+    EVAL_START: scope,
+    EVAL_PROGRESS: scope,
+    EVAL_END: scope,
+    COMPILE_START: scope,
+    COMPILE_END: scope,
 }

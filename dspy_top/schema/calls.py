@@ -65,8 +65,26 @@ def call_map(wire: Mapping[str, Any]) -> tuple:
     return call_row(*(get(name) for name in CALL_COLUMNS))
 
 
-def call_row(call_id, start, latency_s, path, module_class, model, prompt, completion, cached, cost, saved,
-             cache_hit, retries, error, error_message, response_model, scopes, usage_known=None) -> tuple:
+def call_row(
+    call_id,
+    start,
+    latency_s,
+    path,
+    module_class,
+    model,
+    prompt,
+    completion,
+    cached,
+    cost,
+    saved,
+    cache_hit,
+    retries,
+    error,
+    error_message,
+    response_model,
+    scopes,
+    usage_known=None,
+) -> tuple:
     """One call's values, checked, in `CALL_COLUMNS` order. The viewer's hot path: the common
     case (well-typed values in range) is tested inline; anything else takes the slow checks."""
     if not (type(call_id) is int and 0 <= call_id <= MAX_COUNT):
@@ -104,5 +122,23 @@ def call_row(call_id, start, latency_s, path, module_class, model, prompt, compl
     scopes = _names(scopes, "call scopes") if scopes else ()
     if type(usage_known) is not bool:  # a process that does not send it always knew the tokens
         usage_known = True if usage_known is None else _flag(usage_known, "call usage_known")
-    return (call_id, start, latency_s, path, module_class, model, prompt, completion, cached, cost, saved,
-            cache_hit, retries, error, error_message, response_model, scopes, usage_known)
+    return (
+        call_id,
+        start,
+        latency_s,
+        path,
+        module_class,
+        model,
+        prompt,
+        completion,
+        cached,
+        cost,
+        saved,
+        cache_hit,
+        retries,
+        error,
+        error_message,
+        response_model,
+        scopes,
+        usage_known,
+    )

@@ -173,9 +173,26 @@ class PayloadRecord(Record):
 
 
 # The columns of a checked call row, in order (what `model.CallSummary` holds after process and pid).
-CALL_COLUMNS = ("id", "start", "latency", "path", "module_class", "model", "prompt_tokens", "completion_tokens",
-                "cached_tokens", "cost_usd", "cost_saved_usd", "cache_hit", "retries", "error", "error_message",
-                "response_model", "scopes", "usage_known")
+CALL_COLUMNS = (
+    "id",
+    "start",
+    "latency",
+    "path",
+    "module_class",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "cost_saved_usd",
+    "cache_hit",
+    "retries",
+    "error",
+    "error_message",
+    "response_model",
+    "scopes",
+    "usage_known",
+)
 
 
 EMPTY_COUNTERS = CountersRecord()

@@ -46,10 +46,15 @@ def stats(wire: Any, what: str = "stats") -> StatsRecord:
     for entry in _list(wire.get("modules"), f"{what} modules", MAX_LIST):
         entry = _map(entry, f"{what} module")
         path = _name(entry.get("path"), "module path", "(direct)")
-        modules.append(ModuleRecord(
-            path=path, class_name=_name(entry.get("class"), f"module {path!r} class", ""),
-            chain=_names(entry.get("chain"), f"module {path!r} chain"),
-            counters=counters(entry, f"module {path!r}"), by_model=_cells(entry.get("by_model"), path)))
+        modules.append(
+            ModuleRecord(
+                path=path,
+                class_name=_name(entry.get("class"), f"module {path!r} class", ""),
+                chain=_names(entry.get("chain"), f"module {path!r} chain"),
+                counters=counters(entry, f"module {path!r}"),
+                by_model=_cells(entry.get("by_model"), path),
+            )
+        )
     models = []
     for entry in _list(wire.get("models"), f"{what} models", MAX_LIST):
         entry = _map(entry, f"{what} model")
@@ -58,7 +63,9 @@ def stats(wire: Any, what: str = "stats") -> StatsRecord:
     budget = wire.get("budget")
     before = wire.get("before_attach")
     return StatsRecord(
-        totals=counters(wire.get("totals"), f"{what} totals"), modules=tuple(modules), models=tuple(models),
+        totals=counters(wire.get("totals"), f"{what} totals"),
+        modules=tuple(modules),
+        models=tuple(models),
         scopes=tuple(scope(entry) for entry in _list(wire.get("scopes"), f"{what} scopes", MAX_LIST)),
         dropped_events=_count(wire.get("dropped_events"), f"{what} dropped_events"),
         dropped_viewer=_count(wire.get("dropped_viewer"), f"{what} dropped_viewer"),
@@ -74,13 +81,15 @@ def _before_attach(wire: Any) -> BeforeAttachRecord:
     wire = _map(wire, "stats before_attach")
     get = wire.get
     return BeforeAttachRecord(
-        at=_maybe(get("at"), _epoch, "before_attach at"), calls=_count(get("calls"), "before_attach calls"),
+        at=_maybe(get("at"), _epoch, "before_attach at"),
+        calls=_count(get("calls"), "before_attach calls"),
         history=_name(get("history"), "before_attach history", "unknown"),
         missing=_maybe(get("missing"), _count, "before_attach missing"),
         in_flight=_count(get("in_flight"), "before_attach in_flight"),
         in_flight_counted=_count(get("in_flight_counted"), "before_attach in_flight_counted"),
         settled=_flag(get("settled", True), "before_attach settled"),
-        first_at=_maybe(get("first_at"), _epoch, "before_attach first_at"))
+        first_at=_maybe(get("first_at"), _epoch, "before_attach first_at"),
+    )
 
 
 def counters(wire: Any, what: str) -> CountersRecord:
@@ -96,8 +105,12 @@ def counters(wire: Any, what: str) -> CountersRecord:
         values[name] = _usd(get(name), f"{what} {name}") or 0.0
     sketch = get("latency_sketch")
     hist = _sketch(sketch, what) if sketch is not None else _legacy_hist(get("latency_hist"), what)
-    return CountersRecord(**values, latency_s=_seconds(get("latency_s"), f"{what} latency_s"),
-                          latency_hist=hist, last_at=_epoch(get("last_at"), f"{what} last_at"))
+    return CountersRecord(
+        **values,
+        latency_s=_seconds(get("latency_s"), f"{what} latency_s"),
+        latency_hist=hist,
+        last_at=_epoch(get("last_at"), f"{what} last_at"),
+    )
 
 
 def _sketch(wire: Any, what: str) -> dict[int, int]:
@@ -128,7 +141,6 @@ def _legacy_hist(wire: Any, what: str) -> dict[int, int]:
     return latency.from_legacy(hist) if hist else hist
 
 
-
 def scope(wire: Any) -> ScopeRecord:
     """A scope message or a `stats.scopes` entry."""
     wire = _map(wire, "scope")
@@ -140,12 +152,15 @@ def scope(wire: Any) -> ScopeRecord:
     what = f"scope {scope_id!r}"
     usage = get("usage")
     return ScopeRecord(
-        id=scope_id, kind=_maybe(get("kind"), _label, f"{what} kind"),
+        id=scope_id,
+        kind=_maybe(get("kind"), _label, f"{what} kind"),
         state=_maybe(get("state"), _label, f"{what} state"),
-        start=_maybe(get("start"), _epoch, f"{what} start"), end=_maybe(get("end"), _epoch, f"{what} end"),
+        start=_maybe(get("start"), _epoch, f"{what} start"),
+        end=_maybe(get("end"), _epoch, f"{what} end"),
         parent=_maybe(get("parent"), _label, f"{what} parent"),
         class_name=_maybe(get("class"), _label, f"{what} class"),
-        program=_maybe(get("program"), _label, f"{what} program"), done=_maybe(get("done"), _count, f"{what} done"),
+        program=_maybe(get("program"), _label, f"{what} program"),
+        done=_maybe(get("done"), _count, f"{what} done"),
         total=_maybe(get("total"), _count, f"{what} total"),
         score_sum=_maybe(get("score_sum"), _score, f"{what} score_sum"),
         score=_maybe(get("score"), _score, f"{what} score"),
@@ -168,7 +183,8 @@ def alert(wire: Any) -> AlertRecord:
     level = wire.get("level")
     level = str(level) if type(level) is int and 0 <= level <= 1000 else _name(level, "budget alert level", "")
     return AlertRecord(
-        level=level, scope=_name(wire.get("scope"), "budget alert scope", "total"),
+        level=level,
+        scope=_name(wire.get("scope"), "budget alert scope", "total"),
         name=_name(wire.get("name"), "budget alert name", ""),
         spent_usd=_usd(wire.get("spent_usd"), "budget alert spent_usd"),
         budget_usd=_usd(wire.get("budget_usd"), "budget alert budget_usd"),
@@ -182,11 +198,16 @@ def _budget(wire: Any) -> BudgetRecord:
     limits = []
     for limit in _list(wire.get("limits"), "budget limits", MAX_LIST):
         limit = _map(limit, "budget limit")
-        limits.append((_name(limit.get("scope"), "budget limit scope", "total"),
-                       _name(limit.get("name"), "budget limit name", ""),
-                       _usd(limit.get("usd"), "budget limit usd") or 0.0))
+        limits.append(
+            (
+                _name(limit.get("scope"), "budget limit scope", "total"),
+                _name(limit.get("name"), "budget limit name", ""),
+                _usd(limit.get("usd"), "budget limit usd") or 0.0,
+            )
+        )
     return BudgetRecord(
-        on_exceed=_name(wire.get("on_exceed"), "budget on_exceed", "warn"), limits=tuple(limits),
+        on_exceed=_name(wire.get("on_exceed"), "budget on_exceed", "warn"),
+        limits=tuple(limits),
         alerts=tuple(alert(entry) for entry in _list(wire.get("alerts"), "budget alerts", MAX_LIST)),
     )
 

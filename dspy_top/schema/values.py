@@ -13,12 +13,12 @@ from typing import Any
 from dspy_top.protocol import ProtocolError
 
 # Sane ranges: anything outside them is not a real process's figure.
-MAX_COUNT = 2 ** 53  # calls, tokens, ids: exact in a float too, far beyond any real run
+MAX_COUNT = 2**53  # calls, tokens, ids: exact in a float too, far beyond any real run
 MAX_USD = 1e12
 MAX_SECONDS = 1e10  # a duration (latency, summed wall time)
 MAX_EPOCH = 1e11  # epoch seconds (the year 5138)
 MAX_SCORE = 1e15  # a metric's value or sum, either sign
-MAX_PID = 2 ** 31 - 1
+MAX_PID = 2**31 - 1
 # Bounds on size: longer strings are cut (with an ellipsis), longer lists refused.
 MAX_NAME = 1024  # module paths, model names, classes, ids, labels
 MAX_TEXT = 64 * 1024  # error messages, reasons, command-line arguments
@@ -28,7 +28,6 @@ MAX_HISTORY = 1_000_000  # calls in a snapshot (the 8 MiB frame holds far fewer)
 MAX_CHAIN = 256  # classes in a module chain, scopes around a call
 MAX_COLUMNS = 256
 MAX_DEPTH = 32  # nesting of payloads and parameters
-
 
 
 class BadMessage(ProtocolError, ValueError):
@@ -92,7 +91,7 @@ def _flag(value: Any, what: str) -> bool:
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _name(value: Any, what: str, default: str) -> str:
@@ -163,6 +162,8 @@ def _plain(value: Any, depth: int) -> Any:
     if kind in (list, tuple):
         return [_plain(item, depth + 1) for item in value]
     if isinstance(value, Mapping):
-        return {(_cut(key, MAX_NAME) if type(key) is str else _show(key)): _plain(item, depth + 1)
-                for key, item in value.items()}
+        return {
+            (_cut(key, MAX_NAME) if type(key) is str else _show(key)): _plain(item, depth + 1)
+            for key, item in value.items()
+        }
     return _show(value)  # bytes, msgpack extension types

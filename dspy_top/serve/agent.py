@@ -24,10 +24,18 @@ TICK = 0.25  # seconds between looks at the jobs
 class Agent:
     """Drives the exporters that need a push (OTLP) and the jobs' retention; Prometheus reads on its own."""
 
-    def __init__(self, watch: JobWatch, log: Callable[[str], None], *, keep_ended: float = 300.0,
-                 spans: SpanBuilder | None = None, queue: SpanQueue | None = None,
-                 metrics: OtlpMetrics | None = None, exposition: Exposition | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        watch: JobWatch,
+        log: Callable[[str], None],
+        *,
+        keep_ended: float = 300.0,
+        spans: SpanBuilder | None = None,
+        queue: SpanQueue | None = None,
+        metrics: OtlpMetrics | None = None,
+        exposition: Exposition | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.watch = watch
         self.log = log
         self.keep_ended = keep_ended

@@ -44,25 +44,57 @@ INSTALL = 'pip install "dspy-top[serve]"'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspy-top serve", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dspy-top serve",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     out = parser.add_argument_group("exporters (at least one)")
-    out.add_argument("--prometheus", metavar="[HOST:]PORT", type=_address,
-                     help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1; "
-                          "0.0.0.0 for every interface)")
-    out.add_argument("--otlp", metavar="URL", nargs="?", const="", default=None,
-                     help="push OTLP/HTTP spans and metrics to URL (as OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces "
-                          "and /v1/metrics are added); without URL, the OTEL_EXPORTER_OTLP_* variables say where")
+    out.add_argument(
+        "--prometheus",
+        metavar="[HOST:]PORT",
+        type=_address,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1; "
+        "0.0.0.0 for every interface)",
+    )
+    out.add_argument(
+        "--otlp",
+        metavar="URL",
+        nargs="?",
+        const="",
+        default=None,
+        help="push OTLP/HTTP spans and metrics to URL (as OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces "
+        "and /v1/metrics are added); without URL, the OTEL_EXPORTER_OTLP_* variables say where",
+    )
     what = parser.add_argument_group("what is exported")
-    what.add_argument("--hostname", default=None, metavar="NAME",
-                      help="the `host` label (OpenTelemetry: host.name); default: this machine's host name")
-    what.add_argument("--keep-ended", type=options.non_negative_number, default=300.0, metavar="SECONDS",
-                      help="how long an ended job's series stay (default 300)")
-    what.add_argument("--max-modules", type=_count, default=50, metavar="N",
-                      help="module paths per job with their own series; the rest are summed as module=\"other\" "
-                           "(default 50)")
-    what.add_argument("--max-models", type=_count, default=20, metavar="N",
-                      help="models per job with their own series; the rest are summed as model=\"other\" (default 20)")
+    what.add_argument(
+        "--hostname",
+        default=None,
+        metavar="NAME",
+        help="the `host` label (OpenTelemetry: host.name); default: this machine's host name",
+    )
+    what.add_argument(
+        "--keep-ended",
+        type=options.non_negative_number,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long an ended job's series stay (default 300)",
+    )
+    what.add_argument(
+        "--max-modules",
+        type=_count,
+        default=50,
+        metavar="N",
+        help='module paths per job with their own series; the rest are summed as module="other" (default 50)',
+    )
+    what.add_argument(
+        "--max-models",
+        type=_count,
+        default=20,
+        metavar="N",
+        help='models per job with their own series; the rest are summed as model="other" (default 20)',
+    )
     return parser
 
 
@@ -92,6 +124,7 @@ def _count(text: str) -> int:
 
 def make_log(stream: Any = None) -> Callable[[str], None]:
     """One timestamped line per event on stderr (journald and docker add their own context)."""
+
     def log(message: str) -> None:
         out = stream or sys.stderr
         try:
@@ -99,6 +132,7 @@ def make_log(stream: Any = None) -> Callable[[str], None]:
             out.flush()
         except (OSError, ValueError):
             pass
+
     return log
 
 
@@ -154,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_prometheus(address: tuple[str, int], watch: Any, host: str, limits: dict, log: Callable[[str], None],
-                      stops: list, parts: dict) -> int:
+def _start_prometheus(
+    address: tuple[str, int], watch: Any, host: str, limits: dict, log: Callable[[str], None], stops: list, parts: dict
+) -> int:
     from dspy_top.serve.prometheus import Exposition, serve_metrics
 
     bind, port = address
@@ -173,8 +208,16 @@ def _start_prometheus(address: tuple[str, int], watch: Any, host: str, limits: d
     return 1
 
 
-def _start_otlp(base: str | None, watch: Any, host: str, limits: dict, since: float, log: Callable[[str], None],
-                stops: list, parts: dict) -> int:
+def _start_otlp(
+    base: str | None,
+    watch: Any,
+    host: str,
+    limits: dict,
+    since: float,
+    log: Callable[[str], None],
+    stops: list,
+    parts: dict,
+) -> int:
     try:
         from opentelemetry.sdk.resources import Resource
 
@@ -195,12 +238,20 @@ def _start_otlp(base: str | None, watch: Any, host: str, limits: dict, since: fl
         return 0
     if traces is not None:
         exporter = otlp_export.SpanExporter(endpoint=traces)
-        queue = otlp_export.SpanQueue(exporter, capacity=_env_int("OTEL_BSP_MAX_QUEUE_SIZE", 20_000),
-                                      batch=_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
-                                      delay=_env_int("OTEL_BSP_SCHEDULE_DELAY", 1000) / 1000)
+        queue = otlp_export.SpanQueue(
+            exporter,
+            capacity=_env_int("OTEL_BSP_MAX_QUEUE_SIZE", 20_000),
+            batch=_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+            delay=_env_int("OTEL_BSP_SCHEDULE_DELAY", 1000) / 1000,
+        )
         exporter.reachability = reasons.signals["span"] = otlp_export.Reachability(
-            "spans", traces, lambda line: log(f"{line} (past {queue.capacity:,} queued spans, new ones are dropped "
-                                              f"and counted: {queue.dropped:,} so far)"))
+            "spans",
+            traces,
+            lambda line: log(
+                f"{line} (past {queue.capacity:,} queued spans, new ones are dropped "
+                f"and counted: {queue.dropped:,} so far)"
+            ),
+        )
         parts.update(spans=SpanBuilder(resource, since), queue=queue.start())
         stops.append(queue.stop)
         log(f"pushing OTLP spans to {traces}")
@@ -208,8 +259,9 @@ def _start_otlp(base: str | None, watch: Any, host: str, limits: dict, since: fl
         exporter = otlp_export.MetricExporter(endpoint=metrics)
         exporter.reachability = reasons.signals["metric"] = otlp_export.Reachability("metrics", metrics, log)
         span_queue = parts.get("queue")
-        otlp = OtlpMetrics(exporter, resource, watch.jobs,
-                           spans_dropped=lambda: span_queue.dropped if span_queue else 0, **limits)
+        otlp = OtlpMetrics(
+            exporter, resource, watch.jobs, spans_dropped=lambda: span_queue.dropped if span_queue else 0, **limits
+        )
         parts["metrics"] = otlp
         stops.append(otlp.shutdown)
         log(f"pushing OTLP metrics to {metrics}")
@@ -220,8 +272,10 @@ def _span_counts(parts: dict) -> str:
     queue, spans = parts.get("queue"), parts.get("spans")
     if queue is None:
         return ""
-    return (f" (spans: {queue.exported:,} exported, {queue.dropped:,} dropped with the queue full, "
-            f"{queue.failed:,} not taken by the endpoint, {spans.sampled_out:,} sampled out)")
+    return (
+        f" (spans: {queue.exported:,} exported, {queue.dropped:,} dropped with the queue full, "
+        f"{queue.failed:,} not taken by the endpoint, {spans.sampled_out:,} sampled out)"
+    )
 
 
 def _env_int(name: str, default: int) -> int:

@@ -27,28 +27,49 @@ class Figure:
 
 
 COUNTERS = (
-    Figure("calls", "{call}", "DSPy LM calls finished, ok or failed, cache hits included (retries are not calls)",
-           lambda c: c.calls),
-    Figure("cost_usd", "USD", "billed cost of priced calls, as DSPy/litellm priced them (cache hits cost 0)",
-           lambda c: c.cost_usd),
-    Figure("cost_saved_usd", "USD", "what the calls answered from DSPy's cache originally cost",
-           lambda c: c.cost_saved_usd),
+    Figure(
+        "calls",
+        "{call}",
+        "DSPy LM calls finished, ok or failed, cache hits included (retries are not calls)",
+        lambda c: c.calls,
+    ),
+    Figure(
+        "cost_usd",
+        "USD",
+        "billed cost of priced calls, as DSPy/litellm priced them (cache hits cost 0)",
+        lambda c: c.cost_usd,
+    ),
+    Figure(
+        "cost_saved_usd", "USD", "what the calls answered from DSPy's cache originally cost", lambda c: c.cost_saved_usd
+    ),
     Figure("cache_hits", "{call}", "calls answered from DSPy's memory or disk cache", lambda c: c.cache_hits),
     Figure("errors", "{call}", "calls that raised", lambda c: c.errors),
     Figure("retries", "{attempt}", "extra provider attempts made inside calls", lambda c: c.retries),
-    Figure("unpriced_calls", "{call}", "billed calls with tokens but no known price (their cost is not in cost_usd)",
-           lambda c: c.unpriced_calls),
-    Figure("unmetered_calls", "{call}", "billed calls whose token usage DSPy did not report (their tokens are not in "
-           "tokens_total: unknown, not 0)", lambda c: c.unmetered_calls),
+    Figure(
+        "unpriced_calls",
+        "{call}",
+        "billed calls with tokens but no known price (their cost is not in cost_usd)",
+        lambda c: c.unpriced_calls,
+    ),
+    Figure(
+        "unmetered_calls",
+        "{call}",
+        "billed calls whose token usage DSPy did not report (their tokens are not in tokens_total: unknown, not 0)",
+        lambda c: c.unmetered_calls,
+    ),
 )
 # dspy_lm_tokens_total{type=...}: billed tokens (cache hits add none); cached and reasoning are part of input/output.
-TOKENS = (("input", lambda c: c.prompt_tokens), ("output", lambda c: c.completion_tokens),
-          ("cached", lambda c: c.cached_tokens), ("reasoning", lambda c: c.reasoning_tokens))
+TOKENS = (
+    ("input", lambda c: c.prompt_tokens),
+    ("output", lambda c: c.completion_tokens),
+    ("cached", lambda c: c.cached_tokens),
+    ("reasoning", lambda c: c.reasoning_tokens),
+)
 
 # Latency buckets as Prometheus `le` bounds: the edge of the sketch's bucket (dspy_top/latency.py) at
 # or just above (within 2%) each of 16 ms doubling to 262 s, so each cumulative count is exact, not
 # interpolated. The edges are written in full (prometheus.py): rounded, one would no longer be one.
-LATENCY_BUCKETS = tuple(latency.bucket_of(0.016 * 2 ** n) for n in range(15))
+LATENCY_BUCKETS = tuple(latency.bucket_of(0.016 * 2**n) for n in range(15))
 LATENCY_BOUNDS = tuple(latency.upper_bound(k) for k in LATENCY_BUCKETS)
 
 

@@ -15,13 +15,28 @@ JOB_OTHER = "(other)"  # the job's own fold past its 200 modules / 100 models (d
 
 # litellm's provider prefixes whose OpenTelemetry name (gen_ai.provider.name) differs from the prefix.
 _PROVIDERS = {
-    "azure": "azure.ai.openai", "azure_ai": "azure.ai.inference", "bedrock": "aws.bedrock",
-    "bedrock_converse": "aws.bedrock", "vertex_ai": "gcp.vertex_ai", "vertex_ai_beta": "gcp.vertex_ai",
-    "gemini": "gcp.gemini", "mistral": "mistral_ai", "xai": "x_ai", "watsonx": "ibm.watsonx.ai",
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertex_ai_beta": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "mistral": "mistral_ai",
+    "xai": "x_ai",
+    "watsonx": "ibm.watsonx.ai",
 }
 # Bare model names litellm routes without a prefix.
-_BARE = (("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"), ("chatgpt", "openai"),
-         ("text-", "openai"), ("claude", "anthropic"), ("gemini", "gcp.gemini"))
+_BARE = (
+    ("gpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("chatgpt", "openai"),
+    ("text-", "openai"),
+    ("claude", "anthropic"),
+    ("gemini", "gcp.gemini"),
+)
 
 
 def job_name(argv: Sequence[str]) -> str:

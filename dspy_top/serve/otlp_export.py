@@ -73,7 +73,9 @@ class ExporterReasons(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.signals: dict[str, Reachability] = {}  # a word of the exporter's message ("span", "metric") -> whom to tell
+        self.signals: dict[
+            str, Reachability
+        ] = {}  # a word of the exporter's message ("span", "metric") -> whom to tell
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -127,8 +129,7 @@ class SpanQueue:
     `offer` never blocks: past `capacity` a span is dropped and counted (`dropped`).
     """
 
-    def __init__(self, exporter: SpanExporter, *, capacity: int = 20_000, batch: int = 512,
-                 delay: float = 1.0) -> None:
+    def __init__(self, exporter: SpanExporter, *, capacity: int = 20_000, batch: int = 512, delay: float = 1.0) -> None:
         self.exporter = exporter
         self.capacity = capacity
         self.batch = batch
@@ -149,7 +150,7 @@ class SpanQueue:
         room = self.capacity - len(self._spans)
         if room < len(spans):
             self.dropped += len(spans) - max(0, room)
-            spans = spans[:max(0, room)]
+            spans = spans[: max(0, room)]
         self._spans.extend(spans)
         if len(self._spans) >= self.batch:
             self._wake.set()

@@ -123,17 +123,27 @@ class SpanBuilder:
         ids = state.scopes[scope.id] = _ScopeSpan(context, parent)
         return ids
 
-    def _scope_span(self, state: _Job, job: JobView, scope: ScopeState, ids: _ScopeSpan,
-                    trial: tuple[int, str] | None) -> ReadableSpan:
-        attributes: dict[str, Any] = {"dspy.scope.id": scope.id, "dspy.scope.kind": scope.kind,
-                                      "dspy.lm.calls": scope.usage.calls, "dspy.cost_usd": scope.usage.cost_usd}
+    def _scope_span(
+        self, state: _Job, job: JobView, scope: ScopeState, ids: _ScopeSpan, trial: tuple[int, str] | None
+    ) -> ReadableSpan:
+        attributes: dict[str, Any] = {
+            "dspy.scope.id": scope.id,
+            "dspy.scope.kind": scope.kind,
+            "dspy.lm.calls": scope.usage.calls,
+            "dspy.cost_usd": scope.usage.cost_usd,
+        }
         if scope.kind == "compile":
             name = f"optimize {scope.label}"
             attributes["dspy.optimizer"] = scope.label
         else:
             name = f"evaluate {scope.label}"
-            attributes.update({"dspy.evaluate.program": scope.label, "dspy.evaluate.examples": scope.total,
-                               "dspy.evaluate.done": scope.done})
+            attributes.update(
+                {
+                    "dspy.evaluate.program": scope.label,
+                    "dspy.evaluate.examples": scope.total,
+                    "dspy.evaluate.done": scope.done,
+                }
+            )
             score = scope.score if scope.score is not None else scope.score_so_far
             if score is not None:
                 attributes["dspy.evaluate.score"] = score
@@ -145,12 +155,24 @@ class SpanBuilder:
             status = Status(StatusCode.ERROR, scope.error or "failed")
         elif scope.running:  # the job is over and this never ended
             end = job.ended_at or scope.start
-            status = Status(StatusCode.ERROR, "the job ended before it did" if job.state != LOST
-                            else "the connection to the job was lost before it ended")
-        return ReadableSpan(name, context=ids.context, parent=ids.parent, resource=state.resource,
-                            attributes=attributes, kind=SpanKind.INTERNAL, status=status,
-                            start_time=_ns(scope.start), end_time=_ns(max(end or scope.start, scope.start)),
-                            instrumentation_scope=SCOPE)
+            status = Status(
+                StatusCode.ERROR,
+                "the job ended before it did"
+                if job.state != LOST
+                else "the connection to the job was lost before it ended",
+            )
+        return ReadableSpan(
+            name,
+            context=ids.context,
+            parent=ids.parent,
+            resource=state.resource,
+            attributes=attributes,
+            kind=SpanKind.INTERNAL,
+            status=status,
+            start_time=_ns(scope.start),
+            end_time=_ns(max(end or scope.start, scope.start)),
+            instrumentation_scope=SCOPE,
+        )
 
     # --- calls -----------------------------------------------------------------------
 
@@ -169,9 +191,15 @@ class SpanBuilder:
             return None
         provider, model = split_model(call.model)
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model,
-            "dspy.lm.model": call.model, "dspy.module": call.path, "dspy.module.class": call.module_class,
-            "dspy.cache_hit": call.cache_hit, "dspy.retries": call.retries, "dspy.call.id": call.id,
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            "dspy.lm.model": call.model,
+            "dspy.module": call.path,
+            "dspy.module.class": call.module_class,
+            "dspy.cache_hit": call.cache_hit,
+            "dspy.retries": call.retries,
+            "dspy.call.id": call.id,
         }
         if call.usage_known:
             attributes["gen_ai.usage.input_tokens"] = call.prompt_tokens
@@ -192,10 +220,18 @@ class SpanBuilder:
             status = Status(StatusCode.ERROR, call.error_message or call.error)
         context = SpanContext(trace_id, self._random.getrandbits(64), False, _SAMPLED)
         resource = state.resource if state is not None else self.resource.merge(Resource({"process.pid": call.pid}))
-        return ReadableSpan(f"chat {model}", context=context, parent=parent, resource=resource,
-                            attributes=attributes, kind=SpanKind.CLIENT, status=status,
-                            start_time=_ns(call.start), end_time=_ns(call.start + call.latency),
-                            instrumentation_scope=SCOPE)
+        return ReadableSpan(
+            f"chat {model}",
+            context=context,
+            parent=parent,
+            resource=resource,
+            attributes=attributes,
+            kind=SpanKind.CLIENT,
+            status=status,
+            start_time=_ns(call.start),
+            end_time=_ns(call.start + call.latency),
+            instrumentation_scope=SCOPE,
+        )
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -203,8 +239,9 @@ class SpanBuilder:
         state = self._jobs.get(job.key)
         if state is None:
             # The job is the process the telemetry is about: its pid and name are resource attributes.
-            state = self._jobs[job.key] = _Job(_JobResource(self.resource.merge(
-                Resource({"process.pid": job.pid, "dspy.job": job.job}))))
+            state = self._jobs[job.key] = _Job(
+                _JobResource(self.resource.merge(Resource({"process.pid": job.pid, "dspy.job": job.job})))
+            )
         return state
 
     def forget(self, key: str) -> None:

@@ -53,9 +53,18 @@ class Rendered:
 class Exposition:
     """Every attached job's figures, labelled `host`, `pid`, `job` and `module` (or `model`)."""
 
-    def __init__(self, jobs: Callable[[], Iterable[JobView]], *, host: str, max_modules: int = 50,
-                 max_models: int = 20, max_runs: int = 20, clock: Callable[[], float] = time.time,
-                 every: float = 1.0, idle_after: float = 600.0) -> None:
+    def __init__(
+        self,
+        jobs: Callable[[], Iterable[JobView]],
+        *,
+        host: str,
+        max_modules: int = 50,
+        max_models: int = 20,
+        max_runs: int = 20,
+        clock: Callable[[], float] = time.time,
+        every: float = 1.0,
+        idle_after: float = 600.0,
+    ) -> None:
         self.jobs = jobs
         self.host = _label(host)
         self.max_modules = max_modules
@@ -124,8 +133,13 @@ def _counters(out: list[str], prefix: str, suffix: str, rows: list[tuple[str, Co
         value = figure.value
         out.extend([f"{name}{{{labels}}} {_number(value(c))}\n" for labels, c in rows])
     name = f"{prefix}tokens_total"
-    _family(out, name, "counter", "billed tokens by type: input, output, and the cached (part of input) and "
-                                  "reasoning (part of output) ones" + suffix)
+    _family(
+        out,
+        name,
+        "counter",
+        "billed tokens by type: input, output, and the cached (part of input) and "
+        "reasoning (part of output) ones" + suffix,
+    )
     for kind, value in TOKENS:
         out.extend([f'{name}{{{labels},type="{kind}"}} {value(c)}\n' for labels, c in rows])
     name = f"{prefix}in_flight"
@@ -136,22 +150,35 @@ def _counters(out: list[str], prefix: str, suffix: str, rows: list[tuple[str, Co
     for labels, c in rows:
         counts, count = cumulative_buckets(c.latency_hist)
         out.extend([f'{name}_bucket{{{labels},le="{bound}"}} {n}\n' for bound, n in zip(_BOUNDS, counts)])
-        out.append(f'{name}_bucket{{{labels},le="+Inf"}} {count}\n{name}_sum{{{labels}}} {_number(c.latency_s)}\n'
-                   f'{name}_count{{{labels}}} {count}\n')
+        out.append(
+            f'{name}_bucket{{{labels},le="+Inf"}} {count}\n{name}_sum{{{labels}}} {_number(c.latency_s)}\n'
+            f"{name}_count{{{labels}}} {count}\n"
+        )
 
 
 def _job_figures(out: list[str], bases: list[tuple[str, JobView]], now: float, max_runs: int) -> None:
     _family(out, "dspy_job_up", "gauge", "1 while the job runs, 0 once it ended (its series stay a while)")
     out.extend([f"dspy_job_up{{{base}}} {1 if job.up else 0}\n" for base, job in bases])
     _family(out, "dspy_job_start_time_seconds", "gauge", "when the job started (epoch seconds)")
-    out.extend([f"dspy_job_start_time_seconds{{{base}}} {_number(job.started_at)}\n"
-                for base, job in bases if job.started_at])
-    _family(out, "dspy_job_dropped_events_total", "counter",
-            "call events this agent did not receive (the counters stay exact; only per-call spans are missing)")
+    out.extend(
+        [f"dspy_job_start_time_seconds{{{base}}} {_number(job.started_at)}\n" for base, job in bases if job.started_at]
+    )
+    _family(
+        out,
+        "dspy_job_dropped_events_total",
+        "counter",
+        "call events this agent did not receive (the counters stay exact; only per-call spans are missing)",
+    )
     out.extend([f"dspy_job_dropped_events_total{{{base}}} {job.dropped}\n" for base, job in bases])
     _family(out, "dspy_job_budget_usd", "gauge", "the job's budget guard: its limit per scope (total, module or model)")
-    out.extend([f'dspy_job_budget_usd{{{base},scope="{_label(limit.scope)}",name="{_label(limit.name)}"}} '
-                f"{_number(limit.usd)}\n" for base, job in bases for limit in job.budget_limits])
+    out.extend(
+        [
+            f'dspy_job_budget_usd{{{base},scope="{_label(limit.scope)}",name="{_label(limit.name)}"}} '
+            f"{_number(limit.usd)}\n"
+            for base, job in bases
+            for limit in job.budget_limits
+        ]
+    )
     trials, best, scores = [], [], []
     for base, job in bases:
         for run in runs(job, now, max_runs):
@@ -168,8 +195,12 @@ def _job_figures(out: list[str], bases: list[tuple[str, JobView]], now: float, m
     out.extend(trials)
     _family(out, "dspy_optimizer_best_score", "gauge", "an optimizer run's best full-evaluation score (percent)")
     out.extend(best)
-    _family(out, "dspy_evaluate_score", "gauge",
-            "a dspy.Evaluate outside any optimizer: its score so far, then its final score (percent)")
+    _family(
+        out,
+        "dspy_evaluate_score",
+        "gauge",
+        "a dspy.Evaluate outside any optimizer: its score so far, then its final score (percent)",
+    )
     out.extend(scores)
 
 

@@ -94,8 +94,15 @@ class _TappedHistory(History):
 class JobWatch:
     """Attaches to every instrumented process of this user in `directory`; `jobs()` reads them."""
 
-    def __init__(self, directory: Path, *, calls: bool = False, pending_calls: int = 20_000, since: float = 0.0,
-                 rescan_every: float = 1.0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        calls: bool = False,
+        pending_calls: int = 20_000,
+        since: float = 0.0,
+        rescan_every: float = 1.0,
+    ) -> None:
         self.fleet = Fleet(history_capacity=HISTORY)
         self._tap: _TappedHistory | None = None
         if calls:
@@ -124,14 +131,26 @@ class JobWatch:
         """Every process known now, attached or not, in a stable order."""
         with self.fleet.lock:
             processes = list(self.fleet.processes.values())
-            return [JobView(
-                key=p.key, pid=p.pid, job=job_name(p.hello.argv if p.hello else ()), command=p.command,
-                state=p.state, status=p.status, started_at=p.started_at, ended_at=p.ended_at, totals=p.totals,
-                modules=tuple((path, m.counters) for path, m in p.modules.items()),
-                models=tuple(p.models.items()), scopes=tuple(p.scopes.values()),
-                budget_limits=p.budget_limits, dropped=p.dropped_events + p.dropped_viewer,
-                attached=p.hello is not None,
-            ) for p in sorted(processes, key=lambda p: (p.pid, p.key))]
+            return [
+                JobView(
+                    key=p.key,
+                    pid=p.pid,
+                    job=job_name(p.hello.argv if p.hello else ()),
+                    command=p.command,
+                    state=p.state,
+                    status=p.status,
+                    started_at=p.started_at,
+                    ended_at=p.ended_at,
+                    totals=p.totals,
+                    modules=tuple((path, m.counters) for path, m in p.modules.items()),
+                    models=tuple(p.models.items()),
+                    scopes=tuple(p.scopes.values()),
+                    budget_limits=p.budget_limits,
+                    dropped=p.dropped_events + p.dropped_viewer,
+                    attached=p.hello is not None,
+                )
+                for p in sorted(processes, key=lambda p: (p.pid, p.key))
+            ]
 
     def take_calls(self) -> tuple[list[CallSummary], int]:
         """The calls folded since the last take, oldest first, and how many were dropped so far (bounded)."""

@@ -25,8 +25,13 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         sim = SimLM(
-            args.host, args.port, latency_scale=args.latency_scale, error_every=args.error_every,
-            error_rate=args.error_rate, error_seed=args.error_seed, error_status=args.error_status,
+            args.host,
+            args.port,
+            latency_scale=args.latency_scale,
+            error_every=args.error_every,
+            error_rate=args.error_rate,
+            error_seed=args.error_seed,
+            error_status=args.error_status,
             cached_fraction=args.cached_fraction,
         )
     except ValueError as exc:

@@ -16,7 +16,10 @@ from dspy_top.simlm.draws import rng, unit
 
 _EXPRESSION = re.compile(r"\(?-?\d+(?:\.\d+)?\)?(?:\s*[-+*/×÷x]\s*\(?-?\d+(?:\.\d+)?\)?)+")
 _OPERATORS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
 }
 BASE_ACCURACY = 0.40
 PER_DEMO_ACCURACY = 0.125

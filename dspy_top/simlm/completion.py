@@ -60,4 +60,3 @@ def complete(body: dict) -> Completion:
         prompt_tokens=prompt_tokens(body),
         completion_tokens=billed,
     )
-

@@ -26,7 +26,7 @@ def _literal_choices(annotation: str) -> tuple | None:
     if not (annotation.startswith("Literal[") and annotation.endswith("]")):
         return None
     try:
-        values = ast.literal_eval("(" + annotation[len("Literal["):-1] + ",)")
+        values = ast.literal_eval("(" + annotation[len("Literal[") : -1] + ",)")
     except (ValueError, SyntaxError):
         return None
     return tuple(values) or None
@@ -50,12 +50,12 @@ def field_type(output: OutputField, response_schema: dict | None = None) -> Fiel
         return FieldType("choice", choices=choices)
     note = output.note
     if note.startswith(_CHOICE_NOTE):
-        return FieldType("choice", choices=tuple(note[len(_CHOICE_NOTE):].split("; ")))
+        return FieldType("choice", choices=tuple(note[len(_CHOICE_NOTE) :].split("; ")))
     if note.startswith(_ENUM_NOTE):
-        return FieldType("choice", choices=tuple(note[len(_ENUM_NOTE):].split("; ")))
+        return FieldType("choice", choices=tuple(note[len(_ENUM_NOTE) :].split("; ")))
     if note.startswith(_SCHEMA_NOTE):
         try:
-            return FieldType("json", schema=json.loads(note[len(_SCHEMA_NOTE):]))
+            return FieldType("json", schema=json.loads(note[len(_SCHEMA_NOTE) :]))
         except ValueError:
             pass
     prop = ((response_schema or {}).get("properties") or {}).get(output.name)

@@ -152,8 +152,17 @@ class SimHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not in_flight.answered:
                 self.state.ledger.request_failed(model, 500)
-                self._send_json(500, {"error": {"message": f"simulated LM bug: {exc!r}", "type": "server_error",
-                                                "param": None, "code": "sim_bug"}})
+                self._send_json(
+                    500,
+                    {
+                        "error": {
+                            "message": f"simulated LM bug: {exc!r}",
+                            "type": "server_error",
+                            "param": None,
+                            "code": "sim_bug",
+                        }
+                    },
+                )
         finally:
             in_flight.release()
 
@@ -171,7 +180,9 @@ class SimHandler(BaseHTTPRequestHandler):
             # As OpenAI does: a client that sends it on a plain request has a bug worth seeing.
             ledger.request_failed(model, 400)
             in_flight.release(answered=True)
-            self._send_json(400, _client_error("The 'stream_options' parameter is only allowed when 'stream' is enabled."))
+            self._send_json(
+                400, _client_error("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+            )
             return
         digest = request_digest(body)
         if self.state.faults.should_fail(digest, config):

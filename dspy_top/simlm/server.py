@@ -62,10 +62,16 @@ class SimLM:
     ):
         self.host = host
         self._requested_port = port
-        self._state = SimState(SimConfig(
-            latency_scale=latency_scale, error_every=error_every, error_rate=error_rate,
-            error_seed=error_seed, error_status=error_status, cached_fraction=cached_fraction,
-        ))
+        self._state = SimState(
+            SimConfig(
+                latency_scale=latency_scale,
+                error_every=error_every,
+                error_rate=error_rate,
+                error_seed=error_seed,
+                error_status=error_status,
+                cached_fraction=cached_fraction,
+            )
+        )
         self._server: _SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -38,9 +38,14 @@ FOLD_CHUNK = 1000
 class Collector:
     """Runs `sources` in one thread; folds into `fleet` under `fleet.lock`."""
 
-    def __init__(self, fleet: Fleet, sources: Sequence[Source], *,
-                 on_payload: Callable[[PayloadAnswer], None] | None = None,
-                 payload_timeout: float = PAYLOAD_TIMEOUT) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        sources: Sequence[Source],
+        *,
+        on_payload: Callable[[PayloadAnswer], None] | None = None,
+        payload_timeout: float = PAYLOAD_TIMEOUT,
+    ) -> None:
         self.fleet = fleet
         self.sources = list(sources)
         self.on_payload = on_payload
@@ -317,8 +322,11 @@ class Collector:
         for pending_key, (call_id, deadline) in list(self._pending.items()):
             if now > deadline:
                 del self._pending[pending_key]
-                self._deliver(PayloadAnswer(pending_key[0], call_id, None,
-                                            f"no answer from the process within {self.payload_timeout:g}s"))
+                self._deliver(
+                    PayloadAnswer(
+                        pending_key[0], call_id, None, f"no answer from the process within {self.payload_timeout:g}s"
+                    )
+                )
 
     def _deliver(self, answer: PayloadAnswer) -> None:
         if self.on_payload is not None:

@@ -34,7 +34,9 @@ def parent_pid(pid: int) -> int | None:
         return None
 
 
-def descends_from(pid: int, root: int, known: set[int] = frozenset(), parent: Callable[[int], int | None] = parent_pid) -> bool:
+def descends_from(
+    pid: int, root: int, known: set[int] = frozenset(), parent: Callable[[int], int | None] = parent_pid
+) -> bool:
     """True when `pid` is `root`, or one of `known`, or a child of one of them (at any depth)."""
     for _ in range(64):
         if pid == root or pid in known:

@@ -55,8 +55,15 @@ class _Attached:
 class LocalSockets(Source):
     """The processes serving the sockets `targets` names, in `directory` (default: the runtime dir)."""
 
-    def __init__(self, targets: Targets, directory: Path | None = None, *, rescan_every: float = RESCAN_EVERY,
-                 connect_timeout: float = 3.0, retry_for: float = client.RETRY_FOR) -> None:
+    def __init__(
+        self,
+        targets: Targets,
+        directory: Path | None = None,
+        *,
+        rescan_every: float = RESCAN_EVERY,
+        connect_timeout: float = 3.0,
+        retry_for: float = client.RETRY_FOR,
+    ) -> None:
         self.targets = targets
         self.directory = directory
         self.rescan_every = rescan_every
@@ -289,8 +296,9 @@ class LocalSockets(Source):
         self.sink.closed(key, reason, refused)
 
 
-def local_sockets(pids: Iterable[int] = (), sockets: Iterable[Path | str] = (), directory: Path | None = None,
-                  **options: Any) -> LocalSockets:
+def local_sockets(
+    pids: Iterable[int] = (), sockets: Iterable[Path | str] = (), directory: Path | None = None, **options: Any
+) -> LocalSockets:
     """The local sockets the options name: -p and --socket, or with neither every one discovered."""
     return LocalSockets(targets_for(pids, sockets), directory, **options)
 

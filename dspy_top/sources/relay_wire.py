@@ -56,15 +56,34 @@ def encode(frame: dict[str, Any], limit: int = MAX_FRAME) -> bytes:
 
 
 def relay_hello(*, host: str, where: str, pid: int, version: str, warning: str | None = None) -> dict[str, Any]:
-    return {"t": RELAY, "v": RELAY_VERSION, "versions": list(RELAY_VERSIONS), "protocol": protocol.PROTOCOL_VERSION,
-            "dspy_top": version, "host": host, "where": where, "pid": pid, "warning": warning}
+    return {
+        "t": RELAY,
+        "v": RELAY_VERSION,
+        "versions": list(RELAY_VERSIONS),
+        "protocol": protocol.PROTOCOL_VERSION,
+        "dspy_top": version,
+        "host": host,
+        "where": where,
+        "pid": pid,
+        "warning": warning,
+    }
 
 
 def hello_message(hello: Hello) -> dict[str, Any]:
     """A process's hello as it travels (the fields the viewer reads: `schema.hello` checks it again)."""
-    return {"t": protocol.HELLO, "v": hello.version, "pid": hello.pid, "argv": list(hello.argv), "cwd": hello.cwd,
-            "started_at": hello.started_at, "python": hello.python, "dspy": hello.dspy, "dspy_top": hello.dspy_top,
-            "mechanism": hello.mechanism, "history_capacity": hello.history_capacity}
+    return {
+        "t": protocol.HELLO,
+        "v": hello.version,
+        "pid": hello.pid,
+        "argv": list(hello.argv),
+        "cwd": hello.cwd,
+        "started_at": hello.started_at,
+        "python": hello.python,
+        "dspy": hello.dspy,
+        "dspy_top": hello.dspy_top,
+        "mechanism": hello.mechanism,
+        "history_capacity": hello.history_capacity,
+    }
 
 
 def choose_version(theirs: Iterable[Any], ours: Iterable[int] = RELAY_VERSIONS) -> int | None:
@@ -96,7 +115,11 @@ def check_relay_hello(frame: dict[str, Any], host: str, our_version: str) -> int
 
 def _mismatch(host: str, theirs: str, ours: str, what: str, their_version: int, our_version: int) -> str:
     if their_version > our_version:
-        return (f"dspy-top {theirs} on {host} is newer than this one ({ours}; {what} {their_version}, this one "
-                f"speaks {our_version}): upgrade dspy-top here (pip install -U dspy-top)")
-    return (f"dspy-top {theirs} on {host} is older than this one ({ours}; {what} {their_version}, this one "
-            f"speaks {our_version}): upgrade it there (pip install -U dspy-top)")
+        return (
+            f"dspy-top {theirs} on {host} is newer than this one ({ours}; {what} {their_version}, this one "
+            f"speaks {our_version}): upgrade dspy-top here (pip install -U dspy-top)"
+        )
+    return (
+        f"dspy-top {theirs} on {host} is older than this one ({ours}; {what} {their_version}, this one "
+        f"speaks {our_version}): upgrade it there (pip install -U dspy-top)"
+    )

@@ -47,8 +47,14 @@ class RecordingSource(ReplayControls, TrackTelling, Source):
 
     stats_follow_calls = False  # a recording keeps fewer stats than calls: each call shows as it comes
 
-    def __init__(self, recordings: Sequence[Recording], *, history: int = HISTORY, at: float | None = None,
-                 monotonic=time.monotonic) -> None:
+    def __init__(
+        self,
+        recordings: Sequence[Recording],
+        *,
+        history: int = HISTORY,
+        at: float | None = None,
+        monotonic=time.monotonic,
+    ) -> None:
         if not recordings:
             raise ValueError("nothing to replay")
         self.history = history
@@ -164,6 +170,7 @@ class RecordingSource(ReplayControls, TrackTelling, Source):
         else:  # every writer stopped: the recording ends at its last message
             self.clock.extend(end, final=True)
         self.timeline = self._timeline(self.timeline.start, end)
+
     # --- requests -----------------------------------------------------------------------------------
 
     def request_payload(self, key: str, call_id: int) -> int:
@@ -182,8 +189,11 @@ class RecordingSource(ReplayControls, TrackTelling, Source):
         if payload is not None:
             answer["payload"] = payload
         else:
-            answer.setdefault("reason", f"the recording holds no payload for call {call_id} (payloads stop once a "
-                                        "recording reaches its size cap, and a call the process never kept has none)")
+            answer.setdefault(
+                "reason",
+                f"the recording holds no payload for call {call_id} (payloads stop once a "
+                "recording reaches its size cap, and a call the process never kept has none)",
+            )
         self._answers.append((key, answer))  # told on the next turn, once the collector expects it
         self.sink.wake()
         return request

@@ -76,8 +76,9 @@ class ReplayClock:
 
     def playback(self) -> Playback:
         with self._lock:
-            return Playback(self._position(self._monotonic()), self._start, self._end, self._speed, self._playing,
-                            self._following)
+            return Playback(
+                self._position(self._monotonic()), self._start, self._end, self._speed, self._playing, self._following
+            )
 
     def monotonic_at(self, at: float) -> float | None:
         """When (`time.monotonic()`) the position reaches `at` at the current speed; None while it stands still."""

@@ -62,8 +62,9 @@ class TrackTelling:
         track.pending.clear()
         track.closed = track.exited = False
         first: list[dict[str, Any]] = []
-        track.told = RecordingState() if position.state is None else \
-            RecordingState.from_checkpoint(position.state.checkpoint())
+        track.told = (
+            RecordingState() if position.state is None else RecordingState.from_checkpoint(position.state.checkpoint())
+        )
         if position.state is not None:
             written = track.cursor.take(0)  # the checkpoint's snapshot only
             first = list(written[0].messages) if written else []
@@ -83,8 +84,12 @@ class TrackTelling:
         """Read frames until the next message is past `target` (or `want` are waiting, or the file ends)."""
         cursor = track.cursor
         pending = track.pending
-        while cursor is not None and not cursor.ended and len(pending) < want and (
-                not pending or pending[-1].at <= target):
+        while (
+            cursor is not None
+            and not cursor.ended
+            and len(pending) < want
+            and (not pending or pending[-1].at <= target)
+        ):
             taken = cursor.take(READ_FRAMES)
             if not taken:
                 return  # a file being written: nothing more yet

@@ -63,7 +63,7 @@ def parse_goto(text: str) -> Goto:
     if trial:
         return Goto("trial", float(trial.group(1)))
     sign = word[:1] if word[:1] in "+-" else ""
-    seconds = _seconds(word[len(sign):].strip())
+    seconds = _seconds(word[len(sign) :].strip())
     if seconds is None:
         raise ValueError(f"cannot tell where {text.strip()!r} is: try {GOTO_HELP}")
     if sign:
@@ -156,6 +156,9 @@ def trial_marks(key: str, pid: int, scopes: Iterable[dict[str, Any]], now: float
         if run.class_name == EVALUATE:
             continue
         for trial in run.trials:
-            marks.append(TrialMark(run.label, run.start, trial.number, key, trial.id, trial.scope.start,
-                                   trial.scope.end, trial.score))
+            marks.append(
+                TrialMark(
+                    run.label, run.start, trial.number, key, trial.id, trial.scope.start, trial.scope.end, trial.score
+                )
+            )
     return marks

@@ -31,8 +31,21 @@ from dspy_top.sources.ssh_failures import Attempt, explain
 RELAY_COMMAND = "dspy-top relay"
 # Whatever the user's ssh config says, the relay needs no terminal, no prompt (it would write
 # over the viewer's screen), no forwarding; and a dead network must end ssh, not hang it.
-SSH_OPTIONS = ("-T", "-a", "-x", "-o", "BatchMode=yes", "-o", "ClearAllForwardings=yes",
-               "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=15")
+SSH_OPTIONS = (
+    "-T",
+    "-a",
+    "-x",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ClearAllForwardings=yes",
+    "-o",
+    "ServerAliveInterval=5",
+    "-o",
+    "ServerAliveCountMax=3",
+    "-o",
+    "ConnectTimeout=15",
+)
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds before the next try, after 1, 2, ... failures in a row
 HELLO_WITHIN = 30.0  # seconds the relay has to say hello once ssh runs (login included)
 REAP_WITHIN = 2.0  # seconds ssh has to exit once its stdout closed, before it is killed
@@ -46,10 +59,17 @@ class SshSource(Source):
 
     settle_within = 20.0  # a login over a slow network, and the relay's start there
 
-    def __init__(self, host: str, *, version: str, ssh: Sequence[str] = ("ssh",),
-                 relay_command: str = RELAY_COMMAND, backoff: Sequence[float] = BACKOFF,
-                 hello_within: float = HELLO_WITHIN,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        version: str,
+        ssh: Sequence[str] = ("ssh",),
+        relay_command: str = RELAY_COMMAND,
+        backoff: Sequence[float] = BACKOFF,
+        hello_within: float = HELLO_WITHIN,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.host = host
         self.version = version  # this dspy-top's, named to the relay and in a version mismatch
         self.ssh = list(ssh)
@@ -188,7 +208,7 @@ class SshSource(Source):
 
     def _remote(self, key: str) -> str | None:
         prefix = f"{self.host}:"
-        return key[len(prefix):] if key.startswith(prefix) else None
+        return key[len(prefix) :] if key.startswith(prefix) else None
 
     def _send(self, frame: dict[str, Any]) -> None:
         if self._proc is None or len(self._outbox) > OUTBOX_MOST:
@@ -220,11 +240,20 @@ class SshSource(Source):
         if self.connections == 0 and self._failures == 0:
             self.sink.host(self.host, HOST_CONNECTING, f"connecting over ssh ({self.relay_command})")
         try:
-            proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+            proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                start_new_session=True,
+            )
         except OSError as exc:
-            self._failed(f"cannot run {self.ssh[0]!r}: {exc.strerror or exc} (give your ssh command with "
-                         "--ssh or DSPY_TOP_SSH)", now, reachable=False)
+            self._failed(
+                f"cannot run {self.ssh[0]!r}: {exc.strerror or exc} (give your ssh command with --ssh or DSPY_TOP_SSH)",
+                now,
+                reachable=False,
+            )
             return
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             os.set_blocking(pipe.fileno(), False)
@@ -248,7 +277,7 @@ class SshSource(Source):
                 return
             taken += len(data)
             if not self._negotiated and len(self._output) < 200:
-                self._output += data[:200 - len(self._output)]
+                self._output += data[: 200 - len(self._output)]
             try:
                 frames = self._frames.feed(data)
             except ProtocolError as exc:
@@ -318,8 +347,9 @@ class SshSource(Source):
             self._refusal = str(exc)
             self._kill()
             return False
-        self._outbox += wire.encode({"t": wire.HELLO, "v": version, "client": f"dspy-top {self.version}"},
-                                    wire.MAX_REQUEST)
+        self._outbox += wire.encode(
+            {"t": wire.HELLO, "v": version, "client": f"dspy-top {self.version}"}, wire.MAX_REQUEST
+        )
         self._flush()
         self._negotiated = True
         self._failures = 0
@@ -334,8 +364,11 @@ class SshSource(Source):
             pid, status = frame.get("pid"), frame.get("status")
             self._carried.add(key)
             self._refused.discard(key)
-            sink.attach(key, pid if type(pid) is int and pid > 0 else None,
-                        status if isinstance(status, str) else CONNECTING_STATUS)
+            sink.attach(
+                key,
+                pid if type(pid) is int and pid > 0 else None,
+                status if isinstance(status, str) else CONNECTING_STATUS,
+            )
         elif kind == wire.CONNECTED:
             if key not in self._carried:
                 self._carried.add(key)
@@ -353,8 +386,9 @@ class SshSource(Source):
                 self._carried.discard(key)
                 if key not in self._refused:
                     reason = frame.get("reason")
-                    sink.closed(key, reason if isinstance(reason, str) else "connection closed",
-                                frame.get("refused") is True)
+                    sink.closed(
+                        key, reason if isinstance(reason, str) else "connection closed", frame.get("refused") is True
+                    )
         elif kind == wire.LET_GO:
             self._carried.discard(key)
             sink.let_go(key)
@@ -396,9 +430,15 @@ class SshSource(Source):
             self._read_stderr()  # what it said last, on its way out
         self._close_pipes(proc)
         self._proc = None
-        attempt = Attempt(self.host, self.relay_command, code, self._stderr.decode("utf-8", "replace"),
-                          connected=self._negotiated, output=bytes(self._output) if not self._negotiated else b"",
-                          refused=self._refusal)
+        attempt = Attempt(
+            self.host,
+            self.relay_command,
+            code,
+            self._stderr.decode("utf-8", "replace"),
+            connected=self._negotiated,
+            output=bytes(self._output) if not self._negotiated else b"",
+            refused=self._refusal,
+        )
         why = explain(attempt)
         if self._negotiated:
             self._failed(f"connection lost: {why}", now, reachable=True, rows=f"connection to {self.host} lost ({why})")
@@ -433,6 +473,7 @@ def _a_key(key: Any) -> bool:
 
 def _connected_status(frame: dict[str, Any]) -> str:
     """Who answered: the dspy-top version, the machine's own name and what its relay watches."""
+
     def text(name: str) -> str:
         value = frame.get(name)
         return value[:200] if isinstance(value, str) else "?"

@@ -16,16 +16,38 @@ COMMAND_NOT_FOUND = 127  # the remote shell's status for a command it cannot fin
 USAGE = 2  # argparse's status: an old dspy-top without `relay` says its usage and exits 2
 MOST = 300  # characters of ssh's message kept in ours
 
-_NOISE = ("Warning: Permanently added", "** WARNING: connection is not using a post-quantum",
-          "** This session may be vulnerable", "** The server may need to be upgraded")
-_AUTH = ("Permission denied", "Too many authentication failures", "Authentication failed",
-         "no more authentication methods")
-_HOST_KEY = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED", "host key is known",
-             "Host key for")
-_UNREACHABLE = ("Could not resolve hostname", "Name or service not known", "Connection refused", "timed out",
-                "No route to host", "Network is unreachable", "Connection closed by", "Connection reset",
-                "kex_exchange_identification", "Temporary failure in name resolution", "Broken pipe",
-                "not responding")
+_NOISE = (
+    "Warning: Permanently added",
+    "** WARNING: connection is not using a post-quantum",
+    "** This session may be vulnerable",
+    "** The server may need to be upgraded",
+)
+_AUTH = (
+    "Permission denied",
+    "Too many authentication failures",
+    "Authentication failed",
+    "no more authentication methods",
+)
+_HOST_KEY = (
+    "Host key verification failed",
+    "REMOTE HOST IDENTIFICATION HAS CHANGED",
+    "host key is known",
+    "Host key for",
+)
+_UNREACHABLE = (
+    "Could not resolve hostname",
+    "Name or service not known",
+    "Connection refused",
+    "timed out",
+    "No route to host",
+    "Network is unreachable",
+    "Connection closed by",
+    "Connection reset",
+    "kex_exchange_identification",
+    "Temporary failure in name resolution",
+    "Broken pipe",
+    "not responding",
+)
 _MISSING = ("command not found", "No such file or directory", "not found")
 _TOO_OLD = ("unrecognized arguments", "invalid choice")
 
@@ -52,12 +74,16 @@ def explain(attempt: Attempt) -> str:
     said = f" ({line})" if line else ""
     code = attempt.code
     if attempt.output and not attempt.connected:
-        return (f"{host} did not answer as a dspy-top relay: its output began {attempt.output[:60]!r} "
-                "(does a login script print to stdout?)")
+        return (
+            f"{host} did not answer as a dspy-top relay: its output began {attempt.output[:60]!r} "
+            "(does a login script print to stdout?)"
+        )
     if code == SSH_FAILED:
         if _has(line, _AUTH):
-            return (f"{host} refused the login{said}: dspy-top runs ssh in batch mode, so the key must work "
-                    "without a prompt (an ssh-agent, or IdentityFile in ~/.ssh/config)")
+            return (
+                f"{host} refused the login{said}: dspy-top runs ssh in batch mode, so the key must work "
+                "without a prompt (an ssh-agent, or IdentityFile in ~/.ssh/config)"
+            )
         if _has(line, _HOST_KEY):
             return f"{host}'s host key is not known or has changed{said}: connect once with `ssh {host}` to check it"
         if _has(line, _UNREACHABLE):
@@ -67,12 +93,16 @@ def explain(attempt: Attempt) -> str:
         return f"ssh was ended by {_signal_name(-code)}"
     if not attempt.connected:
         if code == COMMAND_NOT_FOUND or (_has(line, _MISSING) and "dspy-top" in line):
-            return (f"dspy-top is not installed on {host}, or not on the PATH of commands run over ssh{said}: "
-                    f"install it there (pip install dspy-top), or give its path with --relay-command "
-                    f"'/path/to/dspy-top relay'")
+            return (
+                f"dspy-top is not installed on {host}, or not on the PATH of commands run over ssh{said}: "
+                f"install it there (pip install dspy-top), or give its path with --relay-command "
+                f"'/path/to/dspy-top relay'"
+            )
         if code == USAGE and _has(line, _TOO_OLD):
-            return (f"dspy-top on {host} is too old for --host: it has no `dspy-top relay`{said}; "
-                    "upgrade it there (pip install -U dspy-top)")
+            return (
+                f"dspy-top on {host} is too old for --host: it has no `dspy-top relay`{said}; "
+                "upgrade it there (pip install -U dspy-top)"
+            )
     if code == 0:
         return f"`{attempt.relay_command}` on {host} ended"
     status = "" if code is None else f" with exit status {code}"
@@ -86,7 +116,7 @@ def telling_line(stderr: str) -> str:
     if not useful:
         return ""
     line = useful[-1]
-    return line if len(line) <= MOST else line[:MOST - 1] + "…"
+    return line if len(line) <= MOST else line[: MOST - 1] + "…"
 
 
 def _has(line: str, needles: tuple[str, ...]) -> bool:

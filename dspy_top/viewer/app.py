@@ -233,7 +233,6 @@ def run_viewer(
 
     if watching is None and not callable(sources):
         watching = ", ".join(source.where for source in sources)
-    app = TopApp(None, delay=delay, notice=notice, watching=watching, connect=connect,
-                 offer_attach=offer_attach)
+    app = TopApp(None, delay=delay, notice=notice, watching=watching, connect=connect, offer_attach=offer_attach)
     app.run()
     return 0

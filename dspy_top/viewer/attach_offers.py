@@ -109,8 +109,9 @@ class AttachOffering:
         """Attach to `candidate` on a thread of its own (gdb takes a second or more); `done(pid, line, ok)`
         is called from that thread with the one line `dspy-top attach` would print."""
         self._attaching[candidate.pid] = candidate
-        threading.Thread(target=self._attach, args=(candidate, done), name=f"dspy-top-attach-{candidate.pid}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._attach, args=(candidate, done), name=f"dspy-top-attach-{candidate.pid}", daemon=True
+        ).start()
 
     def finished(self, pid: int, ok: bool) -> None:
         """On the app's thread, once `done` was told: an attached process waits for its socket; a refused one

@@ -34,10 +34,18 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
         "iteration": iteration,
         "processes": [
             {
-                "pid": p.pid, "command": p.command, "state": p.state, "status": p.status,
-                "socket": p.key, "started_at": p.started_at, "uptime_s": round(p.uptime, 3),
-                "mechanism": p.mechanism, "calls": p.totals.calls, "cost_usd": round(p.totals.cost_usd, 10),
-                "dropped_events": p.dropped, "final_numbers": p.final_numbers,
+                "pid": p.pid,
+                "command": p.command,
+                "state": p.state,
+                "status": p.status,
+                "socket": p.key,
+                "started_at": p.started_at,
+                "uptime_s": round(p.uptime, 3),
+                "mechanism": p.mechanism,
+                "calls": p.totals.calls,
+                "cost_usd": round(p.totals.cost_usd, 10),
+                "dropped_events": p.dropped,
+                "final_numbers": p.final_numbers,
                 "before_attach": p.before_attach.to_json() if p.before_attach is not None else None,
                 "host": p.host,
             }
@@ -56,20 +64,35 @@ def snapshot_json(snapshot: Snapshot, iteration: int = 1) -> dict[str, Any]:
         },
         "modules": [
             {
-                "path": node.path, "class": node.class_name, **node.counters.to_json(),
+                "path": node.path,
+                "class": node.class_name,
+                **node.counters.to_json(),
                 "tokens_per_sec": round(node.tokens_per_sec, 3),
                 "cost_share": cost_share(node.counters, total_cost),
             }
             for node in leaves
         ],
-        "models": [{"model": row.model, **row.counters.to_json(), "price_override": row.price_override,
-                    "tokens_per_sec": round(row.tokens_per_sec, 3),
-                    "output_tokens_per_sec": round(row.output_tokens_per_sec, 3)}
-                   for row in snapshot.models],
+        "models": [
+            {
+                "model": row.model,
+                **row.counters.to_json(),
+                "price_override": row.price_override,
+                "tokens_per_sec": round(row.tokens_per_sec, 3),
+                "output_tokens_per_sec": round(row.output_tokens_per_sec, 3),
+            }
+            for row in snapshot.models
+        ],
         "scopes": [
             {
-                "pid": s.pid, "id": s.id, "kind": s.kind, "state": s.state, "label": s.label,
-                "done": s.done, "total": s.total, "score": s.score_so_far, "calls": s.usage.calls,
+                "pid": s.pid,
+                "id": s.id,
+                "kind": s.kind,
+                "state": s.state,
+                "label": s.label,
+                "done": s.done,
+                "total": s.total,
+                "score": s.score_so_far,
+                "calls": s.usage.calls,
                 "cost_usd": round(s.usage.cost_usd, 10),
             }
             for s in snapshot.scopes
@@ -100,9 +123,15 @@ def rates_json(snapshot: Snapshot) -> dict[str, Any] | None:
         "cost_per_hour": round(burn.cost_per_hour, 10),
         "tokens_per_sec": round(burn.tokens_per_sec, 3),
         "tokens_per_sec_avg": round(burn.tokens_per_sec_avg, 3),
-        "eval_projection": None if projection is None else {
-            "pid": projection.pid, "id": projection.id, "label": projection.label, "done": projection.done,
-            "total": projection.total, "cost_usd": round(projection.spent_usd, 10),
+        "eval_projection": None
+        if projection is None
+        else {
+            "pid": projection.pid,
+            "id": projection.id,
+            "label": projection.label,
+            "done": projection.done,
+            "total": projection.total,
+            "cost_usd": round(projection.spent_usd, 10),
             "cost_known": projection.cost_known,
             "projected_usd": None if projection.projected_usd is None else round(projection.projected_usd, 10),
         },
@@ -113,19 +142,41 @@ def budget_json(snapshot: Snapshot) -> dict[str, Any]:
     """The viewer's `--budget` (null without one) and each job's own budget guard and alerts."""
     viewer = snapshot.budget
     return {
-        "viewer": None if viewer is None else {
-            "usd": viewer.usd, "spent_usd": round(viewer.spent, 10), "fraction": round(viewer.fraction, 6),
-            "level": viewer.level, "cost_known": viewer.cost_known,
+        "viewer": None
+        if viewer is None
+        else {
+            "usd": viewer.usd,
+            "spent_usd": round(viewer.spent, 10),
+            "fraction": round(viewer.fraction, 6),
+            "level": viewer.level,
+            "cost_known": viewer.cost_known,
         },
         "jobs": [
             {
-                "pid": job.pid, "on_exceed": job.on_exceed,
-                "limits": [{"scope": limit.scope, "name": limit.name, "usd": limit.usd,
-                            "spent_usd": round(limit.spent, 10), "fraction": round(limit.fraction, 6)}
-                           for limit in job.limits],
-                "alerts": [{"level": int(alert.level) if alert.level.isdigit() else alert.level, "scope": alert.scope, "name": alert.name,
-                            "spent_usd": alert.spent_usd, "budget_usd": alert.budget_usd, "action": alert.action,
-                            "message": alert.message} for alert in job.alerts],
+                "pid": job.pid,
+                "on_exceed": job.on_exceed,
+                "limits": [
+                    {
+                        "scope": limit.scope,
+                        "name": limit.name,
+                        "usd": limit.usd,
+                        "spent_usd": round(limit.spent, 10),
+                        "fraction": round(limit.fraction, 6),
+                    }
+                    for limit in job.limits
+                ],
+                "alerts": [
+                    {
+                        "level": int(alert.level) if alert.level.isdigit() else alert.level,
+                        "scope": alert.scope,
+                        "name": alert.name,
+                        "spent_usd": alert.spent_usd,
+                        "budget_usd": alert.budget_usd,
+                        "action": alert.action,
+                        "message": alert.message,
+                    }
+                    for alert in job.alerts
+                ],
             }
             for job in snapshot.job_budgets
         ],
@@ -138,8 +189,17 @@ def _leaves(nodes: tuple[ModuleNode, ...]):
     while stack:
         node = stack.pop()
         if node.own is not None:
-            yield ModuleNode(node.path, node.name, node.depth, node.class_name, node.own, node.own,
-                             node.tokens_per_sec - sum(c.tokens_per_sec for c in node.children), node.active, ())
+            yield ModuleNode(
+                node.path,
+                node.name,
+                node.depth,
+                node.class_name,
+                node.own,
+                node.own,
+                node.tokens_per_sec - sum(c.tokens_per_sec for c in node.children),
+                node.active,
+                (),
+            )
         stack.extend(sorted(node.children, key=lambda n: n.path, reverse=True))
 
 
@@ -154,7 +214,8 @@ def snapshot_text(snapshot: Snapshot) -> str:
         f"{fmt.rate(snapshot.tokens_per_sec)} tok/s now ({fmt.rate(snapshot.output_tokens_per_sec)} out/s), "
         f"{fmt.rate(snapshot.tokens_per_sec_avg)} avg"
         + (f" ({t.unmetered_calls} calls without token counts)" if t.unmetered_calls else ""),
-        f"Cost: {fmt.cost(t)}" + (f" ({t.unpriced_calls} unpriced calls)" if t.unpriced_calls else "")
+        f"Cost: {fmt.cost(t)}"
+        + (f" ({t.unpriced_calls} unpriced calls)" if t.unpriced_calls else "")
         + f", {fmt.dollars(snapshot.cost_per_min)}/min, cache {fmt.percent(t.cache_hit_rate)} "
         f"({t.cache_hits:,} hits, saved {fmt.dollars(t.cost_saved_usd)})",
         f"Errors: {t.errors:,}, retries: {t.retries:,}, dropped events: {snapshot.dropped:,}, "
@@ -175,36 +236,47 @@ def snapshot_text(snapshot: Snapshot) -> str:
     if progress:
         lines.append(f"Optimizer: {inert(progress)}")
     for p in snapshot.not_final:
-        lines.append(f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
-                     "so its numbers are the last it sent")
+        lines.append(
+            f"Final numbers not received from pid {p.pid}: its connection broke before its exit message, "
+            "so its numbers are the last it sent"
+        )
     for p in snapshot.in_view:
         if p.before_attach is not None:
             lines.append(f"Attached: pid {p.pid}: {p.before_attach.describe()}")
     lines.append("")
     width = host_width(snapshot)  # a HOST column only with --host
-    lines.append(f"{host_cell('HOST', width)}{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  "
-                 "COMMAND / STATUS")
+    lines.append(
+        f"{host_cell('HOST', width)}{'PID':>7}  {'STATE':<8} {'UPTIME':>9} {'CALLS':>7} {'COST':>9}  COMMAND / STATUS"
+    )
     for p in snapshot.processes:
         note = inert(p.command if p.state == "running" else f"{p.command}  [{p.status}]".strip())
-        lines.append(f"{host_cell(host_of(p), width)}{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} "
-                     f"{p.totals.calls:>7,} {fmt.cost(p.totals):>9}  {note}")
+        lines.append(
+            f"{host_cell(host_of(p), width)}{p.pid:>7}  {p.state:<8} {fmt.uptime(p.uptime):>9} "
+            f"{p.totals.calls:>7,} {fmt.cost(p.totals):>9}  {note}"
+        )
     lines.append("")
-    lines.append(f"{'MODULE':<40} {'CALLS':>7} {'INFL':>4} {'IN TOK':>8} {'OUT TOK':>8} {'TOK/S':>7} "
-                 f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}")
+    lines.append(
+        f"{'MODULE':<40} {'CALLS':>7} {'INFL':>4} {'IN TOK':>8} {'OUT TOK':>8} {'TOK/S':>7} "
+        f"{'COST':>9} {'P50':>6} {'P95':>6} {'ERR':>4} {'HITS':>5} {'SAVED':>9}"
+    )
     for node in _leaves(snapshot.modules):
         c = node.counters
-        lines.append(f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} "
-                     f"{fmt.token_count(c, c.prompt_tokens):>8} {fmt.token_count(c, c.completion_tokens):>8} "
-                     f"{fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
-                     f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
-                     f"{fmt.dollars(c.cost_saved_usd):>9}")
+        lines.append(
+            f"{inert(node.path)[:40]:<40} {c.calls:>7,} {c.in_flight:>4} "
+            f"{fmt.token_count(c, c.prompt_tokens):>8} {fmt.token_count(c, c.completion_tokens):>8} "
+            f"{fmt.rate(node.tokens_per_sec):>7} {fmt.cost(c):>9} "
+            f"{fmt.seconds(c.p50):>6} {fmt.seconds(c.p95):>6} {c.errors:>4} {c.cache_hits:>5} "
+            f"{fmt.dollars(c.cost_saved_usd):>9}"
+        )
     lines.append("")
     lines.append(f"{'MODEL':<40} {'CALLS':>7} {'IN TOK':>8} {'OUT TOK':>8} {'COST':>9} {'HITS':>5}")
     for row in snapshot.models:
         c = row.counters
-        lines.append(f"{inert(row.model)[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
-                     f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}"
-                     + ("  * your price" if row.price_override else ""))
+        lines.append(
+            f"{inert(row.model)[:40]:<40} {c.calls:>7,} {fmt.tokens(c.prompt_tokens):>8} "
+            f"{fmt.tokens(c.completion_tokens):>8} {fmt.cost(c):>9} {c.cache_hits:>5}"
+            + ("  * your price" if row.price_override else "")
+        )
     section = optimizers_text(snapshot)
     if section:
         lines += ["", *section]
@@ -240,9 +312,12 @@ class Printer:
     def print(self, fleet: Fleet) -> None:
         with fleet.lock:
             snapshot = fleet.snapshot(history_limit=0)
-        said = (snapshot.totals, snapshot.dropped,
-                tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes),
-                tuple((h.name, h.state, h.status) for h in snapshot.hosts))
+        said = (
+            snapshot.totals,
+            snapshot.dropped,
+            tuple((p.key, p.state, p.status, p.totals) for p in snapshot.processes),
+            tuple((h.name, h.state, h.status) for h in snapshot.hosts),
+        )
         if not self.repeats and said == self._last and not snapshot.live:
             return
         self._last = said
@@ -271,8 +346,15 @@ class Printer:
         return BUDGET_REACHED if 100 in self.alarm.fired else 0
 
 
-def watch(fleet: Fleet, printer: Printer, *, delay: float, iterations: int | None = None, first_after: float = 0.0,
-          ended: Callable[[float], bool] | None = None) -> None:
+def watch(
+    fleet: Fleet,
+    printer: Printer,
+    *,
+    delay: float,
+    iterations: int | None = None,
+    first_after: float = 0.0,
+    ended: Callable[[float], bool] | None = None,
+) -> None:
     """Print a snapshot after `first_after` seconds, then every `delay`, `iterations` at most (None: no limit).
 
     `ended(seconds)` waits up to that long for what is watched to end (a `dspy-top run` job) and
@@ -304,12 +386,18 @@ def run(
     prices: dict[str, Price] | None = None,
     budget_usd: float | None = None,
 ) -> int:
-    """Print snapshots of `sources` until `iterations` are done (forever when None); the exit status (`Printer.status`)."""
+    """Print snapshots of `sources` until `iterations` are done (forever when None); the exit status
+    (`Printer.status`)."""
     fleet = Fleet(prices=prices, budget_usd=budget_usd)
     collector = Collector(fleet, sources).start()
-    printer = Printer(out or sys.stdout, as_json, empty_note=(
-        f"no instrumented DSPy process found in {collector.where}; "
-        "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"))
+    printer = Printer(
+        out or sys.stdout,
+        as_json,
+        empty_note=(
+            f"no instrumented DSPy process found in {collector.where}; "
+            "start one with `dspy-top run -- python job.py` or call dspy_top.instrument()"
+        ),
+    )
     try:
         collector.wait_settled(timeout=max((source.settle_within for source in collector.sources), default=4.0))
         watch(fleet, printer, delay=delay, iterations=iterations)

@@ -35,9 +35,15 @@ def tokens(value: float) -> str:
     if value < 9_999.5:
         return f"{value:,.0f}"
     # Each step up where rounding would carry into one more digit (99,960 is 100K, not 100.0K).
-    for limit, divisor, suffix, digits in ((99_950, 1e3, "K", 1), (999_500, 1e3, "K", 0), (9_995_000, 1e6, "M", 2),
-                                          (99_950_000, 1e6, "M", 1), (999_500_000, 1e6, "M", 0),
-                                          (9_995_000_000, 1e9, "G", 2), (99_950_000_000, 1e9, "G", 1)):
+    for limit, divisor, suffix, digits in (
+        (99_950, 1e3, "K", 1),
+        (999_500, 1e3, "K", 0),
+        (9_995_000, 1e6, "M", 2),
+        (99_950_000, 1e6, "M", 1),
+        (999_500_000, 1e6, "M", 0),
+        (9_995_000_000, 1e9, "G", 2),
+        (99_950_000_000, 1e9, "G", 1),
+    ):
         if value < limit:
             return f"{value / divisor:.{digits}f}{suffix}"
     return f"{value / 1e9:.0f}G"
@@ -92,9 +98,11 @@ def call_cost(value: float | None, cache_hit: bool = False) -> str:
 def burn(value: Burn) -> str:
     """`$0.27/min last 1m ($0.20/min avg) · ~$16/h · 1,245 tok/s last 1m (940 avg)`."""
     window = f"{value.window / 60:g}m" if value.window >= 60 else f"{value.window:g}s"
-    return (f"{dollars(value.cost_per_min)}/min last {window} ({dollars(value.cost_per_min_avg)}/min avg) · "
-            f"~{dollars(value.cost_per_hour)}/h · {rate(value.tokens_per_sec)} tok/s last {window} "
-            f"({rate(value.tokens_per_sec_avg)} avg)")
+    return (
+        f"{dollars(value.cost_per_min)}/min last {window} ({dollars(value.cost_per_min_avg)}/min avg) · "
+        f"~{dollars(value.cost_per_hour)}/h · {rate(value.tokens_per_sec)} tok/s last {window} "
+        f"({rate(value.tokens_per_sec_avg)} avg)"
+    )
 
 
 def projection(value: EvalProjection) -> str:
@@ -103,7 +111,9 @@ def projection(value: EvalProjection) -> str:
     if value.projected_usd is None:
         return text + ("ends at ?" if value.done else "ends at ? (no example done yet)")
     lower = "" if value.cost_known else "+?"
-    return text + f"ends at ~{dollars(value.projected_usd)}{lower} (~{dollars(value.remaining_usd or 0.0)}{lower} to go)"
+    return (
+        text + f"ends at ~{dollars(value.projected_usd)}{lower} (~{dollars(value.remaining_usd or 0.0)}{lower} to go)"
+    )
 
 
 def viewer_budget(value: ViewerBudget) -> str:
@@ -114,8 +124,10 @@ def viewer_budget(value: ViewerBudget) -> str:
 
 def job_budget(value: JobBudget) -> str:
     """`pid 41822 on_exceed=stop: total $1.20 of $5.00 (24%), module RAG.answer ... · 1 alert`."""
-    limits = ", ".join(f"{limit.label} {dollars(limit.spent)} of {dollars(limit.usd)} ({100 * limit.fraction:.0f}%)"
-                       for limit in value.limits)
+    limits = ", ".join(
+        f"{limit.label} {dollars(limit.spent)} of {dollars(limit.usd)} ({100 * limit.fraction:.0f}%)"
+        for limit in value.limits
+    )
     text = f"pid {value.pid} on_exceed={value.on_exceed}: {limits or 'no limits'}"
     stops = [a for a in value.alerts if a.level in ("100", "stop")]
     if stops:
@@ -217,7 +229,7 @@ def whole_parts(text: str, width: int, separator: str = " · ") -> str:
     while len(parts) > 1 and len(separator.join(parts)) > width:
         parts.pop()
     kept = separator.join(parts)
-    return kept if len(kept) <= width else kept[:max(0, width - 1)] + "…"
+    return kept if len(kept) <= width else kept[: max(0, width - 1)] + "…"
 
 
 def fit_title(title: str, width: int) -> str:

@@ -59,8 +59,10 @@ def hosts_line(snapshot: Snapshot) -> str | None:
 
 
 def hosts_json(snapshot: Snapshot) -> list[dict[str, Any]]:
-    return [{"host": h.name, "state": h.state, "status": h.status, "since": h.since, "retry_at": h.retry_at}
-            for h in snapshot.hosts]
+    return [
+        {"host": h.name, "state": h.state, "status": h.status, "since": h.since, "retry_at": h.retry_at}
+        for h in snapshot.hosts
+    ]
 
 
 class HostNotes:

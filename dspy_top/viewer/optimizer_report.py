@@ -22,27 +22,46 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def optimizer_json(run: OptimizerRun) -> dict[str, Any]:
     return {
-        "pid": run.pid, "id": run.id, "class": run.class_name, "label": run.label, "state": run.state,
-        "parent": run.parent, "depth": run.depth, "phase": run.phase, "params": dict(run.params),
-        "started_at": run.start, "ended_at": run.end, "elapsed_s": round(run.elapsed, 3),
-        "trials_planned": run.planned, "trials_planned_how": run.planned_how,
+        "pid": run.pid,
+        "id": run.id,
+        "class": run.class_name,
+        "label": run.label,
+        "state": run.state,
+        "parent": run.parent,
+        "depth": run.depth,
+        "phase": run.phase,
+        "params": dict(run.params),
+        "started_at": run.start,
+        "ended_at": run.end,
+        "elapsed_s": round(run.elapsed, 3),
+        "trials_planned": run.planned,
+        "trials_planned_how": run.planned_how,
         "current_trial": run.current.number if run.current is not None else None,
-        "best_score": run.best_score, "best_trial": run.best.number if run.best is not None else None,
+        "best_score": run.best_score,
+        "best_trial": run.best.number if run.best is not None else None,
         **_usage_json(run),
         "trials_cost_usd": round(run.trial_usage.cost_usd, 10),
-        "cost_to_finish_usd": _round(run.cost_to_finish, 10), "time_to_finish_s": _round(run.time_to_finish, 3),
-        "metric_calls": run.metric_calls, "metric_budget": run.metric_budget, "error": run.error,
-        "joined_at": run.joined_at, "missed_trials": run.missed_trials if run.joined else 0,
+        "cost_to_finish_usd": _round(run.cost_to_finish, 10),
+        "time_to_finish_s": _round(run.time_to_finish, 3),
+        "metric_calls": run.metric_calls,
+        "metric_budget": run.metric_budget,
+        "error": run.error,
+        "joined_at": run.joined_at,
+        "missed_trials": run.missed_trials if run.joined else 0,
         "trials": [dict(trial_summary(trial)) for trial in run.trials],
     }
 
 
 def _usage_json(run: OptimizerRun) -> dict[str, Any]:
     usage, known = run.usage, run.usage_known
-    return {"calls": usage.calls if known else None, "prompt_tokens": usage.prompt_tokens if known else None,
-            "completion_tokens": usage.completion_tokens if known else None,
-            "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known,
-            "tokens_known": usage.tokens_known and known}
+    return {
+        "calls": usage.calls if known else None,
+        "prompt_tokens": usage.prompt_tokens if known else None,
+        "completion_tokens": usage.completion_tokens if known else None,
+        "cost_usd": round(usage.cost_usd, 10) if known else None,
+        "cost_known": usage.cost_known and known,
+        "tokens_known": usage.tokens_known and known,
+    }
 
 
 def trial_summary(trial: Trial) -> Mapping[str, Any]:
@@ -50,14 +69,25 @@ def trial_summary(trial: Trial) -> Mapping[str, Any]:
     usage = trial.usage
     known = trial.scope.usage_known  # a joined evaluation's calls are unknown, never 0
     return {
-        "number": trial.number, "id": trial.id, "kind": trial.kind, "full": trial.full, "state": trial.state,
-        "score": trial.score, "running_score": trial.running_score if trial.scope.running else None,
-        "done": trial.scope.done, "total": trial.scope.total, "calls": usage.calls if known else None,
+        "number": trial.number,
+        "id": trial.id,
+        "kind": trial.kind,
+        "full": trial.full,
+        "state": trial.state,
+        "score": trial.score,
+        "running_score": trial.running_score if trial.scope.running else None,
+        "done": trial.scope.done,
+        "total": trial.scope.total,
+        "calls": usage.calls if known else None,
         "prompt_tokens": usage.prompt_tokens if known else None,
         "completion_tokens": usage.completion_tokens if known else None,
-        "cost_usd": round(usage.cost_usd, 10) if known else None, "cost_known": usage.cost_known and known,
-        "tokens_known": usage.tokens_known and known, "cache_hits": usage.cache_hits if known else None,
-        "duration_s": round(trial.duration, 3), "best": trial.best, "error": trial.scope.error,
+        "cost_usd": round(usage.cost_usd, 10) if known else None,
+        "cost_known": usage.cost_known and known,
+        "tokens_known": usage.tokens_known and known,
+        "cache_hits": usage.cache_hits if known else None,
+        "duration_s": round(trial.duration, 3),
+        "best": trial.best,
+        "error": trial.scope.error,
         "joined": trial.scope.joined is not None,
     }
 
@@ -70,13 +100,16 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
     """The `-b` text section: one row per run (nested runs indented), then each run's newest trials."""
     if not snapshot.optimizers:
         return []
-    lines = [f"{'OPTIMIZER':<36} {'STATE':<8} {'PHASE':<24} {'TRIAL':>7} {'BEST':>6} {'CALLS':>7} {'COST':>9}"
-             "  TO FINISH"]
+    lines = [
+        f"{'OPTIMIZER':<36} {'STATE':<8} {'PHASE':<24} {'TRIAL':>7} {'BEST':>6} {'CALLS':>7} {'COST':>9}  TO FINISH"
+    ]
     for run in rows_of(snapshot.optimizers):
         if isinstance(run, RunGroup):
             name = ("  " * run.depth + f"{inert(run.class_name)} x{len(run.runs)}")[:36]
-            lines.append(f"{name:<36} {'done':<8} {'bootstrapped demos':<24} {'-':>7} {'-':>6} "
-                         f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  -")
+            lines.append(
+                f"{name:<36} {'done':<8} {'bootstrapped demos':<24} {'-':>7} {'-':>6} "
+                f"{run.usage.calls:>7,} {fmt.cost(run.usage):>9}  -"
+            )
             continue
         name = ("  " * run.depth + inert(run.label) + (f" [pid {run.pid}]" if run.depth == 0 else ""))[:36]
         best = fmt.score(run.best_score)
@@ -87,8 +120,9 @@ def optimizers_text(snapshot: Snapshot) -> list[str]:
             finish = f"~{cost} {clock}"
         state, phase = inert(run.state)[:8], inert(run.phase)[:24]
         calls, cost = (f"{run.usage.calls:,}", fmt.cost(run.usage)) if run.usage_known else ("?", "?")
-        lines.append(f"{name:<36} {state:<8} {phase:<24} {run.trial_progress:>7} {best:>6} "
-                     f"{calls:>7} {cost:>9}  {finish}")
+        lines.append(
+            f"{name:<36} {state:<8} {phase:<24} {run.trial_progress:>7} {best:>6} {calls:>7} {cost:>9}  {finish}"
+        )
         if run.trials and run.class_name != EVALUATE:
             shown = run.trials[-TEXT_TRIALS:]
             cells = []
@@ -118,8 +152,10 @@ def joined_note(run: OptimizerRun) -> str:
     if run.missed_trials == 0:
         return f"joined at {at}, before its first trial: every trial is seen"
     shown = "" if first is None else f"; trials from {first} on are"
-    return f"joined at {at}: its first {run.missed_trials} evaluation{'s' if run.missed_trials != 1 else ''} " \
-           f"(before the attach) were not seen{shown}"
+    return (
+        f"joined at {at}: its first {run.missed_trials} evaluation{'s' if run.missed_trials != 1 else ''} "
+        f"(before the attach) were not seen{shown}"
+    )
 
 
 def optimizer_line(runs: Iterable[OptimizerRun], now: float) -> str | None:

@@ -30,8 +30,10 @@ class PayloadRequests:
             self.call_after_refresh(self._forward_answer, cached)
             return
         if self.collector is None:
-            self.call_after_refresh(self._forward_answer, PayloadAnswer(
-                call.process, call.id, None, "this viewer is not connected to the process"))
+            self.call_after_refresh(
+                self._forward_answer,
+                PayloadAnswer(call.process, call.id, None, "this viewer is not connected to the process"),
+            )
             return
         self.collector.request_payload(call.process, call.id)
 

@@ -30,8 +30,7 @@ class PayloadSearch:
     def active(self) -> bool:
         return self.readable > 0
 
-    def step(self, fleet: Fleet, query: CallQuery, focus: str | None,
-             request: Callable[[str, int], None]) -> None:
+    def step(self, fleet: Fleet, query: CallQuery, focus: str | None, request: Callable[[str, int], None]) -> None:
         """Ask for the next payloads the search needs (none without free words)."""
         if not query.words:
             self.asked.clear()

@@ -76,8 +76,7 @@ class ProcessActions:
 
         from dspy_top.viewer.screens.confirm import ConfirmStop
 
-        self.push_screen(ConfirmStop(target.pid, fmt.command(target.argv) if target.argv else target.command),
-                         answered)
+        self.push_screen(ConfirmStop(target.pid, fmt.command(target.argv) if target.argv else target.command), answered)
 
     def request_stop(self, target: ProcessRow) -> None:
         if self.collector is None or not hasattr(self.collector, "request_stop"):
@@ -93,8 +92,12 @@ class ProcessActions:
         live = [p for p in rows if p.state in ("running", "connecting")]
         if live:
             self._stopping.update((p.key, p.pid) for p in live)
-            self.notify(f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
-                        title=f"pid {alert.pid} stopping", severity="warning", timeout=10)
+            self.notify(
+                f"{alert.message.removeprefix('dspy-top: ')}: its next LM call ends the run",
+                title=f"pid {alert.pid} stopping",
+                severity="warning",
+                timeout=10,
+            )
         elif alert.pid not in self._stopped:  # its word on the stop came with (or after) its end
             self._said_stopped(alert.pid, rows[0].status if rows else "")
 
@@ -163,8 +166,11 @@ class ProcessActions:
         """`A` on the process list's row `key`: attach to the offered process there after a y/n, or say why not."""
         offering = self.offering
         if offering is None:
-            self.notify("this viewer offers no process to attach to (plain `dspy-top` does); use "
-                        "`dspy-top attach PID`", severity="warning", timeout=6)
+            self.notify(
+                "this viewer offers no process to attach to (plain `dspy-top` does); use `dspy-top attach PID`",
+                severity="warning",
+                timeout=6,
+            )
             return
         offer = next((o for o in self.offers() if o.key == key), None)
         candidate = offering.candidate(key) if offer is not None and offer.state == "unattached" else None
@@ -173,14 +179,23 @@ class ProcessActions:
             if offer is not None:
                 self.notify(f"pid {offer.pid}: {offer.state} already", timeout=4)
             elif row is not None:
-                self.notify(f"pid {row.pid} is instrumented already: A attaches a process the list offers "
-                            "(state unattached)", severity="warning", timeout=5)
+                self.notify(
+                    f"pid {row.pid} is instrumented already: A attaches a process the list offers (state unattached)",
+                    severity="warning",
+                    timeout=5,
+                )
             elif not self.offers():
-                self.notify("no DSPy job started without dspy-top is running (dspy-top looks every 3 s)",
-                            severity="warning", timeout=5)
+                self.notify(
+                    "no DSPy job started without dspy-top is running (dspy-top looks every 3 s)",
+                    severity="warning",
+                    timeout=5,
+                )
             else:
-                self.notify("A attaches the process under the process list's cursor: p, then ↑/↓ to one that "
-                            "says unattached", severity="warning", timeout=6)
+                self.notify(
+                    "A attaches the process under the process list's cursor: p, then ↑/↓ to one that says unattached",
+                    severity="warning",
+                    timeout=6,
+                )
             return
 
         def answered(yes: bool | None) -> None:

@@ -81,8 +81,12 @@ class ShownPayloads:
             if len(out) >= room:
                 break
             key = (call.process, call.id)
-            if call.process in kept_by and key not in self._answers and key not in self._asked \
-                    and key not in self._gone:
+            if (
+                call.process in kept_by
+                and key not in self._answers
+                and key not in self._asked
+                and key not in self._gone
+            ):
                 out.append(key)
         self._asked.update(out)
         return out

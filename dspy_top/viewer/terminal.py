@@ -21,8 +21,9 @@ _PICTURES = {code: chr(0x2400 + code) for code in range(0x20)} | {0x7F: "\u2421"
 # C1 (0x9b is a one-byte CSI), bidirectional embeddings, overrides and isolates, line and
 # paragraph separators: shown as escapes (there are no pictures for them).
 _ESCAPED = [*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x2028, 0x202F), *range(0x2066, 0x206A)]
-_SINGLE_LINE = str.maketrans({**_PICTURES, **{code: f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
-                                               for code in _ESCAPED}})
+_SINGLE_LINE = str.maketrans(
+    {**_PICTURES, **{code: f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}" for code in _ESCAPED}}
+)
 _MULTI_LINE = str.maketrans({**{k: v for k, v in _SINGLE_LINE.items() if k not in (0x09, 0x0A)}})
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
@@ -45,12 +46,44 @@ def inert(text: object, multiline: bool = False) -> str:
 
 _STAND_INS = {
     **dict(zip("▁▂▃▄▅▆▇█", "_.:-=+*#")),
-    "·": "-", "…": "...", "→": "->", "←": "<-", "▲": "^", "▼": "v", "▸": ">", "▾": "v", "▶": ">",
-    "─": "-", "━": "-", "│": "|", "├": "+", "└": "`", "┌": "+", "┐": "+", "┘": "+", "┤": "+", "┬": "+",
-    "┴": "+", "┼": "+", "★": "*", "×": "x", "▓": "#", "░": ".", "—": "--", "–": "-", "≈": "~", "µ": "u",
-    "‘": "'", "’": "'", "“": '"', "”": '"', "✓": "ok", "✗": "x",
+    "·": "-",
+    "…": "...",
+    "→": "->",
+    "←": "<-",
+    "▲": "^",
+    "▼": "v",
+    "▸": ">",
+    "▾": "v",
+    "▶": ">",
+    "─": "-",
+    "━": "-",
+    "│": "|",
+    "├": "+",
+    "└": "`",
+    "┌": "+",
+    "┐": "+",
+    "┘": "+",
+    "┤": "+",
+    "┬": "+",
+    "┴": "+",
+    "┼": "+",
+    "★": "*",
+    "×": "x",
+    "▓": "#",
+    "░": ".",
+    "—": "--",
+    "–": "-",
+    "≈": "~",
+    "µ": "u",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "✓": "ok",
+    "✗": "x",
     # The control pictures `inert` uses, in caret notation (␛ is ^[).
-    **{chr(0x2400 + code): f"^{chr(code + 0x40)}" for code in range(0x20)}, "\u2421": "^?",
+    **{chr(0x2400 + code): f"^{chr(code + 0x40)}" for code in range(0x20)},
+    "\u2421": "^?",
 }
 _ASCII = str.maketrans(_STAND_INS)
 

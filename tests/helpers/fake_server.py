@@ -20,23 +20,59 @@ HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mred\x9b2J\u202eevil\x07\x00\x7f"
 
 
 def hello(pid: int = 424242, argv: list[str] | None = None, **extra) -> dict:
-    return {"t": "hello", "v": protocol.PROTOCOL_VERSION, "pid": pid, "ppid": 1, "argv": argv or ["fake-job.py"],
-            "cwd": "/", "started_at": time.time() - 5, "python": "3", "dspy": "3", "dspy_top": "0",
-            "mechanism": "execution-hooks", "history_capacity": 100, **extra}
+    return {
+        "t": "hello",
+        "v": protocol.PROTOCOL_VERSION,
+        "pid": pid,
+        "ppid": 1,
+        "argv": argv or ["fake-job.py"],
+        "cwd": "/",
+        "started_at": time.time() - 5,
+        "python": "3",
+        "dspy": "3",
+        "dspy_top": "0",
+        "mechanism": "execution-hooks",
+        "history_capacity": 100,
+        **extra,
+    }
 
 
 def counters(calls: int, cost: float = 0.001, **extra) -> dict:
-    return {"calls": calls, "errors": 0, "retries": 0, "cache_hits": 0, "prompt_tokens": 100 * calls,
-            "completion_tokens": 10 * calls, "cached_tokens": 0, "reasoning_tokens": 0, "cost_usd": cost * calls,
-            "unpriced_calls": 0, "cost_saved_usd": 0.0, "latency_s": 0.5 * calls, "in_flight": 0,
-            "latency_hist": {10: calls}, "last_at": time.time(), **extra}
+    return {
+        "calls": calls,
+        "errors": 0,
+        "retries": 0,
+        "cache_hits": 0,
+        "prompt_tokens": 100 * calls,
+        "completion_tokens": 10 * calls,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": cost * calls,
+        "unpriced_calls": 0,
+        "cost_saved_usd": 0.0,
+        "latency_s": 0.5 * calls,
+        "in_flight": 0,
+        "latency_hist": {10: calls},
+        "last_at": time.time(),
+        **extra,
+    }
 
 
 def stats(calls: int, path: str = "Fake.predict", model: str = "openai/fake", **extra) -> dict:
-    return {"t": "stats", "at": time.time(), "totals": counters(calls),
-            "modules": [{"path": path, "class": "Predict", "chain": ["Fake", "Predict"], **counters(calls)}],
-            "models": [{"model": model, **counters(calls)}], "scopes": [], "dropped_events": 0,
-            "dropped_viewer": 0, "internal_errors": 0, "tool_calls": 0, "tool_errors": 0, **extra}
+    return {
+        "t": "stats",
+        "at": time.time(),
+        "totals": counters(calls),
+        "modules": [{"path": path, "class": "Predict", "chain": ["Fake", "Predict"], **counters(calls)}],
+        "models": [{"model": model, **counters(calls)}],
+        "scopes": [],
+        "dropped_events": 0,
+        "dropped_viewer": 0,
+        "internal_errors": 0,
+        "tool_calls": 0,
+        "tool_errors": 0,
+        **extra,
+    }
 
 
 def snapshot(calls: int, **extra) -> dict:
@@ -46,8 +82,9 @@ def snapshot(calls: int, **extra) -> dict:
 class FakeServer:
     """Listens on `path`; each viewer gets `messages`, then whatever `send` adds, until `stop`."""
 
-    def __init__(self, path: Path, messages: list, backlog: int = 8, accept: bool = True,
-                 payload: dict | None = None) -> None:
+    def __init__(
+        self, path: Path, messages: list, backlog: int = 8, accept: bool = True, payload: dict | None = None
+    ) -> None:
         self.path = Path(path)
         self.payload = payload
         self.frames = [m if isinstance(m, bytes) else protocol.encode(m) for m in messages]
@@ -90,8 +127,16 @@ class FakeServer:
                 return
             for request in reader.feed(data):
                 if request.get("t") == protocol.GET_PAYLOAD:
-                    self.send_to(conn, {"t": "payload", "req": request.get("req"), "id": request.get("id"),
-                                        "found": True, "payload": self.payload})
+                    self.send_to(
+                        conn,
+                        {
+                            "t": "payload",
+                            "req": request.get("req"),
+                            "id": request.get("id"),
+                            "found": True,
+                            "payload": self.payload,
+                        },
+                    )
 
     def send_to(self, conn: socket.socket, message: dict) -> None:
         with self.lock:

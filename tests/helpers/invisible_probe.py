@@ -61,9 +61,13 @@ def describe(obj):
         signature = f"<{type(exc).__name__}>"
     doc = inspect.getdoc(obj) or ""
     return {
-        "signature": signature, "name": getattr(obj, "__name__", None), "qualname": getattr(obj, "__qualname__", None),
-        "module": getattr(obj, "__module__", None), "doc": hashlib.sha1(doc.encode()).hexdigest()[:12],
-        "coroutine": inspect.iscoroutinefunction(obj), "method": inspect.ismethod(obj),
+        "signature": signature,
+        "name": getattr(obj, "__name__", None),
+        "qualname": getattr(obj, "__qualname__", None),
+        "module": getattr(obj, "__module__", None),
+        "doc": hashlib.sha1(doc.encode()).hexdigest()[:12],
+        "coroutine": inspect.iscoroutinefunction(obj),
+        "method": inspect.ismethod(obj),
     }
 
 
@@ -72,16 +76,27 @@ def targets():
     import importlib
 
     names = [
-        ("dspy.clients.execution", "execute"), ("dspy.clients.execution", "aexecute"),
-        ("dspy.clients.execution", "_delay"), ("dspy.clients.execution", "_account_failed_call"),
-        ("dspy.clients.base_lm", "BaseLM.__call__"), ("dspy.clients.base_lm", "BaseLM.acall"),
-        ("dspy.clients.base_lm", "BaseLM._process_lm_response"), ("dspy.clients.base_lm", "BaseLM._finalize_lm_response"),
-        ("dspy.clients.base_lm", "BaseLM.update_history"), ("dspy.clients.base_lm", "BaseLM.update_global_history"),
-        ("dspy.utils.dummies", "DummyLM.__call__"), ("dspy.utils.dummies", "DummyLM.acall"),
-        ("dspy.clients.cache", "Cache.get"), ("httpx", "Client.send"), ("httpx", "AsyncClient.send"),
-        ("dspy.evaluate.evaluate", "Evaluate.__call__"), ("dspy.utils.parallelizer", "ParallelExecutor._update_progress"),
-        ("dspy.adapters.types.tool", "Tool.__call__"), ("dspy.adapters.types.tool", "Tool.acall"),
-        ("dspy.clients.lm", "_get_stream_completion_fn"), ("dspy.teleprompt.teleprompt", "Teleprompter.__getattribute__"),
+        ("dspy.clients.execution", "execute"),
+        ("dspy.clients.execution", "aexecute"),
+        ("dspy.clients.execution", "_delay"),
+        ("dspy.clients.execution", "_account_failed_call"),
+        ("dspy.clients.base_lm", "BaseLM.__call__"),
+        ("dspy.clients.base_lm", "BaseLM.acall"),
+        ("dspy.clients.base_lm", "BaseLM._process_lm_response"),
+        ("dspy.clients.base_lm", "BaseLM._finalize_lm_response"),
+        ("dspy.clients.base_lm", "BaseLM.update_history"),
+        ("dspy.clients.base_lm", "BaseLM.update_global_history"),
+        ("dspy.utils.dummies", "DummyLM.__call__"),
+        ("dspy.utils.dummies", "DummyLM.acall"),
+        ("dspy.clients.cache", "Cache.get"),
+        ("httpx", "Client.send"),
+        ("httpx", "AsyncClient.send"),
+        ("dspy.evaluate.evaluate", "Evaluate.__call__"),
+        ("dspy.utils.parallelizer", "ParallelExecutor._update_progress"),
+        ("dspy.adapters.types.tool", "Tool.__call__"),
+        ("dspy.adapters.types.tool", "Tool.acall"),
+        ("dspy.clients.lm", "_get_stream_completion_fn"),
+        ("dspy.teleprompt.teleprompt", "Teleprompter.__getattribute__"),
         ("dspy.teleprompt.teleprompt", "Teleprompter.compile"),
     ]
     out = {}
@@ -174,22 +189,28 @@ def raising_tool(x: int) -> int:
 def collisions():
     program = QA()
     out = {
-        "nested_optimizer": outcome(lambda: sorted(Outer().compile(program, trainset=trainset(),
-                                                                  optimizer=dspy.LabeledFewShot(k=1),
-                                                                  tool=1, call=2, lm=3).dump_state())),
+        "nested_optimizer": outcome(
+            lambda: sorted(
+                Outer()
+                .compile(program, trainset=trainset(), optimizer=dspy.LabeledFewShot(k=1), tool=1, call=2, lm=3)
+                .dump_state()
+            )
+        ),
         "nested_optimizer_seen": outcome(lambda: Outer().compile(program, trainset=trainset(), tool=1, lm=3).seen),
         "compile_self_keyword": outcome(lambda: Outer().compile(program, trainset=trainset(), self=1)),
         "compile_missing_argument": outcome(lambda: Outer().compile()),
         "compile_by_class": outcome(lambda: sorted(Outer.compile(Outer(), program, trainset=trainset()).dump_state())),
-        "compile_is_same_method": outcome(lambda: (lambda o: [o.compile.__self__ is o, o.compile.__name__,
-                                                              o.compile.__func__.__name__])(Outer())),
+        "compile_is_same_method": outcome(
+            lambda: (lambda o: [o.compile.__self__ is o, o.compile.__name__, o.compile.__func__.__name__])(Outer())
+        ),
         "compile_bound_equal": outcome(_bound_compile_equality),
         "tool_keywords": outcome(lambda: dspy.Tool(tool_function)(tool=1, lm=2, call=3, args=4)),
         "tool_acall_keywords": outcome(lambda: asyncio.run(dspy.Tool(tool_function).acall(tool=1, lm=2, call=3))),
         "tool_self_keyword": outcome(lambda: dspy.Tool(tool_function)(self=1)),
         "tool_positional": outcome(lambda: dspy.Tool(tool_function)(1)),
-        "evaluate_keywords": outcome(lambda: _score(dspy.Evaluate(devset=trainset(), metric=metric,
-                                                                  display_progress=False)(program=program))),
+        "evaluate_keywords": outcome(
+            lambda: _score(dspy.Evaluate(devset=trainset(), metric=metric, display_progress=False)(program=program))
+        ),
         "evaluate_self_keyword": outcome(lambda: dspy.Evaluate(devset=trainset(), metric=metric)(program, self=1)),
         "evaluate_no_program": outcome(lambda: dspy.Evaluate(devset=trainset(), metric=metric)()),
         "lm_self_keyword": outcome(lambda: dspy.settings.lm(self=1)),
@@ -256,29 +277,46 @@ def pickles(tmp):
     program.answer.lm = lm
     local_class = make_optimizer_class()
     objects = {
-        "module": program, "lm": lm, "optimizer": dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=1),
-        "outer_optimizer": Outer(k=3), "local_optimizer": local_class(k=2), "local_optimizer_class": local_class,
-        "evaluate": dspy.Evaluate(devset=trainset(), metric=metric), "tool": dspy.Tool(tool_function),
+        "module": program,
+        "lm": lm,
+        "optimizer": dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=1),
+        "outer_optimizer": Outer(k=3),
+        "local_optimizer": local_class(k=2),
+        "local_optimizer_class": local_class,
+        "evaluate": dspy.Evaluate(devset=trainset(), metric=metric),
+        "tool": dspy.Tool(tool_function),
     }
     out = {}
     for name, obj in objects.items():
-        for how, dump, load in (("pickle", pickle.dumps, pickle.loads), ("cloudpickle", cloudpickle.dumps, pickle.loads)):
+        for how, dump, load in (
+            ("pickle", pickle.dumps, pickle.loads),
+            ("cloudpickle", cloudpickle.dumps, pickle.loads),
+        ):
+
             def round_trip(dump=dump, load=load, obj=obj):
                 data = dump(obj)
                 loaded = load(data)
                 return {"mentions_dspy_top": b"dspy_top.instrumentation" in data, "state": _state(loaded)}
+
             out[f"{name}:{how}"] = outcome(round_trip)
         out[f"{name}:deepcopy"] = outcome(lambda obj=obj: _state(copy.deepcopy(obj)))
     # The pickled class still compiles once loaded.
     out["local_optimizer_class:compiles"] = outcome(
-        lambda: sorted(pickle.loads(cloudpickle.dumps(local_class))(k=1).compile(QA(), trainset=trainset()).dump_state()))
+        lambda: sorted(
+            pickle.loads(cloudpickle.dumps(local_class))(k=1).compile(QA(), trainset=trainset()).dump_state()
+        )
+    )
     # DSPy's own persistence.
     path = os.path.join(tmp, "program.json")
     out["save_json"] = outcome(lambda: (program.save(path), json.load(open(path)))[1])
     out["load_json"] = outcome(lambda: (lambda fresh: (fresh.load(path), fresh.dump_state())[1])(QA()))
     directory = os.path.join(tmp, "whole")
-    out["save_program"] = outcome(lambda: (program.save(directory, save_program=True),
-                                           b"dspy_top.instrumentation" in open(os.path.join(directory, "program.pkl"), "rb").read())[1])
+    out["save_program"] = outcome(
+        lambda: (
+            program.save(directory, save_program=True),
+            b"dspy_top.instrumentation" in open(os.path.join(directory, "program.pkl"), "rb").read(),
+        )[1]
+    )
     out["load_program"] = outcome(lambda: _state(dspy.load(directory)))
     out["lm_dump_state"] = outcome(lambda: lm.dump_state())
     return out
@@ -296,17 +334,26 @@ class ShortcutEngine:
         from dspy.lm15 import Message, Response, TextPart, Usage
 
         text = "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"
-        return CallResult.native(Response(id=None, model="shortcut", message=Message.assistant([TextPart(text)]),
-                                          finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1,
-                                                                            total_tokens=2)))
+        return CallResult.native(
+            Response(
+                id=None,
+                model="shortcut",
+                message=Message.assistant([TextPart(text)]),
+                finish_reason="stop",
+                usage=Usage(input_tokens=1, output_tokens=1, total_tokens=2),
+            )
+        )
 
 
 def _evaluate_on_shortcut_engine():
     """An evaluation on the program's thread of a DSPy module itself: the walk out of DSPy's frames
     passes Evaluate.__call__ to reach the program's line."""
     with dspy.context(lm=dspy.LM("custom/shortcut", engine=ShortcutEngine(), cache=False)):
-        return _score(dspy.Evaluate(devset=trainset()[:1], metric=metric, num_threads=1,
-                                    display_progress=False)(dspy.Predict("question -> answer")))
+        return _score(
+            dspy.Evaluate(devset=trainset()[:1], metric=metric, num_threads=1, display_progress=False)(
+                dspy.Predict("question -> answer")
+            )
+        )
 
 
 def warned():
@@ -323,10 +370,15 @@ def warned():
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             result = outcome(run)
-        out[name] = {"outcome": "ok" if "ok" in result else result,
-                     # A ResourceWarning comes from whatever the garbage collector finalizes then.
-                     "warnings": [[w.category.__name__, os.path.basename(w.filename), w.lineno] for w in seen
-                                  if not issubclass(w.category, ResourceWarning)]}
+        out[name] = {
+            "outcome": "ok" if "ok" in result else result,
+            # A ResourceWarning comes from whatever the garbage collector finalizes then.
+            "warnings": [
+                [w.category.__name__, os.path.basename(w.filename), w.lineno]
+                for w in seen
+                if not issubclass(w.category, ResourceWarning)
+            ],
+        }
     return out
 
 
@@ -356,8 +408,13 @@ def main():
     with SimLM(latency_scale=0.0) as sim, tempfile.TemporaryDirectory() as tmp:
         dspy.configure(lm=dspy.LM(MODEL, api_base=sim.base_url, api_key="sk-sim-0123456789", cache=False))
         report = {"dspy": dspy.__version__}
-        for name, check in (("targets", targets), ("collisions", collisions), ("exceptions", exceptions),
-                            ("pickles", lambda: pickles(tmp)), ("warnings", warned)):
+        for name, check in (
+            ("targets", targets),
+            ("collisions", collisions),
+            ("exceptions", exceptions),
+            ("pickles", lambda: pickles(tmp)),
+            ("warnings", warned),
+        ):
             try:
                 report[name] = check()
             except Exception:  # noqa: BLE001 - a broken check must show, not hide the others

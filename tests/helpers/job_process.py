@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 class JobSubprocess:
     """One job subprocess: `argv` with `env` over this process's environment, less the variables in `drop`."""
 
-    def __init__(self, argv: list[str], *, env: Mapping[str, str] | None = None, drop: Iterable[str] = ("DSPY_TOP",),
-                 cwd: Path | str | None = None, stderr_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        drop: Iterable[str] = ("DSPY_TOP",),
+        cwd: Path | str | None = None,
+        stderr_path: Path | None = None,
+    ) -> None:
         environment = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})}
         for name in drop:
             if name not in (env or {}):
@@ -36,9 +43,17 @@ class JobSubprocess:
         self.stderr_path = stderr_path
         self._kept_stderr: str | None = None
         self._stderr = open(stderr_path, "w")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     text=True, encoding="utf-8", errors="replace", env=environment,
-                                     cwd=None if cwd is None else str(cwd))
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=environment,
+            cwd=None if cwd is None else str(cwd),
+        )
         self.pid = self.proc.pid
         self.lines: list[str] = []
         self._taken = 0  # lines `next` has gone past

@@ -30,9 +30,16 @@ class JobProcess(JobSubprocess):
 
     def __init__(self, directory: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.directory = directory
-        super().__init__([sys.executable, str(HERE), *args], cwd=REPO,
-                         env={"DSPY_TOP_RUNTIME_DIR": str(directory), "DSPY_CACHEDIR": str(directory / "cache"),
-                              "PYTHONPATH": str(REPO), **(env or {})})
+        super().__init__(
+            [sys.executable, str(HERE), *args],
+            cwd=REPO,
+            env={
+                "DSPY_TOP_RUNTIME_DIR": str(directory),
+                "DSPY_CACHEDIR": str(directory / "cache"),
+                "PYTHONPATH": str(REPO),
+                **(env or {}),
+            },
+        )
         self.socket_path = Path(self.next("READY")[1])
 
     def run(self, calls: int) -> dict:
@@ -44,8 +51,9 @@ class JobProcess(JobSubprocess):
         return super().exit(timeout)
 
 
-def start_job(directory: Path, *, lm: str = "dummy", history: int | None = None, cache: bool = False,
-              errors: int | None = None) -> JobProcess:
+def start_job(
+    directory: Path, *, lm: str = "dummy", history: int | None = None, cache: bool = False, errors: int | None = None
+) -> JobProcess:
     args = ["--lm", lm]
     if history is not None:
         args += ["--history", str(history)]
@@ -57,6 +65,7 @@ def start_job(directory: Path, *, lm: str = "dummy", history: int | None = None,
 
 
 # --- the job itself ----------------------------------------------------------------------
+
 
 def _job_main() -> None:  # pragma: no cover - runs in the subprocess
     import argparse

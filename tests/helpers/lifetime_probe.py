@@ -87,10 +87,12 @@ def main():
             lm = dspy.LM(MODEL, api_base=sim.base_url, api_key="sim", cache=False)
             program = QA()
             program.answer.lm = lm
-            devset = [dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1)).with_inputs("question")
-                      for i in range(8)]
-            dspy.Evaluate(devset=devset, metric=lambda e, p, t=None: 1.0, num_threads=4,
-                          display_progress=False)(program)
+            devset = [
+                dspy.Example(question=f"What is {i} + 1?", answer=str(i + 1)).with_inputs("question") for i in range(8)
+            ]
+            dspy.Evaluate(devset=devset, metric=lambda e, p, t=None: 1.0, num_threads=4, display_progress=False)(
+                program
+            )
             refs["evaluated_lm"], refs["evaluated_program"] = weakref.ref(lm), weakref.ref(program)
 
         def called():
@@ -103,8 +105,11 @@ def main():
             dspy.Parallel(num_threads=4)([(program, {"question": f"What is {i} + 4?"}) for i in range(8)])
             dspy.configure(lm=None)
             report["connections_in_use"] = open_connections(own.port)
-            refs["lm"], refs["program"], refs["predict"] = weakref.ref(lm), weakref.ref(program), \
-                weakref.ref(program.answer)
+            refs["lm"], refs["program"], refs["predict"] = (
+                weakref.ref(lm),
+                weakref.ref(program),
+                weakref.ref(program.answer),
+            )
 
         def failed():
             lm = dspy.LM(MODEL, api_base="http://127.0.0.1:9/v1", api_key="sim", cache=False, num_retries=0)

@@ -20,10 +20,17 @@ class LineJob(JobSubprocess):
     SCRIPT = LINE_JOB
 
     def __init__(self, runtime: Path, *args, env: dict[str, str] | None = None) -> None:
-        super().__init__([sys.executable, str(self.SCRIPT), *args], drop=("DSPY_TOP", "PYTHONUNBUFFERED"),
-                         stderr_path=runtime.parent / f"stderr-{time.monotonic_ns()}",
-                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(REPO),
-                              "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"), **(env or {})})
+        super().__init__(
+            [sys.executable, str(self.SCRIPT), *args],
+            drop=("DSPY_TOP", "PYTHONUNBUFFERED"),
+            stderr_path=runtime.parent / f"stderr-{time.monotonic_ns()}",
+            env={
+                "DSPY_TOP_RUNTIME_DIR": str(runtime),
+                "PYTHONPATH": str(REPO),
+                "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"),
+                **(env or {}),
+            },
+        )
         self.ready(self.expect("READY"))
 
     def ready(self, line: list[str]) -> None:

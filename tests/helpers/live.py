@@ -36,4 +36,3 @@ class RAG(dspy.Module):
     async def aforward(self, question):
         query = (await self.generate_query.acall(question=question)).query
         return await self.answer.acall(question=question, query=query)
-

@@ -21,8 +21,9 @@ from tests.helpers.fake_server import hello as hello_message
 class MemorySource(Source):
     """Processes a test makes up, named by the keys it gives them."""
 
-    def __init__(self, where: str = "memory", payloads: dict[tuple[str, int], dict] | None = None,
-                 stops: str | None = None) -> None:
+    def __init__(
+        self, where: str = "memory", payloads: dict[tuple[str, int], dict] | None = None, stops: str | None = None
+    ) -> None:
         self._where = where
         self.payloads = dict(payloads or {})  # (key, call id) -> the payload a request gets
         self.cannot_stop = stops  # None: stops are recorded; else why this source cannot carry them
@@ -128,4 +129,3 @@ class MemorySource(Source):
 
     def close(self) -> None:
         self.closed = True
-

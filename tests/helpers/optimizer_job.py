@@ -19,8 +19,11 @@ class OptimizerJob(JobSubprocess):
     def __init__(self, sim: SimLM, directory: Path) -> None:
         self.sim = sim
         self.directory = directory
-        super().__init__([sys.executable, str(JOB)], cwd=REPO,
-                         env={"SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)})
+        super().__init__(
+            [sys.executable, str(JOB)],
+            cwd=REPO,
+            env={"SIM_URL": sim.base_url, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)},
+        )
         self.socket_path = self.answer("READY", 120)
 
     def start(self, command: str) -> None:

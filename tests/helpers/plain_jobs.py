@@ -24,10 +24,13 @@ class PlainJob(JobSubprocess):
 
     def __init__(self, mode: str, n: int, sim_url: str, directory: Path, env: dict | None = None) -> None:
         self.directory = directory
-        super().__init__([sys.executable, str(JOB), mode, str(n)], cwd=directory,
-                         drop=("DSPY_TOP", "PYTHONPATH", "DSPY_TOP_RUNTIME_DIR"),  # nothing of dspy-top in the job
-                         stderr_path=directory / f"job-{mode}-{time.monotonic_ns()}.err",
-                         env={"SIM_URL": sim_url, "DSPY_CACHEDIR": str(directory / "cache"), **(env or {})})
+        super().__init__(
+            [sys.executable, str(JOB), mode, str(n)],
+            cwd=directory,
+            drop=("DSPY_TOP", "PYTHONPATH", "DSPY_TOP_RUNTIME_DIR"),  # nothing of dspy-top in the job
+            stderr_path=directory / f"job-{mode}-{time.monotonic_ns()}.err",
+            env={"SIM_URL": sim_url, "DSPY_CACHEDIR": str(directory / "cache"), **(env or {})},
+        )
         self.pid = int(self.expect("READY").split()[1])
 
     def expect(self, word: str, timeout: float = 120.0, after: int = 0) -> str:
@@ -59,8 +62,15 @@ class PlainJob(JobSubprocess):
 def dspy_top(*args: str, runtime_dir: Path, env: dict | None = None, timeout: float = 90.0):
     """`dspy-top ARGS` as a user runs it; the finished process (returncode, stdout, stderr)."""
     environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime_dir), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "dspy_top", *args], capture_output=True, text=True,
-                          env=environment, timeout=timeout, stdin=subprocess.DEVNULL, cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "dspy_top", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=str(REPO),
+    )
 
 
 def job_stats(socket_path: Path, settled: bool = True, timeout: float = 30.0) -> dict:

@@ -34,14 +34,41 @@ print("READY", handle.socket_path, flush=True)
 sys.stdin.readline()
 """
 
-SECRET_ARGV = ["--api-key", "sk-proj-ArgvKey0123456789abcdefXYZ", "--token=argv-token-value-11",
-               "--password", "argv-password-22", "--openai-api-key=argv-openai-key-33"]
-SECRET_ENV = {"OPENAI_API_KEY": "sk-proj-EnvKey0123456789abcdefXYZ", "MY_SERVICE_TOKEN": "service-token-value-44",
-              "DATABASE_URL": "postgres://svc:database-pass-55@db:5432/app"}
-SECRET_QUESTION = ("Summarise: Authorization: Bearer abc123.def456-ghi789 and "
-                   "AKIAIOSFODNN7EXAMPLE and ghp_0123456789abcdefghijABCDEFGHIJ012345 and "
-                   "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
-LEAKS = ["url-pass-1234", "explicit-lm-key-5678", "xauth-header-9012", "apim-header-3456", "cookie-header-7890",
-         "EnvKey0123456789", "ArgvKey0123456789", "argv-token-value-11", "argv-password-22", "argv-openai-key-33",
-         "service-token-value-44", "database-pass-55", "metadata-key-2468", "metadata-token-1357",
-         "abc123.def456-ghi789", "AKIAIOSFODNN7EXAMPLE", "ghp_0123456789abcdefghij", "dozjgNryP4J3jVmNHl0w5N"]
+SECRET_ARGV = [
+    "--api-key",
+    "sk-proj-ArgvKey0123456789abcdefXYZ",
+    "--token=argv-token-value-11",
+    "--password",
+    "argv-password-22",
+    "--openai-api-key=argv-openai-key-33",
+]
+SECRET_ENV = {
+    "OPENAI_API_KEY": "sk-proj-EnvKey0123456789abcdefXYZ",
+    "MY_SERVICE_TOKEN": "service-token-value-44",
+    "DATABASE_URL": "postgres://svc:database-pass-55@db:5432/app",
+}
+SECRET_QUESTION = (
+    "Summarise: Authorization: Bearer abc123.def456-ghi789 and "
+    "AKIAIOSFODNN7EXAMPLE and ghp_0123456789abcdefghijABCDEFGHIJ012345 and "
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+)
+LEAKS = [
+    "url-pass-1234",
+    "explicit-lm-key-5678",
+    "xauth-header-9012",
+    "apim-header-3456",
+    "cookie-header-7890",
+    "EnvKey0123456789",
+    "ArgvKey0123456789",
+    "argv-token-value-11",
+    "argv-password-22",
+    "argv-openai-key-33",
+    "service-token-value-44",
+    "database-pass-55",
+    "metadata-key-2468",
+    "metadata-token-1357",
+    "abc123.def456-ghi789",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_0123456789abcdefghij",
+    "dozjgNryP4J3jVmNHl0w5N",
+]

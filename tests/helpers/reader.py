@@ -55,9 +55,22 @@ class Reader:
         now = self.settled(time.time())
         base = self.base
 
-        def diff(new, old, keys=("calls", "errors", "retries", "cache_hits", "prompt_tokens",
-                                 "completion_tokens", "cost_usd", "cost_saved_usd", "unpriced_calls",
-                                 "unmetered_calls")):
+        def diff(
+            new,
+            old,
+            keys=(
+                "calls",
+                "errors",
+                "retries",
+                "cache_hits",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost_usd",
+                "cost_saved_usd",
+                "unpriced_calls",
+                "unmetered_calls",
+            ),
+        ):
             return {k: new[k] - (old[k] if old else 0) for k in keys}
 
         old_modules = {m["path"]: m for m in base["modules"]} if base else {}
@@ -65,7 +78,11 @@ class Reader:
         modules = {m["path"]: diff(m, old_modules.get(m["path"])) for m in now["modules"]}
         models = {m["model"]: diff(m, old_models.get(m["model"])) for m in now["models"]}
         new_calls = [c for i, c in self.calls.items() if i not in self.seen_calls]
-        return {"totals": diff(now["totals"], base["totals"] if base else None),
-                "modules": {p: d for p, d in modules.items() if d["calls"]},
-                "models": {m: d for m, d in models.items() if d["calls"]},
-                "calls": new_calls, "tools": self.tools[self.seen_tools:], "stats": now}
+        return {
+            "totals": diff(now["totals"], base["totals"] if base else None),
+            "modules": {p: d for p, d in modules.items() if d["calls"]},
+            "models": {m: d for m, d in models.items() if d["calls"]},
+            "calls": new_calls,
+            "tools": self.tools[self.seen_tools :],
+            "stats": now,
+        }

@@ -22,8 +22,16 @@ class RecordJob(LineJob):
 
     def __init__(self, tmp: Path, sim_url: str, *args: str, env: dict[str, str] | None = None) -> None:
         runtime = Path(tempfile.mkdtemp(prefix="dtr", dir="/tmp"))  # AF_UNIX paths are short
-        super().__init__(runtime, *args, env={"SIM_URL": sim_url, "DSPY_TOP_CONFIG": str(tmp / "no-config.toml"),
-                                              "DSPY_TOP_STATE_DIR": str(tmp / "state"), **(env or {})})
+        super().__init__(
+            runtime,
+            *args,
+            env={
+                "SIM_URL": sim_url,
+                "DSPY_TOP_CONFIG": str(tmp / "no-config.toml"),
+                "DSPY_TOP_STATE_DIR": str(tmp / "state"),
+                **(env or {}),
+            },
+        )
 
     def ready(self, line: list[str]) -> None:
         """READY <socket> <recording, or None>."""
@@ -61,5 +69,9 @@ def decoded_text(path: Path) -> str:
     messages, payloads = everything(path)
     with Recording(path) as recording:
         header = recording.header
-    return (path.read_bytes().decode("utf-8", "replace") + json.dumps(header, default=str)
-            + json.dumps(messages, default=str) + json.dumps(payloads, default=str))
+    return (
+        path.read_bytes().decode("utf-8", "replace")
+        + json.dumps(header, default=str)
+        + json.dumps(messages, default=str)
+        + json.dumps(payloads, default=str)
+    )

@@ -29,7 +29,9 @@ class Replaying(Running):
 def stats_at(messages: list[dict], moment: float) -> dict:
     """The oracle: the totals of the last `stats` (or snapshot, or exit) the job sent at or before `moment`:
     what a live viewer showed then."""
-    found = [m for m in messages if m["t"] in ("stats", "snapshot", "exit") and (m.get("at") or m["stats"]["at"]) <= moment]
+    found = [
+        m for m in messages if m["t"] in ("stats", "snapshot", "exit") and (m.get("at") or m["stats"]["at"]) <= moment
+    ]
     if not found:  # before the job's first numbers: nothing yet
         return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "cost_usd": 0.0}
     last = found[-1]
@@ -38,5 +40,9 @@ def stats_at(messages: list[dict], moment: float) -> dict:
 
 def same_totals(totals, expected: dict) -> None:
     assert (totals.calls, totals.prompt_tokens, totals.completion_tokens, totals.cache_hits) == (
-        expected["calls"], expected["prompt_tokens"], expected["completion_tokens"], expected["cache_hits"])
+        expected["calls"],
+        expected["prompt_tokens"],
+        expected["completion_tokens"],
+        expected["cache_hits"],
+    )
     assert totals.cost_usd == pytest.approx(expected["cost_usd"], abs=1e-12)

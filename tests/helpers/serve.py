@@ -39,9 +39,15 @@ class Serve:
 
     def __init__(self, runtime: Path, *args: str, env: dict[str, str] | None = None) -> None:
         environment = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(REPO), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "dspy_top", "serve", *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment,
-                                     cwd=str(REPO))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_top", "serve", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+            cwd=str(REPO),
+        )
         self.lines: list[str] = []
         self._new: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -104,11 +110,19 @@ class ServeJob(JobSubprocess):
     """tests/jobs/serve_job.py: instrumented, its LM the simulated one at `sim_url`."""
 
     def __init__(self, runtime: Path, sim_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        super().__init__([sys.executable, str(SERVE_JOB), *args], cwd=runtime.parent,
-                         stderr_path=runtime.parent / f"serve-job-{time.monotonic_ns()}.err",
-                         env={"DSPY_TOP_RUNTIME_DIR": str(runtime), "SIM_URL": sim_url, "PYTHONPATH": str(REPO),
-                              "DSPY_CACHEDIR": str(runtime.parent / f"cache-{time.monotonic_ns()}"),
-                              "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"), **(env or {})})
+        super().__init__(
+            [sys.executable, str(SERVE_JOB), *args],
+            cwd=runtime.parent,
+            stderr_path=runtime.parent / f"serve-job-{time.monotonic_ns()}.err",
+            env={
+                "DSPY_TOP_RUNTIME_DIR": str(runtime),
+                "SIM_URL": sim_url,
+                "PYTHONPATH": str(REPO),
+                "DSPY_CACHEDIR": str(runtime.parent / f"cache-{time.monotonic_ns()}"),
+                "DSPY_TOP_CONFIG": str(runtime.parent / "no-config.toml"),
+                **(env or {}),
+            },
+        )
 
     def truth(self, timeout: float = 120.0) -> dict:
         """The job's own exact stats once its work is done (it then waits for `finish`)."""

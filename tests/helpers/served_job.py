@@ -12,9 +12,11 @@ from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.recording import RecordingWriter, caps
 from dspy_top.recording import writer as writer_module
 
-SYSTEM = ("Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
-          "2. `answer` (str):\nAll interactions will be structured in the following way.\n\n"
-          "[[ ## question ## ]]\n{question}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n[[ ## answer ## ]]\n{answer}\n")
+SYSTEM = (
+    "Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
+    "2. `answer` (str):\nAll interactions will be structured in the following way.\n\n"
+    "[[ ## question ## ]]\n{question}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n[[ ## answer ## ]]\n{answer}\n"
+)
 
 
 class FakeClock:
@@ -48,8 +50,16 @@ class ServedJob:
     def __init__(self, path: Path, clock: FakeClock | None = None, cap_bytes: int = writer_module.DEFAULT_CAP):
         self.clock = clock or FakeClock()
         self.recorder = Recorder(history_capacity=100, queue_capacity=1_000_000, clock=self.clock, perf=self.clock)
-        self.hello = {"t": "hello", "v": 2, "pid": 4242, "ppid": 1, "argv": ["optimize.py", "--trials", "3"],
-                      "cwd": "/work", "started_at": self.clock(), "history_capacity": 100}
+        self.hello = {
+            "t": "hello",
+            "v": 2,
+            "pid": 4242,
+            "ppid": 1,
+            "argv": ["optimize.py", "--trials", "3"],
+            "cwd": "/work",
+            "started_at": self.clock(),
+            "history_capacity": 100,
+        }
         self.writer = RecordingWriter.create(path, self.hello, cap_bytes=cap_bytes, clock=self.clock)
         self.sent: list[dict] = []  # every event the writer was given, in order
         self.payloads: dict[int, dict] = {}
@@ -67,8 +77,11 @@ class ServedJob:
             self.calls_since_stats += len(message.get("rows", (None,)))
         if message["t"] == "stats":
             calls, waited = self.calls_since_stats, self.clock() - self.stats_at
-            if (calls < caps.STATS_CALLS and not (calls and waited >= caps.STATS_SLOW_EVERY)
-                    and waited < caps.STATS_IDLE_EVERY):
+            if (
+                calls < caps.STATS_CALLS
+                and not (calls and waited >= caps.STATS_SLOW_EVERY)
+                and waited < caps.STATS_IDLE_EVERY
+            ):
                 self.skipped_stats += 1
                 return
             numbers = normal({k: v for k, v in message.items() if k not in ("t", "at", "dropped_viewer")})
@@ -80,8 +93,9 @@ class ServedJob:
 
     def tick(self):
         events = self.recorder.drain()
-        self.sent.extend(events_of([protocol.call_dicts(protocol.CALL_FIELDS, [e])[0] if type(e) is tuple else e
-                                    for e in events]))
+        self.sent.extend(
+            events_of([protocol.call_dicts(protocol.CALL_FIELDS, [e])[0] if type(e) is tuple else e for e in events])
+        )
         self.calls_since_stats += sum(1 for e in events if type(e) is tuple)
         self.writer.add_events(events)
         self.give({"t": "stats", **self.recorder.stats()})
@@ -92,16 +106,28 @@ class ServedJob:
             path = ("Solver.plan", "Solver.solve.predict")[i % 2]
             record = self.recorder.begin(path, "Predict", ("Solver", "Predict"), "openai/gpt-4o-mini", scopes=scopes)
             self.clock.now += 0.01
-            self.recorder.finish(record, prompt_tokens=100 + i % 13, completion_tokens=20 + i % 5,
-                                 cached_tokens=i % 3, cost=None if i % 17 == 0 else 0.0001 * (1 + i % 4),
-                                 cache_hit=i % 11 == 0, saved=0.0002 if i % 11 == 0 else None)
+            self.recorder.finish(
+                record,
+                prompt_tokens=100 + i % 13,
+                completion_tokens=20 + i % 5,
+                cached_tokens=i % 3,
+                cost=None if i % 17 == 0 else 0.0001 * (1 + i % 4),
+                cache_hit=i % 11 == 0,
+                saved=0.0002 if i % 11 == 0 else None,
+            )
             if payloads:
-                payload = {"model": "openai/gpt-4o-mini", "model_type": "chat",
-                           "messages": [{"role": "system", "content": SYSTEM},
-                                        {"role": "user", "content": f"[[ ## question ## ]]\nWhat is {i} + 7?"}],
-                           "options": {"temperature": 0.0, "api_key": "[redacted]"},
-                           "outputs": [f"[[ ## reasoning ## ]]\nAdd.\n\n[[ ## answer ## ]]\n{i + 7}"],
-                           "usage": {"prompt_tokens": 100 + i % 13, "completion_tokens": 20}, "cache_hit": False}
+                payload = {
+                    "model": "openai/gpt-4o-mini",
+                    "model_type": "chat",
+                    "messages": [
+                        {"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": f"[[ ## question ## ]]\nWhat is {i} + 7?"},
+                    ],
+                    "options": {"temperature": 0.0, "api_key": "[redacted]"},
+                    "outputs": [f"[[ ## reasoning ## ]]\nAdd.\n\n[[ ## answer ## ]]\n{i + 7}"],
+                    "usage": {"prompt_tokens": 100 + i % 13, "completion_tokens": 20},
+                    "cache_hit": False,
+                }
                 self.payloads[record.id] = normal(payload)
                 self.writer.add_payload(record.id, payload)
             if i % per_tick == per_tick - 1:
@@ -109,21 +135,42 @@ class ServedJob:
         self.tick()
 
     def optimizer(self, trials=3, calls_per_trial=40):
-        self.recorder.scope_start("compile", "compile-1", {"class": "BootstrapFewShotWithRandomSearch",
-                                                           "params": {"num_candidate_sets": trials}, "parent": None,
-                                                           "valset": 10, "trainset": 20, "arguments": {}})
+        self.recorder.scope_start(
+            "compile",
+            "compile-1",
+            {
+                "class": "BootstrapFewShotWithRandomSearch",
+                "params": {"num_candidate_sets": trials},
+                "parent": None,
+                "valset": 10,
+                "trainset": 20,
+                "arguments": {},
+            },
+        )
         for trial in range(trials):
             scope = f"eval-{trial + 1}"
-            self.recorder.scope_start("eval", scope, {"parent": "compile-1", "total": 10, "done": 0,
-                                                      "score_sum": 0.0, "program": "Solver", "metadata": {}})
+            self.recorder.scope_start(
+                "eval",
+                scope,
+                {"parent": "compile-1", "total": 10, "done": 0, "score_sum": 0.0, "program": "Solver", "metadata": {}},
+            )
             self.calls(calls_per_trial, scopes=("compile-1", scope))
             self.recorder.eval_progress(scope, 10, 4.0 + trial)
             self.tick()
             self.recorder.scope_end(scope, {"score": 40.0 + 10 * trial})
             self.recorder.tool("search", "Solver.react", 0.01, None)
         self.recorder.scope_end("compile-1", {})
-        self.recorder.budget_alert({"level": 80, "scope": "total", "name": "", "spent_usd": 0.8, "budget_usd": 1.0,
-                                    "action": "warn", "message": "80% of the budget"})
+        self.recorder.budget_alert(
+            {
+                "level": 80,
+                "scope": "total",
+                "name": "",
+                "spent_usd": 0.8,
+                "budget_usd": 1.0,
+                "action": "warn",
+                "message": "80% of the budget",
+            }
+        )
         self.tick()
 
     def close(self):

@@ -24,7 +24,9 @@ from pathlib import Path
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 SSH = shutil.which("ssh")
 SSH_KEYGEN = shutil.which("ssh-keygen")
-MISSING = None if SSHD and SSH and SSH_KEYGEN else "OpenSSH (sshd, ssh, ssh-keygen) is not installed (.ci/run installs it)"
+MISSING = (
+    None if SSHD and SSH and SSH_KEYGEN else "OpenSSH (sshd, ssh, ssh-keygen) is not installed (.ci/run installs it)"
+)
 
 
 def free_port() -> int:
@@ -34,8 +36,11 @@ def free_port() -> int:
 
 
 def keygen(path: Path) -> str:
-    subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     return path.with_suffix(".pub").read_text().strip()
 
 
@@ -64,11 +69,23 @@ class Sshd:
         known_hosts = directory / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(host_public.split()[:2])}\n")
         settings = [
-            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
-            f"AuthorizedKeysFile {directory / 'authorized_keys'}", f"PidFile {directory / 'sshd.pid'}",
-            "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", f"AllowUsers {getpass.getuser()}",
-            "PrintMotd no", "PrintLastLog no", "UseDNS no", "LogLevel VERBOSE", "MaxStartups 100",
+            f"Port {port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {host_key}",
+            f"AuthorizedKeysFile {directory / 'authorized_keys'}",
+            f"PidFile {directory / 'sshd.pid'}",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            "PermitRootLogin prohibit-password",
+            f"AllowUsers {getpass.getuser()}",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "UseDNS no",
+            "LogLevel VERBOSE",
+            "MaxStartups 100",
         ]
         if env:
             settings.append("SetEnv " + " ".join(f"{name}={value}" for name, value in env.items()))
@@ -77,8 +94,12 @@ class Sshd:
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         server = cls(directory, port, getpass.getuser(), user_key, known_hosts, log=directory / "sshd.log")
-        server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=open(server.log, "wb"))
+        server.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(server.log, "wb"),
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
@@ -97,9 +118,25 @@ class Sshd:
 
     def ssh_command(self, key: Path | None = None) -> list[str]:
         """`ssh` with what a ~/.ssh/config entry for this server would say; `key` to try another one."""
-        return [SSH, "-p", str(self.port), "-i", str(key or self.user_key), "-o", "IdentitiesOnly=yes",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-F", "/dev/null"]
+        return [
+            SSH,
+            "-p",
+            str(self.port),
+            "-i",
+            str(key or self.user_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-F",
+            "/dev/null",
+        ]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

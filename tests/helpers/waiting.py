@@ -9,8 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], what: str = "the condition", timeout: float = 20.0,
-               every: float = 0.01) -> T:
+def wait_until(
+    condition: Callable[[], T], what: str = "the condition", timeout: float = 20.0, every: float = 0.01
+) -> T:
     """Poll `condition` (every `every` seconds: more for one that asks a server) until it is true; its value.
     Fails the test, naming `what`, at the deadline."""
     deadline = time.monotonic() + timeout

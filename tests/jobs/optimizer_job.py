@@ -27,8 +27,9 @@ def metric(example, prediction, trace=None):
 
 
 def random_search():
-    optimizer = dspy.BootstrapFewShotWithRandomSearch(metric=metric, num_candidate_programs=2, num_threads=4,
-                                                      max_bootstrapped_demos=2)
+    optimizer = dspy.BootstrapFewShotWithRandomSearch(
+        metric=metric, num_candidate_programs=2, num_threads=4, max_bootstrapped_demos=2
+    )
     program = optimizer.compile(dspy.Predict("question -> answer"), trainset=trainset, valset=valset)
     return {"by_seed": {c["seed"]: c["score"] for c in program.candidate_programs}}
 
@@ -41,14 +42,19 @@ def slow_metric(example, prediction, trace=None):
 def mipro(slow=False, **compile_args):
     auto = compile_args.pop("auto", None)
     extra = {} if auto else {"num_candidates": 3}
-    optimizer = dspy.MIPROv2(metric=slow_metric if slow else metric, auto=auto, num_threads=2 if slow else 4,
-                             verbose=False, **extra)
-    program = optimizer.compile(dspy.ChainOfThought("question -> answer"), trainset=trainset, valset=valset,
-                                **compile_args)
+    optimizer = dspy.MIPROv2(
+        metric=slow_metric if slow else metric, auto=auto, num_threads=2 if slow else 4, verbose=False, **extra
+    )
+    program = optimizer.compile(
+        dspy.ChainOfThought("question -> answer"), trainset=trainset, valset=valset, **compile_args
+    )
     logs = {}
     for number, log in sorted(program.trial_logs.items()):
-        logs[number] = {"full": log.get("full_eval_score"), "minibatch": log.get("mb_score"),
-                        "examples_so_far": log.get("total_eval_calls_so_far")}
+        logs[number] = {
+            "full": log.get("full_eval_score"),
+            "minibatch": log.get("mb_score"),
+            "examples_so_far": log.get("total_eval_calls_so_far"),
+        }
     return {"trial_logs": logs, "best": program.score}
 
 
@@ -57,12 +63,16 @@ def gepa():
         return dspy.Prediction(score=float(gold.answer == str(pred.answer).strip()), feedback="check the sum")
 
     reflection = dspy.LM("openai/gpt-4o-mini", api_base=os.environ["SIM_URL"], api_key="sim", cache=False)
-    optimizer = dspy.GEPA(metric=feedback_metric, max_metric_calls=60, reflection_lm=reflection, num_threads=2,
-                          track_stats=True)
+    optimizer = dspy.GEPA(
+        metric=feedback_metric, max_metric_calls=60, reflection_lm=reflection, num_threads=2, track_stats=True
+    )
     program = optimizer.compile(dspy.Predict("question -> answer"), trainset=trainset[:8], valset=valset[:8])
     results = program.detailed_results
-    return {"val_scores": list(results.val_aggregate_scores), "full_val_evals": results.num_full_val_evals,
-            "metric_calls": results.total_metric_calls}
+    return {
+        "val_scores": list(results.val_aggregate_scores),
+        "full_val_evals": results.num_full_val_evals,
+        "metric_calls": results.total_metric_calls,
+    }
 
 
 def evaluate():

@@ -63,8 +63,10 @@ class RAG(dspy.Module):
 
 
 def examples(n, offset=0):
-    return [dspy.Example(question=f"What is {i} + {3 * i + offset}?", answer=str(4 * i + offset)).with_inputs("question")
-            for i in range(n)]
+    return [
+        dspy.Example(question=f"What is {i} + {3 * i + offset}?", answer=str(4 * i + offset)).with_inputs("question")
+        for i in range(n)
+    ]
 
 
 def metric(example, prediction, trace=None):
@@ -83,7 +85,8 @@ def sequential(n):
 
 def evaluate(n):
     result = dspy.Evaluate(devset=examples(n), metric=metric, num_threads=8, display_progress=False)(
-        dspy.Predict("question -> answer"))
+        dspy.Predict("question -> answer")
+    )
     return {"score": result.score, "answers": [str(p.answer) for _, p, _ in result.results]}
 
 
@@ -91,8 +94,10 @@ def mipro():
     data = examples(40)
     optimizer = dspy.MIPROv2(metric=slow_metric, auto="light", num_threads=2, verbose=False, seed=9)
     program = optimizer.compile(dspy.ChainOfThought("question -> answer"), trainset=data[:20], valset=data[20:])
-    logs = {str(k): {"full": v.get("full_eval_score"), "minibatch": v.get("mb_score")}
-            for k, v in sorted(program.trial_logs.items())}
+    logs = {
+        str(k): {"full": v.get("full_eval_score"), "minibatch": v.get("mb_score")}
+        for k, v in sorted(program.trial_logs.items())
+    }
     return {"best": program.score, "trial_logs": logs}
 
 
@@ -124,9 +129,15 @@ class Busy:
 
 def status(pause, busy):
     fds = os.listdir("/proc/self/fd")
-    return {"threads": threading.active_count(), "tasks": len(os.listdir("/proc/self/task")), "fds": len(fds),
-            "calls": busy.calls if busy else None, "errors": busy.errors if busy else None,
-            "longest_pause_s": pause.take(), "dspy_top_hooks": _hooked()}
+    return {
+        "threads": threading.active_count(),
+        "tasks": len(os.listdir("/proc/self/task")),
+        "fds": len(fds),
+        "calls": busy.calls if busy else None,
+        "errors": busy.errors if busy else None,
+        "longest_pause_s": pause.take(),
+        "dspy_top_hooks": _hooked(),
+    }
 
 
 def _hooked():

@@ -31,8 +31,15 @@ def main() -> int:
     parser.add_argument("--run", type=int)
     args = parser.parse_args()
     handle = dspy_top.instrument()
-    dspy.configure(lm=dspy.LM("openai/gpt-4o-mini", api_base=os.environ["SIM_URL"],
-                              api_key=os.environ.get("JOB_API_KEY", "sim"), cache=False, num_retries=0))
+    dspy.configure(
+        lm=dspy.LM(
+            "openai/gpt-4o-mini",
+            api_base=os.environ["SIM_URL"],
+            api_key=os.environ.get("JOB_API_KEY", "sim"),
+            cache=False,
+            num_retries=0,
+        )
+    )
     program = Pipeline()
     done = 0
 
@@ -42,8 +49,12 @@ def main() -> int:
         done += count
         if args.threads > 1:
             devset = [dspy.Example(question=q).with_inputs("question") for q in questions]
-            dspy.Evaluate(devset=devset, metric=lambda example, prediction, trace=None: 1.0,
-                          num_threads=args.threads, display_progress=False)(program)
+            dspy.Evaluate(
+                devset=devset,
+                metric=lambda example, prediction, trace=None: 1.0,
+                num_threads=args.threads,
+                display_progress=False,
+            )(program)
         else:
             for question in questions:
                 program(question=question)
@@ -66,8 +77,10 @@ def main() -> int:
             if pid == 0:  # the child: its own calls, its own recording, a normal exit (atexit closes it)
                 os.close(read)
                 run(int(command[1]))
-                os.write(write, json.dumps([handle.stats()["totals"]["calls"],
-                                            str(dspy_top.instrument().recording_path)]).encode())
+                os.write(
+                    write,
+                    json.dumps([handle.stats()["totals"]["calls"], str(dspy_top.instrument().recording_path)]).encode(),
+                )
                 os.close(write)
                 sys.exit(0)
             os.close(write)

@@ -19,9 +19,11 @@ from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.recording import RecordingWriter
 
 MODULES = (("RAG.generate_query.predict", "Predict"), ("RAG.answer.predict", "ChainOfThought"))
-SYSTEM = ("Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
-          "2. `answer` (str):\nAll interactions will be structured in the following way, with the appropriate "
-          "values filled in.\n\n[[ ## question ## ]]\n{question}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n")
+SYSTEM = (
+    "Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str):\n"
+    "2. `answer` (str):\nAll interactions will be structured in the following way, with the appropriate "
+    "values filled in.\n\n[[ ## question ## ]]\n{question}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n"
+)
 
 
 def main() -> int:
@@ -35,8 +37,15 @@ def main() -> int:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (args.fsize_limit, args.fsize_limit))
     recorder = Recorder(history_capacity=100, queue_capacity=1_000_000)
-    hello = {"t": "hello", "v": 2, "pid": os.getpid(), "ppid": os.getppid(), "argv": sys.argv,
-             "started_at": time.time(), "history_capacity": 100}
+    hello = {
+        "t": "hello",
+        "v": 2,
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "argv": sys.argv,
+        "started_at": time.time(),
+        "history_capacity": 100,
+    }
     writer = RecordingWriter.create(args.path, hello)
     writer.add({"t": "snapshot", **recorder.snapshot()})
     reported = False
@@ -48,10 +57,15 @@ def main() -> int:
             record = recorder.begin(path, module_class, tuple(path.split(".")[:-1]), "openai/gpt-4o-mini")
             recorder.finish(record, prompt_tokens=120 + i % 7, completion_tokens=30, cost=0.00003)
             question = f"What is {tick} + {i}?"
-            writer.add_payload(record.id, {
-                "model": "openai/gpt-4o-mini", "messages": [{"role": "system", "content": SYSTEM},
-                                                            {"role": "user", "content": question}],
-                "outputs": [f"[[ ## answer ## ]]\n{tick + i}"], "cache_hit": False})
+            writer.add_payload(
+                record.id,
+                {
+                    "model": "openai/gpt-4o-mini",
+                    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+                    "outputs": [f"[[ ## answer ## ]]\n{tick + i}"],
+                    "cache_hit": False,
+                },
+            )
         writer.add_events(recorder.drain())
         writer.add({"t": "stats", **recorder.stats()})
         writer.flush(force=True)  # this loop's ticks come faster than the server's: write every one

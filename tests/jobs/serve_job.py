@@ -22,8 +22,10 @@ import dspy_top  # noqa: E402
 
 
 def examples(n, offset=0):
-    return [dspy.Example(question=f"What is {i} + {3 * i + offset}?", answer=str(4 * i + offset)).with_inputs("question")
-            for i in range(n)]
+    return [
+        dspy.Example(question=f"What is {i} + {3 * i + offset}?", answer=str(4 * i + offset)).with_inputs("question")
+        for i in range(n)
+    ]
 
 
 def metric(example, prediction, trace=None):
@@ -43,11 +45,13 @@ def main():
         program(question=f"What is {number} + 2?")
     if args.evaluate:
         dspy.Evaluate(devset=examples(args.evaluate), metric=metric, num_threads=4, display_progress=False)(
-            dspy.Predict("question -> answer"))
+            dspy.Predict("question -> answer")
+        )
     if args.optimize:
         data = examples(16, offset=1)
-        optimizer = dspy.BootstrapFewShotWithRandomSearch(metric=metric, num_candidate_programs=2,
-                                                          max_bootstrapped_demos=2, num_threads=4)
+        optimizer = dspy.BootstrapFewShotWithRandomSearch(
+            metric=metric, num_candidate_programs=2, max_bootstrapped_demos=2, num_threads=4
+        )
         optimizer.compile(dspy.Predict("question -> answer"), trainset=data[:8], valset=data[8:])
     print("TRUTH", json.dumps(handle.stats(), default=str), flush=True)
     for line in sys.stdin:

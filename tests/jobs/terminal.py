@@ -22,20 +22,31 @@ SKIP_REASON = "tmux is not installed" if TMUX_MISSING and not os.environ.get("CI
 class Terminal:
     """`command` (a list) in a tmux session of `width` x `height`, with `env` added to its environment."""
 
-    def __init__(self, command: list[str], status_file: Path, *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, width: int = 120, height: int = 40) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        status_file: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        width: int = 120,
+        height: int = 40,
+    ) -> None:
         self.server = f"dspy-top-test-{os.getpid()}-{id(self)}"
         self.session = "main"
         self.status_file = status_file
         exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in (env or {}).items())
-        line = (f"cd {shlex.quote(str(cwd or os.getcwd()))} && unset COLUMNS LINES && "
-                f"env TERM=xterm-256color {exports} {shlex.join(command)}; "
-                f"echo $? > {shlex.quote(str(status_file))}; sleep 600")
+        line = (
+            f"cd {shlex.quote(str(cwd or os.getcwd()))} && unset COLUMNS LINES && "
+            f"env TERM=xterm-256color {exports} {shlex.join(command)}; "
+            f"echo $? > {shlex.quote(str(status_file))}; sleep 600"
+        )
         self.tmux("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), line)
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True, text=True,
-                              check=True, timeout=10).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.server, *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", self.session)

@@ -8,5 +8,16 @@ from dspy_top.model.optimizers.derive import derive, key_params, planned_trials
 from dspy_top.model.optimizers.rules import EVALUATE, RULES, OptimizerRules, rules_for
 from dspy_top.model.optimizers.types import OptimizerRun, RunGroup, Trial, rows_of
 
-__all__ = ["EVALUATE", "RULES", "OptimizerRules", "OptimizerRun", "RunGroup", "Trial", "derive", "key_params",
-           "planned_trials", "rows_of", "rules_for"]
+__all__ = [
+    "EVALUATE",
+    "RULES",
+    "OptimizerRules",
+    "OptimizerRun",
+    "RunGroup",
+    "Trial",
+    "derive",
+    "key_params",
+    "planned_trials",
+    "rows_of",
+    "rules_for",
+]

@@ -27,12 +27,20 @@ from dspy_top.model.scopes import ScopeState
 # Compile parameters worth a glance, in display order: (wire name, shown name). `arguments`
 # (compile keyword arguments) override `params` (the optimizer's attributes).
 KEY_PARAMS = (
-    ("auto", "auto"), ("num_trials", "num_trials"), ("num_candidates", "num_candidates"),
-    ("num_candidate_sets", "num_candidate_programs"), ("max_metric_calls", "max_metric_calls"),
-    ("max_full_evals", "max_full_evals"), ("num_threads", "num_threads"),
-    ("max_bootstrapped_demos", "max_bootstrapped_demos"), ("max_num_samples", "max_bootstrapped_demos"),
-    ("max_labeled_demos", "max_labeled_demos"), ("k", "k"), ("minibatch", "minibatch"),
-    ("minibatch_size", "minibatch_size"), ("reflection_minibatch_size", "reflection_minibatch_size"),
+    ("auto", "auto"),
+    ("num_trials", "num_trials"),
+    ("num_candidates", "num_candidates"),
+    ("num_candidate_sets", "num_candidate_programs"),
+    ("max_metric_calls", "max_metric_calls"),
+    ("max_full_evals", "max_full_evals"),
+    ("num_threads", "num_threads"),
+    ("max_bootstrapped_demos", "max_bootstrapped_demos"),
+    ("max_num_samples", "max_bootstrapped_demos"),
+    ("max_labeled_demos", "max_labeled_demos"),
+    ("k", "k"),
+    ("minibatch", "minibatch"),
+    ("minibatch_size", "minibatch_size"),
+    ("reflection_minibatch_size", "reflection_minibatch_size"),
     ("stop_at_score", "stop_at_score"),
 )
 
@@ -106,17 +114,37 @@ def _evaluate_run(scope: ScopeState, now: float, depth: int) -> OptimizerRun:
         remaining = max(0, scope.total - scope.done)
         cost_to_finish = _priced(scope.usage, scope.usage.cost_usd / scope.done * remaining)
         time_to_finish = (now - scope.start) / scope.done * remaining
-    params = tuple((k, v) for k, v in (("num_threads", scope.num_threads), ("examples", scope.total or None))
-                   if v is not None)
+    params = tuple(
+        (k, v) for k, v in (("num_threads", scope.num_threads), ("examples", scope.total or None)) if v is not None
+    )
     label = f"{EVALUATE} ({scope.label})" if scope.label and scope.label != EVALUATE else EVALUATE
     planned, how = rules.plan(scope)
     return OptimizerRun(
-        process=scope.process, pid=scope.pid, id=scope.id, class_name=EVALUATE, label=label, state=scope.state,
-        parent=None, depth=depth, params=params, start=scope.start, end=scope.end, elapsed=_duration(scope, now),
-        phase=_end_phase(scope) or rules.own_phase, trials=(trial,), planned=planned,
-        planned_how=how, current=trial if scope.running else None, best=best, usage=scope.usage,
-        trial_usage=scope.usage, cost_to_finish=cost_to_finish, time_to_finish=time_to_finish, error=scope.error,
-        joined_at=_joined_at(scope), usage_known=scope.usage_known,
+        process=scope.process,
+        pid=scope.pid,
+        id=scope.id,
+        class_name=EVALUATE,
+        label=label,
+        state=scope.state,
+        parent=None,
+        depth=depth,
+        params=params,
+        start=scope.start,
+        end=scope.end,
+        elapsed=_duration(scope, now),
+        phase=_end_phase(scope) or rules.own_phase,
+        trials=(trial,),
+        planned=planned,
+        planned_how=how,
+        current=trial if scope.running else None,
+        best=best,
+        usage=scope.usage,
+        trial_usage=scope.usage,
+        cost_to_finish=cost_to_finish,
+        time_to_finish=time_to_finish,
+        error=scope.error,
+        joined_at=_joined_at(scope),
+        usage_known=scope.usage_known,
     )
 
 
@@ -135,12 +163,31 @@ def _compile_run(scope: ScopeState, kids: list[ScopeState], now: float, depth: i
     current = next((t for t in reversed(trials) if t.scope.running), None)
     trial_usage = total(t.usage for t in trials)
     run = dict(
-        process=scope.process, pid=scope.pid, id=scope.id, class_name=scope.label, label=_label(scope),
-        state=scope.state, parent=scope.parent, depth=depth, params=key_params(scope), start=scope.start,
-        end=scope.end, elapsed=_duration(scope, now), trials=tuple(trials), planned=planned, planned_how=how,
-        current=current, best=best, usage=scope.usage, trial_usage=trial_usage, metric_calls=metric_calls,
-        metric_budget=budget, error=scope.error, children=tuple(k.id for k in nested),
-        joined_at=_joined_at(scope), missed_trials=_missed(scope),
+        process=scope.process,
+        pid=scope.pid,
+        id=scope.id,
+        class_name=scope.label,
+        label=_label(scope),
+        state=scope.state,
+        parent=scope.parent,
+        depth=depth,
+        params=key_params(scope),
+        start=scope.start,
+        end=scope.end,
+        elapsed=_duration(scope, now),
+        trials=tuple(trials),
+        planned=planned,
+        planned_how=how,
+        current=current,
+        best=best,
+        usage=scope.usage,
+        trial_usage=trial_usage,
+        metric_calls=metric_calls,
+        metric_budget=budget,
+        error=scope.error,
+        children=tuple(k.id for k in nested),
+        joined_at=_joined_at(scope),
+        missed_trials=_missed(scope),
     )
     phase = _end_phase(scope) or _phase(scope, rules, trials, nested, planned, current)
     cost, time_left = _projection(scope, rules, trials, nested, planned, budget, metric_calls, now)
@@ -186,8 +233,14 @@ def _best(trials: list[Trial]) -> Trial | None:
     return best
 
 
-def _phase(scope: ScopeState, rules: OptimizerRules, trials: list[Trial], nested: list[ScopeState],
-           planned: int | None, current: Trial | None) -> str:
+def _phase(
+    scope: ScopeState,
+    rules: OptimizerRules,
+    trials: list[Trial],
+    nested: list[ScopeState],
+    planned: int | None,
+    current: Trial | None,
+) -> str:
     if current is not None:
         index = trials.index(current) + (_missed(scope) or 0)
         if planned is not None and 0 < planned <= index:
@@ -211,9 +264,16 @@ def _phase(scope: ScopeState, rules: OptimizerRules, trials: list[Trial], nested
     return "starting"
 
 
-def _projection(scope: ScopeState, rules: OptimizerRules, trials: list[Trial], nested: list[ScopeState],
-                planned: int | None, budget: int | None, metric_calls: int | None,
-                now: float) -> tuple[float | None, float | None]:
+def _projection(
+    scope: ScopeState,
+    rules: OptimizerRules,
+    trials: list[Trial],
+    nested: list[ScopeState],
+    planned: int | None,
+    budget: int | None,
+    metric_calls: int | None,
+    now: float,
+) -> tuple[float | None, float | None]:
     """Cost and seconds to finish at the rate since the first trial began; None when not projectable."""
     if scope.state == "done":
         return 0.0, 0.0

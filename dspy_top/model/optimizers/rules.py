@@ -96,26 +96,33 @@ def _mipro_plan(scope: ScopeState) -> tuple[int | None, str | None]:
 
 RULES: dict[str, OptimizerRules] = {
     "BootstrapFewShot": OptimizerRules(plan=_makes_no_evaluations, bootstraps=True, own_phase="bootstrapping demos"),
-    "LabeledFewShot": OptimizerRules(plan=_makes_no_evaluations, bootstraps=True,
-                                     own_phase="choosing labeled demos"),
+    "LabeledFewShot": OptimizerRules(plan=_makes_no_evaluations, bootstraps=True, own_phase="choosing labeled demos"),
     # Seeds -3, -2, -1 come first: zero-shot, labeled demos only, unshuffled bootstrap; every
     # candidate is scored on the whole valset, and bootstrapping between candidates is spend.
     "BootstrapFewShotWithRandomSearch": OptimizerRules(
-        seed_kinds=("zero-shot", "labeled", "unshuffled"), seeds_unless="restrict", later_kind="bootstrapped",
-        full=ALWAYS_FULL, plan=_random_search_plan),
+        seed_kinds=("zero-shot", "labeled", "unshuffled"),
+        seeds_unless="restrict",
+        later_kind="bootstrapped",
+        full=ALWAYS_FULL,
+        plan=_random_search_plan,
+    ),
     # Trial 0 is the baseline ("default program"); instructions are proposed before any trial,
     # so the run's own calls do not scale with the trials.
     "MIPROv2": OptimizerRules(
-        first_number=0, seed_kinds=("baseline",), plan=_mipro_plan, first_phase="baseline evaluation",
-        before_trials=("proposing instructions", "preparing"), own_calls_scale=False),
+        first_number=0,
+        seed_kinds=("baseline",),
+        plan=_mipro_plan,
+        first_phase="baseline evaluation",
+        before_trials=("proposing instructions", "preparing"),
+        own_calls_scale=False,
+    ),
     # GEPA scores candidates on the valset and reflects on minibatches; its budget is metric calls.
     "GEPA": OptimizerRules(full=FULL_IF_VALSET, between_trials="reflecting", metric_budget="max_metric_calls"),
 }
 DEFAULT = OptimizerRules()  # any other optimizer: numbered from 1, full only when said, plan unknown
 # A plain `dspy.Evaluate` outside any optimizer (not a compile class): one full evaluation,
 # projected by its examples.
-PLAIN_EVALUATE = OptimizerRules(plan=lambda scope: (1, "a single evaluation"), own_phase="evaluating",
-                                full=ALWAYS_FULL)
+PLAIN_EVALUATE = OptimizerRules(plan=lambda scope: (1, "a single evaluation"), own_phase="evaluating", full=ALWAYS_FULL)
 
 
 def rules_for(class_name: str) -> OptimizerRules:

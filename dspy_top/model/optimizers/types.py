@@ -166,8 +166,10 @@ def minus(whole: Counters, part: Counters) -> Counters:
     if part is EMPTY:
         return whole
     return Counters(
-        calls=max(0, whole.calls - part.calls), errors=max(0, whole.errors - part.errors),
-        retries=max(0, whole.retries - part.retries), cache_hits=max(0, whole.cache_hits - part.cache_hits),
+        calls=max(0, whole.calls - part.calls),
+        errors=max(0, whole.errors - part.errors),
+        retries=max(0, whole.retries - part.retries),
+        cache_hits=max(0, whole.cache_hits - part.cache_hits),
         prompt_tokens=max(0, whole.prompt_tokens - part.prompt_tokens),
         completion_tokens=max(0, whole.completion_tokens - part.completion_tokens),
         cached_tokens=max(0, whole.cached_tokens - part.cached_tokens),
@@ -176,5 +178,6 @@ def minus(whole: Counters, part: Counters) -> Counters:
         unpriced_calls=max(0, whole.unpriced_calls - part.unpriced_calls),
         unmetered_calls=max(0, whole.unmetered_calls - part.unmetered_calls),
         cost_saved_usd=max(0.0, whole.cost_saved_usd - part.cost_saved_usd),
-        latency_s=max(0.0, whole.latency_s - part.latency_s), in_flight=max(0, whole.in_flight - part.in_flight),
+        latency_s=max(0.0, whole.latency_s - part.latency_s),
+        in_flight=max(0, whole.in_flight - part.in_flight),
     )

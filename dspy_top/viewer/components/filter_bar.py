@@ -12,7 +12,9 @@ class FilterBar(Input):
     BINDINGS = [Binding("escape", "clear_filter", "Clear filter")]
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(placeholder="filter: words, module:NAME, model:NAME, pid:N, scope:eval-N, err, cache", **kwargs)
+        super().__init__(
+            placeholder="filter: words, module:NAME, model:NAME, pid:N, scope:eval-N, err, cache", **kwargs
+        )
 
     def action_clear_filter(self) -> None:
         self.value = ""

@@ -84,19 +84,24 @@ class Header(Static):
         if burn is not None:
             money.append(f" {fmt.dollars(burn.cost_per_min)}/min", style="dim")
             if wide:
-                money.append(f" (avg {fmt.dollars(burn.cost_per_min_avg)}) ~{fmt.dollars(burn.cost_per_hour)}/h",
-                             style="dim")
+                money.append(
+                    f" (avg {fmt.dollars(burn.cost_per_min_avg)}) ~{fmt.dollars(burn.cost_per_hour)}/h", style="dim"
+                )
         else:
             money.append(f" {fmt.dollars(snapshot.cost_per_min)}/min", style="dim")
         out.append(money)
-        job = max((j for j in snapshot.job_budgets if j.worst is not None), key=lambda j: j.worst.fraction,
-                  default=None)
+        job = max(
+            (j for j in snapshot.job_budgets if j.worst is not None), key=lambda j: j.worst.fraction, default=None
+        )
         if job is not None:
             worst = job.worst
-            text = f"job budget {inert(worst.label) if worst.scope != 'total' else fmt.dollars(worst.usd)} " \
-                   f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
-            out.append(Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= WARN_AT
-                            else ""))
+            text = (
+                f"job budget {inert(worst.label) if worst.scope != 'total' else fmt.dollars(worst.usd)} "
+                f"{100 * worst.fraction:.0f}% ({job.on_exceed})"
+            )
+            out.append(
+                Text(text, style="bold red" if worst.fraction >= 1 else "yellow" if worst.fraction >= WARN_AT else "")
+            )
         before = combined(p.before_attach for p in snapshot.in_view)
         if before is not None:
             out.append(Text(before, style="dim"))
@@ -151,8 +156,11 @@ class Header(Static):
 
         def legend(span: int) -> tuple[str, str, str]:
             tokens, dollars = snapshot.token_series[-span:], dollars_per_min[-span:]
-            return (fmt.rate(max(tokens, default=0.0)), fmt.dollars(max(dollars, default=0.0)),
-                    fmt.short_span(span * bucket))
+            return (
+                fmt.rate(max(tokens, default=0.0)),
+                fmt.dollars(max(dollars, default=0.0)),
+                fmt.short_span(span * bucket),
+            )
 
         def fixed(parts: tuple[str, str, str]) -> int:  # " tok/s " … " peak X" "  $/min " … " peak Y" "  last Z"
             return 7 + 6 + len(parts[0]) + 8 + 6 + len(parts[1]) + 7 + len(parts[2])

@@ -108,16 +108,26 @@ class HistoryTable(ScrollView, can_focus=True):
     def layout_for(self, width: int, narrow: bool, multi: bool) -> None:
         self.narrow, self.multi = narrow, multi
         if narrow:
-            fixed = [Column("time", "TIME", 8, right=False), Column("module", "MODULE", 0, right=False),
-                     Column("tokens", "IN→OUT", 11), Column("cost", "COST", fmt.DOLLARS_WIDTH), Column("latency", "LAT", 6),
-                     Column("marks", "MARKS", 10, right=False)]
+            fixed = [
+                Column("time", "TIME", 8, right=False),
+                Column("module", "MODULE", 0, right=False),
+                Column("tokens", "IN→OUT", 11),
+                Column("cost", "COST", fmt.DOLLARS_WIDTH),
+                Column("latency", "LAT", 6),
+                Column("marks", "MARKS", 10, right=False),
+            ]
         else:
             fixed = [Column("time", "TIME", 12, right=False)]
             if multi:
                 fixed.append(Column("pid", "PID", 7))
-            fixed += [Column("module", "MODULE", 0, right=False), Column("model", "MODEL", 20, right=False),
-                      Column("tokens", "IN→OUT", 11), Column("cost", "COST", fmt.DOLLARS_WIDTH), Column("latency", "LAT", 6),
-                      Column("marks", "MARKS", 22, right=False)]
+            fixed += [
+                Column("module", "MODULE", 0, right=False),
+                Column("model", "MODEL", 20, right=False),
+                Column("tokens", "IN→OUT", 11),
+                Column("cost", "COST", fmt.DOLLARS_WIDTH),
+                Column("latency", "LAT", 6),
+                Column("marks", "MARKS", 22, right=False),
+            ]
         used = fixed[0].width + sum(c.width + GAP for c in fixed[1:]) + SCROLLBAR
         module = max(14, width - used)
         columns = tuple(Column(c.key, c.label, module, right=False) if c.key == "module" else c for c in fixed)
@@ -158,7 +168,7 @@ class HistoryTable(ScrollView, can_focus=True):
     def calls_in_view(self) -> tuple[CallSummary, ...]:
         """The calls of the rows on screen now."""
         top = int(self.scroll_y)
-        return self.calls[top:top + max(0, self.size.height - 1)]
+        return self.calls[top : top + max(0, self.size.height - 1)]
 
     def call_at_cursor(self) -> CallSummary | None:
         return self.calls[self.cursor] if 0 <= self.cursor < len(self.calls) else None
@@ -207,7 +217,9 @@ class HistoryTable(ScrollView, can_focus=True):
 
     def _set_title(self) -> None:
         count = len(self.calls)
-        shown = f"{count:,} call{'s' if count != 1 else ''}" if count == self.held else f"{count:,} of {self.held:,} held"
+        shown = (
+            f"{count:,} call{'s' if count != 1 else ''}" if count == self.held else f"{count:,} of {self.held:,} held"
+        )
         if self.follow:
             title = f"History (following · {shown} · newest at the bottom)"
         else:
@@ -330,7 +342,9 @@ class HistoryTable(ScrollView, can_focus=True):
         strip = self._rows.get(key)
         if strip is None:
             if selected:
-                style = self.get_component_rich_style("history--cursor" if self.has_focus else "history--cursor-blurred")
+                style = self.get_component_rich_style(
+                    "history--cursor" if self.has_focus else "history--cursor-blurred"
+                )
             else:
                 style = self.rich_style
             strip = self._rows[key] = self._strip(self._cells(call), style, width, selected)
@@ -352,8 +366,7 @@ class HistoryTable(ScrollView, can_focus=True):
 
     def _cells(self, call: CallSummary) -> list:
         cost = Text(fmt.call_cost(call.cost_usd), style="yellow" if call.cost_usd is None else "")
-        tokens = (f"{fmt.tokens(call.prompt_tokens)}→{fmt.tokens(call.completion_tokens)}" if call.usage_known
-                  else "?")
+        tokens = f"{fmt.tokens(call.prompt_tokens)}→{fmt.tokens(call.completion_tokens)}" if call.usage_known else "?"
         cells: list = [fmt.clock(call.end, millis=not self.narrow)]
         if self.multi and not self.narrow:
             cells.append(str(call.pid))

@@ -55,7 +55,7 @@ class JobLog(Log):
         if self.line_count + text.count("\n") <= MAX_LINES:
             self.write(text)
             return
-        tail = ("\n".join(self.lines) + text).split("\n")[-(MAX_LINES // 2):]
+        tail = ("\n".join(self.lines) + text).split("\n")[-(MAX_LINES // 2) :]
         self.clear()
         self.write("\n".join(tail))
 

@@ -3,7 +3,8 @@
 The cursor stays on the same row key (wherever new rows land) and the scroll position survives
 every refresh. Columns never touch: each column after the first is drawn one cell wider than
 its content, a blank on its left, and a value longer than its column is cut with `…` rather
-than running into its neighbour (a number when it is drawn, a text where the column ends). Home and End go to the first and last row.
+than running into its neighbour (a number when it is drawn, a text where the column ends).
+Home and End go to the first and last row.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class KeyedTable(DataTable):
         self._cells.clear()
         self._order = []
         for index, column in enumerate(columns):
-            self.add_column(self._fit(index, column, column.label), width=self.drawn_width(index, column),
-                            key=column.key)
+            self.add_column(
+                self._fit(index, column, column.label), width=self.drawn_width(index, column), key=column.key
+            )
 
     @staticmethod
     def drawn_width(index: int, column: Column) -> int:

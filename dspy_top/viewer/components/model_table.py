@@ -52,8 +52,11 @@ class ModelTable(KeyedTable):
             name = Text(fmt.middle(inert(row.model), width - len(mark)), no_wrap=True, overflow="ellipsis")
             name.append(mark, style="bold cyan")
             cells = {
-                "model": name, "calls": fmt.count(c.calls), "prompt": fmt.token_count(c, c.prompt_tokens),
-                "completion": fmt.token_count(c, c.completion_tokens), "rate": fmt.rate(row.tokens_per_sec),
+                "model": name,
+                "calls": fmt.count(c.calls),
+                "prompt": fmt.token_count(c, c.prompt_tokens),
+                "completion": fmt.token_count(c, c.completion_tokens),
+                "rate": fmt.rate(row.tokens_per_sec),
                 "output_rate": fmt.rate(row.output_tokens_per_sec),
                 "cost": Text(fmt.cost(c), style="yellow" if c.unpriced_calls else ""),
                 "errors": Text(fmt.compact(c.errors), style="bold red" if c.errors else "dim"),
@@ -62,4 +65,6 @@ class ModelTable(KeyedTable):
             rows.append((row.model, [cells[column.key] for column in self.table_columns]))
         self.sync(rows)
         overrides = any(row.price_override for row in snapshot.models)
-        self.set_title(f"Models ({len(rows)} · OUT/S: output tokens per second)" + (" · * your price" if overrides else ""))
+        self.set_title(
+            f"Models ({len(rows)} · OUT/S: output tokens per second)" + (" · * your price" if overrides else "")
+        )

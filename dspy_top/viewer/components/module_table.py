@@ -43,9 +43,19 @@ NARROW = (
     Column("cache_hits", "HITS", 5, sort="cache_hits"),
 )
 SORT_NAMES = {
-    "module": "module", "state": "state", "calls": "calls", "in_flight": "in flight",
-    "prompt_tokens": "in tokens", "completion_tokens": "out tokens", "tokens_per_sec": "tok/s",
-    "cost": "cost", "share": "cost", "p50": "p50", "p95": "p95", "errors": "errors", "cache_hits": "cache hits",
+    "module": "module",
+    "state": "state",
+    "calls": "calls",
+    "in_flight": "in flight",
+    "prompt_tokens": "in tokens",
+    "completion_tokens": "out tokens",
+    "tokens_per_sec": "tok/s",
+    "cost": "cost",
+    "share": "cost",
+    "p50": "p50",
+    "p95": "p95",
+    "errors": "errors",
+    "cache_hits": "cache hits",
     "saved": "cache savings",
 }
 
@@ -138,8 +148,14 @@ class ModuleTable(SortableColumns, KeyedTable):
             # A module stays when its path matches, or when a call it made matched (by its prompt or response).
             made = {call.path for call in snapshot.calls} if self.filter_query.words else set()
             keep = lambda path: self.filter_query.matches_module(path) or path in made  # noqa: E731
-        self._rows = flatten(snapshot.modules, collapsed=self.collapsed, sort=self.sort_key,
-                             descending=self.descending, tree=self.tree_mode, keep=keep)
+        self._rows = flatten(
+            snapshot.modules,
+            collapsed=self.collapsed,
+            sort=self.sort_key,
+            descending=self.descending,
+            tree=self.tree_mode,
+            keep=keep,
+        )
         total_cost = snapshot.totals.cost_usd
         columns = self.table_columns
         rows = []

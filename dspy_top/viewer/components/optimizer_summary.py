@@ -13,9 +13,15 @@ from dspy_top.viewer.terminal import inert
 
 CHART = "▁▂▃▄▅▆▇█"
 NARROW_BELOW = 99  # columns: below this the summary drops the token counts and shortens parameter names
-SHORT_NAMES = {"num_threads": "threads", "max_bootstrapped_demos": "boot", "max_labeled_demos": "labeled",
-               "num_candidate_programs": "candidates", "max_metric_calls": "metric_calls",
-               "reflection_minibatch_size": "reflect_mb", "minibatch_size": "mb_size"}
+SHORT_NAMES = {
+    "num_threads": "threads",
+    "max_bootstrapped_demos": "boot",
+    "max_labeled_demos": "labeled",
+    "num_candidate_programs": "candidates",
+    "max_metric_calls": "metric_calls",
+    "reflection_minibatch_size": "reflect_mb",
+    "minibatch_size": "mb_size",
+}
 
 
 def score_chart(trials: tuple[Trial, ...], width: int) -> Text:
@@ -62,16 +68,25 @@ class OptimizerSummary(Static):
     @staticmethod
     def render_text(entry: OptimizerRun | RunGroup | None, width: int) -> Text:
         if entry is None:
-            return Text(" No optimizer or evaluation yet. dspy-top shows every optimizer compile() and "
-                        "dspy.Evaluate run here as it happens.", style="dim")
+            return Text(
+                " No optimizer or evaluation yet. dspy-top shows every optimizer compile() and "
+                "dspy.Evaluate run here as it happens.",
+                style="dim",
+            )
         if isinstance(entry, RunGroup):
             calls = sum(r.usage.calls for r in entry.runs)
-            return Text(f" {len(entry.runs)} nested {inert(entry.class_name)} compile(s), finished: they bootstrap "
-                        f"demos and make no evaluations ({calls:,} calls).", style="dim")
+            return Text(
+                f" {len(entry.runs)} nested {inert(entry.class_name)} compile(s), finished: they bootstrap "
+                f"demos and make no evaluations ({calls:,} calls).",
+                style="dim",
+            )
         run = entry
         narrow = width < NARROW_BELOW
-        lines = [OptimizerSummary._facts(run, narrow), OptimizerSummary._spend(run, narrow),
-                 OptimizerSummary._scores(run, width, narrow)]
+        lines = [
+            OptimizerSummary._facts(run, narrow),
+            OptimizerSummary._spend(run, narrow),
+            OptimizerSummary._scores(run, width, narrow),
+        ]
         if run.joined:  # under way at `dspy-top attach`: say what was not seen
             lines.append(Text(f" {joined_note(run)}", style="yellow"))
         return Text("\n").join(line for line in lines if line.plain)
@@ -102,8 +117,9 @@ class OptimizerSummary(Static):
         if narrow:
             line.append(f" ({usage.calls:,} calls)")
         else:
-            line.append(f" ({usage.calls:,} calls, {fmt.tokens(usage.prompt_tokens)}→"
-                        f"{fmt.tokens(usage.completion_tokens)} tok)")
+            line.append(
+                f" ({usage.calls:,} calls, {fmt.tokens(usage.prompt_tokens)}→{fmt.tokens(usage.completion_tokens)} tok)"
+            )
         if run.class_name != EVALUATE and run.trials and not narrow:
             outside = run.spent_before_trials
             line.append(f" · trials {fmt.cost(run.trial_usage)} · outside trials {fmt.cost(outside)}", style="dim")

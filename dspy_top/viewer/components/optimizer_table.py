@@ -72,17 +72,26 @@ class OptimizerTable(KeyedTable):
             self.set_title("Optimizers (none yet: optimizer compiles and dspy.Evaluate runs appear here)")
         else:
             roots = sum(1 for run in snapshot.optimizers if run.depth == 0)
-            self.set_title(f"Optimizers ({roots} run{'s' if roots != 1 else ''}, {running} running · "
-                           "enter: its calls in the history)")
+            self.set_title(
+                f"Optimizers ({roots} run{'s' if roots != 1 else ''}, {running} running · "
+                "enter: its calls in the history)"
+            )
 
     def _row_cells(self, entry: OptimizerRun | RunGroup, multi: bool) -> list:
         if isinstance(entry, RunGroup):
             usage, depth = entry.usage, entry.depth
             name = Text("  " * (depth - 1) + "└ ", style="dim", no_wrap=True, overflow="ellipsis")
             name.append(f"{inert(entry.class_name)} ×{len(entry.runs)}")
-            cells = {"run": name, "phase": Text("bootstrapped demos", style="dim"), "trial": "-", "best": "-",
-                     "elapsed": fmt.short_uptime(sum(run.elapsed for run in entry.runs)),
-                     "calls": fmt.count(usage.calls), "cost": fmt.cost(usage), "finish": Text(" -", style="dim")}
+            cells = {
+                "run": name,
+                "phase": Text("bootstrapped demos", style="dim"),
+                "trial": "-",
+                "best": "-",
+                "elapsed": fmt.short_uptime(sum(run.elapsed for run in entry.runs)),
+                "calls": fmt.count(usage.calls),
+                "cost": fmt.cost(usage),
+                "finish": Text(" -", style="dim"),
+            }
             return [cells[c.key] for c in self.table_columns]
         run = entry
         name = Text(no_wrap=True, overflow="ellipsis")
@@ -94,8 +103,14 @@ class OptimizerTable(KeyedTable):
         style = {"running": "green", "failed": "bold red"}.get(run.state, "dim")
         phase = Text(inert(run.phase), style=style)
         best = fmt.score(run.best_score)
-        cells = {"run": name, "phase": phase, "trial": run.trial_progress, "best": Text(best, style="bold"),
-                 "elapsed": fmt.short_uptime(run.elapsed), "calls": fmt.count(run.usage.calls),
-                 "cost": Text(fmt.cost(run.usage), style="yellow" if run.usage.unpriced_calls else ""),
-                 "finish": finish_text(run)}
+        cells = {
+            "run": name,
+            "phase": phase,
+            "trial": run.trial_progress,
+            "best": Text(best, style="bold"),
+            "elapsed": fmt.short_uptime(run.elapsed),
+            "calls": fmt.count(run.usage.calls),
+            "cost": Text(fmt.cost(run.usage), style="yellow" if run.usage.unpriced_calls else ""),
+            "finish": finish_text(run),
+        }
         return [cells[c.key] for c in self.table_columns]

@@ -30,8 +30,16 @@ FIXED = (
     Column("calls", "CALLS", 7),
     Column("cost", "COST", fmt.COST_WIDTH),
 )
-STATE_STYLE = {"running": "green", "connecting": "cyan", "ended": "dim", "lost": "bold red", "failed": "bold red",
-               "unattached": "dim", "attaching…": "cyan", "attached": "cyan"}
+STATE_STYLE = {
+    "running": "green",
+    "connecting": "cyan",
+    "ended": "dim",
+    "lost": "bold red",
+    "failed": "bold red",
+    "unattached": "dim",
+    "attaching…": "cyan",
+    "attached": "cyan",
+}
 
 
 class ProcessTable(KeyedTable):
@@ -50,8 +58,9 @@ class ProcessTable(KeyedTable):
         mark = Column("mark", " ", 1, right=False)
         hosts = (Column("host", "HOST", self._host_width, right=False),) if self._host_width else ()
         room = self.first_width(width, (*hosts, *FIXED, command)) - mark.width
-        self.set_columns((mark, *hosts, *FIXED,
-                          Column("command", command.label, max(12, command.width + room), right=False)))
+        self.set_columns(
+            (mark, *hosts, *FIXED, Column("command", command.label, max(12, command.width + room), right=False))
+        )
 
     def show(self, snapshot: Snapshot, offers: tuple[Offer, ...] = ()) -> None:
         if host_width(snapshot) != self._host_width:
@@ -74,13 +83,24 @@ class ProcessTable(KeyedTable):
                 said.insert(len(said) - (p.state != "running"), script)
             note = " · ".join(said)
             started = p.started_at is not None
-            rows.append((p.key, [
-                Text("▶" if p.key == snapshot.focus else " ", style="bold"), *host,
-                str(p.pid or "?"), Text(p.state, style=style),
-                fmt.short_uptime(p.uptime) if started else "-",
-                fmt.count(p.totals.calls) if started else "-", fmt.cost(p.totals) if started else "-",
-                Text(note, style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else "")),
-            ]))
+            rows.append(
+                (
+                    p.key,
+                    [
+                        Text("▶" if p.key == snapshot.focus else " ", style="bold"),
+                        *host,
+                        str(p.pid or "?"),
+                        Text(p.state, style=style),
+                        fmt.short_uptime(p.uptime) if started else "-",
+                        fmt.count(p.totals.calls) if started else "-",
+                        fmt.cost(p.totals) if started else "-",
+                        Text(
+                            note,
+                            style="dim" if p.state == "ended" else ("red" if p.state in ("lost", "failed") else ""),
+                        ),
+                    ],
+                )
+            )
         for offer in offers:
             host = [Text(fmt.middle(LOCAL, self._host_width))] if self._host_width else []
             said = inert(offer.note)
@@ -88,16 +108,34 @@ class ProcessTable(KeyedTable):
             if script:
                 script = fmt.middle_command(script, max(room - len(said) - 3, min(len(script), 12)))
                 said = f"{script} · {said}"
-            rows.append((offer.key, [Text(" "), *host, Text(str(offer.pid), style="dim"),
-                                     Text(offer.state, style=STATE_STYLE[offer.state]), "-", "-", "-",
-                                     Text(said, style="dim")]))
+            rows.append(
+                (
+                    offer.key,
+                    [
+                        Text(" "),
+                        *host,
+                        Text(str(offer.pid), style="dim"),
+                        Text(offer.state, style=STATE_STYLE[offer.state]),
+                        "-",
+                        "-",
+                        "-",
+                        Text(said, style="dim"),
+                    ],
+                )
+            )
         self.sync(rows)
         live = snapshot.live
-        scope = "all" if snapshot.focus is None else f"pid {next((p.pid for p in snapshot.processes if p.key == snapshot.focus), '?')}"
+        scope = (
+            "all"
+            if snapshot.focus is None
+            else f"pid {next((p.pid for p in snapshot.processes if p.key == snapshot.focus), '?')}"
+        )
         connected = ""
         if snapshot.hosts:
             up = sum(1 for h in snapshot.hosts if h.state == "connected")
             connected = f" · {up} of {len(snapshot.hosts)} host{'s' if len(snapshot.hosts) != 1 else ''} connected"
         offered = f" · {len(offers)} to attach (A)" if offers else ""
-        self.set_title(f"Processes ({live} live of {len(snapshot.processes)}{offered} · showing {scope}{connected} · "
-                       "enter focuses one, x dismisses)")
+        self.set_title(
+            f"Processes ({live} live of {len(snapshot.processes)}{offered} · showing {scope}{connected} · "
+            "enter focuses one, x dismisses)"
+        )

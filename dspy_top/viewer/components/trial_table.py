@@ -29,8 +29,16 @@ NARROW = (
     Column("duration", "TIME", 6, sort="duration"),
 )
 SORTS = ("number", "kind", "score", "examples", "calls", "tokens", "cost", "duration")
-SORT_NAMES = {"number": "trial", "kind": "kind", "score": "score", "examples": "examples", "calls": "calls",
-              "tokens": "tokens", "cost": "cost", "duration": "time"}
+SORT_NAMES = {
+    "number": "trial",
+    "kind": "kind",
+    "score": "score",
+    "examples": "examples",
+    "calls": "calls",
+    "tokens": "tokens",
+    "cost": "cost",
+    "duration": "time",
+}
 
 
 def sort_value(trial: Trial, key: str):
@@ -39,8 +47,13 @@ def sort_value(trial: Trial, key: str):
         score = trial.score if trial.score is not None else trial.running_score
         return -1.0 if score is None else score  # failed and unscored sort below every score
     return {
-        "number": trial.number, "kind": trial.kind, "examples": trial.scope.done, "calls": usage.calls,
-        "tokens": usage.tokens, "cost": usage.cost_usd, "duration": trial.duration,
+        "number": trial.number,
+        "kind": trial.kind,
+        "examples": trial.scope.done,
+        "calls": usage.calls,
+        "tokens": usage.tokens,
+        "cost": usage.cost_usd,
+        "duration": trial.duration,
     }.get(key, trial.number)
 
 
@@ -110,8 +123,10 @@ class TrialTable(SortableColumns, KeyedTable):
         if run is None:
             self.set_title("Trials")
         elif not trials:
-            self.set_title(f"Trials of {run.label}: none" + (" (it bootstraps demos, no evaluations)"
-                                                               if run.planned == 0 else " yet"))
+            self.set_title(
+                f"Trials of {run.label}: none"
+                + (" (it bootstraps demos, no evaluations)" if run.planned == 0 else " yet")
+            )
         else:
             self.set_title(self._title(run, len(trials)))
 
@@ -140,11 +155,13 @@ class TrialTable(SortableColumns, KeyedTable):
         kind = Text(inert(trial.kind), style="dim" if trial.full is False else "")
         cells = {
             "number": Text(f"{marker}{trial.number}", style="bold green" if trial.best else ""),
-            "kind": kind, "score": score_text(trial),
+            "kind": kind,
+            "score": score_text(trial),
             "examples": f"{trial.scope.done}/{trial.scope.total}" if trial.scope.total else str(trial.scope.done),
             "calls": fmt.count(usage.calls),
             "tokens": f"{fmt.tokens(usage.prompt_tokens)}→{fmt.tokens(usage.completion_tokens)}",
             "cost": Text(fmt.cost(usage), style="yellow" if usage.unpriced_calls else ""),
-            "duration": fmt.seconds(trial.duration), "note": note,
+            "duration": fmt.seconds(trial.duration),
+            "note": note,
         }
         return [cells[c.key] for c in self.table_columns]

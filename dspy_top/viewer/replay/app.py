@@ -149,9 +149,14 @@ class ReplayApp(TopApp):
             self.push_screen(ReplayHelpScreen())
 
 
-def run_replay_viewer(source: RecordingSource, *, delay: float = 1.0,
-                      prices: dict[str, Price] | None = None, budget_usd: float | None = None,
-                      notice: str | None = None) -> int:
+def run_replay_viewer(
+    source: RecordingSource,
+    *,
+    delay: float = 1.0,
+    prices: dict[str, Price] | None = None,
+    budget_usd: float | None = None,
+    notice: str | None = None,
+) -> int:
     """Run the viewer over `source` until the user quits; the exit status."""
     fleet = Fleet(source.clock.now, prices=prices, budget_usd=budget_usd)
     app = ReplayApp(fleet, Collector(fleet, [source]), source, delay=delay, notice=notice, start_collector=False)

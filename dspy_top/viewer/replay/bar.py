@@ -1,6 +1,6 @@
 """The replay bar, under the header: that this is a replay and of what, where in it the screen is, how fast it moves.
 
-`PLAYING 10×  12:05 / 1:02:03  ━━━━━━──────── 19%  14:05:33  complete recording of optimize.py (pid 4242, 2026-03-04 13:53)`
+`PLAYING 10×  12:05 / 1:02:03  ━━━━━━──────── 19%  14:05:33  complete recording of optimize.py (pid 4242, …)`
 (the optimizer's trial at that moment is in the header's progress line, as in the live viewer)
 """
 
@@ -28,8 +28,17 @@ class ReplayBar(Static):
     def show(self, playback: Playback, seeking: bool, title: str | None = None) -> None:
         if title is not None:
             self.what = title
-        state = "-seeking" if seeking else "-following" if playback.following else \
-            "-playing" if playback.playing else "-end" if playback.at_end else "-paused"
+        state = (
+            "-seeking"
+            if seeking
+            else "-following"
+            if playback.following
+            else "-playing"
+            if playback.playing
+            else "-end"
+            if playback.at_end
+            else "-paused"
+        )
         for name in ("-seeking", "-following", "-playing", "-end", "-paused"):
             self.set_class(name == state, name)
         text = self.render_text(playback, seeking, self.what, max(40, self.size.width or 80))

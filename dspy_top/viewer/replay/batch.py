@@ -35,9 +35,17 @@ def moments(start: float, end: float, delay: float, iterations: int | None) -> l
     return out[::-1] or [end]
 
 
-def run(source: RecordingSource, *, iterations: int | None = None, delay: float = 1.0, as_json: bool = False,
-        end: float | None = None, out: TextIO | None = None, prices: dict[str, Price] | None = None,
-        budget_usd: float | None = None) -> int:
+def run(
+    source: RecordingSource,
+    *,
+    iterations: int | None = None,
+    delay: float = 1.0,
+    as_json: bool = False,
+    end: float | None = None,
+    out: TextIO | None = None,
+    prices: dict[str, Price] | None = None,
+    budget_usd: float | None = None,
+) -> int:
     """Print the snapshots of `source` up to `end` (default: the recording's end); the exit status."""
     fleet = Fleet(source.clock.now, prices=prices, budget_usd=budget_usd, history_capacity=source.history)
     collector = Collector(fleet, [source]).start()
@@ -49,7 +57,7 @@ def run(source: RecordingSource, *, iterations: int | None = None, delay: float 
         for moment in _moments(source, end, delay, iterations, follow):
             source.seek(moment)
             if not source.wait_reached(moment, STEP_TIMEOUT):
-                when = "its end" if moment == math.inf else time.strftime('%H:%M:%S', time.localtime(moment))
+                when = "its end" if moment == math.inf else time.strftime("%H:%M:%S", time.localtime(moment))
                 say(f"reading the recording up to {when} took over {STEP_TIMEOUT:g} s: stopped there")
                 break
             printer.print(fleet)
@@ -60,8 +68,9 @@ def run(source: RecordingSource, *, iterations: int | None = None, delay: float 
     return printer.status()
 
 
-def _moments(source: RecordingSource, end: float | None, delay: float, iterations: int | None,
-             follow: bool) -> Iterator[float]:
+def _moments(
+    source: RecordingSource, end: float | None, delay: float, iterations: int | None, follow: bool
+) -> Iterator[float]:
     timeline = source.timeline
     last = timeline.end if end is None else end
     yield from moments(timeline.start, last, delay, iterations)

@@ -49,25 +49,43 @@ byte offset), 2 on a usage error.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspy-top replay", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recording", nargs="?", default="latest", metavar="RECORDING",
-                        help="a .dtop file, a directory of them, a run id, or latest (default)")
-    parser.add_argument("--dir", type=Path, metavar="DIR",
-                        help="where `latest` is looked for (default: the runs directory, "
-                             "<user state dir>/dspy-top/runs)")
+    parser = argparse.ArgumentParser(
+        prog="dspy-top replay",
+        usage=USAGE,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "recording",
+        nargs="?",
+        default="latest",
+        metavar="RECORDING",
+        help="a .dtop file, a directory of them, a run id, or latest (default)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="where `latest` is looked for (default: the runs directory, <user state dir>/dspy-top/runs)",
+    )
     where = parser.add_argument_group("where and how fast")
     where.add_argument("--at", metavar="WHEN", help="start there (default: the end); in batch mode, end there")
-    where.add_argument("--speed", type=_speed, metavar="X",
-                       help=f"start playing at X times the recorded pace ({SPEEDS[0]:g} to {SPEEDS[-1]:g}), "
-                            "from --at or the start")
+    where.add_argument(
+        "--speed",
+        type=_speed,
+        metavar="X",
+        help=f"start playing at X times the recorded pace ({SPEEDS[0]:g} to {SPEEDS[-1]:g}), from --at or the start",
+    )
     options.add_display_options(
         parser.add_argument_group("display"),
         batch_help="print snapshots instead of running the interactive viewer",
-        iterations_help="batch mode: print only the last N snapshots (-n 1: the end state)")
+        iterations_help="batch mode: print only the last N snapshots (-n 1: the end state)",
+    )
     money = parser.add_argument_group("prices and budget")
-    options.add_price_option(money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens "
-                                         "(repeat for several models)")
+    options.add_price_option(
+        money, help="price MODEL's calls at IN/OUT (and CACHED) USD per million tokens (repeat for several models)"
+    )
     options.add_budget_option(money, help="warn at 80%% and 100%% of USD spent")
     return parser
 
@@ -129,8 +147,15 @@ def main(argv: list[str]) -> int:
 
         for line in damage:
             say(line)
-        return batch.run(source, iterations=args.iterations, delay=args.delay, as_json=args.json, end=start,
-                         prices=prices, budget_usd=args.budget)
+        return batch.run(
+            source,
+            iterations=args.iterations,
+            delay=args.delay,
+            as_json=args.json,
+            end=start,
+            prices=prices,
+            budget_usd=args.budget,
+        )
     if start is not None:
         source.seek(start)
     elif args.speed is not None:
@@ -176,8 +201,10 @@ def recordings_named(name: str, directory: Path) -> list[Path]:
             of_run = _run_named(name, directory)
             if of_run:
                 return of_run
-            raise LookupError(f"{path}: no such file (RECORDING is a {runs.SUFFIX} file, a directory of them, "
-                              "a run id as `dspy-top runs --json` shows it, or latest)")
+            raise LookupError(
+                f"{path}: no such file (RECORDING is a {runs.SUFFIX} file, a directory of them, "
+                "a run id as `dspy-top runs --json` shows it, or latest)"
+            )
         return [path]
     found = runs.recordings(directory)
     if not found:

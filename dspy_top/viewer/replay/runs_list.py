@@ -40,8 +40,11 @@ class RunsApp(App[RunSummary | None]):
         self.directory = directory
 
     def compose(self) -> ComposeResult:
-        yield Static(inert(f"recordings in {self.directory}, newest first · enter replays the run · q quits"),
-                     id="runs-title", markup=False)
+        yield Static(
+            inert(f"recordings in {self.directory}, newest first · enter replays the run · q quits"),
+            id="runs-title",
+            markup=False,
+        )
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-picked", markup=False)
         yield Footer()
@@ -51,8 +54,13 @@ class RunsApp(App[RunSummary | None]):
         for name in TABLE_HEADER:
             table.add_column(name, key=name)
         for index, run in enumerate(self.found):
-            table.add_row(*[Text(cell, justify="right") if i in RIGHT_ALIGNED else Text(cell)
-                            for i, cell in enumerate(table_row(run))], key=str(index))
+            table.add_row(
+                *[
+                    Text(cell, justify="right") if i in RIGHT_ALIGNED else Text(cell)
+                    for i, cell in enumerate(table_row(run))
+                ],
+                key=str(index),
+            )
         table.focus()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -63,7 +71,8 @@ class RunsApp(App[RunSummary | None]):
             cells = table_row(run)
             self.query_one("#runs-picked", Static).update(
                 f"enter replays {cells[-1]} (started {cells[0]}, {cells[3]} calls, {run.processes} process"
-                f"{'es' if run.processes != 1 else ''})")
+                f"{'es' if run.processes != 1 else ''})"
+            )
 
     def action_replay(self) -> None:
         table = self.query_one(DataTable)

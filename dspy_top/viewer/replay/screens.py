@@ -34,8 +34,7 @@ BINDINGS = [
     Binding("comma", "app.replay_step(-1)", "Step back", key_display=",", show=False),
     Binding("g", "goto", "Go to"),
     Binding("e", "app.replay_end", "End"),
-    *(Binding(str(digit), f"app.replay_fraction({digit / 10})", f"Go to {digit}0%", show=False)
-      for digit in range(10)),
+    *(Binding(str(digit), f"app.replay_fraction({digit / 10})", f"Go to {digit}0%", show=False) for digit in range(10)),
 ]
 
 

@@ -49,7 +49,8 @@ class ConfirmStop(Confirm):
         super().__init__(
             f"Stop pid {pid} ({inert(command) or 'python'})?",
             "Its next LM call ends the run: the job exits with status 1 and says that dspy-top stopped it. "
-            "Calls already in flight finish and are counted.")
+            "Calls already in flight finish and are counted.",
+        )
 
 
 class ConfirmDismiss(Confirm):
@@ -58,8 +59,8 @@ class ConfirmDismiss(Confirm):
     def __init__(self, pid: int, command: str, calls: int) -> None:
         super().__init__(
             f"Dismiss pid {pid} ({inert(command) or 'python'})?",
-            f"Its {calls:,} calls and their cost leave the screen and the totals: this viewer cannot show them "
-            "again.")
+            f"Its {calls:,} calls and their cost leave the screen and the totals: this viewer cannot show them again.",
+        )
 
 
 class ConfirmAttach(Confirm):
@@ -68,6 +69,8 @@ class ConfirmAttach(Confirm):
     def __init__(self, pid: int, command: str, evidence: str) -> None:
         super().__init__(
             f"Attach to pid {pid} ({inert(command) or 'python'})?",
-            f"Seen in /proc, untouched so far: {inert(evidence)}. dspy-top instruments the running job as `dspy-top attach "
-            f"{pid}` does (through gdb before Python 3.14: the job stops for tens of milliseconds); what DSPy's "
-            "history already holds is counted as before the attach. `dspy-top detach` undoes it.")
+            f"Seen in /proc, untouched so far: {inert(evidence)}. "
+            f"dspy-top instruments the running job as `dspy-top attach {pid}` does "
+            "(through gdb before Python 3.14: the job stops for tens of milliseconds); what DSPy's "
+            "history already holds is counted as before the attach. `dspy-top detach` undoes it.",
+        )

@@ -76,7 +76,9 @@ class InspectScreen(Screen):
         self._matches, self._match = [], -1
         call = self.call
         self.query_one("#inspect-facts", Static).update(facts(call, self.chains.get(call.path, ())))
-        self.query_one("#inspect-text", Static).update(Text(f"fetching call {call.id} from pid {call.pid}…", style="italic"))
+        self.query_one("#inspect-text", Static).update(
+            Text(f"fetching call {call.id} from pid {call.pid}…", style="italic")
+        )
         self.set_class(False, "-gone")
         self.app.fetch_payload(call)  # type: ignore[attr-defined]
 

@@ -46,8 +46,16 @@ if TYPE_CHECKING:
 
 BOTTOM_MOST = 8  # rows the models or the processes pane takes at most (app.tcss)
 MODULES_LEAST = 4  # rows the modules pane keeps however little room there is: its title, header and two rows
-SORT_BINDINGS = {"N": "module", "C": "calls", "I": "in_flight", "T": "tokens_per_sec", "dollar_sign": "cost",
-                 "L": "p95", "E": "errors", "H": "cache_hits"}
+SORT_BINDINGS = {
+    "N": "module",
+    "C": "calls",
+    "I": "in_flight",
+    "T": "tokens_per_sec",
+    "dollar_sign": "cost",
+    "L": "p95",
+    "E": "errors",
+    "H": "cache_hits",
+}
 
 
 class MainScreen(FleetScreen):
@@ -93,7 +101,9 @@ class MainScreen(FleetScreen):
         self.query_one(ProcessTable).layout_for(width)
 
     def fit_panes(self, room: int) -> None:
-        bottom = not self.has_class("-hide-bottom") and (not self.has_class("-narrow") or self.has_class("-show-bottom"))
+        bottom = not self.has_class("-hide-bottom") and (
+            not self.has_class("-narrow") or self.has_class("-show-bottom")
+        )
         if self.has_class("-empty") and self.has_class("-offered") and self.snapshot is not None:
             # Nothing instrumented yet, jobs to attach to: the process list alone, under what the screen says.
             set_height(self.query_one(ProcessTable), min(BOTTOM_MOST, 2 + len(self.app.offers())))
@@ -176,8 +186,9 @@ class MainScreen(FleetScreen):
         """`x`: dismiss the process under the process list's cursor, after a y/n."""
         key = self.query_one(ProcessTable).cursor_key
         if key is not None and key.startswith(KEY_PREFIX):
-            self.notify("that process is not attached: nothing to dismiss (A attaches it)", severity="warning",
-                        timeout=4)
+            self.notify(
+                "that process is not attached: nothing to dismiss (A attaches it)", severity="warning", timeout=4
+            )
         elif key is not None:
             self.app.ask_dismiss(key)
         else:

@@ -255,8 +255,11 @@ class FleetScreen(Screen):
             self.unzoom()
             return
         pane = self.focused
-        if pane is None or type(pane).__name__ not in ZOOMABLE and not any(
-                base.__name__ in ZOOMABLE for base in type(pane).__mro__):
+        if (
+            pane is None
+            or type(pane).__name__ not in ZOOMABLE
+            and not any(base.__name__ in ZOOMABLE for base in type(pane).__mro__)
+        ):
             self.notify("z zooms a pane: move to one with tab first", severity="warning", timeout=4)
             return
         pane.add_class("-zoom")
