@@ -7,7 +7,9 @@ job lived opens once the job exited normally, or was killed with SIGKILL, from t
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 
 import pytest
 
@@ -106,3 +108,20 @@ def test_a_file_that_is_not_the_processs_own_is_never_read(tmp_path, sim):
     payload, why = recorded.payload("q", call_id)
     assert why is None and payload["messages"][-1]["role"] == "user"
     recorded.close()
+
+
+def test_a_name_from_the_wire_that_is_no_recording_is_passed_over_at_once(tmp_path):
+    """A FIFO, a name with a NUL: no payload, no hang, no exception into the collector's thread."""
+    fifo = tmp_path / "pipe.dtop"
+    os.mkfifo(fifo)
+    recorded = RecordedPayloads(runs_dir=tmp_path / "none")
+    recorded.saw_hello("fifo", 41, 1.0, str(fifo))
+    recorded.saw_hello("nul", 42, 1.0, "a\x00b.dtop")
+    answers: list = []
+    asker = threading.Thread(
+        target=lambda: answers.extend(recorded.payload(k, 1) for k in ("fifo", "nul")), daemon=True
+    )
+    asker.start()
+    asker.join(10)
+    assert not asker.is_alive(), "a FIFO named by a hello hung the payload lookup"
+    assert answers == [(None, None), (None, None)]

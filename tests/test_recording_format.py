@@ -274,6 +274,27 @@ def test_a_failing_disk_stops_the_recording_not_the_job(tmp_path):
 # --- damaged files -------------------------------------------------------------------------------
 
 
+def test_a_fifo_or_a_name_with_a_nul_is_refused_at_once(tmp_path):
+    # Opening a FIFO for reading waits for a writer: the open must not (a name from the wire or typed).
+    fifo = tmp_path / "pipe.dtop"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def open_it():
+        try:
+            Recording(fifo)
+        except RecordingError as exc:
+            outcome.append(str(exc))
+
+    opener = threading.Thread(target=open_it, daemon=True)
+    opener.start()
+    opener.join(10)
+    assert not opener.is_alive(), "opening a FIFO as a recording hung"
+    assert outcome and "pipe.dtop: not a regular file" in outcome[0]
+    with pytest.raises(RecordingError, match="not a file name"):
+        Recording(str(tmp_path / "a\x00b.dtop"))
+
+
 def test_empty_foreign_and_newer_files_are_refused_with_their_name_and_offset(tmp_path):
     empty = tmp_path / "empty.dtop"
     empty.write_bytes(b"")

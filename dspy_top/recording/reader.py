@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -47,7 +48,20 @@ class Recording:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # O_NONBLOCK: opening a FIFO named as a recording would otherwise wait for a writer forever
+            # (a regular file reads the same either way).
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except ValueError as exc:  # a NUL in the name (a path from the wire, or typed)
+            raise RecordingError(self.path, 0, f"not a file name ({exc})") from None
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise RecordingError(self.path, 0, "not a regular file: not a dspy-top recording")
         self._view = FileView(str(self.path), fd)
         self._not_live = False
         self._walker: IndexWalker | None = None

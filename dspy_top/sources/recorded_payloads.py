@@ -11,6 +11,7 @@ calls it.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,11 @@ class RecordedPayloads:
     def _is_of(path: Path, pid: int, started_at: float) -> bool:
         """Whether `path` is the recording of the process `pid` that started at `started_at`."""
         try:
+            if path.stat().st_uid != os.geteuid():  # a name from the wire: only the user's own files
+                return False
             with Recording(path) as recording:
                 hello = recording.hello
-        except (RecordingError, OSError):
+        except (RecordingError, OSError, ValueError):
             return False
         return hello.get("pid") == pid and abs(float(hello.get("started_at") or 0.0) - started_at) < 1e-3
 
