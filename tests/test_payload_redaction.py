@@ -112,3 +112,46 @@ def test_a_kept_call_reads_by_name():
     call = kept(id=9, model="m", lm_options={"api_key": KEY})
     assert (call.id, call.model, call.lm_options) == (9, "m", {"api_key": KEY})
     assert redacted(Redactor({}), call, LIMIT)["options"] == {"api_key": REDACTED}
+
+
+def test_one_redactor_over_many_calls_gives_each_what_a_fresh_pass_gives():
+    """The recording keeps one redactor for the whole job and remembers the parts it redacted
+    (a module's messages, an LM's options): a part seen again, a credential learned half way
+    and numbers that compare equal but differ in type (1, 1.0, True) all come out as a fresh
+    pass over that call alone gives them."""
+    warm = Redactor({"OPENAI_API_KEY": KEY})
+    calls = list(shapes())
+    late = "late-credential-0123456789"
+    extra = [
+        kept(
+            id=1000 + number,
+            lm_options={"n": n, "api_base": "http://h"},
+            usage={"prompt_tokens": n},
+            messages=[{"role": "user", "content": late}],
+        )
+        for number, n in enumerate([1, 1.0, True, 1, True])
+    ]
+    learned_at = len(calls) + 2
+    learned: list[str] = []  # what the job's redactor knows by then (a fresh one is told all of it)
+    for number, call in enumerate(calls + calls[:50] + extra):
+        if number == learned_at:
+            learned.append(late)
+        learned.extend(secrets_of(call))
+        warm.learn(learned)
+        fresh = Redactor({"OPENAI_API_KEY": KEY})
+        fresh.learn(learned)
+        expected = fresh.value({"payload": materialize(call)}, LIMIT)["payload"]
+        got = redacted(warm, call, LIMIT)
+        assert got == expected and list(got) == list(expected), call
+        assert repr(got) == repr(expected), call  # 1, 1.0 and True are told apart
+        if number >= learned_at:
+            assert late not in repr(got)
+
+
+def test_options_that_changed_are_looked_at_again():
+    """An LM's options dict is the same object on every call: a key put in it later is still learned."""
+    options = {"temperature": 0.0}
+    first = kept(id=1, lm_options=options)
+    assert secrets_of(first) == []
+    options["api_key"] = "sk-later-abcdefghijklmnop123"
+    assert secrets_of(kept(id=2, lm_options=options)) == ["sk-later-abcdefghijklmnop123"]

@@ -436,3 +436,31 @@ def test_the_quick_look_passes_an_lms_ordinary_text_without_the_pattern():
     assert not redact._may_change(prompt)
     assert redact._may_change(prompt + " api_key: abc")
     assert redact._may_change(prompt + " --token abc")
+
+
+@pytest.mark.slow
+def test_lines_found_clean_before_are_not_looked_at_again_and_nothing_is_missed():
+    """One redactor over many texts made of lines that come again (a prompt's instructions, its
+    passages), some of them holding credentials: the lines it found clean are skipped after, and
+    every text still comes out exactly as the pattern makes it."""
+    import random
+
+    from dspy_top.instrumentation import redact
+
+    draw = random.Random(61)
+
+    def line() -> str:
+        return "".join(draw.choice(RISKY if draw.random() < 0.04 else PROSE) for _ in range(draw.randint(1, 30)))
+
+    pool = [line().replace("\n", " ") for _ in range(300)]
+    warm = Redactor({})
+    changed = 0
+    for _ in range(3000):
+        lines = [draw.choice(pool) for _ in range(draw.randint(1, 8))]
+        if draw.random() < 0.5:
+            lines.insert(draw.randint(0, len(lines)), line())
+        text = "\n".join(lines)
+        full = redact._TEXT.sub(redact._replace, text)
+        changed += full != text
+        assert warm.text(text) == redact.valid_text(full), text
+    assert changed > 300 and len(warm._clean_lines) > 100  # both kinds were met, and lines were kept

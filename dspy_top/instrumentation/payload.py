@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspy_top.instrumentation.redact import secret_values
+from dspy_top.instrumentation.redact import MAX_ITEMS, secret_values
 
 _ATOMS = (str, int, float, bool, type(None))
 _ATOM_TYPES = frozenset(_ATOMS)
@@ -132,16 +132,46 @@ def materialize(kept: Any) -> dict[str, Any]:
     return payload
 
 
+# The credentials found in an options dict seen before, by its id: (the dict, a copy of it then,
+# what was found). An LM's options come with each of its calls; they are looked at again only
+# when they changed (held here, so an id is not reused while its entry lives).
+_option_secrets: dict[int, tuple[dict, dict, list[str]]] = {}
+
+
+def _secrets_in(options: Any) -> list[str]:
+    if not options:
+        return []
+    seen = _option_secrets.get(id(options))
+    if seen is not None and seen[0] is options and seen[1] == options:
+        return seen[2]
+    found = secret_values(dict(options))
+    if type(options) is dict and len(options) <= 64:
+        if len(_option_secrets) >= 256:
+            _option_secrets.clear()
+        _option_secrets[id(options)] = (options, dict(options), found)
+    return found
+
+
 def secrets_of(kept: Any) -> list[str]:
     """Credentials the call's LM and options were given (its `api_key`...), to be redacted wherever they appear."""
-    return secret_values(dict(kept.lm_options or {})) + secret_values(dict(kept.call_options or {}))
+    return _secrets_in(kept.lm_options) + _secrets_in(kept.call_options)
+
+
+# Parts of a payload remembered by value (Redactor.parts), up to these bounds: a message's text
+# longer than this is remembered by `Redactor.text` alone.
+_PART_TEXT = 8192
+_PARTS_KEPT = 1024
+_NUMBER_TYPES = frozenset((int, float, bool, type(None)))
 
 
 def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
     """`materialize(kept)` redacted, exactly as `redactor.value({"payload": materialize(kept)},
     limit)["payload"]` is, without building the payload first: its names are known to be plain,
-    so only its values are walked (a recording does this for every call: about 2 µs less each).
-    `kept` is a recorder.KeptCall (a tuple in KEPT_FIELDS order)."""
+    so only its values are walked (a recording does this for every call). A module's messages
+    and an LM's options come again with every call: each distinct one is redacted once
+    (`Redactor.parts`, cleared when the known secrets change), and the result is shared by the
+    payloads that hold it (they are encoded, never changed). `kept` is a recorder.KeptCall (a
+    tuple in KEPT_FIELDS order)."""
     (
         _,
         model,
@@ -158,7 +188,7 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
         cache_hit,
         response_model,
     ) = kept[:14]
-    value, text = redactor.value, redactor.text
+    value, text, parts = redactor.value, redactor.text, redactor.parts
 
     def part(item: Any) -> Any:  # as the pass treats a value under a plain name, in the payload's map
         kind = type(item)
@@ -166,15 +196,57 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
             return text(item, limit)
         if item is None or kind is int or kind is float or kind is bool:
             return item
+        if kind is dict and len(item) <= 64:
+            return plain_map(item)
+        if kind is list and len(item) == 1 and type(item[0]) is str:  # the usual outputs: one text
+            return [text(item[0], limit)]
         return value(item, limit, 2)
+
+    def plain_map(item: dict) -> Any:
+        """A map of plain values (options, usage, cost details) redacted once per distinct one."""
+        types = tuple(map(type, item.values()))
+        if _NUMBER_TYPES.issuperset(types):  # numbers only (usage): its names decide
+            names = tuple(item)
+            verdict = parts.get(names)
+            if verdict is None:
+                verdict = parts[names] = all(type(name) is str and text(name, 1024) == name for name in names)
+            return dict(item) if verdict else value(item, limit, 2)
+        if not _ATOM_TYPES.issuperset(types):
+            return value(item, limit, 2)
+        key = (limit, tuple(item.items()), types)
+        done = parts.get(key)
+        if done is None:
+            done = value(item, limit, 2)
+            if len(parts) >= _PARTS_KEPT:
+                parts.clear()
+            parts[key] = done
+        return done
 
     if not messages:
         messages = [{"role": "user", "content": prompt}] if prompt is not None else []
+    out_messages: list[Any] = []
+    if type(messages) is list and len(messages) <= MAX_ITEMS:
+        for message in messages:
+            if type(message) is dict and len(message) == 2:
+                role, content = message.get("role"), message.get("content")
+                if type(role) is str and type(content) is str and len(content) <= _PART_TEXT:
+                    key = (limit, role, content)
+                    done = parts.get(key)
+                    if done is None:
+                        done = {"role": text(role, limit), "content": text(content, limit)}
+                        if len(parts) >= _PARTS_KEPT:
+                            parts.clear()
+                        parts[key] = done
+                    out_messages.append(done)
+                    continue
+            out_messages.append(value([message], limit, 2)[0])
+    else:
+        out_messages = value(list(messages), limit, 2)
     out: dict[str, Any] = {
         "model": part(model),
         "model_type": part(model_type),
-        "messages": value(list(messages), limit, 2),
-        "options": value({**(lm_options or {}), **(call_options or {})}, limit, 2),
+        "messages": out_messages,
+        "options": part({**(lm_options or {}), **(call_options or {})}),
     }
     if error is None:
         out["outputs"] = part(outputs)

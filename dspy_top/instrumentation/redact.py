@@ -23,7 +23,8 @@ every letter): too much for a recording that stores every prompt and response. S
 first gets a quick look (`_may_change`, a few scans at C speed) that answers whether any
 alternative could change anything in it; only then does it run. The look errs one way only,
 towards running the pattern, so the result is the same (the tests compare both on a
-corpus and on generated text).
+corpus and on generated text). A text of many lines is looked at only in the lines the look
+has not already found clean (`Redactor._may_change_lines`).
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ _CREDENTIAL_MARK = re.compile(r"[0-9+/=_.~-]|.[A-Z]")
 # --- the quick look (see the module docstring) -------------------------------------------------
 
 QUICK_FROM = 8  # shorter texts go straight to the pattern (and their results are remembered)
+CLEAN_LINE_CHARS = 4 * 2**20  # lines remembered as clean, in characters (then begun again)
 # A table mapping the characters of a key shape's run ([A-Za-z0-9_-]) to `a`, others to ` `.
 _RUN_TABLE = bytes(0x61 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 0x20 for c in range(256))
 # Every key shape but a JWT (looked for by its `eyJ`) and a PEM key is a run of at least 15
@@ -246,6 +248,11 @@ def _may_change(value: str) -> bool:
     """False only when the pattern cannot change anything in `value`; True when it may."""
     if len(value) < QUICK_FROM:
         return True
+    return _look(value)
+
+
+def _look(value: str) -> bool:
+    """`_may_change` for a text of any length."""
     try:
         raw = value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: the pattern decides
@@ -342,6 +349,13 @@ class Redactor:
         # A map key seen before -> (its redacted form, a credential's name?, a headers map's?).
         self._keys: dict[str, tuple[str, bool, bool]] = {}
         self._long: dict[tuple, str | None] = {}  # see `text`
+        # Parts of payloads redacted before, by their value (payload.redacted): a module's
+        # messages, an LM's options. Cleared with the rest when the known secrets change.
+        self.parts: dict[Any, Any] = {}
+        # Lines the quick look found the pattern cannot change (see `_may_change_lines`), and
+        # how many characters they hold.
+        self._clean_lines: set[str] = set()
+        self._clean_chars = 0
         self.generation = 0
         self.refresh()
 
@@ -367,6 +381,7 @@ class Redactor:
         self._memo.clear()
         self._keys.clear()
         self._long.clear()
+        self.parts.clear()
         self.generation += 1  # what was found clean before may not be any more
 
     # --- text ------------------------------------------------------------------------
@@ -404,9 +419,31 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        if _may_change(value):
+        if self._may_change_lines(value):
             value = _TEXT.sub(_replace, value)
         return valid_text(value)
+
+    def _may_change_lines(self, value: str) -> bool:
+        """`_may_change`, looking only at the lines not seen before: no change the pattern makes
+        crosses a line's end but a PEM key's, which the look finds by its first line. A prompt
+        is mostly lines that came before (its module's instructions, its field names, passages
+        retrieved again); only the rest is looked at."""
+        if "\n" not in value or len(value) < QUICK_FROM:
+            return _may_change(value)
+        fresh = set(value.split("\n"))
+        fresh -= self._clean_lines
+        if not fresh:
+            return False
+        if _look("\n".join(fresh)):
+            return True
+        chars = sum(map(len, fresh))
+        if self._clean_chars + chars > CLEAN_LINE_CHARS:
+            self._clean_lines = set()
+            self._clean_chars = 0
+        if chars <= CLEAN_LINE_CHARS // 4:
+            self._clean_lines |= fresh
+            self._clean_chars += chars
+        return False
 
     # --- structures ------------------------------------------------------------------
 
