@@ -160,6 +160,7 @@ def secrets_of(kept: Any) -> list[str]:
 # Parts of a payload remembered by value (Redactor.parts), up to these bounds: a message's text
 # longer than this is remembered by `Redactor.text` alone.
 _PART_TEXT = 8192
+_SHORT_TEXT = 256  # a shorter message's text is remembered by `Redactor.text` already
 _PARTS_KEPT = 1024
 _NUMBER_TYPES = frozenset((int, float, bool, type(None)))
 
@@ -229,7 +230,7 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
         for message in messages:
             if type(message) is dict and len(message) == 2:
                 role, content = message.get("role"), message.get("content")
-                if type(role) is str and type(content) is str and len(content) <= _PART_TEXT:
+                if type(role) is str and type(content) is str and _SHORT_TEXT < len(content) <= _PART_TEXT:
                     key = (limit, role, content)
                     done = parts.get(key)
                     if done is None:

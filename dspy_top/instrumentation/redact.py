@@ -428,7 +428,7 @@ class Redactor:
         crosses a line's end but a PEM key's, which the look finds by its first line. A prompt
         is mostly lines that came before (its module's instructions, its field names, passages
         retrieved again); only the rest is looked at."""
-        if "\n" not in value or len(value) < QUICK_FROM:
+        if len(value) <= 256 or "\n" not in value:  # a short text's result is remembered whole
             return _may_change(value)
         fresh = set(value.split("\n"))
         fresh -= self._clean_lines
