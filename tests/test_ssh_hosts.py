@@ -425,3 +425,42 @@ def test_batch_mode_waits_for_a_host_slower_to_answer_than_local_sockets(remote)
     snapshot = json.loads(result.stdout)
     assert sorted(p["calls"] for p in snapshot["processes"]) == sorted(t["totals"]["calls"] for t in truths)
     assert snapshot["hosts"][0]["state"] == "connected"
+
+
+def test_a_remote_calls_payload_opens_from_its_recording_on_that_host_after_the_job_ended(remote, tmp_path):
+    # Issue 16 through the relay: the job on the other machine recorded; it exited, so only its file there has
+    # the payload. The relay reads it on its side (the viewer's machine has no such file).
+    from dspy_top.recording import Recording
+    from tests.helpers.recorded import RecordJob, calls_of, everything
+
+    path = tmp_path / "remote-job.dtop"
+    job = RecordJob(tmp_path, remote.sim.base_url, env={"DSPY_TOP_RECORD": str(path)})
+    there = Sshd.start(tmp_path / "sshd", env=remote_env(job.socket_path.parent, f"{VENV_BIN}:/usr/bin:/bin"))
+    answers = []
+    fleet = Fleet()
+    source = SshSource(there.host, version=__version__, ssh=there.ssh_command())
+    collector = Collector(fleet, [source], on_payload=answers.append).start()
+    try:
+        key = f"{there.host}:{job.socket_path}"
+        wait_until(lambda: key in fleet.processes and fleet.processes[key].state == "running", "the remote job")
+        job.run(3)
+        assert job.exit() == 0
+        wait_until(lambda: fleet.processes[key].state == "ended", "the remote job ended")
+        messages, _ = everything(path)
+        first, last = calls_of(messages)[0]["id"], calls_of(messages)[-1]["id"]
+        for call_id in (first, last):
+            collector.request_payload(key, call_id)
+            wait_until(lambda call_id=call_id: any(a.call_id == call_id for a in answers), "the payload's answer")
+            [answer] = [a for a in answers if a.call_id == call_id]
+            with Recording(path) as recording:
+                assert answer.process == key and answer.payload == recording.payload(call_id), answer
+        # A call the recording does not have: why, from the host's side.
+        collector.request_payload(key, 10**9)
+        wait_until(lambda: any(a.call_id == 10**9 for a in answers), "the refusal")
+        [missing] = [a for a in answers if a.call_id == 10**9]
+        assert missing.payload is None and "the process has ended" in missing.reason
+        assert f"its recording {path} holds no payload for this call" in missing.reason
+    finally:
+        collector.stop()
+        there.stop()
+        job.kill()
