@@ -464,3 +464,43 @@ def test_a_remote_calls_payload_opens_from_its_recording_on_that_host_after_the_
         collector.stop()
         there.stop()
         job.kill()
+
+
+def ssh_config_entry(alias: str, server: Sshd) -> str:
+    """A ~/.ssh/config entry naming `server` as `alias`."""
+    return (
+        f"Host {alias}\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.user}\n"
+        f"  IdentityFile {server.user_key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {server.known_hosts}\n  StrictHostKeyChecking yes\n"
+    )
+
+
+def test_host_is_repeatable_and_takes_commas_each_machines_rows_under_its_name_with_exact_totals(remote, tmp_path):
+    # Two machines: alpha has the two "remote" jobs, beta (another sshd, its own runtime directory) the third.
+    beta = Sshd.start(tmp_path / "beta", env=remote_env(remote.local, f"{VENV_BIN}:/usr/bin:/bin"))
+    try:
+        config = tmp_path / "ssh_config"
+        config.write_text(ssh_config_entry("alpha", remote.server) + ssh_config_entry("beta", beta))
+        env = {**remote.env(), "DSPY_TOP_SSH": f"ssh -F {config}"}
+        first, second, third = remote.jobs
+        truths = [first.run(1), second.run(2), third.run(1)]
+        expected = {first.pid: "alpha", second.pid: "alpha", third.pid: "beta"}
+        for hosts in (["--host", "alpha", "--host", "beta"], ["--host", "alpha,beta"], ["--host", "beta,alpha"]):
+            result = dspy_top(remote, *hosts, "--no-local", "-b", "-n", "1", "--json", env=env)
+            assert result.returncode == 0, (hosts, result.stderr)
+            snapshot = json.loads(result.stdout)
+            assert {p["pid"]: p["host"] for p in snapshot["processes"]} == expected, hosts
+            assert {h["host"]: h["state"] for h in snapshot["hosts"]} == {"alpha": "connected", "beta": "connected"}
+            by_pid = {p["pid"]: p for p in snapshot["processes"]}
+            for job, truth in zip(remote.jobs, truths):
+                assert by_pid[job.pid]["calls"] == truth["totals"]["calls"]
+            exact(snapshot["totals"], remote.sim.stats())  # every job of the simulated LM, each once
+
+        result = dspy_top(remote, "--host", "alpha", "--host", "beta", "--no-local", "-b", "-n", "1", env=env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert "Hosts: alpha connected; beta connected" in lines, result.stdout
+        rows = sorted((row[0], row[1]) for row in map(str.split, lines) if row[:1] in (["alpha"], ["beta"]))
+        assert rows == sorted((host, str(pid)) for pid, host in expected.items())
+    finally:
+        beta.stop()
