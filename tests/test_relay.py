@@ -23,6 +23,11 @@ import pytest
 from dspy_top import protocol
 from dspy_top.sources import relay_wire as wire
 from tests.helpers.jobs import REPO, runtime_dir, start_job
+from tests.test_runtime_trust import (
+    Planted,
+    as_another_user,
+    shared_tmp,  # noqa: F401 (a fixture, used by name)
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -232,3 +237,58 @@ def test_relay_help_says_what_it_is_for():
     )
     assert result.returncode == 0
     assert "dspy-top --host HOST" in result.stdout and "ends when stdin closes" in result.stdout
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _proc_net(name: str) -> list[list[str]]:
+    try:
+        return [line.split() for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]]
+    except OSError:
+        return []  # no IPv6 on this machine, say
+
+
+@as_another_user
+@pytest.mark.slow
+def test_the_relay_opens_no_port_and_attaches_only_its_own_users_jobs(shared_tmp):  # noqa: F811
+    # Another user's job whose socket sits in the relay's own directory (hard-linked there, the file made ours):
+    # refused by its peer's credentials, as a local viewer refuses it. The user's own job is relayed.
+    directory = runtime_dir()
+    job = start_job(directory)
+    planted = Planted(shared_tmp / "elsewhere")
+    theirs = directory / planted.socket_path.name
+    os.link(planted.socket_path, theirs)
+    os.chown(theirs, os.getuid(), os.getgid())
+    relay = RelayProcess(directory)
+    try:
+        greeted(relay)
+        relay.until(lambda f: f["t"] == wire.SETTLED, "settled")
+        [refused] = [f for f in relay.seen if f["t"] == wire.CLOSED and f["k"] == str(theirs)]
+        assert "served by another user" in refused["reason"], refused
+        connected = {f["k"] for f in relay.seen if f["t"] == wire.CONNECTED}
+        assert connected == {str(job.socket_path)}
+        assert not any(f.get("k") == str(theirs) for f in relay.seen if f["t"] == wire.MESSAGE)
+
+        # Its sockets: the jobs' Unix sockets, as a client; nothing listening, no TCP or UDP socket at all.
+        sockets = _socket_inodes(relay.proc.pid)
+        assert sockets, "the relay holds its job's socket"
+        for name in ("tcp", "tcp6", "udp", "udp6", "raw", "raw6"):
+            assert not sockets & {row[9] for row in _proc_net(name) if len(row) > 9}, name
+        unix = {row[6]: row[3] for row in _proc_net("unix") if len(row) > 6}
+        assert sockets <= set(unix), "every socket of the relay is a Unix socket"
+        assert all(int(unix[inode], 16) & 0x10000 == 0 for inode in sockets), "none listens"
+        assert os.stat(f"/proc/{relay.proc.pid}").st_uid == os.getuid()  # the rights of the user who ran it
+    finally:
+        relay.close()
+        planted.stop()
+        job.kill()
