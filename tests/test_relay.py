@@ -292,3 +292,40 @@ def test_the_relay_opens_no_port_and_attaches_only_its_own_users_jobs(shared_tmp
         relay.close()
         planted.stop()
         job.kill()
+
+
+def test_the_example_in_docs_protocol_md_reads_a_relay_as_another_tool_would():
+    # The "Using it from another tool" example, run as written but for the command (a local relay, not ssh).
+    text = (REPO / "docs" / "protocol.md").read_text()
+    section = text[text.index("### Using it from another tool") :]
+    example = section[section.index("```python\n") + len("```python\n") :]
+    example = example[: example.index("```")]
+    command = '["ssh", "gpu-box", "dspy-top", "relay"]'
+    assert command in example
+    example = example.replace(command, "[sys.executable, '-m', 'dspy_top', 'relay']")
+    directory = runtime_dir()
+    job = start_job(directory)
+    truth = job.run(2)
+    env = {**os.environ, "DSPY_TOP_RUNTIME_DIR": str(directory), "PYTHONPATH": str(REPO)}
+    tool = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n" + example],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+    )
+    try:
+        expected = f"{job.socket_path} {truth['totals']['calls']}"
+        seen = []
+        for line in tool.stdout:  # a line per stats frame; the job's totals come within a second
+            seen.append(line.strip())
+            if line.strip() == expected:
+                break
+        assert expected in seen, (seen, tool.stderr.read() if tool.poll() is not None else "")
+    finally:
+        tool.kill()
+        tool.wait(10)
+        tool.stdout.close()
+        tool.stderr.close()
+        job.kill()
