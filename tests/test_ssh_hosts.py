@@ -11,6 +11,7 @@ One sshd, simulated LM and set of jobs serve the whole module.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shlex
@@ -504,3 +505,29 @@ def test_host_is_repeatable_and_takes_commas_each_machines_rows_under_its_name_w
         assert rows == sorted((host, str(pid)) for pid, host in expected.items())
     finally:
         beta.stop()
+
+
+def test_a_host_that_keeps_failing_is_tried_again_later_each_time_up_to_the_last_delay(remote):
+    closed = remote.ssh
+    closed[closed.index("-p") + 1] = str(free_port())  # nothing listens there
+    fleet = Fleet()
+    # A clock that moves 1000 s each time it is read: each failure's retry_at is a new multiple of 1000 plus the
+    # delay it chose, exactly.
+    clock = itertools.count(1000, 1000)
+    source = SshSource(remote.host, version=__version__, ssh=closed, backoff=(0.5, 1.0, 1.5), clock=lambda: next(clock))
+    collector = Collector(fleet, [source]).start()
+    seen: dict[float, float] = {}  # retry_at -> its delay
+    try:
+
+        def five_failures() -> bool:
+            host = fleet.hosts.get(remote.host)
+            if host is not None and host.retry_at is not None:
+                seen[host.retry_at] = round(host.retry_at % 1000, 3)
+            return len(seen) >= 5
+
+        wait_until(five_failures, "five failed attempts")
+    finally:
+        collector.stop()
+    delays = [seen[at] for at in sorted(seen)]
+    assert delays[:3] == [0.5, 1.0, 1.5] and set(delays[3:]) == {1.5}, delays
+    assert fleet.hosts[remote.host].state == "disconnected" and not fleet.processes
