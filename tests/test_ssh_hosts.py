@@ -328,6 +328,18 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
             f"dspy-top 0.0.9 on {server.host} is older than this one ({__version__}; process protocol 1, this "
             "one speaks 2): upgrade it there (pip install -U dspy-top)",
         ),
+        "older relay": (
+            server.ssh_command(),
+            other_relay("--relay-versions", "0", "--dspy-top", "0.0.5"),
+            f"dspy-top 0.0.5 on {server.host} is older than this one ({__version__}; relay protocol 0, this one "
+            "speaks 1): upgrade it there (pip install -U dspy-top)",
+        ),
+        "newer protocol": (
+            server.ssh_command(),
+            other_relay("--protocol", "3", "--dspy-top", "9.1.0"),
+            f"dspy-top 9.1.0 on {server.host} is newer than this one ({__version__}; process protocol 3, this "
+            "one speaks 2): upgrade dspy-top here (pip install -U dspy-top)",
+        ),
         "banner": (
             server.ssh_command(),
             "echo Welcome to the cluster; dspy-top relay",
@@ -352,7 +364,7 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
             )
             for name, (ssh, command, _) in cases.items()
         }
-        # Each on its own collector: one host name (the same sshd) reached in seven ways.
+        # Each on its own collector: one host name (the same sshd) reached in nine ways.
         fleets = {name: Fleet() for name in cases}
         collectors = [Collector(fleets[name], [source]).start() for name, source in sources.items()]
         try:
@@ -531,3 +543,31 @@ def test_a_host_that_keeps_failing_is_tried_again_later_each_time_up_to_the_last
     delays = [seen[at] for at in sorted(seen)]
     assert delays[:3] == [0.5, 1.0, 1.5] and set(delays[3:]) == {1.5}, delays
     assert fleet.hosts[remote.host].state == "disconnected" and not fleet.processes
+
+
+def test_a_newer_relay_that_still_speaks_this_viewers_relay_version_is_used_with_it(remote):
+    # Negotiated, not equal: a dspy-top 9.0.0 relay speaking relay protocols 1 and 2 serves this viewer with 1.
+    first, second, _ = remote.jobs
+    truths = [first.run(1), second.run(1)]
+    fleet = Fleet()
+    source = SshSource(
+        remote.host,
+        version=__version__,
+        ssh=remote.ssh,
+        relay_command=other_relay("--relay-versions", "1,2", "--dspy-top", "9.0.0"),
+    )
+    collector = Collector(fleet, [source]).start()
+    try:
+        keys = [remote.key(first), remote.key(second)]
+        wait_until(
+            lambda: all(key in fleet.processes and fleet.processes[key].state == "running" for key in keys),
+            "the jobs through the newer relay",
+        )
+        for key, truth in zip(keys, truths):
+            wait_until(
+                lambda key=key, truth=truth: fleet.processes[key].totals.calls == truth["totals"]["calls"], "exact"
+            )
+        [host] = fleet.hosts.values()
+        assert host.state == "connected" and host.status.startswith("dspy-top 9.0.0 on "), host.status
+    finally:
+        collector.stop()
