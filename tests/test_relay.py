@@ -329,3 +329,45 @@ def test_the_example_in_docs_protocol_md_reads_a_relay_as_another_tool_would():
         tool.stdout.close()
         tool.stderr.close()
         job.kill()
+
+
+@pytest.mark.slow
+def test_serve_and_the_relay_watch_the_same_job_at_once_each_with_its_exact_totals():
+    # Both attach with the same code (`LocalSockets`: discovery, uid checks, retries), each as a viewer of the job.
+    from dspy_top.simlm import SimLM
+    from tests.helpers.jobs import JobProcess
+    from tests.helpers.serve import Serve, wait_for
+
+    directory = runtime_dir()
+    with SimLM(latency_scale=0.0) as sim:
+        job = JobProcess(directory, "--lm", "url", env={"SIM_URL": sim.base_url})
+        serve = Serve(directory, "--prometheus", "127.0.0.1:0", "--hostname", "box-1")
+        relay = RelayProcess(directory)
+        try:
+            greeted(relay)
+            serve.expect(rf"job {job.pid} \(.*\) seen")
+            truth = job.run(3)["totals"]
+            ledger = sim.stats()
+            assert truth["calls"] == ledger["requests"] == 6
+            relay.until(
+                lambda f: (
+                    f["t"] == wire.MESSAGE
+                    and f["message"]["t"] == "stats"
+                    and f["message"]["totals"]["calls"] == 6
+                    and f["message"]["totals"]["prompt_tokens"] == ledger["prompt_tokens"]
+                ),
+                "the relay's exact totals",
+            )
+            wait_for(
+                lambda: sum(serve.samples("dspy_lm_calls_total", host="box-1").values()) == 6,
+                30,
+                "serve's exact calls",
+                every=0.2,
+            )
+            tokens = serve.samples("dspy_lm_tokens_total", host="box-1")
+            by_type = {t: sum(v for k, v in tokens.items() if dict(k)["type"] == t) for t in ("input", "output")}
+            assert by_type == {"input": ledger["prompt_tokens"], "output": ledger["completion_tokens"]}
+        finally:
+            relay.close()
+            serve.stop()
+            job.kill()
