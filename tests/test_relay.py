@@ -371,3 +371,36 @@ def test_serve_and_the_relay_watch_the_same_job_at_once_each_with_its_exact_tota
             relay.close()
             serve.stop()
             job.kill()
+
+
+def test_a_payload_the_process_no_longer_holds_is_read_from_its_recording_by_the_relay(tmp_path):
+    # The relay's side of it, on a real recording (the real writer): a `found: false` answer from the process is
+    # replaced by the file's payload, under the viewer's request id; a call the file lacks keeps the process's reason.
+    from dspy_top import schema
+    from dspy_top.relay.loop import StreamSink
+    from tests.helpers.served_job import ServedJob
+
+    path = tmp_path / "job.dtop"
+    served = ServedJob(path)
+    served.calls(5)
+    served.close()
+    out = bytearray()
+    sink = StreamSink(out, wake=lambda: None)
+    sink.connected("/run/4242.sock", schema.hello({**served.hello, "recording": str(path)}))
+    sink.asked("/run/4242.sock", 7, 4242)
+    sink.asked("/run/4242.sock", 8, 4243)
+    gone = "the process no longer holds this call (only its most recent ones are kept)"
+    sink.messages(
+        "/run/4242.sock",
+        [
+            {"t": "payload", "req": 7, "id": 2, "found": False, "reason": gone},
+            {"t": "payload", "req": 8, "id": 999, "found": False, "reason": gone},
+        ],
+    )
+    sink.close()
+    frames = [f for f in protocol.FrameReader(wire.MAX_FRAME).feed(bytes(out)) if f["t"] == wire.MESSAGE]
+    assert [f["message"]["req"] for f in frames] == [4242, 4243]
+    assert frames[0]["message"]["found"] is True and frames[0]["message"]["payload"] == served.payloads[2]
+    assert frames[1]["message"]["found"] is False and frames[1]["message"]["reason"].startswith(
+        gone + "; its recording"
+    )
