@@ -447,7 +447,8 @@ def test_a_remote_calls_payload_opens_from_its_recording_on_that_host_after_the_
     from tests.helpers.recorded import RecordJob, calls_of, everything
 
     path = tmp_path / "remote-job.dtop"
-    job = RecordJob(tmp_path, remote.sim.base_url, env={"DSPY_TOP_RECORD": str(path)})
+    sim = SimLM(latency_scale=0.0).start()  # its own: the module's simulated LM counts the module's jobs only
+    job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(path)})
     there = Sshd.start(tmp_path / "sshd", env=remote_env(job.socket_path.parent, f"{VENV_BIN}:/usr/bin:/bin"))
     answers = []
     fleet = Fleet()
@@ -477,6 +478,7 @@ def test_a_remote_calls_payload_opens_from_its_recording_on_that_host_after_the_
         collector.stop()
         there.stop()
         job.kill()
+        sim.stop()
 
 
 def ssh_config_entry(alias: str, server: Sshd) -> str:
