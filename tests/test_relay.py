@@ -22,12 +22,11 @@ import pytest
 
 from dspy_top import protocol
 from dspy_top.sources import relay_wire as wire
-from tests.helpers.jobs import REPO, runtime_dir, start_job
-from tests.test_runtime_trust import (
+from tests.helpers.another_user import (
     Planted,
     as_another_user,
-    shared_tmp,  # noqa: F401 (a fixture, used by name)
 )
+from tests.helpers.jobs import REPO, runtime_dir, start_job
 
 pytestmark = pytest.mark.timeout(120)
 
