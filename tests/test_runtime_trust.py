@@ -11,98 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from dspy_top import client, paths, protocol
+from dspy_top import client, paths
 from dspy_top.model import Fleet
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
+from tests.helpers.another_user import AS_NOBODY, Planted, as_another_user
 from tests.helpers.fake_server import FakeServer, hello, snapshot
 from tests.helpers.jobs import REPO, JobProcess, runtime_dir
 
 pytestmark = pytest.mark.timeout(120)
 
-HELPERS = Path(__file__).parent / "helpers"
 RUN_JOB = Path(__file__).parent / "jobs" / "run_job.py"
-
-
-def _as_nobody() -> dict:
-    """subprocess arguments that run a command as `nobody` (and its own group), or {} when not possible."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        return {}
-    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-
-
-AS_NOBODY = _as_nobody()
-
-
-def _nobody_python() -> str | None:
-    """A python3 that `nobody` can run (the test's own may live in root's home), or None."""
-    if not AS_NOBODY:
-        return None
-    for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
-        try:
-            if (
-                candidate
-                and subprocess.run([candidate, "-c", "pass"], capture_output=True, cwd="/", **AS_NOBODY).returncode == 0
-            ):
-                return candidate
-        except OSError:  # not executable by nobody
-            continue
-    return None
-
-
-NOBODY_PYTHON = _nobody_python()
-as_another_user = pytest.mark.skipif(NOBODY_PYTHON is None, reason="needs root (and a python3 nobody can run)")
-
-
-@pytest.fixture
-def shared_tmp():
-    """A sticky, world-writable directory like /tmp, of this test's own."""
-    base = Path(tempfile.mkdtemp(prefix="dtt", dir="/tmp"))
-    os.chmod(base, 0o1777)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-class Planted:
-    """`nobody`'s fake job, serving in `directory` (which it creates 0777 when missing)."""
-
-    def __init__(self, directory: Path, argv0: str = "FAKE-JOB") -> None:
-        frames = directory.parent / f"frames-{os.getpid()}-{id(self)}"
-        frames.write_bytes(protocol.encode(hello(4242, [argv0])) + protocol.encode(snapshot(7)))
-        # Copied where `nobody` can read it: the checkout may sit in a home it cannot enter.
-        script = directory.parent / f"planted-{os.getpid()}-{id(self)}.py"
-        shutil.copyfile(HELPERS / "planted_server.py", script)
-        for path in (frames, script):
-            os.chmod(path, 0o644)
-        self.proc = subprocess.Popen(
-            [NOBODY_PYTHON, str(script), str(directory), str(frames)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd="/",
-            **AS_NOBODY,
-        )
-        line = self.proc.stdout.readline()
-        assert line.startswith("READY"), line
-        self.socket_path = Path(line.split()[1])
-
-    def stop(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(10)
 
 
 def viewer_env(tmp: Path, state: Path | str) -> dict[str, str]:

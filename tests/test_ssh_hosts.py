@@ -11,6 +11,7 @@ One sshd, simulated LM and set of jobs serve the whole module.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shlex
@@ -327,6 +328,18 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
             f"dspy-top 0.0.9 on {server.host} is older than this one ({__version__}; process protocol 1, this "
             "one speaks 2): upgrade it there (pip install -U dspy-top)",
         ),
+        "older relay": (
+            server.ssh_command(),
+            other_relay("--relay-versions", "0", "--dspy-top", "0.0.5"),
+            f"dspy-top 0.0.5 on {server.host} is older than this one ({__version__}; relay protocol 0, this one "
+            "speaks 1): upgrade it there (pip install -U dspy-top)",
+        ),
+        "newer protocol": (
+            server.ssh_command(),
+            other_relay("--protocol", "3", "--dspy-top", "9.1.0"),
+            f"dspy-top 9.1.0 on {server.host} is newer than this one ({__version__}; process protocol 3, this "
+            "one speaks 2): upgrade dspy-top here (pip install -U dspy-top)",
+        ),
         "banner": (
             server.ssh_command(),
             "echo Welcome to the cluster; dspy-top relay",
@@ -351,7 +364,7 @@ def test_each_way_a_host_can_fail_gets_its_own_clear_message(remote, tmp_path):
             )
             for name, (ssh, command, _) in cases.items()
         }
-        # Each on its own collector: one host name (the same sshd) reached in seven ways.
+        # Each on its own collector: one host name (the same sshd) reached in nine ways.
         fleets = {name: Fleet() for name in cases}
         collectors = [Collector(fleets[name], [source]).start() for name, source in sources.items()]
         try:
@@ -425,3 +438,138 @@ def test_batch_mode_waits_for_a_host_slower_to_answer_than_local_sockets(remote)
     snapshot = json.loads(result.stdout)
     assert sorted(p["calls"] for p in snapshot["processes"]) == sorted(t["totals"]["calls"] for t in truths)
     assert snapshot["hosts"][0]["state"] == "connected"
+
+
+def test_a_remote_calls_payload_opens_from_its_recording_on_that_host_after_the_job_ended(remote, tmp_path):
+    # Issue 16 through the relay: the job on the other machine recorded; it exited, so only its file there has
+    # the payload. The relay reads it on its side (the viewer's machine has no such file).
+    from dspy_top.recording import Recording
+    from tests.helpers.recorded import RecordJob, calls_of, everything
+
+    path = tmp_path / "remote-job.dtop"
+    sim = SimLM(latency_scale=0.0).start()  # its own: the module's simulated LM counts the module's jobs only
+    job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(path)})
+    there = Sshd.start(tmp_path / "sshd", env=remote_env(job.socket_path.parent, f"{VENV_BIN}:/usr/bin:/bin"))
+    answers = []
+    fleet = Fleet()
+    source = SshSource(there.host, version=__version__, ssh=there.ssh_command())
+    collector = Collector(fleet, [source], on_payload=answers.append).start()
+    try:
+        key = f"{there.host}:{job.socket_path}"
+        wait_until(lambda: key in fleet.processes and fleet.processes[key].state == "running", "the remote job")
+        job.run(3)
+        assert job.exit() == 0
+        wait_until(lambda: fleet.processes[key].state == "ended", "the remote job ended")
+        messages, _ = everything(path)
+        first, last = calls_of(messages)[0]["id"], calls_of(messages)[-1]["id"]
+        for call_id in (first, last):
+            collector.request_payload(key, call_id)
+            wait_until(lambda call_id=call_id: any(a.call_id == call_id for a in answers), "the payload's answer")
+            [answer] = [a for a in answers if a.call_id == call_id]
+            with Recording(path) as recording:
+                assert answer.process == key and answer.payload == recording.payload(call_id), answer
+        # A call the recording does not have: why, from the host's side.
+        collector.request_payload(key, 10**9)
+        wait_until(lambda: any(a.call_id == 10**9 for a in answers), "the refusal")
+        [missing] = [a for a in answers if a.call_id == 10**9]
+        assert missing.payload is None and "the process has ended" in missing.reason
+        assert f"its recording {path} holds no payload for this call" in missing.reason
+    finally:
+        collector.stop()
+        there.stop()
+        job.kill()
+        sim.stop()
+
+
+def ssh_config_entry(alias: str, server: Sshd) -> str:
+    """A ~/.ssh/config entry naming `server` as `alias`."""
+    return (
+        f"Host {alias}\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.user}\n"
+        f"  IdentityFile {server.user_key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {server.known_hosts}\n  StrictHostKeyChecking yes\n"
+    )
+
+
+def test_host_is_repeatable_and_takes_commas_each_machines_rows_under_its_name_with_exact_totals(remote, tmp_path):
+    # Two machines: alpha has the two "remote" jobs, beta (another sshd, its own runtime directory) the third.
+    beta = Sshd.start(tmp_path / "beta", env=remote_env(remote.local, f"{VENV_BIN}:/usr/bin:/bin"))
+    try:
+        config = tmp_path / "ssh_config"
+        config.write_text(ssh_config_entry("alpha", remote.server) + ssh_config_entry("beta", beta))
+        env = {**remote.env(), "DSPY_TOP_SSH": f"ssh -F {config}"}
+        first, second, third = remote.jobs
+        truths = [first.run(1), second.run(2), third.run(1)]
+        expected = {first.pid: "alpha", second.pid: "alpha", third.pid: "beta"}
+        for hosts in (["--host", "alpha", "--host", "beta"], ["--host", "alpha,beta"], ["--host", "beta,alpha"]):
+            result = dspy_top(remote, *hosts, "--no-local", "-b", "-n", "1", "--json", env=env)
+            assert result.returncode == 0, (hosts, result.stderr)
+            snapshot = json.loads(result.stdout)
+            assert {p["pid"]: p["host"] for p in snapshot["processes"]} == expected, hosts
+            assert {h["host"]: h["state"] for h in snapshot["hosts"]} == {"alpha": "connected", "beta": "connected"}
+            by_pid = {p["pid"]: p for p in snapshot["processes"]}
+            for job, truth in zip(remote.jobs, truths):
+                assert by_pid[job.pid]["calls"] == truth["totals"]["calls"]
+            exact(snapshot["totals"], remote.sim.stats())  # every job of the simulated LM, each once
+
+        result = dspy_top(remote, "--host", "alpha", "--host", "beta", "--no-local", "-b", "-n", "1", env=env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert "Hosts: alpha connected; beta connected" in lines, result.stdout
+        rows = sorted((row[0], row[1]) for row in map(str.split, lines) if row[:1] in (["alpha"], ["beta"]))
+        assert rows == sorted((host, str(pid)) for pid, host in expected.items())
+    finally:
+        beta.stop()
+
+
+def test_a_host_that_keeps_failing_is_tried_again_later_each_time_up_to_the_last_delay(remote):
+    closed = remote.ssh
+    closed[closed.index("-p") + 1] = str(free_port())  # nothing listens there
+    fleet = Fleet()
+    # A clock that moves 1000 s each time it is read: each failure's retry_at is a new multiple of 1000 plus the
+    # delay it chose, exactly.
+    clock = itertools.count(1000, 1000)
+    source = SshSource(remote.host, version=__version__, ssh=closed, backoff=(0.5, 1.0, 1.5), clock=lambda: next(clock))
+    collector = Collector(fleet, [source]).start()
+    seen: dict[float, float] = {}  # retry_at -> its delay
+    try:
+
+        def five_failures() -> bool:
+            host = fleet.hosts.get(remote.host)
+            if host is not None and host.retry_at is not None:
+                seen[host.retry_at] = round(host.retry_at % 1000, 3)
+            return len(seen) >= 5
+
+        wait_until(five_failures, "five failed attempts")
+    finally:
+        collector.stop()
+    delays = [seen[at] for at in sorted(seen)]
+    assert delays[:3] == [0.5, 1.0, 1.5] and set(delays[3:]) == {1.5}, delays
+    assert fleet.hosts[remote.host].state == "disconnected" and not fleet.processes
+
+
+def test_a_newer_relay_that_still_speaks_this_viewers_relay_version_is_used_with_it(remote):
+    # Negotiated, not equal: a dspy-top 9.0.0 relay speaking relay protocols 1 and 2 serves this viewer with 1.
+    first, second, _ = remote.jobs
+    truths = [first.run(1), second.run(1)]
+    fleet = Fleet()
+    source = SshSource(
+        remote.host,
+        version=__version__,
+        ssh=remote.ssh,
+        relay_command=other_relay("--relay-versions", "1,2", "--dspy-top", "9.0.0"),
+    )
+    collector = Collector(fleet, [source]).start()
+    try:
+        keys = [remote.key(first), remote.key(second)]
+        wait_until(
+            lambda: all(key in fleet.processes and fleet.processes[key].state == "running" for key in keys),
+            "the jobs through the newer relay",
+        )
+        for key, truth in zip(keys, truths):
+            wait_until(
+                lambda key=key, truth=truth: fleet.processes[key].totals.calls == truth["totals"]["calls"], "exact"
+            )
+        [host] = fleet.hosts.values()
+        assert host.state == "connected" and host.status.startswith("dspy-top 9.0.0 on "), host.status
+    finally:
+        collector.stop()

@@ -5,7 +5,8 @@ pipe, lets the source take its turn, and writes what the turn said in one go. Wr
 a viewer (or a network) slower than the jobs makes the relay read its sockets later, and
 each job then drops call events for it and counts them (`dropped_viewer`), as it would for
 a slow local viewer; the counters stay exact. Nothing is checked or folded here: the viewer
-does that, as it would for a local process.
+does that, as it would for a local process. A payload the process can no longer give (it
+ended, or moved on) is read here from its recording: the file is on this machine, not the viewer's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import FrameReader, Hello, ProtocolError
 from dspy_top.sources import relay_wire as wire
 from dspy_top.sources.base import CannotRequest, Sink, Source
+from dspy_top.sources.recorded_payloads import RecordedPayloads
 
 LONGEST_WAIT = 0.25  # seconds a pass waits at most, as the collector's
 PENDING_PAYLOADS = 1000  # payload requests remembered for their answer; older ones are forgotten
@@ -36,17 +38,22 @@ class StreamSink(Sink):
         self._wake = wake
         # (key, the process's request id) -> the viewer's request id, until the answer passes.
         self._payloads: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self.recorded = RecordedPayloads()  # the processes' recordings, which this machine holds
 
     def attach(self, key: str, pid: int | None = None, status: str = CONNECTING_STATUS) -> None:
         self.frame({"t": wire.ATTACH, "k": key, "pid": pid, "status": status})
 
     def connected(self, key: str, hello: Hello) -> None:
+        self.recorded.saw_hello(key, hello.pid, hello.started_at, hello.recording)
         self.frame({"t": wire.CONNECTED, "k": key, "hello": wire.hello_message(hello)})
 
     def messages(self, key: str, messages: list[dict[str, Any]]) -> bool:
         for message in messages:
-            if message.get("t") == protocol.PAYLOAD:
+            kind = message.get("t")
+            if kind == protocol.PAYLOAD:
                 message = self._answer(key, message)
+            elif kind == protocol.EXIT and isinstance(message.get("recording"), str):
+                self.recorded.saw_exit(key, message["recording"])
             self.frame({"t": wire.MESSAGE, "k": key, "message": message})
         return True  # the viewer checks them; it ignores a process it refused
 
@@ -77,7 +84,27 @@ class StreamSink(Sink):
 
     def _answer(self, key: str, message: dict[str, Any]) -> dict[str, Any]:
         viewer_req = self._payloads.pop((key, message.get("req")), None)  # type: ignore[arg-type]
-        return message if viewer_req is None else {**message, "req": viewer_req}
+        if viewer_req is None:
+            return message
+        if message.get("found") is not True and type(message.get("id")) is int:
+            reason = message.get("reason")
+            reason = reason if isinstance(reason, str) else "the process no longer holds this call"
+            return self.from_recording(key, viewer_req, message["id"], reason)
+        return {**message, "req": viewer_req}
+
+    def from_recording(self, key: str, viewer_req: int, call_id: int, reason: str) -> dict[str, Any]:
+        """The process's payload answer for a call it cannot give: from its recording, else why not."""
+        try:
+            payload, why = self.recorded.payload(key, call_id)
+        except Exception as exc:  # the relay's own fault: said in the answer, never the relay's end
+            payload, why = None, f"its recording cannot be read ({type(exc).__name__})"
+        answer: dict[str, Any] = {"t": protocol.PAYLOAD, "req": viewer_req, "id": call_id}
+        if payload is not None:
+            return {**answer, "found": True, "payload": payload}
+        return {**answer, "found": False, "reason": f"{reason}; {why}" if why else reason}
+
+    def close(self) -> None:
+        self.recorded.close()
 
 
 class Relay:
@@ -116,6 +143,7 @@ class Relay:
         finally:
             try:
                 self.source.close()
+                self.sink.close()
             finally:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
@@ -221,19 +249,8 @@ class Relay:
             try:
                 process_req = self.source.request_payload(key, call_id)
             except CannotRequest as exc:
-                self.sink.frame(
-                    {
-                        "t": wire.MESSAGE,
-                        "k": key,
-                        "message": {
-                            "t": protocol.PAYLOAD,
-                            "req": viewer_req,
-                            "id": call_id,
-                            "found": False,
-                            "reason": str(exc),
-                        },
-                    }
-                )
+                answer = self.sink.from_recording(key, viewer_req, call_id, str(exc))
+                self.sink.frame({"t": wire.MESSAGE, "k": key, "message": answer})
                 return
             self.sink.asked(key, process_req, viewer_req)
         elif kind == wire.STOP:

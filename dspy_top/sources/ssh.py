@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dspy_top import schema
+from dspy_top import protocol, schema
 from dspy_top.model.hosts import HOST_CONNECTED, HOST_CONNECTING, HOST_DISCONNECTED
 from dspy_top.model.states import CONNECTING_STATUS
 from dspy_top.protocol import FrameReader, ProtocolError
@@ -159,7 +159,8 @@ class SshSource(Source):
     # --- requests ---------------------------------------------------------------------------
 
     def request_payload(self, key: str, call_id: int) -> int:
-        remote = self._carrying(key)
+        # A process that ended is asked too: the relay reads its recording, on that machine.
+        remote = self._carrying(key, ended_too=True)
         request = next(self._requests)
         self._send({"t": wire.GET_PAYLOAD, "k": remote, "req": request, "id": call_id})
         return request
@@ -196,13 +197,13 @@ class SshSource(Source):
         self._close_pipes(proc)
         self._proc = None
 
-    def _carrying(self, key: str) -> str:
+    def _carrying(self, key: str, ended_too: bool = False) -> str:
         remote = self._remote(key)
         if remote is None:
             raise CannotRequest(f"not a process of {self.host}")
         if not self._negotiated:
             raise CannotRequest(f"{self.host} is not connected")
-        if key not in self._carried or key in self._refused:
+        if key in self._refused or not (ended_too or key in self._carried):
             raise CannotRequest("not connected to the process (has it ended?)")
         return remote
 
@@ -397,8 +398,13 @@ class SshSource(Source):
         if remote is None or not messages:
             return
         key = f"{self.host}:{remote}"
-        if key not in self._carried or key in self._refused:
-            return  # a process the collector refused (or the relay never attached): not read further
+        if key in self._refused:
+            return  # a process the collector refused: not read further
+        if key not in self._carried:
+            # Ended (or never attached): only answers to payload requests, from its recording there.
+            messages = [m for m in messages if m.get("t") == protocol.PAYLOAD]
+            if not messages:
+                return
         if not self.sink.messages(key, messages):
             self._refused.add(key)
 

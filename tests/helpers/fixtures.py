@@ -6,7 +6,10 @@ The heavy imports happen inside the fixtures: a test that asks for none of them 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +91,12 @@ def runtime(monkeypatch, tmp_path):
     monkeypatch.delenv("DSPY_TOP", raising=False)
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A sticky, world-writable directory like /tmp, of this test's own."""
+    base = Path(tempfile.mkdtemp(prefix="dtt", dir="/tmp"))
+    os.chmod(base, 0o1777)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
