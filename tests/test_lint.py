@@ -28,3 +28,19 @@ def test_the_code_is_formatted():
     assert result.returncode == 0, (
         "run `ruff format " + " ".join(PARTS) + "`:\n" + result.stdout[-8000:] + result.stderr[-2000:]
     )
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/helpers/ (or a fixture): a test module imported by another
+    runs its tests twice under two names and ties the two files together."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(name.startswith("tests.test_") for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == [], offenders
