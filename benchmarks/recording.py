@@ -3,7 +3,7 @@ and a 1,000,000-call recording opened, searched, read whole and exported, with t
 memory; and what recording costs a real DSPy job per LM call (`wired`).
 
     python benchmarks/recording.py                     # everything (a few minutes; ~1 GB of temp files)
-    python benchmarks/recording.py corpus metadata     # some parts: corpus | metadata | writer | big | wired
+    python benchmarks/recording.py corpus metadata     # parts: corpus | redaction | metadata | writer | big | wired
     python benchmarks/recording.py big --calls 200000  # a smaller big file
     python benchmarks/recording.py wired --rounds 20   # the job's cost, in fresh processes, round by round
 
@@ -734,10 +734,44 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def redaction(directory: Path, count: int = 1500) -> dict:
+    """The redaction pass over each corpus's payloads in turn, as a recording job's one redactor
+    meets them (what it remembers from the payloads before included), in a fresh interpreter."""
+    results = {}
+    for name in ("demo", "rag"):
+        path = directory / f"{name}.msgpack"
+        if not path.exists():
+            _worker(f"corpus-{name}", str(path), str(count))
+        results[name] = row = _worker("redaction", str(path))
+        print(f"redaction {name}: {row}", flush=True)
+    return results
+
+
+def redaction_worker(path: str) -> dict:
+    from dspy_top.instrumentation.redact import MAX_STRING, Redactor
+
+    payloads = load_corpus(Path(path))
+    redactor = Redactor({})
+    times = []
+    for payload in payloads:
+        started = time.perf_counter()
+        redactor.value({"payload": payload}, MAX_STRING)
+        times.append(time.perf_counter() - started)
+    later = sorted(times[len(times) // 10 :])  # past the first tenth: what a running job pays
+    return {
+        "payloads": len(payloads),
+        "median_us": round(later[len(later) // 2] * 1e6, 1),
+        "mean_us": round(sum(later) / len(later) * 1e6, 1),
+        "first_tenth_mean_us": round(sum(times[: len(times) // 10]) / (len(times) // 10) * 1e6, 1),
+    }
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--worker"]:
         part, *rest = argv[1:]
-        if part == "corpus-demo":
+        if part == "redaction":
+            result = redaction_worker(rest[0])
+        elif part == "corpus-demo":
             result = build_demo_corpus(Path(rest[0]), int(rest[1]))
         elif part == "corpus-rag":
             result = build_rag_corpus(Path(rest[0]), int(rest[1]))
@@ -761,6 +795,8 @@ def main(argv: list[str]) -> int:
     try:
         if "corpus" in args.parts or any(p in args.parts for p in ("writer", "big")):
             results["corpus"] = corpus(directory)
+        if "redaction" in args.parts:
+            results["redaction"] = redaction(directory)
         if "metadata" in args.parts:
             results["metadata"] = metadata(directory)
         if "writer" in args.parts:
