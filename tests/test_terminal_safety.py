@@ -311,3 +311,74 @@ def test_a_hosts_status_from_ssh_is_printed_inert_by_batch_text():
     text = batch.snapshot_text(snapshot)
     assert "Hosts: gpu-box disconnected: ssh to gpu-box failed:" in text
     assert_inert(text, "batch text's Hosts line")
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[str, str, int]:
+    """`python -m dspy_top ARGS` with a real pseudo-terminal for its stdout: (what the terminal got, stderr, status)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 300, 0, 0))  # wide: no line cut short
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dspy_top", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    os.close(slave)
+    shown = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not data:
+                break
+            shown.extend(data)
+        err = proc.stderr.read().decode("utf-8", "replace")
+        status = proc.wait(60)
+    finally:
+        os.close(master)
+        proc.kill()
+        proc.stderr.close()
+    return shown.decode("utf-8", "replace"), err, status
+
+
+def test_exports_runs_and_replay_meant_for_a_terminal_show_hostile_strings_inert(tmp_path):
+    """What the recording commands print on a terminal (export in each format, the runs table,
+    replay -b) passes the job's and the LM's strings through the same inert rendering."""
+    import re
+
+    from dspy_top.recording import RecordingWriter
+
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o700)
+    hello_message, snapshot, budget = hostile_messages(636363)
+    writer = RecordingWriter.create(runs / "hostile.dtop", hello_message)
+    writer.add(snapshot)
+    writer.add(budget)
+    writer.add_payload(1, PAYLOAD)
+    writer.close({"t": "exit", "at": time.time(), "stats": snapshot["stats"]})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+    env.pop("DSPY_TOP", None)
+    recording = str(runs / "hostile.dtop")
+    commands = {
+        "export inspect": ["export", recording, "--format", "inspect"],
+        "export jsonl": ["export", recording, "--payloads"],
+        "export csv": ["export", recording, "--format", "csv", "--payloads"],
+        "runs": ["runs", "--plain", "--dir", str(runs)],
+        "replay -b": ["replay", "-b", "-n", "1", recording],
+    }
+    for name, command in commands.items():
+        shown, err, status = on_a_terminal(*command, env=env)
+        assert status == 0 and "Traceback" not in err, (name, err)
+        assert "PWNED" in shown, (name, shown)  # the hostile strings were printed...
+        own_colours = re.sub(r"\x1b\[[0-9;]*m", "", shown) if name == "export inspect" else shown
+        assert_inert(own_colours, name)  # ...made inert (inspect's own colours aside)
+        assert_inert(err, f"{name}'s stderr")

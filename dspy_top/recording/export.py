@@ -315,12 +315,12 @@ def inspect_text(
     when = call.get("time") or "Unknown time"
     parts = ["\n\n\n\n", paint("34", f"[{when}]") + "\n\n"]
     if payload is None:
-        parts.append(f"(the payload of call {call.get('call_id')} is not in the recording)\n\n")
+        parts.append(clean(f"(the payload of call {call.get('call_id')} is not in the recording)") + "\n\n")
         return "".join(parts)
     for message in payload.get("messages") or []:
         if not isinstance(message, dict):
             continue
-        role = str(message.get("role") or "?")
+        role = clean(str(message.get("role") or "?"))
         parts.append(paint("31", f"{role.capitalize()} message:") + "\n\n")
         parts.append(clean(_content(message.get("content"))) + "\n")
         parts.append(_tool_calls(message.get("tool_calls"), paint, clean))
