@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dspy_top.sources import relay_wire as wire
 from dspy_top.simlm import SimLM
+from dspy_top.sources import relay_wire as wire
 from tests.helpers.line_jobs import REPO
 from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
 from tests.helpers.serve import Serve, wait_for

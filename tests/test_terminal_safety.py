@@ -350,11 +350,9 @@ def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[str, str, int]:
     return shown.decode("utf-8", "replace"), err, status
 
 
-def test_exports_runs_and_replay_meant_for_a_terminal_show_hostile_strings_inert(tmp_path):
-    """What the recording commands print on a terminal (export in each format, the runs table,
-    replay -b) passes the job's and the LM's strings through the same inert rendering."""
-    import re
-
+@pytest.fixture
+def hostile_recording(tmp_path):
+    """A recording of the hostile process (its payload too), alone in its runs directory."""
     from dspy_top.recording import RecordingWriter
 
     runs = tmp_path / "runs"
@@ -365,9 +363,17 @@ def test_exports_runs_and_replay_meant_for_a_terminal_show_hostile_strings_inert
     writer.add(budget)
     writer.add_payload(1, PAYLOAD)
     writer.close({"t": "exit", "at": time.time(), "stats": snapshot["stats"]})
+    return runs / "hostile.dtop"
+
+
+def test_exports_runs_and_replay_meant_for_a_terminal_show_hostile_strings_inert(hostile_recording):
+    """What the recording commands print on a terminal (export in each format, the runs table,
+    replay -b) passes the job's and the LM's strings through the same inert rendering."""
+    import re
+
     env = {**os.environ, "PYTHONPATH": str(REPO), "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
     env.pop("DSPY_TOP", None)
-    recording = str(runs / "hostile.dtop")
+    recording, runs = str(hostile_recording), hostile_recording.parent
     commands = {
         "export inspect": ["export", recording, "--format", "inspect"],
         "export jsonl": ["export", recording, "--payloads"],
@@ -382,3 +388,28 @@ def test_exports_runs_and_replay_meant_for_a_terminal_show_hostile_strings_inert
         own_colours = re.sub(r"\x1b\[[0-9;]*m", "", shown) if name == "export inspect" else shown
         assert_inert(own_colours, name)  # ...made inert (inspect's own colours aside)
         assert_inert(err, f"{name}'s stderr")
+
+
+def test_exports_to_a_stream_that_cannot_take_unicode_fall_back_to_ascii(hostile_recording):
+    """`dspy-top export ... | old-tool` under LANG=C: JSON lines stay the same JSON (non-ASCII as JSON
+    escapes), CSV and inspect text get the ASCII stand-ins; never a UnicodeEncodeError."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DSPY_TOP", None)
+
+    def export(*args: str, encoding: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "dspy_top", "export", str(hostile_recording), *args],
+            capture_output=True,
+            cwd=REPO,
+            timeout=60,
+            env={**env, "PYTHONIOENCODING": encoding, "LANG": "C", "LC_ALL": "C"},
+        )
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
+        return done.stdout.decode(encoding)
+
+    exact = [json.loads(line) for line in export("--payloads", encoding="utf-8").splitlines()]
+    for encoding in ("ascii", "latin-1"):
+        text = export("--payloads", encoding=encoding)
+        assert text.isascii() and [json.loads(line) for line in text.splitlines()] == exact  # nothing lost
+        assert "PWNED" in export("--format", "csv", "--payloads", encoding=encoding)
+        assert "User" in export("--format", "inspect", encoding=encoding)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -270,6 +271,23 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 def _json(value: Any) -> str:
     return _ENCODE(value)
+
+
+_NOT_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def ascii_json(text: str) -> str:
+    """JSON text with every character past ASCII written as a JSON escape: the same JSON, for a
+    stream that cannot take Unicode (outside strings, JSON is ASCII already)."""
+    return text if text.isascii() else _NOT_ASCII.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # as a UTF-16 surrogate pair, as JSON spells it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def _number(value: Any) -> str:
