@@ -413,3 +413,19 @@ def test_exports_to_a_stream_that_cannot_take_unicode_fall_back_to_ascii(hostile
         assert text.isascii() and [json.loads(line) for line in text.splitlines()] == exact  # nothing lost
         assert "PWNED" in export("--format", "csv", "--payloads", encoding=encoding)
         assert "User" in export("--format", "inspect", encoding=encoding)
+
+
+def test_serves_log_shows_a_jobs_hostile_command_inert():
+    """`dspy-top serve` logs each job it sees (its command line) on stderr, often a terminal."""
+    from tests.helpers.serve import Serve
+
+    directory, pid = runtime_dir(), os.getpid()  # a live pid: the socket is not taken for a stale one
+    fake = FakeServer(directory / f"{pid}.sock", hostile_messages(pid), payload=PAYLOAD)
+    serve = Serve(directory, "--prometheus", "127.0.0.1:0")
+    try:
+        serve.expect(rf"job {pid} .* seen: ")
+    finally:
+        serve.stop()
+        fake.stop()
+    assert "PWNED" in serve.log()
+    assert_inert(serve.log(), "serve's log")
