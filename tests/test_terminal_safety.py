@@ -429,3 +429,30 @@ def test_serves_log_shows_a_jobs_hostile_command_inert():
         fake.stop()
     assert "PWNED" in serve.log()
     assert_inert(serve.log(), "serve's log")
+
+
+def test_the_runs_list_and_the_replay_show_a_hostile_recording_inert(hostile_recording):
+    """The live views over recordings: `dspy-top runs` on a terminal (its list) and `dspy-top replay`."""
+    from dspy_top.recording.summary import group_runs, list_runs
+    from dspy_top.viewer.replay.runs_list import RunsApp
+    from tests.helpers import replay_app
+
+    found = group_runs(list_runs(hostile_recording.parent)[0], hostile_recording.parent)
+
+    async def runs_list():
+        app = RunsApp(found, hostile_recording.parent)
+        async with app.run_test(size=(200, 20)) as pilot:
+            await pilot.press("down")
+            await pilot.pause()
+            shown = screen_text(app)
+            assert "PWNED" in shown
+            assert_inert(shown, "the runs list")
+
+    asyncio.run(runs_list())
+
+    async def script(pilot):
+        shown = screen_text(pilot.app)
+        assert "PWNED" in shown
+        assert_inert(shown, "the replay")
+
+    replay_app.run(replay_app.replay_app(hostile_recording), script, size=(200, 50))
