@@ -19,7 +19,7 @@ import pytest
 from dspy_top.simlm import SimLM
 from dspy_top.sources import relay_wire as wire
 from tests.helpers.line_jobs import REPO
-from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
+from tests.helpers.planted_secrets import LEAKS, start_secret_job
 from tests.helpers.serve import Serve, wait_for
 from tests.test_relay import RelayProcess, greeted
 
@@ -70,25 +70,7 @@ def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
     otlp = OtlpBodies()
     relay = serve = None
     with SimLM(latency_scale=0.0) as sim:
-        env = {
-            **os.environ,
-            **SECRET_ENV,
-            "SIM_URL": sim.base_url,
-            "QUESTION": SECRET_QUESTION,
-            "DSPY_TOP_RUNTIME_DIR": runtime,
-            "PYTHONPATH": str(REPO),
-            "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
-            "DSPY_TOP_RECORD": f"{records}/",
-        }
-        env.pop("DSPY_TOP", None)
-        job = subprocess.Popen(
-            [sys.executable, "-c", SECRET_JOB, *SECRET_ARGV],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        job = start_secret_job(sim.base_url, runtime, tmp_path / "none.toml", DSPY_TOP_RECORD=f"{records}/")
         try:
             line = job.stdout.readline()
             assert line.startswith("READY"), job.stderr.read()[-3000:]
