@@ -138,9 +138,31 @@ def test_a_viewer_is_told_a_payload_was_dropped_for_size():
                 )
             assert answer is not None and answer["found"] is False
             assert "DSPY_TOP_HISTORY_BYTES" in answer["reason"]
+        the_inspector_says_so(directory, len(ids))
     finally:
         job.exit()
         job.kill()
+
+
+def the_inspector_says_so(directory, calls: int) -> None:
+    """The live view's inspector on the oldest call: its payload is gone, and why (the byte bound)."""
+    from dspy_top.viewer.components.history_table import HistoryTable
+    from dspy_top.viewer.screens.inspect import InspectScreen
+    from tests.helpers.live_app import run_app
+    from tests.helpers.waiting import pilot_wait
+
+    async def script(app, pilot):
+        history = app.query_one(HistoryTable)
+        await pilot_wait(pilot, lambda: history.row_count == calls, "every call in the history")
+        history.focus()
+        await pilot.press("home", "enter")
+        assert isinstance(app.screen, InspectScreen)
+        await pilot_wait(pilot, lambda: app.screen.has_class("-gone"), "the payload said to be gone")
+        shown = str(app.screen.query_one("#inspect-text").render())
+        assert "The payload of this call is gone: dropped to keep this process's payloads under" in shown
+        assert "(DSPY_TOP_HISTORY_BYTES)" in shown
+
+    run_app(directory, script, size=(120, 40), kept_payloads=0)
 
 
 def test_the_lm_options_a_payload_keeps_are_plain_data():

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from dspy_top import client, config
 from dspy_top.recording import Recording, RecordingWriter
 from dspy_top.recording.summary import group_runs, list_runs, summarize
 from dspy_top.simlm import SimLM
-from tests.helpers.recorded import REPO, RecordJob, calls_of, decoded_text, everything
+from tests.helpers.recorded import RecordJob, calls_of, decoded_text, everything
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a job, a terminal or the real app
@@ -222,29 +220,11 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
 @pytest.mark.slow
 def test_no_credential_reaches_the_recording(tmp_path):
     """The job of the socket's privacy test, recorded: every message and payload decoded, and the raw bytes."""
-    from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
+    from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, start_secret_job
 
     directory = tmp_path / "private"
     with SimLM(latency_scale=0.0) as sim:
-        env = {
-            **os.environ,
-            **SECRET_ENV,
-            "SIM_URL": sim.base_url,
-            "QUESTION": SECRET_QUESTION,
-            "DSPY_TOP_RUNTIME_DIR": str(tmp_path / "rt"),
-            "PYTHONPATH": str(REPO),
-            "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
-            "DSPY_TOP_RECORD": f"{directory}/",
-        }
-        env.pop("DSPY_TOP", None)
-        job = subprocess.Popen(
-            [sys.executable, "-c", SECRET_JOB, *SECRET_ARGV],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        job = start_secret_job(sim.base_url, tmp_path / "rt", tmp_path / "none.toml", DSPY_TOP_RECORD=f"{directory}/")
         try:
             assert job.stdout.readline().startswith("READY"), job.stderr.read()[-3000:]
             job.stdin.write("exit\n")

@@ -3,7 +3,7 @@
 import pytest
 
 from dspy_top.instrumentation.redact import REDACTED, Redactor
-from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, SECRET_ENV, SECRET_JOB, SECRET_QUESTION
+from tests.helpers.planted_secrets import LEAKS, start_secret_job
 
 
 def test_credential_keys_headers_and_values_are_removed(monkeypatch):
@@ -201,34 +201,13 @@ def test_values_of_credential_variables_are_redacted_wherever_they_appear():
 
 @pytest.mark.slow
 def test_no_secret_leaves_the_job_on_any_path_a_viewer_reads(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     from dspy_top import protocol
     from dspy_top.simlm import SimLM
-    from tests.helpers.line_jobs import REPO, raw_connect
+    from tests.helpers.line_jobs import raw_connect
 
     runtime = tmp_path / "rt"
     with SimLM(latency_scale=0.0) as sim:
-        env = {
-            **os.environ,
-            **SECRET_ENV,
-            "SIM_URL": sim.base_url,
-            "QUESTION": SECRET_QUESTION,
-            "DSPY_TOP_RUNTIME_DIR": str(runtime),
-            "PYTHONPATH": str(REPO),
-            "DSPY_TOP_CONFIG": str(tmp_path / "none.toml"),
-        }
-        env.pop("DSPY_TOP", None)
-        job = subprocess.Popen(
-            [sys.executable, "-c", SECRET_JOB, *SECRET_ARGV],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        job = start_secret_job(sim.base_url, runtime, tmp_path / "none.toml")
         try:
             line = job.stdout.readline()
             assert line.startswith("READY"), job.stderr.read()[-3000:]

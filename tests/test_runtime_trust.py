@@ -163,3 +163,39 @@ def test_a_directory_others_can_write_to_is_not_trusted(tmp_path):
         sock.listen(1)
         os.chmod(directory, 0o777)
         assert client.discover(directory) == []
+
+
+def test_relay_and_serve_fall_back_from_a_runtime_dir_others_can_write_to(tmp_path):
+    """`dspy-top relay` and `dspy-top serve` read sockets as the viewer does: the same trust, the same fallback."""
+    planted = tmp_path / f"dspy-top-{os.getuid()}"
+    planted.mkdir()
+    os.chmod(planted, 0o777)
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp_path),
+        "DSPY_TOP_STATE_DIR": str(tmp_path / "state"),
+        "PYTHONPATH": str(REPO),
+    }
+    for name in ("DSPY_TOP_RUNTIME_DIR", "XDG_RUNTIME_DIR", "DSPY_TOP"):
+        env.pop(name, None)
+    fallback = tmp_path / "state" / "sockets"
+    relay = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "relay"], input=b"", capture_output=True, cwd=REPO, env=env, timeout=90
+    )
+    (greeting,) = protocol.FrameReader().feed(relay.stdout)[:1]
+    assert greeting["where"] == str(fallback) and f"{planted} can be written by other users" in greeting["warning"]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "dspy_top", "serve", "--prometheus", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    try:
+        said = [serve.stderr.readline() for _ in range(2)]
+    finally:
+        serve.terminate()
+        serve.wait(30)
+        serve.stderr.close()
+    assert f"{planted} can be written by other users (mode 0777): using {fallback} instead" in said[0], said
+    assert "Traceback" not in "".join(said) + relay.stderr.decode()

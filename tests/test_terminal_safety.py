@@ -311,3 +311,148 @@ def test_a_hosts_status_from_ssh_is_printed_inert_by_batch_text():
     text = batch.snapshot_text(snapshot)
     assert "Hosts: gpu-box disconnected: ssh to gpu-box failed:" in text
     assert_inert(text, "batch text's Hosts line")
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[str, str, int]:
+    """`python -m dspy_top ARGS` with a real pseudo-terminal for its stdout: (what the terminal got, stderr, status)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 300, 0, 0))  # wide: no line cut short
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dspy_top", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    os.close(slave)
+    shown = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not data:
+                break
+            shown.extend(data)
+        err = proc.stderr.read().decode("utf-8", "replace")
+        status = proc.wait(60)
+    finally:
+        os.close(master)
+        proc.kill()
+        proc.stderr.close()
+    return shown.decode("utf-8", "replace"), err, status
+
+
+@pytest.fixture
+def hostile_recording(tmp_path):
+    """A recording of the hostile process (its payload too), alone in its runs directory."""
+    from dspy_top.recording import RecordingWriter
+
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o700)
+    hello_message, snapshot, budget = hostile_messages(636363)
+    writer = RecordingWriter.create(runs / "hostile.dtop", hello_message)
+    writer.add(snapshot)
+    writer.add(budget)
+    writer.add_payload(1, PAYLOAD)
+    writer.close({"t": "exit", "at": time.time(), "stats": snapshot["stats"]})
+    return runs / "hostile.dtop"
+
+
+def test_exports_runs_and_replay_meant_for_a_terminal_show_hostile_strings_inert(hostile_recording):
+    """What the recording commands print on a terminal (export in each format, the runs table,
+    replay -b) passes the job's and the LM's strings through the same inert rendering."""
+    import re
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+    env.pop("DSPY_TOP", None)
+    recording, runs = str(hostile_recording), hostile_recording.parent
+    commands = {
+        "export inspect": ["export", recording, "--format", "inspect"],
+        "export jsonl": ["export", recording, "--payloads"],
+        "export csv": ["export", recording, "--format", "csv", "--payloads"],
+        "runs": ["runs", "--plain", "--dir", str(runs)],
+        "replay -b": ["replay", "-b", "-n", "1", recording],
+    }
+    for name, command in commands.items():
+        shown, err, status = on_a_terminal(*command, env=env)
+        assert status == 0 and "Traceback" not in err, (name, err)
+        assert "PWNED" in shown, (name, shown)  # the hostile strings were printed...
+        own_colours = re.sub(r"\x1b\[[0-9;]*m", "", shown) if name == "export inspect" else shown
+        assert_inert(own_colours, name)  # ...made inert (inspect's own colours aside)
+        assert_inert(err, f"{name}'s stderr")
+
+
+def test_exports_to_a_stream_that_cannot_take_unicode_fall_back_to_ascii(hostile_recording):
+    """`dspy-top export ... | old-tool` under LANG=C: JSON lines stay the same JSON (non-ASCII as JSON
+    escapes), CSV and inspect text get the ASCII stand-ins; never a UnicodeEncodeError."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DSPY_TOP", None)
+
+    def export(*args: str, encoding: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "dspy_top", "export", str(hostile_recording), *args],
+            capture_output=True,
+            cwd=REPO,
+            timeout=60,
+            env={**env, "PYTHONIOENCODING": encoding, "LANG": "C", "LC_ALL": "C"},
+        )
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
+        return done.stdout.decode(encoding)
+
+    exact = [json.loads(line) for line in export("--payloads", encoding="utf-8").splitlines()]
+    for encoding in ("ascii", "latin-1"):
+        text = export("--payloads", encoding=encoding)
+        assert text.isascii() and [json.loads(line) for line in text.splitlines()] == exact  # nothing lost
+        assert "PWNED" in export("--format", "csv", "--payloads", encoding=encoding)
+        assert "User" in export("--format", "inspect", encoding=encoding)
+
+
+def test_serves_log_shows_a_jobs_hostile_command_inert():
+    """`dspy-top serve` logs each job it sees (its command line) on stderr, often a terminal."""
+    from tests.helpers.serve import Serve
+
+    directory, pid = runtime_dir(), os.getpid()  # a live pid: the socket is not taken for a stale one
+    fake = FakeServer(directory / f"{pid}.sock", hostile_messages(pid), payload=PAYLOAD)
+    serve = Serve(directory, "--prometheus", "127.0.0.1:0")
+    try:
+        serve.expect(rf"job {pid} .* seen: ")
+    finally:
+        serve.stop()
+        fake.stop()
+    assert "PWNED" in serve.log()
+    assert_inert(serve.log(), "serve's log")
+
+
+def test_the_runs_list_and_the_replay_show_a_hostile_recording_inert(hostile_recording):
+    """The live views over recordings: `dspy-top runs` on a terminal (its list) and `dspy-top replay`."""
+    from dspy_top.recording.summary import group_runs, list_runs
+    from dspy_top.viewer.replay.runs_list import RunsApp
+    from tests.helpers import replay_app
+
+    found = group_runs(list_runs(hostile_recording.parent)[0], hostile_recording.parent)
+
+    async def runs_list():
+        app = RunsApp(found, hostile_recording.parent)
+        async with app.run_test(size=(200, 20)) as pilot:
+            await pilot.press("down")
+            await pilot.pause()
+            shown = screen_text(app)
+            assert "PWNED" in shown
+            assert_inert(shown, "the runs list")
+
+    asyncio.run(runs_list())
+
+    async def script(pilot):
+        shown = screen_text(pilot.app)
+        assert "PWNED" in shown
+        assert_inert(shown, "the replay")
+
+    replay_app.run(replay_app.replay_app(hostile_recording), script, size=(200, 50))

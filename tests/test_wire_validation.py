@@ -209,3 +209,59 @@ def test_the_collector_thread_survives_a_fault_of_its_own():
     finally:
         collector.stop()
     assert not any(t.name == "dspy-top-collector" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_recording_holding_bad_numbers_is_replayed_exported_and_listed_without_a_traceback(tmp_path):
+    """A recording holds what its process sent, bad values too (an exit at infinity, NaN costs, an
+    infinite call id, a start that is a string): replay, export and runs read it like the wire's
+    messages, each bad value costing itself only: no traceback, no hang, no NaN in JSON."""
+    import os
+    import subprocess
+    import sys
+
+    from dspy_top.recording import RecordingWriter
+    from tests.helpers.jobs import REPO
+
+    now = time.time()
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o700)
+    path = runs / "bad.dtop"
+    writer = RecordingWriter.create(path, hello(4242))
+    writer.add(snapshot(2))
+    bad_stats = stats(3)
+    bad_stats["dropped_events"] = INF
+    bad_stats["totals"]["cost_usd"] = math.nan
+    writer.add(bad_stats)
+    fields = ["seq", "id", "start", "latency", "path", "prompt_tokens", "cost_usd"]
+    rows = [[1, INF, now, 1e300, "P.predict", -5, math.nan], [2, "x", "soon", None, 7, 2**70, INF], [3, 9, now, 0.5]]
+    writer.add({"t": "calls", "fields": fields, "rows": rows})
+    writer.add({"t": "stats", "at": math.nan, "totals": {"calls": "many"}, "latency": {"buckets": {10**6: 3}}})
+    writer.add_payload(9, {"messages": [{"role": "user", "content": "hi"}], "outputs": [math.nan]})
+    writer.close({"t": "exit", "at": INF, "stats": bad_stats})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DSPY_TOP", None)
+
+    def strict(text: str) -> list:
+        def refuse(constant):
+            raise AssertionError(f"{constant} is not JSON")
+
+        return [json.loads(line, parse_constant=refuse) for line in text.splitlines() if line.strip()]
+
+    commands = {
+        "replay -b": ["replay", "-b", "-n", "1", str(path)],
+        "replay -b --json": ["replay", "-b", "--json", "-n", "1", str(path)],
+        "export": ["export", str(path), "--payloads"],
+        "export csv": ["export", str(path), "--format", "csv"],
+        "export inspect": ["export", str(path), "--format", "inspect", "-n", "3"],
+        "runs": ["runs", "--dir", str(runs)],
+        "runs --json": ["runs", "--json", "--dir", str(runs)],
+    }
+    for name, command in commands.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "dspy_top", *command], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+        )
+        assert done.returncode in (0, 1) and "Traceback" not in done.stderr, (name, done.stderr[-3000:])
+        if name in ("replay -b --json", "export", "runs --json"):
+            strict(done.stdout)
+        if name == "export":
+            assert [row["call_id"] for row in strict(done.stdout)] == [None, "x", 9]  # every row, bad values null

@@ -21,7 +21,7 @@ from dspy_top.recording import export, runs
 from dspy_top.recording.frames import RecordingError
 from dspy_top.recording.reader import Recording
 from dspy_top.recording.summary import RunSummary, group_runs, list_runs
-from dspy_top.viewer.terminal import for_stream, inert
+from dspy_top.viewer.terminal import can_encode, for_stream, inert
 
 RUNS_DESCRIPTION = """\
 The recorded runs, newest first: when each started, how long it ran, its processes (each
@@ -195,7 +195,11 @@ def export_main(argv: list[str]) -> int:
             say(f"cannot write {args.output}: {exc.strerror or exc}")
             return 2
     terminal = handle is None and out.isatty()
-    clean: Callable[[str], str] = (lambda text: for_stream(inert(text, multiline=True), out)) if terminal else str
+    clean: Callable[[str], str] = str
+    if terminal:
+        clean = lambda text: for_stream(inert(text, multiline=True), out)  # noqa: E731
+    elif handle is None and not can_encode(out, ANY_TEXT):  # LANG=C, an old tool on a pipe
+        clean = export.ascii_json if args.format == "jsonl" else (lambda text: for_stream(text, out))
     try:
         return _export(paths, args, out, clean, terminal)
     except BrokenPipeError:  # `| head`: the reader had enough
@@ -253,7 +257,7 @@ def _export(
             else:
                 if writer is None:
                     payloads = _payloads(recording) if args.payloads else None
-                    target = _Cleaned(out, clean) if terminal else out
+                    target = out if clean is str else _Cleaned(out, clean)
                     writer = (export.Csv if args.format == "csv" else export.JsonLines)(target, payloads)
                 elif args.payloads:
                     writer.payloads = _payloads(recording)
@@ -275,6 +279,10 @@ def _export(
         out.write("\n\n\n\n")
     out.flush()
     return status
+
+
+# Characters only a Unicode encoding holds: a stream that cannot take them gets ASCII (or JSON) escapes.
+ANY_TEXT = "\u202e\U0001f600"
 
 
 def _payloads(recording: Recording) -> Callable[[int], dict[str, Any] | None]:
@@ -311,7 +319,7 @@ def _ended(call: dict[str, Any]) -> float:
 
 
 class _Cleaned:
-    """A terminal stream: what is written is made inert first."""
+    """A terminal, or a stream that cannot take Unicode: what is written is made inert or fitted first."""
 
     def __init__(self, out: TextIO, clean: Callable[[str], str]) -> None:
         self.out = out

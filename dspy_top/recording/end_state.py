@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dspy_top.recording import checkpoints, frames
+from dspy_top.recording.checked import moment
 from dspy_top.recording.decoder import SegmentDecoder, messages_of
 from dspy_top.recording.frames import Damage
 from dspy_top.recording.index import CheckpointRef, Index
@@ -67,8 +68,8 @@ def read_end(view: FileView, first: int, started_at: float, live: bool, size: in
     decoder = SegmentDecoder(view, frames.MESSAGES)
     for found in view.walk(offset, size, quiet_tail=live):
         if found.kind == frames.MESSAGES:
-            ended = max(ended, float(found.meta.get(frames.WRITTEN) or 0.0))
+            ended = max(ended, moment(found.meta.get(frames.WRITTEN), 0.0))
         state.apply_all(messages_of(decoder.feed(found)))
-    if state.exit is not None and isinstance(state.exit.get("at"), (int, float)):
-        ended = float(state.exit["at"])
+    if state.exit is not None and moment(state.exit.get("at")) is not None:
+        ended = moment(state.exit["at"])
     return EndState(state, index is not None, live, started_at, max(ended, started_at), tuple(view.damage))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ from json.encoder import encode_basestring
 from typing import Any, TextIO
 
 from dspy_top.protocol import CALL, CALLS, SNAPSHOT
+from dspy_top.recording.checked import moment
 from dspy_top.recording.reader import Recording
 
 # The columns of every format, in order (docs/recording-format.md, "Export").
@@ -160,7 +162,8 @@ class CallRows:
 
     def _time(self, start: Any) -> str | None:
         """Local ISO 8601 with the offset, to the microsecond."""
-        if not isinstance(start, (int, float)):
+        start = moment(start)
+        if start is None:
             return None
         second = int(start // 1)
         prefix = self._seconds.get(second)
@@ -225,8 +228,11 @@ class JsonLines:
 
     def _encode(self, name: str, values: list[Any]) -> Iterable[str]:
         if name in _DISTINCT:  # numbers that seldom repeat: repr is what json writes for them
-            texts = list(map(repr, values))
-            return texts if _NOT_JSON.isdisjoint(texts) else list(map(_number, values))
+            if _NUMBERS.issuperset(map(type, values)):
+                texts = list(map(repr, values))
+                if _NOT_JSON.isdisjoint(texts):
+                    return texts
+            return list(map(_number, values))  # also what the file holds where a number should be
         if name == "time":
             return map(encode_basestring, values) if None not in values else map(_text, values)
         if name == "error_message":
@@ -246,6 +252,7 @@ class _Memo(dict):
 
 _DISTINCT = ("start", "latency_s", "cost_usd", "cost_saved_usd", "call_id", "seq")
 _NOT_JSON = {"None", "nan", "inf", "-inf"}  # what repr gives and JSON spells otherwise
+_NUMBERS = {int, float, type(None)}
 
 
 class Csv:
@@ -265,26 +272,56 @@ class Csv:
         self.writer.writerows(zip(*table))
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
 
 
 def _json(value: Any) -> str:
-    return _ENCODE(value)
+    try:
+        return _ENCODE(value)
+    except ValueError:  # NaN or an infinity somewhere in it: JSON has no such number, null says unknown
+        return _ENCODE(_without_nan(value))
+
+
+def _without_nan(value: Any) -> Any:
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(item) for item in value]
+    return value
+
+
+_NOT_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def ascii_json(text: str) -> str:
+    """JSON text with every character past ASCII written as a JSON escape: the same JSON, for a
+    stream that cannot take Unicode (outside strings, JSON is ASCII already)."""
+    return text if text.isascii() else _NOT_ASCII.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # as a UTF-16 surrogate pair, as JSON spells it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def _number(value: Any) -> str:
     kind = type(value)
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)  # what json writes for a float
+    if kind is float:
+        return float.__repr__(value) if math.isfinite(value) else "null"  # what json writes for a float
     if kind is int:
         return int.__repr__(value)
-    return "null" if value is None else _ENCODE(value)
+    return "null" if value is None else _json(value)
 
 
 def _text(value: Any) -> str:
     if value is None:
         return "null"
-    return encode_basestring(value) if type(value) is str else _ENCODE(value)
+    return encode_basestring(value) if type(value) is str else _json(value)
 
 
 # --- inspect_history -------------------------------------------------------------------------------
@@ -315,12 +352,12 @@ def inspect_text(
     when = call.get("time") or "Unknown time"
     parts = ["\n\n\n\n", paint("34", f"[{when}]") + "\n\n"]
     if payload is None:
-        parts.append(f"(the payload of call {call.get('call_id')} is not in the recording)\n\n")
+        parts.append(clean(f"(the payload of call {call.get('call_id')} is not in the recording)") + "\n\n")
         return "".join(parts)
     for message in payload.get("messages") or []:
         if not isinstance(message, dict):
             continue
-        role = str(message.get("role") or "?")
+        role = clean(str(message.get("role") or "?"))
         parts.append(paint("31", f"{role.capitalize()} message:") + "\n\n")
         parts.append(clean(_content(message.get("content"))) + "\n")
         parts.append(_tool_calls(message.get("tool_calls"), paint, clean))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspy_top.recording import frames
+from dspy_top.recording.checked import moment
 from dspy_top.recording.frames import Broken, Torn
 from dspy_top.recording.scan import FileView
 
@@ -115,7 +116,7 @@ class IndexWalker:
         meta: dict[str, Any] = found.meta
         index = self.index
         if found.kind == frames.MESSAGES:
-            written = float(meta.get(frames.WRITTEN) or 0.0)
+            written = moment(meta.get(frames.WRITTEN), 0.0)
             if meta.get(frames.SEGMENT) == found.offset:
                 index.messages.append(
                     MessageSegment(found.offset, written, written, int(meta.get(frames.CALLS_BEFORE) or 0), 0, 0)

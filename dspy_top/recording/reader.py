@@ -24,6 +24,7 @@ from typing import Any
 
 from dspy_top.protocol import CALL, CALLS, SNAPSHOT, call_dicts
 from dspy_top.recording import checkpoints, frames
+from dspy_top.recording.checked import amount, moment
 from dspy_top.recording.decoder import SegmentDecoder, messages_of
 from dspy_top.recording.end_state import EndState, read_end
 from dspy_top.recording.frames import Broken, Damage, RecordingError, Torn
@@ -139,7 +140,7 @@ class Recording:
 
     @property
     def started_at(self) -> float:
-        return float(self.hello.get("started_at") or self.header.get("created_at") or 0.0)
+        return moment(self.hello.get("started_at")) or moment(self.header.get("created_at")) or 0.0
 
     @property
     def live(self) -> bool:
@@ -374,15 +375,21 @@ def message_time(message: dict[str, Any]) -> float | None:
         rows = message.get("rows") or ()
         if rows and "start" in fields and "latency" in fields:
             start, latency = fields.index("start"), fields.index("latency")
-            return max(float(row[start] or 0.0) + float(row[latency] or 0.0) for row in rows)
+            ends = [_ended(row[start], row[latency]) for row in rows if len(row) > max(start, latency)]
+            return max(ends, default=None)
         return None
     if kind == CALL:
-        return float(message.get("start") or 0.0) + float(message.get("latency") or 0.0)
+        return _ended(message.get("start"), message.get("latency"))
     for key in ("at", "end", "start"):
-        value = message.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
+        value = moment(message.get(key))
+        if value is not None:
+            return value
     if kind == SNAPSHOT and isinstance(message.get("stats"), dict):
-        value = message["stats"].get("at")
-        return float(value) if isinstance(value, (int, float)) else None
+        return moment(message["stats"].get("at"))
     return None
+
+
+def _ended(start: Any, latency: Any) -> float | None:
+    """When a call ended, from its start and latency as the file holds them (None when its start is no time)."""
+    began = moment(start)
+    return None if began is None else moment(began + amount(latency), began)

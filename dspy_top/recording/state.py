@@ -32,6 +32,7 @@ from dspy_top.protocol import (
     SNAPSHOT,
     STATS,
 )
+from dspy_top.recording.checked import amount, finite, moment
 
 # Finished evaluations kept in a checkpoint (the oldest go first; running ones and compiles
 # are always kept). Bounds a checkpoint of a GEPA run with thousands of evaluations; the
@@ -103,9 +104,9 @@ class RecordingState:
                 self._take_stats(message["stats"])
         elif kind == "recording":
             self.notes.append({k: v for k, v in message.items() if k != "t"})
-        at = message.get("at")
-        if isinstance(at, (int, float)) and at > self.at:
-            self.at = float(at)
+        at = moment(message.get("at"))
+        if at is not None and at > self.at:
+            self.at = at
 
     def apply_all(self, messages: Iterable[dict[str, Any]]) -> None:
         for message in messages:
@@ -164,14 +165,13 @@ class RecordingState:
         for name in TAIL_COUNTERS:
             if tail.get(name):
                 base = totals.get(name)
-                totals[name] = (base if isinstance(base, (int, float)) and not isinstance(base, bool) else 0) + tail[
-                    name
-                ]
-        hist = dict(totals.get("latency_hist") or {})
+                totals[name] = _number(base) + tail[name]
+        stored = totals.get("latency_hist")
+        hist = dict(stored) if isinstance(stored, dict) else {}
         for bucket, count in (tail.get("latency_hist") or {}).items():
-            hist[bucket] = hist.get(bucket, 0) + count
+            hist[bucket] = _number(hist.get(bucket)) + count
         totals["latency_hist"] = hist
-        if tail.get("last_at", 0.0) > (totals.get("last_at") or 0.0):
+        if tail.get("last_at", 0.0) > (moment(totals.get("last_at")) or 0.0):
             totals["last_at"] = tail["last_at"]
         return totals
 
@@ -196,7 +196,7 @@ class RecordingState:
     @classmethod
     def from_checkpoint(cls, stored: dict[str, Any]) -> RecordingState:
         state = cls()
-        state.at = float(stored.get("at") or 0.0)
+        state.at = moment(stored.get("at"), 0.0)
         state.seq = int(stored.get("seq") or 0)
         state.calls = int(stored.get("calls") or 0)
         state.payloads = int(stored.get("payloads") or 0)
@@ -238,7 +238,7 @@ def _sum_calls(tail: dict[str, Any], fields: Any, rows: Any) -> None:
         bucket = bucket_of(latency)
         hist = tail.setdefault("latency_hist", {})
         hist[bucket] = hist.get(bucket, 0) + 1
-        ended = _number(call.get("start")) + latency
+        ended = moment(_number(call.get("start")) + latency, 0.0)
         if ended > tail.get("last_at", 0.0):
             tail["last_at"] = ended
         if call.get("error"):
@@ -253,7 +253,7 @@ def _sum_calls(tail: dict[str, Any], fields: Any, rows: Any) -> None:
             for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
                 _add(tail, name, _number(call.get(name)))
         cost = call.get("cost_usd")
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        if finite(cost):
             _add(tail, "cost_usd", cost)
         elif call.get("prompt_tokens") or call.get("completion_tokens"):
             _add(tail, "unpriced_calls", 1)
@@ -264,8 +264,7 @@ def _add(tail: dict[str, Any], name: str, amount: float) -> None:
         tail[name] = tail.get(name, 0) + amount
 
 
-def _number(value: Any) -> float:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+_number = amount
 
 
 def _finished_eval(scope: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dspy_top.recording.checked import finite
 from dspy_top.recording.end_state import EndState
 from dspy_top.recording.frames import RecordingError
 from dspy_top.recording.reader import Recording
@@ -248,8 +249,7 @@ def best_score(scopes: Iterable[dict[str, Any]], now: float | None = None) -> fl
     return max(scores) if scores else None
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+_number = finite  # a cost of NaN or infinity is no cost: unknown
 
 
 def _int(value: Any) -> int | None:

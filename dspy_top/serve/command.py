@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dspy_top import options
+from dspy_top.viewer.terminal import for_stream, inert
 
 DESCRIPTION = """\
 A headless agent (one per machine and user, like node_exporter): it attaches to every instrumented
@@ -123,12 +124,16 @@ def _count(text: str) -> int:
 
 
 def make_log(stream: Any = None) -> Callable[[str], None]:
-    """One timestamped line per event on stderr (journald and docker add their own context)."""
+    """One timestamped line per event on stderr (journald and docker add their own context).
+
+    A line quotes what jobs chose (their command lines, a refusal's reason): made inert, so it
+    can neither drive the terminal it is read on nor forge a line of its own."""
 
     def log(message: str) -> None:
         out = stream or sys.stderr
         try:
-            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} dspy-top serve: {message}\n")
+            line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} dspy-top serve: {inert(message)}\n"
+            out.write(for_stream(line, out))
             out.flush()
         except (OSError, ValueError):
             pass

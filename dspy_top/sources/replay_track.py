@@ -63,7 +63,7 @@ class Track:
     def span(self) -> tuple[float, float]:
         """The moments its process is shown exactly as it was, as far as what was told goes: from
         the last message told to just before the next one (while it runs), or to before its start."""
-        if self.hello is None:
+        if self.hello is None or (self.closed and not self.shown):  # refused: nothing of it will be told
             return (-math.inf, math.inf)
         if not self.shown:
             return (-math.inf, math.nextafter(self.begin, -math.inf))

@@ -72,3 +72,33 @@ LEAKS = [
     "ghp_0123456789abcdefghij",
     "dozjgNryP4J3jVmNHl0w5N",
 ]
+
+
+def start_secret_job(sim_url: str, runtime, config, **env: str):
+    """SECRET_JOB with its secrets, on the simulated LM at `sim_url`, serving in `runtime` (more of its
+    environment in `env`); it prints `READY <socket>` and waits for a line on stdin to exit."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.line_jobs import REPO
+
+    environment = {
+        **os.environ,
+        **SECRET_ENV,
+        "SIM_URL": sim_url,
+        "QUESTION": SECRET_QUESTION,
+        "DSPY_TOP_RUNTIME_DIR": str(runtime),
+        "PYTHONPATH": str(REPO),
+        "DSPY_TOP_CONFIG": str(config),
+        **env,
+    }
+    environment.pop("DSPY_TOP", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", SECRET_JOB, *SECRET_ARGV],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
