@@ -20,8 +20,8 @@ from dspy_top.simlm import SimLM
 from dspy_top.sources import relay_wire as wire
 from tests.helpers.line_jobs import REPO
 from tests.helpers.planted_secrets import LEAKS, start_secret_job
+from tests.helpers.relay_process import RelayProcess, greeted
 from tests.helpers.serve import Serve, wait_for
-from tests.test_relay import RelayProcess, greeted
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dspy_top import client, paths
+from dspy_top import client, paths, protocol
 from dspy_top.model import Fleet
 from dspy_top.sources.collector import Collector
 from dspy_top.sources.local import local_sockets
