@@ -107,6 +107,14 @@ def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
                 60,
                 "the job's models pushed over OTLP",
             )
+            job.stdin.write("again\n")  # calls while serve watches: each becomes a span
+            job.stdin.flush()
+            assert job.stdout.readline().startswith("DONE"), job.stderr.read()[-3000:]
+            wait_for(
+                lambda: any(path.endswith("/v1/traces") and b"no route" in body for path, body in otlp.bodies),
+                60,
+                "the calls' spans, the failed one's with its error",
+            )
             job.stdin.write("exit\n")
             job.stdin.flush()
             assert job.wait(60) == 0
@@ -137,6 +145,7 @@ def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
     assert "no route POST /[redacted]/v1" in paths["export csv"]  # the failed call's row, its key removed
     assert "alice:[redacted]@" in paths["relay"] and "--token=[redacted]" in paths["relay"]  # payloads, hello
     assert "sim-local" in paths["serve OTLP"] and "sim-local" in paths["replay -b"]
+    assert "no route POST /[redacted]/v1" in paths["serve OTLP"]  # the failed call's span, its key removed
     for where, text in paths.items():
         for secret in LEAKS:
             assert secret not in text, (where, secret)

@@ -17,21 +17,29 @@ lm = dspy.LM("openai/sim-local", api_base=base.replace("http://", "http://alice:
                             "Cookie": "session=cookie-header-7890"})
 dspy.configure(lm=lm)
 program = dspy.ChainOfThought("question -> answer")
-program(question=os.environ["QUESTION"])
 # An LM error whose message holds the environment's key (the sim echoes the unknown path).
 broken = dspy.LM("openai/sim-local", api_base=root + "/" + os.environ["OPENAI_API_KEY"] + "/v1", api_key="sim",
                  cache=False, num_retries=0)
-with dspy.context(lm=broken):
-    try:
-        program(question="this call fails")
-    except Exception:
-        pass
+
+
+def calls():
+    program(question=os.environ["QUESTION"])
+    with dspy.context(lm=broken):
+        try:
+            program(question="this call fails")
+        except Exception:
+            pass
+
+
+calls()
 devset = [dspy.Example(question="What is 1 + 2?", answer="3").with_inputs("question")]
 evaluate = dspy.Evaluate(devset=devset, metric=lambda example, prediction, trace=None: 1.0)
 evaluate(program, callback_metadata={"metric_key": "eval_full", "api_key": "metadata-key-2468",
                                      "note": "token=metadata-token-1357"})
 print("READY", handle.socket_path, flush=True)
-sys.stdin.readline()
+while sys.stdin.readline().strip() == "again":  # the same calls again (a viewer or agent watching now)
+    calls()
+    print("DONE", flush=True)
 """
 
 SECRET_ARGV = [
@@ -76,7 +84,8 @@ LEAKS = [
 
 def start_secret_job(sim_url: str, runtime, config, **env: str):
     """SECRET_JOB with its secrets, on the simulated LM at `sim_url`, serving in `runtime` (more of its
-    environment in `env`); it prints `READY <socket>` and waits for a line on stdin to exit."""
+    environment in `env`); it prints `READY <socket>`, makes its calls again at each `again` line on
+    stdin (then prints `DONE`), and exits at any other line."""
     import os
     import subprocess
     import sys
