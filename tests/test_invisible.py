@@ -164,7 +164,10 @@ def test_objects_the_program_drops_are_freed_even_before_a_fold(plain_lifetimes,
     # Equal, and not because DSPy keeps them anyway (3.4's trace keeps an evaluated predictor,
     # 3.0 the LM of an async call, 3.2 the LM of a failed one): nothing dspy-top holds reaches them.
     assert top["held"] == [] and {"lm", "program", "failed_lm", "evaluated_lm"} <= set(top["checked"])
-    assert top["calls"] >= 21
+    # After an optimizer too: its LM, the optimizer and the program it compiled.
+    assert {"optimized_lm", "optimizer", "compiled"} <= set(top["checked"])
+    assert "optimized_lm" not in top["alive"] or "optimized_lm" in plain_lifetimes["alive"]
+    assert top["calls"] >= 21 + 3
     # The dropped LM's HTTP connections close with it, as without dspy-top. (DSPy 3.4's LM owns
     # its pool; before, litellm's shared clients keep theirs, as many as the threads happened to
     # open, with or without dspy-top.)
