@@ -68,7 +68,11 @@ def differences(plain, top, path=""):
 def test_wrapped_dspy_looks_and_behaves_the_same(plain_probe, mode, tmp_path):
     top = run_probe("invisible_probe.py", mode, tmp_path)
     assert differences(plain_probe, top) == []
-    # Equal, and right: the program's keywords reach the program, its exceptions reach it.
+    # Equal, and right: an optimizer's compile presents the program's own signature, name and doc.
+    compile = top["targets"]["bound:Outer.compile"]
+    assert compile["signature"] == "(student, *, trainset, optimizer=None, tool=None, call=None, lm=None, **kwargs)"
+    assert (compile["qualname"], compile["module"], compile["method"]) == ("Outer.compile", "__main__", True)
+    # The program's keywords reach the program, its exceptions reach it.
     collisions = top["collisions"]
     assert collisions["nested_optimizer"] == {"ok": ["answer"]}
     assert collisions["nested_optimizer_seen"] == {"ok": ["lm", "tool"]}
