@@ -3,7 +3,7 @@
 The `dspy_top_autoload.pth` file that the package installs imports this module at
 interpreter start-up when `DSPY_TOP` is set. It imports nothing heavy: it only waits,
 through an import hook, for the program's own `import dspy` to finish, then calls
-`dspy_top.instrument()`.
+`dspy_top.instrument()` (and watches for multiprocessing's pool, see process_exit.watch).
 """
 
 from __future__ import annotations
@@ -54,12 +54,24 @@ def _instrument_now() -> None:
         sys.stderr.write(f"dspy-top: auto-instrumentation failed: {type(exc).__name__}: {exc}\n")
 
 
+def _watch_pool_workers() -> None:
+    """A multiprocessing pool worker this process becomes must report its totals after each task,
+    even when the program imports dspy only in its first task (process_exit.watch)."""
+    try:
+        from dspy_top.instrumentation import process_exit
+
+        process_exit.watch()
+    except Exception as exc:
+        sys.stderr.write(f"dspy-top: auto-instrumentation failed: {type(exc).__name__}: {exc}\n")
+
+
 def _remove_finder() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterDspyImport)]
 
 
 def enable() -> None:
     """Instrument now if dspy is already imported, else as soon as it is."""
+    _watch_pool_workers()
     if _TARGET in sys.modules:
         _instrument_now()
     elif not any(isinstance(f, _AfterDspyImport) for f in sys.meta_path):

@@ -55,6 +55,19 @@ def assert_exact(delta, sim_stats, cache_hits=0, retries=None):
     assert math.isclose(sum(c["cost_usd"] or 0.0 for c in calls), totals["cost_usd"], rel_tol=1e-9, abs_tol=1e-15)
 
 
+def batch_json(run, tmp_path) -> dict:
+    """What `dspy-top -b -n 1 --json` prints of the running test process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "--socket", str(run.connection.socket_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def metric(example, prediction, trace=None):
     return float(str(prediction.answer).strip() == example.answer)
 
@@ -200,17 +213,31 @@ def test_calls_without_token_counts_read_as_unknown_not_zero(run, tmp_path):
     assert (totals["calls"], totals["unmetered_calls"], totals["unpriced_calls"]) == (3, 3, 3)
     assert [call["usage_known"] for call in delta["calls"]] == [False] * 3
     # The batch JSON a viewer prints says so too.
-    socket = run.connection.socket_path
-    done = subprocess.run(
-        [sys.executable, "-m", "dspy_top", "-b", "-n", "1", "--json", "--socket", str(socket)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=str(tmp_path),
-    )
-    assert done.returncode == 0, done.stderr
-    snapshot = json.loads(done.stdout.splitlines()[-1])
+    snapshot = batch_json(run, tmp_path)
     assert snapshot["totals"]["tokens_known"] is False and snapshot["totals"]["cost_known"] is False
     assert snapshot["totals"]["unmetered_calls"] >= 3
     module = next(m for m in snapshot["modules"] if m["path"] == "Predict")
     assert module["tokens_known"] is False
+
+
+def test_a_model_without_a_price_has_unknown_cost_not_zero(run, sim, tmp_path):
+    """Where DSPy gives no cost (a model litellm's table does not price), tokens stay exact and the cost
+    reads as unknown, on the wire and in the batch JSON."""
+    dspy.configure(lm=dspy.LM("openai/sim-local", api_base=sim.base_url, api_key="sim", cache=False))
+    program = dspy.Predict("question -> answer")
+    for i in range(3):
+        program(question=f"What is {i} + 7? {nonce()}")
+    delta = run.delta()
+    stats, totals = sim.stats(), delta["totals"]
+    assert (totals["calls"], totals["unpriced_calls"], totals["unmetered_calls"]) == (3, 3, 0)
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (
+        stats["prompt_tokens"],
+        stats["completion_tokens"],
+    )
+    assert [call["cost_usd"] for call in delta["calls"]] == [None] * 3
+    snapshot = batch_json(run, tmp_path)
+    assert snapshot["totals"]["cost_known"] is False
+    # The process's totals also hold the other tests' calls: this model's row is this test's alone.
+    model = next(m for m in snapshot["models"] if m["model"] == "openai/sim-local")
+    assert (model["calls"], model["cost_known"], model["tokens_known"]) == (3, False, True)
+    assert model["prompt_tokens"] == stats["prompt_tokens"]

@@ -118,3 +118,32 @@ def test_history_backfill_counts_hits_reads_lm_histories_when_full_and_says_unkn
     assert all(hooks == out["instrument_hooks"] for hooks in out["hooks"]) and out["instrument_hooks"]
     for scenario in (cache, capped, disabled):
         assert scenario["detached"] == "detached" and not scenario["hooked"]
+
+
+def test_the_attach_watchers_record_history_looks_like_dspys_own():
+    """While an attach settles, DSPy's `record_history` is dspy-top's: it must present itself as
+    DSPy's (signature, names, doc, module) and bind keywords as DSPy's does (issue 15)."""
+    import inspect
+
+    from dspy.clients import base_lm
+
+    from dspy_top.instrumentation.history_backfill import HistoryBackfill
+
+    original = base_lm.record_history
+    backfill = HistoryBackfill()
+    backfill.watch()
+    try:
+        wrapper = base_lm.record_history
+        assert wrapper is not original and inspect.unwrap(wrapper) is original
+        for name in ("__name__", "__qualname__", "__module__", "__doc__"):
+            assert getattr(wrapper, name) == getattr(original, name), name
+        assert inspect.signature(wrapper) == inspect.signature(original)
+        assert inspect.signature(wrapper, follow_wrapped=False) == inspect.signature(original)
+        with pytest.raises(TypeError) as plain:
+            original(entry={})
+        with pytest.raises(TypeError) as wrapped:
+            wrapper(entry={})
+        assert str(wrapped.value) == str(plain.value)
+    finally:
+        backfill.close()
+    assert base_lm.record_history is original

@@ -68,7 +68,11 @@ def differences(plain, top, path=""):
 def test_wrapped_dspy_looks_and_behaves_the_same(plain_probe, mode, tmp_path):
     top = run_probe("invisible_probe.py", mode, tmp_path)
     assert differences(plain_probe, top) == []
-    # Equal, and right: the program's keywords reach the program, its exceptions reach it.
+    # Equal, and right: an optimizer's compile presents the program's own signature, name and doc.
+    compile = top["targets"]["bound:Outer.compile"]
+    assert compile["signature"] == "(student, *, trainset, optimizer=None, tool=None, call=None, lm=None, **kwargs)"
+    assert (compile["qualname"], compile["module"], compile["method"]) == ("Outer.compile", "__main__", True)
+    # The program's keywords reach the program, its exceptions reach it.
     collisions = top["collisions"]
     assert collisions["nested_optimizer"] == {"ok": ["answer"]}
     assert collisions["nested_optimizer_seen"] == {"ok": ["lm", "tool"]}
@@ -164,7 +168,10 @@ def test_objects_the_program_drops_are_freed_even_before_a_fold(plain_lifetimes,
     # Equal, and not because DSPy keeps them anyway (3.4's trace keeps an evaluated predictor,
     # 3.0 the LM of an async call, 3.2 the LM of a failed one): nothing dspy-top holds reaches them.
     assert top["held"] == [] and {"lm", "program", "failed_lm", "evaluated_lm"} <= set(top["checked"])
-    assert top["calls"] >= 21
+    # After an optimizer too: its LM, the optimizer and the program it compiled.
+    assert {"optimized_lm", "optimizer", "compiled"} <= set(top["checked"])
+    assert "optimized_lm" not in top["alive"] or "optimized_lm" in plain_lifetimes["alive"]
+    assert top["calls"] >= 21 + 3
     # The dropped LM's HTTP connections close with it, as without dspy-top. (DSPy 3.4's LM owns
     # its pool; before, litellm's shared clients keep theirs, as many as the threads happened to
     # open, with or without dspy-top.)

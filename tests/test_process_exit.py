@@ -17,8 +17,17 @@ POOL_JOB = HERE / "jobs" / "pool_job.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["fork", "forkserver"])
-@pytest.mark.parametrize("end", ["terminate", "join"])
+@pytest.mark.parametrize(
+    ("method", "end"),
+    [
+        ("fork", "terminate"),
+        ("fork", "join"),
+        ("forkserver", "terminate"),
+        ("forkserver", "join"),
+        # The workers import dspy only in their first task: the worker they run is dspy-top's all the same.
+        ("forkserver", "terminate-lazy"),
+    ],
+)
 def test_pool_workers_final_numbers_reach_the_viewer(tmp_path, method, end):
     runtime = Path(tempfile.mkdtemp(prefix="dtp", dir="/tmp"))
     env = {
@@ -45,8 +54,9 @@ def test_pool_workers_final_numbers_reach_the_viewer(tmp_path, method, end):
                 sys.executable,
                 str(POOL_JOB),
                 method,
-                end,
+                end.split("-")[0],
                 "40",
+                *end.split("-")[1:],
             ],
             capture_output=True,
             text=True,
@@ -63,3 +73,30 @@ def test_pool_workers_final_numbers_reach_the_viewer(tmp_path, method, end):
     assert final["totals"]["calls"] == 200  # every worker's last calls included
     if end == "join":  # the workers ended by themselves: each sent its exit frame
         assert all(p["state"] == "ended" for p in workers), [p["state"] for p in workers]
+
+
+WORKER_LOOKS = r"""
+import inspect, json, pickle, sys
+from multiprocessing import pool
+
+def looks(worker):
+    return {"signature": str(inspect.signature(worker)), "name": worker.__name__, "qualname": worker.__qualname__,
+            "module": worker.__module__, "doc": worker.__doc__, "pickled": pickle.dumps(worker).decode("latin-1")}
+
+before = looks(pool.worker)
+from dspy_top.instrumentation import process_exit
+process_exit.install(lambda: None, lambda: None)
+hooked = pool.worker is not inspect.unwrap(pool.worker)
+print(json.dumps({"before": before, "after": looks(pool.worker), "hooked": hooked}))
+"""
+
+
+def test_the_pool_worker_dspy_top_installs_looks_like_multiprocessings_own():
+    """multiprocessing.pool.worker, wrapped so pool workers send their totals after each task, keeps its
+    signature, names and doc, and pickles (a spawn or forkserver Process's target) as multiprocessing's."""
+    done = subprocess.run([sys.executable, "-c", WORKER_LOOKS], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["hooked"] is True
+    assert seen["after"] == seen["before"]
+    assert "dspy_top" not in seen["after"]["pickled"]

@@ -33,5 +33,13 @@ def test_the_ci_matrix_and_the_docs_name_the_supported_lines():
     lines = re.search(r'^DSPY_LINES="([^"]+)"', (REPO / ".ci/run").read_text(), re.M).group(1).split()
     dspy = requirements()["dspy"].specifier
     assert lines and all(f"{line}.0" in dspy for line in lines)
+    # The lines issue 15 names, each in a virtual environment of its own (the newest runs the whole suite).
+    assert {"2.6", "3.0", "3.2", "3.3"} <= set(lines)
     docs = (REPO / "docs/dspy-versions.md").read_text() + (REPO / "README.md").read_text()
     assert all(version in docs for version in TESTED)
+    # The README itself states the supported range, not only the page it links to.
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "supports DSPy 2.6 and every 3.x release line through 3.4" in readme
+    assert all(version in readme for version in TESTED)
+    stated = re.search(r"its requirement, `(dspy[^`]+)`", readme)
+    assert stated and Requirement(stated.group(1)).specifier == requirements()["dspy"].specifier

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import datetime
 import dis
+import functools
 import inspect
 import sys
 import threading
 from typing import Any
 
-from dspy_top.instrumentation.lm_calls import usage_tokens
+from dspy_top.instrumentation.frames import in_module_of
+from dspy_top.instrumentation.lm_calls import binds_like, usage_tokens
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.instrumentation.tally import Tally
 
@@ -99,11 +101,15 @@ class HistoryBackfill:
                 for code in self._call_codes
             }
             original = base_lm.record_history
+            if not binds_like(original, ("client", "entry")):
+                raise LookupError("unfamiliar dspy.clients.base_lm.record_history")
         except Exception:
             self._error()
             return
         backfill = self
 
+        # DSPy's own parameters (`binds_like` checks them): any call binds, or fails, as without dspy-top.
+        @functools.wraps(original)
         def record_history(client, entry):
             try:
                 if backfill.watching and not backfill._settings.disable_history:
@@ -115,8 +121,8 @@ class HistoryBackfill:
             return original(client, entry)
 
         self._base_lm, self._original_record = base_lm, original
-        base_lm.record_history = record_history
-        self._wrapper = record_history
+        self._wrapper = in_module_of(record_history, original)
+        base_lm.record_history = self._wrapper
         self.watching = True
 
     def _straggler(self):

@@ -15,6 +15,7 @@ after the program's own; they change nothing the program sees.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import sys
@@ -43,6 +44,15 @@ def install(on_exit: Callable[[], None], on_task_done: Callable[[], None]) -> No
     """Call `on_exit` when a multiprocessing child ends, `on_task_done` after each task of a pool worker."""
     global _on_exit, _on_task_done
     _on_exit, _on_task_done = on_exit, on_task_done
+    watch()
+
+
+def watch() -> None:
+    """Hook multiprocessing's modules now or when imported; they call back only once `install` is called.
+
+    `DSPY_TOP=1` calls this at start-up (autoload.py): a spawn or forkserver pool worker unpickles
+    its target as `multiprocessing.pool.worker`, so the hook must be in before the program's
+    `import dspy`, which may come only with the worker's first task."""
     waiting = False
     for name in _WATCHED:
         module = sys.modules.get(name)
@@ -89,22 +99,20 @@ def _hook_pool(pool: Any) -> None:
     if pool.worker is _pool_worker:
         return
     _original_worker = pool.worker
+    # multiprocessing's names, signature and doc: a spawn or forkserver Process pickles its target
+    # by them, as `multiprocessing.pool.worker`, so nothing of dspy-top travels with it.
+    functools.update_wrapper(_pool_worker, _original_worker)
     pool.worker = _pool_worker
 
 
-def _pool_worker(inqueue, outqueue, *args, **kwargs):
-    """multiprocessing.pool.worker, telling viewers its totals after each task.
-
-    Also what a forkserver child unpickles as its target, where this module may not be hooked yet."""
-    original = _original_worker
-    if original is None:
-        from multiprocessing import pool  # importing it may hook it, which sets _original_worker
-
-        original = _original_worker or pool.worker
+def _pool_worker(*args, **kwargs):
+    """multiprocessing.pool.worker (its arguments passed on untouched), telling viewers its totals after each task."""
     # A ThreadPool runs the same worker in threads of this process: nothing to do there.
     if threading.current_thread() is threading.main_thread():
-        _report_after_each_task(outqueue)
-    return original(inqueue, outqueue, *args, **kwargs)
+        outqueue = args[1] if len(args) > 1 else kwargs.get("outqueue")
+        if outqueue is not None:
+            _report_after_each_task(outqueue)
+    return _original_worker(*args, **kwargs)
 
 
 def _report_after_each_task(outqueue: Any) -> None:

@@ -108,6 +108,17 @@ def targets():
         except (ImportError, AttributeError):
             continue
         out[f"{module_name}:{path}"] = describe(obj)
+    # What a program looks up on its own objects: an optimizer's compile (dspy-top hands it out
+    # bound to a scoped wrapper), a Tool's and an Evaluate's call.
+    for name, make in (
+        ("Outer.compile", lambda: Outer().compile),
+        ("Local.compile", lambda: make_optimizer_class()().compile),
+        ("BootstrapFewShot.compile", lambda: dspy.BootstrapFewShot(metric=metric).compile),
+        ("Tool.__call__", lambda: dspy.Tool(tool_function).__call__),
+        ("Tool.acall", lambda: dspy.Tool(tool_function).acall),
+        ("Evaluate.__call__", lambda: dspy.Evaluate(devset=trainset(), metric=metric).__call__),
+    ):
+        out[f"bound:{name}"] = describe(make())
     return out
 
 

@@ -1,8 +1,8 @@
 """Does anything keep the program's objects alive once it drops them? Prints one JSON line.
 
 Run plainly, or instrumented (`--top`, `--top-legacy`): a program on the simulated LM makes
-ordinary, async, failing and evaluated calls, then drops its LMs, modules and the exception it
-caught; after `gc.collect()` the probe reports which weak references died, how many calls
+ordinary, async, failing, evaluated and optimizer calls, then drops its LMs, modules, optimizer and
+the exception it caught; after `gc.collect()` the probe reports which weak references died, how many calls
 were still waiting for the recorder's fold when they did (the recorder's lock is held meanwhile,
 so no fold can run), and how many TCP connections the dropped LM left open to its own
 simulated LM (an LM kept alive keeps its engine's connection pool open).
@@ -124,7 +124,24 @@ def main():
                     pass
             refs["failed_lm"] = weakref.ref(lm)
 
+        def optimized():
+            lm = dspy.LM(MODEL, api_base=sim.base_url, api_key="sim", cache=False)
+            program = QA()
+            trainset = [
+                dspy.Example(question=f"What is {i} + 3?", answer=str(i + 3)).with_inputs("question") for i in range(4)
+            ]
+            optimizer = dspy.BootstrapFewShot(metric=lambda e, p, t=None: True, max_bootstrapped_demos=2)
+            with dspy.context(lm=lm):
+                compiled = optimizer.compile(program, trainset=trainset)
+                compiled(question="What is 9 + 3?")
+            refs["optimized_lm"], refs["optimizer"], refs["compiled"] = (
+                weakref.ref(lm),
+                weakref.ref(optimizer),
+                weakref.ref(compiled),
+            )
+
         evaluated()
+        optimized()  # as evaluated(), before the lock: a compile and an evaluation tell the recorder at once
         # No fold while the rest runs: what dspy-top keeps must be free of the program's objects
         # even before its records are folded.
         lock = handle.recorder.lock if handle is not None else contextlib.nullcontext()

@@ -1,9 +1,10 @@
 """A job whose LM calls are made in multiprocessing pool workers, for the final-numbers tests.
 
-Usage: python pool_job.py METHOD END [TASKS]
+Usage: python pool_job.py METHOD END [TASKS [lazy]]
 METHOD: fork or forkserver. END: `terminate` (`with Pool() as pool:`, which terminates the
 workers on leaving, as most programs do) or `join` (close() and join(): the workers end
 by themselves). Each task makes 5 LM calls (DummyLM); prints DONE <calls> at the end.
+`lazy`: dspy is imported by the tasks only, so a forkserver worker imports it in its first task.
 """
 
 import multiprocessing
@@ -13,13 +14,16 @@ import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import dspy  # noqa: E402
-from dspy.utils.dummies import DummyLM  # noqa: E402
+if "lazy" not in sys.argv[4:]:
+    import dspy  # noqa: F401
 
 CALLS_PER_TASK = 5
 
 
 def task(number: int) -> int:
+    import dspy
+    from dspy.utils.dummies import DummyLM
+
     lm = DummyLM([{"answer": str(number)}] * CALLS_PER_TASK)
     lm.cache = False
     predict = dspy.Predict("question -> answer")
