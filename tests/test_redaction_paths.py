@@ -6,52 +6,22 @@ text and what it pushes over OTLP). The job is the one of the socket's privacy t
 
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from dspy_top.simlm import SimLM
 from dspy_top.sources import relay_wire as wire
 from tests.helpers.line_jobs import REPO
+from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.planted_secrets import LEAKS, start_secret_job
 from tests.helpers.relay_process import RelayProcess, greeted
 from tests.helpers.serve import Serve, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-class OtlpBodies:
-    """An OTLP/HTTP endpoint on loopback that keeps every request's body as it arrived (unzipped)."""
-
-    def __init__(self) -> None:
-        bodies = self.bodies = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                bodies.append((self.path, body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def dspy_top(*args: str) -> str:
@@ -67,7 +37,8 @@ def dspy_top(*args: str) -> str:
 def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
     runtime = tempfile.mkdtemp(prefix="dtx", dir="/tmp")  # AF_UNIX paths are short
     records = tmp_path / "runs"
-    otlp = OtlpBodies()
+    bodies: list[tuple[str, bytes]] = []
+    otlp = OtlpReceiver(lambda path, body: bodies.append((path, body)))
     relay = serve = None
     with SimLM(latency_scale=0.0) as sim:
         job = start_secret_job(sim.base_url, runtime, tmp_path / "none.toml", DSPY_TOP_RECORD=f"{records}/")
@@ -103,7 +74,7 @@ def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
 
             scraped = wait_for(with_the_job, 60, "the job's models on /metrics")
             wait_for(
-                lambda: any(path.endswith("/v1/metrics") and b"sim-local" in body for path, body in otlp.bodies),
+                lambda: any(path.endswith("/v1/metrics") and b"sim-local" in body for path, body in bodies),
                 60,
                 "the job's models pushed over OTLP",
             )
@@ -111,7 +82,7 @@ def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
             job.stdin.flush()
             assert job.stdout.readline().startswith("DONE"), job.stderr.read()[-3000:]
             wait_for(
-                lambda: any(path.endswith("/v1/traces") and b"no route" in body for path, body in otlp.bodies),
+                lambda: any(path.endswith("/v1/traces") and b"no route" in body for path, body in bodies),
                 60,
                 "the calls' spans, the failed one's with its error",
             )
@@ -132,7 +103,7 @@ def test_no_secret_reaches_an_export_a_replay_the_relay_or_serve(tmp_path):
     paths = {
         "relay": repr(relay.seen),
         "serve /metrics": scraped,
-        "serve OTLP": b"".join(body for _, body in otlp.bodies).decode("utf-8", "replace"),
+        "serve OTLP": b"".join(body for _, body in bodies).decode("utf-8", "replace"),
         "serve log": serve.log(),
         "export jsonl": dspy_top("export", str(recording), "--payloads"),
         "export csv": dspy_top("export", str(recording), "--format", "csv", "--payloads"),

@@ -15,16 +15,15 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from dspy_top.serve.otlp_metrics import DURATION_BUCKETS, TOKEN_BUCKETS
 from dspy_top.simlm import SimLM
+from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.serve import Serve, ServeJob, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -275,22 +274,13 @@ class MetricsReceiver:
 
         received = self.requests = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportMetricsServiceRequest()
-                request.ParseFromString(body)
-                received.append((self.path, request))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.end_headers()
+        def take(path: str, body: bytes) -> None:
+            request = ExportMetricsServiceRequest()
+            request.ParseFromString(body)
+            received.append((path, request))
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/metrics"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.receiver = OtlpReceiver(take)
+        self.url = f"{self.receiver.url}/v1/metrics"
 
     def latest(self) -> dict[str, object]:
         """The newest export's metrics by name (cumulative: the newest holds everything)."""
@@ -309,7 +299,7 @@ class MetricsReceiver:
         return {a.key: a.value.string_value for a in request.resource_metrics[0].resource.attributes}
 
     def stop(self) -> None:
-        self.server.shutdown()
+        self.receiver.close()
 
 
 def _attributes(point) -> dict:
