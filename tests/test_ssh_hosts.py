@@ -573,3 +573,19 @@ def test_a_newer_relay_that_still_speaks_this_viewers_relay_version_is_used_with
         assert host.state == "connected" and host.status.startswith("dspy-top 9.0.0 on "), host.status
     finally:
         collector.stop()
+
+
+def test_a_host_given_as_an_ssh_url_with_its_port_is_reached(remote):
+    """`--host ssh://user@host:port` (as the README says): ssh takes the port from the URL, so the
+    ssh command has no `-p`; the remote jobs come under the host as it was given."""
+    url = f"ssh://{remote.server.user}@127.0.0.1:{remote.server.port}"
+    command = remote.ssh
+    at = command.index("-p")
+    env = {**remote.env(), "DSPY_TOP_SSH": shlex.join(command[:at] + command[at + 2 :])}
+    first, second, _ = remote.jobs
+    result = dspy_top(remote, "--host", url, "--no-local", "-b", "-n", "1", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    snapshot = json.loads(result.stdout)
+    assert {p["pid"]: p["host"] for p in snapshot["processes"]} == {first.pid: url, second.pid: url}
+    [host] = snapshot["hosts"]
+    assert host["host"] == url and host["state"] == "connected"
