@@ -155,3 +155,14 @@ def test_options_that_changed_are_looked_at_again():
     assert secrets_of(first) == []
     options["api_key"] = "sk-later-abcdefghijklmnop123"
     assert secrets_of(kept(id=2, lm_options=options)) == ["sk-later-abcdefghijklmnop123"]
+
+
+def test_the_parts_a_redactor_remembers_stay_bounded():
+    """Usage maps whose names change with every call (a provider's odd counters) are remembered
+    like any other part: up to a bound, then begun again."""
+    from dspy_top.instrumentation import payload
+
+    redactor = Redactor({})
+    for number in range(3 * payload._PARTS_KEPT):
+        redacted(redactor, kept(id=number, usage={f"tokens_{number}": number}), LIMIT)
+        assert len(redactor.parts) <= payload._PARTS_KEPT

@@ -210,7 +210,8 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
             names = tuple(item)
             verdict = parts.get(names)
             if verdict is None:
-                verdict = parts[names] = all(type(name) is str and text(name, 1024) == name for name in names)
+                verdict = all(type(name) is str and text(name, 1024) == name for name in names)
+                remember(names, verdict)
             return dict(item) if verdict else value(item, limit, 2)
         if not _ATOM_TYPES.issuperset(types):
             return value(item, limit, 2)
@@ -218,10 +219,13 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
         done = parts.get(key)
         if done is None:
             done = value(item, limit, 2)
-            if len(parts) >= _PARTS_KEPT:
-                parts.clear()
-            parts[key] = done
+            remember(key, done)
         return done
+
+    def remember(key: Any, done: Any) -> None:  # bounded: begun again once full
+        if len(parts) >= _PARTS_KEPT:
+            parts.clear()
+        parts[key] = done
 
     if not messages:
         messages = [{"role": "user", "content": prompt}] if prompt is not None else []
@@ -235,9 +239,7 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
                     done = parts.get(key)
                     if done is None:
                         done = {"role": text(role, limit), "content": text(content, limit)}
-                        if len(parts) >= _PARTS_KEPT:
-                            parts.clear()
-                        parts[key] = done
+                        remember(key, done)
                     out_messages.append(done)
                     continue
             out_messages.append(value([message], limit, 2)[0])
