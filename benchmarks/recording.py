@@ -575,7 +575,6 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
     from dspy_top.instrumentation import recording as job_recording
 
     directory = tempfile.mkdtemp(prefix="dtop-wired-")
-    handle = dspy_top.instrument(record=f"{directory}/" if mode == "recording" else False)
     spent = {"thread": 0.0}
 
     def timed(function):
@@ -588,9 +587,12 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
 
         return wrapper
 
+    # Timed before instrument() starts the server thread, which may join the recording (and take
+    # its methods as taps) at once.
     job_recording.JobRecording.take = timed(job_recording.JobRecording.take)
     job_recording.JobRecording.tick = timed(job_recording.JobRecording.tick)
     _count_compression()
+    handle = dspy_top.instrument(record=f"{directory}/" if mode == "recording" else False)
     dspy.configure(lm=overhead.fixed_lm())
     program = overhead.build_program(scenario)
     per_run = 2 if scenario.startswith("pipeline") else 1

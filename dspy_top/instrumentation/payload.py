@@ -138,7 +138,8 @@ def materialize(kept: Any) -> dict[str, Any]:
 _option_secrets: dict[int, tuple[dict, dict, list[str]]] = {}
 
 
-def _secrets_in(options: Any) -> list[str]:
+def secrets_in(options: Any) -> list[str]:
+    """The credentials in one options map (an LM's `kwargs`, a call's options)."""
     if not options:
         return []
     seen = _option_secrets.get(id(options))
@@ -154,7 +155,7 @@ def _secrets_in(options: Any) -> list[str]:
 
 def secrets_of(kept: Any) -> list[str]:
     """Credentials the call's LM and options were given (its `api_key`...), to be redacted wherever they appear."""
-    return _secrets_in(kept.lm_options) + _secrets_in(kept.call_options)
+    return secrets_in(kept.lm_options) + secrets_in(kept.call_options)
 
 
 # Parts of a payload remembered by value (Redactor.parts), up to these bounds: a message's text

@@ -291,8 +291,18 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         """`payload()` of each id, under one lock (None for a call the ring no longer holds)."""
         with self.lock:
             self._fold_locked()
-            get = self.payload_ring.get
-            return [get(call_id) for call_id in call_ids]
+            slots = list(map(self.payload_ring.payloads.get, call_ids))
+            if None not in slots:  # the usual case: a copy of each in C
+                return list(map(KeptCall, slots))
+            return [None if slot is None else KeptCall(slot) for slot in slots]
+
+    def payload_slots(self, call_ids: list[int]) -> list[list | None]:
+        """The ring's slots of these ids themselves, not copies (None for a call it no longer holds).
+        A slot is reused for a later call once the ring comes round: whoever reads one checks
+        first, where no other thread can run, that its id is still the call's (payload_pack.py)."""
+        with self.lock:
+            self._fold_locked()
+            return list(map(self.payload_ring.payloads.get, call_ids))
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""

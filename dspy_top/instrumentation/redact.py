@@ -200,6 +200,7 @@ _CREDENTIAL_MARK = re.compile(r"[0-9+/=_.~-]|.[A-Z]")
 
 QUICK_FROM = 8  # shorter texts go straight to the pattern (and their results are remembered)
 CLEAN_LINE_CHARS = 4 * 2**20  # lines remembered as clean, in characters (then begun again)
+ONCE_LINE_CHARS = 256 * 2**10  # lines found clean once, waiting to be found so again
 # A table mapping the characters of a key shape's run ([A-Za-z0-9_-]) to `a`, others to ` `.
 _RUN_TABLE = bytes(0x61 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 0x20 for c in range(256))
 # Every key shape but a JWT (looked for by its `eyJ`) and a PEM key is a run of at least 15
@@ -362,6 +363,8 @@ class Redactor:
         # how many characters they hold.
         self._clean_lines: set[str] = set()
         self._clean_chars = 0
+        self._lines_once: set[str] = set()  # found clean once (see `_remember_lines`)
+        self._once_chars = 0
         self.generation = 0
         self.refresh()
 
@@ -419,6 +422,16 @@ class Redactor:
         long[key] = None if out == value else out
         return out
 
+    def changes(self, value: str, valid: bool = False) -> bool:
+        """Whether `text(value)` differs from `value` (with no cut), without remembering either:
+        one look at many texts joined by line ends (payload_pack.py). `valid`: the caller knows
+        the text is valid UTF-8 already (no copy made to check it)."""
+        if any(secret in value for secret in self._secrets):
+            return True
+        if self._may_change_lines(value) and self._sub_lines(value) != value:
+            return True
+        return not valid and valid_text(value) is not value
+
     def _text(self, value: str, limit: int) -> str:
         if len(value) > limit:
             value = value[:limit] + f"… [{len(value) - limit} more characters]"
@@ -454,14 +467,32 @@ class Redactor:
             return False
         if _look("\n".join(fresh)):
             return True
-        chars = sum(map(len, fresh))
-        if self._clean_chars + chars > CLEAN_LINE_CHARS:
-            self._clean_lines = set()
-            self._clean_chars = 0
-        if chars <= CLEAN_LINE_CHARS // 4:
-            self._clean_lines |= fresh
-            self._clean_chars += chars
+        self._remember_lines(fresh)
         return False
+
+    def _remember_lines(self, clean: set[str]) -> None:
+        """Lines the look found clean: those found so before join `_clean_lines`, the lines skipped
+        from now on (kept small: every line of every text is looked up there, and a big set's
+        lookups miss the CPU's caches); the others wait in `_lines_once` (most are one call's own
+        input, a question, a passage, never seen again). Both bounded in characters."""
+        again = clean & self._lines_once
+        if again:
+            self._lines_once -= again
+            chars = sum(map(len, again))
+            if self._clean_chars + chars > CLEAN_LINE_CHARS:
+                self._clean_lines = set()
+                self._clean_chars = 0
+            if chars <= CLEAN_LINE_CHARS // 4:
+                self._clean_lines |= again
+                self._clean_chars += chars
+            clean = clean - again
+        chars = sum(map(len, clean))
+        if self._once_chars + chars > ONCE_LINE_CHARS:
+            self._lines_once = set()
+            self._once_chars = 0
+        if chars <= ONCE_LINE_CHARS // 4:
+            self._lines_once |= clean
+            self._once_chars += chars
 
     # --- structures ------------------------------------------------------------------
 

@@ -152,6 +152,8 @@ class Instrumentation:
             server.payload_of,
             self.recorder.payloads_of,
             warn,
+            server.packed_payloads,
+            self.recorder.payload_slots,
         )
 
         def start(hello: dict[str, Any], snapshot: dict[str, Any]) -> None:

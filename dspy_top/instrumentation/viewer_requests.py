@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dspy_top import protocol
-from dspy_top.instrumentation import payload
+from dspy_top.instrumentation import payload, payload_pack
 from dspy_top.instrumentation.publisher import Publisher
 from dspy_top.instrumentation.recorder import KeptCall, Recorder
 from dspy_top.instrumentation.viewers import ViewerConnection
@@ -40,6 +40,7 @@ class ViewerRequests:
         self.secrets_of = secrets_of
         self.on_stop = on_stop
         self.drop = drop
+        self._packer: payload_pack.PayloadPacker | None = None  # made for a recording's first payloads
 
     def read(self, viewer: ViewerConnection) -> None:
         """What the viewer sent since its socket was last readable, each request answered."""
@@ -126,6 +127,23 @@ class ViewerRequests:
                 redactor.learn(self.secrets_of(source))
             return payload.redacted(redactor, source, MAX_PAYLOAD_TEXT)
         return redactor.value({"payload": self._source(source)}, MAX_PAYLOAD_TEXT)["payload"]
+
+    def packed_payloads(self, pending: list[tuple[int, Any]]) -> payload_pack.PackedBatch | None:
+        """A recording's (call id, kept call or ring slot) pairs packed as `[call id,
+        payload_of(kept)]` where that is done in C (payload_pack.py); None where it is not
+        (no compiled part, or another materialize)."""
+        if (
+            self.materialize is not payload.materialize
+            or self.secrets_of not in (None, payload.secrets_of)
+            or not payload_pack.AVAILABLE
+        ):
+            return None
+        packer = self._packer
+        if packer is None:
+            packer = self._packer = payload_pack.PayloadPacker(
+                self.publisher.redactor, MAX_PAYLOAD_TEXT, self.secrets_of
+            )
+        return packer.pack(pending)
 
     def _source(self, source: Any) -> dict[str, Any]:
         """A kept call's payload, not yet redacted; the credentials its LM was given are learned

@@ -25,7 +25,7 @@ class SegmentedStream:
     def __init__(self, kind: int, level: int) -> None:
         self.kind = kind
         self.level = level
-        self.pending: list[bytes] = []  # packed records not yet compressed
+        self.pending: list[bytes | memoryview] = []  # packed records not yet compressed
         self.pending_bytes = 0
         self.out: list[bytes] = []  # compressed, not yet framed
         self.out_bytes = 0
@@ -40,8 +40,14 @@ class SegmentedStream:
         if self.compressor is None:
             self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
         # One call into zlib for the lot: it releases the GIL while it works, and taking the GIL
-        # back once per record would hand the job's threads a switch per call.
-        data = self.compressor.compress(b"".join(self.pending))
+        # back once per record would hand the job's threads a switch per call. Payloads packed
+        # in C come a few large pieces at a time: those go in as they are, without a copy made
+        # holding the GIL.
+        pending = self.pending
+        if len(pending) <= 4:
+            data = b"".join(map(self.compressor.compress, pending))
+        else:
+            data = self.compressor.compress(b"".join(pending))
         self.out.append(data)
         self.out_bytes += len(data)
         self.segment_in += self.pending_bytes

@@ -13,6 +13,7 @@ bytes of each frame (frames.py).
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import functools
 import os
@@ -210,8 +211,9 @@ class RecordingWriter:
         self.add_payloads(((call_id, payload),))
 
     @_guarded
-    def add_payloads(self, payloads: Iterable[tuple[int, dict[str, Any]]]) -> None:
-        """Store (call id, payload) pairs: one tick's worth in one call costs less per payload."""
+    def add_payloads(self, payloads: Iterable[tuple[int, dict[str, Any] | bytes]]) -> None:
+        """Store (call id, payload) pairs: one tick's worth in one call costs less per payload. A
+        payload given as bytes is `[call id, payload]` packed already (instrumentation/payload_pack.py)."""
         if self._fd is None or self.failed is not None:
             return
         state, stream, ids, pack, caps = self.state, self._payloads, self._ids, self._packer.pack, self._caps
@@ -225,7 +227,7 @@ class RecordingWriter:
                 state.payloads_dropped += 1
                 continue
             try:
-                packed = pack([call_id, payload])
+                packed = payload if type(payload) is bytes else pack([call_id, payload])
             except Exception:  # a value msgpack refuses even through the fallback
                 state.payloads_dropped += 1
                 continue
@@ -243,6 +245,38 @@ class RecordingWriter:
                 self._compress_early(stream)
                 ids = self._ids  # a flush started a new list
                 cap = self.cap_bytes - self.offset - self._messages.buffered()
+
+    @_guarded
+    def add_packed_payloads(self, call_ids: list[int], data: bytes | bytearray, ends: list[int]) -> None:
+        """Payloads packed already, one after another in `data` (`[call id, payload]` each, as
+        `add_payloads` packs them, the last byte of the i-th at ends[i]; see
+        instrumentation/payload_pack.py). A batch under the size cap is taken whole, cut where
+        PENDING_BYTES is reached; one that may not fit goes through `add_payloads`, one by one."""
+        if self._fd is None or self.failed is not None or not call_ids:
+            return
+        state, stream, caps = self.state, self._payloads, self._caps
+        size = ends[-1]
+        cap = self.cap_bytes - self.offset - self._messages.buffered()
+        if caps.payloads_stopped or stream.buffered() + size >= cap:
+            starts = [0, *ends[:-1]]
+            self.add_payloads((call_id, bytes(data[start:end])) for call_id, start, end in zip(call_ids, starts, ends))
+            return
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
+        view = memoryview(data)
+        at = offset = 0
+        count = len(call_ids)
+        while at < count:
+            # the payloads up to the first that brings what is pending to PENDING_BYTES
+            stop = min(bisect.bisect_left(ends, offset + PENDING_BYTES - stream.pending_bytes, at) + 1, count)
+            end = ends[stop - 1]
+            self._ids.extend(call_ids[at:stop])
+            stream.pending.append(view[offset:end])
+            stream.pending_bytes += end - offset
+            state.payloads += stop - at
+            if stream.pending_bytes >= PENDING_BYTES:
+                self._compress_early(stream)
+            at, offset = stop, end
 
     def count_missing_payloads(self, count: int) -> None:
         """Payloads that could not be stored because the process no longer had them (counted in

@@ -1,0 +1,685 @@
+/* A recorded call's payload packed in C, when the redaction pass would leave it as it is.
+ *
+ * `pack_all` packs each (call id, kept call) pair of a list as msgpack `[call_id,
+ * payload.redacted(kept)]` onto a bytearray. A kept call is recorder.KeptCall (a tuple in
+ * KEPT_FIELDS order) or the payload ring's slot itself (a list in that order), which says GONE
+ * once the ring gave it to a later call. A payload goes to the Python pass (BY_PYTHON) when it
+ * holds a value that is not a plain str, int, float, bool, None, list, tuple or dict, a text
+ * longer than `limit` or not valid UTF-8, a container deeper than the pass's MAX_DEPTH or longer
+ * than its MAX_ITEMS, an int msgpack cannot carry, or a map key that is neither a str nor an int.
+ *
+ * Texts are not looked at here: each str not in the set `clean` is appended to the list `fresh`,
+ * each map key not in the set `keys` to `fresh_keys`. The caller (payload_pack.py) uses the bytes
+ * only once it knows every one of them comes out of the pass unchanged; otherwise it takes the
+ * Python pass for this payload. So the bytes are always those of the redacted payload.
+ *
+ * It runs on the job's server thread, under the GIL, and calls no Python code: nothing else runs
+ * while it walks the job's lists and dicts, and it keeps no reference to them. Nor does it take
+ * one while it walks: no Python code can run to change a container (nothing called here runs any,
+ * releases the GIL or allocates a container, which could start a collection), so the references
+ * the containers hold stay valid; and a reference count written is a cache line taken from the job's
+ * core, where the job will want it next.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* As in redact.py: containers deeper than this become "…", longer ones are cut. */
+#define MAX_DEPTH 12
+#define MAX_ITEMS 500
+/* A payload packing larger than this is left to the Python pass (the writer refuses it there). */
+#define MAX_BYTES (16 * 1024 * 1024)
+/* The packing buffer is kept between payloads up to this size. */
+#define KEEP_BUFFER (256 * 1024)
+
+typedef struct {
+    char *data;
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+    Py_ssize_t limit;   /* texts longer than this (in characters) need the Python pass */
+    PyObject *clean;    /* set of texts known to come out of the pass unchanged */
+    PyObject *long_clean; /* dict: fingerprint -> a long text of `clean` (see `seen_long`) */
+    PyObject *keys;     /* set of map keys known to be plain */
+    PyObject *fresh;    /* list: texts to look at */
+    PyObject *fresh_keys; /* list: map keys to look at */
+} Packer;
+
+/* Every `put` returns OK, PYTHON (the Python pass must do this payload) or FAILED (an exception is set). */
+enum { OK = 0, PYTHON = 1, FAILED = -1 };
+
+static int
+reserve(Packer *p, Py_ssize_t more)
+{
+    if (p->size + more <= p->capacity)
+        return OK;
+    if (p->size + more > MAX_BYTES)
+        return PYTHON;
+    Py_ssize_t capacity = p->capacity ? p->capacity : 4096;
+    while (capacity < p->size + more)
+        capacity *= 2;
+    char *data = PyMem_Realloc(p->data, (size_t)capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return FAILED;
+    }
+    p->data = data;
+    p->capacity = capacity;
+    return OK;
+}
+
+static int
+put_bytes(Packer *p, const void *bytes, Py_ssize_t n)
+{
+    int status = reserve(p, n);
+    if (status != OK)
+        return status;
+    memcpy(p->data + p->size, bytes, (size_t)n);
+    p->size += n;
+    return OK;
+}
+
+static int
+put_head(Packer *p, unsigned char code, uint64_t value, int width)
+{
+    unsigned char out[9];
+    out[0] = code;
+    for (int i = 0; i < width; i++)
+        out[1 + i] = (unsigned char)(value >> (8 * (width - 1 - i)));
+    return put_bytes(p, out, 1 + width);
+}
+
+static int
+put_length(Packer *p, unsigned char fix, Py_ssize_t fix_below, unsigned char c8, unsigned char c16,
+           unsigned char c32, Py_ssize_t n)
+{
+    if (n < fix_below) {
+        unsigned char code = (unsigned char)(fix | n);
+        return put_bytes(p, &code, 1);
+    }
+    if (c8 && n < 256)
+        return put_head(p, c8, (uint64_t)n, 1);
+    if (n < 65536)
+        return put_head(p, c16, (uint64_t)n, 2);
+    return put_head(p, c32, (uint64_t)n, 4);
+}
+
+static int
+put_int(Packer *p, PyObject *value)
+{
+    int overflow = 0;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (number == -1 && PyErr_Occurred())
+        return FAILED;
+    if (overflow < 0)
+        return PYTHON;
+    if (overflow > 0) {
+        unsigned long long big = PyLong_AsUnsignedLongLong(value);
+        if (big == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return PYTHON; /* msgpack cannot carry it: the Python pass says so its own way */
+        }
+        return put_head(p, 0xcf, big, 8);
+    }
+    /* The smallest encoding, as msgpack's own packer chooses it. */
+    if (number >= 0) {
+        if (number < 128) {
+            unsigned char code = (unsigned char)number;
+            return put_bytes(p, &code, 1);
+        }
+        if (number < 256)
+            return put_head(p, 0xcc, (uint64_t)number, 1);
+        if (number < 65536)
+            return put_head(p, 0xcd, (uint64_t)number, 2);
+        if (number < 4294967296LL)
+            return put_head(p, 0xce, (uint64_t)number, 4);
+        return put_head(p, 0xcf, (uint64_t)number, 8);
+    }
+    if (number >= -32) {
+        unsigned char code = (unsigned char)(int8_t)number;
+        return put_bytes(p, &code, 1);
+    }
+    if (number >= -128)
+        return put_head(p, 0xd0, (uint64_t)(uint8_t)(int8_t)number, 1);
+    if (number >= -32768)
+        return put_head(p, 0xd1, (uint64_t)(uint16_t)(int16_t)number, 2);
+    if (number >= -2147483648LL)
+        return put_head(p, 0xd2, (uint64_t)(uint32_t)(int32_t)number, 4);
+    return put_head(p, 0xd3, (uint64_t)number, 8);
+}
+
+static int
+put_float(Packer *p, PyObject *value)
+{
+    double number = PyFloat_AS_DOUBLE(value);
+    uint64_t bits;
+    memcpy(&bits, &number, sizeof bits);
+    return put_head(p, 0xcb, bits, 8);
+}
+
+/* Texts this long are first looked for by their fingerprint: hashing a fresh str reads all of it
+ * (a module's instructions come as a new str with every call); comparing it with the one found reads
+ * it too, but several times faster. */
+#define LONG_TEXT 128
+
+static unsigned long long
+mix(unsigned long long h, const unsigned char *bytes, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ bytes[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Its length, kind, and 16 bytes at its start, middle and end: equal texts have equal fingerprints. */
+static unsigned long long
+text_fingerprint(PyObject *text)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text) * PyUnicode_KIND(text);
+    const unsigned char *data = PyUnicode_DATA(text);
+    unsigned long long h = 14695981039346656037ULL ^ (unsigned long long)n ^ ((unsigned long long)PyUnicode_KIND(text) << 56);
+    Py_ssize_t part = n < 16 ? n : 16;
+    h = mix(h, data, part);
+    h = mix(h, data + n / 2 - part / 2, part);
+    h = mix(h, data + n - part, part);
+    return h;
+}
+
+/* 1 when `text` equals the long clean text of its fingerprint, 0 when not known that way, -1 on error. */
+static int
+seen_long(Packer *p, PyObject *text)
+{
+    if (((PyASCIIObject *)text)->hash != -1)
+        return 0; /* hashed already: the set finds it at no cost */
+    PyObject *key = PyLong_FromUnsignedLongLong(text_fingerprint(text));
+    if (key == NULL)
+        return -1;
+    PyObject *known = PyDict_GetItemWithError(p->long_clean, key); /* an int key: no Python code runs */
+    Py_DECREF(key);
+    if (known == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyUnicode_CheckExact(known) || PyUnicode_GET_LENGTH(known) != PyUnicode_GET_LENGTH(text) ||
+        PyUnicode_KIND(known) != PyUnicode_KIND(text))
+        return 0;
+    return memcmp(PyUnicode_DATA(known), PyUnicode_DATA(text),
+                  (size_t)(PyUnicode_GET_LENGTH(text) * PyUnicode_KIND(text))) == 0;
+}
+
+/* A str as msgpack's str type; `known` is the set saying it needs no look (else it goes to `to_look`). */
+static int
+put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
+{
+    if (PyUnicode_GET_LENGTH(text) > p->limit)
+        return PYTHON;
+    int seen = 0;
+    if (known == p->clean && PyUnicode_GET_LENGTH(text) >= LONG_TEXT)
+        seen = seen_long(p, text);
+    if (seen == 0)
+        seen = PySet_Contains(known, text);
+    if (seen < 0)
+        return FAILED;
+    if (!seen && PyList_Append(to_look, text) < 0)
+        return FAILED;
+    if (PyUnicode_IS_COMPACT_ASCII(text)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+        int status = put_length(p, 0xa0, 32, 0xd9, 0xda, 0xdb, n);
+        return status != OK ? status : put_bytes(p, PyUnicode_DATA(text), n);
+    }
+    /* A temporary UTF-8 copy: asking the str for its own UTF-8 form would keep one in the job's object. */
+    PyObject *utf8 = PyUnicode_AsUTF8String(text);
+    if (utf8 == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+            return FAILED;
+        PyErr_Clear();
+        return PYTHON; /* a lone surrogate: the pass escapes it */
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(utf8);
+    int status = put_length(p, 0xa0, 32, 0xd9, 0xda, 0xdb, n);
+    if (status == OK)
+        status = put_bytes(p, PyBytes_AS_STRING(utf8), n);
+    Py_DECREF(utf8);
+    return status;
+}
+
+static int put_value(Packer *p, PyObject *value, int depth);
+
+/* A chat message in a list (exactly `role` and `content`, both str) comes out role first, as the pass writes it. */
+static int
+put_message(Packer *p, PyObject *item, int *done)
+{
+    *done = 0;
+    if (PyDict_GET_SIZE(item) != 2)
+        return OK;
+    PyObject *role = NULL, *content = NULL, *key, *value;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(item, &at, &key, &value)) { /* no lookup: a key's __eq__ could be Python code */
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(value))
+            return OK;
+        if (PyUnicode_CompareWithASCIIString(key, "role") == 0)
+            role = value;
+        else if (PyUnicode_CompareWithASCIIString(key, "content") == 0)
+            content = value;
+    }
+    if (role == NULL || content == NULL)
+        return OK;
+    *done = 1;
+    static const unsigned char role_key[] = {0x82, 0xa4, 'r', 'o', 'l', 'e'};
+    static const unsigned char content_key[] = {0xa7, 'c', 'o', 'n', 't', 'e', 'n', 't'};
+    int status = put_bytes(p, role_key, sizeof role_key);
+    if (status == OK)
+        status = put_text(p, role, p->clean, p->fresh);
+    if (status == OK)
+        status = put_bytes(p, content_key, sizeof content_key);
+    if (status == OK)
+        status = put_text(p, content, p->clean, p->fresh);
+    return status;
+}
+
+static int
+put_items(Packer *p, PyObject *items, int depth)
+{
+    int is_list = PyList_CheckExact(items);
+    Py_ssize_t n = is_list ? PyList_GET_SIZE(items) : PyTuple_GET_SIZE(items);
+    if (n > MAX_ITEMS)
+        return PYTHON;
+    int status = put_length(p, 0x90, 16, 0, 0xdc, 0xdd, n);
+    for (Py_ssize_t i = 0; status == OK && i < n; i++) {
+        if (is_list && PyList_GET_SIZE(items) != n)
+            return PYTHON; /* changed under us: cannot happen while no Python code runs, but cheap */
+        PyObject *item = is_list ? PyList_GET_ITEM(items, i) : PyTuple_GET_ITEM(items, i);
+        int done = 0;
+        if (PyDict_CheckExact(item) && depth + 1 <= MAX_DEPTH)
+            status = put_message(p, item, &done);
+        if (status == OK && !done)
+            status = put_value(p, item, depth + 1);
+    }
+    return status;
+}
+
+static int
+put_key(Packer *p, PyObject *key)
+{
+    if (PyUnicode_CheckExact(key))
+        return put_text(p, key, p->keys, p->fresh_keys);
+    if (PyLong_CheckExact(key))
+        return put_int(p, key);
+    return PYTHON;
+}
+
+static int
+put_map(Packer *p, PyObject *map, int depth)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(map);
+    if (n > MAX_ITEMS)
+        return PYTHON;
+    int status = put_length(p, 0x80, 16, 0, 0xde, 0xdf, n);
+    Py_ssize_t at = 0, count = 0;
+    PyObject *key, *item;
+    while (status == OK && PyDict_Next(map, &at, &key, &item)) {
+        if (++count > n)
+            return PYTHON;
+        status = put_key(p, key);
+        if (status == OK)
+            status = put_value(p, item, depth + 1);
+    }
+    if (status == OK && count != n)
+        return PYTHON;
+    return status;
+}
+
+static int
+put_value(Packer *p, PyObject *value, int depth)
+{
+    if (value == Py_None) {
+        unsigned char code = 0xc0;
+        return put_bytes(p, &code, 1);
+    }
+    if (PyBool_Check(value)) {
+        unsigned char code = value == Py_True ? 0xc3 : 0xc2;
+        return put_bytes(p, &code, 1);
+    }
+    if (PyUnicode_CheckExact(value))
+        return put_text(p, value, p->clean, p->fresh);
+    if (PyLong_CheckExact(value))
+        return put_int(p, value);
+    if (PyFloat_CheckExact(value))
+        return put_float(p, value);
+    if (depth > MAX_DEPTH)
+        return PYTHON;
+    if (PyDict_CheckExact(value))
+        return put_map(p, value, depth);
+    if (PyList_CheckExact(value) || PyTuple_CheckExact(value))
+        return put_items(p, value, depth);
+    return PYTHON;
+}
+
+static int
+put_name(Packer *p, const char *name)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(name);
+    int status = put_length(p, 0xa0, 32, 0xd9, 0xda, 0xdb, n);
+    return status != OK ? status : put_bytes(p, name, n);
+}
+
+/* `{**lm_options, **call_options}`, as the pass's map of it (at depth 2). */
+static int
+put_options(Packer *p, PyObject *lm_options, PyObject *call_options)
+{
+    if (lm_options == Py_None || (PyDict_CheckExact(lm_options) && PyDict_GET_SIZE(lm_options) == 0))
+        lm_options = NULL;
+    if (call_options == Py_None || (PyDict_CheckExact(call_options) && PyDict_GET_SIZE(call_options) == 0))
+        call_options = NULL;
+    if ((lm_options && !PyDict_CheckExact(lm_options)) || (call_options && !PyDict_CheckExact(call_options)))
+        return PYTHON;
+    Py_ssize_t n = 0, at = 0;
+    PyObject *key, *item;
+    /* Every key a str or an int before any lookup: another key's __eq__ could be Python code. */
+    for (int which = 0; which < 2; which++) {
+        PyObject *options = which ? call_options : lm_options;
+        at = 0;
+        while (options && PyDict_Next(options, &at, &key, &item))
+            if (!PyUnicode_CheckExact(key) && !PyLong_CheckExact(key))
+                return PYTHON;
+    }
+    if (lm_options)
+        n += PyDict_GET_SIZE(lm_options);
+    if (call_options) {
+        at = 0;
+        while (PyDict_Next(call_options, &at, &key, &item)) {
+            int shared = lm_options ? PyDict_Contains(lm_options, key) : 0;
+            if (shared < 0)
+                return FAILED;
+            n += !shared;
+        }
+    }
+    if (n > MAX_ITEMS)
+        return PYTHON;
+    int status = put_length(p, 0x80, 16, 0, 0xde, 0xdf, n);
+    if (lm_options) {
+        at = 0;
+        while (status == OK && PyDict_Next(lm_options, &at, &key, &item)) {
+            PyObject *later = call_options ? PyDict_GetItemWithError(call_options, key) : NULL;
+            if (later == NULL && PyErr_Occurred())
+                return FAILED;
+            PyObject *shown = later ? later : item;
+            status = put_key(p, key);
+            if (status == OK)
+                status = put_value(p, shown, 3);
+        }
+    }
+    if (call_options) {
+        at = 0;
+        while (status == OK && PyDict_Next(call_options, &at, &key, &item)) {
+            int shared = lm_options ? PyDict_Contains(lm_options, key) : 0;
+            if (shared < 0)
+                return FAILED;
+            if (shared)
+                continue;
+            status = put_key(p, key);
+            if (status == OK)
+                status = put_value(p, item, 3);
+        }
+    }
+    return status;
+}
+
+/* KEPT_FIELDS order (payload_ring.py). */
+enum { F_ID, F_MODEL, F_MODEL_TYPE, F_MESSAGES, F_PROMPT, F_LM_OPTIONS, F_CALL_OPTIONS, F_OUTPUTS, F_USAGE,
+       F_DSPY_COST, F_COST_DETAILS, F_ERROR, F_CACHE_HIT, F_RESPONSE_MODEL, F_COUNT };
+
+static int
+put_payload(Packer *p, PyObject *call_id, PyObject *kept)
+{
+    PyObject *f[F_COUNT];
+    for (int i = 0; i < F_COUNT; i++)
+        f[i] = PyList_Check(kept) ? PyList_GET_ITEM(kept, i) : PyTuple_GET_ITEM(kept, i);
+    PyObject *messages = f[F_MESSAGES];
+    if (!PyList_CheckExact(messages) || PyList_GET_SIZE(messages) == 0)
+        return PYTHON; /* a prompt without messages, or messages of another kind */
+    PyObject *cost_details = f[F_COST_DETAILS];
+    int with_details = 0;
+    if (cost_details != Py_None) {
+        if (!PyDict_CheckExact(cost_details))
+            return PYTHON;
+        with_details = PyDict_GET_SIZE(cost_details) > 0;
+    }
+    PyObject *cache_hit = f[F_CACHE_HIT];
+    if (cache_hit != Py_None && !PyBool_Check(cache_hit))
+        return PYTHON;
+    int failed = f[F_ERROR] != Py_None;
+
+    int status = put_bytes(p, "\x92", 1);
+    if (status == OK)
+        status = PyLong_CheckExact(call_id) ? put_int(p, call_id) : PYTHON;
+    if (status == OK)
+        status = put_length(p, 0x80, 16, 0, 0xde, 0xdf, 4 + (failed ? 1 : 5 + with_details));
+    if (status == OK && (status = put_name(p, "model")) == OK)
+        status = put_value(p, f[F_MODEL], 2);
+    if (status == OK && (status = put_name(p, "model_type")) == OK)
+        status = put_value(p, f[F_MODEL_TYPE], 2);
+    if (status == OK && (status = put_name(p, "messages")) == OK)
+        status = put_items(p, messages, 2);
+    if (status == OK && (status = put_name(p, "options")) == OK)
+        status = put_options(p, f[F_LM_OPTIONS], f[F_CALL_OPTIONS]);
+    if (failed) {
+        if (status == OK && (status = put_name(p, "error")) == OK)
+            status = put_value(p, f[F_ERROR], 2);
+        return status;
+    }
+    if (status == OK && (status = put_name(p, "outputs")) == OK)
+        status = put_value(p, f[F_OUTPUTS], 2);
+    if (status == OK && (status = put_name(p, "usage")) == OK)
+        status = put_value(p, f[F_USAGE], 2);
+    if (status == OK && (status = put_name(p, "cost_usd")) == OK)
+        status = put_value(p, f[F_DSPY_COST], 2);
+    if (status == OK && (status = put_name(p, "cache_hit")) == OK)
+        status = put_bytes(p, cache_hit == Py_True ? "\xc3" : "\xc2", 1);
+    if (status == OK && (status = put_name(p, "response_model")) == OK)
+        status = put_value(p, f[F_RESPONSE_MODEL], 2);
+    if (with_details && status == OK && (status = put_name(p, "cost_details")) == OK)
+        status = put_map(p, cost_details, 2);
+    return status;
+}
+
+/* A ring slot (a list) is reused for a later call: whether it still holds this one. */
+static int
+holds(PyObject *kept, PyObject *call_id)
+{
+    PyObject *id = PyList_Check(kept) ? PyList_GET_ITEM(kept, 0) : PyTuple_GET_ITEM(kept, 0);
+    if (id == call_id)
+        return 1;
+    if (!PyLong_CheckExact(id) || !PyLong_CheckExact(call_id))
+        return 0;
+    return PyObject_RichCompareBool(id, call_id, Py_EQ); /* two ints: no Python code runs */
+}
+
+static PyObject **
+fields_of(PyObject *kept, Py_ssize_t *n)
+{
+    if (PyList_Check(kept)) {
+        *n = PyList_GET_SIZE(kept);
+        return ((PyListObject *)kept)->ob_item;
+    }
+    if (PyTuple_Check(kept)) {
+        *n = PyTuple_GET_SIZE(kept);
+        return ((PyTupleObject *)kept)->ob_item;
+    }
+    *n = 0;
+    return NULL;
+}
+
+enum { PACKED = 1, BY_PYTHON = 0, GONE = -1 };
+
+/* One payload into `p` (emptied first): PACKED; BY_PYTHON (what it set aside taken back) when the
+ * Python pass must do it; GONE when `kept` is a ring slot that holds a later call now; or FAILED. */
+static int
+pack_one(Packer *p, PyObject *call_id, PyObject *kept)
+{
+    if (!((PyTuple_Check(kept) && PyTuple_GET_SIZE(kept) >= F_COUNT) ||
+          (PyList_Check(kept) && PyList_GET_SIZE(kept) >= F_COUNT))) {
+        PyErr_SetString(PyExc_TypeError, "pack_all: a kept call is a tuple or a ring slot in KEPT_FIELDS order");
+        return FAILED;
+    }
+    int held = holds(kept, call_id);
+    if (held <= 0)
+        return held < 0 ? FAILED : GONE;
+    p->size = 0;
+    Py_ssize_t fresh_before = PyList_GET_SIZE(p->fresh), keys_before = PyList_GET_SIZE(p->fresh_keys);
+    int status = put_payload(p, call_id, kept);
+    if (status == OK)
+        return PACKED;
+    if (status == FAILED)
+        return FAILED;
+    if (PyList_SetSlice(p->fresh, fresh_before, PyList_GET_SIZE(p->fresh), NULL) < 0 ||
+        PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0)
+        return FAILED;
+    return BY_PYTHON;
+}
+
+/* The call's options maps, each once (by identity) in `options`: the credentials they hold are
+ * learned before the bytes are used (payload_pack.py). `seen` holds up to 64; past that, repeats. */
+static int
+note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
+{
+    Py_ssize_t n;
+    PyObject **fields = fields_of(kept, &n);
+    for (int i = F_LM_OPTIONS; i <= F_CALL_OPTIONS; i++) {
+        PyObject *map = fields[i];
+        if (!PyDict_CheckExact(map) || PyDict_GET_SIZE(map) == 0)
+            continue;
+        int known = 0;
+        for (int j = 0; j < *count && !known; j++)
+            known = seen[j] == map;
+        if (known)
+            continue;
+        if (*count < 64)
+            seen[(*count)++] = map;
+        if (PyList_Append(options, map) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* `pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options)`: every
+ * (call id, kept call) pair of the list `pending` packed, in order, onto the bytearray `out`.
+ * Returns four ints a pair: PACKED, BY_PYTHON or GONE; then len(fresh), len(fresh_keys) and
+ * len(out) after it. Each options map of a packed payload is appended to `options` once. */
+static PyObject *
+pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options)");
+        return NULL;
+    }
+    PyObject *pending = args[0], *out = args[7], *options = args[8];
+    if (!PyList_CheckExact(pending) || !PyAnySet_CheckExact(args[2]) || !PyDict_CheckExact(args[3]) ||
+        !PyAnySet_CheckExact(args[4]) || !PyList_CheckExact(args[5]) || !PyList_CheckExact(args[6]) ||
+        !PyByteArray_CheckExact(out) || !PyList_CheckExact(options)) {
+        PyErr_SetString(PyExc_TypeError, "pack_all: a list of pairs, an int, a set, a dict, a set, two lists, "
+                                         "a bytearray and a list");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    /* One buffer, kept between calls (it stays in the CPU's caches); a private one if in use. */
+    static char *kept_buffer = NULL;
+    static Py_ssize_t kept_capacity = 0;
+    static int in_use = 0;
+    int shared = !in_use;
+    Packer p = {shared ? kept_buffer : NULL, 0, shared ? kept_capacity : 0, limit,
+                args[2], args[3], args[4], args[5], args[6]};
+    in_use = 1;
+    PyObject *seen[64];
+    int seen_count = 0;
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    PyObject *ends = PyList_New(4 * n);
+    if (ends == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_GET_SIZE(pending) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "pack_all: the list changed");
+            goto failed;
+        }
+        PyObject *pair = PyList_GET_ITEM(pending, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "pack_all: a list of (call id, kept call) pairs");
+            goto failed;
+        }
+        PyObject *kept = PyTuple_GET_ITEM(pair, 1);
+        int status = pack_one(&p, PyTuple_GET_ITEM(pair, 0), kept);
+        if (status == FAILED)
+            goto failed;
+        if (status == PACKED) {
+            Py_ssize_t before = PyByteArray_GET_SIZE(out);
+            if (PyByteArray_Resize(out, before + p.size) < 0)
+                goto failed;
+            memcpy(PyByteArray_AS_STRING(out) + before, p.data, (size_t)p.size);
+            if (note_options(kept, options, seen, &seen_count) < 0)
+                goto failed;
+        }
+        PyObject *row[4] = {PyLong_FromLong(status), PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh)),
+                            PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh_keys)),
+                            PyLong_FromSsize_t(PyByteArray_GET_SIZE(out))};
+        if (row[0] == NULL || row[1] == NULL || row[2] == NULL || row[3] == NULL) {
+            for (int j = 0; j < 4; j++)
+                Py_XDECREF(row[j]);
+            goto failed;
+        }
+        for (int j = 0; j < 4; j++)
+            PyList_SET_ITEM(ends, 4 * i + j, row[j]);
+    }
+    goto done;
+failed:
+    Py_CLEAR(ends);
+done:
+    if (shared && p.capacity <= KEEP_BUFFER) {
+        kept_buffer = p.data;
+        kept_capacity = p.capacity;
+    }
+    else {
+        PyMem_Free(p.data);
+        if (shared) {
+            kept_buffer = NULL;
+            kept_capacity = 0;
+        }
+    }
+    if (shared)
+        in_use = 0;
+    return ends;
+}
+
+static PyObject *
+fingerprint(PyObject *Py_UNUSED(module), PyObject *text)
+{
+    if (!PyUnicode_CheckExact(text)) {
+        PyErr_SetString(PyExc_TypeError, "fingerprint: a str");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(text_fingerprint(text));
+}
+
+static PyMethodDef methods[] = {
+    {"fingerprint", fingerprint, METH_O,
+     "fingerprint(text) -> int: the key of a long clean text in `long_clean` (equal texts, equal keys)."},
+    {"pack_all", (PyCFunction)(void (*)(void))pack_all, METH_FASTCALL,
+     "pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options) -> list[int]\n\n"
+     "Each (call_id, kept) pair of `pending` packed as msgpack `[call_id, payload]` onto the bytearray\n"
+     "`out`, when every text in it is in `clean` or appended to `fresh`, every map key in `keys` or\n"
+     "appended to `fresh_keys`. Four ints a pair: 1 packed, 0 for the Python pass, -1 when `kept`, a\n"
+     "ring slot, holds another call now; then len(fresh), len(fresh_keys) and len(out) after it.\n"
+     "Each options map of a packed payload is appended to `options` once."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_payload_pack", "A recorded payload packed in C (see payload_pack.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__payload_pack(void)
+{
+    return PyModule_Create(&module);
+}

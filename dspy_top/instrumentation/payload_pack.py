@@ -1,0 +1,203 @@
+"""A recording's payloads packed in C where the redaction pass would leave them as they are.
+
+A recording stores every call's payload, redacted exactly as a viewer's `payload` reply is
+(payload.redacted), then packed. Done in Python, that cost the job's CPU 15-20 µs a call on
+the server thread. Most of a payload comes out of the pass unchanged: its module's
+instructions and demos, its options, its usage. So `_payload_pack.pack_all` (C) walks each
+kept call once, straight from the payload ring's slot, and packs it as the pass would leave
+it, setting aside each text and map key not known to pass unchanged; here they are looked at
+together, once a batch: the texts with the pass's own `Redactor.text` over them all joined by
+line ends (its changes never cross a line's end, and what could, a PEM key, makes it look at
+each alone), the keys by the pass's own rules. A payload is stored from those bytes only when
+every text and key set aside comes out unchanged and the credentials its LM was given were
+learned first; any other goes through the Python pass. The bytes are therefore those of the
+redacted payload (the tests compare them with the Python pass on real and generated payloads,
+credentials among them).
+
+The texts and keys found unchanged are remembered (bounded, and forgotten when the known
+credentials change). Without the compiled part (no C compiler where dspy-top was installed, or
+DSPY_TOP_NO_C=1 in the job's environment) every payload takes the Python pass: the same file,
+at the older cost.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dspy_top.instrumentation import payload
+from dspy_top.instrumentation.redact import Redactor, is_secret_name
+
+try:  # built from _payload_pack.c when dspy-top is installed (hatch_build.py)
+    if os.environ.get("DSPY_TOP_NO_C") == "1":  # the Python pass for every payload, by request
+        raise ImportError("DSPY_TOP_NO_C=1")
+    from dspy_top.instrumentation import _payload_pack
+except ImportError:  # no compiler where dspy-top was installed, or DSPY_TOP_NO_C=1
+    _payload_pack = None
+
+AVAILABLE = _payload_pack is not None
+# Texts remembered as unchanged by the pass, in characters (then begun again), and those found so
+# once, waiting to be found so again (see `PayloadPacker._remember`).
+CLEAN_CHARS = 2 * 2**20
+ONCE_CHARS = 256 * 2**10
+LONG_TEXT = 128  # texts at least this long are found by fingerprint first (_payload_pack.c)
+KEYS_KEPT = 4096
+KEY_LIMIT = 1024  # the pass cuts a map key at this many characters (redact.Redactor._mapping)
+PACKED, BY_PYTHON, GONE = 1, 0, -1  # what _payload_pack.pack_all says of each payload
+_CALL_ID = operator.itemgetter(0)
+
+
+@dataclass
+class PackedBatch:
+    """What became of a batch of kept calls: `data` holds `[call id, payload]` packed for each
+    of `ids`, one after another, the last byte of each at `ends`; `python` the ids the Python
+    pass must build; `gone` how many the ring no longer held."""
+
+    data: bytes | bytearray = b""
+    ids: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    python: list[int] = field(default_factory=list)
+    gone: int = 0
+
+
+class PayloadPacker:
+    """Packs kept calls for the recording, in C where the pass would change nothing."""
+
+    def __init__(self, redactor: Redactor, limit: int, secrets_of: Callable[[Any], list[str]] | None) -> None:
+        if secrets_of is not None and secrets_of is not payload.secrets_of:
+            raise ValueError("payload_pack learns the credentials as payload.secrets_of finds them")
+        self.redactor = redactor
+        self.limit = limit
+        self.learns = secrets_of is not None
+        self.clean: set[str] = set()
+        self.long_clean: dict[int, str] = {}  # the longer of them by fingerprint (_payload_pack.c)
+        self.clean_chars = 0
+        self.seen_once: set[str] = set()  # found unchanged once (see `_remember`)
+        self.once_chars = 0
+        self.keys: set[str] = set()
+        self.generation = redactor.generation
+
+    def pack(self, pending: list[tuple[int, Any]]) -> PackedBatch:
+        """Each (call id, kept call or ring slot) pair: packed, left to the Python pass, or gone."""
+        if _payload_pack is None:
+            return PackedBatch(python=[call_id for call_id, _ in pending])
+        if self.redactor.generation != self.generation:  # what was found unchanged may not be any more
+            self.forget()
+        rows, out, fresh, fresh_keys, options = self._pack_all(pending)
+        if self.learns and self._learn(options):  # a credential not known before: all again
+            self.forget()
+            rows, out, fresh, fresh_keys, options = self._pack_all(pending)
+        changed = self._look(fresh) if fresh else ()
+        bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
+        if not changed and not bad_keys and min(rows[0::4], default=PACKED) == PACKED:  # the usual case
+            return PackedBatch(out, list(map(_CALL_ID, pending)), rows[3::4])
+        batch = PackedBatch()
+        texts_from = keys_from = out_from = 0
+        spans = []  # where the bytes of each payload kept are in `out`
+        for at, (call_id, _) in enumerate(pending):
+            status, texts_to, keys_to, out_to = rows[4 * at : 4 * at + 4]
+            if status == PACKED and (
+                any(text in changed for text in fresh[texts_from:texts_to])
+                or any(key in bad_keys for key in fresh_keys[keys_from:keys_to])
+            ):
+                status = BY_PYTHON
+            if status == PACKED:
+                batch.ids.append(call_id)
+                spans.append((out_from, out_to))
+            elif status == BY_PYTHON:
+                batch.python.append(call_id)
+            else:
+                batch.gone += 1
+            texts_from, keys_from, out_from = texts_to, keys_to, out_to
+        batch.data = b"".join(out[start:end] for start, end in spans)
+        size = 0
+        for start, end in spans:
+            size += end - start
+            batch.ends.append(size)
+        return batch
+
+    def _pack_all(self, pending: list[tuple[int, Any]]) -> tuple[list[int], bytearray, list, list, list]:
+        out: bytearray = bytearray()
+        fresh: list[str] = []
+        fresh_keys: list[str] = []
+        options: list[dict] = []
+        rows = _payload_pack.pack_all(
+            pending, self.limit, self.clean, self.long_clean, self.keys, fresh, fresh_keys, out, options
+        )
+        return rows, out, fresh, fresh_keys, options
+
+    def _learn(self, options: list[dict]) -> bool:
+        """The credentials in the packed calls' options maps, as the pass learns them
+        (payload.secrets_of): whether one was new."""
+        redactor = self.redactor
+        generation = redactor.generation
+        for found in map(payload.secrets_in, options):
+            if found:
+                redactor.learn(found)
+        return redactor.generation != generation
+
+    def forget(self) -> None:
+        self.clean = set()
+        self.long_clean = {}
+        self.clean_chars = 0
+        self.seen_once = set()
+        self.once_chars = 0
+        self.keys = set()
+        self.generation = self.redactor.generation
+
+    def _look(self, fresh: list[str]) -> set[str]:
+        """The texts the pass would change, of those set aside; the others are remembered."""
+        redactor = self.redactor
+        distinct = set(fresh)
+        joined = "\n".join(distinct)
+        if not redactor.changes(joined, valid=True):  # _payload_pack.c took only valid UTF-8
+            changed: set[str] = set()
+        else:  # one of them changes (or a PEM key spans two): each alone
+            limit = self.limit
+            changed = {text for text in distinct if redactor.text(text, limit) != text}
+            distinct -= changed
+        self._remember(distinct)
+        return changed
+
+    def _remember(self, unchanged: set[str]) -> None:
+        """Texts found unchanged: those found so in an earlier look too join `clean`, where C looks
+        up every text of every payload (kept small, since a lookup that misses the CPU's caches
+        costs the job); the others wait in `seen_once` (most are one call's own input, never seen
+        again). Both bounded in characters: begun again once full."""
+        again = unchanged & self.seen_once
+        if again:
+            self.seen_once -= again
+            chars = sum(map(len, again))
+            if self.clean_chars + chars > CLEAN_CHARS:
+                self.clean = set()
+                self.long_clean = {}
+                self.clean_chars = 0
+            if chars <= CLEAN_CHARS:
+                self.clean |= again
+                self.clean_chars += chars
+                longer = [text for text in again if len(text) >= LONG_TEXT]
+                self.long_clean.update(zip(map(_payload_pack.fingerprint, longer), longer))
+            unchanged = unchanged - again
+        chars = sum(map(len, unchanged))
+        if self.once_chars + chars > ONCE_CHARS:
+            self.seen_once = set()
+            self.once_chars = 0
+        if chars <= ONCE_CHARS:
+            self.seen_once |= unchanged
+            self.once_chars += chars
+
+    def _look_at_keys(self, fresh_keys: list[str]) -> set[str]:
+        """Map keys the pass would not leave as they are (credential names, headers, changed text)."""
+        text, keys = self.redactor.text, self.keys
+        bad = set()
+        for key in set(fresh_keys):
+            if is_secret_name(key) or key.lower().endswith("headers") or text(key, KEY_LIMIT) != key:
+                bad.add(key)
+            else:
+                if len(keys) >= KEYS_KEPT:
+                    keys.clear()
+                keys.add(key)
+        return bad
