@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.helpers.jobs import REPO
 
-PARTS = ("dspy_top", "tests", "benchmarks", "scripts")
+PARTS = ("dspy_top", "tests", "benchmarks", "scripts", "hatch_build.py")
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
