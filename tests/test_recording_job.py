@@ -218,13 +218,21 @@ def test_retention_keeps_the_newest_and_never_a_recording_in_use(tmp_path, sim):
 
 
 @pytest.mark.slow
-def test_no_credential_reaches_the_recording(tmp_path):
-    """The job of the socket's privacy test, recorded: every message and payload decoded, and the raw bytes."""
+@pytest.mark.parametrize("packer", ["compiled", "python"])
+def test_no_credential_reaches_the_recording(tmp_path, packer):
+    """The job of the socket's privacy test, recorded: every message and payload decoded, and the raw
+    bytes; its payloads packed in C (payload_pack.py) and, with DSPY_TOP_NO_C=1, by the Python pass."""
     from tests.helpers.planted_secrets import LEAKS, SECRET_ARGV, start_secret_job
 
     directory = tmp_path / "private"
     with SimLM(latency_scale=0.0) as sim:
-        job = start_secret_job(sim.base_url, tmp_path / "rt", tmp_path / "none.toml", DSPY_TOP_RECORD=f"{directory}/")
+        job = start_secret_job(
+            sim.base_url,
+            tmp_path / "rt",
+            tmp_path / "none.toml",
+            DSPY_TOP_RECORD=f"{directory}/",
+            DSPY_TOP_NO_C="1" if packer == "python" else "0",
+        )
         try:
             assert job.stdout.readline().startswith("READY"), job.stderr.read()[-3000:]
             job.stdin.write("exit\n")

@@ -29,6 +29,7 @@
 /* As in redact.py: containers deeper than this become "…", longer ones are cut. */
 #define MAX_DEPTH 12
 #define MAX_ITEMS 500
+#define KEY_LIMIT 1024 /* a map key's text is cut at this many characters */
 /* A payload packing larger than this is left to the Python pass (the writer refuses it there). */
 #define MAX_BYTES (16 * 1024 * 1024)
 /* The packing buffer is kept between payloads up to this size. */
@@ -42,6 +43,8 @@ typedef struct {
     PyObject *clean;    /* set of texts known to come out of the pass unchanged */
     PyObject *long_clean; /* dict: fingerprint -> a long text of `clean` (see `seen_long`) */
     PyObject *keys;     /* set of map keys known to be plain */
+    PyObject *secret_keys; /* set of map keys known to be credentials' names (is_secret_name) */
+    PyObject *header_keys; /* set of map keys known to name headers (`...headers`), not credentials */
     PyObject *fresh;    /* list: texts to look at */
     PyObject *fresh_keys; /* list: map keys to look at */
 } Packer;
@@ -205,21 +208,10 @@ seen_long(Packer *p, PyObject *text)
                   (size_t)(PyUnicode_GET_LENGTH(text) * PyUnicode_KIND(text))) == 0;
 }
 
-/* A str as msgpack's str type; `known` is the set saying it needs no look (else it goes to `to_look`). */
+/* A str as msgpack's str type. */
 static int
-put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
+emit_text(Packer *p, PyObject *text)
 {
-    if (PyUnicode_GET_LENGTH(text) > p->limit)
-        return PYTHON;
-    int seen = 0;
-    if (known == p->clean && PyUnicode_GET_LENGTH(text) >= LONG_TEXT)
-        seen = seen_long(p, text);
-    if (seen == 0)
-        seen = PySet_Contains(known, text);
-    if (seen < 0)
-        return FAILED;
-    if (!seen && PyList_Append(to_look, text) < 0)
-        return FAILED;
     if (PyUnicode_IS_COMPACT_ASCII(text)) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(text);
         int status = put_length(p, 0xa0, 32, 0xd9, 0xda, 0xdb, n);
@@ -239,6 +231,24 @@ put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
         status = put_bytes(p, PyBytes_AS_STRING(utf8), n);
     Py_DECREF(utf8);
     return status;
+}
+
+/* A str; `known` is the set saying it needs no look (else it goes to `to_look`). */
+static int
+put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
+{
+    if (PyUnicode_GET_LENGTH(text) > p->limit)
+        return PYTHON;
+    int seen = 0;
+    if (known == p->clean && PyUnicode_GET_LENGTH(text) >= LONG_TEXT)
+        seen = seen_long(p, text);
+    if (seen == 0)
+        seen = PySet_Contains(known, text);
+    if (seen < 0)
+        return FAILED;
+    if (!seen && PyList_Append(to_look, text) < 0)
+        return FAILED;
+    return emit_text(p, text);
 }
 
 static int put_value(Packer *p, PyObject *value, int depth);
@@ -296,14 +306,111 @@ put_items(Packer *p, PyObject *items, int depth)
     return status;
 }
 
+/* As redact._holds_text: whether a value under a credential's name is redacted (numbers are not).
+ * 1 or 0; UNKNOWN for a type whose answer the Python pass must give (a subclass, a Mapping). */
+#define UNKNOWN 2
 static int
-put_key(Packer *p, PyObject *key)
+holds_text(PyObject *value, int depth)
 {
-    if (PyUnicode_CheckExact(key))
-        return put_text(p, key, p->keys, p->fresh_keys);
-    if (PyLong_CheckExact(key))
-        return put_int(p, key);
-    return PYTHON;
+    if (value == Py_None || PyBool_Check(value) || PyLong_CheckExact(value) || PyFloat_CheckExact(value))
+        return 0;
+    if (PyUnicode_CheckExact(value))
+        return 1;
+    if (PyList_CheckExact(value) || PyTuple_CheckExact(value)) {
+        if (depth >= 4)
+            return 1;
+        int is_list = PyList_CheckExact(value);
+        Py_ssize_t n = is_list ? PyList_GET_SIZE(value) : PyTuple_GET_SIZE(value);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int holds = holds_text(is_list ? PyList_GET_ITEM(value, i) : PyTuple_GET_ITEM(value, i), depth + 1);
+            if (holds != 0)
+                return holds;
+        }
+        return 0;
+    }
+    if (PyDict_CheckExact(value)) {
+        if (depth >= 4)
+            return 1;
+        Py_ssize_t at = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(value, &at, &key, &item)) {
+            int holds = holds_text(item, depth + 1);
+            if (holds != 0)
+                return holds;
+        }
+        return 0;
+    }
+    return UNKNOWN;
+}
+
+static const unsigned char REDACTED_TEXT[] = {0xaa, '[', 'r', 'e', 'd', 'a', 'c', 't', 'e', 'd', ']'};
+
+/* `{name: value, ...}` of a headers map, as the pass writes it: every value redacted. */
+static int
+put_headers(Packer *p, PyObject *headers)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(headers);
+    if (n > MAX_ITEMS)
+        return PYTHON;
+    int status = put_length(p, 0x80, 16, 0, 0xde, 0xdf, n);
+    Py_ssize_t at = 0;
+    PyObject *name, *value;
+    while (status == OK && PyDict_Next(headers, &at, &name, &value)) {
+        if (!PyUnicode_CheckExact(name) || PyUnicode_GET_LENGTH(name) > KEY_LIMIT)
+            return PYTHON;
+        status = put_text(p, name, p->clean, p->fresh);
+        if (status == OK)
+            status = put_bytes(p, REDACTED_TEXT, sizeof REDACTED_TEXT);
+    }
+    return status;
+}
+
+/* One entry of a map, as the pass's _mapping writes it. A key not known yet goes to `fresh_keys`
+ * with its value as it is: if the key turns out to be a credential's or a headers map's, the
+ * caller takes the Python pass for the payload (and knows the key from then on). */
+static int
+put_entry(Packer *p, PyObject *key, PyObject *value, int depth)
+{
+    if (PyLong_CheckExact(key)) {
+        int status = put_int(p, key);
+        return status != OK ? status : put_value(p, value, depth);
+    }
+    if (!PyUnicode_CheckExact(key))
+        return PYTHON;
+    int plain = PySet_Contains(p->keys, key);
+    if (plain < 0)
+        return FAILED;
+    if (plain) {
+        int status = emit_text(p, key);
+        return status != OK ? status : put_value(p, value, depth);
+    }
+    int secret = PySet_Contains(p->secret_keys, key);
+    if (secret < 0)
+        return FAILED;
+    if (secret) {
+        int holds = holds_text(value, 0);
+        if (holds == UNKNOWN)
+            return PYTHON;
+        int status = emit_text(p, key);
+        if (status != OK)
+            return status;
+        return holds ? put_bytes(p, REDACTED_TEXT, sizeof REDACTED_TEXT) : put_value(p, value, depth);
+    }
+    int headers = PySet_Contains(p->header_keys, key);
+    if (headers < 0)
+        return FAILED;
+    if (headers) {
+        int status = emit_text(p, key);
+        if (status != OK)
+            return status;
+        if (PyDict_CheckExact(value))
+            return put_headers(p, value);
+        if (PyDict_Check(value))
+            return PYTHON; /* another kind of Mapping: the pass's own isinstance decides */
+        return put_value(p, value, depth);
+    }
+    int status = put_text(p, key, p->keys, p->fresh_keys);
+    return status != OK ? status : put_value(p, value, depth);
 }
 
 static int
@@ -318,9 +425,7 @@ put_map(Packer *p, PyObject *map, int depth)
     while (status == OK && PyDict_Next(map, &at, &key, &item)) {
         if (++count > n)
             return PYTHON;
-        status = put_key(p, key);
-        if (status == OK)
-            status = put_value(p, item, depth + 1);
+        status = put_entry(p, key, item, depth + 1);
     }
     if (status == OK && count != n)
         return PYTHON;
@@ -402,9 +507,7 @@ put_options(Packer *p, PyObject *lm_options, PyObject *call_options)
             if (later == NULL && PyErr_Occurred())
                 return FAILED;
             PyObject *shown = later ? later : item;
-            status = put_key(p, key);
-            if (status == OK)
-                status = put_value(p, shown, 3);
+            status = put_entry(p, key, shown, 3);
         }
     }
     if (call_options) {
@@ -415,9 +518,7 @@ put_options(Packer *p, PyObject *lm_options, PyObject *call_options)
                 return FAILED;
             if (shared)
                 continue;
-            status = put_key(p, key);
-            if (status == OK)
-                status = put_value(p, item, 3);
+            status = put_entry(p, key, item, 3);
         }
     }
     return status;
@@ -560,24 +661,26 @@ note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
     return 0;
 }
 
-/* `pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options)`: every
+/* `pack_all(pending, limit, clean, long_clean, keys, secret_keys, header_keys, fresh, fresh_keys,
+ * out, options)`: every
  * (call id, kept call) pair of the list `pending` packed, in order, onto the bytearray `out`.
  * Returns four ints a pair: PACKED, BY_PYTHON or GONE; then len(fresh), len(fresh_keys) and
  * len(out) after it. Each options map of a packed payload is appended to `options` once. */
 static PyObject *
 pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError,
-                        "pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options)");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "pack_all(pending, limit, clean, long_clean, keys, secret_keys, "
+                                         "header_keys, fresh, fresh_keys, out, options)");
         return NULL;
     }
-    PyObject *pending = args[0], *out = args[7], *options = args[8];
+    PyObject *pending = args[0], *out = args[9], *options = args[10];
     if (!PyList_CheckExact(pending) || !PyAnySet_CheckExact(args[2]) || !PyDict_CheckExact(args[3]) ||
-        !PyAnySet_CheckExact(args[4]) || !PyList_CheckExact(args[5]) || !PyList_CheckExact(args[6]) ||
-        !PyByteArray_CheckExact(out) || !PyList_CheckExact(options)) {
-        PyErr_SetString(PyExc_TypeError, "pack_all: a list of pairs, an int, a set, a dict, a set, two lists, "
-                                         "a bytearray and a list");
+        !PyAnySet_CheckExact(args[4]) || !PyAnySet_CheckExact(args[5]) || !PyAnySet_CheckExact(args[6]) ||
+        !PyList_CheckExact(args[7]) || !PyList_CheckExact(args[8]) || !PyByteArray_CheckExact(out) ||
+        !PyList_CheckExact(options)) {
+        PyErr_SetString(PyExc_TypeError, "pack_all: a list of pairs, an int, a set, a dict, three sets, two "
+                                         "lists, a bytearray and a list");
         return NULL;
     }
     Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
@@ -589,7 +692,7 @@ pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     static int in_use = 0;
     int shared = !in_use;
     Packer p = {shared ? kept_buffer : NULL, 0, shared ? kept_capacity : 0, limit,
-                args[2], args[3], args[4], args[5], args[6]};
+                args[2], args[3], args[4], args[5], args[6], args[7], args[8]};
     in_use = 1;
     PyObject *seen[64];
     int seen_count = 0;
@@ -664,10 +767,12 @@ static PyMethodDef methods[] = {
     {"fingerprint", fingerprint, METH_O,
      "fingerprint(text) -> int: the key of a long clean text in `long_clean` (equal texts, equal keys)."},
     {"pack_all", (PyCFunction)(void (*)(void))pack_all, METH_FASTCALL,
-     "pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options) -> list[int]\n\n"
+     "pack_all(pending, limit, clean, long_clean, keys, secret_keys, header_keys, fresh, fresh_keys, out,\n"
+     "options) -> list[int]\n\n"
      "Each (call_id, kept) pair of `pending` packed as msgpack `[call_id, payload]` onto the bytearray\n"
-     "`out`, when every text in it is in `clean` or appended to `fresh`, every map key in `keys` or\n"
-     "appended to `fresh_keys`. Four ints a pair: 1 packed, 0 for the Python pass, -1 when `kept`, a\n"
+     "`out`, when every text in it is in `clean` or appended to `fresh`, every map key in `keys`,\n"
+     "`secret_keys` (its text redacted) or `header_keys` (every value redacted), or appended to\n"
+     "`fresh_keys`. Four ints a pair: 1 packed, 0 for the Python pass, -1 when `kept`, a\n"
      "ring slot, holds another call now; then len(fresh), len(fresh_keys) and len(out) after it.\n"
      "Each options map of a packed payload is appended to `options` once."},
     {NULL, NULL, 0, NULL},

@@ -77,12 +77,17 @@ class PayloadPacker:
         self.clean_chars = 0
         self.seen_once: set[str] = set()  # found unchanged once (see `_remember`)
         self.once_chars = 0
-        self.keys: set[str] = set()
+        self.keys: set[str] = set()  # map keys: plain, a credential's name, a headers map's
+        self.secret_keys: set[str] = set()
+        self.header_keys: set[str] = set()
         self.generation = redactor.generation
+        self.packed = 0  # payloads packed here, and left to the Python pass, so far
+        self.by_python = 0
 
     def pack(self, pending: list[tuple[int, Any]]) -> PackedBatch:
         """Each (call id, kept call or ring slot) pair: packed, left to the Python pass, or gone."""
         if _payload_pack is None:
+            self.by_python += len(pending)
             return PackedBatch(python=[call_id for call_id, _ in pending])
         if self.redactor.generation != self.generation:  # what was found unchanged may not be any more
             self.forget()
@@ -90,9 +95,15 @@ class PayloadPacker:
         if self.learns and self._learn(options):  # a credential not known before: all again
             self.forget()
             rows, out, fresh, fresh_keys, options = self._pack_all(pending)
-        changed = self._look(fresh) if fresh else ()
         bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
+        if bad_keys and not bad_keys.isdisjoint(self.secret_keys | self.header_keys):
+            # Names of credentials or headers met for the first time, now known: packed again,
+            # their values redacted in C (once a name; then they are known).
+            rows, out, fresh, fresh_keys, options = self._pack_all(pending)
+            bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
+        changed = self._look(fresh) if fresh else ()
         if not changed and not bad_keys and min(rows[0::4], default=PACKED) == PACKED:  # the usual case
+            self.packed += len(pending)
             return PackedBatch(out, list(map(_CALL_ID, pending)), rows[3::4])
         batch = PackedBatch()
         texts_from = keys_from = out_from = 0
@@ -113,6 +124,8 @@ class PayloadPacker:
                 batch.gone += 1
             texts_from, keys_from, out_from = texts_to, keys_to, out_to
         batch.data = b"".join(out[start:end] for start, end in spans)
+        self.packed += len(batch.ids)
+        self.by_python += len(batch.python)
         size = 0
         for start, end in spans:
             size += end - start
@@ -125,7 +138,17 @@ class PayloadPacker:
         fresh_keys: list[str] = []
         options: list[dict] = []
         rows = _payload_pack.pack_all(
-            pending, self.limit, self.clean, self.long_clean, self.keys, fresh, fresh_keys, out, options
+            pending,
+            self.limit,
+            self.clean,
+            self.long_clean,
+            self.keys,
+            self.secret_keys,
+            self.header_keys,
+            fresh,
+            fresh_keys,
+            out,
+            options,
         )
         return rows, out, fresh, fresh_keys, options
 
@@ -146,6 +169,8 @@ class PayloadPacker:
         self.seen_once = set()
         self.once_chars = 0
         self.keys = set()
+        self.secret_keys = set()
+        self.header_keys = set()
         self.generation = self.redactor.generation
 
     def _look(self, fresh: list[str]) -> set[str]:
@@ -190,14 +215,25 @@ class PayloadPacker:
             self.once_chars += chars
 
     def _look_at_keys(self, fresh_keys: list[str]) -> set[str]:
-        """Map keys the pass would not leave as they are (credential names, headers, changed text)."""
-        text, keys = self.redactor.text, self.keys
+        """The map keys set aside, sorted as the pass's _mapping sorts them: plain; a credential's
+        name (C redacts its text values from now on); a headers map's (C redacts its values); or
+        one whose own text changes. All but the plain ones were packed with their values as they
+        are: the payloads holding them take the Python pass this time (returned)."""
+        text = self.redactor.text
         bad = set()
         for key in set(fresh_keys):
-            if is_secret_name(key) or key.lower().endswith("headers") or text(key, KEY_LIMIT) != key:
+            if text(key, KEY_LIMIT) != key:
+                bad.add(key)
+                continue
+            if is_secret_name(key):
+                kind = self.secret_keys
+                bad.add(key)
+            elif key.lower().endswith("headers"):
+                kind = self.header_keys
                 bad.add(key)
             else:
-                if len(keys) >= KEYS_KEPT:
-                    keys.clear()
-                keys.add(key)
+                kind = self.keys
+            if len(kind) >= KEYS_KEPT:
+                kind.clear()
+            kind.add(key)
         return bad

@@ -8,6 +8,8 @@ jobs have no stdin). Otherwise prints `READY <socket> <recording>`, then obeys s
              dspy.Evaluate(num_threads=T) when T > 1; prints `DONE <this process's calls>`
   fork N     forks a child that makes N program calls and exits normally (its own recording);
              prints `CHILD <pid> <its recording>` once the child is done
+  packer     prints `PACKER <compiled part there: 1/0> <payloads packed in C> <payloads left to the
+             Python pass by the packer>` (payload_pack.py)
   exit       ends normally
 A hold on stdin (nothing sent) keeps it waiting: a test may SIGKILL it there.
 """
@@ -88,6 +90,13 @@ def main() -> int:
                 calls, path = json.loads(pipe.read())
             os.waitpid(pid, 0)
             print("CHILD", pid, calls, path, flush=True)
+        elif command[0] == "packer":
+            handle.server.push_totals(timeout=10)  # the calls so far taken by the recording first
+            from dspy_top.instrumentation import payload_pack
+
+            packer = handle.server.requests._packer
+            counts = (packer.packed, packer.by_python) if packer else (0, 0)
+            print("PACKER", int(payload_pack.AVAILABLE), *counts, flush=True)
         elif command[0] == "exit":
             break
     return 0
