@@ -508,31 +508,33 @@ fields_of(PyObject *kept, Py_ssize_t *n)
     return NULL;
 }
 
-enum { PACKED = 1, BY_PYTHON = 0, GONE = -1 };
+/* What pack_all says of each payload (payload_pack.py), and NOT_PACKED: an exception is set. Not
+ * FAILED: that is -1, GONE's number. */
+enum { PACKED = 1, BY_PYTHON = 0, GONE = -1, NOT_PACKED = -2 };
 
 /* One payload into `p` (emptied first): PACKED; BY_PYTHON (what it set aside taken back) when the
- * Python pass must do it; GONE when `kept` is a ring slot that holds a later call now; or FAILED. */
+ * Python pass must do it; GONE when `kept` is a ring slot that holds a later call now; or NOT_PACKED. */
 static int
 pack_one(Packer *p, PyObject *call_id, PyObject *kept)
 {
     if (!((PyTuple_Check(kept) && PyTuple_GET_SIZE(kept) >= F_COUNT) ||
           (PyList_Check(kept) && PyList_GET_SIZE(kept) >= F_COUNT))) {
         PyErr_SetString(PyExc_TypeError, "pack_all: a kept call is a tuple or a ring slot in KEPT_FIELDS order");
-        return FAILED;
+        return NOT_PACKED;
     }
     int held = holds(kept, call_id);
     if (held <= 0)
-        return held < 0 ? FAILED : GONE;
+        return held < 0 ? NOT_PACKED : GONE;
     p->size = 0;
     Py_ssize_t fresh_before = PyList_GET_SIZE(p->fresh), keys_before = PyList_GET_SIZE(p->fresh_keys);
     int status = put_payload(p, call_id, kept);
     if (status == OK)
         return PACKED;
     if (status == FAILED)
-        return FAILED;
+        return NOT_PACKED;
     if (PyList_SetSlice(p->fresh, fresh_before, PyList_GET_SIZE(p->fresh), NULL) < 0 ||
         PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0)
-        return FAILED;
+        return NOT_PACKED;
     return BY_PYTHON;
 }
 
@@ -609,7 +611,7 @@ pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         }
         PyObject *kept = PyTuple_GET_ITEM(pair, 1);
         int status = pack_one(&p, PyTuple_GET_ITEM(pair, 0), kept);
-        if (status == FAILED)
+        if (status == NOT_PACKED)
             goto failed;
         if (status == PACKED) {
             Py_ssize_t before = PyByteArray_GET_SIZE(out);
