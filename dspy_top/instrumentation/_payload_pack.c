@@ -539,7 +539,10 @@ pack_one(Packer *p, PyObject *call_id, PyObject *kept)
 }
 
 /* The call's options maps, each once (by identity) in `options`: the credentials they hold are
- * learned before the bytes are used (payload_pack.py). `seen` holds up to 64; past that, repeats. */
+ * learned before the bytes are used (payload_pack.py). Those of a call left to the Python pass
+ * too: the pass redacts a credential any call of the batch was given wherever it appears, in the
+ * packed calls as well. Any options but None and an empty dict (a dict of another kind holds
+ * credentials too; payload.secrets_in reads it). `seen` holds up to 64; past that, repeats. */
 static int
 note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
 {
@@ -547,7 +550,7 @@ note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
     PyObject **fields = fields_of(kept, &n);
     for (int i = F_LM_OPTIONS; i <= F_CALL_OPTIONS; i++) {
         PyObject *map = fields[i];
-        if (!PyDict_CheckExact(map) || PyDict_GET_SIZE(map) == 0)
+        if (map == Py_None || (PyDict_CheckExact(map) && PyDict_GET_SIZE(map) == 0))
             continue;
         int known = 0;
         for (int j = 0; j < *count && !known; j++)
@@ -565,7 +568,8 @@ note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
 /* `pack_all(pending, limit, clean, long_clean, keys, fresh, fresh_keys, out, options)`: every
  * (call id, kept call) pair of the list `pending` packed, in order, onto the bytearray `out`.
  * Returns four ints a pair: PACKED, BY_PYTHON or GONE; then len(fresh), len(fresh_keys) and
- * len(out) after it. Each options map of a packed payload is appended to `options` once. */
+ * len(out) after it. Each options map of a call it holds (packed or not) is appended to `options`
+ * once. */
 static PyObject *
 pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -618,9 +622,9 @@ pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             if (PyByteArray_Resize(out, before + p.size) < 0)
                 goto failed;
             memcpy(PyByteArray_AS_STRING(out) + before, p.data, (size_t)p.size);
-            if (note_options(kept, options, seen, &seen_count) < 0)
-                goto failed;
         }
+        if (status != GONE && note_options(kept, options, seen, &seen_count) < 0)
+            goto failed;
         PyObject *row[4] = {PyLong_FromLong(status), PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh)),
                             PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh_keys)),
                             PyLong_FromSsize_t(PyByteArray_GET_SIZE(out))};
@@ -671,7 +675,7 @@ static PyMethodDef methods[] = {
      "`out`, when every text in it is in `clean` or appended to `fresh`, every map key in `keys` or\n"
      "appended to `fresh_keys`. Four ints a pair: 1 packed, 0 for the Python pass, -1 when `kept`, a\n"
      "ring slot, holds another call now; then len(fresh), len(fresh_keys) and len(out) after it.\n"
-     "Each options map of a packed payload is appended to `options` once."},
+     "Each options map of a call still held (packed or not) is appended to `options` once."},
     {NULL, NULL, 0, NULL},
 };
 
