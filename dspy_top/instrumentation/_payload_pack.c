@@ -609,36 +609,41 @@ fields_of(PyObject *kept, Py_ssize_t *n)
     return NULL;
 }
 
-enum { PACKED = 1, BY_PYTHON = 0, GONE = -1 };
+/* What pack_all says of each payload (payload_pack.py), and NOT_PACKED: an exception is set. Not
+ * FAILED: that is -1, GONE's number. */
+enum { PACKED = 1, BY_PYTHON = 0, GONE = -1, NOT_PACKED = -2 };
 
 /* One payload into `p` (emptied first): PACKED; BY_PYTHON (what it set aside taken back) when the
- * Python pass must do it; GONE when `kept` is a ring slot that holds a later call now; or FAILED. */
+ * Python pass must do it; GONE when `kept` is a ring slot that holds a later call now; or NOT_PACKED. */
 static int
 pack_one(Packer *p, PyObject *call_id, PyObject *kept)
 {
     if (!((PyTuple_Check(kept) && PyTuple_GET_SIZE(kept) >= F_COUNT) ||
           (PyList_Check(kept) && PyList_GET_SIZE(kept) >= F_COUNT))) {
         PyErr_SetString(PyExc_TypeError, "pack_all: a kept call is a tuple or a ring slot in KEPT_FIELDS order");
-        return FAILED;
+        return NOT_PACKED;
     }
     int held = holds(kept, call_id);
     if (held <= 0)
-        return held < 0 ? FAILED : GONE;
+        return held < 0 ? NOT_PACKED : GONE;
     p->size = 0;
     Py_ssize_t fresh_before = PyList_GET_SIZE(p->fresh), keys_before = PyList_GET_SIZE(p->fresh_keys);
     int status = put_payload(p, call_id, kept);
     if (status == OK)
         return PACKED;
     if (status == FAILED)
-        return FAILED;
+        return NOT_PACKED;
     if (PyList_SetSlice(p->fresh, fresh_before, PyList_GET_SIZE(p->fresh), NULL) < 0 ||
         PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0)
-        return FAILED;
+        return NOT_PACKED;
     return BY_PYTHON;
 }
 
 /* The call's options maps, each once (by identity) in `options`: the credentials they hold are
- * learned before the bytes are used (payload_pack.py). `seen` holds up to 64; past that, repeats. */
+ * learned before the bytes are used (payload_pack.py). Those of a call left to the Python pass
+ * too: the pass redacts a credential any call of the batch was given wherever it appears, in the
+ * packed calls as well. Any options but None and an empty dict (a dict of another kind holds
+ * credentials too; payload.secrets_in reads it). `seen` holds up to 64; past that, repeats. */
 static int
 note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
 {
@@ -646,7 +651,7 @@ note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
     PyObject **fields = fields_of(kept, &n);
     for (int i = F_LM_OPTIONS; i <= F_CALL_OPTIONS; i++) {
         PyObject *map = fields[i];
-        if (!PyDict_CheckExact(map) || PyDict_GET_SIZE(map) == 0)
+        if (map == Py_None || (PyDict_CheckExact(map) && PyDict_GET_SIZE(map) == 0))
             continue;
         int known = 0;
         for (int j = 0; j < *count && !known; j++)
@@ -665,7 +670,8 @@ note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
  * out, options)`: every
  * (call id, kept call) pair of the list `pending` packed, in order, onto the bytearray `out`.
  * Returns four ints a pair: PACKED, BY_PYTHON or GONE; then len(fresh), len(fresh_keys) and
- * len(out) after it. Each options map of a packed payload is appended to `options` once. */
+ * len(out) after it. Each options map of a call it holds (packed or not) is appended to `options`
+ * once. */
 static PyObject *
 pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -712,16 +718,16 @@ pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         }
         PyObject *kept = PyTuple_GET_ITEM(pair, 1);
         int status = pack_one(&p, PyTuple_GET_ITEM(pair, 0), kept);
-        if (status == FAILED)
+        if (status == NOT_PACKED)
             goto failed;
         if (status == PACKED) {
             Py_ssize_t before = PyByteArray_GET_SIZE(out);
             if (PyByteArray_Resize(out, before + p.size) < 0)
                 goto failed;
             memcpy(PyByteArray_AS_STRING(out) + before, p.data, (size_t)p.size);
-            if (note_options(kept, options, seen, &seen_count) < 0)
-                goto failed;
         }
+        if (status != GONE && note_options(kept, options, seen, &seen_count) < 0)
+            goto failed;
         PyObject *row[4] = {PyLong_FromLong(status), PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh)),
                             PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh_keys)),
                             PyLong_FromSsize_t(PyByteArray_GET_SIZE(out))};
@@ -774,7 +780,7 @@ static PyMethodDef methods[] = {
      "`secret_keys` (its text redacted) or `header_keys` (every value redacted), or appended to\n"
      "`fresh_keys`. Four ints a pair: 1 packed, 0 for the Python pass, -1 when `kept`, a\n"
      "ring slot, holds another call now; then len(fresh), len(fresh_keys) and len(out) after it.\n"
-     "Each options map of a packed payload is appended to `options` once."},
+     "Each options map of a call still held (packed or not) is appended to `options` once."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,7 @@ knows.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dspy_top.instrumentation.redact import MAX_ITEMS, secret_values
@@ -217,6 +218,8 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
         if not _ATOM_TYPES.issuperset(types):
             return value(item, limit, 2)
         key = (limit, tuple(item.items()), types)
+        if float in types and 0.0 in item.values():  # -0.0 == 0.0 and hashes alike: the sign tells
+            key += (tuple([math.copysign(1.0, v) for v in item.values() if type(v) is float]),)
         done = parts.get(key)
         if done is None:
             done = value(item, limit, 2)

@@ -9,10 +9,10 @@ it, setting aside each text and map key not known to pass unchanged; here they a
 together, once a batch: the texts with the pass's own `Redactor.text` over them all joined by
 line ends (its changes never cross a line's end, and what could, a PEM key, makes it look at
 each alone), the keys by the pass's own rules. A payload is stored from those bytes only when
-every text and key set aside comes out unchanged and the credentials its LM was given were
-learned first; any other goes through the Python pass. The bytes are therefore those of the
-redacted payload (the tests compare them with the Python pass on real and generated payloads,
-credentials among them).
+every text and key set aside comes out unchanged and the credentials the batch's calls were
+given (those the Python pass takes too) were learned first; any other goes through the Python
+pass. The bytes are therefore those of the redacted payload (tests/test_payload_pack.py compares
+them with the Python pass on generated payloads, credentials among them).
 
 The texts and keys found unchanged are remembered (bounded, and forgotten when the known
 credentials change). Without the compiled part (no C compiler where dspy-top was installed, or
@@ -61,6 +61,15 @@ class PackedBatch:
     ends: list[int] = field(default_factory=list)
     python: list[int] = field(default_factory=list)
     gone: int = 0
+
+
+def _secrets_in(options: Any) -> list[str]:
+    """payload.secrets_in, or none for options it cannot read (a call's payload the pass cannot
+    build either: payload_of raises, and nothing of it is stored)."""
+    try:
+        return payload.secrets_in(options)
+    except Exception:
+        return []
 
 
 class PayloadPacker:
@@ -153,11 +162,12 @@ class PayloadPacker:
         return rows, out, fresh, fresh_keys, options
 
     def _learn(self, options: list[dict]) -> bool:
-        """The credentials in the packed calls' options maps, as the pass learns them
-        (payload.secrets_of): whether one was new."""
+        """The credentials in the options maps of the batch's calls, packed or left to the Python
+        pass (which redacts them wherever they appear, in the packed calls too), as the pass learns
+        them (payload.secrets_of): whether one was new."""
         redactor = self.redactor
         generation = redactor.generation
-        for found in map(payload.secrets_in, options):
+        for found in map(_secrets_in, options):
             if found:
                 redactor.learn(found)
         return redactor.generation != generation
