@@ -872,11 +872,23 @@ def test_a_map_key_found_plain_is_looked_at_again_once_a_credential_in_it_is_kno
     packer.redactor.learn([secret])
     ref.learn([secret])
     assert check(packer, ref, [(2, kept(2, usage={key: 3}))], planted=[secret]).python == [2]
-    # Credential names and headers maps are never plain keys, whatever their values.
+    # Credential names and headers maps are never plain keys, whatever their values: sorted as the
+    # pass sorts them, then packed in C by its rules (check compares the bytes with the pass's).
     for n, options in enumerate(
-        [{"api_key": 5}, {"password": None}, {"X-Auth-Token": 1.5}, {"headers": {}}, {"extra_headers": 3}]
+        [
+            {"api_key": 5},
+            {"password": None},
+            {"X-Auth-Token": 1.5},
+            {"api_key": "sk-not-a-shape"},
+            {"headers": {}},
+            {"extra_headers": 3},
+            {"extra_headers": {"Authorization": "Bearer abcdefghijklmnop", "X-Title": "mine"}},
+        ]
     ):
-        assert check(packer, ref, [(10 + n, kept(10 + n, lm_options=options))]).python == [10 + n]
+        assert check(packer, ref, [(10 + n, kept(10 + n, lm_options=options))]).ids == [10 + n]
+        (name,) = options
+        assert name in (packer.header_keys if name.endswith("headers") else packer.secret_keys)
+        assert name not in packer.keys
 
 
 @needs_c
@@ -892,7 +904,10 @@ def test_without_learning_the_packer_packs_what_the_pass_leaves():
         1, lm_options={"api_key": "given-key-1234567"}, messages=[{"role": "user", "content": "given-key-1234567"}]
     )
     batch = packer.pack([(1, call)])
-    assert batch.python == [1]  # its options hold a credential's name: the pass's
+    # Its options hold a credential's name, redacted in C as the pass does; the key in the message
+    # stays, since nothing learned it (as in the pass without secrets_of).
+    assert batch.ids == [1] and bytes(batch.data) == msgpack.packb([1, payload.redacted(ref, call, MAX_PAYLOAD_TEXT)])
+    assert b"given-key-1234567" in bytes(batch.data) and b"[redacted]" in bytes(batch.data)
     call = kept(2, lm_options={"n": 1}, messages=[{"role": "user", "content": "given-key-1234567"}])
     expected = msgpack.packb([2, payload.redacted(ref, call, MAX_PAYLOAD_TEXT)])
     batch = packer.pack([(2, call)])
@@ -986,6 +1001,8 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
             clean=set(),
             long_clean={},
             keys=set(),
+            secret_keys=set(),
+            header_keys=set(),
             fresh=[],
             fresh_keys=[],
             out=bytearray(),
@@ -997,7 +1014,7 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
     assert _payload_pack.pack_all(*args())[0] == payload_pack.PACKED  # the arguments as they should be
     bad = [
         (),
-        args()[:8],
+        args()[:10],
         args() + [None],
         args(pending=((1, kept(1)),)),
         args(pending=None),
@@ -1007,6 +1024,8 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
         args(clean={}),
         args(long_clean=set()),
         args(keys=None),
+        args(secret_keys=[]),
+        args(header_keys={}),
         args(fresh=()),
         args(fresh_keys=set()),
         args(out=b""),
