@@ -208,10 +208,24 @@ seen_long(Packer *p, PyObject *text)
                   (size_t)(PyUnicode_GET_LENGTH(text) * PyUnicode_KIND(text))) == 0;
 }
 
+/* A str of the old kind (before 3.12, none is made any more) made ready to read. */
+static int
+text_ready(PyObject *text)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return PyUnicode_READY(text);
+#else
+    (void)text;
+    return 0;
+#endif
+}
+
 /* A str as msgpack's str type. */
 static int
 emit_text(Packer *p, PyObject *text)
 {
+    if (text_ready(text) < 0)
+        return FAILED;
     if (PyUnicode_IS_COMPACT_ASCII(text)) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(text);
         int status = put_length(p, 0xa0, 32, 0xd9, 0xda, 0xdb, n);
@@ -237,6 +251,8 @@ emit_text(Packer *p, PyObject *text)
 static int
 put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
 {
+    if (text_ready(text) < 0)
+        return FAILED;
     if (PyUnicode_GET_LENGTH(text) > p->limit)
         return PYTHON;
     int seen = 0;

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ from dspy_top.instrumentation.redact import Redactor, is_secret_name
 try:  # built from _payload_pack.c when dspy-top is installed (hatch_build.py)
     if os.environ.get("DSPY_TOP_NO_C") == "1":  # the Python pass for every payload, by request
         raise ImportError("DSPY_TOP_NO_C=1")
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        # It walks the job's lists and dicts knowing no other thread runs meanwhile: under a GIL only.
+        raise ImportError("no GIL")
     from dspy_top.instrumentation import _payload_pack
 except ImportError:  # no compiler where dspy-top was installed, or DSPY_TOP_NO_C=1
     _payload_pack = None
