@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspy_top.instrumentation import payload
-from dspy_top.instrumentation.redact import Redactor, is_secret_name
+from dspy_top.instrumentation.redact import Redactor, SeenTwice, is_secret_name
 
 try:  # built from _payload_pack.c when dspy-top is installed (hatch_build.py)
     if os.environ.get("DSPY_TOP_NO_C") == "1":  # the Python pass for every payload, by request
@@ -85,11 +85,10 @@ class PayloadPacker:
         self.redactor = redactor
         self.limit = limit
         self.learns = secrets_of is not None
-        self.clean: set[str] = set()
-        self.long_clean: dict[int, str] = {}  # the longer of them by fingerprint (_payload_pack.c)
-        self.clean_chars = 0
-        self.seen_once: set[str] = set()  # found unchanged once (see `_remember`)
-        self.once_chars = 0
+        # Texts found to come out of the pass unchanged (`clean`, looked up in C for every text
+        # once found so twice), and the longer of them by fingerprint (_payload_pack.c).
+        self._texts = SeenTwice(CLEAN_CHARS, ONCE_CHARS)
+        self.long_clean: dict[int, str] = {}
         self.keys: set[str] = set()  # map keys: plain, a credential's name, a headers map's
         self.secret_keys: set[str] = set()
         self.header_keys: set[str] = set()
@@ -177,11 +176,8 @@ class PayloadPacker:
         return redactor.generation != generation
 
     def forget(self) -> None:
-        self.clean = set()
+        self._texts = SeenTwice(CLEAN_CHARS, ONCE_CHARS)
         self.long_clean = {}
-        self.clean_chars = 0
-        self.seen_once = set()
-        self.once_chars = 0
         self.keys = set()
         self.secret_keys = set()
         self.header_keys = set()
@@ -202,31 +198,21 @@ class PayloadPacker:
         return changed
 
     def _remember(self, unchanged: set[str]) -> None:
-        """Texts found unchanged: those found so in an earlier look too join `clean`, where C looks
-        up every text of every payload (kept small, since a lookup that misses the CPU's caches
-        costs the job); the others wait in `seen_once` (most are one call's own input, never seen
-        again). Both bounded in characters: begun again once full."""
-        again = unchanged & self.seen_once
-        if again:
-            self.seen_once -= again
-            chars = sum(map(len, again))
-            if self.clean_chars + chars > CLEAN_CHARS:
-                self.clean = set()
-                self.long_clean = {}
-                self.clean_chars = 0
-            if chars <= CLEAN_CHARS:
-                self.clean |= again
-                self.clean_chars += chars
-                longer = [text for text in again if len(text) >= LONG_TEXT]
-                self.long_clean.update(zip(map(_payload_pack.fingerprint, longer), longer))
-            unchanged = unchanged - again
-        chars = sum(map(len, unchanged))
-        if self.once_chars + chars > ONCE_CHARS:
-            self.seen_once = set()
-            self.once_chars = 0
-        if chars <= ONCE_CHARS:
-            self.seen_once |= unchanged
-            self.once_chars += chars
+        """Texts found unchanged (SeenTwice); the longer of those now in `clean` by fingerprint too."""
+        clean = self._texts.clean
+        joined = self._texts.found_clean(unchanged)
+        if self._texts.clean is not clean:  # `clean` was full and begun again
+            self.long_clean = {}
+        longer = [text for text in joined if len(text) >= LONG_TEXT]
+        self.long_clean.update(zip(map(_payload_pack.fingerprint, longer), longer))
+
+    @property
+    def clean(self) -> set[str]:
+        return self._texts.clean
+
+    @property
+    def seen_once(self) -> set[str]:
+        return self._texts.once
 
     def _look_at_keys(self, fresh_keys: list[str]) -> set[str]:
         """The map keys set aside, sorted as the pass's _mapping sorts them: plain; a credential's

@@ -199,7 +199,7 @@ _CREDENTIAL_MARK = re.compile(r"[0-9+/=_.~-]|.[A-Z]")
 # --- the quick look (see the module docstring) -------------------------------------------------
 
 QUICK_FROM = 8  # shorter texts go straight to the pattern (and their results are remembered)
-CLEAN_LINE_CHARS = 4 * 2**20  # lines remembered as clean, in characters (then begun again)
+CLEAN_LINE_CHARS = 4 * 2**20  # lines remembered as clean, in characters (SeenTwice)
 ONCE_LINE_CHARS = 256 * 2**10  # lines found clean once, waiting to be found so again
 # A table mapping the characters of a key shape's run ([A-Za-z0-9_-]) to `a`, others to ` `.
 _RUN_TABLE = bytes(0x61 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 0x20 for c in range(256))
@@ -342,6 +342,56 @@ def _holds_text(value: Any, depth: int = 0) -> bool:
     return True
 
 
+class _BoundedSet:
+    """A set of texts bounded in characters: begun again once full."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: set[str] = set()
+        self.chars = 0
+
+    def add(self, texts: set[str]) -> bool:
+        """Keep `texts`, unless they are over a quarter of the bound; whether they were kept."""
+        chars = sum(map(len, texts))
+        if chars > self.limit // 4:
+            return False
+        if self.chars + chars > self.limit:
+            self.items = set()
+            self.chars = 0
+        self.items |= texts
+        self.chars += chars
+        return True
+
+
+class SeenTwice:
+    """Texts (or lines) found clean, remembered as such once found so twice. `clean`, looked up for
+    every text, stays small (a big set's lookups miss the CPU's caches, and that costs the job);
+    texts found once wait in `once`: most are one call's own input (a question, a passage) and
+    never come again. Both bounded in characters."""
+
+    def __init__(self, clean_chars: int, once_chars: int) -> None:
+        self._clean = _BoundedSet(clean_chars)
+        self._once = _BoundedSet(once_chars)
+
+    @property
+    def clean(self) -> set[str]:
+        return self._clean.items
+
+    @property
+    def once(self) -> set[str]:
+        return self._once.items
+
+    def found_clean(self, texts: set[str]) -> set[str]:
+        """Remember `texts` as found clean once more; those that joined `clean` now."""
+        again = texts & self._once.items
+        if not again:
+            self._once.add(texts)
+            return again
+        self._once.items -= again
+        self._once.add(texts - again)
+        return again if self._clean.add(again) else set()
+
+
 class Redactor:
     """Credentials out of every message, with the environment's values kept up to date."""
 
@@ -359,12 +409,8 @@ class Redactor:
         # Parts of payloads redacted before, by their value (payload.redacted): a module's
         # messages, an LM's options. Cleared with the rest when the known secrets change.
         self.parts: dict[Any, Any] = {}
-        # Lines the quick look found the pattern cannot change (see `_may_change_lines`), and
-        # how many characters they hold.
-        self._clean_lines: set[str] = set()
-        self._clean_chars = 0
-        self._lines_once: set[str] = set()  # found clean once (see `_remember_lines`)
-        self._once_chars = 0
+        # Lines the quick look found the pattern cannot change (see `_may_change_lines`).
+        self._lines = SeenTwice(CLEAN_LINE_CHARS, ONCE_LINE_CHARS)
         self.generation = 0
         self.refresh()
 
@@ -471,28 +517,13 @@ class Redactor:
         return False
 
     def _remember_lines(self, clean: set[str]) -> None:
-        """Lines the look found clean: those found so before join `_clean_lines`, the lines skipped
-        from now on (kept small: every line of every text is looked up there, and a big set's
-        lookups miss the CPU's caches); the others wait in `_lines_once` (most are one call's own
-        input, a question, a passage, never seen again). Both bounded in characters."""
-        again = clean & self._lines_once
-        if again:
-            self._lines_once -= again
-            chars = sum(map(len, again))
-            if self._clean_chars + chars > CLEAN_LINE_CHARS:
-                self._clean_lines = set()
-                self._clean_chars = 0
-            if chars <= CLEAN_LINE_CHARS // 4:
-                self._clean_lines |= again
-                self._clean_chars += chars
-            clean = clean - again
-        chars = sum(map(len, clean))
-        if self._once_chars + chars > ONCE_LINE_CHARS:
-            self._lines_once = set()
-            self._once_chars = 0
-        if chars <= ONCE_LINE_CHARS // 4:
-            self._lines_once |= clean
-            self._once_chars += chars
+        """Lines the look found clean: skipped from now on once found so twice (SeenTwice)."""
+        self._lines.found_clean(clean)
+
+    @property
+    def _clean_lines(self) -> set[str]:
+        """Lines the quick look found the pattern cannot change (see `_may_change_lines`)."""
+        return self._lines.clean
 
     # --- structures ------------------------------------------------------------------
 

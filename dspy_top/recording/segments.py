@@ -40,14 +40,10 @@ class SegmentedStream:
         if self.compressor is None:
             self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, -15)
         # One call into zlib for the lot: it releases the GIL while it works, and taking the GIL
-        # back once per record would hand the job's threads a switch per call. Payloads packed
-        # in C come a few large pieces at a time: those go in as they are, without a copy made
-        # holding the GIL.
+        # back once per record would hand the job's threads a switch per call. A lone piece (a
+        # batch of payloads packed in C) goes in as it is, without a copy made holding the GIL.
         pending = self.pending
-        if len(pending) <= 4:
-            data = b"".join(map(self.compressor.compress, pending))
-        else:
-            data = self.compressor.compress(b"".join(pending))
+        data = self.compressor.compress(pending[0] if len(pending) == 1 else b"".join(pending))
         self.out.append(data)
         self.out_bytes += len(data)
         self.segment_in += self.pending_bytes
