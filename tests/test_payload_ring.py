@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 import tracemalloc
 
 import pytest
@@ -181,3 +182,73 @@ def test_the_lm_options_a_payload_keeps_are_plain_data():
     for options in (payload.lm_options(plain_lm), payload.lm_options(LM(temperature=0.0, response_format=Client))):
         assert all(type(value) in (str, int, float, bool, type(None)) for value in options.values()), options
     assert "Client" in payload.lm_options(LM(response_format=Client))["response_format"]
+
+
+class Held:
+    """A call's output the test can watch die (a weak reference to it)."""
+
+
+def keep_held(rec: Recorder) -> tuple[int, weakref.ref]:
+    held = Held()
+    record = rec.begin("P", "Predict", ("P",), "m")
+    record.messages, record.prompt, record.lm_options, record.call_options = ([], None, {}, {})
+    record.outputs, record.usage, record.cost_details = [held], {}, None
+    record.model_type, record.dspy_cost = "chat", None
+    rec.finish(record, prompt_tokens=1, keep=True)
+    return record.id, weakref.ref(held)
+
+
+def test_a_recording_job_holds_past_the_history_only_the_payloads_not_taken():
+    """A recording's ring (payload_capacity) keeps a call past the history's count only until the
+    recording has taken it; then the job's next calls let its objects go."""
+    rec = Recorder(history_capacity=3, payload_capacity=10)
+    calls = [keep_held(rec) for _ in range(10)]
+    rec.fold()
+    assert len(rec.payload_ring.ring) == 10 and all(ref() is not None for _, ref in calls)  # none taken
+    calls.append(keep_held(rec))  # the hard bound: the oldest untaken call is dropped (a lost payload)
+    rec.fold()
+    assert calls[0][1]() is None and rec.payload(calls[0][0]) is None
+    assert len(rec.payload_ring.ring) == 10
+
+    ids = [call_id for call_id, _ in calls]
+    taken = rec.payloads_of(ids[1:6], take=True)  # the Python pass's copies: taken as copied
+    assert [kept.id for kept in taken] == ids[1:6]
+    rec.payloads_taken([(call_id, slot) for call_id, slot in zip(ids[6:8], rec.payload_slots(ids[6:8]))])
+    del taken
+    for _ in range(3):
+        calls.append(keep_held(rec))
+    rec.fold()
+    # Each call reused one taken slot and let one more go: 1..6 are gone, 7 and on still held.
+    assert all(ref() is None for _, ref in calls[:7]) and all(ref() is not None for _, ref in calls[7:])
+    assert list(rec.payload_ring.payloads) == [call_id for call_id, _ in calls[7:]]
+    assert len(rec.payload_ring.ring) == 7
+    # The ring never goes below the history's count: 8 and 9 were taken, 10 and on were not.
+    rec.payloads_taken([pair for pair in zip(ids[6:], rec.payload_slots(ids[6:])) if pair[1] is not None])
+    for _ in range(5):
+        calls.append(keep_held(rec))
+    rec.fold()
+    held = [call_id for call_id, ref in calls if ref() is not None]
+    assert held == list(rec.payload_ring.payloads) and len(held) >= 3
+    assert rec.payload_ring.payload_bytes == sum(slot[-2] for slot in rec.payload_ring.ring)
+    newest = [call_id for call_id, _ in calls[-3:]]
+    assert held[-3:] == newest
+
+
+def test_a_slot_given_to_a_later_call_is_not_marked_taken():
+    rec = Recorder(history_capacity=2)
+    first, _ = keep_held(rec)
+    rec.fold()
+    slot = rec.payload_slots([first])[0]
+    keep_held(rec), keep_held(rec)  # the ring of two came round: the slot now holds the third call
+    rec.fold()
+    assert slot[0] != first
+    rec.payloads_taken([(first, slot)])
+    assert slot[-1] is False
+
+
+def test_without_a_recording_the_ring_is_the_history():
+    rec = Recorder(history_capacity=4)
+    calls = [keep_held(rec) for _ in range(9)]
+    rec.fold()
+    assert [ref() is not None for _, ref in calls] == [False] * 5 + [True] * 4
+    assert rec.payload_ring.capacity == rec.payload_ring.keep_count == 4

@@ -75,6 +75,35 @@ def test_a_recorded_jobs_totals_equal_the_lm_servers_and_the_live_viewers(tmp_pa
     assert [e["usage"]["calls"] for e in evaluation] == [24, 10, 6]
 
 
+def test_a_recording_job_holds_past_the_history_only_the_payloads_it_has_not_taken(tmp_path, sim):
+    """The payload ring of a recording job keeps up to 4,096 calls for the recording to take, but a
+    call past the history's count only until taken: after 1,200 calls with a history of 20, the
+    ring holds far fewer than them, and the recording every payload."""
+    job = RecordJob(
+        tmp_path,
+        sim.base_url,
+        "--threads",
+        "4",
+        env={"DSPY_TOP_RECORD": str(tmp_path / "ring.dtop"), "DSPY_TOP_HISTORY": "20"},
+    )
+    try:
+        job.run(300)
+        made = job.run(300)
+        ring = list(map(int, job.ask("ring", "RING")[1:]))
+        job.exit()
+        assert job.proc.wait(30) == 0
+    finally:
+        job.kill()
+    held, untaken, history, bound = ring
+    assert made == 1200 and (history, bound) == (20, 4096)
+    assert untaken == 0  # the recording took every call so far
+    # All 1,200 would still be held if taken ones were kept; the ring holds the history's 20 and
+    # those not yet taken when the last calls came (a tick's worth), then shrinks by one a call.
+    assert history <= held < 600
+    messages, payloads = everything(job.recording)
+    assert sorted(payloads) == list(range(1, 1201)) and all(p is not None for p in payloads.values())
+
+
 def test_a_job_killed_with_sigkill_leaves_a_file_that_reads_to_its_last_calls(tmp_path, sim):
     job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(tmp_path / "killed.dtop")})
     try:

@@ -1,9 +1,16 @@
 """The payload ring: what the history pane shows of the latest calls (messages, outputs, usage, options).
 
-Slots (lists in KEPT_FIELDS order, then the payload's reckoned size), oldest first, overwritten in place once made,
-and call id -> slot. Slots are made as calls come, up to `capacity`, and reused: keeping each call's record instead
-made every call leave a long-lived object behind, which brought the job's next full garbage collection sooner
-(benchmarks/README.md). Bounded in bytes too (payload.text_size). Used under the recorder's lock.
+Slots (lists in KEPT_FIELDS order, then the payload's reckoned size and whether a recording took it), oldest
+first, overwritten in place once made, and call id -> slot. Slots are made as calls come, up to `capacity`, and
+reused: keeping each call's record instead made every call leave a long-lived object behind, which brought the
+job's next full garbage collection sooner (benchmarks/README.md). Bounded in bytes too (payload.text_size). Used
+under the recorder's lock.
+
+A recording job's ring holds up to `capacity` calls (more than the history's `keep`) only for the calls its
+recording has not taken yet: past `keep`, a slot the recording took (`taken`) is reused or let go as the next
+calls come. Holding 4,096 payloads where 1,000 serve the viewers cost a job about 10 µs a call (DSPy's objects
+held longer: the caches and the collector; benchmarks/README.md, Recordings). The objects are let go on the
+job's thread, as they are when it reuses a slot, never on the server's.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ PAYLOAD_OVERHEAD = 512
 SIZE_DROPS_REMEMBERED = 10_000
 
 # What a payload shows of a call (payload.materialize reads these names), in slot order; a slot
-# also holds the payload's reckoned size, last.
+# also holds the payload's reckoned size (SIZE) and, last, whether a recording took it (TAKEN).
 KEPT_FIELDS = (
     "id",
     "model",
@@ -42,7 +49,9 @@ KEPT_FIELDS = (
 )
 _PARTS = KEPT_FIELDS[2:11]  # set by the hooks: a record finished another way may lack them
 _TEXT_PARTS = ("messages", "prompt", "outputs")  # what a payload's size is reckoned from without tokens
-_EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 1)
+SIZE = len(KEPT_FIELDS)
+TAKEN = SIZE + 1
+_EMPTY_SLOT = (None,) * (len(KEPT_FIELDS) + 2)
 
 
 class KeptCall(tuple):
@@ -58,10 +67,12 @@ for _at, _name in enumerate(KEPT_FIELDS):
 
 
 class PayloadRing:
-    """The latest kept calls' payloads, at most `capacity` of them and `max_bytes` in all."""
+    """The latest kept calls' payloads, at most `capacity` of them and `max_bytes` in all; past
+    `keep` of them (the history's; `capacity` when None), only those a recording has not taken."""
 
-    def __init__(self, capacity: int, max_bytes: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int, keep: int | None = None) -> None:
         self.capacity = capacity
+        self.keep_count = capacity if keep is None else max(1, min(keep, capacity))
         self.max_bytes = max_bytes
         self.ring: deque[list] = deque()
         self._spare_slots: list[list] = []
@@ -84,14 +95,18 @@ class PayloadRing:
             return
         ring, payloads = self.ring, self.payloads
         slot = None
-        if len(ring) >= self.capacity:  # the usual case once the ring is full: reuse the oldest
+        held = len(ring)
+        # The usual case once the ring is full: reuse the oldest (past `keep_count` calls, once taken).
+        if held >= self.keep_count and (held >= self.capacity or ring[0][TAKEN]):
             slot = ring.popleft()
             del payloads[slot[0]]
-            self.payload_bytes -= slot[-1]
+            self.payload_bytes -= slot[SIZE]
+            if held > self.keep_count and ring[0][TAKEN]:  # the ring grew while the recording lagged
+                self._let_go(ring.popleft())
         while ring and self.payload_bytes + size > self.max_bytes:
             oldest = ring.popleft()
             del payloads[oldest[0]]
-            self.payload_bytes -= oldest[-1]
+            self.payload_bytes -= oldest[SIZE]
             self._dropped_for_size(oldest[0])
             if slot is None:
                 slot = oldest
@@ -120,6 +135,7 @@ class PayloadRing:
                 record.cache_hit,
                 record.response_model,
                 size,
+                False,
             )
         except AttributeError:  # a record finished without the hooks' parts
             slot[:] = (
@@ -130,10 +146,26 @@ class PayloadRing:
                 record.cache_hit,
                 record.response_model,
                 size,
+                False,
             )
         ring.append(slot)
         payloads[record.id] = slot
         self.payload_bytes += size
+
+    def _let_go(self, slot: list) -> None:
+        """A slot taken off the ring whose call is not dropped for size: its parts let go, the slot kept."""
+        del self.payloads[slot[0]]
+        self.payload_bytes -= slot[SIZE]
+        slot[:] = _EMPTY_SLOT
+        if len(self._spare_slots) < self.capacity:
+            self._spare_slots.append(slot)
+
+    def taken(self, pairs: list[tuple[int, list]]) -> None:
+        """A recording took these (call id, slot) pairs: past `keep_count` calls, their slots may go.
+        A slot the ring gave to a later call meanwhile (its id changed) is left as it is."""
+        for call_id, slot in pairs:
+            if slot[0] == call_id:
+                slot[TAKEN] = True
 
     def _dropped_for_size(self, call_id: int) -> None:
         drops = self._size_drops

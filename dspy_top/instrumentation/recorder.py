@@ -90,7 +90,7 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         self._progress_unsent: set[str] = set()
         self.recent: deque[tuple] = deque(maxlen=self.history_capacity)  # CALL_FIELDS rows
         # The latest calls' payloads, for `payload(id)` (payload_ring.py).
-        self.payload_ring = PayloadRing(self.payload_capacity, self.history_bytes)
+        self.payload_ring = PayloadRing(self.payload_capacity, self.history_bytes, keep=self.history_capacity)
         self.dropped_events = 0
         self.internal_errors = 0
         # Set by `dspy-top attach`: what DSPy's own history says happened before (history_backfill.py).
@@ -287,11 +287,14 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
 
     # --- payloads ------------------------------------------------------------------
 
-    def payloads_of(self, call_ids: list[int]) -> list[KeptCall | None]:
-        """`payload()` of each id, under one lock (None for a call the ring no longer holds)."""
+    def payloads_of(self, call_ids: list[int], take: bool = False) -> list[KeptCall | None]:
+        """`payload()` of each id, under one lock (None for a call the ring no longer holds);
+        `take`: a recording's, which the ring then need not hold (PayloadRing.taken)."""
         with self.lock:
             self._fold_locked()
             slots = list(map(self.payload_ring.payloads.get, call_ids))
+            if take:
+                self.payload_ring.taken([pair for pair in zip(call_ids, slots) if pair[1] is not None])
             if None not in slots:  # the usual case: a copy of each in C
                 return list(map(KeptCall, slots))
             return [None if slot is None else KeptCall(slot) for slot in slots]
@@ -303,6 +306,11 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         with self.lock:
             self._fold_locked()
             return list(map(self.payload_ring.payloads.get, call_ids))
+
+    def payloads_taken(self, pairs: list[tuple[int, list]]) -> None:
+        """A recording took these (call id, slot) pairs (`payload_slots`); see PayloadRing.taken."""
+        with self.lock:
+            self.payload_ring.taken(pairs)
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""

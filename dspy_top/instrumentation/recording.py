@@ -69,6 +69,7 @@ class JobRecording:
         warn: Callable[[str], None],
         packed_payloads: Callable[[list[tuple[int, Any]]], Any] | None = None,
         payload_slots: Callable[[list[int]], list[Any]] | None = None,
+        payloads_taken: Callable[[list[tuple[int, Any]]], None] | None = None,
     ) -> None:
         self.record = record
         self.cap_bytes = cap_bytes
@@ -76,12 +77,14 @@ class JobRecording:
         self.argv = list(argv)
         self.started_at = started_at
         self.payload_of = payload_of  # a kept call's payload, redacted as the socket sends it
-        self.payloads_of = payloads_of  # the ring's kept calls for these ids (None: no longer kept)
+        # The ring's kept calls for these ids (None: no longer kept), copied: the ring need not hold them.
+        self.payloads_of = payloads_of
         self.warn = warn
         # Kept calls' payloads packed as `payload_of` would make them, where done in C, from the
         # ring's slots themselves (a payload_pack.PackedBatch, or None where that is not done).
         self.packed_payloads = packed_payloads
         self.payload_slots = payload_slots
+        self.payloads_taken = payloads_taken  # (call id, slot) pairs read: the ring need not hold them
         self.writer: RecordingWriter | None = None
         self.path: Path | None = None
         self.closed = False
@@ -188,6 +191,8 @@ class JobRecording:
             python = packed.python
         if python:
             self._pending.extend(zip(python, self.payloads_of(python)))
+        if self.payloads_taken is not None:
+            self.payloads_taken(pairs)
 
     def _store_payloads(self) -> None:
         pending, self._pending = self._pending, []

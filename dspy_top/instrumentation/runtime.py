@@ -10,6 +10,7 @@ never raised into the job.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import platform
 import re
@@ -36,6 +37,7 @@ _active: Instrumentation | None = None
 RECORDING_OPEN_WAIT = 2.0
 # Payloads kept for a recording to take (at least): a job making 2,500 calls a second has 1.6 s
 # of them, while the server thread waits its turn for the GIL (benchmarks/README.md, Recordings).
+# Past the history's calls, the ring holds only those the recording has not taken (payload_ring.py).
 RECORDING_PAYLOADS = 4096
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # as recording.runs.script_safe: a run id names its log file
 
@@ -150,10 +152,11 @@ class Instrumentation:
             sys.argv,
             self.started_at,
             server.payload_of,
-            self.recorder.payloads_of,
+            functools.partial(self.recorder.payloads_of, take=True),
             warn,
             server.packed_payloads,
             self.recorder.payload_slots,
+            self.recorder.payloads_taken,
         )
 
         def start(hello: dict[str, Any], snapshot: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ jobs have no stdin). Otherwise prints `READY <socket> <recording>`, then obeys s
              prints `CHILD <pid> <its recording>` once the child is done
   packer     prints `PACKER <compiled part there: 1/0> <payloads packed in C> <payloads left to the
              Python pass by the packer>` (payload_pack.py)
+  ring       prints `RING <slots the payload ring holds> <of them not taken by the recording> <the
+             history's count> <the ring's bound>` once the recording took the calls so far (payload_ring.py)
   exit       ends normally
 A hold on stdin (nothing sent) keeps it waiting: a test may SIGKILL it there.
 """
@@ -97,6 +99,14 @@ def main() -> int:
             packer = handle.server.requests._packer
             counts = (packer.packed, packer.by_python) if packer else (0, 0)
             print("PACKER", int(payload_pack.AVAILABLE), *counts, flush=True)
+        elif command[0] == "ring":
+            handle.server.push_totals(timeout=10)
+            from dspy_top.instrumentation.payload_ring import TAKEN
+
+            ring = handle.recorder.payload_ring
+            with handle.recorder.lock:
+                untaken = sum(1 for slot in ring.ring if not slot[TAKEN])
+                print("RING", len(ring.ring), untaken, ring.keep_count, ring.capacity, flush=True)
         elif command[0] == "exit":
             break
     return 0
