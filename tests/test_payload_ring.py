@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-import weakref
 import tracemalloc
+import weakref
 
 import pytest
 

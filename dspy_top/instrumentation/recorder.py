@@ -32,6 +32,7 @@ from typing import Any
 from dspy_top import latency
 from dspy_top.instrumentation.call_record import CallRecord, describe_error
 from dspy_top.instrumentation.event_queue import DEFAULT_QUEUE, EventQueue
+from dspy_top.instrumentation.gil_handoff import Handoff
 from dspy_top.instrumentation.payload_ring import DEFAULT_HISTORY_BYTES, KeptCall, PayloadRing
 from dspy_top.instrumentation.scope_events import ScopeEvents
 from dspy_top.instrumentation.stats_frame import StatsFrames
@@ -76,6 +77,8 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
     def reset(self) -> None:
         """Start from zero (a forked child keeps none of its parent's numbers)."""
         self.lock = threading.Lock()
+        # The server thread's turn for the GIL, given at the end of an LM call (gil_handoff.py).
+        self.handoff = Handoff(self._perf)
         # Finished calls, per (module path, model); see the module docstring.
         self.cells: dict[tuple[str, str], Tally] = {}
         self.module_info: dict[str, dict[str, Any]] = {}
@@ -137,7 +140,8 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         keep: bool = False,
     ) -> None:
         """The call ended. `keep`: hold its payload in the ring, for `payload(id)`."""
-        record.duration = max(0.0, self._perf() - record.started_perf)
+        now = self._perf()
+        record.duration = max(0.0, now - record.started_perf)
         if error is not None:  # its type and message: the exception (and its traceback) can go
             error = describe_error(error)
         record.prompt_tokens = prompt_tokens
@@ -155,15 +159,16 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
         # Gone from `active` only once pending: a reader may count it twice for a moment, never lose it.
         self.active.pop(record.id, None)
         backlog = len(pending)
-        if backlog < FOLD_BATCH:
-            return
-        if backlog > PENDING_LIMIT:
-            self.fold()  # the hard bound: rare, only if the lock has been busy all along
-        elif self.lock.acquire(blocking=False):
-            try:
-                self._fold_locked()
-            finally:
-                self.lock.release()
+        if backlog >= FOLD_BATCH:
+            if backlog > PENDING_LIMIT:
+                self.fold()  # the hard bound: rare, only if the lock has been busy all along
+            elif self.lock.acquire(blocking=False):
+                try:
+                    self._fold_locked()
+                finally:
+                    self.lock.release()
+        if now >= self.handoff.due:  # the server thread waits for the GIL (gil_handoff.py)
+            self.handoff.give(now)
 
     def discard(self, record: CallRecord) -> None:
         """dspy-top failed to finish this call: at least it is no longer in flight."""

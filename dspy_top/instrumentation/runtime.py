@@ -157,6 +157,8 @@ class Instrumentation:
             server.packed_payloads,
             self.recorder.payload_slots,
             self.recorder.payloads_taken,
+            self.recorder.handoff.released,
+            self.recorder.handoff.back,
         )
 
         def start(hello: dict[str, Any], snapshot: dict[str, Any]) -> None:

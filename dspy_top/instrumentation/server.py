@@ -197,18 +197,23 @@ class SocketServer:
                 except Exception:
                     # A bug here must cost a tick, not the server (and never spin).
                     self.recorder.count_internal_error()
-                    self._stopping.wait(TICK)
+                    with self.recorder.handoff.released(TICK):
+                        self._stopping.wait(TICK)
             try:
                 self._finish()
             except Exception:
                 self.recorder.count_internal_error()
         finally:
+            self.recorder.handoff.idle()
             self._close_all()
             self._stopped.set()
 
     def _serve_once(self, timeout: float) -> None:
         self._listener.resume_if_due()
-        for key, mask in self._selector.select(timeout):
+        handoff = self.recorder.handoff  # every call letting the GIL go says so (gil_handoff.py)
+        with handoff.released(timeout):
+            ready = self._selector.select(timeout)
+        for key, mask in ready:
             if key.data is None:
                 self._accept()
             elif key.data == "wake":
@@ -219,16 +224,19 @@ class SocketServer:
             else:
                 viewer: ViewerConnection = key.data
                 if mask & selectors.EVENT_READ:
-                    self.requests.read(viewer)
+                    with handoff.released():
+                        self.requests.read(viewer)
                 if mask & selectors.EVENT_WRITE:
                     viewer.blocked = False
         pushes, self._pushes = self._pushes, []  # those asked for before this tick's stats
         if self._joining:
             self._start_joining()
         self._publish_events()
+        handoff.back()
         self._publish_stats(force=bool(pushes))
         self._trim()
         self._write_all()
+        handoff.back()
         self._tick(force=bool(pushes))
         for done in pushes:
             done.set()
@@ -360,9 +368,11 @@ class SocketServer:
     def _write(self, viewer: ViewerConnection) -> int:
         sent = 0
         stream = self.stream
+        released = self.recorder.handoff.released()
         for _ in range(16):  # a bounded turn per viewer: the others are waiting
             try:
-                sent_now = viewer.write(stream)
+                with released:  # a send lets the GIL go (gil_handoff.py)
+                    sent_now = viewer.write(stream)
             except OSError:
                 self._drop(viewer)
                 return sent

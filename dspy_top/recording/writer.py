@@ -14,6 +14,7 @@ bytes of each frame (frames.py).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
 import functools
 import os
@@ -87,6 +88,7 @@ class RecordingWriter:
         self._packer = msgpack.Packer(use_bin_type=True, default=_fallback)
         self._messages = SegmentedStream(frames.MESSAGES, MESSAGES_LEVEL)
         self._payloads = SegmentedStream(frames.PAYLOADS, PAYLOADS_LEVEL)
+        self._released = segments.held  # see `gil_released`
         self._frame_calls = 0
         self._ids: list[int] = []  # call ids of the buffered payloads (min, max go in the meta)
         self._waiting_since: float | None = None  # when the oldest record not yet written was added
@@ -141,6 +143,11 @@ class RecordingWriter:
         except BaseException:
             os.close(fd)
             raise
+
+    def gil_released(self, released: Callable[[float], contextlib.AbstractContextManager]) -> None:
+        """Wrap each call that lets the GIL go (zlib, the writes) in `released(when it is reckoned
+        to end)`: a job's server thread says so (instrumentation/gil_handoff.py)."""
+        self._released = self._messages.released = self._payloads.released = released
 
     # --- feeding ----------------------------------------------------------------------
 
@@ -323,7 +330,8 @@ class RecordingWriter:
             out += messages.frame(self.offset + len(out), end, meta, checkpoints.latest)
             self._frame_calls = 0
         if checkpoint and self.state.stats is not None:
-            out += checkpoints.frame(self.state, self.offset + len(out), now, MESSAGES_LEVEL, _fallback)
+            with self._released(segments.ZLIB_SECONDS):
+                out += checkpoints.frame(self.state, self.offset + len(out), now, MESSAGES_LEVEL, _fallback)
         if out:
             self._write(bytes(out))
         self._waiting_since = None
@@ -335,7 +343,8 @@ class RecordingWriter:
         view = memoryview(data)
         try:
             while view:
-                written = os.write(self._fd, view)
+                with self._released(0.0):
+                    written = os.write(self._fd, view)
                 self.offset += written
                 view = view[written:]
         except OSError as exc:

@@ -6,6 +6,9 @@ With --run N: makes N program calls, prints `DONE <calls>` and exits (for `dspy-
 jobs have no stdin). Otherwise prints `READY <socket> <recording>`, then obeys stdin, one command a line:
   run N      N program calls (Predict then ChainOfThought: 2 LM calls each), under
              dspy.Evaluate(num_threads=T) when T > 1; prints `DONE <this process's calls>`
+  cached N   N calls of one Predict with DSPy's memory cache on, all but the first answered from
+             it (thousands a second, all CPU: the job lets the GIL go only briefly, in os.urandom);
+             prints `CACHED <this process's calls> <the server thread's GIL handoffs: given missed>`
   fork N     forks a child that makes N program calls and exits normally (its own recording);
              prints `CHILD <pid> <its recording>` once the child is done
   packer     prints `PACKER <compiled part there: 1/0> <payloads packed in C> <payloads left to the
@@ -75,6 +78,21 @@ def main() -> int:
         if command[0] == "run":
             run(int(command[1]))
             print("DONE", handle.stats()["totals"]["calls"], flush=True)
+        elif command[0] == "cached":
+            dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+            cached_lm = dspy.LM(
+                "openai/gpt-4o-mini",
+                api_base=os.environ["SIM_URL"],
+                api_key=os.environ.get("JOB_API_KEY", "sim"),
+                cache=True,
+                num_retries=0,
+            )
+            predict = dspy.Predict("question -> answer")
+            with dspy.context(lm=cached_lm):
+                for _ in range(int(command[1])):
+                    predict(question="What is 2 + 2?")
+            handoff = handle.recorder.handoff
+            print("CACHED", handle.stats()["totals"]["calls"], handoff.given, handoff.missed, flush=True)
         elif command[0] == "fork":
             read, write = os.pipe()
             pid = os.fork()
