@@ -11,7 +11,8 @@ file open, but the recording's own `take` and `tick` do nothing: what a recordin
 besides its own work), `notake-ring1000` (that, with the payload ring at the history's 1,000
 calls instead of a recording job's 4,096), `notake-nostats` (that, without the stats the server
 publishes to its taps each tick), `notake-noevents` (that, without the calls it publishes to
-them). A diagnostic: the parts are switched off by replacing them, which no user would do. The
+them), `recording-nohandoff` (recording, the job's threads never giving the server thread the GIL:
+gil_handoff.py; the server thread then waits for it for seconds a tick). A diagnostic: the parts are switched off by replacing them, which no user would do. The
 last line of output is JSON.
 """
 
@@ -36,6 +37,7 @@ VARIANTS = (
     "notake-ring1000",
     "notake-nostats",
     "notake-noevents",
+    "recording-nohandoff",
 )
 
 
@@ -53,6 +55,10 @@ def worker(variant: str, calls: int) -> dict:
     if variant == "recording-stored":
         writer.PAYLOADS_LEVEL = 0
 
+    if variant == "recording-nohandoff":
+        from dspy_top.instrumentation import gil_handoff
+
+        gil_handoff.Handoff.give = lambda self, now: None
     if variant.startswith("notake"):
         recording.JobRecording.take = lambda self, message: None
         recording.JobRecording.tick = lambda self, force=False: None
@@ -69,14 +75,25 @@ def worker(variant: str, calls: int) -> dict:
     for i in range(200):
         program(question=f"q {i}")
     gc.collect()
-    cpu, started = time.process_time(), time.perf_counter()
+    handoff = handle.recorder.handoff
+    given, missed = handoff.given, handoff.missed
+    cpu, own, started = time.process_time(), time.thread_time(), time.perf_counter()
     for i in range(calls):
         program(question=f"q {1000 + i}")
     if handle.server is not None:
         handle.server.push_totals(timeout=5.0)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    own = time.thread_time() - own
+    dropped = handle.recording.writer.state.payloads_dropped if handle.recording is not None else 0
     shutil.rmtree(directory, ignore_errors=True)
-    return {"wall_us": wall / calls * 1e6, "cpu_us": cpu / calls * 1e6}
+    return {
+        "wall_us": wall / calls * 1e6,
+        "cpu_us": cpu / calls * 1e6,
+        "job_thread_cpu_us": own / calls * 1e6,  # the job's own thread: its work, and what slows it
+        "given": handoff.given - given,  # the server thread's turns for the GIL (gil_handoff.py)
+        "missed": handoff.missed - missed,
+        "payloads_dropped": dropped,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -109,10 +126,15 @@ def main(argv: list[str]) -> int:
     for variant in variants:
         wall = [s["wall_us"] - b["wall_us"] for s, b in zip(samples[variant], base)]
         cpu = [s["cpu_us"] - b["cpu_us"] for s, b in zip(samples[variant], base)]
+        own = [s["job_thread_cpu_us"] - b["job_thread_cpu_us"] for s, b in zip(samples[variant], base)]
         results[variant] = {
             "wall_us": round(statistics.median(s["wall_us"] for s in samples[variant]), 1),
             "wall_difference_us": round(statistics.median(wall), 1),
             "cpu_difference_us": round(statistics.median(cpu), 1),
+            "job_thread_cpu_difference_us": round(statistics.median(own), 1),
+            "given_per_1000_calls": round(1000 * statistics.median(s["given"] for s in samples[variant]) / args.calls, 1),
+            "missed": sum(s["missed"] for s in samples[variant]),
+            "payloads_dropped": sum(s["payloads_dropped"] for s in samples[variant]),
             "wall_differences_us": [round(d, 1) for d in wall],
         }
         print(variant, results[variant], flush=True)
