@@ -12,7 +12,8 @@ besides its own work), `notake-ring1000` (that, with the payload ring at the his
 calls instead of a recording job's 4,096), `notake-nostats` (that, without the stats the server
 publishes to its taps each tick), `notake-noevents` (that, without the calls it publishes to
 them), `recording-nohandoff` (recording, the job's threads never giving the server thread the GIL:
-gil_handoff.py; the server thread then waits for it for seconds a tick). A diagnostic: the parts are switched off by replacing them, which no user would do. The
+gil_handoff.py; the server thread then waits for it for seconds a tick). A diagnostic: the parts
+are switched off by replacing them, which no user would do. The
 last line of output is JSON.
 """
 
@@ -132,7 +133,9 @@ def main(argv: list[str]) -> int:
             "wall_difference_us": round(statistics.median(wall), 1),
             "cpu_difference_us": round(statistics.median(cpu), 1),
             "job_thread_cpu_difference_us": round(statistics.median(own), 1),
-            "given_per_1000_calls": round(1000 * statistics.median(s["given"] for s in samples[variant]) / args.calls, 1),
+            "given_per_1000_calls": round(
+                1000 * statistics.median(s["given"] for s in samples[variant]) / args.calls, 1
+            ),
             "missed": sum(s["missed"] for s in samples[variant]),
             "payloads_dropped": sum(s["payloads_dropped"] for s in samples[variant]),
             "wall_differences_us": [round(d, 1) for d in wall],
