@@ -85,7 +85,10 @@ def worker(variant: str, calls: int) -> dict:
         handle.server.push_totals(timeout=5.0)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     own = time.thread_time() - own
-    dropped = handle.recording.writer.state.payloads_dropped if handle.recording is not None else 0
+    dropped = 0
+    if handle.recording is not None:  # a recording not even opened by now stored none
+        writer = handle.recording.writer
+        dropped = writer.state.payloads_dropped if writer is not None else calls
     shutil.rmtree(directory, ignore_errors=True)
     return {
         "wall_us": wall / calls * 1e6,

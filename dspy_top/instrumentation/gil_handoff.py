@@ -49,6 +49,7 @@ class Handoff:
         self._backoff = BACKOFF
         self.given = 0  # times a job thread let the GIL go for the server (and it came)
         self.missed = 0  # ... and it did not come within GIVE_WAIT
+        self.waited = 0.0  # seconds job threads spent giving, in all
 
     def released(self, expected: float = 0.0) -> Released:
         """Around a call of the server thread that lets the GIL go and ends in about `expected` s."""
@@ -76,9 +77,12 @@ class Handoff:
                 if back.wait(GIVE_WAIT):
                     self.given += 1
                     self._backoff = BACKOFF
+                    self.waited += self._perf() - now
                 else:
                     self.missed += 1
-                    self._quiet_until = self._perf() + self._backoff
+                    end = self._perf()
+                    self.waited += end - now
+                    self._quiet_until = end + self._backoff
                     self._backoff = min(BACKOFF_MOST, 2 * self._backoff)
         finally:
             self._giving = False
