@@ -98,3 +98,12 @@ def test_the_server_thread_ends_a_job_threads_wait_when_it_runs():
     handoff.give(time.perf_counter())
     thread.join(5)
     assert (handoff.given, handoff.missed) == (1, 0)
+
+
+def test_without_a_gil_no_job_thread_ever_waits():
+    handoff = Handoff()
+    handoff.needed = lambda: False  # as on a free-threaded Python run without its GIL
+    with handoff.released(0.0):
+        assert handoff.due == math.inf
+        handoff.give(time.perf_counter())
+    assert (handoff.given, handoff.missed) == (0, 0)

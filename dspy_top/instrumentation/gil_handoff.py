@@ -23,7 +23,9 @@ times a tick, beside the server's work itself: what CPython's own switching woul
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 import threading
 import time
 
@@ -35,6 +37,11 @@ GIVE_WAIT = 0.001
 # wait in a row, up to BACKOFF_MOST: a server thread that never comes costs a job a few ms in all.
 BACKOFF = 0.002
 BACKOFF_MOST = 1.0
+_NOTHING = contextlib.nullcontext()
+
+
+def _always() -> bool:
+    return True
 
 
 class Handoff:
@@ -43,6 +50,9 @@ class Handoff:
     def __init__(self, perf=time.perf_counter) -> None:
         self.due = math.inf  # perf time from which the server thread waits for the GIL (inf: it does not)
         self._perf = perf
+        # Python running without a GIL (3.13's free-threaded build; an extension module may turn
+        # it on later) needs no turns: the server thread never says it wants one then.
+        self.needed = getattr(sys, "_is_gil_enabled", _always)
         self._back = threading.Event()  # set by the server thread once it has the GIL back
         self._giving = False  # a job thread is waiting in `give`
         self._quiet_until = 0.0
@@ -51,9 +61,9 @@ class Handoff:
         self.missed = 0  # ... and it did not come within GIVE_WAIT
         self.waited = 0.0  # seconds job threads spent giving, in all
 
-    def released(self, expected: float = 0.0) -> Released:
+    def released(self, expected: float = 0.0) -> Released | contextlib.nullcontext:
         """Around a call of the server thread that lets the GIL go and ends in about `expected` s."""
-        return Released(self, expected)
+        return Released(self, expected) if self.needed() else _NOTHING
 
     def back(self) -> None:
         """The server thread runs (between the parts of its work): a job thread giving may go on."""
