@@ -127,6 +127,35 @@ def test_a_cpu_bound_job_keeps_its_recording_whole(tmp_path, sim):
     assert all(p is not None and "What is 2 + 2?" in json.dumps(p["messages"]) for p in payloads.values())
 
 
+def test_a_cpu_bound_job_killed_with_sigkill_leaves_its_calls_up_to_the_last_second(tmp_path, sim):
+    """The same cached job, killed while it makes its calls: the file holds every call made up to
+    shortly before the kill (the recording writes every half second; a second is allowed here for a
+    loaded machine). Held off the GIL, the server thread wrote seconds late."""
+    job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(tmp_path / "cached.dtop")})
+    try:
+        job.send("cached 1000000")
+        first = job.next("AT", timeout=120)
+        while True:
+            last = job.next("AT", timeout=120)
+            if float(last[2]) - float(first[2]) >= 3.0:  # three seconds of calls
+                break
+        job.proc.send_signal(signal.SIGKILL)
+        job.proc.wait(30)
+    finally:
+        job.kill()
+    made, at = int(last[1]), float(last[2])
+    rate = (made - int(first[1])) / (at - float(first[2]))  # calls a second
+    with Recording(job.recording) as recording:
+        end = recording.end_state()
+        recorded = end.totals["calls"]
+        assert not end.complete and recorded == end.totals["cache_hits"] + 1
+    assert recorded >= made - rate * 1.0, (recorded, made, rate)
+    messages, payloads = everything(job.recording)
+    assert sorted(payloads) == list(range(1, len(payloads) + 1)) and len(payloads) >= made - rate * 1.0
+    # A call's row may reach the file a tick before its payload: only the newest lack one.
+    assert all(payloads[call_id] is not None for call_id in range(1, int(made - rate * 1.0)))
+
+
 def test_a_job_killed_with_sigkill_leaves_a_file_that_reads_to_its_last_calls(tmp_path, sim):
     job = RecordJob(tmp_path, sim.base_url, env={"DSPY_TOP_RECORD": str(tmp_path / "killed.dtop")})
     try:

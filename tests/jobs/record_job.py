@@ -8,7 +8,8 @@ jobs have no stdin). Otherwise prints `READY <socket> <recording>`, then obeys s
              dspy.Evaluate(num_threads=T) when T > 1; prints `DONE <this process's calls>`
   cached N   N calls of one Predict with DSPy's memory cache on, all but the first answered from
              it (thousands a second, all CPU: the job lets the GIL go only briefly, in os.urandom);
-             prints `CACHED <this process's calls> <the server thread's GIL handoffs: given missed>`
+             prints `AT <this process's calls> <time.time()>` after every 1,000, then `CACHED <this
+             process's calls> <the server thread's GIL handoffs: given missed>`
   fork N     forks a child that makes N program calls and exits normally (its own recording);
              prints `CHILD <pid> <its recording>` once the child is done
   packer     prints `PACKER <compiled part there: 1/0> <payloads packed in C> <payloads left to the
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -89,8 +91,10 @@ def main() -> int:
             )
             predict = dspy.Predict("question -> answer")
             with dspy.context(lm=cached_lm):
-                for _ in range(int(command[1])):
+                for number in range(1, int(command[1]) + 1):
                     predict(question="What is 2 + 2?")
+                    if number % 1000 == 0:
+                        print("AT", handle.stats()["totals"]["calls"], time.time(), flush=True)
             handoff = handle.recorder.handoff
             print("CACHED", handle.stats()["totals"]["calls"], handoff.given, handoff.missed, flush=True)
         elif command[0] == "fork":
