@@ -95,11 +95,11 @@ class JobRecording:
         self.closed = False
         self.opened = threading.Event()  # set once `start` ran (opened or not): see `path`, `failed`
         self.failed: str | None = None
-        # Calls whose payload is still to be stored, each with its bytes (packed in C) or what the
-        # ring kept of it (taken as their events come, not at the tick: a burst of calls moves the
-        # ring on meanwhile), and how many were no longer kept.
+        # Calls whose payload the Python pass is still to build, each with what the ring kept of it
+        # (taken as their events come, not at the tick: a burst of calls moves the ring on
+        # meanwhile), and how many were no longer kept. Payloads packed in C are stored as they
+        # come, before their calls' rows: a killed job's file holds them with their rows.
         self._pending: list[tuple[int, Any]] = []
-        self._packed: list[Any] = []  # payload_pack.PackedBatch
         self._missing = 0
         self._id_at: dict[tuple, int] = {}  # a `calls` batch's fields -> where its id is
 
@@ -184,7 +184,7 @@ class JobRecording:
 
     def _pack_now(self, batch: list[int]) -> None:
         """These calls' payloads packed in C now, from the ring's slots (no copy of each, which cost
-        a call about a microsecond); a copy of those the Python pass must build, for the tick."""
+        a call about a microsecond), and stored; a copy of those the Python pass must build, for the tick."""
         pairs = [pair for pair in zip(batch, self.payload_slots(batch)) if pair[1] is not None]
         self._missing += len(batch) - len(pairs)
         try:
@@ -196,7 +196,7 @@ class JobRecording:
         else:
             self._missing += packed.gone
             if packed.ids:
-                self._packed.append(packed)
+                self.writer.add_packed_payloads(packed.ids, packed.data, packed.ends)
             python = packed.python
         if python:
             self._pending.extend(zip(python, self.payloads_of(python)))
@@ -217,9 +217,6 @@ class JobRecording:
             except Exception:
                 missing += 1
         self.writer.add_payloads(payloads)
-        packed, self._packed = self._packed, []
-        for batch in packed:
-            self.writer.add_packed_payloads(batch.ids, batch.data, batch.ends)
         self.writer.count_missing_payloads(missing)
 
     def close(self, exit_message: dict[str, Any] | None = None) -> None:
