@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_top import paths
+from dspy_top.instrumentation.gil_handoff import Handoff
 from dspy_top.protocol import CALLS, EXIT
 from dspy_top.recording import runs
 from dspy_top.recording.writer import RecordingWriter
@@ -70,8 +71,7 @@ class JobRecording:
         packed_payloads: Callable[[list[tuple[int, Any]]], Any] | None = None,
         payload_slots: Callable[[list[int]], list[Any]] | None = None,
         payloads_taken: Callable[[list[tuple[int, Any]]], None] | None = None,
-        gil_released: Callable[[float], Any] | None = None,
-        gil_back: Callable[[], None] | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.record = record
         self.cap_bytes = cap_bytes
@@ -87,9 +87,8 @@ class JobRecording:
         self.packed_payloads = packed_payloads
         self.payload_slots = payload_slots
         self.payloads_taken = payloads_taken  # (call id, slot) pairs read: the ring need not hold them
-        # Around the writer's calls that let the GIL go, and between batches (gil_handoff.py).
-        self.gil_released = gil_released
-        self.gil_back = gil_back
+        # Told of the writer's calls that let the GIL go, and of each batch begun (gil_handoff.py).
+        self.handoff = handoff
         self.writer: RecordingWriter | None = None
         self.path: Path | None = None
         self.closed = False
@@ -118,8 +117,8 @@ class JobRecording:
         finally:
             self.opened.set()
         self.path = self.writer.path
-        if self.gil_released is not None:
-            self.writer.gil_released(self.gil_released)
+        if self.handoff is not None:
+            self.writer.gil_released(self.handoff.released)
         self.writer.add(snapshot)
         self._keep_sources([call["id"] for call in snapshot.get("calls") or () if isinstance(call.get("id"), int)])
         if self.record is True:
@@ -175,8 +174,8 @@ class JobRecording:
         fast = self.packed_payloads is not None and self.payload_slots is not None
         for start in range(0, len(ids), PAYLOAD_BATCH):
             batch = ids[start : start + PAYLOAD_BATCH]
-            if start and self.gil_back is not None:
-                self.gil_back()
+            if start and self.handoff is not None:
+                self.handoff.back()
             if fast:
                 self._pack_now(batch)
             else:

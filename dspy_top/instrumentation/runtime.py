@@ -157,8 +157,7 @@ class Instrumentation:
             server.packed_payloads,
             self.recorder.payload_slots,
             self.recorder.payloads_taken,
-            self.recorder.handoff.released,
-            self.recorder.handoff.back,
+            self.recorder.handoff,
         )
 
         def start(hello: dict[str, Any], snapshot: dict[str, Any]) -> None:

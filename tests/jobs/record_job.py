@@ -34,21 +34,24 @@ from dummy_job import Pipeline  # noqa: E402  (this directory is on sys.path: th
 import dspy_top  # noqa: E402
 
 
+def sim_lm(cache: bool) -> dspy.LM:
+    """DSPy's real client to the simulated LM the test started (SIM_URL)."""
+    return dspy.LM(
+        "openai/gpt-4o-mini",
+        api_base=os.environ["SIM_URL"],
+        api_key=os.environ.get("JOB_API_KEY", "sim"),
+        cache=cache,
+        num_retries=0,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--run", type=int)
     args = parser.parse_args()
     handle = dspy_top.instrument()
-    dspy.configure(
-        lm=dspy.LM(
-            "openai/gpt-4o-mini",
-            api_base=os.environ["SIM_URL"],
-            api_key=os.environ.get("JOB_API_KEY", "sim"),
-            cache=False,
-            num_retries=0,
-        )
-    )
+    dspy.configure(lm=sim_lm(cache=False))
     program = Pipeline()
     done = 0
 
@@ -82,13 +85,7 @@ def main() -> int:
             print("DONE", handle.stats()["totals"]["calls"], flush=True)
         elif command[0] == "cached":
             dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
-            cached_lm = dspy.LM(
-                "openai/gpt-4o-mini",
-                api_base=os.environ["SIM_URL"],
-                api_key=os.environ.get("JOB_API_KEY", "sim"),
-                cache=True,
-                num_retries=0,
-            )
+            cached_lm = sim_lm(cache=True)
             predict = dspy.Predict("question -> answer")
             with dspy.context(lm=cached_lm):
                 for number in range(1, int(command[1]) + 1):
