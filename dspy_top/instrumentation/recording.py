@@ -5,9 +5,9 @@ directory (`True`), a directory (one file per process in it), or a file (a proce
 it taken, a forked child or a wrapper's second Python, writes `<name>-<pid>.dtop` beside it).
 The file is opened on the server thread, which hands it every redacted message it serves
 (the same pass as the socket's: no credential reaches the disk), each recorded call's payload
-once per tick, and the exit message; it is written at most every half second and closed at
-exit. Opening it applies the runs directory's retention rule. Any failure stops the
-recording, said once on stderr; the job and its viewers go on.
+as its call's event comes (before the call's row), and the exit message; it is written at most
+every half second and closed at exit. Opening it applies the runs directory's retention rule.
+Any failure stops the recording, said once on stderr; the job and its viewers go on.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dspy_top.protocol import CALLS, EXIT
 from dspy_top.recording import runs
 from dspy_top.recording.writer import RecordingWriter
 
-# Payloads are fetched from the recorder's ring once per tick, in batches of this many (one lock each).
+# Payloads are fetched from the recorder's ring as their calls' events come, in batches of this many (one lock each).
 PAYLOAD_BATCH = 512
 _CALL_ID = operator.itemgetter(0)
 
@@ -94,12 +94,6 @@ class JobRecording:
         self.closed = False
         self.opened = threading.Event()  # set once `start` ran (opened or not): see `path`, `failed`
         self.failed: str | None = None
-        # Calls whose payload the Python pass is still to build, each with what the ring kept of it
-        # (taken as their events come, not at the tick: a burst of calls moves the ring on
-        # meanwhile), and how many were no longer kept. Payloads packed in C are stored as they
-        # come, before their calls' rows: a killed job's file holds them with their rows.
-        self._pending: list[tuple[int, Any]] = []
-        self._missing = 0
         self._id_at: dict[tuple, int] = {}  # a `calls` batch's fields -> where its id is
 
     # --- on the server thread -------------------------------------------------------
@@ -161,16 +155,18 @@ class JobRecording:
         writer.add(message)
 
     def tick(self, force: bool = False) -> None:
-        """On the server's tick: store the payloads of the calls taken since, then write if due."""
+        """On the server's tick: write if due."""
         writer = self.writer
         if writer is None or self.closed:
             return
-        self._store_payloads()
         writer.flush(force=force)
         if writer.failed is not None:
             self._stop(f"{writer.failed}; the recording stops there (what was written is kept)")
 
     def _keep_sources(self, ids: list[int]) -> None:
+        """These calls' payloads stored now, as their events come and before their rows (not at the
+        tick: a burst of calls moves the ring on meanwhile, and a killed job's file holds each row
+        with its payload)."""
         fast = self.packed_payloads is not None and self.payload_slots is not None
         for start in range(0, len(ids), PAYLOAD_BATCH):
             batch = ids[start : start + PAYLOAD_BATCH]
@@ -179,35 +175,34 @@ class JobRecording:
             if fast:
                 self._pack_now(batch)
             else:
-                self._pending.extend(zip(batch, self.payloads_of(batch)))
+                self._store(list(zip(batch, self.payloads_of(batch))))
 
     def _pack_now(self, batch: list[int]) -> None:
-        """These calls' payloads packed in C now, from the ring's slots (no copy of each, which cost
-        a call about a microsecond), and stored; a copy of those the Python pass must build, for the tick."""
+        """These calls' payloads packed in C, from the ring's slots (no copy of each, which cost a
+        call about a microsecond); those the Python pass must build, from copies."""
         pairs = [pair for pair in zip(batch, self.payload_slots(batch)) if pair[1] is not None]
-        self._missing += len(batch) - len(pairs)
+        missing = len(batch) - len(pairs)
         try:
             packed = self.packed_payloads(pairs)
         except Exception:
             packed = None
-        if packed is None:  # not done in C: copies of all, for the Python pass
+        if packed is None:  # not done in C: all by the Python pass
             python = list(map(_CALL_ID, pairs))
         else:
-            self._missing += packed.gone
+            missing += packed.gone
             if packed.ids:
                 self.writer.add_packed_payloads(packed.ids, packed.data, packed.ends)
             python = packed.python
-        if python:
-            self._pending.extend(zip(python, self.payloads_of(python)))
+        self._store(list(zip(python, self.payloads_of(python))) if python else [], missing)
         if self.payloads_taken is not None:
             self.payloads_taken(pairs)
 
-    def _store_payloads(self) -> None:
-        pending, self._pending = self._pending, []
-        missing, self._missing = self._missing, 0
+    def _store(self, kept: list[tuple[int, Any]], missing: int = 0) -> None:
+        """(call id, kept call) pairs built by the Python pass and stored; those the ring no longer
+        held (None), or that cannot be built, counted as missing."""
         payloads: list[tuple[int, Any]] = []
         payload_of = self.payload_of
-        for call_id, source in pending:
+        for call_id, source in kept:
             if source is None:
                 missing += 1  # the ring had moved on (more calls between two drains than it holds)
                 continue
@@ -215,19 +210,17 @@ class JobRecording:
                 payloads.append((call_id, payload_of(source)))
             except Exception:
                 missing += 1
-        self.writer.add_payloads(payloads)
+        if payloads:
+            self.writer.add_payloads(payloads)
         self.writer.count_missing_payloads(missing)
 
     def close(self, exit_message: dict[str, Any] | None = None) -> None:
-        """At exit: the last payloads, the exit message, the final checkpoint and the index."""
+        """At exit: the exit message, the final checkpoint and the index."""
         writer = self.writer
         if writer is None or self.closed:
             return
         self.closed = True
-        try:
-            self._store_payloads()
-        finally:
-            writer.close(exit_message)
+        writer.close(exit_message)
 
     def abandon_after_fork(self) -> None:
         """In a forked child: let go of the parent's file (the child records its own)."""
