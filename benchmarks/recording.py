@@ -22,7 +22,11 @@ interleaved round by round (every other round backwards); each process times all
 and waits until its recording has taken the last of them. The recording's cost is the
 difference, round by round (median, 95% bootstrap interval), beside the server thread's CPU
 in the recording (its take and tick), split into what zlib took (the GIL released) and the
-rest (the GIL held). Results are printed as lines and as JSON (last line).
+rest (the GIL held), and the time the job's threads spent letting the GIL go for the server
+thread's turns (`giving_us`, instrumentation/gil_handoff.py; `predict` only, one job thread):
+most of what the job waits for, and far less noisy than the difference of two processes' wall
+times. Results are printed as
+lines and as JSON (last line).
 """
 
 from __future__ import annotations
@@ -556,6 +560,11 @@ def wired(rounds: int, calls: int, scenarios: tuple[str, ...] = ("predict", "pip
             "recording_thread_us": _median(r["thread_us"] for r in recorded),
             "recording_zlib_us": _median(r["zlib_us"] for r in recorded),
             "recording_gil_held_us": _median(r["thread_us"] - r["zlib_us"] for r in recorded),
+            # what the job's threads wait for the server thread's turns, per call (low in noise:
+            # the server's own work decides it), recording and not
+            "giving_us": _median(r["giving_us"] for r in recorded) if scenario == "predict" else None,
+            "giving_unwatched_us": _median(p["giving_us"] for p in plain) if scenario == "predict" else None,
+            "given_per_1000_calls": _median(r["given_per_1000"] for r in recorded),
             "bytes_per_call": _median(r["bytes"] / r["calls"] for r in recorded),
             "payloads_dropped": sum(r["dropped"] for r in recorded),
         }
@@ -624,6 +633,8 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
     settled = taken() if recording is not None else 0
     gc.collect()
     thread_before, zlib_before = spent["thread"], COMPRESSION["cpu"]
+    handoff = handle.recorder.handoff
+    given, waited = handoff.given, handoff.waited
     cpu, started = time.process_time(), time.perf_counter()
     run(runs, 1000)
     if recording is not None:  # its last calls' work counts too: a tick now, not at its next turn
@@ -641,6 +652,11 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
         "cpu_us": cpu / done * 1e6,
         "thread_us": (spent["thread"] - thread_before) / done * 1e6,
         "zlib_us": (COMPRESSION["cpu"] - zlib_before) / done * 1e6,
+        # The job's threads letting the GIL go for the server thread (gil_handoff.py): how often,
+        # and how long they waited for it to come and go.
+        # (With many threads a thread's wait also holds the other job threads' turns: not counted.)
+        "given_per_1000": (handoff.given - given) / done * 1000,
+        "giving_us": (handoff.waited - waited) / done * 1e6 if scenario == "predict" else None,
         "bytes": size,
         "dropped": dropped,
     }

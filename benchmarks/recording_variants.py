@@ -77,7 +77,7 @@ def worker(variant: str, calls: int) -> dict:
         program(question=f"q {i}")
     gc.collect()
     handoff = handle.recorder.handoff
-    given, missed = handoff.given, handoff.missed
+    given, missed, waited = handoff.given, handoff.missed, handoff.waited
     cpu, own, started = time.process_time(), time.thread_time(), time.perf_counter()
     for i in range(calls):
         program(question=f"q {1000 + i}")
@@ -96,6 +96,7 @@ def worker(variant: str, calls: int) -> dict:
         "job_thread_cpu_us": own / calls * 1e6,  # the job's own thread: its work, and what slows it
         "given": handoff.given - given,  # the server thread's turns for the GIL (gil_handoff.py)
         "missed": handoff.missed - missed,
+        "giving_us": (handoff.waited - waited) / calls * 1e6,  # the job thread's waits for those turns
         "payloads_dropped": dropped,
     }
 
@@ -140,6 +141,7 @@ def main(argv: list[str]) -> int:
                 1000 * statistics.median(s["given"] for s in samples[variant]) / args.calls, 1
             ),
             "missed": sum(s["missed"] for s in samples[variant]),
+            "giving_us": round(statistics.median(s["giving_us"] for s in samples[variant]), 2),
             "payloads_dropped": sum(s["payloads_dropped"] for s in samples[variant]),
             "wall_differences_us": [round(d, 1) for d in wall],
         }
