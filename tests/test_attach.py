@@ -57,8 +57,10 @@ def snapshot_json(pid: int, directory: Path) -> dict:
 @pytest.mark.slow
 def test_attach_mid_run_to_a_sequential_job_counts_every_call_and_changes_no_result(directory):
     with SimLM(latency_scale=0.05) as sim, SimLM(latency_scale=0.05) as control_sim:
-        job = PlainJob("sequential", 60, sim.base_url, directory)
-        control = PlainJob("sequential", 60, control_sim.base_url, directory)
+        # 200 LM calls: the attach lands after 25 to 50 of them here, and must before the last
+        # on a loaded machine (at 60 program calls, once it did not).
+        job = PlainJob("sequential", 100, sim.base_url, directory)
+        control = PlainJob("sequential", 100, control_sim.base_url, directory)
         try:
             wait_for(lambda: sim.stats()["requests"] >= 10, what="the job's first calls")
             done = dspy_top("attach", str(job.pid), runtime_dir=directory)
