@@ -16,7 +16,8 @@ from dspy_top.run.command import add_job_options, refuse_bad_settings, run_comma
 
 USAGE = (
     "dspy-top demo [--speed X] [--model MODEL] [-d SECONDS] [-b [-n N] [--json]] [--log FILE]\n"
-    "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]"
+    "                     [--budget USD [--on-exceed warn|raise|stop]] [--price MODEL=IN/OUT[/CACHED]]\n"
+    "                     [--record FILE | --no-record]"
 )
 DESCRIPTION = """\
 Run a demo DSPy job and open the live view on it: a RAG pipeline with a tool-using
