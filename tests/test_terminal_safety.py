@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -459,7 +458,7 @@ def test_the_runs_list_and_the_replay_show_a_hostile_recording_inert(hostile_rec
     replay_app.run(replay_app.replay_app(hostile_recording), script, size=(200, 50))
 
 
-def test_a_file_name_that_is_not_utf8_is_shown_by_its_bytes_escapes():
+def test_a_file_name_that_is_not_utf8_is_shown_by_its_bytes_escapes(tmp_path):
     """A recording named with a byte that is not UTF-8 (Python keeps it as a lone surrogate) is
     named in the commands' messages with that byte's escape, `\\xff`, the rest of the message in
     the terminal's Unicode: never `\\udcff`, never a UnicodeEncodeError."""
@@ -468,17 +467,13 @@ def test_a_file_name_that_is_not_utf8_is_shown_by_its_bytes_escapes():
     assert inert("b\udcffd.dtop") == "b\\xffd.dtop" and inert("x\ud800y") == "x\\ud800y"
     assert inert("a\udce9\nb", multiline=True) == "a\\xe9\nb"
     assert for_stream(inert("b\udcffd.dtop · ok"), io.TextIOWrapper(io.BytesIO(), "utf-8")) == "b\\xffd.dtop · ok"
-    directory = runtime_dir()
-    try:
-        damaged = directory / os.fsdecode(b"b\xffd.dtop")
-        damaged.write_bytes(b"")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8"}
-        for command in (["replay", "-b", "-n", "1", str(damaged)], ["export", str(damaged)]):
-            done = subprocess.run(
-                [sys.executable, "-m", "dspy_top", *command], capture_output=True, cwd=REPO, timeout=60, env=env
-            )
-            err = done.stderr.decode("utf-8")
-            assert done.returncode == 1 and "Traceback" not in err, (command, err)
-            assert "b\\xffd.dtop: empty file" in err and "udcff" not in err, (command, err)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    damaged = tmp_path / os.fsdecode(b"b\xffd.dtop")
+    damaged.write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8"}
+    for command in (["replay", "-b", "-n", "1", str(damaged)], ["export", str(damaged)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "dspy_top", *command], capture_output=True, cwd=REPO, timeout=60, env=env
+        )
+        err = done.stderr.decode("utf-8")
+        assert done.returncode == 1 and "Traceback" not in err, (command, err)
+        assert "b\\xffd.dtop: empty file" in err and "udcff" not in err, (command, err)
