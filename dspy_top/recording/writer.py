@@ -42,7 +42,6 @@ DEFAULT_CAP = 1024**3  # bytes per recording; past it payloads stop (see `cap_by
 # after the last write flushes at once, whoever forgot flush(). Fewer frames, fewer bytes.
 FLUSH_EVERY = 0.5
 WRITE_AFTER = 0.2
-PENDING_BYTES = 256 * 1024  # compress and write early when this much is buffered
 MAX_PAYLOAD = 16 * 1024 * 1024  # a payload packing larger than this is not stored (counted)
 # deflate levels: payloads are most of the bytes, and level 1 already stores DSPy payloads at a
 # small share of their text (benchmarks/README.md) in a third to two thirds of level 6's time.
@@ -185,7 +184,7 @@ class RecordingWriter:
         self._checkpoints.bytes += len(packed)
         if self._waiting_since is None:
             self._waiting_since = now
-        if stream.pending_bytes >= PENDING_BYTES:
+        if stream.pending_bytes >= stream.early_bytes:
             self._compress_early(stream)
         elif now - self._waiting_since >= FLUSH_EVERY:
             # The server flushes on its tick; this is the net under it (a busy or late tick).
@@ -248,7 +247,7 @@ class RecordingWriter:
             ids.append(call_id)
             stream.pending.append(packed)
             stream.pending_bytes += size
-            if stream.pending_bytes >= PENDING_BYTES:
+            if stream.pending_bytes >= stream.early_bytes:
                 self._compress_early(stream)
                 ids = self._ids  # a flush started a new list
                 cap = self.cap_bytes - self.offset - self._messages.buffered()
@@ -258,7 +257,7 @@ class RecordingWriter:
         """Payloads packed already, one after another in `data` (`[call id, payload]` each, as
         `add_payloads` packs them, the last byte of the i-th at ends[i]; see
         instrumentation/payload_pack.py). A batch under the size cap is taken whole, cut where
-        PENDING_BYTES is reached; one that may not fit goes through `add_payloads`, one by one."""
+        the stream's `early_bytes` are reached; one that may not fit goes through `add_payloads`, one by one."""
         if self._fd is None or self.failed is not None or not call_ids:
             return
         state, stream, caps = self.state, self._payloads, self._caps
@@ -274,14 +273,14 @@ class RecordingWriter:
         at = offset = 0
         count = len(call_ids)
         while at < count:
-            # the payloads up to the first that brings what is pending to PENDING_BYTES
-            stop = min(bisect.bisect_left(ends, offset + PENDING_BYTES - stream.pending_bytes, at) + 1, count)
+            # the payloads up to the first that brings what is pending to the stream's `early_bytes`
+            stop = min(bisect.bisect_left(ends, offset + stream.early_bytes - stream.pending_bytes, at) + 1, count)
             end = ends[stop - 1]
             self._ids.extend(call_ids[at:stop])
             stream.pending.append(view[offset:end])
             stream.pending_bytes += end - offset
             state.payloads += stop - at
-            if stream.pending_bytes >= PENDING_BYTES:
+            if stream.pending_bytes >= stream.early_bytes:
                 self._compress_early(stream)
             at, offset = stop, end
 
@@ -314,15 +313,18 @@ class RecordingWriter:
         checkpoints = self._checkpoints
         checkpoint = final or checkpoints.due(self.state, now)
         out = bytearray()
-        payloads = self._payloads
-        if payloads.pending or payloads.out or (final and payloads.compressor is not None):
-            end = final or payloads.segment_full()
+        payloads, messages = self._payloads, self._messages
+        # Both streams' flushes asked for first: their compressing threads (segments.py) work at once.
+        framed = payloads.waiting() or (final and payloads.compressor is not None)
+        payloads_end = framed and payloads.ask_flush(final or payloads.segment_full())
+        if messages.waiting() or (checkpoint and messages.compressor is not None):
+            messages.ask_flush(checkpoint or messages.segment_full())
+        if framed:
             meta = {frames.IDS: [min(self._ids), max(self._ids)] if self._ids else None, frames.CALLS: len(self._ids)}
-            out += payloads.frame(self.offset + len(out), end, meta, checkpoints.latest)
+            out += payloads.frame(self.offset + len(out), payloads_end, meta, checkpoints.latest)
             self._ids = []
-        messages = self._messages
-        if messages.pending or messages.out or (checkpoint and messages.compressor is not None):
-            end = checkpoint or messages.segment_full()
+        if messages.flush_asked is not None:
+            end = messages.flush_asked
             meta = {frames.WRITTEN: now, frames.CALLS: self._frame_calls, frames.SEQ: self.state.seq}
             if messages.segment is None:
                 meta[frames.CALLS_BEFORE] = self._segment_calls
