@@ -22,10 +22,11 @@ interleaved round by round (every other round backwards); each process times all
 and waits until its recording has taken the last of them. The recording's cost is the
 difference, round by round (median, 95% bootstrap interval), beside the server thread's CPU
 in the recording (its take and tick), split into what zlib took (the GIL released) and the
-rest (the GIL held), and the time the job's threads spent letting the GIL go for the server
-thread's turns (`giving_us`, instrumentation/gil_handoff.py; `predict` only, one job thread):
-most of what the job waits for, and far less noisy than the difference of two processes' wall
-times. Results are printed as
+rest (the GIL held; where the compiled deflate runs, zlib runs on threads of its own,
+`compressing_threads_us`, and the server thread holds the GIL throughout), and the time the
+job's threads spent letting the GIL go for the server thread's turns (`giving_us`,
+instrumentation/gil_handoff.py; `predict` only, one job thread): most of what the job waits
+for, and far less noisy than the difference of two processes' wall times. Results are printed as
 lines and as JSON (last line).
 """
 
@@ -263,6 +264,9 @@ class Job:
         self.flush_cpu = 0.0  # its CPU time in flush()
         _count_compression()
         self.compression_at_start = COMPRESSION["cpu"]
+        # The compiled deflate's threads end with the writer: their CPU is the process's less this
+        # thread's (the only Python thread here).
+        self.process_at_start, self.thread_at_start = time.process_time(), time.thread_time()
         self.writer.add({"t": "snapshot", **self.recorder.snapshot()})
         self.trial = 0
         self.recorder.scope_start(
@@ -333,6 +337,11 @@ class Job:
         """The writer's CPU per call: in all, inside zlib (GIL released), and the rest (GIL held)."""
         total = self.feed_cpu + self.flush_cpu
         zlib_cpu = COMPRESSION["cpu"] - self.compression_at_start
+        from dspy_top.recording import segments
+
+        if segments.NATIVE:  # compressed on threads of its own: the writer's thread holds the GIL throughout
+            zlib_cpu = (time.process_time() - self.process_at_start) - (time.thread_time() - self.thread_at_start)
+            total += zlib_cpu
         return {
             "writer_us_per_call": round(total / self.calls * 1e6, 2),
             "zlib_us_per_call": round(zlib_cpu / self.calls * 1e6, 2),
@@ -366,12 +375,33 @@ class Job:
 COMPRESSION = {"cpu": 0.0, "depth": 0}  # the writer's CPU time inside zlib (which releases the GIL)
 
 
+def compressing_threads_cpu() -> float:
+    """CPU seconds of the threads Python did not start: the compiled deflate's, one a stream
+    (dspy_top/recording/_deflate.c), read from each thread's CPU clock (Linux)."""
+    import threading
+
+    python = {thread.native_id for thread in threading.enumerate()}
+    total = 0.0
+    for name in os.listdir("/proc/self/task"):
+        tid = int(name)
+        if tid in python:
+            continue
+        try:  # the thread's CPU clock: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)
+            total += time.clock_gettime((~tid << 3) | 6)
+        except OSError:  # it ended meanwhile
+            pass
+    return total
+
+
 def _count_compression() -> None:
-    """Wrap the writer's two calls into zlib, so its GIL-held work can be told from compression."""
+    """Wrap the writer's two calls into zlib, so its GIL-held work can be told from compression.
+    Where the compiled deflate runs, compressing is on threads of its own (`compressing_threads_cpu`):
+    what the writer's thread spends is all GIL-held, nothing to wrap."""
+    from dspy_top.recording import segments
     from dspy_top.recording.segments import SegmentedStream
 
     stream = SegmentedStream
-    if getattr(stream, "_timed", False):
+    if getattr(stream, "_timed", False) or segments.NATIVE:
         return
     compress, take = stream.compress_pending, stream.take
 
@@ -559,6 +589,7 @@ def wired(rounds: int, calls: int, scenarios: tuple[str, ...] = ("predict", "pip
             "process_cpu_difference_ci": _interval(cpu_diffs),
             "recording_thread_us": _median(r["thread_us"] for r in recorded),
             "recording_zlib_us": _median(r["zlib_us"] for r in recorded),
+            "compressing_threads_us": _median(r["compressing_threads_us"] for r in recorded),
             "recording_gil_held_us": _median(r["thread_us"] - r["zlib_us"] for r in recorded),
             # what the job's threads wait for the server thread's turns, per call (low in noise:
             # the server's own work decides it), recording and not
@@ -633,6 +664,7 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
     settled = taken() if recording is not None else 0
     gc.collect()
     thread_before, zlib_before = spent["thread"], COMPRESSION["cpu"]
+    native_before = compressing_threads_cpu()
     handoff = handle.recorder.handoff
     given, waited = handoff.given, handoff.waited
     cpu, started = time.process_time(), time.perf_counter()
@@ -651,7 +683,8 @@ def wired_worker(scenario: str, mode: str, calls: int) -> dict:
         "wall_us": wall / done * 1e6,
         "cpu_us": cpu / done * 1e6,
         "thread_us": (spent["thread"] - thread_before) / done * 1e6,
-        "zlib_us": (COMPRESSION["cpu"] - zlib_before) / done * 1e6,
+        "zlib_us": (COMPRESSION["cpu"] - zlib_before) / done * 1e6,  # on the server thread, the GIL let go
+        "compressing_threads_us": (compressing_threads_cpu() - native_before) / done * 1e6,
         # The job's threads letting the GIL go for the server thread (gil_handoff.py): how often,
         # and how long they waited for it to come and go.
         # (With many threads a thread's wait also holds the other job threads' turns: not counted.)
