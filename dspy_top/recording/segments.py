@@ -46,7 +46,7 @@ ZLIB_SECONDS_PER_BYTE = 10e-9
 # Records are handed to the compressing thread once this much is pending (cheap: it keeps that
 # thread busy as they come, so little is left to wait for at the flush); with Python's zlib, once
 # this much (each call a switch: fewer, larger calls).
-FEED_BYTES = 32 * 1024
+FEED_BYTES = 128 * 1024
 PYTHON_EARLY_BYTES = 256 * 1024
 # Fed and not yet compressed, past this the feeding waits for the compressing thread (a thread
 # starved of CPU must not let memory grow).
