@@ -93,7 +93,7 @@ def test_the_build_makes_an_importable_module(tmp_path):
     out, fresh, options = bytearray(), [], []
     kept = (7, "m", "chat", [{"role": "user", "content": "hi"}], None, {}, {}, ["ok"], {}, None, None, None, False, "m")
     packed, ends, python, gone, _ = module.pack_slots(
-        [7], {7: kept}, 14, 1024, set(), {}, set(), set(), set(), fresh, [], out, options
+        [7], {7: kept}, 14, 1024, set(), {}, set(), set(), set(), fresh, [], [], out, options
     )
     assert packed == [7] and ends == [len(out)] and len(out) > 0 and "hi" in fresh and (python, gone) == ([], 0)
 

@@ -850,6 +850,106 @@ def test_texts_seen_again_are_remembered_and_the_bytes_stay_the_pass_s():
     assert other in set_aside(packer, [(102, module_call(102, "question 3", instructions=other))])
 
 
+def lines_set_aside(packer: payload_pack.PayloadPacker, pending: list) -> list[str]:
+    """The lines of the texts C sets aside that it does not know clean (know_clean_lines)."""
+    return packer._walk([call_id for call_id, _ in pending], lend(dict(pending)))[4]
+
+
+LINE_TEXTS = [
+    "",
+    "\n",
+    "\n\n",
+    "one line",
+    "ends with a line end\n",
+    "\nstarts with one",
+    "[[ ## question ## ]]\nWhat is 2 + 2?\n\nRespond with the corresponding output fields.",
+    "café au lait\nLatin-1, one byte a character\n[[ ## question ## ]]",
+    "naïve\nRespond with the corresponding output fields.\nŁódź, two bytes a character",
+    "emoji 🙂\n[[ ## question ## ]]\nfour bytes a character",
+    "a long line " * 40 + "\n" + "another " * 30 + "\n[[ ## question ## ]]",
+    "tabs\tand\rcarriage returns\r\nare not line ends\x0bhere\x0c\x1c\x85\u2028",
+]
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "clean_lines", [[], ["[[ ## question ## ]]", "", "Respond with the corresponding output fields."]]
+)
+def test_the_lines_c_sets_aside_are_those_the_pass_would_look_at(clean_lines):
+    """Of the texts set aside, C sets aside each line (as str.split("\\n") makes them) not in the
+    redactor's clean lines, in texts of every character width: the lines the pass would look at."""
+    packer, _ = pair()
+    packer.redactor.clean_lines.update(clean_lines)
+    pending = [
+        (n, kept(n, messages=[{"role": "user", "content": text}], outputs=[f"answer {n}"]))
+        for n, text in enumerate(LINE_TEXTS)
+    ]
+    walked, _, fresh, _, lines, _ = packer._walk([call_id for call_id, _ in pending], lend(dict(pending)))
+    assert walked[0] == [call_id for call_id, _ in pending]
+    expected = set("\n".join(set(fresh)).split("\n")) - packer.redactor.clean_lines
+    assert set(lines) - packer.redactor.clean_lines == expected  # what the pass then looks at
+    # No line known clean is made into a str in a one-byte text; in a wider one each line is.
+    wide = {line for text in LINE_TEXTS if max(map(ord, text), default=0) > 255 for line in text.split("\n")}
+    assert set(lines) & set(clean_lines) <= wide
+    assert set(lines) >= wide - {"question"}
+    # The same lines, whichever order the texts come in and however often.
+    again = [
+        (100 + n, kept(100 + n, messages=[{"role": "user", "content": text}])) for n, text in enumerate(LINE_TEXTS)
+    ]
+    assert set(lines_set_aside(packer, again[::-1] + [(200, kept(200, outputs=LINE_TEXTS))])) >= expected - {
+        f"answer {n}" for n in range(len(LINE_TEXTS))
+    }
+
+
+@needs_c
+def test_a_table_of_clean_lines_older_than_the_set_only_sets_aside_more():
+    """The lines C knows clean are read again when the set is another or its size changed; a line
+    known once stays so (the pattern's look depends on the line alone), and one never known is
+    always set aside."""
+    from dspy_top.instrumentation import _payload_pack
+
+    packer, _ = pair()
+    text = "[[ ## question ## ]]\nq 1\n\nRespond with the corresponding output fields."
+    pending = [(1, kept(1, messages=[{"role": "user", "content": text}], outputs=["x"]))]
+    template = {"[[ ## question ## ]]", ""}
+    assert set(lines_set_aside(packer, pending)) >= template | {"q 1", "x"}
+    packer.redactor.clean_lines.update(template)  # the set grew: read again
+    lines = set(lines_set_aside(packer, pending))
+    assert lines.isdisjoint(template) and {"q 1", "Respond with the corresponding output fields."} <= lines
+    _payload_pack.know_clean_lines({"q 1"})  # another set, then the redactor's again
+    lines = set(lines_set_aside(packer, pending))
+    assert lines.isdisjoint(template) and "q 1" in lines
+    with pytest.raises(TypeError):
+        _payload_pack.know_clean_lines(["a list"])
+    with pytest.raises(TypeError):
+        _payload_pack.know_clean_lines(None)
+    _payload_pack.know_clean_lines({1, b"bytes", Text("a str's subclass"), "wide ✓"})  # none kept, no error
+    assert "q 1" in lines_set_aside(packer, pending)
+
+
+@needs_c
+def test_a_credential_learned_inside_a_line_known_clean_is_still_redacted():
+    """A line the pattern leaves as it is (known clean, so C never sets it aside) can hold a
+    credential learned later: the pass still finds it, in the whole texts."""
+    secret = "acct-7d6c5b4a3f2e1d0c"
+    line = f"Our account is {secret} and it is fine"
+    packer, ref = pair()
+    for round in range(3):  # the line found clean twice: known clean, and in C's table
+        texts = [f"{line}\nquestion {round}-{n}\n" + "filler words " * 30 for n in range(2)]
+        pending = [
+            (10 * round + n, kept(10 * round + n, messages=[{"role": "user", "content": text}]))
+            for n, text in enumerate(texts)
+        ]
+        assert check(packer, ref, pending).ids == [call_id for call_id, _ in pending]
+    assert line in packer.redactor.clean_lines
+    pending = [(100, kept(100, messages=[{"role": "user", "content": f"{line}\nquestion 9\n" + "filler words " * 30}]))]
+    assert line not in lines_set_aside(packer, pending)
+    packer.redactor.learn([secret])
+    ref.learn([secret])
+    batch = check(packer, ref, pending, planted=[secret])
+    assert batch.python == [100] and secret.encode() not in batch.data
+
+
 @needs_c
 @pytest.mark.parametrize("how", ["learn", "environment", "own-options", "another-call's-options"])
 def test_a_credential_known_half_way_is_never_packed_from_the_memo(how):
@@ -1075,6 +1175,7 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
             header_keys=set(),
             fresh=[],
             fresh_keys=[],
+            fresh_lines=[],
             out=bytearray(),
             options=[],
         )
@@ -1082,10 +1183,10 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
         return list(given.values())
 
     given = args()  # the arguments as they should be
-    assert _payload_pack.pack_slots(*given)[:4] == ([1], [len(given[11])], [], 0) and given[11]
+    assert _payload_pack.pack_slots(*given)[:4] == ([1], [len(given[12])], [], 0) and given[12]
     bad = [
         (),
-        args()[:12],
+        args()[:13],
         args() + [None],
         args(call_ids=(1,)),
         args(call_ids=None),
@@ -1106,6 +1207,7 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
         args(header_keys={}),
         args(fresh=()),
         args(fresh_keys=set()),
+        args(fresh_lines=None),
         args(out=b""),
         args(out=[]),
         args(options={}),

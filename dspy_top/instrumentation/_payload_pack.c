@@ -49,6 +49,7 @@ typedef struct {
     PyObject *header_keys; /* set of map keys known to name headers (`...headers`), not credentials */
     PyObject *fresh;    /* list: texts to look at */
     PyObject *fresh_keys; /* list: map keys to look at */
+    PyObject *fresh_lines; /* list: the lines of the texts in `fresh` not known clean (see `note_lines`) */
 } Packer;
 
 /* Every `put` returns OK, PYTHON (the Python pass must do this payload) or FAILED (an exception is set). */
@@ -249,6 +250,154 @@ emit_text(Packer *p, PyObject *text)
     return status;
 }
 
+/* Lines known to come out of the redaction pattern unchanged: redact.Redactor.clean_lines, as
+ * `know_clean_lines` was last given it. A fresh text's lines are looked up here by their bytes,
+ * with no str made for each (a str made, hashed and let go for every line of every fresh text
+ * was most of what looking at the texts cost); only the others become strs, in `fresh_lines`.
+ * A line once found clean stays so (the pattern's quick look depends on the line alone; credentials
+ * are looked for in the whole texts, payload_pack.py), so a table older than the set is still
+ * right: it may only miss lines, which are then looked at. One-byte (Latin-1) lines only. */
+typedef struct {
+    unsigned long long print;
+    PyObject *line; /* a str of one-byte kind; NULL: free */
+} CleanLine;
+
+static CleanLine *clean_lines = NULL;
+static size_t clean_mask = 0;            /* the table's size - 1 (a power of two) */
+static const void *clean_source = NULL;  /* the set last read: by identity only, never used */
+static Py_ssize_t clean_source_size = -1;
+
+/* A line's bytes mixed eight at a time (a line can be a long passage); equal lines, equal prints. */
+static unsigned long long
+line_print(const unsigned char *bytes, Py_ssize_t n)
+{
+    unsigned long long h = 14695981039346656037ULL ^ (unsigned long long)n, word;
+    Py_ssize_t at = 0;
+    for (; at + 8 <= n; at += 8) {
+        memcpy(&word, bytes + at, 8);
+        h = (h ^ word) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 32;
+    }
+    word = 0;
+    memcpy(&word, bytes + at, (size_t)(n - at));
+    h = (h ^ word) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+static int
+line_known(const unsigned char *bytes, Py_ssize_t n)
+{
+    if (clean_lines == NULL)
+        return 0;
+    unsigned long long print = line_print(bytes, n);
+    for (size_t at = (size_t)print & clean_mask;; at = (at + 1) & clean_mask) {
+        PyObject *line = clean_lines[at].line;
+        if (line == NULL)
+            return 0;
+        if (clean_lines[at].print == print && PyUnicode_GET_LENGTH(line) == n &&
+            memcmp(PyUnicode_DATA(line), bytes, (size_t)n) == 0)
+            return 1;
+    }
+}
+
+static void
+forget_clean_lines(void)
+{
+    if (clean_lines != NULL) {
+        for (size_t at = 0; at <= clean_mask; at++)
+            Py_XDECREF(clean_lines[at].line);
+        PyMem_Free(clean_lines);
+    }
+    clean_lines = NULL;
+    clean_mask = 0;
+    clean_source = NULL;
+    clean_source_size = -1;
+}
+
+/* `know_clean_lines(lines)`: the set of lines known clean, read again when it is another set or
+ * its size changed (a set only grows until it is begun again: redact._BoundedSet). */
+static PyObject *
+know_clean_lines(PyObject *Py_UNUSED(module), PyObject *lines)
+{
+    if (!PyAnySet_CheckExact(lines)) {
+        PyErr_SetString(PyExc_TypeError, "know_clean_lines: a set of str");
+        return NULL;
+    }
+    Py_ssize_t n = PySet_GET_SIZE(lines);
+    if ((const void *)lines == clean_source && n == clean_source_size)
+        Py_RETURN_NONE;
+    forget_clean_lines();
+    size_t size = 64;
+    while (size < 2 * (size_t)n)
+        size *= 2;
+    CleanLine *table = PyMem_Calloc(size, sizeof(CleanLine));
+    if (table == NULL)
+        return PyErr_NoMemory();
+    PyObject *iterator = PyObject_GetIter(lines);
+    if (iterator == NULL) {
+        PyMem_Free(table);
+        return NULL;
+    }
+    PyObject *line;
+    while ((line = PyIter_Next(iterator)) != NULL) {
+        if (!PyUnicode_CheckExact(line) || text_ready(line) < 0 || PyUnicode_KIND(line) != PyUnicode_1BYTE_KIND) {
+            PyErr_Clear();
+            Py_DECREF(line);
+            continue;
+        }
+        unsigned long long print = line_print(PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line));
+        size_t at = (size_t)print & (size - 1);
+        while (table[at].line != NULL)
+            at = (at + 1) & (size - 1);
+        table[at].print = print;
+        table[at].line = line; /* the reference PyIter_Next gave */
+    }
+    Py_DECREF(iterator);
+    clean_lines = table;
+    clean_mask = size - 1;
+    if (PyErr_Occurred()) {
+        forget_clean_lines();
+        return NULL;
+    }
+    clean_source = lines;
+    clean_source_size = n;
+    Py_RETURN_NONE;
+}
+
+/* A fresh text's lines (as str.split("\n") makes them) not known clean, onto `fresh_lines`. */
+static int
+note_lines(Packer *p, PyObject *text)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), start = 0;
+    int one_byte = PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND;
+    const unsigned char *data = PyUnicode_DATA(text);
+    while (start <= n) {
+        Py_ssize_t end;
+        if (one_byte) {
+            const unsigned char *found = memchr(data + start, '\n', (size_t)(n - start));
+            end = found ? (Py_ssize_t)(found - data) : n;
+        }
+        else {
+            end = PyUnicode_FindChar(text, '\n', start, n, 1);
+            if (end == -2)
+                return FAILED;
+            if (end < 0)
+                end = n;
+        }
+        if (!(one_byte && line_known(data + start, end - start))) {
+            PyObject *line = PyUnicode_Substring(text, start, end);
+            if (line == NULL)
+                return FAILED;
+            int failed = PyList_Append(p->fresh_lines, line) < 0;
+            Py_DECREF(line);
+            if (failed)
+                return FAILED;
+        }
+        start = end + 1;
+    }
+    return OK;
+}
+
 /* A str; `known` is the set saying it needs no look (else it goes to `to_look`). */
 static int
 put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
@@ -265,6 +414,8 @@ put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
     if (seen < 0)
         return FAILED;
     if (!seen && PyList_Append(to_look, text) < 0)
+        return FAILED;
+    if (!seen && known == p->clean && note_lines(p, text) != OK)
         return FAILED;
     return emit_text(p, text);
 }
@@ -646,13 +797,15 @@ pack_one(Packer *p, PyObject *call_id, PyObject *kept)
         return held < 0 ? NOT_PACKED : GONE;
     p->size = 0;
     Py_ssize_t fresh_before = PyList_GET_SIZE(p->fresh), keys_before = PyList_GET_SIZE(p->fresh_keys);
+    Py_ssize_t lines_before = PyList_GET_SIZE(p->fresh_lines);
     int status = put_payload(p, call_id, kept);
     if (status == OK)
         return PACKED;
     if (status == FAILED)
         return NOT_PACKED;
     if (PyList_SetSlice(p->fresh, fresh_before, PyList_GET_SIZE(p->fresh), NULL) < 0 ||
-        PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0)
+        PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0 ||
+        PyList_SetSlice(p->fresh_lines, lines_before, PyList_GET_SIZE(p->fresh_lines), NULL) < 0)
         return NOT_PACKED;
     return BY_PYTHON;
 }
@@ -726,8 +879,8 @@ note_packed(Walk *w, PyObject *call_id, PyObject *out, Packer *p)
 }
 
 /* A ring slot read: marked taken (PayloadRing.TAKEN), so that past the history's count the ring may
- * reuse it. Only a slot long enough, holding a bool there (what the ring puts): the False let go is
- * immortal, so no Python code runs. */
+ * reuse it. Only a slot long enough, holding False there (what the ring puts): the False let go is
+ * never freed, so no Python code runs. */
 static void
 mark_taken(PyObject *kept, Py_ssize_t taken)
 {
@@ -741,32 +894,33 @@ mark_taken(PyObject *kept, Py_ssize_t taken)
 }
 
 /* `pack_slots(call_ids, slots, taken, limit, clean, long_clean, keys, secret_keys, header_keys,
- * fresh, fresh_keys, out, options)`: each call id of the list `call_ids` looked up in the dict
+ * fresh, fresh_keys, fresh_lines, out, options)`: each call id of the list `call_ids` looked up in the dict
  * `slots` (the payload ring's call id -> slot; an id it lacks, or whose slot holds another call
  * now, is gone), its payload packed in order onto the bytearray `out`, and each slot it packed
  * marked taken (`slot[taken] = True`). A slot left to the Python pass is not: it is marked when
  * that pass copies it (Recorder.payloads_of), so the ring cannot reuse it before. Returns
  * (packed ids, ends, ids for the Python pass, gone, bounds): `ends` len(out) after each packed
- * call; `bounds` (bytes of Py_ssize_t) len(fresh) and len(fresh_keys) after each. Each options map
- * of a call it holds (packed or not) is appended to `options` once.
+ * call; `bounds` (bytes of Py_ssize_t) len(fresh) and len(fresh_keys) after each. The lines of the
+ * packed calls' texts in `fresh` not known clean (`know_clean_lines`) are appended to
+ * `fresh_lines`. Each options map of a call it holds (packed or not) is appended to `options` once.
  *
  * The caller holds the ring's lock (Recorder.take_payloads). The ids are ints and so are the
  * dict's keys: a lookup runs no Python code. */
 static PyObject *
 pack_slots(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
+    if (nargs != 14) {
         PyErr_SetString(PyExc_TypeError, "pack_slots(call_ids, slots, taken, limit, clean, long_clean, keys, "
-                                         "secret_keys, header_keys, fresh, fresh_keys, out, options)");
+                                         "secret_keys, header_keys, fresh, fresh_keys, fresh_lines, out, options)");
         return NULL;
     }
-    PyObject *call_ids = args[0], *slots = args[1], *out = args[11], *options = args[12];
+    PyObject *call_ids = args[0], *slots = args[1], *out = args[12], *options = args[13];
     if (!PyList_CheckExact(call_ids) || !PyDict_CheckExact(slots) || !PyAnySet_CheckExact(args[4]) ||
         !PyDict_CheckExact(args[5]) || !PyAnySet_CheckExact(args[6]) || !PyAnySet_CheckExact(args[7]) ||
         !PyAnySet_CheckExact(args[8]) || !PyList_CheckExact(args[9]) || !PyList_CheckExact(args[10]) ||
-        !PyByteArray_CheckExact(out) || !PyList_CheckExact(options)) {
+        !PyList_CheckExact(args[11]) || !PyByteArray_CheckExact(out) || !PyList_CheckExact(options)) {
         PyErr_SetString(PyExc_TypeError, "pack_slots: a list of ids, a dict, two ints, a set, a dict, three "
-                                         "sets, two lists, a bytearray and a list");
+                                         "sets, three lists, a bytearray and a list");
         return NULL;
     }
     Py_ssize_t taken = PyLong_AsSsize_t(args[2]);
@@ -800,7 +954,7 @@ pack_slots(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     static int in_use = 0;
     int shared = !in_use;
     Packer p = {shared ? kept_buffer : NULL, 0, shared ? kept_capacity : 0, limit,
-                args[4], args[5], args[6], args[7], args[8], args[9], args[10]};
+                args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11]};
     in_use = 1;
     PyObject *seen[64];
     int seen_count = 0;
@@ -877,15 +1031,20 @@ static PyMethodDef methods[] = {
      "fingerprint(text) -> int: the key of a long clean text in `long_clean` (equal texts, equal keys)."},
     {"pack_slots", (PyCFunction)(void (*)(void))pack_slots, METH_FASTCALL,
      "pack_slots(call_ids, slots, taken, limit, clean, long_clean, keys, secret_keys, header_keys, fresh,\n"
-     "fresh_keys, out, options) -> (packed_ids, ends, python_ids, gone, bounds)\n\n"
+     "fresh_keys, fresh_lines, out, options) -> (packed_ids, ends, python_ids, gone, bounds)\n\n"
      "Each call id's slot in the dict `slots` (call id -> a kept call in KEPT_FIELDS order) packed as\n"
      "msgpack `[call_id, payload]` onto the bytearray `out`, when every text in it is in `clean` or\n"
      "appended to `fresh`, every map key in `keys`, `secret_keys` (its text redacted) or `header_keys`\n"
      "(every value redacted), or appended to `fresh_keys`; a slot packed is marked `slot[taken] = True`.\n"
      "Gives the ids packed, len(out) after each, the ids left to the Python pass, how many were gone\n"
      "(not in `slots`, or a slot holding another call now), and len(fresh), len(fresh_keys) after each\n"
-     "packed call as bytes of Py_ssize_t. Each options map of a call still held is appended to\n"
-     "`options` once."},
+     "packed call as bytes of Py_ssize_t. The lines of the packed calls' texts in `fresh` not known\n"
+     "clean (know_clean_lines) are appended to `fresh_lines`. Each options map of a call still held is\n"
+     "appended to `options` once."},
+    {"know_clean_lines", know_clean_lines, METH_O,
+     "know_clean_lines(lines) -> None: the set of lines known to come out of the redaction pattern\n"
+     "unchanged (Redactor.clean_lines), read again when it is another set or its size changed; pack_slots\n"
+     "sets aside only the other lines of a fresh text in `fresh_lines`."},
     {NULL, NULL, 0, NULL},
 };
 

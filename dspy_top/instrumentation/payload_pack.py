@@ -7,13 +7,15 @@ instructions and demos, its options, its usage. So `_payload_pack.pack_slots` (C
 kept call once, straight from the payload ring's slot (looked up, and marked taken once packed,
 under the ring's lock: Recorder.take_payloads), and packs it as the pass would leave it,
 setting aside each text and map key not known to pass unchanged; here they are looked at
-together, once a batch: the texts with the pass's own `Redactor.text` over them all joined by
-line ends (its changes never cross a line's end, and what could, a PEM key, makes it look at
-each alone), the keys by the pass's own rules. A payload is stored from those bytes only when
-every text and key set aside comes out unchanged and the credentials the batch's calls were
-given (those the Python pass takes too) were learned first; any other goes through the Python
-pass. The bytes are therefore those of the redacted payload (tests/test_payload_pack.py compares
-them with the Python pass on generated payloads, credentials among them).
+together, once a batch: the texts with the pass's own `Redactor.changes` over them all joined
+by line ends (its changes never cross a line's end, and what could, a PEM key, makes it look at
+each alone; the lines it would look at, those not known clean, found in C as well, with no str
+made for a known one: `know_clean_lines`), the keys by the pass's own rules. A payload is
+stored from those bytes only when every text and key set aside comes out unchanged and the
+credentials the batch's calls were given (those the Python pass takes too) were learned first;
+any other goes through the Python pass. The bytes are therefore those of the redacted payload
+(tests/test_payload_pack.py compares them with the Python pass on generated payloads,
+credentials among them).
 
 The texts and keys found unchanged are remembered (bounded, and forgotten when the known
 credentials change). Without the compiled part (no C compiler where dspy-top was installed, or
@@ -104,17 +106,17 @@ class PayloadPacker:
             raise RuntimeError("payload_pack: no compiled part (see AVAILABLE)")
         if self.redactor.generation != self.generation:  # what was found unchanged may not be any more
             self.forget()
-        walked, out, fresh, fresh_keys, options = self._walk(call_ids, take)
+        walked, out, fresh, fresh_keys, fresh_lines, options = self._walk(call_ids, take)
         if self.learns and self._learn(options):  # a credential not known before: all again
             self.forget()
-            walked, out, fresh, fresh_keys, options = self._walk(call_ids, take)
+            walked, out, fresh, fresh_keys, fresh_lines, options = self._walk(call_ids, take)
         bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
         if bad_keys and not bad_keys.isdisjoint(self.secret_keys | self.header_keys):
             # Names of credentials or headers met for the first time, now known: packed again,
             # their values redacted in C (once a name; then they are known).
-            walked, out, fresh, fresh_keys, options = self._walk(call_ids, take)
+            walked, out, fresh, fresh_keys, fresh_lines, options = self._walk(call_ids, take)
             bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
-        changed = self._look(fresh) if fresh else ()
+        changed = self._look(fresh, fresh_lines) if fresh else ()
         if changed or bad_keys:  # a packed call holds a text or key the pass changes: the pass's
             return self._unpack_changed(call_ids, walked, out, fresh, fresh_keys, changed, bad_keys)
         ids, ends, python, gone, _ = walked
@@ -162,11 +164,14 @@ class PayloadPacker:
 
     def _walk(self, call_ids: list[int], take: Callable[[list[int], Callable], Any]) -> tuple:
         """One walk of the ring's slots of these ids (pack_slots): what it gave back, the bytes,
-        the texts and map keys set aside, and the options maps of the calls it held."""
+        the texts and map keys set aside, the lines of those texts not known clean, and the
+        options maps of the calls it held."""
         out: bytearray = bytearray()
         fresh: list[str] = []
         fresh_keys: list[str] = []
+        fresh_lines: list[str] = []
         options: list[dict] = []
+        _payload_pack.know_clean_lines(self.redactor.clean_lines)
         pack_slots, limit, clean, long_clean = _payload_pack.pack_slots, self.limit, self.clean, self.long_clean
         keys, secret_keys, header_keys = self.keys, self.secret_keys, self.header_keys
 
@@ -183,11 +188,12 @@ class PayloadPacker:
                 header_keys,
                 fresh,
                 fresh_keys,
+                fresh_lines,
                 out,
                 options,
             )
 
-        return take(call_ids, walk), out, fresh, fresh_keys, options
+        return take(call_ids, walk), out, fresh, fresh_keys, fresh_lines, options
 
     def _learn(self, options: list[dict]) -> bool:
         """The credentials in the options maps of the batch's calls, packed or left to the Python
@@ -208,12 +214,13 @@ class PayloadPacker:
         self.header_keys = set()
         self.generation = self.redactor.generation
 
-    def _look(self, fresh: list[str]) -> set[str]:
-        """The texts the pass would change, of those set aside; the others are remembered."""
+    def _look(self, fresh: list[str], fresh_lines: list[str] | None = None) -> set[str]:
+        """The texts the pass would change, of those set aside; the others are remembered.
+        `fresh_lines`: their lines not known clean, found in C (no str made for the others)."""
         redactor = self.redactor
         distinct = set(fresh)
         joined = "\n".join(distinct)
-        if not redactor.changes(joined, valid=True):  # _payload_pack.c took only valid UTF-8
+        if not redactor.changes(joined, valid=True, lines=fresh_lines):  # _payload_pack.c took only valid UTF-8
             changed: set[str] = set()
         else:  # one of them changes (or a PEM key spans two): each alone
             limit = self.limit
