@@ -92,8 +92,10 @@ def test_the_build_makes_an_importable_module(tmp_path):
     assert module.fingerprint("x" * 300) == module.fingerprint("".join(["x" * 300]))
     out, fresh, options = bytearray(), [], []
     kept = (7, "m", "chat", [{"role": "user", "content": "hi"}], None, {}, {}, ["ok"], {}, None, None, None, False, "m")
-    rows = module.pack_all([(7, kept)], 1024, set(), {}, set(), set(), set(), fresh, [], out, options)
-    assert rows[0] == 1 and rows[3] == len(out) > 0 and "hi" in fresh
+    packed, ends, python, gone, _ = module.pack_slots(
+        [7], {7: kept}, 14, 1024, set(), {}, set(), set(), set(), fresh, [], [], out, options
+    )
+    assert packed == [7] and ends == [len(out)] and len(out) > 0 and "hi" in fresh and (python, gone) == ([], 0)
 
 
 def test_without_a_compiler_the_build_says_why_and_goes_on(tmp_path, capfd):

@@ -13,15 +13,17 @@ import os
 import random
 import string
 from collections import Counter
+from collections.abc import Callable
 
 import msgpack
 import pytest
 
 from dspy_top.instrumentation import payload, payload_pack
-from dspy_top.instrumentation.payload_ring import KEPT_FIELDS, KeptCall, PayloadRing
+from dspy_top.instrumentation.payload_ring import KEPT_FIELDS, TAKEN, KeptCall
+from dspy_top.instrumentation.publisher import Publisher
 from dspy_top.instrumentation.recorder import Recorder
 from dspy_top.instrumentation.redact import Redactor
-from dspy_top.instrumentation.viewer_requests import MAX_PAYLOAD_TEXT
+from dspy_top.instrumentation.viewer_requests import MAX_PAYLOAD_TEXT, ViewerRequests
 
 needs_c = pytest.mark.skipif(
     not payload_pack.AVAILABLE,
@@ -44,7 +46,8 @@ def test_ci_has_the_compiled_part():
 
 
 def kept(call_id: int = 1, slot: bool = False, **parts):
-    """A kept call in KEPT_FIELDS order then a size: a KeptCall tuple, or a ring slot (a list)."""
+    """A kept call in KEPT_FIELDS order then a size: a KeptCall tuple, or a ring slot (a list,
+    then whether a recording took it, as PayloadRing makes it)."""
     base = dict(
         id=call_id,
         model="openai/gpt-4o-mini",
@@ -63,7 +66,7 @@ def kept(call_id: int = 1, slot: bool = False, **parts):
     )
     base.update(parts)
     fields = [base[name] for name in KEPT_FIELDS] + [512]
-    return fields if slot else KeptCall(fields)
+    return fields + [False] if slot else KeptCall(fields)
 
 
 def as_kept(source) -> KeptCall:
@@ -122,15 +125,37 @@ def assert_no_credential(data: bytes, planted) -> None:
         assert secret not in decoded, secret
 
 
+def lend(slots: dict) -> Callable:
+    """A ring's `take` (Recorder.take_payloads) over these slots: call id -> kept call."""
+    return lambda call_ids, walk: walk(call_ids, slots)
+
+
+def pack_pairs(packer: payload_pack.PayloadPacker, pending: list) -> payload_pack.PackedBatch:
+    """(call id, kept call) pairs packed as if the ring's map of call id -> slot held them."""
+    slots = dict(pending)
+    assert len(slots) == len(pending), "a batch's call ids are distinct"
+    return packer.pack([call_id for call_id, _ in pending], lend(slots))
+
+
 def check(packer: payload_pack.PayloadPacker, ref: Redactor, pending: list, planted=()) -> payload_pack.PackedBatch:
-    """Pack one batch; every packed payload's bytes are the reference's, and hold no planted credential."""
+    """Pack one batch of (call id, kept call) pairs, as the ring's map of call id -> slot; every
+    packed payload's bytes are the reference's, and hold no planted credential. Each ring slot
+    (a list) packed is marked taken; one holding another call is not."""
     held = [call_id for call_id, source in pending if type(source[0]) is type(call_id) and source[0] == call_id]
     expected = reference(ref, [entry for entry in pending if entry[0] in held], packer.limit)
-    batch = packer.pack(pending)
+    marks = {id(source): source[TAKEN] for _, source in pending if type(source) is list and len(source) > TAKEN}
+    batch = pack_pairs(packer, pending)
     packed = packed_of(batch)
     assert batch.ids == [call_id for call_id in held if call_id in packed]  # in order, each once
     assert sorted(batch.ids + batch.python) == sorted(held)
+    assert batch.python == [call_id for call_id in held if call_id in batch.python]
     assert batch.gone == len(pending) - len(held)
+    for call_id, source in pending:
+        if id(source) in marks:
+            if call_id in batch.ids:
+                assert source[TAKEN] is True, call_id
+            elif call_id not in held:
+                assert source[TAKEN] is marks[id(source)], call_id  # another call's slot: as it was
     for call_id, data in packed.items():
         assert expected[call_id] is not None, f"call {call_id}: packed, but msgpack cannot store its payload"
         assert data == expected[call_id], (call_id, msgpack.unpackb(data, strict_map_key=False))
@@ -726,8 +751,12 @@ def test_values_the_pass_turns_into_something_else_are_left_to_it():
     ]
     for n, parts in enumerate(odd, start=10):
         assert check(packer, ref, [(n, kept(n, **parts))]).python == [n], parts
-    # A call id that is not an int is stored by the pass.
-    assert check(packer, ref, [("id", kept("id"))]).python == ["id"]
+    # A call id that is not an int (the ring's are): the walk refuses the batch before it reads a
+    # slot or marks one, and the recording stores it all by the pass (JobRecording._pack_now).
+    slot = kept(5, slot=True)
+    with pytest.raises(TypeError):
+        pack_pairs(packer, [(5, slot), ("id", kept("id"))])
+    assert slot[TAKEN] is False
 
 
 @needs_c
@@ -787,7 +816,7 @@ def module_call(call_id: int, question: str, instructions: str = INSTRUCTIONS, *
 
 def set_aside(packer: payload_pack.PayloadPacker, pending: list) -> list[str]:
     """The texts C sets aside for a look (not known to pass unchanged), this memo as it is."""
-    return packer._pack_all(pending)[2]
+    return packer._walk([call_id for call_id, _ in pending], lend(dict(pending)))[2]
 
 
 @needs_c
@@ -819,6 +848,106 @@ def test_texts_seen_again_are_remembered_and_the_bytes_stay_the_pass_s():
     middle = len(INSTRUCTIONS) // 2
     other = INSTRUCTIONS[:middle] + "#" + INSTRUCTIONS[middle + 1 :]
     assert other in set_aside(packer, [(102, module_call(102, "question 3", instructions=other))])
+
+
+def lines_set_aside(packer: payload_pack.PayloadPacker, pending: list) -> list[str]:
+    """The lines of the texts C sets aside that it does not know clean (know_clean_lines)."""
+    return packer._walk([call_id for call_id, _ in pending], lend(dict(pending)))[4]
+
+
+LINE_TEXTS = [
+    "",
+    "\n",
+    "\n\n",
+    "one line",
+    "ends with a line end\n",
+    "\nstarts with one",
+    "[[ ## question ## ]]\nWhat is 2 + 2?\n\nRespond with the corresponding output fields.",
+    "café au lait\nLatin-1, one byte a character\n[[ ## question ## ]]",
+    "naïve\nRespond with the corresponding output fields.\nŁódź, two bytes a character",
+    "emoji 🙂\n[[ ## question ## ]]\nfour bytes a character",
+    "a long line " * 40 + "\n" + "another " * 30 + "\n[[ ## question ## ]]",
+    "tabs\tand\rcarriage returns\r\nare not line ends\x0bhere\x0c\x1c\x85\u2028",
+]
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "clean_lines", [[], ["[[ ## question ## ]]", "", "Respond with the corresponding output fields."]]
+)
+def test_the_lines_c_sets_aside_are_those_the_pass_would_look_at(clean_lines):
+    """Of the texts set aside, C sets aside each line (as str.split("\\n") makes them) not in the
+    redactor's clean lines, in texts of every character width: the lines the pass would look at."""
+    packer, _ = pair()
+    packer.redactor.clean_lines.update(clean_lines)
+    pending = [
+        (n, kept(n, messages=[{"role": "user", "content": text}], outputs=[f"answer {n}"]))
+        for n, text in enumerate(LINE_TEXTS)
+    ]
+    walked, _, fresh, _, lines, _ = packer._walk([call_id for call_id, _ in pending], lend(dict(pending)))
+    assert walked[0] == [call_id for call_id, _ in pending]
+    expected = set("\n".join(set(fresh)).split("\n")) - packer.redactor.clean_lines
+    assert set(lines) - packer.redactor.clean_lines == expected  # what the pass then looks at
+    # No line known clean is made into a str in a one-byte text; in a wider one each line is.
+    wide = {line for text in LINE_TEXTS if max(map(ord, text), default=0) > 255 for line in text.split("\n")}
+    assert set(lines) & set(clean_lines) <= wide
+    assert set(lines) >= wide - {"question"}
+    # The same lines, whichever order the texts come in and however often.
+    again = [
+        (100 + n, kept(100 + n, messages=[{"role": "user", "content": text}])) for n, text in enumerate(LINE_TEXTS)
+    ]
+    assert set(lines_set_aside(packer, again[::-1] + [(200, kept(200, outputs=LINE_TEXTS))])) >= expected - {
+        f"answer {n}" for n in range(len(LINE_TEXTS))
+    }
+
+
+@needs_c
+def test_a_table_of_clean_lines_older_than_the_set_only_sets_aside_more():
+    """The lines C knows clean are read again when the set is another or its size changed; a line
+    known once stays so (the pattern's look depends on the line alone), and one never known is
+    always set aside."""
+    from dspy_top.instrumentation import _payload_pack
+
+    packer, _ = pair()
+    text = "[[ ## question ## ]]\nq 1\n\nRespond with the corresponding output fields."
+    pending = [(1, kept(1, messages=[{"role": "user", "content": text}], outputs=["x"]))]
+    template = {"[[ ## question ## ]]", ""}
+    assert set(lines_set_aside(packer, pending)) >= template | {"q 1", "x"}
+    packer.redactor.clean_lines.update(template)  # the set grew: read again
+    lines = set(lines_set_aside(packer, pending))
+    assert lines.isdisjoint(template) and {"q 1", "Respond with the corresponding output fields."} <= lines
+    _payload_pack.know_clean_lines({"q 1"})  # another set, then the redactor's again
+    lines = set(lines_set_aside(packer, pending))
+    assert lines.isdisjoint(template) and "q 1" in lines
+    with pytest.raises(TypeError):
+        _payload_pack.know_clean_lines(["a list"])
+    with pytest.raises(TypeError):
+        _payload_pack.know_clean_lines(None)
+    _payload_pack.know_clean_lines({1, b"bytes", Text("a str's subclass"), "wide ✓"})  # none kept, no error
+    assert "q 1" in lines_set_aside(packer, pending)
+
+
+@needs_c
+def test_a_credential_learned_inside_a_line_known_clean_is_still_redacted():
+    """A line the pattern leaves as it is (known clean, so C never sets it aside) can hold a
+    credential learned later: the pass still finds it, in the whole texts."""
+    secret = "acct-7d6c5b4a3f2e1d0c"
+    line = f"Our account is {secret} and it is fine"
+    packer, ref = pair()
+    for round in range(3):  # the line found clean twice: known clean, and in C's table
+        texts = [f"{line}\nquestion {round}-{n}\n" + "filler words " * 30 for n in range(2)]
+        pending = [
+            (10 * round + n, kept(10 * round + n, messages=[{"role": "user", "content": text}]))
+            for n, text in enumerate(texts)
+        ]
+        assert check(packer, ref, pending).ids == [call_id for call_id, _ in pending]
+    assert line in packer.redactor.clean_lines
+    pending = [(100, kept(100, messages=[{"role": "user", "content": f"{line}\nquestion 9\n" + "filler words " * 30}]))]
+    assert line not in lines_set_aside(packer, pending)
+    packer.redactor.learn([secret])
+    ref.learn([secret])
+    batch = check(packer, ref, pending, planted=[secret])
+    assert batch.python == [100] and secret.encode() not in batch.data
 
 
 @needs_c
@@ -903,22 +1032,33 @@ def test_without_learning_the_packer_packs_what_the_pass_leaves():
     call = kept(
         1, lm_options={"api_key": "given-key-1234567"}, messages=[{"role": "user", "content": "given-key-1234567"}]
     )
-    batch = packer.pack([(1, call)])
+    batch = pack_pairs(packer, [(1, call)])
     # Its options hold a credential's name, redacted in C as the pass does; the key in the message
     # stays, since nothing learned it (as in the pass without secrets_of).
     assert batch.ids == [1] and bytes(batch.data) == msgpack.packb([1, payload.redacted(ref, call, MAX_PAYLOAD_TEXT)])
     assert b"given-key-1234567" in bytes(batch.data) and b"[redacted]" in bytes(batch.data)
     call = kept(2, lm_options={"n": 1}, messages=[{"role": "user", "content": "given-key-1234567"}])
     expected = msgpack.packb([2, payload.redacted(ref, call, MAX_PAYLOAD_TEXT)])
-    batch = packer.pack([(2, call)])
+    batch = pack_pairs(packer, [(2, call)])
     assert batch.ids == [2] and bytes(batch.data) == expected
 
 
 def test_without_the_compiled_part_every_payload_is_the_python_pass_s(monkeypatch):
+    """No compiled part: the server packs nothing and reads no slot (the recording takes every
+    payload by the Python pass, from copies, `payloads_of`, which marks them taken)."""
     monkeypatch.setattr(payload_pack, "_payload_pack", None)
-    packer, _ = pair()
-    batch = packer.pack([(1, kept(1)), (2, kept(2, slot=True))])
-    assert batch.python == [1, 2] and batch.ids == [] and not batch.data and batch.gone == 0
+    monkeypatch.setattr(payload_pack, "AVAILABLE", False)
+    recorder = Recorder(history_capacity=4, payload_capacity=8)
+    ids = [ring_call(recorder, n) for n in range(3)]
+    recorder.fold()
+    publisher = Publisher(recorder, 2**20, lambda: False)
+    requests = ViewerRequests(recorder, publisher, payload.materialize, payload.secrets_of, None, lambda viewer: None)
+    walked = []
+    assert requests.packed_payloads(ids, lambda call_ids, walk: walked.append(call_ids)) is None
+    assert walked == []
+    with pytest.raises(RuntimeError):
+        pair()[0].pack(ids, recorder.take_payloads)
+    assert not any(slot[TAKEN] for slot in recorder.payload_ring.payloads.values())
 
 
 # --- the payload ring's own slots ----------------------------------------------------------------
@@ -943,48 +1083,76 @@ def test_a_ring_slot_given_to_a_later_call_is_gone_not_packed():
     assert (batch.ids, batch.python, batch.gone) == ([0, 5], [2], 3)
 
 
+def ring_call(recorder: Recorder, n: int, text: str = "question", **parts) -> int:
+    """A finished call kept in the recorder's payload ring (its module's instructions, a question)."""
+    record = recorder.begin("qa.predict", "Predict", ("qa.predict",), "openai/gpt-4o-mini")
+    record.messages = [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "user", "content": f"{text} {n}"},
+    ]
+    record.prompt, record.lm_options, record.call_options = None, {"temperature": 0.0, "max_tokens": 100}, {}
+    record.outputs, record.usage = [f"answer {n}"], {"prompt_tokens": 12, "completion_tokens": 3}
+    record.cost_details, record.model_type, record.dspy_cost = None, "chat", 1e-05
+    for name, value in parts.items():
+        setattr(record, name, value)
+    recorder.finish(record, prompt_tokens=12, completion_tokens=3, keep=True, response_model="gpt-4o-mini")
+    return record.id
+
+
 @needs_c
 def test_a_recorders_ring_slots_are_packed_as_the_pass_stores_their_calls():
-    """A real Recorder and its PayloadRing: the slots `payload_slots` gives are packed as the pass
+    """A real Recorder and its PayloadRing: the slots `take_payloads` walks are packed as the pass
     stores the same calls (`payloads_of`, copies), until the ring comes round and gives them to
     later calls, which the batch counts as gone."""
     recorder = Recorder(history_capacity=8)
-    ids = []
-    for n in range(8):
-        record = recorder.begin("qa.predict", "Predict", ("qa.predict",), "openai/gpt-4o-mini")
-        record.messages = [
-            {"role": "system", "content": INSTRUCTIONS},
-            {"role": "user", "content": f"question {n}" + (" api_key=abcdefgh12345678" if n == 3 else "")},
-        ]
-        record.prompt, record.lm_options, record.call_options = None, {"temperature": 0.0, "max_tokens": 100}, {}
-        record.outputs, record.usage = [f"answer {n}"], {"prompt_tokens": 12, "completion_tokens": 3}
-        record.cost_details, record.model_type, record.dspy_cost = None, "chat", 1e-05
-        recorder.finish(record, prompt_tokens=12, completion_tokens=3, keep=True, response_model="gpt-4o-mini")
-        ids.append(record.id)
-    recorder.fold()
-    assert isinstance(recorder.payload_ring, PayloadRing)
-    slots = recorder.payload_slots(ids)
-    assert all(type(slot) is list for slot in slots)
-    packer, ref = pair()
-    pending = list(zip(ids, slots))
-    batch = check(packer, ref, pending, planted=["abcdefgh12345678"])
-    assert batch.ids == ids[:3] + ids[4:] and batch.python == [ids[3]]
+    ids = [ring_call(recorder, n, " api_key=abcdefgh12345678" if n == 3 else "question") for n in range(8)]
     copies = dict(zip(ids, recorder.payloads_of(ids)))
+    packer, _ = pair()
+    batch = packer.pack(ids, recorder.take_payloads)  # folds first: nothing pending is missed
+    assert batch.ids == ids[:3] + ids[4:] and batch.python == [ids[3]] and batch.gone == 0
+    assert b"abcdefgh12345678" not in batch.data
     assert packed_of(batch) == {
         call_id: msgpack.packb([call_id, payload.redacted(Redactor(ENV), copies[call_id], MAX_PAYLOAD_TEXT)])
         for call_id in batch.ids
     }
     # Four more calls: the ring reuses the four oldest slots for them.
-    for n in range(4):
-        record = recorder.begin("qa.predict", "Predict", ("qa.predict",), "openai/gpt-4o-mini")
-        record.messages, record.prompt = [{"role": "user", "content": f"later {n}"}], None
-        record.lm_options, record.call_options, record.outputs, record.usage = {}, {}, ["x"], {}
-        record.cost_details, record.model_type, record.dspy_cost = None, "chat", None
-        recorder.finish(record, keep=True)
+    later = [ring_call(recorder, n, "later") for n in range(4)]
+    batch = packer.pack(ids + later, recorder.take_payloads)
+    assert batch.gone == 4 and batch.ids == ids[4:] + later and batch.python == []
+    assert b"later 0" not in packed_of(batch)[ids[4]]
+
+
+@needs_c
+def test_the_walk_marks_taken_exactly_the_ring_slots_it_packed():
+    """The C walk marks taken (PayloadRing's TAKEN) each slot it packed, under the recorder's lock;
+    not one left to the Python pass (marked when that pass copies it, so the ring cannot reuse it
+    before), one it does not hold, nor one given to a later call. Past the history's count the
+    ring then reuses the slots taken first."""
+    recorder = Recorder(history_capacity=4, payload_capacity=8)
+    ids = [ring_call(recorder, n) for n in range(2)]
+    ids.append(ring_call(recorder, 2, outputs=[{1, 2}]))  # a set: the Python pass's
+    ids += [ring_call(recorder, n) for n in range(3, 6)]
+    ring = recorder.payload_ring
+    packer, ref = pair()
+    batch = packer.pack(ids[:4] + [10_000], recorder.take_payloads)  # 10_000: never kept
+    assert (batch.ids, batch.python, batch.gone) == ([ids[0], ids[1], ids[3]], [ids[2]], 1)
+    assert [ring.payloads[call_id][TAKEN] for call_id in ids] == [True, True, False, True, False, False]
+    assert len(ring.ring) == 6  # a recording's ring holds past the history's count what it has not taken
+    (copy,) = recorder.payloads_of([ids[2]], take=True)  # the Python pass's copy: taken then
+    assert copy.id == ids[2] and ring.payloads[ids[2]][TAKEN] is True
+    stale = ring.payloads[ids[0]]
+    newer = ring_call(recorder, 6, "later")
     recorder.fold()
-    batch = check(packer, ref, pending, planted=["abcdefgh12345678"])
-    assert batch.gone == 4 and batch.ids == ids[4:] and batch.python == []
-    assert b"later" not in batch.data
+    # The oldest taken slot went to the newer call, and one more taken slot was let go.
+    assert stale[0] == newer and stale[TAKEN] is False
+    assert list(ring.payloads) == ids[2:] + [newer]
+    # The old slot, read again for its first call (as a walk begun before would hold it): gone, its
+    # new call's mark left as it is; the ring's map read again: the first two calls gone.
+    batch = check(packer, ref, [(ids[0], stale)])
+    assert batch.gone == 1 and stale[TAKEN] is False
+    batch = packer.pack(ids + [newer], recorder.take_payloads)
+    assert batch.gone == 2 and batch.ids == ids[3:] + [newer] and batch.python == [ids[2]]
+    assert all(ring.payloads[call_id][TAKEN] for call_id in ids[3:] + [newer])
 
 
 # --- bad arguments ---------------------------------------------------------------------------------
@@ -996,7 +1164,9 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
 
     def args(**changed):
         given = dict(
-            pending=[(1, kept(1))],
+            call_ids=[1],
+            slots={1: kept(1)},
+            taken=TAKEN,
             limit=MAX_PAYLOAD_TEXT,
             clean=set(),
             long_clean={},
@@ -1005,19 +1175,28 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
             header_keys=set(),
             fresh=[],
             fresh_keys=[],
+            fresh_lines=[],
             out=bytearray(),
             options=[],
         )
         given.update(changed)
         return list(given.values())
 
-    assert _payload_pack.pack_all(*args())[0] == payload_pack.PACKED  # the arguments as they should be
+    given = args()  # the arguments as they should be
+    assert _payload_pack.pack_slots(*given)[:4] == ([1], [len(given[12])], [], 0) and given[12]
     bad = [
         (),
-        args()[:10],
+        args()[:13],
         args() + [None],
-        args(pending=((1, kept(1)),)),
-        args(pending=None),
+        args(call_ids=(1,)),
+        args(call_ids=None),
+        args(call_ids=[1.0]),  # not an int: a key whose lookup could run Python code
+        args(call_ids=["1"]),
+        args(call_ids=[True]),
+        args(slots=[(1, kept(1))]),
+        args(slots=None),
+        args(taken="last"),
+        args(taken=None),
         args(limit="many"),
         args(limit=None),
         args(clean=[]),
@@ -1028,37 +1207,35 @@ def test_bad_arguments_raise_type_error_and_leave_the_packer_working():
         args(header_keys={}),
         args(fresh=()),
         args(fresh_keys=set()),
+        args(fresh_lines=None),
         args(out=b""),
         args(out=[]),
         args(options={}),
-        args(pending=[kept(1)]),  # not pairs
-        args(pending=[(1,)]),
-        args(pending=[(1, kept(1), None)]),
-        args(pending=[[1, kept(1)]]),
-        args(pending=[None]),
-        args(pending=[(1, kept(1)[:13])]),  # a kept tuple too short
-        args(pending=[(1, list(kept(1))[:5])]),
-        args(pending=[(1, {"id": 1})]),
-        args(pending=[(1, None)]),
-        args(pending=[(1, kept(1)), (2, ())]),  # the first packed, then the bad one
+        args(slots={1: kept(1)[:13]}),  # a kept tuple too short
+        args(slots={1: list(kept(1))[:5]}),
+        args(slots={1: {"id": 1}}),
+        args(slots={1: None}),
+        args(call_ids=[1, 2], slots={1: kept(1), 2: ()}),  # the first packed, then the bad one
     ]
     for given in bad:
         with pytest.raises(TypeError):
-            _payload_pack.pack_all(*given)
+            _payload_pack.pack_slots(*given)
     with pytest.raises(TypeError):
-        _payload_pack.pack_all(*args(), limit=1)
+        _payload_pack.pack_slots(*args(), limit=1)
+    with pytest.raises(ValueError):
+        _payload_pack.pack_slots(*args(taken=-1))
     with pytest.raises(TypeError):
         _payload_pack.fingerprint(b"bytes")
     with pytest.raises(TypeError):
         _payload_pack.fingerprint(Text("a str's subclass"))
     with pytest.raises(TypeError):
-        payload_pack.PayloadPacker(Redactor(ENV), MAX_PAYLOAD_TEXT, payload.secrets_of).pack([(1, kept(1)[:3])])
-    assert packed_of(payload_pack.PayloadPacker(Redactor(ENV), 100, None).pack([])) == {}
+        pack_pairs(payload_pack.PayloadPacker(Redactor(ENV), MAX_PAYLOAD_TEXT, payload.secrets_of), [(1, kept(1)[:3])])
+    assert packed_of(pack_pairs(payload_pack.PayloadPacker(Redactor(ENV), 100, None), [])) == {}
     # A bytearray with a view of it cannot grow: an error, not a crash.
     out = bytearray()
     view = memoryview(out)
     with pytest.raises(BufferError):
-        _payload_pack.pack_all(*args(out=out))
+        _payload_pack.pack_slots(*args(out=out))
     view.release()
     # And after every failure the next batch packs as ever (its buffer was given back).
     packer, ref = pair()

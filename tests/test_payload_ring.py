@@ -11,7 +11,12 @@ import pytest
 from dspy_top import client, config, protocol
 from dspy_top.instrumentation import payload
 from dspy_top.instrumentation.payload import materialize
-from dspy_top.instrumentation.payload_ring import DEFAULT_HISTORY_BYTES, PAYLOAD_OVERHEAD, SIZE_DROPS_REMEMBERED
+from dspy_top.instrumentation.payload_ring import (
+    DEFAULT_HISTORY_BYTES,
+    PAYLOAD_OVERHEAD,
+    SIZE_DROPS_REMEMBERED,
+    TAKEN,
+)
 from dspy_top.instrumentation.recorder import Recorder
 from tests.helpers.jobs import JobProcess, runtime_dir
 
@@ -198,6 +203,15 @@ def keep_held(rec: Recorder) -> tuple[int, weakref.ref]:
     return record.id, weakref.ref(held)
 
 
+def mark_taken(call_ids: list[int], slots: dict[int, list]) -> None:
+    """A walk for Recorder.take_payloads marking taken each slot it finds (as the C walk marks
+    those it packs, payload_pack.py)."""
+    for call_id in call_ids:
+        slot = slots.get(call_id)
+        if slot is not None and slot[0] == call_id:
+            slot[TAKEN] = True
+
+
 def test_a_recording_job_holds_past_the_history_only_the_payloads_not_taken():
     """A recording's ring (payload_capacity) keeps a call past the history's count only until the
     recording has taken it; then the job's next calls let its objects go."""
@@ -213,7 +227,7 @@ def test_a_recording_job_holds_past_the_history_only_the_payloads_not_taken():
     ids = [call_id for call_id, _ in calls]
     taken = rec.payloads_of(ids[1:6], take=True)  # the Python pass's copies: taken as copied
     assert [kept.id for kept in taken] == ids[1:6]
-    rec.payloads_taken([(call_id, slot) for call_id, slot in zip(ids[6:8], rec.payload_slots(ids[6:8]))])
+    rec.take_payloads(ids[6:8], mark_taken)  # as a recording's C walk marks the slots it packed
     del taken
     for _ in range(3):
         calls.append(keep_held(rec))
@@ -223,7 +237,7 @@ def test_a_recording_job_holds_past_the_history_only_the_payloads_not_taken():
     assert list(rec.payload_ring.payloads) == [call_id for call_id, _ in calls[7:]]
     assert len(rec.payload_ring.ring) == 7
     # The ring never goes below the history's count: 8 and 9 were taken, 10 and on were not.
-    rec.payloads_taken([pair for pair in zip(ids[6:], rec.payload_slots(ids[6:])) if pair[1] is not None])
+    rec.take_payloads(ids[6:], mark_taken)
     for _ in range(5):
         calls.append(keep_held(rec))
     rec.fold()
@@ -238,11 +252,11 @@ def test_a_slot_given_to_a_later_call_is_not_marked_taken():
     rec = Recorder(history_capacity=2)
     first, _ = keep_held(rec)
     rec.fold()
-    slot = rec.payload_slots([first])[0]
+    slot = rec.payload_ring.payloads[first]
     keep_held(rec), keep_held(rec)  # the ring of two came round: the slot now holds the third call
     rec.fold()
     assert slot[0] != first
-    rec.payloads_taken([(first, slot)])
+    rec.payload_ring.taken([(first, slot)])
     assert slot[-1] is False
 
 

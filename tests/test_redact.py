@@ -442,4 +442,4 @@ def test_lines_found_clean_before_are_not_looked_at_again_and_nothing_is_missed(
         full = redact._TEXT.sub(redact._replace, text)
         changed += full != text
         assert warm.text(text) == redact.valid_text(full), text
-    assert changed > 300 and len(warm._clean_lines) > 100  # both kinds were met, and lines were kept
+    assert changed > 300 and len(warm.clean_lines) > 100  # both kinds were met, and lines were kept

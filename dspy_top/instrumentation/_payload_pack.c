@@ -1,12 +1,13 @@
 /* A recorded call's payload packed in C, when the redaction pass would leave it as it is.
  *
- * `pack_all` packs each (call id, kept call) pair of a list as msgpack `[call_id,
- * payload.redacted(kept)]` onto a bytearray. A kept call is recorder.KeptCall (a tuple in
- * KEPT_FIELDS order) or the payload ring's slot itself (a list in that order), which says GONE
- * once the ring gave it to a later call. A payload goes to the Python pass (BY_PYTHON) when it
- * holds a value that is not a plain str, int, float, bool, None, list, tuple or dict, a text
- * longer than `limit` or not valid UTF-8, a container deeper than the pass's MAX_DEPTH or longer
- * than its MAX_ITEMS, an int msgpack cannot carry, or a map key that is neither a str nor an int.
+ * `pack_slots` looks each call id up in the payload ring's map of call id -> slot and packs the
+ * call as msgpack `[call_id, payload.redacted(kept)]` onto a bytearray, marking the slot taken. A
+ * kept call is the payload ring's slot itself (a list in KEPT_FIELDS order) or recorder.KeptCall
+ * (a tuple in that order); a call the map lacks, or whose slot the ring gave to a later call, is
+ * GONE. A payload goes to the Python pass (BY_PYTHON) when it holds a value that is not a plain
+ * str, int, float, bool, None, list, tuple or dict, a text longer than `limit` or not valid UTF-8,
+ * a container deeper than the pass's MAX_DEPTH or longer than its MAX_ITEMS, an int msgpack cannot
+ * carry, or a map key that is neither a str nor an int.
  *
  * Texts are not looked at here: each str not in the set `clean` is appended to the list `fresh`,
  * each map key not in the set `keys` to `fresh_keys`. The caller (payload_pack.py) uses the bytes
@@ -14,11 +15,12 @@
  * Python pass for this payload. So the bytes are always those of the redacted payload.
  *
  * It runs on the job's server thread, under the GIL, and calls no Python code: nothing else runs
- * while it walks the job's lists and dicts, and it keeps no reference to them. Nor does it take
- * one while it walks: no Python code can run to change a container (nothing called here runs any,
- * releases the GIL or allocates a container, which could start a collection), so the references
- * the containers hold stay valid; and a reference count written is a cache line taken from the job's
- * core, where the job will want it next.
+ * while it walks the job's lists and dicts, and it keeps no reference to them (only to the call
+ * ids it was given, in the lists it returns). Nor does it take one while it walks: no Python code
+ * can run to change a container (nothing called here runs any, releases the GIL or allocates a
+ * container, which could start a collection), so the references the containers hold stay valid;
+ * and a reference count written is a cache line taken from the job's core, where the job will
+ * want it next.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -47,6 +49,7 @@ typedef struct {
     PyObject *header_keys; /* set of map keys known to name headers (`...headers`), not credentials */
     PyObject *fresh;    /* list: texts to look at */
     PyObject *fresh_keys; /* list: map keys to look at */
+    PyObject *fresh_lines; /* list: the lines of the texts in `fresh` not known clean (see `note_lines`) */
 } Packer;
 
 /* Every `put` returns OK, PYTHON (the Python pass must do this payload) or FAILED (an exception is set). */
@@ -247,6 +250,154 @@ emit_text(Packer *p, PyObject *text)
     return status;
 }
 
+/* Lines known to come out of the redaction pattern unchanged: redact.Redactor.clean_lines, as
+ * `know_clean_lines` was last given it. A fresh text's lines are looked up here by their bytes,
+ * with no str made for each (a str made, hashed and let go for every line of every fresh text
+ * was most of what looking at the texts cost); only the others become strs, in `fresh_lines`.
+ * A line once found clean stays so (the pattern's quick look depends on the line alone; credentials
+ * are looked for in the whole texts, payload_pack.py), so a table older than the set is still
+ * right: it may only miss lines, which are then looked at. One-byte (Latin-1) lines only. */
+typedef struct {
+    unsigned long long print;
+    PyObject *line; /* a str of one-byte kind; NULL: free */
+} CleanLine;
+
+static CleanLine *clean_lines = NULL;
+static size_t clean_mask = 0;            /* the table's size - 1 (a power of two) */
+static const void *clean_source = NULL;  /* the set last read: by identity only, never used */
+static Py_ssize_t clean_source_size = -1;
+
+/* A line's bytes mixed eight at a time (a line can be a long passage); equal lines, equal prints. */
+static unsigned long long
+line_print(const unsigned char *bytes, Py_ssize_t n)
+{
+    unsigned long long h = 14695981039346656037ULL ^ (unsigned long long)n, word;
+    Py_ssize_t at = 0;
+    for (; at + 8 <= n; at += 8) {
+        memcpy(&word, bytes + at, 8);
+        h = (h ^ word) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 32;
+    }
+    word = 0;
+    memcpy(&word, bytes + at, (size_t)(n - at));
+    h = (h ^ word) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+static int
+line_known(const unsigned char *bytes, Py_ssize_t n)
+{
+    if (clean_lines == NULL)
+        return 0;
+    unsigned long long print = line_print(bytes, n);
+    for (size_t at = (size_t)print & clean_mask;; at = (at + 1) & clean_mask) {
+        PyObject *line = clean_lines[at].line;
+        if (line == NULL)
+            return 0;
+        if (clean_lines[at].print == print && PyUnicode_GET_LENGTH(line) == n &&
+            memcmp(PyUnicode_DATA(line), bytes, (size_t)n) == 0)
+            return 1;
+    }
+}
+
+static void
+forget_clean_lines(void)
+{
+    if (clean_lines != NULL) {
+        for (size_t at = 0; at <= clean_mask; at++)
+            Py_XDECREF(clean_lines[at].line);
+        PyMem_Free(clean_lines);
+    }
+    clean_lines = NULL;
+    clean_mask = 0;
+    clean_source = NULL;
+    clean_source_size = -1;
+}
+
+/* `know_clean_lines(lines)`: the set of lines known clean, read again when it is another set or
+ * its size changed (a set only grows until it is begun again: redact._BoundedSet). */
+static PyObject *
+know_clean_lines(PyObject *Py_UNUSED(module), PyObject *lines)
+{
+    if (!PyAnySet_CheckExact(lines)) {
+        PyErr_SetString(PyExc_TypeError, "know_clean_lines: a set of str");
+        return NULL;
+    }
+    Py_ssize_t n = PySet_GET_SIZE(lines);
+    if ((const void *)lines == clean_source && n == clean_source_size)
+        Py_RETURN_NONE;
+    forget_clean_lines();
+    size_t size = 64;
+    while (size < 2 * (size_t)n)
+        size *= 2;
+    CleanLine *table = PyMem_Calloc(size, sizeof(CleanLine));
+    if (table == NULL)
+        return PyErr_NoMemory();
+    PyObject *iterator = PyObject_GetIter(lines);
+    if (iterator == NULL) {
+        PyMem_Free(table);
+        return NULL;
+    }
+    PyObject *line;
+    while ((line = PyIter_Next(iterator)) != NULL) {
+        if (!PyUnicode_CheckExact(line) || text_ready(line) < 0 || PyUnicode_KIND(line) != PyUnicode_1BYTE_KIND) {
+            PyErr_Clear();
+            Py_DECREF(line);
+            continue;
+        }
+        unsigned long long print = line_print(PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line));
+        size_t at = (size_t)print & (size - 1);
+        while (table[at].line != NULL)
+            at = (at + 1) & (size - 1);
+        table[at].print = print;
+        table[at].line = line; /* the reference PyIter_Next gave */
+    }
+    Py_DECREF(iterator);
+    clean_lines = table;
+    clean_mask = size - 1;
+    if (PyErr_Occurred()) {
+        forget_clean_lines();
+        return NULL;
+    }
+    clean_source = lines;
+    clean_source_size = n;
+    Py_RETURN_NONE;
+}
+
+/* A fresh text's lines (as str.split("\n") makes them) not known clean, onto `fresh_lines`. */
+static int
+note_lines(Packer *p, PyObject *text)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), start = 0;
+    int one_byte = PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND;
+    const unsigned char *data = PyUnicode_DATA(text);
+    while (start <= n) {
+        Py_ssize_t end;
+        if (one_byte) {
+            const unsigned char *found = memchr(data + start, '\n', (size_t)(n - start));
+            end = found ? (Py_ssize_t)(found - data) : n;
+        }
+        else {
+            end = PyUnicode_FindChar(text, '\n', start, n, 1);
+            if (end == -2)
+                return FAILED;
+            if (end < 0)
+                end = n;
+        }
+        if (!(one_byte && line_known(data + start, end - start))) {
+            PyObject *line = PyUnicode_Substring(text, start, end);
+            if (line == NULL)
+                return FAILED;
+            int failed = PyList_Append(p->fresh_lines, line) < 0;
+            Py_DECREF(line);
+            if (failed)
+                return FAILED;
+        }
+        start = end + 1;
+    }
+    return OK;
+}
+
 /* A str; `known` is the set saying it needs no look (else it goes to `to_look`). */
 static int
 put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
@@ -263,6 +414,8 @@ put_text(Packer *p, PyObject *text, PyObject *known, PyObject *to_look)
     if (seen < 0)
         return FAILED;
     if (!seen && PyList_Append(to_look, text) < 0)
+        return FAILED;
+    if (!seen && known == p->clean && note_lines(p, text) != OK)
         return FAILED;
     return emit_text(p, text);
 }
@@ -625,7 +778,7 @@ fields_of(PyObject *kept, Py_ssize_t *n)
     return NULL;
 }
 
-/* What pack_all says of each payload (payload_pack.py), and NOT_PACKED: an exception is set. Not
+/* What pack_one says of each payload, and NOT_PACKED: an exception is set. Not
  * FAILED: that is -1, GONE's number. */
 enum { PACKED = 1, BY_PYTHON = 0, GONE = -1, NOT_PACKED = -2 };
 
@@ -636,7 +789,7 @@ pack_one(Packer *p, PyObject *call_id, PyObject *kept)
 {
     if (!((PyTuple_Check(kept) && PyTuple_GET_SIZE(kept) >= F_COUNT) ||
           (PyList_Check(kept) && PyList_GET_SIZE(kept) >= F_COUNT))) {
-        PyErr_SetString(PyExc_TypeError, "pack_all: a kept call is a tuple or a ring slot in KEPT_FIELDS order");
+        PyErr_SetString(PyExc_TypeError, "pack_slots: a kept call is a tuple or a ring slot in KEPT_FIELDS order");
         return NOT_PACKED;
     }
     int held = holds(kept, call_id);
@@ -644,13 +797,15 @@ pack_one(Packer *p, PyObject *call_id, PyObject *kept)
         return held < 0 ? NOT_PACKED : GONE;
     p->size = 0;
     Py_ssize_t fresh_before = PyList_GET_SIZE(p->fresh), keys_before = PyList_GET_SIZE(p->fresh_keys);
+    Py_ssize_t lines_before = PyList_GET_SIZE(p->fresh_lines);
     int status = put_payload(p, call_id, kept);
     if (status == OK)
         return PACKED;
     if (status == FAILED)
         return NOT_PACKED;
     if (PyList_SetSlice(p->fresh, fresh_before, PyList_GET_SIZE(p->fresh), NULL) < 0 ||
-        PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0)
+        PyList_SetSlice(p->fresh_keys, keys_before, PyList_GET_SIZE(p->fresh_keys), NULL) < 0 ||
+        PyList_SetSlice(p->fresh_lines, lines_before, PyList_GET_SIZE(p->fresh_lines), NULL) < 0)
         return NOT_PACKED;
     return BY_PYTHON;
 }
@@ -682,83 +837,158 @@ note_options(PyObject *kept, PyObject *options, PyObject **seen, int *count)
     return 0;
 }
 
-/* `pack_all(pending, limit, clean, long_clean, keys, secret_keys, header_keys, fresh, fresh_keys,
- * out, options)`: every
- * (call id, kept call) pair of the list `pending` packed, in order, onto the bytearray `out`.
- * Returns four ints a pair: PACKED, BY_PYTHON or GONE; then len(fresh), len(fresh_keys) and
- * len(out) after it. Each options map of a call it holds (packed or not) is appended to `options`
- * once. */
-static PyObject *
-pack_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+/* What a walk gives back as it goes: the calls packed (their ids, and len(out), len(fresh) and
+ * len(fresh_keys) after each), those left to the Python pass, and how many were gone. */
+typedef struct {
+    PyObject *ids;
+    PyObject *ends;
+    PyObject *python;
+    Py_ssize_t gone;
+    Py_ssize_t *bounds; /* len(fresh), len(fresh_keys) after each packed call */
+    Py_ssize_t bounds_capacity;
+} Walk;
+
+static int
+note_packed(Walk *w, PyObject *call_id, PyObject *out, Packer *p)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "pack_all(pending, limit, clean, long_clean, keys, secret_keys, "
-                                         "header_keys, fresh, fresh_keys, out, options)");
+    Py_ssize_t count = PyList_GET_SIZE(w->ids);
+    if (2 * (count + 1) > w->bounds_capacity) {
+        Py_ssize_t capacity = w->bounds_capacity ? 2 * w->bounds_capacity : 256;
+        Py_ssize_t *bounds = PyMem_Realloc(w->bounds, (size_t)capacity * sizeof(Py_ssize_t));
+        if (bounds == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->bounds = bounds;
+        w->bounds_capacity = capacity;
+    }
+    Py_ssize_t before = PyByteArray_GET_SIZE(out);
+    if (PyByteArray_Resize(out, before + p->size) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(out) + before, p->data, (size_t)p->size);
+    PyObject *end = PyLong_FromSsize_t(before + p->size);
+    if (end == NULL)
+        return -1;
+    int failed = PyList_Append(w->ends, end) < 0;
+    Py_DECREF(end);
+    if (failed || PyList_Append(w->ids, call_id) < 0)
+        return -1;
+    w->bounds[2 * count] = PyList_GET_SIZE(p->fresh);
+    w->bounds[2 * count + 1] = PyList_GET_SIZE(p->fresh_keys);
+    return 0;
+}
+
+/* A ring slot read: marked taken (PayloadRing.TAKEN), so that past the history's count the ring may
+ * reuse it. Only a slot long enough, holding False there (what the ring puts): the False let go is
+ * never freed, so no Python code runs. */
+static void
+mark_taken(PyObject *kept, Py_ssize_t taken)
+{
+    if (!PyList_Check(kept) || PyList_GET_SIZE(kept) <= taken)
+        return;
+    PyObject *old = PyList_GET_ITEM(kept, taken);
+    if (old != Py_False)
+        return;
+    PyList_SET_ITEM(kept, taken, Py_NewRef(Py_True));
+    Py_DECREF(old);
+}
+
+/* `pack_slots(call_ids, slots, taken, limit, clean, long_clean, keys, secret_keys, header_keys,
+ * fresh, fresh_keys, fresh_lines, out, options)`: each call id of the list `call_ids` looked up in the dict
+ * `slots` (the payload ring's call id -> slot; an id it lacks, or whose slot holds another call
+ * now, is gone), its payload packed in order onto the bytearray `out`, and each slot it packed
+ * marked taken (`slot[taken] = True`). A slot left to the Python pass is not: it is marked when
+ * that pass copies it (Recorder.payloads_of), so the ring cannot reuse it before. Returns
+ * (packed ids, ends, ids for the Python pass, gone, bounds): `ends` len(out) after each packed
+ * call; `bounds` (bytes of Py_ssize_t) len(fresh) and len(fresh_keys) after each. The lines of the
+ * packed calls' texts in `fresh` not known clean (`know_clean_lines`) are appended to
+ * `fresh_lines`. Each options map of a call it holds (packed or not) is appended to `options` once.
+ *
+ * The caller holds the ring's lock (Recorder.take_payloads). The ids are ints and so are the
+ * dict's keys: a lookup runs no Python code. */
+static PyObject *
+pack_slots(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "pack_slots(call_ids, slots, taken, limit, clean, long_clean, keys, "
+                                         "secret_keys, header_keys, fresh, fresh_keys, fresh_lines, out, options)");
         return NULL;
     }
-    PyObject *pending = args[0], *out = args[9], *options = args[10];
-    if (!PyList_CheckExact(pending) || !PyAnySet_CheckExact(args[2]) || !PyDict_CheckExact(args[3]) ||
-        !PyAnySet_CheckExact(args[4]) || !PyAnySet_CheckExact(args[5]) || !PyAnySet_CheckExact(args[6]) ||
-        !PyList_CheckExact(args[7]) || !PyList_CheckExact(args[8]) || !PyByteArray_CheckExact(out) ||
-        !PyList_CheckExact(options)) {
-        PyErr_SetString(PyExc_TypeError, "pack_all: a list of pairs, an int, a set, a dict, three sets, two "
-                                         "lists, a bytearray and a list");
+    PyObject *call_ids = args[0], *slots = args[1], *out = args[12], *options = args[13];
+    if (!PyList_CheckExact(call_ids) || !PyDict_CheckExact(slots) || !PyAnySet_CheckExact(args[4]) ||
+        !PyDict_CheckExact(args[5]) || !PyAnySet_CheckExact(args[6]) || !PyAnySet_CheckExact(args[7]) ||
+        !PyAnySet_CheckExact(args[8]) || !PyList_CheckExact(args[9]) || !PyList_CheckExact(args[10]) ||
+        !PyList_CheckExact(args[11]) || !PyByteArray_CheckExact(out) || !PyList_CheckExact(options)) {
+        PyErr_SetString(PyExc_TypeError, "pack_slots: a list of ids, a dict, two ints, a set, a dict, three "
+                                         "sets, three lists, a bytearray and a list");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t taken = PyLong_AsSsize_t(args[2]);
+    if (taken == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
     if (limit == -1 && PyErr_Occurred())
         return NULL;
+    if (taken < 0) {
+        PyErr_SetString(PyExc_ValueError, "pack_slots: `taken` is an index into a slot");
+        return NULL;
+    }
+    /* Every id an int before any lookup: another key's __eq__ could be Python code. */
+    Py_ssize_t n = PyList_GET_SIZE(call_ids);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyLong_CheckExact(PyList_GET_ITEM(call_ids, i))) {
+            PyErr_SetString(PyExc_TypeError, "pack_slots: the call ids are ints");
+            return NULL;
+        }
+    /* The lists given back, made before the walk: no container is allocated during it (see the top). */
+    Walk w = {PyList_New(0), PyList_New(0), PyList_New(0), 0, NULL, 0};
+    if (w.ids == NULL || w.ends == NULL || w.python == NULL) {
+        Py_XDECREF(w.ids);
+        Py_XDECREF(w.ends);
+        Py_XDECREF(w.python);
+        return NULL;
+    }
     /* One buffer, kept between calls (it stays in the CPU's caches); a private one if in use. */
     static char *kept_buffer = NULL;
     static Py_ssize_t kept_capacity = 0;
     static int in_use = 0;
     int shared = !in_use;
     Packer p = {shared ? kept_buffer : NULL, 0, shared ? kept_capacity : 0, limit,
-                args[2], args[3], args[4], args[5], args[6], args[7], args[8]};
+                args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11]};
     in_use = 1;
     PyObject *seen[64];
     int seen_count = 0;
-    Py_ssize_t n = PyList_GET_SIZE(pending);
-    PyObject *ends = PyList_New(4 * n);
-    if (ends == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyList_GET_SIZE(pending) != n) {
-            PyErr_SetString(PyExc_RuntimeError, "pack_all: the list changed");
-            goto failed;
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        if (PyList_GET_SIZE(call_ids) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "pack_slots: the list changed");
+            failed = 1;
+            break;
         }
-        PyObject *pair = PyList_GET_ITEM(pending, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "pack_all: a list of (call id, kept call) pairs");
-            goto failed;
+        PyObject *call_id = PyList_GET_ITEM(call_ids, i);
+        PyObject *kept = PyDict_GetItemWithError(slots, call_id); /* an int key: no Python code runs */
+        if (kept == NULL) {
+            if (PyErr_Occurred())
+                failed = 1;
+            else
+                w.gone++;
+            continue;
         }
-        PyObject *kept = PyTuple_GET_ITEM(pair, 1);
-        int status = pack_one(&p, PyTuple_GET_ITEM(pair, 0), kept);
+        int status = pack_one(&p, call_id, kept);
         if (status == NOT_PACKED)
-            goto failed;
-        if (status == PACKED) {
-            Py_ssize_t before = PyByteArray_GET_SIZE(out);
-            if (PyByteArray_Resize(out, before + p.size) < 0)
-                goto failed;
-            memcpy(PyByteArray_AS_STRING(out) + before, p.data, (size_t)p.size);
+            failed = 1;
+        else if (status == GONE)
+            w.gone++;
+        else if (note_options(kept, options, seen, &seen_count) < 0)
+            failed = 1;
+        else if (status == PACKED) {
+            failed = note_packed(&w, call_id, out, &p) < 0;
+            if (!failed)
+                mark_taken(kept, taken);
         }
-        if (status != GONE && note_options(kept, options, seen, &seen_count) < 0)
-            goto failed;
-        PyObject *row[4] = {PyLong_FromLong(status), PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh)),
-                            PyLong_FromSsize_t(PyList_GET_SIZE(p.fresh_keys)),
-                            PyLong_FromSsize_t(PyByteArray_GET_SIZE(out))};
-        if (row[0] == NULL || row[1] == NULL || row[2] == NULL || row[3] == NULL) {
-            for (int j = 0; j < 4; j++)
-                Py_XDECREF(row[j]);
-            goto failed;
-        }
-        for (int j = 0; j < 4; j++)
-            PyList_SET_ITEM(ends, 4 * i + j, row[j]);
+        else
+            failed = PyList_Append(w.python, call_id) < 0;
     }
-    goto done;
-failed:
-    Py_CLEAR(ends);
-done:
     if (shared && p.capacity <= KEEP_BUFFER) {
         kept_buffer = p.data;
         kept_capacity = p.capacity;
@@ -772,7 +1002,18 @@ done:
     }
     if (shared)
         in_use = 0;
-    return ends;
+    PyObject *result = NULL;
+    if (!failed) {
+        PyObject *bounds = PyBytes_FromStringAndSize(
+            (const char *)w.bounds, (Py_ssize_t)(2 * PyList_GET_SIZE(w.ids) * sizeof(Py_ssize_t)));
+        if (bounds != NULL)
+            result = Py_BuildValue("(OOOnN)", w.ids, w.ends, w.python, w.gone, bounds);
+    }
+    Py_DECREF(w.ids);
+    Py_DECREF(w.ends);
+    Py_DECREF(w.python);
+    PyMem_Free(w.bounds);
+    return result;
 }
 
 static PyObject *
@@ -788,15 +1029,22 @@ fingerprint(PyObject *Py_UNUSED(module), PyObject *text)
 static PyMethodDef methods[] = {
     {"fingerprint", fingerprint, METH_O,
      "fingerprint(text) -> int: the key of a long clean text in `long_clean` (equal texts, equal keys)."},
-    {"pack_all", (PyCFunction)(void (*)(void))pack_all, METH_FASTCALL,
-     "pack_all(pending, limit, clean, long_clean, keys, secret_keys, header_keys, fresh, fresh_keys, out,\n"
-     "options) -> list[int]\n\n"
-     "Each (call_id, kept) pair of `pending` packed as msgpack `[call_id, payload]` onto the bytearray\n"
-     "`out`, when every text in it is in `clean` or appended to `fresh`, every map key in `keys`,\n"
-     "`secret_keys` (its text redacted) or `header_keys` (every value redacted), or appended to\n"
-     "`fresh_keys`. Four ints a pair: 1 packed, 0 for the Python pass, -1 when `kept`, a\n"
-     "ring slot, holds another call now; then len(fresh), len(fresh_keys) and len(out) after it.\n"
-     "Each options map of a call still held (packed or not) is appended to `options` once."},
+    {"pack_slots", (PyCFunction)(void (*)(void))pack_slots, METH_FASTCALL,
+     "pack_slots(call_ids, slots, taken, limit, clean, long_clean, keys, secret_keys, header_keys, fresh,\n"
+     "fresh_keys, fresh_lines, out, options) -> (packed_ids, ends, python_ids, gone, bounds)\n\n"
+     "Each call id's slot in the dict `slots` (call id -> a kept call in KEPT_FIELDS order) packed as\n"
+     "msgpack `[call_id, payload]` onto the bytearray `out`, when every text in it is in `clean` or\n"
+     "appended to `fresh`, every map key in `keys`, `secret_keys` (its text redacted) or `header_keys`\n"
+     "(every value redacted), or appended to `fresh_keys`; a slot packed is marked `slot[taken] = True`.\n"
+     "Gives the ids packed, len(out) after each, the ids left to the Python pass, how many were gone\n"
+     "(not in `slots`, or a slot holding another call now), and len(fresh), len(fresh_keys) after each\n"
+     "packed call as bytes of Py_ssize_t. The lines of the packed calls' texts in `fresh` not known\n"
+     "clean (know_clean_lines) are appended to `fresh_lines`. Each options map of a call still held is\n"
+     "appended to `options` once."},
+    {"know_clean_lines", know_clean_lines, METH_O,
+     "know_clean_lines(lines) -> None: the set of lines known to come out of the redaction pattern\n"
+     "unchanged (Redactor.clean_lines), read again when it is another set or its size changed; pack_slots\n"
+     "sets aside only the other lines of a fresh text in `fresh_lines`."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,16 +3,19 @@
 A recording stores every call's payload, redacted exactly as a viewer's `payload` reply is
 (payload.redacted), then packed. Done in Python, that cost the job's CPU 15-20 µs a call on
 the server thread. Most of a payload comes out of the pass unchanged: its module's
-instructions and demos, its options, its usage. So `_payload_pack.pack_all` (C) walks each
-kept call once, straight from the payload ring's slot, and packs it as the pass would leave
-it, setting aside each text and map key not known to pass unchanged; here they are looked at
-together, once a batch: the texts with the pass's own `Redactor.text` over them all joined by
-line ends (its changes never cross a line's end, and what could, a PEM key, makes it look at
-each alone), the keys by the pass's own rules. A payload is stored from those bytes only when
-every text and key set aside comes out unchanged and the credentials the batch's calls were
-given (those the Python pass takes too) were learned first; any other goes through the Python
-pass. The bytes are therefore those of the redacted payload (tests/test_payload_pack.py compares
-them with the Python pass on generated payloads, credentials among them).
+instructions and demos, its options, its usage. So `_payload_pack.pack_slots` (C) walks each
+kept call once, straight from the payload ring's slot (looked up, and marked taken once packed,
+under the ring's lock: Recorder.take_payloads), and packs it as the pass would leave it,
+setting aside each text and map key not known to pass unchanged; here they are looked at
+together, once a batch: the texts with the pass's own `Redactor.changes` over them all joined
+by line ends (its changes never cross a line's end, and what could, a PEM key, makes it look at
+each alone; the lines it would look at, those not known clean, found in C as well, with no str
+made for a known one: `know_clean_lines`), the keys by the pass's own rules. A payload is
+stored from those bytes only when every text and key set aside comes out unchanged and the
+credentials the batch's calls were given (those the Python pass takes too) were learned first;
+any other goes through the Python pass. The bytes are therefore those of the redacted payload
+(tests/test_payload_pack.py compares them with the Python pass on generated payloads,
+credentials among them).
 
 The texts and keys found unchanged are remembered (bounded, and forgotten when the known
 credentials change). Without the compiled part (no C compiler where dspy-top was installed, or
@@ -22,7 +25,6 @@ at the older cost.
 
 from __future__ import annotations
 
-import operator
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspy_top.instrumentation import payload
+from dspy_top.instrumentation.payload_ring import TAKEN
 from dspy_top.instrumentation.redact import Redactor, SeenTwice, is_secret_name
 
 try:  # built from _payload_pack.c when dspy-top is installed (hatch_build.py)
@@ -50,8 +53,6 @@ ONCE_CHARS = 256 * 2**10
 LONG_TEXT = 128  # texts at least this long are found by fingerprint first (_payload_pack.c)
 KEYS_KEPT = 4096
 KEY_LIMIT = 1024  # the pass cuts a map key at this many characters (redact.Redactor._mapping)
-PACKED, BY_PYTHON, GONE = 1, 0, -1  # what _payload_pack.pack_all says of each payload
-_CALL_ID = operator.itemgetter(0)
 
 
 @dataclass
@@ -96,45 +97,62 @@ class PayloadPacker:
         self.packed = 0  # payloads packed here, and left to the Python pass, so far
         self.by_python = 0
 
-    def pack(self, pending: list[tuple[int, Any]]) -> PackedBatch:
-        """Each (call id, kept call or ring slot) pair: packed, left to the Python pass, or gone."""
+    def pack(self, call_ids: list[int], take: Callable[[list[int], Callable], Any]) -> PackedBatch:
+        """These calls' payloads, straight from the payload ring's slots: packed, left to the Python
+        pass, or gone. `take(call_ids, walk)` (Recorder.take_payloads) runs `walk(call_ids, slots)`
+        over the ring's map of call id -> slot, under the ring's lock; the walk marks the slots it
+        packs taken."""
         if _payload_pack is None:
-            self.by_python += len(pending)
-            return PackedBatch(python=[call_id for call_id, _ in pending])
+            raise RuntimeError("payload_pack: no compiled part (see AVAILABLE)")
         if self.redactor.generation != self.generation:  # what was found unchanged may not be any more
             self.forget()
-        rows, out, fresh, fresh_keys, options = self._pack_all(pending)
+        walked, out, fresh, fresh_keys, fresh_lines, options = self._walk(call_ids, take)
         if self.learns and self._learn(options):  # a credential not known before: all again
             self.forget()
-            rows, out, fresh, fresh_keys, options = self._pack_all(pending)
+            walked, out, fresh, fresh_keys, fresh_lines, options = self._walk(call_ids, take)
         bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
         if bad_keys and not bad_keys.isdisjoint(self.secret_keys | self.header_keys):
             # Names of credentials or headers met for the first time, now known: packed again,
             # their values redacted in C (once a name; then they are known).
-            rows, out, fresh, fresh_keys, options = self._pack_all(pending)
+            walked, out, fresh, fresh_keys, fresh_lines, options = self._walk(call_ids, take)
             bad_keys = self._look_at_keys(fresh_keys) if fresh_keys else ()
-        changed = self._look(fresh) if fresh else ()
-        if not changed and not bad_keys and min(rows[0::4], default=PACKED) == PACKED:  # the usual case
-            self.packed += len(pending)
-            return PackedBatch(out, list(map(_CALL_ID, pending)), rows[3::4])
-        batch = PackedBatch()
+        changed = self._look(fresh, fresh_lines) if fresh else ()
+        if changed or bad_keys:  # a packed call holds a text or key the pass changes: the pass's
+            return self._unpack_changed(call_ids, walked, out, fresh, fresh_keys, changed, bad_keys)
+        ids, ends, python, gone, _ = walked
+        self.packed += len(ids)  # the usual case: no call looked at here one by one
+        self.by_python += len(python)
+        return PackedBatch(out, ids, ends, python, gone)
+
+    def _unpack_changed(
+        self,
+        call_ids: list[int],
+        walked: tuple,
+        out: bytearray,
+        fresh: list[str],
+        fresh_keys: list[str],
+        changed: set[str],
+        bad_keys: set[str],
+    ) -> PackedBatch:
+        """The batch with the packed calls holding a text in `changed` or a key in `bad_keys` left to
+        the Python pass too (in the batch's order)."""
+        ids, ends, python, gone, bounds = walked
+        bounds = memoryview(bounds).cast("n")  # len(fresh), len(fresh_keys) after each packed call
+        batch = PackedBatch(gone=gone)
         texts_from = keys_from = out_from = 0
         spans = []  # where the bytes of each payload kept are in `out`
-        for at, (call_id, _) in enumerate(pending):
-            status, texts_to, keys_to, out_to = rows[4 * at : 4 * at + 4]
-            if status == PACKED and (
-                any(text in changed for text in fresh[texts_from:texts_to])
-                or any(key in bad_keys for key in fresh_keys[keys_from:keys_to])
+        for at, call_id in enumerate(ids):
+            texts_to, keys_to, out_to = bounds[2 * at], bounds[2 * at + 1], ends[at]
+            if any(text in changed for text in fresh[texts_from:texts_to]) or any(
+                key in bad_keys for key in fresh_keys[keys_from:keys_to]
             ):
-                status = BY_PYTHON
-            if status == PACKED:
+                python.append(call_id)
+            else:
                 batch.ids.append(call_id)
                 spans.append((out_from, out_to))
-            elif status == BY_PYTHON:
-                batch.python.append(call_id)
-            else:
-                batch.gone += 1
             texts_from, keys_from, out_from = texts_to, keys_to, out_to
+        order = {call_id: at for at, call_id in enumerate(call_ids)}
+        batch.python = sorted(python, key=order.__getitem__)
         batch.data = b"".join(out[start:end] for start, end in spans)
         self.packed += len(batch.ids)
         self.by_python += len(batch.python)
@@ -144,25 +162,38 @@ class PayloadPacker:
             batch.ends.append(size)
         return batch
 
-    def _pack_all(self, pending: list[tuple[int, Any]]) -> tuple[list[int], bytearray, list, list, list]:
+    def _walk(self, call_ids: list[int], take: Callable[[list[int], Callable], Any]) -> tuple:
+        """One walk of the ring's slots of these ids (pack_slots): what it gave back, the bytes,
+        the texts and map keys set aside, the lines of those texts not known clean, and the
+        options maps of the calls it held."""
         out: bytearray = bytearray()
         fresh: list[str] = []
         fresh_keys: list[str] = []
+        fresh_lines: list[str] = []
         options: list[dict] = []
-        rows = _payload_pack.pack_all(
-            pending,
-            self.limit,
-            self.clean,
-            self.long_clean,
-            self.keys,
-            self.secret_keys,
-            self.header_keys,
-            fresh,
-            fresh_keys,
-            out,
-            options,
-        )
-        return rows, out, fresh, fresh_keys, options
+        _payload_pack.know_clean_lines(self.redactor.clean_lines)
+        pack_slots, limit, clean, long_clean = _payload_pack.pack_slots, self.limit, self.clean, self.long_clean
+        keys, secret_keys, header_keys = self.keys, self.secret_keys, self.header_keys
+
+        def walk(call_ids: list[int], slots: dict[int, list]) -> tuple:
+            return pack_slots(
+                call_ids,
+                slots,
+                TAKEN,
+                limit,
+                clean,
+                long_clean,
+                keys,
+                secret_keys,
+                header_keys,
+                fresh,
+                fresh_keys,
+                fresh_lines,
+                out,
+                options,
+            )
+
+        return take(call_ids, walk), out, fresh, fresh_keys, fresh_lines, options
 
     def _learn(self, options: list[dict]) -> bool:
         """The credentials in the options maps of the batch's calls, packed or left to the Python
@@ -183,12 +214,13 @@ class PayloadPacker:
         self.header_keys = set()
         self.generation = self.redactor.generation
 
-    def _look(self, fresh: list[str]) -> set[str]:
-        """The texts the pass would change, of those set aside; the others are remembered."""
+    def _look(self, fresh: list[str], fresh_lines: list[str] | None = None) -> set[str]:
+        """The texts the pass would change, of those set aside; the others are remembered.
+        `fresh_lines`: their lines not known clean, found in C (no str made for the others)."""
         redactor = self.redactor
         distinct = set(fresh)
         joined = "\n".join(distinct)
-        if not redactor.changes(joined, valid=True):  # _payload_pack.c took only valid UTF-8
+        if not redactor.changes(joined, valid=True, lines=fresh_lines):  # _payload_pack.c took only valid UTF-8
             changed: set[str] = set()
         else:  # one of them changes (or a PEM key spans two): each alone
             limit = self.limit

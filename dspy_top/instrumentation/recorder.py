@@ -304,18 +304,14 @@ class Recorder(ScopeEvents, EventQueue, StatsFrames):
                 return list(map(KeptCall, slots))
             return [None if slot is None else KeptCall(slot) for slot in slots]
 
-    def payload_slots(self, call_ids: list[int]) -> list[list | None]:
-        """The ring's slots of these ids themselves, not copies (None for a call it no longer holds).
-        A slot is reused for a later call once the ring comes round: whoever reads one checks
-        first, where no other thread can run, that its id is still the call's (payload_pack.py)."""
+    def take_payloads(self, call_ids: list[int], walk: Callable[[list[int], dict[int, list]], Any]) -> Any:
+        """A recording's `walk(call_ids, slots)` over the ring's map of call id -> slot itself (no
+        copies), under the lock, once folded: it reads the slots of these ids (a call the map
+        lacks is gone) and marks those it is done with taken (PayloadRing.taken). Its result.
+        payload_pack.py's walk is C, which no other thread can interrupt."""
         with self.lock:
             self._fold_locked()
-            return list(map(self.payload_ring.payloads.get, call_ids))
-
-    def payloads_taken(self, pairs: list[tuple[int, list]]) -> None:
-        """A recording took these (call id, slot) pairs (`payload_slots`); see PayloadRing.taken."""
-        with self.lock:
-            self.payload_ring.taken(pairs)
+            return walk(call_ids, self.payload_ring.payloads)
 
     def payload(self, call_id: int) -> KeptCall | None:
         """A recent call kept with `keep=True`: the source of its full payload (payload.materialize)."""

@@ -27,7 +27,6 @@ from dspy_top.recording.writer import RecordingWriter
 
 # Payloads are fetched from the recorder's ring as their calls' events come, in batches of this many (one lock each).
 PAYLOAD_BATCH = 512
-_CALL_ID = operator.itemgetter(0)
 
 
 def destination(record: bool | str, argv: Sequence[str], pid: int, started_at: float) -> tuple[Path, bool]:
@@ -68,9 +67,7 @@ class JobRecording:
         payload_of: Callable[[Any], dict[str, Any]],
         payloads_of: Callable[[list[int]], list[Any]],
         warn: Callable[[str], None],
-        packed_payloads: Callable[[list[tuple[int, Any]]], Any] | None = None,
-        payload_slots: Callable[[list[int]], list[Any]] | None = None,
-        payloads_taken: Callable[[list[tuple[int, Any]]], None] | None = None,
+        packed_payloads: Callable[[list[int]], Any] | None = None,
         handoff: Handoff | None = None,
     ) -> None:
         self.record = record
@@ -82,11 +79,10 @@ class JobRecording:
         # The ring's kept calls for these ids (None: no longer kept), copied: the ring need not hold them.
         self.payloads_of = payloads_of
         self.warn = warn
-        # Kept calls' payloads packed as `payload_of` would make them, where done in C, from the
-        # ring's slots themselves (a payload_pack.PackedBatch, or None where that is not done).
+        # These ids' payloads packed as `payload_of` would make them, where done in C, from the
+        # ring's slots themselves, marked taken (a payload_pack.PackedBatch, or None where that is
+        # not done).
         self.packed_payloads = packed_payloads
-        self.payload_slots = payload_slots
-        self.payloads_taken = payloads_taken  # (call id, slot) pairs read: the ring need not hold them
         # Told of the writer's calls that let the GIL go, and of each batch begun (gil_handoff.py).
         self.handoff = handoff
         self.writer: RecordingWriter | None = None
@@ -94,7 +90,8 @@ class JobRecording:
         self.closed = False
         self.opened = threading.Event()  # set once `start` ran (opened or not): see `path`, `failed`
         self.failed: str | None = None
-        self._id_at: dict[tuple, int] = {}  # a `calls` batch's fields -> where its id is
+        # A `calls` batch's fields -> what reads a row's id (None: no id there).
+        self._id_of: dict[tuple, Callable[[Any], Any] | None] = {}
 
     # --- on the server thread -------------------------------------------------------
 
@@ -144,11 +141,11 @@ class JobRecording:
         if kind == CALLS:
             fields = message.get("fields")
             key = tuple(fields) if fields else ()
-            at = self._id_at.get(key)
-            if at is None:
-                at = self._id_at[key] = list(key).index("id") if "id" in key else -1
-            if at >= 0:
-                self._keep_sources([row[at] for row in message.get("rows") or ()])
+            if key not in self._id_of:
+                self._id_of[key] = operator.itemgetter(key.index("id")) if "id" in key else None
+            id_of = self._id_of[key]
+            if id_of is not None:
+                self._keep_sources(list(map(id_of, message.get("rows") or ())))
         elif kind == EXIT:
             self.close(message)
             return
@@ -167,35 +164,28 @@ class JobRecording:
         """These calls' payloads stored now, as their events come and before their rows (not at the
         tick: a burst of calls moves the ring on meanwhile, and a killed job's file holds each row
         with its payload)."""
-        fast = self.packed_payloads is not None and self.payload_slots is not None
         for start in range(0, len(ids), PAYLOAD_BATCH):
             batch = ids[start : start + PAYLOAD_BATCH]
             if start and self.handoff is not None:
                 self.handoff.back()
-            if fast:
-                self._pack_now(batch)
-            else:
-                self._store(list(zip(batch, self.payloads_of(batch))))
+            self._pack_now(batch)
 
     def _pack_now(self, batch: list[int]) -> None:
         """These calls' payloads packed in C, from the ring's slots (no copy of each, which cost a
         call about a microsecond); those the Python pass must build, from copies."""
-        pairs = [pair for pair in zip(batch, self.payload_slots(batch)) if pair[1] is not None]
-        missing = len(batch) - len(pairs)
-        try:
-            packed = self.packed_payloads(pairs)
-        except Exception:
-            packed = None
+        packed = None
+        if self.packed_payloads is not None:
+            try:
+                packed = self.packed_payloads(batch)
+            except Exception:
+                packed = None
         if packed is None:  # not done in C: all by the Python pass
-            python = list(map(_CALL_ID, pairs))
-        else:
-            missing += packed.gone
-            if packed.ids:
-                self.writer.add_packed_payloads(packed.ids, packed.data, packed.ends)
-            python = packed.python
-        self._store(list(zip(python, self.payloads_of(python))) if python else [], missing)
-        if self.payloads_taken is not None:
-            self.payloads_taken(pairs)
+            self._store(list(zip(batch, self.payloads_of(batch))))
+            return
+        if packed.ids:
+            self.writer.add_packed_payloads(packed.ids, packed.data, packed.ends)
+        python = packed.python
+        self._store(list(zip(python, self.payloads_of(python))) if python else [], packed.gone)
 
     def _store(self, kept: list[tuple[int, Any]], missing: int = 0) -> None:
         """(call id, kept call) pairs built by the Python pass and stored; those the ring no longer

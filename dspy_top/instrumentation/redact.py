@@ -468,13 +468,15 @@ class Redactor:
         long[key] = None if out == value else out
         return out
 
-    def changes(self, value: str, valid: bool = False) -> bool:
+    def changes(self, value: str, valid: bool = False, lines: list[str] | None = None) -> bool:
         """Whether `text(value)` differs from `value` (with no cut), without remembering either:
         one look at many texts joined by line ends (payload_pack.py). `valid`: the caller knows
-        the text is valid UTF-8 already (no copy made to check it)."""
+        the text is valid UTF-8 already (no copy made to check it). `lines`: the lines of `value`
+        to look at, when the caller has them: every one not in `clean_lines` (one found clean
+        before may be left out: a line found so stays so)."""
         if any(secret in value for secret in self._secrets):
             return True
-        if self._may_change_lines(value) and self._sub_lines(value) != value:
+        if self._may_change_lines(value, lines) and self._sub_lines(value) != value:
             return True
         return not valid and valid_text(value) is not value
 
@@ -494,21 +496,21 @@ class Redactor:
         if "\n" not in value or len(value) <= 256 or "-----BEGIN" in value:
             return _TEXT.sub(_replace, value)
         lines = value.split("\n")
-        clean = self._clean_lines
+        clean = self.clean_lines
         for at, line in enumerate(lines):
             if line not in clean and _may_change(line):
                 lines[at] = _TEXT.sub(_replace, line)
         return "\n".join(lines)
 
-    def _may_change_lines(self, value: str) -> bool:
+    def _may_change_lines(self, value: str, lines: list[str] | None = None) -> bool:
         """`_may_change`, looking only at the lines not seen before: no change the pattern makes
         crosses a line's end but a PEM key's, which the look finds by its first line. A prompt
         is mostly lines that came before (its module's instructions, its field names, passages
-        retrieved again); only the rest is looked at."""
+        retrieved again); only the rest is looked at (`lines`: those of them the caller found)."""
         if len(value) <= 256 or "\n" not in value:  # a short text's result is remembered whole
             return _may_change(value)
-        fresh = set(value.split("\n"))
-        fresh -= self._clean_lines
+        fresh = set(value.split("\n") if lines is None else lines)
+        fresh -= self.clean_lines
         if not fresh:
             return False
         if _look("\n".join(fresh)):
@@ -521,7 +523,7 @@ class Redactor:
         self._lines.found_clean(clean)
 
     @property
-    def _clean_lines(self) -> set[str]:
+    def clean_lines(self) -> set[str]:
         """Lines the quick look found the pattern cannot change (see `_may_change_lines`)."""
         return self._lines.clean
 

@@ -154,9 +154,7 @@ class Instrumentation:
             server.payload_of,
             functools.partial(self.recorder.payloads_of, take=True),
             warn,
-            server.packed_payloads,
-            self.recorder.payload_slots,
-            self.recorder.payloads_taken,
+            functools.partial(server.packed_payloads, take=self.recorder.take_payloads),
             self.recorder.handoff,
         )
 

@@ -159,10 +159,10 @@ class SocketServer:
         """A kept call's payload, redacted exactly as a viewer gets it in a `payload` reply."""
         return self.requests.payload_of(source)
 
-    def packed_payloads(self, pending: list[tuple[int, Any]]) -> Any:
-        """`[call id, payload_of(kept)]` packed for each pair where that is done in C: a
-        payload_pack.PackedBatch, or None (see ViewerRequests.packed_payloads)."""
-        return self.requests.packed_payloads(pending)
+    def packed_payloads(self, call_ids: list[int], take: Callable[[list[int], Callable], Any]) -> Any:
+        """`[call id, payload_of(kept)]` packed for each call, from the ring's slots, where that is
+        done in C: a payload_pack.PackedBatch, or None (see ViewerRequests.packed_payloads)."""
+        return self.requests.packed_payloads(call_ids, take)
 
     def abandon_after_fork(self) -> None:
         """In a forked child: close the parent's descriptors without touching its socket file."""

@@ -128,10 +128,12 @@ class ViewerRequests:
             return payload.redacted(redactor, source, MAX_PAYLOAD_TEXT)
         return redactor.value({"payload": self._source(source)}, MAX_PAYLOAD_TEXT)["payload"]
 
-    def packed_payloads(self, pending: list[tuple[int, Any]]) -> payload_pack.PackedBatch | None:
-        """A recording's (call id, kept call or ring slot) pairs packed as `[call id,
-        payload_of(kept)]` where that is done in C (payload_pack.py); None where it is not
-        (no compiled part, or another materialize)."""
+    def packed_payloads(
+        self, call_ids: list[int], take: Callable[[list[int], Callable], Any]
+    ) -> payload_pack.PackedBatch | None:
+        """A recording's calls packed as `[call id, payload_of(kept)]` straight from the payload
+        ring's slots (`take`: Recorder.take_payloads) where that is done in C (payload_pack.py);
+        None where it is not (no compiled part, or another materialize), before any slot is read."""
         if (
             self.materialize is not payload.materialize
             or self.secrets_of not in (None, payload.secrets_of)
@@ -143,7 +145,7 @@ class ViewerRequests:
             packer = self._packer = payload_pack.PayloadPacker(
                 self.publisher.redactor, MAX_PAYLOAD_TEXT, self.secrets_of
             )
-        return packer.pack(pending)
+        return packer.pack(call_ids, take)
 
     def _source(self, source: Any) -> dict[str, Any]:
         """A kept call's payload, not yet redacted; the credentials its LM was given are learned
