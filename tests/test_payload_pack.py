@@ -4,7 +4,8 @@ same credentials), or are left to that pass, or are counted gone: on generated p
 shape, with msgpack's boundary values and planted credentials; across batches, as the packer's
 memo of texts found unchanged fills and a credential is learned half way; from the payload ring's
 own slots, reused for later calls; and where only texts together would form a credential. Bad
-arguments to the C function raise TypeError."""
+arguments to the C function raise TypeError. A job's call rows (`pack_plain`) are packed as msgpack
+packs them, or left to it."""
 
 from __future__ import annotations
 
@@ -1307,3 +1308,68 @@ def test_a_learned_credential_that_spans_a_line_end_is_found_only_where_it_is_wh
     whole = [(3, kept(3, outputs=[f"it is {secret} here"]))]
     assert check(packer, ref, halves + whole, planted=[secret]).python == [3]
     assert check(packer, ref, halves, planted=[secret]).ids == [1, 2]
+
+
+# --- a job's call rows, packed in C (pack_plain) -------------------------------------------------
+
+
+def plain_values(rng: random.Random, depth: int = 0):
+    """Plain data of every kind the recorder's rows hold, at msgpack's boundaries, and some it cannot."""
+    kind = rng.randrange(10 if depth < 4 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice(
+            [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, 2**64, 2**70]
+            + [-1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63), -(2**63) - 1]
+        )
+    if kind == 2:
+        return rng.choice([0.0, -0.0, 1.5, 1e300, math.inf, -math.inf, math.nan, rng.random()])
+    if kind == 3:
+        return rng.choice(["", "a" * 31, "a" * 32, "a" * 255, "a" * 256, "é" * 40000, "日本", "\ud800", "x" * 65536])
+    if kind == 4:
+        return f"Solver.predict.{rng.randrange(1000)}"
+    if kind == 5:
+        return rng.choice([b"bytes", 1 + 2j, {1, 2}, object()])  # not plain: msgpack and its fallback decide
+    if kind in (6, 7):
+        items = [plain_values(rng, depth + 1) for _ in range(rng.choice([0, 1, 15, 16, 21]))]
+        return items if kind == 6 else tuple(items)
+    if kind == 8:
+        return {f"k{i}": plain_values(rng, depth + 1) for i in range(rng.choice([0, 3, 15, 16, 17]))}
+    return {1: "an int key"}  # not a str key: msgpack decides
+
+
+@needs_c
+def test_plain_data_is_packed_as_msgpack_packs_it_or_left_to_msgpack():
+    rng = random.Random(16)
+    packed = left = 0
+    for _ in range(20_000):
+        value = plain_values(rng)
+        ours = payload_pack.pack_plain(value)
+        if ours is None:
+            left += 1
+            continue
+        assert ours == msgpack.packb(value, use_bin_type=True), value
+        packed += 1
+    assert packed > 10_000 and left > 1_000  # both ways taken, msgpack's edge cases among the packed
+
+
+@needs_c
+def test_a_recorders_calls_message_is_packed_as_the_writer_would_pack_it():
+    recorder = Recorder()
+    publisher = Publisher(recorder, 2**20, lambda: False)
+    tapped: list[dict] = []
+    publisher.taps.append(tapped.append)
+    for number in range(50):
+        record = recorder.begin("Solver.predict", "Predict", ("Solver",), "openai/gpt-4o-mini", scopes=("eval-1",))
+        error = RuntimeError("rate limited") if number % 7 == 0 else None
+        recorder.finish(record, prompt_tokens=100 + number, completion_tokens=7, cost=1e-5 * number, error=error)
+    publisher.publish_calls([event for event in recorder.drain() if type(event) is tuple])
+    (message,) = tapped
+    assert len(message["rows"]) == 50
+    assert payload_pack.pack_plain(message) == msgpack.packb(message, use_bin_type=True)
+
+
+def test_without_the_compiled_part_msgpack_packs_the_rows(monkeypatch):
+    monkeypatch.setattr(payload_pack, "_payload_pack", None)
+    assert payload_pack.pack_plain({"t": "calls", "rows": []}) is None

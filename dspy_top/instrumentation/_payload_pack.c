@@ -1026,6 +1026,69 @@ fingerprint(PyObject *Py_UNUSED(module), PyObject *text)
     return PyLong_FromUnsignedLongLong(text_fingerprint(text));
 }
 
+/* A value of plain data packed as msgpack.Packer(use_bin_type=True) packs it: None, bools, ints,
+ * floats, str, and lists, tuples and str-keyed dicts of them. PYTHON for anything else (msgpack
+ * and its fallback decide), a lone surrogate in a str, or nesting past MAX_DEPTH. */
+static int
+put_plain(Packer *p, PyObject *value, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return PYTHON;
+    if (value == Py_None)
+        return put_bytes(p, "\xc0", 1);
+    if (value == Py_True)
+        return put_bytes(p, "\xc3", 1);
+    if (value == Py_False)
+        return put_bytes(p, "\xc2", 1);
+    if (PyLong_CheckExact(value))
+        return put_int(p, value);
+    if (PyFloat_CheckExact(value))
+        return put_float(p, value);
+    if (PyUnicode_CheckExact(value))
+        return emit_text(p, value);
+    if (PyList_CheckExact(value) || PyTuple_CheckExact(value)) {
+        Py_ssize_t n;
+        PyObject **items = fields_of(value, &n);
+        int status = put_length(p, 0x90, 16, 0, 0xdc, 0xdd, n);
+        for (Py_ssize_t i = 0; i < n && status == OK; i++) {
+            if (PyList_CheckExact(value) && PyList_GET_SIZE(value) != n)
+                return PYTHON; /* nothing here runs Python code; a guard all the same */
+            status = put_plain(p, items[i], depth + 1);
+        }
+        return status;
+    }
+    if (PyDict_CheckExact(value)) {
+        Py_ssize_t n = PyDict_GET_SIZE(value), at = 0;
+        PyObject *key, *item;
+        int status = put_length(p, 0x80, 16, 0, 0xde, 0xdf, n);
+        while (status == OK && PyDict_Next(value, &at, &key, &item)) {
+            if (!PyUnicode_CheckExact(key))
+                return PYTHON;
+            status = emit_text(p, key);
+            if (status == OK)
+                status = put_plain(p, item, depth + 1);
+        }
+        return status;
+    }
+    return PYTHON;
+}
+
+/* pack_plain(value) -> bytes or None: the server thread's call rows, packed without msgpack's
+ * generic dispatch (what the recording stores of each `calls` message). */
+static PyObject *
+pack_plain(PyObject *Py_UNUSED(module), PyObject *value)
+{
+    Packer p = {NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    int status = put_plain(&p, value, 0);
+    PyObject *result = NULL;
+    if (status == OK)
+        result = PyBytes_FromStringAndSize(p.data, p.size);
+    else if (status == PYTHON)
+        result = Py_NewRef(Py_None);
+    PyMem_Free(p.data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fingerprint", fingerprint, METH_O,
      "fingerprint(text) -> int: the key of a long clean text in `long_clean` (equal texts, equal keys)."},
@@ -1041,6 +1104,10 @@ static PyMethodDef methods[] = {
      "packed call as bytes of Py_ssize_t. The lines of the packed calls' texts in `fresh` not known\n"
      "clean (know_clean_lines) are appended to `fresh_lines`. Each options map of a call still held is\n"
      "appended to `options` once."},
+    {"pack_plain", pack_plain, METH_O,
+     "pack_plain(value) -> bytes | None: msgpack's bytes for plain data (None, bool, int, float, str, and\n"
+     "lists, tuples and str-keyed dicts of them), as msgpack.Packer(use_bin_type=True) packs it; None\n"
+     "for anything else (msgpack decides)."},
     {"know_clean_lines", know_clean_lines, METH_O,
      "know_clean_lines(lines) -> None: the set of lines known to come out of the redaction pattern\n"
      "unchanged (Redactor.clean_lines), read again when it is another set or its size changed; pack_slots\n"

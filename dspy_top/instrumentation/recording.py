@@ -21,6 +21,7 @@ from typing import Any
 
 from dspy_top import paths
 from dspy_top.instrumentation.gil_handoff import Handoff
+from dspy_top.instrumentation.payload_pack import pack_plain
 from dspy_top.protocol import CALLS, EXIT
 from dspy_top.recording import runs
 from dspy_top.recording.writer import RecordingWriter
@@ -146,7 +147,9 @@ class JobRecording:
             id_of = self._id_of[key]
             if id_of is not None:
                 self._keep_sources(list(map(id_of, message.get("rows") or ())))
-        elif kind == EXIT:
+            writer.add(message, pack_plain(message))
+            return
+        if kind == EXIT:
             self.close(message)
             return
         writer.add(message)

@@ -151,8 +151,9 @@ class RecordingWriter:
     # --- feeding ----------------------------------------------------------------------
 
     @_guarded
-    def add(self, message: dict[str, Any]) -> None:
-        """Append one protocol message (stats, snapshot, eval_*, compile_*, tool, budget, calls, exit...)."""
+    def add(self, message: dict[str, Any], packed: bytes | None = None) -> None:
+        """Append one protocol message (stats, snapshot, eval_*, compile_*, tool, budget, calls, exit...);
+        `packed`: its msgpack bytes, when the caller packed it already (a job's call rows, in C)."""
         if self._fd is None or self.failed is not None:
             return
         kind = message.get("t")
@@ -165,7 +166,8 @@ class RecordingWriter:
         try:
             if kind == STATS and not self._stats.keep(message, self._clock()):
                 return
-            packed = self._packer.pack(message)
+            if packed is None:
+                packed = self._packer.pack(message)
             self.state.apply(message)
         except Exception:  # a value msgpack refuses even through the fallback, a malformed message
             self.state.notes.append({"event": "unstorable_message", "type": str(kind)})
