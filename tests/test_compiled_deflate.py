@@ -76,7 +76,9 @@ def test_the_streams_decode_to_what_was_fed_across_flushes_and_segments():
             end = round_ % 7 == 6
             if rng.random() < 0.5:
                 stream.flush(end)  # asked first, taken later: the writer's order
-            compressed += stream.take(end, True)
+            taken = stream.take(end, True)
+            assert stream.crc() == zlib.crc32(taken)  # the frame's checksum, reckoned off the GIL
+            compressed += taken
             if end:
                 segments_out.append((bytes(fed), bytes(compressed)))
                 fed, compressed = bytearray(), bytearray()

@@ -41,8 +41,9 @@ typedef struct {
     int zerror; /* zlib's error, once one happened (nothing more is compressed) */
     int flush_mode; /* the flush asked for (Z_SYNC_FLUSH or Z_FINISH) after entry `flush_at`, or NO_FLUSH */
     Py_ssize_t flush_at;
-    int flushed; /* ... done: `out` up to `flushed_end` is what `take` returns */
+    int flushed; /* ... done: `out` up to `flushed_end` is what `take` returns, its CRC-32 `flushed_crc` */
     size_t flushed_end;
+    unsigned long flushed_crc, taken_crc; /* taken_crc: that of what `take` returned last */
     Py_buffer *queue;
     Py_ssize_t queued, done, capacity;
     size_t backlog; /* bytes fed and not compressed yet */
@@ -131,6 +132,11 @@ step(Deflater *d, int unlock)
         if (status == Z_OK && flush == Z_FINISH)
             status = deflateReset(&d->z); /* what comes next is a new stream (the next segment's) */
     }
+    unsigned long crc = 0;
+    if (flush != Z_NO_FLUSH && status == Z_OK)
+        /* The frame's checksum of what `take` will return, here: off the GIL (Python's crc32 lets
+         * the GIL go for it). Only this thread appends to `out`, and the owner reads it once flushed. */
+        crc = crc32(0L, d->out, (uInt)d->out_len);
     if (unlock)
         pthread_mutex_lock(&d->lock);
     if (status != Z_OK && !d->zerror)
@@ -143,6 +149,7 @@ step(Deflater *d, int unlock)
     else {
         d->flushed = 1;
         d->flushed_end = d->out_len;
+        d->flushed_crc = crc;
     }
     return 1;
 }
@@ -400,6 +407,7 @@ Deflater_take(Deflater *d, PyObject *args)
         if (data != NULL) {
             memmove(d->out, d->out + d->flushed_end, d->out_len - d->flushed_end);
             d->out_len -= d->flushed_end;
+            d->taken_crc = d->flushed_crc;
             if (d->flush_mode == Z_FINISH)
                 d->fed_total = d->backlog; /* what is fed after it is the new stream's */
             d->flush_mode = NO_FLUSH;
@@ -446,6 +454,17 @@ Deflater_counts(Deflater *d, PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("(nnn)", (Py_ssize_t)backlog, (Py_ssize_t)out, (Py_ssize_t)fed);
 }
 
+static PyObject *
+Deflater_crc(Deflater *d, PyObject *Py_UNUSED(ignored))
+{
+    if (!in_owner(d))
+        return NULL;
+    pthread_mutex_lock(&d->lock);
+    unsigned long crc = d->taken_crc;
+    pthread_mutex_unlock(&d->lock);
+    return PyLong_FromUnsignedLong(crc);
+}
+
 static void
 Deflater_dealloc(Deflater *d)
 {
@@ -479,6 +498,7 @@ static PyMethodDef Deflater_methods[] = {
     {"take", (PyCFunction)Deflater_take, METH_VARARGS,
      "take(end, wait): the compressed bytes up to the flush asked for (asked for now if not); None "
      "when not done and not `wait`."},
+    {"crc", (PyCFunction)Deflater_crc, METH_NOARGS, "The CRC-32 of what `take` returned last (zlib.crc32 of it)."},
     {"settle", (PyCFunction)Deflater_settle, METH_NOARGS, "Wait (the GIL let go) until all fed is compressed."},
     {"counts", (PyCFunction)Deflater_counts, METH_NOARGS,
      "(bytes fed not compressed yet, compressed bytes not taken yet, bytes fed since the stream began)."},

@@ -110,12 +110,14 @@ def pack_meta(meta: dict[str, Any]) -> bytes:
     return msgpack.packb(meta, use_bin_type=True)
 
 
-def frame(kind: int, codec: int, meta: dict[str, Any], data: bytes) -> bytes:
-    """One frame, ready to write."""
+def frame(kind: int, codec: int, meta: dict[str, Any], data: bytes, data_crc: int | None = None) -> bytes:
+    """One frame, ready to write; `data_crc`: zlib.crc32(data), when the caller has it already."""
     meta_bytes = pack_meta(meta)
     if len(meta_bytes) > MAX_META or len(data) > MAX_DATA:
         raise ValueError(f"frame too large: meta {len(meta_bytes)} bytes, data {len(data)} bytes")
-    head = struct.pack(">4sBBHII", SYNC, kind, codec, len(meta_bytes), len(data), zlib.crc32(data))
+    if data_crc is None:
+        data_crc = zlib.crc32(data)
+    head = struct.pack(">4sBBHII", SYNC, kind, codec, len(meta_bytes), len(data), data_crc)
     return head + struct.pack(">I", zlib.crc32(meta_bytes, zlib.crc32(head))) + meta_bytes + data
 
 

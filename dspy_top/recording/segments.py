@@ -74,6 +74,7 @@ class SegmentedStream:
         self.early_bytes = FEED_BYTES if self.native is not None else PYTHON_EARLY_BYTES
         self.fed = False  # records went in since the last `take`
         self.flush_asked: bool | None = None  # `ask_flush`'s `end_segment`, until the frame is made
+        self.taken_crc: int | None = None  # zlib.crc32 of what `take` returned, when its thread reckoned it
         self.compressor: Any = None  # the segment's stream, once something went into it
         self.segment: int | None = None  # offset of the segment's first frame, once written
         self.segment_in = 0  # bytes that went into the current segment
@@ -134,7 +135,9 @@ class SegmentedStream:
             if data is None:
                 with self.released(ZLIB_SECONDS + ZLIB_SECONDS_PER_BYTE * native.counts()[0]):
                     data = native.take(end_segment, True)
+            self.taken_crc = native.crc()  # reckoned by the compressing thread
             return data
+        self.taken_crc = None
         with self.released(ZLIB_SECONDS):
             self.out.append(self.compressor.flush(zlib.Z_FINISH if end_segment else zlib.Z_SYNC_FLUSH))
         data = b"".join(self.out)
@@ -168,7 +171,8 @@ class SegmentedStream:
             self.segment = offset
         meta[frames.SEGMENT] = self.segment
         meta[frames.CHECKPOINT_AT] = checkpoint_at
-        data = frames.frame(self.kind, frames.STREAM, meta, self.take(end_segment))
+        data = self.take(end_segment)
+        data = frames.frame(self.kind, frames.STREAM, meta, data, self.taken_crc)
         if self.kind == frames.MESSAGES:
             written = meta[frames.WRITTEN]
             if first:
