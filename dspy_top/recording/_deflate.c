@@ -19,6 +19,7 @@
 #include <Python.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -50,6 +51,9 @@ typedef struct {
     unsigned char *out; /* compressed and not taken yet */
     size_t out_len, out_cap;
     size_t fed_total; /* bytes fed since the stream (or its last reset) began */
+    /* What compressing took here so far, records and flushes: to reckon how long a wait will be. */
+    double seconds_spent;
+    size_t bytes_done;
 } Deflater;
 
 static int
@@ -127,11 +131,15 @@ step(Deflater *d, int unlock)
     if (unlock)
         pthread_mutex_unlock(&d->lock);
     int status = Z_OK;
+    struct timespec began, ended;
+    clock_gettime(CLOCK_MONOTONIC, &began);
     if (!d->zerror) {
         status = run_deflate(d, flush, !unlock);
         if (status == Z_OK && flush == Z_FINISH)
             status = deflateReset(&d->z); /* what comes next is a new stream (the next segment's) */
     }
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    double took = (double)(ended.tv_sec - began.tv_sec) + 1e-9 * (double)(ended.tv_nsec - began.tv_nsec);
     unsigned long crc = 0;
     if (flush != Z_NO_FLUSH && status == Z_OK)
         /* The frame's checksum of what `take` will return, here: off the GIL (Python's crc32 lets
@@ -142,6 +150,8 @@ step(Deflater *d, int unlock)
     if (status != Z_OK && !d->zerror)
         d->zerror = status;
     d->working = 0;
+    d->seconds_spent += took;
+    d->bytes_done += length;
     if (flush == Z_NO_FLUSH) {
         d->done += 1;
         d->backlog -= length;
@@ -450,8 +460,10 @@ Deflater_counts(Deflater *d, PyObject *Py_UNUSED(ignored))
         return NULL;
     pthread_mutex_lock(&d->lock);
     size_t backlog = d->backlog, out = d->out_len, fed = d->fed_total;
+    /* Seconds a byte took so far, flushes included (0.0 until a record was done). */
+    double per_byte = d->bytes_done ? d->seconds_spent / (double)d->bytes_done : 0.0;
     pthread_mutex_unlock(&d->lock);
-    return Py_BuildValue("(nnn)", (Py_ssize_t)backlog, (Py_ssize_t)out, (Py_ssize_t)fed);
+    return Py_BuildValue("(nnnd)", (Py_ssize_t)backlog, (Py_ssize_t)out, (Py_ssize_t)fed, per_byte);
 }
 
 static PyObject *
@@ -501,7 +513,8 @@ static PyMethodDef Deflater_methods[] = {
     {"crc", (PyCFunction)Deflater_crc, METH_NOARGS, "The CRC-32 of what `take` returned last (zlib.crc32 of it)."},
     {"settle", (PyCFunction)Deflater_settle, METH_NOARGS, "Wait (the GIL let go) until all fed is compressed."},
     {"counts", (PyCFunction)Deflater_counts, METH_NOARGS,
-     "(bytes fed not compressed yet, compressed bytes not taken yet, bytes fed since the stream began)."},
+     "(bytes fed not compressed yet, compressed bytes not taken yet, bytes fed since the stream began,\n"
+     "seconds a byte took to compress so far, its flushes included)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,9 +43,13 @@ SEGMENT_BYTES = 1024 * 1024
 # recording: instrumentation/gil_handoff.py): level 1 on DSPy's prompts took 4 to 5 ns a byte here.
 ZLIB_SECONDS = 0.0002
 ZLIB_SECONDS_PER_BYTE = 10e-9
-# Records are handed to the compressing thread once this much is pending (cheap: it keeps that
-# thread busy as they come, so little is left to wait for at the flush); with Python's zlib, once
-# this much (each call a switch: fewer, larger calls).
+# The compressing thread's wait reckoned from its own pace so far, this many times over (it
+# shares a core with the server thread and the job's other work: its pace varies).
+WAIT_MARGIN = 3
+# Records are handed to the compressing thread once this much is pending (a quarter of it above
+# level 1): cheap, a wake of that thread, and it keeps that thread busy as they come, so little is
+# left to wait for at the flush; with Python's zlib, once this much (each call a switch: fewer,
+# larger calls).
 FEED_BYTES = 128 * 1024
 PYTHON_EARLY_BYTES = 256 * 1024
 # Fed and not yet compressed, past this the feeding waits for the compressing thread (a thread
@@ -71,7 +75,10 @@ class SegmentedStream:
         self.out_bytes = 0
         # The compressing thread's stream (`_deflate`), kept from segment to segment; or None.
         self.native = _deflate.Deflater(level) if native and _deflate is not None else None
-        self.early_bytes = FEED_BYTES if self.native is not None else PYTHON_EARLY_BYTES
+        # (A slower level gets its records sooner: less left to wait for at the flush.)
+        self.early_bytes = (
+            (FEED_BYTES if level <= 1 else FEED_BYTES // 4) if self.native is not None else PYTHON_EARLY_BYTES
+        )
         self.fed = False  # records went in since the last `take`
         self.flush_asked: bool | None = None  # `ask_flush`'s `end_segment`, until the frame is made
         self.taken_crc: int | None = None  # zlib.crc32 of what `take` returned, when its thread reckoned it
@@ -110,10 +117,17 @@ class SegmentedStream:
         self.segment_in += self.pending_bytes
         self.pending = []
         self.pending_bytes = 0
-        backlog = native.counts()[0]
-        if backlog > BACKLOG_MOST:
-            with self.released(ZLIB_SECONDS + ZLIB_SECONDS_PER_BYTE * backlog):
+        if native.counts()[0] > BACKLOG_MOST:
+            with self.released(self._wait_reckoned()):
                 native.settle()
+
+    def _wait_reckoned(self) -> float:
+        """How long the compressing thread is reckoned to need for what it holds and a flush, on
+        the high side: a job's thread asked to give the GIL back before the wait ends waits for
+        nothing, up to a millisecond (gil_handoff.py); after it, the server thread only waits a
+        little longer for its turn."""
+        backlog, _, _, per_byte = self.native.counts()
+        return ZLIB_SECONDS + WAIT_MARGIN * backlog * max(per_byte, ZLIB_SECONDS_PER_BYTE)
 
     def ask_flush(self, end_segment: bool) -> bool:
         """The next frame is to be made (ending the segment or not): with a compressing thread, it
@@ -133,7 +147,7 @@ class SegmentedStream:
         if native is not None:
             data = native.take(end_segment, False)  # done already: no switch
             if data is None:
-                with self.released(ZLIB_SECONDS + ZLIB_SECONDS_PER_BYTE * native.counts()[0]):
+                with self.released(self._wait_reckoned()):
                     data = native.take(end_segment, True)
             self.taken_crc = native.crc()  # reckoned by the compressing thread
             return data
@@ -148,7 +162,7 @@ class SegmentedStream:
     def buffered(self) -> int:
         """At most what the file grows by once this is written (records not compressed yet counted raw)."""
         if self.native is not None:
-            backlog, out, _ = self.native.counts()
+            backlog, out, _, _ = self.native.counts()
             return backlog + out + self.pending_bytes
         return self.out_bytes + self.pending_bytes
 
