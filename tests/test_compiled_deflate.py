@@ -92,6 +92,22 @@ def test_the_streams_decode_to_what_was_fed_across_flushes_and_segments():
         assert zlib.decompressobj(-15).decompress(stream.take(False, True)) == b"open"
 
 
+def test_where_no_thread_can_start_the_waits_compress_the_same_stream():
+    deflate = needs_native()
+    before = threads()
+    stream = deflate.Deflater(6, threaded=False)
+    records = [f"record {i} ".encode() * 50 for i in range(500)]
+    stream.feed(records)
+    assert threads() == before  # none started
+    assert stream.take(False, False) is None  # nothing done until a wait
+    first = stream.take(False, True)
+    stream.feed([b"tail"])
+    stream.settle()
+    assert stream.counts()[0] == 0  # a settle compresses what is held
+    decoder = zlib.decompressobj(-15)
+    assert decoder.decompress(first + stream.take(True, True)) == b"".join(records) + b"tail" and decoder.eof
+
+
 def test_take_without_waiting_never_blocks_and_a_flush_asked_stands():
     deflate = needs_native()
     stream = deflate.Deflater(6)

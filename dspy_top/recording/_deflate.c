@@ -23,7 +23,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define SCRATCH 65536
+/* zlib writes into this much stack at a time (the worker's stack is 256 KiB; a job may give its own threads small ones). */
+#define SCRATCH 16384
 #define NO_FLUSH (-1)
 
 typedef struct {
@@ -228,15 +229,16 @@ release_finished(Py_buffer *finished, Py_ssize_t count)
 static PyObject *
 Deflater_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"level", NULL};
-    int level;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i", names, &level))
+    static char *names[] = {"level", "threaded", NULL};
+    int level, threaded = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|p", names, &level, &threaded))
         return NULL;
     Deflater *d = (Deflater *)type->tp_alloc(type, 0);
     if (d == NULL)
         return NULL;
     d->level = level;
     d->owner = getpid();
+    d->inline_only = !threaded; /* as where no thread can be started: the waits compress */
     d->flush_mode = NO_FLUSH;
     if (deflateInit2(&d->z, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         Py_TYPE(d)->tp_free((PyObject *)d);
@@ -522,7 +524,8 @@ static PyTypeObject DeflaterType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dspy_top.recording._deflate.Deflater",
     .tp_basicsize = sizeof(Deflater),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Deflater(level): a raw deflate stream compressed by a thread of its own, off the GIL.",
+    .tp_doc = "Deflater(level, threaded=True): a raw deflate stream compressed by a thread of its own, off the\n"
+              "GIL (threaded=False: by the waits, the GIL let go, as where no thread can be started).",
     .tp_new = Deflater_new,
     .tp_dealloc = (destructor)Deflater_dealloc,
     .tp_methods = Deflater_methods,
