@@ -903,29 +903,58 @@ def test_the_lines_c_sets_aside_are_those_the_pass_would_look_at(clean_lines):
 
 
 @needs_c
-def test_a_table_of_clean_lines_older_than_the_set_only_sets_aside_more():
-    """The lines C knows clean are read again when the set is another or its size changed; a line
-    known once stays so (the pattern's look depends on the line alone), and one never known is
-    always set aside."""
+def test_the_table_of_clean_lines_follows_the_redactors_set_and_an_older_one_only_sets_aside_more():
+    """The lines C knows clean are those of the redactor's set: the lines that joined it are added
+    at the next walk, and a set begun again is read whole; a table older than the set, or made
+    from another, only sets aside more (a line known clean once stays so: the pattern's look
+    depends on the line alone), and a line never known is always set aside."""
     from dspy_top.instrumentation import _payload_pack
 
     packer, _ = pair()
+    redactor = packer.redactor
     text = "[[ ## question ## ]]\nq 1\n\nRespond with the corresponding output fields."
     pending = [(1, kept(1, messages=[{"role": "user", "content": text}], outputs=["x"]))]
     template = {"[[ ## question ## ]]", ""}
     assert set(lines_set_aside(packer, pending)) >= template | {"q 1", "x"}
-    packer.redactor.clean_lines.update(template)  # the set grew: read again
+    for _ in range(2):  # found clean twice: they join the set
+        redactor._remember_lines(set(template))
+    assert template <= redactor.clean_lines and redactor.new_clean_lines
     lines = set(lines_set_aside(packer, pending))
     assert lines.isdisjoint(template) and {"q 1", "Respond with the corresponding output fields."} <= lines
-    _payload_pack.know_clean_lines({"q 1"})  # another set, then the redactor's again
+    assert redactor.new_clean_lines == []  # taken into the table
+    redactor._lines._clean.items = {"q 1"}  # the set begun again (it was full): read whole
     lines = set(lines_set_aside(packer, pending))
-    assert lines.isdisjoint(template) and "q 1" in lines
+    assert "q 1" not in lines and template <= lines
+    _payload_pack.know_clean_lines({"Respond with the corresponding output fields."})  # another set's table
+    lines = set(lines_set_aside(packer, pending))
+    assert "q 1" in lines and template <= lines  # more set aside than the set says, never fewer
     with pytest.raises(TypeError):
         _payload_pack.know_clean_lines(["a list"])
     with pytest.raises(TypeError):
         _payload_pack.know_clean_lines(None)
+    with pytest.raises(TypeError):
+        _payload_pack.add_clean_lines("a str")
     _payload_pack.know_clean_lines({1, b"bytes", Text("a str's subclass"), "wide ✓"})  # none kept, no error
-    assert "q 1" in lines_set_aside(packer, pending)
+    _payload_pack.add_clean_lines([2, "wide ✓", "q 1", "q 1"])  # a line twice: kept once
+    assert "q 1" not in lines_set_aside(packer, pending)
+
+
+@needs_c
+def test_lines_joining_the_set_over_many_batches_reach_the_table_without_reading_it_whole():
+    """An optimizer's job sees its devset's lines again and again: they join the clean set a few
+    each batch, and each batch the table takes only those (the whole set read each batch cost a
+    batch the whole set's size)."""
+    packer, _ = pair()
+    redactor = packer.redactor
+    rows = [f"[[ ## passage {n} ## ]] some retrieved text number {n}" for n in range(3000)]
+    for start in range(0, 3000, 100):
+        batch = rows[start : start + 100]
+        for _ in range(2):
+            redactor._remember_lines(set(batch))
+        text = "\n".join(rows[: start + 100])
+        pending = [(start + 1, kept(start + 1, messages=[{"role": "user", "content": text}]))]
+        assert not set(lines_set_aside(packer, pending)) & set(rows)  # every passage's line known
+    assert packer._lines_known is redactor.clean_lines  # never begun again: the table grew with it
 
 
 @needs_c

@@ -263,9 +263,8 @@ typedef struct {
 } CleanLine;
 
 static CleanLine *clean_lines = NULL;
-static size_t clean_mask = 0;            /* the table's size - 1 (a power of two) */
-static const void *clean_source = NULL;  /* the set last read: by identity only, never used */
-static Py_ssize_t clean_source_size = -1;
+static size_t clean_mask = 0;  /* the table's size - 1 (a power of two) */
+static size_t clean_count = 0; /* lines in it */
 
 /* A line's bytes mixed eight at a time (a line can be a long passage); equal lines, equal prints. */
 static unsigned long long
@@ -310,34 +309,32 @@ forget_clean_lines(void)
     }
     clean_lines = NULL;
     clean_mask = 0;
-    clean_source = NULL;
-    clean_source_size = -1;
+    clean_count = 0;
 }
 
-/* `know_clean_lines(lines)`: the set of lines known clean, read again when it is another set or
- * its size changed (a set only grows until it is begun again: redact._BoundedSet). */
-static PyObject *
-know_clean_lines(PyObject *Py_UNUSED(module), PyObject *lines)
+/* Into `table` (size mask + 1, with room): the entry, unless its line is there already (0: kept). */
+static int
+place_line(CleanLine *table, size_t mask, unsigned long long print, PyObject *line)
 {
-    if (!PyAnySet_CheckExact(lines)) {
-        PyErr_SetString(PyExc_TypeError, "know_clean_lines: a set of str");
-        return NULL;
-    }
-    Py_ssize_t n = PySet_GET_SIZE(lines);
-    if ((const void *)lines == clean_source && n == clean_source_size)
-        Py_RETURN_NONE;
-    forget_clean_lines();
-    size_t size = 64;
-    while (size < 2 * (size_t)n)
-        size *= 2;
-    CleanLine *table = PyMem_Calloc(size, sizeof(CleanLine));
-    if (table == NULL)
-        return PyErr_NoMemory();
+    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+    size_t at = (size_t)print & mask;
+    for (; table[at].line != NULL; at = (at + 1) & mask)
+        if (table[at].print == print && PyUnicode_GET_LENGTH(table[at].line) == n &&
+            memcmp(PyUnicode_DATA(table[at].line), PyUnicode_DATA(line), (size_t)n) == 0)
+            return 1;
+    table[at].print = print;
+    table[at].line = line;
+    return 0;
+}
+
+/* Each one-byte str of the iterable `lines` into the table (others skipped), grown to stay under
+ * half full. */
+static int
+add_lines(PyObject *lines)
+{
     PyObject *iterator = PyObject_GetIter(lines);
-    if (iterator == NULL) {
-        PyMem_Free(table);
-        return NULL;
-    }
+    if (iterator == NULL)
+        return -1;
     PyObject *line;
     while ((line = PyIter_Next(iterator)) != NULL) {
         if (!PyUnicode_CheckExact(line) || text_ready(line) < 0 || PyUnicode_KIND(line) != PyUnicode_1BYTE_KIND) {
@@ -345,22 +342,61 @@ know_clean_lines(PyObject *Py_UNUSED(module), PyObject *lines)
             Py_DECREF(line);
             continue;
         }
+        if (clean_lines == NULL || 2 * (clean_count + 1) > clean_mask + 1) { /* grown: each entry again */
+            size_t size = clean_lines == NULL ? 64 : 2 * (clean_mask + 1);
+            CleanLine *table = PyMem_Calloc(size, sizeof(CleanLine));
+            if (table == NULL) {
+                Py_DECREF(line);
+                Py_DECREF(iterator);
+                PyErr_NoMemory();
+                return -1;
+            }
+            for (size_t at = 0; clean_lines != NULL && at <= clean_mask; at++)
+                if (clean_lines[at].line != NULL)
+                    place_line(table, size - 1, clean_lines[at].print, clean_lines[at].line);
+            PyMem_Free(clean_lines);
+            clean_lines = table;
+            clean_mask = size - 1;
+        }
         unsigned long long print = line_print(PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line));
-        size_t at = (size_t)print & (size - 1);
-        while (table[at].line != NULL)
-            at = (at + 1) & (size - 1);
-        table[at].print = print;
-        table[at].line = line; /* the reference PyIter_Next gave */
+        if (place_line(clean_lines, clean_mask, print, line))
+            Py_DECREF(line); /* there already */
+        else
+            clean_count += 1; /* the table keeps the reference PyIter_Next gave */
     }
     Py_DECREF(iterator);
-    clean_lines = table;
-    clean_mask = size - 1;
-    if (PyErr_Occurred()) {
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* `know_clean_lines(lines)`: the table made again from the set of lines known clean (a set begun
+ * again: redact._BoundedSet); `add_clean_lines(lines)` adds those that joined it since (the
+ * caller says which: reading the whole set again each time it grew cost a batch the whole set). */
+static PyObject *
+know_clean_lines(PyObject *Py_UNUSED(module), PyObject *lines)
+{
+    if (!PyAnySet_CheckExact(lines)) {
+        PyErr_SetString(PyExc_TypeError, "know_clean_lines: a set of str");
+        return NULL;
+    }
+    forget_clean_lines();
+    if (add_lines(lines) < 0) {
         forget_clean_lines();
         return NULL;
     }
-    clean_source = lines;
-    clean_source_size = n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+add_clean_lines(PyObject *Py_UNUSED(module), PyObject *lines)
+{
+    if (!PyList_CheckExact(lines) && !PyAnySet_CheckExact(lines)) {
+        PyErr_SetString(PyExc_TypeError, "add_clean_lines: a list or set of str");
+        return NULL;
+    }
+    if (add_lines(lines) < 0) {
+        forget_clean_lines();
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1108,10 +1144,13 @@ static PyMethodDef methods[] = {
      "pack_plain(value) -> bytes | None: msgpack's bytes for plain data (None, bool, int, float, str, and\n"
      "lists, tuples and str-keyed dicts of them), as msgpack.Packer(use_bin_type=True) packs it; None\n"
      "for anything else (msgpack decides)."},
+    {"add_clean_lines", add_clean_lines, METH_O,
+     "add_clean_lines(lines) -> None: lines (a list or set of str) that joined the set of lines known clean\n"
+     "since it was given to know_clean_lines."},
     {"know_clean_lines", know_clean_lines, METH_O,
      "know_clean_lines(lines) -> None: the set of lines known to come out of the redaction pattern\n"
-     "unchanged (Redactor.clean_lines), read again when it is another set or its size changed; pack_slots\n"
-     "sets aside only the other lines of a fresh text in `fresh_lines`."},
+     "unchanged (Redactor.clean_lines), read whole (a set begun again; add_clean_lines adds to it);\n"
+     "pack_slots sets aside only the other lines of a fresh text in `fresh_lines`."},
     {NULL, NULL, 0, NULL},
 };
 

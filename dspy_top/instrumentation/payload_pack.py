@@ -101,6 +101,7 @@ class PayloadPacker:
         self.secret_keys: set[str] = set()
         self.header_keys: set[str] = set()
         self.generation = redactor.generation
+        self._lines_known: set[str] | None = None  # the redactor's clean lines the C table holds
         self.packed = 0  # payloads packed here, and left to the Python pass, so far
         self.by_python = 0
 
@@ -169,6 +170,20 @@ class PayloadPacker:
             batch.ends.append(size)
         return batch
 
+    def _know_lines(self) -> None:
+        """The C table of lines known clean kept as the redactor's set: read whole when the set was
+        begun again (another set; this holds it, so its identity is its own), else added to with
+        the lines that joined it since."""
+        redactor = self.redactor
+        lines = redactor.clean_lines
+        if lines is not self._lines_known or redactor.new_clean_lines is None:
+            redactor.new_clean_lines = []
+            _payload_pack.know_clean_lines(lines)
+            self._lines_known = lines
+        elif redactor.new_clean_lines:
+            joined, redactor.new_clean_lines = redactor.new_clean_lines, []
+            _payload_pack.add_clean_lines(joined)
+
     def _walk(self, call_ids: list[int], take: Callable[[list[int], Callable], Any]) -> tuple:
         """One walk of the ring's slots of these ids (pack_slots): what it gave back, the bytes,
         the texts and map keys set aside, the lines of those texts not known clean, and the
@@ -178,7 +193,7 @@ class PayloadPacker:
         fresh_keys: list[str] = []
         fresh_lines: list[str] = []
         options: list[dict] = []
-        _payload_pack.know_clean_lines(self.redactor.clean_lines)
+        self._know_lines()
         pack_slots, limit, clean, long_clean = _payload_pack.pack_slots, self.limit, self.clean, self.long_clean
         keys, secret_keys, header_keys = self.keys, self.secret_keys, self.header_keys
 

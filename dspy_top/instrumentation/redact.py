@@ -409,6 +409,9 @@ class Redactor:
         # Parts of payloads redacted before, by their value (payload.redacted): a module's
         # messages, an LM's options. Cleared with the rest when the known secrets change.
         self.parts: dict[Any, Any] = {}
+        # Lines that joined `clean_lines` since a reader took them, for one that asks (a recording's
+        # packer: payload_pack.py); None: nobody asked. Bounded as `clean_lines` is.
+        self.new_clean_lines: list[str] | None = None
         # Lines the quick look found the pattern cannot change (see `_may_change_lines`).
         self._lines = SeenTwice(CLEAN_LINE_CHARS, ONCE_LINE_CHARS)
         self.generation = 0
@@ -520,7 +523,9 @@ class Redactor:
 
     def _remember_lines(self, clean: set[str]) -> None:
         """Lines the look found clean: skipped from now on once found so twice (SeenTwice)."""
-        self._lines.found_clean(clean)
+        joined = self._lines.found_clean(clean)
+        if joined and self.new_clean_lines is not None:
+            self.new_clean_lines.extend(joined)
 
     @property
     def clean_lines(self) -> set[str]:
