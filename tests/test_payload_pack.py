@@ -19,7 +19,7 @@ from collections.abc import Callable
 import msgpack
 import pytest
 
-from dspy_top.instrumentation import payload, payload_pack
+from dspy_top.instrumentation import payload, payload_pack, redact
 from dspy_top.instrumentation.payload_ring import KEPT_FIELDS, TAKEN, KeptCall
 from dspy_top.instrumentation.publisher import Publisher
 from dspy_top.instrumentation.recorder import Recorder
@@ -955,6 +955,16 @@ def test_lines_joining_the_set_over_many_batches_reach_the_table_without_reading
         pending = [(start + 1, kept(start + 1, messages=[{"role": "user", "content": text}]))]
         assert not set(lines_set_aside(packer, pending)) & set(rows)  # every passage's line known
     assert packer._lines_known is redactor.clean_lines  # never begun again: the table grew with it
+    # Lines no walk takes are kept for it up to a bound; past it, the next walk reads the set whole.
+    many = [f"l{n}" for n in range(redact.NEW_LINES_KEPT + 2000)]
+    for start in range(0, len(many), 1000):
+        for _ in range(2):
+            redactor._remember_lines(set(many[start : start + 1000]))
+    assert redactor.new_clean_lines is None
+    text = "\n".join(many[-50:])
+    walked = lines_set_aside(packer, [(9999, kept(9999, messages=[{"role": "user", "content": text}]))])
+    assert not set(walked) & set(many)
+    assert redactor.new_clean_lines == []
 
 
 @needs_c

@@ -201,6 +201,7 @@ _CREDENTIAL_MARK = re.compile(r"[0-9+/=_.~-]|.[A-Z]")
 QUICK_FROM = 8  # shorter texts go straight to the pattern (and their results are remembered)
 CLEAN_LINE_CHARS = 4 * 2**20  # lines remembered as clean, in characters (SeenTwice)
 ONCE_LINE_CHARS = 256 * 2**10  # lines found clean once, waiting to be found so again
+NEW_LINES_KEPT = 65536  # lines that joined the clean ones, kept for a reader at most (`new_clean_lines`)
 # A table mapping the characters of a key shape's run ([A-Za-z0-9_-]) to `a`, others to ` `.
 _RUN_TABLE = bytes(0x61 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 0x20 for c in range(256))
 # Every key shape but a JWT (looked for by its `eyJ`) and a PEM key is a run of at least 15
@@ -410,7 +411,8 @@ class Redactor:
         # messages, an LM's options. Cleared with the rest when the known secrets change.
         self.parts: dict[Any, Any] = {}
         # Lines that joined `clean_lines` since a reader took them, for one that asks (a recording's
-        # packer: payload_pack.py); None: nobody asked. Bounded as `clean_lines` is.
+        # packer: payload_pack.py); None: nobody asked, or more came than NEW_LINES_KEPT (the reader
+        # then reads the set whole).
         self.new_clean_lines: list[str] | None = None
         # Lines the quick look found the pattern cannot change (see `_may_change_lines`).
         self._lines = SeenTwice(CLEAN_LINE_CHARS, ONCE_LINE_CHARS)
@@ -525,7 +527,10 @@ class Redactor:
         """Lines the look found clean: skipped from now on once found so twice (SeenTwice)."""
         joined = self._lines.found_clean(clean)
         if joined and self.new_clean_lines is not None:
-            self.new_clean_lines.extend(joined)
+            if len(self.new_clean_lines) > NEW_LINES_KEPT:  # nobody took them: the reader reads the set whole
+                self.new_clean_lines = None
+            else:
+                self.new_clean_lines.extend(joined)
 
     @property
     def clean_lines(self) -> set[str]:
