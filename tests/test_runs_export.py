@@ -143,6 +143,11 @@ def test_export_names_a_damaged_or_foreign_file_and_writes_what_it_can(recorded,
     data = whole.read_bytes()
     cut = tmp_path / "cut.dtop"
     cut.write_bytes(data[: len(data) // 2])
+    with Recording(cut) as recording:
+        list(recording.messages())
+        between_frames = not recording.damage
+    if between_frames:  # the half fell where one frame ends and the next begins (about one file in 200)
+        cut.write_bytes(data[: len(data) // 2 + 1])  # a byte on: inside the frame, as a cut file mostly is
     env = recorded["env"]
     damaged = dspy_top("export", str(cut), env=env)
     assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
