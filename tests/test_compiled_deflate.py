@@ -272,3 +272,27 @@ def test_dspy_top_no_c_turns_the_compiled_deflate_off():
         timeout=60,
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_stream_fed_past_its_bound_waits_for_the_compressing_thread():
+    """Fed faster than its thread compresses (a thread starved of CPU), a stream holds at most
+    BACKLOG_MOST bytes not compressed: past it, the feeding waits (the GIL let go, said to the
+    caller's `released`)."""
+    needs_native()
+    from dspy_top.recording import frames
+
+    stream = segments.SegmentedStream(frames.PAYLOADS, 6)
+    waits: list[float] = []
+
+    def released(expected: float):
+        waits.append(expected)
+        return segments.held()
+
+    stream.released = released
+    data = random.Random(5).randbytes(segments.BACKLOG_MOST + 2**20)  # level 6, incompressible: seconds
+    stream.pending, stream.pending_bytes = [data], len(data)
+    stream.compress_pending()
+    assert waits and waits[0] > 0  # it waited, having said for how long
+    assert stream.native.counts()[0] == 0  # nothing left held: all compressed
+    decoder = zlib.decompressobj(-15)
+    assert decoder.decompress(stream.take(True)) == data and decoder.eof
