@@ -98,28 +98,44 @@ def test_the_build_makes_an_importable_module(tmp_path):
     assert packed == [7] and ends == [len(out)] and len(out) > 0 and "hi" in fresh and (python, gone) == ([], 0)
 
 
-def test_without_a_compiler_the_build_says_why_and_goes_on(tmp_path, capfd):
-    env = {**os.environ, "CC": "false"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {str(REPO)!r}); import hatch_build, pathlib; "
-            f"print(hatch_build.compile_extension(pathlib.Path({str(REPO)!r}), pathlib.Path({str(tmp_path)!r})))",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def build_with(compiler: str, out: Path, part: int) -> subprocess.CompletedProcess:
+    """hatch_build's compile of one part (PARTS[part]) into `out`, in a fresh interpreter, with `compiler` as $CC."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import hatch_build, pathlib; "
+        f"print(hatch_build.compile_extension(pathlib.Path({str(REPO)!r}), pathlib.Path({str(out)!r}), {part}))"
     )
+    env = {**os.environ, "CC": compiler}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_without_a_compiler_the_build_says_why_and_goes_on(tmp_path):
+    result = build_with("false", tmp_path, 0)
     assert result.returncode == 0 and result.stdout.strip() == "None"
     assert "not building the compiled payload packer" in result.stderr
     assert "works without it" in result.stderr
     assert not list(tmp_path.iterdir())
 
 
-def test_dspy_top_no_c_turns_the_compiled_part_off_in_the_job():
-    code = "from dspy_top.instrumentation import payload_pack as p; print(p.AVAILABLE)"
+def test_without_zlibs_header_the_build_of_the_deflate_says_why_and_goes_on(tmp_path):
+    fake_cc = tmp_path / "cc"
+    fake_cc.write_text(
+        '#!/bin/sh\necho "_deflate.c:21:10: fatal error: zlib.h: No such file or directory" >&2\nexit 1\n'
+    )
+    fake_cc.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = build_with(str(fake_cc), out, 1)
+    assert result.returncode == 0 and result.stdout.strip() == "None"
+    assert "not building the compiled deflate" in result.stderr
+    assert "apt-get install zlib1g-dev" in result.stderr and "works without it" in result.stderr
+    assert not list(out.iterdir())
+
+
+def test_dspy_top_no_c_turns_both_compiled_parts_off_in_the_job():
+    code = (
+        "from dspy_top.instrumentation import payload_pack as p; from dspy_top.recording import segments as s; "
+        "print(p.AVAILABLE, s.NATIVE)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, "DSPY_TOP_NO_C": "1"},
@@ -127,4 +143,4 @@ def test_dspy_top_no_c_turns_the_compiled_part_off_in_the_job():
         text=True,
         timeout=60,
     )
-    assert result.stdout.strip() == "False", result.stderr
+    assert result.stdout.split() == ["False", "False"], result.stderr
