@@ -9,6 +9,13 @@ see them; they reach history when they finish. A wrapper on DSPy's `record_histo
 exactly those (the calling `BaseLM.__call__`/`acall` frame still holds the original
 `execute`/`aexecute`) until none is left, then goes. Where DSPy's history is off or full,
 the summary says how many calls may be missing instead of pretending.
+
+Calls are told apart by the `id()` of that frame while it runs. An id is only ever compared with
+frames alive after the hooks went in: a frame freed before then (a call that ended between the
+watch and the hooks) may have given its address to another call begun before the hooks, so the
+ids of the calls the snapshot counted are not kept; those calls, if still running, are told done
+by where their frame stands (`unhooked_calls`). After the hooks no new call binds DSPy's own
+`execute`, so no running call's id can stand for another.
 """
 
 from __future__ import annotations
@@ -55,10 +62,13 @@ class HistoryBackfill:
         self._lock = threading.Lock()
         self._snapshot_taken = False
         self._early: list[tuple[dict, int]] = []  # stragglers recorded before the snapshot: (entry, call)
-        # Calls the hooks missed, by id() of their BaseLM.__call__/acall frame: seen running, counted.
+        # Calls the hooks missed, by id() of their BaseLM.__call__/acall frame: seen running, counted
+        # (the summary's `in_flight_counted` counts those, one each).
         self._in_flight_calls: set[int] = set()
         self._counted_calls: set[int] = set()
-        self._recorded_calls: set[int] = set()  # seen by the wrapper, but the snapshot held their entry
+        # id()s of the history entries of calls counted since the snapshot began, and of those it
+        # held: a frame still inside `finalize` with one of them is done (see `unhooked_calls`).
+        self._counted_entries: set[int] = set()
         self._base_lm = None
         self._original_record = None
         self._originals: dict[str, Any] = {}  # "execute"/"aexecute" -> DSPy's own function
@@ -145,6 +155,7 @@ class HistoryBackfill:
                 self._early.append((entry, id(call_frame)))  # the snapshot decides whether it holds this one
                 return
             self._counted_calls.add(id(call_frame))
+            self._counted_entries.add(id(entry))
             self.summary["in_flight_counted"] += 1
         self._count([entry])
 
@@ -160,20 +171,25 @@ class HistoryBackfill:
         with self._lock:
             self._snapshot_taken = True
             held = {id(e) for e in entries}
+            # Stragglers whose entry the snapshot holds were counted by it; their frames' ids are not
+            # kept (a frame gone since may have lent its address to a call still running). The others
+            # are counted here, their frames alive until DSPy appends their entries (after the hooks).
             late = [(e, call) for e, call in self._early if id(e) not in held]
-            self._recorded_calls = {call for e, call in self._early if id(e) in held}  # counted by the snapshot
             self._early = []
             self._counted_calls.update(call for _, call in late)
+            self._counted_entries = held | {id(e) for e, _ in late}
             self.summary["in_flight_counted"] += len(late)
         self._count(entries + [e for e, _ in late])
         try:
-            # Calls running now that the hooks missed, less those whose entry the snapshot already holds.
-            self._in_flight_calls = self.unhooked_calls(recorded=held)
+            # Calls running now that the hooks missed, less those whose entry is counted already.
+            running = self.unhooked_calls(recorded=self._counted_entries)
+            with self._lock:
+                self._in_flight_calls |= running
         except Exception:
             self._error()
         summary = self.summary
         with self._lock:
-            summary["in_flight"] = len((self._in_flight_calls | self._counted_calls) - self._recorded_calls)
+            summary["in_flight"] = self._in_flight_locked()
             if state is None:
                 summary.update(history="unknown", missing=None)
             else:
@@ -184,6 +200,10 @@ class HistoryBackfill:
                 summary["settled"] = True
         self._publish()
         return dict(summary)
+
+    def _in_flight_locked(self) -> int:
+        """The calls in flight at attach: those counted as they ended, and those seen running not yet counted."""
+        return self.summary["in_flight_counted"] + len(self._in_flight_calls - self._counted_calls)
 
     def _history(self) -> tuple[list[dict], str]:
         from dspy.clients import base_lm
@@ -324,19 +344,22 @@ class HistoryBackfill:
         if not self.watching:
             return True
         try:
-            running = self.unhooked_calls()
+            with self._lock:
+                counted = set(self._counted_entries)
+            running = self.unhooked_calls(recorded=counted)
         except Exception:
             self._error()
             running = set()
         if running:
             with self._lock:
+                # A call counted between the look and now is in `_counted_calls`: not counted twice.
                 self._in_flight_calls |= running
             return False
         self.close()
         with self._lock:
             # Calls in flight at attach that never reached history failed (or history was off then).
-            unseen = len(self._in_flight_calls - self._counted_calls - self._recorded_calls)
-            self.summary["in_flight"] = len((self._in_flight_calls | self._counted_calls) - self._recorded_calls)
+            unseen = len(self._in_flight_calls - self._counted_calls)
+            self.summary["in_flight"] = self._in_flight_locked()
             if self.summary["missing"] is not None:
                 self.summary["missing"] += unseen
             self.summary["settled"] = True
