@@ -223,3 +223,39 @@ def test_a_runs_files_are_found_by_its_id_and_its_script_named_as_the_job_sees_i
     assert record.job_argv(["python3.11", "-m", "pkg.mod"]) == ["-m", "pkg.mod"]
     assert record.job_argv(["./run_eval.sh", "a"]) == ["./run_eval.sh"]
     assert record.new_run_id(["python", "demos/optimize.py"]).endswith(f"-{os.getpid()}-optimize")
+
+
+def test_a_copy_of_a_process_file_is_listed_as_a_copy_and_never_counted_twice(recorded, tmp_path):
+    """A backup of one process's file and a copy of the other taken while it was written (cut part
+    way) beside the originals: the run still has 2 processes and the LM server's 10 calls, and
+    export of the run writes each call once."""
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    originals = sorted(recorded["runs"].glob("*.dtop"))
+    for path in [*originals, *recorded["runs"].glob("*.log")]:
+        (copied / path.name).write_bytes(path.read_bytes())
+    backup = copied / f"backup-{originals[0].name}"
+    backup.write_bytes(originals[0].read_bytes())
+    data = originals[1].read_bytes()
+    partial = copied / f"partial-{originals[1].name}"
+    partial.write_bytes(data[: len(data) * 3 // 5])
+    env = recorded["env"]
+    listed = dspy_top("runs", "--dir", str(copied), "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (run,) = json.loads(listed.stdout)["runs"]
+    assert run["processes"] == 2 and run["calls"] == recorded["served"]["requests"] == 10
+    assert sorted(r["calls"] for r in run["recordings"]) == [4, 6]
+    assert sorted(Path(r["path"]).name for r in run["recordings"]) == [p.name for p in originals]
+    assert sorted(run["copies"]) == sorted([str(backup), str(partial)])
+    exported = dspy_top("export", run["run_id"], "--dir", str(copied), env=env)
+    assert exported.returncode == 0, exported.stderr
+    rows = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert len(rows) == 10 and len({r["pid"] for r in rows}) == 2
+    table = dspy_top("runs", "--dir", str(copied), env=env)
+    assert table.stdout.splitlines()[2].split()[3:5] == ["2", "10"]
+    # `latest` names the newest file, here the partial copy: its run is replayed, each process once.
+    assert max(copied.glob("*.dtop"), key=lambda p: p.stat().st_mtime) == partial
+    replayed = dspy_top("replay", "latest", "--dir", str(copied), "-b", "-n", "1", "--json", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    end = json.loads(replayed.stdout.strip().splitlines()[-1])
+    assert sorted(p["calls"] for p in end["processes"]) == [4, 6] and end["totals"]["calls"] == 10

@@ -34,7 +34,8 @@ with DSPY_TOP_RECORD=1 or dspy_top.instrument(record=True).
 RUNS_EPILOG = """\
 state: complete (the process closed its file), live (still being written), cut off (the
 process was killed, or the disk filled: the file reads up to its last half second), damaged.
-Unknown numbers show as ?, never as 0.
+Unknown numbers show as ?, never as 0. A copy of a process's file (the same pid and start)
+counts once: --json lists it under the run's copies.
 
 examples:
   dspy-top runs                      # the runs directory (<user state dir>/dspy-top/runs)

@@ -4,7 +4,9 @@ calls, cost, best score, size.
 Read from each file's end state (its footer, or its last checkpoint and what follows), so
 listing a directory of large recordings reads little of each. The processes of one job (a
 wrapper's children, forks) each write their own file; their hellos share a `run_id`, and
-`group_runs` puts them together. Imports the model (pure), never dspy or Textual.
+`group_runs` puts them together, each process once: a copy of a process's file (the same pid and
+start; a backup, or a copy taken while it was written) is listed as a copy, never counted again.
+Imports the model (pure), never dspy or Textual.
 """
 
 from __future__ import annotations
@@ -74,8 +76,11 @@ class RunSummary:
     """One job: the recordings its processes wrote (one each), summed. None is unknown (never 0)."""
 
     run_id: str | None
-    recordings: tuple[RecordingSummary, ...]  # the first process first
+    recordings: tuple[RecordingSummary, ...]  # one file a process, the first process first
     log: Path | None  # the job's output, kept with its recordings by `dspy-top run`
+    # Other files recording a process of `recordings` (same pid and start), not counted: the fullest
+    # copy of each process is the one in `recordings`.
+    copies: tuple[RecordingSummary, ...] = ()
 
     @property
     def first(self) -> RecordingSummary:
@@ -137,6 +142,7 @@ class RunSummary:
             "state": self.state,
             "log": str(self.log) if self.log is not None else None,
             "recordings": [r.to_json() for r in self.recordings],
+            "copies": [str(r.path) for r in self.copies],
         }
 
 
@@ -149,11 +155,30 @@ def group_runs(summaries: Iterable[RecordingSummary], directory: Path | None = N
         groups.setdefault(key, []).append(summary)
     found = []
     for key, members in groups.items():
+        members, copies = _one_file_a_process(members)
         members.sort(key=lambda r: (_is_child(r, members), r.started_at))
         run_id = key if isinstance(key, str) else None
-        found.append(RunSummary(run_id, tuple(members), _log_of(run_id, members[0].path, directory)))
+        found.append(RunSummary(run_id, tuple(members), _log_of(run_id, members[0].path, directory), copies))
     found.sort(key=lambda run: run.started_at, reverse=True)
     return found
+
+
+def _one_file_a_process(members: list[RecordingSummary]) -> tuple[list[RecordingSummary], tuple[RecordingSummary, ...]]:
+    """A run's files, one a process (its pid and start), and the other copies. The one kept is the
+    fullest: the most calls (a copy taken while the file was written holds fewer), then the latest
+    end, the largest, the first path."""
+    by_process: dict[Any, list[RecordingSummary]] = {}
+    for summary in members:
+        key = (summary.pid, summary.started_at) if summary.pid is not None else ("file", str(summary.path))
+        by_process.setdefault(key, []).append(summary)
+    kept: list[RecordingSummary] = []
+    copies: list[RecordingSummary] = []
+    for files in by_process.values():
+        files.sort(key=lambda r: (-(r.calls if r.calls is not None else -1), -r.ended_at, -r.size, str(r.path)))
+        kept.append(files[0])
+        copies.extend(files[1:])
+    copies.sort(key=lambda r: str(r.path))
+    return kept, tuple(copies)
 
 
 def _is_child(summary: RecordingSummary, members: list[RecordingSummary]) -> bool:

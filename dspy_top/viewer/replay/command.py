@@ -226,11 +226,24 @@ def _run_named(run_id: str, directory: Path) -> list[Path]:
 
 
 def _run_of(newest: Path, candidates: list[Path]) -> list[Path]:
-    """`newest` and the other recordings whose hello names the same run (the processes of one job)."""
+    """`newest` and the other recordings whose hello names the same run (the processes of one job),
+    one file a process (summary.group_runs: a copy of a process's file is not replayed again)."""
     run_id = _run_id(newest)
     if run_id is None:
         return [newest]
-    return sorted(path for path in candidates if path == newest or _run_id(path) == run_id)
+    same = sorted(path for path in candidates if path == newest or _run_id(path) == run_id)
+    from dspy_top.recording.summary import group_runs, summarize
+
+    summaries = []
+    for path in same:
+        try:
+            summaries.append(summarize(path))
+        except (RecordingError, OSError):
+            continue  # unreadable now: replaying it would say so; the others are enough
+    for run in group_runs(summaries):
+        if run.run_id == run_id:
+            return sorted(r.path for r in run.recordings)
+    return same
 
 
 def _run_id(path: Path) -> str | None:
