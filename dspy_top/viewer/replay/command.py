@@ -234,15 +234,15 @@ def _run_of(newest: Path, candidates: list[Path]) -> list[Path]:
     same = sorted(path for path in candidates if path == newest or _run_id(path) == run_id)
     from dspy_top.recording.summary import group_runs, summarize
 
-    summaries = []
+    summaries, unread = [], []
     for path in same:
         try:
             summaries.append(summarize(path))
         except (RecordingError, OSError):
-            continue  # unreadable now: replaying it would say so; the others are enough
+            unread.append(path)  # replayed as it is: the replay says what is wrong with it
     for run in group_runs(summaries):
         if run.run_id == run_id:
-            return sorted(r.path for r in run.recordings)
+            return sorted([*(r.path for r in run.recordings), *unread])
     return same
 
 
