@@ -75,28 +75,33 @@ print("OUT " + json.dumps(out))
 """
 
 
+def run_job(script: str, sim: SimLM, directory, *args: str) -> dict:
+    """`script` in a fresh Python (dspy-top's hooks are process-wide) against `sim`: its OUT line's JSON."""
+    env = {
+        **os.environ,
+        "SIM_URL": sim.base_url,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DSPY_CACHEDIR": str(directory / "cache"),
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("DSPY_TOP", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=str(REPO),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("OUT "))[4:])
+
+
 @pytest.mark.slow
 def test_history_backfill_counts_hits_reads_lm_histories_when_full_and_says_unknown_when_off():
     directory = runtime_dir()
     with SimLM(latency_scale=0.0) as sim:
-        env = {
-            **os.environ,
-            "SIM_URL": sim.base_url,
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "DSPY_CACHEDIR": str(directory / "cache"),
-            "PYTHONPATH": str(REPO),
-        }
-        env.pop("DSPY_TOP", None)
-        done = subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(directory)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            cwd=str(REPO),
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("OUT "))[4:])
+        out = run_job(SCRIPT, sim, directory, str(directory))
 
     cache, capped, disabled = out["cache"], out["capped"], out["disabled"]
     assert cache["answer"]["status"] == "attached"
@@ -193,24 +198,7 @@ def test_a_call_running_at_attach_in_the_frame_address_of_one_the_snapshot_count
     ends, then counted, and the summary's two counts agree (the race CI met as 6 counted against 5)."""
     directory = runtime_dir()
     with SimLM(latency_scale=0.3) as sim:
-        env = {
-            **os.environ,
-            "SIM_URL": sim.base_url,
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "DSPY_CACHEDIR": str(directory / "cache"),
-            "PYTHONPATH": str(REPO),
-        }
-        env.pop("DSPY_TOP", None)
-        done = subprocess.run(
-            [sys.executable, "-c", REUSED_ADDRESS_SCRIPT],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            cwd=str(REPO),
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("OUT "))[4:])
+        out = run_job(REUSED_ADDRESS_SCRIPT, sim, directory)
     at_snapshot, settled = out["at_snapshot"], out["settled"]
     assert at_snapshot["calls"] == 1 and at_snapshot["in_flight"] == 1 and at_snapshot["in_flight_counted"] == 0
     assert settled["settled"] and settled["calls"] == 2 == out["history"]
