@@ -6,6 +6,7 @@ memory; and what recording costs a real DSPy job per LM call (`wired`).
     python benchmarks/recording.py corpus metadata     # parts: corpus | redaction | metadata | writer | big | wired
     python benchmarks/recording.py big --calls 200000  # a smaller big file
     python benchmarks/recording.py wired --rounds 20   # the job's cost, in fresh processes, round by round
+    python benchmarks/recording.py wired --rounds 24 --wired-scenarios pipeline-eval   # one scenario
 
 Payloads are real DSPy payloads: the demo's programs (Predict and ChainOfThought, with and
 without BootstrapFewShot's demos, and the ReAct pipeline) run against the simulated LM and
@@ -837,6 +838,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=1_000_000, help="calls in the big recording")
     parser.add_argument("--rounds", type=int, default=20, help="wired: fresh-process rounds")
     parser.add_argument("--wired-calls", type=int, default=4000, help="wired: LM calls each process times")
+    parser.add_argument(
+        "--wired-scenarios",
+        default="predict,pipeline-eval",
+        help="wired: the scenarios, comma-separated (predict, pipeline-eval)",
+    )
     parser.add_argument("--dir", type=Path, help="where to write (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args(argv)
@@ -855,7 +861,12 @@ def main(argv: list[str]) -> int:
         if "big" in args.parts:
             results["big"] = big(directory, args.calls, args.keep)
         if "wired" in args.parts:
-            results["wired"] = wired(args.rounds, args.wired_calls)
+            scenarios = tuple(name for name in args.wired_scenarios.split(",") if name)
+            unknown = set(scenarios) - {"predict", "pipeline-eval"}
+            if unknown or not scenarios:
+                named = ", ".join(sorted(unknown)) or "none"
+                parser.error(f"--wired-scenarios: predict and/or pipeline-eval, not {named}")
+            results["wired"] = wired(args.rounds, args.wired_calls, scenarios)
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
