@@ -227,8 +227,9 @@ def test_a_runs_files_are_found_by_its_id_and_its_script_named_as_the_job_sees_i
 
 def test_a_copy_of_a_process_file_is_listed_as_a_copy_and_never_counted_twice(recorded, tmp_path):
     """A backup of one process's file and a copy of the other taken while it was written (cut part
-    way) beside the originals: the run still has 2 processes and the LM server's 10 calls, and
-    export of the run writes each call once."""
+    way) beside the originals: the run still has 2 processes and the LM server's 10 calls, export
+    of the run writes each call once, and its replay (`latest`, or the directory) shows each
+    process once."""
     copied = tmp_path / "copied"
     copied.mkdir()
     originals = sorted(recorded["runs"].glob("*.dtop"))
@@ -258,4 +259,9 @@ def test_a_copy_of_a_process_file_is_listed_as_a_copy_and_never_counted_twice(re
     replayed = dspy_top("replay", "latest", "--dir", str(copied), "-b", "-n", "1", "--json", env=env)
     assert replayed.returncode == 0, replayed.stderr
     end = json.loads(replayed.stdout.strip().splitlines()[-1])
+    assert sorted(p["calls"] for p in end["processes"]) == [4, 6] and end["totals"]["calls"] == 10
+    # The directory itself, replayed: each process once too (its four files, two of them copies).
+    whole = dspy_top("replay", str(copied), "-b", "-n", "1", "--json", env=env)
+    assert whole.returncode == 0, whole.stderr
+    end = json.loads(whole.stdout.strip().splitlines()[-1])
     assert sorted(p["calls"] for p in end["processes"]) == [4, 6] and end["totals"]["calls"] == 10

@@ -155,7 +155,7 @@ def group_runs(summaries: Iterable[RecordingSummary], directory: Path | None = N
         groups.setdefault(key, []).append(summary)
     found = []
     for key, members in groups.items():
-        members, copies = _one_file_a_process(members)
+        members, copies = one_file_a_process(members)
         members.sort(key=lambda r: (_is_child(r, members), r.started_at))
         run_id = key if isinstance(key, str) else None
         found.append(RunSummary(run_id, tuple(members), _log_of(run_id, members[0].path, directory), copies))
@@ -163,7 +163,7 @@ def group_runs(summaries: Iterable[RecordingSummary], directory: Path | None = N
     return found
 
 
-def _one_file_a_process(members: list[RecordingSummary]) -> tuple[list[RecordingSummary], tuple[RecordingSummary, ...]]:
+def one_file_a_process(members: list[RecordingSummary]) -> tuple[list[RecordingSummary], tuple[RecordingSummary, ...]]:
     """A run's files, one a process (its pid and start), and the other copies. The one kept is the
     fullest: the most calls (a copy taken while the file was written holds fewer), then the latest
     end, the largest, the first path."""

@@ -26,8 +26,9 @@ response read from the file. It opens on the whole run (the end, paused); a reco
 still being written opens on its newest moment and follows it as it grows.
 
 RECORDING is a .dtop file, a directory of them (the processes of one job, replayed
-together), a run id (as `dspy-top runs --json` shows it: all its processes), or `latest`
-(the default: the newest run in the runs directory).
+together; a copy of a process's file counts once), a run id (as `dspy-top runs --json`
+shows it: all its processes), or `latest` (the default: the newest run in the runs
+directory).
 """
 EPILOG = f"""\
 keys (besides the viewer's; ? shows them all):
@@ -188,14 +189,15 @@ def runs_main(argv: list[str]) -> int:
 
 
 def recordings_named(name: str, directory: Path) -> list[Path]:
-    """The recordings RECORDING names: a file; every recording in a directory; `latest`, the newest
-    one in `directory` with the other processes of its run. LookupError says why there are none."""
+    """The recordings RECORDING names: a file; the recordings in a directory, one file a process;
+    `latest`, the newest one in `directory` with the other processes of its run. LookupError says
+    why there are none."""
     path = Path(name).expanduser()
     if path.is_dir():
         found = sorted(runs.recordings(path))
         if not found:
             raise LookupError(f"no recordings (*{runs.SUFFIX}) in {path}")
-        return found
+        return _one_file_each_process(found)
     if path.exists() or name != "latest":
         if not path.exists():
             of_run = _run_named(name, directory)
@@ -227,23 +229,27 @@ def _run_named(run_id: str, directory: Path) -> list[Path]:
 
 def _run_of(newest: Path, candidates: list[Path]) -> list[Path]:
     """`newest` and the other recordings whose hello names the same run (the processes of one job),
-    one file a process (summary.group_runs: a copy of a process's file is not replayed again)."""
+    one file a process."""
     run_id = _run_id(newest)
     if run_id is None:
         return [newest]
-    same = sorted(path for path in candidates if path == newest or _run_id(path) == run_id)
-    from dspy_top.recording.summary import group_runs, summarize
+    return _one_file_each_process([path for path in candidates if path == newest or _run_id(path) == run_id])
+
+
+def _one_file_each_process(paths: list[Path]) -> list[Path]:
+    """These recordings, one file a process (summary.one_file_a_process: a copy of a process's file,
+    the same pid and start, is not replayed again; the fullest is), sorted. A file that cannot be
+    summarized is kept: the replay says what is wrong with it."""
+    from dspy_top.recording.summary import one_file_a_process, summarize
 
     summaries, unread = [], []
-    for path in same:
+    for path in paths:
         try:
             summaries.append(summarize(path))
         except (RecordingError, OSError):
-            unread.append(path)  # replayed as it is: the replay says what is wrong with it
-    for run in group_runs(summaries):
-        if run.run_id == run_id:
-            return sorted([*(r.path for r in run.recordings), *unread])
-    return same
+            unread.append(path)
+    kept, _ = one_file_a_process(summaries)
+    return sorted([*(summary.path for summary in kept), *unread])
 
 
 def _run_id(path: Path) -> str | None:
