@@ -166,3 +166,25 @@ def test_the_parts_a_redactor_remembers_stay_bounded():
     for number in range(3 * payload._PARTS_KEPT):
         redacted(redactor, kept(id=number, usage={f"tokens_{number}": number}), LIMIT)
         assert len(redactor.parts) <= payload._PARTS_KEPT
+
+
+def test_a_remembered_part_is_never_taken_for_another_kind_of_part():
+    """The parts a redactor remembers are of three kinds (a message, a map of plain values, the names
+    of a map of numbers), kept in one dict: a map of numbers whose names are a limit, a role and a
+    message's text must not find that message's verdict (it would pass a credential in a name)."""
+    content = "word " * 60 + "Authorization: Bearer " + KEY
+    redactor = Redactor({})
+    first = redacted(redactor, kept(id=1, messages=[{"role": "user", "content": content}]), LIMIT)
+    assert KEY not in repr(first)
+    usage = {LIMIT: 1, "user": 2, content: 3}
+    call = kept(id=2, messages=[{"role": "user", "content": "hi"}], usage=usage)
+    got = redacted(redactor, call, LIMIT)
+    assert got == Redactor({}).value({"payload": materialize(call)}, LIMIT)["payload"]
+    assert KEY not in repr(got)
+    # and the other way: the names remembered first, then a message shaped like them
+    redactor = Redactor({})
+    redacted(redactor, kept(id=3, usage={LIMIT: 1, "user": 2, content: 3}), LIMIT)
+    message = kept(id=4, messages=[{"role": "user", "content": content}])
+    got = redacted(redactor, message, LIMIT)
+    assert got == Redactor({}).value({"payload": materialize(message)}, LIMIT)["payload"]
+    assert KEY not in repr(got)

@@ -173,8 +173,9 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
     so only its values are walked (a recording does this for every call). A module's messages
     and an LM's options come again with every call: each distinct one is redacted once
     (`Redactor.parts`, cleared when the known secrets change), and the result is shared by the
-    payloads that hold it (they are encoded, never changed). `kept` is a recorder.KeptCall (a
-    tuple in KEPT_FIELDS order)."""
+    payloads that hold it (they are encoded, never changed); each kind of part under a key of its
+    own kind, so that no part is ever taken for another. `kept` is a recorder.KeptCall (a tuple in
+    KEPT_FIELDS order)."""
     (
         _,
         model,
@@ -209,15 +210,15 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
         """A map of plain values (options, usage, cost details) redacted once per distinct one."""
         types = tuple(map(type, item.values()))
         if _NUMBER_TYPES.issuperset(types):  # numbers only (usage): its names decide
-            names = tuple(item)
+            names = ("names", *item)
             verdict = parts.get(names)
             if verdict is None:
-                verdict = all(type(name) is str and text(name, 1024) == name for name in names)
+                verdict = all(type(name) is str and text(name, 1024) == name for name in item)
                 remember(names, verdict)
             return dict(item) if verdict else value(item, limit, 2)
         if not _ATOM_TYPES.issuperset(types):
             return value(item, limit, 2)
-        key = (limit, tuple(item.items()), types)
+        key = ("map", limit, tuple(item.items()), types)
         if float in types and 0.0 in item.values():  # -0.0 == 0.0 and hashes alike: the sign tells
             key += (tuple([math.copysign(1.0, v) for v in item.values() if type(v) is float]),)
         done = parts.get(key)
@@ -239,7 +240,7 @@ def redacted(redactor: Any, kept: Any, limit: int) -> dict[str, Any]:
             if type(message) is dict and len(message) == 2:
                 role, content = message.get("role"), message.get("content")
                 if type(role) is str and type(content) is str and _SHORT_TEXT < len(content) <= _PART_TEXT:
-                    key = (limit, role, content)
+                    key = ("message", limit, role, content)
                     done = parts.get(key)
                     if done is None:
                         done = {"role": text(role, limit), "content": text(content, limit)}
