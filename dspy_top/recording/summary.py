@@ -164,9 +164,9 @@ def group_runs(summaries: Iterable[RecordingSummary], directory: Path | None = N
 
 
 def one_file_a_process(members: list[RecordingSummary]) -> tuple[list[RecordingSummary], tuple[RecordingSummary, ...]]:
-    """A run's files, one a process (its pid and start), and the other copies. The one kept is the
-    fullest: the most calls (a copy taken while the file was written holds fewer), then the latest
-    end, the largest, the first path."""
+    """Recordings (a run's, or a directory's for `dspy-top replay DIR`), one file a process (its pid
+    and start), and the other copies. The one kept is the fullest: the most calls (a copy taken while
+    the file was written holds fewer), then the latest end, the largest, the first path."""
     by_process: dict[Any, list[RecordingSummary]] = {}
     for summary in members:
         key = (summary.pid, summary.started_at) if summary.pid is not None else ("file", str(summary.path))
